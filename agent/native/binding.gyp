@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "goroscope_bridge",
+      "sources": ["bridge.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wno-unused-parameter"],
+      "libraries": ["-lbpf", "-lelf", "-lz", "-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,944 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The native bridge: a Node-API addon over libbpf.
+ *
+ * It loads a BPF object, attaches uprobes and tracepoints where the agent says, reads and writes maps, and
+ * drains ring buffers on a thread of its own. JavaScript gets one Buffer of fixed-size records per call
+ * (never a call per record): the reader thread appends records to a batch and hands over full batches, and
+ * whatever is waiting after each poll round. Nothing is pinned, so every probe and link goes away with the
+ * process, also after kill -9. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/types.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <node_api.h>
+
+#include "../../bpf/goroutines.h"
+#include "../../bpf/tcp.h"
+
+#define MAX_RINGS 8
+#define MAX_LINKS 8192
+
+/* ---------- errors and libbpf's log ---------- */
+
+/* libbpf's warnings (the verifier log above all) go here, so a failed load says why. */
+static char libbpf_log[8192];
+static size_t libbpf_log_len;
+static pthread_mutex_t libbpf_log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int capture_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	pthread_mutex_lock(&libbpf_log_lock);
+	if (libbpf_log_len >= sizeof(libbpf_log) - 1)
+		libbpf_log_len = 0; /* keep the newest lines */
+	int n = vsnprintf(libbpf_log + libbpf_log_len, sizeof(libbpf_log) - libbpf_log_len, fmt, args);
+	if (n > 0)
+		libbpf_log_len += (size_t)n < sizeof(libbpf_log) - libbpf_log_len ? (size_t)n
+										   : sizeof(libbpf_log) - libbpf_log_len - 1;
+	pthread_mutex_unlock(&libbpf_log_lock);
+	return 0;
+}
+
+static void clear_libbpf_log(void)
+{
+	pthread_mutex_lock(&libbpf_log_lock);
+	libbpf_log_len = 0;
+	libbpf_log[0] = 0;
+	pthread_mutex_unlock(&libbpf_log_lock);
+}
+
+/* Throws an Error with the message, the errno text and code, and libbpf's log. */
+static napi_value throw_errno(napi_env env, int err, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (err < 0)
+		err = -err;
+	char full[1024 + 64 + sizeof(libbpf_log)];
+	pthread_mutex_lock(&libbpf_log_lock);
+	if (err)
+		snprintf(full, sizeof(full), "%s: %s%s%s", msg, strerror(err), libbpf_log_len ? "\nlibbpf: " : "",
+			 libbpf_log_len ? libbpf_log : "");
+	else
+		snprintf(full, sizeof(full), "%s", msg);
+	pthread_mutex_unlock(&libbpf_log_lock);
+	napi_value m, e, code;
+	napi_create_string_utf8(env, full, NAPI_AUTO_LENGTH, &m);
+	napi_create_error(env, NULL, m, &e);
+	napi_create_int32(env, err, &code);
+	napi_set_named_property(env, e, "errno", code);
+	napi_throw(env, e);
+	return NULL;
+}
+
+#define NAPI_OK(call)                                                                                     \
+	do {                                                                                                  \
+		if ((call) != napi_ok) {                                                                          \
+			const napi_extended_error_info *info;                                                         \
+			napi_get_last_error_info(env, &info);                                                         \
+			bool pending;                                                                                 \
+			napi_is_exception_pending(env, &pending);                                                     \
+			if (!pending)                                                                                 \
+				napi_throw_error(env, NULL, info->error_message ? info->error_message : "napi call failed"); \
+			return NULL;                                                                                  \
+		}                                                                                                 \
+	} while (0)
+
+static bool get_string(napi_env env, napi_value v, char *buf, size_t cap)
+{
+	size_t len;
+	return napi_get_value_string_utf8(env, v, buf, cap, &len) == napi_ok && len < cap - 1;
+}
+
+/* ---------- the reader thread ---------- */
+
+struct reader;
+
+struct ring_batch {
+	struct reader *reader;
+	int ring;
+	size_t record_size;
+	unsigned char *buf;
+	size_t len, cap;
+};
+
+struct batch_msg {
+	int ring;
+	unsigned char *data;
+	size_t len;
+};
+
+struct reader {
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+	struct ring_buffer *rb;
+	napi_threadsafe_function tsfn;
+	int nrings;
+	struct ring_batch batches[MAX_RINGS];
+	size_t batch_bytes;
+	int poll_ms;
+	/* Back-pressure: past this many batches not yet taken by JavaScript the thread stops draining, the ring
+	 * buffer fills, and the BPF side counts what it cannot write. Memory stays bounded. */
+	long max_outstanding;
+	atomic_long outstanding;
+	atomic_ullong records, handed_batches, malformed, stalls;
+};
+
+static void flush_batch(struct ring_batch *b)
+{
+	if (!b->len)
+		return;
+	struct batch_msg *m = malloc(sizeof(*m));
+	if (!m)
+		return;
+	m->ring = b->ring;
+	m->data = b->buf;
+	m->len = b->len;
+	atomic_fetch_add(&b->reader->outstanding, 1);
+	atomic_fetch_add(&b->reader->handed_batches, 1);
+	if (napi_call_threadsafe_function(b->reader->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+		atomic_fetch_sub(&b->reader->outstanding, 1);
+		free(m->data);
+		free(m);
+	}
+	b->buf = malloc(b->cap);
+	b->len = 0;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct ring_batch *b = ctx;
+	if (size != b->record_size) {
+		atomic_fetch_add(&b->reader->malformed, 1);
+		return 0;
+	}
+	if (b->len + size > b->cap)
+		flush_batch(b);
+	if (!b->buf) /* out of memory: count as malformed rather than crash */
+	{
+		atomic_fetch_add(&b->reader->malformed, 1);
+		b->buf = malloc(b->cap);
+		return 0;
+	}
+	memcpy(b->buf + b->len, data, size);
+	b->len += size;
+	atomic_fetch_add(&b->reader->records, 1);
+	return 0;
+}
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	while (!atomic_load(&r->stop)) {
+		if (atomic_load(&r->outstanding) >= r->max_outstanding) {
+			atomic_fetch_add(&r->stalls, 1);
+			usleep(1000);
+			continue;
+		}
+		/* The BPF side wakes us only past a threshold; the timeout drains the rest every poll_ms. */
+		int n = ring_buffer__poll(r->rb, r->poll_ms);
+		if (n == 0)
+			ring_buffer__consume(r->rb);
+		for (int i = 0; i < r->nrings; i++)
+			flush_batch(&r->batches[i]);
+	}
+	ring_buffer__consume(r->rb);
+	for (int i = 0; i < r->nrings; i++)
+		flush_batch(&r->batches[i]);
+	return NULL;
+}
+
+static void free_external(napi_env env, void *data, void *hint)
+{
+	(void)env;
+	(void)hint;
+	free(data);
+}
+
+/* Runs on the JS thread: onBatch(ring, buffer). */
+static void deliver_batch(napi_env env, napi_value fn, void *context, void *data)
+{
+	struct reader *r = context;
+	struct batch_msg *m = data;
+	atomic_fetch_sub(&r->outstanding, 1);
+	if (!env) {
+		free(m->data);
+		free(m);
+		return;
+	}
+	napi_value args[2], undefined;
+	napi_create_int32(env, m->ring, &args[0]);
+	if (napi_create_external_buffer(env, m->len, m->data, free_external, NULL, &args[1]) != napi_ok) {
+		free(m->data);
+		free(m);
+		return;
+	}
+	free(m);
+	napi_get_undefined(env, &undefined);
+	napi_call_function(env, undefined, fn, 2, args, NULL);
+}
+
+/* ---------- the BPF object ---------- */
+
+struct bpf_handle {
+	struct bpf_object *obj;
+	struct bpf_link *links[MAX_LINKS];
+	int nlinks_hint;
+	struct reader *reader;
+};
+
+static void reader_stop(struct reader *r)
+{
+	if (!r)
+		return;
+	if (r->started) {
+		atomic_store(&r->stop, true);
+		pthread_join(r->thread, NULL);
+		r->started = false;
+	}
+	if (r->tsfn) {
+		napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
+		r->tsfn = NULL;
+	}
+	if (r->rb) {
+		ring_buffer__free(r->rb);
+		r->rb = NULL;
+	}
+	for (int i = 0; i < r->nrings; i++) {
+		free(r->batches[i].buf);
+		r->batches[i].buf = NULL;
+	}
+}
+
+static void handle_close(struct bpf_handle *h)
+{
+	if (h->reader) {
+		reader_stop(h->reader);
+		free(h->reader);
+		h->reader = NULL;
+	}
+	for (int i = 0; i < MAX_LINKS; i++) {
+		if (h->links[i]) {
+			bpf_link__destroy(h->links[i]);
+			h->links[i] = NULL;
+		}
+	}
+	if (h->obj) {
+		bpf_object__close(h->obj);
+		h->obj = NULL;
+	}
+}
+
+static void finalize_handle(napi_env env, void *data, void *hint)
+{
+	(void)env;
+	(void)hint;
+	struct bpf_handle *h = data;
+	handle_close(h);
+	free(h);
+}
+
+static struct bpf_handle *unwrap(napi_env env, napi_value self)
+{
+	struct bpf_handle *h = NULL;
+	if (napi_unwrap(env, self, (void **)&h) != napi_ok || !h) {
+		napi_throw_error(env, NULL, "not a BPF object");
+		return NULL;
+	}
+	if (!h->obj) {
+		napi_throw_error(env, NULL, "the BPF object is closed");
+		return NULL;
+	}
+	return h;
+}
+
+/* Sets a `const volatile` global in .rodata (or .data/.bss) by name, before load. */
+static int set_global(struct bpf_object *obj, const char *name, const void *val, size_t size)
+{
+	struct btf *btf = bpf_object__btf(obj);
+	if (!btf)
+		return -ENOENT;
+	struct bpf_map *map;
+	bpf_object__for_each_map(map, obj)
+	{
+		const char *mname = bpf_map__name(map);
+		const char *dot = strrchr(mname, '.');
+		if (!dot || (strcmp(dot, ".rodata") && strcmp(dot, ".data") && strcmp(dot, ".bss")))
+			continue;
+		int sec_id = btf__find_by_name_kind(btf, dot, BTF_KIND_DATASEC);
+		if (sec_id < 0)
+			continue;
+		const struct btf_type *sec = btf__type_by_id(btf, sec_id);
+		const struct btf_var_secinfo *vs = btf_var_secinfos(sec);
+		for (unsigned i = 0; i < btf_vlen(sec); i++, vs++) {
+			const struct btf_type *var = btf__type_by_id(btf, vs->type);
+			if (strcmp(btf__name_by_offset(btf, var->name_off), name))
+				continue;
+			if (vs->size != size)
+				return -EINVAL;
+			size_t total;
+			const void *init = bpf_map__initial_value(map, &total);
+			if (!init || vs->offset + size > total)
+				return -EINVAL;
+			unsigned char *copy = malloc(total);
+			if (!copy)
+				return -ENOMEM;
+			memcpy(copy, init, total);
+			memcpy(copy + vs->offset, val, size);
+			int err = bpf_map__set_initial_value(map, copy, total);
+			free(copy);
+			return err;
+		}
+	}
+	return -ENOENT;
+}
+
+/* new Bpf(objectPath, { ringSizes?: {name: bytes}, globals?: {name: Buffer} }) */
+static napi_value bpf_new(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], self;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	char path[4096];
+	if (argc < 1 || !get_string(env, argv[0], path, sizeof(path)))
+		return throw_errno(env, 0, "Bpf: the first argument must be the object file's path");
+
+	clear_libbpf_log();
+	struct bpf_object *obj = bpf_object__open_file(path, NULL);
+	if (!obj)
+		return throw_errno(env, errno, "cannot open BPF object %s", path);
+
+	napi_valuetype t = napi_undefined;
+	if (argc > 1)
+		napi_typeof(env, argv[1], &t);
+	if (t == napi_object) {
+		napi_value sizes, globals, names, key, val;
+		bool has;
+		uint32_t n;
+		char name[256];
+		napi_has_named_property(env, argv[1], "ringSizes", &has);
+		if (has && napi_get_named_property(env, argv[1], "ringSizes", &sizes) == napi_ok &&
+		    napi_get_property_names(env, sizes, &names) == napi_ok) {
+			napi_get_array_length(env, names, &n);
+			for (uint32_t i = 0; i < n; i++) {
+				uint32_t bytes;
+				napi_get_element(env, names, i, &key);
+				napi_get_property(env, sizes, key, &val);
+				if (!get_string(env, key, name, sizeof(name)) || napi_get_value_uint32(env, val, &bytes) != napi_ok) {
+					bpf_object__close(obj);
+					return throw_errno(env, 0, "Bpf: ringSizes must map names to byte counts");
+				}
+				struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
+				int err = m ? bpf_map__set_max_entries(m, bytes) : -ENOENT;
+				if (err) {
+					bpf_object__close(obj);
+					return throw_errno(env, err, "cannot size ring buffer %s to %u bytes", name, bytes);
+				}
+			}
+		}
+		napi_has_named_property(env, argv[1], "globals", &has);
+		if (has && napi_get_named_property(env, argv[1], "globals", &globals) == napi_ok &&
+		    napi_get_property_names(env, globals, &names) == napi_ok) {
+			napi_get_array_length(env, names, &n);
+			for (uint32_t i = 0; i < n; i++) {
+				void *data;
+				size_t len;
+				napi_get_element(env, names, i, &key);
+				napi_get_property(env, globals, key, &val);
+				if (!get_string(env, key, name, sizeof(name)) ||
+				    napi_get_buffer_info(env, val, &data, &len) != napi_ok) {
+					bpf_object__close(obj);
+					return throw_errno(env, 0, "Bpf: globals must map names to Buffers");
+				}
+				int err = set_global(obj, name, data, len);
+				if (err) {
+					bpf_object__close(obj);
+					return throw_errno(env, err, "cannot set BPF global %s (%zu bytes)", name, len);
+				}
+			}
+		}
+	}
+
+	int err = bpf_object__load(obj);
+	if (err) {
+		napi_value e = throw_errno(env, err, "cannot load BPF object %s", path);
+		bpf_object__close(obj);
+		return e;
+	}
+	struct bpf_handle *h = calloc(1, sizeof(*h));
+	if (!h) {
+		bpf_object__close(obj);
+		return throw_errno(env, ENOMEM, "Bpf");
+	}
+	h->obj = obj;
+	NAPI_OK(napi_wrap(env, self, h, finalize_handle, NULL, NULL));
+	return self;
+}
+
+static struct bpf_program *find_prog(napi_env env, struct bpf_handle *h, napi_value v)
+{
+	char name[256];
+	if (!get_string(env, v, name, sizeof(name))) {
+		napi_throw_error(env, NULL, "program name must be a string");
+		return NULL;
+	}
+	struct bpf_program *p = bpf_object__find_program_by_name(h->obj, name);
+	if (!p)
+		throw_errno(env, ENOENT, "no BPF program named %s", name);
+	return p;
+}
+
+static napi_value store_link(napi_env env, struct bpf_handle *h, struct bpf_link *link)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		int slot = (h->nlinks_hint + i) % MAX_LINKS;
+		if (!h->links[slot]) {
+			h->links[slot] = link;
+			h->nlinks_hint = slot + 1;
+			napi_value id;
+			napi_create_int32(env, slot, &id);
+			return id;
+		}
+	}
+	bpf_link__destroy(link);
+	return throw_errno(env, EMFILE, "too many attached probes (%d)", MAX_LINKS);
+}
+
+/* attachUprobe(program, binaryPath, fileOffset, pid (-1: every process), cookie: bigint) -> link id */
+static napi_value bpf_attach_uprobe(napi_env env, napi_callback_info info)
+{
+	size_t argc = 5;
+	napi_value argv[5], self;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	if (argc < 5)
+		return throw_errno(env, 0, "attachUprobe(program, binaryPath, fileOffset, pid, cookie)");
+	struct bpf_program *prog = find_prog(env, h, argv[0]);
+	if (!prog)
+		return NULL;
+	char path[4096];
+	int64_t offset;
+	int32_t pid;
+	uint64_t cookie;
+	bool lossless;
+	if (!get_string(env, argv[1], path, sizeof(path)) || napi_get_value_int64(env, argv[2], &offset) != napi_ok ||
+	    napi_get_value_int32(env, argv[3], &pid) != napi_ok ||
+	    napi_get_value_bigint_uint64(env, argv[4], &cookie, &lossless) != napi_ok)
+		return throw_errno(env, 0, "attachUprobe: bad arguments (path string, offset number, pid number, cookie bigint)");
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = cookie, .retprobe = false);
+	clear_libbpf_log();
+	struct bpf_link *link = bpf_program__attach_uprobe_opts(prog, pid, path, (size_t)offset, &opts);
+	if (!link)
+		return throw_errno(env, errno, "cannot attach uprobe %s at %s+0x%llx", bpf_program__name(prog), path,
+				   (unsigned long long)offset);
+	return store_link(env, h, link);
+}
+
+/* attachTracepoint(program, category, name) -> link id */
+static napi_value bpf_attach_tracepoint(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3], self;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	if (argc < 3)
+		return throw_errno(env, 0, "attachTracepoint(program, category, name)");
+	struct bpf_program *prog = find_prog(env, h, argv[0]);
+	if (!prog)
+		return NULL;
+	char cat[128], name[128];
+	if (!get_string(env, argv[1], cat, sizeof(cat)) || !get_string(env, argv[2], name, sizeof(name)))
+		return throw_errno(env, 0, "attachTracepoint: category and name must be strings");
+	clear_libbpf_log();
+	struct bpf_link *link = bpf_program__attach_tracepoint(prog, cat, name);
+	if (!link)
+		return throw_errno(env, errno, "cannot attach %s to tracepoint %s:%s", bpf_program__name(prog), cat, name);
+	return store_link(env, h, link);
+}
+
+/* attach(program) -> link id: for programs whose section says where (tp_btf, raw_tp, tracepoint/x/y). */
+static napi_value bpf_attach(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], self;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	struct bpf_program *prog = argc ? find_prog(env, h, argv[0]) : NULL;
+	if (!prog)
+		return argc ? NULL : throw_errno(env, 0, "attach(program)");
+	clear_libbpf_log();
+	struct bpf_link *link = bpf_program__attach(prog);
+	if (!link)
+		return throw_errno(env, errno, "cannot attach %s", bpf_program__name(prog));
+	return store_link(env, h, link);
+}
+
+/* detach(linkId) */
+static napi_value bpf_detach(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], self;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	int32_t id;
+	if (argc < 1 || napi_get_value_int32(env, argv[0], &id) != napi_ok || id < 0 || id >= MAX_LINKS || !h->links[id])
+		return throw_errno(env, 0, "detach: no such link");
+	bpf_link__destroy(h->links[id]);
+	h->links[id] = NULL;
+	return NULL;
+}
+
+static struct bpf_map *find_map(napi_env env, struct bpf_handle *h, napi_value v)
+{
+	char name[256];
+	if (!get_string(env, v, name, sizeof(name))) {
+		napi_throw_error(env, NULL, "map name must be a string");
+		return NULL;
+	}
+	struct bpf_map *m = bpf_object__find_map_by_name(h->obj, name);
+	if (!m)
+		throw_errno(env, ENOENT, "no BPF map named %s", name);
+	return m;
+}
+
+static bool is_percpu(struct bpf_map *m)
+{
+	enum bpf_map_type t = bpf_map__type(m);
+	return t == BPF_MAP_TYPE_PERCPU_ARRAY || t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+static size_t value_bytes(struct bpf_map *m)
+{
+	size_t v = bpf_map__value_size(m);
+	if (is_percpu(m))
+		return ((v + 7) & ~(size_t)7) * (size_t)libbpf_num_possible_cpus();
+	return v;
+}
+
+/* updateElem(map, key: Buffer, value: Buffer) */
+static napi_value bpf_update_elem(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3], self;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	if (argc < 3)
+		return throw_errno(env, 0, "updateElem(map, key, value)");
+	struct bpf_map *m = find_map(env, h, argv[0]);
+	if (!m)
+		return NULL;
+	void *k, *v;
+	size_t klen, vlen;
+	if (napi_get_buffer_info(env, argv[1], &k, &klen) != napi_ok || napi_get_buffer_info(env, argv[2], &v, &vlen) != napi_ok)
+		return throw_errno(env, 0, "updateElem: key and value must be Buffers");
+	int err = bpf_map__update_elem(m, k, klen, v, vlen, 0);
+	if (err)
+		return throw_errno(env, err, "cannot update map %s (key %zu bytes, value %zu bytes)", bpf_map__name(m), klen, vlen);
+	return NULL;
+}
+
+/* lookupElem(map, key: Buffer) -> Buffer | null (per-CPU maps: one 8-byte-aligned value per possible CPU) */
+static napi_value bpf_lookup_elem(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], self, out;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	if (argc < 2)
+		return throw_errno(env, 0, "lookupElem(map, key)");
+	struct bpf_map *m = find_map(env, h, argv[0]);
+	if (!m)
+		return NULL;
+	void *k, *v;
+	size_t klen, vlen = value_bytes(m);
+	if (napi_get_buffer_info(env, argv[1], &k, &klen) != napi_ok)
+		return throw_errno(env, 0, "lookupElem: key must be a Buffer");
+	NAPI_OK(napi_create_buffer(env, vlen, &v, &out));
+	int err = bpf_map__lookup_elem(m, k, klen, v, vlen, 0);
+	if (err == -ENOENT) {
+		napi_get_null(env, &out);
+		return out;
+	}
+	if (err)
+		return throw_errno(env, err, "cannot look up map %s", bpf_map__name(m));
+	return out;
+}
+
+/* mapInfo(map) -> { type, keySize, valueSize, maxEntries, possibleCpus, percpu } */
+static napi_value bpf_map_info(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], self, out, v;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	struct bpf_map *m = argc ? find_map(env, h, argv[0]) : NULL;
+	if (!m)
+		return argc ? NULL : throw_errno(env, 0, "mapInfo(map)");
+	napi_create_object(env, &out);
+	napi_create_uint32(env, bpf_map__type(m), &v);
+	napi_set_named_property(env, out, "type", v);
+	napi_create_uint32(env, bpf_map__key_size(m), &v);
+	napi_set_named_property(env, out, "keySize", v);
+	napi_create_uint32(env, bpf_map__value_size(m), &v);
+	napi_set_named_property(env, out, "valueSize", v);
+	napi_create_uint32(env, bpf_map__max_entries(m), &v);
+	napi_set_named_property(env, out, "maxEntries", v);
+	napi_create_int32(env, libbpf_num_possible_cpus(), &v);
+	napi_set_named_property(env, out, "possibleCpus", v);
+	napi_get_boolean(env, is_percpu(m), &v);
+	napi_set_named_property(env, out, "percpu", v);
+	return out;
+}
+
+/* startReader([{ map, recordSize }], onBatch(ring, buffer), { pollMs, batchBytes, maxOutstanding }) */
+static napi_value bpf_start_reader(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3], self, v, name;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	if (h->reader)
+		return throw_errno(env, EBUSY, "the reader is already running");
+	uint32_t n = 0;
+	bool is_array = false;
+	if (argc >= 2)
+		napi_is_array(env, argv[0], &is_array);
+	if (!is_array || napi_get_array_length(env, argv[0], &n) != napi_ok || n == 0 || n > MAX_RINGS)
+		return throw_errno(env, 0, "startReader: rings must be an array of 1..%d { map, recordSize }", MAX_RINGS);
+
+	struct reader *r = calloc(1, sizeof(*r));
+	if (!r)
+		return throw_errno(env, ENOMEM, "startReader");
+	r->poll_ms = 10;
+	r->batch_bytes = 256 * 1024;
+	r->max_outstanding = 256;
+	if (argc > 2) {
+		napi_valuetype t;
+		napi_typeof(env, argv[2], &t);
+		if (t == napi_object) {
+			bool has;
+			uint32_t x;
+			napi_has_named_property(env, argv[2], "pollMs", &has);
+			if (has && napi_get_named_property(env, argv[2], "pollMs", &v) == napi_ok && napi_get_value_uint32(env, v, &x) == napi_ok && x > 0)
+				r->poll_ms = (int)x;
+			napi_has_named_property(env, argv[2], "batchBytes", &has);
+			if (has && napi_get_named_property(env, argv[2], "batchBytes", &v) == napi_ok && napi_get_value_uint32(env, v, &x) == napi_ok && x >= 4096)
+				r->batch_bytes = x;
+			napi_has_named_property(env, argv[2], "maxOutstanding", &has);
+			if (has && napi_get_named_property(env, argv[2], "maxOutstanding", &v) == napi_ok && napi_get_value_uint32(env, v, &x) == napi_ok && x > 0)
+				r->max_outstanding = x;
+		}
+	}
+	r->nrings = (int)n;
+	for (uint32_t i = 0; i < n; i++) {
+		napi_value ring, mapname, size;
+		uint32_t record_size;
+		napi_get_element(env, argv[0], i, &ring);
+		if (napi_get_named_property(env, ring, "map", &mapname) != napi_ok ||
+		    napi_get_named_property(env, ring, "recordSize", &size) != napi_ok ||
+		    napi_get_value_uint32(env, size, &record_size) != napi_ok || record_size == 0) {
+			free(r);
+			return throw_errno(env, 0, "startReader: ring %u needs { map, recordSize }", i);
+		}
+		struct bpf_map *m = find_map(env, h, mapname);
+		if (!m) {
+			reader_stop(r);
+			free(r);
+			return NULL;
+		}
+		struct ring_batch *b = &r->batches[i];
+		b->reader = r;
+		b->ring = (int)i;
+		b->record_size = record_size;
+		b->cap = r->batch_bytes - r->batch_bytes % record_size;
+		b->buf = malloc(b->cap);
+		int err;
+		if (i == 0) {
+			r->rb = ring_buffer__new(bpf_map__fd(m), on_record, b, NULL);
+			err = r->rb ? 0 : -errno;
+		} else {
+			err = ring_buffer__add(r->rb, bpf_map__fd(m), on_record, b);
+		}
+		if (err) {
+			reader_stop(r);
+			free(r);
+			return throw_errno(env, err, "cannot read ring buffer %s", bpf_map__name(m));
+		}
+	}
+	napi_create_string_utf8(env, "goroscope-ring-reader", NAPI_AUTO_LENGTH, &name);
+	if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, NULL, r, deliver_batch, &r->tsfn) != napi_ok) {
+		reader_stop(r);
+		free(r);
+		return throw_errno(env, 0, "startReader: onBatch must be a function");
+	}
+	if (pthread_create(&r->thread, NULL, reader_main, r)) {
+		reader_stop(r);
+		free(r);
+		return throw_errno(env, errno, "cannot start the reader thread");
+	}
+	r->started = true;
+	h->reader = r;
+	return NULL;
+}
+
+static void set_u64(napi_env env, napi_value obj, const char *key, unsigned long long x)
+{
+	napi_value v;
+	napi_create_double(env, (double)x, &v);
+	napi_set_named_property(env, obj, key, v);
+}
+
+static napi_value reader_stats_object(napi_env env, struct reader *r)
+{
+	napi_value out;
+	napi_create_object(env, &out);
+	set_u64(env, out, "records", r ? atomic_load(&r->records) : 0);
+	set_u64(env, out, "batches", r ? atomic_load(&r->handed_batches) : 0);
+	set_u64(env, out, "malformed", r ? atomic_load(&r->malformed) : 0);
+	set_u64(env, out, "stalls", r ? atomic_load(&r->stalls) : 0);
+	set_u64(env, out, "outstanding", r ? (unsigned long long)atomic_load(&r->outstanding) : 0);
+	return out;
+}
+
+/* readerStats() -> { records, batches, malformed, stalls, outstanding } */
+static napi_value bpf_reader_stats(napi_env env, napi_callback_info info)
+{
+	napi_value self;
+	NAPI_OK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	return reader_stats_object(env, h->reader);
+}
+
+/* stopReader() -> final stats: drains what is left; the last batches reach onBatch through the event loop. */
+static napi_value bpf_stop_reader(napi_env env, napi_callback_info info)
+{
+	napi_value self;
+	NAPI_OK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	napi_value stats = NULL;
+	if (h->reader) {
+		reader_stop(h->reader);
+		stats = reader_stats_object(env, h->reader);
+		free(h->reader);
+		h->reader = NULL;
+	}
+	return stats ? stats : reader_stats_object(env, NULL);
+}
+
+/* close(): detaches every probe and frees the object. */
+static napi_value bpf_close(napi_env env, napi_callback_info info)
+{
+	napi_value self;
+	NAPI_OK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
+	struct bpf_handle *h = NULL;
+	napi_unwrap(env, self, (void **)&h);
+	if (h)
+		handle_close(h);
+	return NULL;
+}
+
+/* ---------- record layouts, as the C compiler sees them ---------- */
+
+static void put_field(napi_env env, napi_value obj, const char *name, size_t offset, size_t size)
+{
+	napi_value f, v;
+	napi_create_object(env, &f);
+	napi_create_uint32(env, (uint32_t)offset, &v);
+	napi_set_named_property(env, f, "offset", v);
+	napi_create_uint32(env, (uint32_t)size, &v);
+	napi_set_named_property(env, f, "size", v);
+	napi_set_named_property(env, obj, name, f);
+}
+
+#define FIELD(obj, type, field) put_field(env, obj, #field, offsetof(type, field), sizeof(((type *)0)->field))
+
+static napi_value struct_desc(napi_env env, size_t size)
+{
+	napi_value s, v;
+	napi_create_object(env, &s);
+	napi_create_uint32(env, (uint32_t)size, &v);
+	napi_set_named_property(env, s, "size", v);
+	return s;
+}
+
+/* layouts() -> { goroutine_event: {size, fields}, ... }: what test/bpf/layout.test.ts checks TypeScript against. */
+static napi_value bridge_layouts(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	napi_value out, s, f;
+	napi_create_object(env, &out);
+
+	s = struct_desc(env, sizeof(struct goroutine_event));
+	napi_create_object(env, &f);
+	FIELD(f, struct goroutine_event, ts_ns);
+	FIELD(f, struct goroutine_event, goid);
+	FIELD(f, struct goroutine_event, other_goid);
+	FIELD(f, struct goroutine_event, pc);
+	FIELD(f, struct goroutine_event, start_pc);
+	FIELD(f, struct goroutine_event, pid);
+	FIELD(f, struct goroutine_event, tid);
+	FIELD(f, struct goroutine_event, kind);
+	FIELD(f, struct goroutine_event, wait_reason);
+	FIELD(f, struct goroutine_event, layout_id);
+	napi_set_named_property(env, s, "fields", f);
+	napi_set_named_property(env, out, "goroutine_event", s);
+
+	s = struct_desc(env, sizeof(struct runtime_layout));
+	napi_create_object(env, &f);
+	FIELD(f, struct runtime_layout, g_goid);
+	FIELD(f, struct runtime_layout, g_parent_goid);
+	FIELD(f, struct runtime_layout, g_gopc);
+	FIELD(f, struct runtime_layout, g_startpc);
+	FIELD(f, struct runtime_layout, g_stackguard0);
+	FIELD(f, struct runtime_layout, g_m);
+	FIELD(f, struct runtime_layout, m_curg);
+	FIELD(f, struct runtime_layout, flags);
+	napi_set_named_property(env, s, "fields", f);
+	napi_set_named_property(env, out, "runtime_layout", s);
+
+	s = struct_desc(env, sizeof(struct tcp_event));
+	napi_create_object(env, &f);
+	FIELD(f, struct tcp_event, ts_ns);
+	FIELD(f, struct tcp_event, skaddr);
+	FIELD(f, struct tcp_event, goid);
+	FIELD(f, struct tcp_event, bytes_acked);
+	FIELD(f, struct tcp_event, bytes_received);
+	FIELD(f, struct tcp_event, pid);
+	FIELD(f, struct tcp_event, tid);
+	FIELD(f, struct tcp_event, srtt_us);
+	FIELD(f, struct tcp_event, total_retrans);
+	FIELD(f, struct tcp_event, saddr);
+	FIELD(f, struct tcp_event, daddr);
+	FIELD(f, struct tcp_event, sport);
+	FIELD(f, struct tcp_event, dport);
+	FIELD(f, struct tcp_event, family);
+	FIELD(f, struct tcp_event, kind);
+	FIELD(f, struct tcp_event, old_state);
+	FIELD(f, struct tcp_event, new_state);
+	FIELD(f, struct tcp_event, role);
+	FIELD(f, struct tcp_event, comm);
+	napi_set_named_property(env, s, "fields", f);
+	napi_set_named_property(env, out, "tcp_event", s);
+
+	s = struct_desc(env, sizeof(struct tcp_process_layout));
+	napi_create_object(env, &f);
+	FIELD(f, struct tcp_process_layout, tls_g_offset);
+	FIELD(f, struct tcp_process_layout, g_goid);
+	napi_set_named_property(env, s, "fields", f);
+	napi_set_named_property(env, out, "tcp_process_layout", s);
+	return out;
+}
+
+/* libbpfVersion() -> "1.1" */
+static napi_value bridge_libbpf_version(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	napi_value v;
+	napi_create_string_utf8(env, libbpf_version_string(), NAPI_AUTO_LENGTH, &v);
+	return v;
+}
+
+static napi_value init(napi_env env, napi_value exports)
+{
+	libbpf_set_print(capture_libbpf_print);
+	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+	napi_property_descriptor methods[] = {
+		{ "attachUprobe", NULL, bpf_attach_uprobe, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "attachTracepoint", NULL, bpf_attach_tracepoint, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "attach", NULL, bpf_attach, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "detach", NULL, bpf_detach, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "updateElem", NULL, bpf_update_elem, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "lookupElem", NULL, bpf_lookup_elem, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "mapInfo", NULL, bpf_map_info, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "startReader", NULL, bpf_start_reader, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "stopReader", NULL, bpf_stop_reader, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "readerStats", NULL, bpf_reader_stats, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "close", NULL, bpf_close, NULL, NULL, NULL, napi_default_method, NULL },
+	};
+	napi_value cls, fn;
+	NAPI_OK(napi_define_class(env, "Bpf", NAPI_AUTO_LENGTH, bpf_new, NULL, sizeof(methods) / sizeof(methods[0]), methods, &cls));
+	napi_set_named_property(env, exports, "Bpf", cls);
+	napi_create_function(env, "layouts", NAPI_AUTO_LENGTH, bridge_layouts, NULL, &fn);
+	napi_set_named_property(env, exports, "layouts", fn);
+	napi_create_function(env, "libbpfVersion", NAPI_AUTO_LENGTH, bridge_libbpf_version, NULL, &fn);
+	napi_set_named_property(env, exports, "libbpfVersion", fn);
+	return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,75 @@
+// Typed access to the native bridge (agent/native/bridge.c), a Node-API addon over libbpf.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const bpfObjectDir = join(repoRoot, 'bpf', '.output');
+const addonPath = join(repoRoot, 'agent', 'native', 'build', 'Release', 'goroscope_bridge.node');
+
+export interface FieldDesc { offset: number; size: number }
+export interface StructDesc { size: number; fields: Record<string, FieldDesc> }
+
+export interface RingSpec { map: string; recordSize: number }
+export interface ReaderOptions { pollMs?: number; batchBytes?: number; maxOutstanding?: number }
+export interface ReaderStats { records: number; batches: number; malformed: number; stalls: number; outstanding: number }
+export interface MapInfo { type: number; keySize: number; valueSize: number; maxEntries: number; possibleCpus: number; percpu: boolean }
+
+export interface BpfObject {
+  attachUprobe(program: string, binaryPath: string, fileOffset: number, pid: number, cookie: bigint): number;
+  attachTracepoint(program: string, category: string, name: string): number;
+  attach(program: string): number;
+  detach(link: number): void;
+  updateElem(map: string, key: Buffer, value: Buffer): void;
+  lookupElem(map: string, key: Buffer): Buffer | null;
+  mapInfo(map: string): MapInfo;
+  startReader(rings: RingSpec[], onBatch: (ring: number, batch: Buffer) => void, opts?: ReaderOptions): void;
+  /** Stops the thread after a last drain; the final counts tell how many batches are still to arrive. */
+  stopReader(): ReaderStats;
+  readerStats(): ReaderStats;
+  close(): void;
+}
+
+export interface OpenOptions {
+  ringSizes?: Record<string, number>;
+  globals?: Record<string, Buffer>;
+}
+
+interface Addon {
+  Bpf: new (objectPath: string, opts?: OpenOptions) => BpfObject;
+  layouts(): Record<string, StructDesc>;
+  libbpfVersion(): string;
+}
+
+let addon: Addon | undefined;
+
+/** Loads the addon once; a clear error says how to build it when it is missing. */
+export function loadAddon(): Addon {
+  if (addon) return addon;
+  if (!existsSync(addonPath)) {
+    throw new Error(`the native bridge is not built (${addonPath} is missing): run scripts/setup.sh or npm run build`);
+  }
+  addon = createRequire(import.meta.url)(addonPath) as Addon;
+  return addon;
+}
+
+export function openBpfObject(name: string, opts?: OpenOptions): BpfObject {
+  const path = join(bpfObjectDir, `${name}.bpf.o`);
+  if (!existsSync(path)) throw new Error(`BPF object ${path} is missing: run scripts/setup.sh or npm run build`);
+  return new (loadAddon().Bpf)(path, opts);
+}
+
+/** Sums a per-CPU u64 value (one 8-byte slot per possible CPU). */
+export function sumPercpuU64(buf: Buffer | null): number {
+  if (!buf) return 0;
+  let n = 0n;
+  for (let o = 0; o + 8 <= buf.length; o += 8) n += buf.readBigUInt64LE(o);
+  return Number(n);
+}
+
+export function u32Key(n: number): Buffer {
+  const k = Buffer.alloc(4);
+  k.writeUInt32LE(n);
+  return k;
+}

@@ -1,0 +1,82 @@
+// One entry point over a Go executable: version, functions with their file offsets (for uprobes), symbolizer, allgs.
+import { goVersion } from './buildinfo.ts';
+import { ElfFile, ElfFormatError } from './elf.ts';
+import { Pclntab } from './pclntab.ts';
+import { Symbolizer } from './symbolize.ts';
+import { AllgsLocation, findAllgs } from './allgs.ts';
+
+export { ElfFile, ElfFormatError } from './elf.ts';
+export { Pclntab } from './pclntab.ts';
+export type { GoFunc, FileLine } from './pclntab.ts';
+export { Symbolizer } from './symbolize.ts';
+export type { SourceLocation } from './symbolize.ts';
+export { findProbeSites } from './x86.ts';
+export type { ProbeSites, StackCheck, RipRef, CallSite } from './x86.ts';
+export { findAllgs, allgsFromCode } from './allgs.ts';
+export type { AllgsLocation } from './allgs.ts';
+export { goVersion } from './buildinfo.ts';
+
+export class NotGoBinaryError extends Error {
+  constructor(readonly path: string, reason: string) {
+    super(`${path} is not a Go program (${reason})`);
+    this.name = 'NotGoBinaryError';
+  }
+}
+
+export interface GoFuncLocation {
+  name: string;
+  entry: number;
+  end: number;
+  /** File offset of the entry: what a uprobe is attached at. */
+  fileOffset: number;
+}
+
+export interface GoBinary {
+  path: string;
+  goVersion: string;
+  elf: ElfFile;
+  pclntab: Pclntab;
+  symbolizer: Symbolizer;
+  /** undefined when the function is not in the binary. */
+  func(name: string): GoFuncLocation | undefined;
+  /** File offset of a code or data address; throws when the address is not backed by the file. */
+  fileOffset(vaddr: number): number;
+  /** undefined when neither symbols nor code give it away. */
+  allgs: AllgsLocation | undefined;
+}
+
+export function openGoBinary(path: string): GoBinary {
+  let elf: ElfFile;
+  try {
+    elf = ElfFile.open(path);
+  } catch (e) {
+    if (e instanceof ElfFormatError) throw new NotGoBinaryError(path, e.reason);
+    throw e; // ENOENT, EACCES...: not ours to reword
+  }
+  if (elf.machine !== 62) throw new NotGoBinaryError(path, `ELF machine ${elf.machine} is not x86-64`);
+  const version = goVersion(elf);
+  if (!version) throw new NotGoBinaryError(path, 'no Go build info');
+  const pclntab = Pclntab.fromElf(elf);
+  const fileOffset = (vaddr: number): number => {
+    const off = elf.vaddrToFileOffset(vaddr);
+    if (off === undefined) throw new Error(`${path}: address 0x${vaddr.toString(16)} is not in the file`);
+    return off;
+  };
+  let allgs: AllgsLocation | undefined | null = null; // null: not computed yet (it decodes code)
+  return {
+    path,
+    goVersion: version,
+    elf,
+    pclntab,
+    symbolizer: new Symbolizer(pclntab),
+    func(name) {
+      const f = pclntab.funcByName(name);
+      return f && { ...f, fileOffset: fileOffset(f.entry) };
+    },
+    fileOffset,
+    get allgs() {
+      if (allgs === null) allgs = findAllgs(elf, pclntab);
+      return allgs;
+    },
+  };
+}

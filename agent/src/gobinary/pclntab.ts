@@ -1,0 +1,302 @@
+// Go's pc-line table (runtime/symtab.go, debug/gosym/pclntab.go): function names, entries and file:line of code.
+// Formats: Go 1.16-1.17 (magic 0xfffffffa), 1.18-1.19 (0xfffffff0), 1.20+ (0xfffffff1). All offsets below are
+// little-endian amd64 (pointer size 8, instruction quantum 1).
+import { ElfFile, cstring, u64 } from './elf.ts';
+import { findModuledataText } from './moduledata.ts';
+
+export const MAGIC_116 = 0xfffffffa;
+export const MAGIC_118 = 0xfffffff0;
+export const MAGIC_120 = 0xfffffff1;
+
+export interface GoFunc {
+  name: string;
+  entry: number;
+  /** First address after the function (the next function's entry). */
+  end: number;
+}
+
+export interface FileLine {
+  file: string;
+  line: number;
+}
+
+/** Where the text start (base of 1.18+ function entry offsets) came from. */
+export type TextStartSource = 'header' | 'symtab' | 'moduledata' | 'section';
+
+interface Header {
+  magic: number;
+  nfunc: number;
+  textStart: number; // 0 when absent (1.16 format, Go 1.26+, or unrelocated PIE)
+  funcnameOff: number;
+  cuOff: number;
+  filetabOff: number;
+  pctabOff: number;
+  pclnOff: number;
+}
+
+export class Pclntab {
+  readonly version: '1.16' | '1.18' | '1.20';
+  /** Virtual address of the pclntab header. */
+  readonly addr: number;
+  readonly textStart: number;
+  readonly textStartSource: TextStartSource;
+  /** Function entries, sorted; entries[nfunc] is the end of the last function. */
+  private readonly entries: Float64Array;
+  private readonly funcOffs: Uint32Array;
+  private names?: string[];
+  private byName?: Map<string, number | number[]>;
+  private list?: GoFunc[];
+
+  private constructor(readonly elf: ElfFile, private readonly data: Buffer, private readonly h: Header) {
+    this.version = h.magic === MAGIC_116 ? '1.16' : h.magic === MAGIC_118 ? '1.18' : '1.20';
+    const addr = elf.fileOffsetToVaddr(data.byteOffset - elf.data.byteOffset);
+    if (addr === undefined) throw new Error(`${elf.path}: the pclntab is not in a loaded segment`);
+    this.addr = addr;
+    const n = h.nfunc;
+    this.entries = new Float64Array(n + 1);
+    this.funcOffs = new Uint32Array(n + 1);
+    if (this.version === '1.16') {
+      // functab: {entry uintptr, funcoff uintptr}; entries are absolute.
+      for (let i = 0; i <= n; i++) {
+        this.entries[i] = u64(data, h.pclnOff + i * 16);
+        this.funcOffs[i] = u64(data, h.pclnOff + i * 16 + 8);
+      }
+      this.textStart = this.entries[0];
+      this.textStartSource = 'header';
+    } else {
+      // functab: {entryoff uint32, funcoff uint32}; entries are offsets from the text start.
+      const [text, source] = this.resolveTextStart();
+      this.textStart = text;
+      this.textStartSource = source;
+      for (let i = 0; i <= n; i++) {
+        this.entries[i] = text + data.readUInt32LE(h.pclnOff + i * 8);
+        this.funcOffs[i] = data.readUInt32LE(h.pclnOff + i * 8 + 4);
+      }
+    }
+  }
+
+  /** Finds and parses the pclntab: by section name, else by scanning the file for a plausible header. */
+  static fromElf(elf: ElfFile): Pclntab {
+    for (const name of ['.gopclntab', '.data.rel.ro.gopclntab']) {
+      const s = elf.section(name);
+      if (!s || s.size === 0) continue;
+      const data = elf.sectionData(s);
+      const h = parseHeader(data);
+      if (h) return new Pclntab(elf, data, h);
+    }
+    const off = scanForHeader(elf.data);
+    if (off === undefined) throw new Error(`${elf.path}: no Go pclntab found`);
+    return new Pclntab(elf, elf.data.subarray(off), parseHeader(elf.data.subarray(off))!);
+  }
+
+  get nfunc(): number {
+    return this.h.nfunc;
+  }
+
+  /** Offset (from the header) of the function name table; moduledata's funcnametab points there. */
+  get funcnameOffset(): number {
+    return this.h.funcnameOff;
+  }
+
+  funcs(): GoFunc[] {
+    if (!this.list) {
+      this.list = [];
+      for (let i = 0; i < this.h.nfunc; i++) this.list.push(this.funcAt(i));
+    }
+    return this.list;
+  }
+
+  /**
+   * The function of that name. A few names are held twice, an ABI0 function and its ABIInternal twin (the symbol
+   * table tells them apart with a ".abi0" suffix, the pclntab does not): then the lower address; see funcsByName.
+   */
+  funcByName(name: string): GoFunc | undefined {
+    const i = this.nameIndex().get(name);
+    return i === undefined ? undefined : this.funcAt(typeof i === 'number' ? i : i[0]);
+  }
+
+  /** Every function of that name, by address. */
+  funcsByName(name: string): GoFunc[] {
+    const i = this.nameIndex().get(name);
+    if (i === undefined) return [];
+    return (typeof i === 'number' ? [i] : i).map((j) => this.funcAt(j));
+  }
+
+  private nameIndex(): Map<string, number | number[]> {
+    if (!this.byName) {
+      const m = new Map<string, number | number[]>();
+      for (let i = 0; i < this.h.nfunc; i++) {
+        const nm = this.nameAt(i);
+        const prev = m.get(nm);
+        m.set(nm, prev === undefined ? i : typeof prev === 'number' ? [prev, i] : [...prev, i]);
+      }
+      this.byName = m;
+    }
+    return this.byName;
+  }
+
+  funcForPC(pc: number): GoFunc | undefined {
+    const i = this.indexForPC(pc);
+    return i < 0 ? undefined : this.funcAt(i);
+  }
+
+  /** Source file and line of the instruction at pc, undefined outside Go code or without line info. */
+  fileLine(pc: number): FileLine | undefined {
+    const i = this.indexForPC(pc);
+    if (i < 0) return undefined;
+    const entry = this.entries[i];
+    const f = this.funcStruct(i);
+    const fileNo = this.pcvalue(f.pcfile, entry, pc);
+    const line = this.pcvalue(f.pcln, entry, pc);
+    if (fileNo === undefined || line === undefined) return undefined;
+    return { file: this.fileName(f.cuOffset, fileNo), line };
+  }
+
+  /** Index of the function holding pc, or -1. */
+  indexForPC(pc: number): number {
+    const e = this.entries;
+    const n = this.h.nfunc;
+    if (n === 0 || pc < e[0] || pc >= e[n]) return -1;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (e[mid] <= pc) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  funcAt(i: number): GoFunc {
+    return { name: this.nameAt(i), entry: this.entries[i], end: this.entries[i + 1] };
+  }
+
+  private nameAt(i: number): string {
+    if (!this.names) this.names = new Array(this.h.nfunc);
+    let nm = this.names[i];
+    if (nm === undefined) {
+      const off = this.funcBase(i) + (this.version === '1.16' ? 8 : 4);
+      nm = cstring(this.data, this.h.funcnameOff + this.data.readInt32LE(off));
+      this.names[i] = nm;
+    }
+    return nm;
+  }
+
+  private funcBase(i: number): number {
+    return this.h.pclnOff + this.funcOffs[i];
+  }
+
+  private funcStruct(i: number): { pcfile: number; pcln: number; cuOffset: number } {
+    // 1.16 _func starts with an 8-byte entry; 1.18+ with a 4-byte entryoff. The fields after keep their order.
+    const b = this.funcBase(i) + (this.version === '1.16' ? 4 : 0);
+    return {
+      pcfile: this.data.readUInt32LE(b + 20),
+      pcln: this.data.readUInt32LE(b + 24),
+      cuOffset: this.data.readUInt32LE(b + 32),
+    };
+  }
+
+  private fileName(cuOffset: number, fileNo: number): string {
+    const off = this.data.readUInt32LE(this.h.cuOff + (cuOffset + fileNo) * 4);
+    if (off === 0xffffffff) return '?';
+    return cstring(this.data, this.h.filetabOff + off);
+  }
+
+  /**
+   * Value of a pcvalue table at targetPC: a sequence of (zig-zag varint value delta, varint pc delta) pairs that
+   * starts at value -1 and the function entry; each value holds until its pc delta is consumed.
+   */
+  private pcvalue(tableOff: number, entry: number, targetPC: number): number | undefined {
+    if (tableOff === 0) return undefined;
+    const d = this.data;
+    let p = this.h.pctabOff + tableOff;
+    let val = -1;
+    let pc = entry;
+    let first = true;
+    for (;;) {
+      let uv = 0;
+      let shift = 0;
+      let b: number;
+      do {
+        b = d[p++];
+        uv += (b & 0x7f) * 2 ** shift;
+        shift += 7;
+      } while (b & 0x80);
+      if (uv === 0 && !first) return undefined;
+      first = false;
+      val += uv % 2 === 1 ? -Math.floor(uv / 2) - 1 : uv / 2;
+      let pcDelta = 0;
+      shift = 0;
+      do {
+        b = d[p++];
+        pcDelta += (b & 0x7f) * 2 ** shift;
+        shift += 7;
+      } while (b & 0x80);
+      pc += pcDelta; // pc quantum is 1 on amd64
+      if (targetPC < pc) return val;
+    }
+  }
+
+  // Go 1.26 no longer stores the text start in the header (it was unrelocated in PIE files anyway), so prefer
+  // runtime.text, then the runtime's moduledata, then the header, then the .text section.
+  private resolveTextStart(): [number, TextStartSource] {
+    const sym = this.elf.symbol('runtime.text');
+    if (sym && sym.value !== 0) return [sym.value, 'symtab'];
+    const md = findModuledataText(this.elf, this.addr, this.addr + this.h.funcnameOff);
+    if (md !== undefined) return [md, 'moduledata'];
+    if (this.h.textStart !== 0) return [this.h.textStart, 'header'];
+    const text = this.elf.section('.text');
+    if (text) return [text.addr, 'section'];
+    throw new Error(`${this.elf.path}: cannot tell where Go's text starts (no runtime.text, moduledata or .text)`);
+  }
+}
+
+function parseHeader(d: Buffer): Header | undefined {
+  if (d.length < 72) return undefined;
+  const magic = d.readUInt32LE(0);
+  if (magic !== MAGIC_116 && magic !== MAGIC_118 && magic !== MAGIC_120) return undefined;
+  // pad, pad, minLC (instruction quantum, 1 on x86), ptrSize 8.
+  if (d[4] !== 0 || d[5] !== 0 || d[6] !== 1 || d[7] !== 8) return undefined;
+  const n = u64(d, 8);
+  const old = magic === MAGIC_116;
+  const o = old ? 24 : 32;
+  const h: Header = {
+    magic,
+    nfunc: n,
+    textStart: old ? 0 : u64(d, 24),
+    funcnameOff: u64(d, o),
+    cuOff: u64(d, o + 8),
+    filetabOff: u64(d, o + 16),
+    pctabOff: u64(d, o + 24),
+    pclnOff: u64(d, o + 32),
+  };
+  return plausible(d, h) ? h : undefined;
+}
+
+// Sanity checks so that a stray magic number in data is not taken for a pclntab.
+function plausible(d: Buffer, h: Header): boolean {
+  const ftabEntry = h.magic === MAGIC_116 ? 16 : 8;
+  if (h.nfunc === 0 || h.nfunc > 10_000_000) return false;
+  const offs = [h.funcnameOff, h.cuOff, h.filetabOff, h.pctabOff, h.pclnOff];
+  if (offs.some((o) => o < 64 || o >= d.length)) return false;
+  if (!(h.funcnameOff <= h.cuOff && h.cuOff <= h.filetabOff && h.filetabOff <= h.pctabOff && h.pctabOff <= h.pclnOff)) {
+    return false;
+  }
+  if (h.pclnOff + (h.nfunc + 1) * ftabEntry > d.length) return false;
+  // Entries must ascend (checking a handful is enough to reject noise).
+  const read = (i: number) => (ftabEntry === 16 ? u64(d, h.pclnOff + i * 16) : d.readUInt32LE(h.pclnOff + i * 8));
+  for (let i = 0; i < Math.min(h.nfunc, 16); i++) if (read(i) > read(i + 1)) return false;
+  return true;
+}
+
+function scanForHeader(data: Buffer): number | undefined {
+  for (const magic of [MAGIC_120, MAGIC_118, MAGIC_116]) {
+    const pat = Buffer.alloc(8);
+    pat.writeUInt32LE(magic, 0);
+    pat.set([0, 0, 1, 8], 4);
+    for (let i = data.indexOf(pat); i >= 0; i = data.indexOf(pat, i + 1)) {
+      if (i % 8 === 0 && parseHeader(data.subarray(i))) return i;
+    }
+  }
+  return undefined;
+}

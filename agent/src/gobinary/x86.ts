@@ -1,0 +1,122 @@
+// Finds uprobe sites in one Go function's machine code. Go functions hold no embedded data, so a linear decode from
+// entry to end visits exactly the real instructions; every address returned is an instruction boundary (a uprobe
+// placed mid-instruction would corrupt the traced process).
+import { Decoder, DecoderOptions, FlowControl, Instruction, MemorySize, Mnemonic, OpKind, Register } from 'iced-x86';
+
+export interface StackCheck {
+  /** Address of the conditional jump that follows the compare with g.stackguard0 (16(R14)). */
+  jumpAddr: number;
+  /** 'jbe' (jump to morestack) or 'ja' (jump over it); the kernel emulates either without single-stepping. */
+  jump: 'jbe' | 'ja';
+  /** What was compared with the stack guard: 'rsp' for small frames, else the scratch register (e.g. 'r12'). */
+  compared: string;
+}
+
+export interface RipRef {
+  /** Address of the instruction. */
+  addr: number;
+  /** Absolute address referenced (RIP-relative displacement resolved). */
+  target: number;
+  mnemonic: string;
+  /** Bytes accessed through the operand (0 for LEA, which only computes the address). */
+  size: number;
+  /** Destination register when the instruction is a load into a register ('rcx'), else undefined. */
+  destReg?: string;
+}
+
+export interface CallSite {
+  /** Address of the CALL instruction. */
+  addr: number;
+  /** Address of the instruction after it: the return address the callee sees. */
+  next: number;
+}
+
+export interface ProbeSites {
+  stackCheck?: StackCheck;
+  rets: number[];
+  ripRefs: RipRef[];
+  /** Every instruction start, in order (for callers that must check a site is a boundary). */
+  boundaries: number[];
+  callsTo(target: number): CallSite[];
+}
+
+// The stack check is the first thing Go emits, after at most a couple of setup instructions (huge frames
+// compute SP-framesize and test for wrap-around first).
+const PROLOGUE_WINDOW = 8;
+const G_STACKGUARD0 = 16n;
+
+export function findProbeSites(code: Buffer, entry: number): ProbeSites {
+  const decoder = new Decoder(64, new Uint8Array(code.buffer, code.byteOffset, code.length), DecoderOptions.None);
+  decoder.ip = BigInt(entry);
+  const ins = new Instruction();
+  const rets: number[] = [];
+  const ripRefs: RipRef[] = [];
+  const boundaries: number[] = [];
+  const calls: Array<{ addr: number; next: number; target: number }> = [];
+  let stackCheck: StackCheck | undefined;
+  let pendingCompare: string | undefined; // set right after a CMP reg, 16(R14)
+  try {
+    while (decoder.canDecode) {
+      decoder.decodeOut(ins);
+      const addr = Number(ins.ip);
+      const next = addr + ins.length;
+      boundaries.push(addr);
+      if (ins.isInvalid) throw new Error(`invalid instruction at 0x${addr.toString(16)} (decoding from 0x${entry.toString(16)})`);
+      const m = ins.mnemonic;
+      if (pendingCompare !== undefined && !stackCheck) {
+        if (m === Mnemonic.Jbe || m === Mnemonic.Ja) {
+          stackCheck = { jumpAddr: addr, jump: m === Mnemonic.Jbe ? 'jbe' : 'ja', compared: pendingCompare };
+        }
+        pendingCompare = undefined;
+      }
+      if (!stackCheck && boundaries.length <= PROLOGUE_WINDOW && m === Mnemonic.Cmp) {
+        pendingCompare = stackGuardCompare(ins);
+      }
+      const fc = ins.flowControl;
+      if (fc === FlowControl.Return) rets.push(addr);
+      else if (fc === FlowControl.Call && ins.op0Kind === OpKind.NearBranch64) {
+        calls.push({ addr, next, target: Number(ins.nearBranchTarget) });
+      }
+      if (ins.isIpRelMemoryOperand) {
+        const load = ins.opCount === 2 && ins.op0Kind === OpKind.Register && ins.op1Kind === OpKind.Memory;
+        ripRefs.push({
+          addr,
+          target: Number(ins.ipRelMemoryAddress),
+          mnemonic: Mnemonic[m].toLowerCase(),
+          size: m === Mnemonic.Lea ? 0 : memorySizeBytes(ins.memorySize),
+          destReg: load ? Register[ins.op0Register].toLowerCase() : undefined,
+        });
+      }
+    }
+  } finally {
+    ins.free();
+    decoder.free();
+  }
+  return {
+    stackCheck,
+    rets,
+    ripRefs,
+    boundaries,
+    callsTo: (target: number) => calls.filter((c) => c.target === target).map(({ addr, next }) => ({ addr, next })),
+  };
+}
+
+/** For `cmp reg, [r14+16]` (either operand order) the register's name, else undefined. */
+function stackGuardCompare(ins: Instruction): string | undefined {
+  if (ins.opCount !== 2 || ins.memoryBase !== Register.R14 || ins.memoryDisplacement !== G_STACKGUARD0) return undefined;
+  if (ins.memoryIndex !== Register.None) return undefined;
+  if (ins.op0Kind === OpKind.Register && ins.op1Kind === OpKind.Memory) return Register[ins.op0Register].toLowerCase();
+  if (ins.op1Kind === OpKind.Register && ins.op0Kind === OpKind.Memory) return Register[ins.op1Register].toLowerCase();
+  return undefined;
+}
+
+function memorySizeBytes(ms: MemorySize): number {
+  switch (ms) {
+    case MemorySize.UInt8: case MemorySize.Int8: return 1;
+    case MemorySize.UInt16: case MemorySize.Int16: return 2;
+    case MemorySize.UInt32: case MemorySize.Int32: case MemorySize.Float32: return 4;
+    case MemorySize.UInt64: case MemorySize.Int64: case MemorySize.Float64: return 8;
+    case MemorySize.UInt128: case MemorySize.Packed128_UInt64: return 16;
+    default: return 0;
+  }
+}

@@ -1,0 +1,88 @@
+// Where each goroutine probe goes in one Go binary, and with which BPF cookie.
+//
+// Site choice (../shared/FACTS.md): a uprobe on an instruction the kernel must single-step costs two traps
+// (~5.5 us here); on a conditional jump, which the kernel emulates, one (~0.9 us). Go's prologue is
+// `CMPQ SP, 16(R14); JBE morestack`: the jump is such a site and every argument register is still intact.
+// When the check fails, morestack re-runs the function from its entry and the jump is hit again; the BPF
+// program evaluates the same comparison and keeps only the hit that goes on (cookie bit "stack check").
+import { GoroutineProbe, probeCookie, type CookieOptions } from '../events/goroutine-event.ts';
+import { findProbeSites, type GoBinary } from '../gobinary/index.ts';
+
+export type GoroutineProbeName = 'create' | 'creator' | 'park' | 'ready' | 'exit';
+
+export interface ProbeSite {
+  probe: GoroutineProbeName;
+  /** The BPF program (bpf/goroutines.bpf.c). */
+  program: string;
+  symbol: string;
+  vaddr: number;
+  fileOffset: number;
+  /** 'stack-check-jump' (one trap), 'entry' (fallback), 'ret'. */
+  kind: 'stack-check-jump' | 'entry' | 'ret';
+  cookie: CookieOptions;
+  probeIndex: number;
+}
+
+interface Spec {
+  probe: GoroutineProbeName;
+  program: string;
+  symbol: string;
+  probeIndex: number;
+}
+
+const ENTRY_SPECS: Spec[] = [
+  { probe: 'park', program: 'gopark', symbol: 'runtime.gopark', probeIndex: GoroutineProbe.gopark },
+  // goready is inlined by recent compilers; ready() is its body and also catches the GC's own wakeups.
+  { probe: 'ready', program: 'ready', symbol: 'runtime.ready', probeIndex: GoroutineProbe.ready },
+  { probe: 'exit', program: 'goexit1', symbol: 'runtime.goexit1', probeIndex: GoroutineProbe.goexit1 },
+];
+
+export class ProbeSiteError extends Error {}
+
+function entrySite(bin: GoBinary, spec: Spec): ProbeSite {
+  const f = bin.func(spec.symbol);
+  if (!f) throw new ProbeSiteError(`${bin.path}: ${spec.symbol} not found (Go ${bin.goVersion})`);
+  const sites = findProbeSites(bin.elf.read(f.entry, f.end - f.entry), f.entry);
+  const sc = sites.stackCheck;
+  if (sc && (sc.compared === 'rsp' || sc.compared === 'r12')) {
+    return {
+      ...spec,
+      vaddr: sc.jumpAddr,
+      fileOffset: bin.fileOffset(sc.jumpAddr),
+      kind: 'stack-check-jump',
+      cookie: { stackCheck: true, compareR12: sc.compared === 'r12' },
+    };
+  }
+  // No recognisable stack check (a NOSPLIT function, or a prologue we do not know): the entry is always safe.
+  // Without a check there is no morestack re-entry to filter.
+  return { ...spec, vaddr: f.entry, fileOffset: f.fileOffset, kind: 'entry', cookie: { stackCheck: false } };
+}
+
+/** Every probe site for the goroutine lifecycle in this binary. */
+export function planGoroutineProbes(bin: GoBinary, opts: { creatorAtEntry: boolean }): ProbeSite[] {
+  const out: ProbeSite[] = ENTRY_SPECS.map((s) => entrySite(bin, s));
+  const np = bin.func('runtime.newproc1');
+  if (!np) throw new ProbeSiteError(`${bin.path}: runtime.newproc1 not found (Go ${bin.goVersion})`);
+  const sites = findProbeSites(bin.elf.read(np.entry, np.end - np.entry), np.entry);
+  if (!sites.rets.length) throw new ProbeSiteError(`${bin.path}: runtime.newproc1 has no RET instruction`);
+  for (const ret of sites.rets) {
+    out.push({
+      probe: 'create',
+      program: 'newproc1_ret',
+      symbol: 'runtime.newproc1',
+      probeIndex: GoroutineProbe.newproc1Ret,
+      vaddr: ret,
+      fileOffset: bin.fileOffset(ret),
+      kind: 'ret',
+      cookie: { stackCheck: false },
+    });
+  }
+  if (opts.creatorAtEntry) {
+    out.push(entrySite(bin, { probe: 'creator', program: 'newproc1_entry', symbol: 'runtime.newproc1', probeIndex: GoroutineProbe.newproc1Entry }));
+  }
+  return out;
+}
+
+export function cookieFor(site: ProbeSite, layoutId: number): bigint {
+  return probeCookie(layoutId, site.probeIndex, site.cookie);
+}

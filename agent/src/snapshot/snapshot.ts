@@ -1,0 +1,166 @@
+// A snapshot of one traced process: its goroutines with symbolized sites, totals, and event counts.
+// The same goroutine objects are what the agent ships to the collector (collector/src/protocol/records.ts).
+import type { GoroutineRecord, CodeLocation } from '../../../collector/src/protocol/records.ts';
+import { isSystemGoroutine, waitReasonString } from '../gobinary/layouts.ts';
+import type { GoroutineRow } from '../model/goroutine-table.ts';
+import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
+import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
+
+export interface SiteCount extends CodeLocation {
+  count: number;
+}
+
+export interface Snapshot {
+  pid: number;
+  exe: string;
+  goVersion: string;
+  /** False when the Go version is newer than the layouts table and the newest layout is used as a guess. */
+  layoutExact: boolean;
+  layoutNote?: string;
+  attachedAt: number;
+  observedMs: number;
+  goroutines: GoroutineRecord[];
+  totals: {
+    goroutines: number;
+    systemGoroutines: number;
+    byState: Record<string, number>;
+    byWaitReason: Record<string, number>;
+    byCreationSite: SiteCount[];
+  };
+  events: {
+    created: number;
+    parked: number;
+    readied: number;
+    exited: number;
+    lost: number;
+    resumedUnseen: number;
+    untracked: number;
+  };
+  inventory: { preexisting: number; unreadable: number; dead: number };
+  probes: Array<{ probe: string; symbol: string; site: string; address: string; attached: boolean }>;
+}
+
+export interface SnapshotOptions {
+  /** Include runtime-internal goroutines (Go's own dumps hide them). */
+  system?: boolean;
+  lost: number;
+}
+
+export function goroutineRecord(proc: TracedProcess, row: GoroutineRow, now: number): GoroutineRecord & { system: boolean } {
+  const sym = proc.binary.symbolizer;
+  const created = row.gopc ? sym.callSite(row.gopc - proc.bias) : undefined;
+  const start = row.startPc ? sym.at(row.startPc - proc.bias) : undefined;
+  const byReason: Record<string, number> = {};
+  for (const [reason, ns] of row.blockedByReason) byReason[waitReasonString(proc.layout, reason)] = ns;
+  const startFunction = start?.function ?? null;
+  return {
+    kind: 'goroutine',
+    pid: proc.info.pid,
+    goid: row.goid,
+    parentGoid: row.parentGoid,
+    state: row.state,
+    waitReason: row.waitReason === null ? null : waitReasonString(proc.layout, row.waitReason),
+    createdBy: created ? { function: created.function, file: created.file, line: created.line } : null,
+    startFunction,
+    createdAt: row.createdAt === null ? null : monoToWallMs(row.createdAt),
+    exitedAt: null,
+    lastParkAt: row.lastParkAt === null ? null : monoToWallMs(row.lastParkAt),
+    parkCount: row.parkCount,
+    readyCount: row.readyCount,
+    blockedNs: row.blockedNs,
+    blockedByReason: byReason,
+    preexisting: row.preexisting,
+    system: isSystemGoroutine(proc.layout, startFunction ?? undefined),
+    observedAt: monoToWallMs(now),
+  };
+}
+
+const siteKey = (c: CodeLocation | null) => (c ? `${c.function}\u0000${c.file}\u0000${c.line}` : '');
+
+export function buildSnapshot(proc: TracedProcess, opts: SnapshotOptions): Snapshot {
+  const now = monoNowNs();
+  const goroutines: GoroutineRecord[] = [];
+  const byState: Record<string, number> = {};
+  const byWaitReason: Record<string, number> = {};
+  const bySite = new Map<string, SiteCount>();
+  let system = 0;
+  for (const row of proc.table.rows(now)) {
+    const g = goroutineRecord(proc, row, now);
+    if (g.system) {
+      system++;
+      if (!opts.system) continue;
+    }
+    goroutines.push(g);
+    byState[g.state] = (byState[g.state] ?? 0) + 1;
+    if (g.waitReason) byWaitReason[g.waitReason] = (byWaitReason[g.waitReason] ?? 0) + 1;
+    const k = siteKey(g.createdBy);
+    const site = bySite.get(k);
+    if (site) site.count++;
+    else if (g.createdBy) bySite.set(k, { ...g.createdBy, count: 1 });
+  }
+  goroutines.sort((a, b) => a.goid - b.goid);
+  const c = proc.table.counters;
+  return {
+    pid: proc.info.pid,
+    exe: proc.info.exe,
+    goVersion: proc.binary.goVersion,
+    layoutExact: proc.layoutExact,
+    ...(proc.layoutNote ? { layoutNote: proc.layoutNote } : {}),
+    attachedAt: monoToWallMs(proc.attachedAt),
+    observedMs: (now - proc.attachedAt) / 1e6,
+    goroutines,
+    totals: {
+      goroutines: goroutines.length,
+      systemGoroutines: system,
+      byState,
+      byWaitReason,
+      byCreationSite: [...bySite.values()].sort((a, b) => b.count - a.count),
+    },
+    events: {
+      created: c.created,
+      parked: c.parked,
+      readied: c.readied,
+      exited: c.exited,
+      lost: opts.lost,
+      resumedUnseen: c.resumedUnseen,
+      untracked: c.untracked,
+    },
+    inventory: { preexisting: proc.inventory.goroutines.length, unreadable: proc.inventory.unreadable, dead: proc.inventory.dead },
+    probes: proc.sites.map((s) => ({
+      probe: s.probe,
+      symbol: s.symbol,
+      site: s.kind,
+      address: `0x${s.vaddr.toString(16)}`,
+      attached: proc.links.has(s),
+    })),
+  };
+}
+
+/** The readable form: totals, then one line per goroutine. */
+export function formatSnapshot(s: Snapshot): string {
+  const lines: string[] = [];
+  lines.push(`pid ${s.pid}  ${s.exe}  ${s.goVersion}${s.layoutExact ? '' : `  (${s.layoutNote})`}`);
+  lines.push(
+    `observed ${(s.observedMs / 1000).toFixed(1)}s: created ${s.events.created}, parked ${s.events.parked}, ` +
+      `readied ${s.events.readied}, exited ${s.events.exited}, lost ${s.events.lost}`,
+  );
+  lines.push(`goroutines ${s.totals.goroutines} (+${s.totals.systemGoroutines} runtime)  preexisting ${s.inventory.preexisting}`);
+  lines.push('');
+  lines.push('BY WAIT REASON');
+  for (const [k, v] of Object.entries(s.totals.byWaitReason).sort((a, b) => b[1] - a[1])) lines.push(`  ${String(v).padStart(7)}  ${k}`);
+  lines.push('BY CREATION SITE');
+  for (const site of s.totals.byCreationSite.slice(0, 20)) {
+    lines.push(`  ${String(site.count).padStart(7)}  ${site.function}  ${site.file}:${site.line}`);
+  }
+  lines.push('');
+  lines.push(`${'GOID'.padStart(8)}  ${'PARENT'.padStart(8)}  ${'STATE'.padEnd(22)}  ${'BLOCKED'.padStart(10)}  START / CREATED BY`);
+  for (const g of s.goroutines) {
+    const state = g.waitReason ?? g.state;
+    const blocked = g.blockedNs ? `${(g.blockedNs / 1e6).toFixed(1)}ms` : '';
+    const by = g.createdBy ? `${g.createdBy.function} ${g.createdBy.file}:${g.createdBy.line}` : '';
+    lines.push(
+      `${String(g.goid).padStart(8)}  ${String(g.parentGoid ?? '').padStart(8)}  ${state.slice(0, 22).padEnd(22)}  ${blocked.padStart(10)}  ${g.startFunction ?? '?'} <- ${by}`,
+    );
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,318 @@
+// Traces the goroutine lifecycle of Go processes: one BPF object and ring buffer for all of them, a
+// runtime layout per Go version in a BPF array map, uprobes per process, a goroutine table per process.
+import { openBpfObject, sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import {
+  encodeRuntimeLayout,
+  ev,
+  forEachGoroutineEvent,
+  goroutineEventLayout,
+  GoroutineEventKind,
+  GoroutineProbe,
+  MAX_RUNTIME_LAYOUTS,
+  PROBE_KINDS,
+} from '../events/goroutine-event.ts';
+import { openGoBinary, type GoBinary } from '../gobinary/index.ts';
+import { argRegister, layoutFor, type RuntimeLayout } from '../gobinary/layouts.ts';
+import { readAllGoroutines, type InventoryResult } from '../inventory/allgs.ts';
+import { GoroutineTable } from '../model/goroutine-table.ts';
+import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite } from '../probes/goroutine-probes.ts';
+import { inspectProcess, loadBias, ProcessError, ProcessMemory, type ProcessInfo } from '../proc/process.ts';
+import { monoNowNs } from './clock.ts';
+
+export interface TracerOptions {
+  /** Bytes of the goroutine ring buffer (a power of two, a multiple of the page size). */
+  ringBytes?: number;
+  /** The BPF side wakes the reader only when this much is waiting; the reader also drains every pollMs. */
+  wakeupBytes?: number;
+  pollMs?: number;
+  maxGoroutinesPerProcess?: number;
+}
+
+export interface AttachOptions {
+  /** Which probes to attach; all by default. */
+  probes?: GoroutineProbeName[];
+}
+
+export interface TracedProcess {
+  info: ProcessInfo;
+  binary: GoBinary;
+  layout: RuntimeLayout;
+  layoutId: number;
+  layoutExact: boolean;
+  layoutNote?: string;
+  /** Runtime address minus link-time address (non-zero for PIE). */
+  bias: number;
+  table: GoroutineTable;
+  sites: ProbeSite[];
+  links: Map<ProbeSite, number>;
+  attachedAt: number;
+  inventory: InventoryResult & { at: number };
+}
+
+const CREATOR_FROM_ENTRY = 1; // runtime_layout.flags: reserved for the BPF side
+
+/** The BPF programs read these arguments from fixed registers; a Go version that moved one is refused. */
+function checkArgumentRegisters(layout: RuntimeLayout): void {
+  const expected: Array<[Parameters<typeof argRegister>[1], string, string]> = [
+    ['gopark', 'reason', 'RCX'],
+    ['ready', 'gp', 'RAX'],
+    ['newproc1', 'callergp', 'RBX'],
+  ];
+  for (const [fn, param, reg] of expected) {
+    const got = argRegister(layout, fn, param);
+    if (got !== reg) throw new Error(`Go ${layout.goVersion}: runtime.${fn}(${param}) arrives in ${got}, the probes read ${reg}`);
+  }
+}
+
+export class GoroutineTracer {
+  readonly bpf: BpfObject;
+  private readonly layoutIds = new Map<string, number>();
+  private readonly procs = new Map<number, TracedProcess>();
+  private readonly opts: Required<TracerOptions>;
+  /** Records for processes we no longer (or never) traced: uprobes on a shared binary can see them. */
+  strayRecords = 0;
+  records = 0;
+  batches = 0;
+  private reading = false;
+  private onRecord?: (p: TracedProcess, kind: number) => void;
+
+  constructor(opts: TracerOptions = {}) {
+    this.opts = {
+      ringBytes: opts.ringBytes ?? 16 << 20,
+      wakeupBytes: opts.wakeupBytes ?? 1 << 20,
+      pollMs: opts.pollMs ?? 10,
+      maxGoroutinesPerProcess: opts.maxGoroutinesPerProcess ?? 2_000_000,
+    };
+    const wake = Buffer.alloc(8);
+    wake.writeBigUInt64LE(BigInt(this.opts.wakeupBytes));
+    this.bpf = openBpfObject('goroutines', {
+      ringSizes: { goroutine_events: this.opts.ringBytes },
+      globals: { wakeup_bytes: wake },
+    });
+  }
+
+  /** Starts draining the ring buffer; batches are applied to the tables as they arrive. */
+  start(onRecord?: (p: TracedProcess, kind: number) => void): void {
+    if (this.reading) return;
+    this.onRecord = onRecord;
+    this.bpf.startReader(
+      [{ map: 'goroutine_events', recordSize: goroutineEventLayout.size }],
+      (_ring, batch) => this.applyBatch(batch),
+      { pollMs: this.opts.pollMs },
+    );
+    this.reading = true;
+  }
+
+  /** Stops the reader after handing over what is left in the ring buffer. Returns once it is applied. */
+  async drain(): Promise<void> {
+    if (!this.reading) return;
+    const { batches } = this.bpf.stopReader();
+    this.reading = false;
+    // The last batches reach JavaScript through the event loop.
+    const deadline = Date.now() + 5000;
+    while (this.batches < batches && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+  }
+
+  process(pid: number): TracedProcess | undefined {
+    return this.procs.get(pid);
+  }
+
+  processes(): TracedProcess[] {
+    return [...this.procs.values()];
+  }
+
+  private layoutId(bin: GoBinary, layout: RuntimeLayout): number {
+    const key = layout.toolchain + (layout.g.fields.parentGoid ? '' : '/entry');
+    let id = this.layoutIds.get(key);
+    if (id !== undefined) return id;
+    id = this.layoutIds.size;
+    if (id >= MAX_RUNTIME_LAYOUTS) throw new Error(`more than ${MAX_RUNTIME_LAYOUTS} Go runtime layouts in use`);
+    const f = layout.g.fields;
+    this.bpf.updateElem(
+      'runtime_layouts',
+      u32Key(id),
+      encodeRuntimeLayout({
+        g_goid: f.goid.offset,
+        g_parent_goid: f.parentGoid ? f.parentGoid.offset : 0,
+        g_gopc: f.gopc.offset,
+        g_startpc: f.startpc.offset,
+        g_stackguard0: f.stackguard0.offset,
+        g_m: f.m.offset,
+        m_curg: layout.m.fields.curg.offset,
+        flags: f.parentGoid ? 0 : CREATOR_FROM_ENTRY,
+      }),
+    );
+    this.layoutIds.set(key, id);
+    void bin;
+    return id;
+  }
+
+  /**
+   * Attaches to a running Go process: probes first, then the inventory of the goroutines that already exist,
+   * so nothing falls between the two (an event for a goroutine the inventory also lists converges on the
+   * event's state, which is the newer).
+   */
+  attach(pid: number, opts: AttachOptions = {}): TracedProcess {
+    if (this.procs.has(pid)) throw new ProcessError(`pid ${pid} is already traced`);
+    const info = inspectProcess(pid);
+    let binary: GoBinary;
+    try {
+      binary = openGoBinary(info.exeLink);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') throw new ProcessError(`not permitted to read the executable of pid ${pid}`);
+      if (code === 'ENOENT') throw new ProcessError(`no process with pid ${pid}`);
+      if (e instanceof Error && e.name === 'NotGoBinaryError') throw new ProcessError(`pid ${pid} (${info.exe}) is not a Go program`);
+      throw e;
+    }
+    const { layout, exact, note } = layoutFor(binary.goVersion);
+    checkArgumentRegisters(layout);
+    const layoutId = this.layoutId(binary, layout);
+    const firstLoad = binary.elf.programs.filter((p) => p.type === 1).sort((a, b) => a.vaddr - b.vaddr)[0];
+    const bias = binary.elf.isPIE ? loadBias(pid, info.exe, firstLoad.vaddr, firstLoad.offset) : 0;
+    const want = new Set<GoroutineProbeName>(opts.probes ?? ['create', 'park', 'ready', 'exit']);
+    const needCreator = want.has('create') && !layout.g.fields.parentGoid;
+    if (needCreator) want.add('creator');
+    const sites = planGoroutineProbes(binary, { creatorAtEntry: needCreator }).filter((s) => want.has(s.probe));
+    const proc: TracedProcess = {
+      info,
+      binary,
+      layout,
+      layoutId,
+      layoutExact: exact,
+      layoutNote: note,
+      bias,
+      table: new GoroutineTable({ maxGoroutines: this.opts.maxGoroutinesPerProcess }),
+      sites,
+      links: new Map(),
+      attachedAt: monoNowNs(),
+      inventory: { goroutines: [], unreadable: 0, dead: 0, at: 0 },
+    };
+    this.procs.set(pid, proc);
+    try {
+      for (const s of sites) this.attachSite(proc, s);
+      proc.inventory = this.takeInventory(proc);
+    } catch (e) {
+      this.detach(pid);
+      throw e;
+    }
+    return proc;
+  }
+
+  private attachSite(proc: TracedProcess, s: ProbeSite): void {
+    if (proc.links.has(s)) return;
+    const link = this.bpf.attachUprobe(s.program, proc.info.exeLink, s.fileOffset, proc.info.pid, cookieFor(s, proc.layoutId));
+    proc.links.set(s, link);
+  }
+
+  /** Attaches or detaches one class of probe (the overhead budget duty-cycles park and ready). */
+  setProbes(pid: number, probe: GoroutineProbeName, on: boolean): void {
+    const proc = this.procs.get(pid);
+    if (!proc) return;
+    for (const s of proc.sites) {
+      if (s.probe !== probe) continue;
+      const link = proc.links.get(s);
+      if (on && link === undefined) this.attachSite(proc, s);
+      if (!on && link !== undefined) {
+        this.bpf.detach(link);
+        proc.links.delete(s);
+      }
+    }
+  }
+
+  private takeInventory(proc: TracedProcess): InventoryResult & { at: number } {
+    const allgs = proc.binary.allgs;
+    if (!allgs) throw new ProcessError(`pid ${proc.info.pid}: cannot find runtime.allgs in ${proc.info.exe}`);
+    const f = proc.layout.g.fields;
+    const mem = new ProcessMemory(proc.info.pid);
+    try {
+      const at = monoNowNs();
+      const inv = readAllGoroutines(mem, allgs.addr + proc.bias, {
+        goid: f.goid.offset,
+        parentGoid: f.parentGoid ? f.parentGoid.offset : null,
+        gopc: f.gopc.offset,
+        startpc: f.startpc.offset,
+        atomicstatus: f.atomicstatus.offset,
+        waitreason: f.waitreason.offset,
+        waitsince: f.waitsince.offset,
+      });
+      for (const g of inv.goroutines) proc.table.addPreexisting(g);
+      return { ...inv, at };
+    } finally {
+      mem.close();
+    }
+  }
+
+  detach(pid: number): void {
+    const proc = this.procs.get(pid);
+    if (!proc) return;
+    for (const link of proc.links.values()) {
+      try {
+        this.bpf.detach(link);
+      } catch {
+        /* already gone */
+      }
+    }
+    proc.links.clear();
+    this.procs.delete(pid);
+  }
+
+  private applyBatch(batch: Buffer): void {
+    this.batches++;
+    this.records += forEachGoroutineEvent(batch, (v, at) => {
+      const proc = this.procs.get(ev.pid(v, at));
+      if (!proc) {
+        this.strayRecords++;
+        return;
+      }
+      const t = proc.table;
+      const kind = ev.kind(v, at);
+      const ts = ev.ts(v, at);
+      switch (kind) {
+        case GoroutineEventKind.create:
+          t.onCreate(ev.goid(v, at), ev.otherGoid(v, at), ev.pc(v, at), ev.startPc(v, at), ts);
+          break;
+        case GoroutineEventKind.park:
+          t.onPark(ev.goid(v, at), ev.waitReason(v, at), ts);
+          break;
+        case GoroutineEventKind.ready:
+          t.onReady(ev.goid(v, at), ev.otherGoid(v, at), ts);
+          break;
+        case GoroutineEventKind.exit:
+          t.onExit(ev.goid(v, at), ts);
+          break;
+        default:
+          this.strayRecords++;
+      }
+      this.onRecord?.(proc, kind);
+    });
+  }
+
+  /** Records the BPF side could not write because the ring buffer was full, by probe. */
+  lost(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, idx] of Object.entries(GoroutineProbe)) {
+      out[name] = sumPercpuU64(this.bpf.lookupElem('drop_counts', u32Key(idx)));
+    }
+    return out;
+  }
+
+  lostTotal(): number {
+    return Object.values(this.lost()).reduce((a, b) => a + b, 0);
+  }
+
+  /** Probe hits (including those that recorded nothing) for one layout, by probe. */
+  hits(layoutId: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, idx] of Object.entries(GoroutineProbe)) {
+      out[name] = sumPercpuU64(this.bpf.lookupElem('hit_counts', u32Key(layoutId * PROBE_KINDS + idx)));
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    for (const pid of [...this.procs.keys()]) this.detach(pid);
+    this.bpf.close();
+  }
+}

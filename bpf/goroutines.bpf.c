@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Goroutine lifecycle from uprobes on the Go runtime (amd64, register ABI: Go 1.17+).
+ *
+ * Every program reads only registers and a few words of the g; it never writes user memory, so a traced
+ * process cannot be harmed. Sites are chosen by the agent (agent/src/gobinary/probe-sites.ts): for
+ * gopark/goready/goexit1 the conditional jump after the stack check (the kernel emulates it: one trap),
+ * for newproc1 its RET instructions (the new g is in RAX; never a uretprobe on Go code, Go moves stacks). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "goroutines.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Wake the reader only when this much is waiting; it also drains on a timer (../shared/FACTS.md: a wakeup
+ * per record costs more than the probe itself). Set by the agent before load. */
+const volatile __u64 wakeup_bytes = 1 << 20;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized by the agent before load */
+} goroutine_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_RUNTIME_LAYOUTS);
+	__type(key, __u32);
+	__type(value, struct runtime_layout);
+} runtime_layouts SEC(".maps");
+
+/* Hits per (layout, probe): the agent turns them into an overhead estimate. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_RUNTIME_LAYOUTS * PROBE_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} hit_counts SEC(".maps");
+
+/* Records lost because the ring buffer was full, per probe. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PROBE_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} drop_counts SEC(".maps");
+
+/* Go before 1.21 has no g.parentGoid: newproc1's entry leaves the creator's goid here for its RET.
+ * newproc1 runs on the thread's g0 from entry to RET, so the thread id pairs them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} creator_by_thread SEC(".maps");
+
+static __always_inline void count(void *map, __u32 key)
+{
+	__u64 *n = bpf_map_lookup_elem(map, &key);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline __u64 read_u64(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
+	return v;
+}
+
+/* The hit before morestack: the prologue will find SP - delta <= g.stackguard0 (unsigned), grow the stack
+ * (or honour a preemption request) and run the function again from its entry. */
+static __always_inline bool goes_to_morestack(struct pt_regs *ctx, __u64 cookie, __u64 g,
+					      const struct runtime_layout *l)
+{
+	if (!COOKIE_STACK_CHECK(cookie))
+		return false;
+	__u64 guard = read_u64(g + l->g_stackguard0);
+	__u64 bound = COOKIE_COMPARE_R12(cookie) ? ctx->r12 : ctx->sp - COOKIE_FRAME_DELTA(cookie);
+	return bound <= guard;
+}
+
+static __always_inline const struct runtime_layout *layout_of(__u64 cookie)
+{
+	__u32 id = COOKIE_LAYOUT(cookie);
+	return bpf_map_lookup_elem(&runtime_layouts, &id);
+}
+
+static __always_inline struct goroutine_event *reserve(__u32 probe)
+{
+	struct goroutine_event *e = bpf_ringbuf_reserve(&goroutine_events, sizeof(*e), 0);
+	if (!e) {
+		count(&drop_counts, probe);
+		return NULL;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	e->ts_ns = bpf_ktime_get_ns();
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->other_goid = 0;
+	e->pc = 0;
+	e->start_pc = 0;
+	e->wait_reason = 0;
+	e->reserved = 0;
+	return e;
+}
+
+static __always_inline void submit(struct goroutine_event *e)
+{
+	__u64 flags = bpf_ringbuf_query(&goroutine_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+/* runtime.newproc1(fn *funcval, callergp *g, callerpc uintptr, ...) *g, at its entry; only for Go < 1.21. */
+SEC("uprobe")
+int newproc1_entry(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return 0;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_NEWPROC1_ENTRY);
+	/* newproc1 runs on g0 (R14); callergp (RBX) is the goroutine that ran the go statement. */
+	if (goes_to_morestack(ctx, cookie, ctx->r14, l))
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 creator = read_u64(ctx->bx + l->g_goid);
+	bpf_map_update_elem(&creator_by_thread, &tid, &creator, BPF_ANY);
+	return 0;
+}
+
+/* A RET of runtime.newproc1: RAX holds the new g, its goid, gopc and startpc already set. */
+SEC("uprobe")
+int newproc1_ret(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return 0;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_NEWPROC1_RET);
+	__u64 newg = ctx->ax;
+	struct goroutine_event *e = reserve(PROBE_NEWPROC1_RET);
+	if (!e)
+		return 0;
+	e->kind = GOROUTINE_CREATE;
+	e->layout_id = COOKIE_LAYOUT(cookie);
+	e->goid = read_u64(newg + l->g_goid);
+	e->pc = read_u64(newg + l->g_gopc);
+	e->start_pc = read_u64(newg + l->g_startpc);
+	if (l->g_parent_goid) {
+		e->other_goid = read_u64(newg + l->g_parent_goid);
+	} else {
+		__u32 tid = e->tid;
+		__u64 *creator = bpf_map_lookup_elem(&creator_by_thread, &tid);
+		if (creator) {
+			e->other_goid = *creator;
+			bpf_map_delete_elem(&creator_by_thread, &tid);
+		}
+	}
+	submit(e);
+	return 0;
+}
+
+/* runtime.gopark(unlockf, lock, reason waitReason, ...): runs on the goroutine that parks (R14). */
+SEC("uprobe")
+int gopark(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return 0;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_GOPARK);
+	__u64 g = ctx->r14;
+	if (goes_to_morestack(ctx, cookie, g, l))
+		return 0;
+	struct goroutine_event *e = reserve(PROBE_GOPARK);
+	if (!e)
+		return 0;
+	e->kind = GOROUTINE_PARK;
+	e->layout_id = COOKIE_LAYOUT(cookie);
+	e->goid = read_u64(g + l->g_goid);
+	e->wait_reason = (__u8)ctx->cx; /* third integer argument */
+	submit(e);
+	return 0;
+}
+
+/* runtime.ready(gp *g, traceskip int, next bool): the body of goready (which recent Go versions inline
+ * everywhere) and of the GC's own wakeups. It runs on g0, so the goroutine that readies is g0.m.curg. */
+SEC("uprobe")
+int ready(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return 0;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_READY);
+	__u64 g = ctx->r14;
+	if (goes_to_morestack(ctx, cookie, g, l))
+		return 0;
+	struct goroutine_event *e = reserve(PROBE_READY);
+	if (!e)
+		return 0;
+	e->kind = GOROUTINE_READY;
+	e->layout_id = COOKIE_LAYOUT(cookie);
+	e->goid = read_u64(ctx->ax + l->g_goid);
+	__u64 curg = read_u64(read_u64(g + l->g_m) + l->m_curg);
+	e->other_goid = curg ? read_u64(curg + l->g_goid) : 0;
+	submit(e);
+	return 0;
+}
+
+/* runtime.goexit1(): runs on the goroutine that ends, from its function's return or runtime.Goexit. */
+SEC("uprobe")
+int goexit1(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return 0;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_GOEXIT1);
+	__u64 g = ctx->r14;
+	if (goes_to_morestack(ctx, cookie, g, l))
+		return 0;
+	struct goroutine_event *e = reserve(PROBE_GOEXIT1);
+	if (!e)
+		return 0;
+	e->kind = GOROUTINE_EXIT;
+	e->layout_id = COOKIE_LAYOUT(cookie);
+	e->goid = read_u64(g + l->g_goid);
+	submit(e);
+	return 0;
+}
+
+/* The benchmark's baseline: a program that does nothing, attached at the same sites. */
+SEC("uprobe")
+int empty(struct pt_regs *ctx)
+{
+	return 0;
+}

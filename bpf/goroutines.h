@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Record layouts shared by bpf/goroutines.bpf.c and the agent's decoder (agent/src/events/goroutine-event.ts).
+ * This header is the single source of truth; test/bpf/layout.test.ts proves both sides agree. */
+#ifndef GOROSCOPE_GOROUTINES_H
+#define GOROSCOPE_GOROUTINES_H
+
+enum goroutine_event_kind {
+	GOROUTINE_CREATE = 1, /* runtime.newproc1 returned a new g */
+	GOROUTINE_PARK = 2,   /* runtime.gopark: the goroutine blocks */
+	GOROUTINE_READY = 3,  /* runtime.ready (goready's body): a parked goroutine becomes runnable */
+	GOROUTINE_EXIT = 4,   /* runtime.goexit1: the goroutine ends */
+};
+
+/* Which probe a hit came from: indexes hit_counts and drop_counts. */
+enum goroutine_probe {
+	PROBE_NEWPROC1_ENTRY = 0,
+	PROBE_NEWPROC1_RET = 1,
+	PROBE_GOPARK = 2,
+	PROBE_READY = 3,
+	PROBE_GOEXIT1 = 4,
+	PROBE_EMPTY = 5, /* the benchmark's empty program */
+	PROBE_KINDS = 8,
+};
+
+/* One record per lifecycle event. Fixed size, so user space walks a batch by stride. */
+struct goroutine_event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC, the clock Go's nanotime uses */
+	__u64 goid;       /* the goroutine the event is about */
+	__u64 other_goid; /* CREATE: creator; READY: waker (0 when the runtime readies from g0) */
+	__u64 pc;         /* CREATE: the go statement's return address (g.gopc) */
+	__u64 start_pc;   /* CREATE: entry of the goroutine's function (g.startpc) */
+	__u32 pid;        /* tgid of the traced process */
+	__u32 tid;
+	__u8 kind;        /* enum goroutine_event_kind */
+	__u8 wait_reason; /* PARK: the runtime's waitReason, numbered as in that Go version */
+	__u16 layout_id;  /* which runtime_layout decoded this process */
+	__u32 reserved;
+};
+
+/* Where the runtime keeps what the probes read, for one Go version (agent/src/gobinary/layouts.ts). */
+struct runtime_layout {
+	__u32 g_goid;
+	__u32 g_parent_goid; /* 0: the g has no parentGoid (before Go 1.21); creator comes from newproc1's entry */
+	__u32 g_gopc;
+	__u32 g_startpc;
+	__u32 g_stackguard0;
+	__u32 g_m;           /* g.m: the thread running the g */
+	__u32 m_curg;        /* m.curg: the user goroutine of a thread that runs on g0 */
+	__u32 flags;
+};
+
+#define MAX_RUNTIME_LAYOUTS 64
+
+/* A uprobe's BPF cookie: which layout, which probe, and how to skip the hit that precedes morestack.
+ * Go's prologue compares SP (less a frame delta for big frames) with g.stackguard0 and, when SP is not above
+ * it, calls morestack, which re-runs the function from its entry: the probe is hit a second time. The BPF
+ * program evaluates the same comparison and records only the hit that goes on into the function body.
+ *   bits  0-15 layout id
+ *   bits 16-23 enum goroutine_probe
+ *   bit  24    the site is at or before the stack check: evaluate it
+ *   bit  25    big frame: the site is the jump after `LEAQ -X(SP), R12; CMPQ 16(R14), R12`; compare R12
+ *   bits 32-63 frame delta: a site before the check compares SP - delta with g.stackguard0 */
+#define COOKIE_LAYOUT(c) ((__u32)((c) & 0xffff))
+#define COOKIE_PROBE(c) ((__u32)(((c) >> 16) & 0xff))
+#define COOKIE_STACK_CHECK(c) ((__u32)(((c) >> 24) & 1))
+#define COOKIE_COMPARE_R12(c) ((__u32)(((c) >> 25) & 1))
+#define COOKIE_FRAME_DELTA(c) ((__u32)((c) >> 32))
+
+#endif

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Record layouts shared by bpf/tcp.bpf.c and the agent's decoder (agent/src/events/tcp-event.ts).
+ * The single source of truth; test/bpf/layout.test.ts proves both sides agree. */
+#ifndef GOROSCOPE_TCP_H
+#define GOROSCOPE_TCP_H
+
+enum tcp_event_kind {
+	TCP_EVENT_STATE = 1,       /* sock:inet_sock_set_state */
+	TCP_EVENT_CONNECT = 2,     /* connect(2) on a TCP socket, in the caller's context: binds the socket to pid/goid */
+	TCP_EVENT_ACCEPT = 3,      /* accept4(2) returned a TCP socket, in the caller's context */
+	TCP_EVENT_RETRANSMIT = 4,  /* tcp:tcp_retransmit_skb */
+	TCP_EVENT_RESET_SENT = 5,  /* tcp:tcp_send_reset */
+	TCP_EVENT_RESET_RECV = 6,  /* tcp:tcp_receive_reset */
+	TCP_EVENT_CLOSE = 7,       /* the socket reached TCP_CLOSE: totals read from the socket */
+};
+
+enum tcp_role {
+	TCP_ROLE_UNKNOWN = 0,
+	TCP_ROLE_CLIENT = 1,
+	TCP_ROLE_SERVER = 2,
+	TCP_ROLE_LISTENER = 3,
+};
+
+struct tcp_event {
+	__u64 ts_ns;
+	__u64 skaddr;        /* the kernel's struct sock address: the connection's identity while it lives */
+	__u64 goid;          /* the goroutine that called connect/accept, 0 if unknown or not Go */
+	__u64 bytes_acked;   /* tcp_sock.bytes_acked: bytes sent and acknowledged */
+	__u64 bytes_received;
+	__u32 pid;           /* owning process, 0 when the event ran outside process context and no owner is known */
+	__u32 tid;
+	__u32 srtt_us;       /* smoothed RTT, microseconds */
+	__u32 total_retrans;
+	__u8 saddr[16];      /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u16 sport;         /* host byte order */
+	__u16 dport;
+	__u16 family;        /* AF_INET or AF_INET6 */
+	__u8 kind;           /* enum tcp_event_kind */
+	__u8 old_state;
+	__u8 new_state;
+	__u8 role;           /* enum tcp_role */
+	__u16 reserved;
+	char comm[16];
+};
+
+/* Per Go process: where the g pointer sits in TLS and where goid sits in the g. */
+struct tcp_process_layout {
+	__s32 tls_g_offset;  /* g is at fsbase + tls_g_offset (-8 usually; other values in static/cgo builds) */
+	__u32 g_goid;
+};
+
+#endif

@@ -1,0 +1,124 @@
+// The one definition of what an agent sends a collector, used by both sides.
+// Times are Unix epoch milliseconds (fractional part allowed); durations are nanoseconds.
+
+export const PROTOCOL_VERSION = 1;
+
+export interface CodeLocation {
+  function: string;
+  file: string;
+  line: number;
+}
+
+/** A traced process. (node, pid, startTime) names it across pid reuse. */
+export interface ProcessRecord {
+  kind: 'process';
+  pid: number;
+  /** /proc/PID/stat field 22: start time in clock ticks since boot. */
+  startTime: number;
+  exe: string;
+  goVersion: string | null;
+  containerId: string | null;
+  pod: { name: string; namespace: string; uid: string; container: string | null } | null;
+  seenAt: number;
+  exitedAt: number | null;
+}
+
+export type GoroutineState =
+  | 'idle' | 'runnable' | 'running' | 'syscall' | 'waiting' | 'dead' | 'copystack' | 'preempted' | 'unknown';
+
+/** The latest known state of one goroutine; re-sent whenever it changes (upsert by pid+goid). */
+export interface GoroutineRecord {
+  kind: 'goroutine';
+  pid: number;
+  goid: number;
+  parentGoid: number | null;
+  state: GoroutineState;
+  /** The runtime's own wait reason string, as in a goroutine dump; null unless waiting. */
+  waitReason: string | null;
+  createdBy: CodeLocation | null;
+  startFunction: string | null;
+  createdAt: number | null;
+  exitedAt: number | null;
+  lastParkAt: number | null;
+  parkCount: number;
+  readyCount: number;
+  /** Time spent parked while observed, including the current park up to observedAt. */
+  blockedNs: number;
+  blockedByReason: Record<string, number>;
+  /** Existed before the agent attached (seen in runtime.allgs). */
+  preexisting: boolean;
+  /** A runtime-internal goroutine (Go's dumps hide these). */
+  system: boolean;
+  observedAt: number;
+}
+
+/** One TCP connection of a process. */
+export interface ConnectionRecord {
+  kind: 'connection';
+  pid: number;
+  goid: number | null;
+  family: 'inet' | 'inet6';
+  role: 'client' | 'server';
+  localAddress: string;
+  localPort: number;
+  peerAddress: string;
+  peerPort: number;
+  state: string;
+  openedAt: number | null;
+  closedAt: number | null;
+  bytesSent: number;
+  bytesReceived: number;
+  srttUs: number | null;
+  retransmits: number;
+  resets: number;
+  error: string | null;
+  preexisting: boolean;
+  observedAt: number;
+}
+
+/** A stretch of time in which the agent observed a process, and what it counted; windows make sampled figures honest. */
+export interface WindowRecord {
+  kind: 'window';
+  pid: number;
+  from: number;
+  to: number;
+  /** Which probes were attached for the whole window. */
+  probes: string[];
+  created: number;
+  parked: number;
+  readied: number;
+  exited: number;
+  lost: number;
+}
+
+export type AgentRecord = ProcessRecord | GoroutineRecord | ConnectionRecord | WindowRecord;
+
+export interface HelloMessage {
+  type: 'hello';
+  protocol: typeof PROTOCOL_VERSION;
+  agentId: string;
+  node: string;
+  agentVersion: string;
+}
+
+/** seq increases by one per batch of an agent; a collector stores each (agentId, seq) once. */
+export interface BatchMessage {
+  type: 'batch';
+  agentId: string;
+  seq: number;
+  records: AgentRecord[];
+}
+
+export interface AckMessage {
+  type: 'ack';
+  seq: number;
+}
+
+export interface ErrorMessage {
+  type: 'error';
+  seq: number | null;
+  error: string;
+}
+
+export type AgentMessage = HelloMessage | BatchMessage;
+export type CollectorMessage = AckMessage | ErrorMessage;

@@ -1,0 +1,149 @@
+// JSON schemas for the agent→collector messages in records.ts. The collector
+// validates every message against these before touching the database, so the
+// limits here are also the collector's defence against hostile input.
+import { PROTOCOL_VERSION } from './records.ts';
+
+/** Upper bound for Unix-ms times: year ~5138. Keeps REAL columns and Date math sane. */
+const MAX_TIME_MS = 1e14;
+const MAX_COUNT = Number.MAX_SAFE_INTEGER;
+export const MAX_RECORDS_PER_BATCH = 20_000;
+
+const str = (maxLength: number, minLength = 0) => ({ type: 'string', minLength, maxLength }) as const;
+const nullable = <T extends { type: string }>(s: T) => ({ ...s, type: [s.type, 'null'] });
+const time = { type: 'number', minimum: 0, maximum: MAX_TIME_MS } as const;
+const count = { type: 'integer', minimum: 0, maximum: MAX_COUNT } as const;
+const pid = { type: 'integer', minimum: 1, maximum: 2 ** 31 - 1 } as const;
+const port = { type: 'integer', minimum: 0, maximum: 65535 } as const;
+const bool = { type: 'boolean' } as const;
+
+function record(kind: string, properties: Record<string, unknown>) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    required: ['kind', ...Object.keys(properties)],
+    properties: { kind: { const: kind }, ...properties },
+  };
+}
+
+export const processRecordSchema = record('process', {
+  pid,
+  startTime: count,
+  exe: str(4096),
+  goVersion: nullable(str(64)),
+  containerId: nullable(str(256)),
+  pod: {
+    type: ['object', 'null'],
+    additionalProperties: false,
+    required: ['name', 'namespace', 'uid', 'container'],
+    properties: { name: str(253), namespace: str(253), uid: str(128), container: nullable(str(253)) },
+  },
+  seenAt: time,
+  exitedAt: nullable(time),
+});
+
+export const goroutineStates = [
+  'idle', 'runnable', 'running', 'syscall', 'waiting', 'dead', 'copystack', 'preempted', 'unknown',
+] as const;
+
+const codeLocation = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  required: ['function', 'file', 'line'],
+  properties: { function: str(4096), file: str(4096), line: { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 } },
+};
+
+export const goroutineRecordSchema = record('goroutine', {
+  pid,
+  goid: count,
+  parentGoid: nullable(count),
+  state: { enum: goroutineStates },
+  waitReason: nullable(str(128)),
+  createdBy: codeLocation,
+  startFunction: nullable(str(4096)),
+  createdAt: nullable(time),
+  exitedAt: nullable(time),
+  lastParkAt: nullable(time),
+  parkCount: count,
+  readyCount: count,
+  blockedNs: count,
+  blockedByReason: {
+    type: 'object',
+    maxProperties: 64,
+    propertyNames: { maxLength: 128 },
+    additionalProperties: count,
+  },
+  preexisting: bool,
+  system: bool,
+  observedAt: time,
+});
+
+export const connectionRecordSchema = record('connection', {
+  pid,
+  goid: nullable(count),
+  family: { enum: ['inet', 'inet6'] },
+  role: { enum: ['client', 'server'] },
+  localAddress: str(64, 1),
+  localPort: port,
+  peerAddress: str(64, 1),
+  peerPort: port,
+  state: str(32),
+  openedAt: nullable(time),
+  closedAt: nullable(time),
+  bytesSent: count,
+  bytesReceived: count,
+  srttUs: nullable(count),
+  retransmits: count,
+  resets: count,
+  error: nullable(str(256)),
+  preexisting: bool,
+  observedAt: time,
+});
+
+export const windowRecordSchema = record('window', {
+  pid,
+  from: time,
+  to: time,
+  probes: { type: 'array', maxItems: 64, items: str(128) },
+  created: count,
+  parked: count,
+  readied: count,
+  exited: count,
+  lost: count,
+});
+
+const agentId = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } as const;
+
+export const helloMessageSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'protocol', 'agentId', 'node', 'agentVersion'],
+  properties: {
+    type: { const: 'hello' },
+    protocol: { const: PROTOCOL_VERSION },
+    agentId,
+    node: str(253, 1),
+    agentVersion: str(64),
+  },
+};
+
+export const batchMessageSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'agentId', 'seq', 'records'],
+  properties: {
+    type: { const: 'batch' },
+    agentId,
+    seq: count,
+    records: {
+      type: 'array',
+      maxItems: MAX_RECORDS_PER_BATCH,
+      items: {
+        type: 'object',
+        required: ['kind'],
+        // The discriminator makes ajv report errors of the matching record kind only.
+        discriminator: { propertyName: 'kind' },
+        oneOf: [processRecordSchema, goroutineRecordSchema, connectionRecordSchema, windowRecordSchema],
+      },
+    },
+  },
+};

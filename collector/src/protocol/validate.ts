@@ -1,0 +1,55 @@
+// Compiled validators for agent messages, with error texts an agent author can act on.
+import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
+import type { BatchMessage, HelloMessage } from './records.ts';
+import { batchMessageSchema, helloMessageSchema } from './schema.ts';
+
+// ajv ships CommonJS with a default export; under NodeNext the class sits on .default.
+const Ajv = (AjvModule.default ?? AjvModule) as typeof AjvModule.default;
+
+const ajv = new Ajv({ allErrors: false, discriminator: true, allowUnionTypes: true, strict: true, strictRequired: false });
+const validateHello = ajv.compile(helloMessageSchema) as ValidateFunction<HelloMessage>;
+const validateBatch = ajv.compile(batchMessageSchema) as ValidateFunction<BatchMessage>;
+
+export function describeAjvError(errors: ErrorObject[] | null | undefined): string {
+  const e = errors?.[0];
+  if (!e) return 'invalid message';
+  const where = e.instancePath || '(message)';
+  const p = e.params as Record<string, unknown>;
+  if (e.keyword === 'additionalProperties') return `${where}: unknown field '${String(p.additionalProperty)}'`;
+  if (e.keyword === 'enum') return `${where}: must be one of ${JSON.stringify(p.allowedValues)}`;
+  if (e.keyword === 'const') return `${where}: must be ${JSON.stringify(p.allowedValue)}`;
+  if (e.keyword === 'discriminator') return `${where}: 'kind' must be one of "process", "goroutine", "connection", "window"`;
+  return `${where}: ${e.message ?? e.keyword}`;
+}
+
+export type ParsedMessage =
+  | { ok: true; message: HelloMessage; kind: 'hello' }
+  | { ok: true; message: BatchMessage; kind: 'batch' }
+  | { ok: false; error: string; seq: number | null };
+
+/** Parse and validate one ingest message; never throws. */
+export function parseAgentMessage(text: string): ParsedMessage {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, error: `invalid JSON: ${(err as Error).message}`, seq: null };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, error: 'message must be a JSON object', seq: null };
+  }
+  const obj = value as Record<string, unknown>;
+  const seq = Number.isSafeInteger(obj.seq) && (obj.seq as number) >= 0 ? (obj.seq as number) : null;
+  if (obj.type === 'hello') {
+    if (validateHello(value)) return { ok: true, message: value, kind: 'hello' };
+    if (obj.protocol !== undefined && obj.protocol !== helloMessageSchema.properties.protocol.const) {
+      return { ok: false, error: `unsupported protocol version ${JSON.stringify(obj.protocol)}; this collector speaks ${helloMessageSchema.properties.protocol.const}`, seq: null };
+    }
+    return { ok: false, error: `bad hello: ${describeAjvError(validateHello.errors)}`, seq: null };
+  }
+  if (obj.type === 'batch') {
+    if (validateBatch(value)) return { ok: true, message: value, kind: 'batch' };
+    return { ok: false, error: `bad batch: ${describeAjvError(validateBatch.errors)}`, seq };
+  }
+  return { ok: false, error: `unknown message type ${JSON.stringify(obj.type)}; expected "hello" or "batch"`, seq };
+}
