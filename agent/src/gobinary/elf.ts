@@ -113,6 +113,7 @@ export class ElfFile {
 
   /** len bytes at vaddr as a view of the file; throws if they are not all file-backed in one segment. */
   read(vaddr: number, len: number): Buffer {
+    if (len === 0) return this.data.subarray(0, 0);
     const p = this.loadSegment(vaddr);
     if (!p || vaddr + len > p.vaddr + p.filesz) {
       throw new Error(`${this.path}: 0x${vaddr.toString(16)}+${len} is not in the file's loaded segments`);

@@ -1,5 +1,5 @@
 // `goroscope snapshot`: attach, observe for the duration, detach, print.
-import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import { GoroutineTracer, openTarget } from '../tracer/goroutine-tracer.ts';
 import { buildSnapshot, formatSnapshot } from './snapshot.ts';
 
 export interface SnapshotCommand {
@@ -10,6 +10,8 @@ export interface SnapshotCommand {
 }
 
 export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
+  // Check the pid before loading anything into the kernel: a wrong pid gets its own clear message.
+  const target = openTarget(cmd.pid);
   const tracer = new GoroutineTracer();
   const stop = () => {
     // Detach at once on Ctrl-C or SIGTERM; the kernel would also clean up if we were killed.
@@ -19,7 +21,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   process.once('SIGTERM', stop);
   try {
     tracer.start();
-    const proc = tracer.attach(cmd.pid);
+    const proc = tracer.attach(cmd.pid, { target });
     await new Promise((r) => setTimeout(r, cmd.duration));
     await tracer.drain();
     const snap = buildSnapshot(proc, { system: cmd.system, lost: tracer.lostTotal() });

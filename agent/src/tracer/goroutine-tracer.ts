@@ -31,6 +31,37 @@ export interface TracerOptions {
 export interface AttachOptions {
   /** Which probes to attach; all by default. */
   probes?: GoroutineProbeName[];
+  /** The process and binary, when the caller has already opened them (openTarget). */
+  target?: Target;
+}
+
+export interface Target {
+  info: ProcessInfo;
+  binary: GoBinary;
+}
+
+/**
+ * Checks that a pid is a running Go process we may trace, and opens its binary. Throws a ProcessError with
+ * one line an SRE can act on: no such process, not permitted, not a Go program, unsupported Go version.
+ */
+export function openTarget(pid: number): Target {
+  const info = inspectProcess(pid);
+  let binary: GoBinary;
+  try {
+    binary = openGoBinary(info.exeLink);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw new ProcessError(`not permitted to read the executable of pid ${pid} (run as root, or with CAP_SYS_PTRACE)`);
+    if (code === 'ENOENT') throw new ProcessError(`no process with pid ${pid}`);
+    if (e instanceof Error && e.name === 'NotGoBinaryError') throw new ProcessError(`pid ${pid} (${info.exe}) is not a Go program`);
+    throw e;
+  }
+  try {
+    layoutFor(binary.goVersion);
+  } catch (e) {
+    throw new ProcessError(`pid ${pid}: ${(e as Error).message}`);
+  }
+  return { info, binary };
 }
 
 export interface TracedProcess {
@@ -154,17 +185,7 @@ export class GoroutineTracer {
    */
   attach(pid: number, opts: AttachOptions = {}): TracedProcess {
     if (this.procs.has(pid)) throw new ProcessError(`pid ${pid} is already traced`);
-    const info = inspectProcess(pid);
-    let binary: GoBinary;
-    try {
-      binary = openGoBinary(info.exeLink);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EACCES' || code === 'EPERM') throw new ProcessError(`not permitted to read the executable of pid ${pid}`);
-      if (code === 'ENOENT') throw new ProcessError(`no process with pid ${pid}`);
-      if (e instanceof Error && e.name === 'NotGoBinaryError') throw new ProcessError(`pid ${pid} (${info.exe}) is not a Go program`);
-      throw e;
-    }
+    const { info, binary } = opts.target ?? openTarget(pid);
     const { layout, exact, note } = layoutFor(binary.goVersion);
     checkArgumentRegisters(layout);
     const layoutId = this.layoutId(binary, layout);

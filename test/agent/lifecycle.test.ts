@@ -1,0 +1,146 @@
+// The goroutine lifecycle, end to end: real BPF programs in the real kernel against a real Go program.
+// Oracle: the program's own runtime.Stack(buf, true) dump and the operations it performed.
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { buildSnapshot, goroutineRecord } from '../../agent/src/snapshot/snapshot.ts';
+import { monoNowNs } from '../../agent/src/tracer/clock.ts';
+import { bpfUnavailable } from '../lib/bpf.ts';
+import { buildPopulation, PopulationProcess } from '../lib/population.ts';
+import type { BuildKind } from '../lib/go.ts';
+
+const noBpf = await bpfUnavailable();
+if (noBpf) t.comment(`SKIPPING lifecycle tests: ${noBpf}`);
+
+const cells: Array<{ version: string; kind: BuildKind; why?: string }> = [
+  { version: 'local', kind: 'default' },
+  { version: 'local', kind: 'stripped' },
+  { version: 'local', kind: 'pie' },
+  {
+    version: '1.19',
+    kind: 'default',
+    why: existsSync('/usr/lib/go-1.19/bin/go') ? undefined : "Go 1.19 is not installed (Debian's golang-1.19-go)",
+  },
+];
+
+const WORKERS = 40;
+const SLEEPS = 25;
+const CHURN = 500;
+
+for (const cell of cells) {
+  const name = `Go ${cell.version} ${cell.kind}`;
+  t.test(name, { skip: noBpf ?? cell.why ?? false }, async (t) => {
+    const binary = buildPopulation(cell.version, cell.kind);
+    const prog = await PopulationProcess.start(binary);
+    t.teardown(() => prog.kill());
+    const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
+    t.teardown(() => tracer.close());
+    tracer.start();
+    const proc = tracer.attach(prog.pid);
+
+    await t.test('the inventory at attach agrees with the runtime dump', async (t) => {
+      const dump = await prog.dump();
+      const now = monoNowNs();
+      const ours = new Map(
+        [...proc.table.rows(now)].map((r) => goroutineRecord(proc, r, now)).filter((g) => !g.system).map((g) => [g.goid, g]),
+      );
+      // The goroutine printing the dump is running then; it is the main goroutine, blocked reading stdin at attach.
+      const oracle = dump.filter((g) => g.state !== 'running');
+      t.ok(oracle.length >= 20, `the dump lists the population (${oracle.length} blocked goroutines)`);
+      // One row per goroutine, as the dump tells it and as the inventory tells it.
+      const fromDump = oracle.map((g) => ({
+        goid: g.goid,
+        state: g.state,
+        createdBy: g.createdBy?.function ?? null,
+        site: g.createdBy ? `${g.createdBy.file}:${g.createdBy.line}` : null,
+        parentGoid: g.parentGoid ?? ours.get(g.goid)?.parentGoid ?? null, // Go 1.19 dumps print no parent
+        preexisting: true,
+      }));
+      const fromAgent = oracle.map((g) => {
+        const mine = ours.get(g.goid);
+        return {
+          goid: g.goid,
+          state: mine ? (mine.waitReason ?? mine.state) : 'MISSING',
+          createdBy: mine?.createdBy?.function ?? null,
+          site: mine?.createdBy ? `${mine.createdBy.file}:${mine.createdBy.line}` : null,
+          parentGoid: mine?.parentGoid ?? null,
+          preexisting: mine?.preexisting ?? false,
+        };
+      });
+      t.same(fromAgent, fromDump, 'each goroutine: wait reason, creating function, creation site, parent');
+      const running = dump.filter((g) => g.state === 'running').map((g) => g.goid);
+      const extra = [...ours.values()]
+        .filter((g) => g.preexisting && !oracle.some((o) => o.goid === g.goid) && !running.includes(g.goid))
+        .map((g) => `${g.goid} [${g.waitReason ?? g.state}] ${g.startFunction}`);
+      t.same(extra, [], 'no user goroutine that the dump does not list');
+      // Totals by wait reason and by creating function, as an SRE reads them.
+      const count = (xs: string[]) => xs.reduce<Record<string, number>>((m, k) => ((m[k] = (m[k] ?? 0) + 1), m), {});
+      const mineOf = oracle.map((g) => ours.get(g.goid)).filter((g) => g !== undefined);
+      t.same(count(mineOf.map((g) => g.waitReason ?? g.state)), count(oracle.map((g) => g.state)), 'totals by wait reason');
+      t.same(count(mineOf.map((g) => g.createdBy?.function ?? '')), count(oracle.map((g) => g.createdBy?.function ?? '')), 'totals by creating function');
+    });
+
+    await t.test('every creation, park, ready and exit while attached is seen', async (t) => {
+      const before = { ...proc.table.counters };
+      await prog.command(`work ${WORKERS} ${SLEEPS}`, /^WORK DONE .*$/m);
+      await prog.command(`churn ${CHURN}`, /^CHURN DONE .*$/m);
+      await tracer.drain();
+      tracer.start();
+      const exited = proc.table.recentlyExited().map((r) => ({ row: r, g: goroutineRecord(proc, r, r.exitedAt) }));
+      const workers = exited.filter((x) => x.g.createdBy?.function === 'main.runWork');
+      const churners = exited.filter((x) => x.g.createdBy?.function === 'main.runChurn');
+      t.equal(workers.length, WORKERS, `${WORKERS} workers created and exited`);
+      t.equal(churners.length, CHURN, `${CHURN} churners created and exited`);
+      for (const { row, g } of workers) {
+        if (row.parkCount !== SLEEPS || row.readyCount !== SLEEPS) {
+          t.fail(`worker ${g.goid}: ${row.parkCount} parks, ${row.readyCount} readies, expected ${SLEEPS} each`);
+        }
+        // `go worker(...)` starts at main.worker, or at a wrapper the compiler names after runWork.
+        if (!/^main\.(worker|runWork\.(gowrap|func)\d+)$/.test(g.startFunction ?? '')) t.fail(`worker ${g.goid} starts at ${g.startFunction}`);
+        if ((g.blockedByReason.sleep ?? 0) < SLEEPS * 1e6 * 0.9) t.fail(`worker ${g.goid} blocked ${g.blockedByReason.sleep}ns in sleep`);
+      }
+      t.equal(workers.reduce((n, x) => n + x.row.parkCount, 0), WORKERS * SLEEPS, 'worker parks');
+      t.equal(workers.reduce((n, x) => n + x.row.readyCount, 0), WORKERS * SLEEPS, 'worker readies');
+      t.ok(workers.every((x) => x.row.createdAt !== null && x.row.exitedAt > x.row.createdAt!), 'created before exited');
+      const c = proc.table.counters;
+      t.ok(c.created - before.created >= WORKERS + CHURN, 'creation count covers the work');
+      t.ok(c.exited - before.exited >= WORKERS + CHURN, 'exit count covers the work');
+      t.equal(tracer.lostTotal(), 0, 'no record lost');
+      t.comment(`events: ${JSON.stringify(c)}; lost ${tracer.lostTotal()}`);
+    });
+
+    await t.test('the snapshot carries the totals and event counts', async (t) => {
+      const snap = buildSnapshot(proc, { lost: tracer.lostTotal() });
+      t.match(snap.goVersion, /^go1\.\d+/);
+      t.ok(snap.totals.byWaitReason['chan receive'] >= 6, 'chan receive counted');
+      t.ok(snap.totals.byCreationSite.some((s) => s.function === 'main.spawnPopulation'), 'creation sites listed');
+      t.ok(snap.events.created >= WORKERS + CHURN && snap.events.exited >= WORKERS + CHURN, 'events counted');
+      t.equal(snap.events.lost, 0);
+      t.ok(snap.probes.every((p) => p.attached), 'every probe attached');
+      t.ok(snap.probes.filter((p) => p.probe !== 'create').every((p) => p.site === 'stack-check-jump'), 'entry probes sit on the stack-check jump');
+    });
+
+    await tracer.close();
+    const bye = await prog.quit();
+    t.match(bye, /^BYE checksum=[0-9a-f]+$/);
+  });
+}
+
+t.test('traced and untraced runs print the same output', { skip: noBpf ?? false }, async (t) => {
+  const binary = buildPopulation('local', 'default');
+  const script = [`work ${WORKERS} ${SLEEPS}`, `churn ${CHURN}`, 'work 7 3'];
+  const run = async (traced: boolean) => {
+    const prog = await PopulationProcess.start(binary);
+    const tracer = traced ? new GoroutineTracer({ ringBytes: 4 << 20 }) : undefined;
+    tracer?.start();
+    tracer?.attach(prog.pid);
+    for (const cmd of script) await prog.command(cmd, /^(WORK|CHURN) DONE .*$/m);
+    await tracer?.close();
+    await prog.quit();
+    return prog.lines.join('\n');
+  };
+  const plain = await run(false);
+  const traced = await run(true);
+  t.equal(traced, plain, 'identical output');
+  t.match(plain, /BYE checksum=/);
+});
