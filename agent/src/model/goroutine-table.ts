@@ -156,8 +156,11 @@ export class GoroutineTable {
     return n;
   }
 
-  /** A goroutine that existed before the agent attached, from the runtime's allgs. */
-  addPreexisting(g: { goid: number; parentGoid: number | null; status: number; waitReason: number | null; gopc: number; startPc: number; waitingSince: number | null }): void {
+  /**
+   * A goroutine that existed before the agent attached, from the runtime's allgs. A waiting one counts as
+   * blocked since the runtime's own g.waitsince when it is set (the GC sets it), else since `seenAt`.
+   */
+  addPreexisting(g: { goid: number; parentGoid: number | null; status: number; waitReason: number | null; gopc: number; startPc: number; waitingSince: number | null }, seenAt: number): void {
     const s = this.slot(g.goid);
     if (s < 0) return;
     this.flags[s] |= FLAG_PREEXISTING;
@@ -166,7 +169,7 @@ export class GoroutineTable {
     this.reason[s] = g.status === GStatus.waiting && g.waitReason !== null ? g.waitReason : NO_REASON;
     this.gopc[s] = g.gopc;
     this.startPc[s] = g.startPc;
-    this.parkAt[s] = g.status === GStatus.waiting && g.waitingSince !== null ? g.waitingSince : NaN;
+    this.parkAt[s] = g.status === GStatus.waiting ? (g.waitingSince ?? seenAt) : NaN;
   }
 
   onCreate(goid: number, parentGoid: number, gopc: number, startPc: number, ts: number): void {

@@ -257,7 +257,7 @@ export class GoroutineTracer {
         waitreason: f.waitreason.offset,
         waitsince: f.waitsince.offset,
       });
-      for (const g of inv.goroutines) proc.table.addPreexisting(g);
+      for (const g of inv.goroutines) proc.table.addPreexisting(g, at);
       return { ...inv, at };
     } finally {
       mem.close();

@@ -1,0 +1,3 @@
+module goroscope/scripts/runtime-layouts
+
+go 1.21

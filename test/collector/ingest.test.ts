@@ -1,0 +1,247 @@
+// Ingest over a real WebSocket into a real SQLite file, read back over real HTTP.
+import t from 'tap';
+import BetterSqlite3 from 'better-sqlite3';
+import { api, conn, gor, proc, T0, TestAgent, testCollector, win } from './helpers.ts';
+
+t.test('every record kind round-trips through ingest and the API', async (t) => {
+  const c = await testCollector(t);
+  const a = new TestAgent(c.url);
+  await a.hello();
+  const ack = await a.send(0, [
+    proc(10), proc(20, { pod: null, containerId: null }),
+    gor(10, 1, { parentGoid: null, state: 'running', waitReason: null, createdBy: null }),
+    gor(10, 5), gor(10, 6, { state: 'syscall', waitReason: null, blockedNs: 5e9, blockedByReason: { select: 5e9 } }),
+    gor(20, 5, { createdBy: { function: 'net/http.(*Server).Serve', file: '/go/src/net/http/server.go', line: 3285 } }),
+    conn(10, 40000), conn(10, 40001, { error: 'connection refused', state: 'CLOSE', closedAt: T0 + 300 }),
+    conn(20, 40002, { family: 'inet6', localAddress: '::1', peerAddress: '::1', peerPort: 8080, role: 'server' }),
+    win(10, 0), win(10, 1000),
+  ]);
+  t.same(ack, { type: 'ack', seq: 0 });
+
+  const nodes = await api(c, '/api/v1/nodes');
+  t.equal(nodes.status, 200);
+  t.match(nodes.body.items, [{ agentId: 'agent-1', node: 'node-a', agentVersion: 'test', connected: true }]);
+
+  const procs = await api(c, '/api/v1/processes?node=node-a');
+  t.equal(procs.body.items.length, 2);
+  t.match(procs.body.items.find((p: any) => p.pid === 10), { startTime: 1010, exe: '/usr/bin/svc10', pod: { name: 'pod-10', namespace: 'default' } });
+  t.equal(procs.body.items.find((p: any) => p.pid === 20).pod, null);
+
+  const all = await api(c, '/api/v1/goroutines');
+  t.equal(all.body.items.length, 4);
+  const g5 = all.body.items.find((g: any) => g.pid === 10 && g.goid === 5);
+  t.same(g5, {
+    id: g5.id, node: 'node-a', pid: 10, processStartTime: 1010, goid: 5, parentGoid: 1, state: 'waiting', waitReason: 'chan receive',
+    createdBy: { function: 'main.serve', file: '/src/main.go', line: 42 }, startFunction: 'main.worker', createdAt: T0 + 5,
+    exitedAt: null, lastParkAt: T0 + 10, parkCount: 3, readyCount: 2, blockedNs: 1_000_000, blockedByReason: { 'chan receive': 1_000_000 },
+    preexisting: false, system: false, observedAt: T0 + 15, firstSeenAt: T0 + 15,
+  }, 'every field as sent');
+
+  const q = async (qs: string) => (await api(c, `/api/v1/goroutines?${qs}`)).body.items.map((g: any) => `${g.pid}/${g.goid}`).sort();
+  t.same(await q('pid=10'), ['10/1', '10/5', '10/6']);
+  t.same(await q('state=syscall'), ['10/6']);
+  t.same(await q('waitReason=chan%20receive'), ['10/5', '20/5']);
+  t.same(await q('createdBy=main.serve'), ['10/5', '10/6']);
+  t.same(await q('createdBy=/go/src/net/http/server.go:3285'), ['20/5']);
+  t.same(await q('minBlockedNs=2000000000'), ['10/6']);
+  t.same(await q('node=node-b'), []);
+  t.same(await q(`until=${T0 + 4}`), ['10/1'], 'only goroutine 1 existed by then');
+
+  const sum = await api(c, '/api/v1/goroutines/summary?by=waitReason&pid=10');
+  t.same(sum.body.groups.map((g: any) => [g.waitReason, g.goroutines]), [[null, 2], ['chan receive', 1]], 'largest group first');
+  const byCreator = await api(c, '/api/v1/goroutines/summary?by=createdBy');
+  t.match(byCreator.body.groups[0], { createdBy: { function: 'main.serve', file: '/src/main.go', line: 42 }, goroutines: 2, blockedNs: 5_001_000_000 });
+
+  const conns = await api(c, '/api/v1/connections?errorsOnly=true');
+  t.match(conns.body.items, [{ localPort: 40001, error: 'connection refused', state: 'CLOSE' }]);
+  t.equal((await api(c, '/api/v1/connections?peer=10.0.0.2:5432')).body.items.length, 2);
+  t.equal((await api(c, '/api/v1/connections?peer=10.0.0.2:5433')).body.items.length, 0);
+  t.match((await api(c, '/api/v1/connections?peer=::1')).body.items, [{ family: 'inet6', role: 'server' }]);
+  t.match((await api(c, '/api/v1/connections?peer=%5B::1%5D:8080')).body.items, [{ peerPort: 8080 }]);
+
+  const wins = await api(c, '/api/v1/windows?pid=10');
+  t.equal(wins.body.items.length, 2);
+  t.same(wins.body.items[1].probes, ['newproc', 'goexit']);
+  a.close();
+});
+
+t.test('paging walks every goroutine once, newest first', async (t) => {
+  const c = await testCollector(t);
+  const a = new TestAgent(c.url);
+  await a.hello();
+  await a.send(0, [proc(10), ...Array.from({ length: 250 }, (_, i) => gor(10, i + 1))]);
+  const seen: number[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const res: any = await api(c, `/api/v1/goroutines?limit=100${cursor ? `&cursor=${cursor}` : ''}`);
+    t.equal(res.status, 200);
+    seen.push(...res.body.items.map((g: any) => g.goid));
+    cursor = res.body.nextCursor;
+    pages++;
+  } while (cursor);
+  t.equal(pages, 3);
+  t.same(seen, Array.from({ length: 250 }, (_, i) => 250 - i));
+  a.close();
+});
+
+t.test('a re-sent batch is stored once and acked again', async (t) => {
+  const c = await testCollector(t);
+  const a = new TestAgent(c.url);
+  await a.hello();
+  t.same(await a.send(7, [proc(10), win(10, 0), gor(10, 1)]), { type: 'ack', seq: 7 });
+  // Same seq, different content: the collector must not store it (the first copy is the batch).
+  t.same(await a.send(7, [win(10, 5000), gor(10, 2)]), { type: 'ack', seq: 7 });
+  a.close();
+  // And again on a new connection, as after an agent reconnect.
+  const b = new TestAgent(c.url);
+  await b.hello();
+  t.same(await b.send(7, [win(10, 9000)]), { type: 'ack', seq: 7 });
+  b.close();
+  const db = new BetterSqlite3(c.dbFile, { readonly: true });
+  t.teardown(() => db.close());
+  t.equal((db.prepare('SELECT count(*) n FROM windows').get() as any).n, 1);
+  t.equal((db.prepare('SELECT count(*) n FROM goroutines').get() as any).n, 1);
+  t.equal((db.prepare('SELECT count(*) n FROM ingested_batches').get() as any).n, 1);
+  const metrics = (await api(c, '/metrics')).body as string;
+  t.match(metrics, /goroscope_collector_ingest_batches_total\{result="duplicate"\} 2/);
+});
+
+t.test('a bad batch gets an error, stores nothing, and the connection stays usable', async (t) => {
+  const c = await testCollector(t);
+  const a = new TestAgent(c.url);
+  await a.hello();
+  const bad = gor(10, 2, { state: 'sleeping' as any });
+  const err = await a.send(1, [proc(10), gor(10, 1), bad]);
+  t.match(err, { type: 'error', seq: 1, error: /records\/2\/state: must be one of/ });
+  const err2 = await a.send(2, [gor(10, 1, { goid: -1 })]);
+  t.match(err2, { type: 'error', seq: 2, error: /records\/0\/goid: must be >= 0/ });
+  const extra = await a.send(3, [{ ...win(10, 0), surprise: 1 } as any]);
+  t.match(extra, { type: 'error', seq: 3, error: /unknown field 'surprise'/ });
+  t.same(await a.send(4, [proc(10), gor(10, 3)]), { type: 'ack', seq: 4 });
+  const gs = await api(c, '/api/v1/goroutines');
+  t.same(gs.body.items.map((g: any) => g.goid), [3], 'only the good batch was stored');
+  // A failed seq can be re-sent once fixed.
+  t.same(await a.send(1, [proc(10), gor(10, 1)]), { type: 'ack', seq: 1 });
+  a.close();
+});
+
+t.test('protocol violations close the connection with 1008', async (t) => {
+  const c = await testCollector(t);
+  const noHello = new TestAgent(c.url);
+  await noHello.opened;
+  noHello.ws.send(JSON.stringify({ type: 'batch', agentId: 'agent-1', seq: 1, records: [] }));
+  t.match(await noHello.closed, { code: 1008, reason: /batch before hello/ });
+
+  const badHello = new TestAgent(c.url);
+  await badHello.opened;
+  badHello.ws.send(JSON.stringify({ type: 'hello', protocol: 99, agentId: 'a', node: 'n', agentVersion: '1' }));
+  t.match(await badHello.closed, { code: 1008, reason: /unsupported protocol version 99/ });
+  t.match(badHello.messages, [{ type: 'error', seq: null, error: /unsupported protocol version 99/ }]);
+
+  const impostor = new TestAgent(c.url);
+  await impostor.hello();
+  impostor.ws.send(JSON.stringify({ type: 'batch', agentId: 'someone-else', seq: 1, records: [] }));
+  t.match(await impostor.closed, { code: 1008, reason: /differs from this connection's hello agentId/ });
+
+  const twice = new TestAgent(c.url);
+  await twice.hello();
+  await twice.hello();
+  t.match(await twice.closed, { code: 1008, reason: /hello sent twice/ });
+
+  t.equal((await api(c, '/api/v1/healthz')).status, 200, 'collector still up');
+});
+
+t.test('messages over the size limit close the connection with 1009', async (t) => {
+  const c = await testCollector(t, { maxMessageBytes: 64 * 1024 });
+  const a = new TestAgent(c.url);
+  await a.hello();
+  a.ws.send(JSON.stringify({ type: 'batch', agentId: 'agent-1', seq: 1, records: Array.from({ length: 500 }, (_, i) => gor(1, i)) }));
+  t.equal((await a.closed).code, 1009);
+  t.equal((await api(c, '/api/v1/goroutines')).body.items.length, 0);
+});
+
+t.test('goroutines before their process, pid reuse, and stale updates', async (t) => {
+  const c = await testCollector(t);
+  const a = new TestAgent(c.url);
+  await a.hello();
+  await a.send(1, [gor(10, 1)]);
+  let procs = (await api(c, '/api/v1/processes')).body.items;
+  t.match(procs, [{ pid: 10, startTime: null }], 'a placeholder process');
+  await a.send(2, [proc(10)]);
+  procs = (await api(c, '/api/v1/processes')).body.items;
+  t.match(procs, [{ pid: 10, startTime: 1010, exe: '/usr/bin/svc10' }], 'the placeholder became the process');
+  t.match((await api(c, '/api/v1/goroutines')).body.items, [{ pid: 10, processStartTime: 1010, goid: 1 }]);
+
+  // An older observation must not overwrite a newer one.
+  await a.send(3, [gor(10, 1, { state: 'dead', exitedAt: T0 + 50, observedAt: T0 + 60 })]);
+  await a.send(4, [gor(10, 1, { state: 'running', observedAt: T0 + 20 })]);
+  t.match((await api(c, '/api/v1/goroutines')).body.items, [{ goid: 1, state: 'dead', exitedAt: T0 + 50 }]);
+
+  // pid 10 is reused by a new process: new goroutine records go to it.
+  await a.send(5, [proc(10, { startTime: 5000, exe: '/usr/bin/other' }), gor(10, 1, { state: 'running', observedAt: T0 + 100 })]);
+  const gs = (await api(c, '/api/v1/goroutines?pid=10')).body.items;
+  t.same(gs.map((g: any) => [g.processStartTime, g.goid, g.state]), [[5000, 1, 'running'], [1010, 1, 'dead']]);
+  a.close();
+});
+
+t.test('live stream pushes committed records matching its filter', async (t) => {
+  const { default: WebSocket } = await import('ws');
+  const c = await testCollector(t);
+  const wsUrl = c.url.replace(/^http/, 'ws');
+  const sub = new WebSocket(`${wsUrl}/api/v1/stream?kind=goroutine,connection&pid=10`, { headers: { authorization: 'Bearer api-token-0123456789abcdef' } });
+  const got: any[] = [];
+  sub.on('message', (d) => got.push(...JSON.parse(d.toString())));
+  await new Promise((r) => sub.once('open', r));
+
+  const bad = new WebSocket(`${wsUrl}/api/v1/stream?kind=bogus`, { headers: { authorization: 'Bearer api-token-0123456789abcdef' } });
+  const status = await new Promise((r) => bad.once('unexpected-response', (_q, res) => r(res.statusCode)));
+  t.equal(status, 400);
+
+  const a = new TestAgent(c.url);
+  await a.hello();
+  await a.send(1, [proc(10), gor(10, 1), gor(20, 1), win(10, 0), conn(10, 1)]);
+  const rejected = await a.send(2, [gor(10, 99, { state: 'nope' as any })]);
+  t.equal(rejected.type, 'error');
+  await a.send(3, [gor(10, 2)]);
+  while (got.length < 3) await new Promise((r) => setTimeout(r, 10));
+  t.same(got.map((e) => [e.node, e.record.kind, e.record.pid, e.record.goid]), [
+    ['node-a', 'goroutine', 10, 1], ['node-a', 'connection', 10, 7], ['node-a', 'goroutine', 10, 2],
+  ]);
+  sub.close();
+  a.close();
+});
+
+t.test('retention deletes old records by age and by size', async (t) => {
+  const c = await testCollector(t, { retention: { maxAgeMs: 60_000, intervalMs: 3_600_000 } });
+  const a = new TestAgent(c.url);
+  await a.hello();
+  const now = Date.now();
+  await a.send(1, [
+    proc(10, { seenAt: now }), gor(10, 1, { observedAt: now - 120_000 }), gor(10, 2, { observedAt: now }),
+    conn(10, 1, { observedAt: now - 120_000 }), win(10, now - T0 - 200_000),
+  ]);
+  t.ok(await c.runRetention() >= 3);
+  t.same((await api(c, '/api/v1/goroutines')).body.items.map((g: any) => g.goid), [2]);
+  t.same((await api(c, '/api/v1/connections')).body.items, []);
+  t.same((await api(c, '/api/v1/windows')).body.items, []);
+  // Ingest still works after retention (cached process ids stay valid).
+  t.same(await a.send(2, [gor(10, 3, { observedAt: now })]), { type: 'ack', seq: 2 });
+  a.close();
+
+  const s = await testCollector(t, { retention: { maxBytes: 400_000, intervalMs: 3_600_000 } });
+  const b = new TestAgent(s.url);
+  await b.hello();
+  for (let seq = 0; seq < 10; seq++) {
+    await b.send(seq, [proc(10), ...Array.from({ length: 1000 }, (_, i) => gor(10, seq * 1000 + i, { observedAt: now + seq * 1000 + i }))]);
+  }
+  const { databaseSizeBytes } = await import('../../collector/src/store/db.ts');
+  t.ok(databaseSizeBytes(s.db).usedBytes > 400_000, 'over the limit before');
+  await s.runRetention();
+  t.ok(databaseSizeBytes(s.db).usedBytes <= 400_000, 'under the limit after');
+  const left = (s.db.prepare('SELECT count(*) AS n FROM goroutines').get() as { n: number }).n;
+  t.ok(left > 100 && left < 2000, `deleted only about what was over the limit (${left} left)`);
+  const newest = (await api(s, '/api/v1/goroutines?limit=1')).body.items[0];
+  t.equal(newest.goid, 9999, 'the newest records are kept');
+  b.close();
+});
