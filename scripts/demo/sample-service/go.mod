@@ -1,0 +1,3 @@
+module sampleservice
+
+go 1.19
