@@ -44,6 +44,25 @@ struct {
 	__type(value, __u64);
 } drop_counts SEC(".maps");
 
+/* Sampling of the park/ready class, by goroutine: a goroutine is skipped when hash(goid) < park_sample_skip,
+ * so every park and ready of a kept goroutine is seen and its blocked time is whole. 0 (the default) keeps
+ * all; keeping a fraction r means skip = (1 - r) * 2^32. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} park_sample_skip SEC(".maps");
+
+static __always_inline bool park_sampled(__u64 goid)
+{
+	__u32 zero = 0;
+	__u32 *skip = bpf_map_lookup_elem(&park_sample_skip, &zero);
+	if (!skip || *skip == 0)
+		return true;
+	return (__u32)((goid * 0x9E3779B97F4A7C15ULL) >> 32) >= *skip;
+}
+
 /* Go before 1.21 has no g.parentGoid: newproc1's entry leaves the creator's goid here for its RET.
  * newproc1 runs on the thread's g0 from entry to RET, so the thread id pairs them. */
 struct {
@@ -174,12 +193,15 @@ int gopark(struct pt_regs *ctx)
 	__u64 g = ctx->r14;
 	if (goes_to_morestack(ctx, cookie, g, l))
 		return 0;
+	__u64 goid = read_u64(g + l->g_goid);
+	if (!park_sampled(goid))
+		return 0;
 	struct goroutine_event *e = reserve(PROBE_GOPARK);
 	if (!e)
 		return 0;
 	e->kind = GOROUTINE_PARK;
 	e->layout_id = COOKIE_LAYOUT(cookie);
-	e->goid = read_u64(g + l->g_goid);
+	e->goid = goid;
 	e->wait_reason = (__u8)ctx->cx; /* third integer argument */
 	submit(e);
 	return 0;
@@ -198,12 +220,15 @@ int ready(struct pt_regs *ctx)
 	__u64 g = ctx->r14;
 	if (goes_to_morestack(ctx, cookie, g, l))
 		return 0;
+	__u64 goid = read_u64(ctx->ax + l->g_goid);
+	if (!park_sampled(goid))
+		return 0;
 	struct goroutine_event *e = reserve(PROBE_READY);
 	if (!e)
 		return 0;
 	e->kind = GOROUTINE_READY;
 	e->layout_id = COOKIE_LAYOUT(cookie);
-	e->goid = read_u64(ctx->ax + l->g_goid);
+	e->goid = goid;
 	__u64 curg = read_u64(read_u64(g + l->g_m) + l->m_curg);
 	e->other_goid = curg ? read_u64(curg + l->g_goid) : 0;
 	submit(e);

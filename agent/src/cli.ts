@@ -10,6 +10,14 @@ export function parseDuration(text: string): number {
   return Number(m[1]) * unit;
 }
 
+/** "2%", "0.5%" or a fraction such as "0.02". */
+export function parsePercent(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(%)?$/.exec(text.trim());
+  const v = m ? Number(m[1]) / (m[2] ? 100 : 1) : NaN;
+  if (!(v > 0 && v <= 1)) throw new InvalidArgumentError(`"${text}" is not a share between 0 and 100%`);
+  return v;
+}
+
 function parsePid(text: string): number {
   if (!/^\d+$/.test(text) || Number(text) <= 0) throw new InvalidArgumentError(`"${text}" is not a pid`);
   return Number(text);
@@ -27,14 +35,22 @@ export function buildCli(): Command {
     .option('--duration <duration>', 'how long to observe', parseDuration, 5000)
     .option('--json', 'print one JSON object')
     .option('--system', "include the runtime's own goroutines (Go's dumps hide them)")
-    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean }) => {
-      await runSnapshot(opts);
+    .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of the process's CPU", parsePercent, 0.02)
+    .option('--full', 'keep every probe on (no overhead budget)')
+    .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
+    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number }) => {
+      await runSnapshot({ ...opts, parkSampling: opts.sampleParks });
     });
 
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `goroscope ... | head` closes our stdout early: that is the reader's choice, not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   try {
     await buildCli().parseAsync(argv);
   } catch (e) {

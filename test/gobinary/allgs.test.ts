@@ -4,7 +4,7 @@ import { allgsFromCode, findAllgs } from '../../agent/src/gobinary/allgs.ts';
 import { ElfFile } from '../../agent/src/gobinary/elf.ts';
 import { Pclntab } from '../../agent/src/gobinary/pclntab.ts';
 import { findProbeSites } from '../../agent/src/gobinary/x86.ts';
-import { buildHello, KINDS, objdump, VERSIONS, withoutSectionHeaders } from './helpers.ts';
+import { buildHello, KINDS, objdump, VERSIONS, withoutSectionHeaders } from './fixtures/tools.ts';
 
 for (const version of VERSIONS) {
   for (const kind of KINDS) {

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { goVersion } from '../../agent/src/gobinary/buildinfo.ts';
 import { ElfFile } from '../../agent/src/gobinary/elf.ts';
-import { buildHello, KINDS, VERSIONS, withoutSectionHeaders } from './helpers.ts';
+import { buildHello, KINDS, VERSIONS, withoutSectionHeaders } from './fixtures/tools.ts';
 import { execFileSync } from 'node:child_process';
 
 for (const version of VERSIONS) {

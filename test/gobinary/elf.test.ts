@@ -3,7 +3,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ElfFile, PT_LOAD } from '../../agent/src/gobinary/elf.ts';
-import { buildHello, KINDS, nmFuncs, VERSIONS } from './helpers.ts';
+import { buildHello, KINDS, nmFuncs, VERSIONS } from './fixtures/tools.ts';
 
 for (const version of VERSIONS) {
   for (const kind of KINDS) {

@@ -4,7 +4,7 @@ import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { NotGoBinaryError, openGoBinary } from '../../agent/src/gobinary/index.ts';
-import { buildHello, KINDS, nmFuncs, VERSIONS } from './helpers.ts';
+import { buildHello, KINDS, nmFuncs, VERSIONS } from './fixtures/tools.ts';
 import { execFileSync } from 'node:child_process';
 
 for (const version of VERSIONS) {

@@ -6,7 +6,7 @@ import { ElfFile } from '../../agent/src/gobinary/elf.ts';
 import { Pclntab } from '../../agent/src/gobinary/pclntab.ts';
 import { Symbolizer } from '../../agent/src/gobinary/symbolize.ts';
 import { findProbeSites } from '../../agent/src/gobinary/x86.ts';
-import { addr2line, buildHello, fixtureDir, sample, VERSIONS } from './helpers.ts';
+import { addr2line, buildHello, fixtureDir, sample, VERSIONS } from './fixtures/tools.ts';
 
 const source = readFileSync(join(fixtureDir, 'main.go'), 'utf8').split('\n');
 const lineOf = (text: string) => source.findIndex((l) => l.includes(text)) + 1;

@@ -4,7 +4,7 @@ import t from 'tap';
 import { ElfFile } from '../../agent/src/gobinary/elf.ts';
 import { Pclntab } from '../../agent/src/gobinary/pclntab.ts';
 import { findProbeSites, ProbeSites } from '../../agent/src/gobinary/x86.ts';
-import { buildHello, gnuObjdump, KINDS, objdump, ObjdumpInsn } from './helpers.ts';
+import { buildHello, gnuObjdump, KINDS, objdump, ObjdumpInsn } from './fixtures/tools.ts';
 import type { GoFunc } from '../../agent/src/gobinary/pclntab.ts';
 
 const PROBED = ['runtime.newproc1', 'runtime.gopark', 'runtime.goready', 'runtime.goexit1', 'runtime.ready'];

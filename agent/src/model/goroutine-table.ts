@@ -234,6 +234,20 @@ export class GoroutineTable {
     this.state[s] = GStatus.running;
   }
 
+  /**
+   * Park and ready probes go off (the overhead budget's duty cycle): parks in progress count up to `ts`, and
+   * from then on their end is unknown, so they add nothing more until a park seen in a later window.
+   */
+  suspendParkTracking(ts: number): void {
+    for (const s of this.slotOf.values()) {
+      if (this.state[s] !== GStatus.waiting || Number.isNaN(this.parkAt[s])) continue;
+      const reason = this.reason[s];
+      this.endPark(s, ts);
+      this.reason[s] = reason; // still waiting as far as we know, for the same reason
+      this.parkAt[s] = NaN;
+    }
+  }
+
   private endPark(s: number, ts: number): void {
     const since = this.parkAt[s];
     if (!Number.isNaN(since) && ts >= since) {

@@ -1,5 +1,7 @@
 // `goroscope snapshot`: attach, observe for the duration, detach, print.
 import { GoroutineTracer, openTarget } from '../tracer/goroutine-tracer.ts';
+import { calibrateHitCost } from '../overhead/calibrate.ts';
+import { OverheadGovernor } from '../overhead/governor.ts';
 import { buildSnapshot, formatSnapshot } from './snapshot.ts';
 
 export interface SnapshotCommand {
@@ -7,6 +9,12 @@ export interface SnapshotCommand {
   duration: number;
   json?: boolean;
   system?: boolean;
+  /** Fraction of the process's CPU the probes may cost; ignored with full. */
+  overheadBudget: number;
+  /** Every probe on for the whole observation. */
+  full?: boolean;
+  /** Fraction of goroutines whose parks and readies are recorded. */
+  parkSampling?: number;
 }
 
 export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
@@ -21,10 +29,33 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   process.once('SIGTERM', stop);
   try {
     tracer.start();
+    if (cmd.parkSampling !== undefined) tracer.setParkSampling(cmd.parkSampling);
+    // Calibrate before attaching to the target, so the target never carries the calibration's probes.
+    const calibration = cmd.full ? undefined : await calibrateHitCost(tracer);
     const proc = tracer.attach(cmd.pid, { target });
+    const governor = calibration
+      ? new OverheadGovernor(tracer, {
+          budget: cmd.overheadBudget,
+          nsPerHit: calibration.nsPerHit,
+          periodMs: Math.min(10_000, Math.max(1000, cmd.duration / 5)),
+        })
+      : undefined;
+    governor?.add(proc);
     await new Promise((r) => setTimeout(r, cmd.duration));
+    governor?.stop();
     await tracer.drain();
     const snap = buildSnapshot(proc, { system: cmd.system, lost: tracer.lostTotal() });
+    snap.overhead = governor
+      ? {
+          mode: 'budget',
+          budget: cmd.overheadBudget,
+          nsPerHit: calibration!.nsPerHit,
+          calibration: calibration!.source,
+          parkCoverage: governor.parkCoverage(cmd.pid),
+          parkSampling: tracer.parkSampleRate,
+          windows: governor.windows(cmd.pid),
+        }
+      : { mode: 'full', parkCoverage: 1, parkSampling: tracer.parkSampleRate, windows: [] };
     process.stdout.write(cmd.json ? `${JSON.stringify(snap)}\n` : `${formatSnapshot(snap)}\n`);
   } finally {
     await tracer.close();

@@ -1,6 +1,6 @@
 // A snapshot of one traced process: its goroutines with symbolized sites, totals, and event counts.
 // The same goroutine objects are what the agent ships to the collector (collector/src/protocol/records.ts).
-import type { GoroutineRecord, CodeLocation } from '../../../collector/src/protocol/records.ts';
+import type { CodeLocation, GoroutineRecord, WindowRecord } from '../../../collector/src/protocol/records.ts';
 import { isSystemGoroutine, waitReasonString } from '../gobinary/layouts.ts';
 import type { GoroutineRow } from '../model/goroutine-table.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
@@ -38,6 +38,17 @@ export interface Snapshot {
   };
   inventory: { preexisting: number; unreadable: number; dead: number };
   probes: Array<{ probe: string; symbol: string; site: string; address: string; attached: boolean }>;
+  /** How park/ready were observed: all the time (full) or in budgeted windows; blocking figures cover these. */
+  overhead?: {
+    mode: 'full' | 'budget';
+    budget?: number;
+    nsPerHit?: number;
+    calibration?: string;
+    /** Share of the observed time with park and ready probes on. */
+    parkCoverage: number;
+    parkSampling: number;
+    windows: WindowRecord[];
+  };
 }
 
 export interface SnapshotOptions {
@@ -144,6 +155,12 @@ export function formatSnapshot(s: Snapshot): string {
     `observed ${(s.observedMs / 1000).toFixed(1)}s: created ${s.events.created}, parked ${s.events.parked}, ` +
       `readied ${s.events.readied}, exited ${s.events.exited}, lost ${s.events.lost}`,
   );
+  if (s.overhead?.mode === 'budget') {
+    lines.push(
+      `park/ready probes on ${(s.overhead.parkCoverage * 100).toFixed(0)}% of the time (budget ${(s.overhead.budget! * 100).toFixed(1)}% CPU, ` +
+        `${Math.round(s.overhead.nsPerHit!)} ns/hit ${s.overhead.calibration}); use --full for every park`,
+    );
+  }
   lines.push(`goroutines ${s.totals.goroutines} (+${s.totals.systemGoroutines} runtime)  preexisting ${s.inventory.preexisting}`);
   lines.push('');
   lines.push('BY WAIT REASON');

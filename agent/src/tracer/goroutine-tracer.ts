@@ -309,6 +309,20 @@ export class GoroutineTracer {
     });
   }
 
+  /**
+   * Keeps the park/ready events of a fraction of goroutines (by a hash of the goid, so a kept goroutine's
+   * parks and readies are all seen). 1 keeps all.
+   */
+  setParkSampling(rate: number): void {
+    if (!(rate > 0 && rate <= 1)) throw new Error(`park sampling rate must be in (0, 1], got ${rate}`);
+    const skip = Buffer.alloc(4);
+    skip.writeUInt32LE(rate >= 1 ? 0 : Math.floor((1 - rate) * 2 ** 32));
+    this.bpf.updateElem('park_sample_skip', u32Key(0), skip);
+    this.parkSampleRate = rate;
+  }
+
+  parkSampleRate = 1;
+
   /** Records the BPF side could not write because the ring buffer was full, by probe. */
   lost(): Record<string, number> {
     const out: Record<string, number> = {};

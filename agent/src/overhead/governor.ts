@@ -1,0 +1,172 @@
+// Keeps the probes' cost within a budget of each traced process's CPU.
+//
+// Creation and exit probes stay on (they are rare and counts must be whole). The park and ready probes fire
+// on every blocking operation, so they are duty-cycled: on for a window, off for the rest of a period, with
+// the on-fraction chosen so that hits/s x cost per hit stays under budget x the process's CPU. Every window
+// is recorded with the probes it had, so blocking figures are samples over known windows, never silent gaps.
+import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import type { WindowRecord } from '../../../collector/src/protocol/records.ts';
+import type { GoroutineTracer, TracedProcess } from '../tracer/goroutine-tracer.ts';
+import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
+
+export interface GovernorOptions {
+  /** Fraction of the traced process's CPU the probes may cost (0.02 = 2%). */
+  budget: number;
+  /** Cost of one probe hit, from calibrateHitCost. */
+  nsPerHit: number;
+  /** One on/off cycle. */
+  periodMs?: number;
+  /** Shortest on-window worth having. */
+  minOnMs?: number;
+  /** Windows remembered per process. */
+  maxWindows?: number;
+}
+
+interface ProcState {
+  on: boolean;
+  phaseStart: number;
+  phaseEnd: number;
+  fraction: number;
+  cpuAtStart: number;
+  countsAtStart: { created: number; parked: number; readied: number; exited: number };
+  windows: WindowRecord[];
+}
+
+let ticksPerSecond = 0;
+function clockTicks(): number {
+  if (!ticksPerSecond) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+/** CPU time the process has used (user + system), in ns; undefined once it is gone. */
+export function processCpuNs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) / clockTicks()) * 1e9;
+  } catch {
+    return undefined;
+  }
+}
+
+const PARK_PROBES = ['park', 'ready'] as const;
+
+export class OverheadGovernor {
+  private readonly state = new Map<number, ProcState>();
+  private timer?: NodeJS.Timeout;
+  readonly periodMs: number;
+  readonly minOnMs: number;
+  private readonly maxWindows: number;
+
+  constructor(private readonly tracer: GoroutineTracer, readonly opts: GovernorOptions) {
+    this.periodMs = opts.periodMs ?? 10_000;
+    this.minOnMs = opts.minOnMs ?? 200;
+    this.maxWindows = opts.maxWindows ?? 1000;
+  }
+
+  /** Starts governing a traced process: a first on-window measures its rate. */
+  add(proc: TracedProcess): void {
+    const now = monoNowNs();
+    const st: ProcState = {
+      on: true,
+      phaseStart: now,
+      phaseEnd: now + Math.min(1000, this.periodMs / 2) * 1e6,
+      fraction: 1,
+      cpuAtStart: processCpuNs(proc.info.pid) ?? 0,
+      countsAtStart: { ...proc.table.counters },
+      windows: [],
+    };
+    this.state.set(proc.info.pid, st);
+    this.timer ??= setInterval(() => this.tick(), 50);
+    this.timer.unref();
+  }
+
+  remove(pid: number): void {
+    this.state.delete(pid);
+  }
+
+  /** The windows recorded so far for a process, the current one closed at now. */
+  windows(pid: number): WindowRecord[] {
+    const st = this.state.get(pid);
+    const proc = this.tracer.process(pid);
+    if (!st || !proc) return [];
+    return [...st.windows, this.window(proc, st, monoNowNs())];
+  }
+
+  /** The share of the observed time during which park and ready probes were on. */
+  parkCoverage(pid: number): number {
+    const ws = this.windows(pid);
+    const total = ws.reduce((n, w) => n + (w.to - w.from), 0);
+    const on = ws.filter((w) => w.probes.includes('park')).reduce((n, w) => n + (w.to - w.from), 0);
+    return total > 0 ? on / total : 1;
+  }
+
+  fraction(pid: number): number {
+    return this.state.get(pid)?.fraction ?? 1;
+  }
+
+  private window(proc: TracedProcess, st: ProcState, now: number): WindowRecord {
+    const c = proc.table.counters;
+    return {
+      kind: 'window',
+      pid: proc.info.pid,
+      from: monoToWallMs(st.phaseStart),
+      to: monoToWallMs(now),
+      probes: st.on ? ['create', 'exit', ...PARK_PROBES] : ['create', 'exit'],
+      created: c.created - st.countsAtStart.created,
+      parked: c.parked - st.countsAtStart.parked,
+      readied: c.readied - st.countsAtStart.readied,
+      exited: c.exited - st.countsAtStart.exited,
+      lost: 0,
+    };
+  }
+
+  /** Ends phases that are due: measures the on-window, sets the fraction, switches the probes. */
+  tick(now = monoNowNs()): void {
+    for (const [pid, st] of this.state) {
+      if (now < st.phaseEnd) continue;
+      const proc = this.tracer.process(pid);
+      if (!proc) {
+        this.state.delete(pid);
+        continue;
+      }
+      const cpu = processCpuNs(pid);
+      const w = this.window(proc, st, now);
+      st.windows.push(w);
+      if (st.windows.length > this.maxWindows) st.windows.shift();
+      const seconds = (now - st.phaseStart) / 1e9;
+      if (st.on && cpu !== undefined && seconds > 0) {
+        // Records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
+        const hitsPerSecond = (w.parked + w.readied) / this.tracer.parkSampleRate / seconds;
+        const cpuPerSecond = (cpu - st.cpuAtStart) / seconds;
+        const costPerSecond = hitsPerSecond * this.opts.nsPerHit;
+        st.fraction = costPerSecond <= 0 ? 1 : Math.min(1, Math.max(0.001, (this.opts.budget * cpuPerSecond) / costPerSecond));
+      }
+      const onMs = Math.max(this.minOnMs, st.fraction * this.periodMs);
+      const offMs = st.fraction >= 1 ? 0 : (onMs * (1 - st.fraction)) / st.fraction;
+      // From on: go off only when the budget asks for it. From off: always back on.
+      const next = st.on ? offMs === 0 : true;
+      if (next !== st.on) {
+        if (!next) proc.table.suspendParkTracking(now);
+        for (const p of PARK_PROBES) this.tracer.setProbes(pid, p, next);
+      }
+      st.on = next;
+      st.phaseStart = now;
+      st.phaseEnd = now + (next ? onMs : offMs) * 1e6;
+      st.cpuAtStart = cpu ?? st.cpuAtStart;
+      st.countsAtStart = { ...proc.table.counters };
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

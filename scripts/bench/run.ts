@@ -1,0 +1,118 @@
+// goroscope benchmarks, side by side in one run (never timed tests): `npm run bench`.
+//
+//   npm run bench -- [--only hit-cost,http,pipeline,memory] [--quick] [--out bench/results] [--go local]
+//                    [--memory-goroutines 1000000]
+//
+// Writes <out>/latest.json (every figure with its unit, target and the command that produced it) and
+// <out>/latest.md (the same as Markdown tables). The machine is shared and noisy: every comparison is a ratio
+// of configurations interleaved in the same run, with medians of the repetitions.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, release } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import { goVersionOf } from '../../test/lib/go.ts';
+import { runHitCost } from './hit-cost.ts';
+import { runHttpLoad } from './http-load.ts';
+import { runPipeline } from './pipeline.ts';
+import { runMemory } from './memory.ts';
+import { renderMarkdown } from './report.ts';
+import { repoRoot, type BenchContext, type Figure } from './lib.ts';
+
+export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http'] as const;
+export type BenchName = (typeof BENCHES)[number];
+
+export interface BenchResults {
+  schema: 1;
+  startedAt: string;
+  finishedAt: string;
+  quick: boolean;
+  invocation: string;
+  machine: { cpus: number; cpuModel: string; memBytes: number; kernel: string; node: string; go: string };
+  benches: string[];
+  errors: Record<string, string>;
+  figures: Figure[];
+}
+
+const { values: args } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string', default: join(repoRoot, 'bench', 'results') },
+    go: { type: 'string', default: 'local' },
+    'memory-goroutines': { type: 'string' },
+  },
+});
+
+const selected: BenchName[] = args.only
+  ? args.only.split(',').map((s) => {
+      const name = s.trim() === 'http-load' ? 'http' : s.trim();
+      if (!(BENCHES as readonly string[]).includes(name)) throw new Error(`unknown bench "${s}" (known: ${BENCHES.join(', ')})`);
+      return name as BenchName;
+    })
+  : [...BENCHES];
+
+const outDir = resolve(args.out!);
+mkdirSync(outDir, { recursive: true });
+const invocation = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
+const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const ctx: BenchContext = { quick: args.quick!, goVersion: args.go!, invocation, log };
+
+if (process.getuid?.() !== 0) log('warning: not root; attaching uprobes needs CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN');
+
+const results: BenchResults = {
+  schema: 1,
+  startedAt: new Date().toISOString(),
+  finishedAt: '',
+  quick: ctx.quick,
+  invocation,
+  machine: {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memBytes: totalmem(),
+    kernel: release(),
+    node: process.version,
+    go: safe(() => goVersionOf(ctx.goVersion)),
+  },
+  benches: selected,
+  errors: {},
+  figures: [],
+};
+
+function safe(f: () => string): string {
+  try {
+    return f();
+  } catch (e) {
+    return `unknown (${(e as Error).message.split('\n')[0]})`;
+  }
+}
+
+function write(): void {
+  results.finishedAt = new Date().toISOString();
+  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(outDir, 'latest.md'), renderMarkdown(results));
+}
+
+const runners: Record<BenchName, () => Promise<Figure[]>> = {
+  'hit-cost': () => runHitCost(ctx),
+  pipeline: () => runPipeline(ctx),
+  memory: () => runMemory(ctx, args['memory-goroutines'] ? Number(args['memory-goroutines']) : undefined),
+  http: () => runHttpLoad(ctx),
+};
+
+for (const name of selected) {
+  log(`${name}: start`);
+  try {
+    const figs = await runners[name]();
+    results.figures.push(...figs);
+    log(`${name}: ${figs.length} figures`);
+  } catch (e) {
+    results.errors[name] = (e as Error).stack ?? String(e);
+    log(`${name}: FAILED ${(e as Error).message}`);
+  }
+  write();
+}
+write();
+log(`wrote ${relative(process.cwd(), join(outDir, 'latest.json'))} and latest.md`);
+void execFileSync;
+process.exitCode = Object.keys(results.errors).length ? 1 : 0;
