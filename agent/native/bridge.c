@@ -879,6 +879,7 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct tcp_event, goid);
 	FIELD(f, struct tcp_event, bytes_acked);
 	FIELD(f, struct tcp_event, bytes_received);
+	FIELD(f, struct tcp_event, bound_ns);
 	FIELD(f, struct tcp_event, pid);
 	FIELD(f, struct tcp_event, tid);
 	FIELD(f, struct tcp_event, srtt_us);
@@ -892,6 +893,7 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct tcp_event, old_state);
 	FIELD(f, struct tcp_event, new_state);
 	FIELD(f, struct tcp_event, role);
+	FIELD(f, struct tcp_event, error);
 	FIELD(f, struct tcp_event, comm);
 	napi_set_named_property(env, s, "fields", f);
 	napi_set_named_property(env, out, "tcp_event", s);

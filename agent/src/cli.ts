@@ -1,6 +1,8 @@
 // The goroscope command.
 import { Command, InvalidArgumentError } from 'commander';
 import { ProcessError } from './proc/process.ts';
+import { defineCollectorOptions, collectorOptionsFrom, runCollector } from '../../collector/src/cli.ts';
+import { startAgent } from './agent/run.ts';
 import { runSnapshot } from './snapshot/run.ts';
 
 export function parseDuration(text: string): number {
@@ -41,6 +43,40 @@ export function buildCli(): Command {
     .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number }) => {
       await runSnapshot({ ...opts, parkSampling: opts.sampleParks });
     });
+
+  program
+    .command('agent')
+    .description("watch this node's Go processes and ship what they do to a collector")
+    .requiredOption('--collector <url>', 'the collector, e.g. ws://collector:7070 (token from GOROSCOPE_INGEST_TOKEN)')
+    .option('--pid <pid...>', 'only these processes (default: every Go process on the node)', (v: string, prev: number[] = []) => [...prev, parsePid(v)])
+    .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of each process's CPU", parsePercent, 0.02)
+    .option('--full', 'keep every probe on (no overhead budget)')
+    .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
+    .option('--spool-dir <dir>', 'keep unacknowledged batches here while the collector is away', '/var/lib/goroscope/spool')
+    .option('--max-spool-bytes <bytes>', 'bound on the spool; past it the oldest batches are dropped and counted', (v: string) => Number(v), 256 << 20)
+    .option('--node <name>', 'node name (default: $NODE_NAME or the hostname)')
+    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; spoolDir: string; maxSpoolBytes: number; node?: string }) => {
+      const agent = await startAgent({
+        collector: o.collector,
+        token: process.env.GOROSCOPE_INGEST_TOKEN || undefined,
+        pids: o.pid,
+        overheadBudget: o.overheadBudget,
+        full: o.full,
+        parkSampling: o.sampleParks,
+        spoolDir: o.spoolDir,
+        maxSpoolBytes: o.maxSpoolBytes,
+        node: o.node,
+      });
+      await new Promise<void>((resolve) => {
+        const stop = () => void agent.stop().finally(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+
+  defineCollectorOptions(program.command('collector')).action(async (o) => {
+    await runCollector(collectorOptionsFrom(o));
+  });
 
   return program;
 }

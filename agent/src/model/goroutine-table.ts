@@ -44,6 +44,8 @@ export interface GoroutineRow {
 
 export interface ExitedGoroutine extends GoroutineRow {
   exitedAt: number;
+  /** Increases by one per exit: lets a reader take the exits it has not seen. */
+  serial: number;
 }
 
 export interface TableCounters {
@@ -86,6 +88,9 @@ export class GoroutineTable {
   /** Sparse: only goroutines whose parks ended while observed. */
   private readonly byReason = new Map<number, Map<number, number>>();
   private readonly exited: ExitedGoroutine[] = [];
+  private exitSerial = 0;
+  /** Goroutines whose row changed since the last takeChanged(). */
+  private changed = new Set<number>();
   private readonly exitedRetention: number;
 
   constructor(opts: GoroutineTableOptions = {}) {
@@ -164,6 +169,7 @@ export class GoroutineTable {
     const s = this.slot(g.goid);
     if (s < 0) return;
     this.flags[s] |= FLAG_PREEXISTING;
+    this.changed.add(g.goid);
     this.parent[s] = g.parentGoid ?? NaN;
     this.state[s] = g.status;
     this.reason[s] = g.status === GStatus.waiting && g.waitReason !== null ? g.waitReason : NO_REASON;
@@ -182,6 +188,7 @@ export class GoroutineTable {
     this.startPc[s] = startPc;
     this.createdAt[s] = ts;
     this.state[s] = GStatus.runnable;
+    this.changed.add(goid);
   }
 
   onPark(goid: number, reason: number, ts: number): void {
@@ -193,6 +200,7 @@ export class GoroutineTable {
     this.reason[s] = reason;
     this.parkAt[s] = ts;
     this.parkCount[s]++;
+    this.changed.add(goid);
   }
 
   onReady(goid: number, wakerGoid: number, ts: number): void {
@@ -204,6 +212,7 @@ export class GoroutineTable {
     this.state[s] = GStatus.runnable;
     this.readyAt[s] = ts;
     this.readyCount[s]++;
+    this.changed.add(goid);
   }
 
   onExit(goid: number, ts: number): void {
@@ -215,7 +224,8 @@ export class GoroutineTable {
       this.counters.resumedUnseen++;
     }
     const row = this.row(s, ts);
-    this.exited.push({ ...row, state: 'dead', exitedAt: ts });
+    this.exited.push({ ...row, state: 'dead', exitedAt: ts, serial: ++this.exitSerial });
+    this.changed.delete(goid);
     if (this.exited.length > this.exitedRetention) this.exited.splice(0, this.exited.length - this.exitedRetention);
     this.slotOf.delete(goid);
     this.byReason.delete(s);
@@ -296,6 +306,23 @@ export class GoroutineTable {
 
   recentlyExited(): readonly ExitedGoroutine[] {
     return this.exited;
+  }
+
+  /** Exits with a serial above `after`, oldest first (those pushed out of the retention are gone). */
+  exitedSince(after: number): ExitedGoroutine[] {
+    const i = this.exited.findIndex((e) => e.serial > after);
+    return i < 0 ? [] : this.exited.slice(i);
+  }
+
+  /** The live goroutines that changed since the last call, as rows. */
+  takeChanged(now: number): GoroutineRow[] {
+    const out: GoroutineRow[] = [];
+    for (const goid of this.changed) {
+      const s = this.slotOf.get(goid);
+      if (s !== undefined) out.push(this.row(s, now));
+    }
+    this.changed = new Set();
+    return out;
   }
 
   /** Bytes held by the columns (the Map of goids comes on top). */

@@ -100,6 +100,11 @@ export class OverheadGovernor {
     return [...st.windows, this.window(proc, st, monoNowNs())];
   }
 
+  /** Only the windows that have ended (what a shipper sends once). */
+  closedWindows(pid: number): WindowRecord[] {
+    return this.state.get(pid)?.windows ?? [];
+  }
+
   /** The share of the observed time during which park and ready probes were on. */
   parkCoverage(pid: number): number {
     const ws = this.windows(pid);

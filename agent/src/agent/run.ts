@@ -1,0 +1,138 @@
+// `goroscope agent`: watches the node's Go processes (all, or those named), keeps each within the overhead
+// budget, and ships what it sees to the collector.
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MAX_RECORDS_PER_BATCH } from '../../../collector/src/protocol/schema.ts';
+import type { AgentRecord } from '../../../collector/src/protocol/records.ts';
+import { GoProcessWatcher } from '../discover/go-processes.ts';
+import { calibrateHitCost } from '../overhead/calibrate.ts';
+import { OverheadGovernor } from '../overhead/governor.ts';
+import { Shipper } from '../ship/shipper.ts';
+import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
+import { RecordBuilder, defaultPolicy } from './record-builder.ts';
+
+export interface AgentOptions {
+  collector: string;
+  token?: string;
+  pids?: number[];
+  node?: string;
+  overheadBudget: number;
+  full?: boolean;
+  parkSampling?: number;
+  spoolDir?: string;
+  maxSpoolBytes?: number;
+  /** How often records are shipped. */
+  intervalMs?: number;
+  /** How often /proc is scanned for new and gone Go processes. */
+  scanMs?: number;
+  log?: (msg: string) => void;
+}
+
+export interface RunningAgent {
+  tracer: GoroutineTracer;
+  shipper: Shipper;
+  /** Ships what is pending and waits for the acknowledgements. */
+  flush(): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+/** A stable agent id per spool directory, so seq numbers continue across restarts. */
+function agentIdFor(node: string, spoolDir?: string): string {
+  const fresh = () => `${node.replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 80)}.${randomUUID()}`;
+  if (!spoolDir) return fresh();
+  mkdirSync(spoolDir, { recursive: true });
+  const f = join(spoolDir, 'agent-id');
+  if (existsSync(f)) return readFileSync(f, 'utf8').trim();
+  const id = fresh();
+  writeFileSync(f, id);
+  return id;
+}
+
+export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
+  const log = opts.log ?? ((m: string) => process.stderr.write(`goroscope agent: ${m}\n`));
+  const node = opts.node ?? process.env.NODE_NAME ?? hostname();
+  const tracer = new GoroutineTracer();
+  tracer.start();
+  if (opts.parkSampling !== undefined) tracer.setParkSampling(opts.parkSampling);
+  const calibration = opts.full ? undefined : await calibrateHitCost(tracer);
+  if (calibration) log(`a probe hit costs ${Math.round(calibration.nsPerHit)} ns here (${calibration.source})`);
+  const intervalMs = opts.intervalMs ?? 2000;
+  // In --full mode the governor never turns probes off; it still cuts time into windows for the records.
+  const governor = new OverheadGovernor(tracer, {
+    budget: opts.full ? Infinity : opts.overheadBudget,
+    nsPerHit: calibration?.nsPerHit ?? 1,
+    periodMs: opts.full ? intervalMs : 10_000,
+  });
+  const shipper = new Shipper({
+    url: opts.collector,
+    token: opts.token,
+    agentId: agentIdFor(node, opts.spoolDir),
+    node,
+    agentVersion: '0.1.0',
+    spoolDir: opts.spoolDir,
+    maxSpoolBytes: opts.maxSpoolBytes,
+    log,
+  });
+  shipper.start();
+  const builder = new RecordBuilder({ ...defaultPolicy });
+  const watcher = new GoProcessWatcher({ pids: opts.pids });
+  const queue: AgentRecord[] = [];
+
+  const ship = () => {
+    const now = monoNowNs();
+    for (const proc of tracer.processes()) queue.push(...builder.build(proc, governor.closedWindows(proc.info.pid), now));
+    while (queue.length) shipper.send(queue.splice(0, MAX_RECORDS_PER_BATCH));
+  };
+
+  const scan = () => {
+    const r = watcher.scan();
+    for (const target of r.appeared) {
+      try {
+        const proc = tracer.attach(target.info.pid, { target });
+        governor.add(proc);
+        queue.push(builder.processRecord(proc));
+        log(`tracing pid ${target.info.pid} ${target.info.exe} (${target.binary.goVersion})`);
+      } catch (e) {
+        watcher.forget(target.info.pid);
+        log(`cannot trace pid ${target.info.pid}: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    for (const s of r.skipped) log(`skipping pid ${s.pid}: ${s.reason}`);
+    for (const pid of r.exited) {
+      const proc = tracer.process(pid);
+      if (!proc) continue;
+      queue.push(...builder.build(proc, governor.windows(pid), monoNowNs()));
+      queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs())));
+      governor.remove(pid);
+      builder.forget(pid);
+      tracer.detach(pid);
+    }
+  };
+
+  scan();
+  ship();
+  const scanTimer = setInterval(scan, opts.scanMs ?? 2000);
+  const shipTimer = setInterval(ship, intervalMs);
+
+  return {
+    tracer,
+    shipper,
+    async flush() {
+      ship();
+      return shipper.flush();
+    },
+    async stop() {
+      clearInterval(scanTimer);
+      clearInterval(shipTimer);
+      governor.stop();
+      await tracer.drain();
+      ship();
+      await shipper.flush(5000);
+      shipper.close();
+      await tracer.close();
+    },
+  };
+}

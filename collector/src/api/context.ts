@@ -1,0 +1,11 @@
+// What route plugins need from the collector, passed as plugin options.
+import type { Database } from 'better-sqlite3';
+import type { StoreReader } from '../store/reader.ts';
+
+export interface ApiContext {
+  db: Database;
+  reader: StoreReader;
+  /** Agent ids with an open ingest connection. */
+  connectedAgents(): { has(agentId: string): boolean };
+  isShuttingDown(): boolean;
+}

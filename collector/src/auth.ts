@@ -1,0 +1,46 @@
+// Bearer-token checks and the rule for when the collector may run without tokens.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+
+/** Compare digests, not tokens, so timingSafeEqual always sees equal lengths. */
+export function tokenMatches(expected: string, header: string | undefined): boolean {
+  if (header === undefined) return false;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) return false;
+  const a = createHash('sha256').update(expected).digest();
+  const b = createHash('sha256').update(m[1]).digest();
+  return timingSafeEqual(a, b);
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || h.startsWith('::ffff:127.');
+  return false;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new Error(`invalid listen address '${listen}': expected HOST:PORT, e.g. 127.0.0.1:4317 or [::1]:4317`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
+export interface AuthConfig { ingestToken?: string; apiToken?: string }
+
+/** Throws unless both tokens are set, or auth is explicitly off on a loopback address. */
+export function checkAuthConfig(host: string, cfg: AuthConfig & { noAuth?: boolean }): void {
+  for (const [name, token] of [['ingest', cfg.ingestToken], ['API', cfg.apiToken]] as const) {
+    if (token !== undefined && token.length === 0) throw new Error(`the ${name} token is empty`);
+  }
+  const missing = [cfg.ingestToken === undefined && 'GOROSCOPE_INGEST_TOKEN', cfg.apiToken === undefined && 'GOROSCOPE_API_TOKEN']
+    .filter(Boolean) as string[];
+  if (missing.length === 0) return;
+  if (!cfg.noAuth) {
+    throw new Error(`refusing to start without authentication: set ${missing.join(' and ')}, or pass --no-auth on a loopback address`);
+  }
+  if (!isLoopbackHost(host)) {
+    throw new Error(`refusing to start without authentication on non-loopback address '${host}': --no-auth is only allowed on 127.0.0.1, ::1 or localhost; set ${missing.join(' and ')}`);
+  }
+}

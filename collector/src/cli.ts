@@ -1,0 +1,81 @@
+// `goroscope collector`: option parsing and process lifecycle around startCollector.
+import { Command, InvalidArgumentError } from 'commander';
+import { startCollector, type Collector, type CollectorOptions } from './server.ts';
+
+function positiveNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number`);
+    return n;
+  };
+}
+
+function ratio(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('must be a number from 0 to 1');
+  return n;
+}
+
+/** Declares the collector's options on a commander command; the CLI and `goroscope collector` share it. */
+export function defineCollectorOptions(cmd: Command): Command {
+  return cmd
+    .description('Receive agent records, store them in SQLite, serve the API and export OpenTelemetry spans.\n' +
+      'Tokens come from GOROSCOPE_INGEST_TOKEN and GOROSCOPE_API_TOKEN.')
+    .requiredOption('--listen <host:port>', 'address to listen on, e.g. 0.0.0.0:7070')
+    .requiredOption('--db <file>', 'SQLite database file (created if missing)')
+    .option('--otlp-endpoint <url>', 'export spans to this OTLP/HTTP endpoint, e.g. http://otel-collector:4318')
+    .option('--no-auth', 'run without tokens (only on a loopback address)')
+    .option('--retention-max-age <hours>', 'delete records older than this', positiveNumber('--retention-max-age'))
+    .option('--retention-max-bytes <bytes>', 'delete the oldest records while the database is larger', positiveNumber('--retention-max-bytes'))
+    .option('--export-long-lived <ms>', 'export goroutines/connections that lived at least this long', positiveNumber('--export-long-lived'), 10_000)
+    .option('--export-long-blocked <ms>', 'export goroutines blocked at least this long in total', positiveNumber('--export-long-blocked'), 1_000)
+    .option('--export-sample <ratio>', 'fraction of other finished goroutines/connections to export', ratio, 0.001)
+    .option('--sync-full', 'fsync every commit, so acked batches survive power loss')
+    .option('--log', 'log requests and errors as JSON to stdout');
+}
+
+interface ParsedOptions {
+  listen: string; db: string; otlpEndpoint?: string; auth: boolean; retentionMaxAge?: number; retentionMaxBytes?: number;
+  exportLongLived: number; exportLongBlocked: number; exportSample: number; syncFull?: boolean; log?: boolean;
+}
+
+export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = process.env): CollectorOptions {
+  return {
+    listen: o.listen,
+    db: o.db,
+    ingestToken: env.GOROSCOPE_INGEST_TOKEN || undefined,
+    apiToken: env.GOROSCOPE_API_TOKEN || undefined,
+    noAuth: o.auth === false,
+    otlpEndpoint: o.otlpEndpoint,
+    export: { longLivedMs: o.exportLongLived, longBlockedMs: o.exportLongBlocked, sampleRatio: o.exportSample },
+    retention: {
+      maxAgeMs: o.retentionMaxAge !== undefined ? o.retentionMaxAge * 3_600_000 : undefined,
+      maxBytes: o.retentionMaxBytes,
+    },
+    synchronous: o.syncFull ? 'full' : 'normal',
+    logger: o.log ?? false,
+  };
+}
+
+/** Runs the collector until SIGINT/SIGTERM. argv excludes node and script, e.g. ['--listen', '127.0.0.1:7070', ...]. */
+export async function collectorCommand(argv: string[]): Promise<Collector> {
+  const cmd = defineCollectorOptions(new Command('collector')).exitOverride();
+  cmd.parse(argv, { from: 'user' });
+  return runCollector(collectorOptionsFrom(cmd.opts<ParsedOptions>()));
+}
+
+export async function runCollector(options: CollectorOptions): Promise<Collector> {
+  const collector = await startCollector(options);
+  // Machine-readable so scripts and tests can find the port when --listen used port 0.
+  process.stdout.write(`${JSON.stringify({ msg: 'collector listening', url: collector.url })}\n`);
+  const stop = (signal: string) => {
+    process.stderr.write(`collector: ${signal}, shutting down\n`);
+    collector.close().then(() => process.exit(0), (err) => {
+      process.stderr.write(`collector: shutdown failed: ${(err as Error).message}\n`);
+      process.exit(1);
+    });
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  return collector;
+}

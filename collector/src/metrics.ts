@@ -1,0 +1,33 @@
+// Prometheus metrics about the collector itself, in a registry of its own so
+// several collectors (tests) can live in one process.
+import { Counter, Gauge, Registry } from 'prom-client';
+
+export type CollectorMetrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(dbSizeBytes: () => number) {
+  const registry = new Registry();
+  const m = {
+    registry,
+    ingestRecords: new Counter({ name: 'goroscope_collector_ingest_records_total', help: 'Records stored, by kind.', labelNames: ['kind'], registers: [registry] }),
+    ingestBatches: new Counter({
+      name: 'goroscope_collector_ingest_batches_total',
+      help: 'Batches received, by result: stored, duplicate (re-sent, acked again) or rejected.',
+      labelNames: ['result'], registers: [registry],
+    }),
+    ingestQueueDepth: new Gauge({ name: 'goroscope_collector_ingest_queue_depth', help: 'Validated batches waiting for the database.', registers: [registry] }),
+    ingestInFlight: new Gauge({ name: 'goroscope_collector_ingest_in_flight', help: 'Batches in the transaction being committed.', registers: [registry] }),
+    ingestCommitSeconds: new Counter({ name: 'goroscope_collector_ingest_commit_seconds_total', help: 'Time spent writing ingest transactions.', registers: [registry] }),
+    connectedAgents: new Gauge({ name: 'goroscope_collector_connected_agents', help: 'Agents with an open ingest connection.', registers: [registry] }),
+    dbSize: new Gauge({
+      name: 'goroscope_collector_database_size_bytes', help: 'Size of the SQLite database file.', registers: [registry],
+      collect() { this.set(dbSizeBytes()); },
+    }),
+    exportedSpans: new Counter({ name: 'goroscope_collector_export_spans_total', help: 'Spans sent to the OTLP endpoint.', registers: [registry] }),
+    exportErrors: new Counter({ name: 'goroscope_collector_export_errors_total', help: 'Failed OTLP export requests.', registers: [registry] }),
+    exportErrorSpans: new Counter({ name: 'goroscope_collector_export_failed_spans_total', help: 'Spans in failed OTLP export requests.', registers: [registry] }),
+    streamSubscribers: new Gauge({ name: 'goroscope_collector_stream_subscribers', help: 'Open live-stream connections.', registers: [registry] }),
+    streamDropped: new Counter({ name: 'goroscope_collector_stream_dropped_total', help: 'Live-stream records dropped for slow subscribers.', registers: [registry] }),
+    retentionDeleted: new Counter({ name: 'goroscope_collector_retention_deleted_rows_total', help: 'Rows deleted by retention.', registers: [registry] }),
+  };
+  return m;
+}

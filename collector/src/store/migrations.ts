@@ -1,0 +1,141 @@
+// Numbered schema migrations. Append only: never edit a migration that has shipped.
+import type { Database } from 'better-sqlite3';
+
+export const migrations: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+      CREATE TABLE agents (
+        agent_id      TEXT PRIMARY KEY,
+        node          TEXT NOT NULL,
+        agent_version TEXT NOT NULL,
+        protocol      INTEGER NOT NULL,
+        first_seen_at REAL NOT NULL,
+        last_seen_at  REAL NOT NULL
+      );
+      CREATE INDEX agents_node ON agents(node);
+
+      -- start_time = -1 marks a placeholder made when a goroutine arrived before its process.
+      CREATE TABLE processes (
+        id            INTEGER PRIMARY KEY,
+        node          TEXT NOT NULL,
+        pid           INTEGER NOT NULL,
+        start_time    INTEGER NOT NULL,
+        exe           TEXT NOT NULL,
+        go_version    TEXT,
+        container_id  TEXT,
+        pod_name      TEXT,
+        pod_namespace TEXT,
+        pod_uid       TEXT,
+        pod_container TEXT,
+        seen_at       REAL NOT NULL,
+        exited_at     REAL,
+        UNIQUE (node, pid, start_time)
+      );
+
+      CREATE TABLE goroutines (
+        id                  INTEGER PRIMARY KEY,
+        process_id          INTEGER NOT NULL REFERENCES processes(id),
+        goid                INTEGER NOT NULL,
+        parent_goid         INTEGER,
+        state               TEXT NOT NULL,
+        wait_reason         TEXT,
+        created_by_function TEXT,
+        created_by_file     TEXT,
+        created_by_line     INTEGER,
+        start_function      TEXT,
+        created_at          REAL,
+        exited_at           REAL,
+        last_park_at        REAL,
+        park_count          INTEGER NOT NULL,
+        ready_count         INTEGER NOT NULL,
+        blocked_ns          INTEGER NOT NULL,
+        blocked_by_reason   TEXT NOT NULL,
+        preexisting         INTEGER NOT NULL,
+        system              INTEGER NOT NULL,
+        observed_at         REAL NOT NULL,
+        first_seen_at       REAL NOT NULL,
+        UNIQUE (process_id, goid)
+      );
+      -- Single-column indexes also order by rowid (= id), which keyset paging uses. No index on
+      -- state: few values, each common, so scanning newest-first finds a page quickly.
+      CREATE INDEX goroutines_wait_reason ON goroutines(wait_reason);
+      CREATE INDEX goroutines_created_by_function ON goroutines(created_by_function);
+      CREATE INDEX goroutines_created_by_site ON goroutines(created_by_file, created_by_line);
+      CREATE INDEX goroutines_observed_at ON goroutines(observed_at);
+
+      -- opened_key = openedAt, or 0 for a connection open before the agent attached.
+      CREATE TABLE connections (
+        id             INTEGER PRIMARY KEY,
+        process_id     INTEGER NOT NULL REFERENCES processes(id),
+        goid           INTEGER,
+        family         TEXT NOT NULL,
+        role           TEXT NOT NULL,
+        local_address  TEXT NOT NULL,
+        local_port     INTEGER NOT NULL,
+        peer_address   TEXT NOT NULL,
+        peer_port      INTEGER NOT NULL,
+        state          TEXT NOT NULL,
+        opened_at      REAL,
+        opened_key     REAL NOT NULL,
+        closed_at      REAL,
+        bytes_sent     INTEGER NOT NULL,
+        bytes_received INTEGER NOT NULL,
+        srtt_us        INTEGER,
+        retransmits    INTEGER NOT NULL,
+        resets         INTEGER NOT NULL,
+        error          TEXT,
+        preexisting    INTEGER NOT NULL,
+        observed_at    REAL NOT NULL,
+        UNIQUE (process_id, local_address, local_port, peer_address, peer_port, opened_key)
+      );
+      CREATE INDEX connections_peer ON connections(peer_address, peer_port);
+      CREATE INDEX connections_observed_at ON connections(observed_at);
+      CREATE INDEX connections_failed ON connections(process_id) WHERE error IS NOT NULL OR resets > 0;
+
+      CREATE TABLE windows (
+        id         INTEGER PRIMARY KEY,
+        process_id INTEGER NOT NULL REFERENCES processes(id),
+        from_ms    REAL NOT NULL,
+        to_ms      REAL NOT NULL,
+        probes     TEXT NOT NULL,
+        created    INTEGER NOT NULL,
+        parked     INTEGER NOT NULL,
+        readied    INTEGER NOT NULL,
+        exited     INTEGER NOT NULL,
+        lost       INTEGER NOT NULL,
+        UNIQUE (process_id, from_ms, to_ms)
+      );
+      CREATE INDEX windows_to ON windows(to_ms);
+
+      -- One row per stored batch: what makes a re-sent batch idempotent.
+      CREATE TABLE ingested_batches (
+        agent_id    TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        records     INTEGER NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (agent_id, seq)
+      ) WITHOUT ROWID;
+      CREATE INDEX ingested_batches_received ON ingested_batches(received_at);
+    `,
+  },
+];
+
+/** Apply every migration newer than the database, each in its own transaction. */
+export function migrate(db: Database): number {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)');
+  const current = (db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number | null }).v ?? 0;
+  const newest = migrations[migrations.length - 1].version;
+  if (current > newest) {
+    throw new Error(`database schema version ${current} is newer than this collector understands (${newest}); upgrade the collector`);
+  }
+  for (const m of migrations) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+    })();
+  }
+  return newest;
+}

@@ -1,0 +1,215 @@
+// Read queries behind the HTTP API. Lists page by id, newest first (keyset paging:
+// the cursor is the last id returned, so a page costs the same wherever it is).
+import type { Database, Statement } from 'better-sqlite3';
+
+export interface Page<T> { items: T[]; nextCursor: string | null }
+
+export interface ProcessFilter { node?: string; pid?: number }
+export interface TimeRange { since?: number; until?: number }
+export interface Paging { limit: number; cursor?: string }
+
+export interface GoroutineQuery extends ProcessFilter, TimeRange, Paging {
+  state?: string;
+  waitReason?: string;
+  createdBy?: string;
+  minBlockedNs?: number;
+}
+
+export interface ConnectionQuery extends ProcessFilter, TimeRange, Paging {
+  peer?: string;
+  state?: string;
+  errorsOnly?: boolean;
+}
+
+/** A bad cursor is the client's fault; the API layer turns this into a 400. */
+export class BadQueryError extends Error {}
+
+function parseCursor(cursor: string | undefined): number | undefined {
+  if (cursor === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,15}$/.test(cursor)) throw new BadQueryError(`invalid cursor '${cursor}'`);
+  return Number(cursor);
+}
+
+/** Collects WHERE clauses and their parameters. */
+class Where {
+  readonly clauses: string[] = [];
+  readonly params: unknown[] = [];
+  add(clause: string, ...params: unknown[]): void {
+    this.clauses.push(clause);
+    this.params.push(...params);
+  }
+  sql(): string {
+    return this.clauses.length ? `WHERE ${this.clauses.join(' AND ')}` : '';
+  }
+}
+
+function processClause(w: Where, f: ProcessFilter, column = 'process_id'): void {
+  if (f.node === undefined && f.pid === undefined) return;
+  const sub = new Where();
+  if (f.node !== undefined) sub.add('node = ?', f.node);
+  if (f.pid !== undefined) sub.add('pid = ?', f.pid);
+  w.add(`${column} IN (SELECT id FROM processes ${sub.sql()})`, ...sub.params);
+}
+
+/** createdBy is either a function name or "file:line". */
+export function parseCreatedBy(v: string): { function: string } | { file: string; line: number } {
+  const m = /^(.+):(\d+)$/.exec(v);
+  if (m && (m[1].includes('/') || m[1].endsWith('.go'))) return { file: m[1], line: Number(m[2]) };
+  return { function: v };
+}
+
+export interface GoroutineRow {
+  id: number; node: string; pid: number; processStartTime: number | null; goid: number; parentGoid: number | null;
+  state: string; waitReason: string | null; createdBy: { function: string; file: string; line: number } | null;
+  startFunction: string | null; createdAt: number | null; exitedAt: number | null; lastParkAt: number | null;
+  parkCount: number; readyCount: number; blockedNs: number; blockedByReason: Record<string, number>;
+  preexisting: boolean; system: boolean; observedAt: number; firstSeenAt: number;
+}
+
+export interface ConnectionRow {
+  id: number; node: string; pid: number; goid: number | null; family: string; role: string;
+  localAddress: string; localPort: number; peerAddress: string; peerPort: number; state: string;
+  openedAt: number | null; closedAt: number | null; bytesSent: number; bytesReceived: number;
+  srttUs: number | null; retransmits: number; resets: number; error: string | null; preexisting: boolean;
+  observedAt: number;
+}
+
+export class StoreReader {
+  private readonly cache = new Map<string, Statement>();
+
+  constructor(private readonly db: Database) {}
+
+  /** Dynamic SQL has few shapes; keep each prepared once. */
+  private stmt(sql: string): Statement {
+    let s = this.cache.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      if (this.cache.size > 500) this.cache.clear();
+      this.cache.set(sql, s);
+    }
+    return s;
+  }
+
+  private page<R extends { id: number }, T>(sql: (where: string) => string, w: Where, q: Paging, map: (r: R) => T, idCol: string): Page<T> {
+    const after = parseCursor(q.cursor);
+    if (after !== undefined) w.add(`${idCol} < ?`, after);
+    const rows = this.stmt(`${sql(w.sql())} ORDER BY ${idCol} DESC LIMIT ?`).all(...w.params, q.limit + 1) as R[];
+    const more = rows.length > q.limit;
+    if (more) rows.pop();
+    return { items: rows.map(map), nextCursor: more ? String(rows[rows.length - 1].id) : null };
+  }
+
+  nodes(): { agentId: string; node: string; agentVersion: string; protocol: number; firstSeenAt: number; lastSeenAt: number }[] {
+    return this.stmt(`SELECT agent_id AS agentId, node, agent_version AS agentVersion, protocol,
+      first_seen_at AS firstSeenAt, last_seen_at AS lastSeenAt FROM agents ORDER BY node, agent_id`).all() as never;
+  }
+
+  processes(q: ProcessFilter & Paging): Page<Record<string, unknown>> {
+    const w = new Where();
+    if (q.node !== undefined) w.add('node = ?', q.node);
+    if (q.pid !== undefined) w.add('pid = ?', q.pid);
+    return this.page((where) => `SELECT * FROM processes ${where}`, w, q, (r: Record<string, any>) => ({
+      id: r.id, node: r.node, pid: r.pid, startTime: r.start_time === -1 ? null : r.start_time, exe: r.exe,
+      goVersion: r.go_version, containerId: r.container_id,
+      pod: r.pod_name === null ? null : { name: r.pod_name, namespace: r.pod_namespace, uid: r.pod_uid, container: r.pod_container },
+      seenAt: r.seen_at, exitedAt: r.exited_at,
+    }), 'id');
+  }
+
+  private goroutineWhere(q: Omit<GoroutineQuery, 'limit' | 'cursor'>): Where {
+    const w = new Where();
+    processClause(w, q, 'g.process_id');
+    if (q.state !== undefined) w.add('g.state = ?', q.state);
+    if (q.waitReason !== undefined) w.add('g.wait_reason = ?', q.waitReason);
+    if (q.createdBy !== undefined) {
+      const c = parseCreatedBy(q.createdBy);
+      if ('file' in c) w.add('g.created_by_file = ? AND g.created_by_line = ?', c.file, c.line);
+      else w.add('g.created_by_function = ?', c.function);
+    }
+    if (q.minBlockedNs !== undefined) w.add('g.blocked_ns >= ?', q.minBlockedNs);
+    // A goroutine matches a time range it was alive in.
+    if (q.until !== undefined) w.add('coalesce(g.created_at, g.first_seen_at) <= ?', q.until);
+    if (q.since !== undefined) w.add('(g.exited_at IS NULL OR g.exited_at >= ?)', q.since);
+    return w;
+  }
+
+  goroutines(q: GoroutineQuery): Page<GoroutineRow> {
+    return this.page(
+      (where) => `SELECT g.*, p.node, p.pid, p.start_time FROM goroutines g JOIN processes p ON p.id = g.process_id ${where}`,
+      this.goroutineWhere(q), q, goroutineFromRow, 'g.id');
+  }
+
+  /** Goroutine counts and blocked time grouped by current wait reason or by creation site. */
+  goroutineSummary(q: Omit<GoroutineQuery, 'limit' | 'cursor'> & { by: 'waitReason' | 'createdBy'; limit: number }) {
+    const w = this.goroutineWhere(q);
+    if (q.by === 'waitReason') {
+      const rows = this.stmt(`SELECT g.wait_reason AS key, count(*) AS goroutines, sum(g.blocked_ns) AS blockedNs,
+          sum(g.exited_at IS NULL) AS live
+        FROM goroutines g ${w.sql()} GROUP BY g.wait_reason ORDER BY goroutines DESC LIMIT ?`).all(...w.params, q.limit) as any[];
+      return rows.map((r) => ({ waitReason: r.key, goroutines: r.goroutines, live: r.live, blockedNs: r.blockedNs ?? 0 }));
+    }
+    const rows = this.stmt(`SELECT g.created_by_function AS fn, g.created_by_file AS file, g.created_by_line AS line,
+        count(*) AS goroutines, sum(g.blocked_ns) AS blockedNs, sum(g.exited_at IS NULL) AS live
+      FROM goroutines g ${w.sql()} GROUP BY fn, file, line ORDER BY goroutines DESC LIMIT ?`).all(...w.params, q.limit) as any[];
+    return rows.map((r) => ({
+      createdBy: r.fn === null ? null : { function: r.fn, file: r.file, line: r.line },
+      goroutines: r.goroutines, live: r.live, blockedNs: r.blockedNs ?? 0,
+    }));
+  }
+
+  connections(q: ConnectionQuery): Page<ConnectionRow> {
+    const w = new Where();
+    processClause(w, q, 'c.process_id');
+    if (q.peer !== undefined) {
+      const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(q.peer);
+      // "addr:port" and "[v6]:port" name an endpoint; a bare address (including a bare IPv6) names a host.
+      if (m && (q.peer.startsWith('[') || !m[1].includes(':'))) w.add('c.peer_address = ? AND c.peer_port = ?', m[1], Number(m[2]));
+      else w.add('c.peer_address = ?', q.peer);
+    }
+    if (q.state !== undefined) w.add('c.state = ?', q.state);
+    if (q.errorsOnly) w.add('(c.error IS NOT NULL OR c.resets > 0)');
+    if (q.until !== undefined) w.add('(c.opened_at IS NULL OR c.opened_at <= ?)', q.until);
+    if (q.since !== undefined) w.add('(c.closed_at IS NULL OR c.closed_at >= ?)', q.since);
+    return this.page(
+      (where) => `SELECT c.*, p.node, p.pid FROM connections c JOIN processes p ON p.id = c.process_id ${where}`,
+      w, q, connectionFromRow, 'c.id');
+  }
+
+  windows(q: ProcessFilter & TimeRange & Paging): Page<Record<string, unknown>> {
+    const w = new Where();
+    processClause(w, q, 'w.process_id');
+    if (q.since !== undefined) w.add('w.to_ms >= ?', q.since);
+    if (q.until !== undefined) w.add('w.from_ms <= ?', q.until);
+    return this.page(
+      (where) => `SELECT w.*, p.node, p.pid FROM windows w JOIN processes p ON p.id = w.process_id ${where}`,
+      w, q, (r: Record<string, any>) => ({
+        id: r.id, node: r.node, pid: r.pid, from: r.from_ms, to: r.to_ms, probes: JSON.parse(r.probes),
+        created: r.created, parked: r.parked, readied: r.readied, exited: r.exited, lost: r.lost,
+      }), 'w.id');
+  }
+
+  /** The latest process of (node, pid): what OpenTelemetry resources are built from. */
+  latestProcess(node: string, pid: number): Record<string, any> | undefined {
+    return this.stmt('SELECT * FROM processes WHERE node = ? AND pid = ? ORDER BY id DESC LIMIT 1').get(node, pid) as never;
+  }
+}
+
+function goroutineFromRow(r: Record<string, any>): GoroutineRow {
+  return {
+    id: r.id, node: r.node, pid: r.pid, processStartTime: r.start_time === -1 ? null : r.start_time, goid: r.goid, parentGoid: r.parent_goid,
+    state: r.state, waitReason: r.wait_reason,
+    createdBy: r.created_by_function === null ? null : { function: r.created_by_function, file: r.created_by_file, line: r.created_by_line },
+    startFunction: r.start_function, createdAt: r.created_at, exitedAt: r.exited_at, lastParkAt: r.last_park_at,
+    parkCount: r.park_count, readyCount: r.ready_count, blockedNs: r.blocked_ns, blockedByReason: JSON.parse(r.blocked_by_reason),
+    preexisting: r.preexisting === 1, system: r.system === 1, observedAt: r.observed_at, firstSeenAt: r.first_seen_at,
+  };
+}
+
+function connectionFromRow(r: Record<string, any>): ConnectionRow {
+  return {
+    id: r.id, node: r.node, pid: r.pid, goid: r.goid, family: r.family, role: r.role, localAddress: r.local_address,
+    localPort: r.local_port, peerAddress: r.peer_address, peerPort: r.peer_port, state: r.state, openedAt: r.opened_at,
+    closedAt: r.closed_at, bytesSent: r.bytes_sent, bytesReceived: r.bytes_received, srttUs: r.srtt_us,
+    retransmits: r.retransmits, resets: r.resets, error: r.error, preexisting: r.preexisting === 1, observedAt: r.observed_at,
+  };
+}

@@ -1,0 +1,92 @@
+// Deletes old data by age and by database size, a chunk at a time so ingest and
+// queries are never stalled for long.
+import type { Database } from 'better-sqlite3';
+import { databaseSizeBytes } from './db.ts';
+
+export interface RetentionOptions {
+  /** Delete records last observed longer ago than this. */
+  maxAgeMs?: number;
+  /** Delete the oldest records while the database holds more than this. */
+  maxBytes?: number;
+}
+
+const CHUNK = 5_000;
+
+/** Tables in deletion order, each with the column that says how old a row is. */
+const AGED = [
+  { table: 'goroutines', time: 'observed_at' },
+  { table: 'connections', time: 'observed_at' },
+  { table: 'windows', time: 'to_ms' },
+] as const;
+
+export class Retention {
+  constructor(private readonly db: Database, private readonly opts: RetentionOptions) {}
+
+  /** One retention pass; returns rows deleted. Yields to the event loop between chunks. */
+  async run(now = Date.now()): Promise<number> {
+    let deleted = 0;
+    if (this.opts.maxAgeMs !== undefined) deleted += await this.byAge(now - this.opts.maxAgeMs);
+    if (this.opts.maxBytes !== undefined) deleted += await this.bySize(this.opts.maxBytes);
+    if (deleted > 0) {
+      this.db.pragma('incremental_vacuum');
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+    return deleted;
+  }
+
+  private deleteOlderChunk(table: string, time: string, cutoff: number): number {
+    return this.db.prepare(
+      `DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ${time} < ? ORDER BY ${time} LIMIT ${CHUNK})`,
+    ).run(cutoff).changes;
+  }
+
+  private async byAge(cutoff: number): Promise<number> {
+    let total = 0;
+    for (const { table, time } of AGED) {
+      for (;;) {
+        const n = this.deleteOlderChunk(table, time, cutoff);
+        total += n;
+        if (n < CHUNK) break;
+        await yieldLoop();
+      }
+    }
+    total += this.db.prepare('DELETE FROM ingested_batches WHERE received_at < ?').run(cutoff).changes;
+    total += this.deleteEmptyProcesses(cutoff);
+    return total;
+  }
+
+  /** Processes with nothing left that exited (or were last seen) before the cutoff. */
+  private deleteEmptyProcesses(cutoff: number): number {
+    return this.db.prepare(`DELETE FROM processes WHERE coalesce(exited_at, seen_at) < ?
+      AND NOT EXISTS (SELECT 1 FROM goroutines WHERE process_id = processes.id)
+      AND NOT EXISTS (SELECT 1 FROM connections WHERE process_id = processes.id)
+      AND NOT EXISTS (SELECT 1 FROM windows WHERE process_id = processes.id)`).run(cutoff).changes;
+  }
+
+  private async bySize(maxBytes: number): Promise<number> {
+    let total = 0;
+    for (let round = 0; round < 10_000; round++) {
+      const used = databaseSizeBytes(this.db).usedBytes;
+      if (used <= maxBytes) break;
+      // Delete from whichever table has the oldest row.
+      let oldest: { table: string; time: string; t: number } | undefined;
+      for (const { table, time } of AGED) {
+        const row = this.db.prepare(`SELECT min(${time}) AS t FROM ${table}`).get() as { t: number | null };
+        if (row.t !== null && (!oldest || row.t < oldest.t)) oldest = { table, time, t: row.t };
+      }
+      if (!oldest) break;
+      // Rows are about equally big: delete the share of rows that is over the limit, plus a little.
+      const rows = (this.db.prepare(`SELECT count(*) AS n FROM ${oldest.table}`).get() as { n: number }).n;
+      const chunk = Math.max(1, Math.min(CHUNK, Math.ceil((rows * (used - maxBytes)) / used * 1.05)));
+      const n = this.db.prepare(
+        `DELETE FROM ${oldest.table} WHERE rowid IN (SELECT rowid FROM ${oldest.table} ORDER BY ${oldest.time} LIMIT ?)`,
+      ).run(chunk).changes;
+      total += n;
+      if (n === 0) break;
+      await yieldLoop();
+    }
+    return total;
+  }
+}
+
+const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
