@@ -86,7 +86,7 @@ async function heldWhileRunning(pid: number): Promise<number[]> {
 t.test('bad pids get one clear line and a non-zero exit', async (t) => {
   const gone = await cli(['snapshot', '--pid', '999999', '--duration', '1s']);
   t.not(gone.code, 0);
-  t.equal(gone.stderr, 'goroscope: no process with pid 999999\n');
+  t.equal(gone.stderr, 'goroscope: no process with pid 999999\n', 'exactly one line');
 
   const sleeper = spawn('sleep', ['30']);
   t.teardown(() => sleeper.kill());
@@ -108,11 +108,16 @@ t.test('bad pids get one clear line and a non-zero exit', async (t) => {
 t.test('snapshot --json', { skip: noBpf ?? false }, async (t) => {
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());
-  const pending = cli(['snapshot', '--pid', String(prog.pid), '--duration', '2s', '--json']);
-  await new Promise((r) => setTimeout(r, 1200)); // attached by now
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, goroscope, 'snapshot', '--pid', String(prog.pid), '--duration', '3s', '--json', '--full'], { env: cleanEnv });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  const attached = new Promise<void>((resolve) => child.stderr.on('data', (d) => ((stderr += d), /observing pid/.test(stderr) && resolve())));
+  await attached;
   await prog.command('work 10 5', /^WORK DONE .*$/m);
-  const r = await pending;
-  t.equal(r.code, 0, r.stderr);
+  const code = await new Promise((r) => child.once('exit', r));
+  t.equal(code, 0, stderr);
+  const r = { stdout };
   const snap = JSON.parse(r.stdout);
   t.match(snap, {
     goVersion: /^go1\./,

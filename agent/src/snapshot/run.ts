@@ -41,6 +41,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
         })
       : undefined;
     governor?.add(proc);
+    process.stderr.write(`goroscope: observing pid ${cmd.pid} for ${cmd.duration / 1000}s\n`);
     await new Promise((r) => setTimeout(r, cmd.duration));
     governor?.stop();
     await tracer.drain();

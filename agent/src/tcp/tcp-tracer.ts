@@ -1,0 +1,482 @@
+// TCP connections of every process on the node, from bpf/tcp.bpf.c: one BPF object, one ring buffer, a
+// connection table keyed by struct sock, per-peer aggregates over a sliding window, and the connections that
+// existed before the agent started, seeded from the kernel's socket table.
+import type { ConnectionRecord } from '../../../collector/src/protocol/records.ts';
+import { openBpfObject, sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import {
+  AF_INET6,
+  encodeTcpProcessLayout,
+  errnoName,
+  forEachTcpEvent,
+  TcpEventKind,
+  tcpEv,
+  tcpEventLayout,
+  TcpRole,
+  TcpStat,
+  TcpState,
+  tcpStateNames,
+} from '../events/tcp-event.ts';
+import { openGoBinary } from '../gobinary/index.ts';
+import { layoutFor } from '../gobinary/layouts.ts';
+import { monoToWallMs } from '../tracer/clock.ts';
+import { ConnectionTable, tupleKey, type Connection, type Role } from './connection-table.ts';
+import { findTlsGOffset } from './go-tls.ts';
+import { PeerStats, type PeerAggregate } from './peer-stats.ts';
+import { seedSockets } from './seed.ts';
+
+export interface TcpTracerOptions {
+  /** Bytes of the ring buffer (a power of two, a multiple of the page size). */
+  ringBytes?: number;
+  /** The BPF side wakes the reader only when this much is waiting; the reader also drains every pollMs. */
+  wakeupBytes?: number;
+  pollMs?: number;
+  /** Entries of the BPF owner map (struct sock -> owner), an LRU. */
+  maxOwners?: number;
+  maxOpenConnections?: number;
+  maxClosedPerProcess?: number;
+  maxPeers?: number;
+  peerWindowMs?: number;
+  /** Seed the connections that exist at start() from the socket table (default true). */
+  seed?: boolean;
+  /** Network namespaces to seed from besides the agent's own: those of these pids. */
+  seedPids?: number[];
+}
+
+export interface GoProcessLayout {
+  /** g is at fsbase + tlsGOffset */
+  tlsGOffset: number;
+  /** goid's offset in the g */
+  goidOffset: number;
+}
+
+/** The BPF programs, each attached where its section says. */
+const PROGRAMS = [
+  'inet_sock_set_state',
+  'sys_enter_connect',
+  'sys_exit_connect',
+  'sys_exit_accept4',
+  'sys_exit_accept',
+  'tcp_retransmit_skb',
+  'tcp_receive_reset',
+  'tcp_send_reset',
+  'sched_process_exit',
+] as const;
+
+const roleNames: Record<number, Role> = { 0: 'unknown', 1: 'client', 2: 'server', 3: 'listener' };
+
+export class TcpTracer {
+  readonly bpf: BpfObject;
+  readonly table: ConnectionTable;
+  readonly peerStats: PeerStats;
+  private readonly opts: Required<Omit<TcpTracerOptions, 'seedPids'>> & { seedPids: number[] };
+  private readonly links: number[] = [];
+  private reading = false;
+  private readerBatches = 0;
+  private handedBatches = 0;
+  private readonly goPids = new Map<number, GoProcessLayout>();
+  records = 0;
+  batches = 0;
+  /** Records about sockets with no known owner (closed before accept, or sockets of no traced process). */
+  unowned = 0;
+  /** Records of a kind this decoder does not know. */
+  strayRecords = 0;
+  private seededListenerKey = -1;
+
+  constructor(opts: TcpTracerOptions = {}) {
+    this.opts = {
+      ringBytes: opts.ringBytes ?? 8 << 20,
+      wakeupBytes: opts.wakeupBytes ?? 256 << 10,
+      pollMs: opts.pollMs ?? 10,
+      maxOwners: opts.maxOwners ?? 65536,
+      maxOpenConnections: opts.maxOpenConnections ?? 262_144,
+      maxClosedPerProcess: opts.maxClosedPerProcess ?? 4096,
+      maxPeers: opts.maxPeers ?? 4096,
+      peerWindowMs: opts.peerWindowMs ?? 5000,
+      seed: opts.seed ?? true,
+      seedPids: opts.seedPids ?? [],
+    };
+    const wake = Buffer.alloc(8);
+    wake.writeBigUInt64LE(BigInt(this.opts.wakeupBytes));
+    // ringSizes sets any map's max_entries before load: the ring's bytes and the owner LRU's entries.
+    this.bpf = openBpfObject('tcp', {
+      ringSizes: { tcp_events: this.opts.ringBytes, tcp_owners: this.opts.maxOwners },
+      globals: { wakeup_bytes: wake },
+    });
+    this.table = new ConnectionTable({ maxOpen: this.opts.maxOpenConnections, maxClosedPerProcess: this.opts.maxClosedPerProcess });
+    this.peerStats = new PeerStats({ windowMs: this.opts.peerWindowMs, maxPairs: this.opts.maxPeers });
+  }
+
+  /** Attaches the tracepoints, starts draining, then seeds what already exists (so nothing falls between). */
+  start(): void {
+    if (!this.links.length) {
+      try {
+        for (const p of PROGRAMS) this.links.push(this.bpf.attach(p));
+      } catch (e) {
+        this.detachAll();
+        throw e;
+      }
+    }
+    this.startReader();
+    if (this.opts.seed) this.seed([...this.opts.seedPids, ...this.goPids.keys()]);
+  }
+
+  private startReader(): void {
+    if (this.reading) return;
+    this.readerBatches = this.batches;
+    this.bpf.startReader(
+      [{ map: 'tcp_events', recordSize: tcpEventLayout.size }],
+      (_ring, batch) => this.applyBatch(batch),
+      { pollMs: this.opts.pollMs },
+    );
+    this.reading = true;
+  }
+
+  /** Hands over and applies everything the ring buffer holds now; reading goes on afterwards. */
+  async drain(): Promise<void> {
+    if (!this.reading) return;
+    const { batches } = this.bpf.stopReader();
+    this.reading = false;
+    this.handedBatches = this.readerBatches + batches;
+    const deadline = Date.now() + 5000;
+    while (this.batches < this.handedBatches && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    this.startReader();
+  }
+
+  /** Tells the BPF side where a Go process keeps its goroutine; connect/accept/listen then carry goids. */
+  registerGoProcess(pid: number, layout: GoProcessLayout): void {
+    this.bpf.updateElem('tcp_process_layouts', u32Key(pid), encodeTcpProcessLayout(layout.tlsGOffset, layout.goidOffset));
+    this.goPids.set(pid, layout);
+  }
+
+  unregisterGoProcess(pid: number): void {
+    this.goPids.delete(pid);
+    try {
+      this.bpf.updateElem('tcp_process_layouts', u32Key(pid), encodeTcpProcessLayout(0, 0));
+    } catch {
+      /* gone */
+    }
+  }
+
+  /** Reads a process's executable: a Go program gets registered (and its layout returned), others undefined. */
+  registerGoPid(pid: number): GoProcessLayout | undefined {
+    let bin;
+    try {
+      bin = openGoBinary(`/proc/${pid}/exe`);
+    } catch {
+      return undefined;
+    }
+    const layout = { tlsGOffset: findTlsGOffset(bin).offset, goidOffset: layoutFor(bin.goVersion).layout.g.fields.goid.offset };
+    this.registerGoProcess(pid, layout);
+    return layout;
+  }
+
+  /** The sockets that exist now, from ss (netlink): connections marked preexisting, listeners apart. */
+  seed(pids: number[] = []): number {
+    const sockets = seedSockets(pids);
+    const listenPorts = new Set<string>();
+    for (const s of sockets) if (s.state === 'listen') for (const p of s.pids) listenPorts.add(`${p}|${s.localPort}`);
+    const openTuples = new Set<string>();
+    for (const c of this.table.open.values()) openTuples.add(tupleKey(c.family, c.localAddress, c.localPort, c.peerAddress, c.peerPort));
+    let n = 0;
+    for (const s of sockets) {
+      if (!s.pids.length || s.state === 'time_wait' || s.state === 'closed') continue;
+      const pid = s.pids[0];
+      const c: Connection = {
+        key: 0,
+        pid,
+        tid: 0,
+        goid: 0,
+        comm: '',
+        family: s.family,
+        role: s.state === 'listen' ? 'listener' : listenPorts.has(`${pid}|${s.localPort}`) ? 'server' : 'client',
+        localAddress: s.localAddress,
+        localPort: s.localPort,
+        peerAddress: s.peerAddress,
+        peerPort: s.peerPort,
+        state: s.state,
+        openedNs: null,
+        establishedNs: null,
+        closedNs: null,
+        bytesSent: s.bytesAcked,
+        bytesReceived: s.bytesReceived,
+        srttUs: s.srttUs,
+        retransmits: s.retransmits,
+        resets: 0,
+        error: null,
+        preexisting: true,
+      };
+      if (s.state === 'listen') {
+        c.key = this.seededListenerKey--;
+        this.table.addListener(c);
+      } else if (!openTuples.has(tupleKey(c.family, c.localAddress, c.localPort, c.peerAddress, c.peerPort))) {
+        this.table.addSeeded(c);
+      }
+      n++;
+    }
+    return n;
+  }
+
+  private fromRecord(v: DataView, at: number, role: Role): Connection {
+    const fam = tcpEv.family(v, at);
+    const goid = tcpEv.goid(v, at);
+    return {
+      key: tcpEv.skKey(v, at),
+      pid: tcpEv.pid(v, at),
+      tid: tcpEv.tid(v, at),
+      goid,
+      comm: tcpEv.comm(v, at),
+      family: fam === AF_INET6 ? 'inet6' : 'inet',
+      role,
+      localAddress: tcpEv.saddr(v, at),
+      localPort: tcpEv.sport(v, at),
+      peerAddress: tcpEv.daddr(v, at),
+      peerPort: tcpEv.dport(v, at),
+      state: tcpStateNames[tcpEv.newState(v, at)] ?? 'unknown',
+      openedNs: tcpEv.boundNs(v, at) || null,
+      establishedNs: null,
+      closedNs: null,
+      bytesSent: 0,
+      bytesReceived: 0,
+      srttUs: null,
+      retransmits: 0,
+      resets: 0,
+      error: null,
+      preexisting: false,
+    };
+  }
+
+  private updateAddresses(c: Connection, v: DataView, at: number): void {
+    const fam = tcpEv.family(v, at);
+    if (!fam) return;
+    c.family = fam === AF_INET6 ? 'inet6' : 'inet';
+    c.localAddress = tcpEv.saddr(v, at);
+    c.localPort = tcpEv.sport(v, at);
+    c.peerAddress = tcpEv.daddr(v, at);
+    c.peerPort = tcpEv.dport(v, at);
+  }
+
+  /** The open connection a record is about: by struct sock, else a seeded one with its 4-tuple. */
+  private lookup(v: DataView, at: number): Connection | undefined {
+    const key = tcpEv.skKey(v, at);
+    const c = this.table.open.get(key);
+    if (c || !this.table.seeded.size) return c;
+    const fam = tcpEv.family(v, at) === AF_INET6 ? 'inet6' : 'inet';
+    return this.table.claimSeeded(key, fam, tcpEv.saddr(v, at), tcpEv.sport(v, at), tcpEv.daddr(v, at), tcpEv.dport(v, at));
+  }
+
+  /** An event reports a connection the seed also found (it opened while ss ran): keep the event's. */
+  private dropSeededTwin(c: Connection): void {
+    if (this.table.seeded.size) this.table.seeded.delete(tupleKey(c.family, c.localAddress, c.localPort, c.peerAddress, c.peerPort));
+  }
+
+  private applyBatch(batch: Buffer): void {
+    this.batches++;
+    const peers = this.peerStats;
+    this.records += forEachTcpEvent(batch, (v, at) => {
+      const kind = tcpEv.kind(v, at);
+      const ts = tcpEv.ts(v, at);
+      switch (kind) {
+        case TcpEventKind.connect: {
+          const c = this.fromRecord(v, at, 'client');
+          c.openedNs = ts;
+          const err = tcpEv.error(v, at);
+          if (err) {
+            // connect(2) failed before any SYN
+            c.error = errnoName(err);
+            c.state = 'closed';
+            c.closedNs = ts;
+            this.table.retire(c);
+            peers.add(c.localAddress, c.peerAddress, 'errors', 1, monoToWallMs(ts));
+            return;
+          }
+          c.state = 'syn_sent';
+          this.table.addOpen(c);
+          peers.add(c.localAddress, c.peerAddress, 'opened', 1, monoToWallMs(ts));
+          return;
+        }
+        case TcpEventKind.accept: {
+          const c = this.fromRecord(v, at, 'server');
+          c.openedNs = ts;
+          c.establishedNs = ts;
+          c.srttUs = tcpEv.srttUs(v, at) || null;
+          this.dropSeededTwin(c);
+          peers.add(c.localAddress, c.peerAddress, 'opened', 1, monoToWallMs(ts));
+          if (tcpEv.newState(v, at) === TcpState.close) {
+            // reset while it waited to be accepted: its close went by before we knew the owner
+            c.closedNs = ts;
+            c.error = 'ECONNRESET';
+            this.table.retire(c);
+            return;
+          }
+          this.table.addOpen(c);
+          return;
+        }
+        case TcpEventKind.state: {
+          const ns = tcpEv.newState(v, at);
+          if (ns === TcpState.listen) {
+            const c = this.fromRecord(v, at, 'listener');
+            c.openedNs = ts;
+            this.table.addListener(c);
+            return;
+          }
+          if (ns === TcpState.established) {
+            let c = this.table.open.get(tcpEv.skKey(v, at));
+            if (!c) {
+              if (!tcpEv.pid(v, at)) {
+                this.unowned++;
+                return;
+              }
+              c = this.fromRecord(v, at, roleNames[tcpEv.role(v, at)] ?? 'client');
+              this.table.addOpen(c);
+            }
+            this.updateAddresses(c, v, at);
+            this.dropSeededTwin(c);
+            c.state = 'established';
+            c.establishedNs = ts;
+            c.srttUs = tcpEv.srttUs(v, at) || c.srttUs;
+          }
+          return;
+        }
+        case TcpEventKind.close: {
+          if (tcpEv.oldState(v, at) === TcpState.listen) {
+            this.table.listeners.delete(tcpEv.skKey(v, at));
+            return;
+          }
+          let c = this.lookup(v, at);
+          if (!c) {
+            if (!tcpEv.pid(v, at)) {
+              this.unowned++;
+              return;
+            }
+            c = this.fromRecord(v, at, roleNames[tcpEv.role(v, at)] ?? 'unknown');
+          }
+          this.updateAddresses(c, v, at);
+          c.state = 'closed';
+          c.closedNs = ts;
+          c.bytesSent = tcpEv.bytesAcked(v, at);
+          c.bytesReceived = tcpEv.bytesReceived(v, at);
+          c.srttUs = tcpEv.srttUs(v, at) || c.srttUs;
+          c.retransmits = Math.max(c.retransmits, tcpEv.totalRetrans(v, at));
+          const err = tcpEv.error(v, at);
+          if (err) c.error = errnoName(err);
+          else if (tcpEv.oldState(v, at) === TcpState.synSent && !c.error) c.error = 'connect failed';
+          const wall = monoToWallMs(ts);
+          peers.add(c.localAddress, c.peerAddress, 'closed', 1, wall);
+          peers.add(c.localAddress, c.peerAddress, 'bytesSent', c.bytesSent, wall);
+          peers.add(c.localAddress, c.peerAddress, 'bytesReceived', c.bytesReceived, wall);
+          if (c.error) peers.add(c.localAddress, c.peerAddress, 'errors', 1, wall);
+          this.table.retire(c);
+          return;
+        }
+        case TcpEventKind.retransmit:
+        case TcpEventKind.resetSent:
+        case TcpEventKind.resetReceived: {
+          const c = tcpEv.skKey(v, at) ? this.lookup(v, at) : undefined;
+          const field = kind === TcpEventKind.retransmit ? 'retransmits' : 'resets';
+          if (c) c[field]++;
+          else this.unowned++;
+          if (tcpEv.family(v, at)) peers.add(tcpEv.saddr(v, at), tcpEv.daddr(v, at), field, 1, monoToWallMs(ts));
+          return;
+        }
+        default:
+          this.strayRecords++;
+      }
+    });
+  }
+
+  private toRecord(c: Connection, now: number): ConnectionRecord {
+    return {
+      kind: 'connection',
+      pid: c.pid,
+      goid: c.goid ? c.goid : null,
+      family: c.family,
+      role: c.role === 'server' ? 'server' : 'client',
+      localAddress: c.localAddress,
+      localPort: c.localPort,
+      peerAddress: c.peerAddress,
+      peerPort: c.peerPort,
+      state: c.state,
+      openedAt: c.openedNs === null ? null : monoToWallMs(c.openedNs),
+      closedAt: c.closedNs === null ? null : monoToWallMs(c.closedNs),
+      bytesSent: c.bytesSent,
+      bytesReceived: c.bytesReceived,
+      srttUs: c.srttUs,
+      retransmits: c.retransmits,
+      resets: c.resets,
+      error: c.error,
+      preexisting: c.preexisting,
+      observedAt: now,
+    };
+  }
+
+  /** Open and recently closed connections (listeners are apart: listeners()). */
+  connections(pid?: number): ConnectionRecord[] {
+    const now = Date.now();
+    return this.table.all(pid).map((c) => this.toRecord(c, now));
+  }
+
+  /** The raw table rows, with what ConnectionRecord leaves out (tid, comm, monotonic times, struct sock key). */
+  connectionDetails(pid?: number): Connection[] {
+    return this.table.all(pid);
+  }
+
+  listeners(pid?: number): Connection[] {
+    return this.table.listenersOf(pid);
+  }
+
+  /** Per address pair, the counts of the sliding window (peerWindowMs) that ends now. */
+  peers(): PeerAggregate[] {
+    return this.peerStats.snapshot();
+  }
+
+  /** Records the BPF side could not write because the ring buffer was full, by event kind. */
+  lost(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, idx] of Object.entries(TcpEventKind)) out[name] = sumPercpuU64(this.bpf.lookupElem('drop_counts', u32Key(idx)));
+    return out;
+  }
+
+  lostTotal(): number {
+    return Object.values(this.lost()).reduce((a, b) => a + b, 0);
+  }
+
+  /** What the BPF side counted besides drops, and what the model forgot to stay bounded. */
+  stats(): Record<string, number> {
+    const s: Record<string, number> = {};
+    for (const [name, idx] of Object.entries(TcpStat)) s[name] = sumPercpuU64(this.bpf.lookupElem('tcp_stats', u32Key(idx)));
+    return {
+      ...s,
+      records: this.records,
+      batches: this.batches,
+      unownedRecords: this.unowned,
+      strayRecords: this.strayRecords,
+      evictedOpen: this.table.evictedOpen,
+      evictedClosed: this.table.evictedClosed,
+      evictedPeers: this.peerStats.evicted,
+    };
+  }
+
+  private detachAll(): void {
+    for (const l of this.links.splice(0)) {
+      try {
+        this.bpf.detach(l);
+      } catch {
+        /* gone */
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.reading) {
+      const { batches } = this.bpf.stopReader();
+      this.reading = false;
+      const target = this.readerBatches + batches;
+      const deadline = Date.now() + 5000;
+      while (this.batches < target && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    }
+    this.detachAll();
+    this.bpf.close();
+  }
+}
+
+export { TcpRole };
