@@ -120,6 +120,7 @@ static __always_inline struct goroutine_event *reserve(__u32 probe)
 	e->start_pc = 0;
 	e->wait_reason = 0;
 	e->reserved = 0;
+	e->g_addr = 0;
 	return e;
 }
 
@@ -165,6 +166,7 @@ int newproc1_ret(struct pt_regs *ctx)
 	e->kind = GOROUTINE_CREATE;
 	e->layout_id = COOKIE_LAYOUT(cookie);
 	e->goid = read_u64(newg + l->g_goid);
+	e->g_addr = newg;
 	e->pc = read_u64(newg + l->g_gopc);
 	e->start_pc = read_u64(newg + l->g_startpc);
 	if (l->g_parent_goid) {
@@ -202,6 +204,7 @@ int gopark(struct pt_regs *ctx)
 	e->kind = GOROUTINE_PARK;
 	e->layout_id = COOKIE_LAYOUT(cookie);
 	e->goid = goid;
+	e->g_addr = g;
 	e->wait_reason = (__u8)ctx->cx; /* third integer argument */
 	submit(e);
 	return 0;
@@ -229,6 +232,7 @@ int ready(struct pt_regs *ctx)
 	e->kind = GOROUTINE_READY;
 	e->layout_id = COOKIE_LAYOUT(cookie);
 	e->goid = goid;
+	e->g_addr = ctx->ax;
 	__u64 curg = read_u64(read_u64(g + l->g_m) + l->m_curg);
 	e->other_goid = curg ? read_u64(curg + l->g_goid) : 0;
 	submit(e);
@@ -253,6 +257,7 @@ int goexit1(struct pt_regs *ctx)
 	e->kind = GOROUTINE_EXIT;
 	e->layout_id = COOKIE_LAYOUT(cookie);
 	e->goid = read_u64(g + l->g_goid);
+	e->g_addr = g;
 	submit(e);
 	return 0;
 }

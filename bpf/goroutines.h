@@ -35,6 +35,7 @@ struct goroutine_event {
 	__u8 wait_reason; /* PARK: the runtime's waitReason, numbered as in that Go version */
 	__u16 layout_id;  /* which runtime_layout decoded this process */
 	__u32 reserved;
+	__u64 g_addr;     /* the g itself: lets the agent re-read the goroutine's status from memory later */
 };
 
 /* Where the runtime keeps what the probes read, for one Go version (agent/src/gobinary/layouts.ts). */

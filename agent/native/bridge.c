@@ -856,6 +856,7 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct goroutine_event, kind);
 	FIELD(f, struct goroutine_event, wait_reason);
 	FIELD(f, struct goroutine_event, layout_id);
+	FIELD(f, struct goroutine_event, g_addr);
 	napi_set_named_property(env, s, "fields", f);
 	napi_set_named_property(env, out, "goroutine_event", s);
 

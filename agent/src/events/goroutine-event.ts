@@ -10,7 +10,7 @@ export const PROBE_KINDS = 8;
 export const MAX_RUNTIME_LAYOUTS = 64;
 
 export const goroutineEventLayout = {
-  size: 56,
+  size: 64,
   fields: {
     ts_ns: { offset: 0, size: 8 },
     goid: { offset: 8, size: 8 },
@@ -22,6 +22,7 @@ export const goroutineEventLayout = {
     kind: { offset: 48, size: 1 },
     wait_reason: { offset: 49, size: 1 },
     layout_id: { offset: 50, size: 2 },
+    g_addr: { offset: 56, size: 8 },
   },
 } as const;
 
@@ -67,6 +68,7 @@ export const ev = {
   kind: (v: DataView, at: number): number => v.getUint8(at + F.kind.offset),
   waitReason: (v: DataView, at: number): number => v.getUint8(at + F.wait_reason.offset),
   layoutId: (v: DataView, at: number): number => v.getUint16(at + F.layout_id.offset, true),
+  gAddr: (v: DataView, at: number): number => u64(v, at + F.g_addr.offset),
 };
 
 export interface RuntimeLayoutValues {

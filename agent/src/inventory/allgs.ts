@@ -15,6 +15,8 @@ export interface GOffsets {
 
 export interface InventoryGoroutine {
   goid: number;
+  /** Address of the g. */
+  gAddr: number;
   parentGoid: number | null;
   /** Go's status number without the _Gscan bit. */
   status: number;
@@ -76,6 +78,7 @@ export function readAllGoroutines(mem: ProcessMemory, allgsAddr: number, g: GOff
     const since = u64(b, g.waitsince);
     out.push({
       goid,
+      gAddr: gp,
       parentGoid: g.parentGoid === null ? null : u64(b, g.parentGoid),
       status,
       waitReason: status === G_WAITING ? b.readUInt8(g.waitreason) : null,

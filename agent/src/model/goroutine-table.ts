@@ -40,6 +40,10 @@ export interface GoroutineRow {
   blockedNs: number;
   blockedByReason: Map<number, number>;
   preexisting: boolean;
+  /** Address of the g in the process (0 if unknown). */
+  gAddr: number;
+  /** Monotonic ns when the current wait began, if known. */
+  waitingSince: number | null;
 }
 
 export interface ExitedGoroutine extends GoroutineRow {
@@ -85,6 +89,10 @@ export class GoroutineTable {
   private parkCount = new Uint32Array(0);
   private readyCount = new Uint32Array(0);
   private blocked = new Float64Array(0);
+  /** Address of the g in the process: lets a reader re-check the goroutine against the runtime's own state. */
+  private gAddr = new Float64Array(0);
+  /** When the current wait began as far as known (kept across the duty cycle's off windows); NaN if not waiting. */
+  private waitSince = new Float64Array(0);
   /** Sparse: only goroutines whose parks ended while observed. */
   private readonly byReason = new Map<number, Map<number, number>>();
   private readonly exited: ExitedGoroutine[] = [];
@@ -125,6 +133,8 @@ export class GoroutineTable {
     this.parkCount = u32(this.parkCount);
     this.readyCount = u32(this.readyCount);
     this.blocked = f64(this.blocked);
+    this.gAddr = f64(this.gAddr);
+    this.waitSince = f64(this.waitSince);
     this.capacity = cap;
   }
 
@@ -158,6 +168,8 @@ export class GoroutineTable {
     this.parkCount[n] = 0;
     this.readyCount[n] = 0;
     this.blocked[n] = 0;
+    this.gAddr[n] = 0;
+    this.waitSince[n] = NaN;
     return n;
   }
 
@@ -165,7 +177,7 @@ export class GoroutineTable {
    * A goroutine that existed before the agent attached, from the runtime's allgs. A waiting one counts as
    * blocked since the runtime's own g.waitsince when it is set (the GC sets it), else since `seenAt`.
    */
-  addPreexisting(g: { goid: number; parentGoid: number | null; status: number; waitReason: number | null; gopc: number; startPc: number; waitingSince: number | null }, seenAt: number): void {
+  addPreexisting(g: { goid: number; gAddr: number; parentGoid: number | null; status: number; waitReason: number | null; gopc: number; startPc: number; waitingSince: number | null }, seenAt: number): void {
     const s = this.slot(g.goid);
     if (s < 0) return;
     this.flags[s] |= FLAG_PREEXISTING;
@@ -176,9 +188,11 @@ export class GoroutineTable {
     this.gopc[s] = g.gopc;
     this.startPc[s] = g.startPc;
     this.parkAt[s] = g.status === GStatus.waiting ? (g.waitingSince ?? seenAt) : NaN;
+    this.waitSince[s] = this.parkAt[s];
+    this.gAddr[s] = g.gAddr;
   }
 
-  onCreate(goid: number, parentGoid: number, gopc: number, startPc: number, ts: number): void {
+  onCreate(goid: number, parentGoid: number, gopc: number, startPc: number, ts: number, gAddr = 0): void {
     this.counters.created++;
     this.sawRunning(parentGoid, ts);
     const s = this.slot(goid);
@@ -188,10 +202,11 @@ export class GoroutineTable {
     this.startPc[s] = startPc;
     this.createdAt[s] = ts;
     this.state[s] = GStatus.runnable;
+    this.gAddr[s] = gAddr;
     this.changed.add(goid);
   }
 
-  onPark(goid: number, reason: number, ts: number): void {
+  onPark(goid: number, reason: number, ts: number, gAddr = 0): void {
     this.counters.parked++;
     this.sawRunning(goid, ts);
     const s = this.slot(goid);
@@ -199,6 +214,8 @@ export class GoroutineTable {
     this.state[s] = GStatus.waiting;
     this.reason[s] = reason;
     this.parkAt[s] = ts;
+    this.waitSince[s] = ts;
+    if (gAddr) this.gAddr[s] = gAddr;
     this.parkCount[s]++;
     this.changed.add(goid);
   }
@@ -210,6 +227,7 @@ export class GoroutineTable {
     if (s < 0) return;
     if (this.state[s] === GStatus.waiting) this.endPark(s, ts);
     this.state[s] = GStatus.runnable;
+    this.waitSince[s] = NaN;
     this.readyAt[s] = ts;
     this.readyCount[s]++;
     this.changed.add(goid);
@@ -241,6 +259,7 @@ export class GoroutineTable {
       this.endPark(s, ts);
       this.counters.resumedUnseen++;
     }
+    this.waitSince[s] = NaN;
     this.state[s] = GStatus.running;
   }
 
@@ -291,6 +310,8 @@ export class GoroutineTable {
       blockedNs: this.blocked[s] + current,
       blockedByReason: byReason,
       preexisting: (this.flags[s] & FLAG_PREEXISTING) !== 0,
+      gAddr: this.gAddr[s],
+      waitingSince: waiting ? nan(this.waitSince[s]) : null,
     };
   }
 
@@ -327,6 +348,6 @@ export class GoroutineTable {
 
   /** Bytes held by the columns (the Map of goids comes on top). */
   columnBytes(): number {
-    return this.capacity * (8 * 9 + 4 * 2 + 1 * 3);
+    return this.capacity * (8 * 11 + 4 * 2 + 1 * 3);
   }
 }

@@ -291,10 +291,10 @@ export class GoroutineTracer {
       const ts = ev.ts(v, at);
       switch (kind) {
         case GoroutineEventKind.create:
-          t.onCreate(ev.goid(v, at), ev.otherGoid(v, at), ev.pc(v, at), ev.startPc(v, at), ts);
+          t.onCreate(ev.goid(v, at), ev.otherGoid(v, at), ev.pc(v, at), ev.startPc(v, at), ts, ev.gAddr(v, at));
           break;
         case GoroutineEventKind.park:
-          t.onPark(ev.goid(v, at), ev.waitReason(v, at), ts);
+          t.onPark(ev.goid(v, at), ev.waitReason(v, at), ts, ev.gAddr(v, at));
           break;
         case GoroutineEventKind.ready:
           t.onReady(ev.goid(v, at), ev.otherGoid(v, at), ts);

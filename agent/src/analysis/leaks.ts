@@ -1,0 +1,223 @@
+// Leak suspects: per process and creation site, goroutines that keep piling up.
+//
+// Two shapes of leak, as SREs meet them:
+//  - goroutines that never end: live ones older than minAgeMs, grouped by creation site (a poller on a ticker
+//    nobody stops, a receive on a channel nobody sends to); a suspect when the group keeps growing;
+//  - chains that never end: a start function whose creation rate keeps growing (a time.AfterFunc that re-arms
+//    itself, started again and again), though each goroutine is short-lived.
+// Before a group is reported, a sample of its goroutines is re-read from the process's memory (g.goid and
+// g.atomicstatus at the recorded g address): the runtime's own state confirms they are alive.
+import type { CodeLocation } from '../../../collector/src/protocol/records.ts';
+import { ProcessMemory } from '../proc/process.ts';
+import { goroutineRecord } from '../snapshot/snapshot.ts';
+import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
+import { monoToWallMs } from '../tracer/clock.ts';
+
+export interface LeakOptions {
+  /** A live goroutine older than this counts towards its site's pile. */
+  minAgeMs: number;
+  /** Fewer goroutines than this in a group is not worth reporting. */
+  minCount: number;
+  /** Samples kept per group; growth is judged over them. */
+  history: number;
+  /** Goroutines re-read from memory per group and sample. */
+  verifyPerGroup: number;
+}
+
+export const defaultLeakOptions: LeakOptions = { minAgeMs: 60_000, minCount: 10, history: 10, verifyPerGroup: 32 };
+
+export interface LeakSuspect {
+  pid: number;
+  kind: 'growing-live' | 'growing-creation-rate';
+  createdBy: CodeLocation | null;
+  startFunction: string | null;
+  /** The most common wait reason of the group's goroutines (null for creation-rate suspects). */
+  waitReason: string | null;
+  /** Live goroutines in the group (growing-live) or creations per minute (growing-creation-rate). */
+  count: number;
+  /** Change of count per minute over the history. */
+  growthPerMinute: number;
+  /** Age of the oldest goroutine in the group, ms. */
+  oldestAgeMs: number;
+  /** Share of the sampled goroutines the process's memory confirmed alive. */
+  verified: number;
+  since: number;
+}
+
+interface Sample {
+  at: number;
+  count: number;
+}
+
+interface Group {
+  key: string;
+  createdBy: CodeLocation | null;
+  startFunction: string | null;
+  samples: Sample[];
+  waitReason: string | null;
+  oldestAgeMs: number;
+  verified: number;
+  firstSeen: number;
+}
+
+export class LeakDetector {
+  private readonly live = new Map<number, Map<string, Group>>();
+  private readonly rates = new Map<number, Map<string, Group & { lastCreated: number }>>();
+  readonly opts: LeakOptions;
+
+  constructor(opts: Partial<LeakOptions> = {}) {
+    this.opts = { ...defaultLeakOptions, ...opts };
+  }
+
+  /** Takes one sample of a process (call every few seconds). `now` is monotonic ns. */
+  sample(proc: TracedProcess, now: number): void {
+    const pid = proc.info.pid;
+    const groups = this.live.get(pid) ?? new Map<string, Group>();
+    this.live.set(pid, groups);
+    const seen = new Map<string, { count: number; oldest: number; reasons: Map<string, number>; gs: Array<{ goid: number; gAddr: number }>; createdBy: CodeLocation | null; start: string | null }>();
+    for (const row of proc.table.rows(now)) {
+      const born = row.createdAt ?? proc.attachedAt;
+      const age = (now - born) / 1e6;
+      if (age < this.opts.minAgeMs) continue;
+      const g = goroutineRecord(proc, row, now);
+      if (g.system) continue;
+      const key = `${g.createdBy?.function}|${g.createdBy?.file}:${g.createdBy?.line}|${g.startFunction}`;
+      let s = seen.get(key);
+      if (!s) seen.set(key, (s = { count: 0, oldest: 0, reasons: new Map(), gs: [], createdBy: g.createdBy, start: g.startFunction }));
+      s.count++;
+      s.oldest = Math.max(s.oldest, age);
+      const reason = g.waitReason ?? g.state;
+      s.reasons.set(reason, (s.reasons.get(reason) ?? 0) + 1);
+      if (s.gs.length < this.opts.verifyPerGroup && row.gAddr) s.gs.push({ goid: row.goid, gAddr: row.gAddr });
+    }
+    for (const [key, s] of seen) {
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { key, createdBy: s.createdBy, startFunction: s.start, samples: [], waitReason: null, oldestAgeMs: 0, verified: 1, firstSeen: now }));
+      g.samples.push({ at: now, count: s.count });
+      if (g.samples.length > this.opts.history) g.samples.shift();
+      g.waitReason = [...s.reasons.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
+      g.oldestAgeMs = s.oldest;
+      g.verified = this.verify(proc, s.gs);
+    }
+    for (const [key, g] of groups) {
+      if (!seen.has(key)) {
+        g.samples.push({ at: now, count: 0 });
+        if (g.samples.length > this.opts.history) g.samples.shift();
+        if (g.samples.every((x) => x.count === 0)) groups.delete(key);
+      }
+    }
+    this.sampleRates(proc, now);
+  }
+
+  /** Creations per start function since the last sample, as a rate per minute. */
+  private sampleRates(proc: TracedProcess, now: number): void {
+    const pid = proc.info.pid;
+    const groups = this.rates.get(pid) ?? new Map();
+    this.rates.set(pid, groups);
+    const created = new Map<string, { n: number; createdBy: CodeLocation | null; start: string | null }>();
+    const count = (row: { createdAt: number | null; gopc: number; startPc: number }, since: number) => {
+      if (row.createdAt === null || row.createdAt <= since) return;
+      const sym = proc.binary.symbolizer;
+      const start = row.startPc ? (sym.at(row.startPc - proc.bias)?.function ?? null) : null;
+      const by = row.gopc ? (sym.callSite(row.gopc - proc.bias) ?? null) : null;
+      const key = `${start}`;
+      const c = created.get(key) ?? { n: 0, createdBy: by ? { function: by.function, file: by.file, line: by.line } : null, start };
+      c.n++;
+      created.set(key, c);
+    };
+    const last = Math.max(0, ...[...groups.values()].map((g) => g.lastCreated));
+    const since = last || proc.attachedAt;
+    for (const row of proc.table.rows(now)) count(row, since);
+    for (const row of proc.table.recentlyExited()) count(row, since);
+    const minutes = (now - since) / 6e10;
+    if (minutes <= 0) return;
+    for (const [key, c] of created) {
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { key, createdBy: c.createdBy, startFunction: c.start, samples: [], waitReason: null, oldestAgeMs: 0, verified: 1, firstSeen: now, lastCreated: now }));
+      g.samples.push({ at: now, count: c.n / minutes });
+      if (g.samples.length > this.opts.history) g.samples.shift();
+    }
+    for (const g of groups.values()) g.lastCreated = now;
+  }
+
+  /** Share of goroutines whose g still holds the same goid and is not dead. */
+  private verify(proc: TracedProcess, gs: Array<{ goid: number; gAddr: number }>): number {
+    if (!gs.length) return 1;
+    const f = proc.layout.g.fields;
+    let mem: ProcessMemory;
+    try {
+      mem = new ProcessMemory(proc.info.pid);
+    } catch {
+      return 0;
+    }
+    try {
+      let ok = 0;
+      for (const { goid, gAddr } of gs) {
+        const id = mem.u64(gAddr + f.goid.offset);
+        const status = mem.read(gAddr + f.atomicstatus.offset, 4);
+        if (id === goid && status.length === 4 && (status.readUInt32LE(0) & ~proc.layout.scanBit) !== 6) ok++;
+      }
+      return ok / gs.length;
+    } finally {
+      mem.close();
+    }
+  }
+
+  private growth(samples: Sample[]): number {
+    if (samples.length < 3) return 0;
+    const first = samples[0];
+    const last = samples[samples.length - 1];
+    const minutes = (last.at - first.at) / 6e10;
+    // Growing: up over the history, and never far below where it started.
+    if (minutes <= 0 || last.count <= first.count || samples.some((s) => s.count < first.count * 0.9)) return 0;
+    return (last.count - first.count) / minutes;
+  }
+
+  suspects(proc: TracedProcess): LeakSuspect[] {
+    const pid = proc.info.pid;
+    const out: LeakSuspect[] = [];
+    for (const g of this.live.get(pid)?.values() ?? []) {
+      const last = g.samples[g.samples.length - 1];
+      const growth = this.growth(g.samples);
+      if (!last || last.count < this.opts.minCount || growth <= 0 || g.verified < 0.5) continue;
+      out.push({
+        pid,
+        kind: 'growing-live',
+        createdBy: g.createdBy,
+        startFunction: g.startFunction,
+        waitReason: g.waitReason,
+        count: Math.round(last.count * g.verified),
+        growthPerMinute: growth,
+        oldestAgeMs: g.oldestAgeMs,
+        verified: g.verified,
+        since: monoToWallMs(g.firstSeen),
+      });
+    }
+    for (const g of this.rates.get(pid)?.values() ?? []) {
+      const last = g.samples[g.samples.length - 1];
+      const growth = this.growth(g.samples);
+      if (!last || last.count < this.opts.minCount || growth <= 0) continue;
+      // A growing rate alone is a busy service; it must grow in every sample to look like chains piling up.
+      if (!g.samples.every((s, i) => i === 0 || s.count >= g.samples[i - 1].count)) continue;
+      out.push({
+        pid,
+        kind: 'growing-creation-rate',
+        createdBy: g.createdBy,
+        startFunction: g.startFunction,
+        waitReason: null,
+        count: last.count,
+        growthPerMinute: growth,
+        oldestAgeMs: 0,
+        verified: 1,
+        since: monoToWallMs(g.firstSeen),
+      });
+    }
+    return out.sort((a, b) => b.growthPerMinute - a.growthPerMinute);
+  }
+
+  forget(pid: number): void {
+    this.live.delete(pid);
+    this.rates.delete(pid);
+  }
+}
+

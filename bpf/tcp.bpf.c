@@ -1,0 +1,512 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* TCP connections from tracepoints only (this kernel has neither kprobes nor fentry): lifecycle from
+ * sock:inet_sock_set_state, retransmits and resets from tcp:*, and the owner of each socket from the
+ * syscalls that run in its owner's context.
+ *
+ * Who owns a socket. State changes often run in softirq or a timer, where the current task is whoever
+ * happened to be interrupted, so the owner is bound once, in process context, and kept per struct sock:
+ *   - connect: the CLOSE->SYN_SENT change runs inside connect(2) (tcp_v4_connect/tcp_v6_connect) on the
+ *     caller's thread: the current task and, for Go, the goroutine in its TLS, are the connecting ones.
+ *   - accept: the child socket is created and established in softirq; accept(2)/accept4(2) return its fd
+ *     in the acceptor's context, and the fd is resolved to the struct sock through
+ *     task->files->fdt->fd[fd]->private_data (struct socket)->sk.
+ *   - listen: the ->LISTEN change runs inside listen(2).
+ * The owner lives in an LRU hash (bounded) keyed by the struct sock address until the socket reaches
+ * TCP_CLOSE, when its totals are read from struct tcp_sock with CO-RE and a CLOSE record carries them.
+ *
+ * Nothing here writes user memory: the only user reads are the g pointer in TLS and the goid in the g. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "tcp.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+#define EALREADY 114
+#define EISCONN 106
+#define EINTR 4
+
+/* Wake the reader only when this much is waiting; it also drains on a timer. Set by the agent before load. */
+const volatile __u64 wakeup_bytes = 256 << 10;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20); /* resized by the agent before load */
+} tcp_events SEC(".maps");
+
+/* pid -> where the goroutine is, for Go processes only (written by the agent). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct tcp_process_layout);
+} tcp_process_layouts SEC(".maps");
+
+struct tcp_owner {
+	__u64 goid;
+	__u64 bound_ns;
+	__u32 pid;
+	__u32 tid;
+	__u8 role;
+	__u8 pad[7];
+	char comm[16];
+};
+
+/* struct sock address -> its owner, from connect/accept/listen until TCP_CLOSE. An LRU, so a socket whose
+ * close we never see (e.g. it was bound before a restart of the agent) cannot fill it. Resizable before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tcp_owner);
+} tcp_owners SEC(".maps");
+
+/* connect(2) in progress, per thread: its fd, and whether the SYN_SENT change was seen during the call. */
+struct pending_connect {
+	__u64 fd;
+	__u32 saw_syn;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct pending_connect);
+} tcp_pending_connect SEC(".maps");
+
+/* Records lost because the ring buffer was full, per enum tcp_event_kind. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCP_EVENT_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} drop_counts SEC(".maps");
+
+enum tcp_stat {
+	STAT_CLOSE_UNOWNED = 0, /* a socket closed whose owner we never bound (preexisting, never accepted...) */
+	STAT_GOID_UNREAD = 1,   /* a Go process's goroutine could not be read (TLS or g not readable) */
+	STAT_ACCEPT_UNRESOLVED = 2, /* accept returned an fd we could not resolve to a TCP sock */
+	STAT_KINDS = 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tcp_stats SEC(".maps");
+
+static __always_inline void count(void *map, __u32 key)
+{
+	__u64 *n = bpf_map_lookup_elem(map, &key);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline __u64 read_user_u64(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
+	return v;
+}
+
+/* The goroutine running on the current thread of a Go process: g from TLS (fsbase + tls_g_offset), then its
+ * goid. In a syscall the thread's g is the goroutine that made it (entersyscall keeps g). */
+static __always_inline __u64 current_goid(__u32 pid)
+{
+	struct tcp_process_layout *l = bpf_map_lookup_elem(&tcp_process_layouts, &pid);
+	if (!l || !l->g_goid)
+		return 0; /* not a Go process (g_goid 0: unregistered by the agent) */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+	__u64 goid = 0;
+	if (fsbase) {
+		__u64 g = read_user_u64(fsbase + (__s64)l->tls_g_offset);
+		if (g)
+			goid = read_user_u64(g + l->g_goid);
+	}
+	if (!goid)
+		count(&tcp_stats, STAT_GOID_UNREAD);
+	return goid;
+}
+
+static __always_inline void bind_current(__u64 skaddr, __u8 role, __u64 now)
+{
+	struct tcp_owner o = {};
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	o.pid = pid_tgid >> 32;
+	o.tid = (__u32)pid_tgid;
+	o.goid = current_goid(o.pid);
+	o.bound_ns = now;
+	o.role = role;
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	bpf_map_update_elem(&tcp_owners, &skaddr, &o, BPF_ANY);
+}
+
+static __always_inline struct tcp_event *reserve(__u8 kind, __u64 skaddr, __u64 now)
+{
+	struct tcp_event *e = bpf_ringbuf_reserve(&tcp_events, sizeof(*e), 0);
+	if (!e) {
+		count(&drop_counts, kind);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = now;
+	e->kind = kind;
+	e->skaddr = skaddr;
+	return e;
+}
+
+static __always_inline void submit(struct tcp_event *e)
+{
+	__u64 flags = bpf_ringbuf_query(&tcp_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+											 : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline void set_owner(struct tcp_event *e, const struct tcp_owner *o)
+{
+	e->pid = o->pid;
+	e->tid = o->tid;
+	e->goid = o->goid;
+	e->bound_ns = o->bound_ns;
+	e->role = o->role;
+	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+}
+
+/* Owner from the current task (process context only). */
+static __always_inline void set_current(struct tcp_event *e, __u8 role)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->goid = current_goid(e->pid);
+	e->bound_ns = e->ts_ns;
+	e->role = role;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+static __always_inline void read_totals(struct tcp_event *e, const void *skaddr)
+{
+	const struct tcp_sock *tp = skaddr;
+	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+}
+
+/* The tracepoint context may not be read at a computed offset: its arrays are copied with probe_read. */
+
+/* Addresses and ports as struct sock keeps them (used where the tracepoint does not carry them). */
+static __always_inline void read_addrs(struct tcp_event *e, const struct sock *sk)
+{
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (e->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+/* The tracepoints that carry sport/dport (host order), family, saddr/daddr (v4) and saddr_v6/daddr_v6. */
+#define COPY_TP_ADDRS(e, tp)                                                                                 \
+	do {                                                                                                 \
+		(e)->family = (tp)->family;                                                                  \
+		(e)->sport = (tp)->sport;                                                                    \
+		(e)->dport = (tp)->dport;                                                                    \
+		if ((tp)->family == AF_INET6) {                                                              \
+			bpf_probe_read_kernel((e)->saddr, 16, (tp)->saddr_v6);                               \
+			bpf_probe_read_kernel((e)->daddr, 16, (tp)->daddr_v6);                               \
+		} else {                                                                                     \
+			bpf_probe_read_kernel((e)->saddr, 4, (tp)->saddr);                                   \
+			bpf_probe_read_kernel((e)->daddr, 4, (tp)->daddr);                                   \
+		}                                                                                            \
+	} while (0)
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	int oldstate = ctx->oldstate, newstate = ctx->newstate;
+	__u64 skaddr = (__u64)ctx->skaddr;
+	__u64 now;
+	struct tcp_event *e;
+	struct tcp_owner *o;
+
+	if (newstate == TCP_SYN_SENT && oldstate == TCP_CLOSE) {
+		/* In connect(2) (or a fast-open sendmsg): process context, the caller is current. */
+		now = bpf_ktime_get_ns();
+		bind_current(skaddr, TCP_ROLE_CLIENT, now);
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		struct pending_connect *pc = bpf_map_lookup_elem(&tcp_pending_connect, &tid);
+		if (pc)
+			pc->saw_syn = 1;
+		e = reserve(TCP_EVENT_CONNECT, skaddr, now);
+		if (!e)
+			return 0;
+		o = bpf_map_lookup_elem(&tcp_owners, &skaddr);
+		if (o)
+			set_owner(e, o);
+		else
+			set_current(e, TCP_ROLE_CLIENT);
+	} else if (newstate == TCP_LISTEN) {
+		/* In listen(2): process context. */
+		now = bpf_ktime_get_ns();
+		bind_current(skaddr, TCP_ROLE_LISTENER, now);
+		e = reserve(TCP_EVENT_STATE, skaddr, now);
+		if (!e)
+			return 0;
+		o = bpf_map_lookup_elem(&tcp_owners, &skaddr);
+		if (o)
+			set_owner(e, o);
+		else
+			set_current(e, TCP_ROLE_LISTENER);
+	} else if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_SENT) {
+		/* The client's handshake completed (softirq, usually): the owner comes from the map. */
+		now = bpf_ktime_get_ns();
+		e = reserve(TCP_EVENT_STATE, skaddr, now);
+		if (!e)
+			return 0;
+		o = bpf_map_lookup_elem(&tcp_owners, &skaddr);
+		if (o)
+			set_owner(e, o);
+		e->srtt_us = BPF_CORE_READ((struct tcp_sock *)skaddr, srtt_us) >> 3;
+	} else if (newstate == TCP_CLOSE && oldstate != TCP_CLOSE) {
+		now = bpf_ktime_get_ns();
+		e = reserve(TCP_EVENT_CLOSE, skaddr, now);
+		if (!e) {
+			bpf_map_delete_elem(&tcp_owners, &skaddr);
+			return 0;
+		}
+		o = bpf_map_lookup_elem(&tcp_owners, &skaddr);
+		if (o)
+			set_owner(e, o);
+		else
+			count(&tcp_stats, STAT_CLOSE_UNOWNED);
+		if (oldstate != TCP_LISTEN)
+			read_totals(e, ctx->skaddr);
+		e->error = (__u16)BPF_CORE_READ((struct sock *)skaddr, sk_err);
+		bpf_map_delete_elem(&tcp_owners, &skaddr);
+	} else {
+		return 0;
+	}
+	e->old_state = oldstate;
+	e->new_state = newstate;
+	COPY_TP_ADDRS(e, ctx);
+	submit(e);
+	return 0;
+}
+
+/* ---------- connect(2): remember the fd, report a connect that failed before its SYN ---------- */
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_connect pc = { .fd = ctx->args[0] };
+	bpf_map_update_elem(&tcp_pending_connect, &tid, &pc, BPF_ANY);
+	return 0;
+}
+
+/* fd -> struct sock of the current task, or NULL when the fd is not a socket. */
+static __always_inline struct sock *sock_of_fd(__u64 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (!f)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	if (!so)
+		return NULL;
+	return BPF_CORE_READ(so, sk);
+}
+
+static __always_inline bool is_tcp(const struct sock *sk)
+{
+	if (!sk)
+		return false;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return (family == AF_INET || family == AF_INET6) && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP &&
+	       BPF_CORE_READ(sk, sk_type) == 1 /* SOCK_STREAM */;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_connect *pc = bpf_map_lookup_elem(&tcp_pending_connect, &tid);
+	if (!pc)
+		return 0;
+	__u64 fd = pc->fd;
+	__u32 saw_syn = pc->saw_syn;
+	bpf_map_delete_elem(&tcp_pending_connect, &tid);
+	long ret = ctx->ret;
+	if (ret >= 0 || saw_syn || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN || ret == -EINTR)
+		return 0;
+	/* Failed before any SYN (no route, no local port, bad address...): no state change will report it. */
+	struct sock *sk = sock_of_fd(fd);
+	if (!is_tcp(sk))
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	struct tcp_event *e = reserve(TCP_EVENT_CONNECT, (__u64)sk, now);
+	if (!e)
+		return 0;
+	set_current(e, TCP_ROLE_CLIENT);
+	read_addrs(e, sk);
+	e->error = (__u16)-ret;
+	e->old_state = e->new_state = TCP_CLOSE;
+	submit(e);
+	return 0;
+}
+
+/* ---------- accept(2)/accept4(2): the returned fd's socket now belongs to the caller ---------- */
+
+static __always_inline int on_accept(long ret)
+{
+	if (ret < 0)
+		return 0;
+	struct sock *sk = sock_of_fd((__u64)ret);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0; /* unix sockets and the like */
+	if (!is_tcp(sk)) {
+		count(&tcp_stats, STAT_ACCEPT_UNRESOLVED);
+		return 0;
+	}
+	__u64 skaddr = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	/* A connection reset while it waited in the queue is closed already: nothing to bind. */
+	if (state != TCP_CLOSE)
+		bind_current(skaddr, TCP_ROLE_SERVER, now);
+	struct tcp_event *e = reserve(TCP_EVENT_ACCEPT, skaddr, now);
+	if (!e)
+		return 0;
+	set_current(e, TCP_ROLE_SERVER);
+	read_addrs(e, sk);
+	e->old_state = e->new_state = state;
+	e->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+	submit(e);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+/* ---------- retransmits and resets ---------- */
+
+static __always_inline struct tcp_event *reserve_owned(__u8 kind, __u64 skaddr)
+{
+	struct tcp_event *e = reserve(kind, skaddr, bpf_ktime_get_ns());
+	if (!e)
+		return NULL;
+	if (skaddr) {
+		struct tcp_owner *o = bpf_map_lookup_elem(&tcp_owners, &skaddr);
+		if (o)
+			set_owner(e, o);
+	}
+	return e;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
+{
+	struct tcp_event *e = reserve_owned(TCP_EVENT_RETRANSMIT, (__u64)ctx->skaddr);
+	if (!e)
+		return 0;
+	COPY_TP_ADDRS(e, ctx);
+	e->old_state = e->new_state = ctx->state;
+	submit(e);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int tcp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_RECV, (__u64)ctx->skaddr);
+	if (!e)
+		return 0;
+	COPY_TP_ADDRS(e, ctx);
+	if (ctx->skaddr)
+		e->old_state = e->new_state = BPF_CORE_READ((struct sock *)ctx->skaddr, __sk_common.skc_state);
+	submit(e);
+	return 0;
+}
+
+/* saddr/daddr here are a struct sockaddr_in or sockaddr_in6 (28 bytes), from the local side's view. */
+static __always_inline void sockaddr_to(const __u8 *sa, __u8 *addr, __u16 *port, __u16 *family)
+{
+	__u16 fam = sa[0] | (sa[1] << 8);
+	*family = fam;
+	*port = (sa[2] << 8) | sa[3];
+	if (fam == AF_INET6)
+		__builtin_memcpy(addr, sa + 8, 16);
+	else
+		__builtin_memcpy(addr, sa + 4, 4);
+}
+
+SEC("tracepoint/tcp/tcp_send_reset")
+int tcp_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
+{
+	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_SENT, (__u64)ctx->skaddr);
+	if (!e)
+		return 0;
+	__u8 sa[28], da[28];
+	bpf_probe_read_kernel(sa, sizeof(sa), ctx->saddr);
+	bpf_probe_read_kernel(da, sizeof(da), ctx->daddr);
+	sockaddr_to(sa, e->saddr, &e->sport, &e->family);
+	sockaddr_to(da, e->daddr, &e->dport, &e->family);
+	e->old_state = e->new_state = ctx->state;
+	submit(e);
+	return 0;
+}
+
+/* The benchmark's baseline for the lifecycle tracepoint: attached, does nothing. */
+SEC("tracepoint/sock/inet_sock_set_state")
+int empty_set_state(void *ctx)
+{
+	return 0;
+}
+
+/* A Go process's layout goes with it, so a reused pid never reads another program's TLS as a g. */
+SEC("tracepoint/sched/sched_process_exit")
+int sched_process_exit(void *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
+	if (pid != (__u32)pid_tgid)
+		return 0; /* a thread, not the process */
+	bpf_map_delete_elem(&tcp_process_layouts, &pid);
+	return 0;
+}
