@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the BPF toolchain (clang, llvm, bpftool), libbpf and what it links with, Go 1.19 for the
-# version matrix, and the tools the tests and benchmarks drive (iproute2 for netns/veth/netem, wrk for load).
-packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc g++ pkg-config golang-1.19-go iproute2 wrk util-linux)
+# version matrix, and the tools the tests and benchmarks drive (iproute2 for netns/veth/netem, wrk for load,
+# promtool from prometheus to check the metrics and alert rules).
+packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make gcc g++ pkg-config golang-1.19-go iproute2 wrk util-linux prometheus)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then

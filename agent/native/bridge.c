@@ -25,6 +25,7 @@
 
 #include "../../bpf/goroutines.h"
 #include "../../bpf/tcp.h"
+#include "../../bpf/runtime.h"
 
 #define MAX_RINGS 8
 #define MAX_LINKS 8192
@@ -905,6 +906,47 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct tcp_process_layout, g_goid);
 	napi_set_named_property(env, s, "fields", f);
 	napi_set_named_property(env, out, "tcp_process_layout", s);
+
+	s = struct_desc(env, sizeof(struct runtime_event));
+	napi_create_object(env, &f);
+	FIELD(f, struct runtime_event, ts_ns);
+	FIELD(f, struct runtime_event, start_ns);
+	FIELD(f, struct runtime_event, go_now_ns);
+	FIELD(f, struct runtime_event, goid);
+	FIELD(f, struct runtime_event, curg_goid);
+	FIELD(f, struct runtime_event, value);
+	FIELD(f, struct runtime_event, pid);
+	FIELD(f, struct runtime_event, tid);
+	FIELD(f, struct runtime_event, msg_len);
+	FIELD(f, struct runtime_event, msg_full_len);
+	FIELD(f, struct runtime_event, kind);
+	FIELD(f, struct runtime_event, stw_reason);
+	FIELD(f, struct runtime_event, value_kind);
+	FIELD(f, struct runtime_event, flags);
+	FIELD(f, struct runtime_event, layout_id);
+	FIELD(f, struct runtime_event, reason_len);
+	FIELD(f, struct runtime_event, reason);
+	FIELD(f, struct runtime_event, msg);
+	napi_set_named_property(env, s, "fields", f);
+	napi_set_named_property(env, out, "runtime_event", s);
+
+	s = struct_desc(env, sizeof(struct rt_layout));
+	napi_create_object(env, &f);
+	FIELD(f, struct rt_layout, g_goid);
+	FIELD(f, struct rt_layout, g_stackguard0);
+	FIELD(f, struct rt_layout, g_m);
+	FIELD(f, struct rt_layout, m_curg);
+	FIELD(f, struct rt_layout, m_preemptoff);
+	FIELD(f, struct rt_layout, panic_arg);
+	FIELD(f, struct rt_layout, flags);
+	napi_set_named_property(env, s, "fields", f);
+	napi_set_named_property(env, out, "rt_layout", s);
+
+	s = struct_desc(env, sizeof(struct rt_proc));
+	napi_create_object(env, &f);
+	FIELD(f, struct rt_proc, numgc_addr);
+	napi_set_named_property(env, s, "fields", f);
+	napi_set_named_property(env, out, "rt_proc", s);
 	return out;
 }
 

@@ -4,6 +4,7 @@ import { ProcessError } from './proc/process.ts';
 import { defineCollectorOptions, collectorOptionsFrom, runCollector } from '../../collector/src/cli.ts';
 import { startAgent } from './agent/run.ts';
 import { runSnapshot } from './snapshot/run.ts';
+import { runTop } from './top/top.ts';
 
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
@@ -45,6 +46,18 @@ export function buildCli(): Command {
     });
 
   program
+    .command('top')
+    .description("a live view of a Go process's goroutines by creation site and wait reason (q to quit)")
+    .requiredOption('--pid <pid>', 'the Go process', parsePid)
+    .option('--interval <duration>', 'time between frames', parseDuration, 1000)
+    .option('--iterations <n>', 'stop after n frames', (v: string) => parsePid(v))
+    .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of the process's CPU", parsePercent, 0.02)
+    .option('--full', 'keep every probe on')
+    .action(async (o: { pid: number; interval: number; iterations?: number; overheadBudget: number; full?: boolean }) => {
+      await runTop({ pid: o.pid, intervalMs: o.interval, iterations: o.iterations, overheadBudget: o.overheadBudget, full: o.full });
+    });
+
+  program
     .command('agent')
     .description("watch this node's Go processes and ship what they do to a collector")
     .requiredOption('--collector <url>', 'the collector, e.g. ws://collector:7070 (token from GOROSCOPE_INGEST_TOKEN)')
@@ -55,7 +68,9 @@ export function buildCli(): Command {
     .option('--spool-dir <dir>', 'keep unacknowledged batches here while the collector is away', '/var/lib/goroscope/spool')
     .option('--max-spool-bytes <bytes>', 'bound on the spool; past it the oldest batches are dropped and counted', (v: string) => Number(v), 256 << 20)
     .option('--node <name>', 'node name (default: $NODE_NAME or the hostname)')
-    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; spoolDir: string; maxSpoolBytes: number; node?: string }) => {
+    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here', '127.0.0.1:9464')
+    .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site', parseDuration, 60_000)
+    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number }) => {
       const agent = await startAgent({
         collector: o.collector,
         token: process.env.GOROSCOPE_INGEST_TOKEN || undefined,
@@ -66,6 +81,8 @@ export function buildCli(): Command {
         spoolDir: o.spoolDir,
         maxSpoolBytes: o.maxSpoolBytes,
         node: o.node,
+        metricsListen: o.metricsListen,
+        leaks: { minAgeMs: o.leakMinAge },
       });
       await new Promise<void>((resolve) => {
         const stop = () => void agent.stop().finally(resolve);

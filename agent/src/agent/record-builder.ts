@@ -8,6 +8,7 @@ import { parkSampled } from '../overhead/sampling.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
 import { monoToWallMs } from '../tracer/clock.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
+import type { ProcessMetadataSource } from '../k8s/pod-metadata.ts';
 
 export interface SelectionPolicy {
   /** Goroutines younger than this are shipped only when sampled. */
@@ -30,15 +31,17 @@ export class RecordBuilder {
 
   constructor(private readonly policy: SelectionPolicy = defaultPolicy) {}
 
-  processRecord(proc: TracedProcess, exitedAt: number | null = null): ProcessRecord {
+  /** `metadata` names the process's container and pod (agent/src/k8s); without it both stay null. */
+  processRecord(proc: TracedProcess, exitedAt: number | null = null, metadata?: ProcessMetadataSource | null): ProcessRecord {
+    const m = metadata?.lookup(proc.info.pid, proc.info.startTime) ?? null;
     return {
       kind: 'process',
       pid: proc.info.pid,
       startTime: proc.info.startTime,
       exe: proc.info.exe,
       goVersion: proc.binary.goVersion,
-      containerId: null,
-      pod: null,
+      containerId: m?.containerId ?? null,
+      pod: m?.pod ? { name: m.pod.name, namespace: m.pod.namespace, uid: m.pod.uid, container: m.container } : null,
       seenAt: monoToWallMs(proc.attachedAt),
       exitedAt,
     };

@@ -13,6 +13,8 @@ import { Shipper } from '../ship/shipper.ts';
 import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { RecordBuilder, defaultPolicy } from './record-builder.ts';
+import { LeakDetector, type LeakOptions } from '../analysis/leaks.ts';
+import { AgentMetrics } from '../metrics/agent-metrics.ts';
 
 export interface AgentOptions {
   collector: string;
@@ -28,12 +30,20 @@ export interface AgentOptions {
   intervalMs?: number;
   /** How often /proc is scanned for new and gone Go processes. */
   scanMs?: number;
+  /** host:port for Prometheus /metrics; none when absent. */
+  metricsListen?: string;
+  /** Leak detection: how often to sample, and what counts. */
+  leakSampleMs?: number;
+  leaks?: Partial<LeakOptions>;
   log?: (msg: string) => void;
 }
 
 export interface RunningAgent {
   tracer: GoroutineTracer;
   shipper: Shipper;
+  leaks: LeakDetector;
+  metrics: AgentMetrics;
+  metricsPort?: number;
   /** Ships what is pending and waits for the acknowledgements. */
   flush(): Promise<boolean>;
   stop(): Promise<void>;
@@ -108,18 +118,32 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs())));
       governor.remove(pid);
       builder.forget(pid);
+      leaks.forget(pid);
       tracer.detach(pid);
     }
   };
+
+  const leaks = new LeakDetector(opts.leaks);
+  const sampleLeaks = () => {
+    const now = monoNowNs();
+    for (const proc of tracer.processes()) leaks.sample(proc, now);
+  };
+  const metrics = new AgentMetrics({ tracer, leaks, shipper });
+  const metricsPort = opts.metricsListen ? await metrics.listen(opts.metricsListen) : undefined;
+  if (metricsPort) log(`metrics on http://${opts.metricsListen!.replace(/:\d+$/, '')}:${metricsPort}/metrics`);
 
   scan();
   ship();
   const scanTimer = setInterval(scan, opts.scanMs ?? 2000);
   const shipTimer = setInterval(ship, intervalMs);
+  const leakTimer = setInterval(sampleLeaks, opts.leakSampleMs ?? 10_000);
 
   return {
     tracer,
     shipper,
+    leaks,
+    metrics,
+    metricsPort,
     async flush() {
       ship();
       return shipper.flush();
@@ -127,6 +151,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     async stop() {
       clearInterval(scanTimer);
       clearInterval(shipTimer);
+      clearInterval(leakTimer);
+      metrics.close();
       governor.stop();
       await tracer.drain();
       ship();

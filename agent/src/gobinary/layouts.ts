@@ -27,8 +27,11 @@ export type GField =
   | 'schedlink' | 'm' | 'labels';
 /** Fields of runtime.g that some versions lack (parentGoid: before Go 1.21). */
 export type GOptionalField = 'parentGoid' | 'lockedm';
-export type MField = 'g0' | 'curg' | 'procid' | 'id' | 'p';
+export type MField = 'g0' | 'curg' | 'procid' | 'id' | 'p' | 'preemptoff';
 export type PField = 'id' | 'status' | 'm';
+/** runtime._panic (fatalpanic's argument) and runtime.mstats (the type of runtime.memstats). */
+export type PanicField = 'arg' | 'link';
+export type MStatsField = 'numgc';
 
 /** amd64 ABIInternal integer argument registers, in assignment order. */
 export type AbiRegister = 'RAX' | 'RBX' | 'RCX' | 'RDI' | 'RSI' | 'R8' | 'R9' | 'R10' | 'R11';
@@ -44,7 +47,9 @@ export interface ParamLayout {
   register: AbiRegister | null;
 }
 
-export type ProbedFunction = 'newproc1' | 'gopark' | 'goready' | 'goexit1' | 'ready' | 'injectglist';
+export type ProbedFunction =
+  | 'newproc1' | 'gopark' | 'goready' | 'goexit1' | 'ready' | 'injectglist'
+  | 'stopTheWorldWithSema' | 'startTheWorldWithSema' | 'gcMarkTermination' | 'throw' | 'fatal' | 'fatalpanic';
 
 export interface FunctionLayout {
   /** The probe binary had an out-of-line copy (ELF symbol) of runtime.<name>. */
@@ -80,6 +85,8 @@ export interface RuntimeLayout {
   g: StructLayout<GField, GOptionalField>;
   m: StructLayout<MField>;
   p: StructLayout<PField>;
+  panic: StructLayout<PanicField>;
+  mstats: StructLayout<MStatsField>;
   intArgRegisters: AbiRegister[];
   functions: Record<ProbedFunction, FunctionLayout>;
   /** waitReason constant names; index = numeric value. */
@@ -88,6 +95,9 @@ export interface RuntimeLayout {
   waitReasonStrings: string[];
   /** What waitReason.String() returns for a value beyond waitReasonStrings. */
   waitReasonUnknown: string;
+  /** stwReasonStrings (Go 1.21+; index = the stwReason stopTheWorldWithSema gets). Empty before 1.21, when the
+   * reason is the string stopTheWorld leaves in m.preemptoff. */
+  stwReasonStrings: string[];
   /** Goroutine status constants (_Gidle, _Grunnable, ..., _Gscan, _Gscanwaiting, ...). */
   statuses: Record<string, number>;
   /** gStatusStrings: index = status without the scan bit. */

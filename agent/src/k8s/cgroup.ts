@@ -59,8 +59,8 @@ const RUNTIMES: Record<string, ContainerRuntime> = { 'cri-containerd': 'containe
 function qosOf(segments: string[], podIndex: number, prefix: string | undefined): QosClass {
   // systemd: the pod slice's own name carries the class (kubepods-burstable-pod...); cgroupfs: the parent.
   const text = `${prefix ?? ''}/${podIndex > 0 ? segments[podIndex - 1] : ''}`.toLowerCase();
-  if (/(^|[-/])burstable($|[-.])/.test(text)) return 'burstable';
-  if (/(^|[-/])besteffort($|[-.])/.test(text)) return 'besteffort';
+  if (/(^|[-/])burstable($|[-./])/.test(text)) return 'burstable';
+  if (/(^|[-/])besteffort($|[-./])/.test(text)) return 'besteffort';
   return 'guaranteed';
 }
 

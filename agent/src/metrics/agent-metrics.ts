@@ -1,0 +1,168 @@
+// The agent's Prometheus metrics (prom-client, its own registry). Cardinality stays bounded: goroutine
+// gauges are per process x state x wait reason (a Go version has ~40 wait reasons), leak suspects per
+// process x creation function, and processes beyond maxProcesses are summed under pid="other".
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { LeakDetector } from '../analysis/leaks.ts';
+import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import { goroutineRecord } from '../snapshot/snapshot.ts';
+import { monoNowNs } from '../tracer/clock.ts';
+import type { Shipper } from '../ship/shipper.ts';
+
+export interface AgentMetricsSources {
+  tracer: GoroutineTracer;
+  leaks?: LeakDetector;
+  shipper?: Shipper;
+  maxProcesses?: number;
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private server?: Server;
+
+  constructor(private readonly src: AgentMetricsSources) {
+    const r = this.registry;
+    // The agent's own footprint (its budget: ~100 MB idle); prom-client's default Node.js set is left out.
+    new Gauge({
+      name: 'goroscope_agent_memory_bytes',
+      help: "The agent's memory: resident set, V8 heap used, and buffers outside the heap.",
+      labelNames: ['kind'],
+      registers: [r],
+      collect() {
+        const m = process.memoryUsage();
+        this.set({ kind: 'rss' }, m.rss);
+        this.set({ kind: 'heap_used' }, m.heapUsed);
+        this.set({ kind: 'external' }, m.external);
+      },
+    });
+    const maxProcesses = src.maxProcesses ?? 200;
+    const procLabel = (pid: number, i: number) => (i < maxProcesses ? String(pid) : 'other');
+
+    new Gauge({
+      name: 'goroscope_goroutines',
+      help: 'Live goroutines by process, state and wait reason (user goroutines; runtime ones under system="true").',
+      labelNames: ['pid', 'exe', 'state', 'wait_reason', 'system'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const now = monoNowNs();
+        src.tracer.processes().forEach((proc, i) => {
+          const counts = new Map<string, number>();
+          for (const row of proc.table.rows(now)) {
+            const g = goroutineRecord(proc, row, now);
+            const k = `${g.state}\u0000${g.waitReason ?? ''}\u0000${g.system}`;
+            counts.set(k, (counts.get(k) ?? 0) + 1);
+          }
+          for (const [k, n] of counts) {
+            const [state, reason, system] = k.split('\u0000');
+            this.inc({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe, state, wait_reason: reason, system }, n);
+          }
+        });
+      },
+    });
+
+    const lifecycle = (name: string, help: string, pick: (c: { created: number; exited: number; parked: number; readied: number }) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['pid', 'exe'],
+        registers: [r],
+        collect() {
+          this.reset();
+          src.tracer.processes().forEach((proc, i) => this.inc({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe }, pick(proc.table.counters)));
+        },
+      });
+    lifecycle('goroscope_goroutines_created_total', 'Goroutines created while observed.', (c) => c.created);
+    lifecycle('goroscope_goroutines_exited_total', 'Goroutines that exited while observed.', (c) => c.exited);
+    lifecycle('goroscope_goroutine_parks_total', 'Parks recorded (sampled by the overhead budget).', (c) => c.parked);
+
+    new Gauge({
+      name: 'goroscope_leak_suspects',
+      help: 'Goroutines in leak-suspect groups, by process and creation function.',
+      labelNames: ['pid', 'exe', 'created_by', 'start_function', 'kind'],
+      registers: [r],
+      collect() {
+        this.reset();
+        if (!src.leaks) return;
+        src.tracer.processes().forEach((proc, i) => {
+          for (const s of src.leaks!.suspects(proc).slice(0, 20)) {
+            this.set({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe, created_by: s.createdBy?.function ?? '', start_function: s.startFunction ?? '', kind: s.kind }, s.count);
+          }
+        });
+      },
+    });
+
+    new Counter({
+      name: 'goroscope_records_total',
+      help: 'Records read from the BPF ring buffers.',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(src.tracer.records);
+      },
+    });
+    new Counter({
+      name: 'goroscope_records_lost_total',
+      help: 'Records the BPF programs could not write (ring buffer full), by probe.',
+      labelNames: ['probe'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [probe, n] of Object.entries(src.tracer.lost())) this.inc({ probe }, n);
+      },
+    });
+    new Gauge({
+      name: 'goroscope_traced_processes',
+      help: 'Go processes being traced.',
+      registers: [r],
+      collect() {
+        this.set(src.tracer.processes().length);
+      },
+    });
+    new Counter({
+      name: 'goroscope_ship_dropped_records_total',
+      help: 'Records dropped because the spool was full while the collector was away.',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(src.shipper?.stats.droppedRecords ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'goroscope_ship_spooled_bytes',
+      help: 'Bytes of batches waiting for the collector.',
+      registers: [r],
+      collect() {
+        this.set(src.shipper?.stats.spooledBytes ?? 0);
+      },
+    });
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Serves /metrics on host:port; resolves with the bound port. */
+  async listen(hostPort: string): Promise<number> {
+    const i = hostPort.lastIndexOf(':');
+    const host = hostPort.slice(0, i) || '0.0.0.0';
+    const port = Number(hostPort.slice(i + 1));
+    this.server = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end('not found\n');
+        return;
+      }
+      this.text().then(
+        (body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body),
+        (e: Error) => res.writeHead(500).end(`${e.message}\n`),
+      );
+    });
+    await new Promise<void>((resolve) => this.server!.listen(port, host, resolve));
+    const addr = this.server.address();
+    return typeof addr === 'object' && addr ? addr.port : port;
+  }
+
+  close(): void {
+    this.server?.close();
+  }
+}
