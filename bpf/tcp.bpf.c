@@ -198,6 +198,9 @@ static __always_inline void read_totals(struct tcp_event *e, const void *skaddr)
 	const struct tcp_sock *tp = skaddr;
 	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
 	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	e->bytes_sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
+	if (BPF_CORE_READ((struct sock *)skaddr, __sk_common.skc_flags) & (1UL << SOCK_DONE))
+		e->flags |= TCP_FLAG_FIN_RECEIVED;
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
 }

@@ -23,13 +23,15 @@ enum tcp_role {
 	TCP_ROLE_LISTENER = 3,
 };
 
-/* One record per event; fixed size (128 bytes) so user space walks a batch by stride. */
+/* One record per event; fixed size (136 bytes) so user space walks a batch by stride. */
 struct tcp_event {
 	__u64 ts_ns;         /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 skaddr;        /* the kernel's struct sock address: the connection's identity while it lives */
 	__u64 goid;          /* the goroutine that called connect/accept/listen, 0 if unknown or not Go */
-	__u64 bytes_acked;   /* tcp_sock.bytes_acked: bytes sent and acknowledged (CLOSE, STATE) */
-	__u64 bytes_received;/* tcp_sock.bytes_received */
+	__u64 bytes_acked;   /* tcp_sock.bytes_acked: sequence space acknowledged (payload, plus 1 for an acked SYN
+			      * of an active open and 1 for an acked FIN), as ss -i shows it */
+	__u64 bytes_received;/* tcp_sock.bytes_received: payload received, plus 1 for a FIN (flags & TCP_FLAG_FIN_RECEIVED) */
+	__u64 bytes_sent;    /* tcp_sock.bytes_sent - bytes_retrans: payload transmitted, each byte counted once */
 	__u64 bound_ns;      /* CLOSE/STATE/RETRANSMIT/RESET: when the owner was bound (connect, accept, listen); 0 unknown */
 	__u32 pid;           /* owning process (tgid); 0 when the event ran outside process context and no owner is known */
 	__u32 tid;           /* the thread that called connect/accept/listen */
@@ -46,8 +48,10 @@ struct tcp_event {
 	__u8 role;           /* enum tcp_role */
 	__u16 error;         /* CLOSE: sk->sk_err (ECONNREFUSED, ETIMEDOUT, ECONNRESET...); CONNECT: -ret of connect(2) */
 	char comm[16];       /* the owner's comm */
-	__u32 reserved;
+	__u32 flags;         /* TCP_FLAG_* */
 };
+
+#define TCP_FLAG_FIN_RECEIVED 1 /* the peer's FIN arrived (SOCK_DONE): bytes_received counts it */
 
 /* Per Go process: where the g pointer sits in TLS and where goid sits in the g. */
 struct tcp_process_layout {

@@ -881,6 +881,7 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct tcp_event, goid);
 	FIELD(f, struct tcp_event, bytes_acked);
 	FIELD(f, struct tcp_event, bytes_received);
+	FIELD(f, struct tcp_event, bytes_sent);
 	FIELD(f, struct tcp_event, bound_ns);
 	FIELD(f, struct tcp_event, pid);
 	FIELD(f, struct tcp_event, tid);
@@ -897,6 +898,7 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct tcp_event, role);
 	FIELD(f, struct tcp_event, error);
 	FIELD(f, struct tcp_event, comm);
+	FIELD(f, struct tcp_event, flags);
 	napi_set_named_property(env, s, "fields", f);
 	napi_set_named_property(env, out, "tcp_event", s);
 

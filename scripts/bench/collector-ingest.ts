@@ -4,7 +4,7 @@
 //   node --import tsx scripts/bench/collector-ingest.ts [--rows 10000000] [--ingest-seconds 15]
 //        [--batch 1000] [--agents 2] [--queries 200] [--dir /tmp/x]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,6 +22,9 @@ const { values: args } = parseArgs({
     agents: { type: 'string', default: '2' },
     queries: { type: 'string', default: '200' },
     dir: { type: 'string' },
+    /** Reuse <dir>/query.db from an earlier run instead of building it again. */
+    'reuse-db': { type: 'boolean', default: false },
+    'skip-ingest': { type: 'boolean', default: false },
   },
 });
 const ROWS = Number(args.rows);
@@ -110,9 +113,8 @@ async function ingestPhase(): Promise<Record<string, number>> {
         records += BATCH;
         batches++;
         if (Date.now() < deadline) send();
-        else if (sentAt.size && latencies.length && ++acksAfter >= 0 && seq - 1 === m.seq) { ws.close(); done(); }
+        else if (m.seq === seq - 1) { ws.close(); done(); } // the last batch in flight is acked
       });
-      let acksAfter = 0;
       for (let i = 0; i < 4; i++) send();
     });
   }));
@@ -150,7 +152,8 @@ function buildDatabase(file: string): Record<string, number> {
 
 async function queryPhase(): Promise<Record<string, unknown>> {
   const file = join(dir, 'query.db');
-  const build = buildDatabase(file);
+  const build = args['reuse-db'] && existsSync(file) ? { rows: ROWS, reused: 1, dbBytes: statSync(file).size } : buildDatabase(file);
+  process.stderr.write(`database ready: ${JSON.stringify(build)}\n`);
   const c = await startCollector(file);
   const get = async (path: string) => {
     const t0 = performance.now();
@@ -181,6 +184,7 @@ async function queryPhase(): Promise<Record<string, unknown>> {
     for (let i = 0; i < QUERIES; i++) times.push((await get(path(i))).ms);
     times.sort((a, b) => a - b);
     all.push(...times);
+    process.stderr.write(`${name}: p99 ${times[Math.floor(times.length * 0.99)].toFixed(1)} ms\n`);
     result[name] = { n: times.length, p50Ms: +times[Math.floor(times.length / 2)].toFixed(2), p99Ms: +times[Math.floor(times.length * 0.99)].toFixed(2), maxMs: +times[times.length - 1].toFixed(2) };
   }
   // Whole-table summaries scan every row: timed a few times, reported apart.
@@ -195,7 +199,7 @@ async function queryPhase(): Promise<Record<string, unknown>> {
   return { ...build, queries: result, overallP99Ms: +all[Math.floor(all.length * 0.99)].toFixed(2), fullScan };
 }
 
-const ingest = await ingestPhase();
+const ingest = args['skip-ingest'] ? {} : await ingestPhase();
 const query = await queryPhase();
 console.log(JSON.stringify({ ingest, query, cpus: (await import('node:os')).cpus().length, node: process.version }, null, 2));
 if (!args.dir) rmSync(dir, { recursive: true, force: true });

@@ -109,6 +109,9 @@ type Entry struct {
 	G Struct `json:"g"`
 	M Struct `json:"m"`
 	P Struct `json:"p"`
+	// Panic is runtime._panic (fatalpanic's argument); MStats is runtime.mstats (the type of runtime.memstats).
+	Panic  Struct `json:"panic"`
+	MStats Struct `json:"mstats"`
 
 	IntArgRegisters []string        `json:"intArgRegisters"`
 	Functions       map[string]Func `json:"functions"`
@@ -117,6 +120,10 @@ type Entry struct {
 	WaitReasonStrings []string `json:"waitReasonStrings"`
 	// WaitReasonUnknown is what waitReason.String() returns for a value outside waitReasonStrings.
 	WaitReasonUnknown string `json:"waitReasonUnknown"`
+
+	// StwReasonStrings is stwReasonStrings (index = the stwReason value stopTheWorldWithSema gets), from Go
+	// 1.21; empty before, when stopTheWorld's reason is a string left in m.preemptoff.
+	StwReasonStrings []string `json:"stwReasonStrings"`
 
 	Statuses map[string]int64 `json:"statuses"`
 	// StatusStrings is gStatusStrings (index = status without the scan bit); a status beyond it prints
@@ -145,10 +152,13 @@ var gFields = []string{"goid", "parentGoid", "gopc", "startpc", "atomicstatus", 
 	"stackguard0", "stack", "stack.lo", "stack.hi", "sched", "sched.sp", "sched.pc", "sched.bp", "sched.g",
 	"schedlink", "m", "labels", "lockedm"}
 var gOptional = map[string]bool{"parentGoid": true, "lockedm": true}
-var mFields = []string{"g0", "curg", "procid", "id", "p"}
+var mFields = []string{"g0", "curg", "procid", "id", "p", "preemptoff"}
 var pFields = []string{"id", "status", "m"}
 
-var probeFunctions = []string{"newproc1", "gopark", "goready", "goexit1", "ready", "injectglist"}
+var probeFunctions = []string{"newproc1", "gopark", "goready", "goexit1", "ready", "injectglist",
+	"stopTheWorldWithSema", "startTheWorldWithSema", "gcMarkTermination", "throw", "fatal", "fatalpanic"}
+var panicFields = []string{"arg", "link"}
+var mstatsFields = []string{"numgc"}
 
 const systemRuleText = "A goroutine is a system goroutine (hidden by runtime.Stack(buf, true) and goroutine dumps " +
 	"at GOTRACEBACK<=1) iff the name of its start function (g.startpc) begins with systemPrefix, except that " +
@@ -365,7 +375,8 @@ func readBinary(path string, e *Entry, src *sourceInfo) error {
 		}
 	}
 	info := &dwarfInfo{d: d, structs: map[string]dwarf.Offset{}, funcs: map[string][]*dwarf.Entry{}, inline: map[string]bool{}}
-	wantStruct := map[string]bool{"runtime.g": true, "runtime.m": true, "runtime.p": true}
+	wantStruct := map[string]bool{"runtime.g": true, "runtime.m": true, "runtime.p": true, "runtime._panic": true,
+		"runtime.mstats": true}
 	wantFunc := map[string]bool{}
 	for _, fn := range probeFunctions {
 		wantFunc["runtime."+fn] = true
@@ -427,6 +438,12 @@ func readBinary(path string, e *Entry, src *sourceInfo) error {
 		return err
 	}
 	if e.P, err = info.structLayout("runtime.p", pFields, nil); err != nil {
+		return err
+	}
+	if e.Panic, err = info.structLayout("runtime._panic", panicFields, nil); err != nil {
+		return err
+	}
+	if e.MStats, err = info.structLayout("runtime.mstats", mstatsFields, nil); err != nil {
 		return err
 	}
 	e.Functions = map[string]Func{}
@@ -619,6 +636,8 @@ type sourceInfo struct {
 	runtime2  *ast.File
 	traceback *ast.File
 	proc      *ast.File
+	mgc       *ast.File
+	panic     *ast.File
 	funcIDs   map[string]string // FuncID constant suffix (after "FuncID_") -> function name in package runtime
 }
 
@@ -629,7 +648,8 @@ func readSource(goroot string) (*sourceInfo, error) {
 	for _, f := range []struct {
 		dst  **ast.File
 		name string
-	}{{&s.runtime2, "runtime2.go"}, {&s.traceback, "traceback.go"}, {&s.proc, "proc.go"}} {
+	}{{&s.runtime2, "runtime2.go"}, {&s.traceback, "traceback.go"}, {&s.proc, "proc.go"}, {&s.mgc, "mgc.go"},
+		{&s.panic, "panic.go"}} {
 		if *f.dst, err = parser.ParseFile(s.fset, filepath.Join(rt, f.name), nil, 0); err != nil {
 			return nil, err
 		}
@@ -720,9 +740,14 @@ func findFunc(f *ast.File, name string, recv bool) *ast.FuncDecl {
 }
 
 func (s *sourceInfo) signature(fn string) ([]srcParam, []srcParam, error) {
-	fd := findFunc(s.proc, fn, false)
+	var fd *ast.FuncDecl
+	for _, f := range []*ast.File{s.proc, s.mgc, s.panic} {
+		if fd = findFunc(f, fn, false); fd != nil {
+			break
+		}
+	}
 	if fd == nil {
-		return nil, nil, fmt.Errorf("runtime/proc.go: no func %s", fn)
+		return nil, nil, fmt.Errorf("runtime/{proc,mgc,panic}.go: no func %s", fn)
 	}
 	list := func(fl *ast.FieldList) []srcParam {
 		var ps []srcParam
@@ -929,6 +954,18 @@ func (s *sourceInfo) fill(e *Entry) error {
 	})
 	if e.WaitReasonUnknown == "" {
 		return errors.New("waitReason.String: no fallback string")
+	}
+
+	// Stop-the-world reasons (Go 1.21+).
+	e.StwReasonStrings = []string{}
+	if lit := findVarLit(s.proc, "stwReasonStrings"); lit != nil {
+		_, stwValues, err := constBlock(s.proc, "stwUnknown")
+		if err != nil {
+			return fmt.Errorf("stwReason: %w", err)
+		}
+		if e.StwReasonStrings, err = indexedStrings(lit, stwValues); err != nil {
+			return fmt.Errorf("stwReasonStrings: %w", err)
+		}
 	}
 
 	// Goroutine statuses.

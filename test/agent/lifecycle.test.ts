@@ -1,27 +1,38 @@
 // The goroutine lifecycle, end to end: real BPF programs in the real kernel against a real Go program.
 // Oracle: the program's own runtime.Stack(buf, true) dump and the operations it performed.
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { buildSnapshot, goroutineRecord } from '../../agent/src/snapshot/snapshot.ts';
 import { monoNowNs } from '../../agent/src/tracer/clock.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
-import type { BuildKind } from '../lib/go.ts';
+import { buildRoot, goVersionOf, type BuildKind } from '../lib/go.ts';
 
 const noBpf = await bpfUnavailable();
 if (noBpf) t.comment(`SKIPPING lifecycle tests: ${noBpf}`);
 
-const cells: Array<{ version: string; kind: BuildKind; why?: string }> = [
-  { version: 'local', kind: 'default' },
-  { version: 'local', kind: 'stripped' },
-  { version: 'local', kind: 'pie' },
-  {
-    version: '1.19',
-    kind: 'default',
-    why: existsSync('/usr/lib/go-1.19/bin/go') ? undefined : "Go 1.19 is not installed (Debian's golang-1.19-go)",
-  },
+// The version x build-kind matrix. CI runs a representative subset; GOROSCOPE_MATRIX=full runs every cell
+// (scripts/matrix.sh), fetching Go 1.21+ toolchains through GOTOOLCHAIN.
+const kinds: BuildKind[] = ['default', 'stripped', 'pie', 'static', 'cgo'];
+const fullVersions = ['1.19', '1.21.13', '1.22.12', '1.23.12', '1.24.13', '1.25.14', 'local'];
+const ciCells: Array<[string, BuildKind]> = [
+  ...kinds.map((k) => ['local', k] as [string, BuildKind]),
+  ['1.19', 'default'],
+  ['1.19', 'stripped'],
+  ['1.22.12', 'static'],
+  ['1.24.13', 'pie'],
 ];
+const cells: Array<{ version: string; kind: BuildKind; why?: string }> = (
+  process.env.GOROSCOPE_MATRIX === 'full' ? fullVersions.flatMap((v) => kinds.map((k) => [v, k] as [string, BuildKind])) : ciCells
+).map(([version, kind]) => ({
+  version,
+  kind,
+  why: version === '1.19' && !existsSync('/usr/lib/go-1.19/bin/go') ? "Go 1.19 is not installed (Debian's golang-1.19-go)" : undefined,
+}));
+/** Cell -> pass/fail/skip, printed at the end and written to build/matrix.md. */
+const results = new Map<string, string>();
 
 const WORKERS = 40;
 const SLEEPS = 25;
@@ -29,8 +40,20 @@ const CHURN = 500;
 
 for (const cell of cells) {
   const name = `Go ${cell.version} ${cell.kind}`;
-  t.test(name, { skip: noBpf ?? cell.why ?? false }, async (t) => {
-    const binary = buildPopulation(cell.version, cell.kind);
+  let binary = '';
+  let skip: string | undefined = noBpf ?? cell.why;
+  if (!skip) {
+    try {
+      binary = buildPopulation(cell.version, cell.kind);
+    } catch (e) {
+      skip = `cannot build with Go ${cell.version} (${cell.kind}): ${(e as Error).message.split('\n')[0]}`;
+    }
+  }
+  results.set(`${cell.version}|${cell.kind}`, skip ? 'skip' : 'fail');
+  t.test(name, { skip: skip ?? false }, async (t) => {
+    t.teardown(() => {
+      if (t.passing()) results.set(`${cell.version}|${cell.kind}`, 'pass');
+    });
     const prog = await PopulationProcess.start(binary);
     t.teardown(() => prog.kill());
     const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
@@ -143,4 +166,22 @@ t.test('traced and untraced runs print the same output', { skip: noBpf ?? false 
   const traced = await run(true);
   t.equal(traced, plain, 'identical output');
   t.match(plain, /BYE checksum=/);
+});
+
+t.teardown(() => {
+  if (!results.size) return;
+  const versions = [...new Set(cells.map((c) => c.version))];
+  const label = (v: string) => {
+    try {
+      return goVersionOf(v).replace(/^go/, '');
+    } catch {
+      return v;
+    }
+  };
+  const lines = [`| Go | ${kinds.join(' | ')} |`, `|---|${kinds.map(() => '---').join('|')}|`];
+  for (const v of versions) lines.push(`| ${label(v)} | ${kinds.map((k) => results.get(`${v}|${k}`) ?? '').join(' | ')} |`);
+  const table = lines.join('\n');
+  mkdirSync(buildRoot, { recursive: true });
+  writeFileSync(join(buildRoot, 'matrix.md'), `${table}\n`);
+  console.log(`# version x build kind (lifecycle and inventory tests):\n${table.split('\n').map((l) => `# ${l}`).join('\n')}`);
 });

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { loadAddon } from '../../agent/src/bpf/bridge.ts';
 import { goroutineEventLayout, runtimeLayoutLayout } from '../../agent/src/events/goroutine-event.ts';
 import { tcpEventLayout, tcpProcessLayoutLayout } from '../../agent/src/events/tcp-event.ts';
+import { rtLayoutLayout, rtProcLayout, runtimeEventLayout } from '../../agent/src/events/runtime-event.ts';
 import { repoRoot } from '../lib/go.ts';
 
 const built = existsSync(`${repoRoot}/agent/native/build/Release/goroscope_bridge.node`);
@@ -16,6 +17,9 @@ t.test('C and TypeScript agree on every record layout', { skip: built ? false : 
     runtime_layout: runtimeLayoutLayout,
     tcp_event: tcpEventLayout,
     tcp_process_layout: tcpProcessLayoutLayout,
+    runtime_event: runtimeEventLayout,
+    rt_layout: rtLayoutLayout,
+    rt_proc: rtProcLayout,
   };
   t.same(Object.keys(c).sort(), Object.keys(ts).sort(), 'the same structs on both sides');
   for (const [name, layout] of Object.entries(ts)) {

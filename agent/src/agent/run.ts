@@ -13,6 +13,7 @@ import { Shipper } from '../ship/shipper.ts';
 import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { RecordBuilder, defaultPolicy } from './record-builder.ts';
+import { podMetadataFromEnvironment, type ProcessMetadataSource } from '../k8s/pod-metadata.ts';
 import { LeakDetector, type LeakOptions } from '../analysis/leaks.ts';
 import { AgentMetrics } from '../metrics/agent-metrics.ts';
 
@@ -36,6 +37,8 @@ export interface AgentOptions {
   leakSampleMs?: number;
   leaks?: Partial<LeakOptions>;
   log?: (msg: string) => void;
+  /** Names each process's container and pod. Default: its cgroup, and this node's pods from the API server in a cluster. */
+  metadata?: ProcessMetadataSource;
 }
 
 export interface RunningAgent {
@@ -64,6 +67,9 @@ function agentIdFor(node: string, spoolDir?: string): string {
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`goroscope agent: ${m}\n`));
   const node = opts.node ?? process.env.NODE_NAME ?? hostname();
+  const ownMetadata = opts.metadata ? null : podMetadataFromEnvironment(node, log);
+  const metadata: ProcessMetadataSource = opts.metadata ?? ownMetadata!;
+  void ownMetadata?.start().catch((e: Error) => log(`pod metadata: ${e.message}`));
   const tracer = new GoroutineTracer();
   tracer.start();
   if (opts.parkSampling !== undefined) tracer.setParkSampling(opts.parkSampling);
@@ -90,6 +96,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const builder = new RecordBuilder({ ...defaultPolicy });
   const watcher = new GoProcessWatcher({ pids: opts.pids });
   const queue: AgentRecord[] = [];
+  // Processes in a pod the API server had not told us about yet: their record is sent again once it has.
+  const unnamed = new Set<number>();
+  const noteUnnamed = (pid: number) => {
+    const m = metadata.lookup(pid);
+    if (m?.podUid && !m.pod) unnamed.add(pid);
+    else unnamed.delete(pid);
+  };
 
   const ship = () => {
     const now = monoNowNs();
@@ -98,12 +111,21 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 
   const scan = () => {
+    for (const pid of unnamed) {
+      const proc = tracer.process(pid);
+      if (!proc) unnamed.delete(pid);
+      else if (metadata.lookup(pid, proc.info.startTime)?.pod) {
+        queue.push(builder.processRecord(proc, null, metadata));
+        unnamed.delete(pid);
+      }
+    }
     const r = watcher.scan();
     for (const target of r.appeared) {
       try {
         const proc = tracer.attach(target.info.pid, { target });
         governor.add(proc);
-        queue.push(builder.processRecord(proc));
+        queue.push(builder.processRecord(proc, null, metadata));
+        noteUnnamed(target.info.pid);
         log(`tracing pid ${target.info.pid} ${target.info.exe} (${target.binary.goVersion})`);
       } catch (e) {
         watcher.forget(target.info.pid);
@@ -115,7 +137,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       const proc = tracer.process(pid);
       if (!proc) continue;
       queue.push(...builder.build(proc, governor.windows(pid), monoNowNs()));
-      queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs())));
+      queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs()), metadata));
+      unnamed.delete(pid);
+      metadata.forget?.(pid);
       governor.remove(pid);
       builder.forget(pid);
       leaks.forget(pid);
@@ -132,6 +156,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const metricsPort = opts.metricsListen ? await metrics.listen(opts.metricsListen) : undefined;
   if (metricsPort) log(`metrics on http://${opts.metricsListen!.replace(/:\d+$/, '')}:${metricsPort}/metrics`);
 
+  if (ownMetadata && !(await ownMetadata.ready(5000))) log('pod metadata: no pod list from the API server after 5 s; names follow when it comes');
   scan();
   ship();
   const scanTimer = setInterval(scan, opts.scanMs ?? 2000);
@@ -159,6 +184,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       await shipper.flush(5000);
       shipper.close();
       await tracer.close();
+      await ownMetadata?.stop();
     },
   };
 }

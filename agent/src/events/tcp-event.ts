@@ -42,31 +42,36 @@ export const AF_INET = 2;
 export const AF_INET6 = 10;
 
 export const tcpEventLayout = {
-  size: 128,
+  size: 136,
   fields: {
     ts_ns: { offset: 0, size: 8 },
     skaddr: { offset: 8, size: 8 },
     goid: { offset: 16, size: 8 },
     bytes_acked: { offset: 24, size: 8 },
     bytes_received: { offset: 32, size: 8 },
-    bound_ns: { offset: 40, size: 8 },
-    pid: { offset: 48, size: 4 },
-    tid: { offset: 52, size: 4 },
-    srtt_us: { offset: 56, size: 4 },
-    total_retrans: { offset: 60, size: 4 },
-    saddr: { offset: 64, size: 16 },
-    daddr: { offset: 80, size: 16 },
-    sport: { offset: 96, size: 2 },
-    dport: { offset: 98, size: 2 },
-    family: { offset: 100, size: 2 },
-    kind: { offset: 102, size: 1 },
-    old_state: { offset: 103, size: 1 },
-    new_state: { offset: 104, size: 1 },
-    role: { offset: 105, size: 1 },
-    error: { offset: 106, size: 2 },
-    comm: { offset: 108, size: 16 },
+    bytes_sent: { offset: 40, size: 8 },
+    bound_ns: { offset: 48, size: 8 },
+    pid: { offset: 56, size: 4 },
+    tid: { offset: 60, size: 4 },
+    srtt_us: { offset: 64, size: 4 },
+    total_retrans: { offset: 68, size: 4 },
+    saddr: { offset: 72, size: 16 },
+    daddr: { offset: 88, size: 16 },
+    sport: { offset: 104, size: 2 },
+    dport: { offset: 106, size: 2 },
+    family: { offset: 108, size: 2 },
+    kind: { offset: 110, size: 1 },
+    old_state: { offset: 111, size: 1 },
+    new_state: { offset: 112, size: 1 },
+    role: { offset: 113, size: 1 },
+    error: { offset: 114, size: 2 },
+    comm: { offset: 116, size: 16 },
+    flags: { offset: 132, size: 4 },
   },
 } as const;
+
+/** tcp_event.flags */
+export const TCP_FLAG_FIN_RECEIVED = 1;
 
 export const tcpProcessLayoutLayout = {
   size: 8,
@@ -140,6 +145,8 @@ export const tcpEv = {
   goid: (v: DataView, at: number): number => u64(v, at + F.goid.offset),
   bytesAcked: (v: DataView, at: number): number => u64(v, at + F.bytes_acked.offset),
   bytesReceived: (v: DataView, at: number): number => u64(v, at + F.bytes_received.offset),
+  bytesSent: (v: DataView, at: number): number => u64(v, at + F.bytes_sent.offset),
+  flags: (v: DataView, at: number): number => v.getUint32(at + F.flags.offset, true),
   boundNs: (v: DataView, at: number): number => u64(v, at + F.bound_ns.offset),
   pid: (v: DataView, at: number): number => v.getUint32(at + F.pid.offset, true),
   tid: (v: DataView, at: number): number => v.getUint32(at + F.tid.offset, true),

@@ -45,6 +45,8 @@ export interface PodMetadata {
 /** What the record builder asks: by pid (and start time, so a reused pid is not mistaken for the old one). */
 export interface ProcessMetadataSource {
   lookup(pid: number, startTime?: number): PodMetadata | null;
+  /** The process exited and its last record is built: what is cached for it can go. */
+  forget?(pid: number): void;
 }
 
 const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror';

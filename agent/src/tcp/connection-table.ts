@@ -21,8 +21,13 @@ export interface Connection {
   openedNs: number | null;
   establishedNs: number | null;
   closedNs: number | null;
+  /** payload bytes transmitted (each once: tcp_sock.bytes_sent - bytes_retrans) */
   bytesSent: number;
+  /** payload bytes received (tcp_sock.bytes_received less the peer's FIN) */
   bytesReceived: number;
+  /** tcp_sock.bytes_acked and bytes_received as the kernel keeps them (and ss -i shows): SYN/FIN included */
+  kernelBytesAcked: number;
+  kernelBytesReceived: number;
   srttUs: number | null;
   retransmits: number;
   resets: number;
@@ -34,6 +39,7 @@ export interface ConnectionTableOptions {
   maxOpen?: number;
   maxClosedPerProcess?: number;
   maxListeners?: number;
+  maxRecentlyClosed?: number;
 }
 
 export function tupleKey(family: string, la: string, lp: number, pa: string, pp: number): string {
@@ -46,6 +52,9 @@ export class ConnectionTable {
   readonly seeded = new Map<string, Connection>();
   readonly listeners = new Map<number, Connection>();
   private readonly closed = new Map<number, Connection[]>();
+  /** Closed connections by key, for what the kernel does right after TCP_CLOSE (an abortive close changes
+   * the state first and sends its reset after). Bounded; an open connection with the same key wins. */
+  readonly recentlyClosed = new Map<number, Connection>();
   private readonly opts: Required<ConnectionTableOptions>;
   /** Connections forgotten to stay within the bounds (open ones evicted oldest first). */
   evictedOpen = 0;
@@ -56,6 +65,7 @@ export class ConnectionTable {
       maxOpen: opts.maxOpen ?? 262_144,
       maxClosedPerProcess: opts.maxClosedPerProcess ?? 4096,
       maxListeners: opts.maxListeners ?? 16_384,
+      maxRecentlyClosed: opts.maxRecentlyClosed ?? 8192,
     };
   }
 
@@ -98,6 +108,11 @@ export class ConnectionTable {
   /** Moves a connection to its process's closed list. */
   retire(c: Connection): void {
     this.open.delete(c.key);
+    if (c.key > 0) {
+      this.recentlyClosed.delete(c.key);
+      if (this.recentlyClosed.size >= this.opts.maxRecentlyClosed) this.recentlyClosed.delete(this.recentlyClosed.keys().next().value as number);
+      this.recentlyClosed.set(c.key, c);
+    }
     let list = this.closed.get(c.pid);
     if (!list) this.closed.set(c.pid, (list = []));
     list.push(c);

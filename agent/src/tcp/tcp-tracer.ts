@@ -13,6 +13,7 @@ import {
   tcpEventLayout,
   TcpRole,
   TcpStat,
+  TCP_FLAG_FIN_RECEIVED,
   TcpState,
   tcpStateNames,
 } from '../events/tcp-event.ts';
@@ -197,8 +198,11 @@ export class TcpTracer {
         openedNs: null,
         establishedNs: null,
         closedNs: null,
+        // tcp_info has no payload-only counters: an active open's SYN and a FIN are in these, as in ss
         bytesSent: s.bytesAcked,
         bytesReceived: s.bytesReceived,
+        kernelBytesAcked: s.bytesAcked,
+        kernelBytesReceived: s.bytesReceived,
         srttUs: s.srttUs,
         retransmits: s.retransmits,
         resets: 0,
@@ -237,6 +241,8 @@ export class TcpTracer {
       closedNs: null,
       bytesSent: 0,
       bytesReceived: 0,
+      kernelBytesAcked: 0,
+      kernelBytesReceived: 0,
       srttUs: null,
       retransmits: 0,
       resets: 0,
@@ -353,8 +359,10 @@ export class TcpTracer {
           this.updateAddresses(c, v, at);
           c.state = 'closed';
           c.closedNs = ts;
-          c.bytesSent = tcpEv.bytesAcked(v, at);
-          c.bytesReceived = tcpEv.bytesReceived(v, at);
+          c.kernelBytesAcked = tcpEv.bytesAcked(v, at);
+          c.kernelBytesReceived = tcpEv.bytesReceived(v, at);
+          c.bytesSent = tcpEv.bytesSent(v, at);
+          c.bytesReceived = Math.max(0, c.kernelBytesReceived - (tcpEv.flags(v, at) & TCP_FLAG_FIN_RECEIVED ? 1 : 0));
           c.srttUs = tcpEv.srttUs(v, at) || c.srttUs;
           c.retransmits = Math.max(c.retransmits, tcpEv.totalRetrans(v, at));
           const err = tcpEv.error(v, at);
@@ -371,7 +379,8 @@ export class TcpTracer {
         case TcpEventKind.retransmit:
         case TcpEventKind.resetSent:
         case TcpEventKind.resetReceived: {
-          const c = tcpEv.skKey(v, at) ? this.lookup(v, at) : undefined;
+          const key = tcpEv.skKey(v, at);
+          const c = key ? (this.lookup(v, at) ?? this.table.recentlyClosed.get(key)) : undefined;
           const field = kind === TcpEventKind.retransmit ? 'retransmits' : 'resets';
           if (c) c[field]++;
           else this.unowned++;

@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Stop-the-world pauses, GC cycle ends and fatal errors of Go processes, from uprobes on the Go runtime
+ * (amd64, register ABI: Go 1.17+). A separate object from goroutines.bpf.c, with its own ring buffer.
+ *
+ * Every program reads registers and user memory only; none writes user memory, and none is a uretprobe
+ * (Go moves goroutine stacks). Sites, chosen by agent/src/runtime/runtime-probes.ts:
+ *   - runtime.stopTheWorldWithSema: the jump after the stack check. Keeps the start time, the reason and the
+ *     goroutine that stops the world, per process, in stw_pending.
+ *   - runtime.startTheWorldWithSema: every RET (RAX = its result, Go's nanotime at the restart). Emits the
+ *     pause with its duration and clears stw_pending.
+ *   - runtime.gcMarkTermination: the jump after the stack check; reads memstats.numgc when its address is known.
+ *   - runtime.throw, runtime.fatal, runtime.fatalpanic: their entry (they are nosplit: no stack check). These
+ *     run once, as the process dies, so they are sleepable and copy the message with bpf_copy_from_user,
+ *     which faults in a page of .rodata the process never touched (bpf_probe_read_user would fail on it). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "goroutines.h" /* COOKIE_* */
+#include "runtime.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Wake the reader only when this much is waiting (it also drains on a timer). Fatal errors always wake it:
+ * the process is about to die and the record is what outlives it. */
+const volatile __u64 wakeup_bytes = 64 << 10;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20); /* resized by the agent before load */
+} runtime_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RUNTIME_MAX_LAYOUTS);
+	__type(key, __u32);
+	__type(value, struct rt_layout);
+} rt_layouts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RUNTIME_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct rt_proc);
+} rt_procs SEC(".maps");
+
+/* The stop in progress, per process: at most one at a time (the runtime holds worldsema across it). LRU, so
+ * the entry of a process that died mid-pause cannot hold a slot forever. */
+struct rt_stw_pending {
+	__u64 start_ns;
+	__u64 goid;
+	__u8 reason;
+	__u8 pad;
+	__u16 reason_len;
+	__u32 pad2;
+	char reason_text[RUNTIME_REASON_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RUNTIME_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct rt_stw_pending);
+} stw_pending SEC(".maps");
+
+/* Hits per (layout, probe). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RUNTIME_MAX_LAYOUTS * RT_PROBE_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} rt_hit_counts SEC(".maps");
+
+/* Records lost, per probe: ring buffer full, stw_pending full, or a restart with no stop seen (attached
+ * mid-pause). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RT_PROBE_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} rt_drop_counts SEC(".maps");
+
+static __always_inline void count(void *map, __u32 key)
+{
+	__u64 *n = bpf_map_lookup_elem(map, &key);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline __u64 read_u64(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
+	return v;
+}
+
+static __always_inline const struct rt_layout *layout_of(__u64 cookie)
+{
+	__u32 id = COOKIE_LAYOUT(cookie);
+	return bpf_map_lookup_elem(&rt_layouts, &id);
+}
+
+static __always_inline const struct rt_layout *hit(__u64 cookie, __u32 probe)
+{
+	const struct rt_layout *l = layout_of(cookie);
+	if (l)
+		count(&rt_hit_counts, COOKIE_LAYOUT(cookie) * RT_PROBE_KINDS + probe);
+	return l;
+}
+
+/* The hit before morestack (see goroutines.bpf.c): the prologue will call morestack and re-run the function. */
+static __always_inline bool goes_to_morestack(struct pt_regs *ctx, __u64 cookie, __u64 g, const struct rt_layout *l)
+{
+	if (!COOKIE_STACK_CHECK(cookie))
+		return false;
+	__u64 guard = read_u64(g + l->g_stackguard0);
+	__u64 bound = COOKIE_COMPARE_R12(cookie) ? ctx->r12 : ctx->sp - COOKIE_FRAME_DELTA(cookie);
+	return bound <= guard;
+}
+
+static __always_inline __u64 goid_of(__u64 g, const struct rt_layout *l)
+{
+	return g ? read_u64(g + l->g_goid) : 0;
+}
+
+/* The goroutine the thread runs for the user: g.m.curg (0 when none). */
+static __always_inline __u64 curg_goid(__u64 g, const struct rt_layout *l)
+{
+	__u64 m = read_u64(g + l->g_m);
+	if (!m)
+		return 0;
+	return goid_of(read_u64(m + l->m_curg), l);
+}
+
+static __always_inline struct runtime_event *reserve(__u32 probe, __u64 cookie, __u8 kind)
+{
+	struct runtime_event *e = bpf_ringbuf_reserve(&runtime_events, sizeof(*e), 0);
+	if (!e) {
+		count(&rt_drop_counts, probe);
+		return NULL;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	e->ts_ns = bpf_ktime_get_ns();
+	e->start_ns = 0;
+	e->go_now_ns = 0;
+	e->goid = 0;
+	e->curg_goid = 0;
+	e->value = 0;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->msg_len = 0;
+	e->msg_full_len = 0;
+	e->kind = kind;
+	e->stw_reason = 0;
+	e->value_kind = 0;
+	e->flags = 0;
+	e->layout_id = COOKIE_LAYOUT(cookie);
+	e->reason_len = 0;
+	return e;
+}
+
+static __always_inline void submit(struct runtime_event *e, bool wake)
+{
+	__u64 flags = wake || bpf_ringbuf_query(&runtime_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+/* runtime.stopTheWorldWithSema: (reason stwReason) since Go 1.21, () before, when stopTheWorld(reason string)
+ * left the reason in m.preemptoff. It runs on the system stack: R14 is g0, g0.m.curg the goroutine that asked. */
+SEC("uprobe")
+int stw_stop(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct rt_layout *l = hit(cookie, RT_PROBE_STOP);
+	if (!l)
+		return 0;
+	__u64 g = ctx->r14;
+	if (goes_to_morestack(ctx, cookie, g, l))
+		return 0;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct rt_stw_pending p = {};
+	p.start_ns = bpf_ktime_get_ns();
+	p.goid = curg_goid(g, l);
+	if (!p.goid)
+		p.goid = goid_of(g, l);
+	if (l->flags & RT_LAYOUT_REASON_IN_RAX)
+		p.reason = (__u8)ctx->ax;
+	if (l->flags & RT_LAYOUT_REASON_PREEMPTOFF) {
+		__u64 m = read_u64(g + l->g_m);
+		__u64 ptr = read_u64(m + l->m_preemptoff);
+		__u64 len = read_u64(m + l->m_preemptoff + 8);
+		if (len > RUNTIME_REASON_MAX)
+			len = RUNTIME_REASON_MAX;
+		if (ptr && len > 0 && bpf_probe_read_user(p.reason_text, len & 63, (const void *)ptr) == 0)
+			p.reason_len = len;
+	}
+	if (bpf_map_update_elem(&stw_pending, &pid, &p, BPF_ANY))
+		count(&rt_drop_counts, RT_PROBE_STOP);
+	return 0;
+}
+
+/* A RET of runtime.startTheWorldWithSema: the world runs again. RAX is its result (Go's nanotime). */
+SEC("uprobe")
+int stw_start_ret(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct rt_layout *l = hit(cookie, RT_PROBE_START_RET);
+	if (!l)
+		return 0;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct rt_stw_pending *p = bpf_map_lookup_elem(&stw_pending, &pid);
+	if (!p) {
+		count(&rt_drop_counts, RT_PROBE_START_RET);
+		return 0;
+	}
+	struct runtime_event *e = reserve(RT_PROBE_START_RET, cookie, RUNTIME_STW);
+	if (e) {
+		e->start_ns = p->start_ns;
+		e->go_now_ns = ctx->ax;
+		e->goid = p->goid;
+		e->curg_goid = p->goid;
+		e->stw_reason = p->reason;
+		e->reason_len = p->reason_len;
+		__builtin_memcpy(e->reason, p->reason_text, RUNTIME_REASON_MAX);
+		submit(e, false);
+	}
+	bpf_map_delete_elem(&stw_pending, &pid);
+	return 0;
+}
+
+/* runtime.gcMarkTermination: the world is stopped and this GC cycle ends; memstats.numgc is the number of
+ * cycles finished before it (the runtime increments it a little later). */
+SEC("uprobe")
+int gc_mark_termination(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct rt_layout *l = hit(cookie, RT_PROBE_MARK_TERM);
+	if (!l)
+		return 0;
+	__u64 g = ctx->r14;
+	if (goes_to_morestack(ctx, cookie, g, l))
+		return 0;
+	struct runtime_event *e = reserve(RT_PROBE_MARK_TERM, cookie, RUNTIME_GC_MARK_TERM);
+	if (!e)
+		return 0;
+	e->goid = goid_of(g, l);
+	e->curg_goid = curg_goid(g, l);
+	__u32 pid = e->pid;
+	struct rt_proc *proc = bpf_map_lookup_elem(&rt_procs, &pid);
+	if (proc && proc->numgc_addr) {
+		__u32 n = 0;
+		if (bpf_probe_read_user(&n, sizeof(n), (const void *)proc->numgc_addr) == 0) {
+			e->value = n;
+			e->flags |= RT_FLAG_NUMGC;
+		}
+	}
+	submit(e, false);
+	return 0;
+}
+
+/* Copies a Go string's bytes into e->msg (sleepable context: may fault pages in). */
+static __always_inline void copy_msg(struct runtime_event *e, __u64 ptr, __u64 len)
+{
+	e->msg_full_len = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
+	if (len > RUNTIME_MSG_MAX - 1)
+		len = RUNTIME_MSG_MAX - 1;
+	len &= RUNTIME_MSG_MAX - 1;
+	if (!ptr || len == 0)
+		return;
+	if (bpf_copy_from_user(e->msg, len, (const void *)ptr) == 0)
+		e->msg_len = len;
+	else
+		e->flags |= RT_FLAG_MSG_UNREADABLE;
+}
+
+static __always_inline int fatal_message(struct pt_regs *ctx, __u32 probe)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct rt_layout *l = hit(cookie, probe);
+	if (!l)
+		return 0;
+	struct runtime_event *e = reserve(probe, cookie, RUNTIME_THROW);
+	if (!e)
+		return 0;
+	__u64 g = ctx->r14;
+	e->goid = goid_of(g, l);
+	e->curg_goid = curg_goid(g, l);
+	e->value = probe;
+	copy_msg(e, ctx->ax, ctx->bx); /* s string: pointer in RAX, length in RBX */
+	submit(e, true);
+	return 0;
+}
+
+/* runtime.throw(s string): a runtime-internal fatal error. */
+SEC("uprobe.s")
+int rt_throw(struct pt_regs *ctx)
+{
+	return fatal_message(ctx, RT_PROBE_THROW);
+}
+
+/* runtime.fatal(s string): a fatal error the user's code caused (concurrent map writes, deadlock). */
+SEC("uprobe.s")
+int rt_fatal(struct pt_regs *ctx)
+{
+	return fatal_message(ctx, RT_PROBE_FATAL);
+}
+
+#define GO_KIND_MASK 31
+#define GO_KIND_STRING 24
+#define GO_TYPE_KIND_OFFSET 23 /* runtime._type.kind / internal/abi.Type.Kind_, Go 1.19 to 1.26 */
+
+/* runtime.fatalpanic(msgs *_panic): the panic was not recovered. gopanic's preprintpanics has already turned
+ * an error or Stringer value into its string, so a string covers most panics; for other kinds 8 bytes of the
+ * value are kept for the agent to format. */
+SEC("uprobe.s")
+int rt_fatalpanic(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct rt_layout *l = hit(cookie, RT_PROBE_FATAL_PANIC);
+	if (!l)
+		return 0;
+	struct runtime_event *e = reserve(RT_PROBE_FATAL_PANIC, cookie, RUNTIME_FATAL_PANIC);
+	if (!e)
+		return 0;
+	__u64 g = ctx->r14;
+	e->goid = goid_of(g, l);
+	e->curg_goid = curg_goid(g, l);
+	__u64 msgs = ctx->ax;
+	if (msgs) {
+		__u64 eface[2] = {};
+		if (bpf_copy_from_user(eface, sizeof(eface), (const void *)(msgs + l->panic_arg)) == 0) {
+			__u64 typ = eface[0], data = eface[1];
+			if (!typ) {
+				e->flags |= RT_FLAG_PANIC_NIL;
+			} else {
+				__u8 kind = 0;
+				bpf_copy_from_user(&kind, 1, (const void *)(typ + GO_TYPE_KIND_OFFSET));
+				e->value_kind = kind & GO_KIND_MASK;
+				if (e->value_kind == GO_KIND_STRING) {
+					__u64 hdr[2] = {};
+					if (bpf_copy_from_user(hdr, sizeof(hdr), (const void *)data) == 0) {
+						e->flags |= RT_FLAG_PANIC_STRING;
+						copy_msg(e, hdr[0], hdr[1]);
+					} else {
+						e->flags |= RT_FLAG_MSG_UNREADABLE;
+					}
+				} else if (data) {
+					__u64 v = 0;
+					bpf_copy_from_user(&v, sizeof(v), (const void *)data);
+					e->value = v;
+				}
+			}
+		} else {
+			e->flags |= RT_FLAG_MSG_UNREADABLE;
+		}
+	}
+	submit(e, true);
+	return 0;
+}

@@ -1,0 +1,3 @@
+module goroscope.dev/deploy/helm-render
+
+go 1.19

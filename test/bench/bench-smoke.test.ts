@@ -1,0 +1,118 @@
+// The benchmark harness (scripts/bench/run.ts) in its tiny --quick configuration: every figure is in the
+// JSON with a unit and a command, the values are sane (counts, consistency), and the Markdown is written.
+// No timing thresholds: the figures themselves are for `npm run bench`, on a quiet machine.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bpfUnavailable } from '../lib/bpf.ts';
+import { repoRoot } from '../lib/go.ts';
+
+const noBpf = await bpfUnavailable();
+const noWrk = ['/usr/bin/wrk', '/usr/local/bin/wrk'].some((p) => existsSync(p)) ? undefined : 'wrk is not installed';
+
+interface Figure {
+  id: string;
+  bench: string;
+  label: string;
+  value: number | null;
+  unit: string;
+  command: string;
+  samples?: number[];
+  target?: { op: string; value: number };
+  met?: boolean;
+}
+
+const EXPECTED = [
+  ...['none', 'empty_entry', 'empty_jump', 'full_jump', 'full_entry'].map((c) => `hit-cost.ns_per_round_trip.${c}`),
+  ...['none', 'empty_entry', 'empty_jump', 'full_jump', 'full_entry'].map((c) => `hit-cost.cpu_ns_per_round_trip.${c}`),
+  ...['empty_entry', 'empty_jump', 'full_jump', 'full_entry'].map((c) => `hit-cost.per_hit.${c}`),
+  ...['empty_entry', 'empty_jump', 'full_jump', 'full_entry'].map((c) => `hit-cost.per_hit_cpu.${c}`),
+  'hit-cost.ratio_wall.full_over_empty_jump',
+  'hit-cost.ratio.full_over_empty_jump',
+  'hit-cost.ratio.full_over_empty_entry',
+  'hit-cost.ratio.entry_over_jump_empty',
+  'hit-cost.ratio.entry_over_jump_full',
+  'hit-cost.hits_per_round_trip.full_jump',
+  'hit-cost.hits_per_round_trip.full_entry',
+  'hit-cost.agent_cpu_per_hit.full_jump',
+  'hit-cost.lost',
+  'hit-cost.bpf_run_ns.empty_jump',
+  'hit-cost.bpf_run_ns.full_jump',
+  'pipeline.records_per_s.applied',
+  'pipeline.records_per_s.applied_no_exits',
+  'pipeline.records_per_s.decode_only',
+  'pipeline.ns_per_record.applied',
+  'pipeline.fixed_rate.offered',
+  'pipeline.fixed_rate.received',
+  'pipeline.fixed_rate.lost',
+  'pipeline.fixed_rate.ring_bytes',
+  'pipeline.fixed_rate.agent_cpu',
+  'memory.goroutines',
+  'memory.bytes_per_goroutine.rss',
+  'memory.bytes_per_goroutine.held',
+  'memory.bytes_per_goroutine.held_table_only',
+  'memory.rss.idle',
+  'memory.time.attach',
+  ...['none', 'full', 'create_exit', 'budget', 'trace'].map((c) => `http.rps.${c}`),
+  ...['full', 'create_exit', 'budget', 'trace'].map((c) => `http.loss_pct.${c}`),
+  ...['none', 'full', 'create_exit', 'budget', 'trace'].map((c) => `http.server_cpu_us_per_req.${c}`),
+  ...['full', 'create_exit', 'budget', 'trace'].map((c) => `http.server_cpu_overhead_pct.${c}`),
+];
+
+t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 290_000 }, async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'goroscope-bench-smoke-'));
+  t.teardown(() => rmSync(out, { recursive: true, force: true }));
+  const MEMORY_GOROUTINES = 5000;
+  const args = ['--import', 'tsx', 'scripts/bench/run.ts', '--quick', '--out', out, '--memory-goroutines', String(MEMORY_GOROUTINES)];
+  const run = await new Promise<{ ok: boolean; stderr: string }>((resolve) => {
+    execFile(process.execPath, args, { cwd: repoRoot, maxBuffer: 64 << 20, timeout: 280_000 }, (err, _stdout, stderr) =>
+      resolve({ ok: !err, stderr: `${stderr}${err ? `\n${err.message}` : ''}` }),
+    );
+  });
+  t.ok(run.ok, `the harness exits 0 (stderr tail: ${run.stderr.slice(-1500)})`);
+  const json = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as { quick: boolean; errors: Record<string, string>; figures: Figure[] };
+  t.same(json.errors, {}, 'no benchmark failed');
+  t.equal(json.quick, true);
+  const md = readFileSync(join(out, 'latest.md'), 'utf8');
+  t.match(md, /^# goroscope benchmarks/m, 'latest.md is written');
+
+  const byId = new Map(json.figures.map((f) => [f.id, f]));
+  for (const id of EXPECTED) {
+    const f = byId.get(id);
+    t.ok(f, `figure ${id} is present`);
+    if (!f) continue;
+    t.ok(typeof f.value === 'number' && Number.isFinite(f.value), `${id} has a value (${f.value})`);
+    t.ok(f.unit.length > 0 && f.command.startsWith('npm run bench'), `${id} has a unit and its command`);
+    t.ok(md.includes(f.label.replace(/\|/g, '\\|')), `${id} is in latest.md`);
+  }
+  for (const f of json.figures) {
+    if (f.target && f.value !== null) t.type(f.met, 'boolean', `${f.id} is checked against its target`);
+  }
+
+  const v = (id: string) => byId.get(id)?.value ?? NaN;
+  // Hit cost: every configuration ran, and the BPF side saw 4 hits (2 gopark + 2 ready) per round trip.
+  for (const c of ['none', 'empty_entry', 'empty_jump', 'full_jump', 'full_entry']) t.ok(v(`hit-cost.ns_per_round_trip.${c}`) > 0, `${c} ran`);
+  for (const c of ['full_jump', 'full_entry']) {
+    const h = v(`hit-cost.hits_per_round_trip.${c}`);
+    t.ok(h >= 3.9 && h <= 6, `${c}: ${h} probe hits per round trip (4 expected)`);
+  }
+  t.ok(v('hit-cost.bpf_run_ns.full_jump') > 0, 'the kernel reports the programs\' run time');
+  // Pipeline: the synthetic stream was applied in full; the kernel path delivered what it did not drop.
+  t.ok(v('pipeline.records_per_s.applied') > 0 && v('pipeline.records_per_s.decode_only') > 0, 'throughputs measured');
+  const offered = byId.get('pipeline.fixed_rate.offered')!;
+  t.ok(v('pipeline.fixed_rate.offered') > 10_000, `events were offered (${offered.value}/s)`);
+  t.ok(v('pipeline.fixed_rate.received') + v('pipeline.fixed_rate.lost') <= v('pipeline.fixed_rate.hits'), 'received + lost <= probe hits');
+  t.ok(v('pipeline.fixed_rate.received') > 0, 'records arrived through the ring buffer');
+  const ring = v('pipeline.fixed_rate.ring_bytes');
+  t.ok(ring >= 4096 && (ring & (ring - 1)) === 0, `ring size ${ring} is a power of two`);
+  // Memory: the table holds the parked population.
+  t.ok(v('memory.goroutines') >= MEMORY_GOROUTINES, `the table holds the ${MEMORY_GOROUTINES} parked goroutines (${v('memory.goroutines')})`);
+  t.ok(v('memory.rss.idle') > 0, 'idle RSS measured');
+  // HTTP: every configuration served requests.
+  for (const c of ['none', 'full', 'create_exit', 'budget', 'trace']) {
+    t.ok(v(`http.rps.${c}`) > 0, `http ${c} served requests`);
+    t.ok(v(`http.server_cpu_us_per_req.${c}`) > 0, `http ${c}: the server's CPU per request is measured`);
+  }
+});

@@ -1,0 +1,107 @@
+// Real Go programs that die, traced by real uprobes: the reason is captured with the right pid and goroutine,
+// kept after the process is gone, and the programs die exactly as they do untraced.
+import t from 'tap';
+import { RuntimeEventsTracer } from '../../agent/src/runtime/runtime-tracer.ts';
+import { bpfUnavailable } from '../lib/bpf.ts';
+import { buildFixture, GoProgram, goVersions, sleep } from './helpers.ts';
+
+interface Death {
+  code: number | null;
+  signal: string | null;
+  out: string;
+  /** stderr's first line: what the runtime says it died of. */
+  first: string;
+  /** The goroutine stderr shows running, when there is one. */
+  running: number | null;
+  readyGoid: number;
+  pid: number;
+}
+
+async function die(bin: string, mode: string, beforeGo?: (p: GoProgram) => void): Promise<Death> {
+  const p = GoProgram.start(bin, [mode]);
+  const ready = await p.until(/^READY (\d+)$/m);
+  beforeGo?.(p);
+  p.send('go');
+  const { code, signal } = await p.exited;
+  const running = /^goroutine (\d+) \[running\]:$/m.exec(p.err);
+  return {
+    code,
+    signal,
+    out: p.out,
+    first: p.err.split('\n')[0],
+    running: running ? Number(running[1]) : null,
+    readyGoid: Number(ready[1]),
+    pid: p.pid,
+  };
+}
+
+const MODES: Array<{ mode: string; text: RegExp; kind: 'fatal error' | 'panic'; fn: string[] }> = [
+  { mode: 'mapwrite', text: /^fatal error: concurrent map writes$/, kind: 'fatal error', fn: ['runtime.fatal', 'runtime.throw'] },
+  { mode: 'deadlock', text: /^fatal error: all goroutines are asleep - deadlock!$/, kind: 'fatal error', fn: ['runtime.fatal', 'runtime.throw'] },
+  { mode: 'oom', text: /^fatal error: (runtime: )?out of memory$/, kind: 'fatal error', fn: ['runtime.throw'] },
+  { mode: 'panic', text: /^panic: goroscope test panic in goroutine \d+$/, kind: 'panic', fn: ['runtime.fatalpanic'] },
+  { mode: 'panicerr', text: /^panic: goroscope test error: disk on fire$/, kind: 'panic', fn: ['runtime.fatalpanic'] },
+];
+
+t.test('fatal errors', async (t) => {
+  const why = await bpfUnavailable();
+  if (why) {
+    t.test(why, { skip: why }, async () => {});
+    return;
+  }
+
+  for (const version of goVersions) {
+    await t.test(`Go ${version}`, async (t) => {
+      const { bin, skip, goVersion } = buildFixture('crash', version);
+      if (!bin) {
+        t.test(skip!, { skip: skip! }, async () => {});
+        return;
+      }
+      t.comment(`toolchain ${goVersion}`);
+      const tracer = new RuntimeEventsTracer();
+      t.teardown(() => tracer.close());
+      tracer.start();
+
+      for (const m of MODES) {
+        await t.test(m.mode, async (t) => {
+          const base = await die(bin, m.mode);
+          t.match(base.first, m.text, `untraced, it dies saying: ${base.first}`);
+          t.equal(base.code, 2, 'untraced, exit code 2');
+
+          const traced = await die(bin, m.mode, (p) => tracer.attach(p.pid));
+          await sleep(50);
+          tracer.detach(traced.pid); // the process is gone; what it said must stay
+          t.equal(traced.code, base.code, `traced, the same exit code (${traced.code})`);
+          t.equal(traced.signal, base.signal, 'traced, the same signal');
+          // A goroutine's id depends on how many the runtime had started by then, which varies run to run.
+          const noGoid = (x: string) => x.replace(/^READY \d+$/m, 'READY N').replace(/goroutine \d+/g, 'goroutine N');
+          t.equal(noGoid(traced.out), noGoid(base.out), 'traced, the same stdout (goroutine ids aside)');
+          t.equal(noGoid(traced.first), noGoid(base.first), 'traced, the same first line on stderr (goroutine ids aside)');
+
+          const s = tracer.summary(traced.pid);
+          t.ok(s && !s.attached, 'kept after the process exited and was detached');
+          const fatal = s!.fatal;
+          t.ok(fatal.length >= 1, `${fatal.length} fatal record(s)`);
+          const f = fatal[0];
+          t.equal(f.pid, traced.pid, 'the right pid');
+          t.equal(f.kind, m.kind, f.kind);
+          t.ok(m.fn.includes(f.function), `caught in ${f.function}`);
+          t.equal(f.text, traced.first, `the message matches stderr: ${f.text}`);
+          t.notOk(f.truncated, 'not cut');
+          if (traced.running !== null) t.equal(f.goid, traced.running, `the goroutine stderr shows running (${traced.running})`);
+          if (m.mode === 'deadlock') {
+            // checkdead runs on a thread's g0 with no user goroutine on it: stderr shows none running either.
+            t.equal(traced.running, null, 'stderr shows no running goroutine');
+            t.ok(f.onSystemStack && f.goid === 0, 'reported from the system stack, no goroutine');
+          } else if (m.mode !== 'mapwrite') {
+            t.equal(f.goid, traced.readyGoid, `the goroutine the program named (${traced.readyGoid})`);
+          }
+          if (m.mode === 'oom') t.ok(f.onSystemStack, 'thrown on the system stack, attributed to the allocating goroutine');
+          t.same(JSON.parse(JSON.stringify(f)), f, 'JSON-ready');
+        });
+      }
+      t.same(Object.values(tracer.lost()).filter((n) => n > 0), [], 'nothing lost');
+      t.equal(tracer.strayRecords, 0, 'no stray records');
+    });
+  }
+});

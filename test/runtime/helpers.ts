@@ -1,0 +1,63 @@
+// Shared by the runtime-event tests: which Go toolchains to run, building the fixtures, running a Go program
+// with stdin/stdout/stderr captured.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { join } from 'node:path';
+import { goBuild, goVersionOf, repoRoot } from '../lib/go.ts';
+
+/** Go 1.26 (local) and 1.19 always; every toolchain of the layout table with RUNTIME_TEST_ALL_GO=1. */
+export const goVersions = process.env.RUNTIME_TEST_ALL_GO
+  ? ['local', '1.19', '1.20.14', '1.21.13', '1.22.12', '1.23.12', '1.24.13', '1.25.14']
+  : ['local', '1.19'];
+
+export function buildFixture(name: string, version: string): { bin?: string; skip?: string; goVersion?: string } {
+  try {
+    const bin = goBuild({ srcDir: join(repoRoot, 'test', 'fixtures', name), version, name });
+    return { bin, goVersion: goVersionOf(version) };
+  } catch (e) {
+    const skip = `Go toolchain ${version} is not available here, so ${name} cannot be built: ${(e as Error).message.split('\n')[0]}`;
+    console.error(`SKIPPED: ${skip}`); // loudly
+    return { skip };
+  }
+}
+
+export class GoProgram {
+  out = '';
+  err = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private constructor(readonly child: ChildProcessWithoutNullStreams) {
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => (this.out += d));
+    child.stderr.on('data', (d: string) => (this.err += d));
+    this.exited = new Promise((r) => child.once('close', (code, signal) => r({ code, signal })));
+  }
+
+  static start(bin: string, args: string[] = []): GoProgram {
+    return new GoProgram(spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  async until(re: RegExp, timeoutMs = 60_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.out);
+      if (m) return m;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`exited before ${re}: ${this.out} ${this.err}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}: ${this.out.slice(-300)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  send(line: string): void {
+    this.child.stdin.write(`${line}\n`);
+  }
+
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,224 @@
+// Shared by the TCP tests: the tcpnet fixture (a Go server and client that print what they did), network
+// namespaces joined by a veth pair, and ss as an oracle.
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { goBuild, repoRoot } from '../lib/go.ts';
+
+export const tcpnetSrc = join(repoRoot, 'test', 'fixtures', 'tcpnet');
+
+export function buildTcpnet(): string {
+  return goBuild({ srcDir: tcpnetSrc, name: 'tcpnet' });
+}
+
+/** A running program whose stdout lines we wait on. */
+export class Proc {
+  private out = '';
+  private waiters: Array<() => void> = [];
+  exited = false;
+  stderr = '';
+
+  constructor(readonly child: ChildProcessWithoutNullStreams) {
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      this.out += d;
+      for (const w of this.waiters.splice(0)) w();
+    });
+    child.stderr.on('data', (d) => (this.stderr += d));
+    child.once('exit', () => {
+      this.exited = true;
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  static start(cmd: string, args: string[]): Proc {
+    return new Proc(spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get output(): string {
+    return this.out;
+  }
+
+  /** Waits until the whole output matches (from the start, nothing consumed). */
+  async until(re: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.out);
+      if (m) return m;
+      if (this.exited) throw new Error(`process exited; output: ${this.out} stderr: ${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; output: ${this.out.slice(-800)} stderr: ${this.stderr.slice(-400)}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 50);
+      });
+    }
+  }
+
+  /** Waits until `n` lines match. */
+  async lines(re: RegExp, n: number, timeoutMs = 15_000): Promise<RegExpExecArray[]> {
+    const g = new RegExp(re.source, 'gm');
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const all = [...this.out.matchAll(g)];
+      if (all.length >= n) return all as RegExpExecArray[];
+      if (this.exited) throw new Error(`process exited; output: ${this.out} stderr: ${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${n}x ${re}; output: ${this.out.slice(-800)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  send(line: string): void {
+    this.child.stdin.write(`${line}\n`);
+  }
+
+  async exit(timeoutMs = 10_000): Promise<void> {
+    if (this.exited) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.kill();
+        resolve();
+      }, timeoutMs);
+      this.child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /** Ends stdin (the server's cue to exit) and waits. */
+  async end(): Promise<void> {
+    this.child.stdin.end();
+    await this.exit();
+  }
+
+  kill(): void {
+    if (!this.exited) this.child.kill('SIGKILL');
+  }
+}
+
+/** host:port from Go's String() ("127.0.0.1:80", "[::1]:80"). */
+export function splitHostPort(s: string): { host: string; port: number } {
+  const i = s.lastIndexOf(':');
+  let host = s.slice(0, i);
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  return { host, port: Number(s.slice(i + 1)) };
+}
+
+export interface SsInfo {
+  local: string;
+  peer: string;
+  bytesAcked: number;
+  bytesReceived: number;
+  rttUs: number;
+}
+
+/** ss -tinH in a namespace (or ours): tcp_info of the established sockets. */
+export function ssInfo(netns?: string): SsInfo[] {
+  const args = ['-t', '-i', '-n', '-H', 'state', 'established'];
+  const out = netns ? execFileSync('ip', ['netns', 'exec', netns, 'ss', ...args], { encoding: 'utf8' }) : execFileSync('ss', args, { encoding: 'utf8' });
+  const res: SsInfo[] = [];
+  let cur: SsInfo | undefined;
+  for (const line of out.split('\n')) {
+    if (!line.trim()) continue;
+    if (/^\s/.test(line) && cur) {
+      cur.bytesAcked = Number(/bytes_acked:(\d+)/.exec(line)?.[1] ?? 0);
+      cur.bytesReceived = Number(/bytes_received:(\d+)/.exec(line)?.[1] ?? 0);
+      cur.rttUs = Math.round(Number(/\brtt:([\d.]+)\//.exec(line)?.[1] ?? 0) * 1000);
+      continue;
+    }
+    const f = line.trim().split(/\s+/);
+    // with a state filter ss leaves the State column out: Recv-Q Send-Q Local Peer
+    cur = { local: f[2], peer: f[3], bytesAcked: 0, bytesReceived: 0, rttUs: 0 };
+    res.push(cur);
+  }
+  return res;
+}
+
+/** Why namespaces cannot be made here, or undefined when they can. */
+export function netnsUnavailable(): string | undefined {
+  if (!existsSync('/usr/sbin/ip') && !existsSync('/sbin/ip') && !existsSync('/usr/bin/ip')) return 'iproute2 (ip) is not installed';
+  const probe = `gs-probe-${process.pid}`;
+  try {
+    execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe' });
+    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe' });
+    return undefined;
+  } catch (e) {
+    return `cannot create a network namespace: ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
+export interface NetnsPair {
+  a: string;
+  b: string;
+  /** the veth ends: vethA in a, vethB in b */
+  vethA: string;
+  vethB: string;
+  a4: string;
+  b4: string;
+  a6: string;
+  b6: string;
+  destroy(): void;
+}
+
+const sh = (args: string[]): void => {
+  execFileSync('ip', args, { stdio: 'pipe' });
+};
+
+/**
+ * Two namespaces joined by a veth pair: 10.77.x.1/24 and 10.77.x.2/24, fd00:77::1/64 and fd00:77::2/64. Only
+ * inside the namespaces: nothing is routed to or from the host's own interfaces.
+ */
+export function makeNetnsPair(tag: string): NetnsPair {
+  const a = `gs-${tag}-a`;
+  const b = `gs-${tag}-b`;
+  const vethA = `gsv${tag}a`.slice(0, 15);
+  const vethB = `gsv${tag}b`.slice(0, 15);
+  const pair: NetnsPair = {
+    a,
+    b,
+    vethA,
+    vethB,
+    a4: '10.77.0.1',
+    b4: '10.77.0.2',
+    a6: 'fd00:77::1',
+    b6: 'fd00:77::2',
+    destroy() {
+      for (const ns of [a, b]) {
+        try {
+          sh(['netns', 'del', ns]);
+        } catch {
+          /* already gone */
+        }
+      }
+    },
+  };
+  pair.destroy();
+  try {
+    sh(['netns', 'add', a]);
+    sh(['netns', 'add', b]);
+    sh(['-n', a, 'link', 'add', vethA, 'type', 'veth', 'peer', 'name', vethB, 'netns', b]);
+    sh(['-n', a, 'addr', 'add', `${pair.a4}/24`, 'dev', vethA]);
+    sh(['-n', b, 'addr', 'add', `${pair.b4}/24`, 'dev', vethB]);
+    sh(['-n', a, 'addr', 'add', `${pair.a6}/64`, 'dev', vethA, 'nodad']);
+    sh(['-n', b, 'addr', 'add', `${pair.b6}/64`, 'dev', vethB, 'nodad']);
+    for (const [ns, dev] of [[a, vethA], [b, vethB]]) {
+      sh(['-n', ns, 'link', 'set', 'lo', 'up']);
+      sh(['-n', ns, 'link', 'set', dev, 'up']);
+    }
+  } catch (e) {
+    pair.destroy();
+    throw e;
+  }
+  return pair;
+}
+
+/** Runs a program inside a namespace; `ip netns exec` execs it, so the pid is the program's. */
+export function startInNetns(ns: string, cmd: string, args: string[]): Proc {
+  return Proc.start('ip', ['netns', 'exec', ns, cmd, ...args]);
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
