@@ -11,6 +11,7 @@ import { calibrateHitCost } from '../overhead/calibrate.ts';
 import { OverheadGovernor } from '../overhead/governor.ts';
 import { Shipper } from '../ship/shipper.ts';
 import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { RecordBuilder, defaultPolicy } from './record-builder.ts';
 import { podMetadataFromEnvironment, type ProcessMetadataSource } from '../k8s/pod-metadata.ts';
@@ -43,6 +44,7 @@ export interface AgentOptions {
 
 export interface RunningAgent {
   tracer: GoroutineTracer;
+  runtime: RuntimeEventsTracer;
   shipper: Shipper;
   leaks: LeakDetector;
   metrics: AgentMetrics;
@@ -72,6 +74,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   void ownMetadata?.start().catch((e: Error) => log(`pod metadata: ${e.message}`));
   const tracer = new GoroutineTracer();
   tracer.start();
+  const runtime = new RuntimeEventsTracer();
   if (opts.parkSampling !== undefined) tracer.setParkSampling(opts.parkSampling);
   const calibration = opts.full ? undefined : await calibrateHitCost(tracer);
   if (calibration) log(`a probe hit costs ${Math.round(calibration.nsPerHit)} ns here (${calibration.source})`);
@@ -124,6 +127,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       try {
         const proc = tracer.attach(target.info.pid, { target });
         governor.add(proc);
+        try {
+          runtime.attach(target.info.pid, { target });
+        } catch (e) {
+          log(`no GC/fatal-error probes for pid ${target.info.pid}: ${(e as Error).message.split('\n')[0]}`);
+        }
         queue.push(builder.processRecord(proc, null, metadata));
         noteUnnamed(target.info.pid);
         log(`tracing pid ${target.info.pid} ${target.info.exe} (${target.binary.goVersion})`);
@@ -143,6 +151,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       governor.remove(pid);
       builder.forget(pid);
       leaks.forget(pid);
+      runtime.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
       tracer.detach(pid);
     }
   };
@@ -152,7 +161,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     const now = monoNowNs();
     for (const proc of tracer.processes()) leaks.sample(proc, now);
   };
-  const metrics = new AgentMetrics({ tracer, leaks, shipper });
+  const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime });
+  runtime.start((p, e) => metrics.onRuntimeEvent(p, e));
   const metricsPort = opts.metricsListen ? await metrics.listen(opts.metricsListen) : undefined;
   if (metricsPort) log(`metrics on http://${opts.metricsListen!.replace(/:\d+$/, '')}:${metricsPort}/metrics`);
 
@@ -165,6 +175,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   return {
     tracer,
+    runtime,
     shipper,
     leaks,
     metrics,

@@ -2,7 +2,8 @@
 // gauges are per process x state x wait reason (a Go version has ~40 wait reasons), leak suspects per
 // process x creation function, and processes beyond maxProcesses are summed under pid="other".
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { CycleRecord, FatalRecord, PauseRecord, RuntimeEventsTracer, RuntimeProcess } from '../runtime/runtime-tracer.ts';
 import type { LeakDetector } from '../analysis/leaks.ts';
 import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
@@ -11,6 +12,7 @@ import type { Shipper } from '../ship/shipper.ts';
 
 export interface AgentMetricsSources {
   tracer: GoroutineTracer;
+  runtime?: RuntimeEventsTracer;
   leaks?: LeakDetector;
   shipper?: Shipper;
   maxProcesses?: number;
@@ -36,6 +38,9 @@ export class AgentMetrics {
       },
     });
     const maxProcesses = src.maxProcesses ?? 200;
+    r.registerMetric(this.gcPause);
+    r.registerMetric(this.stwPause);
+    r.registerMetric(this.fatal);
     const procLabel = (pid: number, i: number) => (i < maxProcesses ? String(pid) : 'other');
 
     new Gauge({
@@ -137,6 +142,40 @@ export class AgentMetrics {
       },
     });
   }
+
+  /** Fed by the runtime tracer as pauses and fatal errors arrive. */
+  onRuntimeEvent(p: RuntimeProcess, e: PauseRecord | CycleRecord | FatalRecord): void {
+    const labels = { pid: String(p.pid), exe: p.info.exe };
+    if ('durationNs' in e && 'reason' in e) {
+      if (e.gc) this.gcPause.observe(labels, e.durationNs / 1e9);
+      else this.stwPause.observe({ ...labels, reason: e.reason }, e.durationNs / 1e9);
+    } else if ('kind' in e && 'text' in e) {
+      this.fatal.inc({ ...labels, kind: e.kind });
+    }
+  }
+
+  private readonly gcPause = new Histogram({
+    name: 'goroscope_gc_pause_seconds',
+    help: 'GC stop-the-world pauses (sweep and mark termination), by process.',
+    labelNames: ['pid', 'exe'],
+    buckets: [1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5],
+    registers: [],
+  });
+
+  private readonly stwPause = new Histogram({
+    name: 'goroscope_stw_pause_seconds',
+    help: 'Other stop-the-world pauses (ReadMemStats, goroutine profiles, ...), by process and reason.',
+    labelNames: ['pid', 'exe', 'reason'],
+    buckets: [1e-5, 1e-4, 1e-3, 0.01, 0.1, 1],
+    registers: [],
+  });
+
+  private readonly fatal = new Counter({
+    name: 'goroscope_fatal_errors_total',
+    help: 'Fatal errors and fatal panics seen in traced processes (the message is in the snapshot and the logs).',
+    labelNames: ['pid', 'exe', 'kind'],
+    registers: [],
+  });
 
   async text(): Promise<string> {
     return this.registry.metrics();

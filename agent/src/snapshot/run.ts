@@ -1,5 +1,6 @@
 // `goroscope snapshot`: attach, observe for the duration, detach, print.
 import { GoroutineTracer, openTarget } from '../tracer/goroutine-tracer.ts';
+import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
 import { OverheadGovernor } from '../overhead/governor.ts';
 import { buildSnapshot, formatSnapshot } from './snapshot.ts';
@@ -21,6 +22,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   // Check the pid before loading anything into the kernel: a wrong pid gets its own clear message.
   const target = openTarget(cmd.pid);
   const tracer = new GoroutineTracer();
+  const runtime = new RuntimeEventsTracer();
   const stop = () => {
     // Detach at once on Ctrl-C or SIGTERM; the kernel would also clean up if we were killed.
     void tracer.close().finally(() => process.exit(130));
@@ -29,10 +31,12 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   process.once('SIGTERM', stop);
   try {
     tracer.start();
+    runtime.start();
     if (cmd.parkSampling !== undefined) tracer.setParkSampling(cmd.parkSampling);
     // Calibrate before attaching to the target, so the target never carries the calibration's probes.
     const calibration = cmd.full ? undefined : await calibrateHitCost(tracer);
     const proc = tracer.attach(cmd.pid, { target });
+    runtime.attach(cmd.pid, { target });
     const governor = calibration
       ? new OverheadGovernor(tracer, {
           budget: cmd.overheadBudget,
@@ -45,7 +49,9 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
     await new Promise((r) => setTimeout(r, cmd.duration));
     governor?.stop();
     await tracer.drain();
+    await runtime.drain();
     const snap = buildSnapshot(proc, { system: cmd.system, lost: tracer.lostTotal() });
+    snap.runtime = runtime.summary(cmd.pid);
     snap.overhead = governor
       ? {
           mode: 'budget',
@@ -59,6 +65,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
       : { mode: 'full', parkCoverage: 1, parkSampling: tracer.parkSampleRate, windows: [] };
     process.stdout.write(cmd.json ? `${JSON.stringify(snap)}\n` : `${formatSnapshot(snap)}\n`);
   } finally {
+    await runtime.close();
     await tracer.close();
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);

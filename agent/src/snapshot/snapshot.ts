@@ -3,6 +3,7 @@
 import type { CodeLocation, GoroutineRecord, WindowRecord } from '../../../collector/src/protocol/records.ts';
 import { isSystemGoroutine, waitReasonString } from '../gobinary/layouts.ts';
 import type { GoroutineRow } from '../model/goroutine-table.ts';
+import type { RuntimeProcessSummary } from '../runtime/runtime-tracer.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 
@@ -38,6 +39,8 @@ export interface Snapshot {
   };
   inventory: { preexisting: number; unreadable: number; dead: number };
   probes: Array<{ probe: string; symbol: string; site: string; address: string; attached: boolean }>;
+  /** GC stop-the-world pauses, GC cycles and fatal errors (runtime probes), when they were attached. */
+  runtime?: RuntimeProcessSummary;
   /** How park/ready were observed: all the time (full) or in budgeted windows; blocking figures cover these. */
   overhead?: {
     mode: 'full' | 'budget';
@@ -162,6 +165,12 @@ export function formatSnapshot(s: Snapshot): string {
     );
   }
   lines.push(`goroutines ${s.totals.goroutines} (+${s.totals.systemGoroutines} runtime)  preexisting ${s.inventory.preexisting}`);
+  if (s.runtime) {
+    const p = s.runtime.gcPauses;
+    const ms = (ns: number | null | undefined) => (ns === null || ns === undefined ? '-' : `${(ns / 1e6).toFixed(2)}ms`);
+    lines.push(`GC pauses ${p.count}: p50 ${ms(p.window.p50Ns)}  p99 ${ms(p.window.p99Ns)}  max ${ms(p.maxNs)};  GC cycles ${s.runtime.cycles.count}`);
+    for (const f of s.runtime.fatal) lines.push(`FATAL goroutine ${f.goid}: ${f.text}`);
+  }
   lines.push('');
   lines.push('BY WAIT REASON');
   for (const [k, v] of Object.entries(s.totals.byWaitReason).sort((a, b) => b[1] - a[1])) lines.push(`  ${String(v).padStart(7)}  ${k}`);
