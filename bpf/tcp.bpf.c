@@ -193,7 +193,7 @@ static __always_inline void set_current(struct tcp_event *e, __u8 role)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
-static __always_inline void read_totals(struct tcp_event *e, const void *skaddr)
+static __always_inline void read_totals(struct tcp_event *e, const void *skaddr, int oldstate)
 {
 	const struct tcp_sock *tp = skaddr;
 	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
@@ -201,6 +201,11 @@ static __always_inline void read_totals(struct tcp_event *e, const void *skaddr)
 	e->bytes_sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
 	if (BPF_CORE_READ((struct sock *)skaddr, __sk_common.skc_flags) & (1UL << SOCK_DONE))
 		e->flags |= TCP_FLAG_FIN_RECEIVED;
+	/* FIN_WAIT2 means our FIN was acked; from LAST_ACK or CLOSING it was if nothing is left unacked (the FIN
+	 * took a sequence number: write_seq counts it). Any other way to CLOSE is an abort before it was acked. */
+	if (oldstate == TCP_FIN_WAIT2 ||
+	    ((oldstate == TCP_LAST_ACK || oldstate == TCP_CLOSING) && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq)))
+		e->flags |= TCP_FLAG_FIN_ACKED;
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
 }
@@ -299,7 +304,7 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		else
 			count(&tcp_stats, STAT_CLOSE_UNOWNED);
 		if (oldstate != TCP_LISTEN)
-			read_totals(e, ctx->skaddr);
+			read_totals(e, ctx->skaddr, oldstate);
 		e->error = (__u16)BPF_CORE_READ((struct sock *)skaddr, sk_err);
 		bpf_map_delete_elem(&tcp_owners, &skaddr);
 	} else {

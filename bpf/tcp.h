@@ -31,7 +31,8 @@ struct tcp_event {
 	__u64 bytes_acked;   /* tcp_sock.bytes_acked: sequence space acknowledged (payload, plus 1 for an acked SYN
 			      * of an active open and 1 for an acked FIN), as ss -i shows it */
 	__u64 bytes_received;/* tcp_sock.bytes_received: payload received, plus 1 for a FIN (flags & TCP_FLAG_FIN_RECEIVED) */
-	__u64 bytes_sent;    /* tcp_sock.bytes_sent - bytes_retrans: payload transmitted, each byte counted once */
+	__u64 bytes_sent;    /* tcp_sock.bytes_sent - bytes_retrans: payload transmitted (a segment a local qdisc
+			      * dropped counts twice: prefer bytes_acked less SYN and FIN) */
 	__u64 bound_ns;      /* CLOSE/STATE/RETRANSMIT/RESET: when the owner was bound (connect, accept, listen); 0 unknown */
 	__u32 pid;           /* owning process (tgid); 0 when the event ran outside process context and no owner is known */
 	__u32 tid;           /* the thread that called connect/accept/listen */
@@ -52,6 +53,7 @@ struct tcp_event {
 };
 
 #define TCP_FLAG_FIN_RECEIVED 1 /* the peer's FIN arrived (SOCK_DONE): bytes_received counts it */
+#define TCP_FLAG_FIN_ACKED 2    /* our FIN was acknowledged: bytes_acked counts it */
 
 /* Per Go process: where the g pointer sits in TLS and where goid sits in the g. */
 struct tcp_process_layout {

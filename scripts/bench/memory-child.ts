@@ -62,7 +62,7 @@ const proc = tracer.attach(pid, { target }); // every probe, then the inventory 
 const attachMs = Number(process.hrtime.bigint() - t) / 1e6;
 await settle();
 const attached = mem();
-const inventoried = proc.inventory.goroutines.length;
+const inventoried = proc.inventory.preexisting;
 
 // What the table alone costs: the tracer keeps the inventory's list of objects in proc.inventory.
 proc.inventory = { ...proc.inventory, goroutines: [] };

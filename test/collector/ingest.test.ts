@@ -82,6 +82,20 @@ t.test('paging walks every goroutine once, newest first', async (t) => {
   } while (cursor);
   t.equal(pages, 3);
   t.same(seen, Array.from({ length: 250 }, (_, i) => 250 - i));
+
+  // A node filter naming several processes: pages merged across processes, still newest first.
+  await a.send(1, [proc(20), proc(30), ...Array.from({ length: 90 }, (_, i) => gor([10, 20, 30][i % 3], 1000 + i, { state: i % 2 ? 'waiting' : 'running' }))]);
+  const ids: number[] = [];
+  cursor = null;
+  do {
+    const res: any = await api(c, `/api/v1/goroutines?node=node-a&state=running&limit=7${cursor ? `&cursor=${cursor}` : ''}`);
+    ids.push(...res.body.items.map((g: any) => g.id));
+    t.ok(res.body.items.every((g: any) => g.state === 'running'));
+    cursor = res.body.nextCursor;
+  } while (cursor);
+  t.equal(ids.length, 45, 'every running goroutine of the node once');
+  t.same(ids, [...ids].sort((x, y) => y - x), 'newest first across processes');
+  t.equal(new Set(ids).size, ids.length);
   a.close();
 });
 

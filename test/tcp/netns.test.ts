@@ -1,6 +1,6 @@
 // TCP between two network namespaces joined by a veth pair (addresses only inside them: nothing leaves this
 // machine): a Go server in one, Go clients in the other, IPv4 and IPv6, and induced loss for retransmits.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -20,7 +20,7 @@ async function tcpUnavailable(): Promise<string | undefined> {
 }
 
 const why = await tcpUnavailable();
-if (why) t.skip(`TCP between namespaces unavailable: ${why}`);
+if (why) t.test('TCP between namespaces', { skip: `unavailable: ${why}` }, () => {});
 else await main();
 
 async function waitFor<T>(tr: TcpTracer, pick: () => T | undefined, what: string, timeoutMs = 15_000): Promise<T> {
@@ -34,17 +34,20 @@ async function waitFor<T>(tr: TcpTracer, pick: () => T | undefined, what: string
   }
 }
 
-const closedOf = (tr: TcpTracer, pid: number, pred: (c: ConnectionRecord) => boolean) => (): ConnectionRecord | undefined =>
-  tr.connections(pid).find((c) => c.state === 'closed' && pred(c));
+function closedOf(tr: TcpTracer, pid: number, pred: (c: ConnectionRecord) => boolean): () => ConnectionRecord | undefined {
+  return () => tr.connections(pid).find((c) => c.state === 'closed' && pred(c));
+}
 
 /**
- * Makes `ns`'s `dev` drop ~30% of its outgoing data: netem where the kernel has it, else a tc BPF filter
- * (test/fixtures/tcp-loss/drop.bpf.c) that drops 30% of the large packets. Returns how.
+ * Loses ~30% of the data from `from` to `to`: netem on the sender's veth where the kernel has sch_netem, else a
+ * tc BPF filter (test/fixtures/tcp-loss/drop.bpf.c) on the receiver's ingress, dropping 30% of the large
+ * packets. (Not on the sender's egress: a drop there is a local congestion drop that TCP resends as new data,
+ * not a retransmission.) Returns how.
  */
-function induceLoss(ns: string, dev: string): string {
+function induceLoss(pair: NetnsPair): string {
   try {
-    execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'netem', 'loss', '30%'], { stdio: 'pipe' });
-    return 'netem loss 30%';
+    execFileSync('ip', ['netns', 'exec', pair.b, 'tc', 'qdisc', 'add', 'dev', pair.vethB, 'root', 'netem', 'loss', '30%'], { stdio: 'pipe' });
+    return 'netem loss 30% on the client side';
   } catch {
     /* no sch_netem: fall back to BPF */
   }
@@ -52,9 +55,9 @@ function induceLoss(ns: string, dev: string): string {
   mkdirSync(out, { recursive: true });
   const obj = join(out, 'tcp-loss-drop.bpf.o');
   execFileSync('clang', ['-O2', '-g', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', join(repoRoot, 'test', 'fixtures', 'tcp-loss', 'drop.bpf.c'), '-o', obj], { stdio: 'pipe' });
-  execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'clsact'], { stdio: 'pipe' });
-  execFileSync('ip', ['netns', 'exec', ns, 'tc', 'filter', 'add', 'dev', dev, 'egress', 'bpf', 'direct-action', 'obj', obj, 'sec', 'tc'], { stdio: 'pipe' });
-  return 'tc BPF filter dropping 30% of data packets (sch_netem is not in this kernel)';
+  execFileSync('ip', ['netns', 'exec', pair.a, 'tc', 'qdisc', 'add', 'dev', pair.vethA, 'clsact'], { stdio: 'pipe' });
+  execFileSync('ip', ['netns', 'exec', pair.a, 'tc', 'filter', 'add', 'dev', pair.vethA, 'ingress', 'bpf', 'direct-action', 'obj', obj, 'sec', 'tc'], { stdio: 'pipe' });
+  return "tc BPF filter dropping 30% of the data packets at the server side's ingress (sch_netem is not in this kernel)";
 }
 
 async function main(): Promise<void> {
@@ -63,7 +66,7 @@ async function main(): Promise<void> {
   try {
     pair = makeNetnsPair('tcp');
   } catch (e) {
-    t.skip(`cannot set up the namespaces: ${(e as Error).message.split('\n')[0]}`);
+    t.test('TCP between namespaces', { skip: `cannot set up the namespaces: ${(e as Error).message.split('\n')[0]}` }, () => {});
     return;
   }
   const tr = new TcpTracer({ seed: false });
@@ -75,7 +78,7 @@ async function main(): Promise<void> {
     pair.destroy();
   });
 
-  const serverIn = async (addr: string, recv: number, send: number) => {
+  const serverIn = async (t: Test, addr: string, recv: number, send: number) => {
     const s = startInNetns(pair.a, tcpnet, ['server', '-listen', addr, '-recv', String(recv), '-send', String(send)]);
     procs.push(s);
     const m = await s.until(/^LISTEN pid=(\d+) goid=\d+ addr=(\S+)$/m);
@@ -98,7 +101,7 @@ async function main(): Promise<void> {
       const SEND = 20_000;
       const RECV = 30_000;
       const N = 2;
-      const server = await serverIn(family === 'inet' ? `${serverAddr}:0` : `[${serverAddr}]:0`, SEND, RECV);
+      const server = await serverIn(t, family === 'inet' ? `${serverAddr}:0` : `[${serverAddr}]:0`, SEND, RECV);
       const client = await clientIn(server.addr, ['-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-hold']);
       const connects = await client.lines(/^CONNECT goid=(\d+) local=(\S+) remote=\S+$/, N);
       await client.lines(/^DONE .* sent=20000 received=30000/, N);
@@ -139,10 +142,10 @@ async function main(): Promise<void> {
   }
 
   await t.test('induced loss makes retransmits, counted on the connection and its peer; bytes stay exact', async (t) => {
-    const how = induceLoss(pair.b, pair.vethB);
+    const how = induceLoss(pair);
     t.comment(`loss: ${how}`);
     const SEND = 400_000;
-    const server = await serverIn(`${pair.a4}:0`, SEND, 1000);
+    const server = await serverIn(t, `${pair.a4}:0`, SEND, 1000);
     const client = await clientIn(server.addr, ['-send', String(SEND), '-recv', '1000']);
     const conn = await client.until(/^CONNECT goid=(\d+) local=(\S+)/m);
     await client.until(/^BYE$/m, 60_000);

@@ -72,6 +72,7 @@ export const tcpEventLayout = {
 
 /** tcp_event.flags */
 export const TCP_FLAG_FIN_RECEIVED = 1;
+export const TCP_FLAG_FIN_ACKED = 2;
 
 export const tcpProcessLayoutLayout = {
   size: 8,

@@ -95,7 +95,9 @@ export class GoroutineTable {
   private waitSince = new Float64Array(0);
   /** Sparse: only goroutines whose parks ended while observed. */
   private readonly byReason = new Map<number, Map<number, number>>();
+  /** A ring of the newest exits (oldest first from exitedHead): O(1) per exit at any churn. */
   private readonly exited: ExitedGoroutine[] = [];
+  private exitedHead = 0;
   private exitSerial = 0;
   /** Goroutines whose row changed since the last takeChanged(). */
   private changed = new Set<number>();
@@ -242,9 +244,13 @@ export class GoroutineTable {
       this.counters.resumedUnseen++;
     }
     const row = this.row(s, ts);
-    this.exited.push({ ...row, state: 'dead', exitedAt: ts, serial: ++this.exitSerial });
+    const gone: ExitedGoroutine = { ...row, state: 'dead', exitedAt: ts, serial: ++this.exitSerial };
+    if (this.exited.length < this.exitedRetention) this.exited.push(gone);
+    else {
+      this.exited[this.exitedHead] = gone;
+      this.exitedHead = (this.exitedHead + 1) % this.exitedRetention;
+    }
     this.changed.delete(goid);
-    if (this.exited.length > this.exitedRetention) this.exited.splice(0, this.exited.length - this.exitedRetention);
     this.slotOf.delete(goid);
     this.byReason.delete(s);
     this.free.push(s);
@@ -325,14 +331,17 @@ export class GoroutineTable {
     for (const s of this.slotOf.values()) yield this.row(s, now);
   }
 
-  recentlyExited(): readonly ExitedGoroutine[] {
-    return this.exited;
+  /** The newest exits, oldest first. */
+  recentlyExited(): ExitedGoroutine[] {
+    return this.exitedHead === 0 ? this.exited.slice() : [...this.exited.slice(this.exitedHead), ...this.exited.slice(0, this.exitedHead)];
   }
 
   /** Exits with a serial above `after`, oldest first (those pushed out of the retention are gone). */
   exitedSince(after: number): ExitedGoroutine[] {
-    const i = this.exited.findIndex((e) => e.serial > after);
-    return i < 0 ? [] : this.exited.slice(i);
+    const n = Math.min(this.exitSerial - after, this.exited.length);
+    if (n <= 0) return [];
+    const all = this.recentlyExited();
+    return all.slice(all.length - n);
   }
 
   /** The live goroutines that changed since the last call, as rows. */

@@ -139,7 +139,7 @@ export function buildSnapshot(proc: TracedProcess, opts: SnapshotOptions): Snaps
       resumedUnseen: c.resumedUnseen,
       untracked: c.untracked,
     },
-    inventory: { preexisting: proc.inventory.goroutines.length, unreadable: proc.inventory.unreadable, dead: proc.inventory.dead },
+    inventory: { preexisting: proc.inventory.preexisting, unreadable: proc.inventory.unreadable, dead: proc.inventory.dead },
     probes: proc.sites.map((s) => ({
       probe: s.probe,
       symbol: s.symbol,

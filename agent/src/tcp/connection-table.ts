@@ -21,13 +21,15 @@ export interface Connection {
   openedNs: number | null;
   establishedNs: number | null;
   closedNs: number | null;
-  /** payload bytes transmitted (each once: tcp_sock.bytes_sent - bytes_retrans) */
+  /** payload bytes acknowledged by the peer (tcp_sock.bytes_acked less SYN and FIN) */
   bytesSent: number;
   /** payload bytes received (tcp_sock.bytes_received less the peer's FIN) */
   bytesReceived: number;
   /** tcp_sock.bytes_acked and bytes_received as the kernel keeps them (and ss -i shows): SYN/FIN included */
   kernelBytesAcked: number;
   kernelBytesReceived: number;
+  /** tcp_sock.bytes_sent - bytes_retrans at close: payload transmitted */
+  payloadTransmitted: number;
   srttUs: number | null;
   retransmits: number;
   resets: number;
@@ -116,9 +118,11 @@ export class ConnectionTable {
     let list = this.closed.get(c.pid);
     if (!list) this.closed.set(c.pid, (list = []));
     list.push(c);
-    if (list.length > this.opts.maxClosedPerProcess) {
-      list.splice(0, list.length - this.opts.maxClosedPerProcess);
-      this.evictedClosed++;
+    // Trimmed in bulk (amortised O(1) per close); readers see only the newest maxClosedPerProcess.
+    const max = this.opts.maxClosedPerProcess;
+    if (list.length >= 2 * max) {
+      this.evictedClosed += list.length - max;
+      list.splice(0, list.length - max);
     }
   }
 
@@ -127,8 +131,9 @@ export class ConnectionTable {
     const out: Connection[] = [];
     for (const c of this.open.values()) if (pid === undefined || c.pid === pid) out.push(c);
     for (const c of this.seeded.values()) if (pid === undefined || c.pid === pid) out.push(c);
-    if (pid === undefined) for (const list of this.closed.values()) out.push(...list);
-    else out.push(...(this.closed.get(pid) ?? []));
+    const newest = (list: Connection[]): Connection[] => list.slice(-this.opts.maxClosedPerProcess);
+    if (pid === undefined) for (const list of this.closed.values()) out.push(...newest(list));
+    else out.push(...newest(this.closed.get(pid) ?? []));
     return out;
   }
 

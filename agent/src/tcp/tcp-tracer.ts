@@ -14,6 +14,7 @@ import {
   TcpRole,
   TcpStat,
   TCP_FLAG_FIN_RECEIVED,
+  TCP_FLAG_FIN_ACKED,
   TcpState,
   tcpStateNames,
 } from '../events/tcp-event.ts';
@@ -203,6 +204,7 @@ export class TcpTracer {
         bytesReceived: s.bytesReceived,
         kernelBytesAcked: s.bytesAcked,
         kernelBytesReceived: s.bytesReceived,
+        payloadTransmitted: 0,
         srttUs: s.srttUs,
         retransmits: s.retransmits,
         resets: 0,
@@ -243,6 +245,7 @@ export class TcpTracer {
       bytesReceived: 0,
       kernelBytesAcked: 0,
       kernelBytesReceived: 0,
+      payloadTransmitted: 0,
       srttUs: null,
       retransmits: 0,
       resets: 0,
@@ -361,8 +364,17 @@ export class TcpTracer {
           c.closedNs = ts;
           c.kernelBytesAcked = tcpEv.bytesAcked(v, at);
           c.kernelBytesReceived = tcpEv.bytesReceived(v, at);
-          c.bytesSent = tcpEv.bytesSent(v, at);
-          c.bytesReceived = Math.max(0, c.kernelBytesReceived - (tcpEv.flags(v, at) & TCP_FLAG_FIN_RECEIVED ? 1 : 0));
+          c.payloadTransmitted = tcpEv.bytesSent(v, at);
+          // Payload acknowledged: bytes_acked counts the sequence space, so less an active open's SYN (acked
+          // once it left SYN_SENT) and our FIN when acked. Unknown role: the transmitted payload instead.
+          const flags = tcpEv.flags(v, at);
+          if (c.role === 'client' || c.role === 'server') {
+            const syn = c.role === 'client' && tcpEv.oldState(v, at) !== TcpState.synSent ? 1 : 0;
+            c.bytesSent = Math.max(0, c.kernelBytesAcked - syn - (flags & TCP_FLAG_FIN_ACKED ? 1 : 0));
+          } else {
+            c.bytesSent = c.payloadTransmitted;
+          }
+          c.bytesReceived = Math.max(0, c.kernelBytesReceived - (flags & TCP_FLAG_FIN_RECEIVED ? 1 : 0));
           c.srttUs = tcpEv.srttUs(v, at) || c.srttUs;
           c.retransmits = Math.max(c.retransmits, tcpEv.totalRetrans(v, at));
           const err = tcpEv.error(v, at);

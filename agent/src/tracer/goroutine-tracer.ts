@@ -77,7 +77,8 @@ export interface TracedProcess {
   sites: ProbeSite[];
   links: Map<ProbeSite, number>;
   attachedAt: number;
-  inventory: InventoryResult & { at: number };
+  /** What the inventory found at attach (the goroutines themselves went into the table). */
+  inventory: InventoryResult & { at: number; preexisting: number };
 }
 
 const CREATOR_FROM_ENTRY = 1; // runtime_layout.flags: reserved for the BPF side
@@ -207,7 +208,7 @@ export class GoroutineTracer {
       sites,
       links: new Map(),
       attachedAt: monoNowNs(),
-      inventory: { goroutines: [], unreadable: 0, dead: 0, at: 0 },
+      inventory: { goroutines: [], unreadable: 0, dead: 0, at: 0, preexisting: 0 },
     };
     this.procs.set(pid, proc);
     try {
@@ -241,7 +242,7 @@ export class GoroutineTracer {
     }
   }
 
-  private takeInventory(proc: TracedProcess): InventoryResult & { at: number } {
+  private takeInventory(proc: TracedProcess): InventoryResult & { at: number; preexisting: number } {
     const allgs = proc.binary.allgs;
     if (!allgs) throw new ProcessError(`pid ${proc.info.pid}: cannot find runtime.allgs in ${proc.info.exe}`);
     const f = proc.layout.g.fields;
@@ -258,7 +259,8 @@ export class GoroutineTracer {
         waitsince: f.waitsince.offset,
       });
       for (const g of inv.goroutines) proc.table.addPreexisting(g, at);
-      return { ...inv, at };
+      // The table holds them now; keeping the list too would double the memory per goroutine.
+      return { ...inv, goroutines: [], preexisting: inv.goroutines.length, at };
     } finally {
       mem.close();
     }

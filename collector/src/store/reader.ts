@@ -94,9 +94,49 @@ export class StoreReader {
     const after = parseCursor(q.cursor);
     if (after !== undefined) w.add(`${idCol} < ?`, after);
     const rows = this.stmt(`${sql(w.sql())} ORDER BY ${idCol} DESC LIMIT ?`).all(...w.params, q.limit + 1) as R[];
-    const more = rows.length > q.limit;
-    if (more) rows.pop();
+    return this.finishPage(rows, q.limit, map);
+  }
+
+  private finishPage<R extends { id: number }, T>(rows: R[], limit: number, map: (r: R) => T): Page<T> {
+    const more = rows.length > limit;
+    if (more) rows.length = limit;
     return { items: rows.map(map), nextCursor: more ? String(rows[rows.length - 1].id) : null };
+  }
+
+  /** Ids of the processes a node/pid filter names, or undefined for no filter. */
+  private processIds(f: ProcessFilter): number[] | undefined {
+    if (f.node === undefined && f.pid === undefined) return undefined;
+    const w = new Where();
+    if (f.node !== undefined) w.add('node = ?', f.node);
+    if (f.pid !== undefined) w.add('pid = ?', f.pid);
+    return (this.stmt(`SELECT id FROM processes ${w.sql()}`).all(...w.params) as { id: number }[]).map((r) => r.id);
+  }
+
+  /**
+   * Keyset page over a big table filtered by process. "process_id IN (...) ORDER BY id" makes
+   * SQLite gather every row of those processes and sort them; one indexed, already ordered
+   * query per process merged here reads at most limit+1 rows from each.
+   */
+  private pageByProcess<R extends { id: number }, T>(
+    sql: (where: string) => string, base: () => Where, processIds: number[], q: Paging, map: (r: R) => T, table: string,
+  ): Page<T> {
+    const after = parseCursor(q.cursor);
+    if (processIds.length > 64) {
+      // Many processes: walk the table newest first; the unary + stops SQLite from using the process index.
+      const w = base();
+      w.add(`+${table}.process_id IN (${processIds.map(() => '?').join(',')})`, ...processIds);
+      if (after !== undefined) w.add(`${table}.id < ?`, after);
+      return this.finishPage(this.stmt(`${sql(w.sql())} ORDER BY ${table}.id DESC LIMIT ?`).all(...w.params, q.limit + 1) as R[], q.limit, map);
+    }
+    const rows: R[] = [];
+    for (const id of processIds) {
+      const w = base();
+      w.add(`${table}.process_id = ?`, id);
+      if (after !== undefined) w.add(`${table}.id < ?`, after);
+      rows.push(...(this.stmt(`${sql(w.sql())} ORDER BY ${table}.id DESC LIMIT ?`).all(...w.params, q.limit + 1) as R[]));
+    }
+    rows.sort((a, b) => b.id - a.id);
+    return this.finishPage(rows, q.limit, map);
   }
 
   nodes(): { agentId: string; node: string; agentVersion: string; protocol: number; firstSeenAt: number; lastSeenAt: number }[] {
@@ -116,9 +156,9 @@ export class StoreReader {
     }), 'id');
   }
 
-  private goroutineWhere(q: Omit<GoroutineQuery, 'limit' | 'cursor'>): Where {
+  private goroutineWhere(q: Omit<GoroutineQuery, 'limit' | 'cursor'>, withProcess = true): Where {
     const w = new Where();
-    processClause(w, q, 'g.process_id');
+    if (withProcess) processClause(w, q, 'g.process_id');
     if (q.state !== undefined) w.add('g.state = ?', q.state);
     if (q.waitReason !== undefined) w.add('g.wait_reason = ?', q.waitReason);
     if (q.createdBy !== undefined) {
@@ -134,9 +174,10 @@ export class StoreReader {
   }
 
   goroutines(q: GoroutineQuery): Page<GoroutineRow> {
-    return this.page(
-      (where) => `SELECT g.*, p.node, p.pid, p.start_time FROM goroutines g JOIN processes p ON p.id = g.process_id ${where}`,
-      this.goroutineWhere(q), q, goroutineFromRow, 'g.id');
+    const sql = (where: string) => `SELECT g.*, p.node, p.pid, p.start_time FROM goroutines g JOIN processes p ON p.id = g.process_id ${where}`;
+    const ids = this.processIds(q);
+    if (ids === undefined) return this.page(sql, this.goroutineWhere(q), q, goroutineFromRow, 'g.id');
+    return this.pageByProcess(sql, () => this.goroutineWhere(q, false), ids, q, goroutineFromRow, 'g');
   }
 
   /** Goroutine counts and blocked time grouped by current wait reason or by creation site. */
