@@ -41,7 +41,8 @@ export function buildCli(): Command {
     .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of the process's CPU", parsePercent, 0.02)
     .option('--full', 'keep every probe on (no overhead budget)')
     .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
-    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number }) => {
+    .option('--no-tcp', "leave the process's TCP connections out")
+    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; tcp: boolean }) => {
       await runSnapshot({ ...opts, parkSampling: opts.sampleParks });
     });
 

@@ -12,6 +12,10 @@ import { OverheadGovernor } from '../overhead/governor.ts';
 import { Shipper } from '../ship/shipper.ts';
 import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
+import { TcpTracer } from '../tcp/tcp-tracer.ts';
+import { inspectProcess } from '../proc/process.ts';
+import type { ProcessRecord } from '../../../collector/src/protocol/records.ts';
+import { ConnectionChanges } from './connection-changes.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { RecordBuilder, defaultPolicy } from './record-builder.ts';
 import { podMetadataFromEnvironment, type ProcessMetadataSource } from '../k8s/pod-metadata.ts';
@@ -34,6 +38,8 @@ export interface AgentOptions {
   scanMs?: number;
   /** host:port for Prometheus /metrics; none when absent. */
   metricsListen?: string;
+  /** Trace TCP connections (default true). */
+  tcp?: boolean;
   /** Leak detection: how often to sample, and what counts. */
   leakSampleMs?: number;
   leaks?: Partial<LeakOptions>;
@@ -45,6 +51,7 @@ export interface AgentOptions {
 export interface RunningAgent {
   tracer: GoroutineTracer;
   runtime: RuntimeEventsTracer;
+  tcp?: TcpTracer;
   shipper: Shipper;
   leaks: LeakDetector;
   metrics: AgentMetrics;
@@ -66,6 +73,16 @@ function agentIdFor(node: string, spoolDir?: string): string {
   return id;
 }
 
+/** A process record for a non-Go process (a connection's owner), if it is still there to be read. */
+function processRecordOf(pid: number): ProcessRecord | undefined {
+  try {
+    const info = inspectProcess(pid);
+    return { kind: 'process', pid, startTime: info.startTime, exe: info.exe, goVersion: null, containerId: null, pod: null, seenAt: Date.now(), exitedAt: null };
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`goroscope agent: ${m}\n`));
   const node = opts.node ?? process.env.NODE_NAME ?? hostname();
@@ -75,6 +92,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const tracer = new GoroutineTracer();
   tracer.start();
   const runtime = new RuntimeEventsTracer();
+  // TCP is node-wide: every process's connections, Go or not; Go processes also get their goroutines.
+  const tcp = opts.tcp === false ? undefined : new TcpTracer({ seedPids: opts.pids });
+  tcp?.start();
+  const connections = new ConnectionChanges();
+  /** Non-Go processes with connections, and whether a process record was sent for them. */
+  const otherProcesses = new Map<number, boolean>();
   if (opts.parkSampling !== undefined) tracer.setParkSampling(opts.parkSampling);
   const calibration = opts.full ? undefined : await calibrateHitCost(tracer);
   if (calibration) log(`a probe hit costs ${Math.round(calibration.nsPerHit)} ns here (${calibration.source})`);
@@ -110,6 +133,19 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const ship = () => {
     const now = monoNowNs();
     for (const proc of tracer.processes()) queue.push(...builder.build(proc, governor.closedWindows(proc.info.pid), now));
+    if (tcp) {
+      const traced = (pid: number) => tracer.process(pid) !== undefined;
+      const wanted = tcp.connections().filter((c) => !opts.pids || opts.pids.includes(c.pid));
+      for (const c of connections.take(wanted)) {
+        // The collector files a connection under its process: a non-Go process gets a process record first.
+        if (!traced(c.pid) && !otherProcesses.has(c.pid)) {
+          const rec = processRecordOf(c.pid);
+          otherProcesses.set(c.pid, rec !== undefined);
+          if (rec) queue.push(rec);
+        }
+        if (traced(c.pid) || otherProcesses.get(c.pid)) queue.push(c);
+      }
+    }
     while (queue.length) shipper.send(queue.splice(0, MAX_RECORDS_PER_BATCH));
   };
 
@@ -127,6 +163,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       try {
         const proc = tracer.attach(target.info.pid, { target });
         governor.add(proc);
+        tcp?.registerGoPid(target.info.pid);
         try {
           runtime.attach(target.info.pid, { target });
         } catch (e) {
@@ -152,6 +189,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       builder.forget(pid);
       leaks.forget(pid);
       runtime.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
+      tcp?.unregisterGoProcess(pid);
       tracer.detach(pid);
     }
   };
@@ -161,7 +199,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     const now = monoNowNs();
     for (const proc of tracer.processes()) leaks.sample(proc, now);
   };
-  const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime });
+  const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime, tcpTotals: connections.totals });
   runtime.start((p, e) => metrics.onRuntimeEvent(p, e));
   const metricsPort = opts.metricsListen ? await metrics.listen(opts.metricsListen) : undefined;
   if (metricsPort) log(`metrics on http://${opts.metricsListen!.replace(/:\d+$/, '')}:${metricsPort}/metrics`);
@@ -176,6 +214,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   return {
     tracer,
     runtime,
+    tcp,
     shipper,
     leaks,
     metrics,

@@ -9,9 +9,12 @@ import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
 import { monoNowNs } from '../tracer/clock.ts';
 import type { Shipper } from '../ship/shipper.ts';
+import type { TcpTotals } from '../agent/connection-changes.ts';
 
 export interface AgentMetricsSources {
   tracer: GoroutineTracer;
+  /** Per-process TCP totals (agent/src/agent/connection-changes.ts). */
+  tcpTotals?: Map<number, TcpTotals>;
   runtime?: RuntimeEventsTracer;
   leaks?: LeakDetector;
   shipper?: Shipper;
@@ -96,6 +99,23 @@ export class AgentMetrics {
         });
       },
     });
+
+    const tcpCounter = (name: string, help: string, pick: (t: TcpTotals) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['pid'],
+        registers: [r],
+        collect() {
+          this.reset();
+          let i = 0;
+          for (const [pid, t] of src.tcpTotals ?? []) this.inc({ pid: procLabel(pid, i++) }, pick(t));
+        },
+      });
+    tcpCounter('goroscope_tcp_connections_opened_total', 'TCP connections opened (connect or accept), by process.', (t) => t.opened);
+    tcpCounter('goroscope_tcp_connections_failed_total', 'TCP connections that ended with an error (refused, reset, timed out).', (t) => t.failed);
+    tcpCounter('goroscope_tcp_retransmits_total', 'TCP segments retransmitted, by process.', (t) => t.retransmits);
+    tcpCounter('goroscope_tcp_resets_total', 'TCP resets sent or received, by process.', (t) => t.resets);
 
     new Counter({
       name: 'goroscope_records_total',

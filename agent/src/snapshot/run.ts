@@ -1,6 +1,7 @@
 // `goroscope snapshot`: attach, observe for the duration, detach, print.
 import { GoroutineTracer, openTarget } from '../tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
+import { TcpTracer } from '../tcp/tcp-tracer.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
 import { OverheadGovernor } from '../overhead/governor.ts';
 import { buildSnapshot, formatSnapshot } from './snapshot.ts';
@@ -16,6 +17,8 @@ export interface SnapshotCommand {
   full?: boolean;
   /** Fraction of goroutines whose parks and readies are recorded. */
   parkSampling?: number;
+  /** Trace the process's TCP connections (default true). */
+  tcp?: boolean;
 }
 
 export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
@@ -23,6 +26,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   const target = openTarget(cmd.pid);
   const tracer = new GoroutineTracer();
   const runtime = new RuntimeEventsTracer();
+  const tcp = cmd.tcp === false ? undefined : new TcpTracer({ seedPids: [cmd.pid] });
   const stop = () => {
     // Detach at once on Ctrl-C or SIGTERM; the kernel would also clean up if we were killed.
     void tracer.close().finally(() => process.exit(130));
@@ -32,6 +36,8 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   try {
     tracer.start();
     runtime.start();
+    tcp?.start();
+    tcp?.registerGoPid(cmd.pid);
     if (cmd.parkSampling !== undefined) tracer.setParkSampling(cmd.parkSampling);
     // Calibrate before attaching to the target, so the target never carries the calibration's probes.
     const calibration = cmd.full ? undefined : await calibrateHitCost(tracer);
@@ -50,8 +56,10 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
     governor?.stop();
     await tracer.drain();
     await runtime.drain();
+    await tcp?.drain();
     const snap = buildSnapshot(proc, { system: cmd.system, lost: tracer.lostTotal() });
     snap.runtime = runtime.summary(cmd.pid);
+    if (tcp) snap.connections = tcp.connections(cmd.pid);
     snap.overhead = governor
       ? {
           mode: 'budget',
@@ -66,6 +74,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
     process.stdout.write(cmd.json ? `${JSON.stringify(snap)}\n` : `${formatSnapshot(snap)}\n`);
   } finally {
     await runtime.close();
+    await tcp?.close();
     await tracer.close();
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);

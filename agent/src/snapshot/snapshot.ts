@@ -1,6 +1,6 @@
 // A snapshot of one traced process: its goroutines with symbolized sites, totals, and event counts.
 // The same goroutine objects are what the agent ships to the collector (collector/src/protocol/records.ts).
-import type { CodeLocation, GoroutineRecord, WindowRecord } from '../../../collector/src/protocol/records.ts';
+import type { CodeLocation, ConnectionRecord, GoroutineRecord, WindowRecord } from '../../../collector/src/protocol/records.ts';
 import { isSystemGoroutine, waitReasonString } from '../gobinary/layouts.ts';
 import type { GoroutineRow } from '../model/goroutine-table.ts';
 import type { RuntimeProcessSummary } from '../runtime/runtime-tracer.ts';
@@ -39,6 +39,8 @@ export interface Snapshot {
   };
   inventory: { preexisting: number; unreadable: number; dead: number };
   probes: Array<{ probe: string; symbol: string; site: string; address: string; attached: boolean }>;
+  /** The process's TCP connections (open, and closed while observed); listeners are left out. */
+  connections?: ConnectionRecord[];
   /** GC stop-the-world pauses, GC cycles and fatal errors (runtime probes), when they were attached. */
   runtime?: RuntimeProcessSummary;
   /** How park/ready were observed: all the time (full) or in budgeted windows; blocking figures cover these. */
@@ -177,6 +179,17 @@ export function formatSnapshot(s: Snapshot): string {
   lines.push('BY CREATION SITE');
   for (const site of s.totals.byCreationSite.slice(0, 20)) {
     lines.push(`  ${String(site.count).padStart(7)}  ${site.function}  ${site.file}:${site.line}`);
+  }
+  if (s.connections?.length) {
+    lines.push('');
+    lines.push(`${'CONNECTIONS'.padEnd(12)} ${'GOID'.padStart(6)}  ${'LOCAL'.padEnd(24)} ${'PEER'.padEnd(24)} ${'STATE'.padEnd(12)} ${'SENT'.padStart(9)} ${'RECV'.padStart(9)} ${'SRTT'.padStart(8)} RETR RST ERROR`);
+    for (const c of s.connections.slice(0, 50)) {
+      lines.push(
+        `${c.role.padEnd(12)} ${String(c.goid ?? '').padStart(6)}  ${`${c.localAddress}:${c.localPort}`.padEnd(24)} ${`${c.peerAddress}:${c.peerPort}`.padEnd(24)} ` +
+          `${c.state.padEnd(12)} ${String(c.bytesSent).padStart(9)} ${String(c.bytesReceived).padStart(9)} ${c.srttUs === null ? '-'.padStart(8) : `${(c.srttUs / 1000).toFixed(2)}ms`.padStart(8)} ` +
+          `${String(c.retransmits).padStart(4)} ${String(c.resets).padStart(3)} ${c.error ?? ''}`,
+      );
+    }
   }
   lines.push('');
   lines.push(`${'GOID'.padStart(8)}  ${'PARENT'.padStart(8)}  ${'STATE'.padEnd(22)}  ${'BLOCKED'.padStart(10)}  START / CREATED BY`);

@@ -91,7 +91,53 @@ export interface WindowRecord {
   lost: number;
 }
 
-export type AgentRecord = ProcessRecord | GoroutineRecord | ConnectionRecord | WindowRecord;
+/** A leak suspect as the agent judged it at observedAt (agent/src/analysis/leaks.ts); re-sent while it holds. */
+export interface LeakRecord {
+  kind: 'leak';
+  pid: number;
+  /** growing-live: live goroutines of one creation site keep piling up; growing-creation-rate: a start
+   * function's creation rate keeps growing (self re-arming timers). */
+  suspect: 'growing-live' | 'growing-creation-rate';
+  createdBy: CodeLocation | null;
+  startFunction: string | null;
+  waitReason: string | null;
+  /** Goroutines in the group (growing-live) or creations per minute (growing-creation-rate). */
+  count: number;
+  growthPerMinute: number;
+  oldestAgeMs: number;
+  /** When the agent first saw the group. */
+  since: number;
+  observedAt: number;
+}
+
+/** One stop-the-world pause of a Go process (GC or otherwise). */
+export interface PauseRecord {
+  kind: 'pause';
+  pid: number;
+  /** "GC sweep termination", "GC mark termination", "ReadMemStats", ... */
+  reason: string;
+  gc: boolean;
+  startedAt: number;
+  durationNs: number;
+  /** The goroutine that stopped the world. */
+  goid: number;
+  /** The GC cycle (MemStats.NumGC after it) the pause belongs to, when known. */
+  cycle: number | null;
+}
+
+/** A fatal error or fatal panic that ended (or is ending) a Go process: the reason outlives the process. */
+export interface FatalRecord {
+  kind: 'fatal';
+  pid: number;
+  errorKind: 'fatal error' | 'panic';
+  message: string;
+  /** The first line the runtime printed, e.g. "fatal error: concurrent map writes". */
+  text: string;
+  goid: number;
+  at: number;
+}
+
+export type AgentRecord = ProcessRecord | GoroutineRecord | ConnectionRecord | WindowRecord | LeakRecord | PauseRecord | FatalRecord;
 
 export interface HelloMessage {
   type: 'hello';

@@ -61,6 +61,8 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       -- Single-column indexes also order by rowid (= id), which keyset paging uses. No index on
       -- state: few values, each common, so scanning newest-first finds a page quickly.
       CREATE INDEX goroutines_process ON goroutines(process_id);
+      -- A state filter that matches nothing in a big process must not scan all of its goroutines.
+      CREATE INDEX goroutines_process_state ON goroutines(process_id, state);
       CREATE INDEX goroutines_wait_reason ON goroutines(wait_reason);
       CREATE INDEX goroutines_created_by_function ON goroutines(created_by_function);
       CREATE INDEX goroutines_created_by_site ON goroutines(created_by_file, created_by_line);

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The full Go version x build kind matrix of the lifecycle and inventory tests (Go 1.19 from Debian, 1.21-1.25
+# through GOTOOLCHAIN, the machine's Go), printed at the end and written to build/go/matrix.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+GOROSCOPE_MATRIX=full npx --no-install tap --reporter=tap test/agent/lifecycle.test.ts | tee build/matrix.log | grep -E '^\s*#\s*(\||version x)|^# \{'
