@@ -233,6 +233,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       ship();
       await shipper.flush(5000);
       shipper.close();
+      await runtime.close();
+      await tcp?.close();
       await tracer.close();
       await ownMetadata?.stop();
     },
