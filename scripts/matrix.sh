@@ -3,4 +3,4 @@
 # through GOTOOLCHAIN, the machine's Go), printed at the end and written to build/go/matrix.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-GOROSCOPE_MATRIX=full npx --no-install tap --reporter=tap test/agent/lifecycle.test.ts | tee build/matrix.log | grep -E '^\s*#\s*(\||version x)|^# \{'
+GOROSCOPE_MATRIX=full npx --no-install tap --reporter=tap --timeout=3600 test/agent/lifecycle.test.ts | tee build/matrix.log | grep -E '^\s*#\s*(\||version x)|^# \{'

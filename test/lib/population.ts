@@ -41,7 +41,7 @@ export class PopulationProcess {
   }
 
   /** Waits until the output (after what was already consumed) matches; returns the match and consumes it. */
-  async until(re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+  async until(re: RegExp, timeoutMs = 60_000): Promise<RegExpExecArray> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const m = re.exec(this.out);
