@@ -29,6 +29,9 @@ t.test('bad input gets a 400 that names the problem', async (t) => {
     ['/api/v1/goroutines/summary?by=state', /by must be one of \["waitReason","createdBy"\]/],
     ['/api/v1/connections?errorsOnly=maybe', /errorsOnly must be boolean/],
     ['/api/v1/nodes?x=1', /unknown parameter 'x'/],
+    ['/api/v1/goroutines?limit=Infinity', /querystring\/limit must be a finite number/],
+    ['/api/v1/connections?since=1e400', /querystring\/since must be a finite number/],
+    ['/api/v1/gc?until=-Infinity', /until must be >= 0|querystring\/until must be a finite number/],
   ];
   for (const [path, message] of cases) {
     const res = await api(c, path);

@@ -2,7 +2,7 @@
 // with a clear 4xx / error message / policy close, never crash, never 5xx.
 import t from 'tap';
 import WebSocket from 'ws';
-import { API_TOKEN, conn, gor, INGEST_TOKEN, proc, TestAgent, testCollector, win } from './helpers.ts';
+import { API_TOKEN, conn, fatal, gor, INGEST_TOKEN, leak, pause, proc, TestAgent, testCollector, win } from './helpers.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed);
 const WS_MESSAGES = 8_000;
@@ -33,6 +33,9 @@ t.test(`fuzz (seed ${SEED})`, async (t) => {
   ];
   const validRecord = () => r.pick([
     () => proc(1 + r.int(100)), () => gor(1 + r.int(100), r.int(1e6)), () => conn(1 + r.int(100), r.int(65536)), () => win(1 + r.int(100), r.int(1e6)),
+    () => leak(1 + r.int(100), r.int(1000), r.int(2) ? {} : { suspect: 'growing-creation-rate', createdBy: null, count: r.next() * 100 }),
+    () => pause(1 + r.int(100), r.int(1e6), { durationNs: r.int(1e8), cycle: r.int(2) ? r.int(1000) : null }),
+    () => fatal(1 + r.int(100), { errorKind: r.pick(['fatal error', 'panic'] as const), goid: r.int(1000) }),
   ])();
 
   /** A batch with 1-3 mutations; most are invalid, a few may happen to stay valid. */
@@ -43,7 +46,7 @@ t.test(`fuzz (seed ${SEED})`, async (t) => {
       const target: any = r.next() < 0.7 && msg.records?.length ? r.pick(msg.records as any[]) : msg;
       if (typeof target !== 'object' || target === null) break;
       const keys = Object.keys(target);
-      switch (r.int(7)) {
+      switch (r.int(9)) {
         case 0: target[r.pick(keys)] = r.pick(badValues); break;
         case 1: delete target[r.pick(keys)]; break;
         case 2: target[r.pick(['extra', '__proto__', 'constructor', 'kind2', ''])] = r.pick(badValues); break;
@@ -51,6 +54,8 @@ t.test(`fuzz (seed ${SEED})`, async (t) => {
         case 4: msg.records = r.pick(badValues); break;
         case 5: msg.type = r.pick(['hello', 'ack', 'BATCH', null, 7, 'batch ']); break;
         case 6: target.createdBy = r.pick([{ function: 'f', file: 'x.go', line: -1 }, { function: 'f' }, 'main.go:1', null]); break;
+        case 7: target.kind = r.pick(['leak', 'pause', 'fatal', 'gc', 'Leak', null]); break;
+        case 8: target[r.pick(['suspect', 'errorKind', 'durationNs', 'cycle', 'growthPerMinute', 'at', 'startedAt'])] = r.pick(badValues); break;
       }
     }
     let text = JSON.stringify(msg);
@@ -119,10 +124,11 @@ t.test(`fuzz (seed ${SEED})`, async (t) => {
 
   // --- HTTP API -----------------------------------------------------------------------
   const paths = ['/api/v1/goroutines', '/api/v1/goroutines/summary', '/api/v1/connections', '/api/v1/processes', '/api/v1/windows', '/api/v1/nodes',
+    '/api/v1/leaks', '/api/v1/gc', '/api/v1/gc/pauses', '/api/v1/fatal',
     '/api/v1/healthz', '/api/v1/nope', '/api/v1/goroutines/', '/api/v1//goroutines', '/metrics', '/api/v1/openapi.json', '/api/v1/ingest', '/api/v1/stream', '/%', '/api/v1/goroutines/%zz'];
-  const keys = ['node', 'pid', 'state', 'waitReason', 'createdBy', 'minBlockedNs', 'since', 'until', 'limit', 'cursor', 'by', 'peer', 'errorsOnly', 'kind', 'x', '', '__proto__', 'constructor', 'limit[]', 'pid[0]'];
+  const keys = ['node', 'pid', 'state', 'waitReason', 'createdBy', 'minBlockedNs', 'since', 'until', 'limit', 'cursor', 'by', 'peer', 'errorsOnly', 'kind', 'minCount', 'suspect', 'gc', 'minDurationNs', 'errorKind', 'x', '', '__proto__', 'constructor', 'limit[]', 'pid[0]'];
   const values = ['', '0', '-1', '1', '100', '1001', '1e400', '9007199254740993', 'NaN', 'Infinity', 'true', 'false', 'waiting', 'nonsense', 'waitReason', 'createdBy',
-    'main.go:12', '%00', '%ff', '%', 'a'.repeat(5000), '[]', '{}', '1.5', '0x10', '10.0.0.2:5432', '[::1]:80', "'; DROP TABLE goroutines; --", '🙂'];
+    'main.go:12', 'growing-live', 'panic', 'fatal%20error', '%00', '%ff', '%', 'a'.repeat(5000), '[]', '{}', '1.5', '0x10', '10.0.0.2:5432', '[::1]:80', "'; DROP TABLE goroutines; --", '🙂'];
   const tokens = [...Array(12).fill(API_TOKEN), null, 'wrong', INGEST_TOKEN, `${API_TOKEN} extra`];
   let statuses: Record<number, number> = {};
   const one = async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startCollector, type Collector, type CollectorOptions } from '../../collector/src/server.ts';
 import type {
-  AgentRecord, CollectorMessage, ConnectionRecord, GoroutineRecord, ProcessRecord, WindowRecord,
+  AgentRecord, CollectorMessage, ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, ProcessRecord, WindowRecord,
 } from '../../collector/src/protocol/records.ts';
 
 export const INGEST_TOKEN = 'ingest-token-0123456789abcdef';
@@ -114,6 +114,25 @@ export function win(pid: number, from: number, o: Partial<WindowRecord> = {}): W
   return {
     kind: 'window', pid, from: T0 + from, to: T0 + from + 1000, probes: ['newproc', 'goexit'], created: 10, parked: 20,
     readied: 20, exited: 5, lost: 0, ...o,
+  };
+}
+
+export function leak(pid: number, line: number, o: Partial<LeakRecord> = {}): LeakRecord {
+  return {
+    kind: 'leak', pid, suspect: 'growing-live', createdBy: { function: 'main.serve', file: '/src/main.go', line },
+    startFunction: 'main.worker', waitReason: 'chan receive', count: 500, growthPerMinute: 50, oldestAgeMs: 600_000,
+    since: T0, observedAt: T0 + 60_000, ...o,
+  };
+}
+
+export function pause(pid: number, at: number, o: Partial<PauseRecord> = {}): PauseRecord {
+  return { kind: 'pause', pid, reason: 'GC mark termination', gc: true, startedAt: T0 + at, durationNs: 100_000, goid: 3, cycle: 1, ...o };
+}
+
+export function fatal(pid: number, o: Partial<FatalRecord> = {}): FatalRecord {
+  return {
+    kind: 'fatal', pid, errorKind: 'fatal error', message: 'concurrent map writes', text: 'fatal error: concurrent map writes',
+    goid: 42, at: T0 + 5_000, ...o,
   };
 }
 

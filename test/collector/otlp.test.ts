@@ -3,7 +3,7 @@
 import t from 'tap';
 import { createServer, type Server } from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { api, conn, gor, proc, T0, TestAgent, testCollector } from './helpers.ts';
+import { api, conn, fatal, gor, pause, proc, T0, TestAgent, testCollector } from './helpers.ts';
 import { goroutineSpanId, processTraceId } from '../../collector/src/otel/ids.ts';
 
 interface Received { url: string; contentType: string; body: any }
@@ -142,5 +142,42 @@ t.test('export failures are counted and do not disturb ingest', async (t) => {
   t.equal(rx.requests[0]?.url, '/custom/traces', 'a full traces URL is used as given');
   t.match((await api(c, '/metrics')).body, /goroscope_collector_export_errors_total 1/);
   t.same(await a.send(2, [gor(10, 6)]), { type: 'ack', seq: 2 });
+  a.close();
+});
+
+t.test('a fatal error is an error span in the process trace; only long pauses are exported', async (t) => {
+  const rx = await receiver(t);
+  const c = await testCollector(t, { otlpEndpoint: rx.url, export: { sampleRatio: 0, scheduledDelayMs: 50, longPauseMs: 10 } });
+  const a = new TestAgent(c.url);
+  await a.hello();
+  const f = fatal(10, { at: T0 + 5_000.5 });
+  await a.send(1, [
+    proc(10), f,
+    pause(10, 0, { durationNs: 10_000_000 }), // exactly the threshold: not exported
+    pause(10, 100, { durationNs: 25_000_000, reason: 'GC sweep termination', cycle: 7 }),
+    pause(10, 200, { durationNs: 50_000, gc: false, reason: 'ReadMemStats', cycle: null }),
+  ]);
+  await a.send(2, [f]); // re-sent: no second span
+  await c.flushExport();
+  const spans = spansOf(rx.requests);
+  t.same(spans.map((s) => s.name).sort(), ['gc stop-the-world', 'go fatal error']);
+  const traceId = processTraceId('node-a', 10, 1010);
+  t.ok(spans.every((s) => s.traceId === traceId), 'in the process trace');
+
+  const fs = spans.find((s) => s.name === 'go fatal error');
+  t.same(fs.status, { code: 2, message: 'fatal error: concurrent map writes' });
+  t.equal(fs.parentSpanId, goroutineSpanId('node-a', 10, 1010, 42), 'child of the goroutine that died');
+  t.equal(fs.startTimeUnixNano, String(BigInt(T0 + 5_000) * 1_000_000n + 500_000n));
+  t.equal(fs.endTimeUnixNano, fs.startTimeUnixNano);
+  t.match(fs.attributes, { 'goroscope.goid': 42, 'error.type': 'fatal error', 'exception.message': 'concurrent map writes' });
+  t.match(fs.resource, { 'k8s.pod.name': 'pod-10', 'process.pid': 10 });
+  t.equal(fs.events.length, 1);
+  t.match(fs.events[0], { name: 'exception', attributes: { 'exception.type': 'fatal error', 'exception.message': 'concurrent map writes', 'goroscope.runtime_text': 'fatal error: concurrent map writes' } });
+
+  const ps = spans.find((s) => s.name === 'gc stop-the-world');
+  t.equal(ps.startTimeUnixNano, String(BigInt(T0 + 100) * 1_000_000n));
+  t.equal(ps.endTimeUnixNano, String(BigInt(T0 + 125) * 1_000_000n), 'spans the pause');
+  t.match(ps.attributes, { 'goroscope.pause.reason': 'GC sweep termination', 'goroscope.pause.gc': true, 'goroscope.gc.cycle': 7, 'goroscope.pause.duration_ns': 25_000_000 });
+  t.match((await api(c, '/metrics')).body, /goroscope_collector_export_spans_total 2/);
   a.close();
 });

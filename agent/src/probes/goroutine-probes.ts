@@ -1,11 +1,14 @@
 // Where each goroutine probe goes in one Go binary, and with which BPF cookie.
 //
 // Site choice (../shared/FACTS.md): a uprobe on an instruction the kernel must single-step costs two traps
-// (~5.5 us here); on a conditional jump, which the kernel emulates, one (~0.9 us). Go's prologue is
-// `CMPQ SP, 16(R14); JBE morestack`: the jump is such a site and every argument register is still intact.
-// When the check fails, morestack re-runs the function from its entry and the jump is hit again; the BPF
-// program evaluates the same comparison and keeps only the hit that goes on (cookie bit "stack check").
+// (~5.5 us here); on one it emulates, one (~0.9 us). Go's prologue is `CMPQ SP, 16(R14); JBE morestack;
+// PUSHQ BP`: every argument register is still intact at the jump and at the push. Kernels that emulate PUSH
+// (6.11+) get the push: past the check, so a hit is always a real call and the program reads nothing to
+// decide. Older kernels get the jump: when the check fails, morestack re-runs the function from its entry
+// and the jump is hit again, so the BPF program evaluates the same comparison and keeps only the hit that
+// goes on (cookie bit "stack check").
 import { GoroutineProbe, probeCookie, type CookieOptions } from '../events/goroutine-event.ts';
+import { release as osRelease } from 'node:os';
 import { findProbeSites, type GoBinary } from '../gobinary/index.ts';
 
 export type GoroutineProbeName = 'create' | 'creator' | 'park' | 'ready' | 'exit';
@@ -17,8 +20,9 @@ export interface ProbeSite {
   symbol: string;
   vaddr: number;
   fileOffset: number;
-  /** 'stack-check-jump' (one trap), 'entry' (fallback), 'ret'. */
-  kind: 'stack-check-jump' | 'entry' | 'ret';
+  /** 'after-stack-check' (the body's first instruction, one trap where the kernel emulates PUSH),
+   * 'stack-check-jump' (one trap, evaluates the check), 'entry' (fallback), 'ret'. */
+  kind: 'after-stack-check' | 'stack-check-jump' | 'entry' | 'ret';
   cookie: CookieOptions;
   probeIndex: number;
 }
@@ -39,11 +43,33 @@ const ENTRY_SPECS: Spec[] = [
 
 export class ProbeSiteError extends Error {}
 
+const PUSH_RBP = 0x55;
+
+/**
+ * Whether the kernel emulates `PUSH %rbp` in a uprobe (Linux 6.11 and later): then the body's first
+ * instruction costs one trap, like the jump, and needs no stack-check evaluation at all: morestack re-runs
+ * the check, never the body's first instruction twice. GOROSCOPE_PROBE_SITE=jump|push overrides.
+ */
+export function kernelEmulatesPush(release = osRelease()): boolean {
+  const forced = process.env.GOROSCOPE_PROBE_SITE;
+  if (forced === 'jump') return false;
+  if (forced === 'push') return true;
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  return m !== null && (Number(m[1]) > 6 || (Number(m[1]) === 6 && Number(m[2]) >= 11));
+}
+
 function entrySite(bin: GoBinary, spec: Spec): ProbeSite {
   const f = bin.func(spec.symbol);
   if (!f) throw new ProbeSiteError(`${bin.path}: ${spec.symbol} not found (Go ${bin.goVersion})`);
   const sites = findProbeSites(bin.elf.read(f.entry, f.end - f.entry), f.entry);
   const sc = sites.stackCheck;
+  if (sc && sc.jump === 'jbe' && kernelEmulatesPush()) {
+    // JBE goes to morestack; falling through means the check passed and the body starts here.
+    const body = sites.boundaries[sites.boundaries.indexOf(sc.jumpAddr) + 1];
+    if (body !== undefined && bin.elf.read(body, 1)[0] === PUSH_RBP) {
+      return { ...spec, vaddr: body, fileOffset: bin.fileOffset(body), kind: 'after-stack-check', cookie: { stackCheck: false } };
+    }
+  }
   if (sc && (sc.compared === 'rsp' || sc.compared === 'r12')) {
     return {
       ...spec,
