@@ -150,16 +150,13 @@ int newproc1_entry(struct pt_regs *ctx)
 	return 0;
 }
 
-/* A RET of runtime.newproc1: RAX holds the new g, its goid, gopc and startpc already set. */
-SEC("uprobe")
-int newproc1_ret(struct pt_regs *ctx)
+static __always_inline int record_create(struct pt_regs *ctx, __u64 newg)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	const struct runtime_layout *l = layout_of(cookie);
 	if (!l)
 		return 0;
 	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_NEWPROC1_RET);
-	__u64 newg = ctx->ax;
 	struct goroutine_event *e = reserve(PROBE_NEWPROC1_RET);
 	if (!e)
 		return 0;
@@ -181,6 +178,21 @@ int newproc1_ret(struct pt_regs *ctx)
 	}
 	submit(e);
 	return 0;
+}
+
+/* The CALL of runtime.runqput in runtime.newproc's closure, right after newproc1 returned: RBX holds the
+ * new g (runqput's second argument). A CALL is emulated by the kernel: one trap, where a RET takes two. */
+SEC("uprobe")
+int newproc_runqput(struct pt_regs *ctx)
+{
+	return record_create(ctx, ctx->bx);
+}
+
+/* A RET of runtime.newproc1 (the fallback site): RAX holds the new g, its goid, gopc and startpc set. */
+SEC("uprobe")
+int newproc1_ret(struct pt_regs *ctx)
+{
+	return record_create(ctx, ctx->ax);
 }
 
 /* runtime.gopark(unlockf, lock, reason waitReason, ...): runs on the goroutine that parks (R14). */

@@ -21,8 +21,9 @@ export interface ProbeSite {
   vaddr: number;
   fileOffset: number;
   /** 'after-stack-check' (the body's first instruction, one trap where the kernel emulates PUSH),
-   * 'stack-check-jump' (one trap, evaluates the check), 'entry' (fallback), 'ret'. */
-  kind: 'after-stack-check' | 'stack-check-jump' | 'entry' | 'ret';
+   * 'stack-check-jump' (one trap, evaluates the check), 'entry' (fallback), 'call' (a CALL instruction:
+   * one trap), 'ret' (two traps). */
+  kind: 'after-stack-check' | 'stack-check-jump' | 'entry' | 'call' | 'ret';
   cookie: CookieOptions;
   probeIndex: number;
 }
@@ -87,6 +88,46 @@ function entrySite(bin: GoBinary, spec: Spec): ProbeSite {
 /** Every probe site for the goroutine lifecycle in this binary. */
 export function planGoroutineProbes(bin: GoBinary, opts: { creatorAtEntry: boolean }): ProbeSite[] {
   const out: ProbeSite[] = ENTRY_SPECS.map((s) => entrySite(bin, s));
+  out.push(...createSites(bin));
+  if (opts.creatorAtEntry) {
+    out.push(entrySite(bin, { probe: 'creator', program: 'newproc1_entry', symbol: 'runtime.newproc1', probeIndex: GoroutineProbe.newproc1Entry }));
+  }
+  return out;
+}
+
+/**
+ * Where a new goroutine is seen. `go f()` runs runtime.newproc, whose system-stack closure calls
+ * newproc1 and then runqput(pp, newg, next): at that CALL (emulated: one trap) RBX holds the new g. Without
+ * that shape, every RET of newproc1 (RAX = the new g; two traps each). The closure is the only caller of
+ * newproc1 but for iter.Pull's coroutines (Go 1.23+), which the CALL site does not see.
+ */
+function createSites(bin: GoBinary): ProbeSite[] {
+  const closure = bin.func('runtime.newproc.func1');
+  const runqput = bin.func('runtime.runqput');
+  const np1 = bin.func('runtime.newproc1');
+  if (closure && runqput && np1) {
+    const code = findProbeSites(bin.elf.read(closure.entry, closure.end - closure.entry), closure.entry);
+    const afterNewproc1 = code.callsTo(np1.entry);
+    const calls = code.callsTo(runqput.entry).filter((c) => afterNewproc1.some((n) => n.addr < c.addr));
+    if (afterNewproc1.length === 1 && calls.length === 1) {
+      const at = calls[0].addr;
+      return [{
+        probe: 'create',
+        program: 'newproc_runqput',
+        symbol: 'runtime.newproc.func1',
+        probeIndex: GoroutineProbe.newproc1Ret,
+        vaddr: at,
+        fileOffset: bin.fileOffset(at),
+        kind: 'call',
+        cookie: { stackCheck: false },
+      }];
+    }
+  }
+  return retSites(bin);
+}
+
+function retSites(bin: GoBinary): ProbeSite[] {
+  const out: ProbeSite[] = [];
   const np = bin.func('runtime.newproc1');
   if (!np) throw new ProbeSiteError(`${bin.path}: runtime.newproc1 not found (Go ${bin.goVersion})`);
   const sites = findProbeSites(bin.elf.read(np.entry, np.end - np.entry), np.entry);
@@ -102,9 +143,6 @@ export function planGoroutineProbes(bin: GoBinary, opts: { creatorAtEntry: boole
       kind: 'ret',
       cookie: { stackCheck: false },
     });
-  }
-  if (opts.creatorAtEntry) {
-    out.push(entrySite(bin, { probe: 'creator', program: 'newproc1_entry', symbol: 'runtime.newproc1', probeIndex: GoroutineProbe.newproc1Entry }));
   }
   return out;
 }
