@@ -30,13 +30,14 @@ export function defineCollectorOptions(cmd: Command): Command {
     .option('--export-long-lived <ms>', 'export goroutines/connections that lived at least this long', positiveNumber('--export-long-lived'), 10_000)
     .option('--export-long-blocked <ms>', 'export goroutines blocked at least this long in total', positiveNumber('--export-long-blocked'), 1_000)
     .option('--export-sample <ratio>', 'fraction of other finished goroutines/connections to export', ratio, 0.001)
+    .option('--export-long-pause <ms>', 'export stop-the-world pauses longer than this', positiveNumber('--export-long-pause'), 10)
     .option('--sync-full', 'fsync every commit, so acked batches survive power loss')
     .option('--log', 'log requests and errors as JSON to stdout');
 }
 
 interface ParsedOptions {
   listen: string; db: string; otlpEndpoint?: string; auth: boolean; retentionMaxAge?: number; retentionMaxBytes?: number;
-  exportLongLived: number; exportLongBlocked: number; exportSample: number; syncFull?: boolean; log?: boolean;
+  exportLongLived: number; exportLongBlocked: number; exportSample: number; exportLongPause: number; syncFull?: boolean; log?: boolean;
 }
 
 export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = process.env): CollectorOptions {
@@ -47,7 +48,7 @@ export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = 
     apiToken: env.GOROSCOPE_API_TOKEN || undefined,
     noAuth: o.auth === false,
     otlpEndpoint: o.otlpEndpoint,
-    export: { longLivedMs: o.exportLongLived, longBlockedMs: o.exportLongBlocked, sampleRatio: o.exportSample },
+    export: { longLivedMs: o.exportLongLived, longBlockedMs: o.exportLongBlocked, sampleRatio: o.exportSample, longPauseMs: o.exportLongPause },
     retention: {
       maxAgeMs: o.retentionMaxAge !== undefined ? o.retentionMaxAge * 3_600_000 : undefined,
       maxBytes: o.retentionMaxBytes,

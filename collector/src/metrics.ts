@@ -1,6 +1,7 @@
 // Prometheus metrics about the collector itself, in a registry of its own so
 // several collectors (tests) can live in one process.
 import { Counter, Gauge, Registry } from 'prom-client';
+import { recordKinds } from './protocol/schema.ts';
 
 export type CollectorMetrics = ReturnType<typeof createMetrics>;
 
@@ -29,5 +30,7 @@ export function createMetrics(dbSizeBytes: () => number) {
     streamDropped: new Counter({ name: 'goroscope_collector_stream_dropped_total', help: 'Live-stream records dropped for slow subscribers.', registers: [registry] }),
     retentionDeleted: new Counter({ name: 'goroscope_collector_retention_deleted_rows_total', help: 'Rows deleted by retention.', registers: [registry] }),
   };
+  // Every kind shows up from the start, so rate() over a kind not yet seen is 0, not absent.
+  for (const kind of recordKinds) m.ingestRecords.inc({ kind }, 0);
   return m;
 }

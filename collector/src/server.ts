@@ -24,6 +24,7 @@ import { healthRoutes } from './api/health.ts';
 import { inventoryRoutes } from './api/inventory.ts';
 import { goroutineRoutes } from './api/goroutines.ts';
 import { connectionRoutes } from './api/connections.ts';
+import { runtimeRoutes } from './api/runtime.ts';
 
 export interface CollectorOptions {
   /** host:port; port 0 picks a free port. */
@@ -136,10 +137,21 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
 
   const ctx: ApiContext = { db, reader, connectedAgents: () => ingest.agents, isShuttingDown: () => shuttingDown };
   await app.register(async (api) => {
+    // ajv's type coercion turns "Infinity" and "1e400" into Infinity and lets it past minimum/maximum.
+    api.addHook('preHandler', async (req) => {
+      const q = req.query as Record<string, unknown> | undefined;
+      if (!q || typeof q !== 'object') return;
+      for (const [key, v] of Object.entries(q)) {
+        if (typeof v === 'number' && !Number.isFinite(v)) {
+          throw Object.assign(new Error(`querystring/${key.slice(0, 64)} must be a finite number`), { statusCode: 400 });
+        }
+      }
+    });
     await api.register(healthRoutes, ctx);
     await api.register(inventoryRoutes, ctx);
     await api.register(goroutineRoutes, ctx);
     await api.register(connectionRoutes, ctx);
+    await api.register(runtimeRoutes, ctx);
     api.get('/openapi.json', { schema: { hide: true, response: { 200: { type: 'object', additionalProperties: true } } } }, async () => app.swagger());
     // Plain GETs on the WebSocket paths get a hint instead of a 404.
     for (const path of ['/ingest', '/stream']) {

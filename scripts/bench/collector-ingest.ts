@@ -25,6 +25,9 @@ const { values: args } = parseArgs({
     /** Reuse <dir>/query.db from an earlier run instead of building it again. */
     'reuse-db': { type: 'boolean', default: false },
     'skip-ingest': { type: 'boolean', default: false },
+    'skip-query': { type: 'boolean', default: false },
+    /** Write a CPU profile of the collector (ingest phase) into this directory. */
+    profile: { type: 'string' },
   },
 });
 const ROWS = Number(args.rows);
@@ -61,8 +64,8 @@ function goroutine(pid: number, goid: number, i: number): GoroutineRecord {
   };
 }
 
-function startCollector(db: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'collector/src/cli-main.ts', '--listen', '127.0.0.1:0', '--db', db], {
+function startCollector(db: string, nodeArgs: string[] = []): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'collector/src/cli-main.ts', '--listen', '127.0.0.1:0', '--db', db], {
     env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN, GOROSCOPE_API_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
@@ -84,7 +87,7 @@ async function stopCollector(c: { child: ChildProcess }): Promise<void> {
 /** Each agent keeps a few batches in flight, as a real agent with an ack window would. */
 async function ingestPhase(): Promise<Record<string, number>> {
   const db = join(dir, 'ingest.db');
-  const c = await startCollector(db);
+  const c = await startCollector(db, args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : []);
   const deadline = Date.now() + INGEST_SECONDS * 1000;
   let records = 0;
   let batches = 0;
@@ -138,10 +141,17 @@ function buildDatabase(file: string): Record<string, number> {
   const PROCESSES = 50;
   db.transaction(() => {
     for (let p = 0; p < PROCESSES; p++) writer.writeRecord(`node-${p % 5}`, processRecord(1000 + p));
+    // One node's records at a time, in agent-sized batches.
+    const batches = new Map<string, GoroutineRecord[]>();
     for (let i = 0; i < ROWS; i++) {
       const p = i % PROCESSES;
-      writer.writeRecord(`node-${p % 5}`, goroutine(1000 + p, Math.floor(i / PROCESSES) + 1, i));
+      const node = `node-${p % 5}`;
+      let b = batches.get(node);
+      if (!b) batches.set(node, (b = []));
+      b.push(goroutine(1000 + p, Math.floor(i / PROCESSES) + 1, i));
+      if (b.length === 1000) { writer.writeRecords(node, b); batches.set(node, []); }
     }
+    for (const [node, b] of batches) writer.writeRecords(node, b);
   })();
   db.pragma('wal_checkpoint(TRUNCATE)');
   db.exec('ANALYZE');
@@ -200,6 +210,6 @@ async function queryPhase(): Promise<Record<string, unknown>> {
 }
 
 const ingest = args['skip-ingest'] ? {} : await ingestPhase();
-const query = await queryPhase();
+const query = args['skip-query'] ? {} : await queryPhase();
 console.log(JSON.stringify({ ingest, query, cpus: (await import('node:os')).cpus().length, node: process.version }, null, 2));
 if (!args.dir) rmSync(dir, { recursive: true, force: true });

@@ -86,7 +86,7 @@ export class TcpTracer {
 
   constructor(opts: TcpTracerOptions = {}) {
     this.opts = {
-      ringBytes: opts.ringBytes ?? 8 << 20,
+      ringBytes: opts.ringBytes ?? 4 << 20,
       wakeupBytes: opts.wakeupBytes ?? 256 << 10,
       pollMs: opts.pollMs ?? 10,
       maxOwners: opts.maxOwners ?? 65536,

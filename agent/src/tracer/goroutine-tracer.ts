@@ -22,8 +22,7 @@ import { monoNowNs } from './clock.ts';
 export interface TracerOptions {
   /** Bytes of the goroutine ring buffer (a power of two, a multiple of the page size). */
   ringBytes?: number;
-  /** The BPF side wakes the reader only when this much is waiting; the reader also drains every pollMs. */
-  wakeupBytes?: number;
+  /** The reader drains the ring buffer every pollMs (the BPF side never wakes it). */
   pollMs?: number;
   maxGoroutinesPerProcess?: number;
 }
@@ -110,17 +109,11 @@ export class GoroutineTracer {
 
   constructor(opts: TracerOptions = {}) {
     this.opts = {
-      ringBytes: opts.ringBytes ?? 16 << 20,
-      wakeupBytes: opts.wakeupBytes ?? 1 << 20,
+      ringBytes: opts.ringBytes ?? 4 << 20,
       pollMs: opts.pollMs ?? 10,
       maxGoroutinesPerProcess: opts.maxGoroutinesPerProcess ?? 2_000_000,
     };
-    const wake = Buffer.alloc(8);
-    wake.writeBigUInt64LE(BigInt(this.opts.wakeupBytes));
-    this.bpf = openBpfObject('goroutines', {
-      ringSizes: { goroutine_events: this.opts.ringBytes },
-      globals: { wakeup_bytes: wake },
-    });
+    this.bpf = openBpfObject('goroutines', { ringSizes: { goroutine_events: this.opts.ringBytes } });
   }
 
   /** Starts draining the ring buffer; batches are applied to the tables as they arrive. */

@@ -154,3 +154,79 @@ export const nodeItem = {
     connected: { type: 'boolean' },
   },
 };
+
+/** Which process a leak, pause summary or fatal error belongs to. */
+const processRef = {
+  node: { type: 'string' },
+  pid: { type: 'integer' },
+  processStartTime: nullable('integer', { description: 'null while only other records of the process have arrived' }),
+  exe: nullable('string'),
+};
+
+export const leakItem = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    ...processRef,
+    suspect: { type: 'string', enum: ['growing-live', 'growing-creation-rate'] },
+    createdBy: codeLocation,
+    startFunction: nullable('string'),
+    waitReason: nullable('string'),
+    count: { type: 'number', description: 'Goroutines in the group (growing-live) or creations per minute (growing-creation-rate), as last reported.' },
+    growthPerMinute: { type: 'number', description: 'Change of count per minute, as last reported.' },
+    oldestAgeMs: { type: 'number' },
+    since: { type: 'number', description: 'When the agent first saw the group.' },
+    firstSeenAt: { type: 'number', description: 'observedAt of the first report stored.' },
+    lastSeenAt: { type: 'number', description: 'observedAt of the latest report stored.' },
+  },
+};
+
+export const gcItem = {
+  type: 'object',
+  properties: {
+    ...processRef,
+    pauses: { type: 'integer', description: 'Stop-the-world pauses in the range.' },
+    gcPauses: { type: 'integer', description: 'Of those, pauses of the garbage collector.' },
+    gcCycles: { type: 'integer', description: 'Distinct GC cycles the GC pauses belong to (where the agent knew the cycle).' },
+    totalNs: { type: 'integer' },
+    p50Ns: { type: 'integer' },
+    p90Ns: { type: 'integer' },
+    p99Ns: { type: 'integer' },
+    maxNs: { type: 'integer' },
+    firstAt: { type: 'number' },
+    lastAt: { type: 'number' },
+  },
+};
+
+export const pauseItem = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    node: { type: 'string' },
+    pid: { type: 'integer' },
+    reason: { type: 'string' },
+    gc: { type: 'boolean' },
+    startedAt: { type: 'number' },
+    durationNs: { type: 'integer' },
+    goid: { type: 'integer' },
+    cycle: nullable('integer'),
+  },
+};
+
+export const fatalItem = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    ...processRef,
+    goVersion: nullable('string'),
+    containerId: nullable('string'),
+    pod: processItem.properties.pod,
+    errorKind: { type: 'string', enum: ['fatal error', 'panic'] },
+    message: { type: 'string' },
+    text: { type: 'string', description: 'The first line the runtime printed.' },
+    goid: { type: 'integer' },
+    at: { type: 'number' },
+    processExitedAt: nullable('number'),
+    receivedAt: { type: 'number' },
+  },
+};

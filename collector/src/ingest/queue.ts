@@ -80,17 +80,17 @@ export class IngestQueue {
     this.metrics.ingestInFlight.set(0);
 
     const stored: PendingBatch[] = [];
-    const kinds = { process: 0, goroutine: 0, connection: 0, window: 0 };
+    const kinds = new Map<AgentRecord['kind'], number>();
     group.forEach((b, i) => {
       const r = results[i];
       if (r === 'stored') {
         stored.push(b);
-        for (const rec of b.records) kinds[rec.kind]++;
+        for (const rec of b.records) kinds.set(rec.kind, (kinds.get(rec.kind) ?? 0) + 1);
       }
       this.metrics.ingestBatches.inc({ result: r instanceof Error ? 'failed' : r });
       b.done(r);
     });
-    for (const [kind, n] of Object.entries(kinds)) if (n) this.metrics.ingestRecords.inc({ kind }, n);
+    for (const [kind, n] of kinds) this.metrics.ingestRecords.inc({ kind }, n);
     if (stored.length) this.onCommitted(stored);
 
     if (this.queue.length) this.schedule();

@@ -7,7 +7,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import type { AgentRecord, ConnectionRecord, GoroutineRecord } from '../protocol/records.ts';
 import type { CollectorMetrics } from '../metrics.ts';
 import { sampleFraction } from './ids.ts';
-import { connectionSpan, goroutineSpan, processResource, type ProcessInfo } from './spans.ts';
+import { connectionSpan, fatalSpan, goroutineSpan, pauseSpan, processResource, type ProcessInfo } from './spans.ts';
 
 export interface ExportOptions {
   /** Export goroutines and connections that lived at least this long. Default 10 s. */
@@ -18,6 +18,8 @@ export interface ExportOptions {
   failedConnections?: boolean;
   /** Fraction of all other finished goroutines and connections to export. Default 0.001. */
   sampleRatio?: number;
+  /** Export stop-the-world pauses longer than this; shorter ones are too many to be worth a span. Default 10 ms. */
+  longPauseMs?: number;
   /** Include runtime-internal goroutines. Default false. */
   includeSystem?: boolean;
   /** Extra HTTP headers for the OTLP endpoint, e.g. authorization. */
@@ -88,6 +90,7 @@ export class SpanExport {
       longBlockedMs: opts.longBlockedMs ?? 1_000,
       failedConnections: opts.failedConnections ?? true,
       sampleRatio: opts.sampleRatio ?? 0.001,
+      longPauseMs: opts.longPauseMs ?? 10,
       includeSystem: opts.includeSystem ?? false,
       maxQueueSize: opts.maxQueueSize ?? 8192,
       scheduledDelayMs: opts.scheduledDelayMs ?? 1000,
@@ -120,6 +123,16 @@ export class SpanExport {
   /** Called with each committed batch's records. */
   onRecords(node: string, records: AgentRecord[]): void {
     for (const r of records) {
+      if (r.kind === 'fatal' || (r.kind === 'pause' && r.durationNs > this.o.longPauseMs * 1e6)) {
+        const p = this.processInfo(node, r.pid);
+        if (!p) continue;
+        const span = r.kind === 'fatal' ? fatalSpan(r, p, this.resource(p)) : pauseSpan(r, p, this.resource(p));
+        const id = span.spanContext().spanId;
+        if (this.exported.has(id)) continue;
+        this.remember(id);
+        this.processor.onEnd(span);
+        continue;
+      }
       if (r.kind !== 'goroutine' && r.kind !== 'connection') continue;
       // Cheap pre-check before looking up the process.
       if (r.kind === 'goroutine' && r.exitedAt === null) continue;

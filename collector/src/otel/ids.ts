@@ -18,5 +18,11 @@ export const goroutineSpanId = (node: string, pid: number, startTime: number, go
 export const connectionSpanId = (node: string, pid: number, startTime: number, local: string, localPort: number, peer: string, peerPort: number, openedAt: number | null) =>
   hex(8, 'connection', node, pid, startTime, local, localPort, peer, peerPort, openedAt ?? 0);
 
+export const fatalSpanId = (node: string, pid: number, startTime: number, goid: number, at: number) =>
+  hex(8, 'fatal', node, pid, startTime, goid, at);
+
+export const pauseSpanId = (node: string, pid: number, startTime: number, startedAt: number) =>
+  hex(8, 'pause', node, pid, startTime, startedAt);
+
 /** A fraction in [0, 1) from a span id, so sampling is the same on every collector replica and re-send. */
 export const sampleFraction = (spanId: string) => parseInt(spanId.slice(0, 8), 16) / 2 ** 32;

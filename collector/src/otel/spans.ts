@@ -4,8 +4,8 @@ import { basename } from 'node:path';
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime, type SpanContext } from '@opentelemetry/api';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import type { ConnectionRecord, GoroutineRecord } from '../protocol/records.ts';
-import { connectionSpanId, goroutineSpanId, processTraceId } from './ids.ts';
+import type { ConnectionRecord, FatalRecord, GoroutineRecord, PauseRecord } from '../protocol/records.ts';
+import { connectionSpanId, fatalSpanId, goroutineSpanId, pauseSpanId, processTraceId } from './ids.ts';
 
 /** What the store knows about the process a record belongs to. */
 export interface ProcessInfo {
@@ -166,6 +166,57 @@ export function connectionSpan(c: ConnectionRecord, p: ProcessInfo, resource: Re
     end: c.closedAt ?? c.observedAt,
     attributes,
     status: c.error !== null ? { code: SpanStatusCode.ERROR, message: c.error } : undefined,
+    resource,
+  });
+}
+
+/**
+ * A fatal error or fatal panic as a zero-length span with error status and an `exception` event,
+ * child of the goroutine that died, in the process's trace.
+ */
+export function fatalSpan(f: FatalRecord, p: ProcessInfo, resource: Resource): ReadableSpan {
+  const traceId = processTraceId(p.node, p.pid, p.startTime);
+  const attributes: Attributes = {
+    'goroscope.goid': f.goid,
+    'error.type': f.errorKind,
+    'exception.type': f.errorKind,
+    'exception.message': f.message,
+  };
+  return finishedSpan({
+    name: f.errorKind === 'panic' ? 'go panic' : 'go fatal error',
+    kind: SpanKind.INTERNAL,
+    context: ctx(traceId, fatalSpanId(p.node, p.pid, p.startTime, f.goid, f.at)),
+    parent: f.goid > 0 ? ctx(traceId, goroutineSpanId(p.node, p.pid, p.startTime, f.goid)) : undefined,
+    start: f.at,
+    end: f.at,
+    attributes,
+    events: [{
+      name: 'exception',
+      time: msToHrTime(f.at),
+      attributes: { 'exception.type': f.errorKind, 'exception.message': f.message, 'goroscope.runtime_text': f.text },
+    }],
+    status: { code: SpanStatusCode.ERROR, message: f.text || f.message },
+    resource,
+  });
+}
+
+/** A long stop-the-world pause as a span over the pause, a root span in the process's trace. */
+export function pauseSpan(r: PauseRecord, p: ProcessInfo, resource: Resource): ReadableSpan {
+  const traceId = processTraceId(p.node, p.pid, p.startTime);
+  const attributes: Attributes = {
+    'goroscope.pause.reason': r.reason,
+    'goroscope.pause.gc': r.gc,
+    'goroscope.pause.duration_ns': r.durationNs,
+    'goroscope.goid': r.goid,
+  };
+  if (r.cycle !== null) attributes['goroscope.gc.cycle'] = r.cycle;
+  return finishedSpan({
+    name: r.gc ? 'gc stop-the-world' : 'stop-the-world',
+    kind: SpanKind.INTERNAL,
+    context: ctx(traceId, pauseSpanId(p.node, p.pid, p.startTime, r.startedAt)),
+    start: r.startedAt,
+    end: r.startedAt + r.durationNs / 1e6,
+    attributes,
     resource,
   });
 }

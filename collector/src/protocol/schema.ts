@@ -111,6 +111,51 @@ export const windowRecordSchema = record('window', {
   lost: count,
 });
 
+export const leakSuspects = ['growing-live', 'growing-creation-rate'] as const;
+
+export const leakRecordSchema = record('leak', {
+  pid,
+  suspect: { enum: [...leakSuspects] },
+  createdBy: codeLocation,
+  startFunction: nullable(str(4096)),
+  waitReason: nullable(str(128)),
+  // Creations per minute for growing-creation-rate suspects: not always a whole number.
+  count: { type: 'number', minimum: 0, maximum: MAX_COUNT },
+  growthPerMinute: { type: 'number', minimum: 0, maximum: MAX_COUNT },
+  oldestAgeMs: { type: 'number', minimum: 0, maximum: MAX_TIME_MS },
+  since: time,
+  observedAt: time,
+});
+
+export const pauseRecordSchema = record('pause', {
+  pid,
+  reason: str(128, 1),
+  gc: bool,
+  startedAt: time,
+  // An hour: a longer stop-the-world is a corrupt record, not a pause.
+  durationNs: { type: 'integer', minimum: 0, maximum: 3_600_000_000_000 },
+  goid: count,
+  cycle: nullable(count),
+});
+
+export const fatalErrorKinds = ['fatal error', 'panic'] as const;
+
+export const fatalRecordSchema = record('fatal', {
+  pid,
+  errorKind: { enum: [...fatalErrorKinds] },
+  message: str(4096),
+  text: str(4096),
+  goid: count,
+  at: time,
+});
+
+/** Every record schema, in the order error messages list the kinds. */
+export const recordSchemas = [
+  processRecordSchema, goroutineRecordSchema, connectionRecordSchema, windowRecordSchema,
+  leakRecordSchema, pauseRecordSchema, fatalRecordSchema,
+];
+export const recordKinds = recordSchemas.map((s) => s.properties.kind.const);
+
 const agentId = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } as const;
 
 export const helloMessageSchema = {
@@ -142,7 +187,7 @@ export const batchMessageSchema = {
         required: ['kind'],
         // The discriminator makes ajv report errors of the matching record kind only.
         discriminator: { propertyName: 'kind' },
-        oneOf: [processRecordSchema, goroutineRecordSchema, connectionRecordSchema, windowRecordSchema],
+        oneOf: recordSchemas,
       },
     },
   },

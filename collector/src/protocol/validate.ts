@@ -1,7 +1,7 @@
 // Compiled validators for agent messages, with error texts an agent author can act on.
 import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
 import type { BatchMessage, HelloMessage } from './records.ts';
-import { batchMessageSchema, helloMessageSchema } from './schema.ts';
+import { batchMessageSchema, helloMessageSchema, recordKinds } from './schema.ts';
 
 // ajv ships CommonJS with a default export; under NodeNext the class sits on .default.
 const Ajv = (AjvModule.default ?? AjvModule) as typeof AjvModule.default;
@@ -18,7 +18,7 @@ export function describeAjvError(errors: ErrorObject[] | null | undefined): stri
   if (e.keyword === 'additionalProperties') return `${where}: unknown field '${String(p.additionalProperty)}'`;
   if (e.keyword === 'enum') return `${where}: must be one of ${JSON.stringify(p.allowedValues)}`;
   if (e.keyword === 'const') return `${where}: must be ${JSON.stringify(p.allowedValue)}`;
-  if (e.keyword === 'discriminator') return `${where}: 'kind' must be one of "process", "goroutine", "connection", "window"`;
+  if (e.keyword === 'discriminator') return `${where}: 'kind' must be one of ${recordKinds.map((k) => JSON.stringify(k)).join(', ')}`;
   return `${where}: ${e.message ?? e.keyword}`;
 }
 

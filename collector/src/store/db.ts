@@ -19,6 +19,12 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Database {
   db.pragma('busy_timeout = 5000');
   db.pragma('cache_size = -65536'); // 64 MiB
   db.pragma('temp_store = MEMORY');
+  // Checkpoint every ~40 MiB of WAL instead of SQLite's 4 MiB: index pages that every batch touches
+  // are copied into the database file once per checkpoint, so fewer checkpoints mean much less
+  // writing (20-40% more inserts/s in scripts/bench/collector-store.ts). The WAL file is cut back
+  // to 64 MiB after a checkpoint so it does not keep its largest size.
+  db.pragma('wal_autocheckpoint = 10000');
+  db.pragma('journal_size_limit = 67108864');
   migrate(db);
   return db;
 }

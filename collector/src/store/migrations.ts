@@ -123,6 +123,116 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX ingested_batches_received ON ingested_batches(received_at);
     `,
   },
+  {
+    version: 2,
+    name: 'leak suspects, stop-the-world pauses, fatal errors',
+    sql: `
+      -- One row per (process, suspect kind, creation site, start function), upserted while the agent
+      -- re-sends it. The unique index is on expressions because a site or start function may be NULL
+      -- and NULLs never conflict in a plain UNIQUE constraint.
+      CREATE TABLE leak_suspects (
+        id                  INTEGER PRIMARY KEY,
+        process_id          INTEGER NOT NULL REFERENCES processes(id),
+        suspect             TEXT NOT NULL,
+        created_by_function TEXT,
+        created_by_file     TEXT,
+        created_by_line     INTEGER,
+        start_function      TEXT,
+        wait_reason         TEXT,
+        count               REAL NOT NULL,
+        growth_per_minute   REAL NOT NULL,
+        oldest_age_ms       REAL NOT NULL,
+        since               REAL NOT NULL,
+        first_seen_at       REAL NOT NULL,
+        last_seen_at        REAL NOT NULL
+      );
+      CREATE UNIQUE INDEX leak_suspects_key ON leak_suspects(process_id, suspect,
+        coalesce(created_by_function, ''), coalesce(created_by_file, ''), coalesce(created_by_line, -1),
+        coalesce(start_function, ''));
+      CREATE INDEX leak_suspects_growth ON leak_suspects(growth_per_minute);
+      CREATE INDEX leak_suspects_last_seen ON leak_suspects(last_seen_at);
+
+      -- One row per stop-the-world pause. Two pauses of one process cannot start at the same instant,
+      -- so (process, start) names a pause across re-sends.
+      CREATE TABLE pauses (
+        id          INTEGER PRIMARY KEY,
+        process_id  INTEGER NOT NULL REFERENCES processes(id),
+        started_at  REAL NOT NULL,
+        duration_ns INTEGER NOT NULL,
+        reason      TEXT NOT NULL,
+        gc          INTEGER NOT NULL,
+        goid        INTEGER NOT NULL,
+        cycle       INTEGER,
+        UNIQUE (process_id, started_at)
+      );
+      -- Newest-first paging within a process (orders by rowid), and age retention.
+      CREATE INDEX pauses_process ON pauses(process_id);
+      CREATE INDEX pauses_started_at ON pauses(started_at);
+
+      -- Fatal errors outlive their process: its row is kept while one refers to it (see retention).
+      CREATE TABLE fatal_errors (
+        id          INTEGER PRIMARY KEY,
+        process_id  INTEGER NOT NULL REFERENCES processes(id),
+        error_kind  TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        goid        INTEGER NOT NULL,
+        at          REAL NOT NULL,
+        received_at REAL NOT NULL,
+        UNIQUE (process_id, at, goid)
+      );
+      CREATE INDEX fatal_errors_at ON fatal_errors(at);
+    `,
+  },
+  {
+    version: 3,
+    name: 'goroutine counts per wait reason and per creation site, kept by triggers',
+    sql: `
+      -- /goroutines/summary without filters other than node/pid reads these instead of every goroutine.
+      -- They equal GROUP BY over goroutines: StoreWriter adds what each insert and update changes
+      -- (once per batch and group; a trigger per row cost a third of ingest throughput), and a
+      -- trigger subtracts what a delete (retention) removes.
+      -- Keys: a NULL wait reason or site is stored as 0 (-1 for the line) in untyped key columns, so
+      -- the key can be a WITHOUT ROWID primary key (one b-tree per table) and no real text collides
+      -- with "none" (an integer never equals a text).
+      CREATE TABLE goroutine_wait_groups (
+        process_id INTEGER NOT NULL,
+        wait_key   NOT NULL,
+        goroutines INTEGER NOT NULL,
+        live       INTEGER NOT NULL,
+        blocked_ns INTEGER NOT NULL,
+        PRIMARY KEY (process_id, wait_key)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE goroutine_site_groups (
+        process_id   INTEGER NOT NULL,
+        function_key NOT NULL,
+        file_key     NOT NULL,
+        line_key     NOT NULL,
+        goroutines   INTEGER NOT NULL,
+        live         INTEGER NOT NULL,
+        blocked_ns   INTEGER NOT NULL,
+        PRIMARY KEY (process_id, function_key, file_key, line_key)
+      ) WITHOUT ROWID;
+
+      INSERT INTO goroutine_wait_groups (process_id, wait_key, goroutines, live, blocked_ns)
+        SELECT process_id, coalesce(wait_reason, 0), count(*), sum(exited_at IS NULL), CAST(total(blocked_ns) AS INTEGER)
+        FROM goroutines GROUP BY process_id, wait_reason;
+      INSERT INTO goroutine_site_groups (process_id, function_key, file_key, line_key, goroutines, live, blocked_ns)
+        SELECT process_id, coalesce(created_by_function, 0), coalesce(created_by_file, 0), coalesce(created_by_line, -1),
+          count(*), sum(exited_at IS NULL), CAST(total(blocked_ns) AS INTEGER)
+        FROM goroutines GROUP BY process_id, created_by_function, created_by_file, created_by_line;
+
+      -- Deletes come in retention chunks; a trigger is cheap enough there.
+      CREATE TRIGGER goroutines_groups_delete AFTER DELETE ON goroutines BEGIN
+        UPDATE goroutine_wait_groups SET goroutines = goroutines - 1, live = live - (old.exited_at IS NULL), blocked_ns = blocked_ns - old.blocked_ns
+          WHERE process_id = old.process_id AND wait_key = coalesce(old.wait_reason, 0);
+        UPDATE goroutine_site_groups SET goroutines = goroutines - 1, live = live - (old.exited_at IS NULL), blocked_ns = blocked_ns - old.blocked_ns
+          WHERE process_id = old.process_id AND function_key = coalesce(old.created_by_function, 0)
+            AND file_key = coalesce(old.created_by_file, 0) AND line_key = coalesce(old.created_by_line, -1);
+      END;
+    `,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

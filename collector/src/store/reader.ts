@@ -21,6 +21,26 @@ export interface ConnectionQuery extends ProcessFilter, TimeRange, Paging {
   errorsOnly?: boolean;
 }
 
+export interface LeakQuery extends ProcessFilter, TimeRange {
+  createdBy?: string;
+  minCount?: number;
+  suspect?: string;
+  limit: number;
+}
+
+export interface GcQuery extends ProcessFilter, TimeRange, Paging {
+  /** Only pauses of the garbage collector (true) or only others (false); both when absent. */
+  gc?: boolean;
+}
+
+export interface PauseQuery extends GcQuery {
+  minDurationNs?: number;
+}
+
+export interface FatalQuery extends ProcessFilter, TimeRange, Paging {
+  errorKind?: string;
+}
+
 /** A bad cursor is the client's fault; the API layer turns this into a 400. */
 export class BadQueryError extends Error {}
 
@@ -182,20 +202,38 @@ export class StoreReader {
 
   /** Goroutine counts and blocked time grouped by current wait reason or by creation site. */
   goroutineSummary(q: Omit<GoroutineQuery, 'limit' | 'cursor'> & { by: 'waitReason' | 'createdBy'; limit: number }) {
-    const w = this.goroutineWhere(q);
+    // Filtered by node/pid at most: the per-group counts that triggers keep (migration 3) answer
+    // without reading a goroutine row. Any other filter needs the rows themselves.
+    const rollup = q.state === undefined && q.waitReason === undefined && q.createdBy === undefined &&
+      q.minBlockedNs === undefined && q.since === undefined && q.until === undefined;
+    // total(), not sum(): a sum of huge blocked times must not fail with an integer overflow.
     if (q.by === 'waitReason') {
-      const rows = this.stmt(`SELECT g.wait_reason AS key, count(*) AS goroutines, sum(g.blocked_ns) AS blockedNs,
-          sum(g.exited_at IS NULL) AS live
-        FROM goroutines g ${w.sql()} GROUP BY g.wait_reason ORDER BY goroutines DESC LIMIT ?`).all(...w.params, q.limit) as any[];
-      return rows.map((r) => ({ waitReason: r.key, goroutines: r.goroutines, live: r.live, blockedNs: r.blockedNs ?? 0 }));
+      const rows = (rollup
+        ? this.rollupRows('goroutine_wait_groups', 'nullif(x.wait_key, 0) AS key', 'x.wait_key', q)
+        : this.groupRows('g.wait_reason AS key', 'g.wait_reason', q)) as any[];
+      return rows.map((r) => ({ waitReason: r.key, goroutines: r.goroutines, live: r.live, blockedNs: Math.round(r.blockedNs) }));
     }
-    const rows = this.stmt(`SELECT g.created_by_function AS fn, g.created_by_file AS file, g.created_by_line AS line,
-        count(*) AS goroutines, sum(g.blocked_ns) AS blockedNs, sum(g.exited_at IS NULL) AS live
-      FROM goroutines g ${w.sql()} GROUP BY fn, file, line ORDER BY goroutines DESC LIMIT ?`).all(...w.params, q.limit) as any[];
+    const rows = (rollup
+      ? this.rollupRows('goroutine_site_groups', 'nullif(x.function_key, 0) AS fn, nullif(x.file_key, 0) AS file, nullif(x.line_key, -1) AS line',
+        'x.function_key, x.file_key, x.line_key', q)
+      : this.groupRows('g.created_by_function AS fn, g.created_by_file AS file, g.created_by_line AS line', 'fn, file, line', q)) as any[];
     return rows.map((r) => ({
       createdBy: r.fn === null ? null : { function: r.fn, file: r.file, line: r.line },
-      goroutines: r.goroutines, live: r.live, blockedNs: r.blockedNs ?? 0,
+      goroutines: r.goroutines, live: r.live, blockedNs: Math.round(r.blockedNs),
     }));
+  }
+
+  private groupRows(columns: string, groupBy: string, q: Omit<GoroutineQuery, 'limit' | 'cursor'> & { limit: number }): unknown[] {
+    const w = this.goroutineWhere(q);
+    return this.stmt(`SELECT ${columns}, count(*) AS goroutines, total(g.blocked_ns) AS blockedNs, sum(g.exited_at IS NULL) AS live
+      FROM goroutines g ${w.sql()} GROUP BY ${groupBy} ORDER BY goroutines DESC LIMIT ?`).all(...w.params, q.limit);
+  }
+
+  private rollupRows(table: string, columns: string, groupBy: string, q: ProcessFilter & { limit: number }): unknown[] {
+    const w = new Where();
+    processClause(w, q, 'x.process_id');
+    return this.stmt(`SELECT ${columns}, sum(x.goroutines) AS goroutines, total(x.blocked_ns) AS blockedNs, sum(x.live) AS live
+      FROM ${table} x ${w.sql()} GROUP BY ${groupBy} HAVING sum(x.goroutines) > 0 ORDER BY goroutines DESC LIMIT ?`).all(...w.params, q.limit);
   }
 
   connections(q: ConnectionQuery): Page<ConnectionRow> {
@@ -227,6 +265,104 @@ export class StoreReader {
         id: r.id, node: r.node, pid: r.pid, from: r.from_ms, to: r.to_ms, probes: JSON.parse(r.probes),
         created: r.created, parked: r.parked, readied: r.readied, exited: r.exited, lost: r.lost,
       }), 'w.id');
+  }
+
+  /** Leak suspects, fastest growing first. Few rows per process: no paging, a limit. */
+  leaks(q: LeakQuery): Record<string, unknown>[] {
+    const w = new Where();
+    processClause(w, q, 'l.process_id');
+    if (q.since !== undefined) w.add('l.last_seen_at >= ?', q.since);
+    if (q.until !== undefined) w.add('l.first_seen_at <= ?', q.until);
+    if (q.minCount !== undefined) w.add('l.count >= ?', q.minCount);
+    if (q.suspect !== undefined) w.add('l.suspect = ?', q.suspect);
+    if (q.createdBy !== undefined) {
+      const cb = parseCreatedBy(q.createdBy);
+      if ('function' in cb) w.add('(l.created_by_function = ? OR l.start_function = ?)', cb.function, cb.function);
+      else w.add('l.created_by_file = ? AND l.created_by_line = ?', cb.file, cb.line);
+    }
+    const rows = this.stmt(`SELECT l.*, p.node, p.pid, p.start_time, p.exe FROM leak_suspects l
+      JOIN processes p ON p.id = l.process_id ${w.sql()}
+      ORDER BY l.growth_per_minute DESC, l.id DESC LIMIT ?`).all(...w.params, q.limit) as Record<string, any>[];
+    return rows.map((r) => ({
+      id: r.id, node: r.node, pid: r.pid, processStartTime: r.start_time === -1 ? null : r.start_time, exe: r.exe || null,
+      suspect: r.suspect,
+      createdBy: r.created_by_function === null ? null : { function: r.created_by_function, file: r.created_by_file, line: r.created_by_line },
+      startFunction: r.start_function, waitReason: r.wait_reason, count: r.count, growthPerMinute: r.growth_per_minute,
+      oldestAgeMs: r.oldest_age_ms, since: r.since, firstSeenAt: r.first_seen_at, lastSeenAt: r.last_seen_at,
+    }));
+  }
+
+  private pauseWhere(q: Omit<PauseQuery, 'limit' | 'cursor'>): Where {
+    const w = new Where();
+    processClause(w, q, 'x.process_id');
+    if (q.since !== undefined) w.add('x.started_at >= ?', q.since);
+    if (q.until !== undefined) w.add('x.started_at <= ?', q.until);
+    if (q.gc !== undefined) w.add('x.gc = ?', q.gc ? 1 : 0);
+    if (q.minDurationNs !== undefined) w.add('x.duration_ns >= ?', q.minDurationNs);
+    return w;
+  }
+
+  /**
+   * Pause statistics per process over a time range, newest process first. Counts come from SQL;
+   * percentiles (nearest rank) from the sorted durations of each process on the page.
+   */
+  gcSummary(q: GcQuery): Page<Record<string, unknown>> {
+    const w = this.pauseWhere(q);
+    const after = parseCursor(q.cursor);
+    if (after !== undefined) w.add('x.process_id < ?', after);
+    const groups = this.stmt(`SELECT x.process_id AS id, count(*) AS pauses, sum(x.gc) AS gcPauses,
+        count(DISTINCT iif(x.gc, x.cycle, NULL)) AS cycles, sum(x.duration_ns) AS totalNs,
+        min(x.started_at) AS firstAt, max(x.started_at) AS lastAt
+      FROM pauses x ${w.sql()} GROUP BY x.process_id ORDER BY x.process_id DESC LIMIT ?`).all(...w.params, q.limit + 1) as any[];
+    const page = this.finishPage(groups, q.limit, (g) => g);
+    const items = page.items.map((g) => {
+      const pw = this.pauseWhere({ ...q, node: undefined, pid: undefined });
+      pw.add('x.process_id = ?', g.id);
+      const durations = Float64Array.from(
+        this.stmt(`SELECT x.duration_ns FROM pauses x ${pw.sql()}`).pluck().all(...pw.params) as number[]);
+      durations.sort();
+      const rank = (p: number) => durations[Math.max(0, Math.ceil(p * durations.length) - 1)];
+      const p = this.stmt('SELECT node, pid, start_time, exe FROM processes WHERE id = ?').get(g.id) as Record<string, any>;
+      return {
+        node: p.node, pid: p.pid, processStartTime: p.start_time === -1 ? null : p.start_time, exe: p.exe || null,
+        pauses: g.pauses, gcPauses: g.gcPauses, gcCycles: g.cycles, totalNs: g.totalNs,
+        p50Ns: rank(0.5), p90Ns: rank(0.9), p99Ns: rank(0.99), maxNs: durations[durations.length - 1],
+        firstAt: g.firstAt, lastAt: g.lastAt,
+      };
+    });
+    return { items, nextCursor: page.nextCursor };
+  }
+
+  /** Single pauses, newest first. */
+  pauses(q: PauseQuery): Page<Record<string, unknown>> {
+    const ids = this.processIds(q);
+    const sql = (where: string) => `SELECT x.*, p.node, p.pid FROM pauses x JOIN processes p ON p.id = x.process_id ${where}`;
+    const map = (r: Record<string, any>) => ({
+      id: r.id, node: r.node, pid: r.pid, reason: r.reason, gc: r.gc === 1, startedAt: r.started_at,
+      durationNs: r.duration_ns, goid: r.goid, cycle: r.cycle,
+    });
+    const base = () => this.pauseWhere({ ...q, node: undefined, pid: undefined });
+    if (ids === undefined) return this.page(sql, base(), q, map, 'x.id');
+    return this.pageByProcess(sql, base, ids, q, map, 'x');
+  }
+
+  /** Fatal errors, newest first, with what is known of their (usually exited) process. */
+  fatalErrors(q: FatalQuery): Page<Record<string, unknown>> {
+    const w = new Where();
+    processClause(w, q, 'f.process_id');
+    if (q.since !== undefined) w.add('f.at >= ?', q.since);
+    if (q.until !== undefined) w.add('f.at <= ?', q.until);
+    if (q.errorKind !== undefined) w.add('f.error_kind = ?', q.errorKind);
+    return this.page(
+      (where) => `SELECT f.*, p.node, p.pid, p.start_time, p.exe, p.go_version, p.container_id, p.pod_name, p.pod_namespace,
+        p.pod_uid, p.pod_container, p.exited_at AS process_exited_at FROM fatal_errors f JOIN processes p ON p.id = f.process_id ${where}`,
+      w, q, (r: Record<string, any>) => ({
+        id: r.id, node: r.node, pid: r.pid, processStartTime: r.start_time === -1 ? null : r.start_time, exe: r.exe || null,
+        goVersion: r.go_version, containerId: r.container_id,
+        pod: r.pod_name === null ? null : { name: r.pod_name, namespace: r.pod_namespace, uid: r.pod_uid, container: r.pod_container },
+        errorKind: r.error_kind, message: r.message, text: r.text, goid: r.goid, at: r.at,
+        processExitedAt: r.process_exited_at, receivedAt: r.received_at,
+      }), 'f.id');
   }
 
   /** The latest process of (node, pid): what OpenTelemetry resources are built from. */

@@ -17,7 +17,19 @@ const AGED = [
   { table: 'goroutines', time: 'observed_at' },
   { table: 'connections', time: 'observed_at' },
   { table: 'windows', time: 'to_ms' },
+  { table: 'pauses', time: 'started_at' },
+  { table: 'leak_suspects', time: 'last_seen_at' },
+  { table: 'fatal_errors', time: 'at' },
 ] as const;
+
+/**
+ * What size retention deletes from. Leak suspects and fatal errors are few and small, and a fatal
+ * error is the one record that explains why a process is gone: only age retention removes them.
+ */
+const BULKY = AGED.filter((a) => a.table !== 'leak_suspects' && a.table !== 'fatal_errors');
+
+/** Tables whose rows keep their process row alive. */
+const CHILDREN = AGED.map((a) => a.table);
 
 export class Retention {
   constructor(private readonly db: Database, private readonly opts: RetentionOptions) {}
@@ -28,6 +40,8 @@ export class Retention {
     if (this.opts.maxAgeMs !== undefined) deleted += await this.byAge(now - this.opts.maxAgeMs);
     if (this.opts.maxBytes !== undefined) deleted += await this.bySize(this.opts.maxBytes);
     if (deleted > 0) {
+      // Groups whose goroutines are all gone (the triggers brought them to zero).
+      this.db.exec('DELETE FROM goroutine_wait_groups WHERE goroutines <= 0; DELETE FROM goroutine_site_groups WHERE goroutines <= 0');
       this.db.pragma('incremental_vacuum');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
@@ -58,9 +72,7 @@ export class Retention {
   /** Processes with nothing left that exited (or were last seen) before the cutoff. */
   private deleteEmptyProcesses(cutoff: number): number {
     return this.db.prepare(`DELETE FROM processes WHERE coalesce(exited_at, seen_at) < ?
-      AND NOT EXISTS (SELECT 1 FROM goroutines WHERE process_id = processes.id)
-      AND NOT EXISTS (SELECT 1 FROM connections WHERE process_id = processes.id)
-      AND NOT EXISTS (SELECT 1 FROM windows WHERE process_id = processes.id)`).run(cutoff).changes;
+      ${CHILDREN.map((t) => `AND NOT EXISTS (SELECT 1 FROM ${t} WHERE process_id = processes.id)`).join('\n      ')}`).run(cutoff).changes;
   }
 
   private async bySize(maxBytes: number): Promise<number> {
@@ -70,7 +82,7 @@ export class Retention {
       if (used <= maxBytes) break;
       // Delete from whichever table has the oldest row.
       let oldest: { table: string; time: string; t: number } | undefined;
-      for (const { table, time } of AGED) {
+      for (const { table, time } of BULKY) {
         const row = this.db.prepare(`SELECT min(${time}) AS t FROM ${table}`).get() as { t: number | null };
         if (row.t !== null && (!oldest || row.t < oldest.t)) oldest = { table, time, t: row.t };
       }

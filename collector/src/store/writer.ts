@@ -2,7 +2,7 @@
 // batch already stored under (agentId, seq) is reported as a duplicate and skipped.
 import type { Database, Statement } from 'better-sqlite3';
 import type {
-  AgentRecord, ConnectionRecord, GoroutineRecord, HelloMessage, ProcessRecord, WindowRecord,
+  AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, WindowRecord,
 } from '../protocol/records.ts';
 
 const b = (v: boolean) => (v ? 1 : 0);
@@ -18,6 +18,14 @@ export class StoreWriter {
   private readonly upsertGoroutine: Statement;
   private readonly upsertConnection: Statement;
   private readonly insertWindow: Statement;
+  private readonly upsertLeak: Statement;
+  private readonly insertPause: Statement;
+  private readonly insertFatal: Statement;
+  private readonly findGoroutine: Statement;
+  private readonly addWaitGroup: Statement;
+  private readonly addSiteGroup: Statement;
+  /** Changes to goroutine_wait_groups / goroutine_site_groups not yet written, by group. */
+  private readonly groupDeltas = new Map<string, GroupDelta>();
   /** (node, pid) → id of the latest process row; the hot path of every goroutine record. */
   private readonly processCache = new Map<string, number>();
 
@@ -47,13 +55,12 @@ export class StoreWriter {
     this.insertPlaceholder = db.prepare(
       "INSERT INTO processes (node, pid, start_time, exe, seen_at) VALUES (?, ?, -1, '', ?) RETURNING id");
     // Upserts ignore a record older than the stored one, so re-ordered batches cannot go back in time.
+    // Positional parameters: binding 20 named ones costs about as much again as the insert's own work.
     this.upsertGoroutine = db.prepare(`
       INSERT INTO goroutines (process_id, goid, parent_goid, state, wait_reason, created_by_function, created_by_file,
         created_by_line, start_function, created_at, exited_at, last_park_at, park_count, ready_count, blocked_ns,
         blocked_by_reason, preexisting, system, observed_at, first_seen_at)
-      VALUES (@processId, @goid, @parentGoid, @state, @waitReason, @cbFunction, @cbFile, @cbLine, @startFunction,
-        @createdAt, @exitedAt, @lastParkAt, @parkCount, @readyCount, @blockedNs, @blockedByReason, @preexisting,
-        @system, @observedAt, @observedAt)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (process_id, goid) DO UPDATE SET parent_goid = excluded.parent_goid, state = excluded.state,
         wait_reason = excluded.wait_reason, created_by_function = excluded.created_by_function,
         created_by_file = excluded.created_by_file, created_by_line = excluded.created_by_line,
@@ -62,6 +69,14 @@ export class StoreWriter {
         blocked_ns = excluded.blocked_ns, blocked_by_reason = excluded.blocked_by_reason,
         preexisting = excluded.preexisting, system = excluded.system, observed_at = excluded.observed_at
       WHERE excluded.observed_at >= goroutines.observed_at`);
+    // What the row held before an upsert: the groups it leaves. raw(): an array is cheaper than an object.
+    this.findGoroutine = db.prepare(`SELECT wait_reason, created_by_function, created_by_file, created_by_line,
+      blocked_ns, exited_at IS NULL FROM goroutines WHERE process_id = ? AND goid = ?`).raw();
+    const addGroup = 'ON CONFLICT DO UPDATE SET goroutines = goroutines + excluded.goroutines, live = live + excluded.live, blocked_ns = blocked_ns + excluded.blocked_ns';
+    this.addWaitGroup = db.prepare(`INSERT INTO goroutine_wait_groups (process_id, wait_key, goroutines, live, blocked_ns)
+      VALUES (?, ?, ?, ?, ?) ${addGroup}`);
+    this.addSiteGroup = db.prepare(`INSERT INTO goroutine_site_groups (process_id, function_key, file_key, line_key,
+      goroutines, live, blocked_ns) VALUES (?, ?, ?, ?, ?, ?, ?) ${addGroup}`);
     this.upsertConnection = db.prepare(`
       INSERT INTO connections (process_id, goid, family, role, local_address, local_port, peer_address, peer_port,
         state, opened_at, opened_key, closed_at, bytes_sent, bytes_received, srtt_us, retransmits, resets, error,
@@ -79,6 +94,29 @@ export class StoreWriter {
       INSERT INTO windows (process_id, from_ms, to_ms, probes, created, parked, readied, exited, lost)
       VALUES (@processId, @from, @to, @probes, @created, @parked, @readied, @exited, @lost)
       ON CONFLICT (process_id, from_ms, to_ms) DO NOTHING`);
+    // The latest judgement wins (count, growth, age, wait reason); first/last seen only widen.
+    this.upsertLeak = db.prepare(`
+      INSERT INTO leak_suspects (process_id, suspect, created_by_function, created_by_file, created_by_line, start_function,
+        wait_reason, count, growth_per_minute, oldest_age_ms, since, first_seen_at, last_seen_at)
+      VALUES (@processId, @suspect, @cbFunction, @cbFile, @cbLine, @startFunction, @waitReason, @count, @growth,
+        @oldestAgeMs, @since, @observedAt, @observedAt)
+      ON CONFLICT (process_id, suspect, coalesce(created_by_function, ''), coalesce(created_by_file, ''),
+        coalesce(created_by_line, -1), coalesce(start_function, '')) DO UPDATE SET
+        wait_reason = iif(excluded.last_seen_at >= last_seen_at, excluded.wait_reason, wait_reason),
+        count = iif(excluded.last_seen_at >= last_seen_at, excluded.count, count),
+        growth_per_minute = iif(excluded.last_seen_at >= last_seen_at, excluded.growth_per_minute, growth_per_minute),
+        oldest_age_ms = iif(excluded.last_seen_at >= last_seen_at, excluded.oldest_age_ms, oldest_age_ms),
+        since = min(since, excluded.since),
+        first_seen_at = min(first_seen_at, excluded.first_seen_at),
+        last_seen_at = max(last_seen_at, excluded.last_seen_at)`);
+    this.insertPause = db.prepare(`
+      INSERT INTO pauses (process_id, started_at, duration_ns, reason, gc, goid, cycle)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (process_id, started_at) DO NOTHING`);
+    this.insertFatal = db.prepare(`
+      INSERT INTO fatal_errors (process_id, error_kind, message, text, goid, at, received_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (process_id, at, goid) DO NOTHING`);
   }
 
   recordAgent(hello: HelloMessage, now = Date.now()): void {
@@ -88,16 +126,33 @@ export class StoreWriter {
   /** Store one batch; false if (agentId, seq) was stored before. Call inside a transaction. */
   writeBatch(agentId: string, node: string, seq: number, records: AgentRecord[], now = Date.now()): boolean {
     if (this.insertBatch.run(agentId, seq, records.length, now).changes === 0) return false;
-    for (const r of records) this.writeRecord(node, r);
+    this.writeRecords(node, records, now);
     return true;
   }
 
-  writeRecord(node: string, r: AgentRecord): void {
+  /** Store records of one node. Call inside a transaction. */
+  writeRecords(node: string, records: AgentRecord[], now = Date.now()): void {
+    try {
+      for (const r of records) this.writeOne(node, r, now);
+      this.flushGroups();
+    } finally {
+      this.groupDeltas.clear();
+    }
+  }
+
+  writeRecord(node: string, r: AgentRecord, now = Date.now()): void {
+    this.writeRecords(node, [r], now);
+  }
+
+  private writeOne(node: string, r: AgentRecord, now: number): void {
     switch (r.kind) {
       case 'process': this.writeProcess(node, r); break;
       case 'goroutine': this.writeGoroutine(node, r); break;
       case 'connection': this.writeConnection(node, r); break;
       case 'window': this.writeWindow(node, r); break;
+      case 'leak': this.writeLeak(node, r); break;
+      case 'pause': this.writePause(node, r); break;
+      case 'fatal': this.writeFatal(node, r, now); break;
     }
   }
 
@@ -139,14 +194,45 @@ export class StoreWriter {
   }
 
   private writeGoroutine(node: string, r: GoroutineRecord): void {
-    this.upsertGoroutine.run({
-      processId: this.processId(node, r.pid, r.observedAt), goid: r.goid, parentGoid: r.parentGoid, state: r.state,
-      waitReason: r.waitReason, cbFunction: r.createdBy?.function ?? null, cbFile: r.createdBy?.file ?? null,
-      cbLine: r.createdBy?.line ?? null, startFunction: r.startFunction, createdAt: r.createdAt, exitedAt: r.exitedAt,
-      lastParkAt: r.lastParkAt, parkCount: r.parkCount, readyCount: r.readyCount, blockedNs: r.blockedNs,
-      blockedByReason: JSON.stringify(r.blockedByReason), preexisting: b(r.preexisting), system: b(r.system),
-      observedAt: r.observedAt,
-    });
+    const processId = this.processId(node, r.pid, r.observedAt);
+    const old = this.findGoroutine.get(processId, r.goid) as [string | null, string | null, string | null, number | null, number, number] | undefined;
+    const cb = r.createdBy;
+    const changed = this.upsertGoroutine.run(
+      processId, r.goid, r.parentGoid, r.state, r.waitReason, cb?.function ?? null, cb?.file ?? null, cb?.line ?? null,
+      r.startFunction, r.createdAt, r.exitedAt, r.lastParkAt, r.parkCount, r.readyCount, r.blockedNs,
+      JSON.stringify(r.blockedByReason), b(r.preexisting), b(r.system), r.observedAt, r.observedAt,
+    ).changes;
+    if (changed === 0) return; // an older observation than the stored one: nothing changed
+    const live = r.exitedAt === null ? 1 : 0;
+    if (old) {
+      const [waitReason, fn, file, line, blockedNs, wasLive] = old;
+      this.addToGroups(processId, waitReason, fn, file, line, -1, -wasLive, -blockedNs);
+    }
+    this.addToGroups(processId, r.waitReason, cb?.function ?? null, cb?.file ?? null, cb?.line ?? null, 1, live, r.blockedNs);
+  }
+
+  private addToGroups(processId: number, waitReason: string | null, fn: string | null, file: string | null, line: number | null,
+    goroutines: number, live: number, blockedNs: number): void {
+    // Length-prefixed parts: no two different keys make the same string, whatever the texts hold.
+    const wk = waitReason === null ? `w${processId}` : `w${processId}:${waitReason}`;
+    let d = this.groupDeltas.get(wk);
+    if (!d) this.groupDeltas.set(wk, (d = { wait: true, processId, keys: [waitReason ?? 0], goroutines: 0, live: 0, blockedNs: 0 }));
+    d.goroutines += goroutines;
+    d.live += live;
+    d.blockedNs += blockedNs;
+    const sk = fn === null ? `s${processId}` : `s${processId}:${fn.length}:${fn}${file!.length}:${file}${line}`;
+    d = this.groupDeltas.get(sk);
+    if (!d) this.groupDeltas.set(sk, (d = { wait: false, processId, keys: [fn ?? 0, file ?? 0, line ?? -1], goroutines: 0, live: 0, blockedNs: 0 }));
+    d.goroutines += goroutines;
+    d.live += live;
+    d.blockedNs += blockedNs;
+  }
+
+  private flushGroups(): void {
+    for (const d of this.groupDeltas.values()) {
+      if (d.goroutines === 0 && d.live === 0 && d.blockedNs === 0) continue;
+      (d.wait ? this.addWaitGroup : this.addSiteGroup).run(d.processId, ...d.keys, d.goroutines, d.live, d.blockedNs);
+    }
   }
 
   private writeConnection(node: string, r: ConnectionRecord): void {
@@ -165,6 +251,32 @@ export class StoreWriter {
       created: r.created, parked: r.parked, readied: r.readied, exited: r.exited, lost: r.lost,
     });
   }
+
+  private writeLeak(node: string, r: LeakRecord): void {
+    this.upsertLeak.run({
+      processId: this.processId(node, r.pid, r.observedAt), suspect: r.suspect, cbFunction: r.createdBy?.function ?? null,
+      cbFile: r.createdBy?.file ?? null, cbLine: r.createdBy?.line ?? null, startFunction: r.startFunction,
+      waitReason: r.waitReason, count: r.count, growth: r.growthPerMinute, oldestAgeMs: r.oldestAgeMs, since: r.since,
+      observedAt: r.observedAt,
+    });
+  }
+
+  private writePause(node: string, r: PauseRecord): void {
+    this.insertPause.run(this.processId(node, r.pid, r.startedAt), r.startedAt, r.durationNs, r.reason, b(r.gc), r.goid, r.cycle);
+  }
+
+  private writeFatal(node: string, r: FatalRecord, now: number): void {
+    this.insertFatal.run(this.processId(node, r.pid, r.at), r.errorKind, r.message, r.text, r.goid, r.at, now);
+  }
+}
+
+interface GroupDelta {
+  wait: boolean;
+  processId: number;
+  keys: (string | number)[];
+  goroutines: number;
+  live: number;
+  blockedNs: number;
 }
 
 const cacheKey = (node: string, pid: number) => `${node}\u0000${pid}`;

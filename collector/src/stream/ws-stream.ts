@@ -3,8 +3,9 @@
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { CollectorMetrics } from '../metrics.ts';
 import type { RecordKind, StreamFilter, StreamHub } from './hub.ts';
+import { recordKinds } from '../protocol/schema.ts';
 
-const KINDS: RecordKind[] = ['process', 'goroutine', 'connection', 'window'];
+const KINDS = recordKinds as RecordKind[];
 /** Drop events for a subscriber with this much unsent data: a slow reader must not grow our memory. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
