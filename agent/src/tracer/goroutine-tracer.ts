@@ -19,6 +19,9 @@ import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite
 import { inspectProcess, loadBias, ProcessError, ProcessMemory, type ProcessInfo } from '../proc/process.ts';
 import { monoNowNs } from './clock.ts';
 
+/** Sees every record after it is applied: the record's kind, and the batch view to read it with `ev`. */
+export type RecordVisitor = (p: TracedProcess, kind: number, v: DataView, at: number) => void;
+
 export interface TracerOptions {
   /** Bytes of the goroutine ring buffer (a power of two, a multiple of the page size). */
   ringBytes?: number;
@@ -105,7 +108,7 @@ export class GoroutineTracer {
   records = 0;
   batches = 0;
   private reading = false;
-  private onRecord?: (p: TracedProcess, kind: number) => void;
+  private onRecord?: RecordVisitor;
 
   constructor(opts: TracerOptions = {}) {
     this.opts = {
@@ -117,7 +120,7 @@ export class GoroutineTracer {
   }
 
   /** Starts draining the ring buffer; batches are applied to the tables as they arrive. */
-  start(onRecord?: (p: TracedProcess, kind: number) => void): void {
+  start(onRecord?: RecordVisitor): void {
     if (this.reading) return;
     this.onRecord = onRecord;
     this.bpf.startReader(
@@ -300,7 +303,7 @@ export class GoroutineTracer {
         default:
           this.strayRecords++;
       }
-      this.onRecord?.(proc, kind);
+      this.onRecord?.(proc, kind, v, at);
     });
   }
 
