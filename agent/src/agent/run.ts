@@ -11,7 +11,7 @@ import { calibrateHitCost } from '../overhead/calibrate.ts';
 import { OverheadGovernor } from '../overhead/governor.ts';
 import { Shipper } from '../ship/shipper.ts';
 import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
-import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
+import { RuntimeEventsTracer, type CycleRecord, type FatalRecord as RuntimeFatalRecord, type PauseRecord as RuntimePauseRecord } from '../runtime/runtime-tracer.ts';
 import { TcpTracer } from '../tcp/tcp-tracer.ts';
 import { inspectProcess } from '../proc/process.ts';
 import type { ProcessRecord } from '../../../collector/src/protocol/records.ts';
@@ -71,6 +71,17 @@ function agentIdFor(node: string, spoolDir?: string): string {
   const id = fresh();
   writeFileSync(f, id);
   return id;
+}
+
+/** A runtime event as the collector takes it: every stop-the-world pause, and fatal errors. */
+function runtimeRecord(e: RuntimePauseRecord | CycleRecord | RuntimeFatalRecord): AgentRecord | undefined {
+  if ('reason' in e && 'durationNs' in e) {
+    return { kind: 'pause', pid: e.pid, reason: e.reason, gc: e.gc, startedAt: monoToWallMs(e.startNs), durationNs: e.durationNs, goid: e.goid, cycle: e.cycle ?? null };
+  }
+  if ('text' in e) {
+    return { kind: 'fatal', pid: e.pid, errorKind: e.kind, message: e.message, text: e.text, goid: e.goid, at: e.wallMs };
+  }
+  return undefined;
 }
 
 /** A process record for a non-Go process (a connection's owner), if it is still there to be read. */
@@ -197,10 +208,31 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const leaks = new LeakDetector(opts.leaks);
   const sampleLeaks = () => {
     const now = monoNowNs();
-    for (const proc of tracer.processes()) leaks.sample(proc, now);
+    for (const proc of tracer.processes()) {
+      leaks.sample(proc, now);
+      for (const s of leaks.suspects(proc)) {
+        queue.push({
+          kind: 'leak',
+          pid: s.pid,
+          suspect: s.kind,
+          createdBy: s.createdBy,
+          startFunction: s.startFunction,
+          waitReason: s.waitReason,
+          count: s.count,
+          growthPerMinute: s.growthPerMinute,
+          oldestAgeMs: s.oldestAgeMs,
+          since: s.since,
+          observedAt: monoToWallMs(now),
+        });
+      }
+    }
   };
   const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime, tcpTotals: connections.totals });
-  runtime.start((p, e) => metrics.onRuntimeEvent(p, e));
+  runtime.start((p, e) => {
+    metrics.onRuntimeEvent(p, e);
+    const rec = runtimeRecord(e);
+    if (rec) queue.push(rec);
+  });
   const metricsPort = opts.metricsListen ? await metrics.listen(opts.metricsListen) : undefined;
   if (metricsPort) log(`metrics on http://${opts.metricsListen!.replace(/:\d+$/, '')}:${metricsPort}/metrics`);
 
