@@ -8,6 +8,7 @@
 // What the process said when it died (fatal error or unrecovered panic) is kept after it exits, until the
 // caller forgets the process (or more than maxProcesses have been seen: the oldest detached go first).
 import { openBpfObject, sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { RingReader } from '../bpf/ring-reader.ts';
 import {
   encodeRtLayout,
   encodeRtProc,
@@ -162,7 +163,7 @@ export class RuntimeEventsTracer {
   private readonly opts: Required<RuntimeTracerOptions>;
   private readonly layoutIds = new Map<string, number>();
   private readonly procs = new Map<number, RuntimeProcess>();
-  private reading = false;
+  private readonly reader: RingReader;
   private onEvent?: (p: RuntimeProcess, e: PauseRecord | CycleRecord | FatalRecord) => void;
   records = 0;
   batches = 0;
@@ -185,26 +186,20 @@ export class RuntimeEventsTracer {
       ringSizes: { runtime_events: this.opts.ringBytes },
       globals: { wakeup_bytes: wake },
     });
+    this.reader = new RingReader(this.bpf, { map: 'runtime_events', recordSize: runtimeEventLayout.size }, (b) => this.applyBatch(b), {
+      pollMs: this.opts.pollMs,
+    });
   }
 
   start(onEvent?: (p: RuntimeProcess, e: PauseRecord | CycleRecord | FatalRecord) => void): void {
-    if (this.reading) return;
+    if (this.reader.reading) return;
     this.onEvent = onEvent;
-    this.bpf.startReader(
-      [{ map: 'runtime_events', recordSize: runtimeEventLayout.size }],
-      (_ring, batch) => this.applyBatch(batch),
-      { pollMs: this.opts.pollMs },
-    );
-    this.reading = true;
+    this.reader.start();
   }
 
   /** Stops the reader after handing over what is left in the ring buffer; returns once it is applied. */
   async drain(): Promise<void> {
-    if (!this.reading) return;
-    const { batches } = this.bpf.stopReader();
-    this.reading = false;
-    const deadline = Date.now() + 5000;
-    while (this.batches < batches && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    await this.reader.stop();
   }
 
   private layoutId(layout: RuntimeLayout): number {

@@ -3,6 +3,7 @@
 // existed before the agent started, seeded from the kernel's socket table.
 import type { ConnectionRecord } from '../../../collector/src/protocol/records.ts';
 import { openBpfObject, sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { RingReader } from '../bpf/ring-reader.ts';
 import {
   AF_INET6,
   encodeTcpProcessLayout,
@@ -72,9 +73,7 @@ export class TcpTracer {
   readonly peerStats: PeerStats;
   private readonly opts: Required<Omit<TcpTracerOptions, 'seedPids'>> & { seedPids: number[] };
   private readonly links: number[] = [];
-  private reading = false;
-  private readerBatches = 0;
-  private handedBatches = 0;
+  private readonly reader: RingReader;
   private readonly goPids = new Map<number, GoProcessLayout>();
   records = 0;
   batches = 0;
@@ -104,6 +103,9 @@ export class TcpTracer {
       ringSizes: { tcp_events: this.opts.ringBytes, tcp_owners: this.opts.maxOwners },
       globals: { wakeup_bytes: wake },
     });
+    this.reader = new RingReader(this.bpf, { map: 'tcp_events', recordSize: tcpEventLayout.size }, (b) => this.applyBatch(b), {
+      pollMs: this.opts.pollMs,
+    });
     this.table = new ConnectionTable({ maxOpen: this.opts.maxOpenConnections, maxClosedPerProcess: this.opts.maxClosedPerProcess });
     this.peerStats = new PeerStats({ windowMs: this.opts.peerWindowMs, maxPairs: this.opts.maxPeers });
   }
@@ -118,30 +120,15 @@ export class TcpTracer {
         throw e;
       }
     }
-    this.startReader();
+    this.reader.start();
     if (this.opts.seed) this.seed([...this.opts.seedPids, ...this.goPids.keys()]);
-  }
-
-  private startReader(): void {
-    if (this.reading) return;
-    this.readerBatches = this.batches;
-    this.bpf.startReader(
-      [{ map: 'tcp_events', recordSize: tcpEventLayout.size }],
-      (_ring, batch) => this.applyBatch(batch),
-      { pollMs: this.opts.pollMs },
-    );
-    this.reading = true;
   }
 
   /** Hands over and applies everything the ring buffer holds now; reading goes on afterwards. */
   async drain(): Promise<void> {
-    if (!this.reading) return;
-    const { batches } = this.bpf.stopReader();
-    this.reading = false;
-    this.handedBatches = this.readerBatches + batches;
-    const deadline = Date.now() + 5000;
-    while (this.batches < this.handedBatches && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
-    this.startReader();
+    if (!this.reader.reading) return;
+    await this.reader.stop();
+    this.reader.start();
   }
 
   /** Tells the BPF side where a Go process keeps its goroutine; connect/accept/listen then carry goids. */
@@ -488,13 +475,7 @@ export class TcpTracer {
   }
 
   async close(): Promise<void> {
-    if (this.reading) {
-      const { batches } = this.bpf.stopReader();
-      this.reading = false;
-      const target = this.readerBatches + batches;
-      const deadline = Date.now() + 5000;
-      while (this.batches < target && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
-    }
+    await this.reader.stop();
     this.detachAll();
     this.bpf.close();
   }

@@ -1,6 +1,7 @@
 // Traces the goroutine lifecycle of Go processes: one BPF object and ring buffer for all of them, a
 // runtime layout per Go version in a BPF array map, uprobes per process, a goroutine table per process.
 import { openBpfObject, sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { RingReader } from '../bpf/ring-reader.ts';
 import {
   encodeRuntimeLayout,
   ev,
@@ -107,7 +108,7 @@ export class GoroutineTracer {
   strayRecords = 0;
   records = 0;
   batches = 0;
-  private reading = false;
+  private readonly reader: RingReader;
   private onRecord?: RecordVisitor;
 
   constructor(opts: TracerOptions = {}) {
@@ -117,28 +118,21 @@ export class GoroutineTracer {
       maxGoroutinesPerProcess: opts.maxGoroutinesPerProcess ?? 2_000_000,
     };
     this.bpf = openBpfObject('goroutines', { ringSizes: { goroutine_events: this.opts.ringBytes } });
+    this.reader = new RingReader(this.bpf, { map: 'goroutine_events', recordSize: goroutineEventLayout.size }, (b) => this.applyBatch(b), {
+      pollMs: this.opts.pollMs,
+    });
   }
 
   /** Starts draining the ring buffer; batches are applied to the tables as they arrive. */
   start(onRecord?: RecordVisitor): void {
-    if (this.reading) return;
+    if (this.reader.reading) return;
     this.onRecord = onRecord;
-    this.bpf.startReader(
-      [{ map: 'goroutine_events', recordSize: goroutineEventLayout.size }],
-      (_ring, batch) => this.applyBatch(batch),
-      { pollMs: this.opts.pollMs },
-    );
-    this.reading = true;
+    this.reader.start();
   }
 
   /** Stops the reader after handing over what is left in the ring buffer. Returns once it is applied. */
   async drain(): Promise<void> {
-    if (!this.reading) return;
-    const { batches } = this.bpf.stopReader();
-    this.reading = false;
-    // The last batches reach JavaScript through the event loop.
-    const deadline = Date.now() + 5000;
-    while (this.batches < batches && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    await this.reader.stop();
   }
 
   process(pid: number): TracedProcess | undefined {
