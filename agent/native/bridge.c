@@ -267,11 +267,28 @@ static void reader_stop(struct reader *r)
 	}
 }
 
+static void free_reader(napi_env env, void *data, void *hint)
+{
+	(void)env;
+	(void)hint;
+	free(data);
+}
+
+/* Stops a reader and lets it go. Batches it handed over may still wait in the thread-safe function's queue,
+ * and their delivery reads the reader: once it has a thread-safe function, that function's finalizer (which
+ * runs after the last queued call) frees it. */
+static void reader_dispose(struct reader *r)
+{
+	bool freed_by_tsfn = r->tsfn != NULL;
+	reader_stop(r);
+	if (!freed_by_tsfn)
+		free(r);
+}
+
 static void handle_close(struct bpf_handle *h)
 {
 	if (h->reader) {
-		reader_stop(h->reader);
-		free(h->reader);
+		reader_dispose(h->reader);
 		h->reader = NULL;
 	}
 	for (int i = 0; i < MAX_LINKS; i++) {
@@ -739,14 +756,14 @@ static napi_value bpf_start_reader(napi_env env, napi_callback_info info)
 		}
 	}
 	napi_create_string_utf8(env, "goroscope-ring-reader", NAPI_AUTO_LENGTH, &name);
-	if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, NULL, r, deliver_batch, &r->tsfn) != napi_ok) {
+	if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, r, free_reader, r, deliver_batch, &r->tsfn) != napi_ok) {
+		r->tsfn = NULL;
 		reader_stop(r);
 		free(r);
 		return throw_errno(env, 0, "startReader: onBatch must be a function");
 	}
 	if (pthread_create(&r->thread, NULL, reader_main, r)) {
-		reader_stop(r);
-		free(r);
+		reader_dispose(r);
 		return throw_errno(env, errno, "cannot start the reader thread");
 	}
 	r->started = true;
@@ -794,9 +811,12 @@ static napi_value bpf_stop_reader(napi_env env, napi_callback_info info)
 		return NULL;
 	napi_value stats = NULL;
 	if (h->reader) {
-		reader_stop(h->reader);
-		stats = reader_stats_object(env, h->reader);
-		free(h->reader);
+		struct reader *r = h->reader;
+		bool freed_by_tsfn = r->tsfn != NULL;
+		reader_stop(r);
+		stats = reader_stats_object(env, r); /* before the reader can go: the finalizer runs later, on this thread */
+		if (!freed_by_tsfn)
+			free(r);
 		h->reader = NULL;
 	}
 	return stats ? stats : reader_stats_object(env, NULL);

@@ -1,0 +1,34 @@
+// The bridge's reader can be stopped and started again and again while batches are still on their way to
+// JavaScript: each stopped reader lives until its last queued batch is delivered (a use-after-free here
+// once crashed the agent now and then).
+import t from 'tap';
+import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { goroutineRecord } from '../../agent/src/snapshot/snapshot.ts';
+import { bpfUnavailable } from '../lib/bpf.ts';
+import { buildPopulation, PopulationProcess } from '../lib/population.ts';
+
+const noBpf = await bpfUnavailable();
+
+t.test('stop and restart the reader under load, many times', { skip: noBpf ?? false }, async (t) => {
+  const prog = await PopulationProcess.start(buildPopulation());
+  t.teardown(() => prog.kill());
+  const tracer = new GoroutineTracer({ pollMs: 1 });
+  t.teardown(() => tracer.close());
+  tracer.start();
+  const proc = tracer.attach(prog.pid);
+  let cycles = 0;
+  const load = prog.command('work 200 50', /^WORK DONE .*$/m);
+  let done = false;
+  void load.then(() => (done = true));
+  while (!done) {
+    await tracer.drain();
+    tracer.start();
+    cycles++;
+  }
+  await tracer.drain();
+  t.ok(cycles > 20, `${cycles} stop/start cycles while the program worked`);
+  const workers = proc.table.recentlyExited().filter((r) => goroutineRecord(proc, r, r.exitedAt).createdBy?.function === 'main.runWork');
+  t.equal(workers.length, 200, 'every worker created and exited across the restarts');
+  t.ok(workers.every((r) => r.parkCount >= 50 && r.readyCount === r.parkCount), 'every worker: its 50 sleeps at least, a ready per park');
+  t.equal(tracer.lostTotal(), 0, 'nothing lost across the restarts');
+});
