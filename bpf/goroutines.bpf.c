@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "goroutines.h"
+#include "common.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -59,28 +60,14 @@ static __always_inline bool park_sampled(__u64 goid)
 	return (__u32)((goid * 0x9E3779B97F4A7C15ULL) >> 32) >= *skip;
 }
 
-/* Go before 1.21 has no g.parentGoid: newproc1's entry leaves the creator's goid here for its RET.
- * newproc1 runs on the thread's g0 from entry to RET, so the thread id pairs them. */
+/* Go before 1.21 has no g.parentGoid: newproc1's entry leaves the creator's goid here for the creation
+ * record that follows on the same thread (newproc1 and the runqput after it run on the thread's g0). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, __u64);
 } creator_by_thread SEC(".maps");
-
-static __always_inline void count(void *map, __u32 key)
-{
-	__u64 *n = bpf_map_lookup_elem(map, &key);
-	if (n)
-		*n += 1;
-}
-
-static __always_inline __u64 read_u64(__u64 addr)
-{
-	__u64 v = 0;
-	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
-	return v;
-}
 
 /* The hit before morestack: the prologue will find SP - delta <= g.stackguard0 (unsigned), grow the stack
  * (or honour a preemption request) and run the function again from its entry. */

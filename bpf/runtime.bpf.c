@@ -17,6 +17,7 @@
 #include <bpf/bpf_tracing.h>
 #include "goroutines.h" /* COOKIE_* */
 #include "runtime.h"
+#include "common.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -78,20 +79,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } rt_drop_counts SEC(".maps");
-
-static __always_inline void count(void *map, __u32 key)
-{
-	__u64 *n = bpf_map_lookup_elem(map, &key);
-	if (n)
-		*n += 1;
-}
-
-static __always_inline __u64 read_u64(__u64 addr)
-{
-	__u64 v = 0;
-	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
-	return v;
-}
 
 static __always_inline const struct rt_layout *layout_of(__u64 cookie)
 {

@@ -20,6 +20,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "tcp.h"
+#include "common.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -103,20 +104,6 @@ struct {
 	__type(value, __u64);
 } tcp_stats SEC(".maps");
 
-static __always_inline void count(void *map, __u32 key)
-{
-	__u64 *n = bpf_map_lookup_elem(map, &key);
-	if (n)
-		*n += 1;
-}
-
-static __always_inline __u64 read_user_u64(__u64 addr)
-{
-	__u64 v = 0;
-	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
-	return v;
-}
-
 /* The goroutine running on the current thread of a Go process: g from TLS (fsbase + tls_g_offset), then its
  * goid. In a syscall the thread's g is the goroutine that made it (entersyscall keeps g). */
 static __always_inline __u64 current_goid(__u32 pid)
@@ -128,9 +115,9 @@ static __always_inline __u64 current_goid(__u32 pid)
 	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
 	__u64 goid = 0;
 	if (fsbase) {
-		__u64 g = read_user_u64(fsbase + (__s64)l->tls_g_offset);
+		__u64 g = read_u64(fsbase + (__s64)l->tls_g_offset);
 		if (g)
-			goid = read_user_u64(g + l->g_goid);
+			goid = read_u64(g + l->g_goid);
 	}
 	if (!goid)
 		count(&tcp_stats, STAT_GOID_UNREAD);
