@@ -72,97 +72,98 @@ async function main(): Promise<void> {
   const tr = new TcpTracer({ seed: false });
   tr.start();
   const procs: Proc[] = [];
-  t.teardown(async () => {
+  // Cleaned up when the last subtest is done, not by a root-level teardown (which waits for an idle loop).
+  try {
+    const serverIn = async (t: Test, addr: string, recv: number, send: number) => {
+      const s = startInNetns(pair.a, tcpnet, ['server', '-listen', addr, '-recv', String(recv), '-send', String(send)]);
+      procs.push(s);
+      const m = await s.until(/^LISTEN pid=(\d+) goid=\d+ addr=(\S+)$/m);
+      t.equal(Number(m[1]), s.pid, 'ip netns exec runs the server as the pid we spawned');
+      tr.registerGoPid(s.pid);
+      return { proc: s, addr: m[2], port: splitHostPort(m[2]).port };
+    };
+    const clientIn = async (addr: string, args: string[]) => {
+      const c = startInNetns(pair.b, tcpnet, ['client', '-connect', addr, '-wait', ...args]);
+      procs.push(c);
+      await c.until(/^CLIENT pid=/m);
+      tr.registerGoPid(c.pid);
+      c.send('go');
+      return c;
+    };
+
+    for (const family of ['inet', 'inet6'] as const) {
+      await t.test(`${family} across namespaces: both ends, their goroutines, exact bytes, ss agrees`, async (t) => {
+        const [serverAddr, clientAddr] = family === 'inet' ? [pair.a4, pair.b4] : [pair.a6, pair.b6];
+        const SEND = 20_000;
+        const RECV = 30_000;
+        const N = 2;
+        const server = await serverIn(t, family === 'inet' ? `${serverAddr}:0` : `[${serverAddr}]:0`, SEND, RECV);
+        const client = await clientIn(server.addr, ['-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-hold']);
+        const connects = await client.lines(/^CONNECT goid=(\d+) local=(\S+) remote=\S+$/, N);
+        await client.lines(/^DONE .* sent=20000 received=30000/, N);
+        const accepts = await server.proc.lines(/^ACCEPT goid=(\d+) local=\S+ remote=(\S+)$/, N);
+        const ss = ssInfo(pair.b);
+        client.send('close');
+        await client.until(/^BYE$/m);
+        await server.proc.lines(/^SERVED /, N);
+        for (const m of connects) {
+          const local = splitHostPort(m[2]);
+          t.equal(local.host, clientAddr, 'the client dialled from its namespace address');
+          const c = await waitFor(tr, closedOf(tr, client.pid, (r) => r.localPort === local.port), `client ${m[2]}`);
+          t.equal(c.goid, Number(m[1]), `${m[2]}: the dialling goroutine, pid ${client.pid}`);
+          t.equal(c.peerAddress, serverAddr);
+          t.same([c.bytesSent, c.bytesReceived], [SEND, RECV], 'exact bytes');
+          t.equal(c.family, family);
+          const o = ss.find((s) => splitHostPort(s.local).port === local.port);
+          const d = tr.connectionDetails(client.pid).find((x) => x.localPort === local.port && x.state === 'closed')!;
+          t.ok(o, 'ss (in the client namespace) saw it open');
+          if (o) {
+            t.equal(d.kernelBytesAcked, o.bytesAcked + 1, 'bytes_acked: ss + our FIN');
+            t.equal(d.kernelBytesReceived, o.bytesReceived + 1, 'bytes_received: ss + their FIN');
+            t.ok(c.srttUs! > 0 && Math.abs(o.rttUs - c.srttUs!) < 20_000, `rtt: ss ${o.rttUs} us vs ${c.srttUs} us at close`);
+          }
+        }
+        for (const a of accepts) {
+          const remote = splitHostPort(a[2]);
+          const c = await waitFor(tr, closedOf(tr, server.proc.pid, (r) => r.peerPort === remote.port), `server side of ${a[2]}`);
+          t.equal(c.goid, Number(a[1]), `${a[2]}: the accepting goroutine, pid ${server.proc.pid}`);
+          t.equal(c.role, 'server');
+          t.equal(c.localAddress, serverAddr);
+          t.same([c.bytesSent, c.bytesReceived], [RECV, SEND], 'exact bytes');
+        }
+        const agg = tr.peers().find((p) => p.localAddress === clientAddr && p.peerAddress === serverAddr);
+        t.ok(agg && agg.opened === N && agg.closed === N && agg.bytesSent === N * SEND && agg.bytesReceived === N * RECV, `the client's peer aggregate: ${JSON.stringify(agg)}`);
+        await server.proc.end();
+      });
+    }
+
+    await t.test('induced loss makes retransmits, counted on the connection and its peer; bytes stay exact', async (t) => {
+      const how = induceLoss(pair);
+      t.comment(`loss: ${how}`);
+      const SEND = 400_000;
+      const server = await serverIn(t, `${pair.a4}:0`, SEND, 1000);
+      const client = await clientIn(server.addr, ['-send', String(SEND), '-recv', '1000']);
+      const conn = await client.until(/^CONNECT goid=(\d+) local=(\S+)/m);
+      await client.until(/^BYE$/m, 60_000);
+      const local = splitHostPort(conn[2]).port;
+      const c = await waitFor(tr, closedOf(tr, client.pid, (r) => r.localPort === local), 'the lossy connection', 30_000);
+      t.ok(c.retransmits > 0, `retransmits: ${c.retransmits} (tcp_sock.total_retrans)`);
+      t.equal(c.bytesSent, SEND, 'payload sent counted once however often it was retransmitted');
+      t.equal(c.bytesReceived, 1000);
+      t.equal(c.goid, Number(conn[1]));
+      const agg = tr.peers().find((p) => p.localAddress === pair.b4 && p.peerAddress === pair.a4);
+      t.ok(agg && agg.retransmits > 0, `tcp_retransmit_skb events in the peer window: ${agg?.retransmits}`);
+      await server.proc.end();
+    });
+
+    await t.test('nothing lost', async (t) => {
+      await tr.drain();
+      t.equal(tr.lostTotal(), 0);
+      t.equal(tr.stats().goidUnread, 0);
+    });
+  } finally {
     for (const p of procs) p.kill();
     await tr.close();
     pair.destroy();
-  });
-
-  const serverIn = async (t: Test, addr: string, recv: number, send: number) => {
-    const s = startInNetns(pair.a, tcpnet, ['server', '-listen', addr, '-recv', String(recv), '-send', String(send)]);
-    procs.push(s);
-    const m = await s.until(/^LISTEN pid=(\d+) goid=\d+ addr=(\S+)$/m);
-    t.equal(Number(m[1]), s.pid, 'ip netns exec runs the server as the pid we spawned');
-    tr.registerGoPid(s.pid);
-    return { proc: s, addr: m[2], port: splitHostPort(m[2]).port };
-  };
-  const clientIn = async (addr: string, args: string[]) => {
-    const c = startInNetns(pair.b, tcpnet, ['client', '-connect', addr, '-wait', ...args]);
-    procs.push(c);
-    await c.until(/^CLIENT pid=/m);
-    tr.registerGoPid(c.pid);
-    c.send('go');
-    return c;
-  };
-
-  for (const family of ['inet', 'inet6'] as const) {
-    await t.test(`${family} across namespaces: both ends, their goroutines, exact bytes, ss agrees`, async (t) => {
-      const [serverAddr, clientAddr] = family === 'inet' ? [pair.a4, pair.b4] : [pair.a6, pair.b6];
-      const SEND = 20_000;
-      const RECV = 30_000;
-      const N = 2;
-      const server = await serverIn(t, family === 'inet' ? `${serverAddr}:0` : `[${serverAddr}]:0`, SEND, RECV);
-      const client = await clientIn(server.addr, ['-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-hold']);
-      const connects = await client.lines(/^CONNECT goid=(\d+) local=(\S+) remote=\S+$/, N);
-      await client.lines(/^DONE .* sent=20000 received=30000/, N);
-      const accepts = await server.proc.lines(/^ACCEPT goid=(\d+) local=\S+ remote=(\S+)$/, N);
-      const ss = ssInfo(pair.b);
-      client.send('close');
-      await client.until(/^BYE$/m);
-      await server.proc.lines(/^SERVED /, N);
-      for (const m of connects) {
-        const local = splitHostPort(m[2]);
-        t.equal(local.host, clientAddr, 'the client dialled from its namespace address');
-        const c = await waitFor(tr, closedOf(tr, client.pid, (r) => r.localPort === local.port), `client ${m[2]}`);
-        t.equal(c.goid, Number(m[1]), `${m[2]}: the dialling goroutine, pid ${client.pid}`);
-        t.equal(c.peerAddress, serverAddr);
-        t.same([c.bytesSent, c.bytesReceived], [SEND, RECV], 'exact bytes');
-        t.equal(c.family, family);
-        const o = ss.find((s) => splitHostPort(s.local).port === local.port);
-        const d = tr.connectionDetails(client.pid).find((x) => x.localPort === local.port && x.state === 'closed')!;
-        t.ok(o, 'ss (in the client namespace) saw it open');
-        if (o) {
-          t.equal(d.kernelBytesAcked, o.bytesAcked + 1, 'bytes_acked: ss + our FIN');
-          t.equal(d.kernelBytesReceived, o.bytesReceived + 1, 'bytes_received: ss + their FIN');
-          t.ok(c.srttUs! > 0 && Math.abs(o.rttUs - c.srttUs!) < 20_000, `rtt: ss ${o.rttUs} us vs ${c.srttUs} us at close`);
-        }
-      }
-      for (const a of accepts) {
-        const remote = splitHostPort(a[2]);
-        const c = await waitFor(tr, closedOf(tr, server.proc.pid, (r) => r.peerPort === remote.port), `server side of ${a[2]}`);
-        t.equal(c.goid, Number(a[1]), `${a[2]}: the accepting goroutine, pid ${server.proc.pid}`);
-        t.equal(c.role, 'server');
-        t.equal(c.localAddress, serverAddr);
-        t.same([c.bytesSent, c.bytesReceived], [RECV, SEND], 'exact bytes');
-      }
-      const agg = tr.peers().find((p) => p.localAddress === clientAddr && p.peerAddress === serverAddr);
-      t.ok(agg && agg.opened === N && agg.closed === N && agg.bytesSent === N * SEND && agg.bytesReceived === N * RECV, `the client's peer aggregate: ${JSON.stringify(agg)}`);
-      await server.proc.end();
-    });
   }
-
-  await t.test('induced loss makes retransmits, counted on the connection and its peer; bytes stay exact', async (t) => {
-    const how = induceLoss(pair);
-    t.comment(`loss: ${how}`);
-    const SEND = 400_000;
-    const server = await serverIn(t, `${pair.a4}:0`, SEND, 1000);
-    const client = await clientIn(server.addr, ['-send', String(SEND), '-recv', '1000']);
-    const conn = await client.until(/^CONNECT goid=(\d+) local=(\S+)/m);
-    await client.until(/^BYE$/m, 60_000);
-    const local = splitHostPort(conn[2]).port;
-    const c = await waitFor(tr, closedOf(tr, client.pid, (r) => r.localPort === local), 'the lossy connection', 30_000);
-    t.ok(c.retransmits > 0, `retransmits: ${c.retransmits} (tcp_sock.total_retrans)`);
-    t.equal(c.bytesSent, SEND, 'payload sent counted once however often it was retransmitted');
-    t.equal(c.bytesReceived, 1000);
-    t.equal(c.goid, Number(conn[1]));
-    const agg = tr.peers().find((p) => p.localAddress === pair.b4 && p.peerAddress === pair.a4);
-    t.ok(agg && agg.retransmits > 0, `tcp_retransmit_skb events in the peer window: ${agg?.retransmits}`);
-    await server.proc.end();
-  });
-
-  await t.test('nothing lost', async (t) => {
-    await tr.drain();
-    t.equal(tr.lostTotal(), 0);
-    t.equal(tr.stats().goidUnread, 0);
-  });
 }
