@@ -19,4 +19,60 @@ static __always_inline __u64 read_u64(__u64 addr)
 	return v;
 }
 
+/* The hit at a stack check's conditional jump that goes on to morestack (and so will hit again when the
+ * function re-runs). The CMP just before set the flags, and the prologue takes the morestack path exactly
+ * when SP <= g.stackguard0 unsigned: CF or ZF set (JBE taken, or JA not taken). The flags say what the CPU
+ * will do; re-reading stackguard0 would not: other threads set it to stackPreempt at any moment, and a
+ * write between the CMP and the probe once made a goroutine's exit go unrecorded. */
+#define X86_EFLAGS_CF (1 << 0)
+#define X86_EFLAGS_ZF (1 << 6)
+
+static __always_inline bool goes_to_morestack(struct pt_regs *ctx, bool at_stack_check_jump)
+{
+	return at_stack_check_jump && (ctx->flags & (X86_EFLAGS_CF | X86_EFLAGS_ZF));
+}
+
+/* Where records go. Kernels before 5.8 have no BPF ring buffer: there the agent sets use_perf_events before
+ * load and retypes each events map to a perf event array (one buffer per CPU, agent/native/bridge.c). A record
+ * is then built in a per-CPU scratch slot and copied out by bpf_perf_event_output. The flag is read-only data,
+ * so the verifier prunes the branch not taken and each kernel sees only helpers it has. One slot per CPU is
+ * enough: the kernel runs one tracing program per CPU at a time (bpf_prog_active), and on the kernels that
+ * need this path those programs run with preemption off. */
+const volatile bool use_perf_events = false;
+
+/* An events map (a ring buffer unless retyped) and the scratch slot the perf path builds its record in. */
+#define EVENTS_MAP(name, record, bytes)                                                                          \
+	struct {                                                                                                 \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);                                                              \
+		__uint(max_entries, bytes);                                                                      \
+	} name SEC(".maps");                                                                                     \
+	struct {                                                                                                 \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                                                         \
+		__uint(max_entries, 1);                                                                          \
+		__type(key, __u32);                                                                              \
+		__type(value, record);                                                                           \
+	} name##_scratch SEC(".maps")
+
+/* Room for one record: in the ring itself, or the CPU's scratch slot. NULL when the ring is full. */
+static __always_inline void *event_reserve(void *ring, void *scratch, __u64 size)
+{
+	__u32 zero = 0;
+	if (use_perf_events)
+		return bpf_map_lookup_elem(scratch, &zero);
+	return bpf_ringbuf_reserve(ring, size, 0);
+}
+
+/* Publishes a reserved record. Ring: never fails, wakes the reader as wake_bytes says (0: never; 1: now; else
+ * once that much waits). Perf: copies the record out; false when the CPU's buffer was full (a drop). */
+static __always_inline bool event_submit(void *ctx, void *ring, void *e, __u64 size, __u64 wake_bytes)
+{
+	if (use_perf_events)
+		return bpf_perf_event_output(ctx, ring, BPF_F_CURRENT_CPU, e, size) == 0;
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (wake_bytes == 1 || (wake_bytes && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wake_bytes))
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+	return true;
+}
+
 #endif

@@ -13,10 +13,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20); /* resized by the agent before load */
-} goroutine_events SEC(".maps");
+EVENTS_MAP(goroutine_events, struct goroutine_event, 16 << 20); /* resized by the agent before load */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -69,18 +66,6 @@ struct {
 	__type(value, __u64);
 } creator_by_thread SEC(".maps");
 
-/* The hit before morestack: the prologue will find SP - delta <= g.stackguard0 (unsigned), grow the stack
- * (or honour a preemption request) and run the function again from its entry. */
-static __always_inline bool goes_to_morestack(struct pt_regs *ctx, __u64 cookie, __u64 g,
-					      const struct runtime_layout *l)
-{
-	if (!COOKIE_STACK_CHECK(cookie))
-		return false;
-	__u64 guard = read_u64(g + l->g_stackguard0);
-	__u64 bound = COOKIE_COMPARE_R12(cookie) ? ctx->r12 : ctx->sp - COOKIE_FRAME_DELTA(cookie);
-	return bound <= guard;
-}
-
 static __always_inline const struct runtime_layout *layout_of(__u64 cookie)
 {
 	__u32 id = COOKIE_LAYOUT(cookie);
@@ -89,7 +74,7 @@ static __always_inline const struct runtime_layout *layout_of(__u64 cookie)
 
 static __always_inline struct goroutine_event *reserve(__u32 probe)
 {
-	struct goroutine_event *e = bpf_ringbuf_reserve(&goroutine_events, sizeof(*e), 0);
+	struct goroutine_event *e = event_reserve(&goroutine_events, &goroutine_events_scratch, sizeof(*e));
 	if (!e) {
 		count(&drop_counts, probe);
 		return NULL;
@@ -110,9 +95,10 @@ static __always_inline struct goroutine_event *reserve(__u32 probe)
 /* Never wake the reader: it drains every pollMs on its own, and a wakeup costs more than the probe
  * (../shared/FACTS.md). The ring is sized for what arrives between two drains (4 MiB: 65k records,
  * 6.5M records/s at a 10 ms poll). */
-static __always_inline void submit(struct goroutine_event *e)
+static __always_inline void submit(void *ctx, struct goroutine_event *e, __u32 probe)
 {
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	if (!event_submit(ctx, &goroutine_events, e, sizeof(*e), 0))
+		count(&drop_counts, probe);
 }
 
 /* runtime.newproc1(fn *funcval, callergp *g, callerpc uintptr, ...) *g, at its entry; only for Go < 1.21. */
@@ -125,7 +111,7 @@ int newproc1_entry(struct pt_regs *ctx)
 		return 0;
 	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_NEWPROC1_ENTRY);
 	/* newproc1 runs on g0 (R14); callergp (RBX) is the goroutine that ran the go statement. */
-	if (goes_to_morestack(ctx, cookie, ctx->r14, l))
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 creator = read_u64(ctx->bx + l->g_goid);
@@ -159,7 +145,7 @@ static __always_inline int record_create(struct pt_regs *ctx, __u64 newg)
 			bpf_map_delete_elem(&creator_by_thread, &tid);
 		}
 	}
-	submit(e);
+	submit(ctx, e, PROBE_NEWPROC1_RET);
 	return 0;
 }
 
@@ -188,7 +174,7 @@ int gopark(struct pt_regs *ctx)
 		return 0;
 	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_GOPARK);
 	__u64 g = ctx->r14;
-	if (goes_to_morestack(ctx, cookie, g, l))
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
 	__u64 goid = read_u64(g + l->g_goid);
 	if (!park_sampled(goid))
@@ -201,7 +187,7 @@ int gopark(struct pt_regs *ctx)
 	e->goid = goid;
 	e->g_addr = g;
 	e->wait_reason = (__u8)ctx->cx; /* third integer argument */
-	submit(e);
+	submit(ctx, e, PROBE_GOPARK);
 	return 0;
 }
 
@@ -216,7 +202,7 @@ int ready(struct pt_regs *ctx)
 		return 0;
 	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_READY);
 	__u64 g = ctx->r14;
-	if (goes_to_morestack(ctx, cookie, g, l))
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
 	__u64 goid = read_u64(ctx->ax + l->g_goid);
 	if (!park_sampled(goid))
@@ -230,7 +216,7 @@ int ready(struct pt_regs *ctx)
 	e->g_addr = ctx->ax;
 	__u64 curg = read_u64(read_u64(g + l->g_m) + l->m_curg);
 	e->other_goid = curg ? read_u64(curg + l->g_goid) : 0;
-	submit(e);
+	submit(ctx, e, PROBE_READY);
 	return 0;
 }
 
@@ -244,7 +230,7 @@ int goexit1(struct pt_regs *ctx)
 		return 0;
 	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_GOEXIT1);
 	__u64 g = ctx->r14;
-	if (goes_to_morestack(ctx, cookie, g, l))
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
 	struct goroutine_event *e = reserve(PROBE_GOEXIT1);
 	if (!e)
@@ -253,7 +239,7 @@ int goexit1(struct pt_regs *ctx)
 	e->layout_id = COOKIE_LAYOUT(cookie);
 	e->goid = read_u64(g + l->g_goid);
 	e->g_addr = g;
-	submit(e);
+	submit(ctx, e, PROBE_GOEXIT1);
 	return 0;
 }
 

@@ -44,27 +44,22 @@ struct runtime_layout {
 	__u32 g_parent_goid; /* 0: the g has no parentGoid (before Go 1.21); creator comes from newproc1's entry */
 	__u32 g_gopc;
 	__u32 g_startpc;
-	__u32 g_stackguard0;
 	__u32 g_m;           /* g.m: the thread running the g */
 	__u32 m_curg;        /* m.curg: the user goroutine of a thread that runs on g0 */
 	__u32 flags;
+	__u32 reserved;
 };
 
 #define MAX_RUNTIME_LAYOUTS 64
 
-/* A uprobe's BPF cookie: which layout, which probe, and how to skip the hit that precedes morestack.
- * Go's prologue compares SP (less a frame delta for big frames) with g.stackguard0 and, when SP is not above
- * it, calls morestack, which re-runs the function from its entry: the probe is hit a second time. The BPF
- * program evaluates the same comparison and records only the hit that goes on into the function body.
+/* A uprobe's BPF cookie: which layout, which probe, and whether the site is the stack check's jump.
+ * Go's prologue compares SP (or SP less the frame, in R12) with g.stackguard0 and, when it is not above,
+ * calls morestack, which re-runs the function from its entry: a probe on the jump is hit a second time.
  *   bits  0-15 layout id
  *   bits 16-23 enum goroutine_probe
- *   bit  24    the site is at or before the stack check: evaluate it
- *   bit  25    big frame: the site is the jump after `LEAQ -X(SP), R12; CMPQ 16(R14), R12`; compare R12
- *   bits 32-63 frame delta: a site before the check compares SP - delta with g.stackguard0 */
+ *   bit  24    the site is the conditional jump of the stack check: skip the hit that goes to morestack */
 #define COOKIE_LAYOUT(c) ((__u32)((c) & 0xffff))
 #define COOKIE_PROBE(c) ((__u32)(((c) >> 16) & 0xff))
 #define COOKIE_STACK_CHECK(c) ((__u32)(((c) >> 24) & 1))
-#define COOKIE_COMPARE_R12(c) ((__u32)(((c) >> 25) & 1))
-#define COOKIE_FRAME_DELTA(c) ((__u32)((c) >> 32))
 
 #endif

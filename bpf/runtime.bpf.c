@@ -25,10 +25,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * the process is about to die and the record is what outlives it. */
 const volatile __u64 wakeup_bytes = 64 << 10;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20); /* resized by the agent before load */
-} runtime_events SEC(".maps");
+EVENTS_MAP(runtime_events, struct runtime_event, 1 << 20); /* resized by the agent before load */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -94,16 +91,6 @@ static __always_inline const struct rt_layout *hit(__u64 cookie, __u32 probe)
 	return l;
 }
 
-/* The hit before morestack (see goroutines.bpf.c): the prologue will call morestack and re-run the function. */
-static __always_inline bool goes_to_morestack(struct pt_regs *ctx, __u64 cookie, __u64 g, const struct rt_layout *l)
-{
-	if (!COOKIE_STACK_CHECK(cookie))
-		return false;
-	__u64 guard = read_u64(g + l->g_stackguard0);
-	__u64 bound = COOKIE_COMPARE_R12(cookie) ? ctx->r12 : ctx->sp - COOKIE_FRAME_DELTA(cookie);
-	return bound <= guard;
-}
-
 static __always_inline __u64 goid_of(__u64 g, const struct rt_layout *l)
 {
 	return g ? read_u64(g + l->g_goid) : 0;
@@ -120,7 +107,7 @@ static __always_inline __u64 curg_goid(__u64 g, const struct rt_layout *l)
 
 static __always_inline struct runtime_event *reserve(__u32 probe, __u64 cookie, __u8 kind)
 {
-	struct runtime_event *e = bpf_ringbuf_reserve(&runtime_events, sizeof(*e), 0);
+	struct runtime_event *e = event_reserve(&runtime_events, &runtime_events_scratch, sizeof(*e));
 	if (!e) {
 		count(&rt_drop_counts, probe);
 		return NULL;
@@ -145,12 +132,10 @@ static __always_inline struct runtime_event *reserve(__u32 probe, __u64 cookie, 
 	return e;
 }
 
-static __always_inline void submit(struct runtime_event *e, bool wake)
+static __always_inline void submit(void *ctx, struct runtime_event *e, bool wake, __u32 probe)
 {
-	__u64 flags = wake || bpf_ringbuf_query(&runtime_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-			      ? BPF_RB_FORCE_WAKEUP
-			      : BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	if (!event_submit(ctx, &runtime_events, e, sizeof(*e), wake ? 1 : wakeup_bytes))
+		count(&rt_drop_counts, probe);
 }
 
 /* runtime.stopTheWorldWithSema: (reason stwReason) since Go 1.21, () before, when stopTheWorld(reason string)
@@ -163,7 +148,7 @@ int stw_stop(struct pt_regs *ctx)
 	if (!l)
 		return 0;
 	__u64 g = ctx->r14;
-	if (goes_to_morestack(ctx, cookie, g, l))
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct rt_stw_pending p = {};
@@ -210,7 +195,7 @@ int stw_start_ret(struct pt_regs *ctx)
 		e->stw_reason = p->reason;
 		e->reason_len = p->reason_len;
 		__builtin_memcpy(e->reason, p->reason_text, RUNTIME_REASON_MAX);
-		submit(e, false);
+		submit(ctx, e, false, RT_PROBE_START_RET);
 	}
 	bpf_map_delete_elem(&stw_pending, &pid);
 	return 0;
@@ -226,7 +211,7 @@ int gc_mark_termination(struct pt_regs *ctx)
 	if (!l)
 		return 0;
 	__u64 g = ctx->r14;
-	if (goes_to_morestack(ctx, cookie, g, l))
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
 	struct runtime_event *e = reserve(RT_PROBE_MARK_TERM, cookie, RUNTIME_GC_MARK_TERM);
 	if (!e)
@@ -242,12 +227,23 @@ int gc_mark_termination(struct pt_regs *ctx)
 			e->flags |= RT_FLAG_NUMGC;
 		}
 	}
-	submit(e, false);
+	submit(ctx, e, false, RT_PROBE_MARK_TERM);
 	return 0;
 }
 
 /* Copies a Go string's bytes into e->msg (sleepable context: may fault pages in). */
-static __always_inline void copy_msg(struct runtime_event *e, __u64 ptr, __u64 len)
+/* Fatal records read the process's memory at the moment it is dying, when a page may well be swapped out:
+ * sleepable programs (bpf_copy_from_user) can fault it in. Perf event arrays are not allowed in sleepable
+ * programs, so the perf transport (kernels before 5.8, which have no sleepable uprobes anyway) loads the
+ * *_nosleep twins instead, which use bpf_probe_read_user. */
+static __always_inline long read_user(void *dst, __u32 len, __u64 src, bool sleepable)
+{
+	if (sleepable)
+		return bpf_copy_from_user(dst, len, (const void *)src);
+	return bpf_probe_read_user(dst, len, (const void *)src);
+}
+
+static __always_inline void copy_msg(struct runtime_event *e, __u64 ptr, __u64 len, bool sleepable)
 {
 	e->msg_full_len = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
 	if (len > RUNTIME_MSG_MAX - 1)
@@ -255,13 +251,13 @@ static __always_inline void copy_msg(struct runtime_event *e, __u64 ptr, __u64 l
 	len &= RUNTIME_MSG_MAX - 1;
 	if (!ptr || len == 0)
 		return;
-	if (bpf_copy_from_user(e->msg, len, (const void *)ptr) == 0)
+	if (read_user(e->msg, len, ptr, sleepable) == 0)
 		e->msg_len = len;
 	else
 		e->flags |= RT_FLAG_MSG_UNREADABLE;
 }
 
-static __always_inline int fatal_message(struct pt_regs *ctx, __u32 probe)
+static __always_inline int fatal_message(struct pt_regs *ctx, __u32 probe, bool sleepable)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	const struct rt_layout *l = hit(cookie, probe);
@@ -274,8 +270,8 @@ static __always_inline int fatal_message(struct pt_regs *ctx, __u32 probe)
 	e->goid = goid_of(g, l);
 	e->curg_goid = curg_goid(g, l);
 	e->value = probe;
-	copy_msg(e, ctx->ax, ctx->bx); /* s string: pointer in RAX, length in RBX */
-	submit(e, true);
+	copy_msg(e, ctx->ax, ctx->bx, sleepable); /* s string: pointer in RAX, length in RBX */
+	submit(ctx, e, true, probe);
 	return 0;
 }
 
@@ -283,14 +279,26 @@ static __always_inline int fatal_message(struct pt_regs *ctx, __u32 probe)
 SEC("uprobe.s")
 int rt_throw(struct pt_regs *ctx)
 {
-	return fatal_message(ctx, RT_PROBE_THROW);
+	return fatal_message(ctx, RT_PROBE_THROW, true);
+}
+
+SEC("uprobe")
+int rt_throw_nosleep(struct pt_regs *ctx)
+{
+	return fatal_message(ctx, RT_PROBE_THROW, false);
 }
 
 /* runtime.fatal(s string): a fatal error the user's code caused (concurrent map writes, deadlock). */
 SEC("uprobe.s")
 int rt_fatal(struct pt_regs *ctx)
 {
-	return fatal_message(ctx, RT_PROBE_FATAL);
+	return fatal_message(ctx, RT_PROBE_FATAL, true);
+}
+
+SEC("uprobe")
+int rt_fatal_nosleep(struct pt_regs *ctx)
+{
+	return fatal_message(ctx, RT_PROBE_FATAL, false);
 }
 
 #define GO_KIND_MASK 31
@@ -300,8 +308,7 @@ int rt_fatal(struct pt_regs *ctx)
 /* runtime.fatalpanic(msgs *_panic): the panic was not recovered. gopanic's preprintpanics has already turned
  * an error or Stringer value into its string, so a string covers most panics; for other kinds 8 bytes of the
  * value are kept for the agent to format. */
-SEC("uprobe.s")
-int rt_fatalpanic(struct pt_regs *ctx)
+static __always_inline int fatal_panic(struct pt_regs *ctx, bool sleepable)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	const struct rt_layout *l = hit(cookie, RT_PROBE_FATAL_PANIC);
@@ -316,25 +323,25 @@ int rt_fatalpanic(struct pt_regs *ctx)
 	__u64 msgs = ctx->ax;
 	if (msgs) {
 		__u64 eface[2] = {};
-		if (bpf_copy_from_user(eface, sizeof(eface), (const void *)(msgs + l->panic_arg)) == 0) {
+		if (read_user(eface, sizeof(eface), msgs + l->panic_arg, sleepable) == 0) {
 			__u64 typ = eface[0], data = eface[1];
 			if (!typ) {
 				e->flags |= RT_FLAG_PANIC_NIL;
 			} else {
 				__u8 kind = 0;
-				bpf_copy_from_user(&kind, 1, (const void *)(typ + GO_TYPE_KIND_OFFSET));
+				read_user(&kind, 1, typ + GO_TYPE_KIND_OFFSET, sleepable);
 				e->value_kind = kind & GO_KIND_MASK;
 				if (e->value_kind == GO_KIND_STRING) {
 					__u64 hdr[2] = {};
-					if (bpf_copy_from_user(hdr, sizeof(hdr), (const void *)data) == 0) {
+					if (read_user(hdr, sizeof(hdr), data, sleepable) == 0) {
 						e->flags |= RT_FLAG_PANIC_STRING;
-						copy_msg(e, hdr[0], hdr[1]);
+						copy_msg(e, hdr[0], hdr[1], sleepable);
 					} else {
 						e->flags |= RT_FLAG_MSG_UNREADABLE;
 					}
 				} else if (data) {
 					__u64 v = 0;
-					bpf_copy_from_user(&v, sizeof(v), (const void *)data);
+					read_user(&v, sizeof(v), data, sleepable);
 					e->value = v;
 				}
 			}
@@ -342,6 +349,18 @@ int rt_fatalpanic(struct pt_regs *ctx)
 			e->flags |= RT_FLAG_MSG_UNREADABLE;
 		}
 	}
-	submit(e, true);
+	submit(ctx, e, true, RT_PROBE_FATAL_PANIC);
 	return 0;
+}
+
+SEC("uprobe.s")
+int rt_fatalpanic(struct pt_regs *ctx)
+{
+	return fatal_panic(ctx, true);
+}
+
+SEC("uprobe")
+int rt_fatalpanic_nosleep(struct pt_regs *ctx)
+{
+	return fatal_panic(ctx, false);
 }

@@ -64,13 +64,12 @@ struct runtime_event {
 /* Where the runtime keeps what the probes read, for one Go version (from agent/src/gobinary/layouts.ts). */
 struct rt_layout {
 	__u32 g_goid;
-	__u32 g_stackguard0;
 	__u32 g_m;
 	__u32 m_curg;
 	__u32 m_preemptoff; /* string: the stop-the-world reason before Go 1.21 */
 	__u32 panic_arg;    /* _panic.arg (an eface: type, data) */
 	__u32 flags;        /* RT_LAYOUT_* */
-	__u32 reserved;
+	__u32 reserved[2];
 };
 
 #define RT_LAYOUT_REASON_IN_RAX 1    /* stopTheWorldWithSema(reason stwReason): Go 1.21+ */

@@ -36,10 +36,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Wake the reader only when this much is waiting; it also drains on a timer. Set by the agent before load. */
 const volatile __u64 wakeup_bytes = 256 << 10;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20); /* resized by the agent before load */
-} tcp_events SEC(".maps");
+EVENTS_MAP(tcp_events, struct tcp_event, 4 << 20); /* resized by the agent before load */
 
 /* pid -> where the goroutine is, for Go processes only (written by the agent). */
 struct {
@@ -139,7 +136,7 @@ static __always_inline void bind_current(__u64 skaddr, __u8 role, __u64 now)
 
 static __always_inline struct tcp_event *reserve(__u8 kind, __u64 skaddr, __u64 now)
 {
-	struct tcp_event *e = bpf_ringbuf_reserve(&tcp_events, sizeof(*e), 0);
+	struct tcp_event *e = event_reserve(&tcp_events, &tcp_events_scratch, sizeof(*e));
 	if (!e) {
 		count(&drop_counts, kind);
 		return NULL;
@@ -151,11 +148,10 @@ static __always_inline struct tcp_event *reserve(__u8 kind, __u64 skaddr, __u64 
 	return e;
 }
 
-static __always_inline void submit(struct tcp_event *e)
+static __always_inline void submit(void *ctx, struct tcp_event *e)
 {
-	__u64 flags = bpf_ringbuf_query(&tcp_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-											 : BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	if (!event_submit(ctx, &tcp_events, e, sizeof(*e), wakeup_bytes))
+		count(&drop_counts, e->kind);
 }
 
 static __always_inline void set_owner(struct tcp_event *e, const struct tcp_owner *o)
@@ -300,7 +296,7 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	e->old_state = oldstate;
 	e->new_state = newstate;
 	COPY_TP_ADDRS(e, ctx);
-	submit(e);
+	submit(ctx, e);
 	return 0;
 }
 
@@ -370,13 +366,13 @@ int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	read_addrs(e, sk);
 	e->error = (__u16)-ret;
 	e->old_state = e->new_state = TCP_CLOSE;
-	submit(e);
+	submit(ctx, e);
 	return 0;
 }
 
 /* ---------- accept(2)/accept4(2): the returned fd's socket now belongs to the caller ---------- */
 
-static __always_inline int on_accept(long ret)
+static __always_inline int on_accept(void *ctx, long ret)
 {
 	if (ret < 0)
 		return 0;
@@ -403,20 +399,20 @@ static __always_inline int on_accept(long ret)
 	read_addrs(e, sk);
 	e->old_state = e->new_state = state;
 	e->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
-	submit(e);
+	submit(ctx, e);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_accept(ctx->ret);
+	return on_accept(ctx, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
 int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_accept(ctx->ret);
+	return on_accept(ctx, ctx->ret);
 }
 
 /* ---------- retransmits and resets ---------- */
@@ -442,7 +438,7 @@ int tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 		return 0;
 	COPY_TP_ADDRS(e, ctx);
 	e->old_state = e->new_state = ctx->state;
-	submit(e);
+	submit(ctx, e);
 	return 0;
 }
 
@@ -455,7 +451,7 @@ int tcp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
 	COPY_TP_ADDRS(e, ctx);
 	if (ctx->skaddr)
 		e->old_state = e->new_state = BPF_CORE_READ((struct sock *)ctx->skaddr, __sk_common.skc_state);
-	submit(e);
+	submit(ctx, e);
 	return 0;
 }
 
@@ -483,7 +479,7 @@ int tcp_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
 	sockaddr_to(sa, e->saddr, &e->sport, &e->family);
 	sockaddr_to(da, e->daddr, &e->dport, &e->family);
 	e->old_state = e->new_state = ctx->state;
-	submit(e);
+	submit(ctx, e);
 	return 0;
 }
 

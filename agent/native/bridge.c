@@ -26,8 +26,8 @@
 #include "../../bpf/goroutines.h"
 #include "../../bpf/tcp.h"
 #include "../../bpf/runtime.h"
+#include "reader.h"
 
-#define MAX_RINGS 8
 #define MAX_LINKS 8192
 
 /* ---------- errors and libbpf's log ---------- */
@@ -106,135 +106,6 @@ static bool get_string(napi_env env, napi_value v, char *buf, size_t cap)
 	return napi_get_value_string_utf8(env, v, buf, cap, &len) == napi_ok && len < cap - 1;
 }
 
-/* ---------- the reader thread ---------- */
-
-struct reader;
-
-struct ring_batch {
-	struct reader *reader;
-	int ring;
-	size_t record_size;
-	unsigned char *buf;
-	size_t len, cap;
-};
-
-struct batch_msg {
-	int ring;
-	unsigned char *data;
-	size_t len;
-};
-
-struct reader {
-	pthread_t thread;
-	bool started;
-	atomic_bool stop;
-	struct ring_buffer *rb;
-	napi_threadsafe_function tsfn;
-	int nrings;
-	struct ring_batch batches[MAX_RINGS];
-	size_t batch_bytes;
-	int poll_ms;
-	/* Back-pressure: past this many batches not yet taken by JavaScript the thread stops draining, the ring
-	 * buffer fills, and the BPF side counts what it cannot write. Memory stays bounded. */
-	long max_outstanding;
-	atomic_long outstanding;
-	atomic_ullong records, handed_batches, malformed, stalls;
-};
-
-static void flush_batch(struct ring_batch *b)
-{
-	if (!b->len)
-		return;
-	struct batch_msg *m = malloc(sizeof(*m));
-	if (!m)
-		return;
-	m->ring = b->ring;
-	m->data = b->buf;
-	m->len = b->len;
-	atomic_fetch_add(&b->reader->outstanding, 1);
-	atomic_fetch_add(&b->reader->handed_batches, 1);
-	if (napi_call_threadsafe_function(b->reader->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
-		atomic_fetch_sub(&b->reader->outstanding, 1);
-		free(m->data);
-		free(m);
-	}
-	b->buf = malloc(b->cap);
-	b->len = 0;
-}
-
-static int on_record(void *ctx, void *data, size_t size)
-{
-	struct ring_batch *b = ctx;
-	if (size != b->record_size) {
-		atomic_fetch_add(&b->reader->malformed, 1);
-		return 0;
-	}
-	if (b->len + size > b->cap)
-		flush_batch(b);
-	if (!b->buf) /* out of memory: count as malformed rather than crash */
-	{
-		atomic_fetch_add(&b->reader->malformed, 1);
-		b->buf = malloc(b->cap);
-		return 0;
-	}
-	memcpy(b->buf + b->len, data, size);
-	b->len += size;
-	atomic_fetch_add(&b->reader->records, 1);
-	return 0;
-}
-
-static void *reader_main(void *arg)
-{
-	struct reader *r = arg;
-	while (!atomic_load(&r->stop)) {
-		if (atomic_load(&r->outstanding) >= r->max_outstanding) {
-			atomic_fetch_add(&r->stalls, 1);
-			usleep(1000);
-			continue;
-		}
-		/* The BPF side wakes us only past a threshold; the timeout drains the rest every poll_ms. */
-		int n = ring_buffer__poll(r->rb, r->poll_ms);
-		if (n == 0)
-			ring_buffer__consume(r->rb);
-		for (int i = 0; i < r->nrings; i++)
-			flush_batch(&r->batches[i]);
-	}
-	ring_buffer__consume(r->rb);
-	for (int i = 0; i < r->nrings; i++)
-		flush_batch(&r->batches[i]);
-	return NULL;
-}
-
-static void free_external(napi_env env, void *data, void *hint)
-{
-	(void)env;
-	(void)hint;
-	free(data);
-}
-
-/* Runs on the JS thread: onBatch(ring, buffer). */
-static void deliver_batch(napi_env env, napi_value fn, void *context, void *data)
-{
-	struct reader *r = context;
-	struct batch_msg *m = data;
-	atomic_fetch_sub(&r->outstanding, 1);
-	if (!env) {
-		free(m->data);
-		free(m);
-		return;
-	}
-	napi_value args[2], undefined;
-	napi_create_int32(env, m->ring, &args[0]);
-	if (napi_create_external_buffer(env, m->len, m->data, free_external, NULL, &args[1]) != napi_ok) {
-		free(m->data);
-		free(m);
-		return;
-	}
-	free(m);
-	napi_get_undefined(env, &undefined);
-	napi_call_function(env, undefined, fn, 2, args, NULL);
-}
-
 /* ---------- the BPF object ---------- */
 
 struct bpf_handle {
@@ -243,47 +114,6 @@ struct bpf_handle {
 	int nlinks_hint;
 	struct reader *reader;
 };
-
-static void reader_stop(struct reader *r)
-{
-	if (!r)
-		return;
-	if (r->started) {
-		atomic_store(&r->stop, true);
-		pthread_join(r->thread, NULL);
-		r->started = false;
-	}
-	if (r->tsfn) {
-		napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
-		r->tsfn = NULL;
-	}
-	if (r->rb) {
-		ring_buffer__free(r->rb);
-		r->rb = NULL;
-	}
-	for (int i = 0; i < r->nrings; i++) {
-		free(r->batches[i].buf);
-		r->batches[i].buf = NULL;
-	}
-}
-
-static void free_reader(napi_env env, void *data, void *hint)
-{
-	(void)env;
-	(void)hint;
-	free(data);
-}
-
-/* Stops a reader and lets it go. Batches it handed over may still wait in the thread-safe function's queue,
- * and their delivery reads the reader: once it has a thread-safe function, that function's finalizer (which
- * runs after the last queued call) frees it. */
-static void reader_dispose(struct reader *r)
-{
-	bool freed_by_tsfn = r->tsfn != NULL;
-	reader_stop(r);
-	if (!freed_by_tsfn)
-		free(r);
-}
 
 static void handle_close(struct bpf_handle *h)
 {
@@ -367,7 +197,8 @@ static int set_global(struct bpf_object *obj, const char *name, const void *val,
 	return -ENOENT;
 }
 
-/* new Bpf(objectPath, { ringSizes?: {name: bytes}, globals?: {name: Buffer} }) */
+/* new Bpf(objectPath, { ringSizes?: {name: bytes}, perfEventArrays?: [name], skipPrograms?: [name],
+ *                      globals?: {name: Buffer} }) */
 static napi_value bpf_new(napi_env env, napi_callback_info info)
 {
 	size_t argc = 2;
@@ -407,6 +238,53 @@ static napi_value bpf_new(napi_env env, napi_callback_info info)
 				if (err) {
 					bpf_object__close(obj);
 					return throw_errno(env, err, "cannot size ring buffer %s to %u bytes", name, bytes);
+				}
+			}
+		}
+		/* Kernels without BPF ring buffers: these maps become perf event arrays (one buffer per CPU; libbpf
+		 * sizes an array of max_entries 0 to the CPU count). The programs learn it from use_perf_events. */
+		napi_value perf_maps;
+		bool perf_is_array = false;
+		napi_has_named_property(env, argv[1], "perfEventArrays", &has);
+		if (has && napi_get_named_property(env, argv[1], "perfEventArrays", &perf_maps) == napi_ok)
+			napi_is_array(env, perf_maps, &perf_is_array);
+		if (has && !perf_is_array) {
+			bpf_object__close(obj);
+			return throw_errno(env, 0, "Bpf: perfEventArrays must be an array of map names");
+		}
+		if (perf_is_array) {
+			napi_get_array_length(env, perf_maps, &n);
+			for (uint32_t i = 0; i < n; i++) {
+				napi_get_element(env, perf_maps, i, &val);
+				struct bpf_map *m = get_string(env, val, name, sizeof(name)) ? bpf_object__find_map_by_name(obj, name) : NULL;
+				int err = m ? bpf_map__set_type(m, BPF_MAP_TYPE_PERF_EVENT_ARRAY) : -ENOENT;
+				if (!err)
+					err = bpf_map__set_key_size(m, 4);
+				if (!err)
+					err = bpf_map__set_value_size(m, 4);
+				if (!err)
+					err = bpf_map__set_max_entries(m, 0);
+				if (err) {
+					bpf_object__close(obj);
+					return throw_errno(env, err, "cannot make %s a perf event array", m ? name : "a map");
+				}
+			}
+		}
+		/* Programs not to load: the twins the chosen event transport does not use. */
+		napi_value skip;
+		bool skip_is_array = false;
+		napi_has_named_property(env, argv[1], "skipPrograms", &has);
+		if (has && napi_get_named_property(env, argv[1], "skipPrograms", &skip) == napi_ok)
+			napi_is_array(env, skip, &skip_is_array);
+		if (skip_is_array) {
+			napi_get_array_length(env, skip, &n);
+			for (uint32_t i = 0; i < n; i++) {
+				napi_get_element(env, skip, i, &val);
+				struct bpf_program *p = get_string(env, val, name, sizeof(name)) ? bpf_object__find_program_by_name(obj, name) : NULL;
+				int err = p ? bpf_program__set_autoload(p, false) : -ENOENT;
+				if (err) {
+					bpf_object__close(obj);
+					return throw_errno(env, err, "skipPrograms: no program %s", name);
 				}
 			}
 		}
@@ -679,10 +557,20 @@ static napi_value bpf_map_info(napi_env env, napi_callback_info info)
 }
 
 /* startReader([{ map, recordSize }], onBatch(ring, buffer), { pollMs, batchBytes, maxOutstanding }) */
+static bool get_u32_prop(napi_env env, napi_value obj, const char *key, uint32_t *out)
+{
+	bool has = false;
+	napi_value v;
+	return napi_has_named_property(env, obj, key, &has) == napi_ok && has &&
+	       napi_get_named_property(env, obj, key, &v) == napi_ok && napi_get_value_uint32(env, v, out) == napi_ok;
+}
+
+/* startReader([{ map, recordSize, perfPagesPerCpu?, wakeupBytes? }], onBatch(ring, buffer), { pollMs, batchBytes,
+ * maxOutstanding }). A map retyped to a perf event array at open (perfEventArrays) is read as one. */
 static napi_value bpf_start_reader(napi_env env, napi_callback_info info)
 {
 	size_t argc = 3;
-	napi_value argv[3], self, v, name;
+	napi_value argv[3], self;
 	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
 	struct bpf_handle *h = unwrap(env, self);
 	if (!h)
@@ -693,80 +581,60 @@ static napi_value bpf_start_reader(napi_env env, napi_callback_info info)
 	bool is_array = false;
 	if (argc >= 2)
 		napi_is_array(env, argv[0], &is_array);
-	if (!is_array || napi_get_array_length(env, argv[0], &n) != napi_ok || n == 0 || n > MAX_RINGS)
-		return throw_errno(env, 0, "startReader: rings must be an array of 1..%d { map, recordSize }", MAX_RINGS);
+	if (!is_array || napi_get_array_length(env, argv[0], &n) != napi_ok || n == 0 || n > READER_MAX_RINGS)
+		return throw_errno(env, 0, "startReader: rings must be an array of 1..%d { map, recordSize }",
+				   READER_MAX_RINGS);
 
-	struct reader *r = calloc(1, sizeof(*r));
-	if (!r)
-		return throw_errno(env, ENOMEM, "startReader");
-	r->poll_ms = 10;
-	r->batch_bytes = 256 * 1024;
-	r->max_outstanding = 256;
-	if (argc > 2) {
-		napi_valuetype t;
+	struct reader_options opts = { .poll_ms = 10, .batch_bytes = 256 * 1024, .max_outstanding = 256 };
+	napi_valuetype t = napi_undefined;
+	if (argc > 2)
 		napi_typeof(env, argv[2], &t);
-		if (t == napi_object) {
-			bool has;
-			uint32_t x;
-			napi_has_named_property(env, argv[2], "pollMs", &has);
-			if (has && napi_get_named_property(env, argv[2], "pollMs", &v) == napi_ok && napi_get_value_uint32(env, v, &x) == napi_ok && x > 0)
-				r->poll_ms = (int)x;
-			napi_has_named_property(env, argv[2], "batchBytes", &has);
-			if (has && napi_get_named_property(env, argv[2], "batchBytes", &v) == napi_ok && napi_get_value_uint32(env, v, &x) == napi_ok && x >= 4096)
-				r->batch_bytes = x;
-			napi_has_named_property(env, argv[2], "maxOutstanding", &has);
-			if (has && napi_get_named_property(env, argv[2], "maxOutstanding", &v) == napi_ok && napi_get_value_uint32(env, v, &x) == napi_ok && x > 0)
-				r->max_outstanding = x;
-		}
+	if (t == napi_object) {
+		uint32_t x;
+		if (get_u32_prop(env, argv[2], "pollMs", &x) && x > 0)
+			opts.poll_ms = (int)x;
+		if (get_u32_prop(env, argv[2], "batchBytes", &x) && x >= 4096)
+			opts.batch_bytes = x;
+		if (get_u32_prop(env, argv[2], "maxOutstanding", &x) && x > 0)
+			opts.max_outstanding = x;
 	}
-	r->nrings = (int)n;
+	struct reader *r = reader_new(&opts);
+	if (!r)
+		return throw_errno(env, errno ? errno : ENOMEM, "startReader");
 	for (uint32_t i = 0; i < n; i++) {
-		napi_value ring, mapname, size;
-		uint32_t record_size;
+		napi_value ring, mapname;
+		uint32_t record_size = 0, pages = 0, wakeup = 0;
 		napi_get_element(env, argv[0], i, &ring);
 		if (napi_get_named_property(env, ring, "map", &mapname) != napi_ok ||
-		    napi_get_named_property(env, ring, "recordSize", &size) != napi_ok ||
-		    napi_get_value_uint32(env, size, &record_size) != napi_ok || record_size == 0) {
-			free(r);
+		    !get_u32_prop(env, ring, "recordSize", &record_size) || record_size == 0) {
+			reader_dispose(r);
 			return throw_errno(env, 0, "startReader: ring %u needs { map, recordSize }", i);
+		}
+		get_u32_prop(env, ring, "perfPagesPerCpu", &pages);
+		get_u32_prop(env, ring, "wakeupBytes", &wakeup);
+		if (pages & (pages - 1)) {
+			reader_dispose(r);
+			return throw_errno(env, 0, "startReader: perfPagesPerCpu must be a power of two (got %u)", pages);
 		}
 		struct bpf_map *m = find_map(env, h, mapname);
 		if (!m) {
-			reader_stop(r);
-			free(r);
+			reader_dispose(r);
 			return NULL;
 		}
-		struct ring_batch *b = &r->batches[i];
-		b->reader = r;
-		b->ring = (int)i;
-		b->record_size = record_size;
-		b->cap = r->batch_bytes - r->batch_bytes % record_size;
-		b->buf = malloc(b->cap);
-		int err;
-		if (i == 0) {
-			r->rb = ring_buffer__new(bpf_map__fd(m), on_record, b, NULL);
-			err = r->rb ? 0 : -errno;
-		} else {
-			err = ring_buffer__add(r->rb, bpf_map__fd(m), on_record, b);
-		}
+		bool perf = bpf_map__type(m) == BPF_MAP_TYPE_PERF_EVENT_ARRAY;
+		int err = reader_add_ring(r, bpf_map__fd(m), perf, record_size, pages, wakeup);
 		if (err) {
-			reader_stop(r);
-			free(r);
-			return throw_errno(env, err, "cannot read ring buffer %s", bpf_map__name(m));
+			reader_dispose(r);
+			return throw_errno(env, err, "cannot read %s %s", perf ? "perf event array" : "ring buffer",
+					   bpf_map__name(m));
 		}
 	}
-	napi_create_string_utf8(env, "goroscope-ring-reader", NAPI_AUTO_LENGTH, &name);
-	if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, r, free_reader, r, deliver_batch, &r->tsfn) != napi_ok) {
-		r->tsfn = NULL;
-		reader_stop(r);
-		free(r);
-		return throw_errno(env, 0, "startReader: onBatch must be a function");
-	}
-	if (pthread_create(&r->thread, NULL, reader_main, r)) {
+	int err = reader_start(r, env, argv[1]);
+	if (err) {
 		reader_dispose(r);
-		return throw_errno(env, errno, "cannot start the reader thread");
+		return throw_errno(env, err, err == -EINVAL ? "startReader: onBatch must be a function"
+							    : "cannot start the reader thread");
 	}
-	r->started = true;
 	h->reader = r;
 	return NULL;
 }
@@ -780,17 +648,21 @@ static void set_u64(napi_env env, napi_value obj, const char *key, unsigned long
 
 static napi_value reader_stats_object(napi_env env, struct reader *r)
 {
+	struct reader_stats s;
+	reader_get_stats(r, &s);
 	napi_value out;
 	napi_create_object(env, &out);
-	set_u64(env, out, "records", r ? atomic_load(&r->records) : 0);
-	set_u64(env, out, "batches", r ? atomic_load(&r->handed_batches) : 0);
-	set_u64(env, out, "malformed", r ? atomic_load(&r->malformed) : 0);
-	set_u64(env, out, "stalls", r ? atomic_load(&r->stalls) : 0);
-	set_u64(env, out, "outstanding", r ? (unsigned long long)atomic_load(&r->outstanding) : 0);
+	set_u64(env, out, "records", s.records);
+	set_u64(env, out, "batches", s.batches);
+	set_u64(env, out, "malformed", s.malformed);
+	set_u64(env, out, "stalls", s.stalls);
+	set_u64(env, out, "outstanding", s.outstanding);
+	set_u64(env, out, "perfLost", s.perf_lost);
+	set_u64(env, out, "reorderOverflows", s.reorder_overflows);
 	return out;
 }
 
-/* readerStats() -> { records, batches, malformed, stalls, outstanding } */
+/* readerStats() -> { records, batches, malformed, stalls, outstanding, perfLost, reorderOverflows } */
 static napi_value bpf_reader_stats(napi_env env, napi_callback_info info)
 {
 	napi_value self;
@@ -809,17 +681,12 @@ static napi_value bpf_stop_reader(napi_env env, napi_callback_info info)
 	struct bpf_handle *h = unwrap(env, self);
 	if (!h)
 		return NULL;
-	napi_value stats = NULL;
-	if (h->reader) {
-		struct reader *r = h->reader;
-		bool freed_by_tsfn = r->tsfn != NULL;
-		reader_stop(r);
-		stats = reader_stats_object(env, r); /* before the reader can go: the finalizer runs later, on this thread */
-		if (!freed_by_tsfn)
-			free(r);
-		h->reader = NULL;
-	}
-	return stats ? stats : reader_stats_object(env, NULL);
+	struct reader *r = h->reader;
+	h->reader = NULL;
+	reader_stop(r);
+	napi_value stats = reader_stats_object(env, r); /* before the reader can go: its finalizer runs later, here */
+	reader_dispose(r);
+	return stats;
 }
 
 /* close(): detaches every probe and frees the object. */
@@ -887,10 +754,10 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct runtime_layout, g_parent_goid);
 	FIELD(f, struct runtime_layout, g_gopc);
 	FIELD(f, struct runtime_layout, g_startpc);
-	FIELD(f, struct runtime_layout, g_stackguard0);
 	FIELD(f, struct runtime_layout, g_m);
 	FIELD(f, struct runtime_layout, m_curg);
 	FIELD(f, struct runtime_layout, flags);
+	FIELD(f, struct runtime_layout, reserved);
 	napi_set_named_property(env, s, "fields", f);
 	napi_set_named_property(env, out, "runtime_layout", s);
 
@@ -955,12 +822,12 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	s = struct_desc(env, sizeof(struct rt_layout));
 	napi_create_object(env, &f);
 	FIELD(f, struct rt_layout, g_goid);
-	FIELD(f, struct rt_layout, g_stackguard0);
 	FIELD(f, struct rt_layout, g_m);
 	FIELD(f, struct rt_layout, m_curg);
 	FIELD(f, struct rt_layout, m_preemptoff);
 	FIELD(f, struct rt_layout, panic_arg);
 	FIELD(f, struct rt_layout, flags);
+	FIELD(f, struct rt_layout, reserved);
 	napi_set_named_property(env, s, "fields", f);
 	napi_set_named_property(env, out, "rt_layout", s);
 
@@ -978,6 +845,15 @@ static napi_value bridge_libbpf_version(napi_env env, napi_callback_info info)
 	(void)info;
 	napi_value v;
 	napi_create_string_utf8(env, libbpf_version_string(), NAPI_AUTO_LENGTH, &v);
+	return v;
+}
+
+/* hasRingbuf(): whether this kernel has BPF ring buffers (5.8+); without them events go through perf buffers. */
+static napi_value bridge_has_ringbuf(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	napi_value v;
+	napi_get_boolean(env, libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) > 0, &v);
 	return v;
 }
 
@@ -1005,6 +881,8 @@ static napi_value init(napi_env env, napi_value exports)
 	napi_set_named_property(env, exports, "layouts", fn);
 	napi_create_function(env, "libbpfVersion", NAPI_AUTO_LENGTH, bridge_libbpf_version, NULL, &fn);
 	napi_set_named_property(env, exports, "libbpfVersion", fn);
+	napi_create_function(env, "hasRingbuf", NAPI_AUTO_LENGTH, bridge_has_ringbuf, NULL, &fn);
+	napi_set_named_property(env, exports, "hasRingbuf", fn);
 	return exports;
 }
 

@@ -4,6 +4,7 @@ import t from 'tap';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GoroutineTracer, type RecordVisitor } from '../../agent/src/tracer/goroutine-tracer.ts';
+import type { EventTransport } from '../../agent/src/bpf/events-source.ts';
 import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
 import { waitReasonString } from '../../agent/src/gobinary/layouts.ts';
 import { buildSnapshot, goroutineRecord } from '../../agent/src/snapshot/snapshot.ts';
@@ -26,22 +27,28 @@ const ciCells: Array<[string, BuildKind]> = [
   ['1.22.12', 'static'],
   ['1.24.13', 'pie'],
 ];
-const cells: Array<{ version: string; kind: BuildKind; why?: string }> = (
-  process.env.GOROSCOPE_MATRIX === 'full' ? fullVersions.flatMap((v) => kinds.map((k) => [v, k] as [string, BuildKind])) : ciCells
-).map(([version, kind]) => ({
-  version,
-  kind,
-  why: version === '1.19' && !existsSync('/usr/lib/go-1.19/bin/go') ? "Go 1.19 is not installed (Debian's golang-1.19-go)" : undefined,
+// The perf-buffer transport (kernels before 5.8) on top: the same checks, records through per-CPU buffers.
+const perfCells: Array<[string, BuildKind]> = [['local', 'default'], ['1.19', 'default']];
+const cells: Array<{ version: string; kind: BuildKind; transport: EventTransport; why?: string }> = [
+  ...(process.env.GOROSCOPE_MATRIX === 'full' ? fullVersions.flatMap((v) => kinds.map((k) => [v, k] as [string, BuildKind])) : ciCells).map(
+    ([version, kind]) => ({ version, kind, transport: 'ringbuf' as EventTransport }),
+  ),
+  ...perfCells.map(([version, kind]) => ({ version, kind, transport: 'perf' as EventTransport })),
+].map((c) => ({
+  ...c,
+  why: c.version === '1.19' && !existsSync('/usr/lib/go-1.19/bin/go') ? "Go 1.19 is not installed (Debian's golang-1.19-go)" : undefined,
 }));
 /** Cell -> pass/fail/skip, printed at the end and written to build/matrix.md. */
-const results = new Map<string, string>();
+const matrix = new Map<string, string>();
 
 const WORKERS = 40;
 const SLEEPS = 25;
 const CHURN = 500;
 
 for (const cell of cells) {
-  const name = `Go ${cell.version} ${cell.kind}`;
+  const name = `Go ${cell.version} ${cell.kind}${cell.transport === 'perf' ? ' (perf buffers)' : ''}`;
+  // The support matrix is about binaries: the perf cells are extra and stay out of it.
+  const results = cell.transport === 'perf' ? new Map<string, string>() : matrix;
   let binary = '';
   let skip: string | undefined = noBpf ?? cell.why;
   if (!skip) {
@@ -58,8 +65,9 @@ for (const cell of cells) {
     });
     const prog = await PopulationProcess.start(binary);
     t.teardown(() => prog.kill());
-    const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
+    const tracer = new GoroutineTracer({ ringBytes: 4 << 20, transport: cell.transport });
     t.teardown(() => tracer.close());
+    t.equal(tracer.transport, cell.transport, `records through the ${cell.transport} transport`);
     // Every park's wait reason, per goroutine, straight from the records.
     const parksOf = new Map<number, string[]>();
     const visit: RecordVisitor = (p, kind, v, at) => {
@@ -194,7 +202,7 @@ t.test('traced and untraced runs print the same output', { skip: noBpf ?? false 
 });
 
 t.teardown(() => {
-  if (!results.size) return;
+  if (!matrix.size) return;
   const versions = [...new Set(cells.map((c) => c.version))];
   const label = (v: string) => {
     try {
@@ -204,7 +212,7 @@ t.teardown(() => {
     }
   };
   const lines = [`| Go | ${kinds.join(' | ')} |`, `|---|${kinds.map(() => '---').join('|')}|`];
-  for (const v of versions) lines.push(`| ${label(v)} | ${kinds.map((k) => results.get(`${v}|${k}`) ?? '').join(' | ')} |`);
+  for (const v of versions) lines.push(`| ${label(v)} | ${kinds.map((k) => matrix.get(`${v}|${k}`) ?? '').join(' | ')} |`);
   const table = lines.join('\n');
   mkdirSync(buildRoot, { recursive: true });
   writeFileSync(join(buildRoot, 'matrix.md'), `${table}\n`);

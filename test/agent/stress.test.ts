@@ -10,6 +10,7 @@ import { GoroutineTracer, type RecordVisitor } from '../../agent/src/tracer/goro
 import { RuntimeEventsTracer } from '../../agent/src/runtime/runtime-tracer.ts';
 import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import type { EventTransport } from '../../agent/src/bpf/events-source.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 
 const noBpf = await bpfUnavailable();
@@ -20,7 +21,7 @@ const expected: Record<string, number> = {
   'main.phaseMany': 100_000,
 };
 
-async function run(binary: string, trace: boolean) {
+async function run(binary: string, trace: boolean, transport: EventTransport = 'ringbuf') {
   const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines: string[] = [];
   const rl = createInterface({ input: child.stdout! });
@@ -38,14 +39,19 @@ async function run(binary: string, trace: boolean) {
   const created = new Map<string, number>();
   const exited = new Map<string, number>();
   const siteOf = new Map<number, string>();
-  const tracer = trace ? new GoroutineTracer() : undefined;
-  const runtime = trace ? new RuntimeEventsTracer() : undefined;
+  // Goids are never reused: a creation after the same goroutine's exit means records arrived out of order.
+  const exitedGoids = new Set<number>();
+  let outOfOrder = 0;
+  const tracer = trace ? new GoroutineTracer({ transport }) : undefined;
+  const runtime = trace ? new RuntimeEventsTracer({ transport }) : undefined;
   const visit: RecordVisitor = (p, kind, v, at) => {
     if (kind === GoroutineEventKind.create) {
       const site = p.binary.symbolizer.callSite(ev.pc(v, at) - p.bias)?.function ?? '?';
+      if (exitedGoids.has(ev.goid(v, at))) outOfOrder++;
       siteOf.set(ev.goid(v, at), site);
       created.set(site, (created.get(site) ?? 0) + 1);
     } else if (kind === GoroutineEventKind.exit) {
+      exitedGoids.add(ev.goid(v, at));
       const site = siteOf.get(ev.goid(v, at));
       if (site) exited.set(site, (exited.get(site) ?? 0) + 1);
     }
@@ -67,18 +73,22 @@ async function run(binary: string, trace: boolean) {
   const gcPauses = runtime?.summary(child.pid!)?.gcPauses.count ?? 0;
   await runtime?.close();
   await tracer?.close();
-  return { lines, code, created, exited, lost, gcPauses };
+  return { lines, code, created, exited, lost, gcPauses, outOfOrder };
 }
 
-for (const version of ['local', '1.19']) {
+// The perf-buffer transport (kernels before 5.8) too: per-CPU buffers put back in time order, nothing lost.
+const cases: Array<[string, EventTransport]> = [['local', 'ringbuf'], ['1.19', 'ringbuf'], ['local', 'perf']];
+for (const [version, transport] of cases) {
   const skip = noBpf ?? (version === '1.19' && !existsSync('/usr/lib/go-1.19/bin/go') ? 'Go 1.19 is not installed' : false);
-  t.test(`Go ${version}: the traced program never notices, and every creation and exit is counted`, { skip }, async (t) => {
+  const via = transport === 'perf' ? ' (perf buffers)' : '';
+  t.test(`Go ${version}${via}: the traced program never notices, and every creation and exit is counted`, { skip }, async (t) => {
     const binary = goBuild({ srcDir: join(repoRoot, 'test', 'fixtures', 'stress'), version, name: 'stress' });
     const plain = await run(binary, false);
-    const traced = await run(binary, true);
+    const traced = await run(binary, true, transport);
     t.equal(traced.code, 0, 'clean exit under tracing');
     t.same(traced.lines, plain.lines, 'identical output');
     t.equal(traced.lost, 0, 'no record lost');
+    t.equal(traced.outOfOrder, 0, 'no goroutine created after its own exit (records in time order)');
     for (const [site, n] of Object.entries(expected)) {
       t.equal(traced.created.get(site), n, `${site}: ${n} created`);
       t.equal(traced.exited.get(site), n, `${site}: ${n} exited (including runtime.Goexit and recovered panics)`);

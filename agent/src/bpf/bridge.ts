@@ -11,9 +11,25 @@ const addonPath = join(repoRoot, 'agent', 'native', 'build', 'Release', 'gorosco
 export interface FieldDesc { offset: number; size: number }
 export interface StructDesc { size: number; fields: Record<string, FieldDesc> }
 
-export interface RingSpec { map: string; recordSize: number }
+export interface RingSpec {
+  map: string;
+  recordSize: number;
+  /** Perf event arrays only: pages per CPU (a power of two) and bytes that wake the reader (0: its timer only). */
+  perfPagesPerCpu?: number;
+  wakeupBytes?: number;
+}
 export interface ReaderOptions { pollMs?: number; batchBytes?: number; maxOutstanding?: number }
-export interface ReaderStats { records: number; batches: number; malformed: number; stalls: number; outstanding: number }
+export interface ReaderStats {
+  records: number;
+  batches: number;
+  malformed: number;
+  stalls: number;
+  outstanding: number;
+  /** Perf path: records the kernel dropped on a full per-CPU buffer (the BPF side counts them too, per probe). */
+  perfLost: number;
+  /** Perf path: times the staging area filled and records went out before they could be put in time order. */
+  reorderOverflows: number;
+}
 export interface MapInfo { type: number; keySize: number; valueSize: number; maxEntries: number; possibleCpus: number; percpu: boolean }
 
 export interface BpfObject {
@@ -32,7 +48,12 @@ export interface BpfObject {
 }
 
 export interface OpenOptions {
+  /** max_entries set before load: a ring buffer's bytes, or any map's entries. */
   ringSizes?: Record<string, number>;
+  /** Events maps to retype as perf event arrays (kernels without BPF ring buffers; events-source.ts). */
+  perfEventArrays?: string[];
+  /** Programs not to load (twins for the other event transport). */
+  skipPrograms?: string[];
   globals?: Record<string, Buffer>;
 }
 
@@ -40,6 +61,7 @@ interface Addon {
   Bpf: new (objectPath: string, opts?: OpenOptions) => BpfObject;
   layouts(): Record<string, StructDesc>;
   libbpfVersion(): string;
+  hasRingbuf(): boolean;
 }
 
 let addon: Addon | undefined;

@@ -33,10 +33,10 @@ export const runtimeLayoutLayout = {
     g_parent_goid: { offset: 4, size: 4 },
     g_gopc: { offset: 8, size: 4 },
     g_startpc: { offset: 12, size: 4 },
-    g_stackguard0: { offset: 16, size: 4 },
-    g_m: { offset: 20, size: 4 },
-    m_curg: { offset: 24, size: 4 },
-    flags: { offset: 28, size: 4 },
+    g_m: { offset: 16, size: 4 },
+    m_curg: { offset: 20, size: 4 },
+    flags: { offset: 24, size: 4 },
+    reserved: { offset: 28, size: 4 },
   },
 } as const;
 
@@ -76,28 +76,24 @@ export interface RuntimeLayoutValues {
   g_parent_goid: number;
   g_gopc: number;
   g_startpc: number;
-  g_stackguard0: number;
   g_m: number;
   m_curg: number;
   flags: number;
+  reserved?: number;
 }
 
 /** Encodes struct runtime_layout for the runtime_layouts map. */
 export function encodeRuntimeLayout(values: RuntimeLayoutValues): Buffer {
   const b = Buffer.alloc(runtimeLayoutLayout.size);
   for (const [name, f] of Object.entries(runtimeLayoutLayout.fields)) {
-    b.writeUInt32LE(values[name as keyof RuntimeLayoutValues], f.offset);
+    b.writeUInt32LE(values[name as keyof RuntimeLayoutValues] ?? 0, f.offset);
   }
   return b;
 }
 
 export interface CookieOptions {
-  /** The site is at or before Go's stack check: skip the hit that goes to morestack. */
+  /** The site is the stack check's conditional jump: skip the hit that goes to morestack (by the flags). */
   stackCheck: boolean;
-  /** The site is the jump after a big frame's `LEAQ -X(SP), R12; CMPQ 16(R14), R12`. */
-  compareR12?: boolean;
-  /** A site before the check: the prologue compares SP - frameDelta. */
-  frameDelta?: number;
 }
 
 /** The BPF cookie of one uprobe (see the COOKIE_* macros in bpf/goroutines.h). */
@@ -105,8 +101,6 @@ export function probeCookie(layoutId: number, probe: number, opts: CookieOptions
   return (
     BigInt(layoutId & 0xffff) |
     (BigInt(probe & 0xff) << 16n) |
-    (opts.stackCheck ? 1n << 24n : 0n) |
-    (opts.compareR12 ? 1n << 25n : 0n) |
-    (BigInt((opts.frameDelta ?? 0) >>> 0) << 32n)
+    (opts.stackCheck ? 1n << 24n : 0n)
   );
 }

@@ -41,12 +41,12 @@ export const rtLayoutLayout = {
   size: 32,
   fields: {
     g_goid: { offset: 0, size: 4 },
-    g_stackguard0: { offset: 4, size: 4 },
-    g_m: { offset: 8, size: 4 },
-    m_curg: { offset: 12, size: 4 },
-    m_preemptoff: { offset: 16, size: 4 },
-    panic_arg: { offset: 20, size: 4 },
-    flags: { offset: 24, size: 4 },
+    g_m: { offset: 4, size: 4 },
+    m_curg: { offset: 8, size: 4 },
+    m_preemptoff: { offset: 12, size: 4 },
+    panic_arg: { offset: 16, size: 4 },
+    flags: { offset: 20, size: 4 },
+    reserved: { offset: 24, size: 8 },
   },
 } as const;
 
@@ -59,7 +59,6 @@ export const rtProcLayout = {
 
 export interface RtLayoutValues {
   g_goid: number;
-  g_stackguard0: number;
   g_m: number;
   m_curg: number;
   m_preemptoff: number;
@@ -69,7 +68,9 @@ export interface RtLayoutValues {
 
 export function encodeRtLayout(values: RtLayoutValues): Buffer {
   const b = Buffer.alloc(rtLayoutLayout.size);
-  for (const [name, f] of Object.entries(rtLayoutLayout.fields)) b.writeUInt32LE(values[name as keyof RtLayoutValues], f.offset);
+  for (const [name, f] of Object.entries(rtLayoutLayout.fields)) {
+    if (name in values) b.writeUInt32LE(values[name as keyof RtLayoutValues], f.offset);
+  }
   return b;
 }
 

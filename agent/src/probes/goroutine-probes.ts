@@ -77,7 +77,7 @@ function entrySite(bin: GoBinary, spec: Spec): ProbeSite {
       vaddr: sc.jumpAddr,
       fileOffset: bin.fileOffset(sc.jumpAddr),
       kind: 'stack-check-jump',
-      cookie: { stackCheck: true, compareR12: sc.compared === 'r12' },
+      cookie: { stackCheck: true },
     };
   }
   // No recognisable stack check (a NOSPLIT function, or a prologue we do not know): the entry is always safe.

@@ -98,7 +98,7 @@ export function planRuntimeProbes(bin: GoBinary, layout: RuntimeLayout, only?: S
         vaddr: sc.jumpAddr,
         fileOffset: bin.fileOffset(sc.jumpAddr),
         kind: 'stack-check-jump',
-        cookie: { stackCheck: true, compareR12: sc.compared === 'r12' },
+        cookie: { stackCheck: true },
       });
     } else {
       // nosplit (throw, fatal, fatalpanic) or an unknown prologue: the entry, where no morestack re-entry exists.

@@ -7,7 +7,8 @@
 //
 // What the process said when it died (fatal error or unrecovered panic) is kept after it exits, until the
 // caller forgets the process (or more than maxProcesses have been seen: the oldest detached go first).
-import { openBpfObject, sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
 import {
   encodeRtLayout,
@@ -33,7 +34,12 @@ import { openTarget, type Target } from '../tracer/goroutine-tracer.ts';
 import { SlidingDurations, type DurationSummary } from './pause-stats.ts';
 import { planRuntimeProbes, runtimeCookie, type RuntimeProbeSite } from './runtime-probes.ts';
 
+/** Fatal-error programs that fault pages in (uprobe.s); the perf transport loads their *_nosleep twins. */
+const SLEEPABLE = ['rt_throw', 'rt_fatal', 'rt_fatalpanic'];
+
 export interface RuntimeTracerOptions {
+  /** Ring buffer (5.8+) or perf event arrays; auto picks what the kernel has (GOROSCOPE_EVENT_TRANSPORT). */
+  transport?: EventTransport | 'auto';
   /** Bytes of the ring buffer (a power of two, a multiple of the page size). */
   ringBytes?: number;
   wakeupBytes?: number;
@@ -160,7 +166,8 @@ const GC_REASONS = new Set(['GC sweep termination', 'GC mark termination']);
 
 export class RuntimeEventsTracer {
   readonly bpf: BpfObject;
-  private readonly opts: Required<RuntimeTracerOptions>;
+  private readonly opts: Required<Omit<RuntimeTracerOptions, 'transport'>>;
+  readonly transport: EventTransport;
   private readonly layoutIds = new Map<string, number>();
   private readonly procs = new Map<number, RuntimeProcess>();
   private readonly reader: RingReader;
@@ -182,11 +189,19 @@ export class RuntimeEventsTracer {
     };
     const wake = Buffer.alloc(8);
     wake.writeBigUInt64LE(BigInt(this.opts.wakeupBytes));
-    this.bpf = openBpfObject('runtime', {
-      ringSizes: { runtime_events: this.opts.ringBytes },
+    const source = openEventsSource({
+      object: 'runtime',
+      map: 'runtime_events',
+      recordSize: runtimeEventLayout.size,
+      ringBytes: this.opts.ringBytes,
+      perfWakeupBytes: 1, // rare records, and a fatal one must leave before its process is gone: wake at once
+      transport: opts.transport,
       globals: { wakeup_bytes: wake },
+      programsFor: { ringbuf: SLEEPABLE, perf: SLEEPABLE.map((p) => `${p}_nosleep`) },
     });
-    this.reader = new RingReader(this.bpf, { map: 'runtime_events', recordSize: runtimeEventLayout.size }, (b) => this.applyBatch(b), {
+    this.bpf = source.bpf;
+    this.transport = source.transport;
+    this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
       pollMs: this.opts.pollMs,
     });
   }
@@ -215,7 +230,6 @@ export class RuntimeEventsTracer {
       u32Key(id),
       encodeRtLayout({
         g_goid: g.goid.offset,
-        g_stackguard0: g.stackguard0.offset,
         g_m: g.m.offset,
         m_curg: layout.m.fields.curg.offset,
         m_preemptoff: layout.m.fields.preemptoff.offset,
@@ -272,7 +286,8 @@ export class RuntimeEventsTracer {
     try {
       this.bpf.updateElem('rt_procs', u32Key(pid), encodeRtProc(numgcAddr));
       for (const s of plan.sites) {
-        proc.links.push(this.bpf.attachUprobe(s.program, info.exeLink, s.fileOffset, pid, runtimeCookie(s, layoutId)));
+        const program = this.transport === 'perf' && SLEEPABLE.includes(s.program) ? `${s.program}_nosleep` : s.program;
+        proc.links.push(this.bpf.attachUprobe(program, info.exeLink, s.fileOffset, pid, runtimeCookie(s, layoutId)));
       }
     } catch (e) {
       this.detach(pid);

@@ -2,7 +2,8 @@
 // connection table keyed by struct sock, per-peer aggregates over a sliding window, and the connections that
 // existed before the agent started, seeded from the kernel's socket table.
 import type { ConnectionRecord } from '../../../collector/src/protocol/records.ts';
-import { openBpfObject, sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
 import {
   AF_INET6,
@@ -28,6 +29,8 @@ import { PeerStats, type PeerAggregate } from './peer-stats.ts';
 import { seedSockets } from './seed.ts';
 
 export interface TcpTracerOptions {
+  /** Ring buffer (5.8+) or perf event arrays; auto picks what the kernel has (GOROSCOPE_EVENT_TRANSPORT). */
+  transport?: EventTransport | 'auto';
   /** Bytes of the ring buffer (a power of two, a multiple of the page size). */
   ringBytes?: number;
   /** The BPF side wakes the reader only when this much is waiting; the reader also drains every pollMs. */
@@ -71,7 +74,8 @@ export class TcpTracer {
   readonly bpf: BpfObject;
   readonly table: ConnectionTable;
   readonly peerStats: PeerStats;
-  private readonly opts: Required<Omit<TcpTracerOptions, 'seedPids'>> & { seedPids: number[] };
+  private readonly opts: Required<Omit<TcpTracerOptions, 'seedPids' | 'transport'>> & { seedPids: number[] };
+  readonly transport: EventTransport;
   private readonly links: number[] = [];
   private readonly reader: RingReader;
   private readonly goPids = new Map<number, GoProcessLayout>();
@@ -98,12 +102,19 @@ export class TcpTracer {
     };
     const wake = Buffer.alloc(8);
     wake.writeBigUInt64LE(BigInt(this.opts.wakeupBytes));
-    // ringSizes sets any map's max_entries before load: the ring's bytes and the owner LRU's entries.
-    this.bpf = openBpfObject('tcp', {
-      ringSizes: { tcp_events: this.opts.ringBytes, tcp_owners: this.opts.maxOwners },
+    const source = openEventsSource({
+      object: 'tcp',
+      map: 'tcp_events',
+      recordSize: tcpEventLayout.size,
+      ringBytes: this.opts.ringBytes,
+      perfWakeupBytes: this.opts.wakeupBytes,
+      transport: opts.transport,
+      sizes: { tcp_owners: this.opts.maxOwners },
       globals: { wakeup_bytes: wake },
     });
-    this.reader = new RingReader(this.bpf, { map: 'tcp_events', recordSize: tcpEventLayout.size }, (b) => this.applyBatch(b), {
+    this.bpf = source.bpf;
+    this.transport = source.transport;
+    this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
       pollMs: this.opts.pollMs,
     });
     this.table = new ConnectionTable({ maxOpen: this.opts.maxOpenConnections, maxClosedPerProcess: this.opts.maxClosedPerProcess });

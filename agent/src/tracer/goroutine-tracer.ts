@@ -1,6 +1,7 @@
 // Traces the goroutine lifecycle of Go processes: one BPF object and ring buffer for all of them, a
 // runtime layout per Go version in a BPF array map, uprobes per process, a goroutine table per process.
-import { openBpfObject, sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
 import {
   encodeRuntimeLayout,
@@ -29,6 +30,8 @@ export interface TracerOptions {
   /** The reader drains the ring buffer every pollMs (the BPF side never wakes it). */
   pollMs?: number;
   maxGoroutinesPerProcess?: number;
+  /** Ring buffer (5.8+) or perf event arrays; auto picks what the kernel has (GOROSCOPE_EVENT_TRANSPORT). */
+  transport?: EventTransport | 'auto';
 }
 
 export interface AttachOptions {
@@ -103,7 +106,8 @@ export class GoroutineTracer {
   readonly bpf: BpfObject;
   private readonly layoutIds = new Map<string, number>();
   private readonly procs = new Map<number, TracedProcess>();
-  private readonly opts: Required<TracerOptions>;
+  private readonly opts: Required<Omit<TracerOptions, 'transport'>>;
+  readonly transport: EventTransport;
   /** Records for processes we no longer (or never) traced: uprobes on a shared binary can see them. */
   strayRecords = 0;
   records = 0;
@@ -117,8 +121,17 @@ export class GoroutineTracer {
       pollMs: opts.pollMs ?? 10,
       maxGoroutinesPerProcess: opts.maxGoroutinesPerProcess ?? 2_000_000,
     };
-    this.bpf = openBpfObject('goroutines', { ringSizes: { goroutine_events: this.opts.ringBytes } });
-    this.reader = new RingReader(this.bpf, { map: 'goroutine_events', recordSize: goroutineEventLayout.size }, (b) => this.applyBatch(b), {
+    const source = openEventsSource({
+      object: 'goroutines',
+      map: 'goroutine_events',
+      recordSize: goroutineEventLayout.size,
+      ringBytes: this.opts.ringBytes,
+      perfWakeupBytes: 0, // like the ring: never woken, drained every pollMs
+      transport: opts.transport,
+    });
+    this.bpf = source.bpf;
+    this.transport = source.transport;
+    this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
       pollMs: this.opts.pollMs,
     });
   }
@@ -158,7 +171,6 @@ export class GoroutineTracer {
         g_parent_goid: f.parentGoid ? f.parentGoid.offset : 0,
         g_gopc: f.gopc.offset,
         g_startpc: f.startpc.offset,
-        g_stackguard0: f.stackguard0.offset,
         g_m: f.m.offset,
         m_curg: layout.m.fields.curg.offset,
         flags: f.parentGoid ? 0 : CREATOR_FROM_ENTRY,

@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The reader thread (reader.h).
+ *
+ * Ring buffers: the BPF side wakes the thread only past a threshold (a wakeup per record costs more than the
+ * probe, ../shared/FACTS.md) and the thread drains every poll_ms anyway. Records arrive in the order they were
+ * reserved, across CPUs.
+ *
+ * Perf event arrays (kernels before 5.8): one buffer per CPU, so records of different CPUs arrive out of
+ * order, and the agent's model needs a goroutine's creation before its exit. Each round the thread stages what
+ * it read, sorts by timestamp, and releases only records older than HOLDBACK_NS: a record stamped earlier on
+ * another CPU has been published by then (a BPF program runs for microseconds, without preemption on those
+ * kernels). */
+#define _GNU_SOURCE
+#include "reader.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/perf_event.h>
+#include <linux/types.h>
+#include <bpf/libbpf.h>
+
+#define HOLDBACK_NS 2000000ULL
+#define STAGE_MAX_BYTES (16u << 20)
+
+struct ring_batch {
+	struct reader *reader;
+	int ring;
+	size_t record_size;
+	unsigned char *buf;
+	size_t len, cap;
+	/* perf path only */
+	struct perf_buffer *pb;
+	unsigned char *stage, *stage_spare;
+	size_t stage_len, stage_cap;
+	struct stage_key *keys;
+	size_t keys_cap;
+};
+
+struct stage_key {
+	__u64 ts;
+	size_t index; /* arrival order: breaks ties, keeps one CPU's records in their order */
+};
+
+struct batch_msg {
+	int ring;
+	unsigned char *data;
+	size_t len;
+};
+
+struct reader {
+	pthread_t thread;
+	bool started;
+	bool owned_by_tsfn;
+	atomic_bool stop;
+	int epfd;
+	struct ring_buffer *rb;
+	napi_threadsafe_function tsfn;
+	int nrings;
+	struct ring_batch batches[READER_MAX_RINGS];
+	struct reader_options opts;
+	atomic_long outstanding;
+	atomic_ullong records, handed_batches, malformed, stalls, perf_lost, reorder_overflows;
+};
+
+static __u64 mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
+}
+
+/* ---------- batches handed to JavaScript ---------- */
+
+static void flush_batch(struct ring_batch *b)
+{
+	if (!b->len)
+		return;
+	struct batch_msg *m = malloc(sizeof(*m));
+	if (!m)
+		return; /* keep the batch: it goes with the next flush */
+	m->ring = b->ring;
+	m->data = b->buf;
+	m->len = b->len;
+	atomic_fetch_add(&b->reader->outstanding, 1);
+	atomic_fetch_add(&b->reader->handed_batches, 1);
+	if (napi_call_threadsafe_function(b->reader->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+		atomic_fetch_sub(&b->reader->outstanding, 1);
+		free(m->data);
+		free(m);
+	}
+	b->buf = malloc(b->cap);
+	b->len = 0;
+}
+
+static void append_record(struct ring_batch *b, const void *data)
+{
+	if (b->len + b->record_size > b->cap)
+		flush_batch(b);
+	if (!b->buf) { /* out of memory: count as malformed rather than crash */
+		atomic_fetch_add(&b->reader->malformed, 1);
+		b->buf = malloc(b->cap);
+		return;
+	}
+	memcpy(b->buf + b->len, data, b->record_size);
+	b->len += b->record_size;
+	atomic_fetch_add(&b->reader->records, 1);
+}
+
+static int on_ring_record(void *ctx, void *data, size_t size)
+{
+	struct ring_batch *b = ctx;
+	if (size != b->record_size) {
+		atomic_fetch_add(&b->reader->malformed, 1);
+		return 0;
+	}
+	append_record(b, data);
+	return 0;
+}
+
+/* ---------- the perf path: staging and time order ---------- */
+
+static int by_time(const void *a, const void *b)
+{
+	const struct stage_key *x = a, *y = b;
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Releases staged records in time order, those stamped at or before cutoff. */
+static void release_staged(struct ring_batch *b, __u64 cutoff)
+{
+	size_t rs = b->record_size, n = b->stage_len / rs;
+	if (!n)
+		return;
+	if (n > b->keys_cap) {
+		struct stage_key *k = realloc(b->keys, n * sizeof(*k));
+		if (!k) { /* no room to sort: release in arrival order rather than lose records */
+			atomic_fetch_add(&b->reader->reorder_overflows, 1);
+			for (size_t i = 0; i < n; i++)
+				append_record(b, b->stage + i * rs);
+			b->stage_len = 0;
+			return;
+		}
+		b->keys = k;
+		b->keys_cap = n;
+	}
+	for (size_t i = 0; i < n; i++) {
+		memcpy(&b->keys[i].ts, b->stage + i * rs, sizeof(__u64));
+		b->keys[i].index = i;
+	}
+	qsort(b->keys, n, sizeof(*b->keys), by_time);
+	size_t i = 0;
+	for (; i < n && b->keys[i].ts <= cutoff; i++)
+		append_record(b, b->stage + b->keys[i].index * rs);
+	/* What is held back goes to the front of the stage, already in order. */
+	size_t kept = 0;
+	for (; i < n; i++, kept++)
+		memcpy(b->stage_spare + kept * rs, b->stage + b->keys[i].index * rs, rs);
+	unsigned char *t = b->stage;
+	b->stage = b->stage_spare;
+	b->stage_spare = t;
+	b->stage_len = kept * rs;
+}
+
+static bool stage_grow(struct ring_batch *b)
+{
+	if (b->stage_cap >= STAGE_MAX_BYTES)
+		return false;
+	size_t cap = b->stage_cap * 2;
+	unsigned char *s = realloc(b->stage, cap);
+	if (!s)
+		return false;
+	b->stage = s;
+	unsigned char *spare = realloc(b->stage_spare, cap);
+	if (!spare)
+		return false; /* stage is bigger now; the capacity stays until both are */
+	b->stage_spare = spare;
+	b->stage_cap = cap;
+	return true;
+}
+
+struct perf_sample {
+	struct perf_event_header header;
+	__u32 size;
+	unsigned char data[];
+};
+
+struct perf_lost {
+	struct perf_event_header header;
+	__u64 id;
+	__u64 lost;
+};
+
+static enum bpf_perf_event_ret on_perf_event(void *ctx, int cpu, struct perf_event_header *ev)
+{
+	(void)cpu;
+	struct ring_batch *b = ctx;
+	if (ev->type == PERF_RECORD_LOST) {
+		atomic_fetch_add(&b->reader->perf_lost, ((struct perf_lost *)ev)->lost);
+		return LIBBPF_PERF_EVENT_CONT;
+	}
+	if (ev->type != PERF_RECORD_SAMPLE)
+		return LIBBPF_PERF_EVENT_CONT;
+	struct perf_sample *s = (struct perf_sample *)ev;
+	/* The kernel pads raw samples to 8 bytes (with the size word): up to 7 bytes past the record. */
+	if (s->size < b->record_size || s->size >= b->record_size + 8) {
+		atomic_fetch_add(&b->reader->malformed, 1);
+		return LIBBPF_PERF_EVENT_CONT;
+	}
+	if (b->stage_len + b->record_size > b->stage_cap && !stage_grow(b)) {
+		atomic_fetch_add(&b->reader->reorder_overflows, 1);
+		release_staged(b, ~0ULL);
+	}
+	memcpy(b->stage + b->stage_len, s->data, b->record_size);
+	b->stage_len += b->record_size;
+	return LIBBPF_PERF_EVENT_CONT;
+}
+
+/* ---------- the thread ---------- */
+
+static void drain(struct reader *r, bool final)
+{
+	/* Taken before any buffer is read: a record stamped before this, less the holdback, was published by the
+	 * time each buffer is read in this round, whatever the order of CPUs and however long the round takes. */
+	__u64 cutoff = final ? ~0ULL : mono_ns() - HOLDBACK_NS;
+	if (r->rb)
+		ring_buffer__consume(r->rb);
+	for (int i = 0; i < r->nrings; i++) {
+		struct ring_batch *b = &r->batches[i];
+		if (b->pb) {
+			perf_buffer__consume(b->pb);
+			release_staged(b, cutoff);
+		}
+		flush_batch(b);
+	}
+}
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	struct epoll_event events[READER_MAX_RINGS];
+	while (!atomic_load(&r->stop)) {
+		if (atomic_load(&r->outstanding) >= r->opts.max_outstanding) {
+			atomic_fetch_add(&r->stalls, 1);
+			usleep(1000);
+			continue;
+		}
+		/* Woken past a threshold, or by the timer: either way everything waiting is drained. */
+		epoll_wait(r->epfd, events, READER_MAX_RINGS, r->opts.poll_ms);
+		drain(r, false);
+	}
+	drain(r, true);
+	return NULL;
+}
+
+struct reader *reader_new(const struct reader_options *opts)
+{
+	struct reader *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->opts = *opts;
+	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (r->epfd < 0) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static int watch(struct reader *r, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	return epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+int reader_add_ring(struct reader *r, int map_fd, bool perf, size_t record_size, size_t perf_pages_per_cpu,
+		    size_t wakeup_bytes)
+{
+	if (r->nrings >= READER_MAX_RINGS || record_size == 0)
+		return -EINVAL;
+	struct ring_batch *b = &r->batches[r->nrings];
+	memset(b, 0, sizeof(*b));
+	b->reader = r;
+	b->ring = r->nrings;
+	b->record_size = record_size;
+	b->cap = r->opts.batch_bytes - r->opts.batch_bytes % record_size;
+	if (b->cap < record_size)
+		b->cap = record_size;
+	b->buf = malloc(b->cap);
+	if (!b->buf)
+		return -ENOMEM;
+	int err;
+	if (perf) {
+		/* libbpf's default wakes the reader on every record; a watermark wakes it once per wakeup_bytes. */
+		size_t pages = perf_pages_per_cpu ? perf_pages_per_cpu : 64;
+		struct perf_event_attr attr = {
+			.type = PERF_TYPE_SOFTWARE,
+			.config = PERF_COUNT_SW_BPF_OUTPUT,
+			.sample_type = PERF_SAMPLE_RAW,
+			.sample_period = 1,
+			.watermark = 1,
+			.wakeup_watermark = wakeup_bytes ? wakeup_bytes : pages * (size_t)sysconf(_SC_PAGESIZE),
+		};
+		b->stage_cap = 64 << 10;
+		b->stage = malloc(b->stage_cap);
+		b->stage_spare = malloc(b->stage_cap);
+		if (!b->stage || !b->stage_spare) {
+			free(b->stage);
+			free(b->stage_spare);
+			free(b->buf);
+			return -ENOMEM;
+		}
+		b->pb = perf_buffer__new_raw(map_fd, pages, &attr, on_perf_event, b, NULL);
+		err = b->pb ? watch(r, perf_buffer__epoll_fd(b->pb)) : -errno;
+	} else if (!r->rb) {
+		r->rb = ring_buffer__new(map_fd, on_ring_record, b, NULL);
+		err = r->rb ? watch(r, ring_buffer__epoll_fd(r->rb)) : -errno;
+	} else {
+		err = ring_buffer__add(r->rb, map_fd, on_ring_record, b);
+	}
+	r->nrings++; /* counted even on failure, so reader_stop frees what was made */
+	return err;
+}
+
+static void free_reader(napi_env env, void *data, void *hint)
+{
+	(void)env;
+	(void)hint;
+	free(data);
+}
+
+static void free_external(napi_env env, void *data, void *hint)
+{
+	(void)env;
+	(void)hint;
+	free(data);
+}
+
+/* Runs on the JavaScript thread: on_batch(ring, buffer). */
+static void deliver_batch(napi_env env, napi_value fn, void *context, void *data)
+{
+	struct reader *r = context;
+	struct batch_msg *m = data;
+	atomic_fetch_sub(&r->outstanding, 1);
+	if (!env) {
+		free(m->data);
+		free(m);
+		return;
+	}
+	napi_value args[2], undefined;
+	napi_create_int32(env, m->ring, &args[0]);
+	if (napi_create_external_buffer(env, m->len, m->data, free_external, NULL, &args[1]) != napi_ok) {
+		free(m->data);
+		free(m);
+		return;
+	}
+	free(m);
+	napi_get_undefined(env, &undefined);
+	napi_call_function(env, undefined, fn, 2, args, NULL);
+}
+
+int reader_start(struct reader *r, napi_env env, napi_value on_batch)
+{
+	napi_value name;
+	napi_create_string_utf8(env, "goroscope-ring-reader", NAPI_AUTO_LENGTH, &name);
+	if (napi_create_threadsafe_function(env, on_batch, NULL, name, 0, 1, r, free_reader, r, deliver_batch,
+					    &r->tsfn) != napi_ok) {
+		r->tsfn = NULL;
+		return -EINVAL;
+	}
+	r->owned_by_tsfn = true;
+	if (pthread_create(&r->thread, NULL, reader_main, r))
+		return -errno;
+	r->started = true;
+	return 0;
+}
+
+void reader_stop(struct reader *r)
+{
+	if (!r)
+		return;
+	if (r->started) {
+		atomic_store(&r->stop, true);
+		pthread_join(r->thread, NULL);
+		r->started = false;
+	}
+	if (r->tsfn) {
+		napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
+		r->tsfn = NULL;
+	}
+	if (r->rb) {
+		ring_buffer__free(r->rb);
+		r->rb = NULL;
+	}
+	for (int i = 0; i < r->nrings; i++) {
+		struct ring_batch *b = &r->batches[i];
+		perf_buffer__free(b->pb);
+		b->pb = NULL;
+		free(b->buf);
+		free(b->stage);
+		free(b->stage_spare);
+		free(b->keys);
+		b->buf = b->stage = b->stage_spare = NULL;
+		b->keys = NULL;
+		b->len = b->stage_len = b->keys_cap = 0;
+	}
+	if (r->epfd >= 0) {
+		close(r->epfd);
+		r->epfd = -1;
+	}
+}
+
+void reader_dispose(struct reader *r)
+{
+	if (!r)
+		return;
+	reader_stop(r);
+	if (!r->owned_by_tsfn)
+		free(r);
+}
+
+void reader_get_stats(struct reader *r, struct reader_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (!r)
+		return;
+	s->records = atomic_load(&r->records);
+	s->batches = atomic_load(&r->handed_batches);
+	s->malformed = atomic_load(&r->malformed);
+	s->stalls = atomic_load(&r->stalls);
+	s->outstanding = (unsigned long long)atomic_load(&r->outstanding);
+	s->perf_lost = atomic_load(&r->perf_lost);
+	s->reorder_overflows = atomic_load(&r->reorder_overflows);
+}
