@@ -1,5 +1,5 @@
 // The goroscope command.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { ProcessError } from './proc/process.ts';
 import { defineCollectorOptions, collectorOptionsFrom, runCollector } from '../../collector/src/cli.ts';
 import { startAgent } from './agent/run.ts';
@@ -29,7 +29,17 @@ function parsePid(text: string): number {
 export function buildCli(): Command {
   const program = new Command('goroscope')
     .description('See inside Go services: goroutine lifecycle and TCP, from eBPF, with no restart.')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .addOption(
+      new Option('--event-transport <transport>', 'how records leave the kernel: BPF ring buffer (5.8+) or perf buffers')
+        .choices(['auto', 'ringbuf', 'perf'])
+        .env('GOROSCOPE_EVENT_TRANSPORT')
+        .default('auto'),
+    )
+    .hook('preAction', (cmd) => {
+      // The tracers read it when they open their BPF objects (agent/src/bpf/events-source.ts).
+      process.env.GOROSCOPE_EVENT_TRANSPORT = cmd.opts().eventTransport as string;
+    });
 
   program
     .command('snapshot')
