@@ -91,6 +91,7 @@ enum tcp_stat {
 	STAT_CLOSE_UNOWNED = 0, /* a socket closed whose owner we never bound (preexisting, never accepted...) */
 	STAT_GOID_UNREAD = 1,   /* a Go process's goroutine could not be read (TLS or g not readable) */
 	STAT_ACCEPT_UNRESOLVED = 2, /* accept returned an fd we could not resolve to a TCP sock */
+	STAT_RETRANSMIT_UNSAMPLED = 3, /* a retransmit left out by retransmit_keep (its total stays exact at close) */
 	STAT_KINDS = 4,
 };
 
@@ -430,9 +431,17 @@ static __always_inline struct tcp_event *reserve_owned(__u8 kind, __u64 skaddr)
 	return e;
 }
 
+/* Retransmit details kept, out of 2^32 (0xffffffff: all). A lossy link retransmits a lot, and the count per
+ * connection is exact anyway (tcp_sock.total_retrans at close): the details can be a sample. Set before load. */
+const volatile __u32 retransmit_keep = 0xffffffff;
+
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
+	if (retransmit_keep != 0xffffffff && bpf_get_prandom_u32() >= retransmit_keep) {
+		count(&tcp_stats, STAT_RETRANSMIT_UNSAMPLED);
+		return 0;
+	}
 	struct tcp_event *e = reserve_owned(TCP_EVENT_RETRANSMIT, (__u64)ctx->skaddr);
 	if (!e)
 		return 0;

@@ -51,9 +51,10 @@ export function buildCli(): Command {
     .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of the process's CPU", parsePercent, 0.02)
     .option('--full', 'keep every probe on (no overhead budget)')
     .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
+    .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
     .option('--no-tcp', "leave the process's TCP connections out")
-    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; tcp: boolean }) => {
-      await runSnapshot({ ...opts, parkSampling: opts.sampleParks });
+    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean }) => {
+      await runSnapshot({ ...opts, parkSampling: opts.sampleParks, retransmitSampling: opts.sampleRetransmits });
     });
 
   program
@@ -76,12 +77,13 @@ export function buildCli(): Command {
     .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of each process's CPU", parsePercent, 0.02)
     .option('--full', 'keep every probe on (no overhead budget)')
     .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
+    .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
     .option('--spool-dir <dir>', 'keep unacknowledged batches here while the collector is away', '/var/lib/goroscope/spool')
     .option('--max-spool-bytes <bytes>', 'bound on the spool; past it the oldest batches are dropped and counted', (v: string) => Number(v), 256 << 20)
     .option('--node <name>', 'node name (default: $NODE_NAME or the hostname)')
     .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here', '127.0.0.1:9464')
     .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site', parseDuration, 60_000)
-    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number }) => {
+    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number }) => {
       const agent = await startAgent({
         collector: o.collector,
         token: process.env.GOROSCOPE_INGEST_TOKEN || undefined,
@@ -89,6 +91,7 @@ export function buildCli(): Command {
         overheadBudget: o.overheadBudget,
         full: o.full,
         parkSampling: o.sampleParks,
+        retransmitSampling: o.sampleRetransmits,
         spoolDir: o.spoolDir,
         maxSpoolBytes: o.maxSpoolBytes,
         node: o.node,

@@ -25,7 +25,8 @@ export class Proc {
       for (const w of this.waiters.splice(0)) w();
     });
     child.stderr.on('data', (d) => (this.stderr += d));
-    child.once('exit', () => {
+    // 'close', not 'exit': output can still be on its way when 'exit' fires, and a waiter must see it all.
+    child.once('close', () => {
       this.exited = true;
       for (const w of this.waiters.splice(0)) w();
     });
@@ -82,7 +83,7 @@ export class Proc {
         this.kill();
         resolve();
       }, timeoutMs);
-      this.child.once('exit', () => {
+      this.child.once('close', () => {
         clearTimeout(t);
         resolve();
       });

@@ -140,6 +140,13 @@ async function main(): Promise<void> {
     await t.test('induced loss makes retransmits, counted on the connection and its peer; bytes stay exact', async (t) => {
       const how = induceLoss(pair);
       t.comment(`loss: ${how}`);
+      // A second tracer keeping half the retransmit details: what it keeps plus what it counts as left out
+      // is what the first (keeping all) saw.
+      const sampled = new TcpTracer({ seed: false, retransmitSampling: 0.5 });
+      t.teardown(() => sampled.close());
+      sampled.start();
+      await tr.drain();
+      const retransmitsBefore = tr.retransmitRecords;
       const SEND = 400_000;
       const server = await serverIn(t, `${pair.a4}:0`, SEND, 1000);
       const client = await clientIn(server.addr, ['-send', String(SEND), '-recv', '1000']);
@@ -153,6 +160,13 @@ async function main(): Promise<void> {
       t.equal(c.goid, Number(conn[1]));
       const agg = tr.peers().find((p) => p.localAddress === pair.b4 && p.peerAddress === pair.a4);
       t.ok(agg && agg.retransmits > 0, `tcp_retransmit_skb events in the peer window: ${agg?.retransmits}`);
+      await sampled.drain();
+      await tr.drain();
+      const all = tr.retransmitRecords - retransmitsBefore;
+      const kept = sampled.retransmitRecords;
+      const left = sampled.stats().retransmitUnsampled;
+      t.equal(kept + left, all, `retransmit details at 50%: ${kept} kept + ${left} left out = ${all} seen`);
+      if (all >= 20) t.ok(kept > 0 && left > 0, 'both kept and left out');
       await server.proc.end();
     });
 

@@ -30,6 +30,8 @@ export interface AgentOptions {
   overheadBudget: number;
   full?: boolean;
   parkSampling?: number;
+  /** Share of TCP retransmits recorded in detail (counts per connection stay exact). */
+  retransmitSampling?: number;
   spoolDir?: string;
   maxSpoolBytes?: number;
   /** How often records are shipped. */
@@ -104,7 +106,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   tracer.start();
   const runtime = new RuntimeEventsTracer();
   // TCP is node-wide: every process's connections, Go or not; Go processes also get their goroutines.
-  const tcp = opts.tcp === false ? undefined : new TcpTracer({ seedPids: opts.pids });
+  const tcp = opts.tcp === false ? undefined : new TcpTracer({ seedPids: opts.pids, retransmitSampling: opts.retransmitSampling });
   tcp?.start();
   const connections = new ConnectionChanges();
   /** Non-Go processes with connections, and whether a process record was sent for them. */

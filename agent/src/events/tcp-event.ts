@@ -36,7 +36,7 @@ export const tcpStateNames: Record<number, string> = {
 };
 
 /** tcp_stats indexes (bpf/tcp.bpf.c enum tcp_stat). */
-export const TcpStat = { closeUnowned: 0, goidUnread: 1, acceptUnresolved: 2 } as const;
+export const TcpStat = { closeUnowned: 0, goidUnread: 1, acceptUnresolved: 2, retransmitUnsampled: 3 } as const;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;

@@ -17,6 +17,7 @@ export interface SnapshotCommand {
   full?: boolean;
   /** Fraction of goroutines whose parks and readies are recorded. */
   parkSampling?: number;
+  retransmitSampling?: number;
   /** Trace the process's TCP connections (default true). */
   tcp?: boolean;
 }
@@ -26,7 +27,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   const target = openTarget(cmd.pid);
   const tracer = new GoroutineTracer();
   const runtime = new RuntimeEventsTracer();
-  const tcp = cmd.tcp === false ? undefined : new TcpTracer({ seedPids: [cmd.pid] });
+  const tcp = cmd.tcp === false ? undefined : new TcpTracer({ seedPids: [cmd.pid], retransmitSampling: cmd.retransmitSampling });
   const stop = () => {
     // Detach at once on Ctrl-C or SIGTERM; the kernel would also clean up if we were killed.
     void tracer.close().finally(() => process.exit(130));

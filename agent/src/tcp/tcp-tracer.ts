@@ -42,6 +42,8 @@ export interface TcpTracerOptions {
   maxClosedPerProcess?: number;
   maxPeers?: number;
   peerWindowMs?: number;
+  /** Share of retransmit records kept, in (0, 1] (default 1). Counts per connection stay exact. */
+  retransmitSampling?: number;
   /** Seed the connections that exist at start() from the socket table (default true). */
   seed?: boolean;
   /** Network namespaces to seed from besides the agent's own: those of these pids. */
@@ -53,6 +55,14 @@ export interface GoProcessLayout {
   tlsGOffset: number;
   /** goid's offset in the g */
   goidOffset: number;
+}
+
+/** retransmit_keep for a sampling share: records are kept when a random u32 is below it (all at 1). */
+export function retransmitKeep(share: number): Buffer {
+  if (!(share > 0 && share <= 1)) throw new Error(`retransmit sampling must be in (0, 1], got ${share}`);
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(share >= 1 ? 0xffffffff : Math.floor(share * 2 ** 32));
+  return b;
 }
 
 /** The BPF programs, each attached where its section says. */
@@ -98,6 +108,7 @@ export class TcpTracer {
       maxPeers: opts.maxPeers ?? 4096,
       peerWindowMs: opts.peerWindowMs ?? 5000,
       seed: opts.seed ?? true,
+      retransmitSampling: opts.retransmitSampling ?? 1,
       seedPids: opts.seedPids ?? [],
     };
     const wake = Buffer.alloc(8);
@@ -110,7 +121,7 @@ export class TcpTracer {
       perfWakeupBytes: this.opts.wakeupBytes,
       transport: opts.transport,
       sizes: { tcp_owners: this.opts.maxOwners },
-      globals: { wakeup_bytes: wake },
+      globals: { wakeup_bytes: wake, retransmit_keep: retransmitKeep(this.opts.retransmitSampling) },
     });
     this.bpf = source.bpf;
     this.transport = source.transport;
@@ -276,11 +287,15 @@ export class TcpTracer {
     if (this.table.seeded.size) this.table.seeded.delete(tupleKey(c.family, c.localAddress, c.localPort, c.peerAddress, c.peerPort));
   }
 
+  /** Retransmit records applied (a sample when retransmitSampling < 1). */
+  retransmitRecords = 0;
+
   private applyBatch(batch: Buffer): void {
     this.batches++;
     const peers = this.peerStats;
     this.records += forEachTcpEvent(batch, (v, at) => {
       const kind = tcpEv.kind(v, at);
+      if (kind === TcpEventKind.retransmit) this.retransmitRecords++;
       const ts = tcpEv.ts(v, at);
       switch (kind) {
         case TcpEventKind.connect: {
