@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// The goroscope command: TypeScript sources run through tsx's loader.
+// The goroscope command: TypeScript sources run through tsx's loader (the image runs dist/goroscope.mjs).
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import('../agent/src/cli.ts');
-await main(process.argv);
+await import('../agent/src/main.ts');

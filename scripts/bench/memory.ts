@@ -2,6 +2,7 @@
 // a child Node process (scripts/bench/memory-child.ts, nothing else in its heap) attaches a GoroutineTracer,
 // whose inventory reads runtime.allgs, and reports process.memoryUsage() before and after.
 import { join } from 'node:path';
+import { build as esbuild } from 'esbuild';
 import { buildFixture, figure, LineProcess, repoRoot, round, type BenchContext, type Figure } from './lib.ts';
 
 interface Mem {
@@ -53,8 +54,20 @@ export async function runMemory(ctx: BenchContext, goroutines?: number): Promise
   try {
     const ready = await fixture.until(/^READY n=(\d+) goroutines=(\d+)$/m, 600_000);
     ctx.log(`memory: ${ready[2]} goroutines parked in pid ${fixture.pid}`);
-    const script = join(repoRoot, 'scripts', 'bench', 'memory-child.ts');
-    child = LineProcess.start(process.execPath, ['--expose-gc', '--import', 'tsx', script, String(fixture.pid)], 'memory-child', { cwd: repoRoot });
+    // The child runs bundled, with plain node, as the image runs the agent (dist/goroscope.mjs): no
+    // TypeScript loader in its memory.
+    const script = join(repoRoot, 'build', 'bench', 'memory-child.mjs');
+    await esbuild({
+      entryPoints: [join(repoRoot, 'scripts', 'bench', 'memory-child.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      outfile: script,
+      logLevel: 'warning',
+    });
+    child = LineProcess.start(process.execPath, ['--expose-gc', script, String(fixture.pid)], 'memory-child', { cwd: repoRoot });
     const m = await child.until(/^RESULT (.*)$/m, 600_000);
     const r = JSON.parse(m[1]) as ChildResult;
     const count = r.tableSize;
@@ -64,7 +77,7 @@ export async function runMemory(ctx: BenchContext, goroutines?: number): Promise
       .sort((a, b) => b[1] - a[1])
       .map(([k, v]) => `${k} ${round(v / MiB)}`)
       .join(', ');
-    const cmd = `${ctx.invocation} # parked -n ${n} (Go ${ctx.goVersion}); node --expose-gc --import tsx scripts/bench/memory-child.ts <pid>: GoroutineTracer.attach (every probe + allgs inventory), process.memoryUsage() after gc()`;
+    const cmd = `${ctx.invocation} # parked -n ${n} (Go ${ctx.goVersion}); node --expose-gc build/bench/memory-child.mjs <pid> (scripts/bench/memory-child.ts bundled, as the image runs the agent): GoroutineTracer.attach (every probe + allgs inventory), process.memoryUsage() after gc()`;
     const per = (a: Mem, b: Mem, f: (m: Mem) => number) => round((f(b) - f(a)) / count);
     const out: Figure[] = [
       figure({ id: `${bench}.goroutines`, bench, label: 'live goroutines in the agent\'s table after attach', value: count, unit: 'goroutines', command: cmd, note: `fixture parked ${n}; inventory listed ${r.inventoried} (unreadable ${r.unreadable}, dead ${r.dead}); ${r.probes} probes attached` }),
@@ -115,7 +128,7 @@ export async function runMemory(ctx: BenchContext, goroutines?: number): Promise
         note: `bare node ${round(bareNode / MiB)} MiB; node --import tsx ${round(nodeTsx / MiB)} MiB; + the agent's modules ${round(r.node.rss / MiB)} MiB; + tracer ${round(r.idle.rss / MiB)} MiB. Idle RSS by mapping (MiB): ${mappings}`,
       }),
       figure({ id: `${bench}.rss.bare_node`, bench, label: 'RSS of a bare node process (floor)', value: round(bareNode / MiB), unit: 'MiB', command: `node -e '...process.memoryUsage().rss'` }),
-      figure({ id: `${bench}.rss.node_tsx`, bench, label: 'RSS of node --import tsx (the agent runs through tsx)', value: round(nodeTsx / MiB), unit: 'MiB', command: `node --import tsx -e '...process.memoryUsage().rss'` }),
+      figure({ id: `${bench}.rss.node_tsx`, bench, label: 'RSS of node --import tsx (how the sources run; the image runs the bundle)', value: round(nodeTsx / MiB), unit: 'MiB', command: `node --import tsx -e '...process.memoryUsage().rss'` }),
       figure({ id: `${bench}.rss.agent_modules`, bench, label: "RSS with the agent's modules loaded, before the tracer", value: round(r.node.rss / MiB), unit: 'MiB', command: cmd }),
       figure({ id: `${bench}.rss.attached`, bench, label: `agent RSS with ${count} goroutines tracked`, value: round(r.attached.rss / MiB), unit: 'MiB', command: cmd }),
       figure({ id: `${bench}.heap.attached`, bench, label: `agent heapUsed with ${count} goroutines tracked`, value: round(r.attached.heapUsed / MiB), unit: 'MiB', command: cmd }),

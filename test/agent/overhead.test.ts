@@ -40,6 +40,10 @@ t.test('a tight budget turns park/ready off in windows; creations and exits stay
   t.equal(exited.filter((g) => g.createdBy?.function === 'main.runChurn').length, 200 * rounds, 'every churner exit seen');
   t.ok(governor.fraction(prog.pid) < 1, `on-fraction cut to ${governor.fraction(prog.pid).toFixed(3)}`);
   t.ok(sawOff, 'the park and ready probes were detached during an off window');
+  // Creations and exits are charged first: at this cost per hit they alone exceed the budget, and say so.
+  const est = governor.estimatedOverhead(prog.pid);
+  t.ok(est && est.createExit > 0.02, `creations and exits alone estimated over the 2% budget (${est && est.createExit.toExponential(1)} of the CPU at 1 ms per hit)`);
+  t.ok(est && Math.abs(est.total - est.createExit - est.parkReady) <= 1e-9 * est.total, 'the total is the sum of its parts');
   const windows = governor.windows(prog.pid);
   t.ok(windows.some((w) => w.probes.includes('park')) && windows.some((w) => !w.probes.includes('park')), 'windows with and without park');
   t.ok(windows.every((w) => w.probes.includes('create') && w.probes.includes('exit')), 'creation and exit on in every window');

@@ -229,7 +229,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
     }
   };
-  const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime, tcpTotals: connections.totals });
+  const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime, governor: opts.full ? undefined : governor, tcpTotals: connections.totals });
   runtime.start((p, e) => {
     metrics.onRuntimeEvent(p, e);
     const rec = runtimeRecord(e);

@@ -1,12 +1,11 @@
 // Typed access to the native bridge (agent/native/bridge.c), a Node-API addon over libbpf.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { installRoot } from '../install-root.ts';
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-export const bpfObjectDir = join(repoRoot, 'bpf', '.output');
-const addonPath = join(repoRoot, 'agent', 'native', 'build', 'Release', 'goroscope_bridge.node');
+export const bpfObjectDir = join(installRoot, 'bpf', '.output');
+const addonPath = join(installRoot, 'agent', 'native', 'build', 'Release', 'goroscope_bridge.node');
 
 export interface FieldDesc { offset: number; size: number }
 export interface StructDesc { size: number; fields: Record<string, FieldDesc> }

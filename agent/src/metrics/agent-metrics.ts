@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CycleRecord, FatalRecord, PauseRecord, RuntimeEventsTracer, RuntimeProcess } from '../runtime/runtime-tracer.ts';
 import type { LeakDetector } from '../analysis/leaks.ts';
 import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import type { OverheadGovernor } from '../overhead/governor.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
 import { monoNowNs } from '../tracer/clock.ts';
 import type { Shipper } from '../ship/shipper.ts';
@@ -18,6 +19,8 @@ export interface AgentMetricsSources {
   runtime?: RuntimeEventsTracer;
   leaks?: LeakDetector;
   shipper?: Shipper;
+  /** The overhead budget's governor: its estimate of what the probes cost each process. */
+  governor?: OverheadGovernor;
   maxProcesses?: number;
 }
 
@@ -83,6 +86,24 @@ export class AgentMetrics {
     lifecycle('goroscope_goroutines_created_total', 'Goroutines created while observed.', (c) => c.created);
     lifecycle('goroscope_goroutines_exited_total', 'Goroutines that exited while observed.', (c) => c.exited);
     lifecycle('goroscope_goroutine_parks_total', 'Parks recorded (sampled by the overhead budget).', (c) => c.parked);
+
+    new Gauge({
+      name: 'goroscope_probe_overhead_ratio',
+      help: "Estimated cost of goroscope's probes as a share of the process's CPU, by probes (create_exit are always on; park_ready are duty-cycled to the budget).",
+      labelNames: ['pid', 'exe', 'probes'],
+      registers: [r],
+      collect() {
+        this.reset();
+        if (!src.governor) return;
+        src.tracer.processes().forEach((proc, i) => {
+          const est = src.governor!.estimatedOverhead(proc.info.pid);
+          if (!est) return;
+          const labels = { pid: procLabel(proc.info.pid, i), exe: proc.info.exe };
+          this.inc({ ...labels, probes: 'create_exit' }, est.createExit);
+          this.inc({ ...labels, probes: 'park_ready' }, est.parkReady);
+        });
+      },
+    });
 
     new Gauge({
       name: 'goroscope_leak_suspects',

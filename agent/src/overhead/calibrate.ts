@@ -6,10 +6,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { repoRoot } from '../bpf/bridge.ts';
+import { installRoot } from '../install-root.ts';
 import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
 
-export const pingpongBinary = join(repoRoot, 'build', 'calibrate', 'pingpong');
+export const pingpongBinary = join(installRoot, 'build', 'calibrate', 'pingpong');
 /** ../shared/FACTS.md measured ~0.9 us at the stack-check jump; a miss in calibration assumes a bit more. */
 export const DEFAULT_HIT_COST_NS = 1500;
 

@@ -1,9 +1,12 @@
 // Keeps the probes' cost within a budget of each traced process's CPU.
 //
-// Creation and exit probes stay on (they are rare and counts must be whole). The park and ready probes fire
-// on every blocking operation, so they are duty-cycled: on for a window, off for the rest of a period, with
-// the on-fraction chosen so that hits/s x cost per hit stays under budget x the process's CPU. Every window
-// is recorded with the probes it had, so blocking figures are samples over known windows, never silent gaps.
+// Creation and exit probes stay on (counts must be whole). The park and ready probes fire on every blocking
+// operation, so they are duty-cycled: on for a window, off for the rest of a period. The creation and exit
+// hits are charged to the budget first; park/ready get the rest, so hits/s x cost per hit of all probes stays
+// under budget x the process's CPU whenever creation and exit alone allow it (a server that starts a goroutine
+// per request may not: then park/ready stay off but for a minimal window, and estimatedOverhead says by how
+// much the budget is exceeded). Every window is recorded with the probes it had, so blocking figures are
+// samples over known windows, never silent gaps.
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import type { WindowRecord } from '../../../collector/src/protocol/records.ts';
@@ -31,6 +34,8 @@ interface ProcState {
   cpuAtStart: number;
   countsAtStart: { created: number; parked: number; readied: number; exited: number };
   windows: WindowRecord[];
+  /** Cost of every probe over the last measured window, as a share of the process's CPU (budget terms). */
+  estimated: { total: number; createExit: number; parkReady: number } | undefined;
 }
 
 let ticksPerSecond = 0;
@@ -82,6 +87,7 @@ export class OverheadGovernor {
       cpuAtStart: processCpuNs(proc.info.pid) ?? 0,
       countsAtStart: { ...proc.table.counters },
       windows: [],
+      estimated: undefined,
     };
     this.state.set(proc.info.pid, st);
     this.timer ??= setInterval(() => this.tick(), 50);
@@ -111,6 +117,14 @@ export class OverheadGovernor {
     const total = ws.reduce((n, w) => n + (w.to - w.from), 0);
     const on = ws.filter((w) => w.probes.includes('park')).reduce((n, w) => n + (w.to - w.from), 0);
     return total > 0 ? on / total : 1;
+  }
+
+  /**
+   * The probes' estimated cost as a share of the process's CPU, from the last window measured: in total,
+   * for creation + exit (always on), and for park + ready at the current on-fraction. Undefined until measured.
+   */
+  estimatedOverhead(pid: number): { total: number; createExit: number; parkReady: number } | undefined {
+    return this.state.get(pid)?.estimated;
   }
 
   fraction(pid: number): number {
@@ -147,12 +161,20 @@ export class OverheadGovernor {
       st.windows.push(w);
       if (st.windows.length > this.maxWindows) st.windows.shift();
       const seconds = (now - st.phaseStart) / 1e9;
-      if (st.on && cpu !== undefined && seconds > 0) {
+      const cpuPerSecond = cpu !== undefined && seconds > 0 ? (cpu - st.cpuAtStart) / seconds : 0;
+      if (st.on && cpuPerSecond > 0) {
         // Records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
-        const hitsPerSecond = (w.parked + w.readied) / this.tracer.parkSampleRate / seconds;
-        const cpuPerSecond = (cpu - st.cpuAtStart) / seconds;
-        const costPerSecond = hitsPerSecond * this.opts.nsPerHit;
-        st.fraction = costPerSecond <= 0 ? 1 : Math.min(1, Math.max(0.001, (this.opts.budget * cpuPerSecond) / costPerSecond));
+        const parkCost = ((w.parked + w.readied) / this.tracer.parkSampleRate / seconds) * this.opts.nsPerHit;
+        const createExitCost = ((w.created + w.exited) / seconds) * this.opts.nsPerHit;
+        const room = this.opts.budget * cpuPerSecond - createExitCost;
+        st.fraction = parkCost <= 0 ? 1 : Math.min(1, Math.max(0.001, room / parkCost));
+        // The process's CPU includes the probes' own cost: the share is of what it would use without them.
+        const base = Math.max(1, cpuPerSecond - createExitCost - parkCost);
+        st.estimated = {
+          createExit: createExitCost / base,
+          parkReady: (parkCost * st.fraction) / base,
+          total: (createExitCost + parkCost * st.fraction) / base,
+        };
       }
       const onMs = Math.max(this.minOnMs, st.fraction * this.periodMs);
       const offMs = st.fraction >= 1 ? 0 : (onMs * (1 - st.fraction)) / st.fraction;

@@ -68,6 +68,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
           nsPerHit: calibration!.nsPerHit,
           calibration: calibration!.source,
           parkCoverage: governor.parkCoverage(cmd.pid),
+          estimatedOverhead: governor.estimatedOverhead(cmd.pid),
           parkSampling: tracer.parkSampleRate,
           windows: governor.windows(cmd.pid),
         }

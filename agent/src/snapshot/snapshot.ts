@@ -52,6 +52,8 @@ export interface Snapshot {
     /** Share of the observed time with park and ready probes on. */
     parkCoverage: number;
     parkSampling: number;
+    /** The probes' estimated cost as a share of the process's CPU (last measured window). */
+    estimatedOverhead?: { total: number; createExit: number; parkReady: number };
     windows: WindowRecord[];
   };
 }
@@ -165,6 +167,12 @@ export function formatSnapshot(s: Snapshot): string {
       `park/ready probes on ${(s.overhead.parkCoverage * 100).toFixed(0)}% of the time (budget ${(s.overhead.budget! * 100).toFixed(1)}% CPU, ` +
         `${Math.round(s.overhead.nsPerHit!)} ns/hit ${s.overhead.calibration}); use --full for every park`,
     );
+    const est = s.overhead.estimatedOverhead;
+    if (est) {
+      const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+      const over = est.total > s.overhead.budget! * 1.05 ? ` - over budget: creations and exits alone cost ${pct(est.createExit)}` : '';
+      lines.push(`estimated probe cost ${pct(est.total)} of the process's CPU (create/exit ${pct(est.createExit)}, park/ready ${pct(est.parkReady)})${over}`);
+    }
   }
   lines.push(`goroutines ${s.totals.goroutines} (+${s.totals.systemGoroutines} runtime)  preexisting ${s.inventory.preexisting}`);
   if (s.runtime) {
