@@ -4,6 +4,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { build as esbuild } from 'esbuild';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { repoRoot } from '../lib/go.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
@@ -146,6 +147,19 @@ t.test('snapshot prints a table', { skip: noBpf ?? false }, async (t) => {
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /BY WAIT REASON[\s\S]*chan receive[\s\S]*BY CREATION SITE[\s\S]*main\.spawnPopulation/);
   t.match(r.stdout, /GOID +PARENT +STATE/);
+});
+
+t.test('the bundle the image runs (npm run build:js) works with plain node, no TypeScript loader', { skip: noBpf ?? false }, async (t) => {
+  // Built inside the checkout (build/), so it finds goroscope's files the way dist/goroscope.mjs does.
+  const outfile = join(repoRoot, 'build', 'bundle-test', 'goroscope.mjs');
+  await esbuild({ entryPoints: [join(repoRoot, 'agent', 'src', 'main.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outfile, logLevel: 'warning' });
+  const prog = await PopulationProcess.start(buildPopulation());
+  t.teardown(() => prog.kill());
+  const r = await run('env', ['-u', 'NODE_OPTIONS', process.execPath, outfile, 'snapshot', '--pid', String(prog.pid), '--duration', '300ms', '--json'], { env: cleanEnv, maxBuffer: 64 << 20 });
+  const snap = JSON.parse(r.stdout);
+  t.equal(snap.totals.byWaitReason['sync.Mutex.Lock'], 2, 'the same snapshot as from the sources');
+  t.equal(snap.overhead.mode, 'budget');
+  t.ok(snap.overhead.estimatedOverhead === undefined || snap.overhead.estimatedOverhead.total >= 0, 'the estimated probe cost, once measured');
 });
 
 t.test('no probe or BPF link remains after the agent exits, also after kill -9', { skip: noBpf ?? false }, async (t) => {
