@@ -27,7 +27,7 @@ import {
   type RuntimeProbeName,
 } from '../events/runtime-event.ts';
 import type { GoBinary } from '../gobinary/index.ts';
-import { layoutFor, type RuntimeLayout } from '../gobinary/layouts.ts';
+import { layoutForBinary, type RuntimeLayout } from '../gobinary/layouts.ts';
 import { loadBias, ProcessError, type ProcessInfo } from '../proc/process.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { openTarget, type Target } from '../tracer/goroutine-tracer.ts';
@@ -217,27 +217,26 @@ export class RuntimeEventsTracer {
     await this.reader.stop();
   }
 
+  /** One BPF layout slot per distinct set of values (a DWARF layout of an experiment build gets its own). */
   private layoutId(layout: RuntimeLayout): number {
-    let id = this.layoutIds.get(layout.toolchain);
-    if (id !== undefined) return id;
-    id = this.layoutIds.size;
-    if (id >= RUNTIME_MAX_LAYOUTS) throw new Error(`more than ${RUNTIME_MAX_LAYOUTS} Go runtime layouts in use`);
     const g = layout.g.fields;
     const stop = layout.functions.stopTheWorldWithSema;
     const reasonInRax = layout.stwReasonStrings.length > 0 && stop?.params[0]?.name === 'reason' && stop.params[0].register === 'RAX';
-    this.bpf.updateElem(
-      'rt_layouts',
-      u32Key(id),
-      encodeRtLayout({
-        g_goid: g.goid.offset,
-        g_m: g.m.offset,
-        m_curg: layout.m.fields.curg.offset,
-        m_preemptoff: layout.m.fields.preemptoff.offset,
-        panic_arg: layout.panic.fields.arg.offset,
-        flags: reasonInRax ? RtLayoutFlag.reasonInRax : RtLayoutFlag.reasonPreemptoff,
-      }),
-    );
-    this.layoutIds.set(layout.toolchain, id);
+    const value = encodeRtLayout({
+      g_goid: g.goid.offset,
+      g_m: g.m.offset,
+      m_curg: layout.m.fields.curg.offset,
+      m_preemptoff: layout.m.fields.preemptoff.offset,
+      panic_arg: layout.panic.fields.arg.offset,
+      flags: reasonInRax ? RtLayoutFlag.reasonInRax : RtLayoutFlag.reasonPreemptoff,
+    });
+    const key = value.toString('hex');
+    let id = this.layoutIds.get(key);
+    if (id !== undefined) return id;
+    id = this.layoutIds.size;
+    if (id >= RUNTIME_MAX_LAYOUTS) throw new Error(`more than ${RUNTIME_MAX_LAYOUTS} Go runtime layouts in use`);
+    this.bpf.updateElem('rt_layouts', u32Key(id), value);
+    this.layoutIds.set(key, id);
     return id;
   }
 
@@ -246,7 +245,7 @@ export class RuntimeEventsTracer {
     const old = this.procs.get(pid);
     if (old && old.detachedAtNs === undefined) throw new ProcessError(`pid ${pid} is already traced`);
     const { info, binary } = opts.target ?? openTarget(pid);
-    const { layout, exact, note } = layoutFor(binary.goVersion);
+    const { layout, exact, note } = layoutForBinary(binary);
     if (!layout.functions.stopTheWorldWithSema || !layout.panic || !layout.mstats) {
       throw new ProcessError(`pid ${pid}: the runtime layout of Go ${layout.goVersion} lacks the runtime-event fields (regenerate runtime-layouts.json)`);
     }

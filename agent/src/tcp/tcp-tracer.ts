@@ -21,7 +21,7 @@ import {
   tcpStateNames,
 } from '../events/tcp-event.ts';
 import { openGoBinary } from '../gobinary/index.ts';
-import { layoutFor } from '../gobinary/layouts.ts';
+import { layoutForBinary } from '../gobinary/layouts.ts';
 import { monoToWallMs } from '../tracer/clock.ts';
 import { ConnectionTable, tupleKey, type Connection, type Role } from './connection-table.ts';
 import { findTlsGOffset } from './go-tls.ts';
@@ -176,7 +176,7 @@ export class TcpTracer {
     } catch {
       return undefined;
     }
-    const layout = { tlsGOffset: findTlsGOffset(bin).offset, goidOffset: layoutFor(bin.goVersion).layout.g.fields.goid.offset };
+    const layout = { tlsGOffset: findTlsGOffset(bin).offset, goidOffset: layoutForBinary(bin).layout.g.fields.goid.offset };
     this.registerGoProcess(pid, layout);
     return layout;
   }

@@ -14,7 +14,7 @@ import {
   PROBE_KINDS,
 } from '../events/goroutine-event.ts';
 import { openGoBinary, type GoBinary } from '../gobinary/index.ts';
-import { argRegister, layoutFor, type RuntimeLayout } from '../gobinary/layouts.ts';
+import { argRegister, layoutForBinary, type RuntimeLayout } from '../gobinary/layouts.ts';
 import { readAllGoroutines, type InventoryResult } from '../inventory/allgs.ts';
 import { GoroutineTable } from '../model/goroutine-table.ts';
 import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite } from '../probes/goroutine-probes.ts';
@@ -63,7 +63,7 @@ export function openTarget(pid: number): Target {
     throw e;
   }
   try {
-    layoutFor(binary.goVersion);
+    layoutForBinary(binary);
   } catch (e) {
     throw new ProcessError(`pid ${pid}: ${(e as Error).message}`);
   }
@@ -156,28 +156,28 @@ export class GoroutineTracer {
     return [...this.procs.values()];
   }
 
-  private layoutId(bin: GoBinary, layout: RuntimeLayout): number {
-    const key = layout.toolchain + (layout.g.fields.parentGoid ? '' : '/entry');
+  /**
+   * One BPF layout slot per distinct set of values: binaries of one toolchain share it, and a layout read from
+   * DWARF that differs from the table's (a GOEXPERIMENT build) gets its own. Records carry the slot's id.
+   */
+  private layoutId(layout: RuntimeLayout): number {
+    const f = layout.g.fields;
+    const value = encodeRuntimeLayout({
+      g_goid: f.goid.offset,
+      g_parent_goid: f.parentGoid ? f.parentGoid.offset : 0,
+      g_gopc: f.gopc.offset,
+      g_startpc: f.startpc.offset,
+      g_m: f.m.offset,
+      m_curg: layout.m.fields.curg.offset,
+      flags: f.parentGoid ? 0 : CREATOR_FROM_ENTRY,
+    });
+    const key = value.toString('hex');
     let id = this.layoutIds.get(key);
     if (id !== undefined) return id;
     id = this.layoutIds.size;
     if (id >= MAX_RUNTIME_LAYOUTS) throw new Error(`more than ${MAX_RUNTIME_LAYOUTS} Go runtime layouts in use`);
-    const f = layout.g.fields;
-    this.bpf.updateElem(
-      'runtime_layouts',
-      u32Key(id),
-      encodeRuntimeLayout({
-        g_goid: f.goid.offset,
-        g_parent_goid: f.parentGoid ? f.parentGoid.offset : 0,
-        g_gopc: f.gopc.offset,
-        g_startpc: f.startpc.offset,
-        g_m: f.m.offset,
-        m_curg: layout.m.fields.curg.offset,
-        flags: f.parentGoid ? 0 : CREATOR_FROM_ENTRY,
-      }),
-    );
+    this.bpf.updateElem('runtime_layouts', u32Key(id), value);
     this.layoutIds.set(key, id);
-    void bin;
     return id;
   }
 
@@ -189,9 +189,9 @@ export class GoroutineTracer {
   attach(pid: number, opts: AttachOptions = {}): TracedProcess {
     if (this.procs.has(pid)) throw new ProcessError(`pid ${pid} is already traced`);
     const { info, binary } = opts.target ?? openTarget(pid);
-    const { layout, exact, note } = layoutFor(binary.goVersion);
+    const { layout, exact, note } = layoutForBinary(binary);
     checkArgumentRegisters(layout);
-    const layoutId = this.layoutId(binary, layout);
+    const layoutId = this.layoutId(layout);
     const firstLoad = binary.elf.programs.filter((p) => p.type === 1).sort((a, b) => a.vaddr - b.vaddr)[0];
     const bias = binary.elf.isPIE ? loadBias(pid, info.exe, firstLoad.vaddr, firstLoad.offset) : 0;
     const want = new Set<GoroutineProbeName>(opts.probes ?? ['create', 'park', 'ready', 'exit']);

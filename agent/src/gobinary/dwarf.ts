@@ -1,0 +1,754 @@
+// A small DWARF reader over an ElfFile: enough of .debug_info to read the Go runtime's own types, constants,
+// variables and function parameters (dwarf-layout.ts). It handles what Go 1.19-1.26 emit, DWARF 4 and (from Go
+// 1.25) 5, and more: DWARF 2-5, 32- and 64-bit DWARF, every DWARF 5 form (strx, addrx, line_strp, data16,
+// implicit_const, rnglistx...), SHF_COMPRESSED sections and the older .zdebug_* ones. Location and range lists,
+// line tables and type units are not read.
+//
+// Units are parsed lazily, one at a time, into a tree of Die: a caller reads only the unit DIEs (cheap) and then
+// the units it wants (the runtime's; a Go binary has one unit per package). A reference into another unit
+// parses that unit on demand.
+import * as zlib from 'node:zlib';
+import { SHT_NOBITS, type ElfFile } from './elf.ts';
+
+export const DW_TAG = {
+  array_type: 0x01,
+  class_type: 0x02,
+  enumeration_type: 0x04,
+  formal_parameter: 0x05,
+  member: 0x0d,
+  unspecified_parameters: 0x18,
+  pointer_type: 0x0f,
+  compile_unit: 0x11,
+  structure_type: 0x13,
+  subroutine_type: 0x15,
+  typedef: 0x16,
+  union_type: 0x17,
+  subrange_type: 0x21,
+  base_type: 0x24,
+  const_type: 0x26,
+  constant: 0x27,
+  subprogram: 0x2e,
+  variable: 0x34,
+  volatile_type: 0x35,
+  restrict_type: 0x37,
+} as const;
+
+export const DW_AT = {
+  location: 0x02,
+  name: 0x03,
+  byte_size: 0x0b,
+  const_value: 0x1c,
+  inline: 0x20,
+  producer: 0x25,
+  upper_bound: 0x2f,
+  count: 0x37,
+  data_member_location: 0x38,
+  encoding: 0x3e,
+  type: 0x49,
+  variable_parameter: 0x4b,
+  str_offsets_base: 0x72,
+  addr_base: 0x73,
+} as const;
+
+/** DW_ATE_* base type encodings. */
+export const DW_ATE = { address: 1, boolean: 2, complex_float: 3, float: 4, signed: 5, signed_char: 6, unsigned: 7, unsigned_char: 8 } as const;
+
+const F = {
+  addr: 0x01, block2: 0x03, block4: 0x04, data2: 0x05, data4: 0x06, data8: 0x07, string: 0x08, block: 0x09,
+  block1: 0x0a, data1: 0x0b, flag: 0x0c, sdata: 0x0d, strp: 0x0e, udata: 0x0f, ref_addr: 0x10, ref1: 0x11,
+  ref2: 0x12, ref4: 0x13, ref8: 0x14, ref_udata: 0x15, indirect: 0x16, sec_offset: 0x17, exprloc: 0x18,
+  flag_present: 0x19, strx: 0x1a, addrx: 0x1b, ref_sup4: 0x1c, strp_sup: 0x1d, data16: 0x1e, line_strp: 0x1f,
+  ref_sig8: 0x20, implicit_const: 0x21, loclistx: 0x22, rnglistx: 0x23, ref_sup8: 0x24, strx1: 0x25, strx2: 0x26,
+  strx3: 0x27, strx4: 0x28, addrx1: 0x29, addrx2: 0x2a, addrx3: 0x2b, addrx4: 0x2c,
+  gnu_addr_index: 0x1f01, gnu_str_index: 0x1f02, gnu_ref_alt: 0x1f20, gnu_strp_alt: 0x1f21,
+} as const;
+
+const DW_OP_addr = 0x03;
+const DW_OP_plus_uconst = 0x23;
+const DW_OP_addrx = 0xa1;
+const DW_OP_GNU_addr_index = 0xfb;
+
+const SHF_COMPRESSED = 0x800;
+const ELFCOMPRESS_ZLIB = 1;
+const ELFCOMPRESS_ZSTD = 2;
+
+/**
+ * An attribute's value: a number for constants, addresses, section offsets and references (made absolute
+ * .debug_info offsets); a string; a boolean for flags; a Block for blocks, exprlocs and data16; a bigint for
+ * 8-byte values beyond 2^53 and for type signatures (ref_sig8), which this reader does not follow.
+ */
+export type AttrValue = number | bigint | string | boolean | Block;
+
+/** Bytes of an attribute inside .debug_info. A plain object, not a Buffer view: those cost far more to make. */
+export class Block {
+  constructor(readonly buf: Buffer, readonly start: number, readonly end: number) {}
+  get length(): number {
+    return this.end - this.start;
+  }
+  bytes(): Buffer {
+    return this.buf.subarray(this.start, this.end);
+  }
+}
+
+/** Reading .debug_* failed (truncated data, an unknown form, a compression we cannot undo). */
+export class DwarfError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DwarfError';
+  }
+}
+
+/**
+ * The contents of .debug_<name> (name without the dot: "info", "abbrev", ...), decompressed; undefined when
+ * the section is absent or has no bytes in this file (a split-off debug file holds them).
+ */
+export function debugSection(elf: ElfFile, name: string): Buffer | undefined {
+  const s = elf.section(`.debug_${name}`);
+  if (s && s.type !== SHT_NOBITS) {
+    const raw = elf.sectionData(s);
+    if (!(s.flags & SHF_COMPRESSED)) return raw;
+    // Elf64_Chdr: ch_type u32, ch_reserved u32, ch_size u64, ch_addralign u64.
+    if (raw.length < 24) throw new DwarfError(`.debug_${name}: truncated compression header`);
+    return decompress(name, raw.readUInt32LE(0), raw.subarray(24), Number(raw.readBigUInt64LE(8)));
+  }
+  const z = elf.section(`.zdebug_${name}`);
+  if (z && z.type !== SHT_NOBITS) {
+    // Pre-gABI compression (Go before 1.12, old binutils): "ZLIB", then the size as a big-endian u64.
+    const raw = elf.sectionData(z);
+    if (raw.length < 12 || raw.toString('latin1', 0, 4) !== 'ZLIB') return raw; // stored uncompressed
+    return decompress(name, ELFCOMPRESS_ZLIB, raw.subarray(12), Number(raw.readBigUInt64BE(4)));
+  }
+  return undefined;
+}
+
+function decompress(name: string, type: number, data: Buffer, size: number): Buffer {
+  let out: Buffer;
+  if (type === ELFCOMPRESS_ZLIB) {
+    out = zlib.inflateSync(data);
+  } else if (type === ELFCOMPRESS_ZSTD) {
+    // Node 20 has no zstd; newer ones do. Go itself only writes zlib.
+    const zstd = (zlib as unknown as { zstdDecompressSync?: (b: Buffer) => Buffer }).zstdDecompressSync;
+    if (!zstd) throw new DwarfError(`.debug_${name} is zstd-compressed, which this Node.js cannot decompress`);
+    out = zstd(data);
+  } else {
+    throw new DwarfError(`.debug_${name}: unknown compression type ${type}`);
+  }
+  if (out.length !== size) throw new DwarfError(`.debug_${name}: decompressed to ${out.length} bytes, header says ${size}`);
+  return out;
+}
+
+/** A byte cursor over one section. */
+class Cursor {
+  constructor(readonly buf: Buffer, public pos: number) {}
+
+  u8(): number {
+    if (this.pos >= this.buf.length) throw new DwarfError('read past the end of a section');
+    return this.buf[this.pos++];
+  }
+  u16(): number {
+    const v = this.buf.readUInt16LE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  u24(): number {
+    const v = this.buf.readUIntLE(this.pos, 3);
+    this.pos += 3;
+    return v;
+  }
+  u32(): number {
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  /** A u64 as a number when it fits exactly, else a bigint. */
+  u64(): number | bigint {
+    const lo = this.buf.readUInt32LE(this.pos);
+    const hi = this.buf.readUInt32LE(this.pos + 4);
+    this.pos += 8;
+    return hi < 0x200000 ? hi * 0x1_0000_0000 + lo : this.buf.readBigUInt64LE(this.pos - 8);
+  }
+  uN(n: number): number {
+    if (n === 4) return this.u32();
+    const v = this.u64();
+    if (typeof v === 'bigint') throw new DwarfError(`offset 0x${v.toString(16)} is too large`);
+    return v;
+  }
+  // LEB128 with float arithmetic: bit operations would wrap at 32 bits. Values beyond 2^53 lose precision
+  // (no runtime value we read is that large), but the cursor always advances by the right number of bytes.
+  uleb(): number {
+    let result = 0;
+    let mul = 1;
+    for (;;) {
+      const b = this.buf[this.pos++];
+      if (b === undefined) throw new DwarfError('truncated LEB128');
+      result += (b & 0x7f) * mul;
+      if (b < 0x80) return result;
+      mul *= 128;
+    }
+  }
+  sleb(): number {
+    let result = 0;
+    let mul = 1;
+    for (;;) {
+      const b = this.buf[this.pos++];
+      if (b === undefined) throw new DwarfError('truncated LEB128');
+      result += (b & 0x7f) * mul;
+      mul *= 128;
+      if (b < 0x80) return b & 0x40 ? result - mul : result;
+    }
+  }
+  block(n: number): Block {
+    if (this.pos + n > this.buf.length) throw new DwarfError('block runs past the end of its section');
+    const b = new Block(this.buf, this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+  cstring(): string {
+    const end = this.buf.indexOf(0, this.pos);
+    if (end < 0) throw new DwarfError('unterminated string');
+    const s = this.buf.toString('utf8', this.pos, end);
+    this.pos = end + 1;
+    return s;
+  }
+}
+
+interface Abbrev {
+  tag: number;
+  hasChildren: boolean;
+  attrs: number[];
+  forms: number[];
+  /** DW_FORM_implicit_const values, by attribute index. */
+  implicit: number[];
+}
+
+/** A debugging information entry. Attributes are kept as parallel arrays: DIEs are many and mostly small. */
+export class Die {
+  parent: Die | undefined;
+  readonly children: Die[] = [];
+
+  constructor(
+    readonly unit: DwarfUnit,
+    /** Offset in .debug_info. */
+    readonly offset: number,
+    readonly tag: number,
+    /** The abbreviation says children follow (the list may still be empty). */
+    readonly hasChildren: boolean,
+    readonly attrs: number[],
+    readonly values: AttrValue[],
+  ) {}
+
+  attr(at: number): AttrValue | undefined {
+    const i = this.attrs.indexOf(at);
+    return i < 0 ? undefined : this.values[i];
+  }
+
+  has(at: number): boolean {
+    return this.attrs.includes(at);
+  }
+
+  get name(): string | undefined {
+    const v = this.attr(DW_AT.name);
+    return typeof v === 'string' ? v : undefined;
+  }
+
+  /** A number-valued attribute: a constant, an address, a section offset. */
+  num(at: number): number | undefined {
+    const v = this.attr(at);
+    return typeof v === 'number' ? v : undefined;
+  }
+
+  flag(at: number): boolean {
+    const v = this.attr(at);
+    return v === true || (typeof v === 'number' && v !== 0);
+  }
+
+  /** The DIE a reference attribute (DW_AT_type, ...) points to; undefined when absent or not followable. */
+  ref(at: number): Die | undefined {
+    const v = this.attr(at);
+    return typeof v === 'number' ? this.unit.dwarf.die(v) : undefined;
+  }
+}
+
+export class DwarfUnit {
+  private top: Die | undefined; // the unit DIE alone, or with its descendants once tree is set
+  private tree: Die | undefined;
+  private dies: Map<number, Die> | undefined;
+  /** Bases of DWARF 5's indexed forms; set from the unit DIE (defaults: just past the tables' headers). */
+  strOffsetsBase: number;
+  addrBase: number;
+  private basesKnown = false;
+
+  constructor(
+    readonly dwarf: DwarfData,
+    /** Offset of the unit header in .debug_info. */
+    readonly offset: number,
+    /** Offset just past the unit. */
+    readonly end: number,
+    readonly version: number,
+    readonly addrSize: number,
+    /** 4 for 32-bit DWARF, 8 for 64-bit. */
+    readonly offSize: number,
+    readonly abbrevs: Map<number, Abbrev>,
+    /** Offset of the unit's first DIE. */
+    readonly dieStart: number,
+  ) {
+    this.strOffsetsBase = offSize === 8 ? 16 : 8;
+    this.addrBase = offSize === 8 ? 16 : 8;
+  }
+
+  /** The unit DIE alone (its attributes, no children): cheap, to decide whether to look further. */
+  head(): Die {
+    return (this.top ??= this.parse(false));
+  }
+
+  /** DW_AT_name of the unit DIE: the package path for Go ("runtime"). */
+  get name(): string | undefined {
+    return this.head().name;
+  }
+
+  /** The unit DIE with all its descendants. */
+  root(): Die {
+    return this.tree ?? this.parse(true);
+  }
+
+  /** The DIE at a .debug_info offset inside this unit. */
+  dieAt(offset: number): Die | undefined {
+    if (!this.dies) this.root();
+    return this.dies!.get(offset);
+  }
+
+  private parse(full: boolean): Die {
+    const c = new Cursor(this.dwarf.info, this.dieStart);
+    const dies = new Map<number, Die>();
+    const stack: Die[] = [];
+    let root: Die | undefined;
+    while (c.pos < this.end) {
+      const offset = c.pos;
+      const code = c.uleb();
+      if (code === 0) {
+        stack.pop(); // end of a sibling list
+        continue;
+      }
+      const ab = this.abbrevs.get(code);
+      if (!ab) throw new DwarfError(`DIE at 0x${offset.toString(16)}: unknown abbreviation ${code}`);
+      const values: AttrValue[] = new Array(ab.attrs.length);
+      for (let i = 0; i < ab.attrs.length; i++) values[i] = this.value(c, ab.forms[i], ab.implicit[i]);
+      const die = new Die(this, offset, ab.tag, ab.hasChildren, ab.attrs, values);
+      dies.set(offset, die);
+      if (!root) {
+        root = die;
+        this.setBases(die);
+        if (!full) return die;
+      } else {
+        const parent = stack[stack.length - 1];
+        if (!parent) throw new DwarfError(`DIE at 0x${offset.toString(16)} is outside its unit's tree`);
+        die.parent = parent;
+        parent.children.push(die);
+      }
+      if (ab.hasChildren) stack.push(die);
+    }
+    if (!root) throw new DwarfError(`unit at 0x${this.offset.toString(16)} has no DIE`);
+    this.top = this.tree = root;
+    this.dies = dies;
+    return root;
+  }
+
+  // The unit DIE's own strx/addrx attributes may come before the bases it names: resolve them afterwards.
+  private setBases(die: Die): void {
+    const so = die.num(DW_AT.str_offsets_base);
+    if (so !== undefined) this.strOffsetsBase = so;
+    const ab = die.num(DW_AT.addr_base);
+    if (ab !== undefined) this.addrBase = ab;
+    this.basesKnown = true;
+    for (let i = 0; i < die.values.length; i++) {
+      const v: unknown = die.values[i];
+      if (v instanceof Deferred) die.values[i] = v.kind === 'str' ? this.strx(v.index) : this.addrx(v.index);
+    }
+  }
+
+  private value(c: Cursor, form: number, implicit: number): AttrValue {
+    switch (form) {
+      case F.addr: return this.addrSize === 8 ? c.u64() : c.uN(this.addrSize);
+      case F.data1: case F.ref1: case F.flag: case F.strx1: case F.addrx1:
+        return this.finish(form, c.u8());
+      case F.data2: case F.ref2: case F.strx2: case F.addrx2:
+        return this.finish(form, c.u16());
+      case F.strx3: case F.addrx3: return this.finish(form, c.u24());
+      case F.data4: case F.ref4: case F.strx4: case F.addrx4:
+        return this.finish(form, c.u32());
+      case F.data8: case F.ref8: return this.finish(form, c.u64());
+      // References this reader does not follow (type units, supplementary files) are bigints, which ref() ignores.
+      case F.ref_sig8: case F.ref_sup8: return BigInt(c.u64());
+      case F.ref_sup4: return BigInt(c.u32());
+      case F.gnu_ref_alt: return BigInt(c.uN(this.offSize));
+      case F.data16: return c.block(16);
+      case F.sdata: return c.sleb();
+      case F.udata: case F.ref_udata: case F.strx: case F.addrx: case F.loclistx: case F.rnglistx:
+      case F.gnu_addr_index: case F.gnu_str_index:
+        return this.finish(form, c.uleb());
+      case F.string: return c.cstring();
+      case F.strp: return this.dwarf.string('str', c.uN(this.offSize));
+      case F.line_strp: return this.dwarf.string('line_str', c.uN(this.offSize));
+      case F.strp_sup: case F.gnu_strp_alt: case F.sec_offset:
+        return c.uN(this.offSize); // strings in a supplementary file are not read
+      case F.ref_addr: return this.version <= 2 ? c.uN(this.addrSize) : c.uN(this.offSize);
+      case F.block1: return c.block(c.u8());
+      case F.block2: return c.block(c.u16());
+      case F.block4: return c.block(c.u32());
+      case F.block: case F.exprloc: return c.block(c.uleb());
+      case F.flag_present: return true;
+      case F.implicit_const: return implicit;
+      case F.indirect: return this.value(c, c.uleb(), 0);
+    }
+    throw new DwarfError(`unit at 0x${this.offset.toString(16)}: unknown attribute form 0x${form.toString(16)}`);
+  }
+
+  /** Turns a raw integer into what the form means: CU-relative references become absolute, indices strings. */
+  private finish(form: number, v: number | bigint): AttrValue {
+    switch (form) {
+      case F.flag: return v !== 0;
+      case F.ref1: case F.ref2: case F.ref4: case F.ref8: case F.ref_udata:
+        return this.offset + Number(v);
+      case F.strx: case F.strx1: case F.strx2: case F.strx3: case F.strx4: case F.gnu_str_index:
+        return this.basesKnown ? this.strx(Number(v)) : (new Deferred('str', Number(v)) as unknown as AttrValue);
+      case F.addrx: case F.addrx1: case F.addrx2: case F.addrx3: case F.addrx4: case F.gnu_addr_index:
+        return this.basesKnown ? this.addrx(Number(v)) : (new Deferred('addr', Number(v)) as unknown as AttrValue);
+    }
+    return v;
+  }
+
+  strx(index: number): string {
+    const so = this.dwarf.section('str_offsets');
+    if (!so) throw new DwarfError('DW_FORM_strx without .debug_str_offsets');
+    const c = new Cursor(so, this.strOffsetsBase + index * this.offSize);
+    return this.dwarf.string('str', c.uN(this.offSize));
+  }
+
+  /** An address from .debug_addr (DW_FORM_addrx, DW_OP_addrx). */
+  addrx(index: number): number {
+    const a = this.dwarf.section('addr');
+    if (!a) throw new DwarfError('DW_FORM_addrx without .debug_addr');
+    return new Cursor(a, this.addrBase + index * this.addrSize).uN(this.addrSize);
+  }
+}
+
+/** An indexed string or address in the unit DIE, read before the base it is relative to. */
+class Deferred {
+  constructor(readonly kind: 'str' | 'addr', readonly index: number) {}
+}
+
+export class DwarfData {
+  readonly units: DwarfUnit[] = [];
+  private readonly extra = new Map<string, Buffer | undefined>();
+  private readonly abbrevTables = new Map<number, Map<number, Abbrev>>();
+
+  private constructor(readonly elf: ElfFile, readonly info: Buffer, readonly abbrev: Buffer) {
+    const c = new Cursor(info, 0);
+    while (c.pos + 11 <= info.length) {
+      const offset = c.pos;
+      let len = c.u32();
+      let offSize = 4;
+      if (len === 0xffffffff) {
+        len = c.uN(8);
+        offSize = 8;
+      } else if (len >= 0xfffffff0) {
+        throw new DwarfError(`unit at 0x${offset.toString(16)}: reserved length 0x${len.toString(16)}`);
+      }
+      const end = c.pos + len;
+      if (end > info.length) throw new DwarfError(`unit at 0x${offset.toString(16)} runs past the end of .debug_info`);
+      const version = c.u16();
+      if (version < 2 || version > 5) throw new DwarfError(`unit at 0x${offset.toString(16)}: DWARF version ${version}`);
+      let addrSize: number;
+      let abbrevOff: number;
+      if (version >= 5) {
+        const unitType = c.u8();
+        addrSize = c.u8();
+        abbrevOff = c.uN(offSize);
+        // DW_UT_skeleton/split_compile carry a dwo_id, DW_UT_type/split_type a signature and a type offset.
+        if (unitType === 4 || unitType === 5) c.pos += 8;
+        else if (unitType === 2 || unitType === 6) c.pos += 8 + offSize;
+      } else {
+        abbrevOff = c.uN(offSize);
+        addrSize = c.u8();
+      }
+      this.units.push(new DwarfUnit(this, offset, end, version, addrSize, offSize, this.abbrevTable(abbrevOff), c.pos));
+      c.pos = end;
+    }
+  }
+
+  /** DWARF of an ELF file; undefined when it has none (stripped with -s or -w). */
+  static fromElf(elf: ElfFile): DwarfData | undefined {
+    const info = debugSection(elf, 'info');
+    if (!info || info.length === 0) return undefined;
+    const abbrev = debugSection(elf, 'abbrev');
+    if (!abbrev) throw new DwarfError('.debug_info without .debug_abbrev');
+    return new DwarfData(elf, info, abbrev);
+  }
+
+  /** Another .debug_* section (str, str_offsets, line_str, addr), decompressed once. */
+  section(name: string): Buffer | undefined {
+    if (!this.extra.has(name)) this.extra.set(name, debugSection(this.elf, name));
+    return this.extra.get(name);
+  }
+
+  string(section: 'str' | 'line_str', offset: number): string {
+    const s = this.section(section);
+    if (!s || offset >= s.length) throw new DwarfError(`string at 0x${offset.toString(16)} is outside .debug_${section}`);
+    return new Cursor(s, offset).cstring();
+  }
+
+  /** The unit holding a .debug_info offset. */
+  unitAt(offset: number): DwarfUnit | undefined {
+    let lo = 0;
+    let hi = this.units.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const u = this.units[mid];
+      if (offset < u.offset) hi = mid - 1;
+      else if (offset >= u.end) lo = mid + 1;
+      else return u;
+    }
+    return undefined;
+  }
+
+  /** The DIE at a .debug_info offset (what references hold); parses its unit if that was not done yet. */
+  die(offset: number): Die | undefined {
+    return this.unitAt(offset)?.dieAt(offset);
+  }
+
+  private abbrevTable(offset: number): Map<number, Abbrev> {
+    let t = this.abbrevTables.get(offset);
+    if (t) return t;
+    t = new Map();
+    const c = new Cursor(this.abbrev, offset);
+    for (;;) {
+      const code = c.uleb();
+      if (code === 0) break;
+      const ab: Abbrev = { tag: c.uleb(), hasChildren: c.u8() !== 0, attrs: [], forms: [], implicit: [] };
+      for (;;) {
+        const at = c.uleb();
+        const form = c.uleb();
+        if (at === 0 && form === 0) break;
+        ab.attrs.push(at);
+        ab.forms.push(form);
+        ab.implicit.push(form === F.implicit_const ? c.sleb() : 0);
+      }
+      t.set(code, ab);
+    }
+    this.abbrevTables.set(offset, t);
+    return t;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Types. Names and sizes follow Go's debug/dwarf (Type.Common().Name, Size()), which made runtime-layouts.json.
+
+const QUALIFIERS: Record<number, string> = { [DW_TAG.const_type]: 'const', [DW_TAG.volatile_type]: 'volatile', [DW_TAG.restrict_type]: 'restrict' };
+
+/** Follows typedefs (and const/volatile/restrict) to the underlying type; undefined for void. */
+export function stripTypedefs(t: Die | undefined): Die | undefined {
+  for (let i = 0; t && i < 100; i++) {
+    if (t.tag !== DW_TAG.typedef && !(t.tag in QUALIFIERS)) return t;
+    t = t.ref(DW_AT.type);
+  }
+  return t;
+}
+
+/**
+ * A type's name as the generator's typeName (over debug/dwarf) gives it: the DIE's own name for named kinds (base
+ * types, typedefs: Go's named types are typedefs), "*T" for pointers (one without a target is "unsafe.Pointer"),
+ * and the type spelled out for the rest ("struct string", "[4]uint8").
+ */
+export function typeName(t: Die | undefined): string {
+  if (!t) return 'void';
+  if (!UNNAMED_KINDS.has(t.tag)) {
+    const n = t.name;
+    if (n) return n;
+  }
+  if (t.tag === DW_TAG.pointer_type) {
+    const to = t.ref(DW_AT.type);
+    return to ? `*${typeName(to)}` : 'unsafe.Pointer';
+  }
+  return typeString(t);
+}
+
+// Kinds whose debug/dwarf Type leaves Common().Name empty (their name, if any, is StructName, EnumName...).
+const UNNAMED_KINDS = new Set<number>([
+  DW_TAG.array_type, DW_TAG.class_type, DW_TAG.structure_type, DW_TAG.union_type, DW_TAG.enumeration_type,
+  DW_TAG.pointer_type, DW_TAG.subroutine_type, DW_TAG.const_type, DW_TAG.volatile_type, DW_TAG.restrict_type,
+]);
+
+/** debug/dwarf's Type.String(). */
+function typeString(t: Die | undefined, depth = 0): string {
+  if (!t) return 'void';
+  if (depth > 20) return '...';
+  const inner = (): string => typeString(t.ref(DW_AT.type), depth + 1);
+  switch (t.tag) {
+    case DW_TAG.pointer_type: return `*${inner()}`;
+    case DW_TAG.array_type: return `[${arrayCount(t)}]${inner()}`;
+    case DW_TAG.structure_type: case DW_TAG.class_type: case DW_TAG.union_type: {
+      const kind = t.tag === DW_TAG.structure_type ? 'struct' : t.tag === DW_TAG.union_type ? 'union' : 'class';
+      if (t.name) return `${kind} ${t.name}`;
+      const fields = structMembers(t).map((m) => `${m.name} ${typeString(m.type, depth + 1)}@${m.offset}`);
+      return `${kind} {${fields.join('; ')}}`;
+    }
+    case DW_TAG.enumeration_type: return t.name ? `enum ${t.name}` : 'enum';
+    case DW_TAG.subroutine_type: {
+      const params = t.children.filter((c) => c.tag === DW_TAG.formal_parameter || c.tag === DW_TAG.unspecified_parameters)
+        .map((c) => (c.tag === DW_TAG.formal_parameter ? typeString(c.ref(DW_AT.type), depth + 1) : '...'));
+      return `func(${params.join(', ')})${t.has(DW_AT.type) ? ` ${inner()}` : ''}`;
+    }
+  }
+  if (t.tag in QUALIFIERS) return `${QUALIFIERS[t.tag]} ${inner()}`;
+  return t.name ?? '?';
+}
+
+/** Elements of an array type (its first dimension); -1 when unknown. */
+export function arrayCount(t: Die): number {
+  const sub = t.children.find((c) => c.tag === DW_TAG.subrange_type);
+  const count = sub?.num(DW_AT.count);
+  if (count !== undefined) return count;
+  const ub = sub?.num(DW_AT.upper_bound);
+  return ub !== undefined ? ub + 1 : -1;
+}
+
+/** A type's size in bytes as debug/dwarf reports it: DW_AT_byte_size, else derived; -1 when unknown. */
+export function typeSize(t: Die | undefined, addrSize = 8): number {
+  for (let i = 0; t && i < 100; i++) {
+    if (t.tag === DW_TAG.array_type) {
+      const n = arrayCount(t);
+      return n < 0 ? 0 : n * typeSize(t.ref(DW_AT.type), addrSize);
+    }
+    if (t.tag in QUALIFIERS) {
+      t = t.ref(DW_AT.type);
+      continue;
+    }
+    const b = t.num(DW_AT.byte_size);
+    if (b !== undefined) return b;
+    if (t.tag === DW_TAG.pointer_type) return addrSize;
+    if (t.tag !== DW_TAG.typedef) return -1;
+    t = t.ref(DW_AT.type);
+  }
+  return -1;
+}
+
+export interface Member {
+  name: string;
+  /** Byte offset from the start of the struct. */
+  offset: number;
+  type: Die | undefined;
+}
+
+/** The data members of a struct, in order. */
+export function structMembers(t: Die): Member[] {
+  const out: Member[] = [];
+  for (const c of t.children) {
+    if (c.tag !== DW_TAG.member) continue;
+    let offset = 0;
+    const loc = c.attr(DW_AT.data_member_location);
+    if (typeof loc === 'number') offset = loc;
+    else if (loc instanceof Block) {
+      // The DWARF 2 form: an expression, DW_OP_plus_uconst N.
+      const cur = new Cursor(loc.buf, loc.start);
+      if (cur.u8() !== DW_OP_plus_uconst) throw new DwarfError(`member ${c.name} at 0x${c.offset.toString(16)}: unexpected location expression`);
+      offset = cur.uleb();
+    }
+    out.push({ name: c.name ?? '', offset, type: c.ref(DW_AT.type) });
+  }
+  return out;
+}
+
+/** The static address in a DW_AT_location that is just DW_OP_addr (or DW_OP_addrx); undefined otherwise. */
+export function staticAddress(d: Die): number | undefined {
+  const loc = d.attr(DW_AT.location);
+  if (!(loc instanceof Block) || loc.length === 0) return undefined;
+  const c = new Cursor(loc.buf, loc.start);
+  const op = c.u8();
+  let addr: number;
+  if (op === DW_OP_addr) addr = c.uN(d.unit.addrSize);
+  else if (op === DW_OP_addrx || op === DW_OP_GNU_addr_index) addr = d.unit.addrx(c.uleb());
+  else return undefined;
+  return c.pos === loc.end ? addr : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// An index of the top-level entries of some units (Go puts types, constants, variables and functions there).
+
+export interface Subprogram {
+  /** The first DIE with this name that has children (for an inlinable function, the abstract one). */
+  die: Die | undefined;
+  /** Some DIE with this name has DW_AT_inline: the compiler may inline the function. */
+  inline: boolean;
+}
+
+export interface FormalParameter {
+  name: string;
+  type: Die | undefined;
+  /** DW_AT_variable_parameter: in Go's DWARF, a result rather than a parameter. */
+  result: boolean;
+}
+
+export class DwarfIndex {
+  private readonly structs = new Map<string, Die>();
+  private readonly constants = new Map<string, Die>();
+  private readonly variables = new Map<string, Die>();
+  private readonly subprograms = new Map<string, Subprogram>();
+
+  /** Indexes the top-level DIEs of the units given (parsing them). */
+  constructor(units: Iterable<DwarfUnit>) {
+    for (const u of units) {
+      for (const d of u.root().children) {
+        const name = d.name;
+        if (!name) continue;
+        switch (d.tag) {
+          case DW_TAG.structure_type:
+            if (!this.structs.has(name)) this.structs.set(name, d);
+            break;
+          case DW_TAG.constant:
+            if (!this.constants.has(name)) this.constants.set(name, d);
+            break;
+          case DW_TAG.variable:
+            if (!this.variables.has(name)) this.variables.set(name, d);
+            break;
+          case DW_TAG.subprogram: {
+            let sp = this.subprograms.get(name);
+            if (!sp) this.subprograms.set(name, (sp = { die: undefined, inline: false }));
+            if (d.has(DW_AT.inline)) sp.inline = true;
+            if (!sp.die && d.hasChildren) sp.die = d; // as debug/dwarf's Entry.Children: declared, maybe empty
+            break;
+          }
+        }
+      }
+    }
+  }
+
+  /** A struct type by its DWARF name, e.g. "runtime.g" (the struct itself, not the typedef of the same name). */
+  struct(name: string): Die | undefined {
+    return this.structs.get(name);
+  }
+
+  /** A variable by name, e.g. "runtime.waitReasonStrings". */
+  variable(name: string): Die | undefined {
+    return this.variables.get(name);
+  }
+
+  subprogram(name: string): Subprogram | undefined {
+    return this.subprograms.get(name);
+  }
+
+  /** Integer constants (DW_TAG_constant with a numeric DW_AT_const_value), filtered by name. */
+  *intConstants(filter: (name: string) => boolean = () => true): Generator<{ name: string; value: number; type: Die | undefined }> {
+    for (const [name, d] of this.constants) {
+      if (!filter(name)) continue;
+      const v = d.attr(DW_AT.const_value);
+      if (typeof v === 'number') yield { name, value: v, type: d.ref(DW_AT.type) };
+    }
+  }
+
+  /** The formal parameters of a subprogram DIE, in order (only its direct children). */
+  static parameters(fn: Die): FormalParameter[] {
+    return fn.children
+      .filter((c) => c.tag === DW_TAG.formal_parameter)
+      .map((c) => ({ name: c.name ?? '', type: c.ref(DW_AT.type), result: c.flag(DW_AT.variable_parameter) }));
+  }
+}
