@@ -89,6 +89,16 @@ export function sumPercpuU64(buf: Buffer | null): number {
   return Number(n);
 }
 
+/**
+ * Per-CPU u64 counters of an array map, summed over CPUs, by name: keys[name] + base is the map key. (Hit and
+ * drop counts by probe, TCP statistics; base selects a layout's block of hit counts.)
+ */
+export function percpuCounters(bpf: BpfObject, map: string, keys: Record<string, number>, base = 0): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, idx] of Object.entries(keys)) out[name] = sumPercpuU64(bpf.lookupElem(map, u32Key(base + idx)));
+  return out;
+}
+
 export function u32Key(n: number): Buffer {
   const k = Buffer.alloc(4);
   k.writeUInt32LE(n);

@@ -28,6 +28,8 @@ export interface EventsSourceOptions {
   ringBytes: number;
   /** Perf path: buffered bytes per CPU that wake the reader (0: the reader's timer only). */
   perfWakeupBytes: number;
+  /** Ring path, for objects with a `wakeup_bytes` global: waiting bytes past which a submit wakes the reader. */
+  ringWakeupBytes?: number;
   transport?: EventTransport | 'auto';
   /** Other maps' max_entries and read-only globals, as openBpfObject takes them. */
   sizes?: Record<string, number>;
@@ -50,9 +52,15 @@ function floorPow2(n: number): number {
 export function openEventsSource(o: EventsSourceOptions): EventsSource {
   const transport = resolveTransport(o.transport);
   const perf = transport === 'perf';
+  const globals: Record<string, Buffer> = { ...o.globals, use_perf_events: Buffer.from([perf ? 1 : 0]) };
+  if (o.ringWakeupBytes !== undefined) {
+    const wake = Buffer.alloc(8);
+    wake.writeBigUInt64LE(BigInt(o.ringWakeupBytes));
+    globals.wakeup_bytes = wake;
+  }
   const opts: OpenOptions = {
     ringSizes: { ...o.sizes, ...(perf ? {} : { [o.map]: o.ringBytes }) },
-    globals: { ...o.globals, use_perf_events: Buffer.from([perf ? 1 : 0]) },
+    globals,
     ...(perf ? { perfEventArrays: [o.map] } : {}),
     skipPrograms: o.programsFor?.[perf ? 'ringbuf' : 'perf'] ?? [],
   };

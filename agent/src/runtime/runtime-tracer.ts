@@ -7,7 +7,7 @@
 //
 // What the process said when it died (fatal error or unrecovered panic) is kept after it exits, until the
 // caller forgets the process (or more than maxProcesses have been seen: the oldest detached go first).
-import { sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
 import {
@@ -187,16 +187,14 @@ export class RuntimeEventsTracer {
       maxFatalPerProcess: opts.maxFatalPerProcess ?? 16,
       maxProcesses: opts.maxProcesses ?? 1024,
     };
-    const wake = Buffer.alloc(8);
-    wake.writeBigUInt64LE(BigInt(this.opts.wakeupBytes));
     const source = openEventsSource({
       object: 'runtime',
       map: 'runtime_events',
       recordSize: runtimeEventLayout.size,
       ringBytes: this.opts.ringBytes,
       perfWakeupBytes: 1, // rare records, and a fatal one must leave before its process is gone: wake at once
+      ringWakeupBytes: this.opts.wakeupBytes,
       transport: opts.transport,
-      globals: { wakeup_bytes: wake },
       programsFor: { ringbuf: SLEEPABLE, perf: SLEEPABLE.map((p) => `${p}_nosleep`) },
     });
     this.bpf = source.bpf;
@@ -483,17 +481,11 @@ export class RuntimeEventsTracer {
 
   /** Records lost in BPF, by probe: ring buffer full, pending-stop map full, or a restart with no stop seen. */
   lost(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [name, idx] of Object.entries(RuntimeProbe)) out[name] = sumPercpuU64(this.bpf.lookupElem('rt_drop_counts', u32Key(idx)));
-    return out;
+    return percpuCounters(this.bpf, 'rt_drop_counts', RuntimeProbe);
   }
 
   hits(layoutId: number): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [name, idx] of Object.entries(RuntimeProbe)) {
-      out[name] = sumPercpuU64(this.bpf.lookupElem('rt_hit_counts', u32Key(layoutId * RT_PROBE_KINDS + idx)));
-    }
-    return out;
+    return percpuCounters(this.bpf, 'rt_hit_counts', RuntimeProbe, layoutId * RT_PROBE_KINDS);
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,7 @@
 // connection table keyed by struct sock, per-peer aggregates over a sliding window, and the connections that
 // existed before the agent started, seeded from the kernel's socket table.
 import type { ConnectionRecord } from '../../../collector/src/protocol/records.ts';
-import { sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
 import {
@@ -111,17 +111,16 @@ export class TcpTracer {
       retransmitSampling: opts.retransmitSampling ?? 1,
       seedPids: opts.seedPids ?? [],
     };
-    const wake = Buffer.alloc(8);
-    wake.writeBigUInt64LE(BigInt(this.opts.wakeupBytes));
     const source = openEventsSource({
       object: 'tcp',
       map: 'tcp_events',
       recordSize: tcpEventLayout.size,
       ringBytes: this.opts.ringBytes,
       perfWakeupBytes: this.opts.wakeupBytes,
+      ringWakeupBytes: this.opts.wakeupBytes,
       transport: opts.transport,
       sizes: { tcp_owners: this.opts.maxOwners },
-      globals: { wakeup_bytes: wake, retransmit_keep: retransmitKeep(this.opts.retransmitSampling) },
+      globals: { retransmit_keep: retransmitKeep(this.opts.retransmitSampling) },
     });
     this.bpf = source.bpf;
     this.transport = source.transport;
@@ -465,9 +464,7 @@ export class TcpTracer {
 
   /** Records the BPF side could not write because the ring buffer was full, by event kind. */
   lost(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [name, idx] of Object.entries(TcpEventKind)) out[name] = sumPercpuU64(this.bpf.lookupElem('drop_counts', u32Key(idx)));
-    return out;
+    return percpuCounters(this.bpf, 'drop_counts', TcpEventKind);
   }
 
   lostTotal(): number {
@@ -476,10 +473,8 @@ export class TcpTracer {
 
   /** What the BPF side counted besides drops, and what the model forgot to stay bounded. */
   stats(): Record<string, number> {
-    const s: Record<string, number> = {};
-    for (const [name, idx] of Object.entries(TcpStat)) s[name] = sumPercpuU64(this.bpf.lookupElem('tcp_stats', u32Key(idx)));
     return {
-      ...s,
+      ...percpuCounters(this.bpf, 'tcp_stats', TcpStat),
       records: this.records,
       batches: this.batches,
       unownedRecords: this.unowned,

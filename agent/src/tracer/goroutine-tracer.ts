@@ -1,6 +1,6 @@
 // Traces the goroutine lifecycle of Go processes: one BPF object and ring buffer for all of them, a
 // runtime layout per Go version in a BPF array map, uprobes per process, a goroutine table per process.
-import { sumPercpuU64, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
 import {
@@ -329,11 +329,7 @@ export class GoroutineTracer {
 
   /** Records the BPF side could not write because the ring buffer was full, by probe. */
   lost(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [name, idx] of Object.entries(GoroutineProbe)) {
-      out[name] = sumPercpuU64(this.bpf.lookupElem('drop_counts', u32Key(idx)));
-    }
-    return out;
+    return percpuCounters(this.bpf, 'drop_counts', GoroutineProbe);
   }
 
   lostTotal(): number {
@@ -342,11 +338,7 @@ export class GoroutineTracer {
 
   /** Probe hits (including those that recorded nothing) for one layout, by probe. */
   hits(layoutId: number): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [name, idx] of Object.entries(GoroutineProbe)) {
-      out[name] = sumPercpuU64(this.bpf.lookupElem('hit_counts', u32Key(layoutId * PROBE_KINDS + idx)));
-    }
-    return out;
+    return percpuCounters(this.bpf, 'hit_counts', GoroutineProbe, layoutId * PROBE_KINDS);
   }
 
   async close(): Promise<void> {
