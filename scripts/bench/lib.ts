@@ -88,7 +88,8 @@ export class LineProcess {
       this.err += d;
       if (this.err.length > 20000) this.err = this.err.slice(-10000);
     });
-    child.once('exit', () => {
+    // 'close', not 'exit': output can still be on its way when 'exit' fires.
+    child.once('close', () => {
       this.exited = true;
       wake();
     });
@@ -155,9 +156,9 @@ export function runCommand(cmd: string, args: string[], timeoutMs = 120_000): Pr
       clearTimeout(timer);
       reject(e);
     });
-    c.once('exit', (code, sig) => {
+    c.once('close', (code, sig) => {
       clearTimeout(timer);
-      if (code === 0) resolve({ stdout, stderr });
+      if (code === 0) resolve({ stdout, stderr }); // all of it: 'close' comes after the output streams end
       else reject(new Error(`${cmd} ${args.join(' ')} exited ${code ?? sig}: ${stderr.slice(-1000)}`));
     });
   });

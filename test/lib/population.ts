@@ -32,7 +32,8 @@ export class PopulationProcess {
     const p = new PopulationProcess(spawn(binary, [], { stdio: ['pipe', 'pipe', 'pipe'] }));
     let err = '';
     p.child.stderr.on('data', (d) => (err += d));
-    p.child.once('exit', (code, sig) => {
+    // 'close', not 'exit': output can still be on its way when 'exit' fires.
+    p.child.once('close', (code, sig) => {
       if (code !== 0) p.out += `\nEXITED code=${code} signal=${sig} stderr=${err}\n`;
       for (const w of p.waiters.splice(0)) w();
     });

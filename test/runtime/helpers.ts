@@ -23,13 +23,20 @@ export function buildFixture(name: string, version: string): { bin?: string; ski
 export class GoProgram {
   out = '';
   err = '';
+  /** Set once the output streams have ended too ('close'): only then has all the output arrived. */
+  private closed = false;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private constructor(readonly child: ChildProcessWithoutNullStreams) {
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     child.stdout.on('data', (d: string) => (this.out += d));
     child.stderr.on('data', (d: string) => (this.err += d));
-    this.exited = new Promise((r) => child.once('close', (code, signal) => r({ code, signal })));
+    this.exited = new Promise((r) =>
+      child.once('close', (code, signal) => {
+        this.closed = true;
+        r({ code, signal });
+      }),
+    );
   }
 
   static start(bin: string, args: string[] = []): GoProgram {
@@ -45,7 +52,7 @@ export class GoProgram {
     for (;;) {
       const m = re.exec(this.out);
       if (m) return m;
-      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`exited before ${re}: ${this.out} ${this.err}`);
+      if (this.closed) throw new Error(`exited before ${re}: ${this.out} ${this.err}`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}: ${this.out.slice(-300)}`);
       await new Promise((r) => setTimeout(r, 20));
     }
