@@ -7,6 +7,7 @@ import { parseAgentMessage } from '../protocol/validate.ts';
 import type { StoreWriter } from '../store/writer.ts';
 import type { CollectorMetrics } from '../metrics.ts';
 import type { IngestQueue } from './queue.ts';
+import { closeReason } from '../net/text.ts';
 
 /** Close code for protocol and policy violations (RFC 6455). */
 export const POLICY_VIOLATION = 1008;
@@ -43,7 +44,7 @@ export class IngestEndpoint {
     const violation = (error: string) => {
       this.metrics.ingestBatches.inc({ result: 'rejected' });
       send({ type: 'error', seq: null, error });
-      ws.close(POLICY_VIOLATION, error.slice(0, 120));
+      ws.close(POLICY_VIOLATION, closeReason(error));
     };
 
     ws.on('error', () => ws.terminate());

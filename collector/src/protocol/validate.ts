@@ -2,6 +2,7 @@
 import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
 import type { BatchMessage, HelloMessage } from './records.ts';
 import { batchMessageSchema, helloMessageSchema, recordKinds } from './schema.ts';
+import { clip, quote } from '../net/text.ts';
 
 // ajv ships CommonJS with a default export; under NodeNext the class sits on .default.
 const Ajv = (AjvModule.default ?? AjvModule) as typeof AjvModule.default;
@@ -13,9 +14,9 @@ const validateBatch = ajv.compile(batchMessageSchema) as ValidateFunction<BatchM
 export function describeAjvError(errors: ErrorObject[] | null | undefined): string {
   const e = errors?.[0];
   if (!e) return 'invalid message';
-  const where = e.instancePath || '(message)';
+  const where = clip(e.instancePath || '(message)', 200);
   const p = e.params as Record<string, unknown>;
-  if (e.keyword === 'additionalProperties') return `${where}: unknown field '${String(p.additionalProperty)}'`;
+  if (e.keyword === 'additionalProperties') return `${where}: unknown field '${clip(String(p.additionalProperty))}'`;
   if (e.keyword === 'enum') return `${where}: must be one of ${JSON.stringify(p.allowedValues)}`;
   if (e.keyword === 'const') return `${where}: must be ${JSON.stringify(p.allowedValue)}`;
   if (e.keyword === 'discriminator') return `${where}: 'kind' must be one of ${recordKinds.map((k) => JSON.stringify(k)).join(', ')}`;
@@ -33,7 +34,7 @@ export function parseAgentMessage(text: string): ParsedMessage {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    return { ok: false, error: `invalid JSON: ${(err as Error).message}`, seq: null };
+    return { ok: false, error: `invalid JSON: ${clip((err as Error).message, 200)}`, seq: null };
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { ok: false, error: 'message must be a JSON object', seq: null };
@@ -43,7 +44,7 @@ export function parseAgentMessage(text: string): ParsedMessage {
   if (obj.type === 'hello') {
     if (validateHello(value)) return { ok: true, message: value, kind: 'hello' };
     if (obj.protocol !== undefined && obj.protocol !== helloMessageSchema.properties.protocol.const) {
-      return { ok: false, error: `unsupported protocol version ${JSON.stringify(obj.protocol)}; this collector speaks ${helloMessageSchema.properties.protocol.const}`, seq: null };
+      return { ok: false, error: `unsupported protocol version ${quote(obj.protocol)}; this collector speaks ${helloMessageSchema.properties.protocol.const}`, seq: null };
     }
     return { ok: false, error: `bad hello: ${describeAjvError(validateHello.errors)}`, seq: null };
   }
@@ -51,5 +52,5 @@ export function parseAgentMessage(text: string): ParsedMessage {
     if (validateBatch(value)) return { ok: true, message: value, kind: 'batch' };
     return { ok: false, error: `bad batch: ${describeAjvError(validateBatch.errors)}`, seq };
   }
-  return { ok: false, error: `unknown message type ${JSON.stringify(obj.type)}; expected "hello" or "batch"`, seq };
+  return { ok: false, error: `unknown message type ${quote(obj.type)}; expected "hello" or "batch"`, seq };
 }

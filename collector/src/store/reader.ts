@@ -41,6 +41,9 @@ export interface FatalQuery extends ProcessFilter, TimeRange, Paging {
   errorKind?: string;
 }
 
+/** Up to this many processes, a page filtered by process is merged from one indexed query per process. */
+const MERGE_MAX_PROCESSES = 64;
+
 /** A bad cursor is the client's fault; the API layer turns this into a 400. */
 export class BadQueryError extends Error {}
 
@@ -123,33 +126,37 @@ export class StoreReader {
     return { items: rows.map(map), nextCursor: more ? String(rows[rows.length - 1].id) : null };
   }
 
-  /** Ids of the processes a node/pid filter names, or undefined for no filter. */
-  private processIds(f: ProcessFilter): number[] | undefined {
+  /**
+   * The processes a node/pid filter names: their ids when there are few, else the subquery naming them (a
+   * node can have more processes than one statement has variables), or undefined for no filter.
+   */
+  private processIds(f: ProcessFilter): number[] | Where | undefined {
     if (f.node === undefined && f.pid === undefined) return undefined;
     const w = new Where();
     if (f.node !== undefined) w.add('node = ?', f.node);
     if (f.pid !== undefined) w.add('pid = ?', f.pid);
-    return (this.stmt(`SELECT id FROM processes ${w.sql()}`).all(...w.params) as { id: number }[]).map((r) => r.id);
+    const ids = (this.stmt(`SELECT id FROM processes ${w.sql()} LIMIT ${MERGE_MAX_PROCESSES + 1}`).all(...w.params) as { id: number }[]).map((r) => r.id);
+    return ids.length > MERGE_MAX_PROCESSES ? w : ids;
   }
 
   /**
    * Keyset page over a big table filtered by process. "process_id IN (...) ORDER BY id" makes
-   * SQLite gather every row of those processes and sort them; one indexed, already ordered
-   * query per process merged here reads at most limit+1 rows from each.
+   * SQLite gather every row of those processes and sort them; for a few processes, one indexed, already
+   * ordered query per process merged here reads at most limit+1 rows from each.
    */
   private pageByProcess<R extends { id: number }, T>(
-    sql: (where: string) => string, base: () => Where, processIds: number[], q: Paging, map: (r: R) => T, table: string,
+    sql: (where: string) => string, base: () => Where, processes: number[] | Where, q: Paging, map: (r: R) => T, table: string,
   ): Page<T> {
     const after = parseCursor(q.cursor);
-    if (processIds.length > 64) {
+    if (!Array.isArray(processes)) {
       // Many processes: walk the table newest first; the unary + stops SQLite from using the process index.
       const w = base();
-      w.add(`+${table}.process_id IN (${processIds.map(() => '?').join(',')})`, ...processIds);
+      w.add(`+${table}.process_id IN (SELECT id FROM processes ${processes.sql()})`, ...processes.params);
       if (after !== undefined) w.add(`${table}.id < ?`, after);
       return this.finishPage(this.stmt(`${sql(w.sql())} ORDER BY ${table}.id DESC LIMIT ?`).all(...w.params, q.limit + 1) as R[], q.limit, map);
     }
     const rows: R[] = [];
-    for (const id of processIds) {
+    for (const id of processes) {
       const w = base();
       w.add(`${table}.process_id = ?`, id);
       if (after !== undefined) w.add(`${table}.id < ?`, after);
