@@ -42,7 +42,8 @@ t.test('the API answers what the agent saw', { skip: noBpf ?? false }, async (t)
     t.equal(r.status, 200, `GET ${path}`);
     return r.json() as Promise<any>;
   };
-  const proc = agent.tracer.process(prog.pid)!;
+  t.ok(agent.tracer, `goroutine probes running: ${JSON.stringify(agent.parts.list())}`);
+  const proc = agent.tracer!.process(prog.pid)!;
   const snap = buildSnapshot(proc, { lost: 0 });
 
   const processes = await api(`/processes?pid=${prog.pid}`);

@@ -1,26 +1,31 @@
 // `goroscope agent`: watches the node's Go processes (all, or those named), keeps each within the overhead
 // budget, and ships what it sees to the collector.
+//
+// Degrade, never die: the goroutine probes, the runtime probes, TCP, pod metadata and the metrics listener each
+// start on their own (agent/src/health/parts.ts). A part that cannot start is reported once, in one line with
+// its fix, in the log, in /metrics and in what is shipped; the rest runs.
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MAX_RECORDS_PER_BATCH } from '../../../collector/src/protocol/schema.ts';
-import type { AgentRecord } from '../../../collector/src/protocol/records.ts';
+import type { AgentRecord, ProcessRecord } from '../../../collector/src/protocol/records.ts';
 import { GoProcessWatcher } from '../discover/go-processes.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
 import { OverheadGovernor } from '../overhead/governor.ts';
 import { Shipper } from '../ship/shipper.ts';
-import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import { GoroutineTracer, type Target } from '../tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer, type CycleRecord, type FatalRecord as RuntimeFatalRecord, type PauseRecord as RuntimePauseRecord } from '../runtime/runtime-tracer.ts';
-import { TcpTracer } from '../tcp/tcp-tracer.ts';
+import { TcpTracer, tcpLayoutOf } from '../tcp/tcp-tracer.ts';
 import { inspectProcess } from '../proc/process.ts';
-import type { ProcessRecord } from '../../../collector/src/protocol/records.ts';
 import { ConnectionChanges } from './connection-changes.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { RecordBuilder, defaultPolicy } from './record-builder.ts';
-import { podMetadataFromEnvironment, type ProcessMetadataSource } from '../k8s/pod-metadata.ts';
+import { podMetadataFromEnvironment, type PodMetadataProvider, type ProcessMetadataSource } from '../k8s/pod-metadata.ts';
 import { LeakDetector, type LeakOptions } from '../analysis/leaks.ts';
 import { AgentMetrics } from '../metrics/agent-metrics.ts';
+import { Parts } from '../health/parts.ts';
+import { firstLine } from '../health/explain.ts';
 
 export interface AgentOptions {
   collector: string;
@@ -51,13 +56,15 @@ export interface AgentOptions {
 }
 
 export interface RunningAgent {
-  tracer: GoroutineTracer;
-  runtime: RuntimeEventsTracer;
+  /** Each part is absent when it could not start (parts says why). */
+  tracer?: GoroutineTracer;
+  runtime?: RuntimeEventsTracer;
   tcp?: TcpTracer;
   shipper: Shipper;
   leaks: LeakDetector;
   metrics: AgentMetrics;
   metricsPort?: number;
+  parts: Parts;
   /** Ships what is pending and waits for the acknowledgements. */
   flush(): Promise<boolean>;
   stop(): Promise<void>;
@@ -86,41 +93,66 @@ function runtimeRecord(e: RuntimePauseRecord | CycleRecord | RuntimeFatalRecord)
   return undefined;
 }
 
-/** A process record for a non-Go process (a connection's owner), if it is still there to be read. */
-function processRecordOf(pid: number): ProcessRecord | undefined {
+/** A process record for a process the goroutine tracer does not hold (not Go, or its probes are down). */
+function processRecordOf(pid: number, goVersion: string | null = null): ProcessRecord | undefined {
   try {
     const info = inspectProcess(pid);
-    return { kind: 'process', pid, startTime: info.startTime, exe: info.exe, goVersion: null, containerId: null, pod: null, seenAt: Date.now(), exitedAt: null };
+    return { kind: 'process', pid, startTime: info.startTime, exe: info.exe, goVersion, containerId: null, pod: null, seenAt: Date.now(), exitedAt: null };
   } catch {
     return undefined;
   }
 }
 
+/** Pod metadata as a part: the API server's list and watch in a cluster, cgroups only elsewhere. */
+function startMetadata(opts: AgentOptions, node: string, parts: Parts, log: (m: string) => void): { source: ProcessMetadataSource; own?: PodMetadataProvider } {
+  if (opts.metadata) return { source: opts.metadata };
+  const own = podMetadataFromEnvironment(node, log, process.env, (e) => (e ? parts.fail('pod-metadata', e) : parts.up('pod-metadata')));
+  if (own.hasApiServer) void own.start().catch((e: unknown) => parts.fail('pod-metadata', e));
+  else if (!parts.state('pod-metadata')) parts.off('pod-metadata', 'not in a Kubernetes pod and no GOROSCOPE_KUBECONFIG: container ids from cgroups, no pod names');
+  return { source: own, own };
+}
+
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`goroscope agent: ${m}\n`));
+  const parts = new Parts(log);
   const node = opts.node ?? process.env.NODE_NAME ?? hostname();
-  const ownMetadata = opts.metadata ? null : podMetadataFromEnvironment(node, log);
-  const metadata: ProcessMetadataSource = opts.metadata ?? ownMetadata!;
-  void ownMetadata?.start().catch((e: Error) => log(`pod metadata: ${e.message}`));
-  const tracer = new GoroutineTracer();
-  tracer.start();
-  const runtime = new RuntimeEventsTracer();
+  const { source: metadata, own: ownMetadata } = startMetadata(opts, node, parts, log);
+
+  const tracer = parts.start('goroutines', () => {
+    const t = new GoroutineTracer();
+    t.start();
+    return t;
+  });
+  const runtime = parts.start('runtime', () => new RuntimeEventsTracer());
   // TCP is node-wide: every process's connections, Go or not; Go processes also get their goroutines.
-  const tcp = opts.tcp === false ? undefined : new TcpTracer({ seedPids: opts.pids, retransmitSampling: opts.retransmitSampling });
-  tcp?.start();
+  const tcp =
+    opts.tcp === false
+      ? (parts.off('tcp', '--no-tcp'), undefined)
+      : parts.start('tcp', () => {
+          const t = new TcpTracer({ seedPids: opts.pids, retransmitSampling: opts.retransmitSampling });
+          try {
+            t.start();
+          } catch (e) {
+            void t.close();
+            throw e;
+          }
+          return t;
+        });
   const connections = new ConnectionChanges();
-  /** Non-Go processes with connections, and whether a process record was sent for them. */
+  /** Processes the goroutine tracer does not hold, and whether a process record was sent for them. */
   const otherProcesses = new Map<number, boolean>();
-  if (opts.parkSampling !== undefined) tracer.setParkSampling(opts.parkSampling);
-  const calibration = opts.full ? undefined : await calibrateHitCost(tracer);
+  if (tracer && opts.parkSampling !== undefined) tracer.setParkSampling(opts.parkSampling);
+  const calibration = tracer && !opts.full ? await calibrateHitCost(tracer) : undefined;
   if (calibration) log(`a probe hit costs ${Math.round(calibration.nsPerHit)} ns here (${calibration.source})`);
   const intervalMs = opts.intervalMs ?? 2000;
   // In --full mode the governor never turns probes off; it still cuts time into windows for the records.
-  const governor = new OverheadGovernor(tracer, {
-    budget: opts.full ? Infinity : opts.overheadBudget,
-    nsPerHit: calibration?.nsPerHit ?? 1,
-    periodMs: opts.full ? intervalMs : 10_000,
-  });
+  const governor = tracer
+    ? new OverheadGovernor(tracer, {
+        budget: opts.full ? Infinity : opts.overheadBudget,
+        nsPerHit: calibration?.nsPerHit ?? 1,
+        periodMs: opts.full ? intervalMs : 10_000,
+      })
+    : undefined;
   const shipper = new Shipper({
     url: opts.collector,
     token: opts.token,
@@ -142,29 +174,71 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     if (m?.podUid && !m.pod) unnamed.add(pid);
     else unnamed.delete(pid);
   };
+  /** Go processes seen while the goroutine probes are down (TCP and runtime probes may still hold them). */
+  const untracedGo = new Map<number, Target>();
+
+  /** A process record for a pid the goroutine tracer does not hold, sent once. */
+  const noteOther = (pid: number, goVersion: string | null = null) => {
+    if (otherProcesses.has(pid)) return;
+    const rec = processRecordOf(pid, goVersion);
+    otherProcesses.set(pid, rec !== undefined);
+    if (rec) queue.push(rec);
+  };
 
   const ship = () => {
     const now = monoNowNs();
-    for (const proc of tracer.processes()) queue.push(...builder.build(proc, governor.closedWindows(proc.info.pid), now));
+    if (tracer && governor) for (const proc of tracer.processes()) queue.push(...builder.build(proc, governor.closedWindows(proc.info.pid), now));
     if (tcp) {
-      const traced = (pid: number) => tracer.process(pid) !== undefined;
+      const traced = (pid: number) => tracer?.process(pid) !== undefined;
       const wanted = tcp.connections().filter((c) => !opts.pids || opts.pids.includes(c.pid));
       for (const c of connections.take(wanted)) {
-        // The collector files a connection under its process: a non-Go process gets a process record first.
-        if (!traced(c.pid) && !otherProcesses.has(c.pid)) {
-          const rec = processRecordOf(c.pid);
-          otherProcesses.set(c.pid, rec !== undefined);
-          if (rec) queue.push(rec);
-        }
+        // The collector files a connection under its process: an untraced process gets a process record first.
+        if (!traced(c.pid)) noteOther(c.pid, untracedGo.get(c.pid)?.binary.goVersion ?? null);
         if (traced(c.pid) || otherProcesses.get(c.pid)) queue.push(c);
       }
     }
     while (queue.length) shipper.send(queue.splice(0, MAX_RECORDS_PER_BATCH));
   };
 
+  /**
+   * Every part that is up takes the new process; each failure is one line for this pid, and is not retried
+   * (the parts that did take it keep it).
+   */
+  const attach = (target: Target) => {
+    const pid = target.info.pid;
+    let traced = false;
+    if (tracer && governor) {
+      try {
+        const proc = tracer.attach(pid, { target });
+        governor.add(proc);
+        queue.push(builder.processRecord(proc, null, metadata));
+        noteUnnamed(pid);
+        traced = true;
+      } catch (e) {
+        log(`cannot trace the goroutines of pid ${pid}: ${firstLine(e)}`);
+      }
+    }
+    if (!traced) untracedGo.set(pid, target);
+    if (tcp) {
+      try {
+        tcp.registerGoProcess(pid, tcpLayoutOf(target.binary));
+      } catch (e) {
+        log(`TCP connections of pid ${pid} carry no goroutine ids: ${firstLine(e)}`);
+      }
+    }
+    if (runtime) {
+      try {
+        runtime.attach(pid, { target });
+      } catch (e) {
+        log(`no GC/fatal-error probes for pid ${pid}: ${firstLine(e)}`);
+      }
+    }
+    log(`tracing pid ${pid} ${target.info.exe} (${target.binary.goVersion})${traced ? '' : ' without goroutine probes'}`);
+  };
+
   const scan = () => {
     for (const pid of unnamed) {
-      const proc = tracer.process(pid);
+      const proc = tracer?.process(pid);
       if (!proc) unnamed.delete(pid);
       else if (metadata.lookup(pid, proc.info.startTime)?.pod) {
         queue.push(builder.processRecord(proc, null, metadata));
@@ -172,43 +246,29 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
     }
     const r = watcher.scan();
-    for (const target of r.appeared) {
-      try {
-        const proc = tracer.attach(target.info.pid, { target });
-        governor.add(proc);
-        tcp?.registerGoPid(target.info.pid);
-        try {
-          runtime.attach(target.info.pid, { target });
-        } catch (e) {
-          log(`no GC/fatal-error probes for pid ${target.info.pid}: ${(e as Error).message.split('\n')[0]}`);
-        }
-        queue.push(builder.processRecord(proc, null, metadata));
-        noteUnnamed(target.info.pid);
-        log(`tracing pid ${target.info.pid} ${target.info.exe} (${target.binary.goVersion})`);
-      } catch (e) {
-        watcher.forget(target.info.pid);
-        log(`cannot trace pid ${target.info.pid}: ${(e as Error).message.split('\n')[0]}`);
-      }
-    }
-    for (const s of r.skipped) log(`skipping pid ${s.pid}: ${s.reason}`);
+    for (const target of r.appeared) attach(target);
+    for (const s of r.skipped) log(`not tracing pid ${s.pid}: ${s.reason}`);
     for (const pid of r.exited) {
-      const proc = tracer.process(pid);
-      if (!proc) continue;
-      queue.push(...builder.build(proc, governor.windows(pid), monoNowNs()));
-      queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs()), metadata));
+      const proc = tracer?.process(pid);
+      if (proc && governor) {
+        queue.push(...builder.build(proc, governor.windows(pid), monoNowNs()));
+        queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs()), metadata));
+        governor.remove(pid);
+        builder.forget(pid);
+        leaks.forget(pid);
+        tracer!.detach(pid);
+      }
+      untracedGo.delete(pid);
       unnamed.delete(pid);
       metadata.forget?.(pid);
-      governor.remove(pid);
-      builder.forget(pid);
-      leaks.forget(pid);
-      runtime.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
+      runtime?.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
       tcp?.unregisterGoProcess(pid);
-      tracer.detach(pid);
     }
   };
 
   const leaks = new LeakDetector(opts.leaks);
   const sampleLeaks = () => {
+    if (!tracer) return;
     const now = monoNowNs();
     for (const proc of tracer.processes()) {
       leaks.sample(proc, now);
@@ -229,16 +289,27 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
     }
   };
-  const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime, governor: opts.full ? undefined : governor, tcpTotals: connections.totals });
-  runtime.start((p, e) => {
-    metrics.onRuntimeEvent(p, e);
-    const rec = runtimeRecord(e);
-    if (rec) queue.push(rec);
-  });
-  const metricsPort = opts.metricsListen ? await metrics.listen(opts.metricsListen) : undefined;
-  if (metricsPort) log(`metrics on http://${opts.metricsListen!.replace(/:\d+$/, '')}:${metricsPort}/metrics`);
+  const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals });
+  if (runtime) {
+    try {
+      runtime.start((p, e) => {
+        metrics.onRuntimeEvent(p, e);
+        const rec = runtimeRecord(e);
+        if (rec) queue.push(rec);
+      });
+    } catch (e) {
+      parts.fail('runtime', e);
+    }
+  }
+  let metricsPort: number | undefined;
+  if (opts.metricsListen) {
+    metricsPort = await parts.startAsync('metrics', () => metrics.listen(opts.metricsListen!));
+    if (metricsPort !== undefined) log(`metrics on http://${opts.metricsListen.replace(/:\d+$/, '')}:${metricsPort}/metrics`);
+  } else {
+    parts.off('metrics', 'no --metrics-listen');
+  }
 
-  if (ownMetadata && !(await ownMetadata.ready(5000))) log('pod metadata: no pod list from the API server after 5 s; names follow when it comes');
+  if (ownMetadata?.hasApiServer && !(await ownMetadata.ready(5000))) log('pod metadata: no pod list from the API server after 5 s; names follow when it comes');
   scan();
   ship();
   const scanTimer = setInterval(scan, opts.scanMs ?? 2000);
@@ -253,6 +324,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     leaks,
     metrics,
     metricsPort,
+    parts,
     async flush() {
       ship();
       return shipper.flush();
@@ -262,14 +334,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       clearInterval(shipTimer);
       clearInterval(leakTimer);
       metrics.close();
-      governor.stop();
-      await tracer.drain();
+      governor?.stop();
+      await tracer?.drain();
       ship();
       await shipper.flush(5000);
       shipper.close();
-      await runtime.close();
+      await runtime?.close();
       await tcp?.close();
-      await tracer.close();
+      await tracer?.close();
       await ownMetadata?.stop();
     },
   };

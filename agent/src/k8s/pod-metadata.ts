@@ -146,6 +146,8 @@ export interface PodMetadataOptions {
   /** First retry delay after the list or watch fails; doubles to 30 s. */
   retryMs?: number;
   log?: (msg: string) => void;
+  /** Told when the list or watch fails (the error) and when it connects again (null); logs nothing itself then. */
+  onStatus?: (error: unknown) => void;
 }
 
 interface PidEntry {
@@ -173,6 +175,11 @@ export class PodMetadataProvider implements ProcessMetadataSource {
     this.retryMs = opts.retryMs ?? 1000;
   }
 
+  /** False when there is no API server to ask (cgroup-only metadata). */
+  get hasApiServer(): boolean {
+    return this.opts.kubeConfig !== undefined;
+  }
+
   get fieldSelector(): string {
     return `spec.nodeName=${this.opts.node}`;
   }
@@ -186,6 +193,7 @@ export class PodMetadataProvider implements ProcessMetadataSource {
     const lw = new ListWatch<V1Pod>('/api/v1/pods', new Watch(kc), async () => {
       const list = await api.listPodForAllNamespaces({ fieldSelector });
       this.counts.list++;
+      this.opts.onStatus?.(null);
       // ListWatch applies the list (gone pods as deletes, the rest as adds/updates) as soon as this resolves,
       // within the same run of microtasks; the first list counts as synced after that.
       setImmediate(() => this.markSynced());
@@ -198,7 +206,8 @@ export class PodMetadataProvider implements ProcessMetadataSource {
     lw.on('error', (err) => {
       this.counts.errors++;
       if (this.stopped) return;
-      this.opts.log?.(`pod watch failed (${describe(err)}); retrying in ${this.retryMs} ms`);
+      if (this.opts.onStatus) this.opts.onStatus(new Error(`pod watch failed: ${describe(err)}`));
+      else this.opts.log?.(`pod watch failed (${describe(err)}); retrying in ${this.retryMs} ms`);
       this.markSynced(); // lookups go on with what is known (and the cgroup's container id)
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null;
@@ -275,7 +284,12 @@ function describe(err: unknown): string {
  * The provider for where the agent runs: in a pod (KUBERNETES_SERVICE_HOST and the service account), or with a
  * kubeconfig named by GOROSCOPE_KUBECONFIG; elsewhere cgroup-only (container ids, pod UIDs, no names).
  */
-export function podMetadataFromEnvironment(node: string, log?: (m: string) => void, env: NodeJS.ProcessEnv = process.env): PodMetadataProvider {
+export function podMetadataFromEnvironment(
+  node: string,
+  log?: (m: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+  onStatus?: (error: unknown) => void,
+): PodMetadataProvider {
   let kubeConfig: KubeConfig | undefined;
   try {
     if (env.GOROSCOPE_KUBECONFIG) {
@@ -286,8 +300,9 @@ export function podMetadataFromEnvironment(node: string, log?: (m: string) => vo
       kubeConfig.loadFromCluster();
     }
   } catch (e) {
-    log?.(`no Kubernetes API (${(e as Error).message}); pod names unknown, container ids from cgroups only`);
+    if (onStatus) onStatus(e);
+    else log?.(`no Kubernetes API (${(e as Error).message}); pod names unknown, container ids from cgroups only`);
     kubeConfig = undefined;
   }
-  return new PodMetadataProvider({ node, kubeConfig, log });
+  return new PodMetadataProvider({ node, kubeConfig, log, onStatus });
 }

@@ -11,9 +11,13 @@ import { goroutineRecord } from '../snapshot/snapshot.ts';
 import { monoNowNs } from '../tracer/clock.ts';
 import type { Shipper } from '../ship/shipper.ts';
 import type { TcpTotals } from '../agent/connection-changes.ts';
+import type { Parts } from '../health/parts.ts';
 
 export interface AgentMetricsSources {
-  tracer: GoroutineTracer;
+  /** Absent when the goroutine probes could not start (parts says why). */
+  tracer?: GoroutineTracer;
+  /** The agent's parts: which run, and why the others do not. */
+  parts?: Parts;
   /** Per-process TCP totals (agent/src/agent/connection-changes.ts). */
   tcpTotals?: Map<number, TcpTotals>;
   runtime?: RuntimeEventsTracer;
@@ -48,6 +52,28 @@ export class AgentMetrics {
     r.registerMetric(this.stwPause);
     r.registerMetric(this.fatal);
     const procLabel = (pid: number, i: number) => (i < maxProcesses ? String(pid) : 'other');
+    const traced = () => src.tracer?.processes() ?? [];
+
+    new Gauge({
+      name: 'goroscope_agent_part_up',
+      help: "1 when a part of the agent runs, 0 when it could not start or is off; the reason is goroscope_agent_part_info's label.",
+      labelNames: ['part'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of src.parts?.list() ?? []) this.set({ part: p.name }, p.up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'goroscope_agent_part_info',
+      help: 'Why a part of the agent is down (or how it runs, e.g. a fallback), in one line with its fix.',
+      labelNames: ['part', 'detail'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of src.parts?.list() ?? []) if (p.detail) this.set({ part: p.name, detail: p.detail }, 1);
+      },
+    });
 
     new Gauge({
       name: 'goroscope_goroutines',
@@ -57,7 +83,7 @@ export class AgentMetrics {
       collect() {
         this.reset();
         const now = monoNowNs();
-        src.tracer.processes().forEach((proc, i) => {
+        traced().forEach((proc, i) => {
           const counts = new Map<string, number>();
           for (const row of proc.table.rows(now)) {
             const g = goroutineRecord(proc, row, now);
@@ -80,7 +106,7 @@ export class AgentMetrics {
         registers: [r],
         collect() {
           this.reset();
-          src.tracer.processes().forEach((proc, i) => this.inc({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe }, pick(proc.table.counters)));
+          traced().forEach((proc, i) => this.inc({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe }, pick(proc.table.counters)));
         },
       });
     lifecycle('goroscope_goroutines_created_total', 'Goroutines created while observed.', (c) => c.created);
@@ -95,7 +121,7 @@ export class AgentMetrics {
       collect() {
         this.reset();
         if (!src.governor) return;
-        src.tracer.processes().forEach((proc, i) => {
+        traced().forEach((proc, i) => {
           const est = src.governor!.estimatedOverhead(proc.info.pid);
           if (!est) return;
           const labels = { pid: procLabel(proc.info.pid, i), exe: proc.info.exe };
@@ -113,7 +139,7 @@ export class AgentMetrics {
       collect() {
         this.reset();
         if (!src.leaks) return;
-        src.tracer.processes().forEach((proc, i) => {
+        traced().forEach((proc, i) => {
           for (const s of src.leaks!.suspects(proc).slice(0, 20)) {
             this.set({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe, created_by: s.createdBy?.function ?? '', start_function: s.startFunction ?? '', kind: s.kind }, s.count);
           }
@@ -144,7 +170,7 @@ export class AgentMetrics {
       registers: [r],
       collect() {
         this.reset();
-        this.inc(src.tracer.records);
+        this.inc(src.tracer?.records ?? 0);
       },
     });
     new Counter({
@@ -154,7 +180,7 @@ export class AgentMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const [probe, n] of Object.entries(src.tracer.lost())) this.inc({ probe }, n);
+        for (const [probe, n] of Object.entries(src.tracer?.lost() ?? {})) this.inc({ probe }, n);
       },
     });
     new Gauge({
@@ -162,7 +188,7 @@ export class AgentMetrics {
       help: 'Go processes being traced.',
       registers: [r],
       collect() {
-        this.set(src.tracer.processes().length);
+        this.set(traced().length);
       },
     });
     new Counter({
@@ -237,8 +263,19 @@ export class AgentMetrics {
         (e: Error) => res.writeHead(500).end(`${e.message}\n`),
       );
     });
-    await new Promise<void>((resolve) => this.server!.listen(port, host, resolve));
-    const addr = this.server.address();
+    const server = this.server;
+    await new Promise<void>((resolve, reject) => {
+      // A port in use or an address not of this machine rejects (the agent reports it and runs on without).
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((e: unknown) => {
+      this.server = undefined;
+      throw e;
+    });
+    const addr = server.address();
     return typeof addr === 'object' && addr ? addr.port : port;
   }
 

@@ -1,7 +1,9 @@
 // `goroscope snapshot`: attach, observe for the duration, detach, print.
 import { GoroutineTracer, openTarget } from '../tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
-import { TcpTracer } from '../tcp/tcp-tracer.ts';
+import { TcpTracer, tcpLayoutOf } from '../tcp/tcp-tracer.ts';
+import { Parts } from '../health/parts.ts';
+import { explainLine, UserError } from '../health/explain.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
 import { OverheadGovernor } from '../overhead/governor.ts';
 import { buildSnapshot, formatSnapshot } from './snapshot.ts';
@@ -22,12 +24,36 @@ export interface SnapshotCommand {
   tcp?: boolean;
 }
 
+/** The goroutine probes are what a snapshot is: without them it stops, in one line with the fix. */
+function openGoroutineTracer(): GoroutineTracer {
+  try {
+    return new GoroutineTracer();
+  } catch (e) {
+    throw new UserError(explainLine(`cannot trace goroutines`, e));
+  }
+}
+
 export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   // Check the pid before loading anything into the kernel: a wrong pid gets its own clear message.
   const target = openTarget(cmd.pid);
-  const tracer = new GoroutineTracer();
-  const runtime = new RuntimeEventsTracer();
-  const tcp = cmd.tcp === false ? undefined : new TcpTracer({ seedPids: [cmd.pid], retransmitSampling: cmd.retransmitSampling });
+  const parts = new Parts((line) => process.stderr.write(`goroscope: ${line}\n`));
+  const tracer = openGoroutineTracer();
+  parts.up('goroutines');
+  // The runtime probes and TCP are extras: each that cannot start is said in one line and left out.
+  const runtime = parts.start('runtime', () => new RuntimeEventsTracer());
+  const tcp =
+    cmd.tcp === false
+      ? (parts.off('tcp', '--no-tcp'), undefined)
+      : parts.start('tcp', () => {
+          const t = new TcpTracer({ seedPids: [cmd.pid], retransmitSampling: cmd.retransmitSampling });
+          try {
+            t.start();
+          } catch (e) {
+            void t.close();
+            throw e;
+          }
+          return t;
+        });
   const stop = () => {
     // Detach at once on Ctrl-C or SIGTERM; the kernel would also clean up if we were killed.
     void tracer.close().finally(() => process.exit(130));
@@ -36,14 +62,13 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   process.once('SIGTERM', stop);
   try {
     tracer.start();
-    runtime.start();
-    tcp?.start();
-    tcp?.registerGoPid(cmd.pid);
+    if (runtime) parts.start('runtime', () => runtime.start());
+    tcp?.registerGoProcess(cmd.pid, tcpLayoutOf(target.binary));
     if (cmd.parkSampling !== undefined) tracer.setParkSampling(cmd.parkSampling);
     // Calibrate before attaching to the target, so the target never carries the calibration's probes.
     const calibration = cmd.full ? undefined : await calibrateHitCost(tracer);
     const proc = tracer.attach(cmd.pid, { target });
-    runtime.attach(cmd.pid, { target });
+    if (runtime) parts.start('runtime', () => runtime.attach(cmd.pid, { target }));
     const governor = calibration
       ? new OverheadGovernor(tracer, {
           budget: cmd.overheadBudget,
@@ -56,11 +81,12 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
     await new Promise((r) => setTimeout(r, cmd.duration));
     governor?.stop();
     await tracer.drain();
-    await runtime.drain();
+    await runtime?.drain();
     await tcp?.drain();
     const snap = buildSnapshot(proc, { system: cmd.system, lost: tracer.lostTotal() });
-    snap.runtime = runtime.summary(cmd.pid);
+    if (runtime && parts.state('runtime')?.up) snap.runtime = runtime.summary(cmd.pid);
     if (tcp) snap.connections = tcp.connections(cmd.pid);
+    snap.parts = parts.list();
     snap.overhead = governor
       ? {
           mode: 'budget',
@@ -75,7 +101,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
       : { mode: 'full', parkCoverage: 1, parkSampling: tracer.parkSampleRate, windows: [] };
     process.stdout.write(cmd.json ? `${JSON.stringify(snap)}\n` : `${formatSnapshot(snap)}\n`);
   } finally {
-    await runtime.close();
+    await runtime?.close();
     await tcp?.close();
     await tracer.close();
     process.off('SIGINT', stop);

@@ -5,6 +5,7 @@ import { isSystemGoroutine, waitReasonString } from '../gobinary/layouts.ts';
 import type { GoroutineRow } from '../model/goroutine-table.ts';
 import type { RuntimeProcessSummary } from '../runtime/runtime-tracer.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
+import type { PartState } from '../health/parts.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 
 export interface SiteCount extends CodeLocation {
@@ -43,6 +44,8 @@ export interface Snapshot {
   connections?: ConnectionRecord[];
   /** GC stop-the-world pauses, GC cycles and fatal errors (runtime probes), when they were attached. */
   runtime?: RuntimeProcessSummary;
+  /** The parts that ran (goroutines, runtime, tcp), and why any did not. */
+  parts?: PartState[];
   /** How park/ready were observed: all the time (full) or in budgeted windows; blocking figures cover these. */
   overhead?: {
     mode: 'full' | 'budget';
@@ -174,6 +177,7 @@ export function formatSnapshot(s: Snapshot): string {
       lines.push(`estimated probe cost ${pct(est.total)} of the process's CPU (create/exit ${pct(est.createExit)}, park/ready ${pct(est.parkReady)})${over}`);
     }
   }
+  for (const p of s.parts ?? []) if (!p.up && p.detail) lines.push(p.detail);
   lines.push(`goroutines ${s.totals.goroutines} (+${s.totals.systemGoroutines} runtime)  preexisting ${s.inventory.preexisting}`);
   if (s.runtime) {
     const p = s.runtime.gcPauses;

@@ -20,7 +20,7 @@ import {
   TcpState,
   tcpStateNames,
 } from '../events/tcp-event.ts';
-import { openGoBinary } from '../gobinary/index.ts';
+import { openGoBinary, type GoBinary } from '../gobinary/index.ts';
 import { layoutForBinary } from '../gobinary/layouts.ts';
 import { monoToWallMs } from '../tracer/clock.ts';
 import { ConnectionTable, tupleKey, type Connection, type Role } from './connection-table.ts';
@@ -55,6 +55,11 @@ export interface GoProcessLayout {
   tlsGOffset: number;
   /** goid's offset in the g */
   goidOffset: number;
+}
+
+/** Where a Go binary keeps the running goroutine (TLS slot) and its id (offset in the g). */
+export function tcpLayoutOf(bin: GoBinary): GoProcessLayout {
+  return { tlsGOffset: findTlsGOffset(bin).offset, goidOffset: layoutForBinary(bin).layout.g.fields.goid.offset };
 }
 
 /** retransmit_keep for a sampling share: records are kept when a random u32 is below it (all at 1). */
@@ -175,7 +180,7 @@ export class TcpTracer {
     } catch {
       return undefined;
     }
-    const layout = { tlsGOffset: findTlsGOffset(bin).offset, goidOffset: layoutForBinary(bin).layout.g.fields.goid.offset };
+    const layout = tcpLayoutOf(bin);
     this.registerGoProcess(pid, layout);
     return layout;
   }
