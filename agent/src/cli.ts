@@ -1,10 +1,10 @@
-// The goroscope command.
+// The goroscope command. Only commander and the option parsers load at start: each command's code (BPF, the
+// collector's server, Kubernetes, OpenTelemetry) is imported when that command runs, so `--help` and the start
+// of a snapshot do not pay for the others.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { collectorOptionsFrom, defineCollectorOptions } from '../../collector/src/cli.ts';
 import { ProcessError } from './proc/process.ts';
-import { defineCollectorOptions, collectorOptionsFrom, runCollector } from '../../collector/src/cli.ts';
-import { startAgent } from './agent/run.ts';
-import { runSnapshot } from './snapshot/run.ts';
-import { runTop } from './top/top.ts';
+import { firstLine, UserError } from './health/explain.ts';
 
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
@@ -54,6 +54,7 @@ export function buildCli(): Command {
     .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
     .option('--no-tcp', "leave the process's TCP connections out")
     .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean }) => {
+      const { runSnapshot } = await import('./snapshot/run.ts');
       await runSnapshot({ ...opts, parkSampling: opts.sampleParks, retransmitSampling: opts.sampleRetransmits });
     });
 
@@ -66,7 +67,18 @@ export function buildCli(): Command {
     .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of the process's CPU", parsePercent, 0.02)
     .option('--full', 'keep every probe on')
     .action(async (o: { pid: number; interval: number; iterations?: number; overheadBudget: number; full?: boolean }) => {
+      const { runTop } = await import('./top/top.ts');
       await runTop({ pid: o.pid, intervalMs: o.interval, iterations: o.iterations, overheadBudget: o.overheadBudget, full: o.full });
+    });
+
+  program
+    .command('doctor')
+    .description('check what this node allows goroscope to do (kernel, BTF, BPF, uprobes, tracefs, capabilities, cgroups), and with --pid what it can trace in that process')
+    .option('--pid <pid>', 'also check this Go process: Go version, layout source, probe sites', parsePid)
+    .option('--json', 'print the checks as JSON')
+    .action(async (o: { pid?: number; json?: boolean }) => {
+      const { runDoctor } = await import('./doctor/run.ts');
+      process.exitCode = await runDoctor(o);
     });
 
   program
@@ -78,12 +90,14 @@ export function buildCli(): Command {
     .option('--full', 'keep every probe on (no overhead budget)')
     .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
     .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
+    .option('--no-tcp', 'leave TCP connections out')
     .option('--spool-dir <dir>', 'keep unacknowledged batches here while the collector is away', '/var/lib/goroscope/spool')
     .option('--max-spool-bytes <bytes>', 'bound on the spool; past it the oldest batches are dropped and counted', (v: string) => Number(v), 256 << 20)
     .option('--node <name>', 'node name (default: $NODE_NAME or the hostname)')
     .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here', '127.0.0.1:9464')
     .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site', parseDuration, 60_000)
-    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number }) => {
+    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number }) => {
+      const { startAgent } = await import('./agent/run.ts');
       const agent = await startAgent({
         collector: o.collector,
         token: process.env.GOROSCOPE_INGEST_TOKEN || undefined,
@@ -92,6 +106,7 @@ export function buildCli(): Command {
         full: o.full,
         parkSampling: o.sampleParks,
         retransmitSampling: o.sampleRetransmits,
+        tcp: o.tcp,
         spoolDir: o.spoolDir,
         maxSpoolBytes: o.maxSpoolBytes,
         node: o.node,
@@ -106,10 +121,16 @@ export function buildCli(): Command {
     });
 
   defineCollectorOptions(program.command('collector')).action(async (o) => {
+    const { runCollector } = await import('../../collector/src/run.ts');
     await runCollector(collectorOptionsFrom(o));
   });
 
   return program;
+}
+
+/** Errors a user can act on: bad pids, permissions, a missing build or kernel feature. */
+function isExpected(e: unknown): boolean {
+  return e instanceof ProcessError || e instanceof UserError || (e instanceof Error && /not a Go program|cannot find|not permitted|Go \d|not built|is missing/.test(e.message));
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -122,8 +143,7 @@ export async function main(argv: string[]): Promise<void> {
     await buildCli().parseAsync(argv);
   } catch (e) {
     // Errors a user can act on get one line; anything else keeps its stack for a bug report.
-    const known = e instanceof ProcessError || (e instanceof Error && /not a Go program|cannot find|not permitted|Go \d/.test(e.message));
-    process.stderr.write(`goroscope: ${known ? (e as Error).message : ((e as Error).stack ?? String(e))}\n`);
+    process.stderr.write(`goroscope: ${isExpected(e) ? firstLine(e) : ((e as Error).stack ?? String(e))}\n`);
     process.exitCode = 1;
   }
 }
