@@ -1,6 +1,7 @@
-// `goroscope collector`: option parsing and process lifecycle around startCollector.
+// `goroscope collector`: its options. The server itself (collector/src/run.ts) loads only when the collector
+// runs, so other goroscope commands never load fastify, SQLite or OpenTelemetry.
 import { Command, InvalidArgumentError } from 'commander';
-import { startCollector, type Collector, type CollectorOptions } from './server.ts';
+import type { Collector, CollectorOptions } from './server.ts';
 
 function positiveNumber(name: string) {
   return (v: string): number => {
@@ -62,21 +63,6 @@ export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = 
 export async function collectorCommand(argv: string[]): Promise<Collector> {
   const cmd = defineCollectorOptions(new Command('collector')).exitOverride();
   cmd.parse(argv, { from: 'user' });
+  const { runCollector } = await import('./run.ts');
   return runCollector(collectorOptionsFrom(cmd.opts<ParsedOptions>()));
-}
-
-export async function runCollector(options: CollectorOptions): Promise<Collector> {
-  const collector = await startCollector(options);
-  // Machine-readable so scripts and tests can find the port when --listen used port 0.
-  process.stdout.write(`${JSON.stringify({ msg: 'collector listening', url: collector.url })}\n`);
-  const stop = (signal: string) => {
-    process.stderr.write(`collector: ${signal}, shutting down\n`);
-    collector.close().then(() => process.exit(0), (err) => {
-      process.stderr.write(`collector: shutdown failed: ${(err as Error).message}\n`);
-      process.exit(1);
-    });
-  };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  return collector;
 }

@@ -4,10 +4,10 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { build as esbuild } from 'esbuild';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { repoRoot } from '../lib/go.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
+import { buildBundle } from '../../scripts/build-js.mjs';
 
 const run = promisify(execFile);
 const goroscope = join(repoRoot, 'bin', 'goroscope.js');
@@ -22,7 +22,7 @@ async function cli(args: string[], opts: { uid?: number } = {}): Promise<{ code:
   const asUser = opts.uid === undefined ? [] : ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups', '--inh-caps=-all'];
   const argv = ['-u', 'NODE_OPTIONS', ...asUser, process.execPath, goroscope, ...args];
   try {
-    const r = await run(cmd, argv, { maxBuffer: 64 << 20, env: cleanEnv });
+    const r = await run(cmd, argv, { maxBuffer: 64 << 20, env: cleanEnv, timeout: 60_000 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const x = e as { code: number; stdout: string; stderr: string };
@@ -84,7 +84,7 @@ async function heldWhileRunning(pid: number): Promise<number[]> {
   return ids;
 }
 
-t.test('bad pids get one clear line and a non-zero exit', async (t) => {
+t.test('bad pids get one clear line and a non-zero exit', { timeout: 90_000 }, async (t) => {
   const gone = await cli(['snapshot', '--pid', '999999', '--duration', '1s']);
   t.not(gone.code, 0);
   t.equal(gone.stderr, 'goroscope: no process with pid 999999\n', 'exactly one line');
@@ -106,7 +106,7 @@ t.test('bad pids get one clear line and a non-zero exit', async (t) => {
   t.match(denied.stderr, /^goroscope: not permitted to .* of pid \d+ \(run as root.*\)\n$/, 'a process of another user');
 });
 
-t.test('snapshot --json', { skip: noBpf ?? false }, async (t) => {
+t.test('snapshot --json', { skip: noBpf ?? false, timeout: 90_000 }, async (t) => {
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());
   const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, goroscope, 'snapshot', '--pid', String(prog.pid), '--duration', '3s', '--json', '--full'], { env: cleanEnv });
@@ -140,7 +140,7 @@ t.test('snapshot --json', { skip: noBpf ?? false }, async (t) => {
   t.equal(snap.totals.byWaitReason['sync.Mutex.Lock'], 2);
 });
 
-t.test('snapshot prints a table', { skip: noBpf ?? false }, async (t) => {
+t.test('snapshot prints a table', { skip: noBpf ?? false, timeout: 90_000 }, async (t) => {
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());
   const r = await cli(['snapshot', '--pid', String(prog.pid), '--duration', '200ms']);
@@ -149,10 +149,9 @@ t.test('snapshot prints a table', { skip: noBpf ?? false }, async (t) => {
   t.match(r.stdout, /GOID +PARENT +STATE/);
 });
 
-t.test('the bundle the image runs (npm run build:js) works with plain node, no TypeScript loader', { skip: noBpf ?? false }, async (t) => {
+t.test('the bundle the image runs (npm run build:js) works with plain node, no TypeScript loader', { skip: noBpf ?? false, timeout: 90_000 }, async (t) => {
   // Built inside the checkout (build/), so it finds goroscope's files the way dist/goroscope.mjs does.
-  const outfile = join(repoRoot, 'build', 'bundle-test', 'goroscope.mjs');
-  await esbuild({ entryPoints: [join(repoRoot, 'agent', 'src', 'main.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outfile, logLevel: 'warning' });
+  const outfile: string = await buildBundle(join(repoRoot, 'build', 'bundle-test'));
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());
   const r = await run('env', ['-u', 'NODE_OPTIONS', process.execPath, outfile, 'snapshot', '--pid', String(prog.pid), '--duration', '300ms', '--json'], { env: cleanEnv, maxBuffer: 64 << 20 });
@@ -162,7 +161,7 @@ t.test('the bundle the image runs (npm run build:js) works with plain node, no T
   t.ok(snap.overhead.estimatedOverhead === undefined || snap.overhead.estimatedOverhead.total >= 0, 'the estimated probe cost, once measured');
 });
 
-t.test('no probe or BPF link remains after the agent exits, also after kill -9', { skip: noBpf ?? false }, async (t) => {
+t.test('no probe or BPF link remains after the agent exits, also after kill -9', { skip: noBpf ?? false, timeout: 90_000 }, async (t) => {
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());
   const before = uprobeEvents();

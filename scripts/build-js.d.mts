@@ -1,0 +1,2 @@
+/** Builds the bundle into outdir (default dist/); resolves with the entry's path. */
+export function buildBundle(outdir?: string): Promise<string>;

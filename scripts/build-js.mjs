@@ -1,0 +1,26 @@
+// Builds the bundle that bin/goroscope.js and the agent image run with plain node: agent/src/main.ts as one ES
+// module entry (dist/goroscope.mjs) and, split off it, a chunk per command, loaded only when that command runs.
+// npm packages stay outside (node_modules). Usage: node scripts/build-js.mjs [OUTDIR]  (default dist/)
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+export async function buildBundle(outdir = `${root}dist`) {
+  await build({
+    entryPoints: { goroscope: `${root}agent/src/main.ts` },
+    bundle: true,
+    splitting: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    outdir,
+    chunkNames: 'chunks/[name]-[hash]',
+    outExtension: { '.js': '.mjs' },
+    logLevel: 'warning',
+  });
+  return `${outdir}/goroscope.mjs`;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await buildBundle(process.argv[2]);
