@@ -2,45 +2,82 @@
 # The main job on one machine: set up, then run the collector (SQLite file), the agent and a sample Go service
 # under its own load, and show what goroscope sees, without restarting or changing the service.
 #   DEMO_SECONDS=60 (how long to run)  OTLP_ENDPOINT=http://127.0.0.1:4318 (export spans, e.g. to Jaeger)
+# Fails loudly: if the collector or the agent dies, or nothing reaches the collector, it says why and exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p build/demo
 (cd scripts/demo/sample-service && GOFLAGS=-buildvcs=false go build -o ../../../build/demo/sample-service .)
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+declare -A pid_of=()
+cleanup() { for p in "${pid_of[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# A part that died takes the demo with it, with the end of its log as the reason.
+die() {
+  echo "demo: $1" >&2
+  [ -n "${2:-}" ] && [ -f "$2" ] && { echo "--- last lines of $2:" >&2; tail -n 15 "$2" >&2; }
+  exit 1
+}
+check_alive() {
+  for name in "${!pid_of[@]}"; do
+    kill -0 "${pid_of[$name]}" 2>/dev/null || die "the $name exited" "build/demo/$name.log"
+  done
+}
+
 ./build/demo/sample-service -rps 100 > build/demo/sample-service.log 2>&1 &
-svc=$!; pids+=("$svc")
+svc=$!; pid_of[sample-service]=$svc
 
 rm -f build/demo/goroscope.db*
-node bin/goroscope.js collector --listen 127.0.0.1:7070 --db build/demo/goroscope.db --no-auth \
+node bin/goroscope.js collector --listen 127.0.0.1:0 --db build/demo/goroscope.db --no-auth \
   ${OTLP_ENDPOINT:+--otlp-endpoint "$OTLP_ENDPOINT"} > build/demo/collector.log 2>&1 &
-pids+=("$!")
-for _ in $(seq 50); do curl -fsS http://127.0.0.1:7070/api/v1/readyz >/dev/null 2>&1 && break; sleep 0.2; done
+pid_of[collector]=$!
+# The collector prints its URL (port 0: any free port) as its first line.
+url=
+for _ in $(seq 100); do
+  check_alive
+  url=$(grep -o '"url":"[^"]*"' build/demo/collector.log 2>/dev/null | head -n 1 | cut -d'"' -f4) && [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "$url" ] || die "the collector did not start within 10 s" build/demo/collector.log
+api="$url/api/v1"
 
-node bin/goroscope.js agent --collector ws://127.0.0.1:7070 --pid "$svc" --spool-dir build/demo/spool \
-  --metrics-listen 127.0.0.1:9464 --leak-min-age 10s > build/demo/agent.log 2>&1 &
-pids+=("$!")
+node bin/goroscope.js agent --collector "${url/http/ws}" --pid "$svc" --spool-dir build/demo/spool \
+  --metrics-listen 127.0.0.1:0 --leak-min-age 10s --node demo > build/demo/agent.log 2>&1 &
+pid_of[agent]=$!
+metrics=
+for _ in $(seq 300); do
+  check_alive
+  metrics=$(grep -o 'metrics on http://[^ ]*' build/demo/agent.log | head -n 1 | cut -d' ' -f3) || true
+  grep -q "tracing pid $svc" build/demo/agent.log && [ -n "$metrics" ] && break
+  sleep 0.1
+done
+grep -q "tracing pid $svc" build/demo/agent.log || die "the agent is not tracing the sample service after 30 s" build/demo/agent.log
 
 cat <<INFO
 goroscope is running:
-  sample service   pid $svc, $(head -n 1 build/demo/sample-service.log 2>/dev/null || echo starting)
-  collector        http://127.0.0.1:7070/api/v1/openapi.json  (SQLite: build/demo/goroscope.db)
-  agent metrics    http://127.0.0.1:9464/metrics
+  sample service   pid $svc, $(head -n 1 build/demo/sample-service.log)
+  collector API    $api  (OpenAPI: $api/openapi.json; SQLite: build/demo/goroscope.db)
+                   e.g. curl '$api/goroutines/summary?by=createdBy&pid=$svc'
+  agent metrics    ${metrics:-none}
   live view        node bin/goroscope.js top --pid $svc
+  one snapshot     node bin/goroscope.js snapshot --pid $svc
   logs             build/demo/*.log
 INFO
+if [ -n "${OTLP_ENDPOINT:-}" ]; then
+  echo "  spans          exported to $OTLP_ENDPOINT: search service 'sample-service' in Jaeger (http://127.0.0.1:16686) or Tempo"
+fi
+sed -n 's/^goroscope agent: //p' build/demo/agent.log | grep -E '^no |^not tracing|cannot' | sed 's/^/  agent: /' || true
 
 seconds=${DEMO_SECONDS:-60}
+seen=0
 for ((t = 10; t <= seconds; t += 10)); do
   sleep 10
+  check_alive
   echo
-  echo "== after ${t}s: goroutines by creation site (GET /api/v1/goroutines/summary?by=createdBy&state=waiting)"
-  curl -fsS "http://127.0.0.1:7070/api/v1/goroutines/summary?by=createdBy&state=waiting&pid=$svc&limit=8" \
-    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const g of JSON.parse(s).groups)console.log(String(g.live).padStart(6),g.createdBy?`${g.createdBy.function} ${g.createdBy.file}:${g.createdBy.line}`:"?")})' || true
-  echo "== leak suspects (agent metrics)"
-  curl -fsS http://127.0.0.1:9464/metrics | grep '^goroscope_leak_suspects' | head -5 || echo "  none yet"
+  echo "== after ${t}s"
+  if node scripts/demo/report.mjs "$api" "${metrics:-http://127.0.0.1:1/metrics}" "$svc"; then seen=1; fi
 done
+[ "$seen" = 1 ] || die "the collector received no goroutines from the agent in ${seconds}s" build/demo/agent.log
+echo
+echo "demo: done (the collector's database stays in build/demo/goroscope.db)"
