@@ -33,6 +33,7 @@ fi
 
 make -C bpf
 if [ ! -f agent/native/build/Release/goroscope_bridge.node ] || [ agent/native/bridge.c -nt agent/native/build/Release/goroscope_bridge.node ] \
+  || [ agent/native/procmem.c -nt agent/native/build/Release/goroscope_bridge.node ] \
   || [ bpf/goroutines.h -nt agent/native/build/Release/goroscope_bridge.node ] || [ bpf/tcp.h -nt agent/native/build/Release/goroscope_bridge.node ]; then
   (cd agent/native && npx --no-install node-gyp rebuild --nodedir=/usr >/dev/null)
 fi

@@ -27,6 +27,7 @@
 #include "../../bpf/tcp.h"
 #include "../../bpf/runtime.h"
 #include "reader.h"
+#include "procmem.h"
 
 #define MAX_LINKS 8192
 
@@ -883,6 +884,7 @@ static napi_value init(napi_env env, napi_value exports)
 	napi_set_named_property(env, exports, "libbpfVersion", fn);
 	napi_create_function(env, "hasRingbuf", NAPI_AUTO_LENGTH, bridge_has_ringbuf, NULL, &fn);
 	napi_set_named_property(env, exports, "hasRingbuf", fn);
+	procmem_register(env, exports);
 	return exports;
 }
 

@@ -59,6 +59,17 @@ export function buildCli(): Command {
     });
 
   program
+    .command('dump')
+    .description("every goroutine's stack, read from outside without stopping the process, in Go's traceback format")
+    .requiredOption('--pid <pid>', 'the Go process', parsePid)
+    .option('--json', 'print one JSON object')
+    .option('--system', "include the runtime's goroutines and frames (as GOTRACEBACK=system)")
+    .action(async (o: { pid: number; json?: boolean; system?: boolean }) => {
+      const { runDump } = await import('./stacks/dump.ts');
+      await runDump(o);
+    });
+
+  program
     .command('top')
     .description("a live view of a Go process's goroutines by creation site and wait reason (q to quit)")
     .requiredOption('--pid <pid>', 'the Go process', parsePid)

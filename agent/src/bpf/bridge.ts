@@ -61,6 +61,8 @@ interface Addon {
   layouts(): Record<string, StructDesc>;
   libbpfVersion(): string;
   hasRingbuf(): boolean;
+  /** Batched process_vm_readv (procmem.c): bytes read per range, ranges laid end to end in out. */
+  readMemory(pid: number, addrs: Float64Array, lens: Uint32Array, out: Buffer): Int32Array;
 }
 
 let addon: Addon | undefined;

@@ -20,6 +20,31 @@ export interface FileLine {
   line: number;
 }
 
+/** What a function's _func record says (Go 1.18+ layouts; see runtime2.go), for unwinding and inlining. */
+export interface FuncInfo extends GoFunc {
+  index: number;
+  /** Offsets into the pc-value tables (0: none). */
+  pcsp: number;
+  pcfile: number;
+  pcln: number;
+  npcdata: number;
+  nfuncdata: number;
+  cuOffset: number;
+  /** abi.FuncID: which special runtime function it is (values differ by Go version; see SpecialFuncs). */
+  funcID: number;
+  /** abi.FuncFlag bits: FUNC_FLAG_TOPFRAME, FUNC_FLAG_SPWRITE, FUNC_FLAG_ASM. */
+  flag: number;
+  /** Offset of the record in the pclntab data. */
+  base: number;
+}
+
+export const FUNC_FLAG_TOPFRAME = 1;
+export const FUNC_FLAG_SPWRITE = 2;
+export const FUNC_FLAG_ASM = 4;
+/** PCDATA and FUNCDATA table indexes (internal/abi/symtab.go, unchanged since Go 1.16). */
+export const PCDATA_INL_TREE_INDEX = 2;
+export const FUNCDATA_INL_TREE = 3;
+
 /** Where the text start (base of 1.18+ function entry offsets) came from. */
 export type TextStartSource = 'header' | 'symtab' | 'moduledata' | 'section';
 
@@ -165,6 +190,69 @@ export class Pclntab {
       else hi = mid - 1;
     }
     return lo;
+  }
+
+  /**
+   * The _func record of function i (Go 1.18+ pclntab formats): entryOff, nameOff, args, deferreturn, pcsp,
+   * pcfile, pcln, npcdata, cuOffset, [startLine, 1.20+], funcID, flag, pad, nfuncdata; then pcdata[npcdata]
+   * and funcdata[nfuncdata] as uint32 offsets.
+   */
+  funcInfoAt(i: number): FuncInfo {
+    if (this.version === '1.16') throw new Error(`${this.elf.path}: frame tables of Go 1.16-1.17 binaries are not supported`);
+    const b = this.funcBase(i);
+    const d = this.data;
+    const tail = this.version === '1.20' ? 40 : 36;
+    return {
+      ...this.funcAt(i),
+      index: i,
+      pcsp: d.readUInt32LE(b + 16),
+      pcfile: d.readUInt32LE(b + 20),
+      pcln: d.readUInt32LE(b + 24),
+      npcdata: d.readUInt32LE(b + 28),
+      cuOffset: d.readUInt32LE(b + 32),
+      funcID: d[b + tail],
+      flag: d[b + tail + 1],
+      nfuncdata: d[b + tail + 3],
+      base: b,
+    };
+  }
+
+  /** The function record holding pc, or undefined outside Go code. */
+  funcInfoForPC(pc: number): FuncInfo | undefined {
+    const i = this.indexForPC(pc);
+    return i < 0 ? undefined : this.funcInfoAt(i);
+  }
+
+  /** SP delta at pc (bytes the frame has pushed below the caller's SP, return address excluded). */
+  spDelta(f: FuncInfo, pc: number): number | undefined {
+    return this.pcvalue(f.pcsp, f.entry, pc);
+  }
+
+  /** Value of pcdata table `table` at pc: -1 when the function has no such table (as runtime.pcdatavalue). */
+  pcdata(f: FuncInfo, table: number, pc: number): number {
+    if (table >= f.npcdata) return -1;
+    const off = this.data.readUInt32LE(f.base + (this.version === '1.20' ? 44 : 40) + table * 4);
+    return this.pcvalue(off, f.entry, pc) ?? -1;
+  }
+
+  /** Offset past moduledata.gofunc of funcdata `index`, undefined when the function has none. */
+  funcdataOffset(f: FuncInfo, index: number): number | undefined {
+    if (index >= f.nfuncdata) return undefined;
+    const off = this.data.readUInt32LE(f.base + (this.version === '1.20' ? 44 : 40) + f.npcdata * 4 + index * 4);
+    return off === 0xffffffff ? undefined : off;
+  }
+
+  /** File and line of pc inside f (the innermost inlined position). */
+  fileLineIn(f: FuncInfo, pc: number): FileLine | undefined {
+    const fileNo = this.pcvalue(f.pcfile, f.entry, pc);
+    const line = this.pcvalue(f.pcln, f.entry, pc);
+    if (fileNo === undefined || line === undefined) return undefined;
+    return { file: this.fileName(f.cuOffset, fileNo), line };
+  }
+
+  /** A name from the function name table (inline tree entries refer to names this way). */
+  nameAtOffset(off: number): string {
+    return cstring(this.data, this.h.funcnameOff + off);
   }
 
   funcAt(i: number): GoFunc {

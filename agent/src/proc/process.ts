@@ -1,5 +1,6 @@
 // What /proc says about a process: its executable, its start time, where its binary is mapped, its memory.
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import { loadAddon } from '../bpf/bridge.ts';
 
 /** A one-line reason why a pid cannot be traced. */
 export class ProcessError extends Error {
@@ -110,6 +111,37 @@ export class ProcessMemory {
     }
     return buf.subarray(0, got);
   }
+
+  /**
+   * Reads many ranges in as few system calls as it can (process_vm_readv through the native bridge, else one
+   * pread of /proc/PID/mem each). Range i lands in out right after range i-1 (lens[i] bytes reserved for it);
+   * returns how many bytes of each range were read (fewer where memory is unmapped).
+   */
+  readMany(addrs: Float64Array, lens: Uint32Array, out: Buffer): Int32Array {
+    if (this.batched === undefined) {
+      try {
+        const addon = loadAddon();
+        this.batched = typeof addon.readMemory === 'function' ? addon.readMemory : null;
+      } catch {
+        this.batched = null;
+      }
+    }
+    if (this.batched) {
+      const got = this.batched(this.pid, addrs, lens, out);
+      // process_vm_readv needs the same ptrace access as /proc/PID/mem, but a seccomp filter may refuse it alone.
+      if (!(addrs.length > 0 && got.every((n) => n === 0) && this.read(addrs[0], 1).length === 1)) return got;
+      this.batched = null;
+    }
+    const got = new Int32Array(addrs.length);
+    let pos = 0;
+    for (let i = 0; i < addrs.length; i++) {
+      got[i] = this.read(addrs[i], lens[i], out.subarray(pos, pos + lens[i])).length;
+      pos += lens[i];
+    }
+    return got;
+  }
+
+  private batched?: ((pid: number, addrs: Float64Array, lens: Uint32Array, out: Buffer) => Int32Array) | null;
 
   u64(addr: number): number | undefined {
     const b = this.read(addr, 8);

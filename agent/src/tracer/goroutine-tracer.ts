@@ -70,6 +70,14 @@ export function openTarget(pid: number): Target {
   return { info, binary };
 }
 
+/** Runtime address minus link-time address of the target's executable (non-zero for PIE). */
+export function targetLoadBias(target: Target): number {
+  const { info, binary } = target;
+  if (!binary.elf.isPIE) return 0;
+  const firstLoad = binary.elf.programs.filter((p) => p.type === 1).sort((a, b) => a.vaddr - b.vaddr)[0];
+  return loadBias(info.pid, info.exe, firstLoad.vaddr, firstLoad.offset);
+}
+
 export interface TracedProcess {
   info: ProcessInfo;
   binary: GoBinary;
@@ -192,8 +200,7 @@ export class GoroutineTracer {
     const { layout, exact, note } = layoutForBinary(binary);
     checkArgumentRegisters(layout);
     const layoutId = this.layoutId(layout);
-    const firstLoad = binary.elf.programs.filter((p) => p.type === 1).sort((a, b) => a.vaddr - b.vaddr)[0];
-    const bias = binary.elf.isPIE ? loadBias(pid, info.exe, firstLoad.vaddr, firstLoad.offset) : 0;
+    const bias = targetLoadBias({ info, binary });
     const want = new Set<GoroutineProbeName>(opts.probes ?? ['create', 'park', 'ready', 'exit']);
     const needCreator = want.has('create') && !layout.g.fields.parentGoid;
     if (needCreator) want.add('creator');

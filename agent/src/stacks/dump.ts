@@ -1,0 +1,159 @@
+// `goroscope dump --pid PID`: every goroutine's stack, read from outside, in Go's own traceback format (or
+// --json). The process is never stopped: goroutines are read one batch at a time while they run.
+import { FrameResolver } from '../gobinary/frames.ts';
+import { layoutForBinary, parseGoVersion, waitReasonString, statusName } from '../gobinary/layouts.ts';
+import { ProcessMemory } from '../proc/process.ts';
+import { openTarget, targetLoadBias, type Target } from '../tracer/goroutine-tracer.ts';
+import { monoNowNs } from '../tracer/clock.ts';
+import { readGoroutineStacks, type GoroutineStack, type ReadOptions, type ReadSummary, type StackReaderTarget } from './read-goroutines.ts';
+import {
+  createdByLines,
+  formatGoroutine,
+  goroutineHeader,
+  isHiddenGoroutine,
+  logicalFrames,
+  type TracebackContext,
+  type TracebackFrame,
+} from './traceback.ts';
+
+/** A process opened for stack reads: its binary, layout, load bias and frame resolver. */
+export interface StackTarget extends StackReaderTarget, TracebackContext {
+  info: Target['info'];
+  layoutExact: boolean;
+  layoutNote?: string;
+}
+
+/** The frame resolvers of binaries already opened, by path and build: inline trees and symbol caches are kept. */
+export function openStackTarget(pid: number, target: Target = openTarget(pid)): StackTarget {
+  const { layout, exact, note } = layoutForBinary(target.binary);
+  const minor = parseGoVersion(target.binary.goVersion)?.minor ?? 0;
+  return {
+    pid,
+    info: target.info,
+    binary: target.binary,
+    layout,
+    layoutExact: exact,
+    ...(note ? { layoutNote: note } : {}),
+    bias: targetLoadBias(target),
+    pclntab: target.binary.pclntab,
+    frames: new FrameResolver(target.binary.elf, target.binary.pclntab, minor),
+    goMinor: minor,
+  };
+}
+
+export interface Dump {
+  target: StackTarget;
+  goroutines: GoroutineStack[];
+  summary: ReadSummary;
+  /** CLOCK_MONOTONIC (ns) at the start of the read. */
+  startedNs: number;
+  durationMs: number;
+  takenAt: number;
+}
+
+export function takeDump(target: StackTarget, opts: ReadOptions = {}): Dump {
+  const mem = new ProcessMemory(target.pid);
+  try {
+    const startedNs = monoNowNs();
+    const takenAt = Date.now();
+    const goroutines: GoroutineStack[] = [];
+    const summary = readGoroutineStacks(mem, target, (g) => goroutines.push(g), opts);
+    return { target, goroutines, summary, startedNs, durationMs: (monoNowNs() - startedNs) / 1e6, takenAt };
+  } finally {
+    mem.close();
+  }
+}
+
+export interface DumpFormatOptions {
+  /** GOTRACEBACK=system: runtime goroutines and frames too. */
+  system?: boolean;
+}
+
+/** The dump as Go prints it: goroutine blocks separated by blank lines. */
+export function formatDump(d: Dump, opts: DumpFormatOptions = {}): string {
+  const blocks: string[] = [];
+  for (const g of d.goroutines) {
+    if (!opts.system && isHiddenGoroutine(d.target, g)) continue;
+    blocks.push(formatGoroutine(d.target, g, { showRuntime: opts.system, nowNs: d.startedNs }));
+  }
+  return `${blocks.join('\n\n')}\n`;
+}
+
+export interface GoroutineJson {
+  goid: number;
+  parentGoid: number | null;
+  /** Status word (running, runnable, waiting, syscall...). */
+  status: string;
+  waitReason: string | null;
+  /** What the dump prints in brackets. */
+  header: string;
+  waitMinutes: number | null;
+  lockedToThread: boolean;
+  system: boolean;
+  startFunction: string | null;
+  createdBy: { function: string; file: string; line: number } | null;
+  stackState: GoroutineStack['stackState'];
+  problem?: string;
+  truncated: boolean;
+  frames: Array<Omit<TracebackFrame, 'funcID'>>;
+}
+
+export function goroutineJson(t: StackTarget, g: GoroutineStack, nowNs: number): GoroutineJson {
+  const created = createdByLines(t, g);
+  const createdFn = g.gopc ? t.pclntab.funcInfoForPC(g.gopc) : undefined;
+  const createdAt = createdFn ? t.pclntab.fileLineIn(createdFn, g.gopc > createdFn.entry ? g.gopc - 1 : g.gopc) : undefined;
+  const header = goroutineHeader(t, g, nowNs);
+  const S = t.layout.statuses;
+  return {
+    goid: g.goid,
+    parentGoid: g.parentGoid,
+    status: statusName(t.layout, g.status),
+    waitReason: g.waitReason === null ? null : waitReasonString(t.layout, g.waitReason),
+    header: header.slice(header.indexOf('[') + 1, header.lastIndexOf(']')),
+    waitMinutes: (g.status === S._Gwaiting || g.status === S._Gsyscall) && g.waitSince ? (nowNs - g.waitSince) / 60e9 : null,
+    lockedToThread: g.lockedToThread,
+    system: isHiddenGoroutine(t, g),
+    startFunction: t.pclntab.funcForPC(g.startPc)?.name ?? null,
+    createdBy: createdFn && (created.length || g.goid !== 1) ? { function: createdFn.name, file: createdAt?.file ?? '?', line: createdAt?.line ?? 0 } : null,
+    stackState: g.stackState,
+    ...(g.problem ? { problem: g.problem } : {}),
+    truncated: g.truncated,
+    frames: logicalFrames(t, g).map(({ funcID: _, ...f }) => f),
+  };
+}
+
+export function dumpJson(d: Dump, opts: DumpFormatOptions = {}) {
+  const t = d.target;
+  const goroutines = d.goroutines.map((g) => goroutineJson(t, g, d.startedNs)).filter((g) => opts.system || !g.system);
+  const byState: Record<string, number> = {};
+  for (const g of goroutines) byState[g.stackState] = (byState[g.stackState] ?? 0) + 1;
+  return {
+    pid: t.pid,
+    exe: t.info.exe,
+    goVersion: t.binary.goVersion,
+    layoutExact: t.layoutExact,
+    ...(t.layoutNote ? { layoutNote: t.layoutNote } : {}),
+    takenAt: d.takenAt,
+    durationMs: d.durationMs,
+    read: { ...d.summary, stacks: byState },
+    goroutines,
+  };
+}
+
+export interface DumpCommand {
+  pid: number;
+  json?: boolean;
+  system?: boolean;
+}
+
+export async function runDump(cmd: DumpCommand): Promise<void> {
+  const target = openStackTarget(cmd.pid);
+  const d = takeDump(target, { args: true });
+  process.stdout.write(cmd.json ? `${JSON.stringify(dumpJson(d, cmd))}\n` : formatDump(d, cmd));
+  const states = new Map<string, number>();
+  for (const g of d.goroutines) states.set(g.stackState, (states.get(g.stackState) ?? 0) + 1);
+  process.stderr.write(
+    `goroscope: ${d.goroutines.length} goroutines of pid ${cmd.pid} read in ${d.durationMs.toFixed(1)} ms without stopping it ` +
+      `(${[...states].map(([k, v]) => `${v} ${k}`).join(', ')}; ${(d.summary.bytesRead / 1024).toFixed(0)} KiB in ${d.summary.reads} reads)\n`,
+  );
+}
