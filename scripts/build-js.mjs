@@ -2,11 +2,13 @@
 // module entry (dist/goroscope.mjs) and, split off it, a chunk per command, loaded only when that command runs.
 // npm packages stay outside (node_modules). Usage: node scripts/build-js.mjs [OUTDIR]  (default dist/)
 import { build } from 'esbuild';
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 export async function buildBundle(outdir = `${root}dist`) {
+  rmSync(`${outdir}/chunks`, { recursive: true, force: true }); // chunks of an older build
   await build({
     entryPoints: { goroscope: `${root}agent/src/main.ts` },
     bundle: true,

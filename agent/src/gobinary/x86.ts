@@ -1,7 +1,15 @@
 // Finds uprobe sites in one Go function's machine code. Go functions hold no embedded data, so a linear decode from
 // entry to end visits exactly the real instructions; every address returned is an instruction boundary (a uprobe
 // placed mid-instruction would corrupt the traced process).
-import { Decoder, DecoderOptions, FlowControl, Instruction, MemorySize, Mnemonic, OpKind, Register } from 'iced-x86';
+import { createRequire } from 'node:module';
+import type * as Iced from 'iced-x86';
+
+// iced-x86 is a 0.9 MB CommonJS file with its WebAssembly: loaded on the first decode, with require (an ES import
+// would also have node scan it for its exports), so commands that decode nothing start ~100 ms sooner.
+type Instruction = Iced.Instruction;
+type MemorySize = Iced.MemorySize;
+let loaded: typeof Iced | undefined;
+const iced = (): typeof Iced => (loaded ??= createRequire(import.meta.url)('iced-x86') as typeof Iced);
 
 export interface StackCheck {
   /** Address of the conditional jump that follows the compare with g.stackguard0 (16(R14)). */
@@ -46,6 +54,7 @@ const PROLOGUE_WINDOW = 8;
 const G_STACKGUARD0 = 16n;
 
 export function findProbeSites(code: Buffer, entry: number): ProbeSites {
+  const { Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register } = iced();
   const decoder = new Decoder(64, new Uint8Array(code.buffer, code.byteOffset, code.length), DecoderOptions.None);
   decoder.ip = BigInt(entry);
   const ins = new Instruction();
@@ -103,6 +112,7 @@ export function findProbeSites(code: Buffer, entry: number): ProbeSites {
 
 /** For `cmp reg, [r14+16]` (either operand order) the register's name, else undefined. */
 function stackGuardCompare(ins: Instruction): string | undefined {
+  const { OpKind, Register } = iced();
   if (ins.opCount !== 2 || ins.memoryBase !== Register.R14 || ins.memoryDisplacement !== G_STACKGUARD0) return undefined;
   if (ins.memoryIndex !== Register.None) return undefined;
   if (ins.op0Kind === OpKind.Register && ins.op1Kind === OpKind.Memory) return Register[ins.op0Register].toLowerCase();
@@ -111,6 +121,7 @@ function stackGuardCompare(ins: Instruction): string | undefined {
 }
 
 function memorySizeBytes(ms: MemorySize): number {
+  const { MemorySize } = iced();
   switch (ms) {
     case MemorySize.UInt8: case MemorySize.Int8: return 1;
     case MemorySize.UInt16: case MemorySize.Int16: return 2;
