@@ -70,6 +70,20 @@ export function buildCli(): Command {
     });
 
   program
+    .command('profile')
+    .description('a pprof profile of a Go process read from outside: goroutines now, or every wait (off-CPU) over a window')
+    .requiredOption('--pid <pid>', 'the Go process', parsePid)
+    .addOption(new Option('--type <type>', 'goroutine: every goroutine by stack; block: time waited by stack, every wait reason').choices(['goroutine', 'block']).default('goroutine'))
+    .option('--duration <duration>', 'window of a block profile', parseDuration, 30_000)
+    .requiredOption('-o, --output <file>', 'where the gzipped protobuf goes (- for stdout); read it with go tool pprof')
+    .option('--scan-interval <duration>', 'time between stack scans of a block profile', parseDuration, 200)
+    .option('--sample-parks <percent>', 'record the parks of this share of goroutines (block; values scaled back)', parsePercent)
+    .action(async (o: { pid: number; type: 'goroutine' | 'block'; duration: number; output: string; scanInterval: number; sampleParks?: number }) => {
+      const { runProfile } = await import('./profiles/run.ts');
+      await runProfile({ pid: o.pid, type: o.type, duration: o.duration, output: o.output, scanInterval: o.scanInterval, parkSampling: o.sampleParks });
+    });
+
+  program
     .command('top')
     .description("a live view of a Go process's goroutines by creation site and wait reason (q to quit)")
     .requiredOption('--pid <pid>', 'the Go process', parsePid)

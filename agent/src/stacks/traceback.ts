@@ -72,9 +72,13 @@ function isExportedRuntime(name: string): boolean {
   return rest.length > 0 && up(rest[0]) && (rcvr.length === 0 || up(rcvr[0]));
 }
 
-/** funcNameForPrint (Go 1.21+): a generic function's shape arguments become "[...]". */
+/** printFuncName: runtime.gopanic prints as "panic", the rest as funcNameForPrint. */
 export function nameForPrint(name: string, goMinor: number): string {
-  if (name === 'runtime.gopanic') return 'panic';
+  return name === 'runtime.gopanic' ? 'panic' : funcNameForPrint(name, goMinor);
+}
+
+/** funcNameForPrint (Go 1.21+, also runtime.Frame.Function): a generic function's shape arguments become "[...]". */
+export function funcNameForPrint(name: string, goMinor: number): string {
   if (goMinor < 21) return name;
   const i = name.indexOf('[');
   const j = name.lastIndexOf(']');
