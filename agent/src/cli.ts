@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { collectorOptionsFrom, defineCollectorOptions } from '../../collector/src/cli.ts';
 import { ProcessError } from './proc/process.ts';
 import { firstLine, UserError } from './health/explain.ts';
+import { ListenError, listenAddressOption } from '../../collector/src/net/listen-address.ts';
 
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
@@ -119,7 +120,7 @@ export function buildCli(): Command {
     .option('--spool-dir <dir>', 'keep unacknowledged batches here while the collector is away', '/var/lib/goroscope/spool')
     .option('--max-spool-bytes <bytes>', 'bound on the spool; past it the oldest batches are dropped and counted', (v: string) => Number(v), 256 << 20)
     .option('--node <name>', 'node name (default: $NODE_NAME or the hostname)')
-    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here', '127.0.0.1:9464')
+    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here (HOST:PORT, [IPv6]:PORT, or :PORT / PORT for every interface)', listenAddressOption, '127.0.0.1:9464')
     .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site', parseDuration, 60_000)
     .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number }) => {
       const { startAgent } = await import('./agent/run.ts');
@@ -155,7 +156,7 @@ export function buildCli(): Command {
 
 /** Errors a user can act on: bad pids, permissions, a missing build or kernel feature. */
 function isExpected(e: unknown): boolean {
-  return e instanceof ProcessError || e instanceof UserError || (e instanceof Error && /not a Go program|cannot find|not permitted|Go \d|not built|is missing/.test(e.message));
+  return e instanceof ProcessError || e instanceof UserError || e instanceof ListenError || (e instanceof Error && /not a Go program|cannot find|not permitted|Go \d|not built|is missing/.test(e.message));
 }
 
 export async function main(argv: string[]): Promise<void> {

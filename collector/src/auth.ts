@@ -12,7 +12,8 @@ export function tokenMatches(expected: string, header: string | undefined): bool
   return timingSafeEqual(a, b);
 }
 
-export function isLoopbackHost(host: string): boolean {
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return false; // every interface
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
   if (h === 'localhost') return true;
   if (isIP(h) === 4) return h.startsWith('127.');
@@ -20,17 +21,10 @@ export function isLoopbackHost(host: string): boolean {
   return false;
 }
 
-export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new Error(`invalid listen address '${listen}': expected HOST:PORT, e.g. 127.0.0.1:4317 or [::1]:4317`);
-  return { host: m[1].replace(/^\[|\]$/g, ''), port };
-}
-
 export interface AuthConfig { ingestToken?: string; apiToken?: string }
 
 /** Throws unless both tokens are set, or auth is explicitly off on a loopback address. */
-export function checkAuthConfig(host: string, cfg: AuthConfig & { noAuth?: boolean }): void {
+export function checkAuthConfig(host: string | undefined, cfg: AuthConfig & { noAuth?: boolean }): void {
   for (const [name, token] of [['ingest', cfg.ingestToken], ['API', cfg.apiToken]] as const) {
     if (token !== undefined && token.length === 0) throw new Error(`the ${name} token is empty`);
   }
@@ -41,6 +35,6 @@ export function checkAuthConfig(host: string, cfg: AuthConfig & { noAuth?: boole
     throw new Error(`refusing to start without authentication: set ${missing.join(' and ')}, or pass --no-auth on a loopback address`);
   }
   if (!isLoopbackHost(host)) {
-    throw new Error(`refusing to start without authentication on non-loopback address '${host}': --no-auth is only allowed on 127.0.0.1, ::1 or localhost; set ${missing.join(' and ')}`);
+    throw new Error(`refusing to start without authentication on non-loopback address '${host ?? '*'}': --no-auth is only allowed on 127.0.0.1, ::1 or localhost; set ${missing.join(' and ')}`);
   }
 }

@@ -2,6 +2,7 @@
 // runs, so other goroscope commands never load fastify, SQLite or OpenTelemetry.
 import { Command, InvalidArgumentError } from 'commander';
 import type { Collector, CollectorOptions } from './server.ts';
+import { listenAddressOption } from './net/listen-address.ts';
 
 function positiveNumber(name: string) {
   return (v: string): number => {
@@ -22,7 +23,7 @@ export function defineCollectorOptions(cmd: Command): Command {
   return cmd
     .description('Receive agent records, store them in SQLite, serve the API and export OpenTelemetry spans.\n' +
       'Tokens come from GOROSCOPE_INGEST_TOKEN and GOROSCOPE_API_TOKEN.')
-    .requiredOption('--listen <host:port>', 'address to listen on, e.g. 0.0.0.0:7070')
+    .requiredOption('--listen <host:port>', 'address to listen on: HOST:PORT, [IPv6]:PORT, or :PORT / PORT for every interface', listenAddressOption)
     .requiredOption('--db <file>', 'SQLite database file (created if missing)')
     .option('--otlp-endpoint <url>', 'export spans to this OTLP/HTTP endpoint, e.g. http://otel-collector:4318')
     .option('--no-auth', 'run without tokens (only on a loopback address)')

@@ -6,7 +6,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Database } from 'better-sqlite3';
-import { checkAuthConfig, parseListen, tokenMatches } from './auth.ts';
+import { checkAuthConfig, tokenMatches } from './auth.ts';
+import { bindHost, listenFailure, needsIpv4Fallback, parseListenAddress } from './net/listen-address.ts';
 import { databaseSizeBytes, openDatabase } from './store/db.ts';
 import { StoreWriter } from './store/writer.ts';
 import { BadQueryError, StoreReader } from './store/reader.ts';
@@ -67,7 +68,8 @@ const API = '/api/v1';
 const OPEN_PATHS = [`${API}/healthz`, `${API}/readyz`, `${API}/openapi.json`];
 
 export async function startCollector(opts: CollectorOptions): Promise<Collector> {
-  const { host, port } = parseListen(opts.listen);
+  const address = parseListenAddress(opts.listen);
+  const { host, port } = address;
   checkAuthConfig(host, opts);
   const { ingestToken, apiToken } = opts;
 
@@ -203,15 +205,22 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     : undefined;
   retentionTimer?.unref();
 
+  let boundHost = bindHost(address);
   try {
-    await app.listen({ host, port });
+    try {
+      await app.listen({ host: boundHost, port });
+    } catch (err) {
+      if (!needsIpv4Fallback(address, err)) throw err;
+      boundHost = '0.0.0.0';
+      await app.listen({ host: boundHost, port });
+    }
   } catch (err) {
     db.close();
-    throw err;
+    throw listenFailure(address, err);
   }
-  const address = app.server.address();
-  const actualPort = typeof address === 'object' && address ? address.port : port;
-  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const bound = app.server.address();
+  const actualPort = typeof bound === 'object' && bound ? bound.port : port;
+  const urlHost = boundHost.includes(':') ? `[${boundHost}]` : boundHost;
 
   return {
     url: `http://${urlHost}:${actualPort}`,

@@ -304,7 +304,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let metricsPort: number | undefined;
   if (opts.metricsListen) {
     metricsPort = await parts.startAsync('metrics', () => metrics.listen(opts.metricsListen!));
-    if (metricsPort !== undefined) log(`metrics on http://${opts.metricsListen.replace(/:\d+$/, '')}:${metricsPort}/metrics`);
+    if (metricsPort !== undefined) log(`metrics on ${metrics.url}`);
   } else {
     parts.off('metrics', 'no --metrics-listen');
   }

@@ -2,6 +2,8 @@
 // gauges are per process x state x wait reason (a Go version has ~40 wait reasons), leak suspects per
 // process x creation function, and processes beyond maxProcesses are summed under pid="other".
 import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
+import { formatListenAddress, listenOn, parseListenAddress } from '../../../collector/src/net/listen-address.ts';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CycleRecord, FatalRecord, PauseRecord, RuntimeEventsTracer, RuntimeProcess } from '../runtime/runtime-tracer.ts';
 import type { LeakDetector } from '../analysis/leaks.ts';
@@ -248,11 +250,12 @@ export class AgentMetrics {
     return this.registry.metrics();
   }
 
-  /** Serves /metrics on host:port; resolves with the bound port. */
-  async listen(hostPort: string): Promise<number> {
-    const i = hostPort.lastIndexOf(':');
-    const host = hostPort.slice(0, i) || '0.0.0.0';
-    const port = Number(hostPort.slice(i + 1));
+  /** Where /metrics is served, once listen() has bound it. */
+  url?: string;
+
+  /** Serves /metrics on a listen address (collector/src/net/listen-address.ts); resolves with the bound port. */
+  async listen(listen: string): Promise<number> {
+    const address = parseListenAddress(listen);
     this.server = createServer((req, res) => {
       if (req.url !== '/metrics') {
         res.writeHead(404).end('not found\n');
@@ -264,19 +267,13 @@ export class AgentMetrics {
       );
     });
     const server = this.server;
-    await new Promise<void>((resolve, reject) => {
-      // A port in use or an address not of this machine rejects (the agent reports it and runs on without).
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }).catch((e: unknown) => {
+    // A port in use or an address not of this machine rejects (the agent reports it and runs on without).
+    const port = await listenOn(server, address).catch((e: unknown) => {
       this.server = undefined;
       throw e;
     });
-    const addr = server.address();
-    return typeof addr === 'object' && addr ? addr.port : port;
+    this.url = `http://${formatListenAddress(address, port).replace(/^\*/, hostname())}/metrics`;
+    return port;
   }
 
   close(): void {
