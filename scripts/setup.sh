@@ -28,7 +28,8 @@ fi
 # never a header download.
 export npm_config_nodedir=/usr
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  echo "setup: npm ci (native addons build against this machine's Node headers; a few minutes the first time)"
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 
 make -C bpf
