@@ -3,6 +3,16 @@
  * sock:inet_sock_set_state, retransmits and resets from tcp:*, and the owner of each socket from the
  * syscalls that run in its owner's context.
  *
+ * Two ways in, one logic. Each event has one body (on_*), called from two thin programs:
+ *   - *_btf: BTF-typed raw tracepoints (tp_btf/...), found by name through the kernel's BTF. They need no
+ *     tracefs, and a hit costs less (no perf-event buffer is filled before the program runs).
+ *   - *_tp: classic tracepoints (tracepoint/...), for kernels without tp_btf. Their ids come from tracefs.
+ * The agent loads one set (agent/src/tcp/attach-plan.ts turns the other's autoload off).
+ * Syscalls: connect(2)'s failures before its SYN and accept(2)'s owner need the syscall's exit. The classic
+ * per-syscall tracepoints (syscalls:sys_{enter,exit}_*) need tracefs; without it, syscalls_exit_btf hooks the
+ * raw sys_exit tracepoint and keeps connect/accept/accept4 by number (it runs on every syscall: see
+ * scripts/bench/tcp-attach.ts for what that costs).
+ *
  * Who owns a socket. State changes often run in softirq or a timer, where the current task is whoever
  * happened to be interrupted, so the owner is bound once, in process context, and kept per struct sock:
  *   - connect: the CLOSE->SYN_SENT change runs inside connect(2) (tcp_v4_connect/tcp_v6_connect) on the
@@ -65,11 +75,11 @@ struct {
 	__type(value, struct tcp_owner);
 } tcp_owners SEC(".maps");
 
-/* connect(2) in progress, per thread: its fd, and whether the SYN_SENT change was seen during the call. */
+/* connect(2) in progress, per thread: its fd (classic path: sys_enter_connect; the raw path reads it from the
+ * registers at exit) and the socket that went CLOSE->SYN_SENT on this thread, which the call's exit clears. */
 struct pending_connect {
 	__u64 fd;
-	__u32 saw_syn;
-	__u32 pad;
+	__u64 syn_sk;
 };
 
 struct {
@@ -87,17 +97,9 @@ struct {
 	__type(value, __u64);
 } drop_counts SEC(".maps");
 
-enum tcp_stat {
-	STAT_CLOSE_UNOWNED = 0, /* a socket closed whose owner we never bound (preexisting, never accepted...) */
-	STAT_GOID_UNREAD = 1,   /* a Go process's goroutine could not be read (TLS or g not readable) */
-	STAT_ACCEPT_UNRESOLVED = 2, /* accept returned an fd we could not resolve to a TCP sock */
-	STAT_RETRANSMIT_UNSAMPLED = 3, /* a retransmit left out by retransmit_keep (its total stays exact at close) */
-	STAT_KINDS = 4,
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_KINDS);
+	__uint(max_entries, TCP_STAT_KINDS);
 	__type(key, __u32);
 	__type(value, __u64);
 } tcp_stats SEC(".maps");
@@ -118,7 +120,7 @@ static __always_inline __u64 current_goid(__u32 pid)
 			goid = read_u64(g + l->g_goid);
 	}
 	if (!goid)
-		count(&tcp_stats, STAT_GOID_UNREAD);
+		count(&tcp_stats, TCP_STAT_GOID_UNREAD);
 	return goid;
 }
 
@@ -194,45 +196,30 @@ static __always_inline void read_totals(struct tcp_event *e, const void *skaddr,
 	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
 }
 
-/* The tracepoint context may not be read at a computed offset: its arrays are copied with probe_read. */
-
-/* Addresses and ports as struct sock keeps them (used where the tracepoint does not carry them). */
+/* Addresses and ports of a full socket, read as the tracepoints read them: the local port from inet_sport,
+ * not skc_num, which a closing socket's port release has zeroed by the time it reaches TCP_CLOSE. */
 static __always_inline void read_addrs(struct tcp_event *e, const struct sock *sk)
 {
+	const struct inet_sock *inet = (const struct inet_sock *)sk;
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->sport = __builtin_bswap16(BPF_CORE_READ(inet, inet_sport));
 	e->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (e->family == AF_INET6) {
 		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->saddr, inet, inet_saddr);
 		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
 	}
 }
 
-/* The tracepoints that carry sport/dport (host order), family, saddr/daddr (v4) and saddr_v6/daddr_v6. */
-#define COPY_TP_ADDRS(e, tp)                                                                                 \
-	do {                                                                                                 \
-		(e)->family = (tp)->family;                                                                  \
-		(e)->sport = (tp)->sport;                                                                    \
-		(e)->dport = (tp)->dport;                                                                    \
-		if ((tp)->family == AF_INET6) {                                                              \
-			bpf_probe_read_kernel((e)->saddr, 16, (tp)->saddr_v6);                               \
-			bpf_probe_read_kernel((e)->daddr, 16, (tp)->daddr_v6);                               \
-		} else {                                                                                     \
-			bpf_probe_read_kernel((e)->saddr, 4, (tp)->saddr);                                   \
-			bpf_probe_read_kernel((e)->daddr, 4, (tp)->daddr);                                   \
-		}                                                                                            \
-	} while (0)
+/* ---------- sock:inet_sock_set_state: the lifecycle, and the owner bound in connect(2)/listen(2) ---------- */
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+static __always_inline int on_set_state(void *ctx, const struct sock *sk, int oldstate, int newstate, __u16 protocol)
 {
-	if (ctx->protocol != IPPROTO_TCP)
+	if (protocol != IPPROTO_TCP)
 		return 0;
-	int oldstate = ctx->oldstate, newstate = ctx->newstate;
-	__u64 skaddr = (__u64)ctx->skaddr;
+	__u64 skaddr = (__u64)sk;
 	__u64 now;
 	struct tcp_event *e;
 	struct tcp_owner *o;
@@ -241,10 +228,15 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		/* In connect(2) (or a fast-open sendmsg): process context, the caller is current. */
 		now = bpf_ktime_get_ns();
 		bind_current(skaddr, TCP_ROLE_CLIENT, now);
+		/* Tell this thread's connect(2) exit that its socket sent a SYN (a later close reports it). */
 		__u32 tid = (__u32)bpf_get_current_pid_tgid();
 		struct pending_connect *pc = bpf_map_lookup_elem(&tcp_pending_connect, &tid);
-		if (pc)
-			pc->saw_syn = 1;
+		if (pc) {
+			pc->syn_sk = skaddr;
+		} else {
+			struct pending_connect fresh = { .syn_sk = skaddr };
+			bpf_map_update_elem(&tcp_pending_connect, &tid, &fresh, BPF_ANY);
+		}
 		e = reserve(TCP_EVENT_CONNECT, skaddr, now);
 		if (!e)
 			return 0;
@@ -274,7 +266,7 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		o = bpf_map_lookup_elem(&tcp_owners, &skaddr);
 		if (o)
 			set_owner(e, o);
-		e->srtt_us = BPF_CORE_READ((struct tcp_sock *)skaddr, srtt_us) >> 3;
+		e->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
 	} else if (newstate == TCP_CLOSE && oldstate != TCP_CLOSE) {
 		now = bpf_ktime_get_ns();
 		e = reserve(TCP_EVENT_CLOSE, skaddr, now);
@@ -286,31 +278,34 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		if (o)
 			set_owner(e, o);
 		else
-			count(&tcp_stats, STAT_CLOSE_UNOWNED);
+			count(&tcp_stats, TCP_STAT_CLOSE_UNOWNED);
 		if (oldstate != TCP_LISTEN)
-			read_totals(e, ctx->skaddr, oldstate);
-		e->error = (__u16)BPF_CORE_READ((struct sock *)skaddr, sk_err);
+			read_totals(e, sk, oldstate);
+		e->error = (__u16)BPF_CORE_READ(sk, sk_err);
 		bpf_map_delete_elem(&tcp_owners, &skaddr);
 	} else {
 		return 0;
 	}
 	e->old_state = oldstate;
 	e->new_state = newstate;
-	COPY_TP_ADDRS(e, ctx);
+	read_addrs(e, sk);
 	submit(ctx, e);
 	return 0;
 }
 
-/* ---------- connect(2): remember the fd, report a connect that failed before its SYN ---------- */
-
-SEC("tracepoint/syscalls/sys_enter_connect")
-int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state_btf, const struct sock *sk, int oldstate, int newstate)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct pending_connect pc = { .fd = ctx->args[0] };
-	bpf_map_update_elem(&tcp_pending_connect, &tid, &pc, BPF_ANY);
-	return 0;
+	return on_set_state(ctx, sk, oldstate, newstate, BPF_CORE_READ(sk, sk_protocol));
 }
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int inet_sock_set_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	return on_set_state(ctx, ctx->skaddr, ctx->oldstate, ctx->newstate, ctx->protocol);
+}
+
+/* ---------- connect(2) and accept(2)/accept4(2), at the syscall's exit ---------- */
 
 /* fd -> struct sock of the current task, or NULL when the fd is not a socket. */
 static __always_inline struct sock *sock_of_fd(__u64 fd)
@@ -342,22 +337,19 @@ static __always_inline bool is_tcp(const struct sock *sk)
 	       BPF_CORE_READ(sk, sk_type) == 1 /* SOCK_STREAM */;
 }
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
+/* connect(fd) returned ret: report a failure that came before any SYN (no route, no local port, bad
+ * address...), which no state change will. A SYN sent in the call means the socket's close reports it. */
+static __always_inline int on_connect_exit(void *ctx, __u64 fd, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pending_connect *pc = bpf_map_lookup_elem(&tcp_pending_connect, &tid);
-	if (!pc)
+	__u64 syn_sk = pc ? pc->syn_sk : 0;
+	if (pc)
+		bpf_map_delete_elem(&tcp_pending_connect, &tid);
+	if (ret >= 0 || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN || ret == -EINTR)
 		return 0;
-	__u64 fd = pc->fd;
-	__u32 saw_syn = pc->saw_syn;
-	bpf_map_delete_elem(&tcp_pending_connect, &tid);
-	long ret = ctx->ret;
-	if (ret >= 0 || saw_syn || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN || ret == -EINTR)
-		return 0;
-	/* Failed before any SYN (no route, no local port, bad address...): no state change will report it. */
 	struct sock *sk = sock_of_fd(fd);
-	if (!is_tcp(sk))
+	if (!is_tcp(sk) || (__u64)sk == syn_sk)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	struct tcp_event *e = reserve(TCP_EVENT_CONNECT, (__u64)sk, now);
@@ -371,9 +363,8 @@ int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* ---------- accept(2)/accept4(2): the returned fd's socket now belongs to the caller ---------- */
-
-static __always_inline int on_accept(void *ctx, long ret)
+/* accept(2)/accept4(2) returned ret: the fd's socket now belongs to the caller. */
+static __always_inline int on_accept_exit(void *ctx, long ret)
 {
 	if (ret < 0)
 		return 0;
@@ -384,7 +375,7 @@ static __always_inline int on_accept(void *ctx, long ret)
 	if (family != AF_INET && family != AF_INET6)
 		return 0; /* unix sockets and the like */
 	if (!is_tcp(sk)) {
-		count(&tcp_stats, STAT_ACCEPT_UNRESOLVED);
+		count(&tcp_stats, TCP_STAT_ACCEPT_UNRESOLVED);
 		return 0;
 	}
 	__u64 skaddr = (__u64)sk;
@@ -404,16 +395,57 @@ static __always_inline int on_accept(void *ctx, long ret)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+/* Raw syscalls (no tracefs): every syscall's exit on the node comes here; all but three leave at once. The
+ * numbers and registers are x86-64's (the Makefile builds for x86 only); a 32-bit task's numbers mean
+ * other calls, so those are left alone, as the classic syscall tracepoints do. */
+#define NR_CONNECT 42
+#define NR_ACCEPT 43
+#define NR_ACCEPT4 288
+#define TS_COMPAT 0x0002
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(syscalls_exit_btf, struct pt_regs *regs, long ret)
 {
-	return on_accept(ctx, ctx->ret);
+	long nr = regs->orig_ax;
+	if (nr != NR_CONNECT && nr != NR_ACCEPT && nr != NR_ACCEPT4)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->thread_info.status & TS_COMPAT)
+		return 0;
+	if (nr == NR_CONNECT)
+		return on_connect_exit(ctx, regs->di, ret); /* di: connect's first argument, the fd, still saved */
+	return on_accept_exit(ctx, ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int sys_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_connect pc = { .fd = ctx->args[0] };
+	bpf_map_update_elem(&tcp_pending_connect, &tid, &pc, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int sys_exit_connect_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_connect *pc = bpf_map_lookup_elem(&tcp_pending_connect, &tid);
+	if (!pc)
+		return 0; /* its enter was before we attached */
+	return on_connect_exit(ctx, pc->fd, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int sys_exit_accept4_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept_exit(ctx, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
-int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+int sys_exit_accept_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_accept(ctx, ctx->ret);
+	return on_accept_exit(ctx, ctx->ret);
 }
 
 /* ---------- retransmits and resets ---------- */
@@ -435,73 +467,117 @@ static __always_inline struct tcp_event *reserve_owned(__u8 kind, __u64 skaddr)
  * connection is exact anyway (tcp_sock.total_retrans at close): the details can be a sample. Set before load. */
 const volatile __u32 retransmit_keep = 0xffffffff;
 
-SEC("tracepoint/tcp/tcp_retransmit_skb")
-int tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
+static __always_inline int on_retransmit(void *ctx, const struct sock *sk)
 {
 	if (retransmit_keep != 0xffffffff && bpf_get_prandom_u32() >= retransmit_keep) {
-		count(&tcp_stats, STAT_RETRANSMIT_UNSAMPLED);
+		count(&tcp_stats, TCP_STAT_RETRANSMIT_UNSAMPLED);
 		return 0;
 	}
-	struct tcp_event *e = reserve_owned(TCP_EVENT_RETRANSMIT, (__u64)ctx->skaddr);
+	struct tcp_event *e = reserve_owned(TCP_EVENT_RETRANSMIT, (__u64)sk);
 	if (!e)
 		return 0;
-	COPY_TP_ADDRS(e, ctx);
-	e->old_state = e->new_state = ctx->state;
+	read_addrs(e, sk);
+	e->old_state = e->new_state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	submit(ctx, e);
 	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit_skb_btf, const struct sock *sk)
+{
+	return on_retransmit(ctx, sk);
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int tcp_retransmit_skb_tp(struct trace_event_raw_tcp_retransmit_skb *ctx)
+{
+	return on_retransmit(ctx, ctx->skaddr);
+}
+
+static __always_inline int on_receive_reset(void *ctx, const struct sock *sk)
+{
+	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_RECV, (__u64)sk);
+	if (!e)
+		return 0;
+	if (sk) {
+		read_addrs(e, sk);
+		e->old_state = e->new_state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	}
+	submit(ctx, e);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tcp_receive_reset_btf, const struct sock *sk)
+{
+	return on_receive_reset(ctx, sk);
 }
 
 SEC("tracepoint/tcp/tcp_receive_reset")
-int tcp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+int tcp_receive_reset_tp(struct trace_event_raw_tcp_event_sk *ctx)
 {
-	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_RECV, (__u64)ctx->skaddr);
+	return on_receive_reset(ctx, ctx->skaddr);
+}
+
+/* A reset answers the packet in skb: its 4-tuple reversed is ours (local = the packet's destination). The
+ * TCP header is at skb->data when the reset is sent, the IP header at skb->head + network_header. */
+static __always_inline void read_skb_addrs_reversed(struct tcp_event *e, const struct sk_buff *skb)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *nh = head + BPF_CORE_READ(skb, network_header);
+	__u16 ports[2] = {};
+	bpf_probe_read_kernel(ports, sizeof(ports), BPF_CORE_READ(skb, data)); /* th->source, th->dest */
+	e->sport = __builtin_bswap16(ports[1]);
+	e->dport = __builtin_bswap16(ports[0]);
+	__u8 version = 0;
+	bpf_probe_read_kernel(&version, 1, nh);
+	if (version >> 4 == 6) {
+		struct ipv6hdr *ip6 = (struct ipv6hdr *)nh;
+		e->family = AF_INET6;
+		BPF_CORE_READ_INTO(&e->saddr, ip6, daddr);
+		BPF_CORE_READ_INTO(&e->daddr, ip6, saddr);
+	} else {
+		struct iphdr *ip = (struct iphdr *)nh;
+		e->family = AF_INET;
+		BPF_CORE_READ_INTO((__u32 *)e->saddr, ip, daddr);
+		BPF_CORE_READ_INTO((__u32 *)e->daddr, ip, saddr);
+	}
+}
+
+/* sk may be NULL (a reset for no socket, e.g. a closed port), a time-wait or request sock (not full: no
+ * struct inet_sock to read), or a full socket; skb is NULL for an active reset (close with unread data,
+ * SO_LINGER 0). The same choice the tracepoint makes for its own fields. */
+static __always_inline int on_send_reset(void *ctx, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_SENT, (__u64)sk);
 	if (!e)
 		return 0;
-	COPY_TP_ADDRS(e, ctx);
-	if (ctx->skaddr)
-		e->old_state = e->new_state = BPF_CORE_READ((struct sock *)ctx->skaddr, __sk_common.skc_state);
+	__u8 state = sk ? BPF_CORE_READ(sk, __sk_common.skc_state) : 0;
+	if (sk && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
+		read_addrs(e, sk);
+	else if (skb)
+		read_skb_addrs_reversed(e, skb);
+	e->old_state = e->new_state = state;
 	submit(ctx, e);
 	return 0;
 }
 
-/* saddr/daddr here are a struct sockaddr_in or sockaddr_in6 (28 bytes), from the local side's view. */
-static __always_inline void sockaddr_to(const __u8 *sa, __u8 *addr, __u16 *port, __u16 *family)
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcp_send_reset_btf, const struct sock *sk, const struct sk_buff *skb)
 {
-	__u16 fam = sa[0] | (sa[1] << 8);
-	*family = fam;
-	*port = (sa[2] << 8) | sa[3];
-	if (fam == AF_INET6)
-		__builtin_memcpy(addr, sa + 8, 16);
-	else
-		__builtin_memcpy(addr, sa + 4, 4);
+	return on_send_reset(ctx, sk, skb);
 }
 
 SEC("tracepoint/tcp/tcp_send_reset")
-int tcp_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
+int tcp_send_reset_tp(struct trace_event_raw_tcp_send_reset *ctx)
 {
-	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_SENT, (__u64)ctx->skaddr);
-	if (!e)
-		return 0;
-	__u8 sa[28], da[28];
-	bpf_probe_read_kernel(sa, sizeof(sa), ctx->saddr);
-	bpf_probe_read_kernel(da, sizeof(da), ctx->daddr);
-	sockaddr_to(sa, e->saddr, &e->sport, &e->family);
-	sockaddr_to(da, e->daddr, &e->dport, &e->family);
-	e->old_state = e->new_state = ctx->state;
-	submit(ctx, e);
-	return 0;
+	return on_send_reset(ctx, ctx->skaddr, ctx->skbaddr);
 }
 
-/* The benchmark's baseline for the lifecycle tracepoint: attached, does nothing. */
-SEC("tracepoint/sock/inet_sock_set_state")
-int empty_set_state(void *ctx)
-{
-	return 0;
-}
+/* ---------- process exit: a Go process's layout goes with it ---------- */
 
-/* A Go process's layout goes with it, so a reused pid never reads another program's TLS as a g. */
-SEC("tracepoint/sched/sched_process_exit")
-int sched_process_exit(void *ctx)
+/* So a reused pid never reads another program's TLS as a g. */
+static __always_inline int on_process_exit(void)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32;
@@ -509,4 +585,16 @@ int sched_process_exit(void *ctx)
 		return 0; /* a thread, not the process */
 	bpf_map_delete_elem(&tcp_process_layouts, &pid);
 	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sched_process_exit_btf)
+{
+	return on_process_exit();
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int sched_process_exit_tp(void *ctx)
+{
+	return on_process_exit();
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Record layouts shared by bpf/tcp.bpf.c and the agent's decoder (agent/src/events/tcp-event.ts).
+/* Record layouts and numbering shared by bpf/tcp.bpf.c and the agent's decoder (agent/src/events/tcp-event.ts).
  * The single source of truth; test/bpf/layout.test.ts proves both sides agree. */
 #ifndef GOROSCOPE_TCP_H
 #define GOROSCOPE_TCP_H
@@ -14,6 +14,15 @@ enum tcp_event_kind {
 	TCP_EVENT_RESET_RECV = 6,  /* tcp:tcp_receive_reset */
 	TCP_EVENT_CLOSE = 7,       /* the socket reached TCP_CLOSE: totals read from the socket */
 	TCP_EVENT_KINDS = 8,       /* indexes drop_counts */
+};
+
+/* Indexes of the tcp_stats counters: what the BPF side saw besides records and drops. */
+enum tcp_stat {
+	TCP_STAT_CLOSE_UNOWNED = 0,        /* a socket closed whose owner we never bound (preexisting, never accepted...) */
+	TCP_STAT_GOID_UNREAD = 1,          /* a Go process's goroutine could not be read (TLS or g not readable) */
+	TCP_STAT_ACCEPT_UNRESOLVED = 2,    /* accept returned an fd we could not resolve to a TCP sock */
+	TCP_STAT_RETRANSMIT_UNSAMPLED = 3, /* a retransmit left out by retransmit_keep (its total stays exact at close) */
+	TCP_STAT_KINDS = 4,
 };
 
 enum tcp_role {

@@ -14,8 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/perf_event.h>
 
 #include <linux/types.h>
 #include <bpf/bpf.h>
@@ -28,6 +31,7 @@
 #include "../../bpf/runtime.h"
 #include "reader.h"
 #include "procmem.h"
+#include "tracefs.h"
 
 #define MAX_LINKS 8192
 
@@ -430,6 +434,41 @@ static napi_value bpf_attach(napi_env env, napi_callback_info info)
 	if (!link)
 		return throw_errno(env, errno, "cannot attach %s", bpf_program__name(prog));
 	return store_link(env, h, link);
+}
+
+/* attachTracepointId(program, id) -> link id: a classic tracepoint by its id (agent/src/bpf/tracefs.ts finds
+ * it, from a mounted tracefs or a private mount), so attaching needs no tracefs now. One perf event (every
+ * task, cpu 0) runs the program for hits on every CPU, as libbpf's own tracepoint attach opens it. */
+static napi_value bpf_attach_tracepoint_id(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], self;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	int64_t id;
+	if (argc < 2 || napi_get_value_int64(env, argv[1], &id) != napi_ok || id <= 0)
+		return throw_errno(env, 0, "attachTracepointId(program, id): id must be a positive number");
+	struct bpf_program *prog = find_prog(env, h, argv[0]);
+	if (!prog)
+		return NULL;
+	struct perf_event_attr attr;
+	memset(&attr, 0, sizeof(attr));
+	attr.type = PERF_TYPE_TRACEPOINT;
+	attr.size = sizeof(attr);
+	attr.config = (__u64)id;
+	int pfd = (int)syscall(__NR_perf_event_open, &attr, -1 /* every task */, 0 /* cpu */, -1, PERF_FLAG_FD_CLOEXEC);
+	if (pfd < 0)
+		return throw_errno(env, errno, "cannot open tracepoint %lld for %s", (long long)id, bpf_program__name(prog));
+	clear_libbpf_log();
+	struct bpf_link *link = bpf_program__attach_perf_event(prog, pfd);
+	if (!link) {
+		int err = errno;
+		close(pfd);
+		return throw_errno(env, err, "cannot attach %s to tracepoint %lld", bpf_program__name(prog), (long long)id);
+	}
+	return store_link(env, h, link); /* the link owns pfd: destroying it closes it */
 }
 
 /* detach(linkId) */
@@ -840,6 +879,58 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/* ---------- enums shared with TypeScript, as the C compiler numbers them ---------- */
+
+static void put_u32(napi_env env, napi_value obj, const char *name, uint32_t x)
+{
+	napi_value v;
+	napi_create_uint32(env, x, &v);
+	napi_set_named_property(env, obj, name, v);
+}
+
+#define ENUM_VALUE(obj, name) put_u32(env, obj, #name, name)
+
+/* enums() -> { tcp_event_kind: {TCP_EVENT_STATE: 1, ...}, ... }: what test/bpf/layout.test.ts checks the
+ * TypeScript constants against. */
+static napi_value bridge_enums(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	napi_value out, e;
+	napi_create_object(env, &out);
+
+	napi_create_object(env, &e);
+	ENUM_VALUE(e, TCP_EVENT_STATE);
+	ENUM_VALUE(e, TCP_EVENT_CONNECT);
+	ENUM_VALUE(e, TCP_EVENT_ACCEPT);
+	ENUM_VALUE(e, TCP_EVENT_RETRANSMIT);
+	ENUM_VALUE(e, TCP_EVENT_RESET_SENT);
+	ENUM_VALUE(e, TCP_EVENT_RESET_RECV);
+	ENUM_VALUE(e, TCP_EVENT_CLOSE);
+	ENUM_VALUE(e, TCP_EVENT_KINDS);
+	napi_set_named_property(env, out, "tcp_event_kind", e);
+
+	napi_create_object(env, &e);
+	ENUM_VALUE(e, TCP_ROLE_UNKNOWN);
+	ENUM_VALUE(e, TCP_ROLE_CLIENT);
+	ENUM_VALUE(e, TCP_ROLE_SERVER);
+	ENUM_VALUE(e, TCP_ROLE_LISTENER);
+	napi_set_named_property(env, out, "tcp_role", e);
+
+	napi_create_object(env, &e);
+	ENUM_VALUE(e, TCP_STAT_CLOSE_UNOWNED);
+	ENUM_VALUE(e, TCP_STAT_GOID_UNREAD);
+	ENUM_VALUE(e, TCP_STAT_ACCEPT_UNRESOLVED);
+	ENUM_VALUE(e, TCP_STAT_RETRANSMIT_UNSAMPLED);
+	ENUM_VALUE(e, TCP_STAT_KINDS);
+	napi_set_named_property(env, out, "tcp_stat", e);
+
+	napi_create_object(env, &e);
+	ENUM_VALUE(e, TCP_FLAG_FIN_RECEIVED);
+	ENUM_VALUE(e, TCP_FLAG_FIN_ACKED);
+	napi_set_named_property(env, out, "tcp_flag", e);
+	return out;
+}
+
 /* libbpfVersion() -> "1.1" */
 static napi_value bridge_libbpf_version(napi_env env, napi_callback_info info)
 {
@@ -866,6 +957,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "attachUprobe", NULL, bpf_attach_uprobe, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "attachTracepoint", NULL, bpf_attach_tracepoint, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "attach", NULL, bpf_attach, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "attachTracepointId", NULL, bpf_attach_tracepoint_id, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "detach", NULL, bpf_detach, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "updateElem", NULL, bpf_update_elem, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "lookupElem", NULL, bpf_lookup_elem, NULL, NULL, NULL, napi_default_method, NULL },
@@ -885,6 +977,9 @@ static napi_value init(napi_env env, napi_value exports)
 	napi_create_function(env, "hasRingbuf", NAPI_AUTO_LENGTH, bridge_has_ringbuf, NULL, &fn);
 	napi_set_named_property(env, exports, "hasRingbuf", fn);
 	procmem_register(env, exports);
+	napi_create_function(env, "enums", NAPI_AUTO_LENGTH, bridge_enums, NULL, &fn);
+	napi_set_named_property(env, exports, "enums", fn);
+	tracefs_register(env, exports);
 	return exports;
 }
 

@@ -1,6 +1,6 @@
 // goroscope benchmarks, side by side in one run (never timed tests): `npm run bench`.
 //
-//   npm run bench -- [--only hit-cost,http,pipeline,memory,startup] [--quick] [--out bench/results] [--go local]
+//   npm run bench -- [--only hit-cost,http,pipeline,memory,startup,tcp-attach] [--quick] [--out bench/results] [--go local]
 //                    [--memory-goroutines 1000000]
 //
 // Writes <out>/latest.json (every figure with its unit, target and the command that produced it) and
@@ -16,10 +16,11 @@ import { runHttpLoad } from './http-load.ts';
 import { runPipeline } from './pipeline.ts';
 import { runMemory } from './memory.ts';
 import { runStartup } from './startup.ts';
+import { runTcpAttach } from './tcp-attach.ts';
 import { renderMarkdown } from './report.ts';
 import { repoRoot, type BenchContext, type Figure } from './lib.ts';
 
-export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup'] as const;
+export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup', 'tcp-attach'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 export interface BenchResults {
@@ -99,6 +100,7 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   memory: () => runMemory(ctx, args['memory-goroutines'] ? Number(args['memory-goroutines']) : undefined),
   http: () => runHttpLoad(ctx),
   startup: () => runStartup(ctx),
+  'tcp-attach': () => runTcpAttach(ctx),
 };
 
 for (const name of selected) {

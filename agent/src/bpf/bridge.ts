@@ -34,6 +34,8 @@ export interface MapInfo { type: number; keySize: number; valueSize: number; max
 export interface BpfObject {
   attachUprobe(program: string, binaryPath: string, fileOffset: number, pid: number, cookie: bigint): number;
   attachTracepoint(program: string, category: string, name: string): number;
+  /** A classic tracepoint by its id (tracefs.ts): needs no tracefs mounted at this moment. */
+  attachTracepointId(program: string, id: number): number;
   attach(program: string): number;
   detach(link: number): void;
   updateElem(map: string, key: Buffer, value: Buffer): void;
@@ -63,6 +65,10 @@ interface Addon {
   hasRingbuf(): boolean;
   /** Batched process_vm_readv (procmem.c): bytes read per range, ranges laid end to end in out. */
   readMemory(pid: number, addrs: Float64Array, lens: Uint32Array, out: Buffer): Int32Array;
+  /** The numbering of bpf/*.h enums, as the C compiler sees it (checked against the TypeScript constants). */
+  enums(): Record<string, Record<string, number>>;
+  /** Classic tracepoint ids from a tracefs mounted in a child's private mount namespace (needs CAP_SYS_ADMIN). */
+  privateTracefsIds(names: string[]): number[];
 }
 
 let addon: Addon | undefined;

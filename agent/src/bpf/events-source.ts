@@ -36,6 +36,8 @@ export interface EventsSourceOptions {
   globals?: Record<string, Buffer>;
   /** Programs that only work on one transport, by the transport they need. */
   programsFor?: Record<EventTransport, string[]>;
+  /** Programs not to load whatever the transport (e.g. the twins of another attach path). */
+  skipPrograms?: string[];
 }
 
 export interface EventsSource {
@@ -62,7 +64,7 @@ export function openEventsSource(o: EventsSourceOptions): EventsSource {
     ringSizes: { ...o.sizes, ...(perf ? {} : { [o.map]: o.ringBytes }) },
     globals,
     ...(perf ? { perfEventArrays: [o.map] } : {}),
-    skipPrograms: o.programsFor?.[perf ? 'ringbuf' : 'perf'] ?? [],
+    skipPrograms: [...(o.programsFor?.[perf ? 'ringbuf' : 'perf'] ?? []), ...(o.skipPrograms ?? [])],
   };
   const bpf = openBpfObject(o.object, opts);
   const ring: RingSpec = { map: o.map, recordSize: o.recordSize };

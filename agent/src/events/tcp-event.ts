@@ -1,4 +1,5 @@
-// The TCP record as bpf/tcp.h lays it out; test/bpf/layout.test.ts checks it against the C compiler's view.
+// The TCP record and numbering as bpf/tcp.h lays them out; test/bpf/layout.test.ts checks both against the
+// C compiler's view.
 
 export const TcpEventKind = { state: 1, connect: 2, accept: 3, retransmit: 4, resetSent: 5, resetReceived: 6, close: 7 } as const;
 export const TCP_EVENT_KINDS = 8;
@@ -35,7 +36,7 @@ export const tcpStateNames: Record<number, string> = {
   12: 'new_syn_recv',
 };
 
-/** tcp_stats indexes (bpf/tcp.bpf.c enum tcp_stat). */
+/** tcp_stats indexes (bpf/tcp.h enum tcp_stat). */
 export const TcpStat = { closeUnowned: 0, goidUnread: 1, acceptUnresolved: 2, retransmitUnsampled: 3 } as const;
 
 export const AF_INET = 2;

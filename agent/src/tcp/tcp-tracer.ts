@@ -1,10 +1,13 @@
 // TCP connections of every process on the node, from bpf/tcp.bpf.c: one BPF object, one ring buffer, a
 // connection table keyed by struct sock, per-peer aggregates over a sliding window, and the connections that
-// existed before the agent started, seeded from the kernel's socket table.
+// existed before the agent started, seeded from the kernel's socket table. Which of the object's programs are
+// loaded (BTF-typed or classic tracepoints; raw or per-syscall syscall hooks) is decided in attach-plan.ts
+// and reported by attachMode.
 import type { ConnectionRecord } from '../../../collector/src/protocol/records.ts';
 import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
-import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
+import { openEventsSource, type EventTransport, type EventsSource } from '../bpf/events-source.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
+import { tracefsAccess, tracepointIds, TracefsUnavailable, type TracefsAccess } from '../bpf/tracefs.ts';
 import {
   AF_INET6,
   encodeTcpProcessLayout,
@@ -23,6 +26,17 @@ import {
 import { openGoBinary, type GoBinary } from '../gobinary/index.ts';
 import { layoutForBinary } from '../gobinary/layouts.ts';
 import { monoToWallMs } from '../tracer/clock.ts';
+import {
+  ALL_PROGRAMS,
+  hasKernelBtf,
+  planFor,
+  preferredPlan,
+  resolveChoice,
+  vmlinuxBtf,
+  type AttachPlan,
+  type EventPrograms,
+  type SyscallPrograms,
+} from './attach-plan.ts';
 import { ConnectionTable, tupleKey, type Connection, type Role } from './connection-table.ts';
 import { findTlsGOffset } from './go-tls.ts';
 import { PeerStats, type PeerAggregate } from './peer-stats.ts';
@@ -48,6 +62,35 @@ export interface TcpTracerOptions {
   seed?: boolean;
   /** Network namespaces to seed from besides the agent's own: those of these pids. */
   seedPids?: number[];
+  /**
+   * The event programs: BTF-typed raw tracepoints (no tracefs) or classic tracepoints. auto (the default)
+   * takes BTF where the kernel has it (/sys/kernel/btf/vmlinux). Also GOROSCOPE_TCP_PROGRAMS.
+   */
+  programs?: EventPrograms | 'auto';
+  /** connect/accept exits: the raw sys_exit tracepoint or the classic per-syscall ones. Also GOROSCOPE_TCP_SYSCALLS. */
+  syscalls?: SyscallPrograms | 'auto';
+}
+
+/** How the TCP programs were attached: for logs, /metrics, the snapshot and `goroscope doctor`. */
+export interface TcpAttachMode {
+  /** sock/tcp/sched events: BTF-typed raw tracepoints (tp_btf), or classic tracepoints */
+  events: EventPrograms;
+  /** connect/accept exits: the raw sys_exit tracepoint, or syscalls:sys_{enter,exit}_* */
+  syscalls: SyscallPrograms;
+  /** Where the classic tracepoints' ids came from: a mounted tracefs, or one mounted in a private namespace. */
+  tracefs: 'mounted' | 'private-mount' | 'not needed';
+  /** The programs attached. */
+  programs: string[];
+  /** Why a preferred path was not taken, one line each (nothing is lost: another path does the same). */
+  notes: string[];
+}
+
+/** One line, e.g. "tp_btf events, classic syscall tracepoints (tracefs ids: private-mount)". */
+export function describeAttachMode(m: TcpAttachMode): string {
+  const events = m.events === 'btf' ? 'tp_btf events' : 'classic tracepoint events';
+  const syscalls = m.syscalls === 'raw' ? 'raw sys_exit for connect/accept' : 'classic syscall tracepoints for connect/accept';
+  const ids = m.tracefs === 'not needed' ? 'no tracefs needed' : `tracefs ids: ${m.tracefs}`;
+  return `${events}, ${syscalls} (${ids})${m.notes.length ? `; ${m.notes.join('; ')}` : ''}`;
 }
 
 export interface GoProcessLayout {
@@ -70,27 +113,18 @@ export function retransmitKeep(share: number): Buffer {
   return b;
 }
 
-/** The BPF programs, each attached where its section says. */
-const PROGRAMS = [
-  'inet_sock_set_state',
-  'sys_enter_connect',
-  'sys_exit_connect',
-  'sys_exit_accept4',
-  'sys_exit_accept',
-  'tcp_retransmit_skb',
-  'tcp_receive_reset',
-  'tcp_send_reset',
-  'sched_process_exit',
-] as const;
-
 const roleNames: Record<number, Role> = { 0: 'unknown', 1: 'client', 2: 'server', 3: 'listener' };
 
 export class TcpTracer {
   readonly bpf: BpfObject;
   readonly table: ConnectionTable;
   readonly peerStats: PeerStats;
-  private readonly opts: Required<Omit<TcpTracerOptions, 'seedPids' | 'transport'>> & { seedPids: number[] };
+  private readonly opts: Required<Omit<TcpTracerOptions, 'seedPids' | 'transport' | 'programs' | 'syscalls'>> & { seedPids: number[] };
   readonly transport: EventTransport;
+  /** Which programs were loaded and how they attach. */
+  readonly attachMode: TcpAttachMode;
+  private readonly plan: AttachPlan;
+  private readonly tracepointIds = new Map<string, number>();
   private readonly links: number[] = [];
   private readonly reader: RingReader;
   private readonly goPids = new Map<number, GoProcessLayout>();
@@ -116,17 +150,10 @@ export class TcpTracer {
       retransmitSampling: opts.retransmitSampling ?? 1,
       seedPids: opts.seedPids ?? [],
     };
-    const source = openEventsSource({
-      object: 'tcp',
-      map: 'tcp_events',
-      recordSize: tcpEventLayout.size,
-      ringBytes: this.opts.ringBytes,
-      perfWakeupBytes: this.opts.wakeupBytes,
-      ringWakeupBytes: this.opts.wakeupBytes,
-      transport: opts.transport,
-      sizes: { tcp_owners: this.opts.maxOwners },
-      globals: { retransmit_keep: retransmitKeep(this.opts.retransmitSampling) },
-    });
+    const opened = this.open(opts);
+    const source = opened.source;
+    this.plan = opened.plan;
+    this.attachMode = opened.mode;
     this.bpf = source.bpf;
     this.transport = source.transport;
     this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
@@ -136,11 +163,80 @@ export class TcpTracer {
     this.peerStats = new PeerStats({ windowMs: this.opts.peerWindowMs, maxPairs: this.opts.maxPeers });
   }
 
-  /** Attaches the tracepoints, starts draining, then seeds what already exists (so nothing falls between). */
+  /**
+   * Loads the object with the programs of the best plan this node allows. BTF programs where the kernel has
+   * BTF; classic ones need tracepoint ids (tracefs.ts), and when those cannot be had on a kernel without
+   * BTF, TCP cannot be traced: the error says in one line what would fix it.
+   */
+  private open(opts: TcpTracerOptions): { source: EventsSource; plan: AttachPlan; mode: TcpAttachMode } {
+    const choice = resolveChoice({ events: opts.programs, syscalls: opts.syscalls });
+    const btf = hasKernelBtf();
+    const notes: string[] = [];
+    let access: TracefsAccess | undefined;
+    let idsFrom: TcpAttachMode['tracefs'] = 'not needed';
+    /** Reads the ids of the plan's classic tracepoints (throws TracefsUnavailable when they cannot be had). */
+    const resolveIds = (plan: AttachPlan): void => {
+      const names = [...new Set(plan.tracepoints.values())];
+      if (!names.length) return;
+      access ??= tracefsAccess();
+      const got = tracepointIds(names, access);
+      for (const [program, tp] of plan.tracepoints) this.tracepointIds.set(program, got.ids.get(tp)!);
+      idsFrom = got.source;
+    };
+    const load = (plan: AttachPlan): EventsSource =>
+      openEventsSource({
+        object: 'tcp',
+        map: 'tcp_events',
+        recordSize: tcpEventLayout.size,
+        ringBytes: this.opts.ringBytes,
+        perfWakeupBytes: this.opts.wakeupBytes,
+        ringWakeupBytes: this.opts.wakeupBytes,
+        transport: opts.transport,
+        sizes: { tcp_owners: this.opts.maxOwners },
+        globals: { retransmit_keep: retransmitKeep(this.opts.retransmitSampling) },
+        skipPrograms: ALL_PROGRAMS.filter((p) => !plan.programs.includes(p)),
+      });
+
+    let plan = preferredPlan(choice, btf, tracefsAccess());
+    if (plan.events === 'classic' && choice.events === 'auto') notes.push(`the kernel has no BTF (${vmlinuxBtf}): classic tracepoints`);
+    try {
+      resolveIds(plan);
+    } catch (e) {
+      if (!(e instanceof TracefsUnavailable)) throw e;
+      if (plan.events === 'classic') throw new Error(`TCP tracing needs BTF (${vmlinuxBtf}) or tracefs: ${e.message}`);
+      if (choice.syscalls === 'classic') throw new Error(`classic syscall tracepoints need tracefs: ${e.message}`);
+      plan = planFor('btf', 'raw');
+    }
+    let source: EventsSource;
+    try {
+      source = load(plan);
+    } catch (e) {
+      // A kernel that has BTF but refuses a tp_btf program (too old for one of them, or a changed tracepoint):
+      // the classic programs do the same, given tracefs.
+      if (plan.events !== 'btf' || choice.events !== 'auto') throw e;
+      const why = (e as Error).message.split('\n')[0];
+      const classic = planFor('classic', 'classic');
+      try {
+        resolveIds(classic);
+      } catch (e2) {
+        throw new Error(`TCP tracing: the BTF programs were refused (${why}), and the classic fallback ${(e2 as Error).message}`);
+      }
+      notes.push(`BTF programs refused (${why}): classic tracepoints`);
+      plan = classic;
+      source = load(plan);
+    }
+    const mode: TcpAttachMode = { events: plan.events, syscalls: plan.syscalls, tracefs: idsFrom, programs: plan.programs, notes };
+    return { source, plan, mode };
+  }
+
+  /** Attaches the programs, starts draining, then seeds what already exists (so nothing falls between). */
   start(): void {
     if (!this.links.length) {
       try {
-        for (const p of PROGRAMS) this.links.push(this.bpf.attach(p));
+        for (const p of this.plan.programs) {
+          const id = this.tracepointIds.get(p);
+          this.links.push(id === undefined ? this.bpf.attach(p) : this.bpf.attachTracepointId(p, id));
+        }
       } catch (e) {
         this.detachAll();
         throw e;

@@ -1,0 +1,178 @@
+// How bpf/tcp.bpf.c is best attached, measured side by side (configurations interleaved, forward then
+// backward, round after round; medians):
+//
+// 1. Syscalls. connect/accept need the syscall's exit: either the classic per-syscall tracepoints
+//    (syscalls:sys_{enter,exit}_{connect,accept,accept4}: tracefs for their ids) or the raw sys_exit
+//    tracepoint (tp_btf, no tracefs, but a program run on every syscall of the node). A loop of getppid(2)
+//    (fixtures/syscalls) under: nothing; the classic tracepoints; an empty raw sys_exit program; goroscope's
+//    raw sys_exit program (filters by syscall number). Both kinds put every thread on the syscall slow path
+//    (the kernel's sys_enter/sys_exit tracepoints are what the per-syscall events hang off).
+// 2. The lifecycle tracepoint, sock:inet_sock_set_state, per hit: tp_btf against classic, empty programs and
+//    goroscope's, under listen+shutdown of one socket (2 hits each, fixtures/syscalls `listen`) and under
+//    connection churn (fixtures/syscalls `churn`: connect, accept, reset, on one thread), with the kernel's own run time of each program
+//    (kernel.bpf_stats_enabled) in a separate pass.
+import { openBpfObject, type BpfObject } from '../../agent/src/bpf/bridge.ts';
+import { tracepointIds } from '../../agent/src/bpf/tracefs.ts';
+import { tcpEventLayout } from '../../agent/src/events/tcp-event.ts';
+import { CLASSIC_SYSCALL_PROGRAMS, RAW_SYSCALL_PROGRAMS } from '../../agent/src/tcp/attach-plan.ts';
+import { buildFixture, enableBpfStats, figure, median, ownProgStats, progDelta, round, runCommand, type BenchContext, type Figure } from './lib.ts';
+
+interface Config {
+  name: string;
+  label: string;
+  /** Attaches; returns what detaches. */
+  attach: () => () => void;
+  /** Programs whose kernel run time this configuration exercises. */
+  programs: string[];
+}
+
+/** Alternates the order of the configurations each round (forward, backward). */
+function interleaved<T>(xs: T[], round: number): T[] {
+  return round % 2 ? [...xs].reverse() : xs;
+}
+
+/** The fixture's NS_PER_OP (wall) and CPU_NS_PER_OP (its thread's CPU time: what the programs add, without
+ * the waits for a CPU that a busy machine adds). */
+function loopResult({ stdout }: { stdout: string }): { wall: number; cpu: number } {
+  const m = /NS_PER_OP ([\d.]+) CPU_NS_PER_OP ([\d.]+)/.exec(stdout);
+  if (!m) throw new Error(`fixtures/syscalls: unexpected output ${stdout}`);
+  return { wall: Number(m[1]), cpu: Number(m[2]) };
+}
+
+function attachAll(bpf: BpfObject, attachOne: (p: string) => number, programs: string[]): () => void {
+  const links = programs.map(attachOne);
+  return () => links.forEach((l) => bpf.detach(l));
+}
+
+export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
+  const bench = 'tcp-attach';
+  const rounds = ctx.quick ? 1 : 5;
+  const syscallsN = ctx.quick ? 200_000 : 3_000_000;
+  const listenN = ctx.quick ? 5_000 : 60_000;
+  const churnN = ctx.quick ? 1_000 : 20_000;
+  const syscalls = buildFixture('syscalls', ctx.goVersion);
+  const cmd = (what: string) => `${ctx.invocation} (tcp-attach: ${what})`;
+
+  // goroscope's programs, both kinds loaded in one object (the agent loads one kind), and the baselines.
+  const tcp = openBpfObject('tcp', { ringSizes: { tcp_events: 8 << 20 } });
+  const empty = openBpfObject('bench/tcp-attach');
+  const classicIds = tracepointIds([...CLASSIC_SYSCALL_PROGRAMS.map((s) => s.tracepoint), 'sock/inet_sock_set_state']);
+  const id = (tp: string) => classicIds.ids.get(tp)!;
+  let records = 0;
+  tcp.startReader([{ map: 'tcp_events', recordSize: tcpEventLayout.size }], (_r, b) => (records += b.length / tcpEventLayout.size));
+  const figures: Figure[] = [];
+  try {
+    // ---- 1. syscalls ----
+    const sysConfigs: Config[] = [
+      { name: 'none', label: 'nothing attached', attach: () => () => {}, programs: [] },
+      {
+        name: 'classic',
+        label: 'classic syscalls:sys_{enter,exit}_{connect,accept,accept4} tracepoints (goroscope\'s)',
+        attach: () => attachAll(tcp, (p) => tcp.attachTracepointId(p, id(CLASSIC_SYSCALL_PROGRAMS.find((s) => s.program === p)!.tracepoint)), CLASSIC_SYSCALL_PROGRAMS.map((s) => s.program)),
+        programs: CLASSIC_SYSCALL_PROGRAMS.map((s) => s.program),
+      },
+      { name: 'raw_empty', label: 'raw sys_exit (tp_btf), empty program', attach: () => attachAll(empty, (p) => empty.attach(p), ['empty_sys_exit_btf']), programs: ['empty_sys_exit_btf'] },
+      { name: 'raw_filter', label: 'raw sys_exit (tp_btf), goroscope\'s program (keeps connect/accept/accept4)', attach: () => attachAll(tcp, (p) => tcp.attach(p), [...RAW_SYSCALL_PROGRAMS]), programs: [...RAW_SYSCALL_PROGRAMS] },
+    ];
+    const sysNs = new Map<string, number[]>(sysConfigs.map((c) => [c.name, []]));
+    const sysWallNs = new Map<string, number[]>(sysConfigs.map((c) => [c.name, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const c of interleaved(sysConfigs, r)) {
+        const detach = c.attach();
+        try {
+          const out = loopResult(await runCommand(syscalls, ['getppid', '-n', String(syscallsN)]));
+          sysNs.get(c.name)!.push(out.cpu);
+          sysWallNs.get(c.name)!.push(out.wall);
+        } finally {
+          detach();
+        }
+      }
+    }
+    const base = median(sysNs.get('none')!);
+    for (const c of sysConfigs) {
+      const v = median(sysNs.get(c.name)!);
+      figures.push(figure({ id: `${bench}.ns_per_syscall.${c.name}`, bench, label: `getppid(2): CPU ns per syscall, ${c.label}`, value: round(v), unit: 'ns', samples: sysNs.get(c.name), command: cmd(`fixtures/syscalls getppid -n ${syscallsN}, ${rounds} rounds`) }));
+      figures.push(figure({ id: `${bench}.wall_ns_per_syscall.${c.name}`, bench, label: `getppid(2): wall ns per syscall, ${c.label}`, value: round(median(sysWallNs.get(c.name)!)), unit: 'ns', samples: sysWallNs.get(c.name), command: cmd(`fixtures/syscalls getppid -n ${syscallsN}, ${rounds} rounds`) }));
+      if (c.name !== 'none') {
+        figures.push(figure({ id: `${bench}.added_ns_per_syscall.${c.name}`, bench, label: `getppid(2): CPU ns added per syscall, ${c.label}`, value: round(v - base), unit: 'ns', command: cmd(`median difference to nothing attached`) }));
+      }
+    }
+
+    // ---- 2. inet_sock_set_state per hit ----
+    const stateConfigs: Config[] = [
+      { name: 'none', label: 'nothing attached', attach: () => () => {}, programs: [] },
+      { name: 'empty_tp', label: 'classic tracepoint, empty program', attach: () => attachAll(empty, (p) => empty.attachTracepointId(p, id('sock/inet_sock_set_state')), ['empty_set_state_tp']), programs: ['empty_set_state_tp'] },
+      { name: 'empty_btf', label: 'tp_btf, empty program', attach: () => attachAll(empty, (p) => empty.attach(p), ['empty_set_state_btf']), programs: ['empty_set_state_btf'] },
+      { name: 'full_tp', label: 'classic tracepoint, goroscope\'s program', attach: () => attachAll(tcp, (p) => tcp.attachTracepointId(p, id('sock/inet_sock_set_state')), ['inet_sock_set_state_tp']), programs: ['inet_sock_set_state_tp'] },
+      { name: 'full_btf', label: 'tp_btf, goroscope\'s program', attach: () => attachAll(tcp, (p) => tcp.attach(p), ['inet_sock_set_state_btf']), programs: ['inet_sock_set_state_btf'] },
+    ];
+    const listenNs = new Map<string, number[]>(stateConfigs.map((c) => [c.name, []]));
+    const churnUs = new Map<string, number[]>(stateConfigs.map((c) => [c.name, []]));
+    const churn = async (): Promise<number> => loopResult(await runCommand(syscalls, ['churn', '-n', String(churnN)])).cpu;
+    for (let r = 0; r < rounds; r++) {
+      for (const c of interleaved(stateConfigs, r)) {
+        const detach = c.attach();
+        try {
+          listenNs.get(c.name)!.push(loopResult(await runCommand(syscalls, ['listen', '-n', String(listenN)])).cpu);
+          churnUs.get(c.name)!.push((await churn()) / 1000);
+        } finally {
+          detach();
+        }
+      }
+    }
+    // Hits per operation and the programs' own run time, with the kernel's statistics on (a pass apart: they
+    // add their own cost).
+    const restore = enableBpfStats();
+    const runNs = new Map<string, number>();
+    const hits = { listen: NaN, churn: NaN };
+    if (restore) {
+      try {
+        for (const c of stateConfigs.filter((x) => x.name !== 'none')) {
+          const detach = c.attach();
+          try {
+            const before = await ownProgStats();
+            await runCommand(syscalls, ['listen', '-n', String(listenN)]);
+            const mid = await ownProgStats();
+            await churn();
+            const after = await ownProgStats();
+            const l = progDelta(before, mid, c.programs);
+            const t = progDelta(mid, after, c.programs);
+            runNs.set(c.name, (l.runTimeNs + t.runTimeNs) / Math.max(1, l.runCnt + t.runCnt));
+            if (c.name === 'empty_btf') {
+              hits.listen = l.runCnt / (listenN * 1.01); // the loop's warm-up is 1% more
+              hits.churn = t.runCnt / (churnN * 1.01);
+            }
+          } finally {
+            detach();
+          }
+        }
+      } finally {
+        restore();
+      }
+    }
+    const listenBase = median(listenNs.get('none')!);
+    const churnBase = median(churnUs.get('none')!);
+    const hl = Number.isFinite(hits.listen) ? hits.listen : 2;
+    figures.push(figure({ id: `${bench}.set_state_hits.listen`, bench, label: 'inet_sock_set_state hits per listen+shutdown', value: round(hl, 2), unit: 'hits', command: cmd('kernel.bpf_stats_enabled run_cnt') }));
+    figures.push(figure({ id: `${bench}.set_state_hits.churn`, bench, label: 'inet_sock_set_state hits per connection (both ends)', value: round(hits.churn, 2), unit: 'hits', command: cmd('kernel.bpf_stats_enabled run_cnt') }));
+    for (const c of stateConfigs) {
+      const l = median(listenNs.get(c.name)!);
+      const u = median(churnUs.get(c.name)!);
+      figures.push(figure({ id: `${bench}.listen_ns.${c.name}`, bench, label: `listen+shutdown: CPU ns each, ${c.label}`, value: round(l), unit: 'ns', samples: listenNs.get(c.name), command: cmd(`fixtures/syscalls listen -n ${listenN}, ${rounds} rounds`) }));
+      figures.push(figure({ id: `${bench}.churn_us_per_conn.${c.name}`, bench, label: `loopback connect+accept+reset: CPU µs per connection, ${c.label}`, value: round(u, 2), unit: 'µs', samples: churnUs.get(c.name), command: cmd(`fixtures/syscalls churn -n ${churnN}, ${rounds} rounds`) }));
+      if (c.name === 'none') continue;
+      figures.push(figure({ id: `${bench}.per_hit_ns.${c.name}`, bench, label: `inet_sock_set_state: ns per hit (listen loop), ${c.label}`, value: round((l - listenBase) / hl), unit: 'ns', command: cmd('(listen ns - none) / hits per listen') }));
+      if (Number.isFinite(hits.churn)) {
+        figures.push(figure({ id: `${bench}.per_hit_ns_churn.${c.name}`, bench, label: `inet_sock_set_state: ns per hit (churn), ${c.label}`, value: round(((u - churnBase) * 1000) / hits.churn), unit: 'ns', command: cmd('(µs per connection - none) / hits per connection') }));
+      }
+      figures.push(figure({ id: `${bench}.bpf_run_ns.${c.name}`, bench, label: `inet_sock_set_state: the program's own run time per hit, ${c.label}`, value: runNs.has(c.name) ? round(runNs.get(c.name)!) : null, unit: 'ns', command: cmd('kernel.bpf_stats_enabled run_time_ns / run_cnt'), ...(runNs.has(c.name) ? {} : { note: 'kernel.bpf_stats_enabled could not be set' }) }));
+    }
+    ctx.log(`tcp-attach: ${records} records drained`);
+  } finally {
+    tcp.stopReader();
+    tcp.close();
+    empty.close();
+  }
+  return figures;
+}
+
