@@ -75,10 +75,12 @@ struct {
 	__type(value, struct tcp_owner);
 } tcp_owners SEC(".maps");
 
-/* connect(2) in progress, per thread: its fd (classic path: sys_enter_connect; the raw path reads it from the
- * registers at exit) and the socket that went CLOSE->SYN_SENT on this thread, which the call's exit clears. */
+/* connect(2) in progress, per thread: its fd and address (classic path: from sys_enter_connect; the raw path
+ * reads them from the registers at exit) and the socket that went CLOSE->SYN_SENT on this thread, which the
+ * call's exit clears. */
 struct pending_connect {
 	__u64 fd;
+	__u64 uaddr; /* the caller's struct sockaddr */
 	__u64 syn_sk;
 };
 
@@ -337,9 +339,27 @@ static __always_inline bool is_tcp(const struct sock *sk)
 	       BPF_CORE_READ(sk, sk_type) == 1 /* SOCK_STREAM */;
 }
 
-/* connect(fd) returned ret: report a failure that came before any SYN (no route, no local port, bad
+/* The address connect(2) was asked for, from the caller's struct sockaddr (the socket has none yet when the
+ * call failed before routing): AF_INET port at 2, address at 4; AF_INET6 port at 2, address at 8. */
+static __always_inline void read_connect_dest(struct tcp_event *e, __u64 uaddr)
+{
+	__u8 sa[24] = {};
+	if (!uaddr || bpf_probe_read_user(sa, sizeof(sa), (const void *)uaddr))
+		return;
+	__u16 family = sa[0] | (sa[1] << 8);
+	if (family != e->family)
+		return;
+	e->dport = (sa[2] << 8) | sa[3];
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	if (family == AF_INET6)
+		__builtin_memcpy(e->daddr, sa + 8, 16);
+	else
+		__builtin_memcpy(e->daddr, sa + 4, 4);
+}
+
+/* connect(fd, uaddr) returned ret: report a failure that came before any SYN (no route, no local port, bad
  * address...), which no state change will. A SYN sent in the call means the socket's close reports it. */
-static __always_inline int on_connect_exit(void *ctx, __u64 fd, long ret)
+static __always_inline int on_connect_exit(void *ctx, __u64 fd, __u64 uaddr, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pending_connect *pc = bpf_map_lookup_elem(&tcp_pending_connect, &tid);
@@ -357,6 +377,7 @@ static __always_inline int on_connect_exit(void *ctx, __u64 fd, long ret)
 		return 0;
 	set_current(e, TCP_ROLE_CLIENT);
 	read_addrs(e, sk);
+	read_connect_dest(e, uaddr);
 	e->error = (__u16)-ret;
 	e->old_state = e->new_state = TCP_CLOSE;
 	submit(ctx, e);
@@ -413,7 +434,7 @@ int BPF_PROG(syscalls_exit_btf, struct pt_regs *regs, long ret)
 	if (task->thread_info.status & TS_COMPAT)
 		return 0;
 	if (nr == NR_CONNECT)
-		return on_connect_exit(ctx, regs->di, ret); /* di: connect's first argument, the fd, still saved */
+		return on_connect_exit(ctx, regs->di, regs->si, ret); /* connect's fd and address, as the call saved them */
 	return on_accept_exit(ctx, ret);
 }
 
@@ -421,7 +442,7 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int sys_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct pending_connect pc = { .fd = ctx->args[0] };
+	struct pending_connect pc = { .fd = ctx->args[0], .uaddr = ctx->args[1] };
 	bpf_map_update_elem(&tcp_pending_connect, &tid, &pc, BPF_ANY);
 	return 0;
 }
@@ -433,7 +454,7 @@ int sys_exit_connect_tp(struct trace_event_raw_sys_exit *ctx)
 	struct pending_connect *pc = bpf_map_lookup_elem(&tcp_pending_connect, &tid);
 	if (!pc)
 		return 0; /* its enter was before we attached */
-	return on_connect_exit(ctx, pc->fd, ctx->ret);
+	return on_connect_exit(ctx, pc->fd, pc->uaddr, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")

@@ -12,7 +12,9 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFile } from 'node:child_process';
-import { openBpfObject } from '../../agent/src/bpf/bridge.ts';
+import { openBpfObject, type BpfObject } from '../../agent/src/bpf/bridge.ts';
+import { tracefsAccess, tracepointIds } from '../../agent/src/bpf/tracefs.ts';
+import { ALL_PROGRAMS, hasKernelBtf, preferredPlan } from '../../agent/src/tcp/attach-plan.ts';
 import { tcpEventLayout } from '../../agent/src/events/tcp-event.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import { goBuild, repoRoot } from '../../test/lib/go.ts';
@@ -25,7 +27,19 @@ const { values: args } = parseArgs({
   },
 });
 
-const PROGRAMS = ['inet_sock_set_state', 'sys_enter_connect', 'sys_exit_connect', 'sys_exit_accept4', 'sys_exit_accept', 'tcp_retransmit_skb', 'tcp_receive_reset', 'tcp_send_reset', 'sched_process_exit'];
+/** The programs the agent would load here, attached as it attaches them. */
+function attachAsTheAgent(): BpfObject {
+  const plan = preferredPlan({}, hasKernelBtf(), tracefsAccess());
+  const names = [...new Set(plan.tracepoints.values())];
+  const ids = names.length ? tracepointIds(names).ids : new Map<string, number>();
+  const bpf = openBpfObject('tcp', { ringSizes: { tcp_events: 8 << 20 }, skipPrograms: ALL_PROGRAMS.filter((p) => !plan.programs.includes(p)) });
+  for (const p of plan.programs) {
+    const tp = plan.tracepoints.get(p);
+    if (tp) bpf.attachTracepointId(p, ids.get(tp)!);
+    else bpf.attach(p);
+  }
+  return bpf;
+}
 
 /** Runs the loop without blocking the event loop (the tracer applies batches on it). */
 function loopAsync(bin: string, seconds: number, conns: number): Promise<{ connections: number; failed: number; seconds: number }> {
@@ -72,8 +86,7 @@ export async function runTcpConnections(seconds: number, conns: number, rounds: 
 
     // BPF programs attached and the ring drained, but records only counted: the kernel side's cost.
     {
-      const bpf = openBpfObject('tcp', { ringSizes: { tcp_events: 8 << 20 } });
-      for (const p of PROGRAMS) bpf.attach(p);
+      const bpf = attachAsTheAgent();
       let records = 0;
       bpf.startReader([{ map: 'tcp_events', recordSize: tcpEventLayout.size }], (_r, b) => (records += b.length / tcpEventLayout.size));
       const res = await loopAsync(bin, seconds, conns);

@@ -59,6 +59,12 @@ const EXPECTED = [
   ...['full', 'create_exit', 'budget', 'trace'].map((c) => `http.loss_pct.${c}`),
   ...['none', 'full', 'create_exit', 'budget', 'trace'].map((c) => `http.server_cpu_us_per_req.${c}`),
   ...['full', 'create_exit', 'budget', 'trace'].map((c) => `http.server_cpu_overhead_pct.${c}`),
+  ...['none', 'classic', 'raw_empty', 'raw_filter'].map((c) => `tcp-attach.ns_per_syscall.${c}`),
+  ...['classic', 'raw_empty', 'raw_filter'].map((c) => `tcp-attach.added_ns_per_syscall.${c}`),
+  'tcp-attach.set_state_hits.listen',
+  'tcp-attach.set_state_hits.churn',
+  ...['none', 'empty_tp', 'empty_btf', 'full_tp', 'full_btf'].flatMap((c) => [`tcp-attach.listen_ns.${c}`, `tcp-attach.churn_us_per_conn.${c}`]),
+  ...['empty_tp', 'empty_btf', 'full_tp', 'full_btf'].flatMap((c) => [`tcp-attach.per_hit_ns.${c}`, `tcp-attach.bpf_run_ns.${c}`]),
 ];
 
 t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 290_000 }, async (t) => {
@@ -110,6 +116,13 @@ t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 290
   // Memory: the table holds the parked population.
   t.ok(v('memory.goroutines') >= MEMORY_GOROUTINES, `the table holds the ${MEMORY_GOROUTINES} parked goroutines (${v('memory.goroutines')})`);
   t.ok(v('memory.rss.idle') > 0, 'idle RSS measured');
+  // TCP attach paths: the loops ran under each configuration, and the kernel counted the lifecycle hits each
+  // operation makes (2 per listen+shutdown; a connection's both ends make at least 4). The counts are
+  // node-wide: other processes' sockets may add a few.
+  const hl = v('tcp-attach.set_state_hits.listen');
+  t.ok(hl >= 2 && hl < 2.5, `two inet_sock_set_state hits per listen+shutdown (${hl})`);
+  t.ok(v('tcp-attach.set_state_hits.churn') >= 4, `inet_sock_set_state hits per connection: ${v('tcp-attach.set_state_hits.churn')}`);
+  t.ok(v('tcp-attach.bpf_run_ns.full_btf') > 0 && v('tcp-attach.bpf_run_ns.full_tp') > 0, "the kernel reports both programs' run time");
   // HTTP: every configuration served requests.
   for (const c of ['none', 'full', 'create_exit', 'budget', 'trace']) {
     t.ok(v(`http.rps.${c}`) > 0, `http ${c} served requests`);

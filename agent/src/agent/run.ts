@@ -16,7 +16,7 @@ import { OverheadGovernor } from '../overhead/governor.ts';
 import { Shipper } from '../ship/shipper.ts';
 import { GoroutineTracer, type Target } from '../tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer, type CycleRecord, type FatalRecord as RuntimeFatalRecord, type PauseRecord as RuntimePauseRecord } from '../runtime/runtime-tracer.ts';
-import { TcpTracer, tcpLayoutOf } from '../tcp/tcp-tracer.ts';
+import { describeAttachMode, TcpTracer, tcpLayoutOf } from '../tcp/tcp-tracer.ts';
 import { inspectProcess } from '../proc/process.ts';
 import { ConnectionChanges } from './connection-changes.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
@@ -138,6 +138,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           }
           return t;
         });
+  // Which TCP programs run (BTF or classic tracepoints, raw or per-syscall hooks): in the log, /metrics, the snapshot.
+  if (tcp) parts.up('tcp', describeAttachMode(tcp.attachMode));
   const connections = new ConnectionChanges();
   /** Processes the goroutine tracer does not hold, and whether a process record was sent for them. */
   const otherProcesses = new Map<number, boolean>();

@@ -39,12 +39,11 @@ async function checkRuntimeProbes(): Promise<Check> {
 }
 
 async function checkTcp(): Promise<Check> {
-  const { TcpTracer } = await import('../tcp/tcp-tracer.ts');
+  const { TcpTracer, describeAttachMode } = await import('../tcp/tcp-tracer.ts');
   const tcp = new TcpTracer({ seed: false });
   try {
     tcp.start();
-    const mode = (tcp as { attachMode?: string }).attachMode;
-    return { name: 'TCP tracepoints', status: 'pass', detail: `attached${mode ? ` (${mode})` : ''}` };
+    return { name: 'TCP tracepoints', status: 'pass', detail: `attached: ${describeAttachMode(tcp.attachMode)}` };
   } finally {
     await tcp.close();
   }

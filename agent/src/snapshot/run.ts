@@ -1,7 +1,7 @@
 // `goroscope snapshot`: attach, observe for the duration, detach, print.
 import { GoroutineTracer, openTarget } from '../tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
-import { TcpTracer, tcpLayoutOf } from '../tcp/tcp-tracer.ts';
+import { describeAttachMode, TcpTracer, tcpLayoutOf } from '../tcp/tcp-tracer.ts';
 import { Parts } from '../health/parts.ts';
 import { explainLine, UserError } from '../health/explain.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
@@ -54,6 +54,8 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
           }
           return t;
         });
+  // Which TCP programs run (BTF or classic tracepoints, raw or per-syscall hooks): in the log, /metrics, the snapshot.
+  if (tcp) parts.up('tcp', describeAttachMode(tcp.attachMode));
   const stop = () => {
     // Detach at once on Ctrl-C or SIGTERM; the kernel would also clean up if we were killed.
     void tracer.close().finally(() => process.exit(130));

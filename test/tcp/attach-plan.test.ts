@@ -1,0 +1,58 @@
+// Which TCP programs the agent picks, from what the node allows (attach-plan.ts, tracefs.ts): pure decisions,
+// checked without a kernel. The programs themselves are tested in programs.test.ts and no-tracefs.test.ts.
+import t from 'tap';
+import { hasCapSysAdmin, type TracefsAccess } from '../../agent/src/bpf/tracefs.ts';
+import { ALL_PROGRAMS, CLASSIC_SYSCALL_PROGRAMS, EVENT_PROGRAMS, planFor, preferredPlan, resolveChoice } from '../../agent/src/tcp/attach-plan.ts';
+
+const mounted: TracefsAccess = { kind: 'mounted', root: '/sys/kernel/tracing' };
+const mountable: TracefsAccess = { kind: 'private-mount' };
+const none: TracefsAccess = { kind: 'none', reason: 'tracefs is not mounted and the agent lacks CAP_SYS_ADMIN to mount it' };
+
+t.test('the preferred plan for each kind of node', async (t) => {
+  const pick = (btf: boolean, access: TracefsAccess, choice = {}) => {
+    const p = preferredPlan(choice, btf, access);
+    return `${p.events}/${p.syscalls}`;
+  };
+  // The classic per-syscall tracepoints cost less per syscall than a program on every syscall's exit
+  // (scripts/bench/tcp-attach.ts), so they are taken whenever their ids can be had.
+  t.equal(pick(true, mounted), 'btf/classic', 'BTF, tracefs mounted');
+  t.equal(pick(true, mountable), 'btf/classic', 'BTF, tracefs mountable (CAP_SYS_ADMIN)');
+  t.equal(pick(true, none), 'btf/raw', 'BTF, no tracefs and no right to mount it (the DaemonSet): nothing needs tracefs');
+  t.equal(pick(false, mounted), 'classic/classic', 'no BTF: classic tracepoints');
+  t.equal(pick(false, none), 'classic/classic', 'no BTF and no tracefs: classic still (the tracer then says what it needs)');
+  t.equal(pick(true, mounted, { events: 'classic' }), 'classic/classic', 'forced classic');
+  t.equal(pick(true, mounted, { syscalls: 'raw' }), 'btf/raw', 'forced raw syscalls');
+  t.throws(() => pick(true, mounted, { events: 'classic', syscalls: 'raw' }), /needs the BTF events path/, 'raw syscalls are BTF-typed');
+});
+
+t.test('a plan loads one program per event and one syscall path', async (t) => {
+  for (const events of ['btf', 'classic'] as const) {
+    for (const syscalls of ['raw', 'classic'] as const) {
+      if (events === 'classic' && syscalls === 'raw') continue;
+      const p = planFor(events, syscalls);
+      t.equal(p.programs.length, EVENT_PROGRAMS.length + (syscalls === 'raw' ? 1 : CLASSIC_SYSCALL_PROGRAMS.length), `${events}/${syscalls}: program count`);
+      t.ok(p.programs.every((x) => ALL_PROGRAMS.includes(x)), 'every program is in the object');
+      t.same([...p.tracepoints.keys()].sort(), p.programs.filter((x) => x.endsWith('_tp')).sort(), 'classic programs, and only they, are attached by tracepoint id');
+    }
+  }
+});
+
+t.test('choices from the environment, and a clear error for a wrong one', async (t) => {
+  const saved = { ...process.env };
+  t.teardown(() => {
+    process.env = saved;
+  });
+  process.env.GOROSCOPE_TCP_PROGRAMS = 'classic';
+  process.env.GOROSCOPE_TCP_SYSCALLS = 'raw';
+  t.same(resolveChoice(), { events: 'classic', syscalls: 'raw' });
+  t.same(resolveChoice({ events: 'btf' }), { events: 'btf', syscalls: 'raw' }, 'an option wins over the environment');
+  process.env.GOROSCOPE_TCP_PROGRAMS = 'kprobe';
+  t.throws(() => resolveChoice(), /unknown TCP programs "kprobe" \(GOROSCOPE_TCP_PROGRAMS\): use auto, btf or classic/);
+});
+
+t.test('CAP_SYS_ADMIN from /proc/self/status', async (t) => {
+  t.equal(hasCapSysAdmin('CapEff:\t000001fffeffffff\n'), true, 'root');
+  t.equal(hasCapSysAdmin('CapEff:\t000001fffedfffff\n'), false, 'root without CAP_SYS_ADMIN');
+  t.equal(hasCapSysAdmin('CapEff:\t000000c000080000\n'), false, 'the DaemonSet: BPF, PERFMON, SYS_PTRACE');
+  t.equal(hasCapSysAdmin(''), false, 'unreadable');
+});
