@@ -4,14 +4,14 @@
  * syscalls that run in its owner's context.
  *
  * Two ways in, one logic. Each event has one body (on_*), called from two thin programs:
- *   - *_btf: BTF-typed raw tracepoints (tp_btf/...), found by name through the kernel's BTF. They need no
- *     tracefs, and a hit costs less (no perf-event buffer is filled before the program runs).
- *   - *_tp: classic tracepoints (tracepoint/...), for kernels without tp_btf. Their ids come from tracefs.
+ *   - *_btf: BTF-typed raw tracepoints (tp_btf/...), found by name through the kernel's BTF: no tracefs,
+ *     and no trace record is filled before the program runs (a classic tracepoint copies its fields first).
+ *   - *_tp: classic tracepoints (tracepoint/...), for kernels without BTF. Attached by ids from tracefs.
  * The agent loads one set (agent/src/tcp/attach-plan.ts turns the other's autoload off).
- * Syscalls: connect(2)'s failures before its SYN and accept(2)'s owner need the syscall's exit. The classic
- * per-syscall tracepoints (syscalls:sys_{enter,exit}_*) need tracefs; without it, syscalls_exit_btf hooks the
- * raw sys_exit tracepoint and keeps connect/accept/accept4 by number (it runs on every syscall: see
- * scripts/bench/tcp-attach.ts for what that costs).
+ * Syscalls: connect(2)'s failures before its SYN and accept(2)'s owner need the syscall's exit. Either hook
+ * puts every syscall of the node on the kernel's slow path; the classic per-syscall tracepoints
+ * (syscalls:sys_{enter,exit}_*) cost each syscall less but need tracefs ids; without them, syscalls_exit_btf
+ * hooks the raw sys_exit tracepoint and keeps connect/accept/accept4 by number (scripts/bench/tcp-attach.ts).
  *
  * Who owns a socket. State changes often run in softirq or a timer, where the current task is whoever
  * happened to be interrupted, so the owner is bound once, in process context, and kept per struct sock:
@@ -24,7 +24,8 @@
  * The owner lives in an LRU hash (bounded) keyed by the struct sock address until the socket reaches
  * TCP_CLOSE, when its totals are read from struct tcp_sock with CO-RE and a CLOSE record carries them.
  *
- * Nothing here writes user memory: the only user reads are the g pointer in TLS and the goid in the g. */
+ * Nothing here writes user memory: the only user reads are the g pointer in TLS, the goid in the g, and the
+ * address a failed connect(2) was given. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>

@@ -33,9 +33,14 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 make -C bpf
-if [ ! -f agent/native/build/Release/goroscope_bridge.node ] || [ agent/native/bridge.c -nt agent/native/build/Release/goroscope_bridge.node ] \
-  || [ agent/native/procmem.c -nt agent/native/build/Release/goroscope_bridge.node ] \
-  || [ bpf/goroutines.h -nt agent/native/build/Release/goroscope_bridge.node ] || [ bpf/tcp.h -nt agent/native/build/Release/goroscope_bridge.node ]; then
+# The bridge is rebuilt when any of its sources, or a record layout it reports, is newer than it.
+bridge=agent/native/build/Release/goroscope_bridge.node
+bridge_stale() {
+  [ -f "$bridge" ] || return 0
+  for f in agent/native/*.c agent/native/*.h agent/native/binding.gyp bpf/*.h; do [ "$f" -nt "$bridge" ] && return 0; done
+  return 1
+}
+if bridge_stale; then
   (cd agent/native && npx --no-install node-gyp rebuild --nodedir=/usr >/dev/null)
 fi
 # The bundle bin/goroscope.js runs (starts in ~0.1 s; the TypeScript sources through tsx take seconds).

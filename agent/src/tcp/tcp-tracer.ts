@@ -172,13 +172,12 @@ export class TcpTracer {
     const choice = resolveChoice({ events: opts.programs, syscalls: opts.syscalls });
     const btf = hasKernelBtf();
     const notes: string[] = [];
-    let access: TracefsAccess | undefined;
+    const access: TracefsAccess = tracefsAccess();
     let idsFrom: TcpAttachMode['tracefs'] = 'not needed';
     /** Reads the ids of the plan's classic tracepoints (throws TracefsUnavailable when they cannot be had). */
     const resolveIds = (plan: AttachPlan): void => {
       const names = [...new Set(plan.tracepoints.values())];
       if (!names.length) return;
-      access ??= tracefsAccess();
       const got = tracepointIds(names, access);
       for (const [program, tp] of plan.tracepoints) this.tracepointIds.set(program, got.ids.get(tp)!);
       idsFrom = got.source;
@@ -197,14 +196,16 @@ export class TcpTracer {
         skipPrograms: ALL_PROGRAMS.filter((p) => !plan.programs.includes(p)),
       });
 
-    let plan = preferredPlan(choice, btf, tracefsAccess());
+    let plan = preferredPlan(choice, btf, access);
     if (plan.events === 'classic' && choice.events === 'auto') notes.push(`the kernel has no BTF (${vmlinuxBtf}): classic tracepoints`);
     try {
       resolveIds(plan);
     } catch (e) {
-      if (!(e instanceof TracefsUnavailable)) throw e;
-      if (plan.events === 'classic') throw new Error(`TCP tracing needs BTF (${vmlinuxBtf}) or tracefs: ${e.message}`);
-      if (choice.syscalls === 'classic') throw new Error(`classic syscall tracepoints need tracefs: ${e.message}`);
+      const unavailable = e instanceof TracefsUnavailable;
+      if (plan.events === 'classic') throw unavailable ? new Error(`TCP tracing needs BTF (${vmlinuxBtf}) or tracefs: ${e.message}`) : e;
+      if (choice.syscalls === 'classic') throw unavailable ? new Error(`classic syscall tracepoints need tracefs: ${e.message}`) : e;
+      // No tracefs is the usual case on a fresh node, and the raw program needs none; anything else is said.
+      if (!unavailable) notes.push(`classic syscall tracepoints unavailable (${(e as Error).message.split('\n')[0]}): raw sys_exit`);
       plan = planFor('btf', 'raw');
     }
     let source: EventsSource;
