@@ -8,7 +8,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync, inflateSync } from 'node:zlib';
-import { repoRoot, type BuildKind } from '../lib/go.ts';
+import { newestGo, repoRoot, tableToolchains, type BuildKind } from '../lib/go.ts';
 import { buildPopulation } from '../lib/population.ts';
 import { openGoBinary } from '../../agent/src/gobinary/index.ts';
 import { ElfFile } from '../../agent/src/gobinary/elf.ts';
@@ -28,12 +28,12 @@ const FROM_BASE = ['intArgRegisters', 'waitReasonUnknown', 'statusUnknown', 'wai
 
 const SHF_COMPRESSED = 0x800;
 
-// GOROSCOPE_MATRIX=full: each table entry's own toolchain (Debian's for 1.19) and the machine's. Otherwise
-// the toolchains the lifecycle tests use in CI (DWARF 4 and, with the local Go 1.26, DWARF 5).
+// GOROSCOPE_MATRIX=full: each table entry's own toolchain (Debian's for 1.19) and the machine's; a list
+// (GOROSCOPE_MATRIX=1.27.4): those. Otherwise the toolchains the lifecycle tests use in CI (DWARF 4 and, with
+// the local Go and the newest, DWARF 5).
+const matrixEnv = process.env.GOROSCOPE_MATRIX;
 const VERSIONS =
-  process.env.GOROSCOPE_MATRIX === 'full'
-    ? [...Object.values(table).map((e) => (e.goVersion === '1.19' ? '1.19' : e.toolchain.replace(/^go/, ''))), 'local']
-    : ['1.19', '1.22.12', '1.24.13', 'local'];
+  matrixEnv === 'full' ? [...tableToolchains, 'local'] : matrixEnv ? matrixEnv.split(',') : ['1.19', '1.22.12', '1.24.13', 'local', newestGo];
 
 function build(version: string, kind: BuildKind = 'default'): { path?: string; why?: string } {
   try {
@@ -120,7 +120,7 @@ t.test('PIE and externally linked builds give the table entry too', async (t) =>
 });
 
 t.test('stripped binaries use the table', async (t) => {
-  for (const version of ['local', '1.19', '1.22.12']) {
+  for (const version of ['local', '1.19', '1.22.12', newestGo]) {
     const b = build(version, 'stripped');
     if (!b.path) {
       t.test(version, { skip: b.why! }, async () => {});

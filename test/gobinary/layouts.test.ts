@@ -1,13 +1,13 @@
 // Runtime layouts: the committed JSON must match what the generator produces now, and Go's own goroutine dumps
 // must agree with it (wait-reason strings, statuses, which goroutines are system goroutines).
 //
-// By default the Go checks run for the local toolchain and Go 1.19; LAYOUTS_TEST_ALL_GO=1 also runs the dump
-// oracle with every toolchain in the table (downloaded through GOTOOLCHAIN when missing).
+// By default the Go checks run for the local toolchain, Go 1.19 and the newest release in the table (downloaded
+// through GOTOOLCHAIN when missing); LAYOUTS_TEST_ALL_GO=1 also runs the dump oracle with every toolchain in the table.
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { goBuild, goVersionOf, repoRoot } from '../lib/go.ts';
+import { goBuild, goVersionOf, newestGo, repoRoot, tableToolchains } from '../lib/go.ts';
 import {
   argRegister,
   dumpState,
@@ -37,10 +37,15 @@ function unavailable(version: string): string | undefined {
 
 const localMissing = unavailable('local');
 const go119Missing = unavailable('1.19');
+const newestMissing = unavailable(newestGo);
 
 t.test('committed JSON equals a fresh generation', { skip: localMissing ?? false }, async (t) => {
-  const versions = ['local', ...(go119Missing ? [] : ['1.19'])];
+  // One toolchain per minor version (the generator refuses two): the newest unless the machine's Go is of its minor.
+  const minorOf = (v: string) => /^go(1\.\d+)/.exec(goVersionOf(v))?.[1];
+  const newest = !newestMissing && minorOf(newestGo) !== minorOf('local');
+  const versions = ['local', ...(go119Missing ? [] : ['1.19']), ...(newest ? [newestGo] : [])];
   if (go119Missing) t.comment(`SKIPPING Go 1.19 regeneration: ${go119Missing}`);
+  if (newestMissing) t.comment(`SKIPPING Go ${newestGo} regeneration: ${newestMissing}`);
   const out = execFileSync('go', ['run', '.', '-out', '-', ...versions], {
     cwd: generatorDir,
     env: { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-buildvcs=false' },
@@ -117,6 +122,11 @@ t.test('layoutFor and helpers', async (t) => {
   t.equal(future.layout.goVersion, newest, 'newer than the table: the newest layout');
   t.match(future.note, /best-effort guess/);
   t.notMatch(future.note, /\n/, 'note is one line');
+  // The release after the newest in the table (a stripped binary of it; one with DWARF reads its own).
+  const next = `go1.${Number(newest.split('.')[1]) + 1}.0`;
+  const guess = layoutFor(next);
+  t.equal(guess.layout.goVersion, newest, `${next}: the Go ${newest} layout`);
+  t.equal(guess.note, `Go 1.${Number(newest.split('.')[1]) + 1} is newer than any known runtime layout; using Go ${newest}'s as a best-effort guess`);
 
   t.throws(() => layoutFor('go1.18.10'), /not supported.*Go 1\.19 and newer/);
   t.throws(() => layoutFor('go1.2'), /not supported/);
@@ -159,12 +169,13 @@ interface DumpedG {
   frames: string[];
 }
 
-/** Parses a goroutine dump ("goroutine 7 [chan receive]:" or at GOTRACEBACK=system "goroutine 7 gp=... m=nil [...]:"). */
+/** Parses a goroutine dump ("goroutine 7 [chan receive]:" or at GOTRACEBACK=system "goroutine 7 gp=... m=nil [...]:";
+ * Go 1.27+ prints pprof labels after the brackets: "goroutine 7 [select] {k: v}:"). */
 function parseDump(text: string): DumpedG[] {
   const gs: DumpedG[] = [];
   let cur: DumpedG | undefined;
   for (const line of text.split('\n')) {
-    const h = /^goroutine (\d+)\b[^[]*\[(.*)\]:$/.exec(line);
+    const h = /^goroutine (\d+)\b[^[]*\[(.*?)\](?: \{.*\})?:$/.exec(line);
     if (h) {
       cur = { id: Number(h[1]), state: h[2], frames: [] };
       gs.push(cur);
@@ -268,13 +279,8 @@ function dumpOracle(version: string) {
   };
 }
 
-const oracleVersions: string[] = ['local', '1.19'];
-if (process.env.LAYOUTS_TEST_ALL_GO === '1') {
-  for (const l of Object.values(committed.versions)) {
-    if (l.goVersion !== '1.19') oracleVersions.push(l.toolchain.replace(/^go/, ''));
-  }
-}
+const oracleVersions = process.env.LAYOUTS_TEST_ALL_GO === '1' ? ['local', ...tableToolchains] : ['local', '1.19', newestGo];
 for (const version of oracleVersions) {
-  const missing = version === 'local' ? localMissing : version === '1.19' ? go119Missing : unavailable(version);
+  const missing = version === 'local' ? localMissing : version === '1.19' ? go119Missing : version === newestGo ? newestMissing : unavailable(version);
   t.test(`Go's own goroutine dump agrees with the layout (Go ${version})`, { skip: missing ?? false }, dumpOracle(version));
 }

@@ -4,7 +4,7 @@ import t from 'tap';
 import { ElfFile } from '../../agent/src/gobinary/elf.ts';
 import { Pclntab } from '../../agent/src/gobinary/pclntab.ts';
 import { findProbeSites, ProbeSites } from '../../agent/src/gobinary/x86.ts';
-import { buildHello, gnuObjdump, KINDS, objdump, ObjdumpInsn } from './fixtures/tools.ts';
+import { buildHello, gnuObjdump, KINDS, objdump, ObjdumpInsn, VERSIONS } from './fixtures/tools.ts';
 import type { GoFunc } from '../../agent/src/gobinary/pclntab.ts';
 
 const PROBED = ['runtime.newproc1', 'runtime.gopark', 'runtime.goready', 'runtime.goexit1', 'runtime.ready'];
@@ -20,7 +20,7 @@ function objdumpStackCheck(insns: ObjdumpInsn[]): { jumpAddr: number; cmp: strin
   return undefined;
 }
 
-for (const version of ['local', '1.19']) {
+for (const version of VERSIONS) {
   for (const kind of KINDS) {
     const built = buildHello(version, kind);
     if (!built.path) {

@@ -14,7 +14,8 @@ export function parseGoroutineDump(text: string): DumpGoroutine[] {
   const out: DumpGoroutine[] = [];
   for (const block of text.split(/\n\s*\n/)) {
     const lines = block.split('\n').filter((l) => l.length > 0);
-    const head = /^goroutine (\d+)(?: [^[]*)? \[([^\]]+)\]:$/.exec(lines[0] ?? '');
+    // Go 1.27+ prints a goroutine's pprof labels after the brackets ("goroutine 7 [select] {k: v}:").
+    const head = /^goroutine (\d+)(?: [^[]*)? \[([^\]]+)\](?: \{.*\})?:$/.exec(lines[0] ?? '');
     if (!head) continue;
     // "[chan receive, 5 minutes]", "[select, locked to thread]": the reason is before the first comma.
     const state = head[2].split(',')[0].trim();

@@ -1,5 +1,6 @@
 // Runs test/fixtures/population, a Go program with a known goroutine population, and talks to it.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goBuild, repoRoot, type BuildKind } from './go.ts';
 import { parseGoroutineDump, type DumpGoroutine } from './godump.ts';
@@ -37,8 +38,26 @@ export class PopulationProcess {
       if (code !== 0) p.out += `\nEXITED code=${code} signal=${sig} stderr=${err}\n`;
       for (const w of p.waiters.splice(0)) w();
     });
-    await p.until(/^READY$/m);
+    try {
+      await p.until(/^READY$/m);
+    } catch (e) {
+      // Not left running: its open pipes would keep the test process alive past the test's own timeout.
+      const state = p.procState();
+      p.kill();
+      throw new Error(`${(e as Error).message}${state ? ` (process ${p.pid}: ${state})` : ''}; stderr: ${err.slice(-500)}`);
+    }
     return p;
+  }
+
+  /** The kernel's view of a process that does not answer: state and where each thread sleeps. */
+  procState(): string | undefined {
+    try {
+      const tasks = readdirSync(`/proc/${this.pid}/task`);
+      const threads = tasks.map((t) => `${readFileSync(`/proc/${this.pid}/task/${t}/stat`, 'utf8').split(') ')[1]?.[0]}:${readFileSync(`/proc/${this.pid}/task/${t}/wchan`, 'utf8') || '-'}`);
+      return `${tasks.length} threads ${threads.join(' ')}`;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Waits until the output (after what was already consumed) matches; returns the match and consumes it. */

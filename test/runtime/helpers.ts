@@ -2,12 +2,15 @@
 // with stdin/stdout/stderr captured.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { join } from 'node:path';
-import { goBuild, goVersionOf, repoRoot } from '../lib/go.ts';
+import { goBuild, goVersionOf, repoRoot, tableToolchains } from '../lib/go.ts';
 
-/** Go 1.26 (local) and 1.19 always; every toolchain of the layout table with RUNTIME_TEST_ALL_GO=1. */
-export const goVersions = process.env.RUNTIME_TEST_ALL_GO
-  ? ['local', '1.19', '1.20.14', '1.21.13', '1.22.12', '1.23.12', '1.24.13', '1.25.14']
-  : ['local', '1.19'];
+/** The machine's Go and 1.19 always; every toolchain of the layout table with RUNTIME_TEST_ALL_GO=1; or the
+ * comma-separated list in RUNTIME_TEST_GO (e.g. 1.27.4). */
+export const goVersions = process.env.RUNTIME_TEST_GO
+  ? process.env.RUNTIME_TEST_GO.split(',')
+  : process.env.RUNTIME_TEST_ALL_GO
+    ? ['local', ...tableToolchains]
+    : ['local', '1.19'];
 
 export function buildFixture(name: string, version: string): { bin?: string; skip?: string; goVersion?: string } {
   try {

@@ -1,0 +1,121 @@
+// Where the goroutine and runtime probes go, for each Go version and build kind, against `go tool objdump`:
+// every probe is placed (none skipped), on the instruction the plan names (the PUSHQ BP after the stack check,
+// the JBE of the check, the CALL of runqput in newproc's closure, each RET, the entry), at a file offset that
+// holds the very bytes objdump printed. Stripped builds (no symbols for objdump) must give the default build's
+// plan: -s -w does not touch code.
+import t from 'tap';
+import { openGoBinary, type GoBinary } from '../../agent/src/gobinary/index.ts';
+import { layoutForBinary } from '../../agent/src/gobinary/layouts.ts';
+import { planGoroutineProbes } from '../../agent/src/probes/goroutine-probes.ts';
+import { planRuntimeProbes } from '../../agent/src/runtime/runtime-probes.ts';
+import { buildHello, KINDS, objdump, VERSIONS, type ObjdumpInsn } from '../gobinary/fixtures/tools.ts';
+
+const FUNCS = ['gopark', 'ready', 'goexit1', 'newproc1', 'newproc.func1', 'stopTheWorldWithSema', 'startTheWorldWithSema',
+  'gcMarkTermination', 'throw', 'fatal', 'fatalpanic'];
+
+/** Both site choices (GOROSCOPE_PROBE_SITE): past the stack check where the kernel emulates PUSH, else its jump. */
+function plans(bin: GoBinary) {
+  const out: Record<string, unknown> = {};
+  for (const site of ['push', 'jump']) {
+    process.env.GOROSCOPE_PROBE_SITE = site;
+    out[site] = planGoroutineProbes(bin, { creatorAtEntry: true });
+  }
+  delete process.env.GOROSCOPE_PROBE_SITE;
+  out.runtime = planRuntimeProbes(bin, layoutForBinary(bin).layout);
+  return out as { push: ReturnType<typeof planGoroutineProbes>; jump: ReturnType<typeof planGoroutineProbes>; runtime: ReturnType<typeof planRuntimeProbes> };
+}
+
+/** The stack check as objdump prints it: CMPQ with 0x10(R14) (g.stackguard0), then JBE (Go's objdump: JBE or JLS). */
+function stackCheckJump(insns: ObjdumpInsn[]): number | undefined {
+  for (let i = 0; i + 1 < Math.min(insns.length, 8); i++) {
+    if (/^CMPQ .*0x10\(R14\)/.test(insns[i].text) && /^(JBE|JLS) /.test(insns[i + 1].text)) return i + 1;
+  }
+  return undefined;
+}
+
+for (const version of VERSIONS) {
+  for (const kind of KINDS) {
+    const built = buildHello(version, kind);
+    if (!built.path) {
+      t.test(built.why!, { skip: built.why! }, async () => {});
+      continue;
+    }
+    const path = built.path;
+    if (kind === 'stripped') {
+      t.test(`Go ${version} stripped: the default build's probe sites`, async (t) => {
+        const dflt = buildHello(version, 'default');
+        if (!dflt.path) return t.fail(dflt.why!);
+        const bin = openGoBinary(path);
+        t.equal(layoutForBinary(bin).source, 'table', 'layout from the table (no DWARF)');
+        t.equal(layoutForBinary(bin).exact, true, `the table has ${bin.goVersion}`);
+        t.same(plans(bin), plans(openGoBinary(dflt.path)), 'same sites, same offsets, same cookies');
+      });
+      continue;
+    }
+    t.test(`Go ${version} ${kind}`, async (t) => {
+      const bin = openGoBinary(path);
+      const dis = objdump('local', path, `^runtime\\.(${FUNCS.map((f) => f.replace('.', '\\.')).join('|')})$`);
+      const insnsOf = (symbol: string): ObjdumpInsn[] => {
+        const insns = dis.get(symbol);
+        if (!insns?.length) throw new Error(`objdump shows no ${symbol}`);
+        const f = bin.func(symbol)!;
+        return insns.filter((i) => i.addr < f.end);
+      };
+      /** The instruction objdump shows at addr in symbol, with a check that the file holds its bytes there. */
+      const at = (symbol: string, addr: number, fileOffset: number): ObjdumpInsn | undefined => {
+        const i = insnsOf(symbol).find((x) => x.addr === addr);
+        if (i) t.equal(bin.elf.data.toString('hex', fileOffset, fileOffset + i.bytes.length / 2), i.bytes, `${symbol}+0x${(addr - bin.func(symbol)!.entry).toString(16)}: file bytes`);
+        return i;
+      };
+      const { push, jump, runtime } = plans(bin);
+
+      for (const s of push.filter((x) => x.probe !== 'create')) {
+        const insns = insnsOf(s.symbol);
+        const j = stackCheckJump(insns);
+        t.ok(j !== undefined, `${s.symbol} has a stack check`);
+        if (insns[j! + 1]?.text === 'PUSHQ BP') {
+          t.equal(s.kind, 'after-stack-check', `${s.probe}: after the stack check`);
+          t.equal(s.vaddr, insns[j! + 1].addr, `${s.probe}: on the PUSHQ BP after the JBE`);
+          t.same(s.cookie, { stackCheck: false }, `${s.probe}: no check to evaluate`);
+          at(s.symbol, s.vaddr, s.fileOffset);
+        } else {
+          // Go 1.19/1.20 frames open with SUBQ (single-stepped): the jump is the one-trap site there.
+          t.equal(s.kind, 'stack-check-jump', `${s.probe}: the body opens with ${insns[j! + 1]?.text}, so on the JBE`);
+          t.same(s, jump.find((x) => x.probe === s.probe), `${s.probe}: as the jump plan`);
+        }
+      }
+      for (const s of jump.filter((x) => x.probe !== 'create')) {
+        const insns = insnsOf(s.symbol);
+        const j = stackCheckJump(insns)!;
+        t.equal(s.kind, 'stack-check-jump', `${s.probe} (jump): on the stack-check jump`);
+        t.equal(s.vaddr, insns[j]?.addr, `${s.probe} (jump): objdump's JBE`);
+        t.match(at(s.symbol, s.vaddr, s.fileOffset)?.text, /^(JBE|JLS) /);
+        t.same(s.cookie, { stackCheck: true }, `${s.probe} (jump): the BPF program evaluates the check`);
+      }
+      for (const plan of [push, jump]) {
+        t.same(plan.map((s) => s.probe).sort(), ['create', 'creator', 'exit', 'park', 'ready'], 'every goroutine probe placed');
+        const create = plan.filter((s) => s.probe === 'create');
+        const calls = insnsOf('runtime.newproc.func1').filter((i) => /^CALL runtime\.runqput\(SB\)$/.test(i.text));
+        t.equal(calls.length, 1, 'newproc\'s closure calls runqput once');
+        t.same(create.map((s) => [s.kind, s.symbol, s.vaddr]), [['call', 'runtime.newproc.func1', calls[0]?.addr]], 'creation: at that CALL');
+        at('runtime.newproc.func1', create[0].vaddr, create[0].fileOffset);
+      }
+
+      t.same(runtime.skipped, [], 'no runtime probe skipped');
+      t.same([...new Set(runtime.sites.map((s) => s.probe))].sort(), ['fatal', 'fatalPanic', 'markTermination', 'startRet', 'stop', 'throw'], 'every runtime probe placed');
+      for (const s of runtime.sites) {
+        const insns = insnsOf(s.symbol);
+        const j = stackCheckJump(insns);
+        const where = `${s.probe} in ${s.symbol}`;
+        if (s.kind === 'ret') t.equal(at(s.symbol, s.vaddr, s.fileOffset)?.text, 'RET', `${where}: a RET`);
+        else if (s.kind === 'stack-check-jump') t.equal(s.vaddr, insns[j!]?.addr, `${where}: objdump's JBE`);
+        // No g.stackguard0 check (nosplit, or go:systemstack comparing stackguard1): the first instruction.
+        else t.same([s.kind, s.vaddr, j], ['entry', insns[0].addr, undefined], `${where}: at the entry, which has no stack check`);
+        at(s.symbol, s.vaddr, s.fileOffset);
+      }
+      const rets = insnsOf('runtime.startTheWorldWithSema').filter((i) => i.text === 'RET').map((i) => i.addr);
+      t.same(runtime.sites.filter((s) => s.probe === 'startRet').map((s) => s.vaddr), rets, 'startRet: on every RET of startTheWorldWithSema');
+      for (const p of ['throw', 'fatal', 'fatalPanic']) t.equal(runtime.sites.find((s) => s.probe === p)?.kind, 'entry', `${p}: nosplit, at the entry`);
+    });
+  }
+}
