@@ -1,6 +1,6 @@
 // Address of the runtime's `var allgs []*g` (proc.go), the list of every goroutine ever created.
 // With symbols it is runtime.allgs; stripped, it is read off code that loads the slice: runtime.forEachG
-// (`for _, gp := range allgs`, unchanged from Go 1.16 to 1.26) loads its pointer and length with two RIP-relative
+// (`for _, gp := range allgs`, unchanged from Go 1.16 to 1.27) loads its pointer and length with two RIP-relative
 // 8-byte MOVs from X and X+8; runtime.allgadd (the append) also touches X and X+8.
 import { ElfFile, PT_LOAD } from './elf.ts';
 import { Pclntab } from './pclntab.ts';

@@ -1,5 +1,5 @@
 // A small DWARF reader over an ElfFile: enough of .debug_info to read the Go runtime's own types, constants,
-// variables and function parameters (dwarf-layout.ts). It handles what Go 1.19-1.26 emit, DWARF 4 and (from Go
+// variables and function parameters (dwarf-layout.ts). It handles what Go 1.19-1.27 emit, DWARF 4 and (from Go
 // 1.25) 5, and more: DWARF 2-5, 32- and 64-bit DWARF, every DWARF 5 form (strx, addrx, line_strp, data16,
 // implicit_const, rnglistx...), SHF_COMPRESSED sections and the older .zdebug_* ones. Location and range lists,
 // line tables and type units are not read.

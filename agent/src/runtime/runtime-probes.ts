@@ -7,7 +7,7 @@
 //   throw      runtime.throw                 entry (nosplit: no stack check); s string in RAX, RBX
 //   fatal      runtime.fatal                 entry (nosplit), same argument; user-caused fatal errors
 //   fatalPanic runtime.fatalpanic            entry (nosplit); msgs *_panic in RAX
-// These functions are out of line in Go 1.19-1.26 (runtime-layouts.json: symbol true, inlinable false).
+// These functions are out of line in Go 1.19-1.27 (runtime-layouts.json: symbol true, inlinable false).
 import { probeCookie, type CookieOptions } from '../events/goroutine-event.ts';
 import { RuntimeProbe, type RuntimeProbeName } from '../events/runtime-event.ts';
 import { findProbeSites, type GoBinary } from '../gobinary/index.ts';
