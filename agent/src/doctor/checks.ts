@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { explain, firstLine } from '../health/explain.ts';
+import { tracefsAccess, tracefsFix, type TracefsAccess } from '../bpf/tracefs.ts';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -96,15 +97,12 @@ export function mounts(text = readFileSync('/proc/self/mounts', 'utf8')): Mount[
     });
 }
 
-export function checkTracefs(all = mounts()): Check {
-  const t = all.find((m) => m.type === 'tracefs');
-  if (t) return { name: 'tracefs', status: 'pass', detail: `mounted at ${t.target}` };
-  return {
-    name: 'tracefs',
-    status: 'warn',
-    detail: 'not mounted: parts that need classic tracepoints mount it when they may, else run without them',
-    fix: 'mount -t tracefs tracefs /sys/kernel/tracing (or give the agent CAP_SYS_ADMIN)',
-  };
+export function checkTracefs(access: TracefsAccess = tracefsAccess()): Check {
+  if (access.kind === 'mounted') return { name: 'tracefs', status: 'pass', detail: `mounted at ${access.root}` };
+  if (access.kind === 'private-mount') {
+    return { name: 'tracefs', status: 'pass', detail: "not mounted: classic tracepoint ids are read from a tracefs mounted in a child's private mount namespace (CAP_SYS_ADMIN); the node's mounts stay as they are" };
+  }
+  return { name: 'tracefs', status: 'warn', detail: `${access.reason}: TCP uses BTF tracepoints and raw syscalls instead`, fix: tracefsFix };
 }
 
 export function checkCgroup(all = mounts()): Check {
