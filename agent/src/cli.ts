@@ -54,9 +54,10 @@ export function buildCli(): Command {
     .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
     .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
     .option('--no-tcp', "leave the process's TCP connections out")
-    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean }) => {
+    .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site (default: a fifth of the duration)', parseDuration)
+    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; leakMinAge?: number }) => {
       const { runSnapshot } = await import('./snapshot/run.ts');
-      await runSnapshot({ ...opts, parkSampling: opts.sampleParks, retransmitSampling: opts.sampleRetransmits });
+      await runSnapshot({ ...opts, parkSampling: opts.sampleParks, retransmitSampling: opts.sampleRetransmits, leakMinAgeMs: opts.leakMinAge });
     });
 
   program

@@ -26,6 +26,7 @@ import { inventoryRoutes } from './api/inventory.ts';
 import { goroutineRoutes } from './api/goroutines.ts';
 import { connectionRoutes } from './api/connections.ts';
 import { runtimeRoutes } from './api/runtime.ts';
+import { profileRoutes } from './api/profiles.ts';
 
 export interface CollectorOptions {
   /** host:port; port 0 picks a free port. */
@@ -154,6 +155,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     await api.register(goroutineRoutes, ctx);
     await api.register(connectionRoutes, ctx);
     await api.register(runtimeRoutes, ctx);
+    await api.register(profileRoutes, ctx);
     api.get('/openapi.json', { schema: { hide: true, response: { 200: { type: 'object', additionalProperties: true } } } }, async () => app.swagger());
     // Plain GETs on the WebSocket paths get a hint instead of a 404.
     for (const path of ['/ingest', '/stream']) {

@@ -287,6 +287,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           oldestAgeMs: s.oldestAgeMs,
           since: s.since,
           observedAt: monoToWallMs(now),
+          stack: s.stack,
         });
       }
     }

@@ -6,9 +6,13 @@
 //  - chains that never end: a start function whose creation rate keeps growing (a time.AfterFunc that re-arms
 //    itself, started again and again), though each goroutine is short-lived.
 // Before a group is reported, a sample of its goroutines is re-read from the process's memory (g.goid and
-// g.atomicstatus at the recorded g address): the runtime's own state confirms they are alive.
+// g.atomicstatus at the recorded g address): the runtime's own state confirms they are alive, and one of them
+// is walked from its saved context: the suspect carries the stack its goroutines are parked at.
 import type { CodeLocation } from '../../../collector/src/protocol/records.ts';
 import { ProcessMemory } from '../proc/process.ts';
+import { stackTargetFor } from '../stacks/dump.ts';
+import { readGoroutineStacks } from '../stacks/read-goroutines.ts';
+import { shownFrames } from '../stacks/traceback.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
 import { monoToWallMs } from '../tracer/clock.ts';
@@ -42,6 +46,10 @@ export interface LeakSuspect {
   /** Share of the sampled goroutines the process's memory confirmed alive. */
   verified: number;
   since: number;
+  /** Where one of the group's goroutines is parked (read from memory, as a dump shows it); null if none could be read. */
+  stack: CodeLocation[] | null;
+  /** The goroutine that stack is of. */
+  stackGoid: number | null;
 }
 
 interface Sample {
@@ -58,6 +66,8 @@ interface Group {
   oldestAgeMs: number;
   verified: number;
   firstSeen: number;
+  stack: CodeLocation[] | null;
+  stackGoid: number | null;
 }
 
 export class LeakDetector {
@@ -92,12 +102,17 @@ export class LeakDetector {
     }
     for (const [key, s] of seen) {
       let g = groups.get(key);
-      if (!g) groups.set(key, (g = { key, createdBy: s.createdBy, startFunction: s.start, samples: [], waitReason: null, oldestAgeMs: 0, verified: 1, firstSeen: now }));
+      if (!g) groups.set(key, (g = { key, createdBy: s.createdBy, startFunction: s.start, samples: [], waitReason: null, oldestAgeMs: 0, verified: 1, firstSeen: now, stack: null, stackGoid: null }));
       g.samples.push({ at: now, count: s.count });
       if (g.samples.length > this.opts.history) g.samples.shift();
       g.waitReason = [...s.reasons.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
       g.oldestAgeMs = s.oldest;
-      g.verified = this.verify(proc, s.gs);
+      const v = this.verify(proc, s.gs);
+      g.verified = v.share;
+      if (v.stack) {
+        g.stack = v.stack;
+        g.stackGoid = v.goid;
+      }
     }
     for (const [key, g] of groups) {
       if (!seen.has(key)) {
@@ -133,31 +148,50 @@ export class LeakDetector {
     if (minutes <= 0) return;
     for (const [key, c] of created) {
       let g = groups.get(key);
-      if (!g) groups.set(key, (g = { key, createdBy: c.createdBy, startFunction: c.start, samples: [], waitReason: null, oldestAgeMs: 0, verified: 1, firstSeen: now, lastCreated: now }));
+      if (!g) groups.set(key, (g = { key, createdBy: c.createdBy, startFunction: c.start, samples: [], waitReason: null, oldestAgeMs: 0, verified: 1, firstSeen: now, lastCreated: now, stack: null, stackGoid: null }));
       g.samples.push({ at: now, count: c.n / minutes });
       if (g.samples.length > this.opts.history) g.samples.shift();
     }
     for (const g of groups.values()) g.lastCreated = now;
   }
 
-  /** Share of goroutines whose g still holds the same goid and is not dead. */
-  private verify(proc: TracedProcess, gs: Array<{ goid: number; gAddr: number }>): number {
-    if (!gs.length) return 1;
+  /**
+   * Share of goroutines whose g still holds the same goid and is not dead, and the parked stack of the first one
+   * that is waiting (read from memory, as `goroscope dump` reads it).
+   */
+  private verify(proc: TracedProcess, gs: Array<{ goid: number; gAddr: number }>): { share: number; stack: CodeLocation[] | null; goid: number | null } {
+    if (!gs.length) return { share: 1, stack: null, goid: null };
     const f = proc.layout.g.fields;
     let mem: ProcessMemory;
     try {
       mem = new ProcessMemory(proc.info.pid);
     } catch {
-      return 0;
+      return { share: 0, stack: null, goid: null };
     }
     try {
       let ok = 0;
+      const alive: Array<{ goid: number; gAddr: number }> = [];
       for (const { goid, gAddr } of gs) {
         const id = mem.u64(gAddr + f.goid.offset);
         const status = mem.read(gAddr + f.atomicstatus.offset, 4);
-        if (id === goid && status.length === 4 && (status.readUInt32LE(0) & ~proc.layout.scanBit) !== 6) ok++;
+        if (id === goid && status.length === 4 && (status.readUInt32LE(0) & ~proc.layout.scanBit) !== proc.layout.statuses._Gdead) {
+          ok++;
+          alive.push({ goid, gAddr });
+        }
       }
-      return ok / gs.length;
+      let stack: CodeLocation[] | null = null;
+      let stackGoid: number | null = null;
+      try {
+        const t = stackTargetFor(proc);
+        readGoroutineStacks(mem, t, (g) => {
+          if (stack || g.stackState !== 'ok' || !alive.some((a) => a.goid === g.goid)) return;
+          stack = shownFrames(t, g);
+          stackGoid = g.goid;
+        }, { only: alive.slice(0, 4).map((a) => a.gAddr) });
+      } catch {
+        // no stack this time: the suspect stands on its count
+      }
+      return { share: ok / gs.length, stack, goid: stackGoid };
     } finally {
       mem.close();
     }
@@ -191,6 +225,8 @@ export class LeakDetector {
         oldestAgeMs: g.oldestAgeMs,
         verified: g.verified,
         since: monoToWallMs(g.firstSeen),
+        stack: g.stack,
+        stackGoid: g.stackGoid,
       });
     }
     for (const g of this.rates.get(pid)?.values() ?? []) {
@@ -210,6 +246,8 @@ export class LeakDetector {
         oldestAgeMs: 0,
         verified: 1,
         since: monoToWallMs(g.firstSeen),
+        stack: null,
+        stackGoid: null,
       });
     }
     return out.sort((a, b) => b.growthPerMinute - a.growthPerMinute);

@@ -7,6 +7,7 @@ import { explainLine, UserError } from '../health/explain.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
 import { OverheadGovernor } from '../overhead/governor.ts';
 import { buildSnapshot, formatSnapshot } from './snapshot.ts';
+import { monoNowNs } from '../tracer/clock.ts';
 
 export interface SnapshotCommand {
   pid: number;
@@ -20,6 +21,8 @@ export interface SnapshotCommand {
   /** Fraction of goroutines whose parks and readies are recorded. */
   parkSampling?: number;
   retransmitSampling?: number;
+  /** A live goroutine older than this counts towards its creation site's leak pile (default: a fifth of duration, a minute at most). */
+  leakMinAgeMs?: number;
   /** Trace the process's TCP connections (default true). */
   tcp?: boolean;
 }
@@ -80,7 +83,15 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
       : undefined;
     governor?.add(proc);
     process.stderr.write(`goroscope: observing pid ${cmd.pid} for ${cmd.duration / 1000}s\n`);
-    await new Promise((r) => setTimeout(r, cmd.duration));
+    // Leak suspects over the observation: creation sites whose live goroutines keep piling up, judged on ten
+    // samples; a goroutine counts once it is a fifth of the observation old (a minute at most).
+    const { LeakDetector } = await import('../analysis/leaks.ts');
+    const leaks = new LeakDetector({ minAgeMs: cmd.leakMinAgeMs ?? Math.min(60_000, cmd.duration / 5), history: 10 });
+    const every = cmd.duration / 10;
+    for (let waited = 0; waited < cmd.duration; waited += every) {
+      await new Promise((r) => setTimeout(r, every));
+      leaks.sample(proc, monoNowNs());
+    }
     governor?.stop();
     await tracer.drain();
     await runtime?.drain();
@@ -89,6 +100,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
     if (runtime && parts.state('runtime')?.up) snap.runtime = runtime.summary(cmd.pid);
     if (tcp) snap.connections = tcp.connections(cmd.pid);
     snap.parts = parts.list();
+    snap.leaks = leaks.suspects(proc);
     snap.overhead = governor
       ? {
           mode: 'budget',

@@ -5,6 +5,7 @@ import { isSystemGoroutine, waitReasonString } from '../gobinary/layouts.ts';
 import type { GoroutineRow } from '../model/goroutine-table.ts';
 import type { RuntimeProcessSummary } from '../runtime/runtime-tracer.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
+import type { LeakSuspect } from '../analysis/leaks.ts';
 import type { PartState } from '../health/parts.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 
@@ -46,6 +47,8 @@ export interface Snapshot {
   runtime?: RuntimeProcessSummary;
   /** The parts that ran (goroutines, runtime, tcp), and why any did not. */
   parts?: PartState[];
+  /** Leak suspects over the observation, each with the stack its goroutines are parked at. */
+  leaks?: LeakSuspect[];
   /** How park/ready were observed: all the time (full) or in budgeted windows; blocking figures cover these. */
   overhead?: {
     mode: 'full' | 'budget';
@@ -184,6 +187,19 @@ export function formatSnapshot(s: Snapshot): string {
     const ms = (ns: number | null | undefined) => (ns === null || ns === undefined ? '-' : `${(ns / 1e6).toFixed(2)}ms`);
     lines.push(`GC pauses ${p.count}: p50 ${ms(p.window.p50Ns)}  p99 ${ms(p.window.p99Ns)}  max ${ms(p.maxNs)};  GC cycles ${s.runtime.cycles.count}`);
     for (const f of s.runtime.fatal) lines.push(`FATAL goroutine ${f.goid}: ${f.text}`);
+  }
+  if (s.leaks) {
+    lines.push('');
+    lines.push(`LEAK SUSPECTS ${s.leaks.length ? '' : '(none)'}`.trim());
+    for (const l of s.leaks) {
+      const what = l.kind === 'growing-live' ? `${Math.round(l.count)} goroutines, +${l.growthPerMinute.toFixed(0)}/min` : `${l.count.toFixed(0)} created/min, rate growing +${l.growthPerMinute.toFixed(0)}/min`;
+      const site = l.createdBy ? `${l.createdBy.function} ${l.createdBy.file}:${l.createdBy.line}` : '?';
+      lines.push(`  ${l.startFunction ?? '?'}  ${what}${l.waitReason ? `  [${l.waitReason}]` : ''}  created at ${site}`);
+      if (l.stack?.length) {
+        lines.push(`    parked at (goroutine ${l.stackGoid}):`);
+        for (const f of l.stack) lines.push(`      ${f.function}\n        ${f.file}:${f.line}`);
+      }
+    }
   }
   lines.push('');
   lines.push('BY WAIT REASON');

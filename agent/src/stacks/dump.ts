@@ -41,6 +41,15 @@ export function openStackTarget(pid: number, target: Target = openTarget(pid)): 
   };
 }
 
+const targets = new WeakMap<object, StackTarget>();
+
+/** The stack target of a traced process, opened once (its frame resolver keeps its caches). */
+export function stackTargetFor(proc: { info: Target['info']; binary: Target['binary'] }): StackTarget {
+  let t = targets.get(proc);
+  if (!t) targets.set(proc, (t = openStackTarget(proc.info.pid, { info: proc.info, binary: proc.binary })));
+  return t;
+}
+
 export interface Dump {
   target: StackTarget;
   goroutines: GoroutineStack[];

@@ -59,6 +59,8 @@ export interface ReadOptions {
   batch?: number;
   /** Also format each frame's argument words, as a goroutine dump prints them. */
   args?: boolean;
+  /** Read only these g addresses (runtime addresses), not every goroutine in allgs. */
+  only?: number[];
 }
 
 export interface ReadSummary {
@@ -160,16 +162,23 @@ export function readGoroutineStacks(
     maxFrames: opts.maxFrames ?? 4096,
   };
   const summary: ReadSummary = { allgs: 0, dead: 0, unreadable: 0, retried: 0, bytesRead: 0, reads: 0 };
-  const header = mem.read(allgs.addr + target.bias, 16);
-  if (header.length < 16) throw new Error(`cannot read runtime.allgs at 0x${(allgs.addr + target.bias).toString(16)}`);
-  const ptr = u64(header, 0);
-  const len = u64(header, 8);
-  if (len > MAX_ALLGS) throw new Error(`runtime.allgs has an implausible length ${len}`);
-  const list = mem.read(ptr, len * 8);
+  let list: Buffer;
+  if (opts.only) {
+    list = Buffer.alloc(opts.only.length * 8);
+    opts.only.forEach((a, i) => list.writeBigUInt64LE(BigInt(a), i * 8));
+    summary.allgs = opts.only.length;
+  } else {
+    const header = mem.read(allgs.addr + target.bias, 16);
+    if (header.length < 16) throw new Error(`cannot read runtime.allgs at 0x${(allgs.addr + target.bias).toString(16)}`);
+    const ptr = u64(header, 0);
+    const len = u64(header, 8);
+    if (len > MAX_ALLGS) throw new Error(`runtime.allgs has an implausible length ${len}`);
+    list = mem.read(ptr, len * 8);
+    summary.allgs = len;
+    summary.unreadable += len - Math.floor(list.length / 8);
+    summary.reads += 2;
+  }
   const count = Math.floor(list.length / 8);
-  summary.allgs = len;
-  summary.unreadable += len - count;
-  summary.reads += 2;
 
   const gsize = F.size;
   const gBuf = Buffer.alloc(batch * gsize);

@@ -190,3 +190,18 @@ export function formatGoroutine(ctx: TracebackContext, g: GoroutineStack, opts: 
   lines.push(...createdByLines(ctx, g));
   return lines.join('\n');
 }
+
+/** The frames a dump shows for a goroutine's stack (hidden frames left out, names as printed), innermost first. */
+export function shownFrames(ctx: TracebackContext, g: Pick<GoroutineStack, 'pcs' | 'symPCs'>): Array<{ function: string; file: string; line: number }> {
+  const all: TracebackFrame[] = [];
+  const physicalOf: number[] = [];
+  for (let i = 0; i < g.pcs.length; i++) {
+    for (const f of logicalFrames(ctx, { pcs: [g.pcs[i]], symPCs: [g.symPCs[i]] })) {
+      all.push(f);
+      physicalOf.push(i);
+    }
+  }
+  return visibleFrames(ctx, all, physicalOf, false)
+    .filter((f): f is TracebackFrame => typeof f !== 'string')
+    .map((f) => ({ function: nameForPrint(f.function, ctx.goMinor), file: f.file, line: f.line }));
+}

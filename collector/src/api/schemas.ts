@@ -178,6 +178,11 @@ export const leakItem = {
     since: { type: 'number', description: 'When the agent first saw the group.' },
     firstSeenAt: { type: 'number', description: 'observedAt of the first report stored.' },
     lastSeenAt: { type: 'number', description: 'observedAt of the latest report stored.' },
+    stack: {
+      type: ['array', 'null'],
+      description: 'Where one of its goroutines is parked, innermost frame first, as a goroutine dump shows it; null when none could be read.',
+      items: { type: 'object', properties: { function: { type: 'string' }, file: { type: 'string' }, line: { type: 'integer' } } },
+    },
   },
 };
 

@@ -7,7 +7,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import type { AgentRecord, ConnectionRecord, GoroutineRecord } from '../protocol/records.ts';
 import type { CollectorMetrics } from '../metrics.ts';
 import { sampleFraction } from './ids.ts';
-import { connectionSpan, fatalSpan, goroutineSpan, pauseSpan, processResource, type ProcessInfo } from './spans.ts';
+import { connectionSpan, fatalSpan, goroutineSpan, leakSpan, pauseSpan, processResource, type ProcessInfo } from './spans.ts';
 
 export interface ExportOptions {
   /** Export goroutines and connections that lived at least this long. Default 10 s. */
@@ -123,10 +123,10 @@ export class SpanExport {
   /** Called with each committed batch's records. */
   onRecords(node: string, records: AgentRecord[]): void {
     for (const r of records) {
-      if (r.kind === 'fatal' || (r.kind === 'pause' && r.durationNs > this.o.longPauseMs * 1e6)) {
+      if (r.kind === 'fatal' || r.kind === 'leak' || (r.kind === 'pause' && r.durationNs > this.o.longPauseMs * 1e6)) {
         const p = this.processInfo(node, r.pid);
         if (!p) continue;
-        const span = r.kind === 'fatal' ? fatalSpan(r, p, this.resource(p)) : pauseSpan(r, p, this.resource(p));
+        const span = r.kind === 'fatal' ? fatalSpan(r, p, this.resource(p)) : r.kind === 'leak' ? leakSpan(r, p, this.resource(p)) : pauseSpan(r, p, this.resource(p));
         const id = span.spanContext().spanId;
         if (this.exported.has(id)) continue;
         this.remember(id);

@@ -24,5 +24,9 @@ export const fatalSpanId = (node: string, pid: number, startTime: number, goid: 
 export const pauseSpanId = (node: string, pid: number, startTime: number, startedAt: number) =>
   hex(8, 'pause', node, pid, startTime, startedAt);
 
+/** One span per leak suspect (process, kind, creation site, start function), however often it is re-sent. */
+export const leakSpanId = (node: string, pid: number, startTime: number, suspect: string, site: string) =>
+  hex(8, 'leak', node, pid, startTime, suspect, site);
+
 /** A fraction in [0, 1) from a span id, so sampling is the same on every collector replica and re-send. */
 export const sampleFraction = (spanId: string) => parseInt(spanId.slice(0, 8), 16) / 2 ** 32;

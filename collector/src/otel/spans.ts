@@ -4,8 +4,8 @@ import { basename } from 'node:path';
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime, type SpanContext } from '@opentelemetry/api';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import type { ConnectionRecord, FatalRecord, GoroutineRecord, PauseRecord } from '../protocol/records.ts';
-import { connectionSpanId, fatalSpanId, goroutineSpanId, pauseSpanId, processTraceId } from './ids.ts';
+import type { ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord } from '../protocol/records.ts';
+import { connectionSpanId, fatalSpanId, goroutineSpanId, leakSpanId, pauseSpanId, processTraceId } from './ids.ts';
 
 /** What the store knows about the process a record belongs to. */
 export interface ProcessInfo {
@@ -196,6 +196,42 @@ export function fatalSpan(f: FatalRecord, p: ProcessInfo, resource: Resource): R
       attributes: { 'exception.type': f.errorKind, 'exception.message': f.message, 'goroscope.runtime_text': f.text },
     }],
     status: { code: SpanStatusCode.ERROR, message: f.text || f.message },
+    resource,
+  });
+}
+
+/**
+ * A leak suspect as a span from when the agent first saw the group to when it reported it, with where its
+ * goroutines are parked: the stack as a goroutine dump prints it (goroscope.leak.stack), its top frame as
+ * code.function/code.filepath/code.lineno.
+ */
+export function leakSpan(r: LeakRecord, p: ProcessInfo, resource: Resource): ReadableSpan {
+  const traceId = processTraceId(p.node, p.pid, p.startTime);
+  const site = r.createdBy ? `${r.createdBy.function} ${r.createdBy.file}:${r.createdBy.line}` : '';
+  const attributes: Attributes = {
+    'goroscope.leak.suspect': r.suspect,
+    'goroscope.leak.count': r.count,
+    'goroscope.leak.growth_per_minute': r.growthPerMinute,
+    'goroscope.leak.oldest_age_ms': r.oldestAgeMs,
+  };
+  if (site) attributes['goroscope.leak.created_by'] = site;
+  if (r.startFunction) attributes['goroscope.leak.start_function'] = r.startFunction;
+  if (r.waitReason) attributes['goroscope.leak.wait_reason'] = r.waitReason;
+  const top = r.stack?.find((f) => !f.function.startsWith('runtime.')) ?? r.stack?.[0];
+  if (r.stack?.length && top) {
+    attributes['goroscope.leak.stack'] = r.stack.map((f) => `${f.function}\n\t${f.file}:${f.line}`).join('\n');
+    attributes['code.function'] = top.function;
+    attributes['code.filepath'] = top.file;
+    attributes['code.lineno'] = top.line;
+  }
+  return finishedSpan({
+    name: `goroutine leak suspect ${r.startFunction ?? r.createdBy?.function ?? ''}`.trim(),
+    kind: SpanKind.INTERNAL,
+    context: ctx(traceId, leakSpanId(p.node, p.pid, p.startTime, r.suspect, `${site}|${r.startFunction ?? ''}`)),
+    start: Math.min(r.since, r.observedAt),
+    end: r.observedAt,
+    attributes,
+    status: { code: SpanStatusCode.ERROR, message: `${Math.round(r.count)} goroutines ${r.waitReason ? `parked in ${r.waitReason}` : ''}, growing ${r.growthPerMinute.toFixed(1)}/min` },
     resource,
   });
 }

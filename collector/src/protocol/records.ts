@@ -108,6 +108,39 @@ export interface LeakRecord {
   /** When the agent first saw the group. */
   since: number;
   observedAt: number;
+  /** Where one of its goroutines is parked, innermost frame first, as a goroutine dump shows it (read from the
+   * process's memory); null when none could be read (running, or no live goroutine for creation-rate suspects). */
+  stack?: CodeLocation[] | null;
+}
+
+/** An entry of the agent's stack table: records refer to stacks by id (unique per agent run) to send each once. */
+export interface StackRecord {
+  kind: 'stack';
+  id: number;
+  /** Innermost first. */
+  frames: CodeLocation[];
+}
+
+export interface ProfileSampleRecord {
+  /** A StackRecord id of the same agent. */
+  stack: number;
+  /** goroutine: [goroutines]; block: [contentions, delay ns]. */
+  values: number[];
+  labels: Record<string, string>;
+}
+
+/**
+ * A profile of one process: the goroutines on each stack at `to` (goroutine), or the waits of the window
+ * [from, to] by stack (block; agent/src/profiles/block-profile.ts).
+ */
+export interface ProfileRecord {
+  kind: 'profile';
+  pid: number;
+  profile: 'goroutine' | 'block';
+  from: number;
+  to: number;
+  samples: ProfileSampleRecord[];
+  comments: string[];
 }
 
 /** One stop-the-world pause of a Go process (GC or otherwise). */
@@ -137,7 +170,7 @@ export interface FatalRecord {
   at: number;
 }
 
-export type AgentRecord = ProcessRecord | GoroutineRecord | ConnectionRecord | WindowRecord | LeakRecord | PauseRecord | FatalRecord;
+export type AgentRecord = ProcessRecord | GoroutineRecord | ConnectionRecord | WindowRecord | LeakRecord | PauseRecord | FatalRecord | StackRecord | ProfileRecord;
 
 export interface HelloMessage {
   type: 'hello';

@@ -113,7 +113,7 @@ export const windowRecordSchema = record('window', {
 
 export const leakSuspects = ['growing-live', 'growing-creation-rate'] as const;
 
-export const leakRecordSchema = record('leak', {
+const leakRecordBase = record('leak', {
   pid,
   suspect: { enum: [...leakSuspects] },
   createdBy: codeLocation,
@@ -125,6 +125,44 @@ export const leakRecordSchema = record('leak', {
   oldestAgeMs: { type: 'number', minimum: 0, maximum: MAX_TIME_MS },
   since: time,
   observedAt: time,
+});
+
+/** Frames of a stack, innermost first; deep recursion is cut by the agent (MAX_STACK_FRAMES). */
+export const MAX_STACK_FRAMES = 512;
+const frameLocation = { ...codeLocation, type: 'object' };
+const frames = { type: 'array', maxItems: MAX_STACK_FRAMES, items: frameLocation } as const;
+
+// stack is optional: agents before stacks did not send it.
+export const leakRecordSchema = { ...leakRecordBase, properties: { ...leakRecordBase.properties, stack: { type: ['array', 'null'], maxItems: MAX_STACK_FRAMES, items: frameLocation } } };
+
+export const stackRecordSchema = record('stack', {
+  id: { type: 'integer', minimum: 1, maximum: MAX_COUNT },
+  frames,
+});
+
+export const profileKinds = ['goroutine', 'block'] as const;
+export const MAX_PROFILE_SAMPLES = 20_000;
+
+export const profileRecordSchema = record('profile', {
+  pid,
+  profile: { enum: [...profileKinds] },
+  from: time,
+  to: time,
+  samples: {
+    type: 'array',
+    maxItems: MAX_PROFILE_SAMPLES,
+    items: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['stack', 'values', 'labels'],
+      properties: {
+        stack: { type: 'integer', minimum: 1, maximum: MAX_COUNT },
+        values: { type: 'array', minItems: 1, maxItems: 2, items: { type: 'number', minimum: 0, maximum: MAX_COUNT } },
+        labels: { type: 'object', maxProperties: 8, additionalProperties: str(256) },
+      },
+    },
+  },
+  comments: { type: 'array', maxItems: 16, items: str(1024) },
 });
 
 export const pauseRecordSchema = record('pause', {
@@ -152,7 +190,7 @@ export const fatalRecordSchema = record('fatal', {
 /** Every record schema, in the order error messages list the kinds. */
 export const recordSchemas = [
   processRecordSchema, goroutineRecordSchema, connectionRecordSchema, windowRecordSchema,
-  leakRecordSchema, pauseRecordSchema, fatalRecordSchema,
+  leakRecordSchema, pauseRecordSchema, fatalRecordSchema, stackRecordSchema, profileRecordSchema,
 ];
 export const recordKinds = recordSchemas.map((s) => s.properties.kind.const);
 

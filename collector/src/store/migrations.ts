@@ -233,6 +233,37 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       END;
     `,
   },
+  {
+    version: 4,
+    name: 'stacks: leak suspects parked stacks, the stack table and profile samples',
+    sql: `
+      ALTER TABLE leak_suspects ADD COLUMN stack TEXT;
+
+      -- Each agent sends a stack once, then refers to it by id: (agent, id) names it.
+      CREATE TABLE stacks (
+        agent_id TEXT NOT NULL,
+        stack_id INTEGER NOT NULL,
+        frames   TEXT NOT NULL,
+        PRIMARY KEY (agent_id, stack_id)
+      ) WITHOUT ROWID;
+
+      -- One row per (profile, stack, labels): goroutine counts at to_ms, or a window's contentions and delay.
+      CREATE TABLE profile_samples (
+        id         INTEGER PRIMARY KEY,
+        process_id INTEGER NOT NULL REFERENCES processes(id),
+        kind       TEXT NOT NULL,
+        from_ms    REAL NOT NULL,
+        to_ms      REAL NOT NULL,
+        agent_id   TEXT NOT NULL,
+        stack_id   INTEGER NOT NULL,
+        labels     TEXT NOT NULL,
+        v0         REAL NOT NULL,
+        v1         REAL NOT NULL
+      );
+      CREATE INDEX profile_samples_process ON profile_samples(process_id, kind, to_ms);
+      CREATE INDEX profile_samples_time ON profile_samples(kind, to_ms);
+    `,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

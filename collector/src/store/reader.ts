@@ -37,6 +37,19 @@ export interface PauseQuery extends GcQuery {
   minDurationNs?: number;
 }
 
+export interface ProfileQuery extends ProcessFilter, TimeRange {
+  kind: 'goroutine' | 'block';
+  /** Pod name, and its namespace. */
+  pod?: string;
+  namespace?: string;
+}
+
+export interface ProfileSampleRow {
+  frames: { function: string; file: string; line: number }[];
+  values: number[];
+  labels: Record<string, string>;
+}
+
 export interface FatalQuery extends ProcessFilter, TimeRange, Paging {
   errorKind?: string;
 }
@@ -274,6 +287,42 @@ export class StoreReader {
       }), 'w.id');
   }
 
+  /**
+   * Profile samples of the processes the query names, over its time range: block samples of every window that
+   * overlaps it; for goroutines, each process's latest profile in the range (a population, not a sum over time).
+   */
+  profileSamples(q: ProfileQuery): { samples: ProfileSampleRow[]; processes: number; from: number | null; to: number | null } {
+    const sub = new Where();
+    if (q.node !== undefined) sub.add('node = ?', q.node);
+    if (q.pid !== undefined) sub.add('pid = ?', q.pid);
+    if (q.pod !== undefined) sub.add('pod_name = ?', q.pod);
+    if (q.namespace !== undefined) sub.add('pod_namespace = ?', q.namespace);
+    const w = new Where();
+    w.add('s.kind = ?', q.kind);
+    if (sub.clauses.length) w.add(`s.process_id IN (SELECT id FROM processes ${sub.sql()})`, ...sub.params);
+    if (q.since !== undefined) w.add('s.to_ms >= ?', q.since);
+    if (q.until !== undefined) w.add(q.kind === 'block' ? 's.from_ms <= ?' : 's.to_ms <= ?', q.until);
+    if (q.kind === 'goroutine') {
+      w.add(`(s.process_id, s.to_ms) IN (SELECT s.process_id, max(s.to_ms) FROM profile_samples s ${w.sql()} GROUP BY s.process_id)`, ...w.params);
+    }
+    const rows = this.stmt(`SELECT s.process_id, s.from_ms, s.to_ms, s.labels, s.v0, s.v1, st.frames FROM profile_samples s
+      LEFT JOIN stacks st ON st.agent_id = s.agent_id AND st.stack_id = s.stack_id ${w.sql()}`).all(...w.params) as Record<string, any>[];
+    const processes = new Set<number>();
+    let from: number | null = null;
+    let to: number | null = null;
+    const samples = rows.map((r) => {
+      processes.add(r.process_id);
+      from = from === null ? r.from_ms : Math.min(from, r.from_ms);
+      to = to === null ? r.to_ms : Math.max(to, r.to_ms);
+      return {
+        frames: r.frames === null ? [{ function: '[stack not received]', file: '', line: 0 }] : JSON.parse(r.frames),
+        values: q.kind === 'block' ? [r.v0, r.v1] : [r.v0],
+        labels: JSON.parse(r.labels),
+      };
+    });
+    return { samples, processes: processes.size, from, to };
+  }
+
   /** Leak suspects, fastest growing first. Few rows per process: no paging, a limit. */
   leaks(q: LeakQuery): Record<string, unknown>[] {
     const w = new Where();
@@ -296,6 +345,7 @@ export class StoreReader {
       createdBy: r.created_by_function === null ? null : { function: r.created_by_function, file: r.created_by_file, line: r.created_by_line },
       startFunction: r.start_function, waitReason: r.wait_reason, count: r.count, growthPerMinute: r.growth_per_minute,
       oldestAgeMs: r.oldest_age_ms, since: r.since, firstSeenAt: r.first_seen_at, lastSeenAt: r.last_seen_at,
+      stack: r.stack === null || r.stack === undefined ? null : JSON.parse(r.stack),
     }));
   }
 

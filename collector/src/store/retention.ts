@@ -17,6 +17,7 @@ const AGED = [
   { table: 'goroutines', time: 'observed_at' },
   { table: 'connections', time: 'observed_at' },
   { table: 'windows', time: 'to_ms' },
+  { table: 'profile_samples', time: 'to_ms' },
   { table: 'pauses', time: 'started_at' },
   { table: 'leak_suspects', time: 'last_seen_at' },
   { table: 'fatal_errors', time: 'at' },

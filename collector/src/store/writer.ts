@@ -2,7 +2,7 @@
 // batch already stored under (agentId, seq) is reported as a duplicate and skipped.
 import type { Database, Statement } from 'better-sqlite3';
 import type {
-  AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, WindowRecord,
+  AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, ProfileRecord, StackRecord, WindowRecord,
 } from '../protocol/records.ts';
 
 const b = (v: boolean) => (v ? 1 : 0);
@@ -19,6 +19,8 @@ export class StoreWriter {
   private readonly upsertConnection: Statement;
   private readonly insertWindow: Statement;
   private readonly upsertLeak: Statement;
+  private readonly upsertStack: Statement;
+  private readonly insertProfileSample: Statement;
   private readonly insertPause: Statement;
   private readonly insertFatal: Statement;
   private readonly findGoroutine: Statement;
@@ -97,18 +99,23 @@ export class StoreWriter {
     // The latest judgement wins (count, growth, age, wait reason); first/last seen only widen.
     this.upsertLeak = db.prepare(`
       INSERT INTO leak_suspects (process_id, suspect, created_by_function, created_by_file, created_by_line, start_function,
-        wait_reason, count, growth_per_minute, oldest_age_ms, since, first_seen_at, last_seen_at)
+        wait_reason, count, growth_per_minute, oldest_age_ms, since, first_seen_at, last_seen_at, stack)
       VALUES (@processId, @suspect, @cbFunction, @cbFile, @cbLine, @startFunction, @waitReason, @count, @growth,
-        @oldestAgeMs, @since, @observedAt, @observedAt)
+        @oldestAgeMs, @since, @observedAt, @observedAt, @stack)
       ON CONFLICT (process_id, suspect, coalesce(created_by_function, ''), coalesce(created_by_file, ''),
         coalesce(created_by_line, -1), coalesce(start_function, '')) DO UPDATE SET
         wait_reason = iif(excluded.last_seen_at >= last_seen_at, excluded.wait_reason, wait_reason),
         count = iif(excluded.last_seen_at >= last_seen_at, excluded.count, count),
         growth_per_minute = iif(excluded.last_seen_at >= last_seen_at, excluded.growth_per_minute, growth_per_minute),
         oldest_age_ms = iif(excluded.last_seen_at >= last_seen_at, excluded.oldest_age_ms, oldest_age_ms),
+        stack = iif(excluded.last_seen_at >= last_seen_at AND excluded.stack IS NOT NULL, excluded.stack, stack),
         since = min(since, excluded.since),
         first_seen_at = min(first_seen_at, excluded.first_seen_at),
         last_seen_at = max(last_seen_at, excluded.last_seen_at)`);
+    this.upsertStack = db.prepare('INSERT INTO stacks (agent_id, stack_id, frames) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET frames = excluded.frames');
+    this.insertProfileSample = db.prepare(`
+      INSERT INTO profile_samples (process_id, kind, from_ms, to_ms, agent_id, stack_id, labels, v0, v1)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.insertPause = db.prepare(`
       INSERT INTO pauses (process_id, started_at, duration_ns, reason, gc, goid, cycle)
       VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -126,14 +133,14 @@ export class StoreWriter {
   /** Store one batch; false if (agentId, seq) was stored before. Call inside a transaction. */
   writeBatch(agentId: string, node: string, seq: number, records: AgentRecord[], now = Date.now()): boolean {
     if (this.insertBatch.run(agentId, seq, records.length, now).changes === 0) return false;
-    this.writeRecords(node, records, now);
+    this.writeRecords(node, records, now, agentId);
     return true;
   }
 
   /** Store records of one node. Call inside a transaction. */
-  writeRecords(node: string, records: AgentRecord[], now = Date.now()): void {
+  writeRecords(node: string, records: AgentRecord[], now = Date.now(), agentId = ''): void {
     try {
-      for (const r of records) this.writeOne(node, r, now);
+      for (const r of records) this.writeOne(node, r, now, agentId);
       this.flushGroups();
     } finally {
       this.groupDeltas.clear();
@@ -144,7 +151,7 @@ export class StoreWriter {
     this.writeRecords(node, [r], now);
   }
 
-  private writeOne(node: string, r: AgentRecord, now: number): void {
+  private writeOne(node: string, r: AgentRecord, now: number, agentId: string): void {
     switch (r.kind) {
       case 'process': this.writeProcess(node, r); break;
       case 'goroutine': this.writeGoroutine(node, r); break;
@@ -153,6 +160,8 @@ export class StoreWriter {
       case 'leak': this.writeLeak(node, r); break;
       case 'pause': this.writePause(node, r); break;
       case 'fatal': this.writeFatal(node, r, now); break;
+      case 'stack': this.writeStack(agentId, r); break;
+      case 'profile': this.writeProfile(node, agentId, r); break;
     }
   }
 
@@ -257,8 +266,19 @@ export class StoreWriter {
       processId: this.processId(node, r.pid, r.observedAt), suspect: r.suspect, cbFunction: r.createdBy?.function ?? null,
       cbFile: r.createdBy?.file ?? null, cbLine: r.createdBy?.line ?? null, startFunction: r.startFunction,
       waitReason: r.waitReason, count: r.count, growth: r.growthPerMinute, oldestAgeMs: r.oldestAgeMs, since: r.since,
-      observedAt: r.observedAt,
+      observedAt: r.observedAt, stack: r.stack ? JSON.stringify(r.stack) : null,
     });
+  }
+
+  private writeStack(agentId: string, r: StackRecord): void {
+    this.upsertStack.run(agentId, r.id, JSON.stringify(r.frames));
+  }
+
+  private writeProfile(node: string, agentId: string, r: ProfileRecord): void {
+    const processId = this.processId(node, r.pid, r.to);
+    for (const s of r.samples) {
+      this.insertProfileSample.run(processId, r.profile, r.from, r.to, agentId, s.stack, JSON.stringify(s.labels), s.values[0], s.values[1] ?? 0);
+    }
   }
 
   private writePause(node: string, r: PauseRecord): void {

@@ -44,7 +44,7 @@ export class StreamHub {
       const events: StreamEvent[] = [];
       for (const record of records) {
         if (!kinds.has(record.kind)) continue;
-        if (pid !== undefined && record.pid !== pid) continue;
+        if (pid !== undefined && (!('pid' in record) || record.pid !== pid)) continue;
         events.push({ type: 'record', node, agentId, record });
       }
       if (events.length && !s.send(events)) this.onDrop(events.length);
