@@ -123,7 +123,8 @@ export function buildCli(): Command {
     .option('--node <name>', 'node name (default: $NODE_NAME or the hostname)')
     .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here (HOST:PORT, [IPv6]:PORT, or :PORT / PORT for every interface)', listenAddressOption, '127.0.0.1:9464')
     .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site', parseDuration, 60_000)
-    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number }) => {
+    .option('--profile-interval <duration>', "how often each process's goroutine and blocking profiles are read and shipped (0: never)", parseDuration, 60_000)
+    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number }) => {
       const { startAgent } = await import('./agent/run.ts');
       const agent = await startAgent({
         collector: o.collector,
@@ -139,6 +140,7 @@ export function buildCli(): Command {
         node: o.node,
         metricsListen: o.metricsListen,
         leaks: { minAgeMs: o.leakMinAge },
+        profileIntervalMs: o.profileInterval,
       });
       await new Promise<void>((resolve) => {
         const stop = () => void agent.stop().finally(resolve);

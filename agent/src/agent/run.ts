@@ -22,6 +22,8 @@ import { ConnectionChanges } from './connection-changes.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { RecordBuilder, defaultPolicy } from './record-builder.ts';
 import { podMetadataFromEnvironment, type PodMetadataProvider, type ProcessMetadataSource } from '../k8s/pod-metadata.ts';
+import { AgentProfiles } from '../profiles/agent-profiles.ts';
+import { StackTable } from '../stacks/stack-table.ts';
 import { LeakDetector, type LeakOptions } from '../analysis/leaks.ts';
 import { AgentMetrics } from '../metrics/agent-metrics.ts';
 import { Parts } from '../health/parts.ts';
@@ -49,6 +51,8 @@ export interface AgentOptions {
   tcp?: boolean;
   /** Leak detection: how often to sample, and what counts. */
   leakSampleMs?: number;
+  /** How often each process's goroutine and blocking profiles are read and shipped (0: never). */
+  profileIntervalMs?: number;
   leaks?: Partial<LeakOptions>;
   log?: (msg: string) => void;
   /** Names each process's container and pod. Default: its cgroup, and this node's pods from the API server in a cluster. */
@@ -118,9 +122,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const node = opts.node ?? process.env.NODE_NAME ?? hostname();
   const { source: metadata, own: ownMetadata } = startMetadata(opts, node, parts, log);
 
+  // Stacks: each process's goroutine and blocking profiles, stacks sent once through a bounded table.
+  const profiles = opts.profileIntervalMs === 0 ? undefined : new AgentProfiles({
+          intervalMs: opts.profileIntervalMs ?? 60_000,
+          stacks: new StackTable(),
+          parkSampling: opts.parkSampling,
+          parkCoverage: (pid) => governor?.parkCoverage(pid) ?? 1,
+        });
   const tracer = parts.start('goroutines', () => {
     const t = new GoroutineTracer();
-    t.start();
+    t.start(profiles && ((p, kind, v, at) => profiles.onRecord(p, kind, v, at)));
     return t;
   });
   const runtime = parts.start('runtime', () => new RuntimeEventsTracer());
@@ -258,6 +269,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         governor.remove(pid);
         builder.forget(pid);
         leaks.forget(pid);
+        profiles?.forget(pid);
         tracer!.detach(pid);
       }
       untracedGo.delete(pid);
@@ -318,6 +330,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const scanTimer = setInterval(scan, opts.scanMs ?? 2000);
   const shipTimer = setInterval(ship, intervalMs);
   const leakTimer = setInterval(sampleLeaks, opts.leakSampleMs ?? 10_000);
+  const collectProfiles = () => {
+    if (profiles && tracer) queue.push(...profiles.collect(tracer.processes()));
+  };
+  collectProfiles();
+  const profileTimer = profiles ? setInterval(collectProfiles, opts.profileIntervalMs ?? 60_000) : undefined;
 
   return {
     tracer,
@@ -336,9 +353,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       clearInterval(scanTimer);
       clearInterval(shipTimer);
       clearInterval(leakTimer);
+      clearInterval(profileTimer);
       metrics.close();
       governor?.stop();
       await tracer?.drain();
+      collectProfiles(); // the last blocking window, up to now
       ship();
       await shipper.flush(5000);
       shipper.close();

@@ -107,7 +107,9 @@ export class LeakDetector {
       if (g.samples.length > this.opts.history) g.samples.shift();
       g.waitReason = [...s.reasons.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
       g.oldestAgeMs = s.oldest;
-      const v = this.verify(proc, s.gs);
+      // Only a group that could be reported is worth a stack read: growing, and big enough.
+      const wantStack = !g.stack && s.count >= this.opts.minCount && this.growth(g.samples) > 0;
+      const v = this.verify(proc, s.gs, wantStack);
       g.verified = v.share;
       if (v.stack) {
         g.stack = v.stack;
@@ -159,7 +161,7 @@ export class LeakDetector {
    * Share of goroutines whose g still holds the same goid and is not dead, and the parked stack of the first one
    * that is waiting (read from memory, as `goroscope dump` reads it).
    */
-  private verify(proc: TracedProcess, gs: Array<{ goid: number; gAddr: number }>): { share: number; stack: CodeLocation[] | null; goid: number | null } {
+  private verify(proc: TracedProcess, gs: Array<{ goid: number; gAddr: number }>, wantStack: boolean): { share: number; stack: CodeLocation[] | null; goid: number | null } {
     if (!gs.length) return { share: 1, stack: null, goid: null };
     const f = proc.layout.g.fields;
     let mem: ProcessMemory;
@@ -181,15 +183,17 @@ export class LeakDetector {
       }
       let stack: CodeLocation[] | null = null;
       let stackGoid: number | null = null;
-      try {
-        const t = stackTargetFor(proc);
-        readGoroutineStacks(mem, t, (g) => {
-          if (stack || g.stackState !== 'ok' || !alive.some((a) => a.goid === g.goid)) return;
-          stack = shownFrames(t, g);
-          stackGoid = g.goid;
-        }, { only: alive.slice(0, 4).map((a) => a.gAddr) });
-      } catch {
-        // no stack this time: the suspect stands on its count
+      if (wantStack && alive.length) {
+        try {
+          const t = stackTargetFor(proc);
+          readGoroutineStacks(mem, t, (g) => {
+            if (stack || g.stackState !== 'ok' || !alive.some((a) => a.goid === g.goid)) return;
+            stack = shownFrames(t, g);
+            stackGoid = g.goid;
+          }, { only: alive.slice(0, 4).map((a) => a.gAddr) });
+        } catch {
+          // no stack this time: the suspect stands on its count
+        }
       }
       return { share: ok / gs.length, stack, goid: stackGoid };
     } finally {

@@ -84,14 +84,22 @@ export class BlockProfiler {
 
   /** Reads every goroutine's stack: where open waits are, and which waits ended or began since the last scan. */
   scan(mem: ProcessMemory, nowNs: number): void {
+    const goroutines: GoroutineStack[] = [];
+    const t0 = performance.now();
+    readGoroutineStacks(mem, this.target, (g) => goroutines.push(g));
+    this.observe(goroutines, nowNs, performance.now() - t0);
+  }
+
+  /** A scan made by someone else (the agent reads each process once per interval for both profiles). */
+  observe(goroutines: Iterable<GoroutineStack>, nowNs: number, readMs = 0): void {
     const t0 = performance.now();
     const seen = new Set<number>();
     const S = this.target.layout.statuses;
-    readGoroutineStacks(mem, this.target, (g) => {
+    for (const g of goroutines) {
       const start = this.target.pclntab.funcForPC(g.startPc)?.name;
-      if (isSystemGoroutine(this.target.layout, start)) return;
+      if (isSystemGoroutine(this.target.layout, start)) continue;
       const waiting = g.status === S._Gwaiting || g.status === S._Gsyscall;
-      if (!waiting) return;
+      if (!waiting) continue;
       seen.add(g.goid);
       const state = g.status === S._Gsyscall ? 'syscall' : 'waiting';
       const reason = state === 'syscall' ? 'syscall' : waitReasonString(this.target.layout, g.waitReason ?? 0);
@@ -105,7 +113,7 @@ export class BlockProfiler {
       if (!w) {
         // Waits found by a scan: those going on when the window opened, and system calls (no probe sees them).
         // A park that began later without its record was not sampled: its sampled peers stand for it.
-        if (!this.first && state !== 'syscall') return;
+        if (!this.first && state !== 'syscall') continue;
         w = { start: this.first ? this.opts.startNs : nowNs, reason, state, weight: 1, source: 'scan', identity };
         this.open.set(g.goid, w);
       }
@@ -113,7 +121,7 @@ export class BlockProfiler {
         w.stack = stack;
         this.caught += w.source === 'event' ? 1 : 0;
       }
-    });
+    }
     // Open waits whose goroutine no longer waits ended before this scan (a wakeup the probes did not see).
     for (const [goid, w] of this.open) {
       if (!seen.has(goid)) {
@@ -123,7 +131,7 @@ export class BlockProfiler {
     }
     this.first = false;
     this.scans++;
-    this.scanMs += performance.now() - t0;
+    this.scanMs += readMs + performance.now() - t0;
   }
 
   private stackOf(g: GoroutineStack): { key: string; frames: ProfileFrame[] } {
@@ -149,9 +157,9 @@ export class BlockProfiler {
     a.delay += (end - from) * w.weight;
   }
 
-  /** Closes every open wait at the window's end and returns the profile. */
-  finish(startMs: number): ProfileData {
-    const endNs = this.opts.endNs;
+  /** Closes every open wait at the window's end (or endNs, when the window closes early) and returns the profile. */
+  finish(startMs: number, endNs = this.opts.endNs): ProfileData {
+    this.opts.endNs = Math.min(this.opts.endNs, endNs);
     for (const w of this.open.values()) this.close(w, endNs);
     this.open.clear();
     const samples: ProfileSample[] = [...this.acc.values()].map((a) => ({ frames: a.frames, values: [Math.round(a.contentions), Math.round(a.delay)], labels: a.labels }));
