@@ -1,7 +1,7 @@
 // goroscope benchmarks, side by side in one run (never timed tests): `npm run bench`.
 //
-//   npm run bench -- [--only hit-cost,http,pipeline,memory,startup,tcp-attach] [--quick] [--out bench/results] [--go local]
-//                    [--memory-goroutines 1000000]
+//   npm run bench -- [--only hit-cost,http,pipeline,memory,startup,tcp-attach,stacks] [--quick] [--out bench/results] [--go local]
+//                    [--memory-goroutines 1000000] [--stacks-goroutines 100000]
 //
 // Writes <out>/latest.json (every figure with its unit, target and the command that produced it) and
 // <out>/latest.md (the same as Markdown tables). The machine is shared and noisy: every comparison is a ratio
@@ -17,10 +17,11 @@ import { runPipeline } from './pipeline.ts';
 import { runMemory } from './memory.ts';
 import { runStartup } from './startup.ts';
 import { runTcpAttach } from './tcp-attach.ts';
+import { runStacks } from './stacks.ts';
 import { renderMarkdown } from './report.ts';
 import { repoRoot, type BenchContext, type Figure } from './lib.ts';
 
-export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup', 'tcp-attach'] as const;
+export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup', 'tcp-attach', 'stacks'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 export interface BenchResults {
@@ -42,6 +43,7 @@ const { values: args } = parseArgs({
     out: { type: 'string', default: join(repoRoot, 'bench', 'results') },
     go: { type: 'string', default: 'local' },
     'memory-goroutines': { type: 'string' },
+    'stacks-goroutines': { type: 'string' },
   },
 });
 
@@ -101,6 +103,7 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   http: () => runHttpLoad(ctx),
   startup: () => runStartup(ctx),
   'tcp-attach': () => runTcpAttach(ctx),
+  stacks: () => runStacks(ctx, args['stacks-goroutines'] ? Number(args['stacks-goroutines']) : undefined),
 };
 
 for (const name of selected) {

@@ -22,6 +22,7 @@ t.test('leak suspects round-trip, upsert by site, filter and order by growth', a
     id: l42.id, node: 'node-a', pid: 10, processStartTime: 1010, exe: '/usr/bin/svc10', suspect: 'growing-live',
     createdBy: { function: 'main.serve', file: '/src/main.go', line: 42 }, startFunction: 'main.worker', waitReason: 'chan receive',
     count: 500, growthPerMinute: 50, oldestAgeMs: 600_000, since: T0, firstSeenAt: T0 + 60_000, lastSeenAt: T0 + 60_000,
+    stack: null,
   }, 'every field as sent');
   t.match(items.find((l: any) => l.suspect === 'growing-creation-rate'), { createdBy: null, startFunction: 'time.goFunc', count: 12.5 });
 

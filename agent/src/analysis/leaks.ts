@@ -28,6 +28,8 @@ export interface LeakOptions {
   verifyPerGroup: number;
 }
 
+const RING_LAG_NS = 100e6;
+
 export const defaultLeakOptions: LeakOptions = { minAgeMs: 60_000, minCount: 10, history: 10, verifyPerGroup: 32 };
 
 export interface LeakSuspect {
@@ -128,12 +130,15 @@ export class LeakDetector {
 
   /** Creations per start function since the last sample, as a rate per minute. */
   private sampleRates(proc: TracedProcess, now: number): void {
+    // Creations up to a moment ago: records still in the ring buffer (drained every 10 ms) land in this interval
+    // when they arrive, not lost between two samples, which made the rate jitter.
+    const until = now - RING_LAG_NS;
     const pid = proc.info.pid;
     const groups = this.rates.get(pid) ?? new Map();
     this.rates.set(pid, groups);
     const created = new Map<string, { n: number; createdBy: CodeLocation | null; start: string | null }>();
     const count = (row: { createdAt: number | null; gopc: number; startPc: number }, since: number) => {
-      if (row.createdAt === null || row.createdAt <= since) return;
+      if (row.createdAt === null || row.createdAt <= since || row.createdAt > until) return;
       const sym = proc.binary.symbolizer;
       const start = row.startPc ? (sym.at(row.startPc - proc.bias)?.function ?? null) : null;
       const by = row.gopc ? (sym.callSite(row.gopc - proc.bias) ?? null) : null;
@@ -146,7 +151,7 @@ export class LeakDetector {
     const since = last || proc.attachedAt;
     for (const row of proc.table.rows(now)) count(row, since);
     for (const row of proc.table.recentlyExited()) count(row, since);
-    const minutes = (now - since) / 6e10;
+    const minutes = (until - since) / 6e10;
     if (minutes <= 0) return;
     for (const [key, c] of created) {
       let g = groups.get(key);
@@ -154,7 +159,7 @@ export class LeakDetector {
       g.samples.push({ at: now, count: c.n / minutes });
       if (g.samples.length > this.opts.history) g.samples.shift();
     }
-    for (const g of groups.values()) g.lastCreated = now;
+    for (const g of groups.values()) g.lastCreated = until;
   }
 
   /**
