@@ -182,43 +182,75 @@ static __always_inline void set_current(struct tcp_event *e, __u8 role)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
-static __always_inline void read_totals(struct tcp_event *e, const void *skaddr, int oldstate)
+/* Fields of kernel objects. A tp_btf program's pointers are BTF-typed (`typed`): a field is a direct load,
+ * which the verifier makes fault-safe, with no helper call. Any other pointer (a classic tracepoint's fields,
+ * or one read from memory) is a plain number: a CO-RE probe read. Every caller passes `typed` as a constant
+ * and the bodies are inlined, so each program holds one branch only. */
+#define KREAD(typed, ptr, field) ((typed) ? (ptr)->field : BPF_CORE_READ(ptr, field))
+#define KREAD_INTO(typed, dst, ptr, field)                                                                     \
+	do {                                                                                                   \
+		if (typed)                                                                                     \
+			__builtin_memcpy(dst, &(ptr)->field, sizeof(*(dst)));                                  \
+		else                                                                                           \
+			BPF_CORE_READ_INTO(dst, ptr, field);                                                   \
+	} while (0)
+
+/* The tcp_sock (and inet_sock) of a full TCP socket. A struct sock pointer does not reach past struct sock
+ * when typed: bpf_skc_to_tcp_sock gives the typed tcp_sock (NULL for a time-wait or request sock). */
+static __always_inline const struct tcp_sock *tcp_of(const struct sock *sk, const bool typed)
 {
-	const struct tcp_sock *tp = skaddr;
-	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	e->bytes_sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
-	if (BPF_CORE_READ((struct sock *)skaddr, __sk_common.skc_flags) & (1UL << SOCK_DONE))
+	return typed ? (const struct tcp_sock *)bpf_skc_to_tcp_sock((void *)sk) : (const struct tcp_sock *)sk;
+}
+
+/* Totals at close, from struct tcp_sock. */
+static __always_inline void read_totals(struct tcp_event *e, const struct sock *sk, int oldstate, const bool typed)
+{
+	const struct tcp_sock *tp = tcp_of(sk, typed);
+	if (!tp)
+		return;
+	e->bytes_acked = KREAD(typed, tp, bytes_acked);
+	e->bytes_received = KREAD(typed, tp, bytes_received);
+	e->bytes_sent = KREAD(typed, tp, bytes_sent) - KREAD(typed, tp, bytes_retrans);
+	if (KREAD(typed, sk, __sk_common.skc_flags) & (1UL << SOCK_DONE))
 		e->flags |= TCP_FLAG_FIN_RECEIVED;
 	/* FIN_WAIT2 means our FIN was acked; from LAST_ACK or CLOSING it was if nothing is left unacked (the FIN
 	 * took a sequence number: write_seq counts it). Any other way to CLOSE is an abort before it was acked. */
 	if (oldstate == TCP_FIN_WAIT2 ||
-	    ((oldstate == TCP_LAST_ACK || oldstate == TCP_CLOSING) && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq)))
+	    ((oldstate == TCP_LAST_ACK || oldstate == TCP_CLOSING) && KREAD(typed, tp, snd_una) == KREAD(typed, tp, write_seq)))
 		e->flags |= TCP_FLAG_FIN_ACKED;
-	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	e->srtt_us = KREAD(typed, tp, srtt_us) >> 3;
+	e->total_retrans = KREAD(typed, tp, total_retrans);
+}
+
+static __always_inline __u32 read_srtt_us(const struct sock *sk, const bool typed)
+{
+	const struct tcp_sock *tp = tcp_of(sk, typed);
+	return tp ? KREAD(typed, tp, srtt_us) >> 3 : 0;
 }
 
 /* Addresses and ports of a full socket, read as the tracepoints read them: the local port from inet_sport,
  * not skc_num, which a closing socket's port release has zeroed by the time it reaches TCP_CLOSE. */
-static __always_inline void read_addrs(struct tcp_event *e, const struct sock *sk)
+static __always_inline void read_addrs(struct tcp_event *e, const struct sock *sk, const bool typed)
 {
-	const struct inet_sock *inet = (const struct inet_sock *)sk;
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->sport = __builtin_bswap16(BPF_CORE_READ(inet, inet_sport));
-	e->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	const struct tcp_sock *tp = tcp_of(sk, typed);
+	if (!tp)
+		return;
+	e->family = KREAD(typed, sk, __sk_common.skc_family);
+	e->sport = __builtin_bswap16(KREAD(typed, tp, inet_conn.icsk_inet.inet_sport));
+	e->dport = __builtin_bswap16(KREAD(typed, sk, __sk_common.skc_dport));
 	if (e->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		KREAD_INTO(typed, (__u8(*)[16])e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		KREAD_INTO(typed, (__u8(*)[16])e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)e->saddr, inet, inet_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
+		KREAD_INTO(typed, (__u32 *)e->saddr, tp, inet_conn.icsk_inet.inet_saddr);
+		KREAD_INTO(typed, (__u32 *)e->daddr, sk, __sk_common.skc_daddr);
 	}
 }
 
 /* ---------- sock:inet_sock_set_state: the lifecycle, and the owner bound in connect(2)/listen(2) ---------- */
 
-static __always_inline int on_set_state(void *ctx, const struct sock *sk, int oldstate, int newstate, __u16 protocol)
+static __always_inline int on_set_state(void *ctx, const struct sock *sk, int oldstate, int newstate, __u16 protocol,
+					const bool typed)
 {
 	if (protocol != IPPROTO_TCP)
 		return 0;
@@ -269,7 +301,7 @@ static __always_inline int on_set_state(void *ctx, const struct sock *sk, int ol
 		o = bpf_map_lookup_elem(&tcp_owners, &skaddr);
 		if (o)
 			set_owner(e, o);
-		e->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+		e->srtt_us = read_srtt_us(sk, typed);
 	} else if (newstate == TCP_CLOSE && oldstate != TCP_CLOSE) {
 		now = bpf_ktime_get_ns();
 		e = reserve(TCP_EVENT_CLOSE, skaddr, now);
@@ -283,15 +315,15 @@ static __always_inline int on_set_state(void *ctx, const struct sock *sk, int ol
 		else
 			count(&tcp_stats, TCP_STAT_CLOSE_UNOWNED);
 		if (oldstate != TCP_LISTEN)
-			read_totals(e, sk, oldstate);
-		e->error = (__u16)BPF_CORE_READ(sk, sk_err);
+			read_totals(e, sk, oldstate, typed);
+		e->error = (__u16)KREAD(typed, sk, sk_err);
 		bpf_map_delete_elem(&tcp_owners, &skaddr);
 	} else {
 		return 0;
 	}
 	e->old_state = oldstate;
 	e->new_state = newstate;
-	read_addrs(e, sk);
+	read_addrs(e, sk, typed);
 	submit(ctx, e);
 	return 0;
 }
@@ -299,13 +331,13 @@ static __always_inline int on_set_state(void *ctx, const struct sock *sk, int ol
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state_btf, const struct sock *sk, int oldstate, int newstate)
 {
-	return on_set_state(ctx, sk, oldstate, newstate, BPF_CORE_READ(sk, sk_protocol));
+	return on_set_state(ctx, sk, oldstate, newstate, sk->sk_protocol, true);
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int inet_sock_set_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 {
-	return on_set_state(ctx, ctx->skaddr, ctx->oldstate, ctx->newstate, ctx->protocol);
+	return on_set_state(ctx, ctx->skaddr, ctx->oldstate, ctx->newstate, ctx->protocol, false);
 }
 
 /* ---------- connect(2) and accept(2)/accept4(2), at the syscall's exit ---------- */
@@ -377,7 +409,7 @@ static __always_inline int on_connect_exit(void *ctx, __u64 fd, __u64 uaddr, lon
 	if (!e)
 		return 0;
 	set_current(e, TCP_ROLE_CLIENT);
-	read_addrs(e, sk);
+	read_addrs(e, sk, false);
 	read_connect_dest(e, uaddr);
 	e->error = (__u16)-ret;
 	e->old_state = e->new_state = TCP_CLOSE;
@@ -410,9 +442,9 @@ static __always_inline int on_accept_exit(void *ctx, long ret)
 	if (!e)
 		return 0;
 	set_current(e, TCP_ROLE_SERVER);
-	read_addrs(e, sk);
+	read_addrs(e, sk, false);
 	e->old_state = e->new_state = state;
-	e->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+	e->srtt_us = read_srtt_us(sk, false);
 	submit(ctx, e);
 	return 0;
 }
@@ -489,7 +521,7 @@ static __always_inline struct tcp_event *reserve_owned(__u8 kind, __u64 skaddr)
  * connection is exact anyway (tcp_sock.total_retrans at close): the details can be a sample. Set before load. */
 const volatile __u32 retransmit_keep = 0xffffffff;
 
-static __always_inline int on_retransmit(void *ctx, const struct sock *sk)
+static __always_inline int on_retransmit(void *ctx, const struct sock *sk, const bool typed)
 {
 	if (retransmit_keep != 0xffffffff && bpf_get_prandom_u32() >= retransmit_keep) {
 		count(&tcp_stats, TCP_STAT_RETRANSMIT_UNSAMPLED);
@@ -498,8 +530,8 @@ static __always_inline int on_retransmit(void *ctx, const struct sock *sk)
 	struct tcp_event *e = reserve_owned(TCP_EVENT_RETRANSMIT, (__u64)sk);
 	if (!e)
 		return 0;
-	read_addrs(e, sk);
-	e->old_state = e->new_state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	read_addrs(e, sk, typed);
+	e->old_state = e->new_state = KREAD(typed, sk, __sk_common.skc_state);
 	submit(ctx, e);
 	return 0;
 }
@@ -507,23 +539,23 @@ static __always_inline int on_retransmit(void *ctx, const struct sock *sk)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(tcp_retransmit_skb_btf, const struct sock *sk)
 {
-	return on_retransmit(ctx, sk);
+	return on_retransmit(ctx, sk, true);
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int tcp_retransmit_skb_tp(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
-	return on_retransmit(ctx, ctx->skaddr);
+	return on_retransmit(ctx, ctx->skaddr, false);
 }
 
-static __always_inline int on_receive_reset(void *ctx, const struct sock *sk)
+static __always_inline int on_receive_reset(void *ctx, const struct sock *sk, const bool typed)
 {
 	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_RECV, (__u64)sk);
 	if (!e)
 		return 0;
 	if (sk) {
-		read_addrs(e, sk);
-		e->old_state = e->new_state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		read_addrs(e, sk, typed);
+		e->old_state = e->new_state = KREAD(typed, sk, __sk_common.skc_state);
 	}
 	submit(ctx, e);
 	return 0;
@@ -532,13 +564,13 @@ static __always_inline int on_receive_reset(void *ctx, const struct sock *sk)
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(tcp_receive_reset_btf, const struct sock *sk)
 {
-	return on_receive_reset(ctx, sk);
+	return on_receive_reset(ctx, sk, true);
 }
 
 SEC("tracepoint/tcp/tcp_receive_reset")
 int tcp_receive_reset_tp(struct trace_event_raw_tcp_event_sk *ctx)
 {
-	return on_receive_reset(ctx, ctx->skaddr);
+	return on_receive_reset(ctx, ctx->skaddr, false);
 }
 
 /* A reset answers the packet in skb: its 4-tuple reversed is ours (local = the packet's destination). The
@@ -569,14 +601,14 @@ static __always_inline void read_skb_addrs_reversed(struct tcp_event *e, const s
 /* sk may be NULL (a reset for no socket, e.g. a closed port), a time-wait or request sock (not full: no
  * struct inet_sock to read), or a full socket; skb is NULL for an active reset (close with unread data,
  * SO_LINGER 0). The same choice the tracepoint makes for its own fields. */
-static __always_inline int on_send_reset(void *ctx, const struct sock *sk, const struct sk_buff *skb)
+static __always_inline int on_send_reset(void *ctx, const struct sock *sk, const struct sk_buff *skb, const bool typed)
 {
 	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_SENT, (__u64)sk);
 	if (!e)
 		return 0;
-	__u8 state = sk ? BPF_CORE_READ(sk, __sk_common.skc_state) : 0;
+	__u8 state = sk ? KREAD(typed, sk, __sk_common.skc_state) : 0;
 	if (sk && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
-		read_addrs(e, sk);
+		read_addrs(e, sk, typed);
 	else if (skb)
 		read_skb_addrs_reversed(e, skb);
 	e->old_state = e->new_state = state;
@@ -587,13 +619,13 @@ static __always_inline int on_send_reset(void *ctx, const struct sock *sk, const
 SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(tcp_send_reset_btf, const struct sock *sk, const struct sk_buff *skb)
 {
-	return on_send_reset(ctx, sk, skb);
+	return on_send_reset(ctx, sk, skb, true);
 }
 
 SEC("tracepoint/tcp/tcp_send_reset")
 int tcp_send_reset_tp(struct trace_event_raw_tcp_send_reset *ctx)
 {
-	return on_send_reset(ctx, ctx->skaddr, ctx->skbaddr);
+	return on_send_reset(ctx, ctx->skaddr, ctx->skbaddr, false);
 }
 
 /* ---------- process exit: a Go process's layout goes with it ---------- */

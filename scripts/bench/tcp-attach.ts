@@ -46,9 +46,9 @@ function attachAll(bpf: BpfObject, attachOne: (p: string) => number, programs: s
 
 export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
   const bench = 'tcp-attach';
-  const rounds = ctx.quick ? 1 : 5;
+  const rounds = ctx.quick ? 1 : 7;
   const syscallsN = ctx.quick ? 200_000 : 3_000_000;
-  const listenN = ctx.quick ? 5_000 : 60_000;
+  const listenN = ctx.quick ? 5_000 : 100_000;
   const churnN = ctx.quick ? 1_000 : 20_000;
   const syscalls = buildFixture('syscalls', ctx.goVersion);
   const cmd = (what: string) => `${ctx.invocation} (tcp-attach: ${what})`;
@@ -120,30 +120,36 @@ export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
         }
       }
     }
-    // Hits per operation and the programs' own run time, with the kernel's statistics on (a pass apart: they
-    // add their own cost).
+    // Hits per operation and the programs' own run time per hit (each workload apart), with the kernel's
+    // statistics on: a pass apart, as they add their own cost; interleaved rounds, medians.
     const restore = enableBpfStats();
-    const runNs = new Map<string, number>();
+    const runNs = new Map<string, { listen: number[]; churn: number[] }>();
     const hits = { listen: NaN, churn: NaN };
     if (restore) {
       try {
-        for (const c of stateConfigs.filter((x) => x.name !== 'none')) {
-          const detach = c.attach();
-          try {
-            const before = await ownProgStats();
-            await runCommand(syscalls, ['listen', '-n', String(listenN)]);
-            const mid = await ownProgStats();
-            await churn();
-            const after = await ownProgStats();
-            const l = progDelta(before, mid, c.programs);
-            const t = progDelta(mid, after, c.programs);
-            runNs.set(c.name, (l.runTimeNs + t.runTimeNs) / Math.max(1, l.runCnt + t.runCnt));
-            if (c.name === 'empty_btf') {
-              hits.listen = l.runCnt / (listenN * 1.01); // the loop's warm-up is 1% more
-              hits.churn = t.runCnt / (churnN * 1.01);
+        const measured = stateConfigs.filter((x) => x.name !== 'none');
+        for (let r = 0; r < rounds; r++) {
+          for (const c of interleaved(measured, r)) {
+            const detach = c.attach();
+            try {
+              const before = await ownProgStats();
+              await runCommand(syscalls, ['listen', '-n', String(listenN)]);
+              const mid = await ownProgStats();
+              await churn();
+              const after = await ownProgStats();
+              const l = progDelta(before, mid, c.programs);
+              const t = progDelta(mid, after, c.programs);
+              const x = runNs.get(c.name) ?? { listen: [], churn: [] };
+              x.listen.push(l.runTimeNs / Math.max(1, l.runCnt));
+              x.churn.push(t.runTimeNs / Math.max(1, t.runCnt));
+              runNs.set(c.name, x);
+              if (c.name === 'empty_btf' && r === 0) {
+                hits.listen = l.runCnt / (listenN * 1.01); // the loop's warm-up is 1% more
+                hits.churn = t.runCnt / (churnN * 1.01);
+              }
+            } finally {
+              detach();
             }
-          } finally {
-            detach();
           }
         }
       } finally {
@@ -167,7 +173,10 @@ export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
       if (Number.isFinite(hits.churn)) {
         figures.push(figure({ id: `${bench}.per_hit_ns_churn.${c.name}`, bench, label: `inet_sock_set_state: ns per hit (churn), ${c.label}`, value: round(((u - churnBase) * 1000) / hits.churn), unit: 'ns', command: cmd('(µs per connection - none) / hits per connection') }));
       }
-      figures.push(figure({ id: `${bench}.bpf_run_ns.${c.name}`, bench, label: `inet_sock_set_state: the program's own run time per hit, ${c.label}`, value: runNs.has(c.name) ? round(runNs.get(c.name)!) : null, unit: 'ns', command: cmd('kernel.bpf_stats_enabled run_time_ns / run_cnt'), ...(runNs.has(c.name) ? {} : { note: 'kernel.bpf_stats_enabled could not be set' }) }));
+      const run = runNs.get(c.name);
+      const noStats = run ? {} : { note: 'kernel.bpf_stats_enabled could not be set' };
+      figures.push(figure({ id: `${bench}.bpf_run_ns.${c.name}`, bench, label: `inet_sock_set_state: the program's own run time per hit (listen loop), ${c.label}`, value: run ? round(median(run.listen)) : null, unit: 'ns', samples: run?.listen.map((x) => round(x)), command: cmd('kernel.bpf_stats_enabled run_time_ns / run_cnt'), ...noStats }));
+      figures.push(figure({ id: `${bench}.bpf_run_ns_churn.${c.name}`, bench, label: `inet_sock_set_state: the program's own run time per hit (churn), ${c.label}`, value: run ? round(median(run.churn)) : null, unit: 'ns', samples: run?.churn.map((x) => round(x)), command: cmd('kernel.bpf_stats_enabled run_time_ns / run_cnt'), ...noStats }));
     }
     ctx.log(`tcp-attach: ${records} records drained`);
   } finally {

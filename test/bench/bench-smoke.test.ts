@@ -64,7 +64,7 @@ const EXPECTED = [
   'tcp-attach.set_state_hits.listen',
   'tcp-attach.set_state_hits.churn',
   ...['none', 'empty_tp', 'empty_btf', 'full_tp', 'full_btf'].flatMap((c) => [`tcp-attach.listen_ns.${c}`, `tcp-attach.churn_us_per_conn.${c}`]),
-  ...['empty_tp', 'empty_btf', 'full_tp', 'full_btf'].flatMap((c) => [`tcp-attach.per_hit_ns.${c}`, `tcp-attach.bpf_run_ns.${c}`]),
+  ...['empty_tp', 'empty_btf', 'full_tp', 'full_btf'].flatMap((c) => [`tcp-attach.per_hit_ns.${c}`, `tcp-attach.bpf_run_ns.${c}`, `tcp-attach.bpf_run_ns_churn.${c}`]),
 ];
 
 t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 290_000 }, async (t) => {
