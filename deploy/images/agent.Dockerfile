@@ -63,7 +63,7 @@ COPY --from=pingpong /out/pingpong build/calibrate/pingpong
 COPY package.json ./
 COPY --from=build /app/dist/ dist/
 COPY agent/src/gobinary/runtime-layouts.json agent/src/gobinary/runtime-layouts.json
-# The agent runs as root with only CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE (the DaemonSet's securityContext).
+# The agent runs as root with only CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_SYS_ADMIN (the DaemonSet's securityContext).
 ENV NODE_ENV=production
 ENTRYPOINT ["node", "/app/dist/goroscope.mjs"]
 CMD ["agent", "--help"]

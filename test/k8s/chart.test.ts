@@ -41,7 +41,6 @@ const variants: Record<string, unknown> = {
   defaults: TOKENS,
   existingSecret: { tokens: { existingSecret: 'my-tokens' } },
   privileged: { ...TOKENS, agent: { privileged: true } },
-  sysAdmin: { ...TOKENS, agent: { extraCapabilities: ['SYS_ADMIN'] } },
   sysResource: { ...TOKENS, agent: { extraCapabilities: ['SYS_RESOURCE'] } },
   everything: {
     ...TOKENS,
@@ -108,7 +107,7 @@ t.test('the chart', { skip: goMissing }, async (t) => {
     const c = agentContainer(rendered.defaults);
     t.equal(ds.spec.template.spec.hostPID, true, 'hostPID');
     t.notOk(ds.spec.template.spec.hostNetwork, 'no host network');
-    t.same(c.securityContext.capabilities, { drop: ['ALL'], add: ['BPF', 'PERFMON', 'SYS_PTRACE'] }, 'exactly BPF, PERFMON, SYS_PTRACE');
+    t.same(c.securityContext.capabilities, { drop: ['ALL'], add: ['BPF', 'PERFMON', 'SYS_PTRACE', 'SYS_ADMIN'] }, 'exactly BPF, PERFMON, SYS_PTRACE and SYS_ADMIN (uprobes need it since Linux 6.16)');
     t.equal(c.securityContext.privileged, false, 'not privileged');
     t.equal(c.securityContext.allowPrivilegeEscalation, false);
     t.equal(c.securityContext.readOnlyRootFilesystem, true, 'read-only root filesystem');
@@ -116,8 +115,7 @@ t.test('the chart', { skip: goMissing }, async (t) => {
     t.same(ds.spec.template.spec.tolerations, [{ operator: 'Exists' }], 'tolerates every taint');
     t.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.cpu && c.resources.limits.memory, 'requests and limits');
 
-    t.same(agentContainer(rendered.sysAdmin).securityContext.capabilities.add, ['BPF', 'PERFMON', 'SYS_PTRACE', 'SYS_ADMIN'], 'option: SYS_ADMIN for kernels before 5.8');
-    t.same(agentContainer(rendered.sysResource).securityContext.capabilities.add, ['BPF', 'PERFMON', 'SYS_PTRACE', 'SYS_RESOURCE'], 'option: SYS_RESOURCE for memlock-accounted kernels');
+    t.same(agentContainer(rendered.sysResource).securityContext.capabilities.add, ['BPF', 'PERFMON', 'SYS_PTRACE', 'SYS_ADMIN', 'SYS_RESOURCE'], 'option: SYS_RESOURCE for memlock-accounted kernels');
     const p = agentContainer(rendered.privileged).securityContext;
     t.same([p.privileged, p.allowPrivilegeEscalation, p.capabilities], [true, true, undefined], 'option: privileged');
   });
@@ -208,7 +206,7 @@ t.test('the chart', { skip: goMissing }, async (t) => {
     for (const o of objs) t.doesNotThrow(() => new MODELS[keyOf(o)].cls(o as never).validate(), `${o.kind} ${o.metadata.name}`);
     t.equal(find(objs, 'Namespace').metadata.name, 'goroscope');
     t.notOk(find(objs, 'Secret'), 'no Secret with a made-up token: the operator makes goroscope-tokens');
-    t.same(agentContainer(objs).securityContext.capabilities.add, ['BPF', 'PERFMON', 'SYS_PTRACE']);
+    t.same(agentContainer(objs).securityContext.capabilities.add, ['BPF', 'PERFMON', 'SYS_PTRACE', 'SYS_ADMIN']);
     const ns = new Set(objs.filter((o) => o.metadata.namespace).map((o) => o.metadata.namespace));
     t.same([...ns], ['goroscope'], 'everything namespaced lives in goroscope');
   });

@@ -17,7 +17,7 @@ t.test('the preferred plan for each kind of node', async (t) => {
   // (scripts/bench/tcp-attach.ts), so they are taken whenever their ids can be had.
   t.equal(pick(true, mounted), 'btf/classic', 'BTF, tracefs mounted');
   t.equal(pick(true, mountable), 'btf/classic', 'BTF, tracefs mountable (CAP_SYS_ADMIN)');
-  t.equal(pick(true, none), 'btf/raw', 'BTF, no tracefs and no right to mount it (the DaemonSet): nothing needs tracefs');
+  t.equal(pick(true, none), 'btf/raw', 'BTF, no tracefs and no right to mount it (no CAP_SYS_ADMIN, or mount denied): nothing needs tracefs');
   t.equal(pick(false, mounted), 'classic/classic', 'no BTF: classic tracepoints');
   t.equal(pick(false, none), 'classic/classic', 'no BTF and no tracefs: classic still (the tracer then says what it needs)');
   t.equal(pick(true, mounted, { events: 'classic' }), 'classic/classic', 'forced classic');
@@ -53,6 +53,6 @@ t.test('choices from the environment, and a clear error for a wrong one', async 
 t.test('CAP_SYS_ADMIN from /proc/self/status', async (t) => {
   t.equal(hasCapSysAdmin('CapEff:\t000001fffeffffff\n'), true, 'root');
   t.equal(hasCapSysAdmin('CapEff:\t000001fffedfffff\n'), false, 'root without CAP_SYS_ADMIN');
-  t.equal(hasCapSysAdmin('CapEff:\t000000c000080000\n'), false, 'the DaemonSet: BPF, PERFMON, SYS_PTRACE');
+  t.equal(hasCapSysAdmin('CapEff:\t000000c000080000\n'), false, 'BPF, PERFMON, SYS_PTRACE only');
   t.equal(hasCapSysAdmin(''), false, 'unreadable');
 });

@@ -1,7 +1,7 @@
 // TCP tracing on a node without tracefs, as a fresh node is: `goroscope snapshot` runs in a private mount
 // namespace where tracefs is unmounted (unshare -m: nothing changes on this machine), against real Go
 // programs that move known byte counts, and must report those connections exactly. Also the paths around it:
-// the raw sys_exit program (what the agent uses without CAP_SYS_ADMIN, as the DaemonSet runs it), the
+// the raw sys_exit program (what the agent uses where it may not mount tracefs), the
 // classic tracepoints of a kernel without BTF (forced here, with tracefs mounted in the namespace), and, in a
 // process without CAP_SYS_ADMIN, the choice of path and the one line said when classic tracepoints cannot
 // have their ids.
@@ -147,7 +147,7 @@ t.test('classic tracepoints (a kernel without BTF), tracefs mounted in the names
 });
 
 // Without CAP_SYS_ADMIN the goroutine probes cannot be attached on this kernel (its uprobe PMU asks for it), so
-// this runs the TCP part alone, in a process that lacks it: what the DaemonSet's agent decides.
+// this runs the TCP part alone, in a process that lacks it: what an agent without it decides.
 const probe = `
 import { tracepointIds } from './agent/src/bpf/tracefs.ts';
 import { TcpTracer, describeAttachMode } from './agent/src/tcp/tcp-tracer.ts';
