@@ -58,11 +58,12 @@ static __always_inline bool park_sampled(__u64 goid)
 }
 
 /* Go before 1.21 has no g.parentGoid: newproc1's entry leaves the creator's goid here for the creation
- * record that follows on the same thread (newproc1 and the runqput after it run on the thread's g0). */
+ * record that follows on the same thread (newproc1 and the runqput after it run on the thread's g0). Keyed by
+ * pid_tgid (process in the upper half), so the agent can remove a gone process's entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, __u64);
 } creator_by_thread SEC(".maps");
 
@@ -113,9 +114,9 @@ int newproc1_entry(struct pt_regs *ctx)
 	/* newproc1 runs on g0 (R14); callergp (RBX) is the goroutine that ran the go statement. */
 	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 thread = bpf_get_current_pid_tgid();
 	__u64 creator = read_u64(ctx->bx + l->g_goid);
-	bpf_map_update_elem(&creator_by_thread, &tid, &creator, BPF_ANY);
+	bpf_map_update_elem(&creator_by_thread, &thread, &creator, BPF_ANY);
 	return 0;
 }
 
@@ -138,11 +139,11 @@ static __always_inline int record_create(struct pt_regs *ctx, __u64 newg)
 	if (l->g_parent_goid) {
 		e->other_goid = read_u64(newg + l->g_parent_goid);
 	} else {
-		__u32 tid = e->tid;
-		__u64 *creator = bpf_map_lookup_elem(&creator_by_thread, &tid);
+		__u64 thread = bpf_get_current_pid_tgid();
+		__u64 *creator = bpf_map_lookup_elem(&creator_by_thread, &thread);
 		if (creator) {
 			e->other_goid = *creator;
-			bpf_map_delete_elem(&creator_by_thread, &tid);
+			bpf_map_delete_elem(&creator_by_thread, &thread);
 		}
 	}
 	submit(ctx, e, PROBE_NEWPROC1_RET);

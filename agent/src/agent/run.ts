@@ -261,23 +261,30 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     const r = watcher.scan();
     for (const target of r.appeared) attach(target);
     for (const s of r.skipped) log(`not tracing pid ${s.pid}: ${s.reason}`);
-    for (const pid of r.exited) {
-      const proc = tracer?.process(pid);
-      if (proc && governor) {
-        queue.push(...builder.build(proc, governor.windows(pid), monoNowNs()));
-        queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs()), metadata));
-        governor.remove(pid);
-        builder.forget(pid);
-        leaks.forget(pid);
-        profiles?.forget(pid);
-        tracer!.detach(pid);
-      }
-      untracedGo.delete(pid);
-      unnamed.delete(pid);
-      metadata.forget?.(pid);
-      runtime?.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
-      tcp?.unregisterGoProcess(pid);
+    for (const pid of r.exited) retire(pid);
+  };
+
+  /** A traced process exited: its last records go out and its probes and BPF map entries go (off this thread). */
+  const retire = (pid: number) => {
+    const proc = tracer?.process(pid);
+    if (proc && governor) {
+      queue.push(...builder.build(proc, governor.windows(pid), monoNowNs()));
+      queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs()), metadata));
+      governor.remove(pid);
+      builder.forget(pid);
+      leaks.forget(pid);
+      profiles?.forget(pid);
+      void tracer!.detach(pid);
     }
+    untracedGo.delete(pid);
+    unnamed.delete(pid);
+    metadata.forget?.(pid);
+    void runtime?.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
+    tcp?.unregisterGoProcess(pid);
+  };
+  /** Between scans: probes go within ~0.25 s of their process (the full /proc scan runs every scanMs). */
+  const retireExited = () => {
+    for (const pid of watcher.exited()) retire(pid);
   };
 
   const leaks = new LeakDetector(opts.leaks);
@@ -328,6 +335,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   scan();
   ship();
   const scanTimer = setInterval(scan, opts.scanMs ?? 2000);
+  const exitTimer = setInterval(retireExited, 250);
   const shipTimer = setInterval(ship, intervalMs);
   const leakTimer = setInterval(sampleLeaks, opts.leakSampleMs ?? 10_000);
   const collectProfiles = () => {
@@ -351,6 +359,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     async stop() {
       clearInterval(scanTimer);
+      clearInterval(exitTimer);
       clearInterval(shipTimer);
       clearInterval(leakTimer);
       clearInterval(profileTimer);

@@ -33,18 +33,28 @@ export interface MapInfo { type: number; keySize: number; valueSize: number; max
 
 export interface BpfObject {
   attachUprobe(program: string, binaryPath: string, fileOffset: number, pid: number, cookie: bigint): number;
+  /** One multi-link for many offsets (objects opened with uprobeMulti only). */
+  attachUprobes(program: string, binaryPath: string, fileOffsets: number[], cookies: bigint[], pid: number): number;
   attachTracepoint(program: string, category: string, name: string): number;
   /** A classic tracepoint by its id (tracefs.ts): needs no tracefs mounted at this moment. */
   attachTracepointId(program: string, id: number): number;
   attach(program: string): number;
   detach(link: number): void;
+  /** The links leave at once; the kernel lets go of them together off this thread (a uprobe's costs ~0.1 s). */
+  detachAsync(links: number[]): Promise<void>;
   updateElem(map: string, key: Buffer, value: Buffer): void;
   lookupElem(map: string, key: Buffer): Buffer | null;
+  /** True if the key was there. */
+  deleteElem(map: string, key: Buffer): boolean;
+  /** Every key of a hash map, now. */
+  keys(map: string): Buffer[];
   mapInfo(map: string): MapInfo;
   startReader(rings: RingSpec[], onBatch: (ring: number, batch: Buffer) => void, opts?: ReaderOptions): void;
   /** Stops the thread after a last drain; the final counts tell how many batches are still to arrive. */
   stopReader(): ReaderStats;
   readerStats(): ReaderStats;
+  /** What the bridge's exit watch did: processes watched now, gone ones, links it removed. */
+  exitStats(): { watched: number; exitedProcesses: number; detachedLinks: number };
   close(): void;
 }
 
@@ -56,6 +66,13 @@ export interface OpenOptions {
   /** Programs not to load (twins for the other event transport). */
   skipPrograms?: string[];
   globals?: Record<string, Buffer>;
+  /** Load uprobe programs for multi-links (hasUprobeMulti()): every uprobe then attaches as one. */
+  uprobeMulti?: boolean;
+  /**
+   * Hash maps keyed by pid (4-byte keys) or pid_tgid (8-byte keys, the pid in the upper half): when a process
+   * with uprobes exits, the bridge removes its links and its entries here at once, on a thread of its own.
+   */
+  perProcessMaps?: string[];
 }
 
 interface Addon {
@@ -63,6 +80,8 @@ interface Addon {
   layouts(): Record<string, StructDesc>;
   libbpfVersion(): string;
   hasRingbuf(): boolean;
+  /** Uprobe multi-links with a per-process pid filter (Linux 6.9+). */
+  hasUprobeMulti(): boolean;
   /** Batched process_vm_readv (procmem.c): bytes read per range, ranges laid end to end in out. */
   readMemory(pid: number, addrs: Float64Array, lens: Uint32Array, out: Buffer): Int32Array;
   /** The numbering of bpf/*.h enums, as the C compiler sees it (checked against the TypeScript constants). */

@@ -18,6 +18,21 @@ export function resolveTransport(asked?: EventTransport | 'auto'): EventTranspor
   return want;
 }
 
+/**
+ * Uprobe multi-links where the kernel has them (GOROSCOPE_UPROBE_LINKS=classic forces one perf link per uprobe):
+ * the kernel detaches a classic uprobe under a node-wide mutex with a grace period each (~0.1 s), so a process
+ * with a dozen probes took over a second to let go of; a multi-link per program costs one grace period, shared.
+ */
+export function resolveUprobeMulti(): boolean {
+  const want = process.env.GOROSCOPE_UPROBE_LINKS ?? 'auto';
+  if (want !== 'auto' && want !== 'multi' && want !== 'classic') {
+    throw new Error(`unknown uprobe link kind "${want}" (GOROSCOPE_UPROBE_LINKS): use auto, multi or classic`);
+  }
+  const has = loadAddon().hasUprobeMulti();
+  if (want === 'multi' && !has) throw new Error('this kernel has no uprobe multi-links (Linux 6.9+): use GOROSCOPE_UPROBE_LINKS=classic');
+  return want === 'classic' ? false : has;
+}
+
 export interface EventsSourceOptions {
   /** The BPF object under bpf/.output, without .bpf.o. */
   object: string;
@@ -34,6 +49,8 @@ export interface EventsSourceOptions {
   /** Other maps' max_entries and read-only globals, as openBpfObject takes them. */
   sizes?: Record<string, number>;
   globals?: Record<string, Buffer>;
+  /** Maps whose entries of a process go when it exits (OpenOptions.perProcessMaps). */
+  perProcessMaps?: string[];
   /** Programs that only work on one transport, by the transport they need. */
   programsFor?: Record<EventTransport, string[]>;
   /** Programs not to load whatever the transport (e.g. the twins of another attach path). */
@@ -65,6 +82,8 @@ export function openEventsSource(o: EventsSourceOptions): EventsSource {
     globals,
     ...(perf ? { perfEventArrays: [o.map] } : {}),
     skipPrograms: [...(o.programsFor?.[perf ? 'ringbuf' : 'perf'] ?? []), ...(o.skipPrograms ?? [])],
+    uprobeMulti: resolveUprobeMulti(),
+    perProcessMaps: o.perProcessMaps,
   };
   const bpf = openBpfObject(o.object, opts);
   const ring: RingSpec = { map: o.map, recordSize: o.recordSize };

@@ -3,7 +3,7 @@
 // Processes named by the operator (--pid) are never skipped in silence: each one that is not traced gets one
 // line saying why (gone, not Go, not permitted, unsupported Go).
 import { statSync } from 'node:fs';
-import { listPids, ProcessError } from '../proc/process.ts';
+import { listPids, processRunning, ProcessError } from '../proc/process.ts';
 import { openTarget, type Target } from '../tracer/goroutine-tracer.ts';
 
 export interface ScanResult {
@@ -14,7 +14,8 @@ export interface ScanResult {
 }
 
 export class GoProcessWatcher {
-  private readonly known = new Set<number>();
+  /** Traced pids and their start times. */
+  private readonly known = new Map<number, number>();
   /** Executable identity -> not a Go program (Go binaries are opened per process, for their pid). */
   private readonly notGo = new Set<string>();
   private readonly refused = new Set<number>();
@@ -54,8 +55,9 @@ export class GoProcessWatcher {
         continue;
       }
       try {
-        out.appeared.push(openTarget(pid));
-        this.known.add(pid);
+        const target = openTarget(pid);
+        out.appeared.push(target);
+        this.known.set(pid, target.info.startTime);
         this.reported.delete(pid);
       } catch (e) {
         if (e instanceof ProcessError && / is not a Go program$/.test(e.message)) {
@@ -67,13 +69,28 @@ export class GoProcessWatcher {
         }
       }
     }
-    for (const pid of this.known) {
+    for (const pid of this.known.keys()) {
       if (!alive.has(pid)) {
         this.known.delete(pid);
         out.exited.push(pid);
       }
     }
     for (const pid of this.refused) if (!alive.has(pid)) this.refused.delete(pid);
+    return out;
+  }
+
+  /**
+   * The known processes that have exited (or turned zombie, or whose pid a new process took) since the last
+   * look: a read of /proc/PID/stat per known process, cheap enough to run several times a second so probes
+   * go with their process; a new process on a reused pid is found by the next scan.
+   */
+  exited(): number[] {
+    const out: number[] = [];
+    for (const [pid, startTime] of this.known) {
+      if (processRunning(pid, startTime)) continue;
+      this.known.delete(pid);
+      out.push(pid);
+    }
     return out;
   }
 

@@ -1,4 +1,5 @@
 // One entry point over a Go executable: version, functions with their file offsets (for uprobes), symbolizer, allgs.
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { goVersion } from './buildinfo.ts';
 import { ElfFile, ElfFormatError } from './elf.ts';
 import { Pclntab } from './pclntab.ts';
@@ -46,9 +47,43 @@ export interface GoBinary {
 }
 
 export function openGoBinary(path: string): GoBinary {
+  return goBinaryOf(path, () => ElfFile.open(path));
+}
+
+/** Parsed executables by file identity, while a process (or the few most recent opens) holds them. */
+const shared = new Map<string, WeakRef<GoBinary>>();
+const recent: GoBinary[] = [];
+const KEEP_RECENT = 4;
+
+/**
+ * openGoBinary, shared by every process of one executable file (device, inode, size, times): a node running
+ * many replicas or short-lived jobs of one binary reads and parses it once and holds it in memory once.
+ */
+export function openSharedGoBinary(path: string): GoBinary {
+  const fd = openSync(path, 'r');
+  try {
+    const st = fstatSync(fd);
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    let bin = shared.get(key)?.deref();
+    if (!bin) {
+      bin = goBinaryOf(path, () => ElfFile.fromBuffer(path, readFileSync(fd)));
+      if (shared.size >= 256) for (const [k, ref] of shared) if (!ref.deref()) shared.delete(k);
+      shared.set(key, new WeakRef(bin));
+    }
+    if (!recent.includes(bin)) {
+      recent.unshift(bin);
+      recent.length = Math.min(recent.length, KEEP_RECENT);
+    }
+    return bin;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
   let elf: ElfFile;
   try {
-    elf = ElfFile.open(path);
+    elf = open();
   } catch (e) {
     if (e instanceof ElfFormatError) throw new NotGoBinaryError(path, e.reason);
     throw e; // ENOENT, EACCES...: not ours to reword

@@ -52,8 +52,8 @@ export async function calibrateHitCost(tracer: GoroutineTracer, opts: { roundTri
     const probed: number[] = [];
     let hits = 0;
     for (let i = 0; i < 3; i++) {
-      tracer.setProbes(child.pid!, 'park', false);
-      tracer.setProbes(child.pid!, 'ready', false);
+      // Off means off in the kernel before the baseline runs.
+      await Promise.all([tracer.setProbes(child.pid!, 'park', false), tracer.setProbes(child.pid!, 'ready', false)]);
       base.push(await run());
       tracer.setProbes(child.pid!, 'park', true);
       tracer.setProbes(child.pid!, 'ready', true);
@@ -62,7 +62,7 @@ export async function calibrateHitCost(tracer: GoroutineTracer, opts: { roundTri
       const after = tracer.hits(proc.layoutId);
       hits = after.gopark - before.gopark + (after.ready - before.ready);
     }
-    tracer.detach(child.pid!);
+    await tracer.detach(child.pid!);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const hitsPerRoundTrip = hits / n;
     const result: Calibration = {

@@ -54,6 +54,21 @@ export function inspectProcess(pid: number): ProcessInfo {
   return { pid, exe, exeLink: `/proc/${pid}/exe`, comm, startTime };
 }
 
+/**
+ * Whether the process that had this start time still runs: false once it is gone, a zombie (its probes have
+ * nothing left to watch), or its pid belongs to another process. One read of /proc/PID/stat.
+ */
+export function processRunning(pid: number, startTime: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return rest[0] !== 'Z' && rest[0] !== 'X' && Number(rest[19]) === startTime;
+}
+
 export interface Mapping {
   start: number;
   end: number;

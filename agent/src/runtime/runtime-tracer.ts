@@ -9,6 +9,7 @@
 // caller forgets the process (or more than maxProcesses have been seen: the oldest detached go first).
 import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
+import { Detacher } from '../bpf/detacher.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
 import {
   encodeRtLayout,
@@ -53,6 +54,8 @@ export interface RuntimeTracerOptions {
   maxFatalPerProcess?: number;
   /** Processes whose stats are kept, live or gone. */
   maxProcesses?: number;
+  /** Processes traced at once: the bound of the per-process BPF maps (default RUNTIME_MAX_PROCS, 4096). */
+  maxTracedProcesses?: number;
 }
 
 export interface PauseRecord {
@@ -171,6 +174,8 @@ export class RuntimeEventsTracer {
   private readonly layoutIds = new Map<string, number>();
   private readonly procs = new Map<number, RuntimeProcess>();
   private readonly reader: RingReader;
+  private readonly detacher: Detacher;
+  private closed = false;
   private onEvent?: (p: RuntimeProcess, e: PauseRecord | CycleRecord | FatalRecord) => void;
   records = 0;
   batches = 0;
@@ -186,6 +191,7 @@ export class RuntimeEventsTracer {
       lastN: opts.lastN ?? 32,
       maxFatalPerProcess: opts.maxFatalPerProcess ?? 16,
       maxProcesses: opts.maxProcesses ?? 1024,
+      maxTracedProcesses: opts.maxTracedProcesses ?? 4096,
     };
     const source = openEventsSource({
       object: 'runtime',
@@ -196,8 +202,11 @@ export class RuntimeEventsTracer {
       ringWakeupBytes: this.opts.wakeupBytes,
       transport: opts.transport,
       programsFor: { ringbuf: SLEEPABLE, perf: SLEEPABLE.map((p) => `${p}_nosleep`) },
+      sizes: { rt_procs: this.opts.maxTracedProcesses, stw_pending: this.opts.maxTracedProcesses },
+      perProcessMaps: ['rt_procs', 'stw_pending'],
     });
     this.bpf = source.bpf;
+    this.detacher = new Detacher(this.bpf);
     this.transport = source.transport;
     this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
       pollMs: this.opts.pollMs,
@@ -287,36 +296,31 @@ export class RuntimeEventsTracer {
         proc.links.push(this.bpf.attachUprobe(program, info.exeLink, s.fileOffset, pid, runtimeCookie(s, layoutId)));
       }
     } catch (e) {
-      this.detach(pid);
+      void this.detach(pid);
       throw e;
     }
     return proc;
   }
 
-  /** Removes the probes; what was learnt about the process stays (see forget). */
-  detach(pid: number): void {
+  /**
+   * Removes the probes; what was learnt about the process stays (see forget). Resolves when the kernel has let
+   * go of them and no BPF map holds an entry of the process.
+   */
+  detach(pid: number): Promise<void> {
     const proc = this.procs.get(pid);
-    if (!proc || proc.detachedAtNs !== undefined) return;
-    for (const link of proc.links) {
-      try {
-        this.bpf.detach(link);
-      } catch {
-        /* already gone */
-      }
-    }
+    if (!proc || proc.detachedAtNs !== undefined) return Promise.resolve();
+    const links = proc.links;
     proc.links = [];
     proc.detachedAtNs = monoNowNs();
-    // The per-process BPF entries are cleared by overwriting: the addon has no delete; a zero rt_proc means
-    // "numgc unknown" and a stale stw_pending entry is replaced by the next stop of a reused pid.
-    try {
-      this.bpf.updateElem('rt_procs', u32Key(pid), encodeRtProc(0));
-    } catch {
-      /* map full: nothing to clear */
-    }
+    return this.detacher.detach(links).then(() => {
+      if (this.closed) return;
+      this.bpf.deleteElem('rt_procs', u32Key(pid));
+      this.bpf.deleteElem('stw_pending', u32Key(pid)); // a process that died in a pause
+    });
   }
 
   forget(pid: number): void {
-    this.detach(pid);
+    void this.detach(pid);
     this.procs.delete(pid);
   }
 
@@ -490,7 +494,9 @@ export class RuntimeEventsTracer {
 
   async close(): Promise<void> {
     await this.drain();
-    for (const pid of [...this.procs.keys()]) this.detach(pid);
+    for (const pid of [...this.procs.keys()]) void this.detach(pid);
+    await this.detacher.idle();
+    this.closed = true;
     this.bpf.close();
   }
 }

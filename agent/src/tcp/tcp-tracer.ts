@@ -51,6 +51,8 @@ export interface TcpTracerOptions {
   wakeupBytes?: number;
   pollMs?: number;
   /** Entries of the BPF owner map (struct sock -> owner), an LRU. */
+  /** Go processes whose goroutine layout the BPF side holds at once (default 4096). */
+  maxGoProcesses?: number;
   maxOwners?: number;
   maxOpenConnections?: number;
   maxClosedPerProcess?: number;
@@ -142,6 +144,7 @@ export class TcpTracer {
       wakeupBytes: opts.wakeupBytes ?? 256 << 10,
       pollMs: opts.pollMs ?? 10,
       maxOwners: opts.maxOwners ?? 65536,
+      maxGoProcesses: opts.maxGoProcesses ?? 4096,
       maxOpenConnections: opts.maxOpenConnections ?? 262_144,
       maxClosedPerProcess: opts.maxClosedPerProcess ?? 4096,
       maxPeers: opts.maxPeers ?? 4096,
@@ -191,7 +194,7 @@ export class TcpTracer {
         perfWakeupBytes: this.opts.wakeupBytes,
         ringWakeupBytes: this.opts.wakeupBytes,
         transport: opts.transport,
-        sizes: { tcp_owners: this.opts.maxOwners },
+        sizes: { tcp_owners: this.opts.maxOwners, tcp_process_layouts: this.opts.maxGoProcesses },
         globals: { retransmit_keep: retransmitKeep(this.opts.retransmitSampling) },
         skipPrograms: ALL_PROGRAMS.filter((p) => !plan.programs.includes(p)),
       });
@@ -262,11 +265,8 @@ export class TcpTracer {
 
   unregisterGoProcess(pid: number): void {
     this.goPids.delete(pid);
-    try {
-      this.bpf.updateElem('tcp_process_layouts', u32Key(pid), encodeTcpProcessLayout(0, 0));
-    } catch {
-      /* gone */
-    }
+    // Usually gone already (sched_process_exit deletes it); writing zeros instead would bring it back.
+    this.bpf.deleteElem('tcp_process_layouts', u32Key(pid));
   }
 
   /** Reads a process's executable: a Go program gets registered (and its layout returned), others undefined. */

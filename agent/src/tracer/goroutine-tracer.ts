@@ -2,6 +2,7 @@
 // runtime layout per Go version in a BPF array map, uprobes per process, a goroutine table per process.
 import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
+import { deleteProcessEntries, Detacher } from '../bpf/detacher.ts';
 import { RingReader } from '../bpf/ring-reader.ts';
 import {
   encodeRuntimeLayout,
@@ -13,7 +14,7 @@ import {
   MAX_RUNTIME_LAYOUTS,
   PROBE_KINDS,
 } from '../events/goroutine-event.ts';
-import { openGoBinary, type GoBinary } from '../gobinary/index.ts';
+import { openSharedGoBinary, type GoBinary } from '../gobinary/index.ts';
 import { argRegister, layoutForBinary, type RuntimeLayout } from '../gobinary/layouts.ts';
 import { readAllGoroutines, type InventoryResult } from '../inventory/allgs.ts';
 import { GoroutineTable } from '../model/goroutine-table.ts';
@@ -54,7 +55,7 @@ export function openTarget(pid: number): Target {
   const info = inspectProcess(pid);
   let binary: GoBinary;
   try {
-    binary = openGoBinary(info.exeLink);
+    binary = openSharedGoBinary(info.exeLink);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EPERM') throw new ProcessError(`not permitted to read the executable of pid ${pid} (run as root, or with CAP_SYS_PTRACE)`);
@@ -122,6 +123,8 @@ export class GoroutineTracer {
   batches = 0;
   private readonly reader: RingReader;
   private onRecord?: RecordVisitor;
+  private readonly detacher: Detacher;
+  private closed = false;
 
   constructor(opts: TracerOptions = {}) {
     this.opts = {
@@ -136,8 +139,10 @@ export class GoroutineTracer {
       ringBytes: this.opts.ringBytes,
       perfWakeupBytes: 0, // like the ring: never woken, drained every pollMs
       transport: opts.transport,
+      perProcessMaps: ['creator_by_thread'],
     });
     this.bpf = source.bpf;
+    this.detacher = new Detacher(this.bpf);
     this.transport = source.transport;
     this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
       pollMs: this.opts.pollMs,
@@ -224,7 +229,7 @@ export class GoroutineTracer {
       for (const s of sites) this.attachSite(proc, s);
       proc.inventory = this.takeInventory(proc);
     } catch (e) {
-      this.detach(pid);
+      void this.detach(pid);
       throw e;
     }
     return proc;
@@ -236,19 +241,24 @@ export class GoroutineTracer {
     proc.links.set(s, link);
   }
 
-  /** Attaches or detaches one class of probe (the overhead budget duty-cycles park and ready). */
-  setProbes(pid: number, probe: GoroutineProbeName, on: boolean): void {
+  /**
+   * Attaches or detaches one class of probe (the overhead budget duty-cycles park and ready). Resolves when a
+   * detach is complete in the kernel (attaching is at once).
+   */
+  setProbes(pid: number, probe: GoroutineProbeName, on: boolean): Promise<void> {
     const proc = this.procs.get(pid);
-    if (!proc) return;
+    if (!proc) return Promise.resolve();
+    const off: number[] = [];
     for (const s of proc.sites) {
       if (s.probe !== probe) continue;
       const link = proc.links.get(s);
       if (on && link === undefined) this.attachSite(proc, s);
       if (!on && link !== undefined) {
-        this.bpf.detach(link);
+        off.push(link);
         proc.links.delete(s);
       }
     }
+    return this.detacher.detach(off);
   }
 
   private takeInventory(proc: TracedProcess): InventoryResult & { at: number; preexisting: number } {
@@ -275,18 +285,20 @@ export class GoroutineTracer {
     }
   }
 
-  detach(pid: number): void {
+  /**
+   * Stops tracing a process: it leaves the tracer at once, and the promise resolves when the kernel has let go
+   * of its probes and no BPF map holds an entry of it.
+   */
+  detach(pid: number): Promise<void> {
     const proc = this.procs.get(pid);
-    if (!proc) return;
-    for (const link of proc.links.values()) {
-      try {
-        this.bpf.detach(link);
-      } catch {
-        /* already gone */
-      }
-    }
-    proc.links.clear();
+    if (!proc) return Promise.resolve();
     this.procs.delete(pid);
+    const links = [...proc.links.values()];
+    proc.links.clear();
+    // Once no probe can run for it: a creation cut short by the exit leaves its creator behind.
+    return this.detacher.detach(links).then(() => {
+      if (!this.closed && !proc.layout.g.fields.parentGoid) deleteProcessEntries(this.bpf, 'creator_by_thread', pid);
+    });
   }
 
   private applyBatch(batch: Buffer): void {
@@ -350,7 +362,9 @@ export class GoroutineTracer {
 
   async close(): Promise<void> {
     await this.drain();
-    for (const pid of [...this.procs.keys()]) this.detach(pid);
+    for (const pid of [...this.procs.keys()]) void this.detach(pid);
+    await this.detacher.idle();
+    this.closed = true;
     this.bpf.close();
   }
 }

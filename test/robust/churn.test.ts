@@ -1,0 +1,134 @@
+// Churn: many distinct, short-lived Go processes under one agent, a few dozen at a time (a node running jobs).
+// Every one is traced, its probes leave within a second of its exit (the kernel's fdinfo of the agent's links
+// is the judge), no per-process BPF map keeps an entry of a gone process, and the process after them all is
+// traced and reaches the collector. CI runs CHURN_PROCESSES (default 200); scripts/churn.sh runs 5,000.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { bpfUnavailable } from '../lib/bpf.ts';
+import { goBuild, repoRoot } from '../lib/go.ts';
+import { ExitWatch } from '../lib/exit-watch.ts';
+import { testCollector, api, tempDir, INGEST_TOKEN } from '../collector/helpers.ts';
+
+const TOTAL = Number(process.env.CHURN_PROCESSES ?? 200);
+const AT_ONCE = Number(process.env.CHURN_CONCURRENCY ?? 24);
+const DETACH_LIMIT_MS = 1000;
+const noBpf = await bpfUnavailable();
+const noMulti = noBpf ? undefined : (await import('../../agent/src/bpf/bridge.ts')).loadAddon().hasUprobeMulti()
+  ? undefined : 'no uprobe multi-links on this kernel (Linux 6.9+): the kernel cannot say which pid a classic probe watches';
+
+t.test(`churn: ${TOTAL} Go processes, ${AT_ONCE} at a time, under one agent`, { skip: noBpf ?? noMulti ?? false }, async (t) => {
+  const { startAgent } = await import('../../agent/src/agent/run.ts');
+  const bin = goBuild({ srcDir: join(repoRoot, 'test/fixtures/churn') });
+  const collector = await testCollector(t);
+  // The agent watches the pids in this list (its --pid list, read at every scan): the test's own processes
+  // only, not every Go program of the engineers sharing this machine.
+  const pids: number[] = [];
+  const traced = new Set<number>();
+  const agent = await startAgent({
+    collector: collector.url.replace(/^http/, 'ws'), token: INGEST_TOKEN, pids, overheadBudget: 0.02, full: true,
+    spoolDir: join(tempDir(t), 'spool'), intervalMs: 500, scanMs: 200, leakSampleMs: 60_000,
+    log: (m) => {
+      const pid = /^tracing pid (\d+)/.exec(m)?.[1];
+      if (pid) traced.add(Number(pid));
+      else if (!/^not tracing pid \d+: no process with pid/.test(m) && !/a probe hit costs/.test(m)) t.comment(m);
+    },
+  });
+  t.teardown(() => agent.stop());
+  t.ok(agent.tracer && agent.runtime, `goroutine and runtime parts up: ${JSON.stringify(agent.parts.list())}`);
+
+  const exitedAt = new Map<number, number>(); // pid -> when this thread saw it exit (ms, monotonic)
+  const mapViolations: string[] = [];
+  const mapsHold = (tracerBpf: { keys(m: string): Buffer[] } | undefined, map: string) =>
+    (tracerBpf?.keys(map) ?? []).map((k) => (k.length === 8 ? Number(k.readBigUInt64LE() >> 32n) : k.readUInt32LE()));
+  const checkMaps = () => {
+    const now = performance.now();
+    for (const [bpf, map] of [[agent.runtime?.bpf, 'rt_procs'], [agent.runtime?.bpf, 'stw_pending'],
+      [agent.tracer?.bpf, 'creator_by_thread'], [agent.tcp?.bpf, 'tcp_process_layouts']] as const) {
+      for (const pid of mapsHold(bpf, map)) {
+        const at = exitedAt.get(pid);
+        if (at !== undefined && now - at > DETACH_LIMIT_MS) mapViolations.push(`${map} holds pid ${pid}, gone ${Math.round(now - at)} ms`);
+      }
+    }
+  };
+  // Exit and probes-gone times, measured on a thread of their own (the agent runs on this one).
+  let exited = 0;
+  const watch = new ExitWatch('self', (pid) => {
+    exitedAt.set(pid, performance.now());
+    const i = pids.indexOf(pid);
+    if (i >= 0) pids.splice(i, 1);
+    exited++;
+  });
+  t.teardown(() => watch.stop());
+  // The processes come from a launcher of their own: a fork of this big process per spawn would block the
+  // event loop the agent runs on, which no agent on a node has to bear.
+  const launch = (total: number, atOnce: number) => {
+    const launcher = spawn(bin, ['launch', String(total), String(atOnce)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => launcher.kill('SIGKILL'));
+    createInterface({ input: launcher.stdout! }).on('line', (line) => {
+      const pid = Number(/^started (\d+)$/.exec(line)?.[1]);
+      if (!pid) return;
+      pids.push(pid);
+      watch.watch(pid);
+    });
+    return launcher;
+  };
+
+  const t0 = performance.now();
+  launch(TOTAL, AT_ONCE);
+  await new Promise<void>((resolve) => {
+    let checked = 0;
+    const tick = setInterval(() => {
+      if (exited - checked >= 100) {
+        checked = exited;
+        checkMaps();
+      }
+      if (exited >= TOTAL) {
+        clearInterval(tick);
+        resolve();
+      }
+    }, 50);
+  });
+  const elapsedS = (performance.now() - t0) / 1000;
+  await new Promise((r) => setTimeout(r, DETACH_LIMIT_MS + 200));
+  checkMaps();
+
+  t.equal(traced.size, TOTAL, `every process traced (${traced.size} of ${TOTAL}, ${(TOTAL / elapsedS).toFixed(1)} processes/s)`);
+  const latencies: number[] = [];
+  const late: string[] = [];
+  let unseen = 0;
+  for (const pid of traced) {
+    const w = watch.done.get(pid);
+    if (!w) {
+      late.push(`pid ${pid}: probes still there`);
+      continue;
+    }
+    if (w.links === 0) unseen++;
+    const ms = w.linksGoneAt - w.exitedAt;
+    latencies.push(ms);
+    if (ms > DETACH_LIMIT_MS) late.push(`pid ${pid}: ${Math.round(ms)} ms (exited ${Math.round(w.exitedAt - performance.timeOrigin - t0)} ms into the run)`);
+  }
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN);
+  t.same(late.slice(0, 10), [], `no uprobe outlives its process by more than ${DETACH_LIMIT_MS} ms (${late.length} did; exit to links gone: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${pct(1)} ms)`);
+  t.ok(unseen <= traced.size / 20, `the kernel showed the probes of nearly every process while it ran (${unseen} unseen)`);
+  t.same(mapViolations.slice(0, 10), [], 'no BPF map holds entries of gone processes');
+
+  // The next one is traced, and what it does reaches the collector.
+  const before = new Set(traced);
+  launch(1, 1);
+  const deadline = Date.now() + 10_000;
+  let next: number | undefined;
+  while (next === undefined && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    next = [...traced].find((p) => !before.has(p));
+  }
+  t.ok(next, `process ${TOTAL + 1} is traced`);
+  await new Promise((r) => setTimeout(r, 1000));
+  t.ok(await agent.flush(), 'shipped');
+  await collector.idle();
+  const gs = await api(collector, `/api/v1/goroutines?pid=${next}&limit=5`);
+  t.ok(gs.body.items.length > 0, `its goroutines are in the collector (${gs.body.items.length})`);
+  t.comment(`churn figures: ${TOTAL} processes in ${elapsedS.toFixed(0)} s; exit to probes gone p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${pct(1)} ms`);
+});
