@@ -22,7 +22,7 @@ async function die(bin: string, mode: string, beforeGo?: (p: GoProgram) => void)
   const ready = await p.until(/^READY (\d+)$/m);
   beforeGo?.(p);
   p.send('go');
-  const { code, signal } = await p.exited;
+  const { code, signal } = await p.exit();
   const running = /^goroutine (\d+) \[running\]:$/m.exec(p.err);
   return {
     code,
@@ -51,7 +51,7 @@ t.test('fatal errors', async (t) => {
   }
 
   for (const version of goVersions) {
-    await t.test(`Go ${version}`, async (t) => {
+    await t.test(`Go ${version}`, { timeout: 300_000 }, async (t) => {
       const { bin, skip, goVersion } = buildFixture('crash', version);
       if (!bin) {
         t.test(skip!, { skip: skip! }, async () => {});
@@ -63,7 +63,7 @@ t.test('fatal errors', async (t) => {
       tracer.start();
 
       for (const m of MODES) {
-        await t.test(m.mode, async (t) => {
+        await t.test(m.mode, { timeout: 90_000 }, async (t) => {
           const base = await die(bin, m.mode);
           t.match(base.first, m.text, `untraced, it dies saying: ${base.first}`);
           t.equal(base.code, 2, 'untraced, exit code 2');

@@ -24,7 +24,7 @@ async function run(bin: string, during?: (p: GoProgram) => void): Promise<{ p: G
   await p.until(/^GC DONE .*$/m);
   p.send('quit');
   await p.until(/^BYE \d+$/m);
-  const { code } = await p.exited;
+  const { code } = await p.exit();
   return { p, out: p.out, code };
 }
 
@@ -36,7 +36,7 @@ t.test('GC pauses and cycles', async (t) => {
   }
 
   for (const version of goVersions) {
-    await t.test(`Go ${version}`, async (t) => {
+    await t.test(`Go ${version}`, { timeout: 120_000 }, async (t) => {
       const { bin, skip, goVersion } = buildFixture('gcpause', version);
       if (!bin) {
         t.test(skip!, { skip: skip! }, async () => {});

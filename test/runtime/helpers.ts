@@ -56,8 +56,28 @@ export class GoProgram {
       const m = re.exec(this.out);
       if (m) return m;
       if (this.closed) throw new Error(`exited before ${re}: ${this.out} ${this.err}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}: ${this.out.slice(-300)}`);
+      if (Date.now() > deadline) {
+        // Killed, so its open pipes do not keep the test process alive past the test's own timeout.
+        this.kill();
+        throw new Error(`timed out waiting for ${re}: ${this.out.slice(-300)}`);
+      }
       await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Waits for the program to end (its output closed too); kills it and throws when that takes over timeoutMs. */
+  async exit(timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.kill();
+        reject(new Error(`pid ${this.pid} did not exit within ${timeoutMs / 1000} s: ${this.err.slice(-300)}`));
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exited, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
