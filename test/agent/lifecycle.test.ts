@@ -50,19 +50,23 @@ const WORKERS = 40;
 const SLEEPS = 25;
 const CHURN = 500;
 
-for (const cell of cells) {
+// Every build first: tap starts the first test as soon as it is defined, and a build (synchronous, minutes for
+// a cold toolchain) between two definitions would block the event loop under that test's running program
+// and its timers, failing it with a timeout although the program had answered.
+const builds = cells.map((cell) => {
+  if (noBpf ?? cell.why) return { skip: noBpf ?? cell.why, binary: '' };
+  try {
+    return { binary: buildPopulation(cell.version, cell.kind) };
+  } catch (e) {
+    return { skip: `cannot build with Go ${cell.version} (${cell.kind}): ${(e as Error).message.split('\n')[0]}`, binary: '' };
+  }
+});
+
+for (const [i, cell] of cells.entries()) {
   const name = `Go ${cell.version} ${cell.kind}${cell.transport === 'perf' ? ' (perf buffers)' : ''}`;
   // The support matrix is about binaries: the perf cells are extra and stay out of it.
   const results = cell.transport === 'perf' ? new Map<string, string>() : matrix;
-  let binary = '';
-  let skip: string | undefined = noBpf ?? cell.why;
-  if (!skip) {
-    try {
-      binary = buildPopulation(cell.version, cell.kind);
-    } catch (e) {
-      skip = `cannot build with Go ${cell.version} (${cell.kind}): ${(e as Error).message.split('\n')[0]}`;
-    }
-  }
+  const { binary, skip } = builds[i];
   results.set(`${cell.version}|${cell.kind}`, skip ? 'skip' : 'fail');
   // A cell takes a few seconds; a probe that never fires must fail it, not hold up the run.
   t.test(name, { skip: skip ?? false, timeout: 90_000 }, async (t) => {
