@@ -4,21 +4,11 @@ import t from 'tap';
 import { ElfFile } from '../../agent/src/gobinary/elf.ts';
 import { Pclntab } from '../../agent/src/gobinary/pclntab.ts';
 import { findProbeSites, ProbeSites } from '../../agent/src/gobinary/x86.ts';
-import { buildHello, gnuObjdump, KINDS, objdump, ObjdumpInsn, VERSIONS } from './fixtures/tools.ts';
+import { buildHello, gnuObjdump, KINDS, objdump, objdumpStackCheck, ObjdumpInsn, VERSIONS } from './fixtures/tools.ts';
 import type { GoFunc } from '../../agent/src/gobinary/pclntab.ts';
 
 const PROBED = ['runtime.newproc1', 'runtime.gopark', 'runtime.goready', 'runtime.goexit1', 'runtime.ready'];
 const sites = (elf: ElfFile, f: GoFunc): ProbeSites => findProbeSites(elf.read(f.entry, f.end - f.entry), f.entry);
-
-// The stack check as objdump prints it: a CMPQ with 0x10(R14) (g.stackguard0) right before a JBE/JLS/JA/JHI.
-function objdumpStackCheck(insns: ObjdumpInsn[]): { jumpAddr: number; cmp: string } | undefined {
-  for (let i = 0; i + 1 < Math.min(insns.length, 8); i++) {
-    if (/^CMPQ .*0x10\(R14\)/.test(insns[i].text) && /^(JBE|JLS|JA|JHI) /.test(insns[i + 1].text)) {
-      return { jumpAddr: insns[i + 1].addr, cmp: insns[i].text };
-    }
-  }
-  return undefined;
-}
 
 for (const version of VERSIONS) {
   for (const kind of KINDS) {

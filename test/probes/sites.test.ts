@@ -8,7 +8,7 @@ import { openGoBinary, type GoBinary } from '../../agent/src/gobinary/index.ts';
 import { layoutForBinary } from '../../agent/src/gobinary/layouts.ts';
 import { planGoroutineProbes } from '../../agent/src/probes/goroutine-probes.ts';
 import { planRuntimeProbes } from '../../agent/src/runtime/runtime-probes.ts';
-import { buildHello, KINDS, objdump, VERSIONS, type ObjdumpInsn } from '../gobinary/fixtures/tools.ts';
+import { buildHello, KINDS, objdump, objdumpStackCheck, VERSIONS, type ObjdumpInsn } from '../gobinary/fixtures/tools.ts';
 
 const FUNCS = ['gopark', 'ready', 'goexit1', 'newproc1', 'newproc.func1', 'stopTheWorldWithSema', 'startTheWorldWithSema',
   'gcMarkTermination', 'throw', 'fatal', 'fatalpanic'];
@@ -25,13 +25,8 @@ function plans(bin: GoBinary) {
   return out as { push: ReturnType<typeof planGoroutineProbes>; jump: ReturnType<typeof planGoroutineProbes>; runtime: ReturnType<typeof planRuntimeProbes> };
 }
 
-/** The stack check as objdump prints it: CMPQ with 0x10(R14) (g.stackguard0), then JBE (Go's objdump: JBE or JLS). */
-function stackCheckJump(insns: ObjdumpInsn[]): number | undefined {
-  for (let i = 0; i + 1 < Math.min(insns.length, 8); i++) {
-    if (/^CMPQ .*0x10\(R14\)/.test(insns[i].text) && /^(JBE|JLS) /.test(insns[i + 1].text)) return i + 1;
-  }
-  return undefined;
-}
+/** Index of the stack check's jump in objdump's listing. */
+const stackCheckJump = (insns: ObjdumpInsn[]): number | undefined => objdumpStackCheck(insns)?.index;
 
 for (const version of VERSIONS) {
   for (const kind of KINDS) {
