@@ -11,7 +11,6 @@ import { figure, LineProcess, median, repoRoot, round, sleep, type BenchContext,
 interface ChildResult {
   openMs: number;
   readMs: number;
-  formatMs: number;
   goroutines: number;
   states: Record<string, number>;
   bytesRead: number;
@@ -47,7 +46,7 @@ export async function runStacks(ctx: BenchContext, goroutines?: number): Promise
   const n = goroutines ?? (ctx.quick ? 5_000 : 100_000);
   const rounds = ctx.quick ? 1 : 3;
   const binary = buildStacksFixture(ctx.goVersion, 'default');
-  const fixture = LineProcess.start(binary, ['-many', String(n)], 'stacks fixture');
+  const fixture = LineProcess.start(binary, ['-many', String(n), '-nodump'], 'stacks fixture');
   try {
     await fixture.until(/^READY$/m, 600_000);
     const script = join(repoRoot, 'build', 'bench', 'stacks-child.mjs');
@@ -77,13 +76,12 @@ export async function runStacks(ctx: BenchContext, goroutines?: number): Promise
 
     const last = results[results.length - 1];
     const count = last.goroutines;
-    const cmd = `${ctx.invocation} # test/fixtures/stacks -many ${n} (Go ${ctx.goVersion}); node build/bench/stacks-child.mjs <pid> (scripts/bench/stacks-child.ts bundled): openStackTarget + takeDump + formatDump, ${rounds} rounds, ping round trips on the fixture's stdin meanwhile and in quiet phases`;
+    const cmd = `${ctx.invocation} # test/fixtures/stacks -many ${n} (Go ${ctx.goVersion}); node build/bench/stacks-child.mjs <pid> (scripts/bench/stacks-child.ts bundled): openStackTarget + streamDump (what goroscope dump runs), ${rounds} rounds, ping round trips on the fixture's stdin meanwhile and in quiet phases`;
     const p = (xs: number[], q: number) => round(quantile(xs, q), 2);
     const out: Figure[] = [
       figure({ id: `${bench}.goroutines`, bench, label: 'goroutines read per dump', value: count, unit: 'goroutines', command: cmd, note: `stack states: ${JSON.stringify(last.states)}; ${last.retried} re-read because they moved` }),
-      figure({ id: `${bench}.dump.read_ms`, bench, label: 'read + walk every stack (median of rounds)', value: round(median(results.map((x) => x.readMs))), unit: 'ms', command: cmd, samples: results.map((x) => round(x.readMs)) }),
-      figure({ id: `${bench}.dump.format_ms`, bench, label: "symbolize + format in Go's traceback text", value: round(median(results.map((x) => x.formatMs))), unit: 'ms', command: cmd }),
-      figure({ id: `${bench}.dump.per_goroutine`, bench, label: 'read + walk per goroutine', value: round((median(results.map((x) => x.readMs)) * 1e6) / count, 0), unit: 'ns/goroutine', command: cmd }),
+      figure({ id: `${bench}.dump.ms`, bench, label: "the dump: read + walk + symbolize + format every stack in Go's traceback text (median of rounds)", value: round(median(results.map((x) => x.readMs))), unit: 'ms', command: cmd, samples: results.map((x) => round(x.readMs)) }),
+      figure({ id: `${bench}.dump.per_goroutine`, bench, label: 'the dump per goroutine', value: round((median(results.map((x) => x.readMs)) * 1e6) / count, 0), unit: 'ns/goroutine', command: cmd }),
       figure({ id: `${bench}.dump.bytes_read`, bench, label: 'bytes read from the process', value: round(last.bytesRead / 2 ** 20), unit: 'MiB', command: cmd, note: `${last.reads} batched reads (process_vm_readv)` }),
       figure({ id: `${bench}.dump.max_rss`, bench, label: 'peak RSS of the dumping process', value: round(last.maxRssKb / 1024), unit: 'MiB', command: cmd, note: `RSS before the dump ${round(last.rssBefore / 2 ** 20)} MiB; text ${round(last.textBytes / 2 ** 20)} MiB` }),
       figure({ id: `${bench}.ping.quiet.p50`, bench, label: 'traced process ping round trip, quiet: p50', value: p(quiet, 0.5), unit: 'ms', command: cmd, note: `${quiet.length} pings` }),

@@ -6,7 +6,7 @@
 // Per Go version and build kind; CI runs a subset, GOROSCOPE_MATRIX=full every cell (scripts/matrix.sh).
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { dumpJson, formatDump, openStackTarget, takeDump } from '../../agent/src/stacks/dump.ts';
+import { dumpJson, formatDump, openStackTarget, streamDump, takeDump } from '../../agent/src/stacks/dump.ts';
 import { ProcessMemory } from '../../agent/src/proc/process.ts';
 import { type BuildKind } from '../lib/go.ts';
 import { buildStacksFixture, dumpBlocks, StacksProcess } from '../lib/stacks-fixture.ts';
@@ -66,6 +66,14 @@ for (const [version, kind] of cells) {
       t.same(ours.get(goid), lines, lines[0]);
     }
     t.ok(compared >= 20, `${compared} parked goroutines compared`);
+    // What `goroscope dump` prints: the same, written batch by batch as it is read.
+    let streamed = '';
+    streamDump(target, (chunk) => (streamed += chunk));
+    const fromStream = dumpBlocks(streamed);
+    t.same([...oracle].filter(([, l]) => !/\[running\]/.test(l[0])).map(([g]) => fromStream.get(g)), [...oracle].filter(([, l]) => !/\[running\]/.test(l[0])).map(([, l]) => l), 'the streamed dump too');
+    let streamedJson = '';
+    streamDump(target, (chunk) => (streamedJson += chunk), { json: true });
+    t.equal((JSON.parse(streamedJson) as { goroutines: unknown[] }).goroutines.length, ours.size, 'the streamed JSON parses, with every goroutine');
     const extra = [...ours.keys()].filter((g) => !oracle.has(g));
     t.same(extra, [], 'no goroutine the program does not show');
     t.same(d.goroutines.filter((g) => g.stackState === 'inconsistent').map((g) => [g.goid, g.problem]), [], 'no stack read as inconsistent');

@@ -198,11 +198,13 @@ export class Pclntab {
    * and funcdata[nfuncdata] as uint32 offsets.
    */
   funcInfoAt(i: number): FuncInfo {
+    const have = this.infos.get(i);
+    if (have) return have;
     if (this.version === '1.16') throw new Error(`${this.elf.path}: frame tables of Go 1.16-1.17 binaries are not supported`);
     const b = this.funcBase(i);
     const d = this.data;
     const tail = this.version === '1.20' ? 40 : 36;
-    return {
+    const info: FuncInfo = {
       ...this.funcAt(i),
       index: i,
       pcsp: d.readUInt32LE(b + 16),
@@ -215,7 +217,12 @@ export class Pclntab {
       nfuncdata: d[b + tail + 3],
       base: b,
     };
+    // Stack walks ask for the same few functions over and over: keep what they asked for.
+    this.infos.set(i, info);
+    return info;
   }
+
+  private readonly infos = new Map<number, FuncInfo>();
 
   /** The function record holding pc, or undefined outside Go code. */
   funcInfoForPC(pc: number): FuncInfo | undefined {

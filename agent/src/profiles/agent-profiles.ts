@@ -4,12 +4,14 @@
 import type { AgentRecord, ProfileRecord } from '../../../collector/src/protocol/records.ts';
 import type { ProfileData } from '../../../collector/src/protocol/pprof.ts';
 import { ev, GoroutineEventKind } from '../events/goroutine-event.ts';
-import { stackTargetFor, takeDump } from '../stacks/dump.ts';
+import { ProcessMemory } from '../proc/process.ts';
+import { stackTargetFor } from '../stacks/dump.ts';
+import { readGoroutineStacks } from '../stacks/read-goroutines.ts';
 import type { StackTable } from '../stacks/stack-table.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
 import { BlockProfiler } from './block-profile.ts';
-import { goroutineProfile } from './goroutine-profile.ts';
+import { GoroutineProfileBuilder } from './goroutine-profile.ts';
 
 export interface AgentProfilesOptions {
   intervalMs: number;
@@ -63,12 +65,29 @@ export class AgentProfiles {
     const t = stackTargetFor(proc);
     const out: AgentRecord[] = [];
     const now = monoNowNs();
-    // One read serves both: the goroutine profile now, the last scan of the closing block window and the first
-    // of the next one.
-    const dump = takeDump(t);
+    // One read serves both, goroutine by goroutine (nothing holds the whole population): the goroutine profile
+    // now, the last scan of the closing block window and the first of the next one.
     const mine = this.procs.get(pid);
+    const builder = new GoroutineProfileBuilder(t);
+    const block = new BlockProfiler(t, { startNs: now, endNs: Number.MAX_SAFE_INTEGER, parkSampling: this.opts.parkSampling ?? 1 });
+    mine?.block.beginObserve();
+    block.beginObserve();
+    const takenAt = Date.now();
+    const t0 = performance.now();
+    const mem = new ProcessMemory(pid);
+    try {
+      readGoroutineStacks(mem, t, (g) => {
+        builder.add(g);
+        mine?.block.observeOne(g, now);
+        block.observeOne(g, now);
+      });
+    } finally {
+      mem.close();
+    }
+    const readMs = performance.now() - t0;
+    block.endObserve(now);
     if (mine) {
-      mine.block.observe(dump.goroutines, now, dump.durationMs);
+      mine.block.endObserve(now);
       const data = mine.block.finish(mine.startMs, now);
       const coverage = this.opts.parkCoverage?.(pid);
       if (coverage !== undefined && coverage < 1) {
@@ -76,9 +95,7 @@ export class AgentProfiles {
       }
       out.push(this.record(pid, data, out));
     }
-    out.push(this.record(pid, goroutineProfile(dump), out));
-    const block = new BlockProfiler(t, { startNs: now, endNs: Number.MAX_SAFE_INTEGER, parkSampling: this.opts.parkSampling ?? 1 });
-    block.observe(dump.goroutines, now, dump.durationMs);
+    out.push(this.record(pid, builder.finish(takenAt, readMs), out));
     this.procs.set(pid, { block, startMs: monoToWallMs(now) });
     return out;
   }

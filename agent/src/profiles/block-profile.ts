@@ -84,44 +84,59 @@ export class BlockProfiler {
 
   /** Reads every goroutine's stack: where open waits are, and which waits ended or began since the last scan. */
   scan(mem: ProcessMemory, nowNs: number): void {
-    const goroutines: GoroutineStack[] = [];
-    const t0 = performance.now();
-    readGoroutineStacks(mem, this.target, (g) => goroutines.push(g));
-    this.observe(goroutines, nowNs, performance.now() - t0);
+    this.beginObserve();
+    readGoroutineStacks(mem, this.target, (g) => this.observeOne(g, nowNs));
+    this.endObserve(nowNs);
   }
 
   /** A scan made by someone else (the agent reads each process once per interval for both profiles). */
   observe(goroutines: Iterable<GoroutineStack>, nowNs: number, readMs = 0): void {
-    const t0 = performance.now();
-    const seen = new Set<number>();
+    this.beginObserve();
+    for (const g of goroutines) this.observeOne(g, nowNs);
+    this.endObserve(nowNs, readMs);
+  }
+
+  private seen = new Set<number>();
+  private observeStart = 0;
+
+  /** A scan fed one goroutine at a time (beginObserve, observeOne per goroutine, endObserve). */
+  beginObserve(): void {
+    this.seen = new Set();
+    this.observeStart = performance.now();
+  }
+
+  observeOne(g: GoroutineStack, nowNs: number): void {
     const S = this.target.layout.statuses;
-    for (const g of goroutines) {
-      const start = this.target.pclntab.funcForPC(g.startPc)?.name;
-      if (isSystemGoroutine(this.target.layout, start)) continue;
-      const waiting = g.status === S._Gwaiting || g.status === S._Gsyscall;
-      if (!waiting) continue;
-      seen.add(g.goid);
-      const state = g.status === S._Gsyscall ? 'syscall' : 'waiting';
-      const reason = state === 'syscall' ? 'syscall' : waitReasonString(this.target.layout, g.waitReason ?? 0);
-      const stack = g.stackState === 'ok' ? this.stackOf(g) : undefined;
-      const identity = `${state}/${reason}/${stack?.key ?? ''}`;
-      let w = this.open.get(g.goid);
-      if (w && w.source === 'scan' && w.identity !== identity) {
-        this.close(w, nowNs);
-        w = undefined;
-      }
-      if (!w) {
-        // Waits found by a scan: those going on when the window opened, and system calls (no probe sees them).
-        // A park that began later without its record was not sampled: its sampled peers stand for it.
-        if (!this.first && state !== 'syscall') continue;
-        w = { start: this.first ? this.opts.startNs : nowNs, reason, state, weight: 1, source: 'scan', identity };
-        this.open.set(g.goid, w);
-      }
-      if (!w.stack && stack && w.reason === reason) {
-        w.stack = stack;
-        this.caught += w.source === 'event' ? 1 : 0;
-      }
+    const start = this.target.pclntab.funcForPC(g.startPc)?.name;
+    if (isSystemGoroutine(this.target.layout, start)) return;
+    const waiting = g.status === S._Gwaiting || g.status === S._Gsyscall;
+    if (!waiting) return;
+    this.seen.add(g.goid);
+    const state = g.status === S._Gsyscall ? 'syscall' : 'waiting';
+    const reason = state === 'syscall' ? 'syscall' : waitReasonString(this.target.layout, g.waitReason ?? 0);
+    const stack = g.stackState === 'ok' ? this.stackOf(g) : undefined;
+    const identity = `${state}/${reason}/${stack?.key ?? ''}`;
+    let w = this.open.get(g.goid);
+    if (w && w.source === 'scan' && w.identity !== identity) {
+      this.close(w, nowNs);
+      w = undefined;
     }
+    if (!w) {
+      // Waits found by a scan: those going on when the window opened, and system calls (no probe sees them).
+      // A park that began later without its record was not sampled: its sampled peers stand for it.
+      if (!this.first && state !== 'syscall') return;
+      w = { start: this.first ? this.opts.startNs : nowNs, reason, state, weight: 1, source: 'scan', identity };
+      this.open.set(g.goid, w);
+    }
+    if (!w.stack && stack && w.reason === reason) {
+      w.stack = stack;
+      this.caught += w.source === 'event' ? 1 : 0;
+    }
+  }
+
+  endObserve(nowNs: number, readMs = 0): void {
+    const seen = this.seen;
+    const t0 = this.observeStart;
     // Open waits whose goroutine no longer waits ended before this scan (a wakeup the probes did not see).
     for (const [goid, w] of this.open) {
       if (!seen.has(goid)) {

@@ -43,35 +43,55 @@ export function goroutineLabels(t: StackTarget, g: GoroutineStack): Record<strin
   return labels;
 }
 
-export function goroutineProfile(d: Dump): ProfileData {
-  const t = d.target;
-  const byStack = new Map<string, ProfileFrame[]>();
-  const samples: ProfileSample[] = [];
-  let unavailable = 0;
-  for (const g of d.goroutines) {
+/** Folds goroutines into the profile one at a time, so a read of 100k goroutines never holds them all. */
+export class GoroutineProfileBuilder {
+  private readonly byStack = new Map<string, ProfileFrame[]>();
+  private readonly samples = new Map<string, ProfileSample>();
+  unavailable = 0;
+
+  constructor(private readonly t: StackTarget) {}
+
+  add(g: GoroutineStack): void {
+    const t = this.t;
     const start = t.pclntab.funcForPC(g.startPc)?.name;
-    if (isSystemGoroutine(t.layout, start)) continue;
+    if (isSystemGoroutine(t.layout, start)) return;
     let frames: ProfileFrame[];
+    let key: string;
     if (g.stackState === 'ok') {
-      const key = `${g.pcs.join(',')}/${g.symPCs.join(',')}`;
-      frames = byStack.get(key) ?? profileFrames(t, g);
-      byStack.set(key, frames);
+      key = `${g.pcs.join(',')}/${g.symPCs.join(',')}`;
+      frames = this.byStack.get(key) ?? profileFrames(t, g);
+      this.byStack.set(key, frames);
     } else {
       frames = [unavailableFrame(g)];
-      unavailable++;
+      key = frames[0].function;
+      this.unavailable++;
     }
-    samples.push({ frames, values: [1], labels: goroutineLabels(t, g) });
+    const labels = goroutineLabels(t, g);
+    const k = `${key}\u0000${labels.state}\u0000${labels['wait reason'] ?? ''}`;
+    const have = this.samples.get(k);
+    if (have) have.values[0]++;
+    else this.samples.set(k, { frames, values: [1], labels });
   }
-  return {
-    kind: 'goroutine',
-    sampleTypes: SAMPLE_TYPES.goroutine,
-    period: PERIOD.goroutine,
-    startMs: d.takenAt,
-    durationMs: d.durationMs,
-    samples: mergeSamples(samples),
-    comments: [
-      `goroscope: pid ${t.pid} (${t.info.exe}, ${t.binary.goVersion}) read from outside in ${d.durationMs.toFixed(1)} ms without stopping it`,
-      ...(unavailable ? [`${unavailable} goroutines had no readable stack (running, or moved while read): counted under [stack unavailable: ...]`] : []),
-    ],
-  };
+
+  finish(takenAt: number, durationMs: number): ProfileData {
+    const t = this.t;
+    return {
+      kind: 'goroutine',
+      sampleTypes: SAMPLE_TYPES.goroutine,
+      period: PERIOD.goroutine,
+      startMs: takenAt,
+      durationMs,
+      samples: mergeSamples(this.samples.values()),
+      comments: [
+        `goroscope: pid ${t.pid} (${t.info.exe}, ${t.binary.goVersion}) read from outside in ${durationMs.toFixed(1)} ms without stopping it`,
+        ...(this.unavailable ? [`${this.unavailable} goroutines had no readable stack (running, or moved while read): counted under [stack unavailable: ...]`] : []),
+      ],
+    };
+  }
+}
+
+export function goroutineProfile(d: Dump): ProfileData {
+  const b = new GoroutineProfileBuilder(d.target);
+  for (const g of d.goroutines) b.add(g);
+  return b.finish(d.takenAt, d.durationMs);
 }

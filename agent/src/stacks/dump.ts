@@ -1,5 +1,6 @@
 // `goroscope dump --pid PID`: every goroutine's stack, read from outside, in Go's own traceback format (or
 // --json). The process is never stopped: goroutines are read one batch at a time while they run.
+import { writeSync } from 'node:fs';
 import { FrameResolver } from '../gobinary/frames.ts';
 import { layoutForBinary, parseGoVersion, waitReasonString, statusName } from '../gobinary/layouts.ts';
 import { ProcessMemory } from '../proc/process.ts';
@@ -155,14 +156,80 @@ export interface DumpCommand {
   system?: boolean;
 }
 
+export interface StreamedDump {
+  summary: ReadSummary;
+  states: Record<string, number>;
+  goroutines: number;
+  durationMs: number;
+  bytes: number;
+}
+
+/**
+ * The dump written as it is read, one batch of goroutines at a time, so memory stays flat whatever the number of
+ * goroutines: Go's traceback text, or (json) the same object as dumpJson with its goroutines streamed.
+ */
+export function streamDump(target: StackTarget, write: (chunk: string) => void, opts: DumpFormatOptions & { json?: boolean } = {}): StreamedDump {
+  const mem = new ProcessMemory(target.pid);
+  const startedNs = monoNowNs();
+  const takenAt = Date.now();
+  const states: Record<string, number> = {};
+  let n = 0;
+  let bytes = 0;
+  let pending: string[] = [];
+  const flush = () => {
+    if (!pending.length) return;
+    const chunk = pending.join('');
+    pending = [];
+    bytes += chunk.length;
+    write(chunk);
+  };
+  const out = (s: string) => {
+    pending.push(s);
+    if (pending.length >= 256) flush();
+  };
+  if (opts.json) {
+    const head = { pid: target.pid, exe: target.info.exe, goVersion: target.binary.goVersion, layoutExact: target.layoutExact, ...(target.layoutNote ? { layoutNote: target.layoutNote } : {}), takenAt };
+    out(`${JSON.stringify(head).slice(0, -1)},"goroutines":[`);
+  }
+  let summary: ReadSummary;
+  try {
+    summary = readGoroutineStacks(mem, target, (g) => {
+      states[g.stackState] = (states[g.stackState] ?? 0) + 1;
+      if (opts.json) {
+        const j = goroutineJson(target, g, startedNs);
+        if (!opts.system && j.system) return;
+        out(`${n++ ? ',' : ''}${JSON.stringify(j)}`);
+      } else {
+        if (!opts.system && isHiddenGoroutine(target, g)) return;
+        out(`${n++ ? '\n\n' : ''}${formatGoroutine(target, g, { showRuntime: opts.system, nowNs: startedNs })}`);
+      }
+    }, { args: true });
+  } finally {
+    mem.close();
+  }
+  const durationMs = (monoNowNs() - startedNs) / 1e6;
+  out(opts.json ? `],"durationMs":${durationMs},"read":${JSON.stringify({ ...summary, stacks: states })}}\n` : '\n');
+  flush();
+  return { summary, states, goroutines: n, durationMs, bytes };
+}
+
 export async function runDump(cmd: DumpCommand): Promise<void> {
   const target = openStackTarget(cmd.pid);
-  const d = takeDump(target, { args: true });
-  process.stdout.write(cmd.json ? `${JSON.stringify(dumpJson(d, cmd))}\n` : formatDump(d, cmd));
-  const states = new Map<string, number>();
-  for (const g of d.goroutines) states.set(g.stackState, (states.get(g.stackState) ?? 0) + 1);
+  const r = streamDump(target, (chunk) => writeAll(1, chunk), cmd);
   process.stderr.write(
-    `goroscope: ${d.goroutines.length} goroutines of pid ${cmd.pid} read in ${d.durationMs.toFixed(1)} ms without stopping it ` +
-      `(${[...states].map(([k, v]) => `${v} ${k}`).join(', ')}; ${(d.summary.bytesRead / 1024).toFixed(0)} KiB in ${d.summary.reads} reads)\n`,
+    `goroscope: ${r.goroutines} goroutines of pid ${cmd.pid} read in ${r.durationMs.toFixed(1)} ms without stopping it ` +
+      `(${Object.entries(r.states).map(([k, v]) => `${v} ${k}`).join(', ')}; ${(r.summary.bytesRead / 1024).toFixed(0)} KiB in ${r.summary.reads} reads)\n`,
   );
+}
+
+/** Writes all of a chunk to a file descriptor (stdout may be a pipe that takes it in parts). */
+function writeAll(fd: number, chunk: string): void {
+  const buf = Buffer.from(chunk);
+  for (let off = 0; off < buf.length; ) {
+    try {
+      off += writeSync(fd, buf, off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+    }
+  }
 }
