@@ -1,7 +1,8 @@
 // What reading every goroutine's stack from outside costs the traced process, and itself: a Go program parks N
 // goroutines (100k; test/fixtures/stacks -many N) and answers "ping" on stdin. Rounds alternate a quiet phase
 // and a phase during which a fresh Node process (stacks-child.mjs, bundled as the image runs the agent) dumps
-// every goroutine, as `goroscope dump` does; the ping round trips of both phases are compared (p50, p99, max).
+// every goroutine, as `goroscope dump` does; the ping round trips of both phases are compared (p50, p99, max),
+// and with a control phase where a process only burns a CPU for as long as a dump takes.
 // For scale, the program also times its own runtime.Stack(buf, true), which stops the world while it writes.
 import { join } from 'node:path';
 import { build as esbuild } from 'esbuild';
@@ -62,6 +63,9 @@ export async function runStacks(ctx: BenchContext, goroutines?: number): Promise
     });
     const quiet: number[] = [];
     const during: number[] = [];
+    // Control: a process that only burns a CPU for as long as a dump takes. On 2 shared cores the dumper's CPU
+    // alone delays the traced process; what the dump adds beyond that is its reads of the process.
+    const burning: number[] = [];
     const results: ChildResult[] = [];
     for (let r = 0; r < rounds; r++) {
       const child = LineProcess.start(process.execPath, [script, String(fixture.pid)], 'stacks-child', { cwd: repoRoot });
@@ -69,7 +73,11 @@ export async function runStacks(ctx: BenchContext, goroutines?: number): Promise
       during.push(...(await pingWhile(fixture, result)));
       results.push(JSON.parse((await result)[1]) as ChildResult);
       await child.stop();
-      quiet.push(...(await pingWhile(fixture, sleep(Math.max(2000, results[results.length - 1].readMs)))));
+      const took = results[results.length - 1].readMs;
+      quiet.push(...(await pingWhile(fixture, sleep(Math.max(2000, took)))));
+      const burner = LineProcess.start(process.execPath, ['-e', `const end = Date.now() + ${Math.round(took)}; while (Date.now() < end) {} console.log('BURNT')`], 'cpu burner');
+      burning.push(...(await pingWhile(fixture, burner.until(/^BURNT$/m, 600_000))));
+      await burner.stop();
     }
     const self: number[] = [];
     for (let r = 0; r < rounds; r++) self.push(Number((await fixture.command('selfdump', /^SELFDUMP ns=(\d+) bytes=\d+$/m, 600_000))[1]) / 1e6);
@@ -91,9 +99,13 @@ export async function runStacks(ctx: BenchContext, goroutines?: number): Promise
       figure({ id: `${bench}.ping.dump.p99`, bench, label: 'during a dump: p99', value: p(during, 0.99), unit: 'ms', command: cmd }),
       figure({ id: `${bench}.ping.dump.max`, bench, label: 'during a dump: max', value: p(during, 1), unit: 'ms', command: cmd }),
       figure({ id: `${bench}.ping.p99_ratio`, bench, label: 'p99 round trip during a dump / quiet', value: round(quantile(during, 0.99) / quantile(quiet, 0.99), 2), unit: 'x', command: cmd }),
+      figure({ id: `${bench}.ping.burn.p50`, bench, label: 'control, a process only burning a CPU as long as a dump: p50', value: p(burning, 0.5), unit: 'ms', command: cmd, note: `${burning.length} pings` }),
+      figure({ id: `${bench}.ping.burn.p99`, bench, label: 'control: p99', value: p(burning, 0.99), unit: 'ms', command: cmd }),
+      figure({ id: `${bench}.ping.burn.max`, bench, label: 'control: max', value: p(burning, 1), unit: 'ms', command: cmd }),
+      figure({ id: `${bench}.ping.p99_vs_burn`, bench, label: 'p99 round trip during a dump / during the CPU burner', value: round(quantile(during, 0.99) / quantile(burning, 0.99), 2), unit: 'x', command: cmd }),
       figure({ id: `${bench}.self_dump.stw_ms`, bench, label: "for scale: the program's own runtime.Stack(buf, true), which stops the world while it runs", value: round(median(self), 1), unit: 'ms', command: cmd, samples: self.map((x) => round(x, 1)) }),
     ];
-    ctx.log(`stacks: ${count} goroutines read in ${last.readMs.toFixed(0)} ms; ping p99 quiet ${p(quiet, 0.99)} ms, during ${p(during, 0.99)} ms; runtime.Stack ${round(median(self), 1)} ms`);
+    ctx.log(`stacks: ${count} goroutines read in ${last.readMs.toFixed(0)} ms; ping p99 quiet ${p(quiet, 0.99)} ms, during ${p(during, 0.99)} ms, burner ${p(burning, 0.99)} ms; runtime.Stack ${round(median(self), 1)} ms`);
     return out;
   } finally {
     fixture.send('quit');
