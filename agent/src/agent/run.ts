@@ -123,9 +123,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const { source: metadata, own: ownMetadata } = startMetadata(opts, node, parts, log);
 
   // Stacks: each process's goroutine and blocking profiles, stacks sent once through a bounded table.
-  const profiles = opts.profileIntervalMs === 0 ? undefined : new AgentProfiles({
+  const stackTable = new StackTable();
+  const profiles =
+    opts.profileIntervalMs === 0
+      ? undefined
+      : new AgentProfiles({
           intervalMs: opts.profileIntervalMs ?? 60_000,
-          stacks: new StackTable(),
+          stacks: stackTable,
           parkSampling: opts.parkSampling,
           parkCoverage: (pid) => governor?.parkCoverage(pid) ?? 1,
         });
@@ -311,7 +315,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
     }
   };
-  const metrics = new AgentMetrics({ tracer, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals });
+  const metrics = new AgentMetrics({
+    tracer, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals,
+    stacks: profiles && { table: stackTable, profiles },
+  });
   if (runtime) {
     try {
       runtime.start((p, e) => {

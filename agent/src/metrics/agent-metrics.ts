@@ -7,6 +7,8 @@ import { formatListenAddress, listenOn, parseListenAddress } from '../../../coll
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CycleRecord, FatalRecord, PauseRecord, RuntimeEventsTracer, RuntimeProcess } from '../runtime/runtime-tracer.ts';
 import type { LeakDetector } from '../analysis/leaks.ts';
+import type { AgentProfiles } from '../profiles/agent-profiles.ts';
+import type { StackTable } from '../stacks/stack-table.ts';
 import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
 import type { OverheadGovernor } from '../overhead/governor.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
@@ -27,6 +29,8 @@ export interface AgentMetricsSources {
   shipper?: Shipper;
   /** The overhead budget's governor: its estimate of what the probes cost each process. */
   governor?: OverheadGovernor;
+  /** The per-interval stack reads (agent/src/profiles/agent-profiles.ts) and the stack table they send through. */
+  stacks?: { table: StackTable; profiles: AgentProfiles };
   maxProcesses?: number;
 }
 
@@ -200,6 +204,32 @@ export class AgentMetrics {
       collect() {
         this.reset();
         this.inc(src.shipper?.stats.droppedRecords ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'goroscope_stack_table_entries',
+      help: 'Distinct stacks the agent remembers having sent (bounded; the least recently used are forgotten).',
+      registers: [r],
+      collect() {
+        this.set(src.stacks?.table.size ?? 0);
+      },
+    });
+    new Counter({
+      name: 'goroscope_stack_table_evictions_total',
+      help: 'Stacks forgotten to keep the table bounded (sent again under a new id if they come back).',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(src.stacks?.table.evicted ?? 0);
+      },
+    });
+    new Counter({
+      name: 'goroscope_stack_read_failures_total',
+      help: "Per-interval reads of a process's stacks that failed (the process exited mid-read...): its profiles are missing for that interval.",
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(src.stacks?.profiles.failures ?? 0);
       },
     });
     new Gauge({
