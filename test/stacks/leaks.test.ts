@@ -1,6 +1,7 @@
 // Leak suspects carry the stack their goroutines are parked at: `goroscope snapshot` of a program that leaks a
 // goroutine every 10ms (blocked on a channel nobody sends to) names the leaking site and its parked stack, in
-// its JSON `leaks` and in its table; a healthy program (a fixed population parked for good) shows none.
+// its JSON `leaks` and in its table, and the suspect's span carries it; a healthy program (a fixed population
+// parked for good) shows none.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -54,4 +55,21 @@ t.test('a healthy program shows no leak', { skip: noBpf ?? false }, async (t) =>
   t.teardown(() => proc.kill());
   const snap = JSON.parse(await snapshot(proc.pid, true)) as { leaks: Leak[] };
   t.same(snap.leaks, [], 'no suspects');
+});
+
+t.test('a leak suspect span carries the parked stack', async (t) => {
+  const { leakSpan, processResource } = await import('../../collector/src/otel/spans.ts');
+  const p = { node: 'n', pid: 7, startTime: 1, exe: '/bin/svc', goVersion: 'go1.26.8', containerId: null, podName: null, podNamespace: null, podUid: null, podContainer: null, seenAt: 0 };
+  const stack = [
+    { function: 'main.leakOne', file: '/src/main.go', line: 146 },
+    { function: 'main.main.func1', file: '/src/main.go', line: 305 },
+  ];
+  const span = leakSpan(
+    { kind: 'leak', pid: 7, suspect: 'growing-live', createdBy: stack[1], startFunction: 'main.leakOne', waitReason: 'chan receive', count: 500, growthPerMinute: 100, oldestAgeMs: 60_000, since: 1000, observedAt: 61_000, stack },
+    p,
+    processResource(p),
+  );
+  t.equal(span.attributes['goroscope.leak.stack'], 'main.leakOne\n\t/src/main.go:146\nmain.main.func1\n\t/src/main.go:305', "the stack, as a dump prints it");
+  t.match(span.attributes, { 'code.function': 'main.leakOne', 'code.filepath': '/src/main.go', 'code.lineno': 146, 'goroscope.leak.wait_reason': 'chan receive' });
+  t.equal(span.name, 'goroutine leak suspect main.leakOne');
 });
