@@ -15,6 +15,7 @@ import { Retention, type RetentionOptions } from './store/retention.ts';
 import { createMetrics, type CollectorMetrics } from './metrics.ts';
 import { IngestQueue } from './ingest/queue.ts';
 import { IngestEndpoint } from './ingest/ws-ingest.ts';
+import { ConnectionLimits } from './ingest/limits.ts';
 import { StreamHub } from './stream/hub.ts';
 import { parseStreamQuery, StreamEndpoint } from './stream/ws-stream.ts';
 import { SpanExport, type ExportOptions } from './otel/exporter.ts';
@@ -43,6 +44,8 @@ export interface CollectorOptions {
   retention?: RetentionOptions & { intervalMs?: number };
   /** Largest ingest WebSocket message accepted, in bytes. Default 16 MiB. */
   maxMessageBytes?: number;
+  /** What clients may hold (defaults in DEFAULT_LIMITS); every refusal and forced close is counted in /metrics. */
+  limits?: Partial<CollectorLimits>;
   /** 'full' fsyncs each commit: acked batches survive power loss, not only a crash. Default 'normal'. */
   synchronous?: 'normal' | 'full';
   logger?: boolean;
@@ -63,6 +66,26 @@ export interface Collector {
   flushExport(): Promise<void>;
   close(): Promise<void>;
 }
+
+export interface CollectorLimits {
+  /** WebSocket connections per endpoint (ingest, stream), in all and from one address. */
+  maxConnections: number;
+  maxConnectionsPerClient: number;
+  /** Bytes of unfinished ingest messages held for all connections together. */
+  maxBufferedBytes: number;
+  /** Batches of one ingest connection waiting for the database before reading from it pauses. */
+  maxPendingPerConnection: number;
+  /** Ingest connections are pinged this often; one that missed the last ping is closed. */
+  heartbeatMs: number;
+}
+
+export const DEFAULT_LIMITS: CollectorLimits = {
+  maxConnections: 1024,
+  maxConnectionsPerClient: 64,
+  maxBufferedBytes: 256 * 1024 * 1024,
+  maxPendingPerConnection: 64,
+  heartbeatMs: 30_000,
+};
 
 const API = '/api/v1';
 /** Routes that answer without an API token: probes and the API description. */
@@ -98,11 +121,17 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       spanExport?.onRecords(b.node, b.records);
     }
   });
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const ingest = new IngestEndpoint(queue, writer, metrics, {
     maxMessageBytes: opts.maxMessageBytes ?? 16 * 1024 * 1024,
     maxQueuedBatches: 1000,
+    maxPendingPerConnection: limits.maxPendingPerConnection,
+    maxBufferedBytes: limits.maxBufferedBytes,
+    heartbeatMs: limits.heartbeatMs,
   });
   const stream = new StreamEndpoint(hub, metrics);
+  const ingestLimits = new ConnectionLimits('ingest', limits, metrics);
+  const streamLimits = new ConnectionLimits('stream', limits, metrics);
 
   app.addSchema(errorSchema);
   app.setErrorHandler((err: FastifyError, _req, reply) => {
@@ -175,7 +204,9 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       if (ingestToken && !tokenMatches(ingestToken, req.headers.authorization)) {
         return rejectUpgrade(socket, 401, 'missing or wrong ingest token (Authorization: Bearer <token>)');
       }
-      return ingest.wss.handleUpgrade(req, socket, head, (ws) => ingest.wss.emit('connection', ws, req));
+      const refused = ingestLimits.admit(socket);
+      if (refused) return rejectUpgrade(socket, refused.status, refused.message);
+      return ingest.wss.handleUpgrade(req, socket, head, (ws) => ingest.accept(ws, req, socket));
     }
     if (url.pathname === `${API}/stream`) {
       if (apiToken && !tokenMatches(apiToken, req.headers.authorization)) {
@@ -183,6 +214,8 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       }
       const filter = parseStreamQuery(url.searchParams);
       if (typeof filter === 'string') return rejectUpgrade(socket, 400, filter);
+      const refused = streamLimits.admit(socket);
+      if (refused) return rejectUpgrade(socket, refused.status, refused.message);
       return stream.wss.handleUpgrade(req, socket, head, (ws) => stream.accept(ws, filter));
     }
     rejectUpgrade(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
@@ -260,7 +293,7 @@ function describeValidation(err: FastifyError): string | undefined {
 }
 
 function rejectUpgrade(socket: Duplex, status: number, message: string): void {
-  const reason = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+  const reason = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' }[status] ?? 'Error';
   const body = JSON.stringify({ statusCode: status, error: reason, message });
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
     `${status === 401 ? 'WWW-Authenticate: Bearer\r\n' : ''}Connection: close\r\n\r\n${body}`);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startCollector, type Collector, type CollectorOptions } from '../../collector/src/server.ts';
 import type {
-  AgentRecord, CollectorMessage, ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, ProcessRecord, WindowRecord,
+  AgentRecord, CollectorMessage, ConnectionRecord, WelcomeMessage, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, ProcessRecord, WindowRecord,
 } from '../../collector/src/protocol/records.ts';
 
 export const INGEST_TOKEN = 'ingest-token-0123456789abcdef';
@@ -50,18 +50,27 @@ export class TestAgent {
       this.ws.once('error', reject);
     });
     this.closed = new Promise((resolve) => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-    this.ws.on('message', (data) => {
-      const m = JSON.parse(data.toString()) as CollectorMessage;
-      this.messages.push(m);
-      const list = this.waiters.get(m.seq);
-      const w = list?.shift();
-      if (w) w(m);
+    this.welcomed = new Promise((resolve) => {
+      this.ws.on('message', (data) => {
+        const m = JSON.parse(data.toString()) as CollectorMessage;
+        this.messages.push(m);
+        if (m.type === 'welcome') return resolve(m);
+        const list = this.waiters.get(m.seq);
+        const w = list?.shift();
+        if (w) w(m);
+      });
+      this.ws.once('close', () => resolve(undefined));
     });
   }
 
-  async hello(): Promise<void> {
+  /** The collector's welcome, or undefined when it closed instead. */
+  readonly welcomed: Promise<WelcomeMessage | undefined>;
+
+  /** Sends the hello and waits for the welcome (or the close that refuses it). */
+  async hello(agentKey?: string): Promise<WelcomeMessage | undefined> {
     await this.opened;
-    this.ws.send(JSON.stringify({ type: 'hello', protocol: 1, agentId: this.agentId, node: this.node, agentVersion: 'test' }));
+    this.ws.send(JSON.stringify({ type: 'hello', protocol: 1, agentId: this.agentId, node: this.node, agentVersion: 'test', ...(agentKey ? { agentKey } : {}) }));
+    return this.welcomed;
   }
 
   /** Next message for seq (ack or error). */

@@ -5,9 +5,6 @@
 // start on their own (agent/src/health/parts.ts). A part that cannot start is reported once, in one line with
 // its fix, in the log, in /metrics and in what is shipped; the rest runs.
 import { hostname } from 'node:os';
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { MAX_RECORDS_PER_BATCH } from '../../../collector/src/protocol/schema.ts';
 import type { AgentRecord, ProcessRecord } from '../../../collector/src/protocol/records.ts';
 import { GoProcessWatcher } from '../discover/go-processes.ts';
@@ -41,6 +38,8 @@ export interface AgentOptions {
   retransmitSampling?: number;
   spoolDir?: string;
   maxSpoolBytes?: number;
+  /** PEM certificates the collector's TLS certificate must chain to (wss://). */
+  ca?: string | Buffer;
   /** How often records are shipped. */
   intervalMs?: number;
   /** How often /proc is scanned for new and gone Go processes. */
@@ -72,18 +71,6 @@ export interface RunningAgent {
   /** Ships what is pending and waits for the acknowledgements. */
   flush(): Promise<boolean>;
   stop(): Promise<void>;
-}
-
-/** A stable agent id per spool directory, so seq numbers continue across restarts. */
-function agentIdFor(node: string, spoolDir?: string): string {
-  const fresh = () => `${node.replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 80)}.${randomUUID()}`;
-  if (!spoolDir) return fresh();
-  mkdirSync(spoolDir, { recursive: true });
-  const f = join(spoolDir, 'agent-id');
-  if (existsSync(f)) return readFileSync(f, 'utf8').trim();
-  const id = fresh();
-  writeFileSync(f, id);
-  return id;
 }
 
 /** A runtime event as the collector takes it: every stop-the-world pause, and fatal errors. */
@@ -173,11 +160,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const shipper = new Shipper({
     url: opts.collector,
     token: opts.token,
-    agentId: agentIdFor(node, opts.spoolDir),
     node,
     agentVersion: '0.1.0',
     spoolDir: opts.spoolDir,
     maxSpoolBytes: opts.maxSpoolBytes,
+    ca: opts.ca,
     log,
   });
   shipper.start();

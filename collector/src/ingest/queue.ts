@@ -10,6 +10,8 @@ export type BatchResult = 'stored' | 'duplicate' | Error;
 
 export interface PendingBatch {
   agentId: string;
+  /** "" for batches without an epoch. */
+  epoch: string;
   node: string;
   seq: number;
   records: AgentRecord[];
@@ -101,7 +103,7 @@ export class IngestQueue {
   private write(group: PendingBatch[]): BatchResult[] {
     const started = process.hrtime.bigint();
     const now = Date.now();
-    const writeOne = (b: PendingBatch): BatchResult => (this.writer.writeBatch(b.agentId, b.node, b.seq, b.records, now) ? 'stored' : 'duplicate');
+    const writeOne = (b: PendingBatch): BatchResult => (this.writer.writeBatch(b.agentId, b.epoch, b.node, b.seq, b.records, now) ? 'stored' : 'duplicate');
     try {
       return this.db.transaction(() => group.map(writeOne))();
     } catch (err) {

@@ -178,26 +178,48 @@ export interface HelloMessage {
   agentId: string;
   node: string;
   agentVersion: string;
+  /**
+   * A secret the agent keeps with its id: the first hello that brings one binds the id to it, and the collector
+   * refuses the id with any other key afterwards, so a holder of the shared ingest token cannot write as
+   * another agent.
+   */
+  agentKey?: string;
 }
 
-/** seq increases by one per batch of an agent; a collector stores each (agentId, seq) once. */
+/**
+ * seq increases by one per batch of an agent within an epoch; a collector stores each (agentId, epoch, seq)
+ * once. An agent that lost its counter starts a new epoch, so its new batches never look like old ones.
+ */
 export interface BatchMessage {
   type: 'batch';
   agentId: string;
+  /** Absent: the epoch "" (agents before epochs). */
+  epoch?: string;
   seq: number;
   records: AgentRecord[];
+}
+
+/** The collector's answer to a hello it accepts: what a batch may hold here. */
+export interface WelcomeMessage {
+  type: 'welcome';
+  /** Largest message (batch) taken, in bytes of its UTF-8 JSON. */
+  maxMessageBytes: number;
+  maxRecordsPerBatch: number;
 }
 
 export interface AckMessage {
   type: 'ack';
   seq: number;
+  /** The batch's epoch, echoed ("" when it had none). */
+  epoch?: string;
 }
 
 export interface ErrorMessage {
   type: 'error';
   seq: number | null;
+  epoch?: string;
   error: string;
 }
 
 export type AgentMessage = HelloMessage | BatchMessage;
-export type CollectorMessage = AckMessage | ErrorMessage;
+export type CollectorMessage = WelcomeMessage | AckMessage | ErrorMessage;

@@ -195,6 +195,9 @@ export const recordSchemas = [
 export const recordKinds = recordSchemas.map((s) => s.properties.kind.const);
 
 const agentId = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } as const;
+/** An agent's secret (HelloMessage.agentKey): 128 bits at least, base64url or hex. */
+const agentKey = { type: 'string', pattern: '^[A-Za-z0-9_-]{22,128}$' } as const;
+const epoch = { type: 'string', pattern: '^[A-Za-z0-9_-]{0,64}$' } as const;
 
 export const helloMessageSchema = {
   type: 'object',
@@ -206,6 +209,7 @@ export const helloMessageSchema = {
     agentId,
     node: str(253, 1),
     agentVersion: str(64),
+    agentKey,
   },
 };
 
@@ -216,6 +220,7 @@ export const batchMessageSchema = {
   properties: {
     type: { const: 'batch' },
     agentId,
+    epoch,
     seq: count,
     records: {
       type: 'array',

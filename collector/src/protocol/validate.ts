@@ -26,7 +26,7 @@ export function describeAjvError(errors: ErrorObject[] | null | undefined): stri
 export type ParsedMessage =
   | { ok: true; message: HelloMessage; kind: 'hello' }
   | { ok: true; message: BatchMessage; kind: 'batch' }
-  | { ok: false; error: string; seq: number | null };
+  | { ok: false; error: string; seq: number | null; epoch?: string };
 
 /** Parse and validate one ingest message; never throws. */
 export function parseAgentMessage(text: string): ParsedMessage {
@@ -41,6 +41,8 @@ export function parseAgentMessage(text: string): ParsedMessage {
   }
   const obj = value as Record<string, unknown>;
   const seq = Number.isSafeInteger(obj.seq) && (obj.seq as number) >= 0 ? (obj.seq as number) : null;
+  // Echoed with an error so the agent can tell which batch it was, when it is one an agent could have sent.
+  const epoch = typeof obj.epoch === 'string' && /^[A-Za-z0-9_-]{0,64}$/.test(obj.epoch) ? obj.epoch : undefined;
   if (obj.type === 'hello') {
     if (validateHello(value)) return { ok: true, message: value, kind: 'hello' };
     if (obj.protocol !== undefined && obj.protocol !== helloMessageSchema.properties.protocol.const) {
@@ -50,7 +52,7 @@ export function parseAgentMessage(text: string): ParsedMessage {
   }
   if (obj.type === 'batch') {
     if (validateBatch(value)) return { ok: true, message: value, kind: 'batch' };
-    return { ok: false, error: `bad batch: ${describeAjvError(validateBatch.errors)}`, seq };
+    return { ok: false, error: `bad batch: ${describeAjvError(validateBatch.errors)}`, seq, epoch };
   }
   return { ok: false, error: `unknown message type ${quote(obj.type)}; expected "hello" or "batch"`, seq };
 }

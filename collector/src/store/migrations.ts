@@ -264,6 +264,29 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX profile_samples_time ON profile_samples(kind, to_ms);
     `,
   },
+  {
+    version: 5,
+    name: 'agent keys, and batch epochs',
+    sql: `
+      -- sha256 of the agent's key (HelloMessage.agentKey): set by the first hello that brings one.
+      ALTER TABLE agents ADD COLUMN key_hash TEXT;
+
+      -- An agent that lost its seq counter starts a new epoch: (agent, epoch, seq) names a batch.
+      CREATE TABLE ingested_batches_new (
+        agent_id    TEXT NOT NULL,
+        epoch       TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        records     INTEGER NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (agent_id, epoch, seq)
+      ) WITHOUT ROWID;
+      INSERT INTO ingested_batches_new (agent_id, epoch, seq, records, received_at)
+        SELECT agent_id, '', seq, records, received_at FROM ingested_batches;
+      DROP TABLE ingested_batches;
+      ALTER TABLE ingested_batches_new RENAME TO ingested_batches;
+      CREATE INDEX ingested_batches_received ON ingested_batches(received_at);
+    `,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

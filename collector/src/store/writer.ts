@@ -1,5 +1,6 @@
 // Writes validated agent batches. The caller wraps calls in a transaction; a
 // batch already stored under (agentId, seq) is reported as a duplicate and skipped.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Database, Statement } from 'better-sqlite3';
 import type {
   AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, ProfileRecord, StackRecord, WindowRecord,
@@ -9,6 +10,8 @@ const b = (v: boolean) => (v ? 1 : 0);
 
 export class StoreWriter {
   private readonly insertBatch: Statement;
+  private readonly findAgentKey: Statement;
+  private readonly setAgentKey: Statement;
   private readonly upsertAgent: Statement;
   private readonly findLatestProcess: Statement;
   private readonly findProcess: Statement;
@@ -33,7 +36,9 @@ export class StoreWriter {
 
   constructor(private readonly db: Database) {
     this.insertBatch = db.prepare(
-      'INSERT INTO ingested_batches (agent_id, seq, records, received_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING');
+      'INSERT INTO ingested_batches (agent_id, epoch, seq, records, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
+    this.findAgentKey = db.prepare('SELECT key_hash FROM agents WHERE agent_id = ?').pluck();
+    this.setAgentKey = db.prepare('UPDATE agents SET key_hash = ? WHERE agent_id = ? AND key_hash IS NULL');
     this.upsertAgent = db.prepare(`
       INSERT INTO agents (agent_id, node, agent_version, protocol, first_seen_at, last_seen_at)
       VALUES (@agentId, @node, @agentVersion, @protocol, @now, @now)
@@ -126,13 +131,24 @@ export class StoreWriter {
       ON CONFLICT (process_id, at, goid) DO NOTHING`);
   }
 
-  recordAgent(hello: HelloMessage, now = Date.now()): void {
-    this.upsertAgent.run({ agentId: hello.agentId, node: hello.node, agentVersion: hello.agentVersion, protocol: hello.protocol, now });
+  /**
+   * Records a hello, binding the agent id to its key on the first hello that brings one. 'key-mismatch': the
+   * id is bound to another key (or to a key this hello lacks), and nothing was written.
+   */
+  recordAgent(hello: HelloMessage, now = Date.now()): 'ok' | 'key-mismatch' {
+    const keyHash = hello.agentKey === undefined ? null : createHash('sha256').update(hello.agentKey).digest('hex');
+    return this.db.transaction(() => {
+      const stored = this.findAgentKey.get(hello.agentId) as string | null | undefined;
+      if (stored && (keyHash === null || !timingSafeEqual(Buffer.from(stored, 'hex'), Buffer.from(keyHash, 'hex')))) return 'key-mismatch';
+      this.upsertAgent.run({ agentId: hello.agentId, node: hello.node, agentVersion: hello.agentVersion, protocol: hello.protocol, now });
+      if (keyHash !== null && !stored) this.setAgentKey.run(keyHash, hello.agentId);
+      return 'ok';
+    })();
   }
 
-  /** Store one batch; false if (agentId, seq) was stored before. Call inside a transaction. */
-  writeBatch(agentId: string, node: string, seq: number, records: AgentRecord[], now = Date.now()): boolean {
-    if (this.insertBatch.run(agentId, seq, records.length, now).changes === 0) return false;
+  /** Store one batch; false if (agentId, epoch, seq) was stored before. Call inside a transaction. */
+  writeBatch(agentId: string, epoch: string, node: string, seq: number, records: AgentRecord[], now = Date.now()): boolean {
+    if (this.insertBatch.run(agentId, epoch, seq, records.length, now).changes === 0) return false;
     this.writeRecords(node, records, now, agentId);
     return true;
   }
