@@ -1,6 +1,7 @@
 // The goroscope command. Only commander and the option parsers load at start: each command's code (BPF, the
 // collector's server, Kubernetes, OpenTelemetry) is imported when that command runs, so `--help` and the start
 // of a snapshot do not pay for the others.
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { collectorOptionsFrom, defineCollectorOptions } from '../../collector/src/cli.ts';
 import { ProcessError } from './proc/process.ts';
@@ -20,6 +21,18 @@ export function parsePercent(text: string): number {
   const v = m ? Number(m[1]) / (m[2] ? 100 : 1) : NaN;
   if (!(v > 0 && v <= 1)) throw new InvalidArgumentError(`"${text}" is not a share between 0 and 100%`);
   return v;
+}
+
+/** A PEM file, read when the options are parsed: a wrong path is one line before anything starts. */
+function readPemFile(path: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (e) {
+    throw new InvalidArgumentError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new InvalidArgumentError(`${path} holds no PEM certificate`);
+  return pem;
 }
 
 function parsePid(text: string): number {
@@ -118,13 +131,14 @@ export function buildCli(): Command {
     .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
     .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
     .option('--no-tcp', 'leave TCP connections out')
+    .option('--ca <file>', "PEM certificate(s) the collector's TLS certificate must chain to, for a wss:// collector (default: the system's)", readPemFile)
     .option('--spool-dir <dir>', 'keep unacknowledged batches here while the collector is away', '/var/lib/goroscope/spool')
     .option('--max-spool-bytes <bytes>', 'bound on the spool; past it the oldest batches are dropped and counted', (v: string) => Number(v), 256 << 20)
     .option('--node <name>', 'node name (default: $NODE_NAME or the hostname)')
     .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here (HOST:PORT, [IPv6]:PORT, or :PORT / PORT for every interface)', listenAddressOption, '127.0.0.1:9464')
     .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site', parseDuration, 60_000)
     .option('--profile-interval <duration>', "how often each process's goroutine and blocking profiles are read and shipped (0: never)", parseDuration, 60_000)
-    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number }) => {
+    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number }) => {
       const { startAgent } = await import('./agent/run.ts');
       const agent = await startAgent({
         collector: o.collector,
@@ -137,6 +151,7 @@ export function buildCli(): Command {
         tcp: o.tcp,
         spoolDir: o.spoolDir,
         maxSpoolBytes: o.maxSpoolBytes,
+        ca: o.ca,
         node: o.node,
         metricsListen: o.metricsListen,
         leaks: { minAgeMs: o.leakMinAge },

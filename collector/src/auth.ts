@@ -23,18 +23,25 @@ export function isLoopbackHost(host: string | undefined): boolean {
 
 export interface AuthConfig { ingestToken?: string; apiToken?: string }
 
-/** Throws unless both tokens are set, or auth is explicitly off on a loopback address. */
-export function checkAuthConfig(host: string | undefined, cfg: AuthConfig & { noAuth?: boolean }): void {
+/**
+ * Throws unless both tokens are set, or auth is explicitly off on a loopback address. Returns a warning for
+ * each endpoint left open (said at every start: an open collector must never be a quiet one).
+ */
+export function checkAuthConfig(host: string | undefined, cfg: AuthConfig & { noAuth?: boolean }): string[] {
   for (const [name, token] of [['ingest', cfg.ingestToken], ['API', cfg.apiToken]] as const) {
     if (token !== undefined && token.length === 0) throw new Error(`the ${name} token is empty`);
   }
   const missing = [cfg.ingestToken === undefined && 'GOROSCOPE_INGEST_TOKEN', cfg.apiToken === undefined && 'GOROSCOPE_API_TOKEN']
     .filter(Boolean) as string[];
-  if (missing.length === 0) return;
+  if (missing.length === 0) return cfg.noAuth ? ['--no-auth has no effect: both tokens are set'] : [];
   if (!cfg.noAuth) {
     throw new Error(`refusing to start without authentication: set ${missing.join(' and ')}, or pass --no-auth on a loopback address`);
   }
   if (!isLoopbackHost(host)) {
     throw new Error(`refusing to start without authentication on non-loopback address '${host ?? '*'}': --no-auth is only allowed on 127.0.0.1, ::1 or localhost; set ${missing.join(' and ')}`);
   }
+  const open: string[] = [];
+  if (cfg.ingestToken === undefined) open.push('--no-auth: the ingest endpoint takes batches from any process of this machine (no GOROSCOPE_INGEST_TOKEN)');
+  if (cfg.apiToken === undefined) open.push('--no-auth: the API, the live stream and /metrics answer any process of this machine (no GOROSCOPE_API_TOKEN)');
+  return open;
 }

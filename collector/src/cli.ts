@@ -1,5 +1,6 @@
 // `goroscope collector`: its options. The server itself (collector/src/run.ts) loads only when the collector
 // runs, so other goroscope commands never load fastify, SQLite or OpenTelemetry.
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Collector, CollectorOptions } from './server.ts';
 import { listenAddressOption } from './net/listen-address.ts';
@@ -11,6 +12,17 @@ function positiveNumber(name: string) {
     return n;
   };
 }
+
+function positiveInteger(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1`);
+    return n;
+  };
+}
+
+/** The collector's default limits (server.ts keeps them; repeated here so --help loads no server code). */
+const DEFAULT_LIMITS = { maxConnections: 1024, maxConnectionsPerClient: 64, maxBufferedBytes: 256 * 1024 * 1024 };
 
 function ratio(v: string): number {
   const n = Number(v);
@@ -34,12 +46,32 @@ export function defineCollectorOptions(cmd: Command): Command {
     .option('--export-sample <ratio>', 'fraction of other finished goroutines/connections to export', ratio, 0.001)
     .option('--export-long-pause <ms>', 'export stop-the-world pauses longer than this', positiveNumber('--export-long-pause'), 10)
     .option('--sync-full', 'fsync every commit, so acked batches survive power loss')
+    .option('--tls-cert <file>', 'serve HTTPS and wss:// with this certificate chain (PEM); needs --tls-key')
+    .option('--tls-key <file>', "the certificate's private key (PEM)")
+    .option('--max-connections <n>', 'WebSocket connections per endpoint (ingest, stream) in all', positiveInteger('--max-connections'), DEFAULT_LIMITS.maxConnections)
+    .option('--max-connections-per-client <n>', 'WebSocket connections per endpoint from one address', positiveInteger('--max-connections-per-client'), DEFAULT_LIMITS.maxConnectionsPerClient)
+    .option('--max-buffered-bytes <bytes>', 'bytes of unfinished ingest messages held for all agents together', positiveInteger('--max-buffered-bytes'), DEFAULT_LIMITS.maxBufferedBytes)
     .option('--log', 'log requests and errors as JSON to stdout');
 }
 
 interface ParsedOptions {
   listen: string; db: string; otlpEndpoint?: string; auth: boolean; retentionMaxAge?: number; retentionMaxBytes?: number;
   exportLongLived: number; exportLongBlocked: number; exportSample: number; exportLongPause: number; syncFull?: boolean; log?: boolean;
+  tlsCert?: string; tlsKey?: string; maxConnections: number; maxConnectionsPerClient: number; maxBufferedBytes: number;
+}
+
+/** The certificate and key, read now: a missing or unreadable file is one clear line at start. */
+function readTls(o: ParsedOptions): CollectorOptions['tls'] {
+  if (o.tlsCert === undefined && o.tlsKey === undefined) return undefined;
+  if (o.tlsCert === undefined || o.tlsKey === undefined) throw new Error('--tls-cert and --tls-key go together');
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new Error(`${flag} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    }
+  };
+  return { cert: read('--tls-cert', o.tlsCert), key: read('--tls-key', o.tlsKey) };
 }
 
 export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = process.env): CollectorOptions {
@@ -56,6 +88,8 @@ export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = 
       maxBytes: o.retentionMaxBytes,
     },
     synchronous: o.syncFull ? 'full' : 'normal',
+    tls: readTls(o),
+    limits: { maxConnections: o.maxConnections, maxConnectionsPerClient: o.maxConnectionsPerClient, maxBufferedBytes: o.maxBufferedBytes },
     logger: o.log ?? false,
   };
 }

@@ -48,11 +48,15 @@ export interface CollectorOptions {
   limits?: Partial<CollectorLimits>;
   /** 'full' fsyncs each commit: acked batches survive power loss, not only a crash. Default 'normal'. */
   synchronous?: 'normal' | 'full';
+  /** Serve HTTPS and wss:// with this certificate chain and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   logger?: boolean;
+  /** Warnings at start (an endpoint without a token); default: one line each on stderr. */
+  warn?: (msg: string) => void;
 }
 
 export interface Collector {
-  /** http://host:port of the listener. */
+  /** http(s)://host:port of the listener. */
   url: string;
   port: number;
   app: FastifyInstance;
@@ -79,6 +83,7 @@ export interface CollectorLimits {
   heartbeatMs: number;
 }
 
+// collector/src/cli.ts repeats the first three for its --help.
 export const DEFAULT_LIMITS: CollectorLimits = {
   maxConnections: 1024,
   maxConnectionsPerClient: 64,
@@ -94,7 +99,8 @@ const OPEN_PATHS = [`${API}/healthz`, `${API}/readyz`, `${API}/openapi.json`];
 export async function startCollector(opts: CollectorOptions): Promise<Collector> {
   const address = parseListenAddress(opts.listen);
   const { host, port } = address;
-  checkAuthConfig(host, opts);
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`goroscope collector: warning: ${m}\n`));
+  for (const w of checkAuthConfig(host, opts)) warn(w);
   const { ingestToken, apiToken } = opts;
 
   const db = openDatabase(opts.db, { synchronous: opts.synchronous });
@@ -105,6 +111,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const hub = new StreamHub((n) => metrics.streamDropped.inc(n));
 
   const app = Fastify({
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     logger: opts.logger ?? false,
     bodyLimit: 64 * 1024, // the API takes no bodies
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
@@ -258,7 +265,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const urlHost = boundHost.includes(':') ? `[${boundHost}]` : boundHost;
 
   return {
-    url: `http://${urlHost}:${actualPort}`,
+    url: `${opts.tls ? 'https' : 'http'}://${urlHost}:${actualPort}`,
     port: actualPort,
     app,
     db,

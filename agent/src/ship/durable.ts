@@ -1,13 +1,17 @@
 // Files that survive a crash at any instant: written whole to a temporary file, fsynced, renamed over the old
 // one, and the directory fsynced, so a reader finds the old content or the new, never a torn one. Private:
 // files 0600 in 0700 directories (an agent's spool holds what it saw and the key it writes with).
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Creates dir (and parents) as 0700, and narrows an existing one to 0700. */
-export function privateDir(dir: string): void {
+/**
+ * Creates dir (and missing parents) as 0700. An existing directory is left as the operator made it (it may be
+ * shared, as /tmp is): the files written in it are 0600 whatever it is. Returns a note when others can list it.
+ */
+export function privateDir(dir: string): string | undefined {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  const mode = statSync(dir).mode & 0o777;
+  return mode & 0o077 ? `${dir} is mode ${mode.toString(8)}: others can list it (its files are 0600); 0700 keeps even the names private` : undefined;
 }
 
 export function fsyncDir(dir: string): void {

@@ -48,7 +48,8 @@ export class Spool {
   private readonly used: boolean;
 
   constructor(readonly dir: string, private readonly log: (msg: string) => void = () => {}) {
-    privateDir(dir);
+    const note = privateDir(dir);
+    if (note) log(`spool: ${note}`);
     this.used = existsSync(join(dir, 'agent-id')) || existsSync(join(dir, 'next-seq'));
     for (const f of readdirSync(dir)) {
       const path = join(dir, f);

@@ -1,4 +1,6 @@
 // Opening the SQLite file with the settings the collector relies on.
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
 import { migrate } from './migrations.ts';
 
@@ -7,7 +9,25 @@ export interface OpenOptions {
   synchronous?: 'normal' | 'full';
 }
 
+/**
+ * The database and its -wal and -shm files are 0600 (SQLite gives those the database file's mode); a directory
+ * made for it is 0700. Files left wider by an older collector are narrowed.
+ */
+function makePrivate(file: string): void {
+  if (file === ':memory:' || file === '') return;
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  closeSync(openSync(file, 'a', 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
+    } catch {
+      /* not there yet */
+    }
+  }
+}
+
 export function openDatabase(file: string, opts: OpenOptions = {}): Database {
+  makePrivate(file);
   const db = new BetterSqlite3(file);
   // Must precede the first table so retention can hand freed pages back to the OS.
   db.pragma('auto_vacuum = INCREMENTAL');
