@@ -51,13 +51,14 @@ export function defineCollectorOptions(cmd: Command): Command {
     .option('--max-connections <n>', 'WebSocket connections per endpoint (ingest, stream) in all', positiveInteger('--max-connections'), DEFAULT_LIMITS.maxConnections)
     .option('--max-connections-per-client <n>', 'WebSocket connections per endpoint from one address', positiveInteger('--max-connections-per-client'), DEFAULT_LIMITS.maxConnectionsPerClient)
     .option('--max-buffered-bytes <bytes>', 'bytes of unfinished ingest messages held for all agents together', positiveInteger('--max-buffered-bytes'), DEFAULT_LIMITS.maxBufferedBytes)
+    .option('--max-message-bytes <bytes>', 'largest ingest message (batch) taken; agents cut their batches to it', positiveInteger('--max-message-bytes'), 16 * 1024 * 1024)
     .option('--log', 'log requests and errors as JSON to stdout');
 }
 
 interface ParsedOptions {
   listen: string; db: string; otlpEndpoint?: string; auth: boolean; retentionMaxAge?: number; retentionMaxBytes?: number;
   exportLongLived: number; exportLongBlocked: number; exportSample: number; exportLongPause: number; syncFull?: boolean; log?: boolean;
-  tlsCert?: string; tlsKey?: string; maxConnections: number; maxConnectionsPerClient: number; maxBufferedBytes: number;
+  tlsCert?: string; tlsKey?: string; maxConnections: number; maxConnectionsPerClient: number; maxBufferedBytes: number; maxMessageBytes: number;
 }
 
 /** The certificate and key, read now: a missing or unreadable file is one clear line at start. */
@@ -89,6 +90,7 @@ export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = 
     },
     synchronous: o.syncFull ? 'full' : 'normal',
     tls: readTls(o),
+    maxMessageBytes: o.maxMessageBytes,
     limits: { maxConnections: o.maxConnections, maxConnectionsPerClient: o.maxConnectionsPerClient, maxBufferedBytes: o.maxBufferedBytes },
     logger: o.log ?? false,
   };

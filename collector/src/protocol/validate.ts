@@ -28,11 +28,20 @@ export type ParsedMessage =
   | { ok: true; message: BatchMessage; kind: 'batch' }
   | { ok: false; error: string; seq: number | null; epoch?: string };
 
+/**
+ * A JSON \u escape can name half a surrogate pair, which UTF-8 (SQLite, OTLP's protobuf) cannot hold: such a
+ * string is made well-formed here (U+FFFD for the half), so what is stored reads back as it was stored. Raw
+ * text cannot carry one (invalid UTF-8 decodes to U+FFFD already), so only messages with such an escape pay.
+ */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+const wellFormed = (_key: string, v: unknown) =>
+  typeof v === 'string' ? (v as string & { toWellFormed(): string }).toWellFormed() : v;
+
 /** Parse and validate one ingest message; never throws. */
 export function parseAgentMessage(text: string): ParsedMessage {
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = SURROGATE_ESCAPE.test(text) ? JSON.parse(text, wellFormed) : JSON.parse(text);
   } catch (err) {
     return { ok: false, error: `invalid JSON: ${clip((err as Error).message, 200)}`, seq: null };
   }
