@@ -21,6 +21,8 @@ export interface ShipperOptions {
   /** Where unacknowledged batches wait; in memory only when absent. */
   spoolDir?: string;
   maxSpoolBytes?: number;
+  /** Seq numbers reserved per write of the spool's counter (default 1000: one counter fsync per 1000 batches). */
+  seqReserve?: number;
   /** Batches sent and not yet acknowledged. */
   maxInFlight?: number;
   /** PEM certificate(s) the collector's TLS certificate must chain to (wss://); the system's CAs when absent. */
@@ -99,7 +101,7 @@ export class Shipper {
     this.maxInFlight = opts.maxInFlight ?? 16;
     this.log = opts.log ?? (() => {});
     if (opts.spoolDir) {
-      this.spool = new Spool(opts.spoolDir, this.log);
+      this.spool = new Spool(opts.spoolDir, this.log, opts.seqReserve);
       const id = this.spool.identity(opts.node);
       this.agentId = opts.agentId ?? id.agentId;
       this.agentKey = id.agentKey;

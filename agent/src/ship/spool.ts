@@ -23,7 +23,7 @@ const BATCH_FILE = /^batch-([A-Za-z0-9_-]*)-(\d{1,16})\.json$/;
 /** Spools of agents before epochs: "<seq>.json" and a "next-seq" counter, the epoch "". */
 const LEGACY_BATCH_FILE = /^(\d{1,16})\.json$/;
 /** Seq numbers reserved per counter write: one fsync per this many batches (unused ones are skipped). */
-const RESERVE = 1000;
+const DEFAULT_RESERVE = 1000;
 /** Corrupt files kept for a look; older ones go. */
 const KEEP_CORRUPT = 20;
 
@@ -47,7 +47,7 @@ export class Spool {
   /** The directory held an agent before this run: a missing counter then is a lost one. */
   private readonly used: boolean;
 
-  constructor(readonly dir: string, private readonly log: (msg: string) => void = () => {}) {
+  constructor(readonly dir: string, private readonly log: (msg: string) => void = () => {}, private readonly reserve = DEFAULT_RESERVE) {
     const note = privateDir(dir);
     if (note) log(`spool: ${note}`);
     this.used = existsSync(join(dir, 'agent-id')) || existsSync(join(dir, 'next-seq'));
@@ -166,7 +166,7 @@ export class Spool {
   /** The next (epoch, seq): durable before it is handed out, so no restart can hand it out again. */
   take(): { epoch: string; seq: number } {
     if (this.next >= this.reservedUntil) {
-      this.reservedUntil = this.next + RESERVE;
+      this.reservedUntil = this.next + this.reserve;
       writeDurable(this.dir, 'counter', JSON.stringify({ epoch: this.epoch, next: this.reservedUntil }));
       if (this.epoch === '') rmSync(join(this.dir, 'next-seq'), { force: true }); // the legacy counter is replaced
     }
