@@ -43,7 +43,7 @@ done
 api="$url/api/v1"
 
 node bin/goroscope.js agent --collector "${url/http/ws}" --pid "$svc" --spool-dir build/demo/spool \
-  --metrics-listen 127.0.0.1:0 --leak-min-age 10s --node demo > build/demo/agent.log 2>&1 &
+  --metrics-listen 127.0.0.1:0 --leak-min-age 10s --trace-interval 10s --node demo > build/demo/agent.log 2>&1 &
 pid_of[agent]=$!
 metrics=
 for _ in $(seq 300); do
@@ -65,7 +65,8 @@ goroscope is running:
   logs             build/demo/*.log
 INFO
 if [ -n "${OTLP_ENDPOINT:-}" ]; then
-  echo "  spans          exported to $OTLP_ENDPOINT: search service 'sample-service' in Jaeger (http://127.0.0.1:16686) or Tempo"
+  echo "  traces           exported to $OTLP_ENDPOINT: search service 'sample-service' in Jaeger or Grafana (Tempo);"
+  echo "                   a unit of work per request, long-lived goroutines every 10 s (--trace-interval), leak suspects"
 fi
 sed -n 's/^goroscope agent: //p' build/demo/agent.log | grep -E '^no |^not tracing|cannot' | sed 's/^/  agent: /' || true
 
@@ -76,8 +77,12 @@ for ((t = 10; t <= seconds; t += 10)); do
   check_alive
   echo
   echo "== after ${t}s"
-  if node scripts/demo/report.mjs "$api" "${metrics:-http://127.0.0.1:1/metrics}" "$svc"; then seen=1; fi
+  if node scripts/demo/report.mjs "$api" "${metrics:-http://127.0.0.1:1/metrics}" "$svc" ${OTLP_ENDPOINT:+"$url/metrics"}; then seen=1; fi
 done
 [ "$seen" = 1 ] || die "the collector received no goroutines from the agent in ${seconds}s" build/demo/agent.log
+if [ -n "${OTLP_ENDPOINT:-}" ]; then
+  exported=$(curl -s "$url/metrics" | sed -n 's/^goroscope_collector_export_spans_total \([0-9]*\)$/\1/p')
+  [ "${exported:-0}" -gt 0 ] || die "no span reached $OTLP_ENDPOINT in ${seconds}s" build/demo/collector.log
+fi
 echo
 echo "demo: done (the collector's database stays in build/demo/goroscope.db)"

@@ -138,7 +138,10 @@ export function buildCli(): Command {
     .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here (HOST:PORT, [IPv6]:PORT, or :PORT / PORT for every interface)', listenAddressOption, '127.0.0.1:9464')
     .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site', parseDuration, 60_000)
     .option('--profile-interval <duration>', "how often each process's goroutine and blocking profiles are read and shipped (0: never)", parseDuration, 60_000)
-    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number }) => {
+    .option('--trace-interval <duration>', "a live goroutine's or open connection's span ends this often, so long-lived ones are exported while alive", parseDuration, 60_000)
+    .option('--park-span-min <duration>', 'parks at least this long are spans (with the goroutine that woke them)', parseDuration, 1000)
+    .option('--trace-sample <percent>', 'share of short-lived units of work shipped as whole traces (goroutines living 1 s or more always are)', parsePercent, 0.01)
+    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number; traceInterval: number; parkSpanMin: number; traceSample: number }) => {
       const { startAgent } = await import('./agent/run.ts');
       const agent = await startAgent({
         collector: o.collector,
@@ -156,6 +159,8 @@ export function buildCli(): Command {
         metricsListen: o.metricsListen,
         leaks: { minAgeMs: o.leakMinAge },
         profileIntervalMs: o.profileInterval,
+        trace: { segmentMs: o.traceInterval, parkSpanMinMs: o.parkSpanMin, unitRootAgeMs: Math.min(1000, o.traceInterval) },
+        traceSample: o.traceSample,
       });
       await new Promise<void>((resolve) => {
         const stop = () => void agent.stop().finally(resolve);

@@ -41,10 +41,11 @@ export function defineCollectorOptions(cmd: Command): Command {
     .option('--no-auth', 'run without tokens (only on a loopback address)')
     .option('--retention-max-age <hours>', 'delete records older than this', positiveNumber('--retention-max-age'))
     .option('--retention-max-bytes <bytes>', 'delete the oldest records while the database is larger', positiveNumber('--retention-max-bytes'))
-    .option('--export-long-lived <ms>', 'export goroutines/connections that lived at least this long', positiveNumber('--export-long-lived'), 10_000)
-    .option('--export-long-blocked <ms>', 'export goroutines blocked at least this long in total', positiveNumber('--export-long-blocked'), 1_000)
-    .option('--export-sample <ratio>', 'fraction of other finished goroutines/connections to export', ratio, 0.001)
+    .option('--export-sample <ratio>', 'share of traces to export, whole traces by trace id. The agents already choose: every goroutine ' +
+      'that lives 1 s or more, every long park, connection and finding, and whole units of work among the short-lived at ' +
+      "their --trace-sample (1%); this ratio samples what they send again", ratio, 1)
     .option('--export-long-pause <ms>', 'export stop-the-world pauses longer than this', positiveNumber('--export-long-pause'), 10)
+    .option('--export-leak-interval <ms>', 'export a leak suspect as a span once per this interval while it holds', positiveNumber('--export-leak-interval'), 60_000)
     .option('--sync-full', 'fsync every commit, so acked batches survive power loss')
     .option('--tls-cert <file>', 'serve HTTPS and wss:// with this certificate chain (PEM); needs --tls-key')
     .option('--tls-key <file>', "the certificate's private key (PEM)")
@@ -57,7 +58,7 @@ export function defineCollectorOptions(cmd: Command): Command {
 
 interface ParsedOptions {
   listen: string; db: string; otlpEndpoint?: string; auth: boolean; retentionMaxAge?: number; retentionMaxBytes?: number;
-  exportLongLived: number; exportLongBlocked: number; exportSample: number; exportLongPause: number; syncFull?: boolean; log?: boolean;
+  exportSample: number; exportLongPause: number; exportLeakInterval: number; syncFull?: boolean; log?: boolean;
   tlsCert?: string; tlsKey?: string; maxConnections: number; maxConnectionsPerClient: number; maxBufferedBytes: number; maxMessageBytes: number;
 }
 
@@ -83,7 +84,7 @@ export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = 
     apiToken: env.GOROSCOPE_API_TOKEN || undefined,
     noAuth: o.auth === false,
     otlpEndpoint: o.otlpEndpoint,
-    export: { longLivedMs: o.exportLongLived, longBlockedMs: o.exportLongBlocked, sampleRatio: o.exportSample, longPauseMs: o.exportLongPause },
+    export: { sampleRatio: o.exportSample, longPauseMs: o.exportLongPause, leakIntervalMs: o.exportLeakInterval },
     retention: {
       maxAgeMs: o.retentionMaxAge !== undefined ? o.retentionMaxAge * 3_600_000 : undefined,
       maxBytes: o.retentionMaxBytes,

@@ -46,6 +46,7 @@ export function createMetrics(dbSizeBytes: () => number) {
     exportedSpans: new Counter({ name: 'goroscope_collector_export_spans_total', help: 'Spans sent to the OTLP endpoint.', registers: [registry] }),
     exportErrors: new Counter({ name: 'goroscope_collector_export_errors_total', help: 'Failed OTLP export requests.', registers: [registry] }),
     exportErrorSpans: new Counter({ name: 'goroscope_collector_export_failed_spans_total', help: 'Spans in failed OTLP export requests.', registers: [registry] }),
+    exportDroppedSpans: new Counter({ name: 'goroscope_collector_export_dropped_spans_total', help: 'Spans dropped because the OTLP export queue was full.', registers: [registry] }),
     streamSubscribers: new Gauge({ name: 'goroscope_collector_stream_subscribers', help: 'Open live-stream connections.', registers: [registry] }),
     streamDropped: new Counter({ name: 'goroscope_collector_stream_dropped_total', help: 'Live-stream records dropped for slow subscribers.', registers: [registry] }),
     retentionDeleted: new Counter({ name: 'goroscope_collector_retention_deleted_rows_total', help: 'Rows deleted by retention.', registers: [registry] }),

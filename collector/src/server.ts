@@ -318,6 +318,7 @@ function processInfoLookup(reader: StoreReader): (node: string, pid: number) => 
     const info: ProcessInfo | undefined = r && {
       node, pid, startTime: r.start_time, exe: r.exe, goVersion: r.go_version, containerId: r.container_id,
       podName: r.pod_name, podNamespace: r.pod_namespace, podUid: r.pod_uid, podContainer: r.pod_container, seenAt: r.seen_at,
+      serviceVersion: r.service_version ?? null,
     };
     if (cache.size > 10_000) cache.clear();
     cache.set(key, { at: now, info });

@@ -1,7 +1,8 @@
 // One frame of the demo: what the collector has learned about the sample service, from its API, and which parts
 // of the agent are down (from the agent's /metrics). Exits 2 when the collector has nothing yet.
-// Usage: node scripts/demo/report.mjs API_URL METRICS_URL PID
-const [api, metrics, pid] = process.argv.slice(2);
+// Usage: node scripts/demo/report.mjs API_URL METRICS_URL PID [COLLECTOR_METRICS_URL]
+// With the collector's /metrics (the demo passes it when it exports to OTLP_ENDPOINT): the spans it exported.
+const [api, metrics, pid, collectorMetrics] = process.argv.slice(2);
 
 async function get(url) {
   const r = await fetch(url);
@@ -38,6 +39,11 @@ try {
   if (down.length) lines.push('agent parts not running or degraded:', ...down);
 } catch (e) {
   lines.push(`agent metrics unreadable: ${e.message}`);
+}
+if (collectorMetrics) {
+  const text = await (await get(collectorMetrics)).text();
+  const n = (name) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  lines.push(`spans exported over OTLP: ${n('goroscope_collector_export_spans_total')} (failed ${n('goroscope_collector_export_failed_spans_total')}, dropped ${n('goroscope_collector_export_dropped_spans_total')})`);
 }
 console.log(lines.join('\n'));
 return sites.groups.length ? 0 : 2;

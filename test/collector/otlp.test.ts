@@ -3,8 +3,8 @@
 import t from 'tap';
 import { createServer, type Server } from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { api, conn, fatal, gor, pause, proc, T0, TestAgent, testCollector } from './helpers.ts';
-import { goroutineSpanId, processTraceId } from '../../collector/src/otel/ids.ts';
+import { api, conn, fatal, gor, leak, pause, proc, T0, TestAgent, testCollector } from './helpers.ts';
+import { goroutineSpanIds } from '../../collector/src/otel/ids.ts';
 
 interface Received { url: string; contentType: string; body: any }
 
@@ -36,108 +36,138 @@ function spansOf(requests: Received[]) {
   })))));
 }
 
-t.test('goroutine and connection spans with parents, times and attributes', async (t) => {
+const PK = { node: 'node-a', pid: 10, startTime: 1010 };
+const gspan = (goid: number, root: number, segment = 0) => goroutineSpanIds(PK, { goid, root, segment });
+
+t.test('spans follow the trace model: units of work, report intervals, parks, connections', async (t) => {
   const rx = await receiver(t);
-  const c = await testCollector(t, {
-    otlpEndpoint: rx.url,
-    export: { longLivedMs: 10_000, longBlockedMs: 1_000, sampleRatio: 0, scheduledDelayMs: 50 },
-  });
+  const c = await testCollector(t, { otlpEndpoint: rx.url, export: { scheduledDelayMs: 50 } });
   const a = new TestAgent(c.url);
   await a.hello();
+  const handler = gor(10, 5, {
+    parentGoid: 1, createdAt: T0, exitedAt: T0 + 2_500, state: 'dead', waitReason: null, startFunction: 'main.handle',
+    startLocation: { function: 'main.handle', file: '/src/main.go', line: 35 }, blockedNs: 2.3e9, parkCoverage: 0.25,
+    trace: { root: 5, segment: 0, from: T0, creator: { goid: 1, root: 1, segment: 3 } },
+    longParks: [{ waitReason: 'chan receive', from: T0 + 100, to: T0 + 2_400, segment: 0, segmentFrom: T0, waker: { goid: 6, root: 5, segment: 0 } }],
+  });
   await a.send(1, [
-    proc(10),
-    // Parent: lived 20 s.
-    gor(10, 5, { parentGoid: 1, createdAt: T0, exitedAt: T0 + 20_000, state: 'dead', startFunction: 'main.acceptLoop' }),
-    // Child: short-lived but blocked 2 s.
-    gor(10, 6, {
-      parentGoid: 5, createdAt: T0 + 100.25, exitedAt: T0 + 2_500, state: 'dead', startFunction: 'main.handle',
-      lastParkAt: T0 + 300, waitReason: 'IO wait', blockedNs: 2e9, blockedByReason: { 'IO wait': 1.5e9, 'chan receive': 0.5e9 },
+    proc(10, { serviceVersion: 'v1.2.3' }),
+    handler,
+    // Its child, in its trace.
+    gor(10, 6, { parentGoid: 5, createdAt: T0 + 50.25, exitedAt: T0 + 2_300, state: 'dead', startFunction: 'main.fetch', trace: { root: 5, segment: 0, from: T0 + 50.25 } }),
+    // A long-lived goroutine's third report interval, parked since before it.
+    gor(10, 9, {
+      parentGoid: 1, createdAt: T0 - 120_000, state: 'waiting', waitReason: 'select', startFunction: 'main.poll',
+      trace: { root: 9, segment: 2, from: T0, to: T0 + 60_000, parked: { waitReason: 'select', from: T0 - 10_000 } },
     }),
-    // Not exported: short, barely blocked; still running; runtime-internal.
-    gor(10, 7, { createdAt: T0, exitedAt: T0 + 5, blockedNs: 10 }),
-    gor(10, 8, { createdAt: T0, exitedAt: null }),
-    gor(10, 9, { createdAt: T0, exitedAt: T0 + 60_000, system: true }),
-    conn(10, 40000, { goid: 6, error: 'connection refused', state: 'CLOSE', openedAt: T0 + 200, closedAt: T0 + 201 }),
+    // Without a place in the trace model (an older agent, or not selected): no span.
+    gor(10, 7, { createdAt: T0, exitedAt: T0 + 5 }),
+    // The handler's connection, served by it, accepted by goroutine 1.
     conn(10, 8080, {
-      goid: 5, role: 'server', family: 'inet6', localAddress: 'fd00::1', peerAddress: 'fd00::2', peerPort: 51000,
-      openedAt: T0 + 1000, closedAt: T0 + 15_000, bytesSent: 1234, bytesReceived: 99,
+      goid: 1, servedBy: 5, role: 'server', family: 'inet6', localAddress: 'fd00::1', peerAddress: 'fd00::2', peerPort: 51000,
+      openedAt: T0 + 10, closedAt: T0 + 2_450, bytesSent: 1234, bytesReceived: 99,
+      trace: { parent: { goid: 5, root: 5, segment: 0 }, links: [{ goid: 1, root: 1, segment: 3 }], segment: 0, from: T0 + 10 },
     }),
-    conn(10, 40001, { openedAt: T0, closedAt: T0 + 1 }), // short and fine: not exported
+    conn(10, 40001, { openedAt: T0, closedAt: T0 + 1 }), // not selected by the agent: no span
   ]);
-  // The exit of goroutine 5 re-sent in a later batch must not make a second span.
-  await a.send(2, [gor(10, 5, { parentGoid: 1, createdAt: T0, exitedAt: T0 + 20_000, state: 'dead', observedAt: T0 + 30_000 })]);
+  await a.send(2, [{ ...handler, observedAt: T0 + 30_000 }]); // re-sent: no second span
   await c.flushExport();
 
-  t.ok(rx.requests.length >= 1);
   t.ok(rx.requests.every((r) => r.url === '/v1/traces' && r.contentType.startsWith('application/json')), 'OTLP/HTTP JSON to /v1/traces');
   const spans = spansOf(rx.requests);
-  t.same(spans.map((s) => s.name).sort(), ['main.acceptLoop', 'main.handle', 'tcp accept', 'tcp connect']);
-
-  const traceId = processTraceId('node-a', 10, 1010);
-  t.ok(spans.every((s) => s.traceId === traceId), 'one trace per process');
+  t.same(spans.map((s) => s.name).sort(), ['main.fetch', 'main.handle', 'main.poll', 'park chan receive', 'park select', 'tcp accept']);
   const byName = Object.fromEntries(spans.map((s) => [s.name, s]));
-  const parent = byName['main.acceptLoop'];
-  const child = byName['main.handle'];
-  t.equal(parent.spanId, goroutineSpanId('node-a', 10, 1010, 5));
-  t.equal(parent.parentSpanId, goroutineSpanId('node-a', 10, 1010, 1), 'parent of 5 is goroutine 1 (not exported, still linked)');
-  t.equal(child.parentSpanId, parent.spanId, 'child goroutine span is a child of its creator');
-  t.equal(byName['tcp connect'].parentSpanId, child.spanId, 'connection span is a child of its goroutine');
-  t.equal(byName['tcp accept'].parentSpanId, parent.spanId);
+  const unit = gspan(5, 5);
+  for (const n of ['main.handle', 'main.fetch', 'park chan receive', 'tcp accept']) t.equal(byName[n].traceId, unit.traceId, `${n} in the unit's trace`);
 
-  t.equal(parent.startTimeUnixNano, String(BigInt(T0) * 1_000_000n));
-  t.equal(parent.endTimeUnixNano, String(BigInt(T0 + 20_000) * 1_000_000n));
-  t.equal(child.startTimeUnixNano, String(BigInt(T0 + 100) * 1_000_000n + 250_000n), 'fractional ms kept to the ns');
-  t.equal(child.kind, 1, 'INTERNAL');
+  const h = byName['main.handle'];
+  t.equal(h.spanId, unit.spanId);
+  t.notOk(h.parentSpanId, 'the unit\'s root has no parent');
+  t.same(h.links.map((l: any) => [l.traceId, l.spanId]), [[gspan(1, 1, 3).traceId, gspan(1, 1, 3).spanId]], 'linked to its creator where it was');
+  t.equal(h.startTimeUnixNano, String(BigInt(T0) * 1_000_000n));
+  t.equal(h.endTimeUnixNano, String(BigInt(T0 + 2_500) * 1_000_000n));
+  t.match(h.attributes, {
+    'goroscope.goroutine.id': 5, 'goroscope.goroutine.root_id': 5, 'goroscope.goroutine.blocked_ns': 2.3e9,
+    'code.function.name': 'main.handle', 'code.file.path': '/src/main.go', 'code.line.number': 35,
+    'goroscope.goroutine.created_by.function': 'main.serve', 'goroscope.goroutine.created_by.file': '/src/main.go', 'goroscope.goroutine.created_by.line': 42,
+    'goroscope.goroutine.parks.coverage': 0.25, 'goroscope.goroutine.parks.sampled': true,
+  });
+  t.notOk('goroscope.goroutine.alive' in h.attributes);
 
-  t.match(parent.resource, {
-    'service.name': 'app', 'process.pid': 10, 'process.executable.path': '/usr/bin/svc10', 'container.id': 'cid10',
-    'k8s.pod.name': 'pod-10', 'k8s.namespace.name': 'default', 'k8s.node.name': 'node-a',
-  });
-  t.equal(parent.scope, 'goroscope');
-  t.match(child.attributes, {
-    'goroscope.goid': 6, 'goroscope.parent_goid': 5, 'goroscope.blocked_ns': 2e9, 'code.function.name': 'main.handle',
-    'code.file.path': '/src/main.go', 'code.line.number': 42, 'goroscope.created_by.function': 'main.serve',
-  });
-  const blocked = child.events.filter((e: any) => e.name === 'goroutine.blocked').map((e: any) => e.attributes);
-  t.same(blocked.map((b: any) => [b['goroscope.wait_reason'], b['goroscope.blocked_ns']]).sort(), [['IO wait', 1.5e9], ['chan receive', 0.5e9]]);
-  const park = child.events.find((e: any) => e.name === 'goroutine.park');
-  t.equal(park.timeUnixNano, String(BigInt(T0 + 300) * 1_000_000n));
-  t.equal(park.attributes['goroscope.wait_reason'], 'IO wait');
+  const f = byName['main.fetch'];
+  t.equal(f.parentSpanId, unit.spanId, 'a child goroutine of the unit is a child span');
+  t.equal(f.startTimeUnixNano, String(BigInt(T0 + 50) * 1_000_000n + 250_000n), 'fractional ms kept to the ns');
 
-  const failed = byName['tcp connect'];
-  t.equal(failed.kind, 3, 'CLIENT');
-  t.same(failed.status, { code: 2, message: 'connection refused' });
-  t.match(failed.attributes, {
-    'network.transport': 'tcp', 'network.type': 'ipv4', 'network.peer.address': '10.0.0.2', 'network.peer.port': 5432,
-    'server.address': '10.0.0.2', 'server.port': 5432, 'client.address': '10.0.0.1', 'client.port': 40000, 'error.type': 'connection refused',
-  });
-  const server = byName['tcp accept'];
-  t.equal(server.kind, 2, 'SERVER');
-  t.match(server.attributes, {
+  const park = byName['park chan receive'];
+  t.equal(park.parentSpanId, unit.spanId);
+  t.same(park.links.map((l: any) => l.spanId), [gspan(6, 5).spanId], 'linked to the goroutine that woke it');
+  t.match(park.attributes, { 'goroscope.goroutine.wait_reason': 'chan receive', 'goroscope.park.duration_ns': 2.3e9, 'goroscope.park.waker_id': 6 });
+
+  const poll = byName['main.poll'];
+  const seg = gspan(9, 9, 2);
+  t.equal(poll.traceId, seg.traceId, 'a later report interval is a trace of its own');
+  t.notOk(poll.parentSpanId);
+  t.same(poll.links.map((l: any) => l.spanId), [gspan(9, 9, 1).spanId], 'linked to the previous interval');
+  t.match(poll.attributes, { 'goroscope.goroutine.alive': true, 'goroscope.goroutine.segment': 2, 'goroscope.goroutine.wait_reason': 'select' });
+  const inProgress = byName['park select'];
+  t.equal(inProgress.parentSpanId, seg.spanId);
+  t.equal(inProgress.startTimeUnixNano, String(BigInt(T0) * 1_000_000n), 'the part of the park inside the interval');
+  t.match(inProgress.attributes, { 'goroscope.park.in_progress': true, 'goroscope.park.duration_ns': 70_000e6 });
+
+  const acc = byName['tcp accept'];
+  t.equal(acc.kind, 2, 'SERVER');
+  t.equal(acc.parentSpanId, unit.spanId, 'a child of the goroutine that served it');
+  t.same(acc.links.map((l: any) => l.spanId), [gspan(1, 1, 3).spanId], 'linked to the accepting goroutine');
+  t.match(acc.attributes, {
     'network.type': 'ipv6', 'server.address': 'fd00::1', 'server.port': 8080, 'client.address': 'fd00::2', 'client.port': 51000,
-    'goroscope.bytes_sent': 1234, 'goroscope.bytes_received': 99,
+    'goroscope.tcp.bytes_sent': 1234, 'goroscope.tcp.bytes_received': 99, 'goroscope.goroutine.id': 5, 'goroscope.tcp.accepted_by': 1,
   });
-  t.match((await api(c, '/metrics')).body, /goroscope_collector_export_spans_total 4/);
+
+  t.match(h.resource, {
+    'service.name': 'app', 'service.version': 'v1.2.3', 'service.instance.id': 'default.pod-10.app', 'process.pid': 10,
+    'process.executable.path': '/usr/bin/svc10', 'container.id': 'cid10', 'k8s.pod.name': 'pod-10', 'k8s.namespace.name': 'default', 'k8s.node.name': 'node-a',
+  });
+  t.equal(h.scope, 'goroscope');
+  t.match((await api(c, '/metrics')).body, /goroscope_collector_export_spans_total 6/);
   a.close();
 });
 
-t.test('a sampled fraction of ordinary goroutines is exported, deterministically', async (t) => {
+t.test('off Kubernetes: no k8s.* attributes, a UUID as service.instance.id', async (t) => {
+  const rx = await receiver(t);
+  const c = await testCollector(t, { otlpEndpoint: rx.url, export: { scheduledDelayMs: 50 } });
+  const a = new TestAgent(c.url);
+  await a.hello();
+  await a.send(1, [proc(10, { pod: null, containerId: null }), gor(10, 5, { exitedAt: T0 + 10, trace: { root: 5, segment: 0, from: T0 + 5 } })]);
+  await c.flushExport();
+  const [s] = spansOf(rx.requests);
+  t.match(s.resource, { 'service.name': 'svc10', 'host.name': 'node-a', 'service.instance.id': /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/ });
+  t.notOk(Object.keys(s.resource).some((k) => k.startsWith('k8s.')), `no k8s.*: ${Object.keys(s.resource)}`);
+});
+
+t.test('sampling keeps or drops whole traces', async (t) => {
   const rx = await receiver(t);
   const c = await testCollector(t, { otlpEndpoint: rx.url, export: { sampleRatio: 0.25, scheduledDelayMs: 50, maxQueueSize: 5000 } });
   const a = new TestAgent(c.url);
   await a.hello();
-  await a.send(1, [proc(10), ...Array.from({ length: 2000 }, (_, i) => gor(10, 100 + i, { exitedAt: T0 + 100 + i + 1, blockedNs: 0 }))]);
+  const recs = Array.from({ length: 1000 }, (_, i) => [
+    gor(10, 100 + 2 * i, { exitedAt: T0 + 1000, trace: { root: 100 + 2 * i, segment: 0, from: T0 } }),
+    gor(10, 101 + 2 * i, { parentGoid: 100 + 2 * i, exitedAt: T0 + 500, trace: { root: 100 + 2 * i, segment: 0, from: T0 + 1 } }),
+  ]).flat();
+  await a.send(1, [proc(10), ...recs]);
   await c.flushExport();
-  const n = spansOf(rx.requests).length;
-  t.ok(n > 400 && n < 600, `${n} of 2000 exported at 0.25`);
+  const spans = spansOf(rx.requests);
+  const traces = new Map<string, number>();
+  for (const s of spans) traces.set(s.traceId, (traces.get(s.traceId) ?? 0) + 1);
+  t.ok(traces.size > 180 && traces.size < 320, `${traces.size} of 1000 traces exported at 0.25`);
+  t.ok([...traces.values()].every((n) => n === 2), 'each exported trace has its root and its child');
 });
 
 t.test('export failures are counted and do not disturb ingest', async (t) => {
   const rx = await receiver(t, 400);
-  const c = await testCollector(t, { otlpEndpoint: `${rx.url}/custom/traces`, export: { sampleRatio: 1, scheduledDelayMs: 50 } });
+  const c = await testCollector(t, { otlpEndpoint: `${rx.url}/custom/traces`, export: { scheduledDelayMs: 50 } });
   const a = new TestAgent(c.url);
   await a.hello();
-  t.same(await a.send(1, [proc(10), gor(10, 5, { exitedAt: T0 + 10 })]), { type: 'ack', seq: 1 });
+  t.same(await a.send(1, [proc(10), gor(10, 5, { exitedAt: T0 + 10, trace: { root: 5, segment: 0, from: T0 } })]), { type: 'ack', seq: 1 });
   await c.flushExport();
   t.equal(rx.requests[0]?.url, '/custom/traces', 'a full traces URL is used as given');
   t.match((await api(c, '/metrics')).body, /goroscope_collector_export_errors_total 1/);
@@ -145,9 +175,9 @@ t.test('export failures are counted and do not disturb ingest', async (t) => {
   a.close();
 });
 
-t.test('a fatal error is an error span in the process trace; only long pauses are exported', async (t) => {
+t.test('a fatal error is an error span; only long pauses are exported', async (t) => {
   const rx = await receiver(t);
-  const c = await testCollector(t, { otlpEndpoint: rx.url, export: { sampleRatio: 0, scheduledDelayMs: 50, longPauseMs: 10 } });
+  const c = await testCollector(t, { otlpEndpoint: rx.url, export: { scheduledDelayMs: 50, longPauseMs: 10 } });
   const a = new TestAgent(c.url);
   await a.hello();
   const f = fatal(10, { at: T0 + 5_000.5 });
@@ -161,15 +191,13 @@ t.test('a fatal error is an error span in the process trace; only long pauses ar
   await c.flushExport();
   const spans = spansOf(rx.requests);
   t.same(spans.map((s) => s.name).sort(), ['gc stop-the-world', 'go fatal error']);
-  const traceId = processTraceId('node-a', 10, 1010);
-  t.ok(spans.every((s) => s.traceId === traceId), 'in the process trace');
+  t.ok(spans.every((s) => !s.parentSpanId) && new Set(spans.map((s) => s.traceId)).size === 2, 'each a trace of its own');
 
   const fs = spans.find((s) => s.name === 'go fatal error');
   t.same(fs.status, { code: 2, message: 'fatal error: concurrent map writes' });
-  t.equal(fs.parentSpanId, goroutineSpanId('node-a', 10, 1010, 42), 'child of the goroutine that died');
   t.equal(fs.startTimeUnixNano, String(BigInt(T0 + 5_000) * 1_000_000n + 500_000n));
   t.equal(fs.endTimeUnixNano, fs.startTimeUnixNano);
-  t.match(fs.attributes, { 'goroscope.goid': 42, 'error.type': 'fatal error', 'exception.message': 'concurrent map writes' });
+  t.match(fs.attributes, { 'goroscope.goroutine.id': 42, 'error.type': 'fatal error', 'exception.message': 'concurrent map writes' });
   t.match(fs.resource, { 'k8s.pod.name': 'pod-10', 'process.pid': 10 });
   t.equal(fs.events.length, 1);
   t.match(fs.events[0], { name: 'exception', attributes: { 'exception.type': 'fatal error', 'exception.message': 'concurrent map writes', 'goroscope.runtime_text': 'fatal error: concurrent map writes' } });
@@ -180,4 +208,35 @@ t.test('a fatal error is an error span in the process trace; only long pauses ar
   t.match(ps.attributes, { 'goroscope.pause.reason': 'GC sweep termination', 'goroscope.pause.gc': true, 'goroscope.gc.cycle': 7, 'goroscope.pause.duration_ns': 25_000_000 });
   t.match((await api(c, '/metrics')).body, /goroscope_collector_export_spans_total 2/);
   a.close();
+});
+
+t.test('a leak suspect is a span once per report interval while it holds', async (t) => {
+  const rx = await receiver(t);
+  const c = await testCollector(t, { otlpEndpoint: rx.url, export: { scheduledDelayMs: 50, leakIntervalMs: 60_000 } });
+  const a = new TestAgent(c.url);
+  await a.hello();
+  const base = Math.floor(T0 / 60_000) * 60_000 + 60_000; // an interval's start
+  const stack = [{ function: 'runtime.gopark', file: '/go/src/runtime/proc.go', line: 402 }, { function: 'main.worker', file: '/src/main.go', line: 50 }];
+  await a.send(1, [
+    proc(10),
+    leak(10, 42, { since: base - 30_000, observedAt: base + 10_000, stack, goroutine: { goid: 77, root: 77, segment: 1 } }),
+    leak(10, 42, { since: base - 30_000, observedAt: base + 20_000, count: 510, stack }), // same interval
+    leak(10, 42, { since: base - 30_000, observedAt: base + 70_000, count: 600, stack }), // the next one
+  ]);
+  await c.flushExport();
+  const spans = spansOf(rx.requests).sort((x, y) => Number(BigInt(x.startTimeUnixNano) - BigInt(y.startTimeUnixNano)));
+  t.equal(spans.length, 2, 'one span per interval');
+  t.equal(new Set(spans.map((s) => s.traceId)).size, 2, 'each interval a trace of its own');
+  const [first, second] = spans;
+  t.equal(first.name, 'goroutine leak: main.worker');
+  t.equal(first.startTimeUnixNano, String(BigInt(base) * 1_000_000n), 'from the interval\'s start');
+  t.equal(first.endTimeUnixNano, String(BigInt(base + 10_000) * 1_000_000n));
+  t.equal(first.status.code, 2, 'error status: error=true finds it');
+  t.match(first.attributes, {
+    'goroscope.leak.suspect': 'growing-live', 'goroscope.leak.count': 500, 'goroscope.leak.start_function': 'main.worker',
+    'code.function.name': 'main.worker', 'code.file.path': '/src/main.go', 'code.line.number': 50,
+    'code.stacktrace': 'runtime.gopark\n\t/go/src/runtime/proc.go:402\nmain.worker\n\t/src/main.go:50',
+  });
+  t.same(first.links.map((l: any) => l.spanId), [gspan(77, 77, 1).spanId], 'linked to a leaked goroutine\'s span');
+  t.equal(second.attributes['goroscope.leak.count'], 600);
 });

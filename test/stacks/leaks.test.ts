@@ -58,18 +58,19 @@ t.test('a healthy program shows no leak', { skip: noBpf ?? false }, async (t) =>
 });
 
 t.test('a leak suspect span carries the parked stack', async (t) => {
-  const { leakSpan, processResource } = await import('../../collector/src/otel/spans.ts');
-  const p = { node: 'n', pid: 7, startTime: 1, exe: '/bin/svc', goVersion: 'go1.26.8', containerId: null, podName: null, podNamespace: null, podUid: null, podContainer: null, seenAt: 0 };
+  const { TraceModel } = await import('../../collector/src/otel/trace-model.ts');
+  const { processResource } = await import('../../collector/src/otel/spans.ts');
+  const p = { node: 'n', pid: 7, startTime: 1, exe: '/bin/svc', goVersion: 'go1.26.8', containerId: null, podName: null, podNamespace: null, podUid: null, podContainer: null, seenAt: 0, serviceVersion: null };
   const stack = [
     { function: 'main.leakOne', file: '/src/main.go', line: 146 },
     { function: 'main.main.func1', file: '/src/main.go', line: 305 },
   ];
-  const span = leakSpan(
+  const span = new TraceModel().leakSpan(
     { kind: 'leak', pid: 7, suspect: 'growing-live', createdBy: stack[1], startFunction: 'main.leakOne', waitReason: 'chan receive', count: 500, growthPerMinute: 100, oldestAgeMs: 60_000, since: 1000, observedAt: 61_000, stack },
     p,
     processResource(p),
   );
-  t.equal(span.attributes['goroscope.leak.stack'], 'main.leakOne\n\t/src/main.go:146\nmain.main.func1\n\t/src/main.go:305', "the stack, as a dump prints it");
-  t.match(span.attributes, { 'code.function': 'main.leakOne', 'code.filepath': '/src/main.go', 'code.lineno': 146, 'goroscope.leak.wait_reason': 'chan receive' });
-  t.equal(span.name, 'goroutine leak suspect main.leakOne');
+  t.equal(span.attributes['code.stacktrace'], 'main.leakOne\n\t/src/main.go:146\nmain.main.func1\n\t/src/main.go:305', "the stack, as a dump prints it");
+  t.match(span.attributes, { 'code.function.name': 'main.leakOne', 'code.file.path': '/src/main.go', 'code.line.number': 146, 'goroscope.leak.wait_reason': 'chan receive' });
+  t.equal(span.name, 'goroutine leak: main.leakOne');
 });

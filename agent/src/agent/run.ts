@@ -24,6 +24,7 @@ import { StackTable } from '../stacks/stack-table.ts';
 import { LeakDetector, type LeakOptions } from '../analysis/leaks.ts';
 import { AgentMetrics } from '../metrics/agent-metrics.ts';
 import { Parts } from '../health/parts.ts';
+import { defaultTraceOptions, type TraceOptions } from '../model/goroutine-table.ts';
 import { firstLine } from '../health/explain.ts';
 
 export interface AgentOptions {
@@ -53,6 +54,10 @@ export interface AgentOptions {
   /** How often each process's goroutine and blocking profiles are read and shipped (0: never). */
   profileIntervalMs?: number;
   leaks?: Partial<LeakOptions>;
+  /** How goroutines are cut into traces and spans (units of work, long parks, report intervals). */
+  trace?: Partial<TraceOptions>;
+  /** Share of short-lived units of work (whole traces) shipped; goroutines living 1 s or more always are. */
+  traceSample?: number;
   log?: (msg: string) => void;
   /** Names each process's container and pod. Default: its cgroup, and this node's pods from the API server in a cluster. */
   metadata?: ProcessMetadataSource;
@@ -121,7 +126,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           parkCoverage: (pid) => governor?.parkCoverage(pid) ?? 1,
         });
   const tracer = parts.start('goroutines', () => {
-    const t = new GoroutineTracer();
+    const t = new GoroutineTracer({ trace: opts.trace });
     t.start(profiles && ((p, kind, v, at) => profiles.onRecord(p, kind, v, at)));
     return t;
   });
@@ -168,7 +173,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     log,
   });
   shipper.start();
-  const builder = new RecordBuilder({ ...defaultPolicy });
+  const segmentMs = opts.trace?.segmentMs ?? defaultTraceOptions.segmentMs;
+  const builder = new RecordBuilder(
+    { ...defaultPolicy, segmentMs, shortLivedSample: opts.traceSample ?? defaultPolicy.shortLivedSample },
+    (pid, from, to) => (opts.full ? 1 : governor?.parkCoverageBetween(pid, from, to) ?? 1),
+  );
+  let connectionsShippedAt = Date.now();
   const watcher = new GoProcessWatcher({ pids: opts.pids });
   const queue: AgentRecord[] = [];
   // Processes in a pod the API server had not told us about yet: their record is sent again once it has.
@@ -198,8 +208,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       for (const c of connections.take(wanted)) {
         // The collector files a connection under its process: an untraced process gets a process record first.
         if (!traced(c.pid)) noteOther(c.pid, untracedGo.get(c.pid)?.binary.goVersion ?? null);
-        if (traced(c.pid) || otherProcesses.get(c.pid)) queue.push(c);
+        if (traced(c.pid) || otherProcesses.get(c.pid)) queue.push(builder.connection(tracer?.process(c.pid), c, connections.start(c), now, queue));
       }
+      // Connections open across a report interval's end: their span of that interval.
+      const wallNow = Date.now();
+      for (const seg of connections.segmentsEnded(connectionsShippedAt, wallNow, segmentMs)) {
+        const c = seg.record;
+        if (traced(c.pid) || otherProcesses.get(c.pid)) queue.push(builder.connection(tracer?.process(c.pid), c, connections.start(c), now, queue, seg));
+      }
+      connectionsShippedAt = wallNow;
     }
     while (queue.length) shipper.send(queue.splice(0, MAX_RECORDS_PER_BATCH));
   };
@@ -298,6 +315,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           since: s.since,
           observedAt: monoToWallMs(now),
           stack: s.stack,
+          goroutine: s.stackGoid !== null ? proc.table.placeAt(s.stackGoid, now) : null,
         });
       }
     }

@@ -140,7 +140,7 @@ export class LeakDetector {
     const count = (row: { createdAt: number | null; gopc: number; startPc: number }, since: number) => {
       if (row.createdAt === null || row.createdAt <= since || row.createdAt > until) return;
       const sym = proc.binary.symbolizer;
-      const start = row.startPc ? (sym.at(row.startPc - proc.bias)?.function ?? null) : null;
+      const start = row.startPc ? (proc.binary.startFunction(row.startPc - proc.bias)?.function ?? null) : null;
       const by = row.gopc ? (sym.callSite(row.gopc - proc.bias) ?? null) : null;
       const key = `${start}`;
       const c = created.get(key) ?? { n: 0, createdBy: by ? { function: by.function, file: by.file, line: by.line } : null, start };

@@ -12,6 +12,55 @@ export function goVersion(elf: ElfFile): string | undefined {
   return header === undefined ? undefined : parseVersion(elf, header);
 }
 
+/** What the linker recorded about the main module (`go version -m` prints the same). */
+export interface MainModule {
+  path: string | null;
+  /** The module version: a tag or pseudo-version, or "(devel)" when the build had no version control facts. */
+  version: string | null;
+  vcsRevision: string | null;
+  vcsModified: boolean;
+  /** The Go build ID (a hash of the build's inputs and output), from the .note.go.buildid note. */
+  buildId: string | null;
+}
+
+export function mainModule(elf: ElfFile): MainModule {
+  const out: MainModule = { path: null, version: null, vcsRevision: null, vcsModified: false, buildId: goBuildId(elf) };
+  const off = findBuildInfoHeader(elf);
+  if (off === undefined || !(elf.data[off + 15] & FLAG_VERSION_INLINE)) return out;
+  const version = readVarint(elf.data, off + HEADER_SIZE);
+  const modinfo = readVarint(elf.data, version.end);
+  for (const line of modinfo.text.split('\n')) {
+    const f = line.split('\t');
+    if (f[0] === 'mod' && f.length >= 3) {
+      out.path = f[1];
+      out.version = f[2];
+    } else if (f[0] === 'build' && f[1]?.startsWith('vcs.revision=')) out.vcsRevision = f[1].slice('vcs.revision='.length);
+    else if (f[0] === 'build' && f[1] === 'vcs.modified=true') out.vcsModified = true;
+  }
+  return out;
+}
+
+/**
+ * What names this build as service.version: the module's version when it has one, else its VCS revision, else
+ * the Go build ID (the same binary gives the same id); null when the binary records none of these.
+ */
+export function serviceVersion(m: MainModule): string | null {
+  if (m.version && m.version !== '(devel)') return m.version;
+  if (m.vcsRevision) return `${m.vcsRevision.slice(0, 12)}${m.vcsModified ? '-dirty' : ''}`;
+  if (m.buildId) return `(devel) ${m.buildId.split('/').pop()}`;
+  return null;
+}
+
+/** The .note.go.buildid note: namesz 4, descsz, type 4, "Go\0\0", then the id. */
+function goBuildId(elf: ElfFile): string | null {
+  const s = elf.section('.note.go.buildid');
+  if (!s) return null;
+  const d = elf.data.subarray(s.offset, s.offset + s.size);
+  if (d.length < 16 || d.readUInt32LE(0) !== 4 || d.readUInt32LE(8) !== 4 || d.toString('latin1', 12, 15) !== 'Go\0') return null;
+  const n = d.readUInt32LE(4);
+  return n > 0 && 16 + n <= d.length ? d.toString('utf8', 16, 16 + n) : null;
+}
+
 /** File offset of the build info header: from the section, else by scanning (section headers may be gone). */
 function findBuildInfoHeader(elf: ElfFile): number | undefined {
   const s = elf.section('.go.buildinfo');
@@ -46,15 +95,19 @@ function parseVersion(elf: ElfFile, off: number): string | undefined {
 }
 
 function readVarintString(d: Buffer, off: number): string {
+  return readVarint(d, off).text;
+}
+
+function readVarint(d: Buffer, off: number): { text: string; end: number } {
   let len = 0;
   let shift = 0;
   for (let i = 0; i < 5; i++) {
     const b = d[off++];
-    if (b === undefined) return '';
+    if (b === undefined) return { text: '', end: off };
     len += (b & 0x7f) * 2 ** shift;
     shift += 7;
     if (b < 0x80) break;
   }
-  if (len > 1024 || off + len > d.length) return '';
-  return d.toString('utf8', off, off + len);
+  if (len > 1 << 20 || off + len > d.length) return { text: '', end: off };
+  return { text: d.toString('utf8', off, off + len), end: off + len };
 }

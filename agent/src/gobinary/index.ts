@@ -1,10 +1,12 @@
 // One entry point over a Go executable: version, functions with their file offsets (for uprobes), symbolizer, allgs.
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
-import { goVersion } from './buildinfo.ts';
+import { goVersion, mainModule, serviceVersion } from './buildinfo.ts';
 import { ElfFile, ElfFormatError } from './elf.ts';
 import { Pclntab } from './pclntab.ts';
-import { Symbolizer } from './symbolize.ts';
+import { Symbolizer, type SourceLocation } from './symbolize.ts';
 import { AllgsLocation, findAllgs } from './allgs.ts';
+import { FrameResolver } from './frames.ts';
+import { GoWrappers } from './go-wrappers.ts';
 
 export { ElfFile, ElfFormatError } from './elf.ts';
 export { Pclntab } from './pclntab.ts';
@@ -38,6 +40,13 @@ export interface GoBinary {
   elf: ElfFile;
   pclntab: Pclntab;
   symbolizer: Symbolizer;
+  /**
+   * The function a goroutine started at startPc (link-time address) runs, with where it is defined: for a `go`
+   * statement's compiler-made wrapper (`pkg.f.gowrap1`), the function it calls (agent/src/gobinary/go-wrappers.ts).
+   */
+  startFunction(startPc: number): SourceLocation | undefined;
+  /** What names this build as OpenTelemetry's service.version (buildinfo.ts serviceVersion). */
+  serviceVersion: string | null;
   /** undefined when the function is not in the binary. */
   func(name: string): GoFuncLocation | undefined;
   /** File offset of a code or data address; throws when the address is not backed by the file. */
@@ -98,15 +107,33 @@ function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
     return off;
   };
   let allgs: AllgsLocation | undefined | null = null; // null: not computed yet (it decodes code)
+  const symbolizer = new Symbolizer(pclntab);
+  const minor = Number(/^go1\.(\d+)/.exec(version)?.[1] ?? 0);
+  let frames: FrameResolver | undefined;
+  const wrappers = new GoWrappers(elf, pclntab, () => (frames ??= new FrameResolver(elf, pclntab, minor)));
+  const starts = new Map<number, SourceLocation | undefined>();
+  let version_: string | null | undefined;
   return {
     path,
     goVersion: version,
     elf,
     pclntab,
-    symbolizer: new Symbolizer(pclntab),
+    symbolizer,
+    startFunction(startPc) {
+      if (starts.has(startPc)) return starts.get(startPc);
+      const at = symbolizer.at(startPc);
+      const loc = (at && wrappers.wrapped(startPc)) ?? at;
+      if (starts.size >= 4096) starts.delete(starts.keys().next().value!);
+      starts.set(startPc, loc);
+      return loc;
+    },
     func(name) {
       const f = pclntab.funcByName(name);
       return f && { ...f, fileOffset: fileOffset(f.entry) };
+    },
+    get serviceVersion() {
+      if (version_ === undefined) version_ = serviceVersion(mainModule(elf));
+      return version_;
     },
     fileOffset,
     get allgs() {

@@ -45,6 +45,8 @@ export interface ProbeSites {
   ripRefs: RipRef[];
   /** Every instruction start, in order (for callers that must check a site is a boundary). */
   boundaries: number[];
+  /** Direct calls (CALL rel32), in code order, with their targets. */
+  calls: Array<CallSite & { target: number }>;
   callsTo(target: number): CallSite[];
 }
 
@@ -106,6 +108,7 @@ export function findProbeSites(code: Buffer, entry: number): ProbeSites {
     rets,
     ripRefs,
     boundaries,
+    calls,
     callsTo: (target: number) => calls.filter((c) => c.target === target).map(({ addr, next }) => ({ addr, next })),
   };
 }

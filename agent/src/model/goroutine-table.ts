@@ -1,6 +1,9 @@
 // The live goroutines of one process, kept as columns of typed arrays so a million goroutines cost about
-// 150 bytes each (bench: scripts/bench), with a bounded number of rows: past the bound new goroutines are
+// 160 bytes each (bench: scripts/bench), with a bounded number of rows: past the bound new goroutines are
 // counted as untracked rather than stored.
+//
+// It also keeps what the trace model needs (collector/src/otel/trace-model.ts): each goroutine's unit of work
+// (the root of its trace, decided once at creation), and its long parks with the goroutine that woke it.
 
 /** Go's goroutine status numbers (runtime2.go), the _Gscan bit removed. */
 export const GStatus = {
@@ -21,6 +24,44 @@ export const statusName = (s: number): GStatusName => statusNames.get(s) ?? 'unk
 
 const NO_REASON = 255;
 const FLAG_PREEXISTING = 1;
+/** Its record went to the collector: its descendants in the same trace may name it as their parent. */
+const FLAG_SHIPPED = 2;
+/** A descendant in its trace was shipped: it must be shipped too, so the child's parent is present. */
+const FLAG_MUST_SHIP = 4;
+
+/** Where a goroutine's span is at some time: its trace's root and which of its spans (one per report interval). */
+export interface SpanPlace {
+  goid: number;
+  root: number;
+  segment: number;
+}
+
+/** A park at least TraceOptions.parkSpanMinMs long that has ended. Times are monotonic ns. */
+export interface LongPark {
+  reason: number;
+  from: number;
+  to: number;
+  /** The goroutine that readied it, where it was seen (a park ended by exit or an unseen wakeup has none). */
+  waker: SpanPlace | null;
+}
+
+export interface TraceOptions {
+  /** A goroutine created by one at least this old starts a trace of its own (a unit of work). Default 1 s. */
+  unitRootAgeMs: number;
+  /** At most this many of a goroutine's children join its trace; later ones start their own. Default 64. */
+  maxJoinedChildren: number;
+  /** Parks at least this long are kept as spans. Default 1 s. */
+  parkSpanMinMs: number;
+  /** A goroutine's span ends every segmentMs while it lives, so it is seen while alive. Default 60 s. */
+  segmentMs: number;
+  /** Long parks kept per goroutine until shipped; older ones are dropped (counted). Default 16. */
+  maxLongParks: number;
+}
+
+export const defaultTraceOptions: TraceOptions = { unitRootAgeMs: 1000, maxJoinedChildren: 64, parkSpanMinMs: 1000, segmentMs: 60_000, maxLongParks: 16 };
+
+/** Which span of a goroutine that started at `start` holds time t (ns): 0 for the first segmentNs, and so on. */
+export const segmentAt = (start: number, t: number, segmentNs: number): number => (t > start ? Math.floor((t - start) / segmentNs) : 0);
 
 /** What the table knows of one goroutine, as plain values. */
 export interface GoroutineRow {
@@ -44,12 +85,21 @@ export interface GoroutineRow {
   gAddr: number;
   /** Monotonic ns when the current wait began, if known. */
   waitingSince: number | null;
+  /** The goid of the root of its trace (itself when it starts one). */
+  root: number;
+  /** Where its spans start: its creation, or when the agent first saw it. Monotonic ns. */
+  traceStart: number;
+  /** Its record was shipped, or must be (a descendant in its trace was). */
+  shipped: boolean;
+  mustShip: boolean;
 }
 
 export interface ExitedGoroutine extends GoroutineRow {
   exitedAt: number;
   /** Increases by one per exit: lets a reader take the exits it has not seen. */
   serial: number;
+  /** Long parks not shipped before it exited. */
+  longParks: LongPark[];
 }
 
 export interface TableCounters {
@@ -61,17 +111,26 @@ export interface TableCounters {
   resumedUnseen: number;
   /** Goroutines not stored because the table was full. */
   untracked: number;
+  /** Long parks dropped because a goroutine had more than maxLongParks waiting to be shipped. */
+  longParksDropped: number;
 }
 
 export interface GoroutineTableOptions {
   maxGoroutines?: number;
   /** How many exited goroutines to remember, newest first out. */
   exitedRetention?: number;
+  trace?: Partial<TraceOptions>;
 }
 
 export class GoroutineTable {
   readonly maxGoroutines: number;
-  readonly counters: TableCounters = { created: 0, parked: 0, readied: 0, exited: 0, resumedUnseen: 0, untracked: 0 };
+  readonly counters: TableCounters = { created: 0, parked: 0, readied: 0, exited: 0, resumedUnseen: 0, untracked: 0, longParksDropped: 0 };
+  readonly trace: TraceOptions;
+  private readonly rootAgeNs: number;
+  private readonly parkSpanMinNs: number;
+  readonly segmentNs: number;
+  /** When the inventory read the goroutines that existed before the agent: their spans start there. */
+  private preexistingSeenAt = NaN;
   private readonly slotOf = new Map<number, number>();
   private readonly free: number[] = [];
   private capacity = 0;
@@ -93,10 +152,26 @@ export class GoroutineTable {
   private gAddr = new Float64Array(0);
   /** When the current wait began as far as known (kept across the duty cycle's off windows); NaN if not waiting. */
   private waitSince = new Float64Array(0);
+  /** The root of each goroutine's trace (its unit of work): itself, or its creator's root. */
+  private root = new Float64Array(0);
+  /** Children that joined its trace (saturates at 255). */
+  private joined = new Uint8Array(0);
   /** Sparse: only goroutines whose parks ended while observed. */
   private readonly byReason = new Map<number, Map<number, number>>();
+  /** Sparse: long parks not yet shipped, by slot. */
+  private readonly longParks = new Map<number, LongPark[]>();
   /** A ring of the newest exits (oldest first from exitedHead): O(1) per exit at any churn. */
   private readonly exited: ExitedGoroutine[] = [];
+  /** The same exits by goid (a shipped child's parent may be one of them). */
+  private readonly exitedByGoid = new Map<number, ExitedGoroutine>();
+  /**
+   * Exited goroutines that had children join their trace, kept longer than the ring (bounded, oldest out): a child
+   * that becomes worth shipping later ships its parent with it, so the parent is present in the trace.
+   */
+  private readonly exitedParents = new Map<number, ExitedGoroutine>();
+  private readonly maxExitedParents = 20_000;
+  /** Goroutines seen accepting connections, with the children each started lately (which one serves a connection). */
+  private readonly acceptors = new Map<number, { goids: number[]; ts: number[] }>();
   private exitedHead = 0;
   private exitSerial = 0;
   /** Goroutines whose row changed since the last takeChanged(). */
@@ -106,6 +181,11 @@ export class GoroutineTable {
   constructor(opts: GoroutineTableOptions = {}) {
     this.maxGoroutines = opts.maxGoroutines ?? 2_000_000;
     this.exitedRetention = opts.exitedRetention ?? 10_000;
+    this.trace = { ...defaultTraceOptions, ...opts.trace };
+    if (this.trace.unitRootAgeMs > this.trace.segmentMs) throw new Error('unitRootAgeMs must not exceed segmentMs: a joined child is created in its parent\'s first span');
+    this.rootAgeNs = this.trace.unitRootAgeMs * 1e6;
+    this.parkSpanMinNs = this.trace.parkSpanMinMs * 1e6;
+    this.segmentNs = this.trace.segmentMs * 1e6;
     this.grow(1024);
   }
 
@@ -137,6 +217,8 @@ export class GoroutineTable {
     this.blocked = f64(this.blocked);
     this.gAddr = f64(this.gAddr);
     this.waitSince = f64(this.waitSince);
+    this.root = f64(this.root);
+    this.joined = u8(this.joined);
     this.capacity = cap;
   }
 
@@ -172,6 +254,8 @@ export class GoroutineTable {
     this.blocked[n] = 0;
     this.gAddr[n] = 0;
     this.waitSince[n] = NaN;
+    this.root[n] = goid;
+    this.joined[n] = 0;
     return n;
   }
 
@@ -180,6 +264,7 @@ export class GoroutineTable {
    * blocked since the runtime's own g.waitsince when it is set (the GC sets it), else since `seenAt`.
    */
   addPreexisting(g: { goid: number; gAddr: number; parentGoid: number | null; status: number; waitReason: number | null; gopc: number; startPc: number; waitingSince: number | null }, seenAt: number): void {
+    if (Number.isNaN(this.preexistingSeenAt)) this.preexistingSeenAt = seenAt;
     const s = this.slot(g.goid);
     if (s < 0) return;
     this.flags[s] |= FLAG_PREEXISTING;
@@ -199,7 +284,22 @@ export class GoroutineTable {
     this.sawRunning(parentGoid, ts);
     const s = this.slot(goid);
     if (s < 0) return;
+    // A unit of work: a goroutine created by a young one joins its creator's trace (a handler's fan-out);
+    // one created by an established goroutine (main, an accept loop, a worker) starts its own.
+    const ps = parentGoid > 0 ? this.slotOf.get(parentGoid) : undefined;
+    if (ps !== undefined && !(this.flags[ps] & FLAG_PREEXISTING) && ts - this.createdAt[ps] < this.rootAgeNs && this.joined[ps] < Math.min(255, this.trace.maxJoinedChildren)) {
+      this.root[s] = this.root[ps];
+      this.joined[ps]++;
+    }
     this.parent[s] = parentGoid;
+    if (this.acceptors.size) {
+      const acc = this.acceptors.get(parentGoid);
+      if (acc) {
+        acc.goids.push(goid);
+        acc.ts.push(ts);
+        if (acc.goids.length > 64) { acc.goids.shift(); acc.ts.shift(); }
+      }
+    }
     this.gopc[s] = gopc;
     this.startPc[s] = startPc;
     this.createdAt[s] = ts;
@@ -227,7 +327,7 @@ export class GoroutineTable {
     this.sawRunning(wakerGoid, ts);
     const s = this.slot(goid);
     if (s < 0) return;
-    if (this.state[s] === GStatus.waiting) this.endPark(s, ts);
+    if (this.state[s] === GStatus.waiting) this.endPark(s, ts, wakerGoid);
     this.state[s] = GStatus.runnable;
     this.waitSince[s] = NaN;
     this.readyAt[s] = ts;
@@ -243,16 +343,29 @@ export class GoroutineTable {
       this.endPark(s, ts);
       this.counters.resumedUnseen++;
     }
+    // The park is over: the row must not count it again as current (it did, doubling blocked time).
+    this.state[s] = GStatus.dead;
+    this.parkAt[s] = NaN;
+    this.waitSince[s] = NaN;
     const row = this.row(s, ts);
-    const gone: ExitedGoroutine = { ...row, state: 'dead', exitedAt: ts, serial: ++this.exitSerial };
+    const gone: ExitedGoroutine = { ...row, exitedAt: ts, serial: ++this.exitSerial, longParks: this.longParks.get(s) ?? [] };
     if (this.exited.length < this.exitedRetention) this.exited.push(gone);
     else {
+      const old = this.exited[this.exitedHead];
+      if (this.exitedByGoid.get(old.goid) === old) this.exitedByGoid.delete(old.goid);
       this.exited[this.exitedHead] = gone;
       this.exitedHead = (this.exitedHead + 1) % this.exitedRetention;
     }
+    this.exitedByGoid.set(goid, gone);
+    if (this.joined[s] > 0) {
+      this.exitedParents.set(goid, gone);
+      if (this.exitedParents.size > this.maxExitedParents) this.exitedParents.delete(this.exitedParents.keys().next().value!);
+    }
+    this.acceptors.delete(goid);
     this.changed.delete(goid);
     this.slotOf.delete(goid);
     this.byReason.delete(s);
+    this.longParks.delete(s);
     this.free.push(s);
   }
 
@@ -283,7 +396,8 @@ export class GoroutineTable {
     }
   }
 
-  private endPark(s: number, ts: number): void {
+  /** Ends the current park at ts; wakerGoid is the goroutine that readied it, when a ready was seen. */
+  private endPark(s: number, ts: number, wakerGoid?: number): void {
     const since = this.parkAt[s];
     if (!Number.isNaN(since) && ts >= since) {
       const d = ts - since;
@@ -291,8 +405,104 @@ export class GoroutineTable {
       let m = this.byReason.get(s);
       if (!m) this.byReason.set(s, (m = new Map()));
       m.set(this.reason[s], (m.get(this.reason[s]) ?? 0) + d);
+      if (d >= this.parkSpanMinNs) this.keepLongPark(s, { reason: this.reason[s], from: since, to: ts, waker: wakerGoid ? this.placeAt(wakerGoid, ts) : null });
     }
     this.reason[s] = NO_REASON;
+  }
+
+  private keepLongPark(s: number, p: LongPark): void {
+    let list = this.longParks.get(s);
+    if (!list) this.longParks.set(s, (list = []));
+    list.push(p);
+    if (list.length > this.trace.maxLongParks) {
+      list.shift();
+      this.counters.longParksDropped++;
+    }
+  }
+
+  /** Where a goroutine's span is at ts; null when the table does not know it (g0, untracked, long gone). */
+  placeAt(goid: number, ts: number): SpanPlace | null {
+    const s = this.slotOf.get(goid);
+    if (s !== undefined) return { goid, root: this.root[s], segment: segmentAt(this.startOf(s), ts, this.segmentNs) };
+    const e = this.exited_(goid);
+    return e ? { goid, root: e.root, segment: segmentAt(e.traceStart, ts, this.segmentNs) } : null;
+  }
+
+  private exited_(goid: number): ExitedGoroutine | undefined {
+    return this.exitedByGoid.get(goid) ?? this.exitedParents.get(goid);
+  }
+
+  /** From now on, remember the goroutines this one starts: it accepts connections (an accept loop). */
+  markAcceptor(goid: number): void {
+    if (this.acceptors.has(goid) || !this.slotOf.has(goid)) return;
+    if (this.acceptors.size >= 1024) this.acceptors.delete(this.acceptors.keys().next().value!);
+    this.acceptors.set(goid, { goids: [], ts: [] });
+  }
+
+  /** The first goroutine an acceptor started at or after `at` (monotonic ns): the one serving what it accepted then. */
+  startedAfter(acceptor: number, at: number, withinNs = 100e6): number | null {
+    const acc = this.acceptors.get(acceptor);
+    if (!acc) return null;
+    for (let i = 0; i < acc.ts.length; i++) if (acc.ts[i] >= at && acc.ts[i] - at <= withinNs) return acc.goids[i];
+    return null;
+  }
+
+  private startOf(s: number): number {
+    const c = this.createdAt[s];
+    return Number.isNaN(c) ? this.preexistingSeenAt : c;
+  }
+
+  /** The long parks of a live goroutine not shipped yet; they are handed over once. */
+  takeLongParks(goid: number): LongPark[] {
+    const s = this.slotOf.get(goid);
+    if (s === undefined) return [];
+    const list = this.longParks.get(s) ?? [];
+    this.longParks.delete(s);
+    return list;
+  }
+
+  /** Marks a goroutine as shipped (live or exited); false when the table no longer knows it. */
+  markShipped(goid: number): boolean {
+    const s = this.slotOf.get(goid);
+    if (s !== undefined) {
+      this.flags[s] = (this.flags[s] | FLAG_SHIPPED) & ~FLAG_MUST_SHIP;
+      return true;
+    }
+    const e = this.exited_(goid);
+    if (!e) return false;
+    e.shipped = true;
+    e.mustShip = false;
+    return true;
+  }
+
+  /** A live goroutine that must be shipped at the next chance (its child in the trace was). */
+  requireShipping(goid: number): void {
+    const s = this.slotOf.get(goid);
+    if (s === undefined || this.flags[s] & FLAG_SHIPPED) return;
+    this.flags[s] |= FLAG_MUST_SHIP;
+    this.changed.add(goid);
+  }
+
+  /** A goroutine live or recently exited, as a row; exited ones carry exitedAt. */
+  lookup(goid: number, now: number): GoroutineRow | ExitedGoroutine | undefined {
+    const s = this.slotOf.get(goid);
+    return s !== undefined ? this.row(s, now) : this.exited_(goid);
+  }
+
+  /**
+   * Live goroutines whose current span ended in (after, now]: their record is sent again so the span of each
+   * report interval is exported while they live. Yields the goid and the index of the span that ended.
+   */
+  *segmentsEnded(after: number, now: number): IterableIterator<{ goid: number; segment: number }> {
+    for (const s of this.slotOf.values()) {
+      const start = this.startOf(s);
+      const last = segmentAt(start, now, this.segmentNs);
+      if (last === 0) continue;
+      const before = segmentAt(start, after, this.segmentNs);
+      // Every segment that ended, the first one always (its children's parent), at most a few after it.
+      for (let k = Math.max(before, last - 3); k < last; k++) yield { goid: this.goid[s], segment: k };
+      if (before === 0 && last > 3) yield { goid: this.goid[s], segment: 0 };
+    }
   }
 
   private row(s: number, now: number): GoroutineRow {
@@ -318,6 +528,10 @@ export class GoroutineTable {
       preexisting: (this.flags[s] & FLAG_PREEXISTING) !== 0,
       gAddr: this.gAddr[s],
       waitingSince: waiting ? nan(this.waitSince[s]) : null,
+      root: this.root[s],
+      traceStart: this.startOf(s),
+      shipped: (this.flags[s] & FLAG_SHIPPED) !== 0,
+      mustShip: (this.flags[s] & FLAG_MUST_SHIP) !== 0,
     };
   }
 
@@ -357,6 +571,6 @@ export class GoroutineTable {
 
   /** Bytes held by the columns (the Map of goids comes on top). */
   columnBytes(): number {
-    return this.capacity * (8 * 11 + 4 * 2 + 1 * 3);
+    return this.capacity * (8 * 12 + 4 * 2 + 1 * 4);
   }
 }

@@ -120,6 +120,27 @@ export class OverheadGovernor {
   }
 
   /**
+   * The share of [fromMs, toMs] (wall ms) during which the park and ready probes were on: what a goroutine's park
+   * counts and blocked times over that stretch are a sample of. 1 when the stretch is not covered by any window.
+   */
+  parkCoverageBetween(pid: number, fromMs: number, toMs: number): number {
+    const st = this.state.get(pid);
+    const proc = this.tracer.process(pid);
+    if (!st || !proc || !(toMs > fromMs)) return 1;
+    let total = 0;
+    let on = 0;
+    const add = (w: WindowRecord) => {
+      const d = Math.min(w.to, toMs) - Math.max(w.from, fromMs);
+      if (d <= 0) return;
+      total += d;
+      if (w.probes.includes('park')) on += d;
+    };
+    add(this.window(proc, st, monoNowNs()));
+    for (let i = st.windows.length - 1; i >= 0 && st.windows[i].to > fromMs; i--) add(st.windows[i]);
+    return total > 0 ? on / total : 1;
+  }
+
+  /**
    * The probes' estimated cost as a share of the process's CPU, from the last window measured: in total,
    * for creation + exit (always on), and for park + ready at the current on-fraction. Undefined until measured.
    */

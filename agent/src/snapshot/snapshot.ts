@@ -73,7 +73,8 @@ export interface SnapshotOptions {
 export function goroutineRecord(proc: TracedProcess, row: GoroutineRow, now: number): GoroutineRecord & { system: boolean } {
   const sym = proc.binary.symbolizer;
   const created = row.gopc ? sym.callSite(row.gopc - proc.bias) : undefined;
-  const start = row.startPc ? sym.at(row.startPc - proc.bias) : undefined;
+  // The function the go statement started, not its compiler-made wrapper (agent/src/gobinary/go-wrappers.ts).
+  const start = row.startPc ? proc.binary.startFunction(row.startPc - proc.bias) : undefined;
   const byReason: Record<string, number> = {};
   for (const [reason, ns] of row.blockedByReason) byReason[waitReasonString(proc.layout, reason)] = ns;
   const startFunction = start?.function ?? null;
@@ -86,6 +87,7 @@ export function goroutineRecord(proc: TracedProcess, row: GoroutineRow, now: num
     waitReason: row.waitReason === null ? null : waitReasonString(proc.layout, row.waitReason),
     createdBy: created ? { function: created.function, file: created.file, line: created.line } : null,
     startFunction,
+    startLocation: start ? { function: start.function, file: start.file, line: start.line } : null,
     createdAt: row.createdAt === null ? null : monoToWallMs(row.createdAt),
     exitedAt: null,
     lastParkAt: row.lastParkAt === null ? null : monoToWallMs(row.lastParkAt),

@@ -17,7 +17,7 @@ import {
 import { openSharedGoBinary, type GoBinary } from '../gobinary/index.ts';
 import { argRegister, layoutForBinary, type RuntimeLayout } from '../gobinary/layouts.ts';
 import { readAllGoroutines, type InventoryResult } from '../inventory/allgs.ts';
-import { GoroutineTable } from '../model/goroutine-table.ts';
+import { GoroutineTable, type TraceOptions } from '../model/goroutine-table.ts';
 import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite } from '../probes/goroutine-probes.ts';
 import { inspectProcess, loadBias, ProcessError, ProcessMemory, type ProcessInfo } from '../proc/process.ts';
 import { monoNowNs } from './clock.ts';
@@ -31,6 +31,8 @@ export interface TracerOptions {
   /** The reader drains the ring buffer every pollMs (the BPF side never wakes it). */
   pollMs?: number;
   maxGoroutinesPerProcess?: number;
+  /** How goroutines are cut into traces and spans (units of work, long parks, report intervals). */
+  trace?: Partial<TraceOptions>;
   /** Ring buffer (5.8+) or perf event arrays; auto picks what the kernel has (GOROSCOPE_EVENT_TRANSPORT). */
   transport?: EventTransport | 'auto';
 }
@@ -131,6 +133,7 @@ export class GoroutineTracer {
       ringBytes: opts.ringBytes ?? 4 << 20,
       pollMs: opts.pollMs ?? 10,
       maxGoroutinesPerProcess: opts.maxGoroutinesPerProcess ?? 2_000_000,
+      trace: opts.trace ?? {},
     };
     const source = openEventsSource({
       object: 'goroutines',
@@ -218,7 +221,7 @@ export class GoroutineTracer {
       layoutExact: exact,
       layoutNote: note,
       bias,
-      table: new GoroutineTable({ maxGoroutines: this.opts.maxGoroutinesPerProcess }),
+      table: new GoroutineTable({ maxGoroutines: this.opts.maxGoroutinesPerProcess, trace: this.opts.trace }),
       sites,
       links: new Map(),
       attachedAt: monoNowNs(),

@@ -1,6 +1,8 @@
-// Deterministic trace and span ids. A child goroutine's span can name its parent's
-// span id without the collector remembering it: both are hashes of the same facts.
+// Deterministic trace and span ids. A span can name its parent, or link to a span in another trace, without
+// anyone remembering ids: both are hashes of the same facts (the process, the goroutine, which of its spans).
+// Re-sent records make the same ids, so an exporter drops what it already sent, on any collector replica.
 import { createHash } from 'node:crypto';
+import type { SpanPlace } from '../protocol/records.ts';
 
 function hex(bytes: number, ...parts: (string | number)[]): string {
   const h = createHash('sha256').update(parts.join('\u0000')).digest();
@@ -9,24 +11,76 @@ function hex(bytes: number, ...parts: (string | number)[]): string {
   return h.subarray(0, bytes).toString('hex');
 }
 
-/** One trace per process instance: (node, pid, process start time). */
-export const processTraceId = (node: string, pid: number, startTime: number) => hex(16, 'trace', node, pid, startTime);
+/** A process instance: (node, pid, process start time). */
+export interface ProcessKey {
+  node: string;
+  pid: number;
+  startTime: number;
+}
 
-export const goroutineSpanId = (node: string, pid: number, startTime: number, goid: number) =>
-  hex(8, 'goroutine', node, pid, startTime, goid);
+export interface SpanIds {
+  traceId: string;
+  spanId: string;
+}
 
-export const connectionSpanId = (node: string, pid: number, startTime: number, local: string, localPort: number, peer: string, peerPort: number, openedAt: number | null) =>
-  hex(8, 'connection', node, pid, startTime, local, localPort, peer, peerPort, openedAt ?? 0);
+/**
+ * A goroutine's span: its first (segment 0) is in the trace of its unit of work (named by the root goroutine);
+ * each later one (a report interval of a long-lived goroutine) starts a trace of its own, so traces stay bounded.
+ */
+export function goroutineSpanIds(p: ProcessKey, place: SpanPlace): SpanIds {
+  if (place.segment === 0) {
+    return { traceId: hex(16, 'unit', p.node, p.pid, p.startTime, place.root), spanId: hex(8, 'g', p.node, p.pid, p.startTime, place.goid) };
+  }
+  return {
+    traceId: hex(16, 'gseg', p.node, p.pid, p.startTime, place.goid, place.segment),
+    spanId: hex(8, 'g', p.node, p.pid, p.startTime, place.goid, place.segment),
+  };
+}
 
-export const fatalSpanId = (node: string, pid: number, startTime: number, goid: number, at: number) =>
-  hex(8, 'fatal', node, pid, startTime, goid, at);
+/** A piece of a park inside one goroutine span (a park longer than a report interval has one per interval). */
+export const parkSpanId = (p: ProcessKey, goid: number, parkFrom: number, segment: number) =>
+  hex(8, 'park', p.node, p.pid, p.startTime, goid, parkFrom, segment);
 
-export const pauseSpanId = (node: string, pid: number, startTime: number, startedAt: number) =>
-  hex(8, 'pause', node, pid, startTime, startedAt);
+/** A TCP connection of a process: its 4-tuple and when its spans start. */
+export interface ConnectionKey {
+  local: string;
+  localPort: number;
+  peer: string;
+  peerPort: number;
+  start: number;
+}
 
-/** One span per leak suspect (process, kind, creation site, start function), however often it is re-sent. */
-export const leakSpanId = (node: string, pid: number, startTime: number, suspect: string, site: string) =>
-  hex(8, 'leak', node, pid, startTime, suspect, site);
+export const connectionSpanId = (p: ProcessKey, c: ConnectionKey, segment: number) =>
+  hex(8, 'conn', p.node, p.pid, p.startTime, c.local, c.localPort, c.peer, c.peerPort, c.start, segment);
 
-/** A fraction in [0, 1) from a span id, so sampling is the same on every collector replica and re-send. */
-export const sampleFraction = (spanId: string) => parseInt(spanId.slice(0, 8), 16) / 2 ** 32;
+/** The trace of a connection span that has no goroutine parent (or of a later report interval). */
+export const connectionTraceId = (p: ProcessKey, c: ConnectionKey, segment: number) =>
+  hex(16, 'conn', p.node, p.pid, p.startTime, c.local, c.localPort, c.peer, c.peerPort, c.start, segment);
+
+/** A leak suspect's span of one report interval, in a trace of its own. */
+export const leakSpanIds = (p: ProcessKey, key: string, interval: number): SpanIds => ({
+  traceId: hex(16, 'leak', p.node, p.pid, p.startTime, key, interval),
+  spanId: hex(8, 'leak', p.node, p.pid, p.startTime, key, interval),
+});
+
+export const pauseSpanIds = (p: ProcessKey, startedAt: number): SpanIds => ({
+  traceId: hex(16, 'pause', p.node, p.pid, p.startTime, startedAt),
+  spanId: hex(8, 'pause', p.node, p.pid, p.startTime, startedAt),
+});
+
+export const fatalSpanIds = (p: ProcessKey, goid: number, at: number): SpanIds => ({
+  traceId: hex(16, 'fatal', p.node, p.pid, p.startTime, goid, at),
+  spanId: hex(8, 'fatal', p.node, p.pid, p.startTime, goid, at),
+});
+
+/** A stable service.instance.id off Kubernetes: a UUID (v5 layout) of the process instance. */
+export function processInstanceId(p: ProcessKey): string {
+  const h = createHash('sha1').update(`goroscope\u0000${p.node}\u0000${p.pid}\u0000${p.startTime}`).digest();
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
+/** A fraction in [0, 1) from a trace id, so sampling keeps or drops whole traces, the same on every replica. */
+export const sampleFraction = (traceId: string) => parseInt(traceId.slice(0, 8), 16) / 2 ** 32;

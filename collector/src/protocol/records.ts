@@ -21,10 +21,49 @@ export interface ProcessRecord {
   pod: { name: string; namespace: string; uid: string; container: string | null } | null;
   seenAt: number;
   exitedAt: number | null;
+  /** What names the build: its module version, VCS revision or Go build ID (OpenTelemetry's service.version). */
+  serviceVersion?: string | null;
 }
 
 export type GoroutineState =
   | 'idle' | 'runnable' | 'running' | 'syscall' | 'waiting' | 'dead' | 'copystack' | 'preempted' | 'unknown';
+
+/**
+ * Where a goroutine's span is at some time (collector/src/otel/trace-model.ts): the goid of its trace's root, and
+ * which of its spans (0 from its start, then one per report interval while it lives).
+ */
+export interface SpanPlace {
+  goid: number;
+  root: number;
+  segment: number;
+}
+
+/** A goroutine's place in the trace model, as the agent decided it. */
+export interface GoroutineTrace {
+  /** The goid of the root of its trace (its unit of work); itself when it starts one. */
+  root: number;
+  /** Which of its spans this record is about, and when that span began. */
+  segment: number;
+  from: number;
+  /** Set when that span ended with the goroutine alive (a report interval passed); its exit ends the last one. */
+  to?: number;
+  /** A root's creator, where it was when it created it (a link, since it is in another trace). */
+  creator?: SpanPlace | null;
+  /** The park it was in at `to`, when already long: shown as a park in progress. */
+  parked?: { waitReason: string | null; from: number } | null;
+}
+
+/** A park at least the agent's threshold long that ended. */
+export interface LongParkRecord {
+  waitReason: string | null;
+  from: number;
+  to: number;
+  /** The goroutine's span the park ended in, and when that span began. */
+  segment: number;
+  segmentFrom: number;
+  /** The goroutine that readied it, when a ready was seen. */
+  waker: SpanPlace | null;
+}
 
 /** The latest known state of one goroutine; re-sent whenever it changes (upsert by pid+goid). */
 export interface GoroutineRecord {
@@ -50,6 +89,17 @@ export interface GoroutineRecord {
   /** A runtime-internal goroutine (Go's dumps hide these). */
   system: boolean;
   observedAt: number;
+  /** Where startFunction is defined. */
+  startLocation?: CodeLocation | null;
+  /** Its place in the trace model; goroutines with it are exported as spans. */
+  trace?: GoroutineTrace;
+  /** Long parks that ended since its last record. */
+  longParks?: LongParkRecord[];
+  /**
+   * Share of the time this record covers (its life, or its span) during which the park and ready probes were on:
+   * below 1, parkCount, readyCount and blocked times are samples of that share (the overhead budget duty-cycles them).
+   */
+  parkCoverage?: number;
 }
 
 /** One TCP connection of a process. */
@@ -74,6 +124,22 @@ export interface ConnectionRecord {
   error: string | null;
   preexisting: boolean;
   observedAt: number;
+  /** Server side: the goroutine the accepting goroutine started for it (it reads and writes the connection). */
+  servedBy?: number | null;
+  /** Its place in the trace model; connections with it are exported as spans. */
+  trace?: ConnectionTrace;
+}
+
+/** A connection's span: a child of the goroutine that used it, one span per report interval while it is open. */
+export interface ConnectionTrace {
+  /** The goroutine span it is a child of (null: a root of its own trace). */
+  parent: SpanPlace | null;
+  /** Other goroutines that used it (the accepting goroutine of a served connection). */
+  links: SpanPlace[];
+  segment: number;
+  from: number;
+  /** Set when that span ended with the connection open; its close ends the last one. */
+  to?: number;
 }
 
 /** A stretch of time in which the agent observed a process, and what it counted; windows make sampled figures honest. */
@@ -111,6 +177,8 @@ export interface LeakRecord {
   /** Where one of its goroutines is parked, innermost frame first, as a goroutine dump shows it (read from the
    * process's memory); null when none could be read (running, or no live goroutine for creation-rate suspects). */
   stack?: CodeLocation[] | null;
+  /** The goroutine that stack is of, where its span is now (a link from the suspect to it). */
+  goroutine?: SpanPlace | null;
 }
 
 /** An entry of the agent's stack table: records refer to stacks by id (unique per agent run) to send each once. */

@@ -40,6 +40,8 @@ export const processRecordSchema = record('process', {
   seenAt: time,
   exitedAt: nullable(time),
 });
+// Optional: agents before the trace model did not send it.
+Object.assign(processRecordSchema.properties, { serviceVersion: nullable(str(256)) });
 
 export const goroutineStates = [
   'idle', 'runnable', 'running', 'syscall', 'waiting', 'dead', 'copystack', 'preempted', 'unknown',
@@ -77,6 +79,49 @@ export const goroutineRecordSchema = record('goroutine', {
   observedAt: time,
 });
 
+const spanPlace = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['goid', 'root', 'segment'],
+  properties: { goid: count, root: count, segment: count },
+} as const;
+const nullableSpanPlace = { ...spanPlace, type: ['object', 'null'] };
+export const MAX_LONG_PARKS = 64;
+
+// Optional (agents before the trace model did not send them): the goroutine's place in the trace model.
+Object.assign(goroutineRecordSchema.properties, {
+  startLocation: codeLocation,
+  trace: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['root', 'segment', 'from'],
+    properties: {
+      root: count,
+      segment: count,
+      from: time,
+      to: time,
+      creator: nullableSpanPlace,
+      parked: {
+        type: ['object', 'null'],
+        additionalProperties: false,
+        required: ['waitReason', 'from'],
+        properties: { waitReason: nullable(str(128)), from: time },
+      },
+    },
+  },
+  longParks: {
+    type: 'array',
+    maxItems: MAX_LONG_PARKS,
+    items: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['waitReason', 'from', 'to', 'segment', 'segmentFrom', 'waker'],
+      properties: { waitReason: nullable(str(128)), from: time, to: time, segment: count, segmentFrom: time, waker: nullableSpanPlace },
+    },
+  },
+  parkCoverage: { type: 'number', minimum: 0, maximum: 1 },
+});
+
 export const connectionRecordSchema = record('connection', {
   pid,
   goid: nullable(count),
@@ -97,6 +142,15 @@ export const connectionRecordSchema = record('connection', {
   error: nullable(str(256)),
   preexisting: bool,
   observedAt: time,
+});
+Object.assign(connectionRecordSchema.properties, {
+  servedBy: nullable(count),
+  trace: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['parent', 'links', 'segment', 'from'],
+    properties: { parent: nullableSpanPlace, links: { type: 'array', maxItems: 8, items: spanPlace }, segment: count, from: time, to: time },
+  },
 });
 
 export const windowRecordSchema = record('window', {
@@ -133,7 +187,10 @@ const frameLocation = { ...codeLocation, type: 'object' };
 const frames = { type: 'array', maxItems: MAX_STACK_FRAMES, items: frameLocation } as const;
 
 // stack is optional: agents before stacks did not send it.
-export const leakRecordSchema = { ...leakRecordBase, properties: { ...leakRecordBase.properties, stack: { type: ['array', 'null'], maxItems: MAX_STACK_FRAMES, items: frameLocation } } };
+export const leakRecordSchema = {
+  ...leakRecordBase,
+  properties: { ...leakRecordBase.properties, stack: { type: ['array', 'null'], maxItems: MAX_STACK_FRAMES, items: frameLocation }, goroutine: nullableSpanPlace },
+};
 
 export const stackRecordSchema = record('stack', {
   id: { type: 'integer', minimum: 1, maximum: MAX_COUNT },

@@ -287,6 +287,11 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX ingested_batches_received ON ingested_batches(received_at);
     `,
   },
+  {
+    version: 6,
+    name: 'service version of a process (OpenTelemetry service.version)',
+    sql: `ALTER TABLE processes ADD COLUMN service_version TEXT;`,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

@@ -47,9 +47,10 @@ export class StoreWriter {
     this.findLatestProcess = db.prepare('SELECT id, start_time FROM processes WHERE node = ? AND pid = ? ORDER BY id DESC LIMIT 1');
     this.findProcess = db.prepare('SELECT id FROM processes WHERE node = ? AND pid = ? AND start_time = ?');
     this.upsertProcess = db.prepare(`
-      INSERT INTO processes (node, pid, start_time, exe, go_version, container_id, pod_name, pod_namespace, pod_uid, pod_container, seen_at, exited_at)
-      VALUES (@node, @pid, @startTime, @exe, @goVersion, @containerId, @podName, @podNamespace, @podUid, @podContainer, @seenAt, @exitedAt)
+      INSERT INTO processes (node, pid, start_time, exe, go_version, container_id, pod_name, pod_namespace, pod_uid, pod_container, seen_at, exited_at, service_version)
+      VALUES (@node, @pid, @startTime, @exe, @goVersion, @containerId, @podName, @podNamespace, @podUid, @podContainer, @seenAt, @exitedAt, @serviceVersion)
       ON CONFLICT (node, pid, start_time) DO UPDATE SET exe = excluded.exe, go_version = excluded.go_version,
+        service_version = coalesce(excluded.service_version, service_version),
         container_id = excluded.container_id, pod_name = excluded.pod_name, pod_namespace = excluded.pod_namespace,
         pod_uid = excluded.pod_uid, pod_container = excluded.pod_container,
         seen_at = max(seen_at, excluded.seen_at), exited_at = coalesce(excluded.exited_at, exited_at)
@@ -57,7 +58,7 @@ export class StoreWriter {
     this.promotePlaceholder = db.prepare(`
       UPDATE processes SET start_time = @startTime, exe = @exe, go_version = @goVersion, container_id = @containerId,
         pod_name = @podName, pod_namespace = @podNamespace, pod_uid = @podUid, pod_container = @podContainer,
-        seen_at = @seenAt, exited_at = @exitedAt
+        seen_at = @seenAt, exited_at = @exitedAt, service_version = @serviceVersion
       WHERE id = @id`);
     this.insertPlaceholder = db.prepare(
       "INSERT INTO processes (node, pid, start_time, exe, seen_at) VALUES (?, ?, -1, '', ?) RETURNING id");
@@ -190,7 +191,7 @@ export class StoreWriter {
     const row = {
       node, pid: r.pid, startTime: r.startTime, exe: r.exe, goVersion: r.goVersion, containerId: r.containerId,
       podName: r.pod?.name ?? null, podNamespace: r.pod?.namespace ?? null, podUid: r.pod?.uid ?? null,
-      podContainer: r.pod?.container ?? null, seenAt: r.seenAt, exitedAt: r.exitedAt,
+      podContainer: r.pod?.container ?? null, seenAt: r.seenAt, exitedAt: r.exitedAt, serviceVersion: r.serviceVersion ?? null,
     };
     const latest = this.findLatestProcess.get(node, r.pid) as { id: number; start_time: number } | undefined;
     let id: number;

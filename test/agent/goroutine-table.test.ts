@@ -1,0 +1,87 @@
+// The goroutine table fed the events the probes deliver, in the orders they arrive in: blocked time counted once
+// (also when a goroutine exits while recorded as parked), units of work decided at creation, long parks with the
+// goroutine that woke them, report intervals of long-lived goroutines. The lifecycle tests run the same table
+// against real Go programs; here each case is one the programs cannot produce on demand.
+import t from 'tap';
+import { GoroutineTable, GStatus } from '../../agent/src/model/goroutine-table.ts';
+
+const S = 1e9; // ns
+const CHAN_RECEIVE = 14;
+
+t.test('a goroutine that exits while recorded as parked counts its park once', async (t) => {
+  const table = new GoroutineTable();
+  table.onCreate(10, 1, 0x1000, 0x2000, 0);
+  table.onPark(10, CHAN_RECEIVE, 1 * S);
+  // Its ready was not seen (the park/ready probes were off): the exit ends the park.
+  table.onExit(10, 13 * S);
+  const [gone] = table.recentlyExited();
+  t.equal(gone.state, 'dead');
+  t.equal(gone.blockedNs, 12 * S, 'blocked 12 s, not 24');
+  t.same([...gone.blockedByReason], [[CHAN_RECEIVE, 12 * S]], 'all of it under its wait reason, no invented "unknown" total');
+  t.equal(gone.waitReason, null);
+});
+
+t.test('a park and its ready: blocked time once, a long park kept with its waker', async (t) => {
+  const table = new GoroutineTable({ trace: { parkSpanMinMs: 1000, segmentMs: 60_000 } });
+  table.onCreate(20, 1, 0, 0, 0);
+  table.onCreate(21, 20, 0, 0, 0.1 * S);
+  table.onPark(20, CHAN_RECEIVE, 0.2 * S);
+  table.onReady(20, 21, 1.7 * S);
+  table.onPark(20, CHAN_RECEIVE, 2 * S);
+  table.onReady(20, 21, 2.1 * S); // short: not kept
+  const row = table.get(20, 3 * S)!;
+  t.equal(row.blockedNs, 1.6 * S);
+  t.equal(row.state, 'runnable');
+  const parks = table.takeLongParks(20);
+  t.same(parks, [{ reason: CHAN_RECEIVE, from: 0.2 * S, to: 1.7 * S, waker: { goid: 21, root: 20, segment: 0 } }]);
+  t.same(table.takeLongParks(20), [], 'handed over once');
+});
+
+t.test('units of work: a young creator\'s children join its trace, an established one\'s start their own', async (t) => {
+  const table = new GoroutineTable({ trace: { unitRootAgeMs: 1000, maxJoinedChildren: 2 } });
+  table.addPreexisting({ goid: 1, gAddr: 0, parentGoid: null, status: GStatus.waiting, waitReason: CHAN_RECEIVE, gopc: 0, startPc: 0, waitingSince: null }, 0);
+  table.onCreate(30, 1, 0, 0, 5 * S); // by a goroutine from before the agent: a root
+  table.onCreate(31, 30, 0, 0, 5.5 * S); // by a young goroutine: joins
+  table.onCreate(32, 31, 0, 0, 5.6 * S); // grandchild: joins the same trace
+  table.onCreate(33, 30, 0, 0, 5.7 * S); // a second child
+  table.onCreate(34, 30, 0, 0, 5.8 * S); // past maxJoinedChildren: its own
+  table.onCreate(35, 30, 0, 0, 6.5 * S); // by a creator a second and a half old: its own
+  const root = (g: number) => table.get(g, 7 * S)!.root;
+  t.same([30, 31, 32, 33, 34, 35].map(root), [30, 30, 30, 30, 34, 35]);
+  // A root's creator is known where it was: the preexisting goroutine's span at that time.
+  t.same(table.placeAt(1, 5 * S), { goid: 1, root: 1, segment: 0 });
+});
+
+t.test('a parent that exits before its child is kept for the child\'s trace', async (t) => {
+  const table = new GoroutineTable({ exitedRetention: 2 });
+  table.onCreate(40, 1, 0, 0, 0);
+  table.onCreate(41, 40, 0, 0, 0.1 * S);
+  table.onExit(40, 0.2 * S);
+  for (let g = 100; g < 110; g++) { table.onCreate(g, 1, 0, 0, 0.3 * S); table.onExit(g, 0.4 * S); } // pushes 40 out of the ring
+  const parent = table.lookup(40, 2 * S);
+  t.ok(parent && 'exitedAt' in parent, 'still known after leaving the ring of recent exits');
+  t.equal(parent!.root, 40);
+  t.ok(table.markShipped(40));
+  t.equal(table.lookup(40, 2 * S)!.shipped, true);
+});
+
+t.test('report intervals: a long-lived goroutine\'s spans end every segmentMs', async (t) => {
+  const table = new GoroutineTable({ trace: { segmentMs: 10_000, unitRootAgeMs: 1000 } });
+  table.onCreate(50, 1, 0, 0, 0);
+  table.onCreate(51, 1, 0, 0, 25 * S);
+  t.same([...table.segmentsEnded(0, 9 * S)], [], 'none before the first interval ends');
+  t.same([...table.segmentsEnded(9 * S, 21 * S)], [{ goid: 50, segment: 0 }, { goid: 50, segment: 1 }], 'every interval that ended since');
+  t.same([...table.segmentsEnded(21 * S, 36 * S)], [{ goid: 50, segment: 2 }, { goid: 51, segment: 0 }]);
+  t.same(table.placeAt(50, 35 * S), { goid: 50, root: 50, segment: 3 });
+});
+
+t.test('an accepting goroutine: the goroutine it started for a connection is found', async (t) => {
+  const table = new GoroutineTable();
+  table.onCreate(60, 1, 0, 0, 0);
+  table.markAcceptor(60);
+  table.onCreate(61, 60, 0, 0, 1 * S);
+  table.onCreate(62, 60, 0, 0, 2 * S);
+  t.equal(table.startedAfter(60, 1.9 * S), 62);
+  t.equal(table.startedAfter(60, 0.99 * S), 61);
+  t.equal(table.startedAfter(60, 5 * S), null, 'none within the window');
+});
