@@ -199,11 +199,68 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'goroscope_ship_dropped_records_total',
-      help: 'Records dropped because the spool was full while the collector was away.',
+      help: 'Records dropped, by reason: spool_full (the collector was away too long), refused (the collector refused their batch), too_big (one record over the collector\'s message limit).',
+      labelNames: ['reason'],
       registers: [r],
       collect() {
         this.reset();
-        this.inc(src.shipper?.stats.droppedRecords ?? 0);
+        const d = src.shipper?.stats.droppedByReason;
+        this.inc({ reason: 'spool_full' }, d?.spoolFull ?? 0);
+        this.inc({ reason: 'refused' }, d?.refused ?? 0);
+        this.inc({ reason: 'too_big' }, d?.tooBig ?? 0);
+      },
+    });
+    new Counter({
+      name: 'goroscope_ship_spool_corrupt_files_total',
+      help: 'Spool files that could not be read back at start (set aside in corrupt/; their batches are lost).',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(src.shipper?.stats.corruptSpoolFiles ?? 0);
+      },
+    });
+    new Counter({
+      name: 'goroscope_ship_epochs_started_total',
+      help: 'Times the spool\'s seq counter was lost or unreadable at start, so new batches began a new epoch.',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(src.shipper?.stats.counterResets ?? 0);
+      },
+    });
+    new Counter({
+      name: 'goroscope_ship_reconnects_total',
+      help: 'Times the connection to the collector was lost or could not be made (each is retried, with backoff).',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(src.shipper?.stats.reconnects ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'goroscope_ship_connected',
+      help: '1 while the agent has a welcomed connection to the collector.',
+      registers: [r],
+      collect() {
+        this.set(src.shipper?.stats.connected ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'goroscope_probes_detached_on_exit_total',
+      help: 'Probe links the agent removed the moment their process exited (a pidfd per traced process), by tracer.',
+      labelNames: ['tracer'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const detached = (bpf: { exitStats(): { detachedLinks: number } } | undefined) => {
+          try {
+            return bpf?.exitStats().detachedLinks ?? 0;
+          } catch {
+            return 0; // closed: the agent is stopping
+          }
+        };
+        this.inc({ tracer: 'goroutines' }, detached(src.tracer?.bpf));
+        this.inc({ tracer: 'runtime' }, detached(src.runtime?.bpf));
       },
     });
     new Gauge({
