@@ -50,6 +50,7 @@ const variants: Record<string, unknown> = {
     prometheusRule: { enabled: true },
     imagePullSecrets: [{ name: 'regcred' }],
   },
+  tls: { ...TOKENS, tls: { secretName: 'goroscope-tls' }, serviceMonitor: { enabled: true } },
 };
 
 const keyOf = (o: K8sObject) => `${o.apiVersion}/${o.kind}`;
@@ -174,6 +175,25 @@ t.test('the chart', { skip: goMissing }, async (t) => {
     for (const [k, v] of Object.entries(svc.spec.selector)) t.equal(sts.spec.template.metadata.labels[k], v, `Service selects the collector pod (${k})`);
     const noOtlp = find(rendered.defaults, 'StatefulSet').spec.template.spec.containers[0].args;
     t.notOk(noOtlp.includes('--otlp-endpoint'), 'no OTLP endpoint by default');
+  });
+
+  t.test('TLS: the collector serves with the Secret\'s certificate, the agents check it with its CA', async (t) => {
+    const c = find(rendered.tls, 'StatefulSet').spec.template.spec.containers[0];
+    const cmd = defineCollectorOptions(new Command('collector')).exitOverride();
+    cmd.parse(c.args.slice(1), { from: 'user' });
+    const o = cmd.opts() as { tlsCert: string; tlsKey: string };
+    const mount = c.volumeMounts.find((m: any) => m.name === 'tls');
+    t.ok(o.tlsCert.startsWith(`${mount.mountPath}/`) && o.tlsKey.startsWith(`${mount.mountPath}/`), 'certificate and key from the mounted Secret');
+    t.equal(c.readinessProbe.httpGet.scheme, 'HTTPS', 'probes speak HTTPS');
+    const a = agentContainer(rendered.tls);
+    t.equal(a.args[2], 'wss://goroscope-collector:7070', 'agents connect with wss://');
+    const ca = a.args[a.args.indexOf('--ca') + 1];
+    t.ok(ca.startsWith(`${a.volumeMounts.find((m: any) => m.name === 'tls').mountPath}/`), '--ca from the mounted Secret');
+    const agentVolume = find(rendered.tls, 'DaemonSet').spec.template.spec.volumes.find((v: any) => v.name === 'tls');
+    t.same(agentVolume.secret.items.map((i: any) => i.key), ['ca.crt'], 'agents get the CA only, never the key');
+    const sm = find(rendered.tls, 'ServiceMonitor').spec.endpoints.find((e: any) => e.port === 'http');
+    t.equal(sm.scheme, 'https', 'Prometheus scrapes the collector over HTTPS');
+    t.notOk(agentContainer(rendered.defaults).args.includes('--ca'), 'plain by default');
   });
 
   t.test('RBAC: get/list/watch pods, bound to the agent\'s service account', async (t) => {

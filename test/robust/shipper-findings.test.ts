@@ -154,3 +154,22 @@ t.test('an agent writes only as itself', async (t) => {
   t.teardown(() => db.close());
   t.equal((db.prepare('SELECT count(*) AS n FROM ingested_batches WHERE agent_id = ?').get(id) as { n: number }).n, 2, 'only its own batches');
 });
+
+t.test('a spool directory someone else made is narrowed only while it holds nothing else', async (t) => {
+  const { chmodSync, mkdirSync, writeFileSync: write } = await import('node:fs');
+  const c = await testCollector(t);
+  const empty = join(tempDir(t), 'made-by-kubelet');
+  mkdirSync(empty, { mode: 0o755 });
+  chmodSync(empty, 0o755);
+  shipper(c, empty).close();
+  t.equal(statSync(empty).mode & 0o777, 0o700, 'an empty 0755 directory becomes 0700');
+  const shared = join(tempDir(t), 'shared');
+  mkdirSync(shared, { mode: 0o755 });
+  chmodSync(shared, 0o755);
+  write(join(shared, 'someone-elses-file'), 'x');
+  const logs: string[] = [];
+  shipper(c, shared, logs).close();
+  t.equal(statSync(shared).mode & 0o777, 0o755, 'a directory holding other files is left as it is');
+  t.ok(logs.some((l) => /others can list it/.test(l)), 'and the agent says so');
+  for (const f of readdirSync(shared).filter((n) => n !== 'someone-elses-file')) t.equal(statSync(join(shared, f)).mode & 0o777, 0o600, `${f} 0600 still`);
+});

@@ -27,6 +27,13 @@ const DEFAULT_RESERVE = 1000;
 /** Corrupt files kept for a look; older ones go. */
 const KEEP_CORRUPT = 20;
 
+function isOwnSpool(dir: string): boolean {
+  const st = statSync(dir);
+  if (st.mode & 0o1000 || st.uid !== process.getuid?.()) return false;
+  const ours = /^(agent-id|agent-key|counter|next-seq|corrupt|batch-.*\.json|\d+\.json|\.tmp-.*)$/;
+  return readdirSync(dir).every((f) => ours.test(f));
+}
+
 export function batchFileName(epoch: string, seq: number): string {
   return `batch-${epoch}-${seq}.json`;
 }
@@ -48,7 +55,13 @@ export class Spool {
   private readonly used: boolean;
 
   constructor(readonly dir: string, private readonly log: (msg: string) => void = () => {}, private readonly reserve = DEFAULT_RESERVE) {
-    const note = privateDir(dir);
+    let note = privateDir(dir);
+    // A directory made for the spool by someone else (kubelet makes a hostPath 0755): narrowed while it holds
+    // nothing, or this spool; a shared one (sticky, as /tmp, or holding other files) is left as it is.
+    if (note && isOwnSpool(dir)) {
+      chmodSync(dir, 0o700);
+      note = undefined;
+    }
     if (note) log(`spool: ${note}`);
     this.used = existsSync(join(dir, 'agent-id')) || existsSync(join(dir, 'next-seq'));
     for (const f of readdirSync(dir)) {

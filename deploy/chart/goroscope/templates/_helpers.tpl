@@ -37,5 +37,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "goroscope.collectorUrl" -}}
-{{- printf "ws://%s-collector:%v" (include "goroscope.fullname" .) .Values.collector.port -}}
+{{- $scheme := "ws" -}}
+{{- if .Values.tls.secretName -}}{{- $scheme = "wss" -}}{{- end -}}
+{{- printf "%s://%s-collector:%v" $scheme (include "goroscope.fullname" .) .Values.collector.port -}}
 {{- end -}}
