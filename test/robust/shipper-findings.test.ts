@@ -173,3 +173,14 @@ t.test('a spool directory someone else made is narrowed only while it holds noth
   t.ok(logs.some((l) => /others can list it/.test(l)), 'and the agent says so');
   for (const f of readdirSync(shared).filter((n) => n !== 'someone-elses-file')) t.equal(statSync(join(shared, f)).mode & 0o777, 0o600, `${f} 0600 still`);
 });
+
+t.test('finding 4: an agent whose spool cannot be had says so in one line and exits, holding nothing', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const file = join(tempDir(t), 'a-file');
+  writeFileSync(file, 'x');
+  const started = Date.now();
+  const r = spawnSync(process.execPath, ['bin/goroscope.js', 'agent', '--collector', 'ws://127.0.0.1:1', '--spool-dir', join(file, 'spool')],
+    { encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.status, 1, `exits 1 (in ${Date.now() - started} ms)`);
+  t.equal(r.stderr.trim(), `goroscope: cannot use the spool directory ${join(file, 'spool')}: a part of the path is a file (--spool-dir)`);
+});

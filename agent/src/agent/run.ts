@@ -112,6 +112,18 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`goroscope agent: ${m}\n`));
   const parts = new Parts(log);
   const node = opts.node ?? process.env.NODE_NAME ?? hostname();
+  // First: a spool that cannot be had (a file where the directory should be...) fails the start before any
+  // probe or thread exists to outlive the failure.
+  const shipper = new Shipper({
+    url: opts.collector,
+    token: opts.token,
+    node,
+    agentVersion: '0.1.0',
+    spoolDir: opts.spoolDir,
+    maxSpoolBytes: opts.maxSpoolBytes,
+    ca: opts.ca,
+    log,
+  });
   const { source: metadata, own: ownMetadata } = startMetadata(opts, node, parts, log);
 
   // Stacks: each process's goroutine and blocking profiles, stacks sent once through a bounded table.
@@ -162,16 +174,6 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         periodMs: opts.full ? intervalMs : 10_000,
       })
     : undefined;
-  const shipper = new Shipper({
-    url: opts.collector,
-    token: opts.token,
-    node,
-    agentVersion: '0.1.0',
-    spoolDir: opts.spoolDir,
-    maxSpoolBytes: opts.maxSpoolBytes,
-    ca: opts.ca,
-    log,
-  });
   shipper.start();
   const segmentMs = opts.trace?.segmentMs ?? defaultTraceOptions.segmentMs;
   const builder = new RecordBuilder(

@@ -7,6 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { privateDir, TEMP_PREFIX, writeDurable } from './durable.ts';
+import { UserError } from '../health/explain.ts';
 
 export interface SpooledBatch {
   epoch: string;
@@ -55,7 +56,14 @@ export class Spool {
   private readonly used: boolean;
 
   constructor(readonly dir: string, private readonly log: (msg: string) => void = () => {}, private readonly reserve = DEFAULT_RESERVE) {
-    let note = privateDir(dir);
+    let note: string | undefined;
+    try {
+      note = privateDir(dir);
+    } catch (e) {
+      const why = { ENOTDIR: 'a part of the path is a file', EACCES: 'permission denied', EROFS: 'read-only file system', ENOSPC: 'no space left' }[
+        (e as NodeJS.ErrnoException).code ?? ''] ?? (e as Error).message;
+      throw new UserError(`cannot use the spool directory ${dir}: ${why} (--spool-dir)`);
+    }
     // A directory made for the spool by someone else (kubelet makes a hostPath 0755): narrowed while it holds
     // nothing, or this spool; a shared one (sticky, as /tmp, or holding other files) is left as it is.
     if (note && isOwnSpool(dir)) {
