@@ -35,6 +35,18 @@ function readPemFile(path: string): Buffer {
   return pem;
 }
 
+/** An http:// or https:// URL (OTLP/HTTP), checked at parse time. */
+function parseHttpUrl(text: string): string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new InvalidArgumentError(`"${text}" is not a URL (e.g. http://otel-collector:4318)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new InvalidArgumentError(`"${text}": OTLP/HTTP needs http:// or https://`);
+  return text;
+}
+
 function parsePid(text: string): number {
   if (!/^\d+$/.test(text) || Number(text) <= 0) throw new InvalidArgumentError(`"${text}" is not a pid`);
   return Number(text);
@@ -123,8 +135,11 @@ export function buildCli(): Command {
 
   program
     .command('agent')
-    .description("watch this node's Go processes and ship what they do to a collector")
-    .requiredOption('--collector <url>', 'the collector, e.g. ws://collector:7070 (token from GOROSCOPE_INGEST_TOKEN)')
+    .description("watch this node's Go processes and ship what they do to a collector, or over OTLP, or both")
+    .option('--collector <url>', 'the collector, e.g. ws://collector:7070 (token from GOROSCOPE_INGEST_TOKEN)')
+    .option('--otlp-endpoint <url>', 'export traces, metrics and logs to this OTLP/HTTP endpoint, e.g. http://otel-collector:4318 ' +
+      '(headers from OTEL_EXPORTER_OTLP_HEADERS)', parseHttpUrl)
+    .option('--otlp-metric-interval <duration>', 'export OTLP metrics this often', parseDuration, 60_000)
     .option('--pid <pid...>', 'only these processes (default: every Go process on the node)', (v: string, prev: number[] = []) => [...prev, parsePid(v)])
     .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of each process's CPU", parsePercent, 0.02)
     .option('--full', 'keep every probe on (no overhead budget)')
@@ -141,10 +156,13 @@ export function buildCli(): Command {
     .option('--trace-interval <duration>', "a live goroutine's or open connection's span ends this often, so long-lived ones are exported while alive", parseDuration, 60_000)
     .option('--park-span-min <duration>', 'parks at least this long are spans (with the goroutine that woke them)', parseDuration, 1000)
     .option('--trace-sample <percent>', 'share of short-lived units of work shipped as whole traces (goroutines living 1 s or more always are)', parsePercent, 0.01)
-    .action(async (o: { collector: string; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number; traceInterval: number; parkSpanMin: number; traceSample: number }) => {
+    .action(async (o: { collector?: string; otlpEndpoint?: string; otlpMetricInterval: number; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number; traceInterval: number; parkSpanMin: number; traceSample: number }) => {
+      if (!o.collector && !o.otlpEndpoint) throw new UserError('agent: give --collector, --otlp-endpoint, or both');
       const { startAgent } = await import('./agent/run.ts');
       const agent = await startAgent({
         collector: o.collector,
+        otlpEndpoint: o.otlpEndpoint,
+        otlp: { metricIntervalMs: o.otlpMetricInterval },
         token: process.env.GOROSCOPE_INGEST_TOKEN || undefined,
         pids: o.pid,
         overheadBudget: o.overheadBudget,

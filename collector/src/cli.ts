@@ -37,7 +37,7 @@ export function defineCollectorOptions(cmd: Command): Command {
       'Tokens come from GOROSCOPE_INGEST_TOKEN and GOROSCOPE_API_TOKEN.')
     .requiredOption('--listen <host:port>', 'address to listen on: HOST:PORT, [IPv6]:PORT, or :PORT / PORT for every interface', listenAddressOption)
     .requiredOption('--db <file>', 'SQLite database file (created if missing)')
-    .option('--otlp-endpoint <url>', 'export spans to this OTLP/HTTP endpoint, e.g. http://otel-collector:4318')
+    .option('--otlp-endpoint <url>', 'export traces, metrics and logs to this OTLP/HTTP endpoint, e.g. http://otel-collector:4318')
     .option('--no-auth', 'run without tokens (only on a loopback address)')
     .option('--retention-max-age <hours>', 'delete records older than this', positiveNumber('--retention-max-age'))
     .option('--retention-max-bytes <bytes>', 'delete the oldest records while the database is larger', positiveNumber('--retention-max-bytes'))
@@ -45,7 +45,8 @@ export function defineCollectorOptions(cmd: Command): Command {
       'that lives 1 s or more, every long park, connection and finding, and whole units of work among the short-lived at ' +
       "their --trace-sample (1%); this ratio samples what they send again", ratio, 1)
     .option('--export-long-pause <ms>', 'export stop-the-world pauses longer than this', positiveNumber('--export-long-pause'), 10)
-    .option('--export-leak-interval <ms>', 'export a leak suspect as a span once per this interval while it holds', positiveNumber('--export-leak-interval'), 60_000)
+    .option('--export-leak-interval <ms>', 'export a leak suspect as a span and a log once per this interval while it holds', positiveNumber('--export-leak-interval'), 60_000)
+    .option('--export-metric-interval <ms>', 'export metrics this often', positiveNumber('--export-metric-interval'), 60_000)
     .option('--sync-full', 'fsync every commit, so acked batches survive power loss')
     .option('--tls-cert <file>', 'serve HTTPS and wss:// with this certificate chain (PEM); needs --tls-key')
     .option('--tls-key <file>', "the certificate's private key (PEM)")
@@ -58,7 +59,7 @@ export function defineCollectorOptions(cmd: Command): Command {
 
 interface ParsedOptions {
   listen: string; db: string; otlpEndpoint?: string; auth: boolean; retentionMaxAge?: number; retentionMaxBytes?: number;
-  exportSample: number; exportLongPause: number; exportLeakInterval: number; syncFull?: boolean; log?: boolean;
+  exportSample: number; exportLongPause: number; exportLeakInterval: number; exportMetricInterval: number; syncFull?: boolean; log?: boolean;
   tlsCert?: string; tlsKey?: string; maxConnections: number; maxConnectionsPerClient: number; maxBufferedBytes: number; maxMessageBytes: number;
 }
 
@@ -84,7 +85,7 @@ export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = 
     apiToken: env.GOROSCOPE_API_TOKEN || undefined,
     noAuth: o.auth === false,
     otlpEndpoint: o.otlpEndpoint,
-    export: { sampleRatio: o.exportSample, longPauseMs: o.exportLongPause, leakIntervalMs: o.exportLeakInterval },
+    export: { sampleRatio: o.exportSample, longPauseMs: o.exportLongPause, leakIntervalMs: o.exportLeakInterval, metricIntervalMs: o.exportMetricInterval },
     retention: {
       maxAgeMs: o.retentionMaxAge !== undefined ? o.retentionMaxAge * 3_600_000 : undefined,
       maxBytes: o.retentionMaxBytes,

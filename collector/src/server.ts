@@ -18,7 +18,7 @@ import { IngestEndpoint } from './ingest/ws-ingest.ts';
 import { ConnectionLimits } from './ingest/limits.ts';
 import { StreamHub } from './stream/hub.ts';
 import { parseStreamQuery, StreamEndpoint } from './stream/ws-stream.ts';
-import { SpanExport, type ExportOptions } from './otel/exporter.ts';
+import { OtlpExport, type OtlpOptions } from './otel/otlp-export.ts';
 import type { ProcessInfo } from './otel/spans.ts';
 import { errorSchema } from './api/schemas.ts';
 import type { ApiContext } from './api/context.ts';
@@ -38,9 +38,9 @@ export interface CollectorOptions {
   apiToken?: string;
   /** Run without tokens; only allowed on a loopback address. */
   noAuth?: boolean;
-  /** OTLP/HTTP endpoint, e.g. http://otel-collector:4318; no export without it. */
+  /** OTLP/HTTP endpoint, e.g. http://otel-collector:4318: traces, metrics and logs go there; no export without it. */
   otlpEndpoint?: string;
-  export?: ExportOptions;
+  export?: OtlpOptions;
   retention?: RetentionOptions & { intervalMs?: number };
   /** Largest ingest WebSocket message accepted, in bytes. Default 16 MiB. */
   maxMessageBytes?: number;
@@ -66,7 +66,7 @@ export interface Collector {
   idle(): Promise<void>;
   /** Run one retention pass now. */
   runRetention(): Promise<number>;
-  /** Export queued spans now. */
+  /** Export queued spans and logs, and the metrics' current values, now. */
   flushExport(): Promise<void>;
   close(): Promise<void>;
 }
@@ -117,15 +117,16 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   });
 
-  const spanExport = opts.otlpEndpoint
-    ? new SpanExport(opts.otlpEndpoint, opts.export ?? {}, metrics, processInfoLookup(reader),
-      (e) => app.log.warn({ err: e }, 'OTLP export failed'))
+  const otlpExport = opts.otlpEndpoint
+    ? new OtlpExport(opts.otlpEndpoint, opts.export ?? {}, metrics, processInfoLookup(reader),
+      (p) => reader.liveGoroutineCounts(p.node, p.pid, p.startTime),
+      (signal, e) => app.log.warn({ err: e, signal }, 'OTLP export failed'))
     : undefined;
 
   const queue = new IngestQueue(db, writer, metrics, (batches) => {
     for (const b of batches) {
       hub.publish(b.agentId, b.node, b.records);
-      spanExport?.onRecords(b.node, b.records);
+      otlpExport?.onRecords(b.node, b.records);
     }
   });
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -272,7 +273,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     metrics,
     idle: () => queue.idle(),
     runRetention,
-    flushExport: () => spanExport?.forceFlush() ?? Promise.resolve(),
+    flushExport: () => otlpExport?.forceFlush() ?? Promise.resolve(),
     async close() {
       if (shuttingDown) return;
       shuttingDown = true;
@@ -281,7 +282,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       stream.close();
       await queue.close();
       await retentionRunning?.catch(() => 0);
-      await spanExport?.shutdown().catch(() => {});
+      await otlpExport?.shutdown().catch(() => {});
       await app.close();
       db.close();
     },

@@ -30,7 +30,7 @@ async function receiver(t: { teardown(f: () => unknown): void }, status = 200): 
 function spansOf(requests: Received[]) {
   const value = (v: any) => v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : undefined) ?? v.boolValue ?? v.doubleValue;
   const attrs = (list: any[] = []) => Object.fromEntries(list.map((a) => [a.key, value(a.value)]));
-  return requests.flatMap((r) => r.body.resourceSpans.flatMap((rs: any) => rs.scopeSpans.flatMap((ss: any) => ss.spans.map((s: any) => ({
+  return requests.filter((r) => r.url.endsWith('/traces')).flatMap((r) => r.body.resourceSpans.flatMap((rs: any) => rs.scopeSpans.flatMap((ss: any) => ss.spans.map((s: any) => ({
     ...s, scope: ss.scope.name, resource: attrs(rs.resource.attributes), attributes: attrs(s.attributes),
     events: (s.events ?? []).map((e: any) => ({ ...e, attributes: attrs(e.attributes) })),
   })))));
@@ -73,7 +73,7 @@ t.test('spans follow the trace model: units of work, report intervals, parks, co
   await a.send(2, [{ ...handler, observedAt: T0 + 30_000 }]); // re-sent: no second span
   await c.flushExport();
 
-  t.ok(rx.requests.every((r) => r.url === '/v1/traces' && r.contentType.startsWith('application/json')), 'OTLP/HTTP JSON to /v1/traces');
+  t.ok(rx.requests.every((r) => ['/v1/traces', '/v1/metrics', '/v1/logs'].includes(r.url) && r.contentType.startsWith('application/json')), 'OTLP/HTTP JSON to /v1/traces (and metrics, logs)');
   const spans = spansOf(rx.requests);
   t.same(spans.map((s) => s.name).sort(), ['main.fetch', 'main.handle', 'main.poll', 'park chan receive', 'park select', 'tcp accept']);
   const byName = Object.fromEntries(spans.map((s) => [s.name, s]));
@@ -239,4 +239,58 @@ t.test('a leak suspect is a span once per report interval while it holds', async
   });
   t.same(first.links.map((l: any) => l.spanId), [gspan(77, 77, 1).spanId], 'linked to a leaked goroutine\'s span');
   t.equal(second.attributes['goroscope.leak.count'], 600);
+});
+
+t.test('metrics and logs of each process go to /v1/metrics and /v1/logs', async (t) => {
+  const rx = await receiver(t);
+  const c = await testCollector(t, { otlpEndpoint: rx.url, export: { scheduledDelayMs: 50, metricIntervalMs: 60_000 } });
+  const a = new TestAgent(c.url);
+  await a.hello();
+  await a.send(1, [
+    proc(10),
+    gor(10, 5, { state: 'waiting', waitReason: 'chan receive' }),
+    gor(10, 6, { state: 'waiting', waitReason: 'chan receive' }),
+    gor(10, 7, { state: 'running', waitReason: null }),
+    gor(10, 8, { state: 'dead', waitReason: null, exitedAt: T0 + 20 }),
+    { kind: 'window', pid: 10, from: T0, to: T0 + 1000, probes: ['create', 'exit'], created: 40, parked: 0, readied: 0, exited: 30, lost: 0 },
+    pause(10, 0, { durationNs: 200_000 }),
+    pause(10, 10, { durationNs: 3_000_000 }),
+    conn(10, 40000, { bytesSent: 100, bytesReceived: 200, closedAt: null }),
+    conn(10, 40000, { bytesSent: 150, bytesReceived: 260, closedAt: T0 + 900, srttUs: 2000, observedAt: T0 + 900 }),
+    conn(10, 40000, { bytesSent: 150, bytesReceived: 260, closedAt: T0 + 900, srttUs: 2000, observedAt: T0 + 950 }), // re-sent: nothing more
+    conn(10, 40001, { error: 'connection refused', bytesSent: 0, bytesReceived: 0, closedAt: T0 + 5, srttUs: null }),
+    leak(10, 42, { observedAt: Date.now() }), // the gauge shows groups reported lately
+    fatal(10),
+  ]);
+  await c.flushExport();
+  const metricReqs = rx.requests.filter((r) => r.url === '/v1/metrics');
+  const logReqs = rx.requests.filter((r) => r.url === '/v1/logs');
+  t.ok(metricReqs.length >= 1 && logReqs.length >= 1, 'metrics and logs sent');
+  const value = (v: any) => v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : undefined) ?? v.boolValue ?? v.doubleValue;
+  const attrs = (list: any[] = []) => Object.fromEntries(list.map((x) => [x.key, value(x.value)]));
+  const rm = metricReqs.flatMap((r) => r.body.resourceMetrics);
+  t.match(attrs(rm[0].resource.attributes), { 'service.name': 'app', 'process.pid': 10, 'k8s.pod.name': 'pod-10' }, 'the process is the resource');
+  const metrics = Object.fromEntries(rm.flatMap((r: any) => r.scopeMetrics.flatMap((s: any) => s.metrics.map((m: any) => [m.name, m]))));
+  const points = (name: string) => (metrics[name].sum ?? metrics[name].gauge ?? metrics[name].histogram).dataPoints.map((p: any) => ({ ...p, attributes: attrs(p.attributes) }));
+  const live = Object.fromEntries(points('go.goroutine.count').map((p: any) => [`${p.attributes['goroscope.goroutine.state']}/${p.attributes['goroscope.goroutine.wait_reason'] ?? ''}`, Number(p.asInt)]));
+  t.same(live, { 'waiting/chan receive': 2, 'running/': 1 }, 'live goroutines by state and wait reason, from the store');
+  t.equal(Number(points('goroscope.goroutine.created')[0].asInt), 40);
+  t.equal(Number(points('goroscope.goroutine.exited')[0].asInt), 30);
+  const stw = points('goroscope.stw.duration')[0];
+  t.equal(Number(stw.count), 2);
+  t.equal(metrics['goroscope.stw.duration'].unit, 's');
+  t.same(Object.fromEntries(points('goroscope.tcp.io').map((p: any) => [p.attributes['network.io.direction'], Number(p.asInt)])), { transmit: 150, receive: 260 }, 'bytes counted once per connection');
+  t.same(points('goroscope.tcp.errors').map((p: any) => [p.attributes['error.type'], Number(p.asInt)]), [['connection refused', 1]]);
+  t.equal(Number(points('goroscope.tcp.rtt')[0].count), 1);
+  t.equal(Number(points('goroscope.leak.goroutines')[0].asInt ?? points('goroscope.leak.goroutines')[0].asDouble), 500);
+
+  const logs = logReqs.flatMap((r) => r.body.resourceLogs.flatMap((rl: any) => rl.scopeLogs.flatMap((sl: any) => sl.logRecords.map((l: any) => ({ ...l, attributes: attrs(l.attributes) })))));
+  const leakLog = logs.find((l) => l.severityText === 'WARN');
+  const fatalLog = logs.find((l) => l.severityText === 'FATAL');
+  t.match(leakLog, { severityNumber: 13, body: { stringValue: /^goroutine leak suspect: 500 goroutines of main\.worker created at main\.serve \(\/src\/main\.go:42\), parked in chan receive/ } });
+  t.match(fatalLog, { severityNumber: 21, body: { stringValue: 'fatal error: concurrent map writes' }, attributes: { 'exception.type': 'fatal error' } });
+  const spans = spansOf(rx.requests.filter((r) => r.url === '/v1/traces'));
+  t.equal(leakLog.spanId, spans.find((s) => s.name.startsWith('goroutine leak'))?.spanId, 'the leak log leads to its span');
+  t.equal(fatalLog.traceId, spans.find((s) => s.name === 'go fatal error')?.traceId, 'the fatal log to its span');
+  a.close();
 });

@@ -65,5 +65,5 @@ t.test('the API answers what the agent saw', { skip: noBpf ?? false }, async (t)
 
   const windows = await api(`/windows?pid=${prog.pid}`);
   t.ok(windows.items.length >= 1, 'observation windows stored');
-  t.equal(agent.shipper.stats.droppedRecords, 0, 'nothing dropped');
+  t.equal(agent.shipper!.stats.droppedRecords, 0, 'nothing dropped');
 });

@@ -137,8 +137,8 @@ export interface Otelcol {
 }
 
 /** The OpenTelemetry Collector: OTLP/HTTP in, every signal to its file exporter (OTLP/JSON lines). */
-export async function startOtelcol(t: Teardown, bin: string): Promise<Otelcol> {
-  const otlpPort = await freePort();
+export async function startOtelcol(t: Teardown, bin: string, port?: number): Promise<Otelcol> {
+  const otlpPort = port ?? await freePort();
   const config = `
 receivers:
   otlp:
@@ -173,6 +173,7 @@ service:
   return {
     otlp,
     log: s.log,
-    lines: () => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []),
+    // Whole lines only: the exporter's buffered writer may be half-way through one.
+    lines: () => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(0, -1).filter(Boolean).map((l) => JSON.parse(l)) : []),
   };
 }

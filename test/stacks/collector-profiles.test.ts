@@ -103,5 +103,5 @@ t.test('profiles and leak stacks through the collector', { skip: noBpf ?? false 
   const leak = leaks.items.find((l: any) => l.suspect === 'growing-live');
   t.ok(leak, `a leak suspect: ${JSON.stringify(leaks.items.map((l: any) => l.startFunction))}`);
   t.equal(leak?.stack?.[0]?.function, 'main.leakOne', 'with the stack its goroutines are parked at');
-  t.equal(agent.shipper.stats.droppedRecords, 0, 'nothing dropped');
+  t.equal(agent.shipper!.stats.droppedRecords, 0, 'nothing dropped');
 });

@@ -24,6 +24,11 @@ export class ConnectionChanges {
   private readonly last = new Map<string, ConnectionRecord>();
   /** When each open connection's spans start: its open, or when it was first seen (open before the agent). */
   private readonly startOf = new Map<string, number>();
+  /**
+   * Connections shipped closed: the TCP table keeps a closed connection for a while, and it must not be shipped
+   * (and counted as opened) again each time it is listed. Bounded, oldest forgotten.
+   */
+  private readonly closed = new Set<string>();
   readonly totals = new Map<number, TcpTotals>();
 
   constructor(private readonly maxTracked = 200_000) {}
@@ -33,6 +38,7 @@ export class ConnectionChanges {
     const out: ConnectionRecord[] = [];
     for (const c of records) {
       const id = identity(c);
+      if (this.closed.has(id)) continue;
       const before = this.last.get(id);
       if (before && signature(before) === signature(c)) continue;
       out.push(c);
@@ -48,6 +54,8 @@ export class ConnectionChanges {
       if (c.closedAt !== null) {
         this.last.delete(id);
         this.startOf.delete(id);
+        this.closed.add(id);
+        if (this.closed.size > this.maxTracked) this.closed.delete(this.closed.values().next().value!);
       } else {
         this.last.set(id, c);
         if (!this.startOf.has(id)) this.startOf.set(id, c.openedAt ?? c.observedAt);

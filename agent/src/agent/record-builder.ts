@@ -200,7 +200,8 @@ export class RecordBuilder {
     const user = c.role === 'server' ? servedBy ?? c.goid : c.goid;
     const at = now - (monoToWallMs(now) - open) * 1e6; // the open time on the monotonic clock
     const userRow = table && user !== null ? table.lookup(user, now) : undefined;
-    const exported = failed || segment !== null || lived >= this.policy.longConnectionMs || (userRow !== undefined && (userRow.shipped || this.wanted(userRow, now)));
+    const userUntil = userRow && 'exitedAt' in userRow ? (userRow as ExitedGoroutine).exitedAt : now;
+    const exported = failed || segment !== null || lived >= this.policy.longConnectionMs || (userRow !== undefined && (userRow.shipped || this.wanted(userRow, userUntil)));
     const rec: ConnectionRecord = { ...c, servedBy };
     if (!exported) return rec;
     const parent = table && user !== null ? table.placeAt(user, at) : null;

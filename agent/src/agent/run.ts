@@ -25,10 +25,16 @@ import { LeakDetector, type LeakOptions } from '../analysis/leaks.ts';
 import { AgentMetrics } from '../metrics/agent-metrics.ts';
 import { Parts } from '../health/parts.ts';
 import { defaultTraceOptions, type TraceOptions } from '../model/goroutine-table.ts';
+import type { OtlpOptions } from '../../../collector/src/otel/otlp-export.ts';
+import { AgentOtlp } from './otlp.ts';
 import { firstLine } from '../health/explain.ts';
 
 export interface AgentOptions {
-  collector: string;
+  /** The goroscope collector (ws:// or wss://); none: export over OTLP only. */
+  collector?: string;
+  /** Export traces, metrics and logs to this OTLP/HTTP endpoint (agent/src/agent/otlp.ts). */
+  otlpEndpoint?: string;
+  otlp?: OtlpOptions;
   token?: string;
   pids?: number[];
   node?: string;
@@ -68,7 +74,10 @@ export interface RunningAgent {
   tracer?: GoroutineTracer;
   runtime?: RuntimeEventsTracer;
   tcp?: TcpTracer;
-  shipper: Shipper;
+  /** Absent without --collector. */
+  shipper?: Shipper;
+  /** Absent without --otlp-endpoint. */
+  otlp?: AgentOtlp;
   leaks: LeakDetector;
   metrics: AgentMetrics;
   metricsPort?: number;
@@ -112,9 +121,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`goroscope agent: ${m}\n`));
   const parts = new Parts(log);
   const node = opts.node ?? process.env.NODE_NAME ?? hostname();
+  if (!opts.collector && !opts.otlpEndpoint) throw new Error('the agent needs somewhere to send: --collector, --otlp-endpoint, or both');
   // First: a spool that cannot be had (a file where the directory should be...) fails the start before any
   // probe or thread exists to outlive the failure.
-  const shipper = new Shipper({
+  const shipper = opts.collector === undefined ? undefined : new Shipper({
     url: opts.collector,
     token: opts.token,
     node,
@@ -174,7 +184,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         periodMs: opts.full ? intervalMs : 10_000,
       })
     : undefined;
-  shipper.start();
+  shipper?.start();
   const segmentMs = opts.trace?.segmentMs ?? defaultTraceOptions.segmentMs;
   const builder = new RecordBuilder(
     { ...defaultPolicy, segmentMs, shortLivedSample: opts.traceSample ?? defaultPolicy.shortLivedSample },
@@ -220,7 +230,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
       connectionsShippedAt = wallNow;
     }
-    while (queue.length) shipper.send(queue.splice(0, MAX_RECORDS_PER_BATCH));
+    while (queue.length) {
+      const batch = queue.splice(0, MAX_RECORDS_PER_BATCH);
+      otlp?.onRecords(batch);
+      shipper?.send(batch);
+    }
   };
 
   /**
@@ -326,6 +340,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     tracer, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals,
     stacks: profiles && { table: stackTable, profiles },
   });
+  const otlp = opts.otlpEndpoint === undefined
+    ? (parts.off('otlp', 'no --otlp-endpoint'), undefined)
+    : parts.start('otlp', () => new AgentOtlp(opts.otlpEndpoint!, { leakIntervalMs: segmentMs, ...opts.otlp }, node, tracer, parts, metrics));
   if (runtime) {
     try {
       runtime.start((p, e) => {
@@ -363,13 +380,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     runtime,
     tcp,
     shipper,
+    otlp,
     leaks,
     metrics,
     metricsPort,
     parts,
     async flush() {
       ship();
-      return shipper.flush();
+      await otlp?.flush();
+      return shipper ? shipper.flush() : true;
     },
     async stop() {
       clearInterval(scanTimer);
@@ -382,8 +401,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       await tracer?.drain();
       collectProfiles(); // the last blocking window, up to now
       ship();
-      await shipper.flush(5000);
-      shipper.close();
+      await shipper?.flush(5000);
+      shipper?.close();
+      await otlp?.stop();
       await runtime?.close();
       await tcp?.close();
       await tracer?.close();

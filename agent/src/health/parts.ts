@@ -3,7 +3,7 @@
 // in /metrics (goroscope_agent_part_up) and in the snapshot.
 import { explainLine, firstLine } from './explain.ts';
 
-export type PartName = 'goroutines' | 'runtime' | 'tcp' | 'pod-metadata' | 'metrics';
+export type PartName = 'goroutines' | 'runtime' | 'tcp' | 'pod-metadata' | 'metrics' | 'otlp';
 
 /** What each part does, for the one line that says it is missing. */
 export const partRoles: Record<PartName, string> = {
@@ -12,6 +12,7 @@ export const partRoles: Record<PartName, string> = {
   tcp: 'TCP connections',
   'pod-metadata': 'pod names from the API server',
   metrics: 'the Prometheus /metrics listener',
+  otlp: 'OTLP export (traces, metrics, logs)',
 };
 
 export interface PartState {

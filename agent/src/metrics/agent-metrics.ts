@@ -57,6 +57,8 @@ export class AgentMetrics {
     r.registerMetric(this.gcPause);
     r.registerMetric(this.stwPause);
     r.registerMetric(this.fatal);
+    r.registerMetric(this.otlpExported);
+    r.registerMetric(this.otlpFailures);
     const procLabel = (pid: number, i: number) => (i < maxProcesses ? String(pid) : 'other');
     const traced = () => src.tracer?.processes() ?? [];
 
@@ -298,6 +300,30 @@ export class AgentMetrics {
       },
     });
   }
+
+  /** What `--otlp-endpoint` export did (agent/src/agent/otlp.ts), by signal. */
+  private readonly otlpExported = new Counter({
+    name: 'goroscope_agent_otlp_exported_total',
+    help: 'Spans, metric data points and log records sent to the OTLP endpoint, by signal.',
+    labelNames: ['signal'],
+    registers: [],
+  });
+
+  private readonly otlpFailures = new Counter({
+    name: 'goroscope_agent_otlp_failures_total',
+    help: 'OTLP export requests that failed (all signals), and spans dropped: in failed requests, or because the export queue was full.',
+    labelNames: ['what'],
+    registers: [],
+  });
+
+  readonly otlpCounters = {
+    exportedSpans: { inc: (n = 1) => this.otlpExported.inc({ signal: 'traces' }, n) },
+    exportedMetricPoints: { inc: (n = 1) => this.otlpExported.inc({ signal: 'metrics' }, n) },
+    exportedLogRecords: { inc: (n = 1) => this.otlpExported.inc({ signal: 'logs' }, n) },
+    exportErrors: { inc: (n = 1) => this.otlpFailures.inc({ what: 'requests' }, n) },
+    exportErrorSpans: { inc: (n = 1) => this.otlpFailures.inc({ what: 'spans_in_failed_requests' }, n) },
+    exportDroppedSpans: { inc: (n = 1) => this.otlpFailures.inc({ what: 'spans_dropped_queue_full' }, n) },
+  };
 
   /** Fed by the runtime tracer as pauses and fatal errors arrive. */
   onRuntimeEvent(p: RuntimeProcess, e: PauseRecord | CycleRecord | FatalRecord): void {

@@ -47,14 +47,17 @@ class CountingExporter implements SpanExporter {
   /** Spans handed to export() and not yet answered. */
   settled = 0;
   private idleWaiters: (() => void)[] = [];
-  constructor(private readonly inner: SpanExporter, private readonly counters: ExportCounters, private readonly onError: (e: unknown) => void) {}
+  constructor(private readonly inner: SpanExporter, private readonly counters: ExportCounters, private readonly onError: (e: unknown) => void,
+    private readonly onSuccess: () => void) {}
   export(spans: ReadableSpan[], done: ExportDone): void {
     this.inFlight++;
     this.inner.export(spans, (r) => {
       this.settled += spans.length;
       if (--this.inFlight === 0) this.idleWaiters.splice(0).forEach((f) => f());
-      if (r.code === SUCCESS) this.counters.exportedSpans.inc(spans.length);
-      else {
+      if (r.code === SUCCESS) {
+        this.counters.exportedSpans.inc(spans.length);
+        this.onSuccess();
+      } else {
         this.counters.exportErrors.inc();
         this.counters.exportErrorSpans.inc(spans.length);
         this.onError(r.error);
@@ -88,13 +91,14 @@ export class SpanExport {
     counters: ExportCounters,
     private readonly processInfo: (node: string, pid: number) => ProcessInfo | undefined,
     onError: (e: unknown) => void = () => {},
+    onSuccess: () => void = () => {},
   ) {
     this.model = new TraceModel(opts);
     this.counters = counters;
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const maxQueueSize = (this.maxQueueSize = opts.maxQueueSize ?? 8192);
     const otlp = new OTLPTraceExporter({ url: tracesUrl(endpoint), headers: opts.headers, timeoutMillis: timeoutMs });
-    this.exporter = new CountingExporter(otlp, counters, onError);
+    this.exporter = new CountingExporter(otlp, counters, onError, onSuccess);
     this.processor = new BatchSpanProcessor(this.exporter, {
       maxQueueSize,
       maxExportBatchSize: Math.min(512, maxQueueSize),

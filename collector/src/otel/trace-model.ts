@@ -38,6 +38,12 @@ export interface TraceModelOptions {
 
 export const defaultTraceModelOptions: Required<TraceModelOptions> = { includeSystem: false, sampleRatio: 1, longPauseMs: 10, leakIntervalMs: 60_000 };
 
+/** A leak suspect group of a process, as the agent keys it: kind, creation site, start function. */
+export function leakKey(r: LeakRecord): string {
+  const site = r.createdBy ? `${r.createdBy.function} ${r.createdBy.file}:${r.createdBy.line}` : '';
+  return `${r.suspect}|${site}|${r.startFunction ?? ''}`;
+}
+
 type Spannable = GoroutineRecord | ConnectionRecord | LeakRecord | PauseRecord | FatalRecord;
 
 export class TraceModel {
@@ -178,7 +184,7 @@ export class TraceModel {
     return finishedSpan({
       name: `goroutine leak: ${r.startFunction ?? r.createdBy?.function ?? 'unknown'}`,
       kind: SpanKind.INTERNAL,
-      ids: leakSpanIds(p, `${r.suspect}|${site}|${r.startFunction ?? ''}`, interval),
+      ids: leakSpanIds(p, leakKey(r), interval),
       start: Math.min(Math.max(r.since, interval * this.o.leakIntervalMs), r.observedAt),
       end: r.observedAt,
       attributes,

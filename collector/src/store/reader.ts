@@ -423,6 +423,16 @@ export class StoreReader {
   }
 
   /** The latest process of (node, pid): what OpenTelemetry resources are built from. */
+  /**
+   * Live goroutines of one process instance by state and wait reason (its rows not yet dead), for the OTLP gauge:
+   * the goroutines_process_state index keeps it to the process's live rows.
+   */
+  liveGoroutineCounts(node: string, pid: number, startTime: number): { state: string; waitReason: string | null; count: number }[] {
+    return this.stmt(`SELECT g.state AS state, g.wait_reason AS waitReason, count(*) AS count FROM processes p
+      JOIN goroutines g ON g.process_id = p.id AND g.state != 'dead' AND g.exited_at IS NULL
+      WHERE p.node = ? AND p.pid = ? AND p.start_time = ? GROUP BY g.state, g.wait_reason`).all(node, pid, startTime) as never;
+  }
+
   latestProcess(node: string, pid: number): Record<string, any> | undefined {
     return this.stmt('SELECT * FROM processes WHERE node = ? AND pid = ? ORDER BY id DESC LIMIT 1').get(node, pid) as never;
   }
