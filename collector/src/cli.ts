@@ -41,6 +41,7 @@ export function defineCollectorOptions(cmd: Command): Command {
     .option('--no-auth', 'run without tokens (only on a loopback address)')
     .option('--retention-max-age <hours>', 'delete records older than this', positiveNumber('--retention-max-age'))
     .option('--retention-max-bytes <bytes>', 'delete the oldest records while the database is larger', positiveNumber('--retention-max-bytes'))
+    .option('--retention-interval <seconds>', 'how often retention runs', positiveNumber('--retention-interval'), 60)
     .option('--export-sample <ratio>', 'share of traces to export, whole traces by trace id. The agents already choose: every goroutine ' +
       'that lives 1 s or more, every long park, connection and finding, and whole units of work among the short-lived at ' +
       "their --trace-sample (1%); this ratio samples what they send again", ratio, 1)
@@ -58,7 +59,7 @@ export function defineCollectorOptions(cmd: Command): Command {
 }
 
 interface ParsedOptions {
-  listen: string; db: string; otlpEndpoint?: string; auth: boolean; retentionMaxAge?: number; retentionMaxBytes?: number;
+  listen: string; db: string; otlpEndpoint?: string; auth: boolean; retentionMaxAge?: number; retentionMaxBytes?: number; retentionInterval: number;
   exportSample: number; exportLongPause: number; exportLeakInterval: number; exportMetricInterval: number; syncFull?: boolean; log?: boolean;
   tlsCert?: string; tlsKey?: string; maxConnections: number; maxConnectionsPerClient: number; maxBufferedBytes: number; maxMessageBytes: number;
 }
@@ -89,6 +90,7 @@ export function collectorOptionsFrom(o: ParsedOptions, env: NodeJS.ProcessEnv = 
     retention: {
       maxAgeMs: o.retentionMaxAge !== undefined ? o.retentionMaxAge * 3_600_000 : undefined,
       maxBytes: o.retentionMaxBytes,
+      intervalMs: o.retentionInterval * 1000,
     },
     synchronous: o.syncFull ? 'full' : 'normal',
     tls: readTls(o),

@@ -9,9 +9,9 @@ import type { Database } from 'better-sqlite3';
 import { checkAuthConfig, tokenMatches } from './auth.ts';
 import { bindHost, listenFailure, needsIpv4Fallback, parseListenAddress } from './net/listen-address.ts';
 import { databaseSizeBytes, openDatabase } from './store/db.ts';
-import { StoreWriter } from './store/writer.ts';
+import { WriteThread } from './store/write-thread.ts';
 import { BadQueryError, StoreReader } from './store/reader.ts';
-import { Retention, type RetentionOptions } from './store/retention.ts';
+import type { RetentionOptions } from './store/retention.ts';
 import { createMetrics, type CollectorMetrics } from './metrics.ts';
 import { IngestQueue } from './ingest/queue.ts';
 import { IngestEndpoint } from './ingest/ws-ingest.ts';
@@ -106,7 +106,14 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const db = openDatabase(opts.db, { synchronous: opts.synchronous });
   let shuttingDown = false;
   const metrics = createMetrics(() => databaseSizeBytes(db).fileBytes);
-  const writer = new StoreWriter(db);
+  // Writes go to the store's writer thread (its own connection); this thread reads.
+  let thread: WriteThread;
+  try {
+    thread = await WriteThread.start(opts.db, { synchronous: opts.synchronous });
+  } catch (e) {
+    db.close();
+    throw e;
+  }
   const reader = new StoreReader(db);
   const hub = new StreamHub((n) => metrics.streamDropped.inc(n));
 
@@ -123,14 +130,14 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       (signal, e) => app.log.warn({ err: e, signal }, 'OTLP export failed'))
     : undefined;
 
-  const queue = new IngestQueue(db, writer, metrics, (batches) => {
+  const queue = new IngestQueue(thread, metrics, (batches) => {
     for (const b of batches) {
       hub.publish(b.agentId, b.node, b.records);
       otlpExport?.onRecords(b.node, b.records);
     }
   });
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const ingest = new IngestEndpoint(queue, writer, metrics, {
+  const ingest = new IngestEndpoint(queue, (hello) => thread.recordAgent(hello), metrics, {
     maxMessageBytes: opts.maxMessageBytes ?? 16 * 1024 * 1024,
     maxQueuedBatches: 1000,
     maxPendingPerConnection: limits.maxPendingPerConnection,
@@ -229,14 +236,12 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     rejectUpgrade(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
   });
 
-  const retention = new Retention(db, opts.retention ?? {});
   let retentionRunning: Promise<number> | undefined;
   const runRetention = async () => {
     if (retentionRunning) return retentionRunning;
     retentionRunning = (async () => {
       await queue.idle();
-      const n = await retention.run();
-      writer.clearCache(); // deleted processes must not be reused from the cache
+      const n = await thread.retention(opts.retention ?? {});
       metrics.retentionDeleted.inc(n);
       return n;
     })().finally(() => { retentionRunning = undefined; });
@@ -258,6 +263,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       await app.listen({ host: boundHost, port });
     }
   } catch (err) {
+    await thread.close();
     db.close();
     throw listenFailure(address, err);
   }
@@ -284,6 +290,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       await retentionRunning?.catch(() => 0);
       await otlpExport?.shutdown().catch(() => {});
       await app.close();
+      await thread.close();
       db.close();
     },
   };

@@ -33,7 +33,7 @@ const T0 = Date.now() - 3_600_000;
 const REASONS = ['chan receive', 'select', 'IO wait', 'sync.Mutex.Lock', 'sleep', 'GC worker (idle)', 'semacquire', 'chan send'];
 const STATES = ['waiting', 'waiting', 'waiting', 'runnable', 'running', 'syscall', 'dead', 'dead'] as const;
 
-/** The same shape as scripts/bench/collector-ingest.ts sends. */
+/** Goroutine records of the shape the collector benchmarks send (scripts/bench/collector.ts). */
 function goroutine(pid: number, goid: number, i: number, shift = 0): GoroutineRecord {
   const state = STATES[(i + shift) % STATES.length];
   const reason = state === 'waiting' ? REASONS[((i >>> 3) + shift) % REASONS.length] : null;
@@ -54,32 +54,17 @@ const processRecord = (pid: number): ProcessRecord => ({
   pod: { name: `svc-${pid}`, namespace: 'prod', uid: `u${pid}`, container: 'app' }, seenAt: T0, exitedAt: null,
 });
 
-const WAIT_ADD = (r: string) => `INSERT INTO goroutine_wait_groups VALUES (${r}.process_id, coalesce(${r}.wait_reason, 0), 1, ${r}.exited_at IS NULL, ${r}.blocked_ns)
-  ON CONFLICT DO UPDATE SET goroutines = goroutines + 1, live = live + excluded.live, blocked_ns = blocked_ns + excluded.blocked_ns;`;
-const SITE_ADD = (r: string) => `INSERT INTO goroutine_site_groups VALUES (${r}.process_id, coalesce(${r}.created_by_function, 0), coalesce(${r}.created_by_file, 0),
-  coalesce(${r}.created_by_line, -1), 1, ${r}.exited_at IS NULL, ${r}.blocked_ns)
-  ON CONFLICT DO UPDATE SET goroutines = goroutines + 1, live = live + excluded.live, blocked_ns = blocked_ns + excluded.blocked_ns;`;
-/** Row triggers doing what StoreWriter's group deltas do, to measure their cost (the counts end up doubled). */
-const ROW_TRIGGERS = `
-  CREATE TRIGGER bench_ins AFTER INSERT ON goroutines BEGIN ${WAIT_ADD('new')} ${SITE_ADD('new')} END;
-  CREATE TRIGGER bench_upd AFTER UPDATE ON goroutines BEGIN
-    UPDATE goroutine_wait_groups SET goroutines = goroutines - 1 WHERE process_id = old.process_id AND wait_key = coalesce(old.wait_reason, 0);
-    UPDATE goroutine_site_groups SET goroutines = goroutines - 1 WHERE process_id = old.process_id AND function_key = coalesce(old.created_by_function, 0)
-      AND file_key = coalesce(old.created_by_file, 0) AND line_key = coalesce(old.created_by_line, -1);
-    ${WAIT_ADD('new')} ${SITE_ADD('new')}
-  END;`;
-
 type Variant = { name: string; setup?: (db: Database) => void };
 const dropIndex = (...names: string[]) => (db: Database) => { for (const n of names) db.exec(`DROP INDEX ${n}`); };
 const WRITE_VARIANTS: Variant[] = [
   { name: 'as shipped' },
-  // What keeping the group counts by a trigger per row would add (StoreWriter keeps them once per batch).
-  { name: '+ rollup by row triggers', setup: (db) => db.exec(ROW_TRIGGERS) },
   { name: 'wal_autocheckpoint=1000 (SQLite default)', setup: (db) => { db.pragma('wal_autocheckpoint = 1000'); } },
   { name: 'cache_size=-16384 (16 MiB)', setup: (db) => { db.pragma('cache_size = -16384'); } },
   { name: 'temp_store=DEFAULT', setup: (db) => { db.pragma('temp_store = DEFAULT'); } },
   { name: 'without index goroutines_observed_at', setup: dropIndex('goroutines_observed_at') },
-  { name: 'without the three creation/wait indexes', setup: dropIndex('goroutines_wait_reason', 'goroutines_created_by_function', 'goroutines_created_by_site') },
+  { name: 'without the wait reason and site indexes', setup: dropIndex('goroutines_wait_reason', 'goroutines_site') },
+  { name: 'page_size=16384', setup: (db) => { db.pragma('journal_mode = DELETE'); db.pragma('page_size = 16384'); db.exec('VACUUM'); db.pragma('journal_mode = WAL'); } },
+  { name: 'page_size=8192', setup: (db) => { db.pragma('journal_mode = DELETE'); db.pragma('page_size = 8192'); db.exec('VACUUM'); db.pragma('journal_mode = WAL'); } },
 ];
 
 /** StoreWriter before writeRecords existed wrote one record at a time (for comparing against older commits). */

@@ -18,10 +18,11 @@ import { runMemory } from './memory.ts';
 import { runStartup } from './startup.ts';
 import { runTcpAttach } from './tcp-attach.ts';
 import { runStacks } from './stacks.ts';
+import { runCollectorApi, runCollectorCrash, runCollectorIngest } from './collector.ts';
 import { renderMarkdown } from './report.ts';
 import { repoRoot, type BenchContext, type Figure } from './lib.ts';
 
-export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup', 'tcp-attach', 'stacks'] as const;
+export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup', 'tcp-attach', 'stacks', 'collector-ingest', 'collector-crash', 'collector-api'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 export interface BenchResults {
@@ -44,8 +45,12 @@ const { values: args } = parseArgs({
     go: { type: 'string', default: 'local' },
     'memory-goroutines': { type: 'string' },
     'stacks-goroutines': { type: 'string' },
+    'collector-agents': { type: 'string' },
+    'collector-seconds': { type: 'string' },
+    'collector-rows': { type: 'string' },
   },
 });
+const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 
 const selected: BenchName[] = args.only
   ? args.only.split(',').map((s) => {
@@ -104,6 +109,9 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   startup: () => runStartup(ctx),
   'tcp-attach': () => runTcpAttach(ctx),
   stacks: () => runStacks(ctx, args['stacks-goroutines'] ? Number(args['stacks-goroutines']) : undefined),
+  'collector-ingest': () => runCollectorIngest(ctx, { agents: num(args['collector-agents']), seconds: num(args['collector-seconds']) }),
+  'collector-crash': () => runCollectorCrash(ctx, { agents: num(args['collector-agents']) }),
+  'collector-api': () => runCollectorApi(ctx, { rows: num(args['collector-rows']) }),
 };
 
 for (const name of selected) {

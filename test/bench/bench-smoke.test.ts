@@ -65,15 +65,18 @@ const EXPECTED = [
   'tcp-attach.set_state_hits.churn',
   ...['none', 'empty_tp', 'empty_btf', 'full_tp', 'full_btf'].flatMap((c) => [`tcp-attach.listen_ns.${c}`, `tcp-attach.churn_us_per_conn.${c}`]),
   ...['empty_tp', 'empty_btf', 'full_tp', 'full_btf'].flatMap((c) => [`tcp-attach.per_hit_ns.${c}`, `tcp-attach.bpf_run_ns.${c}`, `tcp-attach.bpf_run_ns_churn.${c}`]),
+  ...['records_per_second', 'ack_p99', 'collector_cpu_writer', 'db_file_max', 'records_total'].map((c) => `collector-ingest.${c}`),
+  ...['lost_at_kill', 'lost_batches_at_kill', 'lost_at_end', 'stored_twice', 'acked_records'].map((c) => `collector-crash.${c}`),
+  'collector-api.p99',
 ];
 
-t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 290_000 }, async (t) => {
+t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 350_000 }, async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'goroscope-bench-smoke-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const MEMORY_GOROUTINES = 5000;
   const args = ['--import', 'tsx', 'scripts/bench/run.ts', '--quick', '--out', out, '--memory-goroutines', String(MEMORY_GOROUTINES)];
   const run = await new Promise<{ ok: boolean; stderr: string }>((resolve) => {
-    execFile(process.execPath, args, { cwd: repoRoot, maxBuffer: 64 << 20, timeout: 280_000 }, (err, _stdout, stderr) =>
+    execFile(process.execPath, args, { cwd: repoRoot, maxBuffer: 64 << 20, timeout: 340_000 }, (err, _stdout, stderr) =>
       resolve({ ok: !err, stderr: `${stderr}${err ? `\n${err.message}` : ''}` }),
     );
   });
@@ -123,6 +126,11 @@ t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 290
   t.ok(hl >= 2 && hl < 2.5, `two inet_sock_set_state hits per listen+shutdown (${hl})`);
   t.ok(v('tcp-attach.set_state_hits.churn') >= 4, `inet_sock_set_state hits per connection: ${v('tcp-attach.set_state_hits.churn')}`);
   t.ok(v('tcp-attach.bpf_run_ns.full_btf') > 0 && v('tcp-attach.bpf_run_ns.full_tp') > 0, "the kernel reports both programs' run time");
+  // Collector: many agents acked; killed with SIGKILL mid-run, nothing acked was lost and nothing stored twice.
+  t.ok(v('collector-ingest.records_total') > 0 && v('collector-ingest.records_per_second') > 0, 'the simulated agents were acked');
+  t.ok(v('collector-crash.acked_records') > 0, 'records acked around the kill');
+  for (const id of ['lost_at_kill', 'lost_batches_at_kill', 'lost_at_end', 'stored_twice']) t.equal(v(`collector-crash.${id}`), 0, `collector-crash.${id} is 0`);
+  t.ok(v('collector-api.p99') > 0, 'API latency measured');
   // HTTP: every configuration served requests.
   for (const c of ['none', 'full', 'create_exit', 'budget', 'trace']) {
     t.ok(v(`http.rps.${c}`) > 0, `http ${c} served requests`);

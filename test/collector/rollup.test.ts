@@ -15,7 +15,7 @@ function groupsFromRows(db: Database) {
   const wait = db.prepare(`SELECT process_id, wait_reason AS k, count(*) AS n, sum(exited_at IS NULL) AS live, total(blocked_ns) AS b
     FROM goroutines GROUP BY process_id, wait_reason ORDER BY process_id, k`).all();
   const site = db.prepare(`SELECT process_id, created_by_function AS f, created_by_file AS fi, created_by_line AS l, count(*) AS n,
-    sum(exited_at IS NULL) AS live, total(blocked_ns) AS b FROM goroutines GROUP BY process_id, f, fi, l ORDER BY process_id, f, fi, l`).all();
+    sum(exited_at IS NULL) AS live, total(blocked_ns) AS b FROM goroutines_named GROUP BY process_id, f, fi, l ORDER BY process_id, f, fi, l`).all();
   return { wait, site };
 }
 

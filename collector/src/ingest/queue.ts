@@ -1,9 +1,10 @@
 // Serialises batch writes and commits several waiting batches in one transaction
 // (group commit): many agents sending small batches cost one fsync, not many.
 // A batch is acknowledged only after the transaction holding it has committed.
-import type { Database } from 'better-sqlite3';
+// The writing happens in the store's writer thread (store/write-thread.ts): while it commits one group, the main
+// thread takes in the next, which then goes as one bigger group.
 import type { AgentRecord } from '../protocol/records.ts';
-import type { StoreWriter } from '../store/writer.ts';
+import type { WriteThread } from '../store/write-thread.ts';
 import type { CollectorMetrics } from '../metrics.ts';
 
 export type BatchResult = 'stored' | 'duplicate' | Error;
@@ -14,7 +15,9 @@ export interface PendingBatch {
   epoch: string;
   node: string;
   seq: number;
+  /** The batch as parsed and validated here, and its JSON text, which the writer thread parses again. */
   records: AgentRecord[];
+  text: string;
   done(result: BatchResult): void;
 }
 
@@ -24,12 +27,14 @@ const MAX_GROUP_RECORDS = 50_000;
 export class IngestQueue {
   private readonly queue: PendingBatch[] = [];
   private scheduled = false;
+  /** Groups with the writer thread. Two may be: it starts on the next as soon as it has answered the last,
+   * without waiting for this thread (busy parsing the next batches) to read the answer and send more. */
+  private writing = 0;
   private closed = false;
   private readonly idleWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly db: Database,
-    private readonly writer: StoreWriter,
+    private readonly thread: WriteThread,
     private readonly metrics: CollectorMetrics,
     /** Runs after commit, with the batches that were newly stored. */
     private readonly onCommitted: (batches: PendingBatch[]) => void,
@@ -51,7 +56,7 @@ export class IngestQueue {
 
   /** Resolves when everything queued so far is committed. */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && !this.scheduled) return Promise.resolve();
+    if (this.queue.length === 0 && !this.scheduled && this.writing === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -69,6 +74,8 @@ export class IngestQueue {
 
   private drain(): void {
     this.scheduled = false;
+    // A second group only when enough waits to make it worth a transaction; the answer to the first sends it else.
+    if (this.writing >= 2 || (this.writing === 1 && this.queue.length < 16)) return;
     const group: PendingBatch[] = [];
     let records = 0;
     while (this.queue.length && group.length < MAX_GROUP_BATCHES && records < MAX_GROUP_RECORDS) {
@@ -77,10 +84,25 @@ export class IngestQueue {
       records += b.records.length;
     }
     this.metrics.ingestQueueDepth.set(this.queue.length);
+    if (!group.length) {
+      if (this.writing === 0) this.idleWaiters.splice(0).forEach((f) => f());
+      return;
+    }
     this.metrics.ingestInFlight.set(group.length);
-    const results = this.write(group);
-    this.metrics.ingestInFlight.set(0);
+    this.writing++;
+    const toWrite = group.map((b) => ({ agentId: b.agentId, epoch: b.epoch, node: b.node, seq: b.seq, text: b.text }));
+    this.thread.write(toWrite).then(
+      ({ results, seconds }) => {
+        this.metrics.ingestCommitSeconds.inc(seconds);
+        this.finish(group, results.map((r) => (typeof r === 'string' ? r : new Error(r.error))));
+      },
+      (e: Error) => this.finish(group, group.map(() => e)),
+    );
+  }
 
+  private finish(group: PendingBatch[], results: BatchResult[]): void {
+    this.writing--;
+    if (this.writing === 0) this.metrics.ingestInFlight.set(0);
     const stored: PendingBatch[] = [];
     const kinds = new Map<AgentRecord['kind'], number>();
     group.forEach((b, i) => {
@@ -94,31 +116,7 @@ export class IngestQueue {
     });
     for (const [kind, n] of kinds) this.metrics.ingestRecords.inc({ kind }, n);
     if (stored.length) this.onCommitted(stored);
-
     if (this.queue.length) this.schedule();
-    else this.idleWaiters.splice(0).forEach((f) => f());
-  }
-
-  /** One transaction for the group; if it fails, retry one batch at a time so only the bad batch fails. */
-  private write(group: PendingBatch[]): BatchResult[] {
-    const started = process.hrtime.bigint();
-    const now = Date.now();
-    const writeOne = (b: PendingBatch): BatchResult => (this.writer.writeBatch(b.agentId, b.epoch, b.node, b.seq, b.records, now) ? 'stored' : 'duplicate');
-    try {
-      return this.db.transaction(() => group.map(writeOne))();
-    } catch (err) {
-      this.writer.clearCache(); // rolled back: cached process ids may not exist
-      if (group.length === 1) return [err as Error];
-      return group.map((b) => {
-        try {
-          return this.db.transaction(() => writeOne(b))();
-        } catch (e) {
-          this.writer.clearCache();
-          return e as Error;
-        }
-      });
-    } finally {
-      this.metrics.ingestCommitSeconds.inc(Number(process.hrtime.bigint() - started) / 1e9);
-    }
+    else if (this.writing === 0) this.idleWaiters.splice(0).forEach((f) => f());
   }
 }

@@ -7,7 +7,6 @@ import type { Duplex } from 'node:stream';
 import type { CollectorMessage, HelloMessage } from '../protocol/records.ts';
 import { MAX_RECORDS_PER_BATCH } from '../protocol/schema.ts';
 import { parseAgentMessage } from '../protocol/validate.ts';
-import type { StoreWriter } from '../store/writer.ts';
 import type { CollectorMetrics } from '../metrics.ts';
 import type { IngestQueue } from './queue.ts';
 import { closeReason } from '../net/text.ts';
@@ -33,6 +32,10 @@ interface Connection {
   hello?: HelloMessage;
   /** Bytes received since its last whole message. */
   partial: number;
+  /** Its hello is being recorded. */
+  greeting?: boolean;
+  /** The agent id its hello claimed. */
+  agentId?: string;
   pending: number;
   pausedForPending: boolean;
   alive: boolean;
@@ -49,7 +52,8 @@ export class IngestEndpoint {
 
   constructor(
     private readonly queue: IngestQueue,
-    private readonly writer: StoreWriter,
+    /** Records an agent's hello (its key binds its id): in the store's writer thread. */
+    private readonly recordAgent: (hello: HelloMessage) => Promise<'ok' | 'key-mismatch'>,
     private readonly metrics: CollectorMetrics,
     private readonly opts: IngestOptions,
   ) {
@@ -98,28 +102,42 @@ export class IngestEndpoint {
       this.setBuffered(this.buffered - c.partial);
       c.partial = 0;
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      const parsed = parseAgentMessage(buf.toString('utf8'));
+      const text = buf.toString('utf8');
+      const parsed = parseAgentMessage(text);
       if (!parsed.ok) {
         if (!c.hello) return violation(`${parsed.error} (the first message must be a valid hello)`);
         this.metrics.ingestBatches.inc({ result: 'rejected' });
         return send({ type: 'error', seq: parsed.seq, ...(parsed.epoch !== undefined ? { epoch: parsed.epoch } : {}), error: parsed.error });
       }
       if (parsed.kind === 'hello') {
-        if (c.hello) return violation('hello sent twice on one connection');
+        if (c.hello || c.greeting) return violation('hello sent twice on one connection');
         const hello = parsed.message;
         const other = this.live.get(hello.agentId);
-        if (other && other.ws.readyState === other.ws.OPEN) {
+        if (other && other !== c && other.ws.readyState === other.ws.OPEN) {
           this.metrics.wsRefused.inc({ endpoint: 'ingest', reason: 'agent_busy' });
           return violation(`agent id '${hello.agentId}' already has a live connection`);
         }
-        if (this.writer.recordAgent(hello) === 'key-mismatch') {
-          this.metrics.wsRefused.inc({ endpoint: 'ingest', reason: 'agent_key' });
-          return violation(`agent id '${hello.agentId}' belongs to another agent (its key differs)`);
-        }
-        c.hello = hello;
+        // The id is this connection's while the writer thread checks its key; nothing more is read meanwhile.
+        c.greeting = true;
+        c.agentId = hello.agentId;
         this.live.set(hello.agentId, c);
-        this.metrics.connectedAgents.set(this.live.size);
-        return send({ type: 'welcome', maxMessageBytes: this.opts.maxMessageBytes, maxRecordsPerBatch: MAX_RECORDS_PER_BATCH });
+        ws.pause();
+        this.recordAgent(hello).then((result) => {
+          if (ws.readyState !== ws.OPEN) return;
+          if (result === 'key-mismatch') {
+            this.metrics.wsRefused.inc({ endpoint: 'ingest', reason: 'agent_key' });
+            this.release(c, hello.agentId);
+            return violation(`agent id '${hello.agentId}' belongs to another agent (its key differs)`);
+          }
+          c.hello = hello;
+          this.metrics.connectedAgents.set(this.live.size);
+          send({ type: 'welcome', maxMessageBytes: this.opts.maxMessageBytes, maxRecordsPerBatch: MAX_RECORDS_PER_BATCH });
+          if (!this.paused.has(c)) ws.resume();
+        }, (e: Error) => {
+          this.release(c, hello.agentId);
+          violation(`collector could not record the hello: ${e.message}`);
+        });
+        return;
       }
       const batch = parsed.message;
       const hello = c.hello;
@@ -131,7 +149,7 @@ export class IngestEndpoint {
       const named = batch.epoch !== undefined ? { epoch: batch.epoch } : {};
       c.pending++;
       this.queue.enqueue({
-        agentId: batch.agentId, epoch: batch.epoch ?? '', node: hello.node, seq: batch.seq, records: batch.records,
+        agentId: batch.agentId, epoch: batch.epoch ?? '', node: hello.node, seq: batch.seq, records: batch.records, text,
         done: (result) => {
           c.pending--;
           if (result instanceof Error) send({ type: 'error', seq: batch.seq, ...named, error: `batch not stored: ${result.message}` });
@@ -165,9 +183,9 @@ export class IngestEndpoint {
   }
 
   /** The connection no longer speaks for its agent id (it is closing). */
-  private release(c: Connection): void {
-    if (c.hello && this.live.get(c.hello.agentId) === c) {
-      this.live.delete(c.hello.agentId);
+  private release(c: Connection, agentId = c.agentId): void {
+    if (agentId !== undefined && this.live.get(agentId) === c) {
+      this.live.delete(agentId);
       this.metrics.connectedAgents.set(this.live.size);
     }
   }

@@ -292,6 +292,89 @@ export const migrations: { version: number; name: string; sql: string }[] = [
     name: 'service version of a process (OpenTelemetry service.version)',
     sql: `ALTER TABLE processes ADD COLUMN service_version TEXT;`,
   },
+  {
+    version: 7,
+    name: 'goroutine creation sites and start functions interned in code_sites',
+    sql: `
+      -- Each goroutine row named its creation site and start function as text, and two indexes held those texts:
+      -- half of an insert's cost (scripts/bench/collector-store.ts). A site is now a row of code_sites, and a
+      -- goroutine refers to it by id (a start function is a site with file '' and line -1).
+      CREATE TABLE code_sites (
+        id       INTEGER PRIMARY KEY,
+        function TEXT NOT NULL,
+        file     TEXT NOT NULL,
+        line     INTEGER NOT NULL,
+        UNIQUE (function, file, line)
+      );
+      CREATE INDEX code_sites_file_line ON code_sites(file, line);
+      INSERT OR IGNORE INTO code_sites (function, file, line)
+        SELECT DISTINCT created_by_function, created_by_file, created_by_line FROM goroutines WHERE created_by_function IS NOT NULL;
+      INSERT OR IGNORE INTO code_sites (function, file, line)
+        SELECT DISTINCT start_function, '', -1 FROM goroutines WHERE start_function IS NOT NULL;
+
+      CREATE TABLE goroutines_v7 (
+        id                  INTEGER PRIMARY KEY,
+        process_id          INTEGER NOT NULL REFERENCES processes(id),
+        goid                INTEGER NOT NULL,
+        parent_goid         INTEGER,
+        state               TEXT NOT NULL,
+        wait_reason         TEXT,
+        site_id             INTEGER,
+        start_id            INTEGER,
+        created_at          REAL,
+        exited_at           REAL,
+        last_park_at        REAL,
+        park_count          INTEGER NOT NULL,
+        ready_count         INTEGER NOT NULL,
+        blocked_ns          INTEGER NOT NULL,
+        blocked_by_reason   TEXT NOT NULL,
+        preexisting         INTEGER NOT NULL,
+        system              INTEGER NOT NULL,
+        observed_at         REAL NOT NULL,
+        first_seen_at       REAL NOT NULL,
+        UNIQUE (process_id, goid)
+      );
+      INSERT INTO goroutines_v7 SELECT g.id, g.process_id, g.goid, g.parent_goid, g.state, g.wait_reason,
+          (SELECT s.id FROM code_sites s WHERE s.function = g.created_by_function AND s.file = g.created_by_file AND s.line = g.created_by_line),
+          (SELECT s.id FROM code_sites s WHERE s.function = g.start_function AND s.file = '' AND s.line = -1),
+          g.created_at, g.exited_at, g.last_park_at, g.park_count, g.ready_count, g.blocked_ns, g.blocked_by_reason,
+          g.preexisting, g.system, g.observed_at, g.first_seen_at
+        FROM goroutines g;
+      DROP TABLE goroutines;
+      ALTER TABLE goroutines_v7 RENAME TO goroutines;
+      -- Each index costs every insert and update ~1-1.5 us (collector-store.ts), at 1e5 records a second. Kept: what
+      -- the upsert needs, and what the API's filters need to answer within 50 ms over 10M rows. A process's newest
+      -- rows come from (process_id, state) one state at a time, merged (store/reader.ts); retention walks rowids,
+      -- which grow with first sight, instead of an index on observed_at.
+      CREATE INDEX goroutines_process_state ON goroutines(process_id, state);
+      CREATE INDEX goroutines_wait_reason ON goroutines(wait_reason);
+      CREATE INDEX goroutines_site ON goroutines(site_id);
+
+      -- For each minute of goroutine time (created, else first seen), the highest id of a row of that minute: a time
+      -- range query ending at T walks rows newest first from the highest id of any minute up to T, not from the
+      -- newest row (store/reader.ts). Exact: a row stored late (an agent's spool) raises its minute's mark.
+      CREATE TABLE goroutine_id_marks (
+        minute INTEGER PRIMARY KEY,
+        max_id INTEGER NOT NULL
+      );
+      INSERT INTO goroutine_id_marks (minute, max_id)
+        SELECT CAST(coalesce(created_at, first_seen_at) / 60000 AS INTEGER) AS minute, max(id) FROM goroutines GROUP BY minute;
+
+      -- The rows as they read with their texts.
+      CREATE VIEW goroutines_named AS SELECT g.*, s.function AS created_by_function, s.file AS created_by_file,
+          s.line AS created_by_line, st.function AS start_function
+        FROM goroutines g LEFT JOIN code_sites s ON s.id = g.site_id LEFT JOIN code_sites st ON st.id = g.start_id;
+
+      CREATE TRIGGER goroutines_groups_delete AFTER DELETE ON goroutines BEGIN
+        UPDATE goroutine_wait_groups SET goroutines = goroutines - 1, live = live - (old.exited_at IS NULL), blocked_ns = blocked_ns - old.blocked_ns
+          WHERE process_id = old.process_id AND wait_key = coalesce(old.wait_reason, 0);
+        UPDATE goroutine_site_groups SET goroutines = goroutines - 1, live = live - (old.exited_at IS NULL), blocked_ns = blocked_ns - old.blocked_ns
+          WHERE process_id = old.process_id
+            AND (function_key, file_key, line_key) = (SELECT coalesce(s.function, 0), coalesce(s.file, 0), coalesce(s.line, -1)
+              FROM (SELECT 1) LEFT JOIN code_sites s ON s.id = old.site_id);
+      END;
+    `,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

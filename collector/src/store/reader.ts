@@ -1,6 +1,9 @@
 // Read queries behind the HTTP API. Lists page by id, newest first (keyset paging:
 // the cursor is the last id returned, so a page costs the same wherever it is).
 import type { Database, Statement } from 'better-sqlite3';
+import { goroutineStates } from '../protocol/schema.ts';
+
+type GoroutineRowRaw = Record<string, any> & { id: number };
 
 export interface Page<T> { items: T[]; nextCursor: string | null }
 
@@ -202,21 +205,48 @@ export class StoreReader {
     if (q.state !== undefined) w.add('g.state = ?', q.state);
     if (q.waitReason !== undefined) w.add('g.wait_reason = ?', q.waitReason);
     if (q.createdBy !== undefined) {
+      // Sites are interned (code_sites): a filter names the ids of the sites it matches; one id is the usual case,
+      // and an equality on the site index walks it in id order (a page stops after limit rows).
       const c = parseCreatedBy(q.createdBy);
-      if ('file' in c) w.add('g.created_by_file = ? AND g.created_by_line = ?', c.file, c.line);
-      else w.add('g.created_by_function = ?', c.function);
+      const ids = ('file' in c
+        ? this.stmt('SELECT id FROM code_sites WHERE file = ? AND line = ?').pluck().all(c.file, c.line)
+        : this.stmt("SELECT id FROM code_sites WHERE function = ? AND line != -1").pluck().all(c.function)) as number[];
+      if (ids.length === 1) w.add('g.site_id = ?', ids[0]);
+      else w.add(`g.site_id IN (${ids.map(() => '?').join(',') || 'NULL'})`, ...ids);
     }
     if (q.minBlockedNs !== undefined) w.add('g.blocked_ns >= ?', q.minBlockedNs);
-    // A goroutine matches a time range it was alive in.
-    if (q.until !== undefined) w.add('coalesce(g.created_at, g.first_seen_at) <= ?', q.until);
+    // A goroutine matches a time range it was alive in. Rows are walked newest first, from the highest id of a row
+    // created (else first seen) up to the range's end (goroutine_id_marks), not from the newest row.
+    if (q.until !== undefined) {
+      w.add('coalesce(g.created_at, g.first_seen_at) <= ?', q.until);
+      w.add('g.id <= coalesce((SELECT max(max_id) FROM goroutine_id_marks WHERE minute <= ?), 0)', Math.floor(q.until / 60_000));
+    }
     if (q.since !== undefined) w.add('(g.exited_at IS NULL OR g.exited_at >= ?)', q.since);
     return w;
   }
 
   goroutines(q: GoroutineQuery): Page<GoroutineRow> {
-    const sql = (where: string) => `SELECT g.*, p.node, p.pid, p.start_time FROM goroutines g JOIN processes p ON p.id = g.process_id ${where}`;
+    const sql = (where: string) => `SELECT g.*, s.function AS created_by_function, s.file AS created_by_file, s.line AS created_by_line,
+      st.function AS start_function, p.node, p.pid, p.start_time FROM goroutines g JOIN processes p ON p.id = g.process_id
+      LEFT JOIN code_sites s ON s.id = g.site_id LEFT JOIN code_sites st ON st.id = g.start_id ${where}`;
     const ids = this.processIds(q);
     if (ids === undefined) return this.page(sql, this.goroutineWhere(q), q, goroutineFromRow, 'g.id');
+    if (Array.isArray(ids) && q.state === undefined && q.waitReason === undefined && q.createdBy === undefined) {
+      // A process's newest goroutines: the (process_id, state) index holds each state's rows in id order; one
+      // indexed query per process and state, merged, reads at most limit+1 rows from each.
+      const after = parseCursor(q.cursor);
+      const rows: GoroutineRowRaw[] = [];
+      for (const id of ids) {
+        for (const state of goroutineStates) {
+          const w = this.goroutineWhere(q, false);
+          w.add('g.process_id = ? AND g.state = ?', id, state);
+          if (after !== undefined) w.add('g.id < ?', after);
+          rows.push(...(this.stmt(`${sql(w.sql())} ORDER BY g.id DESC LIMIT ?`).all(...w.params, q.limit + 1) as GoroutineRowRaw[]));
+        }
+      }
+      rows.sort((a, b) => b.id - a.id);
+      return this.finishPage(rows, q.limit, goroutineFromRow);
+    }
     return this.pageByProcess(sql, () => this.goroutineWhere(q, false), ids, q, goroutineFromRow, 'g');
   }
 
@@ -236,17 +266,17 @@ export class StoreReader {
     const rows = (rollup
       ? this.rollupRows('goroutine_site_groups', 'nullif(x.function_key, 0) AS fn, nullif(x.file_key, 0) AS file, nullif(x.line_key, -1) AS line',
         'x.function_key, x.file_key, x.line_key', q)
-      : this.groupRows('g.created_by_function AS fn, g.created_by_file AS file, g.created_by_line AS line', 'fn, file, line', q)) as any[];
+      : this.groupRows('s.function AS fn, s.file AS file, s.line AS line', 'g.site_id', q, 'LEFT JOIN code_sites s ON s.id = g.site_id')) as any[];
     return rows.map((r) => ({
       createdBy: r.fn === null ? null : { function: r.fn, file: r.file, line: r.line },
       goroutines: r.goroutines, live: r.live, blockedNs: Math.round(r.blockedNs),
     }));
   }
 
-  private groupRows(columns: string, groupBy: string, q: Omit<GoroutineQuery, 'limit' | 'cursor'> & { limit: number }): unknown[] {
+  private groupRows(columns: string, groupBy: string, q: Omit<GoroutineQuery, 'limit' | 'cursor'> & { limit: number }, join = ''): unknown[] {
     const w = this.goroutineWhere(q);
     return this.stmt(`SELECT ${columns}, count(*) AS goroutines, total(g.blocked_ns) AS blockedNs, sum(g.exited_at IS NULL) AS live
-      FROM goroutines g ${w.sql()} GROUP BY ${groupBy} ORDER BY goroutines DESC LIMIT ?`).all(...w.params, q.limit);
+      FROM goroutines g ${join} ${w.sql()} GROUP BY ${groupBy} ORDER BY goroutines DESC LIMIT ?`).all(...w.params, q.limit);
   }
 
   private rollupRows(table: string, columns: string, groupBy: string, q: ProcessFilter & { limit: number }): unknown[] {

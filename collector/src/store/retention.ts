@@ -12,16 +12,20 @@ export interface RetentionOptions {
 
 const CHUNK = 5_000;
 
-/** Tables in deletion order, each with the column that says how old a row is. */
-const AGED = [
-  { table: 'goroutines', time: 'observed_at' },
+/**
+ * Tables in deletion order, each with the column that says how old a row is, and the order its oldest rows are
+ * found in: that column's index, or for goroutines (no index on observed_at: it would cost every upsert) the rowid,
+ * which grows with first sight.
+ */
+const AGED: readonly { table: string; time: string; order?: 'rowid' }[] = [
+  { table: 'goroutines', time: 'observed_at', order: 'rowid' },
   { table: 'connections', time: 'observed_at' },
   { table: 'windows', time: 'to_ms' },
   { table: 'profile_samples', time: 'to_ms' },
   { table: 'pauses', time: 'started_at' },
   { table: 'leak_suspects', time: 'last_seen_at' },
   { table: 'fatal_errors', time: 'at' },
-] as const;
+];
 
 /**
  * What size retention deletes from. Leak suspects and fatal errors are few and small, and a fatal
@@ -42,7 +46,8 @@ export class Retention {
     if (this.opts.maxBytes !== undefined) deleted += await this.bySize(this.opts.maxBytes);
     if (deleted > 0) {
       // Groups whose goroutines are all gone (the triggers brought them to zero).
-      this.db.exec('DELETE FROM goroutine_wait_groups WHERE goroutines <= 0; DELETE FROM goroutine_site_groups WHERE goroutines <= 0');
+      this.db.exec(`DELETE FROM goroutine_wait_groups WHERE goroutines <= 0; DELETE FROM goroutine_site_groups WHERE goroutines <= 0;
+        DELETE FROM goroutine_id_marks WHERE max_id < coalesce((SELECT min(id) FROM goroutines), 9007199254740991)`);
       this.db.pragma('incremental_vacuum');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
@@ -55,11 +60,22 @@ export class Retention {
     ).run(cutoff).changes;
   }
 
+  /** The next chunk of rows older than cutoff, walking rowids from `after` (rows seen lately are stepped over). */
+  private deleteOlderByRowid(table: string, time: string, cutoff: number, after: number): { n: number; last: number } {
+    const ids = this.db.prepare(`SELECT rowid FROM ${table} WHERE rowid > ? AND ${time} < ? ORDER BY rowid LIMIT ${CHUNK}`).pluck().all(after, cutoff) as number[];
+    if (!ids.length) return { n: 0, last: after };
+    const n = this.db.prepare(`DELETE FROM ${table} WHERE rowid >= ? AND rowid <= ? AND ${time} < ?`).run(ids[0], ids[ids.length - 1], cutoff).changes;
+    return { n, last: ids[ids.length - 1] };
+  }
+
   private async byAge(cutoff: number): Promise<number> {
     let total = 0;
-    for (const { table, time } of AGED) {
+    for (const { table, time, order } of AGED) {
+      let after = 0;
       for (;;) {
-        const n = this.deleteOlderChunk(table, time, cutoff);
+        let n: number;
+        if (order === 'rowid') ({ n, last: after } = this.deleteOlderByRowid(table, time, cutoff, after));
+        else n = this.deleteOlderChunk(table, time, cutoff);
         total += n;
         if (n < CHUNK) break;
         await yieldLoop();
@@ -78,23 +94,29 @@ export class Retention {
 
   private async bySize(maxBytes: number): Promise<number> {
     let total = 0;
+    // Row counts once per pass (a count of 10M rows takes a second), then kept by what was deleted.
+    const counts = new Map<string, number>();
     for (let round = 0; round < 10_000; round++) {
       const used = databaseSizeBytes(this.db).usedBytes;
       if (used <= maxBytes) break;
       // Delete from whichever table has the oldest row.
       let oldest: { table: string; time: string; t: number } | undefined;
-      for (const { table, time } of BULKY) {
-        const row = this.db.prepare(`SELECT min(${time}) AS t FROM ${table}`).get() as { t: number | null };
-        if (row.t !== null && (!oldest || row.t < oldest.t)) oldest = { table, time, t: row.t };
+      for (const { table, time, order } of BULKY) {
+        const row = (order === 'rowid'
+          ? this.db.prepare(`SELECT ${time} AS t FROM ${table} ORDER BY rowid LIMIT 1`).get() ?? { t: null }
+          : this.db.prepare(`SELECT min(${time}) AS t FROM ${table}`).get()) as { t: number | null };
+        if (row.t !== null && (!oldest || row.t < oldest.t)) oldest = { table, time: order ?? time, t: row.t };
       }
       if (!oldest) break;
       // Rows are about equally big: delete the share of rows that is over the limit, plus a little.
-      const rows = (this.db.prepare(`SELECT count(*) AS n FROM ${oldest.table}`).get() as { n: number }).n;
+      if (!counts.has(oldest.table)) counts.set(oldest.table, (this.db.prepare(`SELECT count(*) AS n FROM ${oldest.table}`).get() as { n: number }).n);
+      const rows = counts.get(oldest.table)!;
       const chunk = Math.max(1, Math.min(CHUNK, Math.ceil((rows * (used - maxBytes)) / used * 1.05)));
       const n = this.db.prepare(
         `DELETE FROM ${oldest.table} WHERE rowid IN (SELECT rowid FROM ${oldest.table} ORDER BY ${oldest.time} LIMIT ?)`,
       ).run(chunk).changes;
       total += n;
+      counts.set(oldest.table, rows - n);
       if (n === 0) break;
       await yieldLoop();
     }

@@ -29,10 +29,29 @@ export class StoreWriter {
   private readonly findGoroutine: Statement;
   private readonly addWaitGroup: Statement;
   private readonly addSiteGroup: Statement;
-  /** Changes to goroutine_wait_groups / goroutine_site_groups not yet written, by group. */
-  private readonly groupDeltas = new Map<string, GroupDelta>();
+  /** Changes to goroutine_wait_groups / goroutine_site_groups not yet written, by process and group. */
+  private readonly groupDeltas = new Map<number, { wait: Map<string | null, GroupDelta>; site: Map<number | null, GroupDelta> }>();
   /** (node, pid) → id of the latest process row; the hot path of every goroutine record. */
   private readonly processCache = new Map<string, number>();
+  private lastNode = '';
+  private lastPid = -1;
+  private lastProcessId: number | undefined;
+  private readonly maxGoid: Statement;
+  private readonly findSite: Statement;
+  private readonly insertSite: Statement;
+  private readonly siteById: Statement;
+  private readonly markMinute: Statement;
+  /** The highest id of the rows inserted in this batch, by minute of goroutine time (goroutine_id_marks). */
+  private readonly idMarks = new Map<number, number>();
+  /** Interned code sites both ways (creation sites, start functions): a few thousand per fleet. */
+  private readonly siteIds = new Map<string, Map<string, Map<number, number>>>();
+  private siteCount = 0;
+  private readonly sites = new Map<number, [string, string, number]>();
+  /**
+   * The highest goid stored per process: Go hands out goids in increasing order, so a record with a higher goid is a
+   * goroutine the table does not hold yet, and the lookup of its old row (for the group counts) is skipped.
+   */
+  private readonly maxGoids = new Map<number, number>();
 
   constructor(private readonly db: Database) {
     this.insertBatch = db.prepare(
@@ -65,21 +84,24 @@ export class StoreWriter {
     // Upserts ignore a record older than the stored one, so re-ordered batches cannot go back in time.
     // Positional parameters: binding 20 named ones costs about as much again as the insert's own work.
     this.upsertGoroutine = db.prepare(`
-      INSERT INTO goroutines (process_id, goid, parent_goid, state, wait_reason, created_by_function, created_by_file,
-        created_by_line, start_function, created_at, exited_at, last_park_at, park_count, ready_count, blocked_ns,
-        blocked_by_reason, preexisting, system, observed_at, first_seen_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      INSERT INTO goroutines (process_id, goid, parent_goid, state, wait_reason, site_id, start_id, created_at, exited_at,
+        last_park_at, park_count, ready_count, blocked_ns, blocked_by_reason, preexisting, system, observed_at, first_seen_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (process_id, goid) DO UPDATE SET parent_goid = excluded.parent_goid, state = excluded.state,
-        wait_reason = excluded.wait_reason, created_by_function = excluded.created_by_function,
-        created_by_file = excluded.created_by_file, created_by_line = excluded.created_by_line,
-        start_function = excluded.start_function, created_at = excluded.created_at, exited_at = excluded.exited_at,
+        wait_reason = excluded.wait_reason, site_id = excluded.site_id, start_id = excluded.start_id,
+        created_at = excluded.created_at, exited_at = excluded.exited_at,
         last_park_at = excluded.last_park_at, park_count = excluded.park_count, ready_count = excluded.ready_count,
         blocked_ns = excluded.blocked_ns, blocked_by_reason = excluded.blocked_by_reason,
         preexisting = excluded.preexisting, system = excluded.system, observed_at = excluded.observed_at
       WHERE excluded.observed_at >= goroutines.observed_at`);
     // What the row held before an upsert: the groups it leaves. raw(): an array is cheaper than an object.
-    this.findGoroutine = db.prepare(`SELECT wait_reason, created_by_function, created_by_file, created_by_line,
-      blocked_ns, exited_at IS NULL FROM goroutines WHERE process_id = ? AND goid = ?`).raw();
+    this.findGoroutine = db.prepare(`SELECT wait_reason, site_id, blocked_ns, exited_at IS NULL
+      FROM goroutines WHERE process_id = ? AND goid = ?`).raw();
+    this.maxGoid = db.prepare('SELECT max(goid) FROM goroutines WHERE process_id = ?').pluck();
+    this.findSite = db.prepare('SELECT id FROM code_sites WHERE function = ? AND file = ? AND line = ?').pluck();
+    this.insertSite = db.prepare('INSERT INTO code_sites (function, file, line) VALUES (?, ?, ?)');
+    this.siteById = db.prepare('SELECT function, file, line FROM code_sites WHERE id = ?').raw();
+    this.markMinute = db.prepare('INSERT INTO goroutine_id_marks (minute, max_id) VALUES (?, ?) ON CONFLICT DO UPDATE SET max_id = max(max_id, excluded.max_id)');
     const addGroup = 'ON CONFLICT DO UPDATE SET goroutines = goroutines + excluded.goroutines, live = live + excluded.live, blocked_ns = blocked_ns + excluded.blocked_ns';
     this.addWaitGroup = db.prepare(`INSERT INTO goroutine_wait_groups (process_id, wait_key, goroutines, live, blocked_ns)
       VALUES (?, ?, ?, ?, ?) ${addGroup}`);
@@ -159,8 +181,14 @@ export class StoreWriter {
     try {
       for (const r of records) this.writeOne(node, r, now, agentId);
       this.flushGroups();
+      for (const [minute, id] of this.idMarks) this.markMinute.run(minute, id);
+    } catch (e) {
+      // The caller rolls back: ids interned or cached in this transaction may not exist.
+      this.clearCache();
+      throw e;
     } finally {
       this.groupDeltas.clear();
+      this.idMarks.clear();
     }
   }
 
@@ -185,6 +213,11 @@ export class StoreWriter {
   /** Forget cached process ids, e.g. after a rolled-back transaction or retention. */
   clearCache(): void {
     this.processCache.clear();
+    this.lastProcessId = undefined;
+    this.siteIds.clear();
+    this.sites.clear();
+    this.siteCount = 0;
+    this.maxGoids.clear();
   }
 
   private writeProcess(node: string, r: ProcessRecord): void {
@@ -205,10 +238,21 @@ export class StoreWriter {
     // Only the newest process of (node, pid) receives its later goroutine records.
     const newest = this.findLatestProcess.get(node, r.pid) as { id: number };
     this.processCache.set(cacheKey(node, r.pid), newest.id ?? id);
+    this.lastProcessId = undefined;
   }
 
   /** The latest process of (node, pid), creating a placeholder if none is known yet. */
   processId(node: string, pid: number, now: number): number {
+    // A batch is one node's, mostly one process's records: the last answer is the usual one.
+    if (node === this.lastNode && pid === this.lastPid && this.lastProcessId !== undefined) return this.lastProcessId;
+    const id = this.lookupProcessId(node, pid, now);
+    this.lastNode = node;
+    this.lastPid = pid;
+    this.lastProcessId = id;
+    return id;
+  }
+
+  private lookupProcessId(node: string, pid: number, now: number): number {
     const key = cacheKey(node, pid);
     let id = this.processCache.get(key);
     if (id !== undefined) return id;
@@ -219,45 +263,84 @@ export class StoreWriter {
     return id;
   }
 
-  private writeGoroutine(node: string, r: GoroutineRecord): void {
-    const processId = this.processId(node, r.pid, r.observedAt);
-    const old = this.findGoroutine.get(processId, r.goid) as [string | null, string | null, string | null, number | null, number, number] | undefined;
-    const cb = r.createdBy;
-    const changed = this.upsertGoroutine.run(
-      processId, r.goid, r.parentGoid, r.state, r.waitReason, cb?.function ?? null, cb?.file ?? null, cb?.line ?? null,
-      r.startFunction, r.createdAt, r.exitedAt, r.lastParkAt, r.parkCount, r.readyCount, r.blockedNs,
-      JSON.stringify(r.blockedByReason), b(r.preexisting), b(r.system), r.observedAt, r.observedAt,
-    ).changes;
-    if (changed === 0) return; // an older observation than the stored one: nothing changed
-    const live = r.exitedAt === null ? 1 : 0;
-    if (old) {
-      const [waitReason, fn, file, line, blockedNs, wasLive] = old;
-      this.addToGroups(processId, waitReason, fn, file, line, -1, -wasLive, -blockedNs);
-    }
-    this.addToGroups(processId, r.waitReason, cb?.function ?? null, cb?.file ?? null, cb?.line ?? null, 1, live, r.blockedNs);
+  /** The id of a code site, interned on first use (a start function is the site (function, '', -1)). */
+  private siteId(fn: string, file: string, line: number): number {
+    // Nested maps: no key string built per record (two sites a record, 1e5 records a second).
+    let byFile = this.siteIds.get(fn);
+    if (!byFile) this.siteIds.set(fn, (byFile = new Map()));
+    let byLine = byFile.get(file);
+    if (!byLine) byFile.set(file, (byLine = new Map()));
+    let id = byLine.get(line);
+    if (id !== undefined) return id;
+    id = (this.findSite.get(fn, file, line) as number | undefined) ?? Number(this.insertSite.run(fn, file, line).lastInsertRowid);
+    if (++this.siteCount > 100_000) { this.siteIds.clear(); this.sites.clear(); this.siteCount = 0; }
+    byLine.set(line, id);
+    this.sites.set(id, [fn, file, line]);
+    return id;
   }
 
-  private addToGroups(processId: number, waitReason: string | null, fn: string | null, file: string | null, line: number | null,
-    goroutines: number, live: number, blockedNs: number): void {
-    // Length-prefixed parts: no two different keys make the same string, whatever the texts hold.
-    const wk = waitReason === null ? `w${processId}` : `w${processId}:${waitReason}`;
-    let d = this.groupDeltas.get(wk);
-    if (!d) this.groupDeltas.set(wk, (d = { wait: true, processId, keys: [waitReason ?? 0], goroutines: 0, live: 0, blockedNs: 0 }));
+  private site(id: number): [string, string, number] {
+    let s = this.sites.get(id);
+    if (!s) this.sites.set(id, (s = this.siteById.get(id) as [string, string, number]));
+    return s;
+  }
+
+  private writeGoroutine(node: string, r: GoroutineRecord): void {
+    const processId = this.processId(node, r.pid, r.observedAt);
+    let max = this.maxGoids.get(processId);
+    if (max === undefined) this.maxGoids.set(processId, (max = (this.maxGoid.get(processId) as number | null) ?? -1));
+    const old = r.goid > max ? undefined : this.findGoroutine.get(processId, r.goid) as [string | null, number | null, number, number] | undefined;
+    if (r.goid > max) this.maxGoids.set(processId, r.goid);
+    const cb = r.createdBy;
+    const siteId = cb ? this.siteId(cb.function, cb.file, cb.line) : null;
+    const startId = r.startFunction !== null ? this.siteId(r.startFunction, '', -1) : null;
+    const byReason = r.blockedByReason;
+    let reasons = '{}';
+    for (const _ in byReason) { reasons = JSON.stringify(byReason); break; }
+    const info = this.upsertGoroutine.run(
+      processId, r.goid, r.parentGoid, r.state, r.waitReason, siteId, startId, r.createdAt, r.exitedAt, r.lastParkAt,
+      r.parkCount, r.readyCount, r.blockedNs, reasons, b(r.preexisting), b(r.system), r.observedAt, r.observedAt,
+    );
+    if (info.changes === 0) return; // an older observation than the stored one: nothing changed
+    if (!old) {
+      // A new row: its minute of goroutine time may now reach a higher id.
+      const minute = Math.floor((r.createdAt ?? r.observedAt) / 60_000);
+      const id = Number(info.lastInsertRowid);
+      if (id > (this.idMarks.get(minute) ?? 0)) this.idMarks.set(minute, id);
+    }
+    if (old) {
+      const [waitReason, oldSite, blockedNs, wasLive] = old;
+      this.addToGroups(processId, waitReason, oldSite, -1, -wasLive, -blockedNs);
+    }
+    this.addToGroups(processId, r.waitReason, siteId, 1, r.exitedAt === null ? 1 : 0, r.blockedNs);
+  }
+
+  /** Adds to the group deltas of a wait reason and a creation site (a site by its code_sites id; null: none). */
+  private addToGroups(processId: number, waitReason: string | null, siteId: number | null, goroutines: number, live: number, blockedNs: number): void {
+    // Nested maps by process, then reason or site id: no key string is built per record.
+    let byProcess = this.groupDeltas.get(processId);
+    if (!byProcess) this.groupDeltas.set(processId, (byProcess = { wait: new Map(), site: new Map() }));
+    let d = byProcess.wait.get(waitReason);
+    if (!d) byProcess.wait.set(waitReason, (d = { wait: true, processId, keys: [waitReason ?? 0], goroutines: 0, live: 0, blockedNs: 0 }));
     d.goroutines += goroutines;
     d.live += live;
     d.blockedNs += blockedNs;
-    const sk = fn === null ? `s${processId}` : `s${processId}:${fn.length}:${fn}${file!.length}:${file}${line}`;
-    d = this.groupDeltas.get(sk);
-    if (!d) this.groupDeltas.set(sk, (d = { wait: false, processId, keys: [fn ?? 0, file ?? 0, line ?? -1], goroutines: 0, live: 0, blockedNs: 0 }));
+    d = byProcess.site.get(siteId);
+    if (!d) {
+      const st = siteId === null ? null : this.site(siteId);
+      byProcess.site.set(siteId, (d = { wait: false, processId, keys: st ? [st[0], st[1], st[2]] : [0, 0, -1], goroutines: 0, live: 0, blockedNs: 0 }));
+    }
     d.goroutines += goroutines;
     d.live += live;
     d.blockedNs += blockedNs;
   }
 
   private flushGroups(): void {
-    for (const d of this.groupDeltas.values()) {
-      if (d.goroutines === 0 && d.live === 0 && d.blockedNs === 0) continue;
-      (d.wait ? this.addWaitGroup : this.addSiteGroup).run(d.processId, ...d.keys, d.goroutines, d.live, d.blockedNs);
+    for (const byProcess of this.groupDeltas.values()) {
+      for (const d of [...byProcess.wait.values(), ...byProcess.site.values()]) {
+        if (d.goroutines === 0 && d.live === 0 && d.blockedNs === 0) continue;
+        (d.wait ? this.addWaitGroup : this.addSiteGroup).run(d.processId, ...d.keys, d.goroutines, d.live, d.blockedNs);
+      }
     }
   }
 

@@ -1,0 +1,345 @@
+// Collector benchmarks (npm run bench -- --only collector-ingest,collector-crash,collector-api):
+//
+//   collector-ingest  sustained ingest from 100 simulated agents speaking the real protocol with acks
+//                     (agent-load.ts) into the collector as it runs (bin/goroscope.js collector, a real SQLite
+//                     file), with retention bounding the file: records/s acked, ack latency, the collector's CPU,
+//                     the database file's largest size against its bound
+//   collector-crash   the same load; the collector is killed with SIGKILL mid-run and started again on its file;
+//                     every record acked before the kill must be in the file (counted), and the agents' resent
+//                     batches are stored once
+//   collector-api     the HTTP API over a database of 10M goroutine rows (built once through the store's own write
+//                     path, kept under build/bench/ for later runs): p50/p99 per query kind, p99 over all of them
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import BetterSqlite3 from 'better-sqlite3';
+import { openDatabase } from '../../collector/src/store/db.ts';
+import { StoreWriter } from '../../collector/src/store/writer.ts';
+import type { GoroutineRecord, ProcessRecord } from '../../collector/src/protocol/records.ts';
+import { runAgents, startAgents } from './agent-load.ts';
+import { figure, repoRoot, round, sleep, type BenchContext, type Figure } from './lib.ts';
+
+const TOKEN = 'bench-token-0123456789abcdef';
+
+export interface CollectorBenchOptions {
+  agents?: number;
+  seconds?: number;
+  batch?: number;
+  rows?: number;
+}
+
+interface RunningCollector { child: ChildProcess; url: string; port: number; exited: Promise<number | null> }
+
+/** The collector as it runs in production: the bundled CLI, in a process of its own. */
+async function startCollector(db: string, extra: string[] = [], port = 0): Promise<RunningCollector> {
+  // GOROSCOPE_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the collector there (what bounds it).
+  const prof = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...prof, join(repoRoot, 'bin/goroscope.js'), 'collector', '--listen', `127.0.0.1:${port}`, '--db', db, ...extra], {
+    env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN, GOROSCOPE_API_TOKEN: TOKEN },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => { err = (err + b.toString()).slice(-4000); });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`collector did not start in 60 s: ${err}`)), 60_000);
+    void exited.then((code) => reject(new Error(`collector exited with ${code}: ${err}`)));
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      const m = /"url":"([^"]+)"/.exec(l);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+  });
+  return { child, url, port: Number(new URL(url).port), exited };
+}
+
+async function stopCollector(c: RunningCollector): Promise<void> {
+  c.child.kill('SIGTERM');
+  const t = setTimeout(() => c.child.kill('SIGKILL'), 20_000);
+  await c.exited;
+  clearTimeout(t);
+}
+
+/** CPU seconds (user + system) of a process so far. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / 100;
+}
+
+/** CPU seconds of each thread of a process, by thread id. */
+function threadCpuSeconds(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(rest[11]) + Number(rest[12])) / 100);
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+const fileBytes = (db: string) => ['', '-wal', '-shm'].reduce((n, s) => n + (existsSync(db + s) ? statSync(db + s).size : 0), 0);
+
+const pct = (xs: number[], p: number) => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))];
+};
+
+/** Sustained ingest from many agents, retention keeping the file bounded. */
+export async function runCollectorIngest(ctx: BenchContext, o: CollectorBenchOptions = {}): Promise<Figure[]> {
+  const agents = o.agents ?? (ctx.quick ? 10 : 100);
+  const seconds = o.seconds ?? (ctx.quick ? 5 : 60);
+  const batch = o.batch ?? 1000;
+  // A bound the run exceeds several times over: retention (every 10 s here) must hold the file to it.
+  const maxBytes = ctx.quick ? 50e6 : 300e6;
+  const dir = mkdtempSync(join(tmpdir(), 'goroscope-bench-ingest-'));
+  const db = join(dir, 'ingest.db');
+  const command = `${ctx.invocation} (${agents} agents, ${batch} records a batch, 4 in flight each, ${seconds} s, --retention-max-bytes ${maxBytes} --retention-interval 10)`;
+  try {
+    const c = await startCollector(db, ['--retention-max-bytes', String(maxBytes), '--retention-interval', '10']);
+    const start = Date.now();
+    const warm = start + Math.min(5000, seconds * 200);
+    const acks: { at: number; records: number }[] = [];
+    const latencies: number[] = [];
+    let maxFile = 0;
+    let maxRss = 0;
+    const sampler = setInterval(() => {
+      maxFile = Math.max(maxFile, fileBytes(db));
+      maxRss = Math.max(maxRss, rssBytes(c.child.pid!));
+    }, 500);
+    let cpuAtWarm = 0;
+    let loadCpuAtWarm = process.cpuUsage();
+    let threadsAtWarm = new Map<number, number>();
+    const warmTimer = setTimeout(() => { cpuAtWarm = cpuSeconds(c.child.pid!); threadsAtWarm = threadCpuSeconds(c.child.pid!); loadCpuAtWarm = process.cpuUsage(); }, warm - start);
+    ctx.log(`collector-ingest: ${agents} agents for ${seconds} s`);
+    const tallies = await runAgents({
+      url: c.url, token: TOKEN, agents, batch, window: 4, until: start + seconds * 1000,
+      onAck: (_a, n, ms) => { const at = Date.now(); acks.push({ at, records: n }); if (at >= warm) latencies.push(ms); },
+      log: ctx.log,
+    });
+    const end = Date.now();
+    const cpu = cpuSeconds(c.child.pid!) - cpuAtWarm;
+    const loadCpu = process.cpuUsage(loadCpuAtWarm);
+    const loadSeconds = (loadCpu.user + loadCpu.system) / 1e6;
+    const threads = [...threadCpuSeconds(c.child.pid!)].map(([tid, t]) => [tid, t - (threadsAtWarm.get(tid) ?? 0)] as const);
+    const mainCpu = threads.find(([tid]) => tid === c.child.pid)?.[1] ?? 0;
+    const writerCpu = Math.max(0, ...threads.filter(([tid]) => tid !== c.child.pid).map(([, t]) => t));
+    clearInterval(sampler);
+    clearTimeout(warmTimer);
+    const steady = acks.filter((a) => a.at >= warm).reduce((n, a) => n + a.records, 0);
+    const rate = steady / ((end - warm) / 1000);
+    const metricsText = await (await fetch(`${c.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    const commitSeconds = Number(/^goroscope_collector_ingest_commit_seconds_total (\S+)$/m.exec(metricsText)?.[1] ?? NaN);
+    await stopCollector(c);
+    const total = tallies.reduce((n, t) => n + t.ackedRecords, 0);
+    ctx.log(`collector-ingest: ${total} records acked, ${Math.round(rate)}/s steady, file at most ${Math.round(maxFile / 1e6)} MB`);
+    const f = (id: string, label: string, value: number, unit: string, extra: Partial<Figure> = {}) =>
+      figure({ id: `collector-ingest.${id}`, bench: 'collector-ingest', label, value, unit, command, ...extra });
+    return [
+      f('records_per_second', `records/s acked, sustained (after ${Math.round((warm - start) / 1000)} s of warm-up)`, Math.round(rate), 'records/s', { target: { op: '>=', value: 100_000 } }),
+      f('ack_p50', 'ack latency p50', round(pct(latencies, 0.5), 1), 'ms'),
+      f('ack_p99', 'ack latency p99', round(pct(latencies, 0.99), 1), 'ms'),
+      f('collector_cpu', "collector's CPU, all threads (one core = 100%)", round((cpu / ((end - warm) / 1000)) * 100, 0), '%'),
+      f('collector_cpu_main', "collector's main thread (WebSockets, parsing, validation, acks)", round((mainCpu / ((end - warm) / 1000)) * 100, 0), '%'),
+      f('collector_cpu_writer', "collector's store writer thread", round((writerCpu / ((end - warm) / 1000)) * 100, 0), '%'),
+      f('writer_busy', 'share of the run the writer thread spent in transactions (CPU and waiting for the disk)', round((commitSeconds / ((end - start) / 1000)) * 100, 0), '%'),
+      f('collector_us_per_record', "collector's CPU per record acked, all threads", round((cpu * 1e6) / steady, 1), 'us'),
+      f('writer_capacity', "records/s the store writer thread would take on a core of its own (1 / its CPU per record)", Math.round(steady / writerCpu), 'records/s',
+        { note: 'the machine has 2 cores, shared by the collector, the 100 simulated agents and other work' }),
+      f('load_cpu', 'the simulated agents\' CPU (this process; one core = 100%)', round((loadSeconds / ((end - warm) / 1000)) * 100, 0), '%'),
+      f('collector_rss_max', "collector's largest resident set", round(maxRss / 1e6, 0), 'MB'),
+      f('db_file_max', `database file (+WAL) at its largest, bound ${maxBytes / 1e6} MB by --retention-max-bytes`, round(maxFile / 1e6, 0), 'MB',
+        { target: { op: '<=', value: Math.round((maxBytes * 2.5) / 1e6) }, note: 'retention runs every 10 s and deletes the oldest rows while the used pages exceed the bound: between runs the file also holds what 10 s of ingest adds (~100 MB at 70k records/s), and the WAL' }),
+      f('db_file_end', 'database file (+WAL) at the end of the run', round(fileBytes(db) / 1e6, 0), 'MB'),
+      f('records_total', 'records acked in all', total, 'records'),
+    ];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Acked-before-the-kill records, counted in the file after a SIGKILL. */
+function countStored(db: string, tallies: Map<string, { pid: number; maxAckedGoid: number; ackedBatches: number }>): { missingGoroutines: number; missingBatches: number } {
+  const d = new BetterSqlite3(db); // read-write: opening replays the WAL the killed process left
+  try {
+    let missingGoroutines = 0;
+    let missingBatches = 0;
+    const rows = d.prepare(`SELECT count(*) AS n FROM goroutines g JOIN processes p ON g.process_id = p.id
+      WHERE p.node = ? AND p.pid = ? AND g.goid <= ?`);
+    const batches = d.prepare('SELECT count(*) AS n FROM ingested_batches WHERE agent_id = ?');
+    for (const [agentId, t] of tallies) {
+      const index = t.pid - 1000;
+      missingGoroutines += t.maxAckedGoid - (rows.get(`node-${index}`, t.pid, t.maxAckedGoid) as { n: number }).n;
+      missingBatches += Math.max(0, t.ackedBatches - (batches.get(agentId) as { n: number }).n);
+    }
+    return { missingGoroutines, missingBatches };
+  } finally {
+    d.close();
+  }
+}
+
+/** kill -9 of the collector in the middle of the many-agent load: nothing acked may be lost. */
+export async function runCollectorCrash(ctx: BenchContext, o: CollectorBenchOptions = {}): Promise<Figure[]> {
+  const agents = o.agents ?? (ctx.quick ? 10 : 100);
+  const seconds = o.seconds ?? (ctx.quick ? 6 : 20);
+  const dir = mkdtempSync(join(tmpdir(), 'goroscope-bench-crash-'));
+  const db = join(dir, 'crash.db');
+  const command = `${ctx.invocation} (${agents} agents, SIGKILL at ${Math.round(seconds / 2)} s of ${seconds} s)`;
+  try {
+    const first = await startCollector(db);
+    const start = Date.now();
+    const load = startAgents({ url: first.url, token: TOKEN, agents, batch: 1000, window: 4, until: start + seconds * 1000 });
+    await sleep((seconds / 2) * 1000);
+    first.child.kill('SIGKILL');
+    // What was acked when it died (acks still on their way count too: they were sent after the commit).
+    await first.exited;
+    const atKill = new Map(load.tallies.map((t) => [t.agentId, { pid: t.pid, maxAckedGoid: t.maxAckedGoid, ackedBatches: t.ackedBatches }]));
+    const ackedAtKill = load.tallies.reduce((n, t) => n + t.ackedRecords, 0);
+    const lostAtKill = countStored(db, atKill);
+    ctx.log(`collector-crash: killed after ${ackedAtKill} records acked; missing from the file: ${JSON.stringify(lostAtKill)}`);
+    const second = await startCollector(db, [], first.port);
+    const tallies = await load.done;
+    await stopCollector(second);
+    const final = countStored(db, new Map(tallies.map((t) => [t.agentId, t])));
+    const stored = new BetterSqlite3(db, { readonly: true });
+    const storedBatches = (stored.prepare("SELECT count(*) AS n FROM ingested_batches WHERE agent_id LIKE 'bench-agent-%'").get() as { n: number }).n;
+    stored.close();
+    const ackedBatches = tallies.reduce((n, t) => n + t.ackedBatches, 0);
+    const f = (id: string, label: string, value: number, unit: string, target?: Figure['target']) =>
+      figure({ id: `collector-crash.${id}`, bench: 'collector-crash', label, value, unit, command, ...(target ? { target } : {}) });
+    return [
+      f('lost_at_kill', `acked goroutine records missing from the file right after kill -9 (${ackedAtKill} records acked by then)`, lostAtKill.missingGoroutines, 'records', { op: '==', value: 0 }),
+      f('lost_batches_at_kill', 'acked batches not in the file right after kill -9', lostAtKill.missingBatches, 'batches', { op: '==', value: 0 }),
+      f('lost_at_end', 'acked goroutine records missing at the end (after restart and the agents\' resends)', final.missingGoroutines, 'records', { op: '==', value: 0 }),
+      f('stored_twice', 'batches stored more than once (resent after the kill)', storedBatches - ackedBatches, 'batches', { op: '==', value: 0 }),
+      f('reconnects', 'agent reconnects after the kill', tallies.reduce((n, t) => n + t.reconnects, 0), 'reconnects'),
+      f('acked_records', 'records acked in all', tallies.reduce((n, t) => n + t.ackedRecords, 0), 'records'),
+    ];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const T0 = Date.now() - 3_600_000;
+const REASONS = ['chan receive', 'select', 'IO wait', 'sync.Mutex.Lock', 'sleep', 'GC worker (idle)', 'semacquire', 'chan send'];
+const STATES = ['waiting', 'waiting', 'waiting', 'runnable', 'running', 'syscall', 'dead', 'dead'] as const;
+const PROCESSES = 50;
+
+function processRecord(pid: number): ProcessRecord {
+  return {
+    kind: 'process', pid, startTime: 1000 + pid, exe: `/app/svc${pid % 7}`, goVersion: 'go1.22.1', containerId: `c${pid}`,
+    pod: { name: `svc-${pid}`, namespace: 'prod', uid: `u${pid}`, container: 'app' }, seenAt: T0, exitedAt: null,
+  };
+}
+
+/** Row i of `rows`, as a collector stores them: in the order they were first seen, an hour of them. */
+function goroutine(pid: number, goid: number, i: number, rows: number): GoroutineRecord {
+  const state = STATES[i % STATES.length];
+  const reason = state === 'waiting' ? REASONS[(i >>> 3) % REASONS.length] : null;
+  const site = i % 200;
+  const created = T0 + Math.floor((i * 3_600_000) / rows);
+  return {
+    kind: 'goroutine', pid, goid, parentGoid: Math.max(1, goid - 1 - (i % 50)), state, waitReason: reason,
+    createdBy: { function: `main.spawner${site}`, file: `/src/pkg${site % 20}/file.go`, line: 10 + site },
+    startFunction: `main.worker${site}`, createdAt: created, exitedAt: state === 'dead' ? created + (i % 5000) : null,
+    lastParkAt: reason ? created + 1 : null, parkCount: i % 17, readyCount: i % 13, blockedNs: (i % 1000) * 1_000_000,
+    blockedByReason: reason ? { [reason]: (i % 1000) * 1_000_000 } : {}, preexisting: false, system: i % 97 === 0,
+    observedAt: created + 10,
+  };
+}
+
+/** Many goroutine rows through the store's own write path; kept for later runs (it takes minutes at 10M). */
+function buildDatabase(file: string, rows: number, log: (m: string) => void): void {
+  const started = performance.now();
+  const tmp = `${file}.building`;
+  rmSync(tmp, { force: true });
+  const db = openDatabase(tmp);
+  const writer = new StoreWriter(db);
+  const CHUNK = 200_000;
+  for (let from = 0; from < rows; from += CHUNK) {
+    db.transaction(() => {
+      if (from === 0) for (let p = 0; p < PROCESSES; p++) writer.writeRecord(`node-${p % 5}`, processRecord(1000 + p));
+      const batches = new Map<string, GoroutineRecord[]>();
+      for (let i = from; i < Math.min(rows, from + CHUNK); i++) {
+        const p = i % PROCESSES;
+        const node = `node-${p % 5}`;
+        let b = batches.get(node);
+        if (!b) batches.set(node, (b = []));
+        b.push(goroutine(1000 + p, Math.floor(i / PROCESSES) + 1, i, rows));
+        // Stored when it was observed: the collector's clock marks which ids each minute holds.
+        if (b.length === 1000) { writer.writeRecords(node, b, b[b.length - 1].observedAt); batches.set(node, []); }
+      }
+      for (const [node, b] of batches) if (b.length) writer.writeRecords(node, b, b[b.length - 1].observedAt);
+    })();
+    if (from % 2_000_000 === 0) log(`collector-api: ${from + CHUNK} of ${rows} rows (${Math.round((from + CHUNK) / ((performance.now() - started) / 1000))} rows/s)`);
+  }
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.exec('ANALYZE');
+  db.close();
+  // The built file becomes the kept one only when complete.
+  for (const x of ['-wal', '-shm']) rmSync(tmp + x, { force: true });
+  renameSync(tmp, file);
+  log(`collector-api: ${rows} rows in ${Math.round((performance.now() - started) / 1000)} s, ${Math.round(statSync(file).size / 1e6)} MB`);
+}
+
+/** API latency over 10M goroutine rows. */
+export async function runCollectorApi(ctx: BenchContext, o: CollectorBenchOptions = {}): Promise<Figure[]> {
+  const rows = o.rows ?? (ctx.quick ? 100_000 : 10_000_000);
+  const queries = ctx.quick ? 20 : 200;
+  const dir = join(repoRoot, 'build', 'bench');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `collector-api-v7.1-${rows}.db`); // the store's schema it was built with
+  if (!existsSync(file)) buildDatabase(file, rows, ctx.log);
+  else ctx.log(`collector-api: reusing ${file} (delete it to build again)`);
+  const c = await startCollector(file);
+  const command = `${ctx.invocation} (${rows} goroutine rows in ${PROCESSES} processes, ${queries} requests per kind, one at a time)`;
+  try {
+    const get = async (path: string) => {
+      const t0 = performance.now();
+      const res = await fetch(`${c.url}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const body = await res.json() as any;
+      if (res.status !== 200) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`);
+      return { ms: performance.now() - t0, body };
+    };
+    const first = await get('/api/v1/goroutines?limit=100');
+    const deepCursor = (await get(`/api/v1/goroutines?limit=1000&cursor=${Math.floor(first.body.items[0].id / 2)}`)).body.nextCursor;
+    const kinds: Record<string, (i: number) => string> = {
+      newest: () => '/api/v1/goroutines?limit=100',
+      deepPage: () => `/api/v1/goroutines?limit=100&cursor=${deepCursor}`,
+      byPid: (i) => `/api/v1/goroutines?pid=${1000 + (i % PROCESSES)}&limit=100`,
+      byNodeState: (i) => `/api/v1/goroutines?node=node-${i % 5}&state=syscall&limit=100`,
+      byWaitReason: (i) => `/api/v1/goroutines?waitReason=${encodeURIComponent(REASONS[i % REASONS.length])}&limit=100`,
+      byCreatedByFunction: (i) => `/api/v1/goroutines?createdBy=main.spawner${i % 200}&limit=100`,
+      byCreatedBySite: (i) => `/api/v1/goroutines?createdBy=${encodeURIComponent(`/src/pkg${(i % 200) % 20}/file.go:${10 + (i % 200)}`)}&limit=100`,
+      minBlocked: () => '/api/v1/goroutines?minBlockedNs=998000000&limit=100',
+      // A minute's window anywhere in the hour the rows span: alive then, newest first.
+      timeRange: (i) => `/api/v1/goroutines?since=${T0 + ((i * 97) % 3540) * 1000}&until=${T0 + ((i * 97) % 3540) * 1000 + 60_000}&limit=100`,
+      processes: () => '/api/v1/processes',
+      summaryByWaitReason: (i) => `/api/v1/goroutines/summary?by=waitReason&pid=${1000 + (i % PROCESSES)}`,
+      summaryByCreatedBy: (i) => `/api/v1/goroutines/summary?by=createdBy&pid=${1000 + (i % PROCESSES)}`,
+      summaryAllProcesses: () => '/api/v1/goroutines/summary?by=waitReason',
+    };
+    const out: Figure[] = [];
+    const all: number[] = [];
+    for (const [name, path] of Object.entries(kinds)) {
+      const times: number[] = [];
+      for (let i = 0; i < queries; i++) times.push((await get(path(i))).ms);
+      all.push(...times);
+      ctx.log(`collector-api: ${name} p99 ${pct(times, 0.99).toFixed(1)} ms`);
+      out.push(figure({ id: `collector-api.${name}.p99`, bench: 'collector-api', label: `${name}: p99 (p50 ${round(pct(times, 0.5), 1)} ms)`, value: round(pct(times, 0.99), 1), unit: 'ms', command, samples: times.map((x) => round(x, 2)), target: { op: '<=', value: 50 } }));
+    }
+    out.unshift(figure({ id: 'collector-api.p99', bench: 'collector-api', label: `p99 over every kind of request (${all.length} requests)`, value: round(pct(all, 0.99), 1), unit: 'ms', command, target: { op: '<=', value: 50 } }));
+    return out;
+  } finally {
+    await stopCollector(c);
+  }
+}
