@@ -56,6 +56,7 @@ func render(chartDir, valuesFile, name, namespace string) (string, error) {
 	top := map[string]interface{}{
 		"Values":  values,
 		"Chart":   chart,
+		"Files":   chartFiles{dir: chartDir},
 		"Release": map[string]interface{}{"Name": name, "Namespace": namespace, "Service": "Helm", "IsInstall": true, "IsUpgrade": false, "Revision": 1},
 	}
 	files, err := filepath.Glob(filepath.Join(chartDir, "templates", "*"))
@@ -93,6 +94,18 @@ func render(chartDir, valuesFile, name, namespace string) (string, error) {
 		}
 	}
 	return strings.Join(docs, ""), nil
+}
+
+// chartFiles is helm's .Files: the chart's own files, read by path relative to the chart directory.
+type chartFiles struct{ dir string }
+
+// Get returns a file's contents, or "" when it cannot be read (as helm's does).
+func (f chartFiles) Get(name string) string {
+	b, err := os.ReadFile(filepath.Join(f.dir, filepath.FromSlash(name)))
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 // splitDocs splits on "---" lines and drops documents with nothing but comments and blank lines.

@@ -41,3 +41,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.tls.secretName -}}{{- $scheme = "wss" -}}{{- end -}}
 {{- printf "%s://%s-collector:%v" $scheme (include "goroscope.fullname" .) .Values.collector.port -}}
 {{- end -}}
+
+{{/* Where OTLP goes: the endpoint given, else the chart's OpenTelemetry Collector when it deploys one. */}}
+{{- define "goroscope.otelCollectorUrl" -}}
+{{- printf "http://%s-otel-collector:4318" (include "goroscope.fullname" .) -}}
+{{- end -}}
+
+{{- define "goroscope.collectorOtlpEndpoint" -}}
+{{- if .Values.collector.otlpEndpoint -}}
+{{- .Values.collector.otlpEndpoint -}}
+{{- else if .Values.otelCollector.enabled -}}
+{{- include "goroscope.otelCollectorUrl" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "goroscope.agentOtlpEndpoint" -}}
+{{- if .Values.agent.otlpEndpoint -}}
+{{- .Values.agent.otlpEndpoint -}}
+{{- else if and .Values.agent.otlp .Values.otelCollector.enabled -}}
+{{- include "goroscope.otelCollectorUrl" . -}}
+{{- end -}}
+{{- end -}}
