@@ -322,7 +322,10 @@ function processInfoLookup(reader: StoreReader): (node: string, pid: number) => 
     const now = Date.now();
     const hit = cache.get(key);
     if (hit && now - hit.at < 5_000) return hit.info;
-    const r = reader.latestProcess(node, pid);
+    // A placeholder (records came before their process's record: start_time -1) names no service: nothing is
+    // exported for it until the process record arrives.
+    const found = reader.latestProcess(node, pid);
+    const r = found && found.start_time !== -1 ? found : undefined;
     const info: ProcessInfo | undefined = r && {
       node, pid, startTime: r.start_time, exe: r.exe, goVersion: r.go_version, containerId: r.container_id,
       podName: r.pod_name, podNamespace: r.pod_namespace, podUid: r.pod_uid, podContainer: r.pod_container, seenAt: r.seen_at,

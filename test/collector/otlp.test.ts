@@ -294,3 +294,14 @@ t.test('metrics and logs of each process go to /v1/metrics and /v1/logs', async 
   t.equal(fatalLog.traceId, spans.find((s) => s.name === 'go fatal error')?.traceId, 'the fatal log to its span');
   a.close();
 });
+
+t.test('records of a process not yet known make no spans (no resource to name them)', async (t) => {
+  const rx = await receiver(t);
+  const c = await testCollector(t, { otlpEndpoint: rx.url, export: { scheduledDelayMs: 50 } });
+  const a = new TestAgent(c.url);
+  await a.hello();
+  await a.send(1, [gor(99, 5, { exitedAt: T0 + 10, trace: { root: 5, segment: 0, from: T0 } })]);
+  await c.flushExport();
+  t.same(spansOf(rx.requests), [], 'nothing under unknown_service');
+  a.close();
+});
