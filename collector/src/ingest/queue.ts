@@ -5,6 +5,7 @@
 // thread takes in the next, which then goes as one bigger group.
 import type { AgentRecord } from '../protocol/records.ts';
 import type { WriteThread } from '../store/write-thread.ts';
+import { encodeBatch } from '../store/batch-codec.ts';
 import type { CollectorMetrics } from '../metrics.ts';
 
 export type BatchResult = 'stored' | 'duplicate' | Error;
@@ -15,9 +16,8 @@ export interface PendingBatch {
   epoch: string;
   node: string;
   seq: number;
-  /** The batch as parsed and validated here, and its JSON text, which the writer thread parses again. */
+  /** The batch as parsed and validated here (encoded for the writer thread: store/batch-codec.ts). */
   records: AgentRecord[];
-  text: string;
   done(result: BatchResult): void;
 }
 
@@ -90,7 +90,7 @@ export class IngestQueue {
     }
     this.metrics.ingestInFlight.set(group.length);
     this.writing++;
-    const toWrite = group.map((b) => ({ agentId: b.agentId, epoch: b.epoch, node: b.node, seq: b.seq, text: b.text }));
+    const toWrite = group.map((b) => ({ agentId: b.agentId, epoch: b.epoch, node: b.node, seq: b.seq, batch: encodeBatch(b.records) }));
     this.thread.write(toWrite).then(
       ({ results, seconds }) => {
         this.metrics.ingestCommitSeconds.inc(seconds);

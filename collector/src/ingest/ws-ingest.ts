@@ -149,7 +149,7 @@ export class IngestEndpoint {
       const named = batch.epoch !== undefined ? { epoch: batch.epoch } : {};
       c.pending++;
       this.queue.enqueue({
-        agentId: batch.agentId, epoch: batch.epoch ?? '', node: hello.node, seq: batch.seq, records: batch.records, text,
+        agentId: batch.agentId, epoch: batch.epoch ?? '', node: hello.node, seq: batch.seq, records: batch.records,
         done: (result) => {
           c.pending--;
           if (result instanceof Error) send({ type: 'error', seq: batch.seq, ...named, error: `batch not stored: ${result.message}` });

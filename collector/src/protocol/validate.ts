@@ -58,7 +58,7 @@ const wellFormed = (_key: string, v: unknown) =>
   typeof v === 'string' ? (v as string & { toWellFormed(): string }).toWellFormed() : v;
 
 /** JSON.parse, with every string made well-formed (see SURROGATE_ESCAPE): how ingest reads a message. */
-export function parseJsonText(text: string): unknown {
+function parseJsonText(text: string): unknown {
   return SURROGATE_ESCAPE.test(text) ? JSON.parse(text, wellFormed) : JSON.parse(text);
 }
 

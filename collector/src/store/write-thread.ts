@@ -7,14 +7,15 @@ import { Worker } from 'node:worker_threads';
 import type { HelloMessage } from '../protocol/records.ts';
 import type { OpenOptions } from './db.ts';
 import type { RetentionOptions } from './retention.ts';
+import type { EncodedBatch } from './batch-codec.ts';
 
-/** A validated batch as the agent sent it: its JSON text and where it is filed. */
+/** A validated batch, encoded for the trip (batch-codec.ts), and where it is filed. */
 export interface BatchToWrite {
   agentId: string;
   epoch: string;
   node: string;
   seq: number;
-  text: string;
+  batch: EncodedBatch;
 }
 
 export type WriteResult = 'stored' | 'duplicate' | { error: string };
@@ -79,13 +80,13 @@ class StoreWorker {
     this.worker.on('exit', (code) => fail(new Error(`the store's ${role} thread exited (${code})`)));
   }
 
-  call<T>(req: Distribute<WriteRequest>): Promise<T> {
+  call<T>(req: Distribute<WriteRequest>, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.next++;
     return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       this.worker.ref(); // a call in flight keeps the process; an idle thread does not
-      this.worker.postMessage({ ...req, id });
+      this.worker.postMessage({ ...req, id }, transfer);
     });
   }
 
@@ -114,7 +115,8 @@ export class WriteThread {
 
   /** Writes the batches in one transaction (a failing one alone, the others again); results in order. */
   write(batches: BatchToWrite[], now = Date.now()): Promise<{ results: WriteResult[]; seconds: number }> {
-    return this.writer.call({ op: 'write', batches, now });
+    // The numbers are handed over, not copied.
+    return this.writer.call({ op: 'write', batches, now }, batches.map((b) => b.batch.goroutines.buffer as ArrayBuffer));
   }
 
   async recordAgent(hello: HelloMessage, now = Date.now()): Promise<'ok' | 'key-mismatch'> {

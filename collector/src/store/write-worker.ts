@@ -1,7 +1,6 @@
 // The collector's store threads (write-thread.ts starts them), each with its own SQLite connection:
 //  - the writer: owns every write. Writing is most of ingest's cost; here it runs beside the main thread, which
-//    takes WebSocket frames, parses and validates them and answers the API. Batches arrive as the JSON text the
-//    agent sent (already validated): parsing it again here costs less than copying the parsed objects over.
+//    takes WebSocket frames, parses and validates them and answers the API. Batches arrive encoded (batch-codec.ts).
 //  - the checkpointer: copies the WAL into the database file with passive checkpoints, which never block the
 //    writer, so the writer does not stop for that I/O (its own autocheckpoint stays as a backstop).
 import { parentPort, workerData } from 'node:worker_threads';
@@ -9,8 +8,8 @@ import type { Database } from 'better-sqlite3';
 import { openDatabase, type OpenOptions } from './db.ts';
 import { StoreWriter } from './writer.ts';
 import { Retention, type RetentionOptions } from './retention.ts';
-import { parseJsonText } from '../protocol/validate.ts';
-import type { BatchMessage, HelloMessage } from '../protocol/records.ts';
+import { decodeBatch } from './batch-codec.ts';
+import type { HelloMessage } from '../protocol/records.ts';
 import type { BatchToWrite, WriteRequest, WriteResult } from './write-thread.ts';
 
 const { file, opts, role } = workerData as { file: string; opts: OpenOptions; role: 'writer' | 'checkpointer' };
@@ -42,7 +41,7 @@ function runWriter(db: Database): void {
   const writer = new StoreWriter(db);
 
   const writeGroup = (batches: BatchToWrite[], now: number): WriteResult[] => {
-    const parsed = batches.map((b) => (parseJsonText(b.text) as BatchMessage).records);
+    const parsed = batches.map((b) => decodeBatch(b.batch));
     const writeOne = (b: BatchToWrite, i: number): WriteResult => (writer.writeBatch(b.agentId, b.epoch, b.node, b.seq, parsed[i], now) ? 'stored' : 'duplicate');
     try {
       return db.transaction(() => batches.map(writeOne))();

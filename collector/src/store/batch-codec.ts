@@ -1,0 +1,111 @@
+// How a validated batch travels from the main thread to the store's writer thread. Goroutine records, nearly all
+// of a batch, go as numbers in a Float64Array (handed over, not copied) with their strings in a table, each
+// distinct string once; the rest as JSON. Parsing the agent's JSON again in the writer was a fifth of its time
+// (scripts/bench, collector-ingest with GOROSCOPE_BENCH_CPU_PROF), copying objects between threads costs more.
+// Only what the store keeps of a goroutine record travels (collector/src/store/writer.ts writeGoroutine).
+import type { AgentRecord, GoroutineRecord } from '../protocol/records.ts';
+
+export interface EncodedBatch {
+  strings: string[];
+  /** Per goroutine: FIELDS numbers, then its blocked-by-reason pairs (string index, ns). */
+  goroutines: Float64Array;
+  /** The other records, as JSON. */
+  others: string;
+}
+
+// pid, goid, parentGoid, state, waitReason, created by (function, file, line), startFunction, createdAt, exitedAt,
+// lastParkAt, parkCount, readyCount, blockedNs, preexisting, system, observedAt, number of blocked-by-reason pairs
+const FIELDS = 19;
+const NONE = -1;
+
+export function encodeBatch(records: AgentRecord[]): EncodedBatch {
+  const strings: string[] = [];
+  const index = new Map<string, number>();
+  const str = (s: string | null): number => {
+    if (s === null) return NONE;
+    let i = index.get(s);
+    if (i === undefined) {
+      i = strings.length;
+      strings.push(s);
+      index.set(s, i);
+    }
+    return i;
+  };
+  const others: AgentRecord[] = [];
+  const goroutines: GoroutineRecord[] = [];
+  let size = 0;
+  for (const r of records) {
+    if (r.kind !== 'goroutine') others.push(r);
+    else {
+      goroutines.push(r);
+      size += FIELDS + 2 * Object.keys(r.blockedByReason).length;
+    }
+  }
+  const out = new Float64Array(size);
+  let o = 0;
+  const nul = (v: number | null) => (v === null ? NaN : v);
+  for (const g of goroutines) {
+    out[o++] = g.pid;
+    out[o++] = g.goid;
+    out[o++] = nul(g.parentGoid);
+    out[o++] = str(g.state);
+    out[o++] = str(g.waitReason);
+    out[o++] = str(g.createdBy?.function ?? null);
+    out[o++] = str(g.createdBy?.file ?? null);
+    out[o++] = g.createdBy ? g.createdBy.line : NONE;
+    out[o++] = str(g.startFunction);
+    out[o++] = nul(g.createdAt);
+    out[o++] = nul(g.exitedAt);
+    out[o++] = nul(g.lastParkAt);
+    out[o++] = g.parkCount;
+    out[o++] = g.readyCount;
+    out[o++] = g.blockedNs;
+    out[o++] = g.preexisting ? 1 : 0;
+    out[o++] = g.system ? 1 : 0;
+    out[o++] = g.observedAt;
+    const reasons = Object.entries(g.blockedByReason);
+    out[o++] = reasons.length;
+    for (const [reason, ns] of reasons) {
+      out[o++] = str(reason);
+      out[o++] = ns;
+    }
+  }
+  return { strings, goroutines: out, others: JSON.stringify(others) };
+}
+
+/** The records again: the others first (a process before its goroutines), then the goroutines in their order. */
+export function decodeBatch(b: EncodedBatch): AgentRecord[] {
+  const records = JSON.parse(b.others) as AgentRecord[];
+  const s = b.strings;
+  const g = b.goroutines;
+  const str = (i: number) => (i === NONE ? null : s[i]);
+  const num = (v: number) => (Number.isNaN(v) ? null : v);
+  for (let o = 0; o < g.length;) {
+    const fn = g[o + 5];
+    const r: GoroutineRecord = {
+      kind: 'goroutine',
+      pid: g[o],
+      goid: g[o + 1],
+      parentGoid: num(g[o + 2]),
+      state: s[g[o + 3]] as GoroutineRecord['state'],
+      waitReason: str(g[o + 4]),
+      createdBy: fn === NONE ? null : { function: s[fn], file: s[g[o + 6]], line: g[o + 7] },
+      startFunction: str(g[o + 8]),
+      createdAt: num(g[o + 9]),
+      exitedAt: num(g[o + 10]),
+      lastParkAt: num(g[o + 11]),
+      parkCount: g[o + 12],
+      readyCount: g[o + 13],
+      blockedNs: g[o + 14],
+      blockedByReason: {},
+      preexisting: g[o + 15] === 1,
+      system: g[o + 16] === 1,
+      observedAt: g[o + 17],
+    };
+    const pairs = g[o + 18];
+    o += FIELDS;
+    for (let k = 0; k < pairs; k++, o += 2) r.blockedByReason[s[g[o]]] = g[o + 1];
+    records.push(r);
+  }
+  return records;
+}
