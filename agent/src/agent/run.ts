@@ -338,7 +338,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
   const metrics = new AgentMetrics({
     tracer, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals,
-    stacks: profiles && { table: stackTable, profiles },
+    stacks: profiles && { table: stackTable, profiles }, segmentReportsDropped: () => builder.segmentReportsDropped,
   });
   const otlp = opts.otlpEndpoint === undefined
     ? (parts.off('otlp', 'no --otlp-endpoint'), undefined)

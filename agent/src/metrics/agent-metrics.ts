@@ -24,6 +24,8 @@ export interface AgentMetricsSources {
   parts?: Parts;
   /** Per-process TCP totals (agent/src/agent/connection-changes.ts). */
   tcpTotals?: Map<number, TcpTotals>;
+  /** What the trace model left out: report-interval records past the per-process cap (RecordBuilder). */
+  segmentReportsDropped?: () => number;
   runtime?: RuntimeEventsTracer;
   leaks?: LeakDetector;
   shipper?: Shipper;
@@ -172,6 +174,17 @@ export class AgentMetrics {
     tcpCounter('goroscope_tcp_retransmits_total', 'TCP segments retransmitted, by process.', (t) => t.retransmits);
     tcpCounter('goroscope_tcp_resets_total', 'TCP resets sent or received, by process.', (t) => t.resets);
 
+    new Counter({
+      name: 'goroscope_trace_dropped_total',
+      help: "What the trace model left out, by what: a goroutine's long parks past the ones kept until shipped, report-interval records past the per-process cap.",
+      labelNames: ['what'],
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc({ what: 'long_parks' }, traced().reduce((n, p) => n + p.table.counters.longParksDropped, 0));
+        this.inc({ what: 'segment_reports' }, src.segmentReportsDropped?.() ?? 0);
+      },
+    });
     new Counter({
       name: 'goroscope_records_total',
       help: 'Records read from the BPF ring buffers.',
