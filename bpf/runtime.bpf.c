@@ -303,7 +303,7 @@ int rt_fatal_nosleep(struct pt_regs *ctx)
 
 #define GO_KIND_MASK 31
 #define GO_KIND_STRING 24
-#define GO_TYPE_KIND_OFFSET 23 /* runtime._type.kind / internal/abi.Type.Kind_, Go 1.19 to 1.26 */
+#define GO_TYPE_KIND_OFFSET 23 /* runtime._type.kind / internal/abi.Type.Kind_, Go 1.19 to 1.27 */
 
 /* runtime.fatalpanic(msgs *_panic): the panic was not recovered. gopanic's preprintpanics has already turned
  * an error or Stringer value into its string, so a string covers most panics; for other kinds 8 bytes of the

@@ -30,10 +30,12 @@ t.test('the checks read the kernel version, capabilities and tracefs as an opera
   t.match(checkKernel('6.8.0'), { status: 'pass', detail: /stack-check jump/ });
   t.match(checkKernel('6.11.0'), { status: 'pass', detail: /PUSH is emulated/ });
   const bit = (...caps: number[]) => caps.reduce((a, c) => a | (1n << BigInt(c)), 0n);
-  t.match(checkCapabilities(bit(38, 39, 19, 21)), { status: 'pass' });
-  t.match(checkCapabilities(bit(38, 39, 19)), { status: 'pass', detail: /cannot mount tracefs/ });
-  t.match(checkCapabilities(bit(19)), { status: 'fail', fix: /CAP_BPF and CAP_PERFMON/ });
-  t.match(checkCapabilities(bit(38, 39)), { status: 'warn', fix: /CAP_SYS_PTRACE/ });
+  t.match(checkCapabilities(bit(38, 39, 19, 21), [6, 18]), { status: 'pass' });
+  t.match(checkCapabilities(bit(38, 39, 19), [6, 8]), { status: 'pass', detail: /private tracefs/ });
+  t.match(checkCapabilities(bit(38, 39, 19), [6, 16], false), { status: 'fail', fix: /CAP_SYS_ADMIN \(perf uprobes need it since Linux 6\.16/ });
+  t.match(checkCapabilities(bit(38, 39, 19), [6, 16], true), { status: 'pass' }, 'uprobe multi-links need no CAP_SYS_ADMIN');
+  t.match(checkCapabilities(bit(19), [6, 8]), { status: 'fail', fix: /CAP_BPF and CAP_PERFMON/ });
+  t.match(checkCapabilities(bit(38, 39), [6, 8]), { status: 'warn', fix: /CAP_SYS_PTRACE/ });
   t.match(checkTracefs({ kind: 'none', reason: 'tracefs is not mounted and the agent lacks CAP_SYS_ADMIN to mount it' }), { status: 'warn', fix: /mount -t tracefs/ });
   t.match(checkTracefs({ kind: 'mounted', root: '/sys/kernel/tracing' }), { status: 'pass' });
 });

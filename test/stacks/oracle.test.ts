@@ -36,8 +36,9 @@ if (skipAll) t.comment(`SKIPPING stack oracle tests: ${skipAll}`);
 
 const results = new Map<string, string>();
 
-for (const [version, kind] of cells) {
-  const name = `Go ${version} ${kind}`;
+// Every cell is built before the first test starts: tap runs a test as soon as it is defined, and a build
+// between two definitions would block the event loop under a running program (its start would time out).
+const built = cells.map(([version, kind]) => {
   let binary = '';
   let skip = skipAll ?? (version === '1.19' && !existsSync('/usr/lib/go-1.19/bin/go') ? "Go 1.19 is not installed (Debian's golang-1.19-go)" : undefined);
   if (!skip) {
@@ -47,6 +48,11 @@ for (const [version, kind] of cells) {
       skip = `cannot build with Go ${version} (${kind}): ${(e as Error).message.split('\n')[0]}`;
     }
   }
+  return { version, kind, binary, skip };
+});
+
+for (const { version, kind, binary, skip } of built) {
+  const name = `Go ${version} ${kind}`;
   results.set(name, skip ? 'skip' : 'fail');
   t.test(name, { skip: skip ?? false }, async (t) => {
     t.teardown(() => {

@@ -68,16 +68,24 @@ export function effectiveCapabilities(status = readFileSync('/proc/self/status',
 
 const CAP = { SYS_PTRACE: 19, SYS_ADMIN: 21, PERFMON: 38, BPF: 39 } as const;
 
-export function checkCapabilities(eff = effectiveCapabilities()): Check {
+/** uprobeMulti: the kernel has uprobe multi-links (6.6+), which the agent uses and which need no CAP_SYS_ADMIN. */
+export function checkCapabilities(eff = effectiveCapabilities(), kernel = kernelVersion(), uprobeMulti = false): Check {
   const has = (c: number) => (eff >> BigInt(c)) & 1n;
   const names = (Object.keys(CAP) as Array<keyof typeof CAP>).filter((k) => has(CAP[k])).map((k) => `CAP_${k}`);
   const bpfOk = (has(CAP.BPF) && has(CAP.PERFMON)) || has(CAP.SYS_ADMIN);
+  // Linux 6.16 (and stable kernels since July 2025) require CAP_SYS_ADMIN for perf uprobes (ba677dbe77af);
+  // uprobe multi-links (BPF links, 6.6+), which the agent uses where the kernel has them, do not.
+  const uprobesNeedAdmin = atLeast(kernel, 6, 16) && !uprobeMulti;
   const missing: string[] = [];
   if (!bpfOk) missing.push('CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)');
+  if (uprobesNeedAdmin && !has(CAP.SYS_ADMIN)) missing.push('CAP_SYS_ADMIN (perf uprobes need it since Linux 6.16 and this kernel has no uprobe multi-links: without it no goroutine or runtime probes, TCP only)');
   if (!has(CAP.SYS_PTRACE)) missing.push('CAP_SYS_PTRACE (to read Go processes of other users)');
   const detail = `effective: ${names.join(', ') || 'none of CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_SYS_ADMIN'}`;
-  if (missing.length) return { name: 'capabilities', status: bpfOk ? 'warn' : 'fail', detail, fix: `add ${missing.join('; ')}` };
-  const admin = has(CAP.SYS_ADMIN) ? '' : ' (without CAP_SYS_ADMIN the agent cannot mount tracefs itself)';
+  if (missing.length) {
+    const fatal = !bpfOk || (uprobesNeedAdmin && !has(CAP.SYS_ADMIN));
+    return { name: 'capabilities', status: fatal ? 'fail' : 'warn', detail, fix: `add ${missing.join('; ')}` };
+  }
+  const admin = has(CAP.SYS_ADMIN) ? '' : ' (without CAP_SYS_ADMIN the agent cannot read classic tracepoint ids from a private tracefs)';
   return { name: 'capabilities', status: 'pass', detail: `${detail}${admin}` };
 }
 

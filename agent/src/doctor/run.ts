@@ -25,7 +25,7 @@ async function checkGoroutineProbes(bin: GoBinary | undefined): Promise<Check> {
     const site = planGoroutineProbes(bin, { creatorAtEntry: !layout.g.fields.parentGoid })[0];
     const link = tracer.bpf.attachUprobe(site.program, bin.path, site.fileOffset, process.pid, cookieFor(site, 0));
     tracer.bpf.detach(link);
-    return { name: 'goroutine probes', status: 'pass', detail: `BPF object loads; a uprobe with a BPF cookie attaches (${site.symbol}, ${site.kind})` };
+    return { name: 'goroutine probes', status: 'pass', detail: `BPF object loads; a uprobe with a BPF cookie attaches (${site.symbol}, ${site.kind}; ${loadAddon().hasUprobeMulti() ? 'uprobe multi-links' : 'perf uprobes'})` };
   } finally {
     await tracer.close();
   }
@@ -78,7 +78,13 @@ function pidChecks(pid: number): Check[] {
 }
 
 export async function doctorChecks(opts: { pid?: number } = {}): Promise<Check[]> {
-  const checks: Check[] = [checkKernel(), checkBtf(), checkCapabilities(), checkTracefs(), checkCgroup()];
+  let uprobeMulti = false;
+  try {
+    uprobeMulti = loadAddon().hasUprobeMulti();
+  } catch {
+    /* no bridge: its own check below says so */
+  }
+  const checks: Check[] = [checkKernel(), checkBtf(), checkCapabilities(undefined, undefined, uprobeMulti), checkTracefs(), checkCgroup()];
   checks.push(
     await attempt('native bridge', () => {
       const addon = loadAddon();

@@ -60,9 +60,15 @@ const rules: Array<{ test: RegExp; why: string | ((m: RegExpExecArray) => string
     fix: 'goroutine probes need Linux 5.15 or newer',
   },
   {
+    // Linux 6.16 (and stable kernels since July 2025) require CAP_SYS_ADMIN for uprobes again (ba677dbe77af).
+    test: /attach uprobe.*(Permission denied|Operation not permitted)/,
+    why: 'not permitted to attach uprobes here',
+    fix: 'give the agent CAP_SYS_ADMIN (perf uprobes need it since Linux 6.16; uprobe multi-links, 6.6+, do not), or run it as root',
+  },
+  {
     test: /Operation not permitted|EPERM|Permission denied|EACCES/,
     why: 'not permitted to load BPF programs here',
-    fix: 'run as root, or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE (and CAP_SYS_ADMIN on kernels before 5.8)',
+    fix: 'run as root, or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_SYS_ADMIN (uprobes need it since Linux 6.16; BPF before 5.8)',
   },
   {
     test: /Function not implemented|ENOSYS|Unknown error 524|ENOTSUPP|Operation not supported/,

@@ -72,7 +72,12 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
     if (cmd.parkSampling !== undefined) tracer.setParkSampling(cmd.parkSampling);
     // Calibrate before attaching to the target, so the target never carries the calibration's probes.
     const calibration = cmd.full ? undefined : await calibrateHitCost(tracer);
-    const proc = tracer.attach(cmd.pid, { target });
+    let proc;
+    try {
+      proc = tracer.attach(cmd.pid, { target });
+    } catch (e) {
+      throw new UserError(explainLine(`cannot attach to pid ${cmd.pid}`, e));
+    }
     if (runtime) parts.start('runtime', () => runtime.attach(cmd.pid, { target }));
     const governor = calibration
       ? new OverheadGovernor(tracer, {
