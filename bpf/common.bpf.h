@@ -32,6 +32,32 @@ static __always_inline bool goes_to_morestack(struct pt_regs *ctx, bool at_stack
 	return at_stack_check_jump && (ctx->flags & (X86_EFLAGS_CF | X86_EFLAGS_ZF));
 }
 
+/* An argument register named by enum go_abi_reg (goabi.h); 0 for GO_REG_NONE or an unknown value. Each
+ * case loads its own field: the verifier allows a context load only at a constant offset, and without the
+ * barrier the compiler merges the cases into one load at a computed one. */
+#define GO_ARG_CASE(n, field)                                                                                    \
+	case n: {                                                                                                \
+		__u64 v = ctx->field;                                                                            \
+		asm volatile("" : "+r"(v));                                                                      \
+		return v;                                                                                        \
+	}
+
+static __always_inline __u64 go_arg(struct pt_regs *ctx, __u32 reg)
+{
+	switch (reg) {
+	GO_ARG_CASE(1, ax)
+	GO_ARG_CASE(2, bx)
+	GO_ARG_CASE(3, cx)
+	GO_ARG_CASE(4, di)
+	GO_ARG_CASE(5, si)
+	GO_ARG_CASE(6, r8)
+	GO_ARG_CASE(7, r9)
+	GO_ARG_CASE(8, r10)
+	GO_ARG_CASE(9, r11)
+	}
+	return 0;
+}
+
 /* Where records go. Kernels before 5.8 have no BPF ring buffer: there the agent sets use_perf_events before
  * load and retypes each events map to a perf event array (one buffer per CPU, agent/native/bridge.c). A record
  * is then built in a per-CPU scratch slot and copied out by bpf_perf_event_output. The flag is read-only data,

@@ -5,9 +5,14 @@
  * Every program reads registers and user memory only; none writes user memory, and none is a uretprobe
  * (Go moves goroutine stacks). Sites, chosen by agent/src/runtime/runtime-probes.ts:
  *   - runtime.stopTheWorldWithSema: the jump after the stack check. Keeps the start time, the reason and the
- *     goroutine that stops the world, per process, in stw_pending.
- *   - runtime.startTheWorldWithSema: every RET (RAX = its result, Go's nanotime at the restart). Emits the
- *     pause with its duration and clears stw_pending.
+ *     goroutine that stops the world, per process, in stw_pending; before Go 1.22 also work.pauseStart, the
+ *     start the runtime accounts a GC pause from (taken just before this call).
+ *   - runtime.startTheWorldWithSema, Go 1.22+: the jump after the stack check. Its worldStop argument holds
+ *     the start the runtime accounts the pause from (PauseNs, /sched/pauses/total/gc:seconds), taken inside
+ *     stopTheWorldWithSema after it won sched.lock: the stop probe's own time is earlier by that lock wait,
+ *     the probe's traps and the runtime's trace hook, so a pause measured from it came out longer than Go's.
+ *   - runtime.startTheWorldWithSema: every RET (RAX = its result, Go's nanotime at the restart, the end the
+ *     runtime accounts). Emits the pause with its duration and clears stw_pending.
  *   - runtime.gcMarkTermination: the jump after the stack check; reads memstats.numgc when its address is known.
  *   - runtime.throw, runtime.fatal, runtime.fatalpanic: their entry (they are nosplit: no stack check). These
  *     run once, as the process dies, so they are sleepable and copy the message with bpf_copy_from_user,
@@ -45,6 +50,7 @@ struct {
  * the entry of a process that died mid-pause cannot hold a slot forever. */
 struct rt_stw_pending {
 	__u64 start_ns;
+	__u64 go_start_ns; /* the runtime's own start, from startTheWorldWithSema's argument (Go 1.22+) */
 	__u64 goid;
 	__u8 reason;
 	__u8 pad;
@@ -116,6 +122,7 @@ static __always_inline struct runtime_event *reserve(__u32 probe, __u64 cookie, 
 	e->ts_ns = bpf_ktime_get_ns();
 	e->start_ns = 0;
 	e->go_now_ns = 0;
+	e->go_start_ns = 0;
 	e->goid = 0;
 	e->curg_goid = 0;
 	e->value = 0;
@@ -167,8 +174,29 @@ int stw_stop(struct pt_regs *ctx)
 		if (ptr && len > 0 && bpf_probe_read_user(p.reason_text, len & 63, (const void *)ptr) == 0)
 			p.reason_len = len;
 	}
+	struct rt_proc *proc = bpf_map_lookup_elem(&rt_procs, &pid);
+	if (proc && proc->pause_start_addr)
+		p.go_start_ns = read_u64(proc->pause_start_addr);
 	if (bpf_map_update_elem(&stw_pending, &pid, &p, BPF_ANY))
 		count(&rt_drop_counts, RT_PROBE_STOP);
+	return 0;
+}
+
+/* runtime.startTheWorldWithSema(now int64, w worldStop), Go 1.22+: keeps w.startedStopping (w.start in 1.22),
+ * the start the runtime will account this pause from, for the RET that follows. */
+SEC("uprobe")
+int stw_start(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct rt_layout *l = hit(cookie, RT_PROBE_START);
+	if (!l)
+		return 0;
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
+		return 0;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct rt_stw_pending *p = bpf_map_lookup_elem(&stw_pending, &pid);
+	if (p)
+		p->go_start_ns = go_arg(ctx, l->start_arg_reg);
 	return 0;
 }
 
@@ -189,9 +217,15 @@ int stw_start_ret(struct pt_regs *ctx)
 	struct runtime_event *e = reserve(RT_PROBE_START_RET, cookie, RUNTIME_STW);
 	if (e) {
 		e->start_ns = p->start_ns;
+		e->go_start_ns = p->go_start_ns;
 		e->go_now_ns = ctx->ax;
 		e->goid = p->goid;
 		e->curg_goid = p->goid;
+		struct rt_proc *proc = bpf_map_lookup_elem(&rt_procs, &pid);
+		if (proc && proc->last_gc_addr) {
+			e->value = read_u64(proc->last_gc_addr);
+			e->flags |= RT_FLAG_LAST_GC;
+		}
 		e->stw_reason = p->reason;
 		e->reason_len = p->reason_len;
 		__builtin_memcpy(e->reason, p->reason_text, RUNTIME_REASON_MAX);

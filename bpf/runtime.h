@@ -8,6 +8,8 @@
 #ifndef GOROSCOPE_RUNTIME_H
 #define GOROSCOPE_RUNTIME_H
 
+#include "goabi.h"
+
 enum runtime_event_kind {
 	RUNTIME_STW = 1,         /* the world restarted: one stop-the-world pause, start to end */
 	RUNTIME_GC_MARK_TERM = 2, /* runtime.gcMarkTermination began: a GC cycle is ending (world stopped) */
@@ -23,6 +25,7 @@ enum runtime_probe {
 	RT_PROBE_THROW = 3,      /* runtime.throw, entry */
 	RT_PROBE_FATAL = 4,      /* runtime.fatal (Go 1.19+), entry */
 	RT_PROBE_FATAL_PANIC = 5, /* runtime.fatalpanic, entry */
+	RT_PROBE_START = 6,      /* runtime.startTheWorldWithSema, stack-check jump (Go 1.22+: the worldStop argument) */
 	RT_PROBE_KINDS = 8,
 };
 
@@ -36,15 +39,20 @@ enum runtime_probe {
 #define RT_FLAG_NUMGC 2          /* value holds memstats.numgc */
 #define RT_FLAG_PANIC_STRING 4   /* FATAL_PANIC: msg is the panic value (a string, or an error's text) */
 #define RT_FLAG_PANIC_NIL 8      /* FATAL_PANIC: the panic value is nil */
+#define RT_FLAG_LAST_GC 16       /* STW: value holds memstats.last_gc_nanotime as the restart found it */
 
 /* One record per event. Fixed size, so user space walks a batch by stride. */
 struct runtime_event {
 	__u64 ts_ns;      /* bpf_ktime_get_ns() (CLOCK_MONOTONIC, as Go's nanotime); STW: when the world restarted */
 	__u64 start_ns;   /* STW: when stopTheWorldWithSema was entered */
 	__u64 go_now_ns;  /* STW: startTheWorldWithSema's result, Go's own nanotime at the restart */
+	__u64 go_start_ns; /* STW: the start the runtime itself accounts the pause from: Go 1.22+, worldStop's
+			    * (taken in stopTheWorldWithSema once it holds sched.lock); before, work.pauseStart as
+			    * the stop found it (a GC stop's; stale for other stops); 0 when not read */
 	__u64 goid;       /* STW: the goroutine that stopped the world; THROW/FATAL_PANIC: the g running (R14) */
 	__u64 curg_goid;  /* the thread's user goroutine (g.m.curg): who threw when R14 is g0 */
-	__u64 value;      /* MARK_TERM: memstats.numgc (cycles done before this one); THROW: the probe (enum
+	__u64 value;      /* MARK_TERM: memstats.numgc (cycles done before this one); STW: memstats.last_gc_nanotime
+			   * (RT_FLAG_LAST_GC), the end gcMarkTermination accounts its pause to; THROW: the probe (enum
 			   * runtime_probe: throw or fatal); FATAL_PANIC: 8 bytes of a
 			   * non-string panic value */
 	__u32 pid;        /* tgid of the traced process */
@@ -69,7 +77,8 @@ struct rt_layout {
 	__u32 m_preemptoff; /* string: the stop-the-world reason before Go 1.21 */
 	__u32 panic_arg;    /* _panic.arg (an eface: type, data) */
 	__u32 flags;        /* RT_LAYOUT_* */
-	__u32 reserved[2];
+	__u32 start_arg_reg; /* enum go_abi_reg: startTheWorldWithSema's w.startedStopping (Go 1.22+), or none */
+	__u32 reserved;
 };
 
 #define RT_LAYOUT_REASON_IN_RAX 1    /* stopTheWorldWithSema(reason stwReason): Go 1.21+ */
@@ -78,6 +87,10 @@ struct rt_layout {
 /* Per traced process, written by the agent at attach. */
 struct rt_proc {
 	__u64 numgc_addr; /* runtime address of memstats.numgc (uint32); 0 when unknown (stripped binary) */
+	__u64 pause_start_addr; /* Go < 1.22: runtime address of work.pauseStart (int64), the GC pause start the
+				 * runtime accounts from, set just before it stops the world; 0 otherwise */
+	__u64 last_gc_addr;     /* runtime address of memstats.last_gc_nanotime: Go < 1.22's mark termination
+				 * takes its pause's end before startTheWorldWithSema takes its own; 0 when unknown */
 };
 
 #endif

@@ -1314,6 +1314,7 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct runtime_event, ts_ns);
 	FIELD(f, struct runtime_event, start_ns);
 	FIELD(f, struct runtime_event, go_now_ns);
+	FIELD(f, struct runtime_event, go_start_ns);
 	FIELD(f, struct runtime_event, goid);
 	FIELD(f, struct runtime_event, curg_goid);
 	FIELD(f, struct runtime_event, value);
@@ -1340,6 +1341,7 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	FIELD(f, struct rt_layout, m_preemptoff);
 	FIELD(f, struct rt_layout, panic_arg);
 	FIELD(f, struct rt_layout, flags);
+	FIELD(f, struct rt_layout, start_arg_reg);
 	FIELD(f, struct rt_layout, reserved);
 	napi_set_named_property(env, s, "fields", f);
 	napi_set_named_property(env, out, "rt_layout", s);
@@ -1347,6 +1349,8 @@ static napi_value bridge_layouts(napi_env env, napi_callback_info info)
 	s = struct_desc(env, sizeof(struct rt_proc));
 	napi_create_object(env, &f);
 	FIELD(f, struct rt_proc, numgc_addr);
+	FIELD(f, struct rt_proc, pause_start_addr);
+	FIELD(f, struct rt_proc, last_gc_addr);
 	napi_set_named_property(env, s, "fields", f);
 	napi_set_named_property(env, out, "rt_proc", s);
 	return out;

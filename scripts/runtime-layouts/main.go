@@ -69,6 +69,17 @@ type Param struct {
 	// Register is the amd64 ABIInternal integer register the value arrives in, or null when it is not a
 	// single integer-class word (then the caller must work it out) or the registers are exhausted.
 	Register *string `json:"register"`
+	// Fields of a struct (or string) passed in registers, one integer-class word each, with the register
+	// ABIInternal gives each: startTheWorldWithSema's worldStop, throw's string. Absent otherwise.
+	Fields []ParamField `json:"fields,omitempty"`
+}
+
+// ParamField is one register-assigned member of a struct parameter.
+type ParamField struct {
+	Name     string `json:"name"`
+	Offset   int64  `json:"offset"`
+	Size     int64  `json:"size"`
+	Register string `json:"register"`
 }
 
 // Func describes a runtime function goroscope may attach a uprobe to.
@@ -112,6 +123,9 @@ type Entry struct {
 	// Panic is runtime._panic (fatalpanic's argument); MStats is runtime.mstats (the type of runtime.memstats).
 	Panic  Struct `json:"panic"`
 	MStats Struct `json:"mstats"`
+	// Work is runtime.workType (the type of runtime.work): pauseStart, the GC pause start before Go 1.22
+	// (null since, when stopTheWorldWithSema returns it in a worldStop).
+	Work Struct `json:"work"`
 
 	IntArgRegisters []string        `json:"intArgRegisters"`
 	Functions       map[string]Func `json:"functions"`
@@ -158,7 +172,9 @@ var pFields = []string{"id", "status", "m"}
 var probeFunctions = []string{"newproc1", "gopark", "goready", "goexit1", "ready", "injectglist",
 	"stopTheWorldWithSema", "startTheWorldWithSema", "gcMarkTermination", "throw", "fatal", "fatalpanic"}
 var panicFields = []string{"arg", "link"}
-var mstatsFields = []string{"numgc"}
+var mstatsFields = []string{"numgc", "last_gc_nanotime"}
+var workFields = []string{"pauseStart"}
+var workOptional = map[string]bool{"pauseStart": true}
 
 const systemRuleText = "A goroutine is a system goroutine (hidden by runtime.Stack(buf, true) and goroutine dumps " +
 	"at GOTRACEBACK<=1) iff the name of its start function (g.startpc) begins with systemPrefix, except that " +
@@ -376,7 +392,7 @@ func readBinary(path string, e *Entry, src *sourceInfo) error {
 	}
 	info := &dwarfInfo{d: d, structs: map[string]dwarf.Offset{}, funcs: map[string][]*dwarf.Entry{}, inline: map[string]bool{}}
 	wantStruct := map[string]bool{"runtime.g": true, "runtime.m": true, "runtime.p": true, "runtime._panic": true,
-		"runtime.mstats": true}
+		"runtime.mstats": true, "runtime.workType": true}
 	wantFunc := map[string]bool{}
 	for _, fn := range probeFunctions {
 		wantFunc["runtime."+fn] = true
@@ -444,6 +460,9 @@ func readBinary(path string, e *Entry, src *sourceInfo) error {
 		return err
 	}
 	if e.MStats, err = info.structLayout("runtime.mstats", mstatsFields, nil); err != nil {
+		return err
+	}
+	if e.Work, err = info.structLayout("runtime.workType", workFields, workOptional); err != nil {
 		return err
 	}
 	e.Functions = map[string]Func{}
@@ -514,8 +533,9 @@ func matchSignature(what string, dw []Param, src []srcParam) error {
 	return nil
 }
 
-// assignRegisters fills Register for each parameter that is one integer-class word, in ABIInternal order;
-// it stops at the first parameter that is not (what follows needs the full ABI algorithm).
+// assignRegisters fills Register for each parameter that is one integer-class word, and Fields for a struct
+// whose members all are, in ABIInternal order; it stops at the first parameter that is neither (what follows
+// needs the full ABI algorithm) or that no longer fits in the registers left.
 func (info *dwarfInfo) assignRegisters(fn string, ents []*dwarf.Entry, ps []Param) error {
 	byName := map[string]dwarf.Offset{}
 	for _, pe := range ents {
@@ -528,28 +548,53 @@ func (info *dwarfInfo) assignRegisters(fn string, ents []*dwarf.Entry, ps []Para
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", fn, ps[i].Name, err)
 		}
-		for {
-			td, ok := t.(*dwarf.TypedefType) // Go's func, chan and map types are typedefs of pointers
-			if !ok {
-				break
+		t = stripTypedefs(t)
+		if oneWord(t) {
+			if next >= len(intArgRegisters) {
+				return nil
 			}
-			t = td.Type
+			reg := intArgRegisters[next]
+			ps[i].Register = &reg
+			next++
+			continue
 		}
-		oneWord := false
-		switch t.(type) {
-		case *dwarf.PtrType, *dwarf.BoolType, *dwarf.IntType, *dwarf.UintType, *dwarf.CharType, *dwarf.UcharType:
-			oneWord = t.Size() > 0 && t.Size() <= 8
-		case *dwarf.FuncType: // a Go func value is one pointer (to a funcval)
-			oneWord = true
-		}
-		if !oneWord || next >= len(intArgRegisters) {
+		st, ok := t.(*dwarf.StructType)
+		if !ok || len(st.Field) == 0 || next+len(st.Field) > len(intArgRegisters) {
 			return nil
 		}
-		reg := intArgRegisters[next]
-		ps[i].Register = &reg
-		next++
+		var fields []ParamField
+		for _, f := range st.Field {
+			if !oneWord(stripTypedefs(f.Type)) {
+				return nil
+			}
+			fields = append(fields, ParamField{Name: f.Name, Offset: f.ByteOffset, Size: f.Type.Size(),
+				Register: intArgRegisters[next+len(fields)]})
+		}
+		ps[i].Fields = fields
+		next += len(fields)
 	}
 	return nil
+}
+
+func stripTypedefs(t dwarf.Type) dwarf.Type {
+	for {
+		td, ok := t.(*dwarf.TypedefType) // Go's func, chan and map types are typedefs of pointers
+		if !ok {
+			return t
+		}
+		t = td.Type
+	}
+}
+
+// oneWord: an integer-class value of one word (pointer, bool, integer, func value), one register's worth.
+func oneWord(t dwarf.Type) bool {
+	switch t.(type) {
+	case *dwarf.PtrType, *dwarf.BoolType, *dwarf.IntType, *dwarf.UintType, *dwarf.CharType, *dwarf.UcharType:
+		return t.Size() > 0 && t.Size() <= 8
+	case *dwarf.FuncType: // a Go func value is one pointer (to a funcval)
+		return true
+	}
+	return false
 }
 
 func typeName(t dwarf.Type) string {

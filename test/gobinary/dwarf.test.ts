@@ -21,7 +21,7 @@ const table = (JSON.parse(readFileSync(join(repoRoot, 'agent/src/gobinary/runtim
 }).versions;
 
 /** What DWARF gives, compared with the table. */
-const FROM_DWARF = ['g', 'm', 'p', 'panic', 'mstats', 'functions', 'waitReasonNames', 'waitReasonStrings', 'statuses',
+const FROM_DWARF = ['g', 'm', 'p', 'panic', 'mstats', 'work', 'functions', 'waitReasonNames', 'waitReasonStrings', 'statuses',
   'statusStrings', 'stwReasonStrings', 'scanBit'] as const;
 /** What always comes from the table entry passed as base. */
 const FROM_BASE = ['intArgRegisters', 'waitReasonUnknown', 'statusUnknown', 'waitReasonStatuses', 'systemGoroutines'] as const;

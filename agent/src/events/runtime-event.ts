@@ -4,36 +4,37 @@
 export const RuntimeEventKind = { stw: 1, gcMarkTermination: 2, throw: 3, fatalPanic: 4 } as const;
 
 /** enum runtime_probe: indexes the BPF hit and drop counters. */
-export const RuntimeProbe = { stop: 0, startRet: 1, markTermination: 2, throw: 3, fatal: 4, fatalPanic: 5 } as const;
+export const RuntimeProbe = { stop: 0, startRet: 1, markTermination: 2, throw: 3, fatal: 4, fatalPanic: 5, start: 6 } as const;
 export type RuntimeProbeName = keyof typeof RuntimeProbe;
 export const RT_PROBE_KINDS = 8;
 export const RUNTIME_MAX_LAYOUTS = 64;
 export const RUNTIME_MSG_MAX = 256;
 
-export const RtFlag = { msgUnreadable: 1, numgc: 2, panicString: 4, panicNil: 8 } as const;
+export const RtFlag = { msgUnreadable: 1, numgc: 2, panicString: 4, panicNil: 8, lastGc: 16 } as const;
 export const RtLayoutFlag = { reasonInRax: 1, reasonPreemptoff: 2 } as const;
 
 export const runtimeEventLayout = {
-  size: 376,
+  size: 384,
   fields: {
     ts_ns: { offset: 0, size: 8 },
     start_ns: { offset: 8, size: 8 },
     go_now_ns: { offset: 16, size: 8 },
-    goid: { offset: 24, size: 8 },
-    curg_goid: { offset: 32, size: 8 },
-    value: { offset: 40, size: 8 },
-    pid: { offset: 48, size: 4 },
-    tid: { offset: 52, size: 4 },
-    msg_len: { offset: 56, size: 4 },
-    msg_full_len: { offset: 60, size: 4 },
-    kind: { offset: 64, size: 1 },
-    stw_reason: { offset: 65, size: 1 },
-    value_kind: { offset: 66, size: 1 },
-    flags: { offset: 67, size: 1 },
-    layout_id: { offset: 68, size: 2 },
-    reason_len: { offset: 70, size: 2 },
-    reason: { offset: 72, size: 48 },
-    msg: { offset: 120, size: 256 },
+    go_start_ns: { offset: 24, size: 8 },
+    goid: { offset: 32, size: 8 },
+    curg_goid: { offset: 40, size: 8 },
+    value: { offset: 48, size: 8 },
+    pid: { offset: 56, size: 4 },
+    tid: { offset: 60, size: 4 },
+    msg_len: { offset: 64, size: 4 },
+    msg_full_len: { offset: 68, size: 4 },
+    kind: { offset: 72, size: 1 },
+    stw_reason: { offset: 73, size: 1 },
+    value_kind: { offset: 74, size: 1 },
+    flags: { offset: 75, size: 1 },
+    layout_id: { offset: 76, size: 2 },
+    reason_len: { offset: 78, size: 2 },
+    reason: { offset: 80, size: 48 },
+    msg: { offset: 128, size: 256 },
   },
 } as const;
 
@@ -46,14 +47,17 @@ export const rtLayoutLayout = {
     m_preemptoff: { offset: 12, size: 4 },
     panic_arg: { offset: 16, size: 4 },
     flags: { offset: 20, size: 4 },
-    reserved: { offset: 24, size: 8 },
+    start_arg_reg: { offset: 24, size: 4 },
+    reserved: { offset: 28, size: 4 },
   },
 } as const;
 
 export const rtProcLayout = {
-  size: 8,
+  size: 24,
   fields: {
     numgc_addr: { offset: 0, size: 8 },
+    pause_start_addr: { offset: 8, size: 8 },
+    last_gc_addr: { offset: 16, size: 8 },
   },
 } as const;
 
@@ -64,6 +68,8 @@ export interface RtLayoutValues {
   m_preemptoff: number;
   panic_arg: number;
   flags: number;
+  /** enum go_abi_reg (goAbiRegister): startTheWorldWithSema's w.startedStopping; 0 before Go 1.22. */
+  start_arg_reg: number;
 }
 
 export function encodeRtLayout(values: RtLayoutValues): Buffer {
@@ -74,9 +80,11 @@ export function encodeRtLayout(values: RtLayoutValues): Buffer {
   return b;
 }
 
-export function encodeRtProc(numgcAddr: number): Buffer {
+export function encodeRtProc(numgcAddr: number, pauseStartAddr = 0, lastGcAddr = 0): Buffer {
   const b = Buffer.alloc(rtProcLayout.size);
   b.writeBigUInt64LE(BigInt(numgcAddr), rtProcLayout.fields.numgc_addr.offset);
+  b.writeBigUInt64LE(BigInt(pauseStartAddr), rtProcLayout.fields.pause_start_addr.offset);
+  b.writeBigUInt64LE(BigInt(lastGcAddr), rtProcLayout.fields.last_gc_addr.offset);
   return b;
 }
 
@@ -86,6 +94,7 @@ export interface RuntimeEventRecord {
   tsNs: number;
   startNs: number;
   goNowNs: number;
+  goStartNs: number;
   goid: number;
   curgGoid: number;
   /** As the C side stores it; a u64 panic value beyond 2^53 is only exact in valueBig. */
@@ -114,6 +123,7 @@ export function decodeRuntimeEvent(b: Buffer, at: number): RuntimeEventRecord {
     tsNs: u64(b, at + F.ts_ns.offset),
     startNs: u64(b, at + F.start_ns.offset),
     goNowNs: u64(b, at + F.go_now_ns.offset),
+    goStartNs: u64(b, at + F.go_start_ns.offset),
     goid: u64(b, at + F.goid.offset),
     curgGoid: u64(b, at + F.curg_goid.offset),
     value: u64(b, at + F.value.offset),

@@ -23,7 +23,8 @@ const G_OPTIONAL = new Set(['parentGoid', 'lockedm']);
 const M_FIELDS = ['g0', 'curg', 'procid', 'id', 'p', 'preemptoff'];
 const P_FIELDS = ['id', 'status', 'm'];
 const PANIC_FIELDS = ['arg', 'link'];
-const MSTATS_FIELDS = ['numgc'];
+const MSTATS_FIELDS = ['numgc', 'last_gc_nanotime'];
+const WORK_FIELDS = ['pauseStart'];
 const PROBED: ProbedFunction[] = ['newproc1', 'gopark', 'goready', 'goexit1', 'ready', 'injectglist',
   'stopTheWorldWithSema', 'startTheWorldWithSema', 'gcMarkTermination', 'throw', 'fatal', 'fatalpanic'];
 
@@ -72,6 +73,7 @@ export function layoutFromDwarf(elf: ElfFile, base: RuntimeLayout, goVersion?: s
   const p = struct('runtime.p', P_FIELDS, new Set(), base.p);
   const panic = struct('runtime._panic', PANIC_FIELDS, new Set(), base.panic);
   const mstats = struct('runtime.mstats', MSTATS_FIELDS, new Set(), base.mstats);
+  const work = struct('runtime.workType', WORK_FIELDS, new Set(WORK_FIELDS), base.work);
 
   const functions = {} as Record<ProbedFunction, FunctionLayout>;
   for (const fn of PROBED) {
@@ -103,6 +105,7 @@ export function layoutFromDwarf(elf: ElfFile, base: RuntimeLayout, goVersion?: s
     p,
     panic,
     mstats,
+    work,
     intArgRegisters: base.intArgRegisters,
     functions,
     waitReasonNames,
@@ -196,27 +199,39 @@ export function sourceType(dwarfType: string): string {
 
 const ONE_WORD_ENCODINGS = new Set<number>([DW_ATE.boolean, DW_ATE.signed, DW_ATE.unsigned, DW_ATE.signed_char, DW_ATE.unsigned_char]);
 
+/** An integer-class value of one word (pointer, bool, integer, func value): one register's worth. */
+function oneWord(t: Die | undefined): boolean {
+  if (t?.tag === DW_TAG.pointer_type) {
+    const size = typeSize(t);
+    return size > 0 && size <= 8;
+  }
+  if (t?.tag === DW_TAG.base_type) {
+    const size = typeSize(t);
+    return ONE_WORD_ENCODINGS.has(t.num(DW_AT.encoding) ?? -1) && size > 0 && size <= 8;
+  }
+  return t?.tag === DW_TAG.subroutine_type; // a Go func value is one pointer (to a funcval)
+}
+
 /**
- * ABIInternal on amd64, for the simple case the generator handles: each parameter that is one integer-class
- * word takes the next integer register; at the first that is not (strings, structs...), stop, since placing
- * what follows needs the full algorithm.
+ * ABIInternal on amd64, for the cases the generator handles: each parameter that is one integer-class word
+ * takes the next integer register, and a struct (or string) whose members all are takes one per member
+ * (`fields`); at the first parameter that is neither, or no longer fits, stop, since placing what follows needs
+ * the full algorithm.
  */
 function assignRegisters(ps: ParamLayout[], types: Array<Die | undefined>, regs: AbiRegister[]): void {
   let next = 0;
   for (let i = 0; i < ps.length; i++) {
     const t = stripTypedefs(types[i]); // Go's func, chan and map types are typedefs
-    let oneWord = false;
-    if (t?.tag === DW_TAG.pointer_type) {
-      const size = typeSize(t);
-      oneWord = size > 0 && size <= 8;
-    } else if (t?.tag === DW_TAG.base_type) {
-      const size = typeSize(t);
-      oneWord = ONE_WORD_ENCODINGS.has(t.num(DW_AT.encoding) ?? -1) && size > 0 && size <= 8;
-    } else if (t?.tag === DW_TAG.subroutine_type) {
-      oneWord = true; // a Go func value is one pointer (to a funcval)
+    if (oneWord(t)) {
+      if (next >= regs.length) return;
+      ps[i].register = regs[next++];
+      continue;
     }
-    if (!oneWord || next >= regs.length) return;
-    ps[i].register = regs[next++];
+    if (t?.tag !== DW_TAG.structure_type) return;
+    const members = structMembers(t);
+    if (members.length === 0 || next + members.length > regs.length) return;
+    if (!members.every((m) => oneWord(stripTypedefs(m.type)))) return;
+    ps[i].fields = members.map((m) => ({ name: m.name, offset: m.offset, size: typeSize(m.type), register: regs[next++] }));
   }
 }
 

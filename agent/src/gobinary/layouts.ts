@@ -37,7 +37,9 @@ export type MField = 'g0' | 'curg' | 'procid' | 'id' | 'p' | 'preemptoff';
 export type PField = 'id' | 'status' | 'm';
 /** runtime._panic (fatalpanic's argument) and runtime.mstats (the type of runtime.memstats). */
 export type PanicField = 'arg' | 'link';
-export type MStatsField = 'numgc';
+export type MStatsField = 'numgc' | 'last_gc_nanotime';
+/** runtime.workType (runtime.work): pauseStart, the GC pause start before Go 1.22 (null since). */
+export type WorkOptionalField = 'pauseStart';
 
 /** amd64 ABIInternal integer argument registers, in assignment order. */
 export type AbiRegister = 'RAX' | 'RBX' | 'RCX' | 'RDI' | 'RSI' | 'R8' | 'R9' | 'R10' | 'R11';
@@ -51,6 +53,8 @@ export interface ParamLayout {
   size: number;
   /** Register the value arrives in (ABIInternal), or null when it is not a single integer-class word. */
   register: AbiRegister | null;
+  /** A struct (or string) passed in registers, one integer-class word per member: each member's register. */
+  fields?: Array<{ name: string; offset: number; size: number; register: AbiRegister }>;
 }
 
 export type ProbedFunction =
@@ -93,6 +97,7 @@ export interface RuntimeLayout {
   p: StructLayout<PField>;
   panic: StructLayout<PanicField>;
   mstats: StructLayout<MStatsField>;
+  work: StructLayout<never, WorkOptionalField>;
   intArgRegisters: AbiRegister[];
   functions: Record<ProbedFunction, FunctionLayout>;
   /** waitReason constant names; index = numeric value. */

@@ -2,6 +2,8 @@
 //
 // Every site is a uprobe on an instruction of the function, never a uretprobe (Go moves goroutine stacks):
 //   stop       runtime.stopTheWorldWithSema  the jump after the stack check (one emulated trap; args intact)
+//   start      runtime.startTheWorldWithSema the jump after the stack check, Go 1.22+: its worldStop argument
+//                                            holds the start the runtime accounts the pause from
 //   startRet   runtime.startTheWorldWithSema every RET: the world runs again, RAX = Go's nanotime at restart
 //   markTerm   runtime.gcMarkTermination     the jump after the stack check
 //   throw      runtime.throw                 entry (nosplit: no stack check); s string in RAX, RBX
@@ -37,6 +39,18 @@ interface Spec {
   at: 'entry' | 'ret';
   /** The argument the BPF program reads, and where it must arrive. */
   check?: (layout: RuntimeLayout) => string | undefined;
+  /** Only for Go versions where this holds (else not placed, and not missed either). */
+  applies?: (layout: RuntimeLayout) => boolean;
+}
+
+/**
+ * The register of startTheWorldWithSema's w.startedStopping (w.start in Go 1.22): the time the runtime accounts
+ * the pause from. Go 1.22+ passes a worldStop; before, the pause start was a global (work.pauseStart) taken
+ * just before stopTheWorldWithSema was called, so the stop probe's own time is within its trap of it.
+ */
+export function worldStartRegister(layout: RuntimeLayout) {
+  const w = layout.functions.startTheWorldWithSema?.params.find((p) => p.name === 'w');
+  return w?.fields?.find((f) => f.name === 'startedStopping' || f.name === 'start')?.register ?? null;
 }
 
 /** throw(s string) and fatal(s string): a string as the only argument arrives in RAX (pointer) and RBX (length). */
@@ -47,6 +61,7 @@ const stringArg = (fn: ProbedFunction) => (layout: RuntimeLayout): string | unde
 
 const SPECS: Spec[] = [
   { probe: 'stop', program: 'stw_stop', fn: 'stopTheWorldWithSema', at: 'entry' },
+  { probe: 'start', program: 'stw_start', fn: 'startTheWorldWithSema', at: 'entry', applies: (l) => worldStartRegister(l) !== null },
   { probe: 'startRet', program: 'stw_start_ret', fn: 'startTheWorldWithSema', at: 'ret' },
   { probe: 'markTermination', program: 'gc_mark_termination', fn: 'gcMarkTermination', at: 'entry' },
   { probe: 'throw', program: 'rt_throw', fn: 'throw', at: 'entry', check: stringArg('throw') },
@@ -68,6 +83,7 @@ export function planRuntimeProbes(bin: GoBinary, layout: RuntimeLayout, only?: S
   const skipped: RuntimeProbePlan['skipped'] = [];
   for (const spec of SPECS) {
     if (only && !only.has(spec.probe)) continue;
+    if (spec.applies && !spec.applies(layout)) continue;
     const symbol = `runtime.${spec.fn}`;
     const why = spec.check?.(layout);
     if (why) {

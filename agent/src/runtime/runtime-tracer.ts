@@ -33,7 +33,8 @@ import { loadBias, ProcessError, type ProcessInfo } from '../proc/process.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { openTarget, type Target } from '../tracer/goroutine-tracer.ts';
 import { SlidingDurations, type DurationSummary } from './pause-stats.ts';
-import { planRuntimeProbes, runtimeCookie, type RuntimeProbeSite } from './runtime-probes.ts';
+import { goAbiReg } from '../events/goabi.ts';
+import { planRuntimeProbes, runtimeCookie, worldStartRegister, type RuntimeProbeSite } from './runtime-probes.ts';
 
 /** Fatal-error programs that fault pages in (uprobe.s); the perf transport loads their *_nosleep twins. */
 const SLEEPABLE = ['rt_throw', 'rt_fatal', 'rt_fatalpanic'];
@@ -61,12 +62,16 @@ export interface RuntimeTracerOptions {
 export interface PauseRecord {
   pid: number;
   /**
-   * CLOCK_MONOTONIC ns. startNs: stopTheWorldWithSema was entered. endNs: the restart time the runtime itself
-   * records (startTheWorldWithSema's result, the `now` that MemStats.PauseNs and gctrace use; Go's nanotime is
-   * CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns).
+   * CLOCK_MONOTONIC ns (Go's nanotime is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns), the pause as the
+   * runtime itself accounts it (MemStats.PauseNs, /sched/pauses/total/gc:seconds). startNs: Go 1.22+, the
+   * start stopTheWorldWithSema took once it held sched.lock (startTheWorldWithSema's worldStop argument);
+   * before 1.22, when stopTheWorldWithSema was entered (the runtime's work.pauseStart is taken just before the
+   * call). endNs: startTheWorldWithSema's result, the `now` the runtime records.
    */
   startNs: number;
   endNs: number;
+  /** When stopTheWorldWithSema was entered (the stop probe's time): before startNs by the wait for sched.lock. */
+  stopEnteredNs: number;
   /** endNs - startNs: the pause. */
   durationNs: number;
   /**
@@ -236,6 +241,7 @@ export class RuntimeEventsTracer {
       m_preemptoff: layout.m.fields.preemptoff.offset,
       panic_arg: layout.panic.fields.arg.offset,
       flags: reasonInRax ? RtLayoutFlag.reasonInRax : RtLayoutFlag.reasonPreemptoff,
+      start_arg_reg: goAbiReg(worldStartRegister(layout)),
     });
     const key = value.toString('hex');
     let id = this.layoutIds.get(key);
@@ -262,6 +268,12 @@ export class RuntimeEventsTracer {
     const plan = planRuntimeProbes(binary, layout, opts.probes && new Set(opts.probes));
     const memstats = binary.elf.symbol('runtime.memstats');
     const numgcAddr = memstats ? memstats.value + layout.mstats.fields.numgc.offset + bias : 0;
+    // Before Go 1.22 the runtime accounts a GC pause from work.pauseStart (a global; not in stripped binaries).
+    const work = binary.elf.symbol('runtime.work');
+    const pauseStart = layout.work?.fields.pauseStart;
+    const pauseStartAddr = work && pauseStart ? work.value + pauseStart.offset + bias : 0;
+    const lastGc = layout.mstats.fields.last_gc_nanotime;
+    const lastGcAddr = memstats && lastGc && !worldStartRegister(layout) ? memstats.value + lastGc.offset + bias : 0;
     const proc: RuntimeProcess = {
       pid,
       info,
@@ -290,7 +302,7 @@ export class RuntimeEventsTracer {
     this.procs.set(pid, proc);
     this.evict();
     try {
-      this.bpf.updateElem('rt_procs', u32Key(pid), encodeRtProc(numgcAddr));
+      this.bpf.updateElem('rt_procs', u32Key(pid), encodeRtProc(numgcAddr, pauseStartAddr, lastGcAddr));
       for (const s of plan.sites) {
         const program = this.transport === 'perf' && SLEEPABLE.includes(s.program) ? `${s.program}_nosleep` : s.program;
         proc.links.push(this.bpf.attachUprobe(program, info.exeLink, s.fileOffset, pid, runtimeCookie(s, layoutId)));
@@ -389,14 +401,27 @@ export class RuntimeEventsTracer {
     }
     const reason = this.reasonOf(proc, r);
     const gc = GC_REASONS.has(reason);
-    // Go's restart time, unless it is not plausible (then the RET's time).
-    const endNs = r.goNowNs > r.startNs && r.goNowNs <= r.tsNs ? r.goNowNs : r.tsNs;
+    // Go's restart time, unless it is not plausible (then the RET's time); Go's own start likewise (then the
+    // stop probe's). Before Go 1.22, gcMarkTermination accounts its pause to a `now` it took before
+    // restarting the world (and stored in memstats.last_gc_nanotime), a few microseconds before the restart's.
+    let endNs = r.goNowNs > r.startNs && r.goNowNs <= r.tsNs ? r.goNowNs : r.tsNs;
+    if (r.flags & RtFlag.lastGc && reason === 'GC mark termination' && proc.open?.markTerm && r.value > r.startNs && r.value <= endNs) {
+      endNs = r.value;
+    }
+    // Go 1.22+ took it after the stop was entered; before, a GC stop's work.pauseStart was set just before the
+    // call (other stops leave it stale: they are not the runtime's to account).
+    const fromArg = proc.sites.some((s) => s.probe === 'start');
+    const goStart = fromArg
+      ? r.goStartNs >= r.startNs && r.goStartNs < endNs
+      : gc && r.goStartNs > 0 && r.goStartNs <= r.startNs && r.startNs - r.goStartNs < 1e9;
+    const startNs = goStart ? r.goStartNs : r.startNs;
     const pause: PauseRecord = {
       pid: proc.pid,
-      startNs: r.startNs,
+      startNs,
       endNs,
-      durationNs: endNs - r.startNs,
-      untilReturnNs: r.tsNs - r.startNs,
+      stopEnteredNs: r.startNs,
+      durationNs: endNs - startNs,
+      untilReturnNs: r.tsNs - startNs,
       reason,
       gc,
       goid: r.goid,
@@ -411,7 +436,7 @@ export class RuntimeEventsTracer {
     if (reason === 'GC sweep termination') {
       // A cycle left open means its end was missed (a probe detached, or a record dropped): drop it.
       if (proc.open) proc.oddRecords++;
-      proc.open = { startNs: r.startNs, pauseNs: 0, pauses: [], markTerm: false, numgc: null };
+      proc.open = { startNs, pauseNs: 0, pauses: [], markTerm: false, numgc: null };
     }
     if (!proc.open) proc.open = { startNs: null, pauseNs: 0, pauses: [], markTerm: false, numgc: null };
     const open = proc.open;
