@@ -21,12 +21,11 @@ for (const g of sites.groups) lines.push(`  ${String(g.live).padStart(6)} / ${St
 const reasons = await json(`/goroutines/summary?by=waitReason&state=waiting&pid=${pid}&limit=5`);
 lines.push(`waiting: ${reasons.groups.map((g) => `${g.waitReason} ${g.live}`).join(', ') || 'none yet'}`);
 
-const conns = await json(`/connections?pid=${pid}&limit=200`);
-const open = conns.items.filter((c) => c.state !== 'closed');
-const closed = conns.items.length - open.length;
-lines.push(`TCP connections: ${open.length} open, ${closed} closed (newest first):`);
+const conns = await json(`/connections?pid=${pid}&limit=4`);
+const open = await json(`/connections?pid=${pid}&state=established&limit=1000`);
+lines.push(`TCP connections: ${open.items.length} established now; the newest:`);
 for (const c of conns.items.slice(0, 4)) {
-  lines.push(`  ${c.role.padEnd(6)} ${`${c.localAddress}:${c.localPort}`.padEnd(22)} -> ${`${c.peerAddress}:${c.peerPort}`.padEnd(22)} ${c.state.padEnd(11)} sent ${c.bytesSent} recv ${c.bytesReceived}${c.goid ? ` goroutine ${c.goid}` : ''}`);
+  lines.push(`  ${c.role.padEnd(6)} ${`${c.localAddress}:${c.localPort}`.padEnd(22)} -> ${`${c.peerAddress}:${c.peerPort}`.padEnd(22)} ${c.state.padEnd(11)} sent ${c.bytesSent} recv ${c.bytesReceived}${c.goid ? ` goroutine ${c.goid}` : ''}${c.preexisting ? ' (open before the agent came)' : ''}`);
 }
 
 const leaks = await json(`/leaks?pid=${pid}`);
@@ -35,8 +34,10 @@ for (const l of leaks.items.slice(0, 3)) lines.push(`  ${l.suspect}: ${Math.roun
 
 try {
   const text = await (await get(metrics)).text();
-  const down = [...text.matchAll(/^goroscope_agent_part_info\{part="([^"]+)",detail="([^"]*)"\} 1$/gm)].map((m) => `  ${m[1]}: ${m[2]}`);
-  if (down.length) lines.push('agent parts not running or degraded:', ...down);
+  const up = new Map([...text.matchAll(/^goroscope_agent_part_up\{part="([^"]+)"\} (\d)$/gm)].map((m) => [m[1], m[2] === '1']));
+  const details = new Map([...text.matchAll(/^goroscope_agent_part_info\{part="([^"]+)",detail="([^"]*)"\} 1$/gm)].map((m) => [m[1], m[2]]));
+  lines.push(`agent parts: ${[...up].map(([p, ok]) => `${p} ${ok ? 'up' : 'down'}`).join(', ')}`);
+  for (const [p, d] of details) lines.push(`  ${p}: ${d}`);
 } catch (e) {
   lines.push(`agent metrics unreadable: ${e.message}`);
 }

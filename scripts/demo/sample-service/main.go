@@ -76,9 +76,11 @@ func handleWatch(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "watching %d\n", id)
 }
 
-// load calls the service on loopback, forever: rps requests a second, one in twenty a /watch.
+// load calls the service on loopback, forever: rps requests a second, one in twenty a /watch on a new connection.
 func load(addr string, rps int) {
 	client := &http.Client{Timeout: 5 * time.Second}
+	// /watch calls open a connection each (no keep-alive), so connects and closes show up too.
+	once := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	tick := time.NewTicker(time.Second / time.Duration(rps))
 	defer tick.Stop()
 	for i := 0; ; i++ {
@@ -87,8 +89,12 @@ func load(addr string, rps int) {
 		if i%20 == 0 {
 			path = "/watch"
 		}
+		c := client
+		if path == "/watch" {
+			c = once
+		}
 		go func(p string) {
-			resp, err := client.Get("http://" + addr + p)
+			resp, err := c.Get("http://" + addr + p)
 			if err != nil {
 				return
 			}
