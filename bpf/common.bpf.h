@@ -3,6 +3,14 @@
 #ifndef GOROSCOPE_COMMON_BPF_H
 #define GOROSCOPE_COMMON_BPF_H
 
+/* Names a type user space shares with this object: scripts/bpf-types generates its TypeScript from the object's
+ * BTF (agent/src/events/NAME.bpf.ts), as bpf2go generates Go types. BTF keeps a type only when something in the
+ * object refers to it, and an enum's values otherwise reach the object only as numbers: a pointer to the type in
+ * .rodata refers to it, for 8 bytes of the read-only map every object has (use_perf_events). */
+#define BPF_EXPORT(type) BPF_EXPORT_(type, __COUNTER__)
+#define BPF_EXPORT_(type, n) BPF_EXPORT__(type, n)
+#define BPF_EXPORT__(type, n) type *const volatile goroscope_export_##n = 0
+
 /* Adds one to a per-CPU counter (hits, drops). */
 static __always_inline void count(void *map, __u32 key)
 {

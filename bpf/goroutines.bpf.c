@@ -8,10 +8,19 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "cookie.h"
 #include "goroutines.h"
 #include "common.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* What the agent shares with this object (agent/src/events/goroutines.bpf.ts). */
+BPF_EXPORT(struct goroutine_event);
+BPF_EXPORT(struct runtime_layout);
+BPF_EXPORT(enum goroutine_event_kind);
+BPF_EXPORT(enum goroutine_probe);
+BPF_EXPORT(enum goroutine_limits);
+BPF_EXPORT(enum probe_cookie);
 
 EVENTS_MAP(goroutine_events, struct goroutine_event, 16 << 20); /* resized by the agent before load */
 
@@ -241,12 +250,5 @@ int goexit1(struct pt_regs *ctx)
 	e->goid = read_u64(g + l->g_goid);
 	e->g_addr = g;
 	submit(ctx, e, PROBE_GOEXIT1);
-	return 0;
-}
-
-/* The benchmark's baseline: a program that does nothing, attached at the same sites. */
-SEC("uprobe")
-int empty(struct pt_regs *ctx)
-{
 	return 0;
 }

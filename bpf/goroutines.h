@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Record layouts shared by bpf/goroutines.bpf.c and the agent's decoder (agent/src/events/goroutine-event.ts).
- * This header is the single source of truth; test/bpf/layout.test.ts proves both sides agree. */
+/* Records and numbering of bpf/goroutines.bpf.c: the one source. The agent's TypeScript for them
+ * (agent/src/events/goroutines.bpf.ts) is generated from the compiled object's BTF by scripts/bpf-types
+ * (`npm run gen:bpf`); test/bpf/layout.test.ts fails when it is not current. */
 #ifndef GOROSCOPE_GOROUTINES_H
 #define GOROSCOPE_GOROUTINES_H
 
@@ -18,8 +19,11 @@ enum goroutine_probe {
 	PROBE_GOPARK = 2,
 	PROBE_READY = 3,
 	PROBE_GOEXIT1 = 4,
-	PROBE_EMPTY = 5, /* the benchmark's empty program */
-	PROBE_KINDS = 8,
+};
+
+enum goroutine_limits {
+	PROBE_KINDS = 8,          /* room in the per-probe counters */
+	MAX_RUNTIME_LAYOUTS = 64, /* entries of runtime_layouts: Go versions traced at once */
 };
 
 /* One record per lifecycle event. Fixed size, so user space walks a batch by stride. */
@@ -49,17 +53,5 @@ struct runtime_layout {
 	__u32 flags;
 	__u32 reserved;
 };
-
-#define MAX_RUNTIME_LAYOUTS 64
-
-/* A uprobe's BPF cookie: which layout, which probe, and whether the site is the stack check's jump.
- * Go's prologue compares SP (or SP less the frame, in R12) with g.stackguard0 and, when it is not above,
- * calls morestack, which re-runs the function from its entry: a probe on the jump is hit a second time.
- *   bits  0-15 layout id
- *   bits 16-23 enum goroutine_probe
- *   bit  24    the site is the conditional jump of the stack check: skip the hit that goes to morestack */
-#define COOKIE_LAYOUT(c) ((__u32)((c) & 0xffff))
-#define COOKIE_PROBE(c) ((__u32)(((c) >> 16) & 0xff))
-#define COOKIE_STACK_CHECK(c) ((__u32)(((c) >> 24) & 1))
 
 #endif

@@ -20,11 +20,22 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include "goroutines.h" /* COOKIE_* */
+#include "cookie.h"
 #include "runtime.h"
 #include "common.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* What the agent shares with this object (agent/src/events/runtime.bpf.ts). */
+BPF_EXPORT(struct runtime_event);
+BPF_EXPORT(struct rt_layout);
+BPF_EXPORT(struct rt_proc);
+BPF_EXPORT(enum runtime_event_kind);
+BPF_EXPORT(enum runtime_probe);
+BPF_EXPORT(enum runtime_limits);
+BPF_EXPORT(enum rt_flag);
+BPF_EXPORT(enum rt_layout_reason);
+BPF_EXPORT(enum go_abi_reg);
 
 /* Wake the reader only when this much is waiting (it also drains on a timer). Fatal errors always wake it:
  * the process is about to die and the record is what outlives it. */
@@ -241,13 +252,13 @@ SEC("uprobe")
 int gc_mark_termination(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
-	const struct rt_layout *l = hit(cookie, RT_PROBE_MARK_TERM);
+	const struct rt_layout *l = hit(cookie, RT_PROBE_MARK_TERMINATION);
 	if (!l)
 		return 0;
 	__u64 g = ctx->r14;
 	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
-	struct runtime_event *e = reserve(RT_PROBE_MARK_TERM, cookie, RUNTIME_GC_MARK_TERM);
+	struct runtime_event *e = reserve(RT_PROBE_MARK_TERMINATION, cookie, RUNTIME_GC_MARK_TERMINATION);
 	if (!e)
 		return 0;
 	e->goid = goid_of(g, l);
@@ -261,7 +272,7 @@ int gc_mark_termination(struct pt_regs *ctx)
 			e->flags |= RT_FLAG_NUMGC;
 		}
 	}
-	submit(ctx, e, false, RT_PROBE_MARK_TERM);
+	submit(ctx, e, false, RT_PROBE_MARK_TERMINATION);
 	return 0;
 }
 

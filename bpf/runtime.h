@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Record layouts shared by bpf/runtime.bpf.c and the agent's decoder (agent/src/events/runtime-event.ts):
- * stop-the-world pauses, GC cycle ends and fatal errors of Go processes. This header is the single source of
- * truth; test/bpf/layout.test.ts proves both sides agree.
+/* Records and numbering of bpf/runtime.bpf.c (stop-the-world pauses, GC cycle ends and fatal errors of Go
+ * processes): the one source. The agent's TypeScript for them (agent/src/events/runtime.bpf.ts) is generated
+ * from the compiled object's BTF by scripts/bpf-types (`npm run gen:bpf`).
  *
- * The uprobe cookies use the scheme of goroutines.h (COOKIE_LAYOUT, COOKIE_PROBE, COOKIE_STACK_CHECK, ...),
- * with enum runtime_probe as the probe number and struct rt_layout as the layout. */
+ * The uprobe cookies follow cookie.h, with enum runtime_probe as the probe number and struct rt_layout as the
+ * layout. */
 #ifndef GOROSCOPE_RUNTIME_H
 #define GOROSCOPE_RUNTIME_H
 
@@ -12,7 +12,7 @@
 
 enum runtime_event_kind {
 	RUNTIME_STW = 1,         /* the world restarted: one stop-the-world pause, start to end */
-	RUNTIME_GC_MARK_TERM = 2, /* runtime.gcMarkTermination began: a GC cycle is ending (world stopped) */
+	RUNTIME_GC_MARK_TERMINATION = 2, /* runtime.gcMarkTermination began: a GC cycle is ending (world stopped) */
 	RUNTIME_THROW = 3,       /* runtime.throw or runtime.fatal: "fatal error: <msg>" */
 	RUNTIME_FATAL_PANIC = 4, /* runtime.fatalpanic: an unrecovered panic kills the process */
 };
@@ -21,25 +21,29 @@ enum runtime_event_kind {
 enum runtime_probe {
 	RT_PROBE_STOP = 0,       /* runtime.stopTheWorldWithSema, stack-check jump */
 	RT_PROBE_START_RET = 1,  /* runtime.startTheWorldWithSema, every RET */
-	RT_PROBE_MARK_TERM = 2,  /* runtime.gcMarkTermination, stack-check jump */
+	RT_PROBE_MARK_TERMINATION = 2, /* runtime.gcMarkTermination, stack-check jump */
 	RT_PROBE_THROW = 3,      /* runtime.throw, entry */
 	RT_PROBE_FATAL = 4,      /* runtime.fatal (Go 1.19+), entry */
 	RT_PROBE_FATAL_PANIC = 5, /* runtime.fatalpanic, entry */
 	RT_PROBE_START = 6,      /* runtime.startTheWorldWithSema, stack-check jump (Go 1.22+: the worldStop argument) */
-	RT_PROBE_KINDS = 8,
 };
 
-#define RUNTIME_MSG_MAX 256   /* bytes of a fatal message kept (the rest is cut; msg_full_len says how long) */
-#define RUNTIME_REASON_MAX 48 /* bytes of a Go < 1.21 stop-the-world reason (m.preemptoff) kept */
-#define RUNTIME_MAX_LAYOUTS 64
-#define RUNTIME_MAX_PROCS 4096 /* bound of the per-process maps */
+enum runtime_limits {
+	RT_PROBE_KINDS = 8,        /* room in the per-probe counters */
+	RUNTIME_MSG_MAX = 256,     /* bytes of a fatal message kept (the rest is cut; msg_full_len says how long) */
+	RUNTIME_REASON_MAX = 48,   /* bytes of a Go < 1.21 stop-the-world reason (m.preemptoff) kept */
+	RUNTIME_MAX_LAYOUTS = 64,  /* entries of rt_layouts: Go versions traced at once */
+	RUNTIME_MAX_PROCS = 4096,  /* bound of the per-process maps */
+};
 
 /* runtime_event.flags */
-#define RT_FLAG_MSG_UNREADABLE 1 /* the message's bytes could not be read */
-#define RT_FLAG_NUMGC 2          /* value holds memstats.numgc */
-#define RT_FLAG_PANIC_STRING 4   /* FATAL_PANIC: msg is the panic value (a string, or an error's text) */
-#define RT_FLAG_PANIC_NIL 8      /* FATAL_PANIC: the panic value is nil */
-#define RT_FLAG_LAST_GC 16       /* STW: value holds memstats.last_gc_nanotime as the restart found it */
+enum rt_flag {
+	RT_FLAG_MSG_UNREADABLE = 1, /* the message's bytes could not be read */
+	RT_FLAG_NUMGC = 2,          /* value holds memstats.numgc */
+	RT_FLAG_PANIC_STRING = 4,   /* FATAL_PANIC: msg is the panic value (a string, or an error's text) */
+	RT_FLAG_PANIC_NIL = 8,      /* FATAL_PANIC: the panic value is nil */
+	RT_FLAG_LAST_GC = 16,       /* STW: value holds memstats.last_gc_nanotime as the restart found it */
+};
 
 /* One record per event. Fixed size, so user space walks a batch by stride. */
 struct runtime_event {
@@ -51,7 +55,7 @@ struct runtime_event {
 			    * the stop found it (a GC stop's; stale for other stops); 0 when not read */
 	__u64 goid;       /* STW: the goroutine that stopped the world; THROW/FATAL_PANIC: the g running (R14) */
 	__u64 curg_goid;  /* the thread's user goroutine (g.m.curg): who threw when R14 is g0 */
-	__u64 value;      /* MARK_TERM: memstats.numgc (cycles done before this one); STW: memstats.last_gc_nanotime
+	__u64 value;      /* GC_MARK_TERMINATION: memstats.numgc (cycles done before this one); STW: memstats.last_gc_nanotime
 			   * (RT_FLAG_LAST_GC), the end gcMarkTermination accounts its pause to; THROW: the probe (enum
 			   * runtime_probe: throw or fatal); FATAL_PANIC: 8 bytes of a
 			   * non-string panic value */
@@ -62,7 +66,7 @@ struct runtime_event {
 	__u8 kind;          /* enum runtime_event_kind */
 	__u8 stw_reason;    /* STW, Go 1.21+: the stwReason value (index of stwReasonStrings) */
 	__u8 value_kind;    /* FATAL_PANIC: the Go kind of the panic value's type (24 = string) */
-	__u8 flags;         /* RT_FLAG_* */
+	__u8 flags;         /* enum rt_flag */
 	__u16 layout_id;
 	__u16 reason_len;   /* STW, Go < 1.21: bytes in reason */
 	char reason[RUNTIME_REASON_MAX];
@@ -76,13 +80,15 @@ struct rt_layout {
 	__u32 m_curg;
 	__u32 m_preemptoff; /* string: the stop-the-world reason before Go 1.21 */
 	__u32 panic_arg;    /* _panic.arg (an eface: type, data) */
-	__u32 flags;        /* RT_LAYOUT_* */
+	__u32 flags;        /* enum rt_layout_reason: where the stop-the-world reason is */
 	__u32 start_arg_reg; /* enum go_abi_reg: startTheWorldWithSema's w.startedStopping (Go 1.22+), or none */
 	__u32 reserved;
 };
 
-#define RT_LAYOUT_REASON_IN_RAX 1    /* stopTheWorldWithSema(reason stwReason): Go 1.21+ */
-#define RT_LAYOUT_REASON_PREEMPTOFF 2 /* stopTheWorld(reason string) left it in m.preemptoff: Go < 1.21 */
+enum rt_layout_reason {
+	RT_LAYOUT_REASON_IN_RAX = 1,     /* stopTheWorldWithSema(reason stwReason): Go 1.21+ */
+	RT_LAYOUT_REASON_PREEMPTOFF = 2, /* stopTheWorld(reason string) left it in m.preemptoff: Go < 1.21 */
+};
 
 /* Per traced process, written by the agent at attach. */
 struct rt_proc {

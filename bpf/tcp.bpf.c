@@ -35,6 +35,15 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* What the agent shares with this object (agent/src/events/tcp.bpf.ts). */
+BPF_EXPORT(struct tcp_event);
+BPF_EXPORT(struct tcp_process_layout);
+BPF_EXPORT(enum tcp_event_kind);
+BPF_EXPORT(enum tcp_stat);
+BPF_EXPORT(enum tcp_role);
+BPF_EXPORT(enum tcp_limits);
+BPF_EXPORT(enum tcp_flag);
+
 #define AF_INET 2
 #define AF_INET6 10
 #define S_IFMT 00170000
@@ -550,7 +559,7 @@ int tcp_retransmit_skb_tp(struct trace_event_raw_tcp_retransmit_skb *ctx)
 
 static __always_inline int on_receive_reset(void *ctx, const struct sock *sk, const bool typed)
 {
-	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_RECV, (__u64)sk);
+	struct tcp_event *e = reserve_owned(TCP_EVENT_RESET_RECEIVED, (__u64)sk);
 	if (!e)
 		return 0;
 	if (sk) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Record layouts and numbering shared by bpf/tcp.bpf.c and the agent's decoder (agent/src/events/tcp-event.ts).
- * The single source of truth; test/bpf/layout.test.ts proves both sides agree. */
+/* Records and numbering of bpf/tcp.bpf.c: the one source. The agent's TypeScript for them
+ * (agent/src/events/tcp.bpf.ts) is generated from the compiled object's BTF by scripts/bpf-types
+ * (`npm run gen:bpf`). */
 #ifndef GOROSCOPE_TCP_H
 #define GOROSCOPE_TCP_H
 
@@ -11,9 +12,8 @@ enum tcp_event_kind {
 	TCP_EVENT_ACCEPT = 3,      /* accept/accept4(2) returned a TCP socket, in the caller's context */
 	TCP_EVENT_RETRANSMIT = 4,  /* tcp:tcp_retransmit_skb */
 	TCP_EVENT_RESET_SENT = 5,  /* tcp:tcp_send_reset (skaddr 0: a reset for no socket, e.g. a closed port) */
-	TCP_EVENT_RESET_RECV = 6,  /* tcp:tcp_receive_reset */
+	TCP_EVENT_RESET_RECEIVED = 6, /* tcp:tcp_receive_reset */
 	TCP_EVENT_CLOSE = 7,       /* the socket reached TCP_CLOSE: totals read from the socket */
-	TCP_EVENT_KINDS = 8,       /* indexes drop_counts */
 };
 
 /* Indexes of the tcp_stats counters: what the BPF side saw besides records and drops. */
@@ -22,7 +22,11 @@ enum tcp_stat {
 	TCP_STAT_GOID_UNREAD = 1,          /* a Go process's goroutine could not be read (TLS or g not readable) */
 	TCP_STAT_ACCEPT_UNRESOLVED = 2,    /* accept returned an fd we could not resolve to a TCP sock */
 	TCP_STAT_RETRANSMIT_UNSAMPLED = 3, /* a retransmit left out by retransmit_keep (its total stays exact at close) */
-	TCP_STAT_KINDS = 4,
+};
+
+enum tcp_limits {
+	TCP_EVENT_KINDS = 8, /* room in drop_counts, indexed by enum tcp_event_kind */
+	TCP_STAT_KINDS = 4,  /* entries of tcp_stats, indexed by enum tcp_stat */
 };
 
 enum tcp_role {
@@ -58,11 +62,13 @@ struct tcp_event {
 	__u8 role;           /* enum tcp_role */
 	__u16 error;         /* CLOSE: sk->sk_err (ECONNREFUSED, ETIMEDOUT, ECONNRESET...); CONNECT: -ret of connect(2) */
 	char comm[16];       /* the owner's comm */
-	__u32 flags;         /* TCP_FLAG_* */
+	__u32 flags;         /* enum tcp_flag */
 };
 
-#define TCP_FLAG_FIN_RECEIVED 1 /* the peer's FIN arrived (SOCK_DONE): bytes_received counts it */
-#define TCP_FLAG_FIN_ACKED 2    /* our FIN was acknowledged: bytes_acked counts it */
+enum tcp_flag {
+	TCP_FLAG_FIN_RECEIVED = 1, /* the peer's FIN arrived (SOCK_DONE): bytes_received counts it */
+	TCP_FLAG_FIN_ACKED = 2,    /* our FIN was acknowledged: bytes_acked counts it */
+};
 
 /* Per Go process: where the g pointer sits in TLS and where goid sits in the g. */
 struct tcp_process_layout {

@@ -26,9 +26,6 @@
 #include <bpf/libbpf.h>
 #include <node_api.h>
 
-#include "../../bpf/goroutines.h"
-#include "../../bpf/tcp.h"
-#include "../../bpf/runtime.h"
 #include "reader.h"
 #include "procmem.h"
 #include "tracefs.h"
@@ -1214,200 +1211,6 @@ static napi_value bpf_close(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-/* ---------- record layouts, as the C compiler sees them ---------- */
-
-static void put_field(napi_env env, napi_value obj, const char *name, size_t offset, size_t size)
-{
-	napi_value f, v;
-	napi_create_object(env, &f);
-	napi_create_uint32(env, (uint32_t)offset, &v);
-	napi_set_named_property(env, f, "offset", v);
-	napi_create_uint32(env, (uint32_t)size, &v);
-	napi_set_named_property(env, f, "size", v);
-	napi_set_named_property(env, obj, name, f);
-}
-
-#define FIELD(obj, type, field) put_field(env, obj, #field, offsetof(type, field), sizeof(((type *)0)->field))
-
-static napi_value struct_desc(napi_env env, size_t size)
-{
-	napi_value s, v;
-	napi_create_object(env, &s);
-	napi_create_uint32(env, (uint32_t)size, &v);
-	napi_set_named_property(env, s, "size", v);
-	return s;
-}
-
-/* layouts() -> { goroutine_event: {size, fields}, ... }: what test/bpf/layout.test.ts checks TypeScript against. */
-static napi_value bridge_layouts(napi_env env, napi_callback_info info)
-{
-	(void)info;
-	napi_value out, s, f;
-	napi_create_object(env, &out);
-
-	s = struct_desc(env, sizeof(struct goroutine_event));
-	napi_create_object(env, &f);
-	FIELD(f, struct goroutine_event, ts_ns);
-	FIELD(f, struct goroutine_event, goid);
-	FIELD(f, struct goroutine_event, other_goid);
-	FIELD(f, struct goroutine_event, pc);
-	FIELD(f, struct goroutine_event, start_pc);
-	FIELD(f, struct goroutine_event, pid);
-	FIELD(f, struct goroutine_event, tid);
-	FIELD(f, struct goroutine_event, kind);
-	FIELD(f, struct goroutine_event, wait_reason);
-	FIELD(f, struct goroutine_event, layout_id);
-	FIELD(f, struct goroutine_event, g_addr);
-	napi_set_named_property(env, s, "fields", f);
-	napi_set_named_property(env, out, "goroutine_event", s);
-
-	s = struct_desc(env, sizeof(struct runtime_layout));
-	napi_create_object(env, &f);
-	FIELD(f, struct runtime_layout, g_goid);
-	FIELD(f, struct runtime_layout, g_parent_goid);
-	FIELD(f, struct runtime_layout, g_gopc);
-	FIELD(f, struct runtime_layout, g_startpc);
-	FIELD(f, struct runtime_layout, g_m);
-	FIELD(f, struct runtime_layout, m_curg);
-	FIELD(f, struct runtime_layout, flags);
-	FIELD(f, struct runtime_layout, reserved);
-	napi_set_named_property(env, s, "fields", f);
-	napi_set_named_property(env, out, "runtime_layout", s);
-
-	s = struct_desc(env, sizeof(struct tcp_event));
-	napi_create_object(env, &f);
-	FIELD(f, struct tcp_event, ts_ns);
-	FIELD(f, struct tcp_event, skaddr);
-	FIELD(f, struct tcp_event, goid);
-	FIELD(f, struct tcp_event, bytes_acked);
-	FIELD(f, struct tcp_event, bytes_received);
-	FIELD(f, struct tcp_event, bytes_sent);
-	FIELD(f, struct tcp_event, bound_ns);
-	FIELD(f, struct tcp_event, pid);
-	FIELD(f, struct tcp_event, tid);
-	FIELD(f, struct tcp_event, srtt_us);
-	FIELD(f, struct tcp_event, total_retrans);
-	FIELD(f, struct tcp_event, saddr);
-	FIELD(f, struct tcp_event, daddr);
-	FIELD(f, struct tcp_event, sport);
-	FIELD(f, struct tcp_event, dport);
-	FIELD(f, struct tcp_event, family);
-	FIELD(f, struct tcp_event, kind);
-	FIELD(f, struct tcp_event, old_state);
-	FIELD(f, struct tcp_event, new_state);
-	FIELD(f, struct tcp_event, role);
-	FIELD(f, struct tcp_event, error);
-	FIELD(f, struct tcp_event, comm);
-	FIELD(f, struct tcp_event, flags);
-	napi_set_named_property(env, s, "fields", f);
-	napi_set_named_property(env, out, "tcp_event", s);
-
-	s = struct_desc(env, sizeof(struct tcp_process_layout));
-	napi_create_object(env, &f);
-	FIELD(f, struct tcp_process_layout, tls_g_offset);
-	FIELD(f, struct tcp_process_layout, g_goid);
-	napi_set_named_property(env, s, "fields", f);
-	napi_set_named_property(env, out, "tcp_process_layout", s);
-
-	s = struct_desc(env, sizeof(struct runtime_event));
-	napi_create_object(env, &f);
-	FIELD(f, struct runtime_event, ts_ns);
-	FIELD(f, struct runtime_event, start_ns);
-	FIELD(f, struct runtime_event, go_now_ns);
-	FIELD(f, struct runtime_event, go_start_ns);
-	FIELD(f, struct runtime_event, goid);
-	FIELD(f, struct runtime_event, curg_goid);
-	FIELD(f, struct runtime_event, value);
-	FIELD(f, struct runtime_event, pid);
-	FIELD(f, struct runtime_event, tid);
-	FIELD(f, struct runtime_event, msg_len);
-	FIELD(f, struct runtime_event, msg_full_len);
-	FIELD(f, struct runtime_event, kind);
-	FIELD(f, struct runtime_event, stw_reason);
-	FIELD(f, struct runtime_event, value_kind);
-	FIELD(f, struct runtime_event, flags);
-	FIELD(f, struct runtime_event, layout_id);
-	FIELD(f, struct runtime_event, reason_len);
-	FIELD(f, struct runtime_event, reason);
-	FIELD(f, struct runtime_event, msg);
-	napi_set_named_property(env, s, "fields", f);
-	napi_set_named_property(env, out, "runtime_event", s);
-
-	s = struct_desc(env, sizeof(struct rt_layout));
-	napi_create_object(env, &f);
-	FIELD(f, struct rt_layout, g_goid);
-	FIELD(f, struct rt_layout, g_m);
-	FIELD(f, struct rt_layout, m_curg);
-	FIELD(f, struct rt_layout, m_preemptoff);
-	FIELD(f, struct rt_layout, panic_arg);
-	FIELD(f, struct rt_layout, flags);
-	FIELD(f, struct rt_layout, start_arg_reg);
-	FIELD(f, struct rt_layout, reserved);
-	napi_set_named_property(env, s, "fields", f);
-	napi_set_named_property(env, out, "rt_layout", s);
-
-	s = struct_desc(env, sizeof(struct rt_proc));
-	napi_create_object(env, &f);
-	FIELD(f, struct rt_proc, numgc_addr);
-	FIELD(f, struct rt_proc, pause_start_addr);
-	FIELD(f, struct rt_proc, last_gc_addr);
-	napi_set_named_property(env, s, "fields", f);
-	napi_set_named_property(env, out, "rt_proc", s);
-	return out;
-}
-
-/* ---------- enums shared with TypeScript, as the C compiler numbers them ---------- */
-
-static void put_u32(napi_env env, napi_value obj, const char *name, uint32_t x)
-{
-	napi_value v;
-	napi_create_uint32(env, x, &v);
-	napi_set_named_property(env, obj, name, v);
-}
-
-#define ENUM_VALUE(obj, name) put_u32(env, obj, #name, name)
-
-/* enums() -> { tcp_event_kind: {TCP_EVENT_STATE: 1, ...}, ... }: what test/bpf/layout.test.ts checks the
- * TypeScript constants against. */
-static napi_value bridge_enums(napi_env env, napi_callback_info info)
-{
-	(void)info;
-	napi_value out, e;
-	napi_create_object(env, &out);
-
-	napi_create_object(env, &e);
-	ENUM_VALUE(e, TCP_EVENT_STATE);
-	ENUM_VALUE(e, TCP_EVENT_CONNECT);
-	ENUM_VALUE(e, TCP_EVENT_ACCEPT);
-	ENUM_VALUE(e, TCP_EVENT_RETRANSMIT);
-	ENUM_VALUE(e, TCP_EVENT_RESET_SENT);
-	ENUM_VALUE(e, TCP_EVENT_RESET_RECV);
-	ENUM_VALUE(e, TCP_EVENT_CLOSE);
-	ENUM_VALUE(e, TCP_EVENT_KINDS);
-	napi_set_named_property(env, out, "tcp_event_kind", e);
-
-	napi_create_object(env, &e);
-	ENUM_VALUE(e, TCP_ROLE_UNKNOWN);
-	ENUM_VALUE(e, TCP_ROLE_CLIENT);
-	ENUM_VALUE(e, TCP_ROLE_SERVER);
-	ENUM_VALUE(e, TCP_ROLE_LISTENER);
-	napi_set_named_property(env, out, "tcp_role", e);
-
-	napi_create_object(env, &e);
-	ENUM_VALUE(e, TCP_STAT_CLOSE_UNOWNED);
-	ENUM_VALUE(e, TCP_STAT_GOID_UNREAD);
-	ENUM_VALUE(e, TCP_STAT_ACCEPT_UNRESOLVED);
-	ENUM_VALUE(e, TCP_STAT_RETRANSMIT_UNSAMPLED);
-	ENUM_VALUE(e, TCP_STAT_KINDS);
-	napi_set_named_property(env, out, "tcp_stat", e);
-
-	napi_create_object(env, &e);
-	ENUM_VALUE(e, TCP_FLAG_FIN_RECEIVED);
-	ENUM_VALUE(e, TCP_FLAG_FIN_ACKED);
-	napi_set_named_property(env, out, "tcp_flag", e);
-	return out;
-}
-
 /* libbpfVersion() -> "1.1" */
 static napi_value bridge_libbpf_version(napi_env env, napi_callback_info info)
 {
@@ -1482,8 +1285,6 @@ static napi_value init(napi_env env, napi_value exports)
 	napi_value cls, fn;
 	NAPI_OK(napi_define_class(env, "Bpf", NAPI_AUTO_LENGTH, bpf_new, NULL, sizeof(methods) / sizeof(methods[0]), methods, &cls));
 	napi_set_named_property(env, exports, "Bpf", cls);
-	napi_create_function(env, "layouts", NAPI_AUTO_LENGTH, bridge_layouts, NULL, &fn);
-	napi_set_named_property(env, exports, "layouts", fn);
 	napi_create_function(env, "libbpfVersion", NAPI_AUTO_LENGTH, bridge_libbpf_version, NULL, &fn);
 	napi_set_named_property(env, exports, "libbpfVersion", fn);
 	napi_create_function(env, "hasRingbuf", NAPI_AUTO_LENGTH, bridge_has_ringbuf, NULL, &fn);
@@ -1491,8 +1292,6 @@ static napi_value init(napi_env env, napi_value exports)
 	napi_create_function(env, "hasUprobeMulti", NAPI_AUTO_LENGTH, bridge_has_uprobe_multi, NULL, &fn);
 	napi_set_named_property(env, exports, "hasUprobeMulti", fn);
 	procmem_register(env, exports);
-	napi_create_function(env, "enums", NAPI_AUTO_LENGTH, bridge_enums, NULL, &fn);
-	napi_set_named_property(env, exports, "enums", fn);
 	tracefs_register(env, exports);
 	return exports;
 }

@@ -3,10 +3,12 @@
 // functions' first instruction and at the stack-check jump. One fixture process for all configurations:
 // probes are attached and detached between runs, and the configurations are interleaved (forward, then
 // backward order, round after round), so drift and neighbours' noise fall on all of them alike.
+import { openBpfObject, type BpfObject } from '../../agent/src/bpf/bridge.ts';
 import { cookieFor, type ProbeSite } from '../../agent/src/probes/goroutine-probes.ts';
 import { GoroutineTracer, type TracedProcess } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { join } from 'node:path';
+import { goBuild, repoRoot } from '../../test/lib/go.ts';
 import {
-  buildFixture,
   enableBpfStats,
   figure,
   LineProcess,
@@ -35,9 +37,12 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
   const bench = 'hit-cost';
   const n = ctx.quick ? 20_000 : 200_000;
   const rounds = ctx.quick ? 2 : 5;
-  const binary = buildFixture('pingpong', ctx.goVersion);
+  // The agent's own calibration program, built with the bench's Go: the agent and the bench measure alike.
+  const binary = goBuild({ srcDir: join(repoRoot, 'agent', 'calibrate', 'pingpong'), version: ctx.goVersion, name: 'bench-pingpong' });
   const prog = LineProcess.start(binary, ['-procs', '1'], 'pingpong');
   const tracer = new GoroutineTracer();
+  // The baseline program lives in an object of its own (bpf/bench/hit-cost.bpf.c): the agent never loads it.
+  const baseline = openBpfObject('bench/hit-cost');
   let restoreStats: (() => void) | undefined;
   try {
     await prog.until(/^READY$/m);
@@ -60,23 +65,23 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
     };
     const exe = proc.info.exeLink;
     const pid = prog.pid;
-    const attachAll = (items: Array<{ program: string; fileOffset: number; cookie: bigint }>) => {
-      const links = items.map((i) => tracer.bpf.attachUprobe(i.program, exe, i.fileOffset, pid, i.cookie));
-      return () => links.forEach((l) => tracer.bpf.detach(l));
+    const attachAll = (items: Array<{ program: string; fileOffset: number; cookie: bigint }>, obj: BpfObject = tracer.bpf) => {
+      const links = items.map((i) => obj.attachUprobe(i.program, exe, i.fileOffset, pid, i.cookie));
+      return () => links.forEach((l) => obj.detach(l));
     };
     const configs: Config[] = [
       { name: 'none', label: 'no probes', attach: () => () => {}, programs: [], scale: 1 },
       {
         name: 'empty_entry',
         label: '`empty` at function entry',
-        attach: () => attachAll(jumpSites.map((s) => ({ program: 'empty', fileOffset: entryOf(s).fileOffset, cookie: 0n }))),
+        attach: () => attachAll(jumpSites.map((s) => ({ program: 'empty', fileOffset: entryOf(s).fileOffset, cookie: 0n })), baseline),
         programs: ['empty'],
         scale: 0.25,
       },
       {
         name: 'empty_jump',
         label: `\`empty\` at goroscope's site (${siteName})`,
-        attach: () => attachAll(jumpSites.map((s) => ({ program: 'empty', fileOffset: s.fileOffset, cookie: 0n }))),
+        attach: () => attachAll(jumpSites.map((s) => ({ program: 'empty', fileOffset: s.fileOffset, cookie: 0n })), baseline),
         programs: ['empty'],
         scale: 1,
       },
@@ -333,5 +338,6 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
     prog.send('quit');
     await prog.stop('SIGKILL', 2000);
     await tracer.close().catch(() => {});
+    baseline.close();
   }
 }

@@ -171,7 +171,7 @@ export async function runPipeline(ctx: BenchContext): Promise<Figure[]> {
       let sink = 0;
       const decodeOnly = (b: Buffer) =>
         forEachGoroutineEvent(b, (v, at) => {
-          sink += ev.goid(v, at) + ev.otherGoid(v, at) + ev.ts(v, at) + ev.kind(v, at) + ev.pid(v, at) + ev.waitReason(v, at) + ev.pc(v, at) + ev.startPc(v, at);
+          sink += ev.goid(v, at) + ev.otherGoid(v, at) + ev.tsNs(v, at) + ev.kind(v, at) + ev.pid(v, at) + ev.waitReason(v, at) + ev.pc(v, at) + ev.startPc(v, at);
         });
       // The same population with parks and readies only (no exits after the initial creates): isolates what
       // exits cost in the table.

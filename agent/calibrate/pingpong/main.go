@@ -1,9 +1,13 @@
-// pingpong: two goroutines hand a value back and forth over unbuffered channels. With GOMAXPROCS=1 each
-// round trip is exactly 2 gopark and 2 ready calls, so the time per round trip with and without probes
-// gives the cost of a probe hit. The agent calibrates with it; the benchmarks measure with it.
+// pingpong: what one park/ready probe hit costs. Two goroutines bounce a value over unbuffered channels: with
+// GOMAXPROCS=1 each round trip is exactly 2 runtime.gopark and 2 runtime.ready calls, so the time per round trip
+// with and without probes gives the cost of a hit. The agent calibrates with it (agent/src/overhead/calibrate.ts)
+// and the benchmark measures with it (scripts/bench/hit-cost.ts): one program, one way of measuring.
 //
-// It prints "READY" and waits for a line on stdin before each run (so probes can be attached first), then
-// prints "ns_per_round_trip=<n>".
+// It stays up and runs a measurement per command, so probes can be attached and detached between runs:
+//
+//	stdout "READY"  -> warmed up, waiting for commands
+//	stdin "run N"   -> N round trips, then "RESULT n=N ns=<wall total> cpu_ns=<CPU total> per_rt=<wall ns per round trip>"
+//	stdin "quit"    -> exit
 package main
 
 import (
@@ -12,30 +16,68 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 )
 
+// cpuNs is the CPU time (user + system, every thread) the process has used: on a shared machine it counts
+// what the probes cost even while the process waits for a CPU.
+func cpuNs() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
 func main() {
-	n := flag.Int("n", 200000, "round trips per run")
+	procs := flag.Int("procs", 1, "GOMAXPROCS (1: the round trip is sequential and the per-hit cost exact)")
 	flag.Parse()
-	runtime.GOMAXPROCS(1)
-	ping, pong := make(chan int), make(chan int)
+	runtime.GOMAXPROCS(*procs)
+
+	ping := make(chan int)
+	pong := make(chan int)
 	go func() {
 		for v := range ping {
-			pong <- v
+			pong <- v + 1
 		}
 	}()
+
+	roundTrips := func(n int) time.Duration {
+		start := time.Now()
+		v := 0
+		for i := 0; i < n; i++ {
+			ping <- v
+			v = <-pong
+		}
+		return time.Since(start)
+	}
+	roundTrips(1000) // warm up: the pong goroutine is parked on its channel from here on
+
 	fmt.Println("READY")
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		if in.Text() == "quit" {
+		f := strings.Fields(in.Text())
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "run":
+			n := 0
+			if len(f) > 1 {
+				n, _ = strconv.Atoi(f[1])
+			}
+			if n <= 0 {
+				fmt.Println("ERROR bad count")
+				continue
+			}
+			c0 := cpuNs()
+			d := roundTrips(n)
+			c := cpuNs() - c0
+			fmt.Printf("RESULT n=%d ns=%d cpu_ns=%d per_rt=%.1f\n", n, d.Nanoseconds(), c, float64(d.Nanoseconds())/float64(n))
+		case "quit":
+			fmt.Println("BYE")
 			return
 		}
-		start := time.Now()
-		for i := 0; i < *n; i++ {
-			ping <- i
-			<-pong
-		}
-		fmt.Printf("ns_per_round_trip=%d\n", time.Since(start).Nanoseconds()/int64(*n))
 	}
 }

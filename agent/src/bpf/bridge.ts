@@ -7,9 +7,6 @@ import { installRoot } from '../install-root.ts';
 export const bpfObjectDir = join(installRoot, 'bpf', '.output');
 const addonPath = join(installRoot, 'agent', 'native', 'build', 'Release', 'goroscope_bridge.node');
 
-export interface FieldDesc { offset: number; size: number }
-export interface StructDesc { size: number; fields: Record<string, FieldDesc> }
-
 export interface RingSpec {
   map: string;
   recordSize: number;
@@ -77,15 +74,12 @@ export interface OpenOptions {
 
 interface Addon {
   Bpf: new (objectPath: string, opts?: OpenOptions) => BpfObject;
-  layouts(): Record<string, StructDesc>;
   libbpfVersion(): string;
   hasRingbuf(): boolean;
   /** Uprobe multi-links with a per-process pid filter (Linux 6.9+). */
   hasUprobeMulti(): boolean;
   /** Batched process_vm_readv (procmem.c): bytes read per range, ranges laid end to end in out. */
   readMemory(pid: number, addrs: Float64Array, lens: Uint32Array, out: Buffer): Int32Array;
-  /** The numbering of bpf/*.h enums, as the C compiler sees it (checked against the TypeScript constants). */
-  enums(): Record<string, Record<string, number>>;
   /** Classic tracepoint ids from a tracefs mounted in a child's private mount namespace (needs CAP_SYS_ADMIN). */
   privateTracefsIds(names: string[]): number[];
 }

@@ -1,92 +1,28 @@
-// The runtime record (stop-the-world pauses, GC cycle ends, fatal errors) as bpf/runtime.h lays it out.
-// test/bpf/layout.test.ts checks every offset here against what the C compiler produced for the same header.
+// The runtime records of bpf/runtime.bpf.c (stop-the-world pauses, GC cycle ends, fatal errors), read by the
+// layout generated from the object's BTF (runtime.bpf.ts).
+import { rtLayoutLayout, rtProcLayout, runtimeEventLayout, RuntimeProbe } from './runtime.bpf.ts';
+import { encode, forEachRecord, readers } from './layout.ts';
 
-export const RuntimeEventKind = { stw: 1, gcMarkTermination: 2, throw: 3, fatalPanic: 4 } as const;
-
-/** enum runtime_probe: indexes the BPF hit and drop counters. */
-export const RuntimeProbe = { stop: 0, startRet: 1, markTermination: 2, throw: 3, fatal: 4, fatalPanic: 5, start: 6 } as const;
+export {
+  RT_PROBE_KINDS,
+  RtFlag,
+  RtLayoutReason,
+  RUNTIME_MAX_LAYOUTS,
+  RUNTIME_MSG_MAX,
+  RuntimeEventKind,
+  RuntimeProbe,
+  rtLayoutLayout,
+  rtProcLayout,
+  runtimeEventLayout,
+} from './runtime.bpf.ts';
 export type RuntimeProbeName = keyof typeof RuntimeProbe;
-export const RT_PROBE_KINDS = 8;
-export const RUNTIME_MAX_LAYOUTS = 64;
-export const RUNTIME_MSG_MAX = 256;
 
-export const RtFlag = { msgUnreadable: 1, numgc: 2, panicString: 4, panicNil: 8, lastGc: 16 } as const;
-export const RtLayoutFlag = { reasonInRax: 1, reasonPreemptoff: 2 } as const;
+export type RtLayoutValues = Parameters<typeof encode<typeof rtLayoutLayout>>[1];
 
-export const runtimeEventLayout = {
-  size: 384,
-  fields: {
-    ts_ns: { offset: 0, size: 8 },
-    start_ns: { offset: 8, size: 8 },
-    go_now_ns: { offset: 16, size: 8 },
-    go_start_ns: { offset: 24, size: 8 },
-    goid: { offset: 32, size: 8 },
-    curg_goid: { offset: 40, size: 8 },
-    value: { offset: 48, size: 8 },
-    pid: { offset: 56, size: 4 },
-    tid: { offset: 60, size: 4 },
-    msg_len: { offset: 64, size: 4 },
-    msg_full_len: { offset: 68, size: 4 },
-    kind: { offset: 72, size: 1 },
-    stw_reason: { offset: 73, size: 1 },
-    value_kind: { offset: 74, size: 1 },
-    flags: { offset: 75, size: 1 },
-    layout_id: { offset: 76, size: 2 },
-    reason_len: { offset: 78, size: 2 },
-    reason: { offset: 80, size: 48 },
-    msg: { offset: 128, size: 256 },
-  },
-} as const;
+export const encodeRtLayout = (values: RtLayoutValues): Buffer => encode(rtLayoutLayout, values);
 
-export const rtLayoutLayout = {
-  size: 32,
-  fields: {
-    g_goid: { offset: 0, size: 4 },
-    g_m: { offset: 4, size: 4 },
-    m_curg: { offset: 8, size: 4 },
-    m_preemptoff: { offset: 12, size: 4 },
-    panic_arg: { offset: 16, size: 4 },
-    flags: { offset: 20, size: 4 },
-    start_arg_reg: { offset: 24, size: 4 },
-    reserved: { offset: 28, size: 4 },
-  },
-} as const;
-
-export const rtProcLayout = {
-  size: 24,
-  fields: {
-    numgc_addr: { offset: 0, size: 8 },
-    pause_start_addr: { offset: 8, size: 8 },
-    last_gc_addr: { offset: 16, size: 8 },
-  },
-} as const;
-
-export interface RtLayoutValues {
-  g_goid: number;
-  g_m: number;
-  m_curg: number;
-  m_preemptoff: number;
-  panic_arg: number;
-  flags: number;
-  /** enum go_abi_reg (goAbiRegister): startTheWorldWithSema's w.startedStopping; 0 before Go 1.22. */
-  start_arg_reg: number;
-}
-
-export function encodeRtLayout(values: RtLayoutValues): Buffer {
-  const b = Buffer.alloc(rtLayoutLayout.size);
-  for (const [name, f] of Object.entries(rtLayoutLayout.fields)) {
-    if (name in values) b.writeUInt32LE(values[name as keyof RtLayoutValues], f.offset);
-  }
-  return b;
-}
-
-export function encodeRtProc(numgcAddr: number, pauseStartAddr = 0, lastGcAddr = 0): Buffer {
-  const b = Buffer.alloc(rtProcLayout.size);
-  b.writeBigUInt64LE(BigInt(numgcAddr), rtProcLayout.fields.numgc_addr.offset);
-  b.writeBigUInt64LE(BigInt(pauseStartAddr), rtProcLayout.fields.pause_start_addr.offset);
-  b.writeBigUInt64LE(BigInt(lastGcAddr), rtProcLayout.fields.last_gc_addr.offset);
-  return b;
-}
+export const encodeRtProc = (numgcAddr: number, pauseStartAddr = 0, lastGcAddr = 0): Buffer =>
+  encode(rtProcLayout, { numgc_addr: numgcAddr, pause_start_addr: pauseStartAddr, last_gc_addr: lastGcAddr });
 
 /** One decoded record. Records are rare (pauses, cycle ends, deaths), so an object per record is fine. */
 export interface RuntimeEventRecord {
@@ -112,38 +48,37 @@ export interface RuntimeEventRecord {
 }
 
 const F = runtimeEventLayout.fields;
-const SIZE = runtimeEventLayout.size;
-const u64 = (b: Buffer, at: number): number => b.readUInt32LE(at) + b.readUInt32LE(at + 4) * 0x1_0000_0000;
+const rd = readers(runtimeEventLayout);
 
-export function decodeRuntimeEvent(b: Buffer, at: number): RuntimeEventRecord {
-  const msgLen = Math.min(b.readUInt32LE(at + F.msg_len.offset), F.msg.size);
-  const reasonLen = Math.min(b.readUInt16LE(at + F.reason_len.offset), F.reason.size);
+/** Text of a char[] field: its first `len` bytes (bounded by the field). */
+const text = (b: Buffer, at: number, f: { offset: number; size: number }, len: number) =>
+  b.toString('utf8', at + f.offset, at + f.offset + Math.min(len, f.size));
+
+export function decodeRuntimeEvent(b: Buffer, v: DataView, at: number): RuntimeEventRecord {
   return {
-    kind: b.readUInt8(at + F.kind.offset),
-    tsNs: u64(b, at + F.ts_ns.offset),
-    startNs: u64(b, at + F.start_ns.offset),
-    goNowNs: u64(b, at + F.go_now_ns.offset),
-    goStartNs: u64(b, at + F.go_start_ns.offset),
-    goid: u64(b, at + F.goid.offset),
-    curgGoid: u64(b, at + F.curg_goid.offset),
-    value: u64(b, at + F.value.offset),
-    valueBig: b.readBigUInt64LE(at + F.value.offset),
-    pid: b.readUInt32LE(at + F.pid.offset),
-    tid: b.readUInt32LE(at + F.tid.offset),
-    msg: b.toString('utf8', at + F.msg.offset, at + F.msg.offset + msgLen),
-    msgFullLen: b.readUInt32LE(at + F.msg_full_len.offset),
-    stwReason: b.readUInt8(at + F.stw_reason.offset),
-    valueKind: b.readUInt8(at + F.value_kind.offset),
-    flags: b.readUInt8(at + F.flags.offset),
-    layoutId: b.readUInt16LE(at + F.layout_id.offset),
-    reason: b.toString('utf8', at + F.reason.offset, at + F.reason.offset + reasonLen),
+    kind: rd.kind(v, at),
+    tsNs: rd.tsNs(v, at),
+    startNs: rd.startNs(v, at),
+    goNowNs: rd.goNowNs(v, at),
+    goStartNs: rd.goStartNs(v, at),
+    goid: rd.goid(v, at),
+    curgGoid: rd.curgGoid(v, at),
+    value: rd.value(v, at),
+    valueBig: v.getBigUint64(at + F.value.offset, true),
+    pid: rd.pid(v, at),
+    tid: rd.tid(v, at),
+    msg: text(b, at, F.msg, rd.msgLen(v, at)),
+    msgFullLen: rd.msgFullLen(v, at),
+    stwReason: rd.stwReason(v, at),
+    valueKind: rd.valueKind(v, at),
+    flags: rd.flags(v, at),
+    layoutId: rd.layoutId(v, at),
+    reason: text(b, at, F.reason, rd.reasonLen(v, at)),
   };
 }
 
 export function forEachRuntimeEvent(batch: Buffer, visit: (r: RuntimeEventRecord) => void): number {
-  const n = Math.floor(batch.byteLength / SIZE);
-  for (let i = 0, at = 0; i < n; i++, at += SIZE) visit(decodeRuntimeEvent(batch, at));
-  return n;
+  return forEachRecord(runtimeEventLayout, batch, (v, at) => visit(decodeRuntimeEvent(batch, v, at)));
 }
 
 /** Go's reflect.Kind numbers, for formatting a non-string panic value as printpanicval does. */

@@ -1,9 +1,19 @@
-// The TCP record and numbering as bpf/tcp.h lays them out; test/bpf/layout.test.ts checks both against the
-// C compiler's view.
+// The TCP records of bpf/tcp.bpf.c, read by the layout generated from the object's BTF (tcp.bpf.ts), and what
+// user space makes of them: addresses, states, errno names.
+import { tcpEventLayout, tcpProcessLayoutLayout } from './tcp.bpf.ts';
+import { encode, forEachRecord, readers } from './layout.ts';
 
-export const TcpEventKind = { state: 1, connect: 2, accept: 3, retransmit: 4, resetSent: 5, resetReceived: 6, close: 7 } as const;
-export const TCP_EVENT_KINDS = 8;
-export const TcpRole = { unknown: 0, client: 1, server: 2, listener: 3 } as const;
+export {
+  TCP_EVENT_KINDS,
+  TCP_FLAG_FIN_ACKED,
+  TCP_FLAG_FIN_RECEIVED,
+  TcpEventKind,
+  tcpEventLayout,
+  TcpFlag,
+  tcpProcessLayoutLayout,
+  TcpRole,
+  TcpStat,
+} from './tcp.bpf.ts';
 
 /** The kernel's TCP states (include/net/tcp_states.h). */
 export const TcpState = {
@@ -36,65 +46,15 @@ export const tcpStateNames: Record<number, string> = {
   12: 'new_syn_recv',
 };
 
-/** tcp_stats indexes (bpf/tcp.h enum tcp_stat). */
-export const TcpStat = { closeUnowned: 0, goidUnread: 1, acceptUnresolved: 2, retransmitUnsampled: 3 } as const;
-
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 
-export const tcpEventLayout = {
-  size: 136,
-  fields: {
-    ts_ns: { offset: 0, size: 8 },
-    skaddr: { offset: 8, size: 8 },
-    goid: { offset: 16, size: 8 },
-    bytes_acked: { offset: 24, size: 8 },
-    bytes_received: { offset: 32, size: 8 },
-    bytes_sent: { offset: 40, size: 8 },
-    bound_ns: { offset: 48, size: 8 },
-    pid: { offset: 56, size: 4 },
-    tid: { offset: 60, size: 4 },
-    srtt_us: { offset: 64, size: 4 },
-    total_retrans: { offset: 68, size: 4 },
-    saddr: { offset: 72, size: 16 },
-    daddr: { offset: 88, size: 16 },
-    sport: { offset: 104, size: 2 },
-    dport: { offset: 106, size: 2 },
-    family: { offset: 108, size: 2 },
-    kind: { offset: 110, size: 1 },
-    old_state: { offset: 111, size: 1 },
-    new_state: { offset: 112, size: 1 },
-    role: { offset: 113, size: 1 },
-    error: { offset: 114, size: 2 },
-    comm: { offset: 116, size: 16 },
-    flags: { offset: 132, size: 4 },
-  },
-} as const;
-
-/** tcp_event.flags */
-export const TCP_FLAG_FIN_RECEIVED = 1;
-export const TCP_FLAG_FIN_ACKED = 2;
-
-export const tcpProcessLayoutLayout = {
-  size: 8,
-  fields: {
-    tls_g_offset: { offset: 0, size: 4 },
-    g_goid: { offset: 4, size: 4 },
-  },
-} as const;
-
 const F = tcpEventLayout.fields;
-const SIZE = tcpEventLayout.size;
 
 /** Walks a batch of records by stride, no object per record; the visitor reads fields through `tcpEv`. */
 export function forEachTcpEvent(batch: Buffer, visit: (v: DataView, at: number) => void): number {
-  const v = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
-  const n = Math.floor(batch.byteLength / SIZE);
-  for (let i = 0, at = 0; i < n; i++, at += SIZE) visit(v, at);
-  return n;
+  return forEachRecord(tcpEventLayout, batch, visit);
 }
-
-const u64 = (v: DataView, at: number): number => v.getUint32(at, true) + v.getUint32(at + 4, true) * 0x1_0000_0000;
 
 /** IPv4 as dotted quad; IPv6 in the compressed form (v4-mapped addresses as ::ffff:a.b.c.d). */
 export function formatAddress(v: DataView, at: number, family: number): string {
@@ -139,40 +99,20 @@ function cstr(v: DataView, at: number, len: number): string {
   return s;
 }
 
+/** Field readers of struct tcp_event, and what the agent makes of the addresses, comm and socket. */
 export const tcpEv = {
-  ts: (v: DataView, at: number): number => u64(v, at + F.ts_ns.offset),
+  ...readers(tcpEventLayout),
   /** The struct sock address's low 48 bits: unique for canonical kernel addresses, and exact as a number. */
   skKey: (v: DataView, at: number): number =>
     v.getUint32(at + F.skaddr.offset, true) + (v.getUint32(at + F.skaddr.offset + 4, true) & 0xffff) * 0x1_0000_0000,
-  goid: (v: DataView, at: number): number => u64(v, at + F.goid.offset),
-  bytesAcked: (v: DataView, at: number): number => u64(v, at + F.bytes_acked.offset),
-  bytesReceived: (v: DataView, at: number): number => u64(v, at + F.bytes_received.offset),
-  bytesSent: (v: DataView, at: number): number => u64(v, at + F.bytes_sent.offset),
-  flags: (v: DataView, at: number): number => v.getUint32(at + F.flags.offset, true),
-  boundNs: (v: DataView, at: number): number => u64(v, at + F.bound_ns.offset),
-  pid: (v: DataView, at: number): number => v.getUint32(at + F.pid.offset, true),
-  tid: (v: DataView, at: number): number => v.getUint32(at + F.tid.offset, true),
-  srttUs: (v: DataView, at: number): number => v.getUint32(at + F.srtt_us.offset, true),
-  totalRetrans: (v: DataView, at: number): number => v.getUint32(at + F.total_retrans.offset, true),
-  sport: (v: DataView, at: number): number => v.getUint16(at + F.sport.offset, true),
-  dport: (v: DataView, at: number): number => v.getUint16(at + F.dport.offset, true),
-  family: (v: DataView, at: number): number => v.getUint16(at + F.family.offset, true),
   saddr: (v: DataView, at: number): string => formatAddress(v, at + F.saddr.offset, v.getUint16(at + F.family.offset, true)),
   daddr: (v: DataView, at: number): string => formatAddress(v, at + F.daddr.offset, v.getUint16(at + F.family.offset, true)),
-  kind: (v: DataView, at: number): number => v.getUint8(at + F.kind.offset),
-  oldState: (v: DataView, at: number): number => v.getUint8(at + F.old_state.offset),
-  newState: (v: DataView, at: number): number => v.getUint8(at + F.new_state.offset),
-  role: (v: DataView, at: number): number => v.getUint8(at + F.role.offset),
-  error: (v: DataView, at: number): number => v.getUint16(at + F.error.offset, true),
-  comm: (v: DataView, at: number): string => cstr(v, at + F.comm.offset, 16),
+  comm: (v: DataView, at: number): string => cstr(v, at + F.comm.offset, F.comm.size),
 };
 
 /** Encodes struct tcp_process_layout for the tcp_process_layouts map. */
 export function encodeTcpProcessLayout(tlsGOffset: number, goidOffset: number): Buffer {
-  const b = Buffer.alloc(tcpProcessLayoutLayout.size);
-  b.writeInt32LE(tlsGOffset, tcpProcessLayoutLayout.fields.tls_g_offset.offset);
-  b.writeUInt32LE(goidOffset, tcpProcessLayoutLayout.fields.g_goid.offset);
-  return b;
+  return encode(tcpProcessLayoutLayout, { tls_g_offset: tlsGOffset, g_goid: goidOffset });
 }
 
 const errnoNames: Record<number, string> = {

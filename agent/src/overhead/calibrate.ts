@@ -38,14 +38,32 @@ export async function calibrateHitCost(tracer: GoroutineTracer, opts: { roundTri
     return { nsPerHit: DEFAULT_HIT_COST_NS, source: 'default', reason: `${pingpongBinary} is not built (scripts/setup.sh)` };
   }
   const n = opts.roundTrips ?? 100_000;
-  const child = spawn(pingpongBinary, ['-n', String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(pingpongBinary, ['-procs', '1'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout });
-  const next = () => new Promise<string>((resolve) => lines.once('line', resolve));
+  let gone: Error | undefined;
+  child.once('error', (e) => (gone = e));
+  /** Its next line, or an error when it ends or says nothing for 30 s: the agent's start never hangs on it. */
+  const next = () =>
+    new Promise<string>((resolve, reject) => {
+      if (gone) return reject(gone);
+      const done = (fn: () => void) => {
+        clearTimeout(timer);
+        lines.off('line', onLine);
+        lines.off('close', onClose);
+        fn();
+      };
+      const onLine = (l: string) => done(() => resolve(l));
+      const onClose = () => done(() => reject(gone ?? new Error('the calibration ping-pong exited')));
+      const timer = setTimeout(() => done(() => reject(new Error('the calibration ping-pong said nothing for 30 s'))), 30_000);
+      lines.on('line', onLine);
+      lines.once('close', onClose);
+    });
   try {
     await next(); // READY
+    /** Wall ns per round trip of one run. */
     const run = async () => {
-      child.stdin.write('go\n');
-      return Number(/ns_per_round_trip=(\d+)/.exec(await next())?.[1]);
+      child.stdin.write(`run ${n}\n`);
+      return Number(/per_rt=([\d.]+)/.exec(await next())?.[1]);
     };
     const proc = tracer.attach(child.pid!, { probes: ['park', 'ready'] });
     const base: number[] = [];
@@ -78,6 +96,8 @@ export async function calibrateHitCost(tracer: GoroutineTracer, opts: { roundTri
       /* a read-only tmp only costs a new calibration next time */
     }
     return result;
+  } catch (e) {
+    return { nsPerHit: DEFAULT_HIT_COST_NS, source: 'default', reason: `calibration failed: ${(e as Error).message}` };
   } finally {
     child.stdin.end('quit\n');
     child.kill();

@@ -38,7 +38,7 @@ export class AgentProfiles {
   onRecord(p: TracedProcess, kind: number, v: DataView, at: number): void {
     const b = this.procs.get(p.info.pid)?.block;
     if (!b) return;
-    const ts = ev.ts(v, at);
+    const ts = ev.tsNs(v, at);
     if (kind === GoroutineEventKind.park) b.onPark(ev.goid(v, at), ev.waitReason(v, at), ts);
     else if (kind === GoroutineEventKind.ready) {
       b.onRun(ev.goid(v, at), ts);

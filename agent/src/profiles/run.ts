@@ -35,7 +35,7 @@ export async function blockProfile(pid: number, durationMs: number, opts: { scan
   try {
     tracer.start((p, kind, v, at) => {
       if (!profiler || p.info.pid !== pid) return;
-      const ts = ev.ts(v, at);
+      const ts = ev.tsNs(v, at);
       if (kind === GoroutineEventKind.park) profiler.onPark(ev.goid(v, at), ev.waitReason(v, at), ts);
       else if (kind === GoroutineEventKind.ready) {
         profiler.onRun(ev.goid(v, at), ts);

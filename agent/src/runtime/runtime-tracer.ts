@@ -19,7 +19,7 @@ import {
   GoKind,
   RT_PROBE_KINDS,
   RtFlag,
-  RtLayoutFlag,
+  RtLayoutReason,
   RUNTIME_MAX_LAYOUTS,
   RuntimeEventKind,
   RuntimeProbe,
@@ -240,7 +240,7 @@ export class RuntimeEventsTracer {
       m_curg: layout.m.fields.curg.offset,
       m_preemptoff: layout.m.fields.preemptoff.offset,
       panic_arg: layout.panic.fields.arg.offset,
-      flags: reasonInRax ? RtLayoutFlag.reasonInRax : RtLayoutFlag.reasonPreemptoff,
+      flags: reasonInRax ? RtLayoutReason.inRax : RtLayoutReason.preemptoff,
       start_arg_reg: goAbiReg(worldStartRegister(layout)),
     });
     const key = value.toString('hex');

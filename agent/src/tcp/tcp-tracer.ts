@@ -397,7 +397,7 @@ export class TcpTracer {
     this.records += forEachTcpEvent(batch, (v, at) => {
       const kind = tcpEv.kind(v, at);
       if (kind === TcpEventKind.retransmit) this.retransmitRecords++;
-      const ts = tcpEv.ts(v, at);
+      const ts = tcpEv.tsNs(v, at);
       switch (kind) {
         case TcpEventKind.connect: {
           const c = this.fromRecord(v, at, 'client');

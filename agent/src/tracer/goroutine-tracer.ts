@@ -314,7 +314,7 @@ export class GoroutineTracer {
       }
       const t = proc.table;
       const kind = ev.kind(v, at);
-      const ts = ev.ts(v, at);
+      const ts = ev.tsNs(v, at);
       switch (kind) {
         case GoroutineEventKind.create:
           t.onCreate(ev.goid(v, at), ev.otherGoid(v, at), ev.pc(v, at), ev.startPc(v, at), ts, ev.gAddr(v, at));
