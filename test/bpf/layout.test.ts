@@ -24,7 +24,7 @@ const which = (cmd: string) => {
 
 t.test('the generated TypeScript is what the compiled objects say', { skip: built }, async (t) => {
   const modules = generatedModules();
-  t.same(modules.map((m) => m.file.replace(`${generatedDir}/`, '')).sort(), ['goroutines.bpf.ts', 'runtime.bpf.ts', 'tcp.bpf.ts'], 'one module per agent object');
+  t.same(modules.map((m) => m.file.replace(`${generatedDir}/`, '')).sort(), ['goroutines.bpf.ts', 'http.bpf.ts', 'runtime.bpf.ts', 'tcp.bpf.ts'], 'one module per agent object');
   for (const m of modules) {
     const committed = existsSync(m.file) ? readFileSync(m.file, 'utf8') : '(missing)';
     t.equal(committed, m.text, `${m.file.replace(`${repoRoot}/`, '')} is current (else: npm run gen:bpf)`);

@@ -1,0 +1,75 @@
+// The request records of bpf/http.bpf.c (net/http server requests, grpc-go server calls), read by the layout
+// generated from the object's BTF (http.bpf.ts).
+import { HttpFlag, HttpEventKind, httpEventLayout, httpLayoutLayout, HttpProbe } from './http.bpf.ts';
+import { encode, forEachRecord, readers } from './layout.ts';
+
+export { HTTP_FIELD_ABSENT, HTTP_MAX_LAYOUTS, HTTP_PROBE_KINDS, HttpFlag, HttpEventKind, HttpProbe, httpEventLayout, httpLayoutLayout } from './http.bpf.ts';
+export type HttpProbeName = keyof typeof HttpProbe;
+
+export type HttpLayoutValues = Parameters<typeof encode<typeof httpLayoutLayout>>[1];
+
+export const encodeHttpLayout = (values: HttpLayoutValues): Buffer => encode(httpLayoutLayout, values);
+
+/** One request or call as the probes saw it. */
+export interface HttpEventRecord {
+  kind: 'http' | 'grpc';
+  pid: number;
+  tid: number;
+  goid: number;
+  /** CLOCK_MONOTONIC ns at the handler's entry and return. */
+  startNs: number;
+  endNs: number;
+  /** HTTP status code (200 when the handler set none: net/http sends it); gRPC status code (0 = OK). */
+  status: number;
+  /** HTTP: the handler set no status (net/http sent 200); gRPC: no status was seen. */
+  statusImplicit: boolean;
+  method: string;
+  /** URL path (cut at HTTP_PATH_MAX bytes: pathCut); gRPC: the full method, "/pkg.Service/Method". */
+  path: string;
+  pathCut: boolean;
+  /** The ServeMux pattern that matched (Go 1.23+), "" when none did or the handler is no ServeMux. */
+  route: string;
+  protoMajor: number;
+  protoMinor: number;
+  /** Request.ContentLength: -1 when unknown. */
+  requestBytes: number;
+  /** Body bytes the handler wrote. */
+  responseBytes: number;
+  unreadable: boolean;
+  layoutId: number;
+}
+
+const F = httpEventLayout.fields;
+const rd = readers(httpEventLayout);
+
+const text = (b: Buffer, at: number, f: { offset: number; size: number }, len: number) =>
+  b.toString('utf8', at + f.offset, at + f.offset + Math.min(len, f.size));
+
+export function decodeHttpEvent(b: Buffer, v: DataView, at: number): HttpEventRecord {
+  const flags = rd.flags(v, at);
+  const grpc = rd.kind(v, at) === HttpEventKind.grpcCall;
+  return {
+    kind: grpc ? 'grpc' : 'http',
+    pid: rd.pid(v, at),
+    tid: rd.tid(v, at),
+    goid: rd.goid(v, at),
+    startNs: rd.startNs(v, at),
+    endNs: rd.endNs(v, at),
+    status: rd.status(v, at),
+    statusImplicit: (flags & (HttpFlag.implicitOk | HttpFlag.noStatus)) !== 0,
+    method: grpc ? 'POST' : text(b, at, F.method, rd.methodLen(v, at)),
+    path: text(b, at, F.path, rd.pathLen(v, at)),
+    pathCut: (flags & HttpFlag.pathCut) !== 0,
+    route: text(b, at, F.route, rd.routeLen(v, at)),
+    protoMajor: rd.protoMajor(v, at),
+    protoMinor: rd.protoMinor(v, at),
+    requestBytes: rd.requestBytes(v, at),
+    responseBytes: rd.responseBytes(v, at),
+    unreadable: (flags & HttpFlag.unreadable) !== 0,
+    layoutId: rd.layoutId(v, at),
+  };
+}
+
+export function forEachHttpEvent(batch: Buffer, visit: (v: DataView, at: number) => void): number {
+  return forEachRecord(httpEventLayout, batch, visit);
+}

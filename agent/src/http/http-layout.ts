@@ -1,0 +1,148 @@
+// Where net/http and grpc-go keep what the request probes read (bpf/http.bpf.c), read from the traced binary's
+// own DWARF: the offsets of Request, url.URL, the two response writers and grpc-go's stream and status, and the
+// registers of the probed functions' arguments. DWARF is exact for whatever Go and grpc-go versions built the
+// binary; a stripped binary has none, and its requests are not traced (said once, with the reason).
+import { DW_TAG, DwarfData, DwarfIndex, stripTypedefs, structMembers, typeSize, type Die } from '../gobinary/dwarf.ts';
+import type { ElfFile } from '../gobinary/elf.ts';
+import type { AbiRegister } from '../gobinary/layouts.ts';
+
+const REGS: AbiRegister[] = ['RAX', 'RBX', 'RCX', 'RDI', 'RSI', 'R8', 'R9', 'R10', 'R11'];
+
+export interface HttpLayout {
+  /** net/http.serverHandler.ServeHTTP: the registers of rw's data word and of req. */
+  serve: { rwReg: AbiRegister; reqReg: AbiRegister } | null;
+  request: { method: number; url: number; protoMajor: number; protoMinor: number; contentLength: number; pattern: number | null } | null;
+  urlPath: number | null;
+  response: { status: number; written: number } | null;
+  http2: { rws: number; status: number; wroteBytes: number } | null;
+  grpc: {
+    streamReg: AbiRegister;
+    /** ServerStream.Stream (an embedded *Stream, grpc-go 1.66+), null when method is ServerStream's own field. */
+    serverStreamStream: number | null;
+    method: number;
+    statusReg: AbiRegister;
+    statusS: number;
+    code: number;
+  } | null;
+  /** What could not be read, each with the reason: those probes are not placed. */
+  missing: string[];
+}
+
+export const HTTP_FUNCS = {
+  serve: 'net/http.serverHandler.ServeHTTP',
+  handleStream: 'google.golang.org/grpc.(*Server).handleStream',
+  /** The server transport's writeStatus: (*ServerStream).WriteStatus is a one-line wrapper that callers inline. */
+  writeStatus: 'google.golang.org/grpc/internal/transport.(*http2Server).writeStatus',
+  /** Before grpc-go 1.66 the exported method itself did the work, on a *Stream. */
+  writeStatusOld: 'google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus',
+} as const;
+
+/** Units whose DIEs we need: the packages' own functions, and runtime, where Go's linker puts every type. */
+const UNITS = /^(runtime|net\/http|net\/url|google\.golang\.org\/grpc(\/internal\/(transport|status))?|google\.golang\.org\/genproto\/googleapis\/rpc\/status)$/;
+
+class Missing extends Error {}
+
+function field(idx: DwarfIndex, struct: string, name: string): { offset: number; type: Die | undefined } {
+  const st = idx.struct(struct);
+  if (!st) throw new Missing(`no DWARF struct ${struct}`);
+  const m = structMembers(st).find((x) => x.name === name);
+  if (!m) throw new Missing(`${struct} has no field ${name}`);
+  return { offset: m.offset, type: m.type };
+}
+
+/**
+ * ABIInternal registers of a function's parameters, for the simple cases: a one-word parameter takes the next
+ * integer register, a struct or interface of one-word members one per member. Null past the first it cannot place.
+ */
+function paramRegisters(idx: DwarfIndex, fn: string): Map<string, AbiRegister[]> {
+  const sp = idx.subprogram(fn);
+  if (!sp?.die) throw new Missing(`no DWARF subprogram ${fn}`);
+  const out = new Map<string, AbiRegister[]>();
+  let next = 0;
+  for (const p of DwarfIndex.parameters(sp.die)) {
+    if (p.result) continue;
+    const t = stripTypedefs(p.type);
+    let words: number;
+    if (t?.tag === DW_TAG.pointer_type || t?.tag === DW_TAG.base_type) words = typeSize(t) <= 8 ? 1 : -1;
+    else if (t?.tag === DW_TAG.structure_type) {
+      const ms = structMembers(t);
+      words = ms.every((m) => typeSize(m.type) === 8) ? ms.length : -1;
+    } else words = -1;
+    if (words < 0 || next + words > REGS.length) break;
+    out.set(p.name, REGS.slice(next, next + words));
+    next += words;
+  }
+  return out;
+}
+
+function reg(regs: Map<string, AbiRegister[]>, fn: string, name: string, word = 0): AbiRegister {
+  const r = regs.get(name)?.[word];
+  if (!r) throw new Missing(`${fn}'s ${name} is not in a register`);
+  return r;
+}
+
+/** The layout from the binary's DWARF; undefined when it has none (stripped). */
+export function httpLayoutFromDwarf(elf: ElfFile): HttpLayout | undefined {
+  const dwarf = DwarfData.fromElf(elf);
+  if (!dwarf) return undefined;
+  const idx = new DwarfIndex(dwarf.units.filter((u) => UNITS.test(u.name ?? '')));
+  const missing: string[] = [];
+  const part = <T>(what: string, read: () => T): T | null => {
+    try {
+      return read();
+    } catch (e) {
+      if (!(e instanceof Missing)) throw e;
+      missing.push(`${what}: ${e.message}`);
+      return null;
+    }
+  };
+  const hasHttp = idx.subprogram(HTTP_FUNCS.serve) !== undefined;
+  const hasGrpc = idx.subprogram(HTTP_FUNCS.handleStream) !== undefined;
+  const layout: HttpLayout = { serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null, missing };
+  if (hasHttp) {
+    layout.serve = part('ServeHTTP', () => {
+      const r = paramRegisters(idx, HTTP_FUNCS.serve);
+      // rw is an interface (itab, data): the data word is the second register.
+      return { rwReg: reg(r, HTTP_FUNCS.serve, 'rw', 1), reqReg: reg(r, HTTP_FUNCS.serve, 'req') };
+    });
+    layout.request = part('http.Request', () => ({
+      method: field(idx, 'net/http.Request', 'Method').offset,
+      url: field(idx, 'net/http.Request', 'URL').offset,
+      protoMajor: field(idx, 'net/http.Request', 'ProtoMajor').offset,
+      protoMinor: field(idx, 'net/http.Request', 'ProtoMinor').offset,
+      contentLength: field(idx, 'net/http.Request', 'ContentLength').offset,
+      pattern: idx.struct('net/http.Request') && structMembers(idx.struct('net/http.Request')!).some((m) => m.name === 'Pattern')
+        ? field(idx, 'net/http.Request', 'Pattern').offset
+        : null,
+    }));
+    layout.urlPath = part('url.URL', () => field(idx, 'net/url.URL', 'Path').offset);
+    layout.response = part('http.response', () => ({
+      status: field(idx, 'net/http.response', 'status').offset,
+      written: field(idx, 'net/http.response', 'written').offset,
+    }));
+    layout.http2 = part('HTTP/2 response writer', () => ({
+      rws: field(idx, 'net/http.http2responseWriter', 'rws').offset,
+      status: field(idx, 'net/http.http2responseWriterState', 'status').offset,
+      wroteBytes: field(idx, 'net/http.http2responseWriterState', 'wroteBytes').offset,
+    }));
+  }
+  if (hasGrpc) {
+    layout.grpc = part('grpc-go', () => {
+      const hs = paramRegisters(idx, HTTP_FUNCS.handleStream);
+      const writeStatus = idx.subprogram(HTTP_FUNCS.writeStatus) ? HTTP_FUNCS.writeStatus : HTTP_FUNCS.writeStatusOld;
+      const ws = paramRegisters(idx, writeStatus);
+      // grpc-go 1.66+ hands the server a *ServerStream that embeds *Stream; before, a *Stream.
+      const ss = idx.struct('google.golang.org/grpc/internal/transport.ServerStream');
+      const embedded = ss !== undefined && structMembers(ss).some((m) => m.name === 'Stream');
+      return {
+        streamReg: reg(hs, HTTP_FUNCS.handleStream, 'stream'),
+        serverStreamStream: embedded ? field(idx, 'google.golang.org/grpc/internal/transport.ServerStream', 'Stream').offset : null,
+        method: field(idx, 'google.golang.org/grpc/internal/transport.Stream', 'method').offset,
+        statusReg: reg(ws, writeStatus, 'st'),
+        statusS: field(idx, 'google.golang.org/grpc/internal/status.Status', 's').offset,
+        code: field(idx, 'google.golang.org/genproto/googleapis/rpc/status.Status', 'Code').offset,
+      };
+    });
+  }
+  return layout;
+}

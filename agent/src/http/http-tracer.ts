@@ -1,0 +1,324 @@
+// Server requests of Go processes: net/http (HTTP/1 and HTTP/2) and grpc-go, one BPF object (bpf/http.bpf.c)
+// and ring buffer for all processes, a layout per build (read from its DWARF), uprobes per process
+// (http-probes.ts). Each request is tied to the goroutine that served it; fed the goroutine tracer's park and
+// ready records (onGoroutineRecord), it says how long that goroutine parked inside the request, and why.
+import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { deleteProcessEntries, Detacher } from '../bpf/detacher.ts';
+import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
+import { RingReader } from '../bpf/ring-reader.ts';
+import { goAbiReg } from '../events/goabi.ts';
+import { ev, GoroutineEventKind } from '../events/goroutine-event.ts';
+import {
+  decodeHttpEvent,
+  encodeHttpLayout,
+  forEachHttpEvent,
+  HTTP_FIELD_ABSENT,
+  HTTP_MAX_LAYOUTS,
+  HTTP_PROBE_KINDS,
+  httpEventLayout,
+  HttpProbe,
+  type HttpEventRecord,
+} from '../events/http-event.ts';
+import { layoutForBinary, waitReasonString, type RuntimeLayout } from '../gobinary/layouts.ts';
+import { ProcessError, type ProcessInfo } from '../proc/process.ts';
+import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
+import { openTarget, type Target } from '../tracer/goroutine-tracer.ts';
+import type { GoBinary } from '../gobinary/index.ts';
+import { httpLayoutFromDwarf, type HttpLayout } from './http-layout.ts';
+import { httpCookie, planHttpProbes, type HttpProbeSite } from './http-probes.ts';
+import { RequestWaits } from './request-waits.ts';
+
+export interface HttpTracerOptions {
+  transport?: EventTransport | 'auto';
+  ringBytes?: number;
+  pollMs?: number;
+  /** How long after a request's end to settle it: the goroutine events of its time must have been read. */
+  settleNs?: number;
+  /** Recent requests kept per process. */
+  lastN?: number;
+}
+
+/** A wait of the serving goroutine inside a request. */
+export interface RequestPark {
+  reason: string;
+  startNs: number;
+  durationNs: number;
+  /** Ended without a ready (an IO wait the netpoller ended): its end is where the goroutine was next seen. */
+  resumedUnseen: boolean;
+  wakerGoid: number;
+}
+
+/** One request (or gRPC call), settled. */
+export interface ServerRequest extends HttpEventRecord {
+  durationNs: number;
+  wallMs: number;
+  /** A bounded label for metrics: the route (pattern), the gRPC method, or "unmatched". */
+  routeLabel: string;
+  /** The serving goroutine's parks inside it; null when its park/ready events were not being read. */
+  parked: { totalNs: number; byReason: Record<string, number>; parks: RequestPark[]; truncated: boolean } | null;
+}
+
+export interface HttpProcess {
+  pid: number;
+  info: ProcessInfo;
+  binary: GoBinary;
+  runtimeLayout: RuntimeLayout;
+  layout: HttpLayout;
+  layoutId: number;
+  sites: HttpProbeSite[];
+  skipped: string[];
+  links: number[];
+  attachedAtNs: number;
+  /** Park/ready records of this process are fed in: parks inside requests are known. */
+  waits: RequestWaits | null;
+  requests: ServerRequest[];
+  seen: number;
+}
+
+const ROUTE_UNMATCHED = 'unmatched';
+
+export class HttpTracer {
+  readonly bpf: BpfObject;
+  readonly transport: EventTransport;
+  private readonly opts: Required<Omit<HttpTracerOptions, 'transport'>>;
+  private readonly layoutIds = new Map<string, number>();
+  private readonly procs = new Map<number, HttpProcess>();
+  private readonly reader: RingReader;
+  private readonly detacher: Detacher;
+  private readonly pending: HttpEventRecord[] = [];
+  private settleTimer: NodeJS.Timeout | undefined;
+  private onRequest?: (p: HttpProcess, r: ServerRequest) => void;
+  private closed = false;
+  records = 0;
+  strayRecords = 0;
+
+  constructor(opts: HttpTracerOptions = {}) {
+    this.opts = {
+      ringBytes: opts.ringBytes ?? 1 << 22,
+      pollMs: opts.pollMs ?? 10,
+      settleNs: opts.settleNs ?? 150e6,
+      lastN: opts.lastN ?? 4096,
+    };
+    const source = openEventsSource({
+      object: 'http',
+      map: 'http_events',
+      recordSize: httpEventLayout.size,
+      ringBytes: this.opts.ringBytes,
+      perfWakeupBytes: 0,
+      ringWakeupBytes: 256 << 10,
+      transport: opts.transport,
+    });
+    this.bpf = source.bpf;
+    this.transport = source.transport;
+    this.detacher = new Detacher(this.bpf);
+    this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), { pollMs: this.opts.pollMs });
+  }
+
+  start(onRequest?: (p: HttpProcess, r: ServerRequest) => void): void {
+    if (this.reader.reading) return;
+    this.onRequest = onRequest;
+    this.reader.start();
+    this.settleTimer = setInterval(() => this.settle(monoNowNs()), 25);
+    this.settleTimer.unref();
+  }
+
+  /** Reads what is left in the ring buffer and settles every request read. */
+  async drain(): Promise<void> {
+    await this.reader.stop();
+    this.settle(Infinity);
+  }
+
+  private layoutId(g: RuntimeLayout, l: HttpLayout): number {
+    const A = HTTP_FIELD_ABSENT;
+    const value = encodeHttpLayout({
+      g_goid: g.g.fields.goid.offset,
+      serve_rw_reg: goAbiReg(l.serve?.rwReg),
+      serve_req_reg: goAbiReg(l.serve?.reqReg),
+      req_method: l.request?.method ?? A,
+      req_url: l.request?.url ?? A,
+      url_path: l.urlPath ?? A,
+      req_proto_major: l.request?.protoMajor ?? A,
+      req_proto_minor: l.request?.protoMinor ?? A,
+      req_content_length: l.request?.contentLength ?? A,
+      req_pattern: l.request?.pattern ?? A,
+      resp_status: l.response?.status ?? A,
+      resp_written: l.response?.written ?? A,
+      h2rw_rws: l.http2?.rws ?? A,
+      rws_status: l.http2?.status ?? A,
+      rws_wrote_bytes: l.http2?.wroteBytes ?? A,
+      grpc_stream_reg: goAbiReg(l.grpc?.streamReg),
+      ss_stream: l.grpc?.serverStreamStream ?? A,
+      stream_method: l.grpc?.method ?? A,
+      status_st_reg: goAbiReg(l.grpc?.statusReg),
+      status_s: l.grpc?.statusS ?? A,
+      spb_code: l.grpc?.code ?? A,
+      reserved: 0,
+    });
+    const key = value.toString('hex');
+    let id = this.layoutIds.get(key);
+    if (id !== undefined) return id;
+    id = this.layoutIds.size;
+    if (id >= HTTP_MAX_LAYOUTS) throw new Error(`more than ${HTTP_MAX_LAYOUTS} net/http and grpc-go layouts in use`);
+    this.bpf.updateElem('http_layouts', u32Key(id), value);
+    this.layoutIds.set(key, id);
+    return id;
+  }
+
+  /**
+   * Attaches the request probes to a running Go process. A binary with no net/http server or grpc-go server, or
+   * whose layout cannot be read (stripped), gets no probe: `skipped` says why. `waits`: park/ready records of
+   * this process will be fed in (onGoroutineRecord), so requests carry their goroutine's parks.
+   */
+  attach(pid: number, opts: { target?: Target; waits?: boolean } = {}): HttpProcess {
+    const old = this.procs.get(pid);
+    if (old && old.links.length) throw new ProcessError(`pid ${pid} is already traced`);
+    const target = opts.target ?? openTarget(pid);
+    const { info, binary } = target;
+    const runtimeLayout = layoutForBinary(binary).layout;
+    const layout = httpLayoutFromDwarf(binary.elf) ?? {
+      serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null,
+      missing: ['the binary has no DWARF (stripped): net/http and grpc-go offsets are unknown'],
+    };
+    const plan = planHttpProbes(binary, layout);
+    const layoutId = this.layoutId(runtimeLayout, layout);
+    const proc: HttpProcess = {
+      pid,
+      info,
+      binary,
+      runtimeLayout,
+      layout,
+      layoutId,
+      sites: plan.sites,
+      skipped: plan.skipped,
+      links: [],
+      attachedAtNs: monoNowNs(),
+      waits: opts.waits ? new RequestWaits() : null,
+      requests: [],
+      seen: 0,
+    };
+    this.procs.set(pid, proc);
+    try {
+      for (const s of plan.sites) proc.links.push(this.bpf.attachUprobe(s.program, info.exeLink, s.fileOffset, pid, httpCookie(s, layoutId)));
+    } catch (e) {
+      void this.detach(pid);
+      throw e;
+    }
+    return proc;
+  }
+
+  detach(pid: number): Promise<void> {
+    const proc = this.procs.get(pid);
+    if (!proc) return Promise.resolve();
+    const links = proc.links;
+    proc.links = [];
+    return this.detacher.detach(links).then(() => {
+      if (!this.closed) deleteProcessEntries(this.bpf, 'http_inflight', pid);
+    });
+  }
+
+  forget(pid: number): void {
+    void this.detach(pid);
+    this.procs.delete(pid);
+  }
+
+  process(pid: number): HttpProcess | undefined {
+    return this.procs.get(pid);
+  }
+
+  processes(): HttpProcess[] {
+    return [...this.procs.values()];
+  }
+
+  /** A record of the goroutine tracer (its RecordVisitor): parks and readies of the processes traced here. */
+  onGoroutineRecord(pid: number, kind: number, v: DataView, at: number): void {
+    const w = this.procs.get(pid)?.waits;
+    if (!w) return;
+    const ts = ev.tsNs(v, at);
+    switch (kind) {
+      case GoroutineEventKind.park:
+        w.onPark(ev.goid(v, at), ev.waitReason(v, at), ts);
+        break;
+      case GoroutineEventKind.ready:
+        w.onReady(ev.goid(v, at), ev.otherGoid(v, at), ts);
+        break;
+      case GoroutineEventKind.create:
+        w.onCreate(ev.otherGoid(v, at), ts);
+        break;
+      case GoroutineEventKind.exit:
+        w.onExit(ev.goid(v, at), ts);
+        break;
+    }
+  }
+
+  private applyBatch(batch: Buffer): void {
+    this.records += forEachHttpEvent(batch, (view, at) => {
+      const r = decodeHttpEvent(batch, view, at);
+      if (!this.procs.has(r.pid)) {
+        this.strayRecords++;
+        return;
+      }
+      this.pending.push(r);
+    });
+  }
+
+  /** Settles the requests that ended settleNs before now (all of them with Infinity). */
+  private settle(nowNs: number): void {
+    let n = 0;
+    while (n < this.pending.length && this.pending[n].endNs + this.opts.settleNs <= nowNs) n++;
+    // Records of one ring are in end order per CPU; a later one may have ended earlier: settle by the first's time.
+    if (n === 0) return;
+    for (const r of this.pending.splice(0, n)) {
+      const proc = this.procs.get(r.pid);
+      if (!proc) continue;
+      const req = this.settleOne(proc, r);
+      proc.seen++;
+      proc.requests.push(req);
+      if (proc.requests.length > this.opts.lastN) proc.requests.splice(0, proc.requests.length - this.opts.lastN);
+      this.onRequest?.(proc, req);
+    }
+  }
+
+  private settleOne(proc: HttpProcess, r: HttpEventRecord): ServerRequest {
+    let parked: ServerRequest['parked'] = null;
+    if (proc.waits) {
+      const s = proc.waits.inside(r.goid, r.startNs, r.endNs);
+      const byReason: Record<string, number> = {};
+      for (const [reason, ns] of s.parkedByReason) {
+        const name = waitReasonString(proc.runtimeLayout, reason) || `waitReason(${reason})`;
+        byReason[name] = (byReason[name] ?? 0) + ns;
+      }
+      parked = {
+        totalNs: s.parkedNs,
+        byReason,
+        parks: s.parks.map((p) => ({
+          reason: waitReasonString(proc.runtimeLayout, p.reason) || `waitReason(${p.reason})`,
+          startNs: p.from,
+          durationNs: p.to - p.from,
+          resumedUnseen: p.resumedUnseen,
+          wakerGoid: p.waker,
+        })),
+        truncated: s.truncated,
+      };
+    }
+    const routeLabel = r.kind === 'grpc' ? r.path : r.route || ROUTE_UNMATCHED;
+    return { ...r, durationNs: r.endNs - r.startNs, wallMs: monoToWallMs(r.endNs), routeLabel, parked };
+  }
+
+  /** Records lost in BPF, by probe: ring buffer full, or an end with no start (attached mid-request). */
+  lost(): Record<string, number> {
+    return percpuCounters(this.bpf, 'http_drop_counts', HttpProbe);
+  }
+
+  hits(layoutId: number): Record<string, number> {
+    return percpuCounters(this.bpf, 'http_hit_counts', HttpProbe, layoutId * HTTP_PROBE_KINDS);
+  }
+
+  async close(): Promise<void> {
+    if (this.settleTimer) clearInterval(this.settleTimer);
+    await this.drain();
+    for (const pid of [...this.procs.keys()]) void this.detach(pid);
+    await this.detacher.idle();
+    this.closed = true;
+    this.bpf.close();
+  }
+}

@@ -1,0 +1,153 @@
+// What the goroutine that served a request did inside it: its parks, by wait reason, from the park/ready events
+// the goroutine tracer already has. The two ring buffers are drained apart, so a request's end may be read
+// before the parks inside it (or after): each process keeps every goroutine's recent parks for `keepNs`, and a
+// request is settled only once the goroutine events of its time have been read (the tracer waits a grace period).
+//
+// A goroutine runs when a request starts and when it ends (the probes are on its own code), so a park is inside
+// a request when it began inside it. A park the runtime ended without a ready (the netpoller wakes an IO wait
+// through injectglist, which has no probe) ends where the goroutine was next seen running: its next event, or
+// the request's end at the latest; such parks say so (`resumedUnseen`).
+
+export interface ParkInterval {
+  reason: number;
+  from: number;
+  to: number;
+  /** The end was not a ready: the goroutine was seen running again (netpoller wakeups, missed readies). */
+  resumedUnseen: boolean;
+  /** The goroutine that readied it (0: the runtime, or unseen). */
+  waker: number;
+}
+
+export interface RequestWaitsSummary {
+  /** Parks inside the request, whole (cut at the request's end). */
+  parks: ParkInterval[];
+  /** Sum of their lengths. */
+  parkedNs: number;
+  /** By wait reason number (the layout names it). */
+  parkedByReason: Map<number, number>;
+  /** Parks dropped from this summary because the goroutine had more than maxParksPerGoroutine in keepNs. */
+  truncated: boolean;
+}
+
+export interface RequestWaitsOptions {
+  /** How long a goroutine's finished parks are kept (ns of event time). */
+  keepNs?: number;
+  maxParksPerGoroutine?: number;
+  /** Goroutines with recent parks kept per process; past it, parks of new goroutines are counted and dropped. */
+  maxGoroutines?: number;
+}
+
+interface GoroutineParks {
+  open: { reason: number; from: number } | null;
+  done: ParkInterval[];
+  dropped: boolean;
+  last: number;
+}
+
+export class RequestWaits {
+  private readonly byGoid = new Map<number, GoroutineParks>();
+  private readonly keepNs: number;
+  private readonly maxParks: number;
+  private readonly maxGoroutines: number;
+  /** Parks not kept because the process had maxGoroutines goroutines with recent parks. */
+  dropped = 0;
+  private lastSweep = 0;
+
+  constructor(opts: RequestWaitsOptions = {}) {
+    this.keepNs = opts.keepNs ?? 2e9;
+    this.maxParks = opts.maxParksPerGoroutine ?? 256;
+    this.maxGoroutines = opts.maxGoroutines ?? 200_000;
+  }
+
+  get goroutines(): number {
+    return this.byGoid.size;
+  }
+
+  private entry(goid: number, ts: number, create: boolean): GoroutineParks | undefined {
+    let g = this.byGoid.get(goid);
+    if (!g && create) {
+      if (this.byGoid.size >= this.maxGoroutines) {
+        this.sweep(ts, true);
+        if (this.byGoid.size >= this.maxGoroutines) {
+          this.dropped++;
+          return undefined;
+        }
+      }
+      g = { open: null, done: [], dropped: false, last: ts };
+      this.byGoid.set(goid, g);
+    }
+    return g;
+  }
+
+  private close(g: GoroutineParks, to: number, resumedUnseen: boolean, waker: number): void {
+    const o = g.open;
+    if (!o) return;
+    g.open = null;
+    if (to < o.from) return;
+    const keepFrom = to - this.keepNs;
+    while (g.done.length && (g.done[0].to < keepFrom || g.done.length >= this.maxParks)) {
+      if (g.done[0].to >= keepFrom) g.dropped = true;
+      g.done.shift();
+    }
+    g.done.push({ reason: o.reason, from: o.from, to, resumedUnseen, waker });
+    g.last = to;
+  }
+
+  /** The goroutine is running at ts (it parked, readied, created or exited): a park it was in is over. */
+  private running(goid: number, ts: number): void {
+    if (goid === 0) return;
+    const g = this.byGoid.get(goid);
+    if (g?.open) this.close(g, ts, true, 0);
+  }
+
+  onPark(goid: number, reason: number, ts: number): void {
+    this.running(goid, ts);
+    const g = this.entry(goid, ts, true);
+    if (!g) return;
+    g.open = { reason, from: ts };
+    g.last = ts;
+    if (ts - this.lastSweep > this.keepNs) this.sweep(ts, false);
+  }
+
+  onReady(goid: number, waker: number, ts: number): void {
+    this.running(waker, ts);
+    const g = this.byGoid.get(goid);
+    if (g) this.close(g, ts, false, waker);
+  }
+
+  onCreate(creator: number, ts: number): void {
+    this.running(creator, ts);
+  }
+
+  onExit(goid: number, ts: number): void {
+    const g = this.byGoid.get(goid);
+    if (g?.open) this.close(g, ts, true, 0);
+  }
+
+  /** Forgets goroutines with nothing newer than keepNs before ts (all of them but those parked, when forced). */
+  private sweep(ts: number, force: boolean): void {
+    this.lastSweep = ts;
+    for (const [goid, g] of this.byGoid) {
+      if (g.open && !force) continue;
+      if (ts - g.last > this.keepNs || (force && !g.open && ts - g.last > this.keepNs / 8)) this.byGoid.delete(goid);
+    }
+  }
+
+  /** The parks of goroutine goid that began in [startNs, endNs), each cut at endNs. */
+  inside(goid: number, startNs: number, endNs: number): RequestWaitsSummary {
+    const out: RequestWaitsSummary = { parks: [], parkedNs: 0, parkedByReason: new Map(), truncated: false };
+    const g = this.byGoid.get(goid);
+    if (!g) return out;
+    const add = (p: ParkInterval) => {
+      const cut = { ...p, to: Math.min(p.to, endNs), resumedUnseen: p.resumedUnseen || p.to > endNs };
+      out.parks.push(cut);
+      const d = cut.to - cut.from;
+      out.parkedNs += d;
+      out.parkedByReason.set(p.reason, (out.parkedByReason.get(p.reason) ?? 0) + d);
+    };
+    for (const p of g.done) if (p.from >= startNs && p.from < endNs) add(p);
+    if (g.open && g.open.from >= startNs && g.open.from < endNs) add({ ...g.open, to: endNs, resumedUnseen: true, waker: 0 });
+    out.truncated = g.dropped && (g.done[0]?.from ?? Infinity) > startNs;
+    return out;
+  }
+}

@@ -1,0 +1,177 @@
+// Server requests of a real Go program (test/fixtures/httpserver), seen by real uprobes on net/http and
+// grpc-go: every request the test sends over HTTP/1.1 and HTTP/2 (h2c), and every gRPC call, with the method,
+// route, status and duration the client saw, and the park inside it the handler is known to make (sleep,
+// channel receive, mutex, network read) with its wait reason and length.
+import http from 'node:http';
+import http2 from 'node:http2';
+import { execFile } from 'node:child_process';
+import t from 'tap';
+import { HttpTracer, type ServerRequest } from '../../agent/src/http/http-tracer.ts';
+import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { bpfUnavailable } from '../lib/bpf.ts';
+import { buildFixture, GoProgram, sleep } from '../runtime/helpers.ts';
+
+interface Case {
+  method: string;
+  path: string;
+  route: string;
+  status: number;
+  /** The wait the handler makes, and for how long (ms). */
+  wait?: { reason: string; ms: number };
+  body?: string;
+}
+
+const CASES: Case[] = [
+  { method: 'GET', path: '/ok', route: 'GET /ok', status: 200 },
+  { method: 'GET', path: '/sleep/80', route: 'GET /sleep/{ms}', status: 200, wait: { reason: 'sleep', ms: 80 } },
+  { method: 'POST', path: '/chan/60', route: 'POST /chan/{ms}', status: 201, wait: { reason: 'chan receive', ms: 60 }, body: 'hello' },
+  { method: 'GET', path: '/mutex/70', route: 'GET /mutex/{ms}', status: 202, wait: { reason: 'sync.Mutex.Lock', ms: 70 } },
+  { method: 'GET', path: '/io/90', route: 'GET /io/{ms}', status: 200, wait: { reason: 'IO wait', ms: 90 } },
+  { method: 'DELETE', path: '/items/7', route: 'DELETE /items/{id}', status: 204 },
+  { method: 'GET', path: '/fail', route: 'GET /fail', status: 500 },
+  { method: 'GET', path: '/nope', route: '', status: 404 },
+];
+
+interface Sent {
+  c: Case;
+  proto: 1 | 2;
+  status: number;
+  /** CLOCK_MONOTONIC ns around the client's request, as the BPF clock. */
+  fromNs: number;
+  toNs: number;
+}
+
+const now = () => Number(process.hrtime.bigint());
+
+function http1(agent: http.Agent, port: number, c: Case): Promise<Sent> {
+  return new Promise((resolve, reject) => {
+    const fromNs = now();
+    const req = http.request({ host: '127.0.0.1', port, method: c.method, path: c.path, agent, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ c, proto: 1, status: res.statusCode!, fromNs, toNs: now() }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error(`${c.method} ${c.path}: no answer in 10 s`)));
+    req.end(c.body);
+  });
+}
+
+function http2req(session: http2.ClientHttp2Session, c: Case): Promise<Sent> {
+  return new Promise((resolve, reject) => {
+    const fromNs = now();
+    const s = session.request({ ':method': c.method, ':path': c.path });
+    let status = 0;
+    s.setTimeout(10_000, () => s.close(http2.constants.NGHTTP2_CANCEL));
+    s.on('response', (h) => (status = Number(h[':status'])));
+    s.on('error', reject);
+    s.resume();
+    s.on('end', () => resolve({ c, proto: 2, status, fromNs, toNs: now() }));
+    s.end(c.body);
+  });
+}
+
+// The fixture's build (grpc-go from the Go module proxy the first time) is bounded by goBuild's own timeout.
+const built = buildFixture('httpserver', 'local');
+
+t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_000 }, async (t) => {
+  const why = await bpfUnavailable();
+  if (why) {
+    t.test(why, { skip: why }, async () => {});
+    return;
+  }
+  const { bin, skip, goVersion } = built;
+  if (!bin) {
+    t.test(skip!, { skip: skip! }, async () => {});
+    return;
+  }
+  t.comment(`toolchain ${goVersion}`);
+
+  const server = GoProgram.start(bin, ['serve']);
+  t.teardown(() => server.kill());
+  const m = await server.until(/^http=127\.0\.0\.1:(\d+) grpc=(127\.0\.0\.1:\d+) pid=(\d+)$/m, 30_000);
+  const port = Number(m[1]);
+  const grpcAddr = m[2];
+
+  const goroutines = new GoroutineTracer();
+  const requests = new HttpTracer();
+  t.teardown(async () => {
+    await requests.close();
+    await goroutines.close();
+  });
+  goroutines.start((p, kind, v, at) => requests.onGoroutineRecord(p.info.pid, kind, v, at));
+  requests.start();
+  goroutines.attach(server.pid);
+  const proc = requests.attach(server.pid, { waits: true });
+  t.same(proc.skipped, [], 'net/http and grpc-go probes placed');
+  t.ok(proc.sites.some((s) => s.probe === 'serve' && s.kind === 'stack-check-jump'), 'ServeHTTP entry after the stack check');
+  t.ok(proc.sites.filter((s) => s.probe === 'serveRet').length >= 1, 'ServeHTTP RETs found by decoding');
+  t.ok(proc.sites.some((s) => s.probe === 'grpcHandle'), 'grpc handleStream probed');
+
+  // HTTP/1.1 on one keep-alive connection: one goroutine serves them all, one after the other.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sent: Sent[] = [];
+  for (const c of CASES) sent.push(await http1(agent, port, c));
+  agent.destroy();
+  // HTTP/2 without TLS, prior knowledge: each request on a goroutine of its own.
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  for (const c of CASES) sent.push(await http2req(session, c));
+  session.close();
+
+  // gRPC: Health.Check for a known service, the server ("") and an unknown one (NOT_FOUND = 5).
+  const grpcOut = await new Promise<string>((resolve, reject) =>
+    execFile(bin, ['grpc-client', grpcAddr, 'known', '-', 'unknown'], { timeout: 20_000 }, (err, out) => (err ? reject(err) : resolve(out))),
+  );
+  const calls = grpcOut.trim().split('\n').map((l) => {
+    const [svc, code] = l.split(' ');
+    return { svc: JSON.parse(svc) as string, code: Number(code) };
+  });
+  t.same(calls.map((c) => c.code), [0, 0, 5], 'the client saw OK, OK, NOT_FOUND');
+
+  await sleep(300);
+  await requests.drain();
+  t.same(requests.lost(), { serve: 0, serveRet: 0, grpcHandle: 0, grpcHandleRet: 0, grpcStatus: 0 }, 'nothing lost');
+
+  const seen = proc.requests.filter((r) => r.kind === 'http');
+  t.equal(seen.length, sent.length, `every request seen once (${sent.length})`);
+  const unmatched = [...seen];
+  for (const s of sent) {
+    const label = `HTTP/${s.proto} ${s.c.method} ${s.c.path}`;
+    t.equal(s.status, s.c.status, `${label}: the client got ${s.c.status}`);
+    const i = unmatched.findIndex((r) => r.method === s.c.method && r.path === s.c.path && r.protoMajor === s.proto && r.startNs >= s.fromNs && r.endNs <= s.toNs);
+    if (i < 0) {
+      t.fail(`${label}: not seen inside the client's time`);
+      continue;
+    }
+    const r: ServerRequest = unmatched.splice(i, 1)[0];
+    t.equal(r.status, s.c.status, `${label}: status ${s.c.status}`);
+    t.equal(r.route, s.c.route, `${label}: route ${JSON.stringify(s.c.route)}`);
+    t.ok(r.goid > 0, `${label}: served by goroutine ${r.goid}`);
+    const clientMs = (s.toNs - s.fromNs) / 1e6;
+    const serverMs = r.durationNs / 1e6;
+    t.ok(serverMs <= clientMs && clientMs - serverMs < 50, `${label}: ${serverMs.toFixed(2)} ms in the server, ${clientMs.toFixed(2)} ms at the client`);
+    if (s.c.wait) {
+      const w = s.c.wait;
+      const parkedMs = (r.parked?.byReason[w.reason] ?? 0) / 1e6;
+      t.ok(parkedMs >= w.ms * 0.8 && parkedMs <= w.ms + 40, `${label}: parked ${parkedMs.toFixed(1)} ms on ${w.reason} (handler waits ${w.ms} ms)`, { byReason: r.parked?.byReason });
+      t.ok(serverMs >= w.ms * 0.8, `${label}: lasted at least its wait`);
+      t.ok((r.parked?.totalNs ?? 0) <= r.durationNs, `${label}: parked no longer than it lasted`);
+    } else {
+      t.ok((r.parked?.totalNs ?? Infinity) / 1e6 < 20, `${label}: hardly parked (${((r.parked?.totalNs ?? NaN) / 1e6).toFixed(2)} ms)`);
+    }
+    if (s.c.body) t.equal(r.requestBytes, s.proto === 1 ? s.c.body.length : r.requestBytes, `${label}: request bytes`);
+  }
+  const h1 = seen.filter((r) => r.protoMajor === 1);
+  t.equal(new Set(h1.map((r) => r.goid)).size, 1, 'HTTP/1.1 keep-alive: one goroutine served them all');
+  const h2 = seen.filter((r) => r.protoMajor === 2);
+  t.equal(new Set(h2.map((r) => r.goid)).size, h2.length, 'HTTP/2: a goroutine per request');
+  t.equal(seen.find((r) => r.path === '/ok' && r.protoMajor === 1)?.responseBytes, 2, 'response bytes: "ok"');
+
+  const grpc = proc.requests.filter((r) => r.kind === 'grpc');
+  t.same(grpc.map((r) => [r.path, r.status]), [
+    ['/grpc.health.v1.Health/Check', 0],
+    ['/grpc.health.v1.Health/Check', 0],
+    ['/grpc.health.v1.Health/Check', 5],
+  ], 'gRPC: each call with its method and status');
+  t.ok(grpc.every((r) => !r.statusImplicit), 'gRPC: every status written was seen');
+});
