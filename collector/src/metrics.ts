@@ -1,7 +1,7 @@
 // Prometheus metrics about the collector itself, in a registry of its own so
 // several collectors (tests) can live in one process.
 import { Counter, Gauge, Registry } from 'prom-client';
-import { recordKinds } from './protocol/schema.ts';
+import { recordKinds } from './protocol/records.ts';
 
 export type CollectorMetrics = ReturnType<typeof createMetrics>;
 

@@ -8,8 +8,9 @@
 // with their wakers. What is shipped is exported, so a shipped goroutine ships its parent in the same trace with
 // it (the parent is present), and a live goroutine's record is sent again at the end of each report interval
 // (its span of that interval: long-lived goroutines are seen while alive).
-import type { AgentRecord, ConnectionRecord, GoroutineRecord, LongParkRecord, ProcessRecord, WindowRecord } from '../../../collector/src/protocol/records.ts';
-import { MAX_LONG_PARKS } from '../../../collector/src/protocol/schema.ts';
+import {
+  MAX_LONG_PARKS, type AgentRecord, type ConnectionRecord, type GoroutineRecord, type LongParkRecord, type ProcessRecord, type WindowRecord,
+} from '../../../collector/src/protocol/records.ts';
 import { defaultTraceOptions, segmentAt, type ExitedGoroutine, type GoroutineRow, type LongPark } from '../model/goroutine-table.ts';
 import { waitReasonString } from '../gobinary/layouts.ts';
 import { parkSampled } from '../overhead/sampling.ts';

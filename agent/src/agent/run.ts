@@ -5,8 +5,7 @@
 // start on their own (agent/src/health/parts.ts). A part that cannot start is reported once, in one line with
 // its fix, in the log, in /metrics and in what is shipped; the rest runs.
 import { hostname } from 'node:os';
-import { MAX_RECORDS_PER_BATCH } from '../../../collector/src/protocol/schema.ts';
-import type { AgentRecord, ProcessRecord } from '../../../collector/src/protocol/records.ts';
+import { MAX_RECORDS_PER_BATCH, type AgentRecord, type ProcessRecord } from '../../../collector/src/protocol/records.ts';
 import { GoProcessWatcher } from '../discover/go-processes.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
 import { OverheadGovernor } from '../overhead/governor.ts';
@@ -26,7 +25,7 @@ import { AgentMetrics } from '../metrics/agent-metrics.ts';
 import { Parts } from '../health/parts.ts';
 import { defaultTraceOptions, type TraceOptions } from '../model/goroutine-table.ts';
 import type { OtlpOptions } from '../../../collector/src/otel/otlp-export.ts';
-import { AgentOtlp } from './otlp.ts';
+import type { AgentOtlp } from './otlp.ts';
 import { firstLine } from '../health/explain.ts';
 
 export interface AgentOptions {
@@ -340,9 +339,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     tracer, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals,
     stacks: profiles && { table: stackTable, profiles }, segmentReportsDropped: () => builder.segmentReportsDropped,
   });
-  const otlp = opts.otlpEndpoint === undefined
+  // The OpenTelemetry SDK loads only when it exports: an agent that ships to a collector never pays for it.
+  const otlpModule = opts.otlpEndpoint === undefined ? undefined : await import('./otlp.ts');
+  const otlp = otlpModule === undefined
     ? (parts.off('otlp', 'no --otlp-endpoint'), undefined)
-    : parts.start('otlp', () => new AgentOtlp(opts.otlpEndpoint!, { leakIntervalMs: segmentMs, ...opts.otlp }, node, tracer, parts, metrics));
+    : parts.start('otlp', () => new otlpModule.AgentOtlp(opts.otlpEndpoint!, { leakIntervalMs: segmentMs, ...opts.otlp }, node, tracer, parts, metrics));
   if (runtime) {
     try {
       runtime.start((p, e) => {

@@ -5,9 +5,8 @@
 // dropped, counted. Every drop is counted; a collector that stays away is logged, not retried in silence.
 import WebSocket from 'ws';
 import {
-  PROTOCOL_VERSION, type AgentRecord, type CollectorMessage, type WelcomeMessage,
+  MAX_RECORDS_PER_BATCH, PROTOCOL_VERSION, type AgentRecord, type CollectorMessage, type WelcomeMessage,
 } from '../../../collector/src/protocol/records.ts';
-import { MAX_RECORDS_PER_BATCH } from '../../../collector/src/protocol/schema.ts';
 import { newEpoch, Spool } from './spool.ts';
 
 export interface ShipperOptions {

@@ -2,8 +2,7 @@
 // refer to it by id after that. Bounded: past maxEntries the least recently used stacks are forgotten (a
 // forgotten stack that comes back is sent again under a new id), so memory stays flat however many stacks a
 // node's processes show.
-import type { AgentRecord, CodeLocation } from '../../../collector/src/protocol/records.ts';
-import { MAX_STACK_FRAMES } from '../../../collector/src/protocol/schema.ts';
+import { MAX_STACK_FRAMES, type AgentRecord, type CodeLocation } from '../../../collector/src/protocol/records.ts';
 
 export class StackTable {
   // Map iteration is insertion order: re-inserting on use makes the first key the least recently used.

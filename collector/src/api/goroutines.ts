@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiContext } from './context.ts';
 import type { GoroutineQuery } from '../store/reader.ts';
-import { goroutineStates } from '../protocol/schema.ts';
+import { goroutineStates } from '../protocol/records.ts';
 import { errorResponses, goroutineItem, pageOf, paging, processFilter, querystring, timeRange } from './schemas.ts';
 
 const goroutineFilter = {

@@ -2,7 +2,7 @@
 // process's latest profile in the range), or waits by stack (every block window overlapping the range).
 import type { FastifyPluginAsync } from 'fastify';
 import { encodePprof, mergeSamples, PERIOD, SAMPLE_TYPES } from '../protocol/pprof.ts';
-import { profileKinds } from '../protocol/schema.ts';
+import { profileKinds } from '../protocol/records.ts';
 import type { ProfileQuery } from '../store/reader.ts';
 import type { ApiContext } from './context.ts';
 import { errorResponses, processFilter, querystring, timeRange } from './schemas.ts';

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiContext } from './context.ts';
 import type { FatalQuery, GcQuery, LeakQuery, PauseQuery } from '../store/reader.ts';
-import { fatalErrorKinds, leakSuspects } from '../protocol/schema.ts';
+import { fatalErrorKinds, leakSuspects } from '../protocol/records.ts';
 import {
   errorResponses, fatalItem, gcItem, leakItem, pageOf, pauseItem, paging, processFilter, querystring, timeRange,
 } from './schemas.ts';

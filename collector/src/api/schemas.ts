@@ -1,5 +1,6 @@
-// JSON schemas shared by API routes: query filters, records as returned, errors.
-import { goroutineStates } from '../protocol/schema.ts';
+// JSON schemas shared by API routes: query filters, records as returned (from the agent's records), errors.
+import { Type, type TObject, type TProperties } from '@sinclair/typebox';
+import { ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, ProcessRecord, WindowRecord } from '../protocol/records.ts';
 
 const nullable = (type: string, extra: Record<string, unknown> = {}) => ({ type: [type, 'null'], ...extra });
 
@@ -47,100 +48,27 @@ export function pageOf(item: Record<string, unknown>) {
   };
 }
 
-const codeLocation = {
-  type: ['object', 'null'],
-  properties: { function: { type: 'string' }, file: { type: 'string' }, line: { type: 'integer' } },
-};
+/**
+ * A stored record as the API returns it: the agent's record (protocol/records.ts, the one definition) without its
+ * kind and the fields the store does not keep, with the collector's own fields added. Every field may be absent,
+ * as in the store's older rows.
+ */
+function itemOf<T extends TProperties, K extends keyof T & string, E extends TProperties>(record: TObject<T>, without: K[], extra: E) {
+  return Type.Partial(Type.Object({ id: Type.Integer(), node: Type.String(), ...Type.Omit(record, ['kind', ...without]).properties, ...extra }));
+}
 
-export const goroutineItem = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    node: { type: 'string' },
-    pid: { type: 'integer' },
-    processStartTime: nullable('integer'),
-    goid: { type: 'integer' },
-    parentGoid: nullable('integer'),
-    state: { type: 'string', enum: [...goroutineStates] },
-    waitReason: nullable('string'),
-    createdBy: codeLocation,
-    startFunction: nullable('string'),
-    createdAt: nullable('number'),
-    exitedAt: nullable('number'),
-    lastParkAt: nullable('number'),
-    parkCount: { type: 'integer' },
-    readyCount: { type: 'integer' },
-    blockedNs: { type: 'integer' },
-    blockedByReason: { type: 'object', additionalProperties: { type: 'integer' } },
-    preexisting: { type: 'boolean' },
-    system: { type: 'boolean' },
-    observedAt: { type: 'number' },
-    firstSeenAt: { type: 'number' },
-  },
-};
+export const goroutineItem = itemOf(GoroutineRecord, ['startLocation', 'trace', 'longParks', 'parkCoverage'], {
+  processStartTime: Type.Unsafe<number | null>(nullable('integer')),
+  firstSeenAt: Type.Number(),
+});
 
-export const connectionItem = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    node: { type: 'string' },
-    pid: { type: 'integer' },
-    goid: nullable('integer'),
-    family: { type: 'string' },
-    role: { type: 'string' },
-    localAddress: { type: 'string' },
-    localPort: { type: 'integer' },
-    peerAddress: { type: 'string' },
-    peerPort: { type: 'integer' },
-    state: { type: 'string' },
-    openedAt: nullable('number'),
-    closedAt: nullable('number'),
-    bytesSent: { type: 'integer' },
-    bytesReceived: { type: 'integer' },
-    srttUs: nullable('integer'),
-    retransmits: { type: 'integer' },
-    resets: { type: 'integer' },
-    error: nullable('string'),
-    preexisting: { type: 'boolean' },
-    observedAt: { type: 'number' },
-  },
-};
+export const connectionItem = itemOf(ConnectionRecord, ['servedBy', 'trace'], {});
 
-export const processItem = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    node: { type: 'string' },
-    pid: { type: 'integer' },
-    startTime: nullable('integer', { description: 'null while only goroutines of the process have arrived' }),
-    exe: { type: 'string' },
-    goVersion: nullable('string'),
-    containerId: nullable('string'),
-    pod: {
-      type: ['object', 'null'],
-      properties: { name: { type: 'string' }, namespace: { type: 'string' }, uid: { type: 'string' }, container: nullable('string') },
-    },
-    seenAt: { type: 'number' },
-    exitedAt: nullable('number'),
-  },
-};
+export const processItem = itemOf(ProcessRecord, ['serviceVersion'], {
+  startTime: Type.Unsafe<number | null>(nullable('integer', { description: 'null while only goroutines of the process have arrived' })),
+});
 
-export const windowItem = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    node: { type: 'string' },
-    pid: { type: 'integer' },
-    from: { type: 'number' },
-    to: { type: 'number' },
-    probes: { type: 'array', items: { type: 'string' } },
-    created: { type: 'integer' },
-    parked: { type: 'integer' },
-    readied: { type: 'integer' },
-    exited: { type: 'integer' },
-    lost: { type: 'integer' },
-  },
-};
+export const windowItem = itemOf(WindowRecord, [], {});
 
 export const nodeItem = {
   type: 'object',
@@ -157,34 +85,17 @@ export const nodeItem = {
 
 /** Which process a leak, pause summary or fatal error belongs to. */
 const processRef = {
-  node: { type: 'string' },
-  pid: { type: 'integer' },
-  processStartTime: nullable('integer', { description: 'null while only other records of the process have arrived' }),
-  exe: nullable('string'),
+  node: Type.String(),
+  pid: Type.Integer(),
+  processStartTime: Type.Unsafe<number | null>(nullable('integer', { description: 'null while only other records of the process have arrived' })),
+  exe: Type.Unsafe<string | null>(nullable('string')),
 };
 
-export const leakItem = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    ...processRef,
-    suspect: { type: 'string', enum: ['growing-live', 'growing-creation-rate'] },
-    createdBy: codeLocation,
-    startFunction: nullable('string'),
-    waitReason: nullable('string'),
-    count: { type: 'number', description: 'Goroutines in the group (growing-live) or creations per minute (growing-creation-rate), as last reported.' },
-    growthPerMinute: { type: 'number', description: 'Change of count per minute, as last reported.' },
-    oldestAgeMs: { type: 'number' },
-    since: { type: 'number', description: 'When the agent first saw the group.' },
-    firstSeenAt: { type: 'number', description: 'observedAt of the first report stored.' },
-    lastSeenAt: { type: 'number', description: 'observedAt of the latest report stored.' },
-    stack: {
-      type: ['array', 'null'],
-      description: 'Where one of its goroutines is parked, innermost frame first, as a goroutine dump shows it; null when none could be read.',
-      items: { type: 'object', properties: { function: { type: 'string' }, file: { type: 'string' }, line: { type: 'integer' } } },
-    },
-  },
-};
+export const leakItem = itemOf(LeakRecord, ['observedAt', 'goroutine'], {
+  ...processRef,
+  firstSeenAt: Type.Number({ description: 'observedAt of the first report stored.' }),
+  lastSeenAt: Type.Number({ description: 'observedAt of the latest report stored.' }),
+});
 
 export const gcItem = {
   type: 'object',
@@ -203,35 +114,13 @@ export const gcItem = {
   },
 };
 
-export const pauseItem = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    node: { type: 'string' },
-    pid: { type: 'integer' },
-    reason: { type: 'string' },
-    gc: { type: 'boolean' },
-    startedAt: { type: 'number' },
-    durationNs: { type: 'integer' },
-    goid: { type: 'integer' },
-    cycle: nullable('integer'),
-  },
-};
+export const pauseItem = itemOf(PauseRecord, [], {});
 
-export const fatalItem = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    ...processRef,
-    goVersion: nullable('string'),
-    containerId: nullable('string'),
-    pod: processItem.properties.pod,
-    errorKind: { type: 'string', enum: ['fatal error', 'panic'] },
-    message: { type: 'string' },
-    text: { type: 'string', description: 'The first line the runtime printed.' },
-    goid: { type: 'integer' },
-    at: { type: 'number' },
-    processExitedAt: nullable('number'),
-    receivedAt: { type: 'number' },
-  },
-};
+export const fatalItem = itemOf(FatalRecord, [], {
+  ...processRef,
+  goVersion: ProcessRecord.properties.goVersion,
+  containerId: ProcessRecord.properties.containerId,
+  pod: ProcessRecord.properties.pod,
+  processExitedAt: Type.Unsafe<number | null>(nullable('number')),
+  receivedAt: Type.Number(),
+});

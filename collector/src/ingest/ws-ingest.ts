@@ -4,8 +4,7 @@
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { CollectorMessage, HelloMessage } from '../protocol/records.ts';
-import { MAX_RECORDS_PER_BATCH } from '../protocol/schema.ts';
+import { MAX_RECORDS_PER_BATCH, type CollectorMessage, type HelloMessage } from '../protocol/records.ts';
 import { parseAgentMessage } from '../protocol/validate.ts';
 import type { CollectorMetrics } from '../metrics.ts';
 import type { IngestQueue } from './queue.ts';

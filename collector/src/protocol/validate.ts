@@ -1,20 +1,20 @@
-// Compiled validators for agent messages, with error texts an agent author can act on.
+// Compiled validators for agent messages, compiled from the one definition (records.ts), with error texts an
+// agent author can act on.
 import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
-import type { BatchMessage, HelloMessage } from './records.ts';
-import { batchMessageSchema, helloMessageSchema, recordKinds, recordSchemas } from './schema.ts';
+import { BatchMessage, HelloMessage, recordKinds, recordSchemas } from './records.ts';
 import { clip, quote } from '../net/text.ts';
 
 // ajv ships CommonJS with a default export; under NodeNext the class sits on .default.
 const Ajv = (AjvModule.default ?? AjvModule) as typeof AjvModule.default;
 
 const ajv = new Ajv({ allErrors: false, discriminator: true, allowUnionTypes: true, strict: true, strictRequired: false });
-const validateHello = ajv.compile(helloMessageSchema) as ValidateFunction<HelloMessage>;
+const validateHello = ajv.compile(HelloMessage) as ValidateFunction<HelloMessage>;
 // The batch schema's discriminator (oneOf over the record kinds) costs ~4 us a record in ajv's code, 7x the
 // record's own validator (scripts/bench/collector-store.ts): the envelope is checked with records as plain objects,
 // then each record with its kind's validator, and errors are reported with the same paths and texts.
 const validateEnvelope = ajv.compile({
-  ...batchMessageSchema,
-  properties: { ...batchMessageSchema.properties, records: { ...batchMessageSchema.properties.records, items: { type: 'object', required: ['kind'] } } },
+  ...BatchMessage,
+  properties: { ...BatchMessage.properties, records: { ...BatchMessage.properties.records, items: { type: 'object', required: ['kind'] } } },
 }) as ValidateFunction<BatchMessage>;
 const validateRecord = new Map<unknown, ValidateFunction>(recordSchemas.map((schema) => [schema.properties.kind.const, ajv.compile(schema)]));
 
@@ -79,8 +79,8 @@ export function parseAgentMessage(text: string): ParsedMessage {
   const epoch = typeof obj.epoch === 'string' && /^[A-Za-z0-9_-]{0,64}$/.test(obj.epoch) ? obj.epoch : undefined;
   if (obj.type === 'hello') {
     if (validateHello(value)) return { ok: true, message: value, kind: 'hello' };
-    if (obj.protocol !== undefined && obj.protocol !== helloMessageSchema.properties.protocol.const) {
-      return { ok: false, error: `unsupported protocol version ${quote(obj.protocol)}; this collector speaks ${helloMessageSchema.properties.protocol.const}`, seq: null };
+    if (obj.protocol !== undefined && obj.protocol !== HelloMessage.properties.protocol.const) {
+      return { ok: false, error: `unsupported protocol version ${quote(obj.protocol)}; this collector speaks ${HelloMessage.properties.protocol.const}`, seq: null };
     }
     return { ok: false, error: `bad hello: ${describeAjvError(validateHello.errors)}`, seq: null };
   }

@@ -1,7 +1,7 @@
 // Read queries behind the HTTP API. Lists page by id, newest first (keyset paging:
 // the cursor is the last id returned, so a page costs the same wherever it is).
 import type { Database, Statement } from 'better-sqlite3';
-import { goroutineStates } from '../protocol/schema.ts';
+import { goroutineStates } from '../protocol/records.ts';
 
 type GoroutineRowRaw = Record<string, any> & { id: number };
 

@@ -3,7 +3,7 @@
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { CollectorMetrics } from '../metrics.ts';
 import type { RecordKind, StreamFilter, StreamHub } from './hub.ts';
-import { recordKinds } from '../protocol/schema.ts';
+import { recordKinds } from '../protocol/records.ts';
 
 const KINDS = recordKinds as RecordKind[];
 /** Drop events for a subscriber with this much unsent data: a slow reader must not grow our memory. */
