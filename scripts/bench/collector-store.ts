@@ -1,19 +1,23 @@
 // Collector store micro-benchmark: the SQLite write path and the parse/validate step, each
 // variant on the same generated records, side by side in one run. Prints JSON.
 //
-//   node --import tsx scripts/bench/collector-store.ts [--rows 200000] [--group 4000] [--variants a,b]
+//   node --import tsx scripts/bench/collector-store.ts [--rows 200000] [--group 4000] [--variants a,b] [--rounds 3]
+//        [--baseline DIR]
 //
 // Write variants start from a fresh database opened exactly as the collector opens it, then
 // change one thing (a pragma, an index, the rollup triggers); the records go through StoreWriter
 // in transactions of --group rows, as the ingest queue's group commit does. Each variant inserts
-// --rows new goroutines, then re-sends all of them with a new state (the update path).
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+// --rows new goroutines, then re-sends all of them with a new state (the update path). --baseline DIR adds the store
+// of another checkout (its db.ts and writer.ts) as a variant. Variants run in interleaved rounds (forward, then
+// backward), figures are medians and ratios to the first variant are paired per round: the machine is shared.
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { median } from './lib.ts';
 import { parseArgs } from 'node:util';
 import type { Database } from 'better-sqlite3';
-import { openDatabase } from '../../collector/src/store/db.ts';
-import { StoreWriter } from '../../collector/src/store/writer.ts';
+import { openDatabase as openDb, type openDatabase } from '../../collector/src/store/db.ts';
+import { StoreWriter as Writer, type StoreWriter } from '../../collector/src/store/writer.ts';
 import { parseAgentMessage } from '../../collector/src/protocol/validate.ts';
 import type { GoroutineRecord, ProcessRecord } from '../../collector/src/protocol/records.ts';
 
@@ -23,6 +27,8 @@ const { values: args } = parseArgs({
     group: { type: 'string', default: '4000' },
     variants: { type: 'string' },
     dir: { type: 'string' },
+    rounds: { type: 'string', default: '3' },
+    baseline: { type: 'string' },
   },
 });
 const ROWS = Number(args.rows);
@@ -54,15 +60,18 @@ const processRecord = (pid: number): ProcessRecord => ({
   pod: { name: `svc-${pid}`, namespace: 'prod', uid: `u${pid}`, container: 'app' }, seenAt: T0, exitedAt: null,
 });
 
-type Variant = { name: string; setup?: (db: Database) => void };
+interface Store { openDatabase: typeof openDatabase; StoreWriter: typeof StoreWriter }
+type Variant = { name: string; setup?: (db: Database) => void; store?: Store };
 const dropIndex = (...names: string[]) => (db: Database) => { for (const n of names) db.exec(`DROP INDEX ${n}`); };
 const WRITE_VARIANTS: Variant[] = [
   { name: 'as shipped' },
   { name: 'wal_autocheckpoint=1000 (SQLite default)', setup: (db) => { db.pragma('wal_autocheckpoint = 1000'); } },
   { name: 'cache_size=-16384 (16 MiB)', setup: (db) => { db.pragma('cache_size = -16384'); } },
   { name: 'temp_store=DEFAULT', setup: (db) => { db.pragma('temp_store = DEFAULT'); } },
-  { name: 'without index goroutines_observed_at', setup: dropIndex('goroutines_observed_at') },
   { name: 'without the wait reason and site indexes', setup: dropIndex('goroutines_wait_reason', 'goroutines_site') },
+  { name: 'without index goroutines_process_state', setup: dropIndex('goroutines_process_state') },
+  { name: 'without every secondary index (the floor)', setup: dropIndex('goroutines_process_state', 'goroutines_wait_reason', 'goroutines_site') },
+  { name: 'synchronous=OFF', setup: (db) => { db.pragma('synchronous = OFF'); } },
   { name: 'page_size=16384', setup: (db) => { db.pragma('journal_mode = DELETE'); db.pragma('page_size = 16384'); db.exec('VACUUM'); db.pragma('journal_mode = WAL'); } },
   { name: 'page_size=8192', setup: (db) => { db.pragma('journal_mode = DELETE'); db.pragma('page_size = 8192'); db.exec('VACUUM'); db.pragma('journal_mode = WAL'); } },
 ];
@@ -75,6 +84,7 @@ function writeRecords(w: StoreWriter, records: GoroutineRecord[]): void {
 }
 
 function writeVariant(v: Variant) {
+  const { openDatabase, StoreWriter } = v.store ?? { openDatabase: openDb, StoreWriter: Writer };
   const file = join(dir, `${v.name.replace(/[^a-z0-9]+/gi, '_')}.db`);
   rmSync(file, { force: true });
   rmSync(`${file}-wal`, { force: true });
@@ -132,11 +142,35 @@ function parseVariant() {
 }
 
 const wanted = args.variants?.split(',');
-const write: Record<string, unknown> = {};
-for (const v of WRITE_VARIANTS) {
-  if (wanted && !wanted.some((w) => v.name.includes(w))) continue;
-  write[v.name] = writeVariant(v);
-  process.stderr.write(`${v.name}: ${JSON.stringify(write[v.name])}\n`);
+const variants = WRITE_VARIANTS.filter((v) => !wanted || wanted.some((w) => v.name.includes(w)));
+if (args.baseline) {
+  const base = resolve(args.baseline);
+  const store: Store = {
+    openDatabase: (await import(join(base, 'collector/src/store/db.ts'))).openDatabase,
+    StoreWriter: (await import(join(base, 'collector/src/store/writer.ts'))).StoreWriter,
+  };
+  variants.unshift({ name: `baseline ${base}`, store });
 }
-console.log(JSON.stringify({ rows: ROWS, group: GROUP, write, parse: parseVariant(), node: process.version }, null, 2));
+type Result = ReturnType<typeof writeVariant>;
+const results = new Map<string, Result[]>(variants.map((v) => [v.name, []]));
+for (let round = 0; round < Number(args.rounds); round++) {
+  for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
+    const r = writeVariant(v);
+    results.get(v.name)!.push(r);
+    process.stderr.write(`round ${round + 1} ${v.name}: ${JSON.stringify(r)}\n`);
+  }
+}
+const first = results.get(variants[0].name)!;
+const write: Record<string, unknown> = {};
+for (const [name, rs] of results) {
+  const m = (k: keyof Result) => median(rs.map((r) => r[k]));
+  const ratio = (k: keyof Result) => +median(rs.map((r, i) => r[k] / first[i][k])).toFixed(3);
+  write[name] = {
+    insertCpuUsPerRow: m('insertCpuUsPerRow'), updateCpuUsPerRow: m('updateCpuUsPerRow'), insertRowsPerSecond: m('insertRowsPerSecond'),
+    updateRowsPerSecond: m('updateRowsPerSecond'), dbBytes: m('dbBytes'),
+    [`insertCpu / ${variants[0].name}`]: ratio('insertCpuUsPerRow'), [`updateCpu / ${variants[0].name}`]: ratio('updateCpuUsPerRow'),
+    samples: rs,
+  };
+}
+console.log(JSON.stringify({ rows: ROWS, group: GROUP, rounds: Number(args.rounds), load: readFileSync('/proc/loadavg', 'utf8').trim(), write, parse: parseVariant(), node: process.version }, null, 2));
 if (!args.dir) rmSync(dir, { recursive: true, force: true });

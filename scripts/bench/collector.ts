@@ -12,14 +12,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import BetterSqlite3 from 'better-sqlite3';
 import { openDatabase } from '../../collector/src/store/db.ts';
 import { StoreWriter } from '../../collector/src/store/writer.ts';
 import type { GoroutineRecord, ProcessRecord } from '../../collector/src/protocol/records.ts';
 import { runAgents, startAgents } from './agent-load.ts';
-import { figure, repoRoot, round, sleep, type BenchContext, type Figure } from './lib.ts';
+import { figure, median, repoRoot, round, sleep, type BenchContext, type Figure } from './lib.ts';
 
 const TOKEN = 'bench-token-0123456789abcdef';
 
@@ -28,15 +28,18 @@ export interface CollectorBenchOptions {
   seconds?: number;
   batch?: number;
   rows?: number;
+  /** Another checkout (its bundle built) whose collector collector-ingest runs against this one, interleaved. */
+  baseline?: string;
+  rounds?: number;
 }
 
 interface RunningCollector { child: ChildProcess; url: string; port: number; exited: Promise<number | null> }
 
 /** The collector as it runs in production: the bundled CLI, in a process of its own. */
-async function startCollector(db: string, extra: string[] = [], port = 0): Promise<RunningCollector> {
+async function startCollector(db: string, extra: string[] = [], port = 0, root = repoRoot): Promise<RunningCollector> {
   // GOROSCOPE_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the collector there (what bounds it).
   const prof = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
-  const child = spawn(process.execPath, [...prof, join(repoRoot, 'bin/goroscope.js'), 'collector', '--listen', `127.0.0.1:${port}`, '--db', db, ...extra], {
+  const child = spawn(process.execPath, [...prof, join(root, 'bin/goroscope.js'), 'collector', '--listen', `127.0.0.1:${port}`, '--db', db, ...extra], {
     env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN, GOROSCOPE_API_TOKEN: TOKEN },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -94,18 +97,31 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor(s.length * p))];
 };
 
-/** Sustained ingest from many agents, retention keeping the file bounded. */
-export async function runCollectorIngest(ctx: BenchContext, o: CollectorBenchOptions = {}): Promise<Figure[]> {
-  const agents = o.agents ?? (ctx.quick ? 10 : 100);
-  const seconds = o.seconds ?? (ctx.quick ? 5 : 60);
-  const batch = o.batch ?? 1000;
-  // A bound the run exceeds several times over: retention (every 10 s here) must hold the file to it.
-  const maxBytes = ctx.quick ? 50e6 : 300e6;
+/** What one ingest run measured. */
+interface IngestRun {
+  rate: number;
+  latencies: number[];
+  /** CPU seconds after the warm-up: all threads, the main thread, the busiest other (the store writer). */
+  cpu: number;
+  mainCpu: number;
+  writerCpu: number;
+  loadSeconds: number;
+  steadySeconds: number;
+  steady: number;
+  total: number;
+  busySeconds: number;
+  maxFile: number;
+  endFile: number;
+  maxRss: number;
+  warmSeconds: number;
+}
+
+/** 100 agents against the collector of the checkout at `root` (this one, or a baseline's), retention bounding its file. */
+async function ingestRun(ctx: BenchContext, root: string, agents: number, seconds: number, batch: number, maxBytes: number): Promise<IngestRun> {
   const dir = mkdtempSync(join(tmpdir(), 'goroscope-bench-ingest-'));
   const db = join(dir, 'ingest.db');
-  const command = `${ctx.invocation} (${agents} agents, ${batch} records a batch, 4 in flight each, ${seconds} s, --retention-max-bytes ${maxBytes} --retention-interval 10)`;
   try {
-    const c = await startCollector(db, ['--retention-max-bytes', String(maxBytes), '--retention-interval', '10']);
+    const c = await startCollector(db, ['--retention-max-bytes', String(maxBytes), '--retention-interval', '10'], 0, root);
     const start = Date.now();
     const warm = start + Math.min(5000, seconds * 200);
     const acks: { at: number; records: number }[] = [];
@@ -120,7 +136,6 @@ export async function runCollectorIngest(ctx: BenchContext, o: CollectorBenchOpt
     let loadCpuAtWarm = process.cpuUsage();
     let threadsAtWarm = new Map<number, number>();
     const warmTimer = setTimeout(() => { cpuAtWarm = cpuSeconds(c.child.pid!); threadsAtWarm = threadCpuSeconds(c.child.pid!); loadCpuAtWarm = process.cpuUsage(); }, warm - start);
-    ctx.log(`collector-ingest: ${agents} agents for ${seconds} s`);
     const tallies = await runAgents({
       url: c.url, token: TOKEN, agents, batch, window: 4, until: start + seconds * 1000,
       onAck: (_a, n, ms) => { const at = Date.now(); acks.push({ at, records: n }); if (at >= warm) latencies.push(ms); },
@@ -129,42 +144,117 @@ export async function runCollectorIngest(ctx: BenchContext, o: CollectorBenchOpt
     const end = Date.now();
     const cpu = cpuSeconds(c.child.pid!) - cpuAtWarm;
     const loadCpu = process.cpuUsage(loadCpuAtWarm);
-    const loadSeconds = (loadCpu.user + loadCpu.system) / 1e6;
     const threads = [...threadCpuSeconds(c.child.pid!)].map(([tid, t]) => [tid, t - (threadsAtWarm.get(tid) ?? 0)] as const);
-    const mainCpu = threads.find(([tid]) => tid === c.child.pid)?.[1] ?? 0;
-    const writerCpu = Math.max(0, ...threads.filter(([tid]) => tid !== c.child.pid).map(([, t]) => t));
     clearInterval(sampler);
     clearTimeout(warmTimer);
     const steady = acks.filter((a) => a.at >= warm).reduce((n, a) => n + a.records, 0);
-    const rate = steady / ((end - warm) / 1000);
     const metricsText = await (await fetch(`${c.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
-    const commitSeconds = Number(/^goroscope_collector_ingest_commit_seconds_total (\S+)$/m.exec(metricsText)?.[1] ?? NaN);
     await stopCollector(c);
-    const total = tallies.reduce((n, t) => n + t.ackedRecords, 0);
-    ctx.log(`collector-ingest: ${total} records acked, ${Math.round(rate)}/s steady, file at most ${Math.round(maxFile / 1e6)} MB`);
-    const f = (id: string, label: string, value: number, unit: string, extra: Partial<Figure> = {}) =>
-      figure({ id: `collector-ingest.${id}`, bench: 'collector-ingest', label, value, unit, command, ...extra });
-    return [
-      f('records_per_second', `records/s acked, sustained (after ${Math.round((warm - start) / 1000)} s of warm-up)`, Math.round(rate), 'records/s', { target: { op: '>=', value: 100_000 } }),
-      f('ack_p50', 'ack latency p50', round(pct(latencies, 0.5), 1), 'ms'),
-      f('ack_p99', 'ack latency p99', round(pct(latencies, 0.99), 1), 'ms'),
-      f('collector_cpu', "collector's CPU, all threads (one core = 100%)", round((cpu / ((end - warm) / 1000)) * 100, 0), '%'),
-      f('collector_cpu_main', "collector's main thread (WebSockets, parsing, validation, acks)", round((mainCpu / ((end - warm) / 1000)) * 100, 0), '%'),
-      f('collector_cpu_writer', "collector's store writer thread", round((writerCpu / ((end - warm) / 1000)) * 100, 0), '%'),
-      f('writer_busy', 'share of the run the writer thread spent in transactions (CPU and waiting for the disk)', round((commitSeconds / ((end - start) / 1000)) * 100, 0), '%'),
-      f('collector_us_per_record', "collector's CPU per record acked, all threads", round((cpu * 1e6) / steady, 1), 'us'),
-      f('writer_capacity', "records/s the store writer thread would take on a core of its own (1 / its CPU per record)", Math.round(steady / writerCpu), 'records/s',
-        { note: 'the machine has 2 cores, shared by the collector, the 100 simulated agents and other work' }),
-      f('load_cpu', 'the simulated agents\' CPU (this process; one core = 100%)', round((loadSeconds / ((end - warm) / 1000)) * 100, 0), '%'),
-      f('collector_rss_max', "collector's largest resident set", round(maxRss / 1e6, 0), 'MB'),
-      f('db_file_max', `database file (+WAL) at its largest, bound ${maxBytes / 1e6} MB by --retention-max-bytes`, round(maxFile / 1e6, 0), 'MB',
-        { target: { op: '<=', value: Math.round((maxBytes * 2.5) / 1e6) }, note: 'retention runs every 10 s and deletes the oldest rows while the used pages exceed the bound: between runs the file also holds what 10 s of ingest adds (~100 MB at 70k records/s), and the WAL' }),
-      f('db_file_end', 'database file (+WAL) at the end of the run', round(fileBytes(db) / 1e6, 0), 'MB'),
-      f('records_total', 'records acked in all', total, 'records'),
-    ];
+    return {
+      rate: steady / ((end - warm) / 1000),
+      latencies,
+      cpu,
+      mainCpu: threads.find(([tid]) => tid === c.child.pid)?.[1] ?? 0,
+      writerCpu: Math.max(0, ...threads.filter(([tid]) => tid !== c.child.pid).map(([, t]) => t)),
+      loadSeconds: (loadCpu.user + loadCpu.system) / 1e6,
+      steadySeconds: (end - warm) / 1000,
+      steady,
+      total: tallies.reduce((n, t) => n + t.ackedRecords, 0),
+      busySeconds: Number(/^goroscope_collector_ingest_commit_seconds_total (\S+)$/m.exec(metricsText)?.[1] ?? NaN),
+      maxFile,
+      endFile: fileBytes(db),
+      maxRss,
+      warmSeconds: (warm - start) / 1000,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+/** Sustained ingest from many agents, retention keeping the file bounded. */
+export async function runCollectorIngest(ctx: BenchContext, o: CollectorBenchOptions = {}): Promise<Figure[]> {
+  if (o.baseline) return runCollectorIngestCompare(ctx, o.baseline, o);
+  const agents = o.agents ?? (ctx.quick ? 10 : 100);
+  const seconds = o.seconds ?? (ctx.quick ? 5 : 60);
+  const batch = o.batch ?? 1000;
+  // A bound the run exceeds several times over: retention (every 10 s here) must hold the file to it.
+  const maxBytes = ctx.quick ? 50e6 : 300e6;
+  const command = `${ctx.invocation} (${agents} agents, ${batch} records a batch, 4 in flight each, ${seconds} s, --retention-max-bytes ${maxBytes} --retention-interval 10)`;
+  ctx.log(`collector-ingest: ${agents} agents for ${seconds} s (load average ${loadAverage()})`);
+  const r = await ingestRun(ctx, repoRoot, agents, seconds, batch, maxBytes);
+  const load = `load average ${loadAverage()} at the end`;
+  ctx.log(`collector-ingest: ${r.total} records acked, ${Math.round(r.rate)}/s steady, file at most ${Math.round(r.maxFile / 1e6)} MB (${load})`);
+  const f = (id: string, label: string, value: number, unit: string, extra: Partial<Figure> = {}) =>
+    figure({ id: `collector-ingest.${id}`, bench: 'collector-ingest', label, value, unit, command, ...extra });
+  const share = (t: number) => round((t / r.steadySeconds) * 100, 0);
+  return [
+    f('records_per_second', `records/s acked, sustained (after ${Math.round(r.warmSeconds)} s of warm-up)`, Math.round(r.rate), 'records/s', { target: { op: '>=', value: 100_000 }, note: load }),
+    f('ack_p50', 'ack latency p50', round(pct(r.latencies, 0.5), 1), 'ms'),
+    f('ack_p99', 'ack latency p99', round(pct(r.latencies, 0.99), 1), 'ms'),
+    f('collector_cpu', "collector's CPU, all threads (one core = 100%)", share(r.cpu), '%'),
+    f('collector_cpu_main', "collector's main thread (WebSockets, parsing, validation, acks)", share(r.mainCpu), '%'),
+    f('collector_cpu_writer', "collector's store writer thread", share(r.writerCpu), '%'),
+    f('writer_busy', 'share of the run the writer thread spent in transactions (CPU and waiting for the disk)', round((r.busySeconds / (r.steadySeconds + r.warmSeconds)) * 100, 0), '%'),
+    f('collector_us_per_record', "collector's CPU per record acked, all threads", round((r.cpu * 1e6) / r.steady, 1), 'us'),
+    f('writer_capacity', "records/s the store writer thread would take on a core of its own (1 / its CPU per record)", Math.round(r.steady / r.writerCpu), 'records/s',
+      { note: 'the machine has 2 cores, shared by the collector, the 100 simulated agents and other work' }),
+    f('load_cpu', 'the simulated agents\' CPU (this process; one core = 100%)', share(r.loadSeconds), '%'),
+    f('collector_rss_max', "collector's largest resident set", round(r.maxRss / 1e6, 0), 'MB'),
+    f('db_file_max', `database file (+WAL) at its largest, bound ${maxBytes / 1e6} MB by --retention-max-bytes`, round(r.maxFile / 1e6, 0), 'MB',
+      { target: { op: '<=', value: Math.round((maxBytes * 2.5) / 1e6) }, note: 'retention runs every 10 s and deletes the oldest rows while the used pages exceed the bound: between runs the file also holds what 10 s of ingest adds (~100 MB at 70k records/s), and the WAL' }),
+    f('db_file_end', 'database file (+WAL) at the end of the run', round(r.endFile / 1e6, 0), 'MB'),
+    f('records_total', 'records acked in all', r.total, 'records'),
+  ];
+}
+
+/**
+ * This checkout's collector against a baseline's (another checkout with its bundle built: --collector-baseline DIR),
+ * in interleaved rounds (forward then backward order), each round the same load: rates, CPU per record of each
+ * thread, and their ratios paired per round. The machine's load changes from minute to minute; ratios of
+ * neighbouring runs hold better than any absolute figure.
+ */
+async function runCollectorIngestCompare(ctx: BenchContext, baseline: string, o: CollectorBenchOptions): Promise<Figure[]> {
+  const agents = o.agents ?? (ctx.quick ? 10 : 100);
+  const seconds = o.seconds ?? (ctx.quick ? 5 : 30);
+  const rounds = o.rounds ?? (ctx.quick ? 1 : 3);
+  const batch = o.batch ?? 1000;
+  const maxBytes = ctx.quick ? 50e6 : 300e6;
+  const base = resolve(baseline);
+  const command = `${ctx.invocation} (${rounds} rounds, each: the baseline ${base} and this checkout, ${agents} agents, ${batch} records a batch, 4 in flight each, ${seconds} s, --retention-max-bytes ${maxBytes})`;
+  const runs: Record<'base' | 'new', IngestRun[]> = { base: [], new: [] };
+  const loads: string[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? (['base', 'new'] as const) : (['new', 'base'] as const);
+    for (const which of order) {
+      loads.push(loadAverage());
+      ctx.log(`collector-ingest: round ${round + 1}/${rounds}, ${which} (load average ${loads[loads.length - 1]})`);
+      const r = await ingestRun(ctx, which === 'base' ? base : repoRoot, agents, seconds, batch, maxBytes);
+      ctx.log(`collector-ingest: ${which} ${Math.round(r.rate)} records/s, ${((r.cpu * 1e6) / r.steady).toFixed(2)} us CPU/record (writer ${((r.writerCpu * 1e6) / r.steady).toFixed(2)}, main ${((r.mainCpu * 1e6) / r.steady).toFixed(2)})`);
+      runs[which].push(r);
+    }
+  }
+  const note = `load average (1, 5, 15 min) before each run: ${loads.join('; ')}`;
+  const out: Figure[] = [];
+  const f = (id: string, label: string, samples: number[], unit: string, digits: number, extra: Partial<Figure> = {}) =>
+    out.push(figure({ id: `collector-ingest.${id}`, bench: 'collector-ingest', label, value: round(median(samples), digits), unit, command, samples: samples.map((x) => round(x, digits)), ...extra }));
+  const per = (r: IngestRun, t: number) => (t * 1e6) / r.steady;
+  const measures: [string, string, (r: IngestRun) => number, string, number][] = [
+    ['records_per_second', 'records/s acked, sustained', (r) => r.rate, 'records/s', 0],
+    ['collector_us_per_record', "collector's CPU per record acked, all threads", (r) => per(r, r.cpu), 'us', 2],
+    ['writer_us_per_record', "store writer thread's CPU per record", (r) => per(r, r.writerCpu), 'us', 2],
+    ['main_us_per_record', "main thread's CPU per record (WebSockets, parsing, validation, acks)", (r) => per(r, r.mainCpu), 'us', 2],
+    ['ack_p99', 'ack latency p99', (r) => pct(r.latencies, 0.99), 'ms', 1],
+  ];
+  for (const [id, label, get, unit, digits] of measures) {
+    f(`${id}.baseline`, `${label}, baseline`, runs.base.map(get), unit, digits);
+    f(id, `${label}, this checkout`, runs.new.map(get), unit, digits, id === 'records_per_second' ? { target: { op: '>=', value: 100_000 }, note } : {});
+    f(`${id}.ratio`, `${label}, this checkout / baseline (paired per round)`, runs.new.map((r, i) => get(r) / get(runs.base[i])), 'x', 3);
+  }
+  f('db_file_max', `database file (+WAL) at its largest, this checkout, bound ${maxBytes / 1e6} MB by --retention-max-bytes`, runs.new.map((r) => r.maxFile / 1e6), 'MB', 0,
+    { target: { op: '<=', value: Math.round((maxBytes * 2.5) / 1e6) } });
+  return out;
 }
 
 /** Acked-before-the-kill records, counted in the file after a SIGKILL. */

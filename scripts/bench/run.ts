@@ -48,6 +48,8 @@ const { values: args } = parseArgs({
     'collector-agents': { type: 'string' },
     'collector-seconds': { type: 'string' },
     'collector-rows': { type: 'string' },
+    'collector-baseline': { type: 'string' },
+    'collector-rounds': { type: 'string' },
   },
 });
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -109,7 +111,9 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   startup: () => runStartup(ctx),
   'tcp-attach': () => runTcpAttach(ctx),
   stacks: () => runStacks(ctx, args['stacks-goroutines'] ? Number(args['stacks-goroutines']) : undefined),
-  'collector-ingest': () => runCollectorIngest(ctx, { agents: num(args['collector-agents']), seconds: num(args['collector-seconds']) }),
+  'collector-ingest': () => runCollectorIngest(ctx, {
+    agents: num(args['collector-agents']), seconds: num(args['collector-seconds']), baseline: args['collector-baseline'], rounds: num(args['collector-rounds']),
+  }),
   'collector-crash': () => runCollectorCrash(ctx, { agents: num(args['collector-agents']) }),
   'collector-api': () => runCollectorApi(ctx, { rows: num(args['collector-rows']) }),
 };

@@ -27,6 +27,8 @@ export class StoreWriter {
   private readonly insertPause: Statement;
   private readonly insertFatal: Statement;
   private readonly findGoroutine: Statement;
+  /** UPDATE of a goroutine row by id, by which indexed columns it sets (bit 0 state, 1 wait_reason, 2 site_id). */
+  private readonly updateGoroutine: (Statement | undefined)[] = [];
   private readonly addWaitGroup: Statement;
   private readonly addSiteGroup: Statement;
   /** Changes to goroutine_wait_groups / goroutine_site_groups not yet written, by process and group. */
@@ -94,8 +96,9 @@ export class StoreWriter {
         blocked_ns = excluded.blocked_ns, blocked_by_reason = excluded.blocked_by_reason,
         preexisting = excluded.preexisting, system = excluded.system, observed_at = excluded.observed_at
       WHERE excluded.observed_at >= goroutines.observed_at`);
-    // What the row held before an upsert: the groups it leaves. raw(): an array is cheaper than an object.
-    this.findGoroutine = db.prepare(`SELECT wait_reason, site_id, blocked_ns, exited_at IS NULL
+    // What the row held before an update: the groups it leaves, and whether an indexed column changes. raw(): an
+    // array is cheaper than an object.
+    this.findGoroutine = db.prepare(`SELECT id, wait_reason, site_id, blocked_ns, exited_at IS NULL, state, observed_at
       FROM goroutines WHERE process_id = ? AND goid = ?`).raw();
     this.maxGoid = db.prepare('SELECT max(goid) FROM goroutines WHERE process_id = ?').pluck();
     this.findSite = db.prepare('SELECT id FROM code_sites WHERE function = ? AND file = ? AND line = ?').pluck();
@@ -289,7 +292,7 @@ export class StoreWriter {
     const processId = this.processId(node, r.pid, r.observedAt);
     let max = this.maxGoids.get(processId);
     if (max === undefined) this.maxGoids.set(processId, (max = (this.maxGoid.get(processId) as number | null) ?? -1));
-    const old = r.goid > max ? undefined : this.findGoroutine.get(processId, r.goid) as [string | null, number | null, number, number] | undefined;
+    const old = r.goid > max ? undefined : this.findGoroutine.get(processId, r.goid) as OldGoroutine | undefined;
     if (r.goid > max) this.maxGoids.set(processId, r.goid);
     const cb = r.createdBy;
     const siteId = cb ? this.siteId(cb.function, cb.file, cb.line) : null;
@@ -297,22 +300,50 @@ export class StoreWriter {
     const byReason = r.blockedByReason;
     let reasons = '{}';
     for (const _ in byReason) { reasons = JSON.stringify(byReason); break; }
-    const info = this.upsertGoroutine.run(
-      processId, r.goid, r.parentGoid, r.state, r.waitReason, siteId, startId, r.createdAt, r.exitedAt, r.lastParkAt,
-      r.parkCount, r.readyCount, r.blockedNs, reasons, b(r.preexisting), b(r.system), r.observedAt, r.observedAt,
-    );
-    if (info.changes === 0) return; // an older observation than the stored one: nothing changed
-    if (!old) {
+    if (old) {
+      const [id, waitReason, oldSite, blockedNs, wasLive, state, observedAt] = old;
+      if (r.observedAt < observedAt) return; // an older observation than the stored one: nothing changes
+      this.updateRow(id, r, state, waitReason, oldSite, siteId, startId, reasons);
+      this.addToGroups(processId, waitReason, oldSite, -1, -wasLive, -blockedNs);
+    } else {
+      // Upserts ignore a record older than the stored one, so a row the cache did not know of cannot go back in time.
+      const info = this.upsertGoroutine.run(
+        processId, r.goid, r.parentGoid, r.state, r.waitReason, siteId, startId, r.createdAt, r.exitedAt, r.lastParkAt,
+        r.parkCount, r.readyCount, r.blockedNs, reasons, b(r.preexisting), b(r.system), r.observedAt, r.observedAt,
+      );
+      if (info.changes === 0) return;
       // A new row: its minute of goroutine time may now reach a higher id.
       const minute = Math.floor((r.createdAt ?? r.observedAt) / 60_000);
       const id = Number(info.lastInsertRowid);
       if (id > (this.idMarks.get(minute) ?? 0)) this.idMarks.set(minute, id);
     }
-    if (old) {
-      const [waitReason, oldSite, blockedNs, wasLive] = old;
-      this.addToGroups(processId, waitReason, oldSite, -1, -wasLive, -blockedNs);
-    }
     this.addToGroups(processId, r.waitReason, siteId, 1, r.exitedAt === null ? 1 : 0, r.blockedNs);
+  }
+
+  /**
+   * A stored goroutine's new observation, by row id. An indexed column (state, wait_reason, site_id) is set only
+   * when it changes: SQLite rewrites the entries of every index whose column an UPDATE sets, equal or not, and a
+   * goroutine's site never changes and its state often does not (collector-store.ts).
+   */
+  private updateRow(id: number, r: GoroutineRecord, state: string, waitReason: string | null, oldSite: number | null,
+    siteId: number | null, startId: number | null, reasons: string): void {
+    const mask = (r.state !== state ? 1 : 0) | (r.waitReason !== waitReason ? 2 : 0) | (siteId !== oldSite ? 4 : 0);
+    let stmt = this.updateGoroutine[mask];
+    if (!stmt) {
+      const set = ['parent_goid', 'start_id', 'created_at', 'exited_at', 'last_park_at', 'park_count', 'ready_count', 'blocked_ns',
+        'blocked_by_reason', 'preexisting', 'system', 'observed_at'];
+      if (mask & 1) set.push('state');
+      if (mask & 2) set.push('wait_reason');
+      if (mask & 4) set.push('site_id');
+      this.updateGoroutine[mask] = stmt = this.db.prepare(`UPDATE goroutines SET ${set.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`);
+    }
+    const values: unknown[] = [r.parentGoid, startId, r.createdAt, r.exitedAt, r.lastParkAt, r.parkCount, r.readyCount, r.blockedNs,
+      reasons, b(r.preexisting), b(r.system), r.observedAt];
+    if (mask & 1) values.push(r.state);
+    if (mask & 2) values.push(r.waitReason);
+    if (mask & 4) values.push(siteId);
+    values.push(id);
+    stmt.run(values);
   }
 
   /** Adds to the group deltas of a wait reason and a creation site (a site by its code_sites id; null: none). */
@@ -389,6 +420,9 @@ export class StoreWriter {
     this.insertFatal.run(this.processId(node, r.pid, r.at), r.errorKind, r.message, r.text, r.goid, r.at, now);
   }
 }
+
+/** findGoroutine's row: id, wait_reason, site_id, blocked_ns, live (0/1), state, observed_at. */
+type OldGoroutine = [number, string | null, number | null, number, number, string, number];
 
 interface GroupDelta {
   wait: boolean;
