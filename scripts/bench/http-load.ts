@@ -1,32 +1,41 @@
 // A Go net/http hello world under wrk on loopback, side by side: no agent; goroscope with every probe
 // (--full: reader running, events applied); goroscope with only the create and exit probes (what the
 // duty-cycled default keeps on while parks are off); the default agent (overhead budget 2%, the governor
-// duty-cycling park/ready); Go's runtime/trace on (the anchor). A fresh server per run, the configurations
-// interleaved (forward, then backward order), medians of the repetitions and per-repetition paired losses.
+// duty-cycling park/ready); the request probes alone (net/http's ServeHTTP entry and RETs: the cost per request,
+// beside Beyla's published ~500 ns per request); Go's runtime/trace on (the anchor). A fresh server per run, the
+// configurations interleaved (forward, then backward order), medians of the repetitions and per-repetition
+// paired losses.
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calibrateHitCost, type Calibration } from '../../agent/src/overhead/calibrate.ts';
 import { OverheadGovernor, processCpuNs } from '../../agent/src/overhead/governor.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
 import type { GoroutineProbeName } from '../../agent/src/probes/goroutine-probes.ts';
 import { buildFixture, figure, LineProcess, median, round, runCommand, sleep, type BenchContext, type Figure } from './lib.ts';
 
-type ConfigName = 'none' | 'full' | 'create_exit' | 'budget' | 'trace';
+type ConfigName = 'none' | 'full' | 'create_exit' | 'budget' | 'requests' | 'trace';
 
 interface Config {
   name: ConfigName;
   label: string;
   probes?: GoroutineProbeName[];
   budget?: number;
+  /** The request probes (HttpTracer) alone. */
+  requests?: boolean;
   trace?: boolean;
 }
+
+/** Grafana Beyla's published cost of its Go HTTP server probes, per request: the anchor for ours. */
+const BEYLA_NS_PER_REQUEST = 500;
 
 const CONFIGS: Config[] = [
   { name: 'none', label: 'no agent' },
   { name: 'full', label: 'goroscope, every probe (--full)', probes: ['create', 'park', 'ready', 'exit'] },
   { name: 'create_exit', label: 'goroscope, create + exit probes only', probes: ['create', 'exit'] },
   { name: 'budget', label: 'goroscope default (overhead budget 2%)', probes: ['create', 'park', 'ready', 'exit'], budget: 0.02 },
+  { name: 'requests', label: 'goroscope request probes only (ServeHTTP entry + RETs)', requests: true },
   { name: 'trace', label: 'Go runtime/trace on', trace: true },
 ];
 
@@ -77,6 +86,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
     const server = LineProcess.start(binary, c.trace ? ['-trace', traceFile] : [], 'httpserver');
     let tracer: GoroutineTracer | undefined;
     let governor: OverheadGovernor | undefined;
+    let reqTracer: HttpTracer | undefined;
     try {
       const port = Number((await server.until(/^LISTEN (\d+)$/m))[1]);
       const pid = server.pid;
@@ -89,9 +99,15 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
           governor.add(proc);
         }
       }
+      if (c.requests) {
+        reqTracer = new HttpTracer({ lastN: 1 });
+        reqTracer.start();
+        const proc = reqTracer.attach(pid);
+        if (!proc.sites.length) throw new Error(`no request probes placed: ${proc.skipped.join('; ')}`);
+      }
       // Warm-up: connections, GC sizing, and the governor's first measuring window (1 s).
       await runCommand('wrk', ['-t1', '-c32', '-d1s', `http://127.0.0.1:${port}/`]);
-      const rec0 = tracer?.records ?? 0;
+      const rec0 = tracer?.records ?? reqTracer?.records ?? 0;
       const cpu0 = process.cpuUsage();
       const server0 = processCpuNs(pid) ?? NaN;
       const t0 = process.hrtime.bigint();
@@ -118,6 +134,13 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
         r.records = tracer.records - rec0;
         r.lost = tracer.lostTotal();
       }
+      if (reqTracer) {
+        r.agentCpuPct = ((cpu.user + cpu.system) / 1e6 / elapsed) * 100;
+        r.agentCpuUsPerReq = (cpu.user + cpu.system) / requests;
+        await reqTracer.drain();
+        r.records = reqTracer.records - rec0;
+        r.lost = Object.values(reqTracer.lost()).reduce((a, b) => a + b, 0);
+      }
       if (c.trace) {
         await server.stop('SIGTERM');
         r.traceBytes = existsSync(traceFile) ? statSync(traceFile).size : 0;
@@ -126,6 +149,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
     } finally {
       governor?.stop();
       await tracer?.close().catch(() => {});
+      await reqTracer?.close().catch(() => {});
       await server.stop();
       rmSync(traceFile, { force: true });
     }
@@ -145,6 +169,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
   const cmdOf = (c: Config) =>
     `${ctx.invocation} # httpserver${c.trace ? ' -trace FILE' : ''} (Go ${ctx.goVersion}) + wrk ${wrkArgs(0).join(' ').replace(':0/', ':PORT/')} after a 1 s warm-up` +
     (c.probes ? `; GoroutineTracer.attach(pid, {probes: [${c.probes.join(', ')}]}), reader running` : '') +
+    (c.requests ? '; HttpTracer.attach(pid): net/http.serverHandler.ServeHTTP entry + RETs, reader running' : '') +
     (c.budget !== undefined ? `; OverheadGovernor {budget ${c.budget}, nsPerHit ${round(calibration!.nsPerHit)} (${calibration!.source}), periodMs 10000}` : '') +
     `; ${reps} interleaved reps, median`;
   const out: Figure[] = [];
@@ -193,7 +218,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
       );
       const losses = rps.map((x, i) => (1 - x / none[i]) * 100);
       const extra: string[] = [];
-      if (c.probes) {
+      if (c.probes || c.requests) {
         extra.push(`records ${Math.round(median(rs.map((x) => x.records ?? 0)))}/run, lost ${Math.max(...rs.map((x) => x.lost ?? 0))}, agent CPU ${round(median(rs.map((x) => x.agentCpuPct ?? 0)))}% of a core`);
       }
       if (c.budget !== undefined) extra.push(`park/ready probes on ${round(median(rs.map((x) => (x.parkCoverage ?? 0) * 100)))}% of the time (incl. the warm-up's first window)`);
@@ -211,6 +236,26 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
         }),
       );
     }
+  }
+  // The request probes' cost per request: the server's extra CPU per request, paired with the no-agent run of the
+  // same repetition (2 hits a request: the entry and one RET).
+  {
+    const noneCpu = results.get('none')!.map((x) => x.serverCpuUsPerReq);
+    const c = CONFIGS.find((x) => x.name === 'requests')!;
+    const perReq = results.get('requests')!.map((x, i) => (x.serverCpuUsPerReq - noneCpu[i]) * 1000);
+    const v = median(perReq);
+    out.push(
+      figure({
+        id: `${bench}.request_probe_ns_per_req`,
+        bench,
+        label: 'request probes: server CPU added per request (ServeHTTP entry + RET, record written)',
+        value: round(v),
+        unit: 'ns/req',
+        command: cmdOf(c),
+        samples: perReq.map((x) => round(x)),
+        note: `Beyla publishes ~${BEYLA_NS_PER_REQUEST} ns per request for its Go HTTP probes: ${round(v / BEYLA_NS_PER_REQUEST, 2)}x that here (this VM's uprobe trap is ~3x bare metal's, FACTS.md)`,
+      }),
+    );
   }
   out.push(
     figure({

@@ -6,7 +6,10 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import { execFile } from 'node:child_process';
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { Registry } from 'prom-client';
 import { HttpTracer, type ServerRequest } from '../../agent/src/http/http-tracer.ts';
+import { RequestMetrics } from '../../agent/src/http/request-metrics.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildFixture, GoProgram, sleep } from '../runtime/helpers.ts';
@@ -99,7 +102,9 @@ t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_0
     await goroutines.close();
   });
   goroutines.start((p, kind, v, at) => requests.onGoroutineRecord(p.info.pid, kind, v, at));
-  requests.start();
+  const registry = new Registry();
+  const red = new RequestMetrics(registry, requests);
+  requests.start((p, r) => red.onRequest(p, r));
   goroutines.attach(server.pid);
   const proc = requests.attach(server.pid, { waits: true });
   t.same(proc.skipped, [], 'net/http and grpc-go probes placed');
@@ -174,4 +179,24 @@ t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_0
     ['/grpc.health.v1.Health/Check', 5],
   ], 'gRPC: each call with its method and status');
   t.ok(grpc.every((r) => !r.statusImplicit), 'gRPC: every status written was seen');
+
+  // RED metrics: what was seen, by route and status class, never by raw path.
+  const text = await registry.metrics();
+  const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if (lint.error) t.comment(`promtool not here, not linted: ${lint.error.message}`);
+  else t.equal(lint.status, 0, `promtool check metrics: ${lint.stdout}${lint.stderr}`);
+  const value = (name: string, labels: Record<string, string>) =>
+    text.split('\n').filter((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))
+      .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+  const pid = String(server.pid);
+  t.equal(value('goroscope_http_server_requests_total', { pid, route: 'GET /sleep/{ms}', status_class: '2xx' }), 2, 'requests_total: /sleep/{ms} over both protocols');
+  t.equal(value('goroscope_http_server_requests_total', { pid, protocol: 'http/2', status_class: '5xx' }), 1, 'requests_total: one HTTP/2 5xx');
+  t.equal(value('goroscope_http_server_requests_total', { pid, route: 'unmatched', status_class: '4xx' }), 2, 'an unmatched path is route="unmatched"');
+  t.notMatch(text, /route="\/sleep\/80"/, 'no raw path as a label');
+  t.equal(value('goroscope_http_server_requests_total', { pid, protocol: 'grpc', route: '/grpc.health.v1.Health/Check', status_class: 'NOT_FOUND' }), 1, 'gRPC: by method and code');
+  t.equal(value('goroscope_http_server_request_duration_seconds_count', { pid }), seen.length + grpc.length, 'duration histogram: every request');
+  const sleptS = value('goroscope_http_server_request_parked_seconds_total', { pid, route: 'GET /sleep/{ms}', wait_reason: 'sleep' });
+  t.ok(sleptS >= 0.16 && sleptS < 0.25, `parked seconds on sleep in GET /sleep/{ms}: ${sleptS.toFixed(3)} (2 x 80 ms)`);
+  await red.forget(server.pid);
+  t.notMatch(await registry.metrics(), new RegExp(`pid="${pid}"`), 'a gone process takes its series with it');
 });

@@ -27,6 +27,8 @@ import { defaultTraceOptions, type TraceOptions } from '../model/goroutine-table
 import type { OtlpOptions } from '../../../collector/src/otel/otlp-export.ts';
 import type { AgentOtlp } from './otlp.ts';
 import { firstLine } from '../health/explain.ts';
+import { HttpTracer } from '../http/http-tracer.ts';
+import { RequestMetrics } from '../http/request-metrics.ts';
 
 export interface AgentOptions {
   /** The goroscope collector (ws:// or wss://); none: export over OTLP only. */
@@ -72,6 +74,8 @@ export interface RunningAgent {
   /** Each part is absent when it could not start (parts says why). */
   tracer?: GoroutineTracer;
   runtime?: RuntimeEventsTracer;
+  /** Server requests (net/http, grpc-go). */
+  requests?: HttpTracer;
   tcp?: TcpTracer;
   /** Absent without --collector. */
   shipper?: Shipper;
@@ -146,9 +150,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           parkSampling: opts.parkSampling,
           parkCoverage: (pid) => governor?.parkCoverage(pid) ?? 1,
         });
+  const requests = parts.start('requests', () => new HttpTracer());
   const tracer = parts.start('goroutines', () => {
     const t = new GoroutineTracer({ trace: opts.trace });
-    t.start(profiles && ((p, kind, v, at) => profiles.onRecord(p, kind, v, at)));
+    t.start((p, kind, v, at) => {
+      profiles?.onRecord(p, kind, v, at);
+      requests?.onGoroutineRecord(p.info.pid, kind, v, at); // the parks inside each request
+    });
     return t;
   });
   const runtime = parts.start('runtime', () => new RuntimeEventsTracer());
@@ -269,6 +277,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         log(`no GC/fatal-error probes for pid ${pid}: ${firstLine(e)}`);
       }
     }
+    if (requests) {
+      try {
+        const r = requests.attach(pid, { target, waits: traced });
+        for (const why of r.skipped) if (!why.endsWith('no server in this binary')) log(`requests of pid ${pid} not traced: ${why}`);
+      } catch (e) {
+        log(`no request probes for pid ${pid}: ${firstLine(e)}`);
+      }
+    }
     log(`tracing pid ${pid} ${target.info.exe} (${target.binary.goVersion})${traced ? '' : ' without goroutine probes'}`);
   };
 
@@ -303,6 +319,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     unnamed.delete(pid);
     metadata.forget?.(pid);
     void runtime?.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
+    requests?.forget(pid);
+    void requestMetrics.forget(pid);
     tcp?.unregisterGoProcess(pid);
   };
   /** Between scans: probes go within ~0.25 s of their process (the full /proc scan runs every scanMs). */
@@ -339,6 +357,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     tracer, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals,
     stacks: profiles && { table: stackTable, profiles }, segmentReportsDropped: () => builder.segmentReportsDropped,
   });
+  const requestMetrics = new RequestMetrics(metrics.registry, requests);
+  if (requests) {
+    try {
+      requests.start((p, r) => requestMetrics.onRequest(p, r));
+    } catch (e) {
+      parts.fail('requests', e);
+    }
+  }
   // The OpenTelemetry SDK loads only when it exports: an agent that ships to a collector never pays for it.
   const otlpModule = opts.otlpEndpoint === undefined ? undefined : await import('./otlp.ts');
   const otlp = otlpModule === undefined
@@ -379,6 +405,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   return {
     tracer,
     runtime,
+    requests,
     tcp,
     shipper,
     otlp,
@@ -406,6 +433,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       shipper?.close();
       await otlp?.stop();
       await runtime?.close();
+      await requests?.close();
       await tcp?.close();
       await tracer?.close();
       await ownMetadata?.stop();

@@ -3,12 +3,13 @@
 // in /metrics (goroscope_agent_part_up) and in the snapshot.
 import { explainLine, firstLine } from './explain.ts';
 
-export type PartName = 'goroutines' | 'runtime' | 'tcp' | 'pod-metadata' | 'metrics' | 'otlp';
+export type PartName = 'goroutines' | 'runtime' | 'requests' | 'tcp' | 'pod-metadata' | 'metrics' | 'otlp';
 
 /** What each part does, for the one line that says it is missing. */
 export const partRoles: Record<PartName, string> = {
   goroutines: 'goroutine probes (created, parked, readied, exited)',
   runtime: 'runtime probes (GC pauses, fatal errors)',
+  requests: 'request probes (net/http and grpc-go servers)',
   tcp: 'TCP connections',
   'pod-metadata': 'pod names from the API server',
   metrics: 'the Prometheus /metrics listener',
