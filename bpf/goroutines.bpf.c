@@ -21,6 +21,9 @@ BPF_EXPORT(enum goroutine_event_kind);
 BPF_EXPORT(enum goroutine_probe);
 BPF_EXPORT(enum goroutine_limits);
 BPF_EXPORT(enum probe_cookie);
+BPF_EXPORT(enum runnable_cause);
+BPF_EXPORT(struct runnable_stamp);
+BPF_EXPORT(struct syscall_stamp);
 
 EVENTS_MAP(goroutine_events, struct goroutine_event, 16 << 20); /* resized by the agent before load */
 
@@ -97,8 +100,11 @@ static __always_inline struct goroutine_event *reserve(__u32 probe)
 	e->pc = 0;
 	e->start_pc = 0;
 	e->wait_reason = 0;
+	e->p_id = 0;
+	e->cause = 0;
 	e->reserved = 0;
 	e->g_addr = 0;
+	e->duration_ns = 0;
 	return e;
 }
 
@@ -250,5 +256,290 @@ int goexit1(struct pt_regs *ctx)
 	e->goid = read_u64(g + l->g_goid);
 	e->g_addr = g;
 	submit(ctx, e, PROBE_GOEXIT1);
+	return 0;
+}
+
+
+/* ---- The scheduler: run-queue latency, yields and preemptions, threads and Ps, system calls. ----
+ *
+ * A goroutine's run-queue latency is the time from becoming runnable to runtime.execute, which runs it (the
+ * span Go's /sched/latencies:seconds samples, one transition in 8). The programs below stamp the goroutine
+ * where it becomes runnable (runnable_stamps) and execute takes the stamp. They are a probe class of their
+ * own (the agent attaches and detaches them together, apart from park/ready), so a stamp is only good within
+ * the window it was set in: the agent gives the process a new window each time it turns execute on, after
+ * attaching it, and a stamp from an older window is dropped. A process without a window is not traced. */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* pid */
+	__type(value, __u32);
+} sched_windows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* sched_key(pid, goid) */
+	__type(value, struct runnable_stamp);
+} runnable_stamps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid: the thread */
+	__type(value, struct syscall_stamp);
+} syscall_stamps SEC(".maps");
+
+/* Process in the upper half, as the agent's per-process cleanup expects; goids past 2^32 share a slot. */
+static __always_inline __u64 sched_key(__u32 pid, __u64 goid)
+{
+	return ((__u64)pid << 32) | (__u32)goid;
+}
+
+static __always_inline __u32 *sched_window(__u32 pid)
+{
+	return bpf_map_lookup_elem(&sched_windows, &pid);
+}
+
+static __always_inline void stamp_runnable(__u32 pid, __u32 window, __u64 goid, __u8 cause, __u64 now)
+{
+	__u64 key = sched_key(pid, goid);
+	struct runnable_stamp st = { .ts_ns = now, .window = window, .cause = cause };
+	bpf_map_update_elem(&runnable_stamps, &key, &st, BPF_ANY);
+}
+
+/* Common head of the runnable-stamp programs: the layout and window, or NULL to do nothing. */
+static __always_inline const struct runtime_layout *sched_begin(struct pt_regs *ctx, __u32 probe, __u32 *window)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return NULL;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + probe);
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
+		return NULL;
+	__u32 *w = sched_window(bpf_get_current_pid_tgid() >> 32);
+	if (!w)
+		return NULL;
+	*window = *w;
+	return l;
+}
+
+/* runtime.ready(gp, ...) (gp in RAX): the same site as the park/ready class's program, apart from it. */
+SEC("uprobe")
+int sched_ready(struct pt_regs *ctx)
+{
+	__u32 window;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	if (!l)
+		return 0;
+	stamp_runnable(bpf_get_current_pid_tgid() >> 32, window, read_u64(ctx->ax + l->g_goid), RUNNABLE_READY, bpf_ktime_get_ns());
+	return 0;
+}
+
+/* The CALL of runqput after newproc1 (RBX = the new g), or a RET of newproc1 (RAX). */
+static __always_inline int stamp_created(struct pt_regs *ctx, __u64 newg)
+{
+	__u32 window;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	if (!l)
+		return 0;
+	stamp_runnable(bpf_get_current_pid_tgid() >> 32, window, read_u64(newg + l->g_goid), RUNNABLE_CREATED, bpf_ktime_get_ns());
+	return 0;
+}
+
+SEC("uprobe")
+int sched_created_runqput(struct pt_regs *ctx)
+{
+	return stamp_created(ctx, ctx->bx);
+}
+
+SEC("uprobe")
+int sched_created_ret(struct pt_regs *ctx)
+{
+	return stamp_created(ctx, ctx->ax);
+}
+
+/* runtime.goschedImpl(gp *g, preempted bool): RAX, RBX. Gosched, and every preemption the scheduler makes
+ * (gopreempt_m: sysmon's 10 ms time slice, a GC's request): the goroutine goes back to a run queue. */
+SEC("uprobe")
+int sched_gosched(struct pt_regs *ctx)
+{
+	__u32 window;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	if (!l)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 gp = ctx->ax;
+	__u8 cause = (__u8)ctx->bx ? RUNNABLE_PREEMPTED : RUNNABLE_YIELDED;
+	__u64 goid = read_u64(gp + l->g_goid);
+	stamp_runnable(bpf_get_current_pid_tgid() >> 32, window, goid, cause, now);
+	struct goroutine_event *e = reserve(PROBE_RUNNABLE);
+	if (!e)
+		return 0;
+	e->ts_ns = now;
+	e->kind = GOROUTINE_YIELD;
+	e->layout_id = COOKIE_LAYOUT(bpf_get_attach_cookie(ctx));
+	e->goid = goid;
+	e->g_addr = gp;
+	e->cause = cause;
+	submit(ctx, e, PROBE_RUNNABLE);
+	return 0;
+}
+
+/* runtime.preemptPark(gp *g) (RAX): suspended where it stands for the GC (async preemption); a later ready
+ * makes it runnable. Counted as a preemption, no stamp. */
+SEC("uprobe")
+int sched_preempt_park(struct pt_regs *ctx)
+{
+	__u32 window;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	if (!l)
+		return 0;
+	struct goroutine_event *e = reserve(PROBE_RUNNABLE);
+	if (!e)
+		return 0;
+	e->kind = GOROUTINE_YIELD;
+	e->layout_id = COOKIE_LAYOUT(bpf_get_attach_cookie(ctx));
+	e->goid = read_u64(ctx->ax + l->g_goid);
+	e->g_addr = ctx->ax;
+	e->cause = RUNNABLE_PREEMPT_PARKED;
+	submit(ctx, e, PROBE_RUNNABLE);
+	return 0;
+}
+
+/* runtime.exitsyscall0(gp) (Go < 1.26) / exitsyscallNoP(gp) (RAX): back from a system call with no P to run
+ * on, the goroutine is queued. */
+SEC("uprobe")
+int sched_syscall_queued(struct pt_regs *ctx)
+{
+	__u32 window;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	if (!l)
+		return 0;
+	stamp_runnable(bpf_get_current_pid_tgid() >> 32, window, read_u64(ctx->ax + l->g_goid), RUNNABLE_SYSCALL, bpf_ktime_get_ns());
+	return 0;
+}
+
+enum { INJECT_MAX = 64 };
+
+/* runtime.injectglist(glist *gList) (RAX): a batch made runnable at once (the network poller's wakeups, timers
+ * run by another thread). Its first INJECT_MAX goroutines, through g.schedlink. */
+SEC("uprobe")
+int sched_inject(struct pt_regs *ctx)
+{
+	__u32 window;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	if (!l)
+		return 0;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 gp = read_u64(ctx->ax); /* gList.head */
+	for (int i = 0; i < INJECT_MAX && gp; i++) {
+		stamp_runnable(pid, window, read_u64(gp + l->g_goid), RUNNABLE_INJECTED, now);
+		gp = read_u64(gp + l->g_schedlink);
+	}
+	return 0;
+}
+
+/* runtime.execute(gp *g, inheritTime bool) (gp in RAX), on the thread's g0 (R14) before gp is running: the
+ * goroutine's run-queue time ends here, and it runs on this thread and g0.m.p. */
+SEC("uprobe")
+int sched_execute(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return 0;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_EXECUTE);
+	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u32 *w = sched_window(pid);
+	if (!w)
+		return 0;
+	__u32 window = *w;
+	__u64 gp = ctx->ax;
+	__u64 goid = read_u64(gp + l->g_goid);
+	__u64 key = sched_key(pid, goid);
+	__u64 since = 0;
+	__u8 cause = RUNNABLE_UNKNOWN;
+	struct runnable_stamp *st = bpf_map_lookup_elem(&runnable_stamps, &key);
+	if (st) {
+		if (st->window == window && st->ts_ns <= now) {
+			since = st->ts_ns;
+			cause = st->cause;
+		}
+		bpf_map_delete_elem(&runnable_stamps, &key);
+	}
+	struct goroutine_event *e = reserve(PROBE_EXECUTE);
+	if (!e)
+		return 0;
+	e->ts_ns = now;
+	e->kind = GOROUTINE_RUN;
+	e->layout_id = COOKIE_LAYOUT(cookie);
+	e->goid = goid;
+	e->g_addr = gp;
+	e->cause = cause;
+	e->duration_ns = since ? now - since : 0;
+	__u64 p = read_u64(read_u64(ctx->r14 + l->g_m) + l->m_p);
+	__u32 pid_of_p = 0;
+	if (p)
+		bpf_probe_read_user(&pid_of_p, sizeof(pid_of_p), (const void *)(p + l->p_id));
+	e->p_id = (__u16)pid_of_p;
+	submit(ctx, e, PROBE_EXECUTE);
+	return 0;
+}
+
+/* runtime.entersyscall() / entersyscallblock() (nosplit: the entry), on the goroutine itself (R14). */
+SEC("uprobe")
+int sched_entersyscall(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return 0;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_SYSCALL);
+	__u64 thread = bpf_get_current_pid_tgid();
+	__u32 *w = sched_window(thread >> 32);
+	if (!w)
+		return 0;
+	struct syscall_stamp st = { .ts_ns = bpf_ktime_get_ns(), .goid = read_u64(ctx->r14 + l->g_goid), .window = *w };
+	bpf_map_update_elem(&syscall_stamps, &thread, &st, BPF_ANY);
+	return 0;
+}
+
+/* runtime.exitsyscall() (nosplit: the entry), on the goroutine back from the call on the same thread. */
+SEC("uprobe")
+int sched_exitsyscall(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct runtime_layout *l = layout_of(cookie);
+	if (!l)
+		return 0;
+	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_SYSCALL);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 thread = bpf_get_current_pid_tgid();
+	struct syscall_stamp *st = bpf_map_lookup_elem(&syscall_stamps, &thread);
+	if (!st)
+		return 0;
+	__u64 since = st->ts_ns;
+	__u64 goid = st->goid;
+	__u32 window = st->window;
+	bpf_map_delete_elem(&syscall_stamps, &thread);
+	__u32 *w = sched_window(thread >> 32);
+	if (!w || *w != window || goid != read_u64(ctx->r14 + l->g_goid) || since > now)
+		return 0;
+	struct goroutine_event *e = reserve(PROBE_SYSCALL);
+	if (!e)
+		return 0;
+	e->ts_ns = now;
+	e->kind = GOROUTINE_SYSCALL;
+	e->layout_id = COOKIE_LAYOUT(cookie);
+	e->goid = goid;
+	e->g_addr = ctx->r14;
+	e->duration_ns = now - since;
+	submit(ctx, e, PROBE_SYSCALL);
 	return 0;
 }

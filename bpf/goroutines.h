@@ -10,6 +10,21 @@ enum goroutine_event_kind {
 	GOROUTINE_PARK = 2,   /* runtime.gopark: the goroutine blocks */
 	GOROUTINE_READY = 3,  /* runtime.ready (goready's body): a parked goroutine becomes runnable */
 	GOROUTINE_EXIT = 4,   /* runtime.goexit1: the goroutine ends */
+	GOROUTINE_RUN = 5,    /* runtime.execute: a runnable goroutine starts running on a thread (M) and P */
+	GOROUTINE_YIELD = 6,  /* runtime.goschedImpl / preemptPark: it stops running without parking (cause says why) */
+	GOROUTINE_SYSCALL = 7, /* runtime.exitsyscall: back from a system call (or cgo call) entered on this thread */
+};
+
+/* Why a goroutine was runnable, as the scheduler probes saw it become so (RUN, YIELD records' cause). */
+enum runnable_cause {
+	RUNNABLE_UNKNOWN = 0,   /* no probe saw it become runnable: its run-queue time is not known */
+	RUNNABLE_READY = 1,     /* runtime.ready: woken (channel, mutex, timer, GC) */
+	RUNNABLE_CREATED = 2,   /* a go statement queued it */
+	RUNNABLE_YIELDED = 3,   /* runtime.Gosched (goschedImpl, not preempted) */
+	RUNNABLE_PREEMPTED = 4, /* preempted by the scheduler (sysmon's time slice, a GC request): gopreempt_m */
+	RUNNABLE_SYSCALL = 5,   /* back from a system call with no P free: queued (exitsyscall0 / exitsyscallNoP) */
+	RUNNABLE_INJECTED = 6,  /* injectglist: woken in a batch (the network poller, timers) */
+	RUNNABLE_PREEMPT_PARKED = 7, /* YIELD only: suspended in place by preemptPark (a GC stack scan) */
 };
 
 /* Which probe a hit came from: indexes hit_counts and drop_counts. */
@@ -19,6 +34,9 @@ enum goroutine_probe {
 	PROBE_GOPARK = 2,
 	PROBE_READY = 3,
 	PROBE_GOEXIT1 = 4,
+	PROBE_EXECUTE = 5,   /* runtime.execute */
+	PROBE_RUNNABLE = 6,  /* where goroutines become runnable: ready, create, goschedImpl, exitsyscall0, injectglist */
+	PROBE_SYSCALL = 7,   /* runtime.entersyscall, entersyscallblock, exitsyscall */
 };
 
 enum goroutine_limits {
@@ -38,8 +56,29 @@ struct goroutine_event {
 	__u8 kind;        /* enum goroutine_event_kind */
 	__u8 wait_reason; /* PARK: the runtime's waitReason, numbered as in that Go version */
 	__u16 layout_id;  /* which runtime_layout decoded this process */
-	__u32 reserved;
+	__u16 p_id;       /* RUN: the P (p.id) it runs on */
+	__u8 cause;       /* RUN, YIELD: enum runnable_cause */
+	__u8 reserved;
 	__u64 g_addr;     /* the g itself: lets the agent re-read the goroutine's status from memory later */
+	__u64 duration_ns; /* RUN: time runnable before it ran (0 if cause is unknown); SYSCALL: time in the call */
+};
+
+/* A goroutine's runnable stamp, keyed by sched_key(pid, goid): set where it becomes runnable, taken by execute.
+ * window: the process's scheduler window when it was set (sched_windows); a stamp from another window is stale
+ * (set while execute was off, or before it was last turned on) and is never used. */
+struct runnable_stamp {
+	__u64 ts_ns;
+	__u32 window;
+	__u8 cause;
+	__u8 pad[3];
+};
+
+/* Entered system call of one thread (pid_tgid): exitsyscall on the same thread ends it. */
+struct syscall_stamp {
+	__u64 ts_ns;
+	__u64 goid;
+	__u32 window; /* as runnable_stamp's */
+	__u32 pad;
 };
 
 /* Where the runtime keeps what the probes read, for one Go version (agent/src/gobinary/layouts.ts). */
@@ -51,7 +90,9 @@ struct runtime_layout {
 	__u32 g_m;           /* g.m: the thread running the g */
 	__u32 m_curg;        /* m.curg: the user goroutine of a thread that runs on g0 */
 	__u32 flags;
-	__u32 reserved;
+	__u32 m_p;           /* m.p: the thread's P (puintptr) */
+	__u32 p_id;          /* p.id (int32) */
+	__u32 g_schedlink;   /* g.schedlink: the next g in a gList (injectglist) */
 };
 
 #endif

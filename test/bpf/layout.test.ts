@@ -87,7 +87,7 @@ t.test("adding a field to a record is one header edit and the generator's run", 
   const committed = readFileSync(join(generatedDir, 'goroutines.bpf.ts'), 'utf8');
   t.not(text, committed, 'the committed module is no longer current: the check above fails until it is regenerated');
   const layout = exportedTypes(Btf.fromObject(object)).find((e) => e.name === 'goroutine_event');
-  t.same(layout?.kind === 'struct' && Object.fromEntries(layout.fields)['added_by_test'], { offset: 64, size: 4, type: 'u32' }, 'the new field, where clang put it');
-  t.equal(layout?.kind === 'struct' && layout.size, 72, 'the record grew to 72 bytes (8-byte alignment)');
-  t.match(text, /added_by_test: \{ offset: 64, size: 4, type: 'u32' \}/, 'and the regenerated module has it');
+  t.same(layout?.kind === 'struct' && Object.fromEntries(layout.fields)['added_by_test'], { offset: 72, size: 4, type: 'u32' }, 'the new field, where clang put it');
+  t.equal(layout?.kind === 'struct' && layout.size, 80, 'the record grew to 80 bytes (8-byte alignment)');
+  t.match(text, /added_by_test: \{ offset: 72, size: 4, type: 'u32' \}/, 'and the regenerated module has it');
 });

@@ -11,7 +11,12 @@ import { planRuntimeProbes } from '../../agent/src/runtime/runtime-probes.ts';
 import { buildHello, KINDS, objdump, objdumpStackCheck, VERSIONS, type ObjdumpInsn } from '../gobinary/fixtures/tools.ts';
 
 const FUNCS = ['gopark', 'ready', 'goexit1', 'newproc1', 'newproc.func1', 'stopTheWorldWithSema', 'startTheWorldWithSema',
-  'gcMarkTermination', 'throw', 'fatal', 'fatalpanic'];
+  'gcMarkTermination', 'throw', 'fatal', 'fatalpanic', 'execute', 'goschedImpl', 'injectglist', 'preemptPark', 'exitsyscall0',
+  'exitsyscallNoP', 'entersyscall', 'entersyscallblock', 'exitsyscall'];
+
+/** The scheduler's sites that are neither past nor on a stack check: the nosplit syscall hooks and preemptPark
+ * (their entry), and the new goroutine's stamp on the creation probe's CALL. */
+const schedOwnSite = (s: { probe: string; kind: string }) => (s.probe === 'run' || s.probe === 'syscall') && (s.kind === 'entry' || s.kind === 'call' || s.kind === 'ret');
 
 /** Both site choices (GOROSCOPE_PROBE_SITE): past the stack check where the kernel emulates PUSH, else its jump. */
 function plans(bin: GoBinary) {
@@ -64,7 +69,7 @@ for (const version of VERSIONS) {
       };
       const { push, jump, runtime } = plans(bin);
 
-      for (const s of push.filter((x) => x.probe !== 'create')) {
+      for (const s of push.filter((x) => x.probe !== 'create' && !schedOwnSite(x))) {
         const insns = insnsOf(s.symbol);
         const j = stackCheckJump(insns);
         t.ok(j !== undefined, `${s.symbol} has a stack check`);
@@ -76,10 +81,10 @@ for (const version of VERSIONS) {
         } else {
           // Go 1.19/1.20 frames open with SUBQ (single-stepped): the jump is the one-trap site there.
           t.equal(s.kind, 'stack-check-jump', `${s.probe}: the body opens with ${insns[j! + 1]?.text}, so on the JBE`);
-          t.same(s, jump.find((x) => x.probe === s.probe), `${s.probe}: as the jump plan`);
+          t.same(s, jump.find((x) => x.program === s.program && x.symbol === s.symbol), `${s.program}: as the jump plan`);
         }
       }
-      for (const s of jump.filter((x) => x.probe !== 'create')) {
+      for (const s of jump.filter((x) => x.probe !== 'create' && !schedOwnSite(x))) {
         const insns = insnsOf(s.symbol);
         const j = stackCheckJump(insns)!;
         t.equal(s.kind, 'stack-check-jump', `${s.probe} (jump): on the stack-check jump`);
@@ -88,11 +93,23 @@ for (const version of VERSIONS) {
         t.same(s.cookie, { stackCheck: true }, `${s.probe} (jump): the BPF program evaluates the check`);
       }
       for (const plan of [push, jump]) {
-        t.same(plan.map((s) => s.probe).sort(), ['create', 'creator', 'exit', 'park', 'ready'], 'every goroutine probe placed');
+        t.same([...new Set(plan.map((s) => s.probe))].sort(), ['create', 'creator', 'exit', 'park', 'ready', 'run', 'syscall'], 'every goroutine and scheduler probe placed');
+        t.same(
+          [...new Set(plan.filter((s) => s.probe === 'run' || s.probe === 'syscall').map((s) => s.symbol))].sort(),
+          ['runtime.entersyscall', 'runtime.entersyscallblock', 'runtime.execute', 'runtime.exitsyscall', 'runtime.goschedImpl', 'runtime.injectglist',
+            'runtime.newproc.func1', 'runtime.preemptPark', 'runtime.ready', bin.func('runtime.exitsyscall0') ? 'runtime.exitsyscall0' : 'runtime.exitsyscallNoP'].sort(),
+          'the scheduler at execute, where goroutines become runnable, and the system call hooks',
+        );
+        for (const s of plan.filter((x) => schedOwnSite(x) && x.kind === 'entry')) {
+          const insns = insnsOf(s.symbol);
+          t.same([s.vaddr, stackCheckJump(insns)], [insns[0].addr, undefined], `${s.program} in ${s.symbol}: at the entry, which has no stack check`);
+          at(s.symbol, s.vaddr, s.fileOffset);
+        }
         const create = plan.filter((s) => s.probe === 'create');
         const calls = insnsOf('runtime.newproc.func1').filter((i) => /^CALL runtime\.runqput\(SB\)$/.test(i.text));
         t.equal(calls.length, 1, 'newproc\'s closure calls runqput once');
         t.same(create.map((s) => [s.kind, s.symbol, s.vaddr]), [['call', 'runtime.newproc.func1', calls[0]?.addr]], 'creation: at that CALL');
+        t.same(plan.filter((s) => s.program.startsWith('sched_created')).map((s) => [s.kind, s.vaddr]), [['call', calls[0]?.addr]], 'the scheduler\'s stamp of a new goroutine: the same CALL');
         at('runtime.newproc.func1', create[0].vaddr, create[0].fileOffset);
       }
 

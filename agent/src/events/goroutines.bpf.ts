@@ -2,10 +2,10 @@
 // DO NOT EDIT: change the header and run `npm run gen:bpf`; test/bpf/layout.test.ts fails when this file is not current.
 import type { StructLayout } from './layout.ts';
 
-/** struct goroutine_event: 64 bytes */
+/** struct goroutine_event: 72 bytes */
 export const goroutineEventLayout = {
   name: 'goroutine_event',
-  size: 64,
+  size: 72,
   fields: {
     ts_ns: { offset: 0, size: 8, type: 'u64' },
     goid: { offset: 8, size: 8, type: 'u64' },
@@ -17,15 +17,18 @@ export const goroutineEventLayout = {
     kind: { offset: 48, size: 1, type: 'u8' },
     wait_reason: { offset: 49, size: 1, type: 'u8' },
     layout_id: { offset: 50, size: 2, type: 'u16' },
-    reserved: { offset: 52, size: 4, type: 'u32' },
+    p_id: { offset: 52, size: 2, type: 'u16' },
+    cause: { offset: 54, size: 1, type: 'u8' },
+    reserved: { offset: 55, size: 1, type: 'u8' },
     g_addr: { offset: 56, size: 8, type: 'u64' },
+    duration_ns: { offset: 64, size: 8, type: 'u64' },
   },
 } as const satisfies StructLayout;
 
-/** struct runtime_layout: 32 bytes */
+/** struct runtime_layout: 40 bytes */
 export const runtimeLayoutLayout = {
   name: 'runtime_layout',
-  size: 32,
+  size: 40,
   fields: {
     g_goid: { offset: 0, size: 4, type: 'u32' },
     g_parent_goid: { offset: 4, size: 4, type: 'u32' },
@@ -34,7 +37,9 @@ export const runtimeLayoutLayout = {
     g_m: { offset: 16, size: 4, type: 'u32' },
     m_curg: { offset: 20, size: 4, type: 'u32' },
     flags: { offset: 24, size: 4, type: 'u32' },
-    reserved: { offset: 28, size: 4, type: 'u32' },
+    m_p: { offset: 28, size: 4, type: 'u32' },
+    p_id: { offset: 32, size: 4, type: 'u32' },
+    g_schedlink: { offset: 36, size: 4, type: 'u32' },
   },
 } as const satisfies StructLayout;
 
@@ -44,11 +49,17 @@ export const GoroutineEventKind = {
   park: 2,
   ready: 3,
   exit: 4,
+  run: 5,
+  yield: 6,
+  syscall: 7,
 } as const;
 export const GOROUTINE_CREATE = 1;
 export const GOROUTINE_PARK = 2;
 export const GOROUTINE_READY = 3;
 export const GOROUTINE_EXIT = 4;
+export const GOROUTINE_RUN = 5;
+export const GOROUTINE_YIELD = 6;
+export const GOROUTINE_SYSCALL = 7;
 
 /** enum goroutine_probe */
 export const GoroutineProbe = {
@@ -57,12 +68,18 @@ export const GoroutineProbe = {
   gopark: 2,
   ready: 3,
   goexit1: 4,
+  execute: 5,
+  runnable: 6,
+  syscall: 7,
 } as const;
 export const PROBE_NEWPROC1_ENTRY = 0;
 export const PROBE_NEWPROC1_RET = 1;
 export const PROBE_GOPARK = 2;
 export const PROBE_READY = 3;
 export const PROBE_GOEXIT1 = 4;
+export const PROBE_EXECUTE = 5;
+export const PROBE_RUNNABLE = 6;
+export const PROBE_SYSCALL = 7;
 
 /** enum goroutine_limits */
 export const GoroutineLimits = {
@@ -83,3 +100,47 @@ export const COOKIE_LAYOUT_MASK = 65535;
 export const COOKIE_PROBE_SHIFT = 16;
 export const COOKIE_PROBE_MASK = 255;
 export const COOKIE_STACK_CHECK_SHIFT = 24;
+
+/** enum runnable_cause */
+export const RunnableCause = {
+  unknown: 0,
+  ready: 1,
+  created: 2,
+  yielded: 3,
+  preempted: 4,
+  syscall: 5,
+  injected: 6,
+  preemptParked: 7,
+} as const;
+export const RUNNABLE_UNKNOWN = 0;
+export const RUNNABLE_READY = 1;
+export const RUNNABLE_CREATED = 2;
+export const RUNNABLE_YIELDED = 3;
+export const RUNNABLE_PREEMPTED = 4;
+export const RUNNABLE_SYSCALL = 5;
+export const RUNNABLE_INJECTED = 6;
+export const RUNNABLE_PREEMPT_PARKED = 7;
+
+/** struct runnable_stamp: 16 bytes */
+export const runnableStampLayout = {
+  name: 'runnable_stamp',
+  size: 16,
+  fields: {
+    ts_ns: { offset: 0, size: 8, type: 'u64' },
+    window: { offset: 8, size: 4, type: 'u32' },
+    cause: { offset: 12, size: 1, type: 'u8' },
+    pad: { offset: 13, size: 3, type: 'u8[3]' },
+  },
+} as const satisfies StructLayout;
+
+/** struct syscall_stamp: 24 bytes */
+export const syscallStampLayout = {
+  name: 'syscall_stamp',
+  size: 24,
+  fields: {
+    ts_ns: { offset: 0, size: 8, type: 'u64' },
+    goid: { offset: 8, size: 8, type: 'u64' },
+    window: { offset: 16, size: 4, type: 'u32' },
+    pad: { offset: 20, size: 4, type: 'u32' },
+  },
+} as const satisfies StructLayout;

@@ -540,6 +540,12 @@ export class GoroutineTable {
     return s === undefined ? undefined : this.row(s, now);
   }
 
+  /** A live goroutine's creation site (g.gopc; 0 when not known), without making its row. */
+  gopcOf(goid: number): number | undefined {
+    const s = this.slotOf.get(goid);
+    return s === undefined ? undefined : this.gopc[s];
+  }
+
   /** Every live goroutine; `now` (monotonic ns) closes current parks for blockedNs. */
   *rows(now: number): IterableIterator<GoroutineRow> {
     for (const s of this.slotOf.values()) yield this.row(s, now);

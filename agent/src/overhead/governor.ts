@@ -33,6 +33,8 @@ interface ProcState {
   fraction: number;
   cpuAtStart: number;
   countsAtStart: { created: number; parked: number; readied: number; exited: number };
+  /** Hits of the scheduler probes at the window's start (from its records: see schedHits). */
+  schedAtStart: number;
   windows: WindowRecord[];
   /** Cost of every probe over the last measured window, as a share of the process's CPU (budget terms). */
   estimated: { total: number; createExit: number; parkReady: number } | undefined;
@@ -61,7 +63,17 @@ export function processCpuNs(pid: number): number | undefined {
   }
 }
 
-const PARK_PROBES = ['park', 'ready'] as const;
+/** Duty-cycled together: park/ready and the scheduler's (run: execute and its stamps; syscall). */
+const PARK_PROBES = ['park', 'ready', 'run', 'syscall'] as const;
+
+/**
+ * Scheduler probe hits so far, from their records: each run is execute's hit and the stamp before it (ready,
+ * go statement, yield...), a yield is one more, a system call two (enter, exit).
+ */
+function schedHits(proc: TracedProcess): number {
+  const c = proc.sched.counters;
+  return 2 * c.runs + c.yields + c.preemptions + 2 * c.syscalls;
+}
 
 export class OverheadGovernor {
   private readonly state = new Map<number, ProcState>();
@@ -86,6 +98,7 @@ export class OverheadGovernor {
       fraction: 1,
       cpuAtStart: processCpuNs(proc.info.pid) ?? 0,
       countsAtStart: { ...proc.table.counters },
+      schedAtStart: schedHits(proc),
       windows: [],
       estimated: undefined,
     };
@@ -185,7 +198,8 @@ export class OverheadGovernor {
       const cpuPerSecond = cpu !== undefined && seconds > 0 ? (cpu - st.cpuAtStart) / seconds : 0;
       if (st.on && cpuPerSecond > 0) {
         // Records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
-        const parkCost = ((w.parked + w.readied) / this.tracer.parkSampleRate / seconds) * this.opts.nsPerHit;
+        const schedCost = ((schedHits(proc) - st.schedAtStart) / seconds) * this.opts.nsPerHit;
+        const parkCost = ((w.parked + w.readied) / this.tracer.parkSampleRate / seconds) * this.opts.nsPerHit + schedCost;
         const createExitCost = ((w.created + w.exited) / seconds) * this.opts.nsPerHit;
         const room = this.opts.budget * cpuPerSecond - createExitCost;
         st.fraction = parkCost <= 0 ? 1 : Math.min(1, Math.max(0.001, room / parkCost));
@@ -210,6 +224,7 @@ export class OverheadGovernor {
       st.phaseEnd = now + (next ? onMs : offMs) * 1e6;
       st.cpuAtStart = cpu ?? st.cpuAtStart;
       st.countsAtStart = { ...proc.table.counters };
+      st.schedAtStart = schedHits(proc);
     }
   }
 

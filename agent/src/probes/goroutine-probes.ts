@@ -11,7 +11,9 @@ import { GoroutineProbe, probeCookie, type CookieOptions } from '../events/gorou
 import { release as osRelease } from 'node:os';
 import { findProbeSites, type GoBinary } from '../gobinary/index.ts';
 
-export type GoroutineProbeName = 'create' | 'creator' | 'park' | 'ready' | 'exit';
+/** Probe classes, each attached and detached as one: 'run' is the scheduler's (execute and the places a
+ * goroutine becomes runnable), 'syscall' entering and leaving system calls. */
+export type GoroutineProbeName = 'create' | 'creator' | 'park' | 'ready' | 'exit' | 'run' | 'syscall';
 
 export interface ProbeSite {
   probe: GoroutineProbeName;
@@ -85,13 +87,52 @@ function entrySite(bin: GoBinary, spec: Spec): ProbeSite {
   return { ...spec, vaddr: f.entry, fileOffset: f.fileOffset, kind: 'entry', cookie: { stackCheck: false } };
 }
 
-/** Every probe site for the goroutine lifecycle in this binary. */
+/**
+ * The scheduler's sites ('run'): runtime.execute, where a goroutine starts running, first (the agent attaches
+ * in this order, so no stamp is set while nothing takes them), then where goroutines become runnable, each
+ * stamping it for execute: ready (woken), the go statement's queueing, goschedImpl (Gosched and every
+ * preemption), exitsyscall0 / exitsyscallNoP (queued back from a system call), injectglist (batches from the
+ * network poller). preemptPark counts the GC's in-place suspensions. Sites whose function a Go version lacks
+ * are left out. Then the system call hooks ('syscall'): entersyscall, entersyscallblock and exitsyscall are
+ * nosplit: their first instruction is PUSHQ BP, emulated (one trap) on 6.11+.
+ */
+const SCHED_SPECS: Array<Spec & { optional?: boolean }> = [
+  { probe: 'run', program: 'sched_execute', symbol: 'runtime.execute', probeIndex: GoroutineProbe.execute },
+  { probe: 'run', program: 'sched_ready', symbol: 'runtime.ready', probeIndex: GoroutineProbe.runnable },
+  { probe: 'run', program: 'sched_gosched', symbol: 'runtime.goschedImpl', probeIndex: GoroutineProbe.runnable },
+  { probe: 'run', program: 'sched_preempt_park', symbol: 'runtime.preemptPark', probeIndex: GoroutineProbe.runnable, optional: true },
+  { probe: 'run', program: 'sched_syscall_queued', symbol: 'runtime.exitsyscall0', probeIndex: GoroutineProbe.runnable, optional: true },
+  { probe: 'run', program: 'sched_syscall_queued', symbol: 'runtime.exitsyscallNoP', probeIndex: GoroutineProbe.runnable, optional: true },
+  { probe: 'run', program: 'sched_inject', symbol: 'runtime.injectglist', probeIndex: GoroutineProbe.runnable },
+  { probe: 'syscall', program: 'sched_exitsyscall', symbol: 'runtime.exitsyscall', probeIndex: GoroutineProbe.syscall },
+  { probe: 'syscall', program: 'sched_entersyscall', symbol: 'runtime.entersyscall', probeIndex: GoroutineProbe.syscall },
+  { probe: 'syscall', program: 'sched_entersyscall', symbol: 'runtime.entersyscallblock', probeIndex: GoroutineProbe.syscall, optional: true },
+];
+
+function schedSites(bin: GoBinary): ProbeSite[] {
+  const out: ProbeSite[] = [];
+  for (const spec of SCHED_SPECS) {
+    const { optional, ...site } = spec;
+    if (optional && !bin.func(site.symbol)) continue;
+    out.push(entrySite(bin, site));
+    // The go statement's queueing, at the same site as the creation probe.
+    if (spec.program === 'sched_ready') {
+      for (const c of createSites(bin)) {
+        out.push({ ...c, probe: 'run', program: c.kind === 'call' ? 'sched_created_runqput' : 'sched_created_ret', probeIndex: GoroutineProbe.runnable });
+      }
+    }
+  }
+  return out;
+}
+
+/** Every probe site for the goroutine lifecycle and the scheduler in this binary. */
 export function planGoroutineProbes(bin: GoBinary, opts: { creatorAtEntry: boolean }): ProbeSite[] {
   const out: ProbeSite[] = ENTRY_SPECS.map((s) => entrySite(bin, s));
   out.push(...createSites(bin));
   if (opts.creatorAtEntry) {
     out.push(entrySite(bin, { probe: 'creator', program: 'newproc1_entry', symbol: 'runtime.newproc1', probeIndex: GoroutineProbe.newproc1Entry }));
   }
+  out.push(...schedSites(bin));
   return out;
 }
 

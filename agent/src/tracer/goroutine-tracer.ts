@@ -21,6 +21,7 @@ import { GoroutineTable, type TraceOptions } from '../model/goroutine-table.ts';
 import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite } from '../probes/goroutine-probes.ts';
 import { inspectProcess, loadBias, ProcessError, ProcessMemory, type ProcessInfo } from '../proc/process.ts';
 import { monoNowNs } from './clock.ts';
+import { SchedTable } from '../sched/sched-table.ts';
 
 /** Sees every record after it is applied: the record's kind, and the batch view to read it with `ev`. */
 export type RecordVisitor = (p: TracedProcess, kind: number, v: DataView, at: number) => void;
@@ -91,12 +92,17 @@ export interface TracedProcess {
   /** Runtime address minus link-time address (non-zero for PIE). */
   bias: number;
   table: GoroutineTable;
+  /** What the scheduler did with its goroutines (the 'run' and 'syscall' probes). */
+  sched: SchedTable;
   sites: ProbeSite[];
   links: Map<ProbeSite, number>;
   attachedAt: number;
   /** What the inventory found at attach (the goroutines themselves went into the table). */
   inventory: InventoryResult & { at: number; preexisting: number };
 }
+
+/** What attach puts on when the caller does not say: the lifecycle and the scheduler. */
+export const DEFAULT_PROBES: GoroutineProbeName[] = ['create', 'park', 'ready', 'exit', 'run', 'syscall'];
 
 const CREATOR_FROM_ENTRY = 1; // runtime_layout.flags: reserved for the BPF side
 
@@ -142,7 +148,7 @@ export class GoroutineTracer {
       ringBytes: this.opts.ringBytes,
       perfWakeupBytes: 0, // like the ring: never woken, drained every pollMs
       transport: opts.transport,
-      perProcessMaps: ['creator_by_thread'],
+      perProcessMaps: ['creator_by_thread', 'sched_windows', 'runnable_stamps', 'syscall_stamps'],
     });
     this.bpf = source.bpf;
     this.detacher = new Detacher(this.bpf);
@@ -186,6 +192,9 @@ export class GoroutineTracer {
       g_m: f.m.offset,
       m_curg: layout.m.fields.curg.offset,
       flags: f.parentGoid ? 0 : CREATOR_FROM_ENTRY,
+      m_p: layout.m.fields.p.offset,
+      p_id: layout.p.fields.id.offset,
+      g_schedlink: f.schedlink.offset,
     });
     const key = value.toString('hex');
     let id = this.layoutIds.get(key);
@@ -209,7 +218,7 @@ export class GoroutineTracer {
     checkArgumentRegisters(layout);
     const layoutId = this.layoutId(layout);
     const bias = targetLoadBias({ info, binary });
-    const want = new Set<GoroutineProbeName>(opts.probes ?? ['create', 'park', 'ready', 'exit']);
+    const want = new Set<GoroutineProbeName>(opts.probes ?? DEFAULT_PROBES);
     const needCreator = want.has('create') && !layout.g.fields.parentGoid;
     if (needCreator) want.add('creator');
     const sites = planGoroutineProbes(binary, { creatorAtEntry: needCreator }).filter((s) => want.has(s.probe));
@@ -222,6 +231,7 @@ export class GoroutineTracer {
       layoutNote: note,
       bias,
       table: new GoroutineTable({ maxGoroutines: this.opts.maxGoroutinesPerProcess, trace: this.opts.trace }),
+      sched: new SchedTable(this.opts.maxGoroutinesPerProcess),
       sites,
       links: new Map(),
       attachedAt: monoNowNs(),
@@ -230,6 +240,7 @@ export class GoroutineTracer {
     this.procs.set(pid, proc);
     try {
       for (const s of sites) this.attachSite(proc, s);
+      if (want.has('run') || want.has('syscall')) this.newSchedWindow(pid);
       proc.inventory = this.takeInventory(proc);
     } catch (e) {
       void this.detach(pid);
@@ -252,16 +263,31 @@ export class GoroutineTracer {
     const proc = this.procs.get(pid);
     if (!proc) return Promise.resolve();
     const off: number[] = [];
+    let attached = false;
     for (const s of proc.sites) {
       if (s.probe !== probe) continue;
       const link = proc.links.get(s);
-      if (on && link === undefined) this.attachSite(proc, s);
+      if (on && link === undefined) {
+        this.attachSite(proc, s);
+        attached = true;
+      }
       if (!on && link !== undefined) {
         off.push(link);
         proc.links.delete(s);
       }
     }
+    // The scheduler's stamps are good only within the window they were set in: a new one each time its probes
+    // come on (after execute is attached), so no stamp set while execute was off is ever taken.
+    if (attached && (probe === 'run' || probe === 'syscall')) this.newSchedWindow(pid);
     return this.detacher.detach(off);
+  }
+
+  private readonly schedWindows = new Map<number, number>();
+
+  private newSchedWindow(pid: number): void {
+    const w = ((this.schedWindows.get(pid) ?? 0) + 1) >>> 0;
+    this.schedWindows.set(pid, w);
+    this.bpf.updateElem('sched_windows', u32Key(pid), u32Key(w));
   }
 
   private takeInventory(proc: TracedProcess): InventoryResult & { at: number; preexisting: number } {
@@ -299,8 +325,11 @@ export class GoroutineTracer {
     const links = [...proc.links.values()];
     proc.links.clear();
     // Once no probe can run for it: a creation cut short by the exit leaves its creator behind.
+    this.schedWindows.delete(pid);
     return this.detacher.detach(links).then(() => {
-      if (!this.closed && !proc.layout.g.fields.parentGoid) deleteProcessEntries(this.bpf, 'creator_by_thread', pid);
+      if (this.closed) return;
+      if (!proc.layout.g.fields.parentGoid) deleteProcessEntries(this.bpf, 'creator_by_thread', pid);
+      for (const map of ['sched_windows', 'runnable_stamps', 'syscall_stamps']) deleteProcessEntries(this.bpf, map, pid);
     });
   }
 
@@ -327,6 +356,18 @@ export class GoroutineTracer {
           break;
         case GoroutineEventKind.exit:
           t.onExit(ev.goid(v, at), ts);
+          proc.sched.onExit(ev.goid(v, at));
+          break;
+        case GoroutineEventKind.run: {
+          const goid = ev.goid(v, at);
+          proc.sched.onRun(goid, ev.tid(v, at), ev.pId(v, at), ev.cause(v, at), ev.durationNs(v, at), t.gopcOf(goid));
+          break;
+        }
+        case GoroutineEventKind.yield:
+          proc.sched.onYield(ev.goid(v, at), ev.cause(v, at));
+          break;
+        case GoroutineEventKind.syscall:
+          proc.sched.onSyscall(ev.goid(v, at), ev.durationNs(v, at));
           break;
         default:
           this.strayRecords++;

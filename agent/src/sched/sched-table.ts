@@ -1,0 +1,185 @@
+// What the scheduler did with one process's goroutines, from the scheduler probes' records (bpf/goroutines.h:
+// RUN, YIELD, SYSCALL): run-queue latency (runnable -> running) per process, per creation site and per
+// goroutine; yields and preemptions; system call time; the thread (M) and P each goroutine ran on, and how
+// often it changed them. Per-goroutine figures are cumulative while the goroutine lives, so a reader can take
+// differences over any stretch (a request's run-queue time, say); they go with the goroutine's exit.
+import { LatencyHistogram, type LatencySummary } from './latency-histogram.ts';
+
+/** enum runnable_cause (bpf/goroutines.h) by name. */
+export const RunnableCause = {
+  unknown: 0,
+  ready: 1,
+  created: 2,
+  yielded: 3,
+  preempted: 4,
+  syscall: 5,
+  injected: 6,
+  preemptParked: 7,
+} as const;
+export type RunnableCauseName = keyof typeof RunnableCause;
+const causeNames = Object.keys(RunnableCause) as RunnableCauseName[];
+export const runnableCauseName = (c: number): RunnableCauseName => causeNames[c] ?? 'unknown';
+
+/** One goroutine's scheduling, cumulative while it lives. */
+export interface GoroutineSched {
+  /** Times it started running (runtime.execute). */
+  runs: number;
+  /** Runs whose run-queue time is known (the probe saw it become runnable), and their total and longest. */
+  runsTimed: number;
+  runnableNs: number;
+  maxRunnableNs: number;
+  /** runtime.Gosched (and runtime-internal yields through goschedImpl). */
+  yields: number;
+  /** Preempted by the scheduler (time slice, GC request) or suspended in place for the GC (preemptPark). */
+  preemptions: number;
+  syscalls: number;
+  syscallNs: number;
+  /** The thread (tid: one M) and P it last ran on; 0 / -1 before its first run was seen. */
+  tid: number;
+  p: number;
+  /** Runs on another thread, or another P, than the run before. */
+  threadSwitches: number;
+  pSwitches: number;
+}
+
+export interface SchedCounters {
+  runs: number;
+  runsTimed: number;
+  yields: number;
+  preemptions: number;
+  preemptParks: number;
+  syscalls: number;
+  syscallNs: number;
+  threadSwitches: number;
+  pSwitches: number;
+  /** Runs by what made the goroutine runnable. */
+  byCause: Record<RunnableCauseName, number>;
+  /** Goroutines not kept because maxGoroutines were (their runs still count in the process figures). */
+  untracked: number;
+}
+
+export interface SchedSummary {
+  counters: SchedCounters;
+  /** Run-queue latency of every timed run. */
+  runQueue: LatencySummary;
+  /** System call durations. */
+  syscalls: LatencySummary;
+  /** Threads and Ps seen running goroutines. */
+  threads: number;
+  ps: number;
+}
+
+export class SchedTable {
+  readonly counters: SchedCounters = {
+    runs: 0, runsTimed: 0, yields: 0, preemptions: 0, preemptParks: 0, syscalls: 0, syscallNs: 0, threadSwitches: 0, pSwitches: 0,
+    byCause: Object.fromEntries(causeNames.map((n) => [n, 0])) as Record<RunnableCauseName, number>,
+    untracked: 0,
+  };
+  readonly runQueue = new LatencyHistogram();
+  readonly syscallTime = new LatencyHistogram();
+  /** Run-queue latency by creation site (the go statement's pc, g.gopc); 0 for goroutines of unknown site. */
+  readonly runQueueBySite = new Map<number, LatencyHistogram>();
+  private readonly goroutines = new Map<number, GoroutineSched>();
+  /** Runs per thread and per P. */
+  readonly runsByThread = new Map<number, number>();
+  readonly runsByP = new Map<number, number>();
+
+  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000) {}
+
+  private entry(goid: number): GoroutineSched | undefined {
+    let g = this.goroutines.get(goid);
+    if (!g) {
+      if (this.goroutines.size >= this.maxGoroutines) {
+        this.counters.untracked++;
+        return undefined;
+      }
+      g = { runs: 0, runsTimed: 0, runnableNs: 0, maxRunnableNs: 0, yields: 0, preemptions: 0, syscalls: 0, syscallNs: 0, tid: 0, p: -1, threadSwitches: 0, pSwitches: 0 };
+      this.goroutines.set(goid, g);
+    }
+    return g;
+  }
+
+  /** runtime.execute: goid runs on thread tid and P p; runnableNs is its run-queue time when cause is known. */
+  onRun(goid: number, tid: number, p: number, cause: number, runnableNs: number, site: number | undefined): void {
+    const c = this.counters;
+    c.runs++;
+    c.byCause[runnableCauseName(cause)]++;
+    this.runsByThread.set(tid, (this.runsByThread.get(tid) ?? 0) + 1);
+    this.runsByP.set(p, (this.runsByP.get(p) ?? 0) + 1);
+    const timed = cause !== RunnableCause.unknown;
+    if (timed) {
+      c.runsTimed++;
+      this.runQueue.record(runnableNs);
+      const key = site ?? 0;
+      let h = this.runQueueBySite.get(key);
+      if (!h && this.runQueueBySite.size < this.maxSites) this.runQueueBySite.set(key, (h = new LatencyHistogram()));
+      h?.record(runnableNs);
+    }
+    const g = this.entry(goid);
+    if (!g) return;
+    if (g.runs > 0) {
+      if (g.tid !== tid) {
+        g.threadSwitches++;
+        c.threadSwitches++;
+      }
+      if (g.p !== p) {
+        g.pSwitches++;
+        c.pSwitches++;
+      }
+    }
+    g.runs++;
+    g.tid = tid;
+    g.p = p;
+    if (timed) {
+      g.runsTimed++;
+      g.runnableNs += runnableNs;
+      if (runnableNs > g.maxRunnableNs) g.maxRunnableNs = runnableNs;
+    }
+  }
+
+  /** goschedImpl (cause yielded or preempted) or preemptPark. */
+  onYield(goid: number, cause: number): void {
+    const g = this.entry(goid);
+    if (cause === RunnableCause.yielded) {
+      this.counters.yields++;
+      if (g) g.yields++;
+      return;
+    }
+    this.counters.preemptions++;
+    if (cause === RunnableCause.preemptParked) this.counters.preemptParks++;
+    if (g) g.preemptions++;
+  }
+
+  onSyscall(goid: number, ns: number): void {
+    this.counters.syscalls++;
+    this.counters.syscallNs += ns;
+    this.syscallTime.record(ns);
+    const g = this.entry(goid);
+    if (!g) return;
+    g.syscalls++;
+    g.syscallNs += ns;
+  }
+
+  onExit(goid: number): void {
+    this.goroutines.delete(goid);
+  }
+
+  /** A live goroutine's scheduling so far (undefined if it was never seen by a scheduler probe). */
+  of(goid: number): Readonly<GoroutineSched> | undefined {
+    return this.goroutines.get(goid);
+  }
+
+  get size(): number {
+    return this.goroutines.size;
+  }
+
+  summary(): SchedSummary {
+    return {
+      counters: { ...this.counters, byCause: { ...this.counters.byCause } },
+      runQueue: this.runQueue.summary(),
+      syscalls: this.syscallTime.summary(),
+      threads: this.runsByThread.size,
+      ps: this.runsByP.size,
+    };
+  }
+}

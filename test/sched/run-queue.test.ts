@@ -1,0 +1,113 @@
+// Run-queue latency (runnable -> running) from the scheduler probes, against the Go runtime's own
+// /sched/latencies:seconds histogram over the same window, which the traced program reads and prints itself
+// (test/fixtures/schedlat: GOMAXPROCS=1, CPU-bound goroutines yielding to each other, so each waits
+// milliseconds: far above a probe hit's microsecond). p50 and p99 within 20%, on Go 1.22 and the machine's Go
+// (1.26); yields, threads and Ps, and system calls checked against what the program does.
+import t from 'tap';
+import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
+import { RunnableCause } from '../../agent/src/sched/sched-table.ts';
+import { bpfUnavailable } from '../lib/bpf.ts';
+import { buildFixture, GoProgram, sleep } from '../runtime/helpers.ts';
+
+const WINDOW_MS = 5000;
+/** The machine's Go and 1.22 (the oldest with the run-queue histogram as it is now); SCHED_TEST_GO=a,b for others. */
+const versions = process.env.SCHED_TEST_GO ? process.env.SCHED_TEST_GO.split(',') : ['local', '1.22.12'];
+
+interface Bucket { lo: number; hi: number; n: number }
+
+/** The q-quantile of the runtime's histogram, read as Go's metrics docs suggest: linear within its bucket. */
+function goQuantile(buckets: Bucket[], q: number): number {
+  const total = buckets.reduce((a, b) => a + b.n, 0);
+  const rank = q * total;
+  let seen = 0;
+  for (const b of buckets) {
+    if (seen + b.n >= rank) {
+      const hi = b.hi < 0 ? b.lo * 1.25 : b.hi;
+      return b.lo + ((rank - seen) / b.n) * (hi - b.lo);
+    }
+    seen += b.n;
+  }
+  return buckets[buckets.length - 1].lo;
+}
+
+const ms = (ns: number) => `${(ns / 1e6).toFixed(3)} ms`;
+
+t.test('run-queue latency against /sched/latencies:seconds', async (t) => {
+  const why = await bpfUnavailable();
+  if (why) {
+    t.test(why, { skip: why }, async () => {});
+    return;
+  }
+  for (const version of versions) {
+    await t.test(`Go ${version}`, { timeout: 120_000 }, async (t) => {
+      const { bin, skip, goVersion } = buildFixture('schedlat', version);
+      if (!bin) {
+        t.test(skip!, { skip: skip! }, async () => {});
+        return;
+      }
+      t.comment(`toolchain ${goVersion}`);
+      const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
+      t.teardown(() => tracer.close());
+      const p = GoProgram.start(bin);
+      t.teardown(() => p.kill());
+      await p.until(/^READY$/m);
+      const proc = tracer.attach(p.pid);
+      for (const probe of ['run', 'syscall'] as const) {
+        t.ok(proc.sites.some((s) => s.probe === probe && s.program === (probe === 'run' ? 'sched_execute' : 'sched_exitsyscall')), `${probe} probes placed`);
+      }
+      t.comment(proc.sites.filter((s) => s.probe === 'run' || s.probe === 'syscall').map((s) => `${s.program}@${s.symbol}:${s.kind}`).join(' '));
+
+      // Every run (execute) seen: when, and its run-queue time (-1: not known).
+      const runs: Array<[number, number]> = [];
+      tracer.start((_proc, kind, v, at) => {
+        if (kind === GoroutineEventKind.run) runs.push([ev.tsNs(v, at), ev.cause(v, at) === RunnableCause.unknown ? -1 : ev.durationNs(v, at)]);
+      });
+      p.send(`window ${WINDOW_MS}`);
+      const start = Number(/^WINDOW START mono=(\d+)$/m.exec((await p.until(/^WINDOW START mono=\d+$/m))[0])![1]);
+      const endLine = await p.until(/^WINDOW END mono=(\d+) runs=(\d+)$/m, WINDOW_MS + 30_000);
+      const end = Number(endLine[1]);
+      const programRuns = Number(endLine[2]);
+      await sleep(100);
+      await tracer.drain();
+      p.send('quit');
+      await p.until(/^BYE$/m);
+      // The window's runs only: those whose execute fell inside it.
+      const window = runs.filter(([ts]) => ts >= start && ts <= end);
+      const inWindow = window.filter(([, d]) => d >= 0).map(([, d]) => d);
+      const unknownInWindow = window.length - inWindow.length;
+
+      const buckets = [...p.out.matchAll(/^SCHEDLAT lo=(\d+) hi=(-?\d+) n=(\d+)$/gm)].map((m) => ({ lo: Number(m[1]), hi: Number(m[2]), n: Number(m[3]) }));
+      const goSamples = buckets.reduce((a, b) => a + b.n, 0);
+      t.ok(goSamples >= 200, `the runtime sampled ${goSamples} runs in the window (one transition in 8)`);
+      t.ok(inWindow.length >= programRuns, `${inWindow.length} timed runs seen in the window, the workers yielded ${programRuns} times (${unknownInWindow} runs of unknown start)`);
+      t.ok(unknownInWindow <= 0.02 * (inWindow.length + unknownInWindow), `runs with no runnable stamp: ${unknownInWindow}`);
+
+      inWindow.sort((a, b) => a - b);
+      const exact = (q: number) => inWindow[Math.min(inWindow.length - 1, Math.ceil(q * inWindow.length) - 1)];
+      for (const q of [0.5, 0.99]) {
+        const go = goQuantile(buckets, q);
+        const ours = exact(q);
+        t.ok(Math.abs(ours - go) <= 0.2 * go, `p${q * 100}: ours ${ms(ours)}, the runtime's ${ms(go)} (${(((ours - go) / go) * 100).toFixed(1)}%)`);
+      }
+
+      // The product's own figures: the process histogram holds the window's runs (and those around it).
+      const s = proc.sched.summary();
+      t.ok(s.runQueue.count >= inWindow.length, `process histogram: ${s.runQueue.count} runs, p50 ${ms(s.runQueue.p50Ns)}, p99 ${ms(s.runQueue.p99Ns)}`);
+      t.ok(Math.abs(s.runQueue.p50Ns - exact(0.5)) <= 0.2 * exact(0.5), 'its p50 agrees with the window\'s');
+      t.ok(s.counters.yields >= programRuns, `${s.counters.yields} yields (runtime.Gosched) >= the workers' ${programRuns}`);
+      t.ok(s.counters.byCause.yielded > 0.8 * s.counters.runsTimed, `runs after a yield: ${s.counters.byCause.yielded} of ${s.counters.runsTimed}`);
+      t.ok(s.counters.byCause.ready > 0, `runs after a wakeup (the sleeper's timer): ${s.counters.byCause.ready}`);
+      t.equal(s.ps, 1, 'GOMAXPROCS=1: one P ran every goroutine');
+      t.ok(s.syscalls.count > 0, `system calls seen: ${s.syscalls.count} (the program's reads and clock_gettime)`);
+      const bySite = [...proc.sched.runQueueBySite.entries()].filter(([, h]) => h.count > 100);
+      t.ok(bySite.length >= 1, `run-queue latency by creation site: ${bySite.map(([pc, h]) => `0x${pc.toString(16)}: ${h.count} runs, p50 ${ms(h.quantile(0.5))}`).join('; ')}`);
+      const workerSite = bySite.sort((a, b) => b[1].count - a[1].count)[0];
+      t.ok(workerSite[0] > 0, 'the workers\' runs are under their go statement');
+      const g = [...Array(20).keys()].map((i) => proc.sched.of(i)).find((x) => x && x.yields > 10);
+      t.ok(g && g.runs >= g.yields && g.runnableNs > 0 && g.p === 0 && g.tid > 0, `a worker goroutine's own figures: ${JSON.stringify(g)}`);
+      t.equal(tracer.strayRecords, 0, 'no stray records');
+      t.same(Object.values(tracer.lost()).filter((n) => n > 0), [], 'nothing lost');
+    });
+  }
+});
