@@ -1,6 +1,9 @@
-// Bearer-token checks and the rule for when the collector may run without tokens.
+// Bearer tokens: the rule for when the collector may run without them, and the fastify plugin that checks them on
+// every route, HTTP and WebSocket alike.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 
 /** Compare digests, not tokens, so timingSafeEqual always sees equal lengths. */
 export function tokenMatches(expected: string, header: string | undefined): boolean {
@@ -44,4 +47,33 @@ export function checkAuthConfig(host: string | undefined, cfg: AuthConfig & { no
   if (cfg.ingestToken === undefined) open.push('--no-auth: the ingest endpoint takes batches from any process of this machine (no GOROSCOPE_INGEST_TOKEN)');
   if (cfg.apiToken === undefined) open.push('--no-auth: the API, the live stream and /metrics answer any process of this machine (no GOROSCOPE_API_TOKEN)');
   return open;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The token a route needs: the API's (the default), the ingest's, or none (probes, the API description). */
+    auth?: 'api' | 'ingest' | 'open';
+  }
+}
+
+/**
+ * Every route needs the token its config names, checked by one onRequest hook. WebSocket endpoints are routes too
+ * (api/websocket.ts sends upgrade requests through the router), so the same check guards them.
+ */
+export const authPlugin = fp<AuthConfig>(async (app, tokens) => {
+  app.addHook('onRequest', async (req, reply) => {
+    const need = req.routeOptions.config.auth ?? 'api';
+    const token = need === 'ingest' ? tokens.ingestToken : need === 'api' ? tokens.apiToken : undefined;
+    if (token === undefined || tokenMatches(token, req.headers.authorization)) return;
+    return reply.code(401).header('www-authenticate', 'Bearer').send({
+      statusCode: 401, error: 'Unauthorized', message: `missing or wrong ${need === 'api' ? 'API' : 'ingest'} token (Authorization: Bearer <token>)`,
+    });
+  });
+}, { name: 'goroscope-auth' });
+
+/** Routes registered in this context from now on answer without a token (the API's documentation pages). */
+export function openRoutesOf(app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    route.config = { ...route.config, auth: 'open' };
+  });
 }

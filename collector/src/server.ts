@@ -1,13 +1,12 @@
-// Assembles the collector: SQLite store, WebSocket ingest, HTTP API, live stream,
-// OpenTelemetry export and Prometheus metrics, all on one HTTP listener.
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+// Assembles the collector from its parts: the store, the fastify app (auth on every route, HTTP and WebSocket),
+// ingest, the live stream, OpenTelemetry export, retention and Prometheus metrics, all on one HTTP listener.
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
 import type { Database } from 'better-sqlite3';
-import { checkAuthConfig, tokenMatches } from './auth.ts';
-import { bindHost, listenFailure, needsIpv4Fallback, parseListenAddress } from './net/listen-address.ts';
+import { authPlugin, checkAuthConfig, openRoutesOf } from './auth.ts';
+import { bindHost, listenFailure, needsIpv4Fallback, parseListenAddress, type ListenAddress } from './net/listen-address.ts';
 import { databaseSizeBytes, openDatabase } from './store/db.ts';
 import { WriteThread } from './store/write-thread.ts';
 import { BadQueryError, StoreReader } from './store/reader.ts';
@@ -17,7 +16,8 @@ import { IngestQueue } from './ingest/queue.ts';
 import { IngestEndpoint } from './ingest/ws-ingest.ts';
 import { ConnectionLimits } from './ingest/limits.ts';
 import { StreamHub } from './stream/hub.ts';
-import { parseStreamQuery, StreamEndpoint } from './stream/ws-stream.ts';
+import { StreamEndpoint } from './stream/ws-stream.ts';
+import { routeUpgrades, webSocketRoutes, type WebSocketRoutesOptions } from './api/websocket.ts';
 import { OtlpExport, type OtlpOptions } from './otel/otlp-export.ts';
 import type { ProcessInfo } from './otel/spans.ts';
 import { errorSchema } from './api/schemas.ts';
@@ -93,43 +93,130 @@ export const DEFAULT_LIMITS: CollectorLimits = {
 };
 
 const API = '/api/v1';
-/** Routes that answer without an API token: probes and the API description. */
-const OPEN_PATHS = [`${API}/healthz`, `${API}/readyz`, `${API}/openapi.json`];
 
-export async function startCollector(opts: CollectorOptions): Promise<Collector> {
-  const address = parseListenAddress(opts.listen);
-  const { host, port } = address;
-  const warn = opts.warn ?? ((m: string) => process.stderr.write(`goroscope collector: warning: ${m}\n`));
-  for (const w of checkAuthConfig(host, opts)) warn(w);
-  const { ingestToken, apiToken } = opts;
-
+/** The store: the main thread's connection (reads), the writer thread (writes), and the metrics about both. */
+async function openStore(opts: CollectorOptions) {
   const db = openDatabase(opts.db, { synchronous: opts.synchronous });
-  let shuttingDown = false;
   const metrics = createMetrics(() => databaseSizeBytes(db).fileBytes);
-  // Writes go to the store's writer thread (its own connection); this thread reads.
-  let thread: WriteThread;
   try {
-    thread = await WriteThread.start(opts.db, { synchronous: opts.synchronous });
+    const thread = await WriteThread.start(opts.db, { synchronous: opts.synchronous });
+    return { db, metrics, thread, reader: new StoreReader(db) };
   } catch (e) {
     db.close();
     throw e;
   }
-  const reader = new StoreReader(db);
-  const hub = new StreamHub((n) => metrics.streamDropped.inc(n));
+}
 
+/** The fastify instance: TLS, logging, query validation, error answers, OpenAPI and its pages, auth on every route. */
+async function createApp(opts: CollectorOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     logger: opts.logger ?? false,
     bodyLimit: 64 * 1024, // the API takes no bodies
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   });
+  app.addSchema(errorSchema);
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    if (err instanceof BadQueryError) return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: err.message });
+    const code = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (code === 500) app.log.error({ err }, 'request failed');
+    return reply.code(code).send({
+      statusCode: code,
+      error: STATUS_CODES[code] ?? 'Error',
+      message: code === 500 ? 'internal error' : describeValidation(err) ?? err.message,
+    });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0].slice(0, 200)}` });
+  });
+  await app.register(authPlugin, { ingestToken: opts.ingestToken, apiToken: opts.apiToken });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'goroscope collector', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(async (docs) => {
+    openRoutesOf(docs);
+    await docs.register(swaggerUi, { routePrefix: `${API}/docs` });
+  });
+  routeUpgrades(app);
+  return app;
+}
 
+/** /api/v1: the query API, its description and the WebSocket endpoints. */
+const apiRoutes: FastifyPluginAsync<{ ctx: ApiContext; webSockets: WebSocketRoutesOptions }> = async (api, { ctx, webSockets }) => {
+  // ajv's type coercion turns "Infinity" and "1e400" into Infinity and lets it past minimum/maximum.
+  api.addHook('preHandler', async (req) => {
+    const q = req.query as Record<string, unknown> | undefined;
+    if (!q || typeof q !== 'object') return;
+    for (const [key, v] of Object.entries(q)) {
+      if (typeof v === 'number' && !Number.isFinite(v)) {
+        throw Object.assign(new Error(`querystring/${key.slice(0, 64)} must be a finite number`), { statusCode: 400 });
+      }
+    }
+  });
+  for (const routes of [healthRoutes, inventoryRoutes, goroutineRoutes, connectionRoutes, runtimeRoutes, profileRoutes]) await api.register(routes, ctx);
+  await api.register(webSocketRoutes, webSockets);
+  api.get('/openapi.json', { schema: { hide: true, response: { 200: { type: 'object', additionalProperties: true } } }, config: { auth: 'open' } },
+    async () => api.swagger());
+};
+
+/** Retention passes, one at a time, after what is queued is written; on a timer when a bound is set. */
+function retention(opts: CollectorOptions, queue: IngestQueue, thread: WriteThread, metrics: CollectorMetrics, log: FastifyInstance['log']) {
+  let running: Promise<number> | undefined;
+  const run = async () => {
+    if (running) return running;
+    running = (async () => {
+      await queue.idle();
+      const n = await thread.retention(opts.retention ?? {});
+      metrics.retentionDeleted.inc(n);
+      return n;
+    })().finally(() => { running = undefined; });
+    return running;
+  };
+  const bounded = opts.retention?.maxAgeMs !== undefined || opts.retention?.maxBytes !== undefined;
+  const timer = bounded ? setInterval(() => { run().catch((err) => log.error({ err }, 'retention failed')); }, opts.retention?.intervalMs ?? 60_000) : undefined;
+  timer?.unref();
+  return { run, async stop() { clearInterval(timer); await running?.catch(() => 0); } };
+}
+
+/** Listens on the address (0.0.0.0 where a host without IPv6 refuses ::); returns the URL it answers at. */
+async function listen(app: FastifyInstance, address: ListenAddress, tls: boolean): Promise<{ url: string; port: number }> {
+  let host = bindHost(address);
+  try {
+    try {
+      await app.listen({ host, port: address.port });
+    } catch (err) {
+      if (!needsIpv4Fallback(address, err)) throw err;
+      host = '0.0.0.0';
+      await app.listen({ host, port: address.port });
+    }
+  } catch (err) {
+    throw listenFailure(address, err);
+  }
+  const bound = app.server.address();
+  const port = typeof bound === 'object' && bound ? bound.port : address.port;
+  return { url: `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`, port };
+}
+
+export async function startCollector(opts: CollectorOptions): Promise<Collector> {
+  const address = parseListenAddress(opts.listen);
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`goroscope collector: warning: ${m}\n`));
+  for (const w of checkAuthConfig(address.host, opts)) warn(w);
+
+  const { db, metrics, thread, reader } = await openStore(opts);
+  const app = await createApp(opts);
+  let shuttingDown = false;
+
+  // Ingest: validated batches queue for the writer thread; once committed they go to the live stream and OTLP.
+  const hub = new StreamHub((n) => metrics.streamDropped.inc(n));
   const otlpExport = opts.otlpEndpoint
     ? new OtlpExport(opts.otlpEndpoint, opts.export ?? {}, metrics, processInfoLookup(reader),
       (p) => reader.liveGoroutineCounts(p.node, p.pid, p.startTime),
       (signal, e) => app.log.warn({ err: e, signal }, 'OTLP export failed'))
     : undefined;
-
   const queue = new IngestQueue(thread, metrics, (batches) => {
     for (const b of batches) {
       hub.publish(b.agentId, b.node, b.records);
@@ -145,149 +232,44 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
     heartbeatMs: limits.heartbeatMs,
   });
   const stream = new StreamEndpoint(hub, metrics);
-  const ingestLimits = new ConnectionLimits('ingest', limits, metrics);
-  const streamLimits = new ConnectionLimits('stream', limits, metrics);
 
-  app.addSchema(errorSchema);
-  app.setErrorHandler((err: FastifyError, _req, reply) => {
-    if (err instanceof BadQueryError) return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: err.message });
-    const code = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (code === 500) app.log.error({ err }, 'request failed');
-    return reply.code(code).send({
-      statusCode: code,
-      error: STATUS_CODES[code] ?? 'Error',
-      message: code === 500 ? 'internal error' : describeValidation(err) ?? err.message,
-    });
-  });
-  app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0].slice(0, 200)}` });
-  });
-
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'goroscope collector', version: '1' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
+  const isShuttingDown = () => shuttingDown;
+  await app.register(apiRoutes, {
+    prefix: API,
+    ctx: { db, reader, connectedAgents: () => ingest.agents, isShuttingDown },
+    webSockets: {
+      ingest, ingestLimits: new ConnectionLimits('ingest', limits, metrics), stream, streamLimits: new ConnectionLimits('stream', limits, metrics), isShuttingDown,
     },
   });
-  await app.register(swaggerUi, { routePrefix: `${API}/docs` });
-
-  // The API token guards everything but probes and the API description.
-  app.addHook('onRequest', async (req, reply) => {
-    if (!apiToken) return;
-    const path = req.url.split('?')[0];
-    if (OPEN_PATHS.includes(path) || path.startsWith(`${API}/docs`)) return;
-    if (!tokenMatches(apiToken, req.headers.authorization)) {
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ statusCode: 401, error: 'Unauthorized', message: 'missing or wrong API token (Authorization: Bearer <token>)' });
-    }
-  });
-
-  const ctx: ApiContext = { db, reader, connectedAgents: () => ingest.agents, isShuttingDown: () => shuttingDown };
-  await app.register(async (api) => {
-    // ajv's type coercion turns "Infinity" and "1e400" into Infinity and lets it past minimum/maximum.
-    api.addHook('preHandler', async (req) => {
-      const q = req.query as Record<string, unknown> | undefined;
-      if (!q || typeof q !== 'object') return;
-      for (const [key, v] of Object.entries(q)) {
-        if (typeof v === 'number' && !Number.isFinite(v)) {
-          throw Object.assign(new Error(`querystring/${key.slice(0, 64)} must be a finite number`), { statusCode: 400 });
-        }
-      }
-    });
-    await api.register(healthRoutes, ctx);
-    await api.register(inventoryRoutes, ctx);
-    await api.register(goroutineRoutes, ctx);
-    await api.register(connectionRoutes, ctx);
-    await api.register(runtimeRoutes, ctx);
-    await api.register(profileRoutes, ctx);
-    api.get('/openapi.json', { schema: { hide: true, response: { 200: { type: 'object', additionalProperties: true } } } }, async () => app.swagger());
-    // Plain GETs on the WebSocket paths get a hint instead of a 404.
-    for (const path of ['/ingest', '/stream']) {
-      api.get(path, { schema: { hide: true, response: { 426: { $ref: 'Error#' } } } }, async (_req, reply) =>
-        reply.code(426).header('upgrade', 'websocket').send({ statusCode: 426, error: 'Upgrade Required', message: 'this endpoint is a WebSocket' }));
-    }
-  }, { prefix: API });
-
   app.get('/metrics', { schema: { hide: true, response: { 200: { type: 'string' } } } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
-  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => socket.destroy());
-    const url = new URL(req.url ?? '/', 'http://collector');
-    if (shuttingDown) return rejectUpgrade(socket, 503, 'collector shutting down');
-    if (url.pathname === `${API}/ingest`) {
-      if (ingestToken && !tokenMatches(ingestToken, req.headers.authorization)) {
-        return rejectUpgrade(socket, 401, 'missing or wrong ingest token (Authorization: Bearer <token>)');
-      }
-      const refused = ingestLimits.admit(socket);
-      if (refused) return rejectUpgrade(socket, refused.status, refused.message);
-      return ingest.wss.handleUpgrade(req, socket, head, (ws) => ingest.accept(ws, req, socket));
-    }
-    if (url.pathname === `${API}/stream`) {
-      if (apiToken && !tokenMatches(apiToken, req.headers.authorization)) {
-        return rejectUpgrade(socket, 401, 'missing or wrong API token (Authorization: Bearer <token>)');
-      }
-      const filter = parseStreamQuery(url.searchParams);
-      if (typeof filter === 'string') return rejectUpgrade(socket, 400, filter);
-      const refused = streamLimits.admit(socket);
-      if (refused) return rejectUpgrade(socket, refused.status, refused.message);
-      return stream.wss.handleUpgrade(req, socket, head, (ws) => stream.accept(ws, filter));
-    }
-    rejectUpgrade(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
-  });
-
-  let retentionRunning: Promise<number> | undefined;
-  const runRetention = async () => {
-    if (retentionRunning) return retentionRunning;
-    retentionRunning = (async () => {
-      await queue.idle();
-      const n = await thread.retention(opts.retention ?? {});
-      metrics.retentionDeleted.inc(n);
-      return n;
-    })().finally(() => { retentionRunning = undefined; });
-    return retentionRunning;
-  };
-  const hasRetention = opts.retention?.maxAgeMs !== undefined || opts.retention?.maxBytes !== undefined;
-  const retentionTimer = hasRetention
-    ? setInterval(() => { runRetention().catch((err) => app.log.error({ err }, 'retention failed')); }, opts.retention?.intervalMs ?? 60_000)
-    : undefined;
-  retentionTimer?.unref();
-
-  let boundHost = bindHost(address);
+  const retentionPasses = retention(opts, queue, thread, metrics, app.log);
+  let bound: { url: string; port: number };
   try {
-    try {
-      await app.listen({ host: boundHost, port });
-    } catch (err) {
-      if (!needsIpv4Fallback(address, err)) throw err;
-      boundHost = '0.0.0.0';
-      await app.listen({ host: boundHost, port });
-    }
+    bound = await listen(app, address, opts.tls !== undefined);
   } catch (err) {
+    await retentionPasses.stop();
     await thread.close();
     db.close();
-    throw listenFailure(address, err);
+    throw err;
   }
-  const bound = app.server.address();
-  const actualPort = typeof bound === 'object' && bound ? bound.port : port;
-  const urlHost = boundHost.includes(':') ? `[${boundHost}]` : boundHost;
 
   return {
-    url: `${opts.tls ? 'https' : 'http'}://${urlHost}:${actualPort}`,
-    port: actualPort,
+    ...bound,
     app,
     db,
     metrics,
     idle: () => queue.idle(),
-    runRetention,
+    runRetention: retentionPasses.run,
     flushExport: () => otlpExport?.forceFlush() ?? Promise.resolve(),
     async close() {
       if (shuttingDown) return;
       shuttingDown = true;
-      if (retentionTimer) clearInterval(retentionTimer);
       ingest.close();
       stream.close();
       await queue.close();
-      await retentionRunning?.catch(() => 0);
+      await retentionPasses.stop();
       await otlpExport?.shutdown().catch(() => {});
       await app.close();
       await thread.close();
@@ -305,13 +287,6 @@ function describeValidation(err: FastifyError): string | undefined {
   if (v.keyword === 'additionalProperties') return `${where}: unknown parameter '${String(p.additionalProperty).slice(0, 64)}'`;
   if (v.keyword === 'enum') return `${where} must be one of ${JSON.stringify(p.allowedValues)}`;
   return undefined;
-}
-
-function rejectUpgrade(socket: Duplex, status: number, message: string): void {
-  const reason = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' }[status] ?? 'Error';
-  const body = JSON.stringify({ statusCode: status, error: reason, message });
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-    `${status === 401 ? 'WWW-Authenticate: Bearer\r\n' : ''}Connection: close\r\n\r\n${body}`);
 }
 
 /** Process facts for span resources, cached briefly: exited goroutines arrive in bursts. */

@@ -1,6 +1,6 @@
 // API contract: OpenAPI description, JSON errors for bad input, probes and metrics.
 import t from 'tap';
-import { api, gor, proc, TestAgent, testCollector } from './helpers.ts';
+import { api, gor, INGEST_TOKEN, proc, TestAgent, testCollector } from './helpers.ts';
 
 t.test('OpenAPI describes every route with its parameters', async (t) => {
   const c = await testCollector(t);
@@ -39,7 +39,10 @@ t.test('bad input gets a 400 that names the problem', async (t) => {
     t.match(res.body, { statusCode: 400, error: 'Bad Request', message }, path);
   }
   t.match(await api(c, '/api/v1/nowhere'), { status: 404, body: { statusCode: 404, message: /no route GET \/api\/v1\/nowhere/ } });
-  t.match(await api(c, '/api/v1/ingest'), { status: 426, body: { message: /WebSocket/ } });
+  // A WebSocket endpoint answers a plain GET with a hint, to the token it takes (the ingest token for /ingest).
+  t.match(await api(c, '/api/v1/ingest', INGEST_TOKEN), { status: 426, body: { message: /WebSocket/ } });
+  t.match(await api(c, '/api/v1/stream'), { status: 426, body: { message: /WebSocket/ } });
+  t.equal((await api(c, '/api/v1/ingest')).status, 401, 'the ingest endpoint does not take the API token');
 });
 
 t.test('probes and metrics', async (t) => {

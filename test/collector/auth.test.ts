@@ -18,9 +18,33 @@ t.test('API routes need the API token', async (t) => {
   }
   const raw = await fetch(`${c.url}/api/v1/nodes`, { headers: { authorization: `Basic ${API_TOKEN}` } });
   t.equal(raw.status, 401, 'only Bearer');
-  for (const open of ['/api/v1/healthz', '/api/v1/readyz', '/api/v1/openapi.json']) {
+  for (const open of ['/api/v1/healthz', '/api/v1/readyz', '/api/v1/openapi.json', '/api/v1/docs/static/index.html']) {
     t.equal((await api(c, open, null)).status, 200, `${open} is open`);
   }
+});
+
+t.test('one auth check for HTTP routes and WebSocket upgrades: the same answer from both', async (t) => {
+  const c = await testCollector(t);
+  const { default: WebSocket } = await import('ws');
+  /** A refused upgrade's status, WWW-Authenticate and JSON body, as the client reads them off the socket. */
+  const refusedUpgrade = (path: string, token: string | null) => new Promise<{ status: number; challenge: unknown; body: unknown }>((resolve, reject) => {
+    const ws = new WebSocket(`${c.url.replace('http', 'ws')}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    ws.once('open', () => reject(new Error(`${path} upgraded`)));
+    ws.once('unexpected-response', (_q, res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode!, challenge: res.headers['www-authenticate'], body: JSON.parse(body) }));
+    });
+  });
+  for (const [path, token, want] of [['/api/v1/stream', INGEST_TOKEN, /API token/], ['/api/v1/ingest', API_TOKEN, /ingest token/], ['/api/v1/stream', null, /API token/]] as const) {
+    const up = await refusedUpgrade(path, token);
+    const http = await fetch(`${c.url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    t.match(up, { status: 401, challenge: 'Bearer', body: { statusCode: 401, error: 'Unauthorized', message: want } }, `${path} upgrade with ${token}`);
+    t.same(up.body, await http.json(), `${path}: the upgrade is refused as the plain request is`);
+  }
+  // Past auth, each endpoint's own checks answer over the same path.
+  t.match(await refusedUpgrade('/api/v1/stream?kind=nothing', API_TOKEN), { status: 400, body: { message: /querystring\/kind/ } });
+  t.match(await refusedUpgrade('/api/v1/elsewhere', API_TOKEN), { status: 404, body: { message: /no route GET \/api\/v1\/elsewhere/ } });
 });
 
 t.test('ingest needs the ingest token', async (t) => {
