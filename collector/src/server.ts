@@ -217,12 +217,14 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
       (p) => reader.liveGoroutineCounts(p.node, p.pid, p.startTime),
       (signal, e) => app.log.warn({ err: e, signal }, 'OTLP export failed'))
     : undefined;
+  // A live stream shows the batches that arrived after it subscribed.
   const queue = new IngestQueue(thread, metrics, (batches) => {
     for (const b of batches) {
+      if (!b.records) continue;
       hub.publish(b.agentId, b.node, b.records);
       otlpExport?.onRecords(b.node, b.records);
     }
-  });
+  }, () => hub.size > 0 || otlpExport !== undefined);
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const ingest = new IngestEndpoint(queue, (hello) => thread.recordAgent(hello), metrics, {
     maxMessageBytes: opts.maxMessageBytes ?? 16 * 1024 * 1024,

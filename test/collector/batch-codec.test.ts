@@ -28,3 +28,9 @@ t.test('a batch survives the trip to the writer thread', async (t) => {
   t.same(out.filter((r) => r.kind === 'goroutine'), goroutines.map(stored), 'goroutines, in their order, with what the store keeps');
   t.equal(new Set(enc.strings).size, enc.strings.length, 'each string once');
 });
+
+t.test('a goroutine blocked for many reasons fits however few records share the batch', async (t) => {
+  const many = Object.fromEntries(['chan receive', 'chan send', 'select', 'IO wait', 'sleep', 'semacquire'].map((r, i) => [r, (i + 1) * 1000]));
+  const goroutines = [gor(10, 1, { blockedByReason: many }), gor(10, 2, { blockedByReason: { select: 5 } })];
+  t.same(decodeBatch(encodeBatch(goroutines)), goroutines.map(stored));
+});

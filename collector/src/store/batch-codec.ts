@@ -32,19 +32,16 @@ export function encodeBatch(records: AgentRecord[]): EncodedBatch {
     return i;
   };
   const others: AgentRecord[] = [];
-  const goroutines: GoroutineRecord[] = [];
-  let size = 0;
-  for (const r of records) {
-    if (r.kind !== 'goroutine') others.push(r);
-    else {
-      goroutines.push(r);
-      size += FIELDS + 2 * Object.keys(r.blockedByReason).length;
-    }
-  }
-  const out = new Float64Array(size);
+  // One pass: room for one blocked-by-reason pair a record, grown when a batch has more.
+  let out: Float64Array = new Float64Array(records.length * (FIELDS + 2));
   let o = 0;
   const nul = (v: number | null) => (v === null ? NaN : v);
-  for (const g of goroutines) {
+  for (const g of records) {
+    if (g.kind !== 'goroutine') {
+      others.push(g);
+      continue;
+    }
+    if (o + FIELDS > out.length) out = grow(out, o + FIELDS);
     out[o++] = g.pid;
     out[o++] = g.goid;
     out[o++] = nul(g.parentGoid);
@@ -63,19 +60,41 @@ export function encodeBatch(records: AgentRecord[]): EncodedBatch {
     out[o++] = g.preexisting ? 1 : 0;
     out[o++] = g.system ? 1 : 0;
     out[o++] = g.observedAt;
-    const reasons = Object.entries(g.blockedByReason);
-    out[o++] = reasons.length;
-    for (const [reason, ns] of reasons) {
+    const count = o++;
+    let pairs = 0;
+    const byReason = g.blockedByReason;
+    for (const reason in byReason) {
+      if (o + 2 > out.length) out = grow(out, o + 2);
       out[o++] = str(reason);
-      out[o++] = ns;
+      out[o++] = byReason[reason];
+      pairs++;
     }
+    out[count] = pairs;
   }
+  out = out.subarray(0, o);
   return { strings, goroutines: out, others: JSON.stringify(others) };
+}
+
+/** A copy with room for at least `need` numbers. */
+function grow(a: Float64Array, need: number): Float64Array {
+  const b = new Float64Array(Math.max(need, a.length * 2));
+  b.set(a);
+  return b;
 }
 
 /** The records again: the others first (a process before its goroutines), then the goroutines in their order. */
 export function decodeBatch(b: EncodedBatch): AgentRecord[] {
-  const records = JSON.parse(b.others) as AgentRecord[];
+  const records: AgentRecord[] = [];
+  readBatch(b, (r) => records.push(r));
+  return records;
+}
+
+/**
+ * Each record in decodeBatch's order, one at a time: the writer stores each as it comes, so a group's records are
+ * never all alive together (tens of thousands of objects that outlived the young generation made the writer's GC).
+ */
+export function readBatch(b: EncodedBatch, each: (r: AgentRecord) => void): void {
+  for (const r of JSON.parse(b.others) as AgentRecord[]) each(r);
   const s = b.strings;
   const g = b.goroutines;
   const str = (i: number) => (i === NONE ? null : s[i]);
@@ -105,7 +124,6 @@ export function decodeBatch(b: EncodedBatch): AgentRecord[] {
     const pairs = g[o + 18];
     o += FIELDS;
     for (let k = 0; k < pairs; k++, o += 2) r.blockedByReason[s[g[o]]] = g[o + 1];
-    records.push(r);
+    each(r);
   }
-  return records;
 }

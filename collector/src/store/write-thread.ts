@@ -15,6 +15,8 @@ export interface BatchToWrite {
   epoch: string;
   node: string;
   seq: number;
+  /** How many records the batch holds (ingested_batches.records). */
+  records: number;
   batch: EncodedBatch;
 }
 

@@ -8,7 +8,6 @@ import type { Database } from 'better-sqlite3';
 import { openDatabase, type OpenOptions } from './db.ts';
 import { StoreWriter } from './writer.ts';
 import { Retention, type RetentionOptions } from './retention.ts';
-import { decodeBatch } from './batch-codec.ts';
 import type { HelloMessage } from '../protocol/records.ts';
 import type { BatchToWrite, WriteRequest, WriteResult } from './write-thread.ts';
 
@@ -41,17 +40,16 @@ function runWriter(db: Database): void {
   const writer = new StoreWriter(db);
 
   const writeGroup = (batches: BatchToWrite[], now: number): WriteResult[] => {
-    const parsed = batches.map((b) => decodeBatch(b.batch));
-    const writeOne = (b: BatchToWrite, i: number): WriteResult => (writer.writeBatch(b.agentId, b.epoch, b.node, b.seq, parsed[i], now) ? 'stored' : 'duplicate');
+    const writeOne = (b: BatchToWrite): WriteResult => (writer.writeEncodedBatch(b.agentId, b.epoch, b.node, b.seq, b.batch, b.records, now) ? 'stored' : 'duplicate');
     try {
       return db.transaction(() => batches.map(writeOne))();
     } catch (err) {
       writer.clearCache(); // rolled back: cached ids may not exist
       if (batches.length === 1) return [{ error: (err as Error).message }];
       // Only the bad batch fails: the others again, one transaction each.
-      return batches.map((b, i) => {
+      return batches.map((b) => {
         try {
-          return db.transaction(() => writeOne(b, i))();
+          return db.transaction(() => writeOne(b))();
         } catch (e) {
           writer.clearCache();
           return { error: (e as Error).message };

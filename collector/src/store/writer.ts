@@ -5,6 +5,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type {
   AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, ProfileRecord, StackRecord, WindowRecord,
 } from '../protocol/records.ts';
+import { readBatch, type EncodedBatch } from './batch-codec.ts';
 
 const b = (v: boolean) => (v ? 1 : 0);
 
@@ -179,10 +180,22 @@ export class StoreWriter {
     return true;
   }
 
+  /** writeBatch for a batch as the writer thread receives it (batch-codec.ts), each record stored as it is read. */
+  writeEncodedBatch(agentId: string, epoch: string, node: string, seq: number, batch: EncodedBatch, records: number, now = Date.now()): boolean {
+    if (this.insertBatch.run(agentId, epoch, seq, records, now).changes === 0) return false;
+    this.writing(() => readBatch(batch, (r) => this.writeOne(node, r, now, agentId)));
+    return true;
+  }
+
   /** Store records of one node. Call inside a transaction. */
   writeRecords(node: string, records: AgentRecord[], now = Date.now(), agentId = ''): void {
+    this.writing(() => { for (const r of records) this.writeOne(node, r, now, agentId); });
+  }
+
+  /** Runs `write`, then writes what it added up (group counts, id marks). */
+  private writing(write: () => void): void {
     try {
-      for (const r of records) this.writeOne(node, r, now, agentId);
+      write();
       this.flushGroups();
       for (const [minute, id] of this.idMarks) this.markMinute.run(minute, id);
     } catch (e) {
