@@ -1,6 +1,6 @@
 // goroscope benchmarks, side by side in one run (never timed tests): `npm run bench`.
 //
-//   npm run bench -- [--only hit-cost,http,pipeline,memory,startup,tcp-attach,stacks] [--quick] [--out bench/results] [--go local]
+//   npm run bench -- [--only hit-cost,http,pipeline,memory,startup,tcp-attach,stacks,scan] [--quick] [--out bench/results] [--go local]
 //                    [--memory-goroutines 1000000] [--stacks-goroutines 100000]
 //
 // Writes <out>/latest.json (every figure with its unit, target and the command that produced it) and
@@ -18,11 +18,12 @@ import { runMemory } from './memory.ts';
 import { runStartup } from './startup.ts';
 import { runTcpAttach } from './tcp-attach.ts';
 import { runStacks } from './stacks.ts';
+import { runScan } from './scan.ts';
 import { runCollectorApi, runCollectorCrash, runCollectorIngest } from './collector.ts';
 import { renderMarkdown } from './report.ts';
 import { repoRoot, type BenchContext, type Figure } from './lib.ts';
 
-export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup', 'tcp-attach', 'stacks', 'collector-ingest', 'collector-crash', 'collector-api'] as const;
+export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup', 'tcp-attach', 'stacks', 'scan', 'collector-ingest', 'collector-crash', 'collector-api'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 export interface BenchResults {
@@ -111,6 +112,7 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   startup: () => runStartup(ctx),
   'tcp-attach': () => runTcpAttach(ctx),
   stacks: () => runStacks(ctx, args['stacks-goroutines'] ? Number(args['stacks-goroutines']) : undefined),
+  scan: () => runScan(ctx),
   'collector-ingest': () => runCollectorIngest(ctx, {
     agents: num(args['collector-agents']), seconds: num(args['collector-seconds']), baseline: args['collector-baseline'], rounds: num(args['collector-rounds']),
   }),

@@ -126,6 +126,9 @@ type Entry struct {
 	// Work is runtime.workType (the type of runtime.work): pauseStart, the GC pause start before Go 1.22
 	// (null since, when stopTheWorldWithSema returns it in a worldStop).
 	Work Struct `json:"work"`
+	// Sched is runtime.schedt (the type of runtime.sched): goidgen, the last goroutine id handed out in
+	// batches to the Ps (each P's unused ids are p.goidcache up to p.goidcacheend).
+	Sched Struct `json:"sched"`
 
 	IntArgRegisters []string        `json:"intArgRegisters"`
 	Functions       map[string]Func `json:"functions"`
@@ -167,7 +170,7 @@ var gFields = []string{"goid", "parentGoid", "gopc", "startpc", "atomicstatus", 
 	"schedlink", "m", "labels", "lockedm"}
 var gOptional = map[string]bool{"parentGoid": true, "lockedm": true}
 var mFields = []string{"g0", "curg", "procid", "id", "p", "preemptoff"}
-var pFields = []string{"id", "status", "m"}
+var pFields = []string{"id", "status", "m", "goidcache", "goidcacheend"}
 
 var probeFunctions = []string{"newproc1", "gopark", "goready", "goexit1", "ready", "injectglist",
 	"stopTheWorldWithSema", "startTheWorldWithSema", "gcMarkTermination", "throw", "fatal", "fatalpanic"}
@@ -175,6 +178,7 @@ var panicFields = []string{"arg", "link"}
 var mstatsFields = []string{"numgc", "last_gc_nanotime"}
 var workFields = []string{"pauseStart"}
 var workOptional = map[string]bool{"pauseStart": true}
+var schedFields = []string{"goidgen"}
 
 const systemRuleText = "A goroutine is a system goroutine (hidden by runtime.Stack(buf, true) and goroutine dumps " +
 	"at GOTRACEBACK<=1) iff the name of its start function (g.startpc) begins with systemPrefix, except that " +
@@ -392,7 +396,7 @@ func readBinary(path string, e *Entry, src *sourceInfo) error {
 	}
 	info := &dwarfInfo{d: d, structs: map[string]dwarf.Offset{}, funcs: map[string][]*dwarf.Entry{}, inline: map[string]bool{}}
 	wantStruct := map[string]bool{"runtime.g": true, "runtime.m": true, "runtime.p": true, "runtime._panic": true,
-		"runtime.mstats": true, "runtime.workType": true}
+		"runtime.mstats": true, "runtime.workType": true, "runtime.schedt": true}
 	wantFunc := map[string]bool{}
 	for _, fn := range probeFunctions {
 		wantFunc["runtime."+fn] = true
@@ -463,6 +467,9 @@ func readBinary(path string, e *Entry, src *sourceInfo) error {
 		return err
 	}
 	if e.Work, err = info.structLayout("runtime.workType", workFields, workOptional); err != nil {
+		return err
+	}
+	if e.Sched, err = info.structLayout("runtime.schedt", schedFields, nil); err != nil {
 		return err
 	}
 	e.Functions = map[string]Func{}

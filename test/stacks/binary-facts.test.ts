@@ -9,7 +9,7 @@ import { FrameResolver } from '../../agent/src/gobinary/frames.ts';
 import { findModuledata, moduledataGofuncOffset } from '../../agent/src/gobinary/moduledata.ts';
 import { DwarfData, DwarfIndex, structMembers } from '../../agent/src/gobinary/dwarf.ts';
 import { layoutForBinary, parseGoVersion } from '../../agent/src/gobinary/layouts.ts';
-import { gFields } from '../../agent/src/stacks/read-goroutines.ts';
+import { gFields } from '../../agent/src/inventory/allgs.ts';
 import { ProcessMemory } from '../../agent/src/proc/process.ts';
 import { buildStacksFixture, StacksProcess } from '../lib/stacks-fixture.ts';
 

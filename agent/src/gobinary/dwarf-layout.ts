@@ -21,10 +21,11 @@ const G_FIELDS = ['goid', 'parentGoid', 'gopc', 'startpc', 'atomicstatus', 'wait
   'stack.lo', 'stack.hi', 'sched', 'sched.sp', 'sched.pc', 'sched.bp', 'sched.g', 'schedlink', 'm', 'labels', 'lockedm'];
 const G_OPTIONAL = new Set(['parentGoid', 'lockedm']);
 const M_FIELDS = ['g0', 'curg', 'procid', 'id', 'p', 'preemptoff'];
-const P_FIELDS = ['id', 'status', 'm'];
+const P_FIELDS = ['id', 'status', 'm', 'goidcache', 'goidcacheend'];
 const PANIC_FIELDS = ['arg', 'link'];
 const MSTATS_FIELDS = ['numgc', 'last_gc_nanotime'];
 const WORK_FIELDS = ['pauseStart'];
+const SCHED_FIELDS = ['goidgen'];
 const PROBED: ProbedFunction[] = ['newproc1', 'gopark', 'goready', 'goexit1', 'ready', 'injectglist',
   'stopTheWorldWithSema', 'startTheWorldWithSema', 'gcMarkTermination', 'throw', 'fatal', 'fatalpanic'];
 
@@ -74,6 +75,7 @@ export function layoutFromDwarf(elf: ElfFile, base: RuntimeLayout, goVersion?: s
   const panic = struct('runtime._panic', PANIC_FIELDS, new Set(), base.panic);
   const mstats = struct('runtime.mstats', MSTATS_FIELDS, new Set(), base.mstats);
   const work = struct('runtime.workType', WORK_FIELDS, new Set(WORK_FIELDS), base.work);
+  const sched = struct('runtime.schedt', SCHED_FIELDS, new Set(), base.sched);
 
   const functions = {} as Record<ProbedFunction, FunctionLayout>;
   for (const fn of PROBED) {
@@ -106,6 +108,7 @@ export function layoutFromDwarf(elf: ElfFile, base: RuntimeLayout, goVersion?: s
     panic,
     mstats,
     work,
+    sched,
     intArgRegisters: base.intArgRegisters,
     functions,
     waitReasonNames,

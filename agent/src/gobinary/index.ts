@@ -5,6 +5,8 @@ import { ElfFile, ElfFormatError } from './elf.ts';
 import { Pclntab } from './pclntab.ts';
 import { Symbolizer, type SourceLocation } from './symbolize.ts';
 import { AllgsLocation, findAllgs } from './allgs.ts';
+import { findGoidGen, type GoidGenLocation } from './goidgen.ts';
+import type { RuntimeLayout } from './layouts.ts';
 import { FrameResolver } from './frames.ts';
 import { GoWrappers } from './go-wrappers.ts';
 
@@ -53,6 +55,8 @@ export interface GoBinary {
   fileOffset(vaddr: number): number;
   /** undefined when neither symbols nor code give it away. */
   allgs: AllgsLocation | undefined;
+  /** The goroutine-id generator (sched.goidgen, allp); undefined when neither symbols nor code give it away. */
+  goidgen(layout: RuntimeLayout): GoidGenLocation | undefined;
 }
 
 export function openGoBinary(path: string): GoBinary {
@@ -107,6 +111,7 @@ function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
     return off;
   };
   let allgs: AllgsLocation | undefined | null = null; // null: not computed yet (it decodes code)
+  let goidgen: GoidGenLocation | undefined | null = null;
   const symbolizer = new Symbolizer(pclntab);
   const minor = Number(/^go1\.(\d+)/.exec(version)?.[1] ?? 0);
   let frames: FrameResolver | undefined;
@@ -139,6 +144,10 @@ function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
     get allgs() {
       if (allgs === null) allgs = findAllgs(elf, pclntab);
       return allgs;
+    },
+    goidgen(layout) {
+      if (goidgen === null) goidgen = findGoidGen(elf, layout);
+      return goidgen;
     },
   };
 }

@@ -34,12 +34,15 @@ export type GField =
 /** Fields of runtime.g that some versions lack (parentGoid: before Go 1.21). */
 export type GOptionalField = 'parentGoid' | 'lockedm';
 export type MField = 'g0' | 'curg' | 'procid' | 'id' | 'p' | 'preemptoff';
-export type PField = 'id' | 'status' | 'm';
+/** goidcache..goidcacheend: the ids a P took from sched.goidgen and has not handed out yet. */
+export type PField = 'id' | 'status' | 'm' | 'goidcache' | 'goidcacheend';
 /** runtime._panic (fatalpanic's argument) and runtime.mstats (the type of runtime.memstats). */
 export type PanicField = 'arg' | 'link';
 export type MStatsField = 'numgc' | 'last_gc_nanotime';
 /** runtime.workType (runtime.work): pauseStart, the GC pause start before Go 1.22 (null since). */
 export type WorkOptionalField = 'pauseStart';
+/** runtime.schedt (runtime.sched): goidgen, the last goroutine id handed to a P's cache (batches of 16). */
+export type SchedField = 'goidgen';
 
 /** amd64 ABIInternal integer argument registers, in assignment order. */
 export type AbiRegister = 'RAX' | 'RBX' | 'RCX' | 'RDI' | 'RSI' | 'R8' | 'R9' | 'R10' | 'R11';
@@ -98,6 +101,7 @@ export interface RuntimeLayout {
   panic: StructLayout<PanicField>;
   mstats: StructLayout<MStatsField>;
   work: StructLayout<never, WorkOptionalField>;
+  sched: StructLayout<SchedField>;
   intArgRegisters: AbiRegister[];
   functions: Record<ProbedFunction, FunctionLayout>;
   /** waitReason constant names; index = numeric value. */

@@ -9,7 +9,7 @@ import type { CycleRecord, FatalRecord, PauseRecord, RuntimeEventsTracer, Runtim
 import type { LeakDetector } from '../analysis/leaks.ts';
 import type { AgentProfiles } from '../profiles/agent-profiles.ts';
 import type { StackTable } from '../stacks/stack-table.ts';
-import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import type { GoroutineTracer, TracedProcess } from '../tracer/goroutine-tracer.ts';
 import type { OverheadGovernor } from '../overhead/governor.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
 import { monoNowNs } from '../tracer/clock.ts';
@@ -108,7 +108,7 @@ export class AgentMetrics {
       },
     });
 
-    const lifecycle = (name: string, help: string, pick: (c: { created: number; exited: number; parked: number; readied: number }) => number) =>
+    const lifecycle = (name: string, help: string, pick: (proc: TracedProcess) => number) =>
       new Counter({
         name,
         help,
@@ -116,12 +116,17 @@ export class AgentMetrics {
         registers: [r],
         collect() {
           this.reset();
-          traced().forEach((proc, i) => this.inc({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe }, pick(proc.table.counters)));
+          traced().forEach((proc, i) => this.inc({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe }, pick(proc)));
         },
       });
-    lifecycle('goroscope_goroutines_created_total', 'Goroutines created while observed.', (c) => c.created);
-    lifecycle('goroscope_goroutines_exited_total', 'Goroutines that exited while observed.', (c) => c.exited);
-    lifecycle('goroscope_goroutine_parks_total', 'Parks recorded (sampled by the overhead budget).', (c) => c.parked);
+    // Creations and exits from the runtime's memory (its goroutine-id generator, allgs) as of the last scan,
+    // whatever probes are on, or the probes' counts when those are ahead (records newer than the last scan).
+    // Both only grow and neither overcounts, so the larger is the truer.
+    lifecycle('goroscope_goroutines_created_total', "Goroutines created while observed (the runtime's goroutine ids, exact within a P's batch of 16 racing the read).", (p) => Math.max(p.scan.counts.sinceAttach()?.created ?? 0, p.table.counters.created));
+    lifecycle('goroscope_goroutines_exited_total', 'Goroutines that exited while observed (creations less the growth of the live count).', (p) => Math.max(p.scan.counts.sinceAttach()?.exited ?? 0, p.table.counters.exited));
+    lifecycle('goroscope_goroutine_parks_total', 'Parks recorded (sampled by the overhead budget).', (p) => p.table.counters.parked);
+    lifecycle('goroscope_goroutine_scans_total', "Reads of the runtime's goroutine list (states and counts from memory).", (p) => p.scan.counts.scans);
+    lifecycle('goroscope_goroutine_scan_seconds_total', "Agent time spent reading the runtime's goroutine list.", (p) => p.scan.counts.scanNs / 1e9);
 
     new Gauge({
       name: 'goroscope_probe_overhead_ratio',

@@ -2,6 +2,12 @@
 // 160 bytes each (bench: scripts/bench), with a bounded number of rows: past the bound new goroutines are
 // counted as untracked rather than stored.
 //
+// What it says about a goroutine's state (status, wait reason) comes from the newest of two sources: the probes'
+// events and the scans of the runtime's own goroutine list (applyScan). Each row keeps the time of the source
+// that set its state, so an event older than a scan never overwrites it and a scan never undoes a newer event;
+// with the park/ready probes off, the scans alone keep states true, and goroutines that vanished from the
+// runtime's list are ended (exits derived from memory).
+//
 // It also keeps what the trace model needs (collector/src/otel/trace-model.ts): each goroutine's unit of work
 // (the root of its trace, decided once at creation), and its long parks with the goroutine that woke it.
 
@@ -63,6 +69,19 @@ export const defaultTraceOptions: TraceOptions = { unitRootAgeMs: 1000, maxJoine
 /** Which span of a goroutine that started at `start` holds time t (ns): 0 for the first segmentNs, and so on. */
 export const segmentAt = (start: number, t: number, segmentNs: number): number => (t > start ? Math.floor((t - start) / segmentNs) : 0);
 
+/** One goroutine as a scan of the runtime's list read it (inventory/allgs.ts InventoryGoroutine). */
+export interface ScannedGoroutine {
+  goid: number;
+  gAddr: number;
+  parentGoid: number | null;
+  /** Go's status without the _Gscan bit. */
+  status: number;
+  waitReason: number | null;
+  gopc: number;
+  startPc: number;
+  waitingSince: number | null;
+}
+
 /** What the table knows of one goroutine, as plain values. */
 export interface GoroutineRow {
   goid: number;
@@ -111,6 +130,10 @@ export interface TableCounters {
   resumedUnseen: number;
   /** Goroutines not stored because the table was full. */
   untracked: number;
+  /** Goroutines first seen in a scan (created while no creation probe was on, or its record not in yet). */
+  foundByScan: number;
+  /** Goroutines found gone by a scan with no exit seen (exit probes off, or its record lost). */
+  endedByScan: number;
   /** Long parks dropped because a goroutine had more than maxLongParks waiting to be shipped. */
   longParksDropped: number;
 }
@@ -124,7 +147,7 @@ export interface GoroutineTableOptions {
 
 export class GoroutineTable {
   readonly maxGoroutines: number;
-  readonly counters: TableCounters = { created: 0, parked: 0, readied: 0, exited: 0, resumedUnseen: 0, untracked: 0, longParksDropped: 0 };
+  readonly counters: TableCounters = { created: 0, parked: 0, readied: 0, exited: 0, resumedUnseen: 0, untracked: 0, longParksDropped: 0, foundByScan: 0, endedByScan: 0 };
   readonly trace: TraceOptions;
   private readonly rootAgeNs: number;
   private readonly parkSpanMinNs: number;
@@ -138,7 +161,16 @@ export class GoroutineTable {
   private goid = new Float64Array(0);
   private parent = new Float64Array(0);
   private state = new Uint8Array(0);
+  /** The wait reason of the current state (NO_REASON unless waiting), from the same source as state. */
   private reason = new Uint8Array(0);
+  /** Monotonic ns of the event or scan that set state: only a newer one may change it. */
+  private stateAt = new Float64Array(0);
+  /** The reason of the park in progress as the probes saw it; NO_REASON when no park is open. */
+  private parkReason = new Uint8Array(0);
+  /** The scan that last saw it (scan generation). */
+  private seenIn = new Uint32Array(0);
+  /** When it was first seen, for a goroutine found by a scan (its creation unseen); NaN otherwise. */
+  private firstSeen = new Float64Array(0);
   private flags = new Uint8Array(0);
   private gopc = new Float64Array(0);
   private startPc = new Float64Array(0);
@@ -173,6 +205,7 @@ export class GoroutineTable {
   /** Goroutines seen accepting connections, with the children each started lately (which one serves a connection). */
   private readonly acceptors = new Map<number, { goids: number[]; ts: number[] }>();
   private exitedHead = 0;
+  private scanGeneration = 0;
   private exitSerial = 0;
   /** Goroutines whose row changed since the last takeChanged(). */
   private changed = new Set<number>();
@@ -206,6 +239,10 @@ export class GoroutineTable {
     this.parent = f64(this.parent);
     this.state = u8(this.state);
     this.reason = u8(this.reason);
+    this.stateAt = f64(this.stateAt);
+    this.parkReason = u8(this.parkReason);
+    this.seenIn = u32(this.seenIn);
+    this.firstSeen = f64(this.firstSeen);
     this.flags = u8(this.flags);
     this.gopc = f64(this.gopc);
     this.startPc = f64(this.startPc);
@@ -243,6 +280,10 @@ export class GoroutineTable {
     this.parent[n] = NaN;
     this.state[n] = GStatus.unknown;
     this.reason[n] = NO_REASON;
+    this.stateAt[n] = -Infinity;
+    this.parkReason[n] = NO_REASON;
+    this.seenIn[n] = this.scanGeneration;
+    this.firstSeen[n] = NaN;
     this.flags[n] = 0;
     this.gopc[n] = 0;
     this.startPc[n] = 0;
@@ -270,13 +311,16 @@ export class GoroutineTable {
     this.flags[s] |= FLAG_PREEXISTING;
     this.changed.add(g.goid);
     this.parent[s] = g.parentGoid ?? NaN;
-    this.state[s] = g.status;
-    this.reason[s] = g.status === GStatus.waiting && g.waitReason !== null ? g.waitReason : NO_REASON;
     this.gopc[s] = g.gopc;
     this.startPc[s] = g.startPc;
-    this.parkAt[s] = g.status === GStatus.waiting ? (g.waitingSince ?? seenAt) : NaN;
-    this.waitSince[s] = this.parkAt[s];
     this.gAddr[s] = g.gAddr;
+    if (seenAt < this.stateAt[s]) return; // an event about it came in first: it is newer
+    this.state[s] = g.status;
+    this.reason[s] = g.status === GStatus.waiting && g.waitReason !== null ? g.waitReason : NO_REASON;
+    this.stateAt[s] = seenAt;
+    this.parkAt[s] = g.status === GStatus.waiting ? (g.waitingSince ?? seenAt) : NaN;
+    this.parkReason[s] = this.reason[s];
+    this.waitSince[s] = this.parkAt[s];
   }
 
   onCreate(goid: number, parentGoid: number, gopc: number, startPc: number, ts: number, gAddr = 0): void {
@@ -303,8 +347,9 @@ export class GoroutineTable {
     this.gopc[s] = gopc;
     this.startPc[s] = startPc;
     this.createdAt[s] = ts;
-    this.state[s] = GStatus.runnable;
-    this.gAddr[s] = gAddr;
+    this.firstSeen[s] = NaN;
+    if (gAddr) this.gAddr[s] = gAddr;
+    this.setState(s, GStatus.runnable, NO_REASON, ts);
     this.changed.add(goid);
   }
 
@@ -313,10 +358,9 @@ export class GoroutineTable {
     this.sawRunning(goid, ts);
     const s = this.slot(goid);
     if (s < 0) return;
-    this.state[s] = GStatus.waiting;
-    this.reason[s] = reason;
     this.parkAt[s] = ts;
-    this.waitSince[s] = ts;
+    this.parkReason[s] = reason;
+    if (this.setState(s, GStatus.waiting, reason, ts)) this.waitSince[s] = ts;
     if (gAddr) this.gAddr[s] = gAddr;
     this.parkCount[s]++;
     this.changed.add(goid);
@@ -327,9 +371,8 @@ export class GoroutineTable {
     this.sawRunning(wakerGoid, ts);
     const s = this.slot(goid);
     if (s < 0) return;
-    if (this.state[s] === GStatus.waiting) this.endPark(s, ts, wakerGoid);
-    this.state[s] = GStatus.runnable;
-    this.waitSince[s] = NaN;
+    if (this.parkReason[s] !== NO_REASON) this.endPark(s, ts, wakerGoid);
+    this.setState(s, GStatus.runnable, NO_REASON, ts);
     this.readyAt[s] = ts;
     this.readyCount[s]++;
     this.changed.add(goid);
@@ -339,12 +382,23 @@ export class GoroutineTable {
     this.counters.exited++;
     const s = this.slotOf.get(goid);
     if (s === undefined) return;
-    if (this.state[s] === GStatus.waiting) {
+    this.end(s, ts);
+  }
+
+  /** Told of every goroutine that leaves the table (exit seen, or found gone by a scan): tables kept beside it. */
+  onEnded?: (goid: number) => void;
+
+  /** Removes a goroutine that exited at ts (seen by the exit probe, or found gone by a scan). */
+  private end(s: number, ts: number): void {
+    const goid = this.goid[s];
+    this.onEnded?.(goid);
+    if (this.parkReason[s] !== NO_REASON) {
       this.endPark(s, ts);
       this.counters.resumedUnseen++;
     }
     // The park is over: the row must not count it again as current (it did, doubling blocked time).
     this.state[s] = GStatus.dead;
+    this.reason[s] = NO_REASON;
     this.parkAt[s] = NaN;
     this.waitSince[s] = NaN;
     const row = this.row(s, ts);
@@ -374,12 +428,73 @@ export class GoroutineTable {
     if (goid === 0) return; // g0: the runtime itself
     const s = this.slotOf.get(goid);
     if (s === undefined) return;
-    if (this.state[s] === GStatus.waiting) {
+    if (this.parkReason[s] !== NO_REASON && ts >= this.parkAt[s]) {
       this.endPark(s, ts);
       this.counters.resumedUnseen++;
     }
-    this.waitSince[s] = NaN;
-    this.state[s] = GStatus.running;
+    this.setState(s, GStatus.running, NO_REASON, ts);
+  }
+
+  /** Sets the state from a source of time `at`, unless a newer one set it already. True when it did. */
+  private setState(s: number, state: number, reason: number, at: number): boolean {
+    if (at < this.stateAt[s]) return false;
+    if (state !== GStatus.waiting || this.state[s] !== GStatus.waiting || this.reason[s] !== reason) this.waitSince[s] = NaN;
+    this.state[s] = state;
+    this.reason[s] = reason;
+    this.stateAt[s] = at;
+    return true;
+  }
+
+  /**
+   * What a scan of the runtime's goroutine list read, the list's reads having started at `at` (monotonic ns).
+   * Apply it once the events recorded before `at` are in (the tracer waits a few reader polls): a row whose
+   * state an event set after `at` keeps it; every other row takes the runtime's. A goroutine the table lacks is
+   * added (its creation unseen); one the table holds that the runtime no longer lists has exited. With
+   * `complete` false (some g could not be read), nobody is ended.
+   */
+  applyScan(gs: readonly ScannedGoroutine[], at: number, complete = true): { found: number; ended: number } {
+    const gen = ++this.scanGeneration;
+    let found = 0;
+    let ended = 0;
+    for (const g of gs) {
+      let s = this.slotOf.get(g.goid);
+      if (s === undefined) {
+        if (this.exitedByGoid.has(g.goid)) continue; // its exit is in: read in its last microseconds
+        s = this.slot(g.goid);
+        if (s < 0) continue;
+        found++;
+        this.counters.foundByScan++;
+        this.firstSeen[s] = at;
+        this.parent[s] = g.parentGoid ?? NaN;
+        this.gopc[s] = g.gopc;
+        this.startPc[s] = g.startPc;
+        this.changed.add(g.goid);
+      }
+      this.seenIn[s] = gen;
+      if (g.gAddr) this.gAddr[s] = g.gAddr;
+      const reason = g.status === GStatus.waiting && g.waitReason !== null ? g.waitReason : NO_REASON;
+      const before = this.state[s];
+      const beforeReason = this.reason[s];
+      if (!this.setState(s, g.status, reason, at)) continue;
+      if (before !== g.status || beforeReason !== reason) this.changed.add(g.goid);
+      if (g.status === GStatus.waiting && Number.isNaN(this.waitSince[s])) this.waitSince[s] = g.waitingSince ?? at;
+      // A park the probes saw open that the runtime says is over (or is another park now): it ended unseen.
+      if (this.parkReason[s] !== NO_REASON && this.parkAt[s] <= at && !(g.status === GStatus.waiting && reason === this.parkReason[s])) {
+        this.endPark(s, at);
+        this.counters.resumedUnseen++;
+      }
+    }
+    if (complete) {
+      for (const s of [...this.slotOf.values()]) {
+        if (this.seenIn[s] === gen || this.stateAt[s] > at) continue;
+        const created = this.createdAt[s];
+        if (!Number.isNaN(created) && created > at) continue;
+        ended++;
+        this.counters.endedByScan++;
+        this.end(s, at);
+      }
+    }
+    return { found, ended };
   }
 
   /**
@@ -388,10 +503,9 @@ export class GoroutineTable {
    */
   suspendParkTracking(ts: number): void {
     for (const s of this.slotOf.values()) {
-      if (this.state[s] !== GStatus.waiting || Number.isNaN(this.parkAt[s])) continue;
-      const reason = this.reason[s];
+      if (this.parkReason[s] === NO_REASON) continue;
+      // Still waiting as far as we know, for the same reason: the state stays until a scan or event says otherwise.
       this.endPark(s, ts);
-      this.reason[s] = reason; // still waiting as far as we know, for the same reason
       this.parkAt[s] = NaN;
     }
   }
@@ -399,15 +513,16 @@ export class GoroutineTable {
   /** Ends the current park at ts; wakerGoid is the goroutine that readied it, when a ready was seen. */
   private endPark(s: number, ts: number, wakerGoid?: number): void {
     const since = this.parkAt[s];
-    if (!Number.isNaN(since) && ts >= since) {
+    const reason = this.parkReason[s];
+    if (!Number.isNaN(since) && ts >= since && reason !== NO_REASON) {
       const d = ts - since;
       this.blocked[s] += d;
       let m = this.byReason.get(s);
       if (!m) this.byReason.set(s, (m = new Map()));
-      m.set(this.reason[s], (m.get(this.reason[s]) ?? 0) + d);
-      if (d >= this.parkSpanMinNs) this.keepLongPark(s, { reason: this.reason[s], from: since, to: ts, waker: wakerGoid ? this.placeAt(wakerGoid, ts) : null });
+      m.set(reason, (m.get(reason) ?? 0) + d);
+      if (d >= this.parkSpanMinNs) this.keepLongPark(s, { reason, from: since, to: ts, waker: wakerGoid ? this.placeAt(wakerGoid, ts) : null });
     }
-    this.reason[s] = NO_REASON;
+    this.parkReason[s] = NO_REASON;
   }
 
   private keepLongPark(s: number, p: LongPark): void {
@@ -449,7 +564,8 @@ export class GoroutineTable {
 
   private startOf(s: number): number {
     const c = this.createdAt[s];
-    return Number.isNaN(c) ? this.preexistingSeenAt : c;
+    if (!Number.isNaN(c)) return c;
+    return Number.isNaN(this.firstSeen[s]) ? this.preexistingSeenAt : this.firstSeen[s];
   }
 
   /** The long parks of a live goroutine not shipped yet; they are handed over once. */
@@ -508,9 +624,11 @@ export class GoroutineTable {
   private row(s: number, now: number): GoroutineRow {
     const nan = (x: number) => (Number.isNaN(x) ? null : x);
     const waiting = this.state[s] === GStatus.waiting;
-    const current = waiting && !Number.isNaN(this.parkAt[s]) && now >= this.parkAt[s] ? now - this.parkAt[s] : 0;
+    // The park in progress as the probes saw it, while the state still says so.
+    const open = waiting && this.parkReason[s] === this.reason[s] && this.parkReason[s] !== NO_REASON;
+    const current = open && !Number.isNaN(this.parkAt[s]) && now >= this.parkAt[s] ? now - this.parkAt[s] : 0;
     const byReason = new Map(this.byReason.get(s) ?? []);
-    if (current > 0) byReason.set(this.reason[s], (byReason.get(this.reason[s]) ?? 0) + current);
+    if (current > 0) byReason.set(this.parkReason[s], (byReason.get(this.parkReason[s]) ?? 0) + current);
     return {
       goid: this.goid[s],
       parentGoid: nan(this.parent[s]),
@@ -577,6 +695,6 @@ export class GoroutineTable {
 
   /** Bytes held by the columns (the Map of goids comes on top). */
   columnBytes(): number {
-    return this.capacity * (8 * 12 + 4 * 2 + 1 * 4);
+    return this.capacity * (8 * 14 + 4 * 3 + 1 * 5);
   }
 }

@@ -101,6 +101,8 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
     await tracer.drain();
     await runtime?.drain();
     await tcp?.drain();
+    // The last look, from memory: every event recorded before it is applied now, so whichever is newer wins.
+    tracer.scanNow(cmd.pid);
     const snap = buildSnapshot(proc, { system: cmd.system, lost: tracer.lostTotal() });
     if (runtime && parts.state('runtime')?.up) snap.runtime = runtime.summary(cmd.pid);
     if (tcp) snap.connections = tcp.connections(cmd.pid);

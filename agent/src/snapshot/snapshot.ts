@@ -40,6 +40,13 @@ export interface Snapshot {
     untracked: number;
   };
   inventory: { preexisting: number; unreadable: number; dead: number };
+  /**
+   * Goroutines created and exited since attach, from the runtime's own memory (its goroutine-id generator and
+   * allgs), whatever probes were on; null when the id generator cannot be found (a stripped binary).
+   */
+  lifecycle: { created: number; exited: number; live: number; exact: boolean; note: string } | null;
+  /** The scans of the runtime's goroutine list: how many, the last one's cost, the interval. */
+  scans: { count: number; lastMs: number; usPerGoroutine: number; intervalMs: number };
   probes: Array<{ probe: string; symbol: string; site: string; address: string; attached: boolean }>;
   /** The process's TCP connections (open, and closed while observed); listeners are left out. */
   connections?: ConnectionRecord[];
@@ -152,6 +159,8 @@ export function buildSnapshot(proc: TracedProcess, opts: SnapshotOptions): Snaps
       untracked: c.untracked,
     },
     inventory: { preexisting: proc.inventory.preexisting, unreadable: proc.inventory.unreadable, dead: proc.inventory.dead },
+    lifecycle: lifecycleOf(proc),
+    scans: scansOf(proc),
     probes: proc.sites.map((s) => ({
       probe: s.probe,
       symbol: s.symbol,
@@ -159,6 +168,26 @@ export function buildSnapshot(proc: TracedProcess, opts: SnapshotOptions): Snaps
       address: `0x${s.vaddr.toString(16)}`,
       attached: proc.links.has(s),
     })),
+  };
+}
+
+/** Creations and exits since attach from the runtime's memory, with what bounds their error. */
+export function lifecycleOf(proc: TracedProcess): Snapshot['lifecycle'] {
+  const c = proc.scan.counts.sinceAttach();
+  if (!c) return null;
+  const note = c.exact
+    ? 'from sched.goidgen less the Ps\' unused ids: exact but for a P taking its next 16 ids while they were read'
+    : 'from sched.goidgen alone (no runtime.allp): up to 16 per P too high, the ids each P took and has not used';
+  return { created: c.created, exited: c.exited, live: c.live, exact: c.exact, note };
+}
+
+export function scansOf(proc: TracedProcess): Snapshot['scans'] {
+  const c = proc.scan.counts;
+  return {
+    count: c.scans,
+    lastMs: c.lastScanNs / 1e6,
+    usPerGoroutine: c.goroutinesRead ? c.scanNs / 1e3 / c.goroutinesRead : 0,
+    intervalMs: c.intervalMs,
   };
 }
 
@@ -182,6 +211,7 @@ export function formatSnapshot(s: Snapshot): string {
       lines.push(`estimated probe cost ${pct(est.total)} of the process's CPU (create/exit ${pct(est.createExit)}, park/ready ${pct(est.parkReady)})${over}`);
     }
   }
+  if (s.lifecycle) lines.push(`from memory since attach: created ${s.lifecycle.created}, exited ${s.lifecycle.exited}, live ${s.lifecycle.live} (${s.lifecycle.note})`);
   for (const p of s.parts ?? []) if (!p.up && p.detail) lines.push(p.detail);
   lines.push(`goroutines ${s.totals.goroutines} (+${s.totals.systemGoroutines} runtime)  preexisting ${s.inventory.preexisting}`);
   if (s.runtime) {

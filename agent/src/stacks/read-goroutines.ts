@@ -8,6 +8,7 @@ import type { GoBinary } from '../gobinary/index.ts';
 import type { FrameResolver } from '../gobinary/frames.ts';
 import type { RuntimeLayout } from '../gobinary/layouts.ts';
 import type { ProcessMemory } from '../proc/process.ts';
+import { gFields, readAllgsList, type GFields } from '../inventory/allgs.ts';
 import { formatArgs } from './args.ts';
 import { unwindStack, type UnwindContext } from './unwind.ts';
 
@@ -77,54 +78,6 @@ export interface ReadSummary {
   reads: number;
 }
 
-const MAX_ALLGS = 50_000_000;
-
-interface GFields {
-  size: number;
-  goid: number;
-  parentGoid: number | null;
-  gopc: number;
-  startpc: number;
-  status: number;
-  waitreason: number;
-  waitsince: number;
-  stackLo: number;
-  stackHi: number;
-  schedSp: number;
-  schedPc: number;
-  schedBp: number;
-  syscallSp: number;
-  syscallPc: number;
-  lockedm: number | null;
-}
-
-/**
- * Where a g keeps what a stack walk needs. syscallsp and syscallpc follow g.sched (a gobuf) directly in every Go
- * version from 1.16 to 1.27 (runtime2.go), so they come from the layout's sched field rather than a copy of it.
- */
-export function gFields(layout: RuntimeLayout): GFields {
-  const f = layout.g.fields;
-  const afterSched = f.sched.offset + f.sched.size;
-  return {
-    size: layout.g.size,
-    goid: f.goid.offset,
-    parentGoid: f.parentGoid ? f.parentGoid.offset : null,
-    gopc: f.gopc.offset,
-    startpc: f.startpc.offset,
-    status: f.atomicstatus.offset,
-    waitreason: f.waitreason.offset,
-    waitsince: f.waitsince.offset,
-    stackLo: f['stack.lo'].offset,
-    stackHi: f['stack.hi'].offset,
-    schedSp: f['sched.sp'].offset,
-    schedPc: f['sched.pc'].offset,
-    schedBp: f['sched.bp'].offset,
-    syscallSp: afterSched,
-    syscallPc: afterSched + 8,
-    lockedm: f.lockedm ? f.lockedm.offset : null,
-  };
-}
-
 const u64 = (b: Buffer, o: number) => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 0x1_0000_0000;
 
 export interface StackReaderTarget {
@@ -148,8 +101,6 @@ export function readGoroutineStacks(
   opts: ReadOptions = {},
 ): ReadSummary {
   const { layout, binary } = target;
-  const allgs = binary.allgs;
-  if (!allgs) throw new Error(`cannot find runtime.allgs in ${binary.path}`);
   const F = gFields(layout);
   const S = layout.statuses;
   const scanBit = layout.scanBit;
@@ -168,12 +119,9 @@ export function readGoroutineStacks(
     opts.only.forEach((a, i) => list.writeBigUInt64LE(BigInt(a), i * 8));
     summary.allgs = opts.only.length;
   } else {
-    const header = mem.read(allgs.addr + target.bias, 16);
-    if (header.length < 16) throw new Error(`cannot read runtime.allgs at 0x${(allgs.addr + target.bias).toString(16)}`);
-    const ptr = u64(header, 0);
-    const len = u64(header, 8);
-    if (len > MAX_ALLGS) throw new Error(`runtime.allgs has an implausible length ${len}`);
-    list = mem.read(ptr, len * 8);
+    const read = readAllgsList(mem, target);
+    list = read.list;
+    const len = read.len;
     summary.allgs = len;
     summary.unreadable += len - Math.floor(list.length / 8);
     summary.reads += 2;
@@ -348,3 +296,4 @@ function sameContext(F: GFields, a: Buffer, b: Buffer, scanBit: number): boolean
   }
   return a[F.waitreason] === b[F.waitreason];
 }
+

@@ -16,7 +16,8 @@ import {
 } from '../events/goroutine-event.ts';
 import { openSharedGoBinary, type GoBinary } from '../gobinary/index.ts';
 import { argRegister, layoutForBinary, type RuntimeLayout } from '../gobinary/layouts.ts';
-import { readAllGoroutines, type InventoryResult } from '../inventory/allgs.ts';
+import type { InventoryResult } from '../inventory/allgs.ts';
+import { GoroutineScanner, LifecycleCounts, type Scannable, type ScanOptions } from '../inventory/scanner.ts';
 import { GoroutineTable, type TraceOptions } from '../model/goroutine-table.ts';
 import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite } from '../probes/goroutine-probes.ts';
 import { inspectProcess, loadBias, ProcessError, ProcessMemory, type ProcessInfo } from '../proc/process.ts';
@@ -36,6 +37,8 @@ export interface TracerOptions {
   trace?: Partial<TraceOptions>;
   /** Ring buffer (5.8+) or perf event arrays; auto picks what the kernel has (GOROSCOPE_EVENT_TRANSPORT). */
   transport?: EventTransport | 'auto';
+  /** How often each process's goroutine list is re-read (inventory/scanner.ts); false: only at attach. */
+  scan?: ScanOptions | false;
 }
 
 export interface AttachOptions {
@@ -99,6 +102,8 @@ export interface TracedProcess {
   attachedAt: number;
   /** What the inventory found at attach (the goroutines themselves went into the table). */
   inventory: InventoryResult & { at: number; preexisting: number };
+  /** Its memory and counts for the scans of its goroutine list. */
+  scan: Scannable;
 }
 
 /** What attach puts on when the caller does not say: the lifecycle and the scheduler. */
@@ -123,7 +128,9 @@ export class GoroutineTracer {
   readonly bpf: BpfObject;
   private readonly layoutIds = new Map<string, number>();
   private readonly procs = new Map<number, TracedProcess>();
-  private readonly opts: Required<Omit<TracerOptions, 'transport'>>;
+  private readonly opts: Required<Omit<TracerOptions, 'transport' | 'scan'>>;
+  /** Re-reads each process's goroutine list (undefined: only the inventory at attach). */
+  readonly scanner?: GoroutineScanner;
   readonly transport: EventTransport;
   /** Records for processes we no longer (or never) traced: uprobes on a shared binary can see them. */
   strayRecords = 0;
@@ -151,6 +158,7 @@ export class GoroutineTracer {
       perProcessMaps: ['creator_by_thread', 'sched_windows', 'runnable_stamps', 'syscall_stamps'],
     });
     this.bpf = source.bpf;
+    if (opts.scan !== false) this.scanner = new GoroutineScanner({ applyDelayMs: 3 * this.opts.pollMs, ...opts.scan });
     this.detacher = new Detacher(this.bpf);
     this.transport = source.transport;
     this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
@@ -222,6 +230,8 @@ export class GoroutineTracer {
     const needCreator = want.has('create') && !layout.g.fields.parentGoid;
     if (needCreator) want.add('creator');
     const sites = planGoroutineProbes(binary, { creatorAtEntry: needCreator }).filter((s) => want.has(s.probe));
+    const table = new GoroutineTable({ maxGoroutines: this.opts.maxGoroutinesPerProcess, trace: this.opts.trace });
+    const mem = new ProcessMemory(pid);
     const proc: TracedProcess = {
       info,
       binary,
@@ -230,13 +240,16 @@ export class GoroutineTracer {
       layoutExact: exact,
       layoutNote: note,
       bias,
-      table: new GoroutineTable({ maxGoroutines: this.opts.maxGoroutinesPerProcess, trace: this.opts.trace }),
+      table,
       sched: new SchedTable(this.opts.maxGoroutinesPerProcess),
       sites,
       links: new Map(),
       attachedAt: monoNowNs(),
-      inventory: { goroutines: [], unreadable: 0, dead: 0, at: 0, preexisting: 0 },
+      inventory: { goroutines: [], allgs: 0, unreadable: 0, dead: 0, ids: null, bytesRead: 0, reads: 0, at: 0, preexisting: 0 },
+      scan: { pid, binary, layout, bias, table, mem, counts: new LifecycleCounts() },
     };
+    // A goroutine a scan finds gone leaves the scheduler's table too (its exit may not have been probed).
+    table.onEnded = (goid) => proc.sched.onExit(goid);
     this.procs.set(pid, proc);
     try {
       for (const s of sites) this.attachSite(proc, s);
@@ -246,6 +259,7 @@ export class GoroutineTracer {
       void this.detach(pid);
       throw e;
     }
+    this.scanner?.add(proc.scan);
     return proc;
   }
 
@@ -291,26 +305,24 @@ export class GoroutineTracer {
   }
 
   private takeInventory(proc: TracedProcess): InventoryResult & { at: number; preexisting: number } {
-    const allgs = proc.binary.allgs;
-    if (!allgs) throw new ProcessError(`pid ${proc.info.pid}: cannot find runtime.allgs in ${proc.info.exe}`);
-    const f = proc.layout.g.fields;
-    const mem = new ProcessMemory(proc.info.pid);
+    if (!proc.binary.allgs) throw new ProcessError(`pid ${proc.info.pid}: cannot find runtime.allgs in ${proc.info.exe}`);
+    const { result: inv, at } = GoroutineScanner.read(proc.scan);
+    for (const g of inv.goroutines) proc.table.addPreexisting(g, at);
+    // The table holds them now; keeping the list too would double the memory per goroutine.
+    return { ...inv, goroutines: [], preexisting: inv.goroutines.length, at };
+  }
+
+  /**
+   * Re-reads a process's goroutine list and applies it at once: call it after drain(), when no event recorded
+   * before now can still be on its way (a snapshot's last look). Undefined when the process is gone.
+   */
+  scanNow(pid: number): InventoryResult | undefined {
+    const proc = this.procs.get(pid);
+    if (!proc) return undefined;
     try {
-      const at = monoNowNs();
-      const inv = readAllGoroutines(mem, allgs.addr + proc.bias, {
-        goid: f.goid.offset,
-        parentGoid: f.parentGoid ? f.parentGoid.offset : null,
-        gopc: f.gopc.offset,
-        startpc: f.startpc.offset,
-        atomicstatus: f.atomicstatus.offset,
-        waitreason: f.waitreason.offset,
-        waitsince: f.waitsince.offset,
-      });
-      for (const g of inv.goroutines) proc.table.addPreexisting(g, at);
-      // The table holds them now; keeping the list too would double the memory per goroutine.
-      return { ...inv, goroutines: [], preexisting: inv.goroutines.length, at };
-    } finally {
-      mem.close();
+      return GoroutineScanner.scanNow(proc.scan);
+    } catch {
+      return undefined;
     }
   }
 
@@ -322,6 +334,8 @@ export class GoroutineTracer {
     const proc = this.procs.get(pid);
     if (!proc) return Promise.resolve();
     this.procs.delete(pid);
+    this.scanner?.remove(pid);
+    proc.scan.mem.close();
     const links = [...proc.links.values()];
     proc.links.clear();
     // Once no probe can run for it: a creation cut short by the exit leaves its creator behind.
@@ -405,6 +419,7 @@ export class GoroutineTracer {
   }
 
   async close(): Promise<void> {
+    this.scanner?.stop();
     await this.drain();
     for (const pid of [...this.procs.keys()]) void this.detach(pid);
     await this.detacher.idle();
