@@ -10,6 +10,11 @@ import { spawnSync } from 'node:child_process';
 import { Registry } from 'prom-client';
 import { HttpTracer, type ServerRequest } from '../../agent/src/http/http-tracer.ts';
 import { RequestMetrics } from '../../agent/src/http/request-metrics.ts';
+import { requestRecord } from '../../agent/src/http/request-records.ts';
+import { parseAgentMessage } from '../../collector/src/protocol/validate.ts';
+import { TraceModel } from '../../collector/src/otel/trace-model.ts';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildFixture, GoProgram, sleep } from '../runtime/helpers.ts';
@@ -197,6 +202,35 @@ t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_0
   t.equal(value('goroscope_http_server_request_duration_seconds_count', { pid }), seen.length + grpc.length, 'duration histogram: every request');
   const sleptS = value('goroscope_http_server_request_parked_seconds_total', { pid, route: 'GET /sleep/{ms}', wait_reason: 'sleep' });
   t.ok(sleptS >= 0.16 && sleptS < 0.25, `parked seconds on sleep in GET /sleep/{ms}: ${sleptS.toFixed(3)} (2 x 80 ms)`);
+
+  // Records for the collector pass its own validation, and become spans: a SERVER span per request (named by
+  // its route), its goroutine's parks as child spans.
+  const all = proc.requests;
+  const records = all.map((r) => requestRecord(r));
+  const parsed = parseAgentMessage(JSON.stringify({ type: 'batch', agentId: 'test', seq: 1, records }));
+  t.ok(parsed.ok, `request records pass the collector's validation${parsed.ok ? '' : `: ${parsed.error}`}`);
+  const model = new TraceModel();
+  const key = { node: 'test', pid: server.pid, startTime: 1 };
+  const resource = resourceFromAttributes({ 'service.name': 'httpserver' });
+  const sleepRec = records.find((x) => x.route === 'GET /sleep/{ms}' && x.protocol === 'http/1.1')!;
+  const spans = model.spans(sleepRec, key, resource);
+  t.equal(spans[0].name, 'GET /sleep/{ms}', 'span name: the route');
+  t.equal(spans[0].kind, SpanKind.SERVER, 'a SERVER span');
+  t.equal(spans[0].attributes['http.route'], '/sleep/{ms}', 'http.route');
+  t.equal(spans[0].attributes['http.response.status_code'], 200, 'http.response.status_code');
+  const park = spans.find((x) => x.name === 'park sleep');
+  t.ok(park, 'the sleep is a child span');
+  t.equal(park?.parentSpanContext?.spanId, spans[0].spanContext().spanId, 'the park hangs under the request');
+  t.equal(park?.spanContext().traceId, spans[0].spanContext().traceId, 'in the same trace');
+  const failRec = records.find((x) => x.route === 'GET /fail')!;
+  t.equal(model.spans(failRec, key, resource)[0].status.code, SpanStatusCode.ERROR, 'a 5xx is an error span');
+  const grpcSpan = model.spans(records.find((x) => x.protocol === 'grpc')!, key, resource)[0];
+  t.equal(grpcSpan.name, 'grpc.health.v1.Health/Check', 'gRPC span named service/method');
+  t.equal(grpcSpan.attributes['rpc.system'], 'grpc', 'rpc.system');
+  const joined = model.spans({ ...sleepRec, traceParent: { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' } }, key, resource)[0];
+  t.equal(joined.spanContext().traceId, '4bf92f3577b34da6a3ce929d0e0e4736', "with a traceparent: the caller's trace");
+  t.equal(joined.parentSpanContext?.spanId, '00f067aa0ba902b7', "under the caller's span");
+
   await red.forget(server.pid);
   t.notMatch(await registry.metrics(), new RegExp(`pid="${pid}"`), 'a gone process takes its series with it');
 });

@@ -29,6 +29,7 @@ import type { AgentOtlp } from './otlp.ts';
 import { firstLine } from '../health/explain.ts';
 import { HttpTracer } from '../http/http-tracer.ts';
 import { RequestMetrics } from '../http/request-metrics.ts';
+import { RequestSampler } from '../http/request-records.ts';
 
 export interface AgentOptions {
   /** The goroscope collector (ws:// or wss://); none: export over OTLP only. */
@@ -320,6 +321,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     metadata.forget?.(pid);
     void runtime?.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
     requests?.forget(pid);
+    requestSampler.forget(pid);
     void requestMetrics.forget(pid);
     tcp?.unregisterGoProcess(pid);
   };
@@ -358,9 +360,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     stacks: profiles && { table: stackTable, profiles }, segmentReportsDropped: () => builder.segmentReportsDropped,
   });
   const requestMetrics = new RequestMetrics(metrics.registry, requests);
+  // Every request counts in the metrics; records (spans) within each process's budget, weighted by what they stand for.
+  const requestSampler = new RequestSampler();
   if (requests) {
     try {
-      requests.start((p, r) => requestMetrics.onRequest(p, r));
+      requests.start((p, r) => {
+        requestMetrics.onRequest(p, r);
+        const rec = requestSampler.take(r);
+        if (rec) queue.push(rec);
+      });
     } catch (e) {
       parts.fail('requests', e);
     }

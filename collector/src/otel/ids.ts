@@ -68,6 +68,15 @@ export const pauseSpanIds = (p: ProcessKey, startedAt: number): SpanIds => ({
   spanId: hex(8, 'pause', p.node, p.pid, p.startTime, startedAt),
 });
 
+/** A request's span: in the caller's trace when it sent a traceparent, else in a trace of its own. */
+export const requestSpanIds = (p: ProcessKey, goid: number, startedAt: number, traceId?: string): SpanIds => ({
+  traceId: traceId ?? hex(16, 'req', p.node, p.pid, p.startTime, goid, startedAt),
+  spanId: hex(8, 'req', p.node, p.pid, p.startTime, goid, startedAt),
+});
+
+export const requestParkSpanId = (p: ProcessKey, goid: number, startedAt: number, parkFrom: number) =>
+  hex(8, 'reqpark', p.node, p.pid, p.startTime, goid, startedAt, parkFrom);
+
 export const fatalSpanIds = (p: ProcessKey, goid: number, at: number): SpanIds => ({
   traceId: hex(16, 'fatal', p.node, p.pid, p.startTime, goid, at),
   spanId: hex(8, 'fatal', p.node, p.pid, p.startTime, goid, at),

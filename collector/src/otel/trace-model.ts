@@ -18,9 +18,9 @@
 import { SpanKind, SpanStatusCode, type Attributes, type Link } from '@opentelemetry/api';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import type { ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, SpanPlace } from '../protocol/records.ts';
+import type { ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, RequestRecord, SpanPlace } from '../protocol/records.ts';
 import {
-  connectionSpanId, connectionTraceId, fatalSpanIds, goroutineSpanIds, leakSpanIds, parkSpanId, pauseSpanIds, sampleFraction,
+  connectionSpanId, connectionTraceId, fatalSpanIds, goroutineSpanIds, leakSpanIds, parkSpanId, pauseSpanIds, requestParkSpanId, requestSpanIds, sampleFraction,
   type ConnectionKey, type ProcessKey, type SpanIds,
 } from './ids.ts';
 import { finishedSpan, link, msToHrTime } from './spans.ts';
@@ -44,7 +44,7 @@ export function leakKey(r: LeakRecord): string {
   return `${r.suspect}|${site}|${r.startFunction ?? ''}`;
 }
 
-type Spannable = GoroutineRecord | ConnectionRecord | LeakRecord | PauseRecord | FatalRecord;
+type Spannable = GoroutineRecord | ConnectionRecord | LeakRecord | PauseRecord | FatalRecord | RequestRecord;
 
 export class TraceModel {
   readonly o: Required<TraceModelOptions>;
@@ -60,13 +60,14 @@ export class TraceModel {
         : r.kind === 'connection' ? this.connectionSpans(r, p, resource)
           : r.kind === 'leak' ? [this.leakSpan(r, p, resource)]
             : r.kind === 'pause' ? (r.durationNs > this.o.longPauseMs * 1e6 ? [pauseSpan(r, p, resource)] : [])
-              : [fatalSpan(r, p, resource)];
+              : r.kind === 'request' ? requestSpans(r, p, resource)
+                : [fatalSpan(r, p, resource)];
     return this.o.sampleRatio >= 1 ? out : out.filter((s) => sampleFraction(s.spanContext().traceId) < this.o.sampleRatio);
   }
 
   /** Whether a record can make spans at all: the cheap test before the process is looked up. */
   static mayMakeSpans(r: { kind: string }): r is Spannable {
-    return r.kind === 'goroutine' || r.kind === 'connection' || r.kind === 'leak' || r.kind === 'pause' || r.kind === 'fatal';
+    return r.kind === 'goroutine' || r.kind === 'connection' || r.kind === 'leak' || r.kind === 'pause' || r.kind === 'fatal' || r.kind === 'request';
   }
 
   goroutineSpans(g: GoroutineRecord, p: ProcessKey, resource: Resource): ReadableSpan[] {
@@ -299,6 +300,80 @@ function pauseSpan(r: PauseRecord, p: ProcessKey, resource: Resource): ReadableS
     attributes,
     resource,
   });
+}
+
+/**
+ * A server request: a SERVER span over the handler (in the caller's trace when it sent a traceparent), named as
+ * OpenTelemetry's HTTP and RPC conventions say ("GET /items/{id}", "grpc.health.v1.Health/Check"), with its serving
+ * goroutine's parks inside it as child spans ("park sync.Mutex.Lock").
+ */
+function requestSpans(r: RequestRecord, p: ProcessKey, resource: Resource): ReadableSpan[] {
+  const ids = requestSpanIds(p, r.goid, r.startedAt, r.traceParent?.traceId);
+  const grpc = r.protocol === 'grpc';
+  const end = r.startedAt + r.durationNs / 1e6;
+  const attributes: Attributes = { 'goroscope.goroutine.id': r.goid };
+  let status: { code: SpanStatusCode; message?: string } | undefined;
+  let name: string;
+  if (grpc) {
+    const [service, method] = r.path.replace(/^\//, '').split('/');
+    name = r.path.replace(/^\//, '');
+    Object.assign(attributes, { 'rpc.system': 'grpc', 'rpc.service': service ?? '', 'rpc.method': method ?? '', 'rpc.grpc.status_code': r.status });
+    // Server spans: the codes OpenTelemetry's gRPC conventions count as the server's fault.
+    if ([2, 4, 12, 13, 14, 15].includes(r.status)) status = { code: SpanStatusCode.ERROR };
+  } else {
+    name = r.route || r.method;
+    Object.assign(attributes, {
+      'http.request.method': r.method,
+      'http.response.status_code': r.status,
+      'url.path': r.path,
+      'network.protocol.name': 'http',
+      'network.protocol.version': r.protocol.replace('http/', ''),
+    });
+    if (r.route) attributes['http.route'] = r.route.replace(/^[A-Z]+ /, '');
+    if (r.requestBytes !== null && r.requestBytes >= 0) attributes['http.request.body.size'] = r.requestBytes;
+    if (r.responseBytes !== null) attributes['http.response.body.size'] = r.responseBytes;
+    if (r.status >= 500) status = { code: SpanStatusCode.ERROR };
+    if (r.status >= 500) attributes['error.type'] = String(r.status);
+  }
+  if (r.parkedNs !== null) attributes['goroscope.request.parked_ns'] = r.parkedNs;
+  if (r.weight > 1) attributes['goroscope.request.weight'] = r.weight;
+  const events: TimedEvent[] = Object.entries(r.parkedByReason).map(([reason, ns]) => ({
+    name: 'goroscope.request.parked',
+    time: msToHrTime(end),
+    attributes: { 'goroscope.goroutine.wait_reason': reason, 'goroscope.request.parked_ns': ns },
+  }));
+  const span = finishedSpan({
+    name,
+    kind: SpanKind.SERVER,
+    ids,
+    parentSpanId: r.traceParent?.spanId,
+    start: r.startedAt,
+    end,
+    attributes,
+    events,
+    status,
+    resource,
+  });
+  const parks = r.parks.map((k) => {
+    const pa: Attributes = {
+      'goroscope.goroutine.id': r.goid,
+      'goroscope.goroutine.wait_reason': k.waitReason ?? 'unknown',
+      'goroscope.park.duration_ns': k.durationNs,
+    };
+    if (k.wakerGoid) pa['goroscope.park.waker_id'] = k.wakerGoid;
+    if (k.resumedUnseen) pa['goroscope.park.resumed_unseen'] = true;
+    return finishedSpan({
+      name: `park ${k.waitReason ?? 'unknown'}`,
+      kind: SpanKind.INTERNAL,
+      ids: { traceId: ids.traceId, spanId: requestParkSpanId(p, r.goid, r.startedAt, k.from) },
+      parentSpanId: ids.spanId,
+      start: k.from,
+      end: k.from + k.durationNs / 1e6,
+      attributes: pa,
+      resource,
+    });
+  });
+  return [span, ...parks];
 }
 
 /** A fatal error or fatal panic: a zero-length span with error status and an `exception` event. */

@@ -294,9 +294,59 @@ export const FatalRecord = RecordSchema('fatal', {
 });
 export type FatalRecord = Static<typeof FatalRecord>;
 
+export const requestProtocols = ['http/1.0', 'http/1.1', 'http/2', 'grpc'] as const;
+/** Most parks a request record carries (its goroutine's longest inside it). */
+export const MAX_REQUEST_PARKS = 32;
+
+/** A park of the goroutine serving a request, inside the request. */
+export const RequestParkRecord = Closed({
+  waitReason: Nullable(Str(128)),
+  from: Time,
+  durationNs: Count,
+  /** Ended without a ready (an IO wait the netpoller ended): its end is where the goroutine was next seen. */
+  resumedUnseen: Bool,
+  /** The goroutine that readied it (0: the runtime, or not seen). */
+  wakerGoid: Count,
+});
+export type RequestParkRecord = Static<typeof RequestParkRecord>;
+
+/**
+ * One server request (net/http, HTTP/1 or HTTP/2) or gRPC call (grpc-go) of a Go process, from its handler's entry to
+ * its return, tied to the goroutine that served it.
+ */
+export const RequestRecord = RecordSchema('request', {
+  pid: Pid,
+  /** The goroutine that served it. */
+  goid: Count,
+  protocol: Enum(requestProtocols),
+  /** HTTP method; POST for gRPC. */
+  method: Str(16),
+  /** The ServeMux pattern that matched ("GET /items/{id}"), or the gRPC method; "" when none matched. */
+  route: Str(256),
+  /** The URL path (cut at 128 bytes by the probe), or the gRPC method. */
+  path: Str(256),
+  /** HTTP status code, or the gRPC status code (0 = OK). */
+  status: Type.Integer({ minimum: 0, maximum: 999 }),
+  startedAt: Time,
+  durationNs: Count,
+  /** Request.ContentLength (-1: unknown) and the body bytes the handler wrote; null for gRPC. */
+  requestBytes: Nullable(Type.Integer({ minimum: -1, maximum: MAX_COUNT })),
+  responseBytes: Nullable(Count),
+  /** Time its goroutine spent parked inside it, in all and by wait reason; null when parks were not observed. */
+  parkedNs: Nullable(Count),
+  parkedByReason: CountsByName(64, 128),
+  /** Its goroutine's longest parks inside it, in time order. */
+  parks: Type.Array(RequestParkRecord, { maxItems: MAX_REQUEST_PARKS }),
+  /** The caller's W3C trace context (traceparent), when the request carried one: the request's span joins it. */
+  traceParent: Nullable(Closed({ traceId: Type.String({ pattern: '^[0-9a-f]{32}$' }), spanId: Type.String({ pattern: '^[0-9a-f]{16}$' }) })),
+  /** Requests of this process that this record stands for (1, or more when the agent sampled). */
+  weight: Type.Number({ minimum: 1, maximum: MAX_COUNT }),
+});
+export type RequestRecord = Static<typeof RequestRecord>;
+
 /** Every record schema, in the order error messages list the kinds. */
 export const recordSchemas = [
-  ProcessRecord, GoroutineRecord, ConnectionRecord, WindowRecord, LeakRecord, PauseRecord, FatalRecord, StackRecord, ProfileRecord,
+  ProcessRecord, GoroutineRecord, ConnectionRecord, WindowRecord, LeakRecord, PauseRecord, FatalRecord, StackRecord, ProfileRecord, RequestRecord,
 ] as const;
 export type AgentRecord = Static<(typeof recordSchemas)[number]>;
 export const recordKinds = recordSchemas.map((s) => s.properties.kind.const);

@@ -386,6 +386,37 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX goroutines_wait_reason ON goroutines(wait_reason) WHERE wait_reason IS NOT NULL;
     `,
   },
+  {
+    version: 9,
+    name: 'server requests',
+    sql: `
+      -- One row per request record (net/http or grpc-go): the goroutine that served it started it at one instant, so
+      -- (process, goid, start) names it across re-sends. Its parks stay JSON: they are read with the request.
+      CREATE TABLE requests (
+        id              INTEGER PRIMARY KEY,
+        process_id      INTEGER NOT NULL REFERENCES processes(id),
+        goid            INTEGER NOT NULL,
+        protocol        TEXT NOT NULL,
+        method          TEXT NOT NULL,
+        route           TEXT NOT NULL,
+        path            TEXT NOT NULL,
+        status          INTEGER NOT NULL,
+        started_at      REAL NOT NULL,
+        duration_ns     INTEGER NOT NULL,
+        request_bytes   INTEGER,
+        response_bytes  INTEGER,
+        parked_ns       INTEGER,
+        parked_by_reason TEXT NOT NULL,
+        parks           TEXT NOT NULL,
+        trace_id        TEXT,
+        parent_span_id  TEXT,
+        weight          REAL NOT NULL,
+        UNIQUE (process_id, goid, started_at)
+      );
+      CREATE INDEX requests_started_at ON requests(started_at);
+      CREATE INDEX requests_route ON requests(process_id, route);
+    `,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

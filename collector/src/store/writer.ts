@@ -3,7 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Database, Statement } from 'better-sqlite3';
 import type {
-  AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, ProfileRecord, StackRecord, WindowRecord,
+  AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, ProfileRecord, RequestRecord, StackRecord, WindowRecord,
 } from '../protocol/records.ts';
 import { readBatch, type EncodedBatch } from './batch-codec.ts';
 
@@ -26,6 +26,7 @@ export class StoreWriter {
   private readonly upsertStack: Statement;
   private readonly insertProfileSample: Statement;
   private readonly insertPause: Statement;
+  private readonly insertRequest: Statement;
   private readonly insertFatal: Statement;
   private readonly findGoroutine: Statement;
   /** UPDATE of a goroutine row by id, by which indexed columns it sets (bit 0 state, 1 wait_reason, 2 site_id). */
@@ -152,6 +153,11 @@ export class StoreWriter {
       INSERT INTO pauses (process_id, started_at, duration_ns, reason, gc, goid, cycle)
       VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (process_id, started_at) DO NOTHING`);
+    this.insertRequest = db.prepare(`
+      INSERT INTO requests (process_id, goid, protocol, method, route, path, status, started_at, duration_ns, request_bytes,
+        response_bytes, parked_ns, parked_by_reason, parks, trace_id, parent_span_id, weight)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (process_id, goid, started_at) DO NOTHING`);
     this.insertFatal = db.prepare(`
       INSERT INTO fatal_errors (process_id, error_kind, message, text, goid, at, received_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -220,6 +226,7 @@ export class StoreWriter {
       case 'window': this.writeWindow(node, r); break;
       case 'leak': this.writeLeak(node, r); break;
       case 'pause': this.writePause(node, r); break;
+      case 'request': this.writeRequest(node, r); break;
       case 'fatal': this.writeFatal(node, r, now); break;
       case 'stack': this.writeStack(agentId, r); break;
       case 'profile': this.writeProfile(node, agentId, r); break;
@@ -427,6 +434,14 @@ export class StoreWriter {
 
   private writePause(node: string, r: PauseRecord): void {
     this.insertPause.run(this.processId(node, r.pid, r.startedAt), r.startedAt, r.durationNs, r.reason, b(r.gc), r.goid, r.cycle);
+  }
+
+  private writeRequest(node: string, r: RequestRecord): void {
+    this.insertRequest.run(
+      this.processId(node, r.pid, r.startedAt), r.goid, r.protocol, r.method, r.route, r.path, r.status, r.startedAt, r.durationNs,
+      r.requestBytes, r.responseBytes, r.parkedNs, JSON.stringify(r.parkedByReason), JSON.stringify(r.parks),
+      r.traceParent?.traceId ?? null, r.traceParent?.spanId ?? null, r.weight,
+    );
   }
 
   private writeFatal(node: string, r: FatalRecord, now: number): void {
