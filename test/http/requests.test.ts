@@ -159,7 +159,9 @@ t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_0
     t.ok(r.goid > 0, `${label}: served by goroutine ${r.goid}`);
     const clientMs = (s.toNs - s.fromNs) / 1e6;
     const serverMs = r.durationNs / 1e6;
-    t.ok(serverMs <= clientMs && clientMs - serverMs < 50, `${label}: ${serverMs.toFixed(2)} ms in the server, ${clientMs.toFixed(2)} ms at the client`);
+    // The first request of a connection also waits for the connection (and, on a busy machine, much more).
+    const first = s.c === CASES[0];
+    t.ok(serverMs <= clientMs && (first || clientMs - serverMs < 50), `${label}: ${serverMs.toFixed(2)} ms in the server, ${clientMs.toFixed(2)} ms at the client`);
     if (s.c.wait) {
       const w = s.c.wait;
       const parkedMs = (r.parked?.byReason[w.reason] ?? 0) / 1e6;
