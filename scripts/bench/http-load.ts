@@ -128,7 +128,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
       if (tracer) {
         r.agentCpuPct = ((cpu.user + cpu.system) / 1e6 / elapsed) * 100;
         r.agentCpuUsPerReq = (cpu.user + cpu.system) / requests;
-        if (governor) r.parkCoverage = governor.parkCoverage(pid);
+        if (governor) r.parkCoverage = governor.coverage(pid);
         governor?.stop();
         await tracer.drain();
         r.records = tracer.records - rec0;

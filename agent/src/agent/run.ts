@@ -149,7 +149,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           intervalMs: opts.profileIntervalMs ?? 60_000,
           stacks: stackTable,
           parkSampling: opts.parkSampling,
-          parkCoverage: (pid) => governor?.parkCoverage(pid) ?? 1,
+          parkCoverage: (pid) => governor?.coverage(pid) ?? 1,
         });
   const requests = parts.start('requests', () => new HttpTracer());
   const tracer = parts.start('goroutines', () => {
@@ -196,7 +196,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const segmentMs = opts.trace?.segmentMs ?? defaultTraceOptions.segmentMs;
   const builder = new RecordBuilder(
     { ...defaultPolicy, segmentMs, shortLivedSample: opts.traceSample ?? defaultPolicy.shortLivedSample },
-    (pid, from, to) => (opts.full ? 1 : governor?.parkCoverageBetween(pid, from, to) ?? 1),
+    (pid, from, to) => (opts.full ? 1 : governor?.coverageBetween(pid, from, to) ?? 1),
   );
   let connectionsShippedAt = Date.now();
   const watcher = new GoProcessWatcher({ pids: opts.pids });
@@ -330,7 +330,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     for (const pid of watcher.exited()) retire(pid);
   };
 
-  const leaks = new LeakDetector(opts.leaks);
+  const leaks = new LeakDetector(opts.leaks, (pid, from, to) => (opts.full ? 1 : governor?.coverageBetween(pid, from, to) ?? 1));
   const sampleLeaks = () => {
     if (!tracer) return;
     const now = monoNowNs();

@@ -77,7 +77,11 @@ export class LeakDetector {
   private readonly rates = new Map<number, Map<string, Group & { lastCreated: number }>>();
   readonly opts: LeakOptions;
 
-  constructor(opts: Partial<LeakOptions> = {}) {
+  /**
+   * `coverage` is the share of a stretch (wall ms) during which the creation probes were on (the overhead
+   * budget's windows): creation rates are counted from creation records, so they are scaled by it.
+   */
+  constructor(opts: Partial<LeakOptions> = {}, private readonly coverage: (pid: number, fromMs: number, toMs: number) => number = () => 1) {
     this.opts = { ...defaultLeakOptions, ...opts };
   }
 
@@ -153,10 +157,13 @@ export class LeakDetector {
     for (const row of proc.table.recentlyExited()) count(row, since);
     const minutes = (until - since) / 6e10;
     if (minutes <= 0) return;
+    // Creations seen only while the probes were on: a sample, scaled to the whole stretch.
+    const seen = this.coverage(pid, monoToWallMs(since), monoToWallMs(until));
+    if (seen <= 0) return;
     for (const [key, c] of created) {
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { key, createdBy: c.createdBy, startFunction: c.start, samples: [], waitReason: null, oldestAgeMs: 0, verified: 1, firstSeen: now, lastCreated: now, stack: null, stackGoid: null }));
-      g.samples.push({ at: now, count: c.n / minutes });
+      g.samples.push({ at: now, count: c.n / seen / minutes });
       if (g.samples.length > this.opts.history) g.samples.shift();
     }
     for (const g of groups.values()) g.lastCreated = until;

@@ -124,13 +124,24 @@ export class AgentMetrics {
     // Both only grow and neither overcounts, so the larger is the truer.
     lifecycle('goroscope_goroutines_created_total', "Goroutines created while observed (the runtime's goroutine ids, exact within a P's batch of 16 racing the read).", (p) => Math.max(p.scan.counts.sinceAttach()?.created ?? 0, p.table.counters.created));
     lifecycle('goroscope_goroutines_exited_total', 'Goroutines that exited while observed (creations less the growth of the live count).', (p) => Math.max(p.scan.counts.sinceAttach()?.exited ?? 0, p.table.counters.exited));
-    lifecycle('goroscope_goroutine_parks_total', 'Parks recorded (sampled by the overhead budget).', (p) => p.table.counters.parked);
+    lifecycle('goroscope_goroutine_parks_total', 'Parks recorded while the probes were on: sampled by the overhead budget, not scaled (goroscope_probe_coverage_ratio is the share of time sampled).', (p) => p.table.counters.parked);
     lifecycle('goroscope_goroutine_scans_total', "Reads of the runtime's goroutine list (states and counts from memory).", (p) => p.scan.counts.scans);
     lifecycle('goroscope_goroutine_scan_seconds_total', "Agent time spent reading the runtime's goroutine list.", (p) => p.scan.counts.scanNs / 1e9);
 
     new Gauge({
+      name: 'goroscope_probe_coverage_ratio',
+      help: 'Share of the observed time the goroutine probes were on (the overhead budget duty-cycles them): figures derived from their events (parks, wakers, blocked time, short-lived goroutines) are a sample of it; 1 under --full.',
+      labelNames: ['pid', 'exe'],
+      registers: [r],
+      collect() {
+        this.reset();
+        traced().forEach((proc, i) => this.set({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe }, src.governor ? src.governor.coverage(proc.info.pid) : 1));
+      },
+    });
+
+    new Gauge({
       name: 'goroscope_probe_overhead_ratio',
-      help: "Estimated cost of goroscope's probes as a share of the process's CPU, by probes (create_exit are always on; park_ready are duty-cycled to the budget).",
+      help: "Estimated cost of goroscope's probes as a share of the process's CPU at the current duty cycle, by probes (every probe is duty-cycled to the overhead budget together).",
       labelNames: ['pid', 'exe', 'probes'],
       registers: [r],
       collect() {

@@ -1,12 +1,12 @@
 // Keeps the probes' cost within a budget of each traced process's CPU.
 //
-// Creation and exit probes stay on (counts must be whole). The park and ready probes fire on every blocking
-// operation, so they are duty-cycled: on for a window, off for the rest of a period. The creation and exit
-// hits are charged to the budget first; park/ready get the rest, so hits/s x cost per hit of all probes stays
-// under budget x the process's CPU whenever creation and exit alone allow it (a server that starts a goroutine
-// per request may not: then park/ready stay off but for a minimal window, and estimatedOverhead says by how
-// much the budget is exceeded). Every window is recorded with the probes it had, so blocking figures are
-// samples over known windows, never silent gaps.
+// Every goroutine probe (creation, exit, park, ready) costs a trap per hit, and a server that starts a goroutine
+// per request hits creation and exit as often as park and ready. So all of them share one budget and one duty
+// cycle: on for a window, off for the rest of a period, whenever hits/s x cost per hit would exceed budget x the
+// process's CPU. Every window is recorded with the probes it had, so figures derived from events (park
+// durations, wakers, blocked time, short-lived goroutines) are samples over known windows, never silent gaps.
+// Counts and states are not sampled: they come from the runtime's own memory (inventory/scanner.ts: allgs and the
+// goroutine-id generator), which costs the process nothing, so each window's creations and exits are whole.
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import type { WindowRecord } from '../../../collector/src/protocol/records.ts';
@@ -63,8 +63,19 @@ export function processCpuNs(pid: number): number | undefined {
   }
 }
 
-/** Duty-cycled together: park/ready and the scheduler's (run: execute and its stamps; syscall). */
-const PARK_PROBES = ['park', 'ready', 'run', 'syscall'] as const;
+/** Every goroutine probe the budget covers, duty-cycled together: creation (`creator`, Go < 1.21, follows
+ * `create` in the tracer), exit, park/ready and the scheduler's (run: execute and its stamps; syscall). */
+export const BUDGETED_PROBES = ['create', 'exit', 'park', 'ready', 'run', 'syscall'] as const;
+
+/**
+ * What a window counts: creations and exits whole, from the runtime's memory as of its last scan or from the
+ * probes' records when those are ahead (both only grow and neither overcounts); parks and readies as recorded.
+ */
+function counts(proc: TracedProcess): { created: number; parked: number; readied: number; exited: number } {
+  const c = proc.table.counters;
+  const m = proc.scan.counts.sinceAttach();
+  return { created: Math.max(m?.created ?? 0, c.created), exited: Math.max(m?.exited ?? 0, c.exited), parked: c.parked, readied: c.readied };
+}
 
 /**
  * Scheduler probe hits so far, from their records: each run is execute's hit and the stamp before it (ready,
@@ -97,7 +108,7 @@ export class OverheadGovernor {
       phaseEnd: now + Math.min(1000, this.periodMs / 2) * 1e6,
       fraction: 1,
       cpuAtStart: processCpuNs(proc.info.pid) ?? 0,
-      countsAtStart: { ...proc.table.counters },
+      countsAtStart: counts(proc),
       schedAtStart: schedHits(proc),
       windows: [],
       estimated: undefined,
@@ -124,8 +135,8 @@ export class OverheadGovernor {
     return this.state.get(pid)?.windows ?? [];
   }
 
-  /** The share of the observed time during which park and ready probes were on. */
-  parkCoverage(pid: number): number {
+  /** The share of the observed time during which the probes were on: what event-derived figures are a sample of. */
+  coverage(pid: number): number {
     const ws = this.windows(pid);
     const total = ws.reduce((n, w) => n + (w.to - w.from), 0);
     const on = ws.filter((w) => w.probes.includes('park')).reduce((n, w) => n + (w.to - w.from), 0);
@@ -133,10 +144,10 @@ export class OverheadGovernor {
   }
 
   /**
-   * The share of [fromMs, toMs] (wall ms) during which the park and ready probes were on: what a goroutine's park
-   * counts and blocked times over that stretch are a sample of. 1 when the stretch is not covered by any window.
+   * The share of [fromMs, toMs] (wall ms) during which the probes were on: what a goroutine's park counts and
+   * blocked times over that stretch are a sample of. 1 when the stretch is not covered by any window.
    */
-  parkCoverageBetween(pid: number, fromMs: number, toMs: number): number {
+  coverageBetween(pid: number, fromMs: number, toMs: number): number {
     const st = this.state.get(pid);
     const proc = this.tracer.process(pid);
     if (!st || !proc || !(toMs > fromMs)) return 1;
@@ -154,8 +165,8 @@ export class OverheadGovernor {
   }
 
   /**
-   * The probes' estimated cost as a share of the process's CPU, from the last window measured: in total,
-   * for creation + exit (always on), and for park + ready at the current on-fraction. Undefined until measured.
+   * The probes' estimated cost as a share of the process's CPU (what it would use without them), at the current
+   * on-fraction: in total, and split into creation + exit and park + ready. Undefined until measured.
    */
   estimatedOverhead(pid: number): { total: number; createExit: number; parkReady: number } | undefined {
     return this.state.get(pid)?.estimated;
@@ -166,19 +177,23 @@ export class OverheadGovernor {
   }
 
   private window(proc: TracedProcess, st: ProcState, now: number): WindowRecord {
-    const c = proc.table.counters;
+    const c = counts(proc);
     return {
       kind: 'window',
       pid: proc.info.pid,
       from: monoToWallMs(st.phaseStart),
       to: monoToWallMs(now),
-      probes: st.on ? ['create', 'exit', ...PARK_PROBES] : ['create', 'exit'],
+      probes: st.on ? [...BUDGETED_PROBES] : [],
       created: c.created - st.countsAtStart.created,
       parked: c.parked - st.countsAtStart.parked,
       readied: c.readied - st.countsAtStart.readied,
       exited: c.exited - st.countsAtStart.exited,
       lost: 0,
     };
+  }
+
+  private switchProbes(pid: number, on: boolean): void {
+    for (const p of BUDGETED_PROBES) void this.tracer.setProbes(pid, p, on);
   }
 
   /** Ends phases that are due: measures the on-window, sets the fraction, switches the probes. */
@@ -191,39 +206,42 @@ export class OverheadGovernor {
         continue;
       }
       const cpu = processCpuNs(pid);
+      // From off: always back on.
+      const next = st.on ? undefined : true;
+      if (next) this.switchProbes(pid, true);
       const w = this.window(proc, st, now);
       st.windows.push(w);
       if (st.windows.length > this.maxWindows) st.windows.shift();
       const seconds = (now - st.phaseStart) / 1e9;
       const cpuPerSecond = cpu !== undefined && seconds > 0 ? (cpu - st.cpuAtStart) / seconds : 0;
       if (st.on && cpuPerSecond > 0) {
-        // Records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
+        // Park records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
         const schedCost = ((schedHits(proc) - st.schedAtStart) / seconds) * this.opts.nsPerHit;
         const parkCost = ((w.parked + w.readied) / this.tracer.parkSampleRate / seconds) * this.opts.nsPerHit + schedCost;
         const createExitCost = ((w.created + w.exited) / seconds) * this.opts.nsPerHit;
-        const room = this.opts.budget * cpuPerSecond - createExitCost;
-        st.fraction = parkCost <= 0 ? 1 : Math.min(1, Math.max(0.001, room / parkCost));
+        const cost = parkCost + createExitCost;
+        st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, (this.opts.budget * cpuPerSecond) / cost));
         // The process's CPU includes the probes' own cost: the share is of what it would use without them.
-        const base = Math.max(1, cpuPerSecond - createExitCost - parkCost);
+        const base = Math.max(1, cpuPerSecond - cost);
         st.estimated = {
-          createExit: createExitCost / base,
+          createExit: (createExitCost * st.fraction) / base,
           parkReady: (parkCost * st.fraction) / base,
-          total: (createExitCost + parkCost * st.fraction) / base,
+          total: (cost * st.fraction) / base,
         };
       }
       const onMs = Math.max(this.minOnMs, st.fraction * this.periodMs);
       const offMs = st.fraction >= 1 ? 0 : (onMs * (1 - st.fraction)) / st.fraction;
-      // From on: go off only when the budget asks for it. From off: always back on.
-      const next = st.on ? offMs === 0 : true;
-      if (next !== st.on) {
-        if (!next) proc.table.suspendParkTracking(now);
-        for (const p of PARK_PROBES) this.tracer.setProbes(pid, p, next);
+      // From on: go off only when the budget asks for it. From off: always back on (switched above).
+      const on = next ?? offMs === 0;
+      if (!on && st.on) {
+        proc.table.suspendParkTracking(now);
+        this.switchProbes(pid, false);
       }
-      st.on = next;
+      st.on = on;
       st.phaseStart = now;
-      st.phaseEnd = now + (next ? onMs : offMs) * 1e6;
+      st.phaseEnd = now + (on ? onMs : offMs) * 1e6;
       st.cpuAtStart = cpu ?? st.cpuAtStart;
-      st.countsAtStart = { ...proc.table.counters };
+      st.countsAtStart = counts(proc);
       st.schedAtStart = schedHits(proc);
     }
   }

@@ -18,7 +18,7 @@ export interface AgentProfilesOptions {
   stacks: StackTable;
   /** Share of goroutines whose parks the tracer records. */
   parkSampling?: number;
-  /** Share of the observed time the park/ready probes were on, per process (the overhead budget's duty cycle). */
+  /** Share of the observed time the goroutine probes were on, per process (the overhead budget's duty cycle). */
   parkCoverage?: (pid: number) => number;
 }
 
@@ -91,7 +91,7 @@ export class AgentProfiles {
       const data = mine.block.finish(mine.startMs, now);
       const coverage = this.opts.parkCoverage?.(pid);
       if (coverage !== undefined && coverage < 1) {
-        data.comments.push(`park/ready probes were on ${(coverage * 100).toFixed(0)}% of the observed time (overhead budget): parks in the off time are not counted, waits seen by scans are`);
+        data.comments.push(`goroutine probes were on ${(coverage * 100).toFixed(0)}% of the observed time (overhead budget): parks in the off time are not counted (a sample), waits seen by scans are`);
       }
       out.push(this.record(pid, data, out));
     }

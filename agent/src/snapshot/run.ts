@@ -114,7 +114,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
           budget: cmd.overheadBudget,
           nsPerHit: calibration!.nsPerHit,
           calibration: calibration!.source,
-          parkCoverage: governor.parkCoverage(cmd.pid),
+          parkCoverage: governor.coverage(cmd.pid),
           estimatedOverhead: governor.estimatedOverhead(cmd.pid),
           parkSampling: tracer.parkSampleRate,
           windows: governor.windows(cmd.pid),

@@ -56,7 +56,7 @@ export interface Snapshot {
   parts?: PartState[];
   /** Leak suspects over the observation, each with the stack its goroutines are parked at. */
   leaks?: LeakSuspect[];
-  /** How park/ready were observed: all the time (full) or in budgeted windows; blocking figures cover these. */
+  /** How the probes were observed: all the time (full) or in budgeted windows; event-derived figures cover these. */
   overhead?: {
     mode: 'full' | 'budget';
     budget?: number;
@@ -201,13 +201,14 @@ export function formatSnapshot(s: Snapshot): string {
   );
   if (s.overhead?.mode === 'budget') {
     lines.push(
-      `park/ready probes on ${(s.overhead.parkCoverage * 100).toFixed(0)}% of the time (budget ${(s.overhead.budget! * 100).toFixed(1)}% CPU, ` +
-        `${Math.round(s.overhead.nsPerHit!)} ns/hit ${s.overhead.calibration}); use --full for every park`,
+      `probes on ${(s.overhead.parkCoverage * 100).toFixed(0)}% of the time (budget ${(s.overhead.budget! * 100).toFixed(1)}% CPU, ` +
+        `${Math.round(s.overhead.nsPerHit!)} ns/hit ${s.overhead.calibration})` +
+        (s.overhead.parkCoverage < 1 ? ': parks, wakers, blocked time and short-lived goroutines are sampled; counts and states are whole; --full for every event' : ''),
     );
     const est = s.overhead.estimatedOverhead;
     if (est) {
       const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-      const over = est.total > s.overhead.budget! * 1.05 ? ` - over budget: creations and exits alone cost ${pct(est.createExit)}` : '';
+      const over = est.total > s.overhead.budget! * 1.05 ? ' - over budget even at the shortest on-window' : '';
       lines.push(`estimated probe cost ${pct(est.total)} of the process's CPU (create/exit ${pct(est.createExit)}, park/ready ${pct(est.parkReady)})${over}`);
     }
   }

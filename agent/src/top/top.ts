@@ -47,7 +47,7 @@ export function renderTop(proc: TracedProcess, prev: { created: number; exited: 
     `goroscope top  pid ${proc.info.pid}  ${proc.info.exe}  ${proc.binary.goVersion}`,
     `goroutines ${total}  ${[...byState].map(([s, n]) => `${s} ${n}`).join('  ')}`,
     `created/s ${rate(c.created - prev.created)}  exited/s ${rate(c.exited - prev.exited)}  parks/s ${rate(c.parked - prev.parked)}  ` +
-      `park probes on ${(coverage * 100).toFixed(0)}% of the time`,
+      `probes on ${(coverage * 100).toFixed(0)}% of the time (parks sampled; counts whole)`,
     '',
     `${'COUNT'.padStart(7)}  ${'WAIT REASON'.padEnd(22)}  ${'AVG BLOCKED'.padStart(11)}  CREATED BY`,
   ];
@@ -81,7 +81,7 @@ export async function runTop(cmd: TopCommand): Promise<void> {
     for (let frame = 0; !stop && (cmd.iterations === undefined || frame < cmd.iterations); frame++) {
       await new Promise((r) => setTimeout(r, cmd.intervalMs));
       if (!tracer.process(cmd.pid)) break;
-      const lines = renderTop(proc, prev, process.stdout.columns ?? 160, (process.stdout.rows ?? 40) - 1, governor.parkCoverage(cmd.pid));
+      const lines = renderTop(proc, prev, process.stdout.columns ?? 160, (process.stdout.rows ?? 40) - 1, governor.coverage(cmd.pid));
       prev = { ...proc.table.counters, at: monoNowNs() };
       // Home and clear-to-end keep the frame in place without flicker; a pipe gets frames one after another.
       process.stdout.write(tty ? `\x1b[H${lines.join('\x1b[K\n')}\x1b[K\n\x1b[J` : `${lines.join('\n')}\n\n`);

@@ -279,7 +279,8 @@ export class GoroutineTracer {
     const off: number[] = [];
     let attached = false;
     for (const s of proc.sites) {
-      if (s.probe !== probe) continue;
+      // Go < 1.21: the creator probe at newproc1's entry only serves the creation records.
+      if (s.probe !== probe && !(probe === 'create' && s.probe === 'creator')) continue;
       const link = proc.links.get(s);
       if (on && link === undefined) {
         this.attachSite(proc, s);

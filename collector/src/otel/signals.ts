@@ -6,7 +6,7 @@
 //
 // Metrics (cumulative, every intervalMs):
 //   go.goroutine.count              {goroutine}  live goroutines, by goroscope.goroutine.state and .wait_reason
-//   goroscope.goroutine.created     {goroutine}  creations seen (creation probes are always on: exact)
+//   goroscope.goroutine.created     {goroutine}  creations (exact: window records count the off windows from memory)
 //   goroscope.goroutine.exited      {goroutine}  exits seen (exact)
 //   goroscope.stw.duration          s            stop-the-world pauses, histogram, by goroscope.pause.gc and .reason
 //   goroscope.tcp.io                By           TCP bytes, by network.io.direction (transmit, receive)
@@ -109,7 +109,7 @@ class ProcessSignals {
           else r.observe(l.count, { 'goroscope.leak.suspect': l.suspect, 'goroscope.leak.start_function': l.startFunction ?? '', 'goroscope.leak.created_by': l.createdBy?.function ?? '' });
         }
       });
-    this.created = m.createCounter('goroscope.goroutine.created', { unit: '{goroutine}', valueType: ValueType.INT, description: 'Goroutines created while observed (exact: the creation probe is always on).' });
+    this.created = m.createCounter('goroscope.goroutine.created', { unit: '{goroutine}', valueType: ValueType.INT, description: 'Goroutines created while observed (exact, never sampled: each window record counts its off time from the runtime memory).' });
     this.exited = m.createCounter('goroscope.goroutine.exited', { unit: '{goroutine}', valueType: ValueType.INT, description: 'Goroutines that exited while observed (exact).' });
     this.stw = m.createHistogram('goroscope.stw.duration', { unit: 's', description: 'Stop-the-world pauses (GC sweep and mark termination, and others), by reason.', advice: { explicitBucketBoundaries: PAUSE_BUCKETS } });
     this.tcpIo = m.createCounter('goroscope.tcp.io', { unit: 'By', valueType: ValueType.INT, description: 'Bytes over TCP connections, by direction.' });
