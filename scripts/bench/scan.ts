@@ -1,7 +1,8 @@
 // What re-reading a process's goroutine list costs the agent (agent/src/inventory/): a Go program parks N
 // goroutines (test/fixtures/stacks -many N), and this process scans it as the agent's scanner does (allgs, then
 // every g's state fields in batched process_vm_readv), repeatedly; the agent CPU per scan and per goroutine
-// (process.cpuUsage around the scans, user + system), and the interval the scanner's policy gives for it alone.
+// (process.cpuUsage around the scans, user + system), and the interval the scanner's policy gives for it alone;
+// rounds interleave the read as the agent does it (neighbouring gs in one range) with one iovec per g.
 import { GoroutineScanner, LifecycleCounts } from '../../agent/src/inventory/scanner.ts';
 import { scanGoroutines } from '../../agent/src/inventory/allgs.ts';
 import { layoutForBinary } from '../../agent/src/gobinary/layouts.ts';
@@ -34,12 +35,17 @@ export async function runScan(ctx: BenchContext): Promise<Figure[]> {
       };
       const rounds = ctx.quick ? 5 : 20;
       const cpu: number[] = [];
+      const perG: number[] = []; // the same read with one iovec per g (mergeGap -1), interleaved
       const apply: number[] = [];
       let goroutines = 0;
       let bytes = 0;
       let reads = 0;
       GoroutineScanner.scanNow(scannable); // the inventory at attach
       for (let r = 0; r < rounds; r++) {
+        const p0 = process.cpuUsage();
+        scanGoroutines(scannable.mem, scannable, { mergeGap: -1 });
+        const p1 = process.cpuUsage(p0);
+        perG.push((p1.user + p1.system) / 1e3);
         const c0 = process.cpuUsage();
         const result = scanGoroutines(scannable.mem, scannable);
         const c1 = process.cpuUsage(c0);
@@ -58,6 +64,7 @@ export async function runScan(ctx: BenchContext): Promise<Figure[]> {
       const interval = Math.min(policy.maxIntervalMs, Math.max(policy.minIntervalMs, (ms + applyMs) / policy.budget));
       figures.push(
         figure({ id: `${bench}.${n}.read_ms`, bench, label: `scan of ${n} goroutines: read allgs and every g (agent CPU, median)`, value: round(ms, 2), unit: 'ms', command: cmd, samples: cpu.map((x) => round(x, 2)), note: `${goroutines} in allgs; ${round(bytes / 1024)} KiB in ${reads} reads` }),
+        figure({ id: `${bench}.${n}.read_ms.iovec_per_g`, bench, label: 'the same read with one iovec per g instead of neighbouring gs in one (interleaved)', value: round(median(perG), 2), unit: 'ms', command: cmd, samples: perG.map((x) => round(x, 2)) }),
         figure({ id: `${bench}.${n}.apply_ms`, bench, label: `applying it to the goroutine table (agent CPU, median)`, value: round(applyMs, 2), unit: 'ms', command: cmd, samples: apply.map((x) => round(x, 2)) }),
         figure({ id: `${bench}.${n}.per_goroutine`, bench, label: 'read + apply per goroutine', value: round(((ms + applyMs) * 1e3) / goroutines, 2), unit: 'us/goroutine', command: cmd }),
         figure({ id: `${bench}.${n}.interval`, bench, label: `scan interval the policy gives it alone (1% of a core, 250 ms..30 s)`, value: round(interval), unit: 'ms', command: cmd }),

@@ -85,3 +85,40 @@ t.test('an accepting goroutine: the goroutine it started for a connection is fou
   t.equal(table.startedAfter(60, 0.99 * S), 61);
   t.equal(table.startedAfter(60, 5 * S), null, 'none within the window');
 });
+
+t.test('state from the newest of (last scan, last event)', async (t) => {
+  const SELECT = 9;
+  const scanned = (goid: number, status: number, waitReason: number | null = null) => ({ goid, gAddr: 0x100 * goid, parentGoid: 1, status, waitReason, gopc: 0x1000, startPc: 0x2000, waitingSince: null });
+  const table = new GoroutineTable();
+  table.onCreate(30, 1, 0x1000, 0x2000, 0);
+  table.onCreate(31, 1, 0x1000, 0x2000, 0);
+  table.onPark(30, CHAN_RECEIVE, 1 * S);
+  // Park/ready off from here: the runtime says 30 runs now, 31 waits in select, and 40 exists unseen.
+  table.applyScan([scanned(30, GStatus.running), scanned(31, GStatus.waiting, SELECT), scanned(40, GStatus.waiting, CHAN_RECEIVE)], 5 * S);
+  t.equal(table.get(30, 6 * S)!.state, 'running', 'a scan newer than the park wins');
+  t.equal(table.get(30, 6 * S)!.blockedNs, 4 * S, 'the park the probes saw ends at the scan, counted once');
+  t.same([table.get(31, 6 * S)!.state, table.get(31, 6 * S)!.waitReason], ['waiting', SELECT], 'waiting in select from memory');
+  t.equal(table.get(31, 6 * S)!.blockedNs, 0, 'a wait only a scan saw adds no blocked time (events only)');
+  t.equal(table.get(40, 6 * S)!.createdAt, null, 'a goroutine first seen by a scan: creation unseen');
+  t.equal(table.counters.foundByScan, 1);
+  // An event older than the scan arrives late: it does not undo it. A newer one wins.
+  table.onPark(30, CHAN_RECEIVE, 4 * S);
+  t.equal(table.get(30, 6 * S)!.state, 'running', 'an older event never overwrites a scan');
+  table.onPark(31, CHAN_RECEIVE, 7 * S);
+  table.applyScan([scanned(30, GStatus.running), scanned(31, GStatus.waiting, SELECT), scanned(40, GStatus.waiting, CHAN_RECEIVE)], 6.5 * S);
+  t.same([table.get(31, 8 * S)!.state, table.get(31, 8 * S)!.waitReason], ['waiting', CHAN_RECEIVE], 'an event newer than the scan is kept');
+  // 40 exits with no exit probe: the next complete scan ends it, an incomplete one does not.
+  table.applyScan([scanned(30, GStatus.running), scanned(31, GStatus.waiting, SELECT)], 9 * S, false);
+  t.ok(table.has(40), 'a scan with unreadable gs ends nobody');
+  table.applyScan([scanned(30, GStatus.running), scanned(31, GStatus.waiting, SELECT)], 10 * S);
+  t.notOk(table.has(40), 'gone from the runtime\'s list: exited');
+  t.equal(table.counters.endedByScan, 1);
+  t.equal(table.recentlyExited().at(-1)!.goid, 40);
+  // Its exit record arrives late: not a second exit.
+  table.onExit(40, 9.5 * S);
+  t.equal(table.recentlyExited().filter((g) => g.goid === 40).length, 1, 'one exit');
+  // And a goroutine created after the scan began is not ended by it.
+  table.onCreate(50, 1, 0, 0, 11 * S);
+  table.applyScan([scanned(30, GStatus.running), scanned(31, GStatus.waiting, SELECT)], 10.5 * S);
+  t.ok(table.has(50), 'created after the scan\'s reads began: kept');
+});

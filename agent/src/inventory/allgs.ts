@@ -1,7 +1,7 @@
 // Every goroutine of a process as the runtime itself keeps it (`var allgs []*g`: status, wait reason,
 // waitsince, goid, parent goid, gopc, startpc), and how many goroutine ids it has handed out, read from the
 // process's memory in a few batched reads: the slice, then every g's fields in one process_vm_readv per
-// 4096 goroutines (one iovec each). Read only: the process is never stopped or written. The stack reader
+// 4096 goroutines (neighbouring gs in one iovec). Read only: the process is never stopped or written. The stack reader
 // (stacks/read-goroutines.ts) reads the same list and the same fields, through readAllgsList and gFields.
 import type { GoBinary } from '../gobinary/index.ts';
 import type { RuntimeLayout } from '../gobinary/layouts.ts';
@@ -111,6 +111,9 @@ const MAX_PS = 1 << 16;
 /** runtime/proc.go: the ids a P takes from sched.goidgen at once. */
 export const GOID_CACHE_BATCH = 16;
 const BATCH = 4096;
+/** Bytes between two gs' field spans still read as one range; and the longest range. */
+const MERGE_GAP = 1024;
+const MAX_RANGE = 1 << 20;
 
 const u64 = (b: Buffer, o: number) => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 0x1_0000_0000;
 
@@ -135,7 +138,8 @@ export function readAllgsList(mem: ProcessMemory, target: ScanTarget): { list: B
  * Reads every goroutine (dead ones counted, not listed). The list changes while it is read, so every entry is
  * checked for plausibility and the unreadable ones are counted, never guessed.
  */
-export function scanGoroutines(mem: ProcessMemory, target: ScanTarget): InventoryResult {
+export function scanGoroutines(mem: ProcessMemory, target: ScanTarget, opts: { mergeGap?: number } = {}): InventoryResult {
+  const mergeGap = opts.mergeGap ?? MERGE_GAP;
   const { layout } = target;
   const F = gFields(layout);
   const S = layout.statuses;
@@ -148,28 +152,61 @@ export function scanGoroutines(mem: ProcessMemory, target: ScanTarget): Inventor
   result.allgs = len;
   const count = Math.floor(list.length / 8);
   result.unreadable = len - count;
-  // Only the span of the g that holds the fields read.
+  // Only the span of the g that holds the fields read. The runtime allocates gs side by side in its spans, so
+  // the spans of neighbouring gs are read as one range (a gap of up to MERGE_GAP bytes read for nothing): a
+  // few hundred ranges instead of one iovec per g, which cost the kernel ~0.8 us each.
   const offs = [F.goid, F.parentGoid ?? F.goid, F.gopc, F.startpc, F.status, F.waitreason, F.waitsince];
   const lo = Math.min(...offs);
   const span = Math.max(...offs) + 8 - lo;
-  const buf = Buffer.allocUnsafe(Math.min(count, BATCH) * span);
-  const addrs = new Float64Array(Math.min(count, BATCH));
-  const lens = new Uint32Array(Math.min(count, BATCH)).fill(span);
   const waitingLike = new Set([S._Gwaiting, S._Gleaked].filter((x) => x !== undefined));
   const dead = new Set([S._Gdead, S._Gidle, S._Gdeadextra].filter((x) => x !== undefined));
+  const gAddrs = new Float64Array(Math.min(count, BATCH));
+  const order = new Uint32Array(Math.min(count, BATCH));
+  const where = new Float64Array(Math.min(count, BATCH)); // each g's field span: offset in buf, or -1
   for (let first = 0; first < count; first += BATCH) {
     const n = Math.min(BATCH, count - first);
-    for (let i = 0; i < n; i++) addrs[i] = u64(list, (first + i) * 8) + lo;
-    const got = mem.readMany(addrs.subarray(0, n), lens.subarray(0, n), buf);
-    result.reads++;
     for (let i = 0; i < n; i++) {
-      result.bytesRead += Math.max(0, got[i]);
-      const gAddr = addrs[i] - lo;
-      if (gAddr === 0 || got[i] < span) {
+      gAddrs[i] = u64(list, (first + i) * 8);
+      order[i] = i;
+    }
+    const sorted = order.subarray(0, n).sort((x, y) => gAddrs[x] - gAddrs[y]);
+    const rStart: number[] = [];
+    const rLen: number[] = [];
+    const rOf = new Uint32Array(n);
+    for (const i of sorted) {
+      const from = gAddrs[i] + lo;
+      const k = rStart.length - 1;
+      if (k >= 0 && from >= rStart[k] && from - (rStart[k] + rLen[k]) <= mergeGap && from + span - rStart[k] <= MAX_RANGE) {
+        rLen[k] = Math.max(rLen[k], from + span - rStart[k]);
+      } else {
+        rStart.push(from);
+        rLen.push(span);
+      }
+      rOf[i] = rStart.length - 1;
+    }
+    const lens = Uint32Array.from(rLen);
+    const bases = new Float64Array(lens.length);
+    let total = 0;
+    for (let k = 0; k < lens.length; k++) {
+      bases[k] = total;
+      total += lens[k];
+    }
+    const buf = Buffer.allocUnsafe(total);
+    const got = mem.readMany(Float64Array.from(rStart), lens, buf);
+    result.reads++;
+    for (const n of got) result.bytesRead += Math.max(0, n);
+    for (let i = 0; i < n; i++) {
+      const k = rOf[i];
+      const inRange = gAddrs[i] + lo - rStart[k];
+      where[i] = gAddrs[i] !== 0 && inRange + span <= got[k] ? bases[k] + inRange : -1;
+    }
+    for (let i = 0; i < n; i++) {
+      const gAddr = gAddrs[i];
+      if (where[i] < 0) {
         result.unreadable++;
         continue;
       }
-      const at = i * span - lo;
+      const at = where[i] - lo;
       const raw = buf.readUInt32LE(at + F.status);
       const status = raw & ~scanBit;
       if (dead.has(status)) {
