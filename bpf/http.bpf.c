@@ -31,6 +31,7 @@ BPF_EXPORT(enum http_probe);
 BPF_EXPORT(enum http_limits);
 BPF_EXPORT(enum http_flag);
 BPF_EXPORT(enum http_layout_absent);
+BPF_EXPORT(enum http_swiss);
 
 /* Wake the reader only when this much is waiting (it also drains on a timer). */
 const volatile __u64 wakeup_bytes = 256 << 10;
@@ -165,6 +166,82 @@ static __always_inline void submit(void *ctx, struct http_event *e, __u32 probe)
 		count(&http_drop_counts, probe);
 }
 
+/* The Traceparent header, when the request has one: a walk of Request.Header, a Go 1.24+ map (internal/runtime/maps):
+ * one group while the map is small, else a directory of tables, each an array of groups. Keys are canonical
+ * ("Traceparent"), as net/http stores them for HTTP/1 and HTTP/2 alike. */
+struct header_walk {
+	__u64 dir;        /* the map's directory (an array of *table) */
+	__u64 dir_len;
+	const struct http_layout *l;
+	__u64 value;      /* found: the header's first value (a Go string's address) */
+};
+
+#define TRACEPAR_LO 0x7261706563617254ULL /* "Tracepar", little-endian */
+#define TRACEPAR_HI 0x746e65U             /* "ent" */
+
+/* The value of the Traceparent key in one group, or 0. */
+static __always_inline __u64 group_traceparent(__u64 group)
+{
+	__u64 ctrl = read_u64(group);
+	for (int i = 0; i < HTTP_SWISS_SLOTS; i++) {
+		if ((ctrl >> (i * 8)) & 0x80)
+			continue; /* empty or deleted */
+		__u64 slot = group + 8 + i * HTTP_SWISS_SLOT_SIZE;
+		__u64 key[2] = {};
+		if (bpf_probe_read_user(key, sizeof(key), (const void *)slot) || key[1] != 11)
+			continue;
+		__u64 name[2] = {};
+		if (bpf_probe_read_user(name, 11, (const void *)key[0]))
+			continue;
+		if (name[0] != TRACEPAR_LO || (name[1] & 0xffffff) != TRACEPAR_HI)
+			continue;
+		__u64 values[2] = {}; /* []string: data, len */
+		if (bpf_probe_read_user(values, sizeof(values), (const void *)(slot + 16)) || values[1] < 1)
+			return 0;
+		return values[0];
+	}
+	return 0;
+}
+
+static long header_walk_step(__u64 i, void *arg)
+{
+	struct header_walk *w = arg;
+	__u64 t = i / 8, g = i % 8;
+	if (t >= w->dir_len)
+		return 1;
+	__u64 table = read_u64(w->dir + t * 8);
+	if (!table)
+		return 0;
+	if (g > read_u64(table + w->l->table_groups_mask))
+		return 0;
+	__u64 data = read_u64(table + w->l->table_groups_data);
+	w->value = data ? group_traceparent(data + g * HTTP_SWISS_GROUP_SIZE) : 0;
+	return w->value ? 1 : 0;
+}
+
+static __always_inline void read_traceparent(__u64 req, const struct http_layout *l, struct http_event *e)
+{
+	if (l->map_used == HTTP_FIELD_ABSENT)
+		return;
+	__u64 m = read_u64(req + l->req_header);
+	if (!m || !read_u64(m + l->map_used))
+		return;
+	struct header_walk w = { .dir = read_u64(m + l->map_dir_ptr), .dir_len = read_u64(m + l->map_dir_len), .l = l };
+	if (!w.dir)
+		return;
+	if (w.dir_len == 0)
+		w.value = group_traceparent(w.dir);
+	else
+		bpf_loop(HTTP_HEADER_GROUPS, header_walk_step, &w, 0);
+	if (!w.value)
+		return;
+	__u64 str[2] = {};
+	if (bpf_probe_read_user(str, sizeof(str), (const void *)w.value) || str[1] != HTTP_TRACEPARENT_LEN)
+		return;
+	if (bpf_probe_read_user(e->traceparent, HTTP_TRACEPARENT_LEN, (const void *)str[0]) == 0)
+		e->flags |= HTTP_FLAG_TRACEPARENT;
+}
+
 /* net/http.serverHandler.ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request), after the stack check. */
 SEC("uprobe")
 int http_serve(struct pt_regs *ctx)
@@ -208,6 +285,7 @@ int http_serve_ret(struct pt_regs *ctx)
 		}
 		if (l->req_pattern != HTTP_FIELD_ABSENT)
 			read_string(req + l->req_pattern, e->route, HTTP_ROUTE_MAX, &e->route_len, &e->flags);
+		read_traceparent(req, l, e);
 		__u64 status, written;
 		if (major == 2) {
 			__u64 rws = read_u64(rw + l->h2rw_rws);

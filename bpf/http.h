@@ -32,6 +32,16 @@ enum http_limits {
 	HTTP_MAX_LAYOUTS = 64,      /* entries of http_layouts: net/http and grpc-go builds traced at once */
 	HTTP_MAX_INFLIGHT = 16384,  /* requests in progress at once, all processes (LRU: a handler that never
 				     * returns, or panics, ages out) */
+	HTTP_TRACEPARENT_LEN = 55,  /* "00-" 32 hex "-" 16 hex "-" 2 hex: W3C trace context, version 00 */
+	HTTP_HEADER_GROUPS = 32,    /* Header map groups searched for Traceparent (8 slots each) */
+};
+
+/* Go 1.24+ maps (internal/runtime/maps): a map[string][]string group is a control word and 8 slots of key
+ * (string, 16 bytes) and value ([]string, 24 bytes). A control byte with its top bit clear is a full slot. */
+enum http_swiss {
+	HTTP_SWISS_SLOTS = 8,
+	HTTP_SWISS_SLOT_SIZE = 40,
+	HTTP_SWISS_GROUP_SIZE = 328,
 };
 
 /* http_event.flags */
@@ -40,6 +50,7 @@ enum http_flag {
 	HTTP_FLAG_NO_STATUS = 2,   /* gRPC: no status was written on this goroutine (status left 0) */
 	HTTP_FLAG_UNREADABLE = 4,  /* a field could not be read from the process */
 	HTTP_FLAG_IMPLICIT_OK = 8, /* HTTP: the handler set no status; net/http sends 200 after it returns */
+	HTTP_FLAG_TRACEPARENT = 16, /* traceparent holds the request's Traceparent header (55 bytes) */
 };
 
 /* One record per request or call. Fixed size, so user space walks a batch by stride. */
@@ -64,6 +75,7 @@ struct http_event {
 	char method[HTTP_METHOD_MAX];
 	char path[HTTP_PATH_MAX];
 	char route[HTTP_ROUTE_MAX];
+	char traceparent[HTTP_TRACEPARENT_LEN + 1];
 };
 
 /* Where net/http and grpc-go keep what the probes read, for one build (agent/src/http/http-layout.ts, from the
@@ -90,7 +102,12 @@ struct http_layout {
 	__u32 status_st_reg;      /* enum go_abi_reg: writeStatus's st (*status.Status) */
 	__u32 status_s;           /* status.Status.s (*spb.Status) */
 	__u32 spb_code;           /* spb.Status.Code (int32) */
-	__u32 reserved;
+	__u32 req_header;         /* Request.Header (a map pointer) */
+	__u32 map_used;           /* internal/runtime/maps.Map.used (Go 1.24+; absent: Traceparent is not read) */
+	__u32 map_dir_ptr;        /* Map.dirPtr: one group when dirLen is 0, else an array of *table */
+	__u32 map_dir_len;        /* Map.dirLen */
+	__u32 table_groups_data;  /* table.groups.data */
+	__u32 table_groups_mask;  /* table.groups.lengthMask (groups - 1) */
 };
 
 enum http_layout_absent {

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { Registry } from 'prom-client';
@@ -27,12 +28,25 @@ interface Case {
   /** The wait the handler makes, and for how long (ms). */
   wait?: { reason: string; ms: number };
   body?: string;
+  /** Sent with a W3C traceparent header (and this many other headers besides, to grow the header map). */
+  traced?: { extraHeaders: number };
+}
+
+/** The traceparent a request of a case sends over a protocol: distinct for each. */
+const traceparentOf = (c: Case, proto: 1 | 2) =>
+  `00-${createHash('md5').update(`${proto} ${c.path}`).digest('hex')}-00f067aa0ba902b7-01`;
+
+function headersOf(c: Case, proto: 1 | 2): Record<string, string> {
+  if (!c.traced) return {};
+  const h: Record<string, string> = { traceparent: traceparentOf(c, proto) };
+  for (let i = 0; i < c.traced.extraHeaders; i++) h[`x-pad-${i}`] = String(i);
+  return h;
 }
 
 const CASES: Case[] = [
   { method: 'GET', path: '/ok', route: 'GET /ok', status: 200 },
-  { method: 'GET', path: '/sleep/80', route: 'GET /sleep/{ms}', status: 200, wait: { reason: 'sleep', ms: 80 } },
-  { method: 'POST', path: '/chan/60', route: 'POST /chan/{ms}', status: 201, wait: { reason: 'chan receive', ms: 60 }, body: 'hello' },
+  { method: 'GET', path: '/sleep/80', route: 'GET /sleep/{ms}', status: 200, wait: { reason: 'sleep', ms: 80 }, traced: { extraHeaders: 0 } },
+  { method: 'POST', path: '/chan/60', route: 'POST /chan/{ms}', status: 201, wait: { reason: 'chan receive', ms: 60 }, body: 'hello', traced: { extraHeaders: 40 } },
   { method: 'GET', path: '/mutex/70', route: 'GET /mutex/{ms}', status: 202, wait: { reason: 'sync.Mutex.Lock', ms: 70 } },
   { method: 'GET', path: '/io/90', route: 'GET /io/{ms}', status: 200, wait: { reason: 'IO wait', ms: 90 } },
   { method: 'DELETE', path: '/items/7', route: 'DELETE /items/{id}', status: 204 },
@@ -54,7 +68,7 @@ const now = () => Number(process.hrtime.bigint());
 function http1(agent: http.Agent, port: number, c: Case): Promise<Sent> {
   return new Promise((resolve, reject) => {
     const fromNs = now();
-    const req = http.request({ host: '127.0.0.1', port, method: c.method, path: c.path, agent, timeout: 10_000 }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, method: c.method, path: c.path, agent, timeout: 10_000, headers: headersOf(c, 1) }, (res) => {
       res.resume();
       res.on('end', () => resolve({ c, proto: 1, status: res.statusCode!, fromNs, toNs: now() }));
     });
@@ -67,7 +81,7 @@ function http1(agent: http.Agent, port: number, c: Case): Promise<Sent> {
 function http2req(session: http2.ClientHttp2Session, c: Case): Promise<Sent> {
   return new Promise((resolve, reject) => {
     const fromNs = now();
-    const s = session.request({ ':method': c.method, ':path': c.path });
+    const s = session.request({ ':method': c.method, ':path': c.path, ...headersOf(c, 2) });
     let status = 0;
     s.setTimeout(10_000, () => s.close(http2.constants.NGHTTP2_CANCEL));
     s.on('response', (h) => (status = Number(h[':status'])));
@@ -171,6 +185,8 @@ t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_0
     } else {
       t.ok((r.parked?.totalNs ?? Infinity) / 1e6 < 20, `${label}: hardly parked (${((r.parked?.totalNs ?? NaN) / 1e6).toFixed(2)} ms)`);
     }
+    const tp = s.c.traced ? traceparentOf(s.c, s.proto).split('-') : undefined;
+    t.same(r.traceParent, tp ? { traceId: tp[1], spanId: tp[2] } : null, `${label}: traceparent ${tp ? `read (${s.c.traced!.extraHeaders + 1} headers and more)` : 'none'}`);
     if (s.c.body) t.equal(r.requestBytes, s.proto === 1 ? s.c.body.length : r.requestBytes, `${label}: request bytes`);
   }
   const h1 = seen.filter((r) => r.protoMajor === 1);
@@ -229,9 +245,11 @@ t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_0
   const grpcSpan = model.spans(records.find((x) => x.protocol === 'grpc')!, key, resource)[0];
   t.equal(grpcSpan.name, 'grpc.health.v1.Health/Check', 'gRPC span named service/method');
   t.equal(grpcSpan.attributes['rpc.system'], 'grpc', 'rpc.system');
-  const joined = model.spans({ ...sleepRec, traceParent: { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' } }, key, resource)[0];
-  t.equal(joined.spanContext().traceId, '4bf92f3577b34da6a3ce929d0e0e4736', "with a traceparent: the caller's trace");
-  t.equal(joined.parentSpanContext?.spanId, '00f067aa0ba902b7', "under the caller's span");
+  const sent1 = traceparentOf(CASES.find((c) => c.path === '/sleep/80')!, 1).split('-');
+  t.equal(spans[0].spanContext().traceId, sent1[1], "the request's traceparent: its span joins the caller's trace");
+  t.equal(spans[0].parentSpanContext?.spanId, sent1[2], "under the caller's span");
+  const own = model.spans(records.find((x) => x.route === 'GET /mutex/{ms}')!, key, resource)[0];
+  t.equal(own.parentSpanContext, undefined, 'without one: a trace of its own');
 
   await red.forget(server.pid);
   t.notMatch(await registry.metrics(), new RegExp(`pid="${pid}"`), 'a gone process takes its series with it');

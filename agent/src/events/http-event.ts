@@ -1,6 +1,6 @@
 // The request records of bpf/http.bpf.c (net/http server requests, grpc-go server calls), read by the layout
 // generated from the object's BTF (http.bpf.ts).
-import { HttpFlag, HttpEventKind, httpEventLayout, httpLayoutLayout, HttpProbe } from './http.bpf.ts';
+import { HTTP_TRACEPARENT_LEN, HttpFlag, HttpEventKind, httpEventLayout, httpLayoutLayout, HttpProbe } from './http.bpf.ts';
 import { encode, forEachRecord, readers } from './layout.ts';
 
 export { HTTP_FIELD_ABSENT, HTTP_MAX_LAYOUTS, HTTP_PROBE_KINDS, HttpFlag, HttpEventKind, HttpProbe, httpEventLayout, httpLayoutLayout } from './http.bpf.ts';
@@ -36,7 +36,18 @@ export interface HttpEventRecord {
   /** Body bytes the handler wrote. */
   responseBytes: number;
   unreadable: boolean;
+  /** The caller's W3C trace context from the Traceparent header (version 00, well-formed, not all zeros). */
+  traceParent: { traceId: string; spanId: string } | null;
   layoutId: number;
+}
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+/** A W3C traceparent header's trace and parent span id; null when it is not one (or names no trace). */
+export function parseTraceparent(text: string): { traceId: string; spanId: string } | null {
+  const m = TRACEPARENT.exec(text);
+  if (!m || /^0+$/.test(m[1]) || /^0+$/.test(m[2])) return null;
+  return { traceId: m[1], spanId: m[2] };
 }
 
 const F = httpEventLayout.fields;
@@ -66,6 +77,7 @@ export function decodeHttpEvent(b: Buffer, v: DataView, at: number): HttpEventRe
     requestBytes: rd.requestBytes(v, at),
     responseBytes: rd.responseBytes(v, at),
     unreadable: (flags & HttpFlag.unreadable) !== 0,
+    traceParent: flags & HttpFlag.traceparent ? parseTraceparent(text(b, at, F.traceparent, HTTP_TRACEPARENT_LEN)) : null,
     layoutId: rd.layoutId(v, at),
   };
 }

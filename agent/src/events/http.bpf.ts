@@ -2,10 +2,10 @@
 // DO NOT EDIT: change the header and run `npm run gen:bpf`; test/bpf/layout.test.ts fails when this file is not current.
 import type { StructLayout } from './layout.ts';
 
-/** struct http_event: 272 bytes */
+/** struct http_event: 328 bytes */
 export const httpEventLayout = {
   name: 'http_event',
-  size: 272,
+  size: 328,
   fields: {
     start_ns: { offset: 0, size: 8, type: 'u64' },
     end_ns: { offset: 8, size: 8, type: 'u64' },
@@ -27,13 +27,14 @@ export const httpEventLayout = {
     method: { offset: 64, size: 16, type: 'char[16]' },
     path: { offset: 80, size: 128, type: 'char[128]' },
     route: { offset: 208, size: 64, type: 'char[64]' },
+    traceparent: { offset: 272, size: 56, type: 'char[56]' },
   },
 } as const satisfies StructLayout;
 
-/** struct http_layout: 88 bytes */
+/** struct http_layout: 108 bytes */
 export const httpLayoutLayout = {
   name: 'http_layout',
-  size: 88,
+  size: 108,
   fields: {
     g_goid: { offset: 0, size: 4, type: 'u32' },
     serve_rw_reg: { offset: 4, size: 4, type: 'u32' },
@@ -56,7 +57,12 @@ export const httpLayoutLayout = {
     status_st_reg: { offset: 72, size: 4, type: 'u32' },
     status_s: { offset: 76, size: 4, type: 'u32' },
     spb_code: { offset: 80, size: 4, type: 'u32' },
-    reserved: { offset: 84, size: 4, type: 'u32' },
+    req_header: { offset: 84, size: 4, type: 'u32' },
+    map_used: { offset: 88, size: 4, type: 'u32' },
+    map_dir_ptr: { offset: 92, size: 4, type: 'u32' },
+    map_dir_len: { offset: 96, size: 4, type: 'u32' },
+    table_groups_data: { offset: 100, size: 4, type: 'u32' },
+    table_groups_mask: { offset: 104, size: 4, type: 'u32' },
   },
 } as const satisfies StructLayout;
 
@@ -90,6 +96,8 @@ export const HttpLimits = {
   routeMax: 64,
   maxLayouts: 64,
   maxInflight: 16384,
+  traceparentLen: 55,
+  headerGroups: 32,
 } as const;
 export const HTTP_PROBE_KINDS = 8;
 export const HTTP_METHOD_MAX = 16;
@@ -97,6 +105,8 @@ export const HTTP_PATH_MAX = 128;
 export const HTTP_ROUTE_MAX = 64;
 export const HTTP_MAX_LAYOUTS = 64;
 export const HTTP_MAX_INFLIGHT = 16384;
+export const HTTP_TRACEPARENT_LEN = 55;
+export const HTTP_HEADER_GROUPS = 32;
 
 /** enum http_flag */
 export const HttpFlag = {
@@ -104,14 +114,26 @@ export const HttpFlag = {
   noStatus: 2,
   unreadable: 4,
   implicitOk: 8,
+  traceparent: 16,
 } as const;
 export const HTTP_FLAG_PATH_CUT = 1;
 export const HTTP_FLAG_NO_STATUS = 2;
 export const HTTP_FLAG_UNREADABLE = 4;
 export const HTTP_FLAG_IMPLICIT_OK = 8;
+export const HTTP_FLAG_TRACEPARENT = 16;
 
 /** enum http_layout_absent */
 export const HttpLayoutAbsent = {
   absent: 2147483647,
 } as const;
 export const HTTP_FIELD_ABSENT = 2147483647;
+
+/** enum http_swiss */
+export const HttpSwiss = {
+  slots: 8,
+  slotSize: 40,
+  groupSize: 328,
+} as const;
+export const HTTP_SWISS_SLOTS = 8;
+export const HTTP_SWISS_SLOT_SIZE = 40;
+export const HTTP_SWISS_GROUP_SIZE = 328;

@@ -24,6 +24,8 @@ export interface HttpLayout {
     statusS: number;
     code: number;
   } | null;
+  /** Request.Header and Go 1.24+'s map internals, to find the Traceparent header; null for older maps. */
+  headers: { header: number; used: number; dirPtr: number; dirLen: number; groupsData: number; groupsMask: number } | null;
   /** What could not be read, each with the reason: those probes are not placed. */
   missing: string[];
 }
@@ -98,7 +100,7 @@ export function httpLayoutFromDwarf(elf: ElfFile): HttpLayout | undefined {
   };
   const hasHttp = idx.subprogram(HTTP_FUNCS.serve) !== undefined;
   const hasGrpc = idx.subprogram(HTTP_FUNCS.handleStream) !== undefined;
-  const layout: HttpLayout = { serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null, missing };
+  const layout: HttpLayout = { serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null, headers: null, missing };
   if (hasHttp) {
     layout.serve = part('ServeHTTP', () => {
       const r = paramRegisters(idx, HTTP_FUNCS.serve);
@@ -120,6 +122,20 @@ export function httpLayoutFromDwarf(elf: ElfFile): HttpLayout | undefined {
       status: field(idx, 'net/http.response', 'status').offset,
       written: field(idx, 'net/http.response', 'written').offset,
     }));
+    // Go 1.24+ maps; an older map's layout (buckets) is not walked: its requests carry no traceparent.
+    if (idx.struct('internal/runtime/maps.Map')) {
+      layout.headers = part('Request.Header', () => {
+        const groups = field(idx, 'internal/runtime/maps.table', 'groups').offset;
+        return {
+          header: field(idx, 'net/http.Request', 'Header').offset,
+          used: field(idx, 'internal/runtime/maps.Map', 'used').offset,
+          dirPtr: field(idx, 'internal/runtime/maps.Map', 'dirPtr').offset,
+          dirLen: field(idx, 'internal/runtime/maps.Map', 'dirLen').offset,
+          groupsData: groups + field(idx, 'internal/runtime/maps.groupsReference', 'data').offset,
+          groupsMask: groups + field(idx, 'internal/runtime/maps.groupsReference', 'lengthMask').offset,
+        };
+      });
+    }
     layout.http2 = part('HTTP/2 response writer', () => ({
       rws: field(idx, 'net/http.http2responseWriter', 'rws').offset,
       status: field(idx, 'net/http.http2responseWriterState', 'status').offset,

@@ -152,7 +152,12 @@ export class HttpTracer {
       status_st_reg: goAbiReg(l.grpc?.statusReg),
       status_s: l.grpc?.statusS ?? A,
       spb_code: l.grpc?.code ?? A,
-      reserved: 0,
+      req_header: l.headers?.header ?? A,
+      map_used: l.headers?.used ?? A,
+      map_dir_ptr: l.headers?.dirPtr ?? A,
+      map_dir_len: l.headers?.dirLen ?? A,
+      table_groups_data: l.headers?.groupsData ?? A,
+      table_groups_mask: l.headers?.groupsMask ?? A,
     });
     const key = value.toString('hex');
     let id = this.layoutIds.get(key);
@@ -176,7 +181,7 @@ export class HttpTracer {
     const { info, binary } = target;
     const runtimeLayout = layoutForBinary(binary).layout;
     const layout = httpLayoutFromDwarf(binary.elf) ?? {
-      serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null,
+      serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null, headers: null,
       missing: ['the binary has no DWARF (stripped): net/http and grpc-go offsets are unknown'],
     };
     const plan = planHttpProbes(binary, layout);

@@ -56,7 +56,7 @@ export function requestRecord(r: ServerRequest, weight = 1): RequestRecord {
     parkedNs: r.parked ? r.parked.totalNs : null,
     parkedByReason: r.parked ? Object.fromEntries(Object.entries(r.parked.byReason).slice(0, 64)) : {},
     parks,
-    traceParent: null,
+    traceParent: r.traceParent,
     weight,
   };
 }
