@@ -60,6 +60,7 @@ t.test('goroscope top draws a frame', { skip: noBpf ?? false }, async (t) => {
   const frames = stdout.split(/^(?=goroscope top)/m).filter((f) => f.trim());
   t.equal(frames.length, 2, 'two frames');
   t.match(frames[1], /goroscope top +pid \d+/);
-  t.match(frames[1], /COUNT +WAIT REASON +AVG BLOCKED +CREATED BY/);
+  t.match(frames[1], /\nruns\/s \d+  preemptions\/s \d+  syscalls\/s \d+  run queue p50 [\d.]+ms p99 [\d.]+ms  threads \d+ Ps \d+\n/, 'the scheduler line');
+  t.match(frames[1], /COUNT +WAIT REASON +AVG BLOCKED +AVG RUNQ +CREATED BY/);
   t.match(frames[1], /\n +2 +sync\.Mutex\.Lock .* main\.spawnPopulation population\/main\.go:\d+/);
 });

@@ -47,6 +47,7 @@ t.test('spans follow the trace model: units of work, report intervals, parks, co
   const handler = gor(10, 5, {
     parentGoid: 1, createdAt: T0, exitedAt: T0 + 2_500, state: 'dead', waitReason: null, startFunction: 'main.handle',
     startLocation: { function: 'main.handle', file: '/src/main.go', line: 35 }, blockedNs: 2.3e9, parkCoverage: 0.25,
+    sched: { runs: 12, runsTimed: 11, runnableNs: 4.5e6, maxRunnableNs: 2e6, yields: 1, preemptions: 2, syscalls: 7, syscallNs: 3e5, tid: 4242, p: 1, threadSwitches: 3, pSwitches: 2 },
     trace: { root: 5, segment: 0, from: T0, creator: { goid: 1, root: 1, segment: 3 } },
     longParks: [{ waitReason: 'chan receive', from: T0 + 100, to: T0 + 2_400, segment: 0, segmentFrom: T0, waker: { goid: 6, root: 5, segment: 0 } }],
   });
@@ -91,6 +92,10 @@ t.test('spans follow the trace model: units of work, report intervals, parks, co
     'code.function.name': 'main.handle', 'code.file.path': '/src/main.go', 'code.line.number': 35,
     'goroscope.goroutine.created_by.function': 'main.serve', 'goroscope.goroutine.created_by.file': '/src/main.go', 'goroscope.goroutine.created_by.line': 42,
     'goroscope.goroutine.parks.coverage': 0.25, 'goroscope.goroutine.parks.sampled': true,
+    'goroscope.goroutine.sched.runs': 12, 'goroscope.goroutine.sched.runnable_ns': 4.5e6, 'goroscope.goroutine.sched.max_runnable_ns': 2e6,
+    'goroscope.goroutine.sched.yields': 1, 'goroscope.goroutine.sched.preemptions': 2, 'goroscope.goroutine.sched.syscalls': 7,
+    'goroscope.goroutine.sched.syscall_ns': 3e5, 'goroscope.goroutine.sched.thread_switches': 3, 'goroscope.goroutine.sched.p_switches': 2,
+    'thread.id': 4242, 'goroscope.goroutine.sched.p': 1,
   });
   t.notOk('goroscope.goroutine.alive' in h.attributes);
 

@@ -7,6 +7,8 @@ import t from 'tap';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
 import { RunnableCause } from '../../agent/src/sched/sched-table.ts';
+import { buildSnapshot, formatSnapshot } from '../../agent/src/snapshot/snapshot.ts';
+import { AgentMetrics } from '../../agent/src/metrics/agent-metrics.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildFixture, GoProgram, sleep } from '../runtime/helpers.ts';
 
@@ -106,6 +108,21 @@ t.test('run-queue latency against /sched/latencies:seconds', async (t) => {
       t.ok(workerSite[0] > 0, 'the workers\' runs are under their go statement');
       const g = [...Array(20).keys()].map((i) => proc.sched.of(i)).find((x) => x && x.yields > 10);
       t.ok(g && g.runs >= g.yields && g.runnableNs > 0 && g.p === 0 && g.tid > 0, `a worker goroutine's own figures: ${JSON.stringify(g)}`);
+
+      // Shown: the snapshot (JSON and text), the agent's /metrics, and the goroutine records spans are made of.
+      const snap = buildSnapshot(proc, { lost: 0 });
+      t.equal(snap.sched.counters.runs, s.counters.runs, 'the snapshot carries the scheduler figures');
+      t.match(snap.sched.runQueueBySite[0]?.createdBy, { function: 'main.main', file: /schedlat\/main\.go$/ }, 'most runs under the workers\' go statement, symbolized');
+      const text = formatSnapshot(snap);
+      t.match(text, /^run queue: \d+ runs \(\d+ timed\)  p50 [\d.]+ms  p99 [\d.]+ms/m, 'the text says the run-queue latency');
+      t.match(text, /^RUN QUEUE BY CREATION SITE\n +\d+ runs  p50 +[\d.]+ms  p99 +[\d.]+ms  main\.main  .*schedlat\/main\.go:\d+$/m, 'and by creation site');
+      const worker = snap.goroutines.find((x) => x.startFunction === 'main.worker');
+      t.ok(worker?.sched && worker.sched.runsTimed > 0 && worker.sched.p === 0 && worker.sched.tid! > 0, 'a worker\'s record carries its scheduling');
+      const metrics = new AgentMetrics({ tracer });
+      const exposition = await metrics.registry.metrics();
+      const count = Number(new RegExp(`^goroscope_sched_run_queue_latency_seconds_count\\{pid="${p.pid}"[^}]*\\} (\\d+)$`, 'm').exec(exposition)?.[1]);
+      t.equal(count, proc.sched.runQueue.count, '/metrics: the run-queue histogram holds every timed run');
+      t.match(exposition, new RegExp(`^goroscope_sched_runs_total\\{pid="${p.pid}",exe="[^"]+",cause="yielded"\\} \\d+$`, 'm'), '/metrics: runs by cause');
       t.equal(tracer.strayRecords, 0, 'no stray records');
       t.same(Object.values(tracer.lost()).filter((n) => n > 0), [], 'nothing lost');
     });

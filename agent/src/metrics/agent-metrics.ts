@@ -12,6 +12,7 @@ import type { StackTable } from '../stacks/stack-table.ts';
 import type { GoroutineTracer, TracedProcess } from '../tracer/goroutine-tracer.ts';
 import type { OverheadGovernor } from '../overhead/governor.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
+import { registerSchedMetrics } from '../sched/sched-metrics.ts';
 import { monoNowNs } from '../tracer/clock.ts';
 import type { Shipper } from '../ship/shipper.ts';
 import type { TcpTotals } from '../agent/connection-changes.ts';
@@ -63,6 +64,7 @@ export class AgentMetrics {
     r.registerMetric(this.otlpFailures);
     const procLabel = (pid: number, i: number) => (i < maxProcesses ? String(pid) : 'other');
     const traced = () => src.tracer?.processes() ?? [];
+    registerSchedMetrics(r, () => traced().slice(0, maxProcesses).map((proc, i) => ({ proc, pid: procLabel(proc.info.pid, i) })));
 
     new Gauge({
       name: 'goroscope_agent_part_up',

@@ -80,11 +80,13 @@ export class SchedTable {
   /** Run-queue latency by creation site (the go statement's pc, g.gopc); 0 for goroutines of unknown site. */
   readonly runQueueBySite = new Map<number, LatencyHistogram>();
   private readonly goroutines = new Map<number, GoroutineSched>();
+  /** Exited goroutines' figures, newest last, for the records built after their exit (bounded, oldest out). */
+  private readonly exited = new Map<number, GoroutineSched>();
   /** Runs per thread and per P. */
   readonly runsByThread = new Map<number, number>();
   readonly runsByP = new Map<number, number>();
 
-  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000) {}
+  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000, private readonly exitedRetention = 10_000) {}
 
   private entry(goid: number): GoroutineSched | undefined {
     let g = this.goroutines.get(goid);
@@ -161,12 +163,17 @@ export class SchedTable {
   }
 
   onExit(goid: number): void {
+    const g = this.goroutines.get(goid);
+    if (!g) return;
     this.goroutines.delete(goid);
+    this.exited.delete(goid);
+    this.exited.set(goid, g);
+    if (this.exited.size > this.exitedRetention) this.exited.delete(this.exited.keys().next().value!);
   }
 
-  /** A live goroutine's scheduling so far (undefined if it was never seen by a scheduler probe). */
+  /** A goroutine's scheduling so far, live or lately exited (undefined if no scheduler probe saw it). */
   of(goid: number): Readonly<GoroutineSched> | undefined {
-    return this.goroutines.get(goid);
+    return this.goroutines.get(goid) ?? this.exited.get(goid);
   }
 
   get size(): number {

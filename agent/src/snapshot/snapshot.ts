@@ -1,6 +1,6 @@
 // A snapshot of one traced process: its goroutines with symbolized sites, totals, and event counts.
 // The same goroutine objects are what the agent ships to the collector (collector/src/protocol/records.ts).
-import type { CodeLocation, ConnectionRecord, GoroutineRecord, WindowRecord } from '../../../collector/src/protocol/records.ts';
+import type { CodeLocation, ConnectionRecord, GoroutineRecord, GoroutineSched, WindowRecord } from '../../../collector/src/protocol/records.ts';
 import { isSystemGoroutine, waitReasonString } from '../gobinary/layouts.ts';
 import type { GoroutineRow } from '../model/goroutine-table.ts';
 import type { RuntimeProcessSummary } from '../runtime/runtime-tracer.ts';
@@ -8,6 +8,8 @@ import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
 import type { LeakSuspect } from '../analysis/leaks.ts';
 import type { PartState } from '../health/parts.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
+import type { SchedSummary } from '../sched/sched-table.ts';
+import type { LatencySummary } from '../sched/latency-histogram.ts';
 
 export interface SiteCount extends CodeLocation {
   count: number;
@@ -52,6 +54,9 @@ export interface Snapshot {
   connections?: ConnectionRecord[];
   /** GC stop-the-world pauses, GC cycles and fatal errors (runtime probes), when they were attached. */
   runtime?: RuntimeProcessSummary;
+  /** The scheduler (run and syscall probes): run-queue latency per process and per creation site, yields,
+   * preemptions, system calls, threads and Ps. */
+  sched: SchedSnapshot;
   /** The parts that ran (goroutines, runtime, tcp), and why any did not. */
   parts?: PartState[];
   /** Leak suspects over the observation, each with the stack its goroutines are parked at. */
@@ -69,6 +74,24 @@ export interface Snapshot {
     estimatedOverhead?: { total: number; createExit: number; parkReady: number };
     windows: WindowRecord[];
   };
+}
+
+export interface SchedSnapshot extends SchedSummary {
+  /** Run-queue latency by the go statement that created the goroutines, most runs first (top 20). */
+  runQueueBySite: Array<{ createdBy: CodeLocation | null; latency: LatencySummary }>;
+}
+
+/** The process's scheduler figures, creation sites symbolized. */
+export function schedSnapshot(proc: TracedProcess, maxSites = 20): SchedSnapshot {
+  const sym = proc.binary.symbolizer;
+  const bySite = [...proc.sched.runQueueBySite.entries()]
+    .sort((a, b) => b[1].count - a[1].count)
+    .slice(0, maxSites)
+    .map(([pc, h]) => {
+      const c = pc ? sym.callSite(pc - proc.bias) : undefined;
+      return { createdBy: c ? { function: c.function, file: c.file, line: c.line } : null, latency: h.summary() };
+    });
+  return { ...proc.sched.summary(), runQueueBySite: bySite };
 }
 
 export interface SnapshotOptions {
@@ -105,7 +128,14 @@ export function goroutineRecord(proc: TracedProcess, row: GoroutineRow, now: num
     preexisting: row.preexisting,
     system: isSystemGoroutine(proc.layout, startFunction ?? undefined),
     observedAt: monoToWallMs(now),
+    ...schedOf(proc, row.goid),
   };
+}
+
+function schedOf(proc: TracedProcess, goid: number): { sched?: GoroutineSched } {
+  const s = proc.sched.of(goid);
+  if (!s) return {};
+  return { sched: { ...s, tid: s.runs ? s.tid : null, p: s.runs ? s.p : null } };
 }
 
 const siteKey = (c: CodeLocation | null) => (c ? `${c.function}\u0000${c.file}\u0000${c.line}` : '');
@@ -161,6 +191,7 @@ export function buildSnapshot(proc: TracedProcess, opts: SnapshotOptions): Snaps
     inventory: { preexisting: proc.inventory.preexisting, unreadable: proc.inventory.unreadable, dead: proc.inventory.dead },
     lifecycle: lifecycleOf(proc),
     scans: scansOf(proc),
+    sched: schedSnapshot(proc),
     probes: proc.sites.map((s) => ({
       probe: s.probe,
       symbol: s.symbol,
@@ -189,6 +220,28 @@ export function scansOf(proc: TracedProcess): Snapshot['scans'] {
     usPerGoroutine: c.goroutinesRead ? c.scanNs / 1e3 / c.goroutinesRead : 0,
     intervalMs: c.intervalMs,
   };
+}
+
+const msOf = (ns: number) => `${(ns / 1e6).toFixed(ns < 1e6 ? 3 : 2)}ms`;
+
+/** The scheduler's lines: run-queue latency, yields and preemptions, system calls, threads and Ps. */
+export function formatSched(s: SchedSnapshot): string[] {
+  const c = s.counters;
+  if (c.runs === 0 && c.syscalls === 0) return [];
+  const q = s.runQueue;
+  const lines = [
+    `run queue: ${c.runs} runs (${c.runsTimed} timed)  p50 ${msOf(q.p50Ns)}  p99 ${msOf(q.p99Ns)}  max ${msOf(q.maxNs)};  ` +
+      `yields ${c.yields}, preemptions ${c.preemptions};  threads ${s.threads}, Ps ${s.ps}, thread switches ${c.threadSwitches}, P switches ${c.pSwitches}`,
+    `syscalls ${c.syscalls}: ${msOf(c.syscallNs)} in all  p50 ${msOf(s.syscalls.p50Ns)}  p99 ${msOf(s.syscalls.p99Ns)}  max ${msOf(s.syscalls.maxNs)}`,
+  ];
+  if (s.runQueueBySite.length) {
+    lines.push('RUN QUEUE BY CREATION SITE');
+    for (const x of s.runQueueBySite.slice(0, 10)) {
+      const where = x.createdBy ? `${x.createdBy.function}  ${x.createdBy.file}:${x.createdBy.line}` : '(created before the agent, or unknown)';
+      lines.push(`  ${String(x.latency.count).padStart(7)} runs  p50 ${msOf(x.latency.p50Ns).padStart(9)}  p99 ${msOf(x.latency.p99Ns).padStart(9)}  ${where}`);
+    }
+  }
+  return lines;
 }
 
 /** The readable form: totals, then one line per goroutine. */
@@ -221,6 +274,7 @@ export function formatSnapshot(s: Snapshot): string {
     lines.push(`GC pauses ${p.count}: p50 ${ms(p.window.p50Ns)}  p99 ${ms(p.window.p99Ns)}  max ${ms(p.maxNs)};  GC cycles ${s.runtime.cycles.count}`);
     for (const f of s.runtime.fatal) lines.push(`FATAL goroutine ${f.goid}: ${f.text}`);
   }
+  lines.push(...formatSched(s.sched));
   if (s.leaks) {
     lines.push('');
     lines.push(`LEAK SUSPECTS ${s.leaks.length ? '' : '(none)'}`.trim());
@@ -253,13 +307,14 @@ export function formatSnapshot(s: Snapshot): string {
     }
   }
   lines.push('');
-  lines.push(`${'GOID'.padStart(8)}  ${'PARENT'.padStart(8)}  ${'STATE'.padEnd(22)}  ${'BLOCKED'.padStart(10)}  START / CREATED BY`);
+  lines.push(`${'GOID'.padStart(8)}  ${'PARENT'.padStart(8)}  ${'STATE'.padEnd(22)}  ${'BLOCKED'.padStart(10)}  ${'RUNQUEUE'.padStart(10)}  START / CREATED BY`);
   for (const g of s.goroutines) {
     const state = g.waitReason ?? g.state;
     const blocked = g.blockedNs ? `${(g.blockedNs / 1e6).toFixed(1)}ms` : '';
     const by = g.createdBy ? `${g.createdBy.function} ${g.createdBy.file}:${g.createdBy.line}` : '';
     lines.push(
-      `${String(g.goid).padStart(8)}  ${String(g.parentGoid ?? '').padStart(8)}  ${state.slice(0, 22).padEnd(22)}  ${blocked.padStart(10)}  ${g.startFunction ?? '?'} <- ${by}`,
+      `${String(g.goid).padStart(8)}  ${String(g.parentGoid ?? '').padStart(8)}  ${state.slice(0, 22).padEnd(22)}  ${blocked.padStart(10)}  ` +
+        `${(g.sched?.runsTimed ? msOf(g.sched.runnableNs) : '').padStart(10)}  ${g.startFunction ?? '?'} <- ${by}`,
     );
   }
   return lines.join('\n');

@@ -19,10 +19,32 @@ interface Row {
   reason: string;
   count: number;
   blockedNs: number;
+  /** Run-queue time and timed runs of its goroutines (the scheduler probes). */
+  runnableNs: number;
+  runsTimed: number;
 }
 
+/** What the previous frame saw: rates are the differences over the frame. */
+export interface TopPrev {
+  created: number;
+  exited: number;
+  parked: number;
+  at: number;
+  runs?: number;
+  preemptions?: number;
+  syscalls?: number;
+}
+
+export const topPrev = (proc: TracedProcess): TopPrev => ({
+  ...proc.table.counters,
+  runs: proc.sched.counters.runs,
+  preemptions: proc.sched.counters.preemptions,
+  syscalls: proc.sched.counters.syscalls,
+  at: monoNowNs(),
+});
+
 /** One frame of the view as text lines, at most `height` of them. */
-export function renderTop(proc: TracedProcess, prev: { created: number; exited: number; parked: number; at: number }, width: number, height: number, coverage: number): string[] {
+export function renderTop(proc: TracedProcess, prev: TopPrev, width: number, height: number, coverage: number): string[] {
   const now = monoNowNs();
   const rows = new Map<string, Row>();
   const byState = new Map<string, number>();
@@ -35,9 +57,11 @@ export function renderTop(proc: TracedProcess, prev: { created: number; exited: 
     byState.set(g.state, (byState.get(g.state) ?? 0) + 1);
     const site = g.createdBy ? `${g.createdBy.function} ${g.createdBy.file.split('/').slice(-2).join('/')}:${g.createdBy.line}` : '(unknown)';
     const k = `${site}\u0000${reason}`;
-    const row = rows.get(k) ?? { site, reason, count: 0, blockedNs: 0 };
+    const row = rows.get(k) ?? { site, reason, count: 0, blockedNs: 0, runnableNs: 0, runsTimed: 0 };
     row.count++;
     row.blockedNs += g.blockedNs;
+    row.runnableNs += g.sched?.runnableNs ?? 0;
+    row.runsTimed += g.sched?.runsTimed ?? 0;
     rows.set(k, row);
   }
   const c = proc.table.counters;
@@ -48,15 +72,28 @@ export function renderTop(proc: TracedProcess, prev: { created: number; exited: 
     `goroutines ${total}  ${[...byState].map(([s, n]) => `${s} ${n}`).join('  ')}`,
     `created/s ${rate(c.created - prev.created)}  exited/s ${rate(c.exited - prev.exited)}  parks/s ${rate(c.parked - prev.parked)}  ` +
       `probes on ${(coverage * 100).toFixed(0)}% of the time (parks sampled; counts whole)`,
+    schedLine(proc, prev, rate),
     '',
-    `${'COUNT'.padStart(7)}  ${'WAIT REASON'.padEnd(22)}  ${'AVG BLOCKED'.padStart(11)}  CREATED BY`,
+    `${'COUNT'.padStart(7)}  ${'WAIT REASON'.padEnd(22)}  ${'AVG BLOCKED'.padStart(11)}  ${'AVG RUNQ'.padStart(9)}  CREATED BY`,
   ];
   const sorted = [...rows.values()].sort((a, b) => b.count - a.count || a.site.localeCompare(b.site));
   for (const r of sorted.slice(0, Math.max(0, height - lines.length))) {
     const avg = r.count ? r.blockedNs / r.count / 1e6 : 0;
-    lines.push(`${String(r.count).padStart(7)}  ${r.reason.slice(0, 22).padEnd(22)}  ${`${avg.toFixed(1)}ms`.padStart(11)}  ${r.site}`.slice(0, width));
+    const runq = r.runsTimed ? `${(r.runnableNs / r.runsTimed / 1e6).toFixed(2)}ms` : '-';
+    lines.push(`${String(r.count).padStart(7)}  ${r.reason.slice(0, 22).padEnd(22)}  ${`${avg.toFixed(1)}ms`.padStart(11)}  ${runq.padStart(9)}  ${r.site}`.slice(0, width));
   }
   return lines;
+}
+
+/** The scheduler: runs, preemptions and system calls per second, run-queue latency so far. */
+function schedLine(proc: TracedProcess, prev: TopPrev, rate: (n: number) => string): string {
+  const c = proc.sched.counters;
+  const q = proc.sched.runQueue;
+  const ms = (ns: number) => `${(ns / 1e6).toFixed(2)}ms`;
+  return (
+    `runs/s ${rate(c.runs - (prev.runs ?? 0))}  preemptions/s ${rate(c.preemptions - (prev.preemptions ?? 0))}  syscalls/s ${rate(c.syscalls - (prev.syscalls ?? 0))}  ` +
+    `run queue p50 ${ms(q.quantile(0.5))} p99 ${ms(q.quantile(0.99))}  threads ${proc.sched.runsByThread.size} Ps ${proc.sched.runsByP.size}`
+  );
 }
 
 export async function runTop(cmd: TopCommand): Promise<void> {
@@ -76,13 +113,13 @@ export async function runTop(cmd: TopCommand): Promise<void> {
     process.stdin.setRawMode(true);
     process.stdin.on('data', (d) => (d[0] === 0x71 /* q */ || d[0] === 3 ? quit() : undefined));
   }
-  let prev = { ...proc.table.counters, at: monoNowNs() };
+  let prev = topPrev(proc);
   try {
     for (let frame = 0; !stop && (cmd.iterations === undefined || frame < cmd.iterations); frame++) {
       await new Promise((r) => setTimeout(r, cmd.intervalMs));
       if (!tracer.process(cmd.pid)) break;
       const lines = renderTop(proc, prev, process.stdout.columns ?? 160, (process.stdout.rows ?? 40) - 1, governor.coverage(cmd.pid));
-      prev = { ...proc.table.counters, at: monoNowNs() };
+      prev = topPrev(proc);
       // Home and clear-to-end keep the frame in place without flicker; a pipe gets frames one after another.
       process.stdout.write(tty ? `\x1b[H${lines.join('\x1b[K\n')}\x1b[K\n\x1b[J` : `${lines.join('\n')}\n\n`);
     }

@@ -57,7 +57,7 @@ function itemOf<T extends TProperties, K extends keyof T & string, E extends TPr
   return Type.Partial(Type.Object({ id: Type.Integer(), node: Type.String(), ...Type.Omit(record, ['kind', ...without]).properties, ...extra }));
 }
 
-export const goroutineItem = itemOf(GoroutineRecord, ['startLocation', 'trace', 'longParks', 'parkCoverage'], {
+export const goroutineItem = itemOf(GoroutineRecord, ['startLocation', 'trace', 'longParks', 'parkCoverage', 'sched'], {
   processStartTime: Type.Unsafe<number | null>(nullable('integer')),
   firstSeenAt: Type.Number(),
 });

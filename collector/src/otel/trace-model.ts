@@ -207,6 +207,21 @@ function goroutineSpan(g: GoroutineRecord, p: ProcessKey, ids: SpanIds, end: num
     'goroscope.goroutine.blocked_ns': g.blockedNs,
   };
   if (g.parentGoid !== null) attributes['goroscope.goroutine.parent_id'] = g.parentGoid;
+  // The scheduler: how long it waited runnable, how often it was preempted, its system calls, threads and Ps.
+  if (g.sched) {
+    const s = g.sched;
+    attributes['goroscope.goroutine.sched.runs'] = s.runs;
+    attributes['goroscope.goroutine.sched.runnable_ns'] = s.runnableNs;
+    attributes['goroscope.goroutine.sched.max_runnable_ns'] = s.maxRunnableNs;
+    attributes['goroscope.goroutine.sched.yields'] = s.yields;
+    attributes['goroscope.goroutine.sched.preemptions'] = s.preemptions;
+    attributes['goroscope.goroutine.sched.syscalls'] = s.syscalls;
+    attributes['goroscope.goroutine.sched.syscall_ns'] = s.syscallNs;
+    attributes['goroscope.goroutine.sched.thread_switches'] = s.threadSwitches;
+    attributes['goroscope.goroutine.sched.p_switches'] = s.pSwitches;
+    if (s.tid !== null) attributes['thread.id'] = s.tid;
+    if (s.p !== null) attributes['goroscope.goroutine.sched.p'] = s.p;
+  }
   if (g.waitReason) attributes['goroscope.goroutine.wait_reason'] = g.waitReason;
   if (g.preexisting) attributes['goroscope.goroutine.preexisting'] = true;
   if (g.system) attributes['goroscope.goroutine.system'] = true;

@@ -111,6 +111,28 @@ export const LongParkRecord = Closed({
 export type LongParkRecord = Static<typeof LongParkRecord>;
 
 /** The latest known state of one goroutine; re-sent whenever it changes (upsert by pid+goid). */
+/**
+ * What the scheduler did with one goroutine while the scheduler probes were on (cumulative over its life):
+ * runs (runtime.execute) and their run-queue time (runnable -> running; runsTimed of them, whose start was
+ * seen), yields (Gosched), preemptions, system calls and their time, the thread (tid: its M) and P it last ran
+ * on, and how often it moved between threads and between Ps.
+ */
+export const GoroutineSched = Closed({
+  runs: Count,
+  runsTimed: Count,
+  runnableNs: Count,
+  maxRunnableNs: Count,
+  yields: Count,
+  preemptions: Count,
+  syscalls: Count,
+  syscallNs: Count,
+  tid: Nullable(Count),
+  p: Nullable(Count),
+  threadSwitches: Count,
+  pSwitches: Count,
+});
+export type GoroutineSched = Static<typeof GoroutineSched>;
+
 export const GoroutineRecord = RecordSchema('goroutine', {
   pid: Pid,
   goid: Count,
@@ -145,6 +167,8 @@ export const GoroutineRecord = RecordSchema('goroutine', {
    * below 1, parkCount, readyCount and blocked times are samples of that share (the overhead budget duty-cycles them).
    */
   parkCoverage: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+  /** Its scheduling (the run and syscall probes), once any was seen. */
+  sched: Type.Optional(GoroutineSched),
 });
 export type GoroutineRecord = Static<typeof GoroutineRecord>;
 
