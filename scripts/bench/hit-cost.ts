@@ -20,7 +20,7 @@ import {
   type Figure,
 } from './lib.ts';
 
-type ConfigName = 'none' | 'empty_entry' | 'empty_jump' | 'full_jump' | 'full_entry';
+type ConfigName = 'none' | 'empty_entry' | 'empty_jump' | 'full_jump' | 'full_entry' | 'sched' | 'full_sched';
 
 interface Config {
   name: ConfigName;
@@ -49,9 +49,10 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
     tracer.start();
     // The real programs at the jump go through the tracer's own path: attach, then setProbes (the
     // duty-cycling switch) turns them on and off.
-    const proc: TracedProcess = tracer.attach(prog.pid, { probes: ['park', 'ready'] });
+    const proc: TracedProcess = tracer.attach(prog.pid, { probes: ['park', 'ready', 'run'] });
     tracer.setProbes(prog.pid, 'park', false);
     tracer.setProbes(prog.pid, 'ready', false);
+    tracer.setProbes(prog.pid, 'run', false);
     const jumpSites = proc.sites.filter((s) => s.probe === 'park' || s.probe === 'ready');
     if (jumpSites.length !== 2) throw new Error(`expected 2 probe sites (park, ready), got ${jumpSites.length}`);
     // The planner's site: the body's first instruction on kernels that emulate PUSH, else the stack-check jump.
@@ -114,6 +115,30 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
         programs: ['gopark', 'ready'],
         scale: 0.25,
       },
+      {
+        // The scheduler's probes alone: each round trip runs runtime.execute twice and stamps the two readied
+        // goroutines at ready's site: four hits, as for park/ready.
+        name: 'sched',
+        label: "goroscope's scheduler probes alone (execute, ready's stamp)",
+        attach: () => {
+          tracer.setProbes(pid, 'run', true);
+          return () => void tracer.setProbes(pid, 'run', false);
+        },
+        programs: ['sched_execute', 'sched_ready'],
+        scale: 1,
+      },
+      {
+        name: 'full_sched',
+        label: 'goroscope (gopark, ready) and the scheduler probes',
+        attach: () => {
+          for (const p of ['park', 'ready', 'run'] as const) tracer.setProbes(pid, p, true);
+          return () => {
+            for (const p of ['park', 'ready', 'run'] as const) void tracer.setProbes(pid, p, false);
+          };
+        },
+        programs: ['gopark', 'ready', 'sched_execute', 'sched_ready'],
+        scale: 1,
+      },
     ];
 
     const perRt = new Map<ConfigName, number[]>(configs.map((c) => [c.name, []]));
@@ -130,9 +155,9 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
       } finally {
         detach();
       }
-      if (c.name.startsWith('full')) {
+      if (c.name.startsWith('full') || c.name === 'sched') {
         const h = tracer.hits(proc.layoutId);
-        const hits = h.gopark - hitsBefore.gopark + h.ready - hitsBefore.ready;
+        const hits = h.gopark - hitsBefore.gopark + h.ready - hitsBefore.ready + h.execute - hitsBefore.execute + h.runnable - hitsBefore.runnable;
         const arr = hitsPerRt.get(c.name) ?? [];
         arr.push(hits / count);
         hitsPerRt.set(c.name, arr);
@@ -214,7 +239,8 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
         }),
       );
     }
-    for (const c of configs.filter((c) => c.name !== 'none')) {
+    // full_sched runs six traps and eight programs a round trip: its figure is what the scheduler adds, below.
+    for (const c of configs.filter((c) => c.name !== 'none' && c.name !== 'full_sched')) {
       out.push(
         figure({
           id: `${bench}.per_hit.${c.name}`,
@@ -237,7 +263,25 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
       );
     }
     const base = `${ctx.invocation} # per-round ratio of per-hit CPU costs, median of ${rounds}`;
+    const added = cpuPerRt.get('full_sched')!.map((x, i) => x - cpuPerRt.get('full_jump')![i]);
     out.push(
+      figure({
+        id: `${bench}.sched_added_cpu_per_round_trip`,
+        bench,
+        label: 'the scheduler probes added to park/ready, CPU per round trip (2 execute hits, 2 stamps on ready\'s trap)',
+        value: round(median(added)),
+        unit: 'ns CPU/round trip',
+        command: cmd(configs.find((x) => x.name === 'full_sched')!),
+        samples: added.map((x) => round(x)),
+      }),
+      figure({
+        id: `${bench}.ratio.sched_over_full_jump`,
+        bench,
+        label: 'scheduler probes / park+ready probes, alone, at their sites (CPU per hit)',
+        value: round(ratio('sched', 'full_jump'), 2),
+        unit: 'x',
+        command: base,
+      }),
       figure({
         id: `${bench}.ratio.full_over_empty_jump`,
         bench,
@@ -281,7 +325,7 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
         command: base,
       }),
     );
-    for (const c of ['full_jump', 'full_entry'] as const) {
+    for (const c of ['full_jump', 'full_entry', 'sched'] as const) {
       out.push(
         figure({
           id: `${bench}.hits_per_round_trip.${c}`,
@@ -290,7 +334,7 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
           value: round(median(hitsPerRt.get(c) ?? []), 2),
           unit: 'hits/round trip',
           command: cmd(configs.find((x) => x.name === c)!),
-          note: 'sanity: 4 expected (2 gopark + 2 ready); a few more come from the runtime itself',
+          note: c === 'sched' ? 'sanity: 4 expected (2 execute + 2 ready stamps)' : 'sanity: 4 expected (2 gopark + 2 ready); a few more come from the runtime itself',
         }),
       );
     }
