@@ -1,7 +1,8 @@
 // `goroscope snapshot`: attach, observe for the duration, detach, print.
 import { GoroutineTracer, openTarget } from '../tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
-import { describeAttachMode, TcpTracer, tcpLayoutOf } from '../tcp/tcp-tracer.ts';
+import { tcpLayoutOf } from '../tcp/tcp-tracer.ts';
+import { startTcp } from '../tcp/part.ts';
 import { Parts } from '../health/parts.ts';
 import { explainLine, UserError } from '../health/explain.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
@@ -44,21 +45,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   parts.up('goroutines');
   // The runtime probes and TCP are extras: each that cannot start is said in one line and left out.
   const runtime = parts.start('runtime', () => new RuntimeEventsTracer());
-  const tcp =
-    cmd.tcp === false
-      ? (parts.off('tcp', '--no-tcp'), undefined)
-      : parts.start('tcp', () => {
-          const t = new TcpTracer({ seedPids: [cmd.pid], retransmitSampling: cmd.retransmitSampling });
-          try {
-            t.start();
-          } catch (e) {
-            void t.close();
-            throw e;
-          }
-          return t;
-        });
-  // Which TCP programs run (BTF or classic tracepoints, raw or per-syscall hooks): in the log, /metrics, the snapshot.
-  if (tcp) parts.up('tcp', describeAttachMode(tcp.attachMode));
+  const tcp = startTcp(parts, cmd.tcp !== false, { seedPids: [cmd.pid], retransmitSampling: cmd.retransmitSampling });
   const stop = () => {
     // Detach at once on Ctrl-C or SIGTERM; the kernel would also clean up if we were killed.
     void tracer.close().finally(() => process.exit(130));

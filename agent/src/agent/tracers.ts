@@ -1,0 +1,49 @@
+// The agent's tracers as parts: each starts on its own, and one that cannot start is reported and left out
+// (agent/src/health/parts.ts); the overhead governor over the goroutine tracer, with the probe cost calibrated.
+import type { AgentOptions } from './run.ts';
+import type { AgentProfiles } from '../profiles/agent-profiles.ts';
+import type { Parts } from '../health/parts.ts';
+import { calibrateHitCost } from '../overhead/calibrate.ts';
+import { OverheadGovernor } from '../overhead/governor.ts';
+import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
+import type { TcpTracer } from '../tcp/tcp-tracer.ts';
+import { startTcp } from '../tcp/part.ts';
+import { HttpTracer } from '../http/http-tracer.ts';
+
+export interface Tracers {
+  tracer?: GoroutineTracer;
+  runtime?: RuntimeEventsTracer;
+  /** Server requests (net/http, grpc-go). */
+  requests?: HttpTracer;
+  tcp?: TcpTracer;
+}
+
+export function startTracers(opts: AgentOptions, parts: Parts, profiles: AgentProfiles | undefined): Tracers {
+  const requests = parts.start('requests', () => new HttpTracer());
+  const tracer = parts.start('goroutines', () => {
+    const t = new GoroutineTracer({ trace: opts.trace });
+    t.start((p, kind, v, at) => {
+      profiles?.onRecord(p, kind, v, at);
+      requests?.onGoroutineRecord(p.info.pid, kind, v, at); // the parks inside each request
+    });
+    return t;
+  });
+  const runtime = parts.start('runtime', () => new RuntimeEventsTracer());
+  // TCP is node-wide: every process's connections, Go or not; Go processes also get their goroutines.
+  const tcp = startTcp(parts, opts.tcp !== false, { seedPids: opts.pids, retransmitSampling: opts.retransmitSampling });
+  if (tracer && opts.parkSampling !== undefined) tracer.setParkSampling(opts.parkSampling);
+  return { tracer, runtime, requests, tcp };
+}
+
+/** Keeps each process's probe cost within the budget; in --full mode it only cuts time into windows for the records. */
+export async function startGovernor(tracer: GoroutineTracer | undefined, opts: AgentOptions, intervalMs: number, log: (m: string) => void) {
+  if (!tracer) return undefined;
+  const calibration = opts.full ? undefined : await calibrateHitCost(tracer);
+  if (calibration) log(`a probe hit costs ${Math.round(calibration.nsPerHit)} ns here (${calibration.source})`);
+  return new OverheadGovernor(tracer, {
+    budget: opts.full ? Infinity : opts.overheadBudget,
+    nsPerHit: calibration?.nsPerHit ?? 1,
+    periodMs: opts.full ? intervalMs : 10_000,
+  });
+}
