@@ -21,7 +21,7 @@ import type { GoroutineRecord, ProcessRecord } from '../../collector/src/protoco
 import { runAgents, startAgents } from './agent-load.ts';
 import { figure, median, repoRoot, round, sleep, type BenchContext, type Figure } from './lib.ts';
 
-const TOKEN = 'bench-token-0123456789abcdef';
+export const TOKEN = 'bench-token-0123456789abcdef';
 
 export interface CollectorBenchOptions {
   agents?: number;
@@ -33,10 +33,10 @@ export interface CollectorBenchOptions {
   rounds?: number;
 }
 
-interface RunningCollector { child: ChildProcess; url: string; port: number; exited: Promise<number | null> }
+export interface RunningCollector { child: ChildProcess; url: string; port: number; exited: Promise<number | null> }
 
 /** The collector as it runs in production: the bundled CLI, in a process of its own. */
-async function startCollector(db: string, extra: string[] = [], port = 0, root = repoRoot): Promise<RunningCollector> {
+export async function startCollector(db: string, extra: string[] = [], port = 0, root = repoRoot): Promise<RunningCollector> {
   // GOROSCOPE_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the collector there (what bounds it).
   const prof = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
   const child = spawn(process.execPath, [...prof, join(root, 'bin/goroscope.js'), 'collector', '--listen', `127.0.0.1:${port}`, '--db', db, ...extra], {
@@ -57,7 +57,7 @@ async function startCollector(db: string, extra: string[] = [], port = 0, root =
   return { child, url, port: Number(new URL(url).port), exited };
 }
 
-async function stopCollector(c: RunningCollector): Promise<void> {
+export async function stopCollector(c: RunningCollector): Promise<void> {
   c.child.kill('SIGTERM');
   const t = setTimeout(() => c.child.kill('SIGKILL'), 20_000);
   await c.exited;

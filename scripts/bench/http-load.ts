@@ -1,102 +1,202 @@
-// A Go net/http hello world under wrk on loopback, side by side: no agent; goroscope with every probe
-// (--full: reader running, events applied); goroscope with only the create and exit probes (what the
-// duty-cycled default keeps on while parks are off); the default agent (overhead budget 2%, the governor
-// duty-cycling park/ready); the request probes alone (net/http's ServeHTTP entry and RETs: the cost per request,
-// beside Beyla's published ~500 ns per request); Go's runtime/trace on (the anchor). A fresh server per run, the
-// configurations interleaved (forward, then backward order), medians of the repetitions and per-repetition
-// paired losses.
-import { existsSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// What tracing costs a Go net/http server, side by side in one run. The server runs with GOMAXPROCS=1 pinned to
+// one CPU; the load generators, the agent (the real `goroscope agent`, bundled, shipping to a real collector)
+// and the collector share the other. Per configuration and handler, on a fresh server each time:
+//   - the server's own CPU per request (utime + stime from /proc) at a constant rate below saturation, from
+//     vegeta (built from the Go module proxy at a pinned version): the probes' cost lands there, whatever the
+//     other CPU is doing;
+//   - its requests/s at saturation (wrk -t1 -c32), where the probes' cost becomes lost throughput;
+//   - the agent's CPU apart: % of a core, and per record it read.
+// Configurations: no tracing; goroscope's default (overhead budget 2%); goroscope --full; the request probes alone
+// (HttpTracer in the bench's process: net/http's ServeHTTP entry and RETs, beside Beyla's published ~500 ns per
+// request); Go's runtime/trace; Go's flight recorder (Go 1.25+, runtime/trace.FlightRecorder,
+// BENCH_FLIGHT_RECORDER=1 in the bench's server).
+// Handlers: the empty hello world, and one doing ~200 us of CPU work per request (the realistic case).
+// Rounds interleave the configurations (forward, then backward order); figures are medians, and ratios to no
+// tracing are paired per round.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { calibrateHitCost, type Calibration } from '../../agent/src/overhead/calibrate.ts';
-import { OverheadGovernor, processCpuNs } from '../../agent/src/overhead/governor.ts';
-import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
-import type { GoroutineProbeName } from '../../agent/src/probes/goroutine-probes.ts';
-import { buildFixture, figure, LineProcess, median, round, runCommand, sleep, type BenchContext, type Figure } from './lib.ts';
+import { startCollector, stopCollector, TOKEN, type RunningCollector } from './collector.ts';
+import { buildFixture, figure, LineProcess, median, repoRoot, round, runCommand, sleep, type BenchContext, type Figure } from './lib.ts';
 
-type ConfigName = 'none' | 'full' | 'create_exit' | 'budget' | 'requests' | 'trace';
+const VEGETA = 'github.com/tsenart/vegeta/v12@v12.13.0';
+const SERVER_CPU = '1';
+const OTHER_CPU = '0';
 
-interface Config {
-  name: ConfigName;
-  label: string;
-  probes?: GoroutineProbeName[];
-  budget?: number;
-  /** The request probes (HttpTracer) alone. */
-  requests?: boolean;
-  trace?: boolean;
-}
+type ConfigName = 'none' | 'default' | 'full' | 'requests' | 'trace' | 'flight';
 
 /** Grafana Beyla's published cost of its Go HTTP server probes, per request: the anchor for ours. */
 const BEYLA_NS_PER_REQUEST = 500;
 
+interface Config {
+  name: ConfigName;
+  label: string;
+  agent?: string[];
+  /** The request probes (HttpTracer) alone, in this process. */
+  requests?: boolean;
+  trace?: boolean;
+  flight?: boolean;
+}
+
 const CONFIGS: Config[] = [
-  { name: 'none', label: 'no agent' },
-  { name: 'full', label: 'goroscope, every probe (--full)', probes: ['create', 'park', 'ready', 'exit'] },
-  { name: 'create_exit', label: 'goroscope, create + exit probes only', probes: ['create', 'exit'] },
-  { name: 'budget', label: 'goroscope default (overhead budget 2%)', probes: ['create', 'park', 'ready', 'exit'], budget: 0.02 },
+  { name: 'none', label: 'no tracing' },
+  { name: 'default', label: 'goroscope agent, default (overhead budget 2%)', agent: [] },
+  { name: 'full', label: 'goroscope agent --full', agent: ['--full'] },
   { name: 'requests', label: 'goroscope request probes only (ServeHTTP entry + RETs)', requests: true },
-  { name: 'trace', label: 'Go runtime/trace on', trace: true },
+  { name: 'trace', label: "Go's runtime/trace", trace: true },
+  { name: 'flight', label: "Go's flight recorder", flight: true },
+];
+
+interface Handler {
+  name: string;
+  label: string;
+  workUs: number;
+  /** Requests/s of the constant-rate phase, at most: half the saturation measured at the start if that is lower
+   * (a loaded machine), so the phase stays below saturation. */
+  rate: number;
+}
+
+const HANDLERS = (): Handler[] => [
+  { name: 'hello', label: 'hello world', workUs: 0, rate: 10_000 },
+  { name: 'work200us', label: '~200 us of CPU work per request', workUs: 200, rate: 2_000 },
 ];
 
 interface RunResult {
+  /** Constant rate: the server's CPU per request, and what vegeta saw. */
+  cpuUsPerReq: number;
+  constantOk: number;
+  constantP99Ms: number;
+  /** Saturation. */
   rps: number;
-  /** The server's CPU time (utime + stime from /proc/PID/stat) per request: the probes' cost lands there. */
-  serverCpuUsPerReq: number;
-  /** The agent's (this Node process's) CPU per request. */
-  agentCpuUsPerReq?: number;
-  p50Ms?: number;
-  p99Ms?: number;
-  records?: number;
-  lost?: number;
-  agentCpuPct?: number;
-  parkCoverage?: number;
+  satCpuUsPerReq: number;
+  /** The agent, during the saturation phase and the constant one. */
+  agentCpuPctSat?: number;
+  agentCpuPctConst?: number;
+  agentNsPerRecordSat?: number;
+  recordsPerSecSat?: number;
+  coverage?: number;
   traceBytes?: number;
 }
 
-/** wrk's "Latency Distribution" lines, in ms. */
-function latencyMs(out: string, pct: string): number | undefined {
-  const m = new RegExp(`^\\s*${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
-  if (!m) return undefined;
-  const v = Number(m[1]);
-  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+/** Builds vegeta from the Go module proxy (pinned), once. */
+function buildVegeta(): string {
+  const bin = join(repoRoot, 'build', 'bench', 'bin');
+  const out = join(bin, 'vegeta');
+  if (!existsSync(out)) {
+    mkdirSync(bin, { recursive: true });
+    execFileSync('go', ['install', VEGETA], { env: { ...process.env, GOBIN: bin, GOFLAGS: '-buildvcs=false' }, stdio: ['ignore', 'inherit', 'inherit'], timeout: 600_000 });
+  }
+  return out;
+}
+
+/** CPU ns (utime + stime) of a process so far; NaN once it is gone. */
+function cpuNs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) / 100) * 1e9;
+  } catch {
+    return NaN;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A counter or gauge from the agent's /metrics (summed over its label sets). */
+async function scrape(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  let seen = false;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== ' ' && line[name.length] !== '{')) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    seen = true;
+  }
+  return seen ? sum : NaN;
+}
+
+/** vegeta attack | vegeta report -type=json, on the other CPU. */
+async function vegeta(bin: string, port: number, rate: number, seconds: number): Promise<{ ok: number; p99Ms: number; success: number }> {
+  return new Promise((resolve, reject) => {
+    const attack = spawn('taskset', ['-c', OTHER_CPU, bin, 'attack', `-rate=${rate}/s`, `-duration=${seconds}s`, '-timeout=5s'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const report = spawn('taskset', ['-c', OTHER_CPU, bin, 'report', '-type=json'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    attack.stdin.end(`GET http://127.0.0.1:${port}/\n`);
+    attack.stdout.pipe(report.stdin);
+    let out = '';
+    let err = '';
+    report.stdout.on('data', (d) => (out += d));
+    attack.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => { attack.kill('SIGKILL'); report.kill('SIGKILL'); reject(new Error(`vegeta did not finish: ${err}`)); }, (seconds + 60) * 1000);
+    report.once('close', () => {
+      clearTimeout(timer);
+      try {
+        const r = JSON.parse(out) as { status_codes: Record<string, number>; latencies: { '99th': number }; success: number };
+        resolve({ ok: r.status_codes['200'] ?? 0, p99Ms: r.latencies['99th'] / 1e6, success: r.success });
+      } catch {
+        reject(new Error(`vegeta report: ${out.slice(0, 300)} ${err.slice(0, 300)}`));
+      }
+    });
+  });
 }
 
 export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
   const bench = 'http';
-  const seconds = ctx.quick ? 1 : 10;
+  const seconds = ctx.quick ? 2 : 10;
   const reps = ctx.quick ? 1 : 3;
-  const wrkArgs = (port: number) => ['-t1', '-c32', `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`];
+  if (cpus().length < 2) throw new Error('needs 2 CPUs: the server on one, load and agent on the other');
   const binary = buildFixture('httpserver', ctx.goVersion);
-  // The default agent calibrates its hit cost once per machine (cached), as `goroscope agent` does.
-  let calibration: Calibration | undefined;
-  {
-    const t = new GoroutineTracer();
-    try {
-      t.start();
-      calibration = await calibrateHitCost(t);
-    } finally {
-      await t.close();
-    }
-  }
-  const results = new Map<ConfigName, RunResult[]>(CONFIGS.map((c) => [c.name, []]));
+  const vegetaBin = buildVegeta();
+  const tmp = mkdtempSync(join(tmpdir(), 'goroscope-http-bench-'));
+  // This process (the harness) stays off the server's CPU too.
+  execFileSync('taskset', ['-a', '-p', '-c', OTHER_CPU, String(process.pid)], { stdio: 'ignore' });
+  const collector: RunningCollector = await startCollector(join(tmp, 'collector.db'));
+  execFileSync('taskset', ['-a', '-p', '-c', OTHER_CPU, String(collector.child.pid)], { stdio: 'ignore' });
+  const collectorCpu0 = cpuNs(collector.child.pid!);
+  const benchStart = performance.now();
+  const results = new Map<string, RunResult[]>();
+  // --quick: the hello handler only (the smoke test's time).
+  const handlers = HANDLERS().filter((h) => !ctx.quick || h.workUs === 0);
+  const key = (h: Handler, c: Config) => `${h.name}.${c.name}`;
+  let flightSupported = true;
 
-  const runOne = async (c: Config): Promise<RunResult> => {
-    const traceFile = join(tmpdir(), `goroscope-bench-${process.pid}.trace`);
-    const server = LineProcess.start(binary, c.trace ? ['-trace', traceFile] : [], 'httpserver');
-    let tracer: GoroutineTracer | undefined;
-    let governor: OverheadGovernor | undefined;
+  const runOne = async (h: Handler, c: Config): Promise<RunResult | undefined> => {
+    const traceFile = join(tmp, 'server.trace');
+    const args = [...(c.trace ? ['-trace', traceFile] : []), ...(h.workUs ? ['-work-us', String(h.workUs)] : [])];
+    const env = { ...process.env, GOMAXPROCS: '1', ...(c.flight ? { BENCH_FLIGHT_RECORDER: '1' } : {}) };
+    const server = LineProcess.start('taskset', ['-c', SERVER_CPU, binary, ...args], 'httpserver', { env });
+    let agent: LineProcess | undefined;
     let reqTracer: HttpTracer | undefined;
     try {
-      const port = Number((await server.until(/^LISTEN (\d+)$/m))[1]);
+      let port: number;
+      try {
+        port = Number((await server.until(/^LISTEN (\d+)$/m, 30_000))[1]);
+      } catch (e) {
+        if (c.flight && /flight recorder needs/.test(server.stderr())) { flightSupported = false; return undefined; }
+        throw e;
+      }
       const pid = server.pid;
-      if (c.probes) {
-        tracer = new GoroutineTracer();
-        tracer.start();
-        const proc = tracer.attach(pid, { probes: c.probes });
-        if (c.budget !== undefined) {
-          governor = new OverheadGovernor(tracer, { budget: c.budget, nsPerHit: calibration!.nsPerHit, periodMs: 10_000 });
-          governor.add(proc);
+      let metricsPort = 0;
+      if (c.agent) {
+        metricsPort = await freePort();
+        // GOROSCOPE_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the agent there (where its CPU goes).
+        const prof = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
+        agent = LineProcess.start('taskset', ['-c', OTHER_CPU, process.execPath, ...prof, join(repoRoot, 'bin', 'goroscope.js'), 'agent', '--pid', String(pid),
+          '--collector', collector.url.replace(/^http/, 'ws'), '--metrics-listen', `127.0.0.1:${metricsPort}`, '--spool-dir', join(tmp, `spool-${pid}`), ...c.agent],
+        'agent', { env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN } });
+        for (const until = Date.now() + 60_000; !agent.stderr().includes(`tracing pid ${pid} `); await sleep(100)) {
+          if (agent.exited || Date.now() > until) throw new Error(`the agent did not trace pid ${pid}: ${agent.stderr().slice(-2000)}`);
         }
       }
       if (c.requests) {
@@ -106,40 +206,36 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
         if (!proc.sites.length) throw new Error(`no request probes placed: ${proc.skipped.join('; ')}`);
       }
       // Warm-up: connections, GC sizing, and the governor's first measuring window (1 s).
-      await runCommand('wrk', ['-t1', '-c32', '-d1s', `http://127.0.0.1:${port}/`]);
-      const rec0 = tracer?.records ?? reqTracer?.records ?? 0;
-      const cpu0 = process.cpuUsage();
-      const server0 = processCpuNs(pid) ?? NaN;
-      const t0 = process.hrtime.bigint();
-      const { stdout } = await runCommand('wrk', wrkArgs(port), (seconds + 60) * 1000);
-      const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
-      const serverNs = (processCpuNs(pid) ?? NaN) - server0;
-      const cpu = process.cpuUsage(cpu0);
-      const rps = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
-      const total = /^\s*(\d+) requests in/m.exec(stdout);
-      if (!rps || !total) throw new Error(`no Requests/sec in wrk output: ${stdout}`);
-      const requests = Number(total[1]);
+      await vegeta(vegetaBin, port, h.rate, 2);
+      const agentPid = agent?.pid;
+      const sample = async () => ({
+        t: performance.now(),
+        server: cpuNs(pid),
+        agent: agentPid ? cpuNs(agentPid) : NaN,
+        records: agent ? await scrape(metricsPort, 'goroscope_records_total') : NaN,
+      });
+      const a0 = await sample();
+      const constant = await vegeta(vegetaBin, port, h.rate, seconds);
+      const a1 = await sample();
+      const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', '-c32', `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], (seconds + 60) * 1000)).stdout;
+      const a2 = await sample();
+      const rps = /Requests\/sec:\s+([\d.]+)/.exec(wrk);
+      const total = /^\s*(\d+) requests in/m.exec(wrk);
+      if (!rps || !total) throw new Error(`no Requests/sec in wrk output: ${wrk}`);
       const r: RunResult = {
+        cpuUsPerReq: (a1.server - a0.server) / 1000 / constant.ok,
+        constantOk: constant.success,
+        constantP99Ms: constant.p99Ms,
         rps: Number(rps[1]),
-        serverCpuUsPerReq: serverNs / 1000 / requests,
-        p50Ms: latencyMs(stdout, '50'),
-        p99Ms: latencyMs(stdout, '99'),
+        satCpuUsPerReq: (a2.server - a1.server) / 1000 / Number(total[1]),
       };
-      if (tracer) {
-        r.agentCpuPct = ((cpu.user + cpu.system) / 1e6 / elapsed) * 100;
-        r.agentCpuUsPerReq = (cpu.user + cpu.system) / requests;
-        if (governor) r.parkCoverage = governor.coverage(pid);
-        governor?.stop();
-        await tracer.drain();
-        r.records = tracer.records - rec0;
-        r.lost = tracer.lostTotal();
-      }
-      if (reqTracer) {
-        r.agentCpuPct = ((cpu.user + cpu.system) / 1e6 / elapsed) * 100;
-        r.agentCpuUsPerReq = (cpu.user + cpu.system) / requests;
-        await reqTracer.drain();
-        r.records = reqTracer.records - rec0;
-        r.lost = Object.values(reqTracer.lost()).reduce((a, b) => a + b, 0);
+      if (agent) {
+        r.agentCpuPctConst = ((a1.agent - a0.agent) / 1e6 / (a1.t - a0.t)) * 100;
+        r.agentCpuPctSat = ((a2.agent - a1.agent) / 1e6 / (a2.t - a1.t)) * 100;
+        const recs = a2.records - a1.records;
+        r.recordsPerSecSat = recs / ((a2.t - a1.t) / 1000);
+        r.agentNsPerRecordSat = recs > 0 ? (a2.agent - a1.agent) / recs : NaN;
+        r.coverage = await scrape(metricsPort, 'goroscope_probe_coverage_ratio');
       }
       if (c.trace) {
         await server.stop('SIGTERM');
@@ -147,125 +243,138 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
       }
       return r;
     } finally {
-      governor?.stop();
-      await tracer?.close().catch(() => {});
+      await agent?.stop('SIGTERM', 20_000);
       await reqTracer?.close().catch(() => {});
       await server.stop();
       rmSync(traceFile, { force: true });
     }
   };
 
-  for (let r = 0; r < reps; r++) {
-    const order = r % 2 === 0 ? CONFIGS : [...CONFIGS].reverse();
-    for (const c of order) {
-      const res = await runOne(c);
-      results.get(c.name)!.push(res);
-      ctx.log(`http rep ${r + 1}/${reps} ${c.name}: ${Math.round(res.rps)} req/s, server ${res.serverCpuUsPerReq.toFixed(1)} us CPU/req${res.records !== undefined ? `, ${res.records} records, ${res.lost} lost` : ''}`);
-      await sleep(200);
+  try {
+    // Below saturation on this machine now: half what the untraced server serves, at most the nominal rate.
+    for (const h of handlers) {
+      const server = LineProcess.start('taskset', ['-c', SERVER_CPU, binary, ...(h.workUs ? ['-work-us', String(h.workUs)] : [])], 'httpserver', { env: { ...process.env, GOMAXPROCS: '1' } });
+      try {
+        const port = Number((await server.until(/^LISTEN (\d+)$/m, 30_000))[1]);
+        const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', '-c32', '-d3s', `http://127.0.0.1:${port}/`])).stdout;
+        const sat = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk)?.[1] ?? NaN);
+        if (Number.isFinite(sat)) h.rate = Math.max(200, Math.min(h.rate, Math.round(sat / 2 / 100) * 100));
+        ctx.log(`http ${h.name}: ${Math.round(sat)} req/s saturated untraced; constant rate ${h.rate}/s`);
+      } finally {
+        await server.stop();
+      }
     }
+    for (let rep = 0; rep < reps; rep++) {
+      for (const h of handlers) {
+        const order = rep % 2 === 0 ? CONFIGS : [...CONFIGS].reverse();
+        for (const c of order) {
+          if (c.flight && !flightSupported) continue;
+          const res = await runOne(h, c);
+          if (!res) continue;
+          const list = results.get(key(h, c)) ?? [];
+          list.push(res);
+          results.set(key(h, c), list);
+          ctx.log(
+            `http rep ${rep + 1}/${reps} ${h.name} ${c.name}: ${res.cpuUsPerReq.toFixed(2)} us server CPU/req at ${h.rate}/s, ${Math.round(res.rps)} req/s saturated` +
+              (res.agentCpuPctSat !== undefined ? `, agent ${res.agentCpuPctConst!.toFixed(1)}% / ${res.agentCpuPctSat.toFixed(1)}% of a core, ${Math.round(res.agentNsPerRecordSat!)} ns/record, coverage ${res.coverage}` : ''),
+          );
+          await sleep(200);
+        }
+      }
+    }
+  } finally {
+    const collectorCpuPct = ((cpuNs(collector.child.pid!) - collectorCpu0) / 1e6 / (performance.now() - benchStart)) * 100;
+    ctx.log(`http: the collector used ${collectorCpuPct.toFixed(1)}% of a core over the bench`);
+    await stopCollector(collector);
+    rmSync(tmp, { recursive: true, force: true });
+    execFileSync('taskset', ['-a', '-p', '-c', `0-${cpus().length - 1}`, String(process.pid)], { stdio: 'ignore' });
   }
 
-  const none = results.get('none')!.map((x) => x.rps);
-  const cmdOf = (c: Config) =>
-    `${ctx.invocation} # httpserver${c.trace ? ' -trace FILE' : ''} (Go ${ctx.goVersion}) + wrk ${wrkArgs(0).join(' ').replace(':0/', ':PORT/')} after a 1 s warm-up` +
-    (c.probes ? `; GoroutineTracer.attach(pid, {probes: [${c.probes.join(', ')}]}), reader running` : '') +
-    (c.requests ? '; HttpTracer.attach(pid): net/http.serverHandler.ServeHTTP entry + RETs, reader running' : '') +
-    (c.budget !== undefined ? `; OverheadGovernor {budget ${c.budget}, nsPerHit ${round(calibration!.nsPerHit)} (${calibration!.source}), periodMs 10000}` : '') +
-    `; ${reps} interleaved reps, median`;
   const out: Figure[] = [];
-  for (const c of CONFIGS) {
-    const rs = results.get(c.name)!;
-    const rps = rs.map((x) => x.rps);
-    out.push(
-      figure({
-        id: `${bench}.rps.${c.name}`,
-        bench,
-        label: `requests/s, ${c.label}`,
-        value: Math.round(median(rps)),
-        unit: 'req/s',
-        command: cmdOf(c),
-        samples: rps.map((x) => Math.round(x)),
-        note: `p50 ${round(median(rs.map((x) => x.p50Ms ?? NaN)), 2)} ms, p99 ${round(median(rs.map((x) => x.p99Ms ?? NaN)), 2)} ms`,
-      }),
-    );
-    const cpuReq = rs.map((x) => x.serverCpuUsPerReq);
-    out.push(
-      figure({
-        id: `${bench}.server_cpu_us_per_req.${c.name}`,
-        bench,
-        label: `server CPU per request (utime+stime), ${c.label}`,
-        value: round(median(cpuReq), 2),
-        unit: 'us CPU/req',
-        command: cmdOf(c),
-        samples: cpuReq.map((x) => round(x, 2)),
-        note: c.probes ? `agent CPU ${round(median(rs.map((x) => x.agentCpuUsPerReq ?? NaN)), 2)} us/req on top` : undefined,
-      }),
-    );
-    if (c.name !== 'none') {
-      const noneCpu = results.get('none')!.map((x) => x.serverCpuUsPerReq);
-      const cpuOver = cpuReq.map((x, i) => (x / noneCpu[i] - 1) * 100);
-      out.push(
-        figure({
-          id: `${bench}.server_cpu_overhead_pct.${c.name}`,
-          bench,
-          label: `server CPU per request vs no agent, ${c.label} (robust to a loaded machine)`,
-          value: round(median(cpuOver)),
-          unit: '%',
-          command: cmdOf(c),
-          samples: cpuOver.map((x) => round(x)),
-          ...(c.budget !== undefined ? { target: { op: '<=' as const, value: c.budget * 100 } } : {}),
-        }),
-      );
-      const losses = rps.map((x, i) => (1 - x / none[i]) * 100);
-      const extra: string[] = [];
-      if (c.probes || c.requests) {
-        extra.push(`records ${Math.round(median(rs.map((x) => x.records ?? 0)))}/run, lost ${Math.max(...rs.map((x) => x.lost ?? 0))}, agent CPU ${round(median(rs.map((x) => x.agentCpuPct ?? 0)))}% of a core`);
+  const base = `${ctx.invocation} # httpserver (Go ${ctx.goVersion}) GOMAXPROCS=1 taskset -c ${SERVER_CPU}; load, agent and collector on CPU ${OTHER_CPU}`;
+  for (const h of handlers) {
+    const none = results.get(key(h, CONFIGS[0])) ?? [];
+    const cmdOf = (c: Config, phase: 'constant' | 'saturation') =>
+      `${base}; ${h.workUs ? `-work-us ${h.workUs}; ` : ''}` +
+      (c.agent ? `node bin/goroscope.js agent --pid PID --collector ws://... ${c.agent.join(' ')}; ` : '') +
+      (c.requests ? 'HttpTracer.attach(pid) in the bench process; ' : '') + (c.trace ? '-trace FILE; ' : '') + (c.flight ? 'BENCH_FLIGHT_RECORDER=1; ' : '') +
+      (phase === 'constant' ? `${VEGETA} attack -rate=${h.rate}/s -duration=${seconds}s` : `wrk -t1 -c32 -d${seconds}s`) +
+      ` after a 2 s warm-up at ${h.rate}/s; ${reps} interleaved rounds, median`;
+    for (const c of CONFIGS) {
+      const rs = results.get(key(h, c));
+      if (!rs?.length) continue;
+      const id = (what: string) => `${bench}.${h.name}.${what}.${c.name}`;
+      const cpu = rs.map((x) => x.cpuUsPerReq);
+      out.push(figure({
+        id: id('server_cpu_us_per_req'), bench, label: `server CPU per request at ${h.rate}/s (utime+stime), ${h.label}, ${c.label}`,
+        value: round(median(cpu), 2), unit: 'us CPU/req', command: cmdOf(c, 'constant'), samples: cpu.map((x) => round(x, 2)),
+        note: `vegeta: success ${round(median(rs.map((x) => x.constantOk * 100)))}%, p99 ${round(median(rs.map((x) => x.constantP99Ms)), 2)} ms`,
+      }));
+      const rps = rs.map((x) => x.rps);
+      out.push(figure({
+        id: id('rps'), bench, label: `requests/s at saturation, ${h.label}, ${c.label}`, value: Math.round(median(rps)), unit: 'req/s',
+        command: cmdOf(c, 'saturation'), samples: rps.map(Math.round), note: `server CPU ${round(median(rs.map((x) => x.satCpuUsPerReq)), 2)} us/req`,
+      }));
+      if (c.name !== 'none' && none.length === rs.length) {
+        const over = cpu.map((x, i) => (x / none[i].cpuUsPerReq - 1) * 100);
+        const isDefault = c.name === 'default' && h.name === 'hello';
+        out.push(figure({
+          id: id('server_cpu_overhead_pct'), bench, label: `server CPU per request vs no tracing at ${h.rate}/s, ${h.label}, ${c.label}`,
+          value: round(median(over)), unit: '%', command: cmdOf(c, 'constant'), samples: over.map((x) => round(x)),
+          ...(isDefault ? { target: { op: '<=' as const, value: 2 } } : {}),
+        }));
+        const loss = rps.map((x, i) => (1 - x / none[i].rps) * 100);
+        out.push(figure({
+          id: id('loss_pct'), bench, label: `requests/s lost at saturation vs no tracing, ${h.label}, ${c.label}`,
+          value: round(median(loss)), unit: '%', command: cmdOf(c, 'saturation'), samples: loss.map((x) => round(x)),
+          ...(isDefault ? { target: { op: '<=' as const, value: 2 } } : {}),
+          note: c.trace ? `trace ${round(median(rs.map((x) => (x.traceBytes ?? 0) / 2 ** 20)))} MiB per run` : undefined,
+        }));
       }
-      if (c.budget !== undefined) extra.push(`park/ready probes on ${round(median(rs.map((x) => (x.parkCoverage ?? 0) * 100)))}% of the time (incl. the warm-up's first window)`);
-      if (c.trace) extra.push(`trace ${round(median(rs.map((x) => (x.traceBytes ?? 0) / 2 ** 20)))} MiB per run`);
-      out.push(
-        figure({
-          id: `${bench}.loss_pct.${c.name}`,
-          bench,
-          label: `throughput loss vs no agent, ${c.label}`,
-          value: round(median(losses)),
-          unit: '%',
-          command: cmdOf(c),
-          samples: losses.map((x) => round(x)),
-          note: extra.join('; ') || undefined,
-        }),
-      );
+      if (c.agent) {
+        const sat = rs.map((x) => x.agentCpuPctSat!);
+        out.push(figure({
+          id: id('agent_cpu_pct'), bench, label: `agent CPU at saturation (its own process, /proc utime+stime), ${h.label}, ${c.label}`,
+          value: round(median(sat)), unit: '% of a core', command: cmdOf(c, 'saturation'), samples: sat.map((x) => round(x)),
+          ...(c.name === 'default' && h.name === 'hello' ? { target: { op: '<=' as const, value: 5 } } : {}),
+          note: `at ${h.rate}/s: ${round(median(rs.map((x) => x.agentCpuPctConst!)))}% of a core; records read ${Math.round(median(rs.map((x) => x.recordsPerSecSat!)))}/s at saturation; probes on ${round(median(rs.map((x) => (x.coverage ?? NaN) * 100)))}% of the time`,
+        }));
+        const perRec = rs.map((x) => x.agentNsPerRecordSat!).filter(Number.isFinite);
+        if (perRec.length) {
+          out.push(figure({
+            id: id('agent_ns_per_record'), bench, label: `agent CPU per record read at saturation (the whole agent process / goroscope_records_total), ${h.label}, ${c.label}`,
+            value: Math.round(median(perRec)), unit: 'ns CPU/record', command: cmdOf(c, 'saturation'), samples: perRec.map(Math.round),
+            ...(c.name === 'full' && h.name === 'hello' ? { target: { op: '<=' as const, value: 1000 } } : {}),
+          }));
+        }
+      }
+    }
+    // The request probes' cost per request: the server's extra CPU per request at the constant rate, paired with
+    // the no-tracing run of the same round (2 hits a request: the entry and one RET).
+    const req = results.get(key(h, CONFIGS.find((c) => c.requests)!)) ?? [];
+    if (req.length && req.length === none.length) {
+      const perReq = req.map((x, i) => (x.cpuUsPerReq - none[i].cpuUsPerReq) * 1000);
+      const v = median(perReq);
+      out.push(figure({
+        id: `${bench}.${h.name}.request_probe_ns_per_req`, bench, label: `request probes: server CPU added per request (ServeHTTP entry + RET, record written), ${h.label}`,
+        value: round(v), unit: 'ns/req', command: cmdOf(CONFIGS.find((c) => c.requests)!, 'constant'), samples: perReq.map((x) => round(x)),
+        note: `Beyla publishes ~${BEYLA_NS_PER_REQUEST} ns per request for its Go HTTP probes: ${round(v / BEYLA_NS_PER_REQUEST, 2)}x that here (this VM's uprobe trap is ~3x bare metal's, FACTS.md)`,
+      }));
+    }
+    // The anchors: default against Go's own tracers, paired per round (percentage points of server CPU per request).
+    const def = results.get(key(h, CONFIGS[1])) ?? [];
+    for (const anchor of CONFIGS.filter((c) => c.trace || c.flight)) {
+      const a = results.get(key(h, anchor)) ?? [];
+      if (!def.length || a.length !== def.length || none.length !== def.length) continue;
+      const diff = def.map((d, i) => ((d.cpuUsPerReq - a[i].cpuUsPerReq) / none[i].cpuUsPerReq) * 100);
+      out.push(figure({
+        id: `${bench}.${h.name}.default_minus_${anchor.name}_pct`, bench,
+        label: `goroscope default's server CPU per request minus ${anchor.label}'s, as % of no tracing's, ${h.label}`,
+        value: round(median(diff)), unit: 'points', command: cmdOf(CONFIGS[1], 'constant'), samples: diff.map((x) => round(x)),
+        ...(anchor.trace && h.name === 'hello' ? { target: { op: '<=' as const, value: 0 } } : {}),
+        note: 'negative: goroscope costs the server less',
+      }));
     }
   }
-  // The request probes' cost per request: the server's extra CPU per request, paired with the no-agent run of the
-  // same repetition (2 hits a request: the entry and one RET).
-  {
-    const noneCpu = results.get('none')!.map((x) => x.serverCpuUsPerReq);
-    const c = CONFIGS.find((x) => x.name === 'requests')!;
-    const perReq = results.get('requests')!.map((x, i) => (x.serverCpuUsPerReq - noneCpu[i]) * 1000);
-    const v = median(perReq);
-    out.push(
-      figure({
-        id: `${bench}.request_probe_ns_per_req`,
-        bench,
-        label: 'request probes: server CPU added per request (ServeHTTP entry + RET, record written)',
-        value: round(v),
-        unit: 'ns/req',
-        command: cmdOf(c),
-        samples: perReq.map((x) => round(x)),
-        note: `Beyla publishes ~${BEYLA_NS_PER_REQUEST} ns per request for its Go HTTP probes: ${round(v / BEYLA_NS_PER_REQUEST, 2)}x that here (this VM's uprobe trap is ~3x bare metal's, FACTS.md)`,
-      }),
-    );
-  }
-  out.push(
-    figure({
-      id: `${bench}.calibration_ns_per_hit`,
-      bench,
-      label: "the default agent's calibrated cost per hit (calibrateHitCost)",
-      value: round(calibration!.nsPerHit),
-      unit: 'ns/hit',
-      command: `${ctx.invocation} # calibrateHitCost(tracer) (${calibration!.source})`,
-    }),
-  );
   return out;
 }

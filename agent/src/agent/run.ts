@@ -178,7 +178,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const connections = new ConnectionChanges();
   const leaks = new LeakDetector(opts.leaks, coverageBetween);
   const metrics = new AgentMetrics({
-    tracer, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals,
+    tracer, tcp, requests, leaks, shipper, runtime, parts, governor: opts.full ? undefined : governor, tcpTotals: connections.totals,
     stacks: profiles && { table: stackTable, profiles }, segmentReportsDropped: () => builder.segmentReportsDropped,
   });
   const requestMetrics = new RequestMetrics(metrics.registry, requests);

@@ -28,6 +28,9 @@ export interface AgentMetricsSources {
   /** What the trace model left out: report-interval records past the per-process cap (RecordBuilder). */
   segmentReportsDropped?: () => number;
   runtime?: RuntimeEventsTracer;
+  /** The other record sources, for the count of records read. */
+  tcp?: { records: number };
+  requests?: { records: number };
   leaks?: LeakDetector;
   shipper?: Shipper;
   /** The overhead budget's governor: its estimate of what the probes cost each process. */
@@ -205,11 +208,13 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'goroscope_records_total',
-      help: 'Records read from the BPF ring buffers.',
+      help: 'Records read from the BPF ring buffers, by source: goroutines (lifecycle and scheduler), runtime (GC pauses, fatal errors), tcp, http (requests).',
+      labelNames: ['source'],
       registers: [r],
       collect() {
         this.reset();
-        this.inc(src.tracer?.records ?? 0);
+        const sources: Array<[string, { records: number } | undefined]> = [['goroutines', src.tracer], ['runtime', src.runtime], ['tcp', src.tcp], ['http', src.requests]];
+        for (const [source, t] of sources) if (t) this.inc({ source }, t.records);
       },
     });
     new Counter({
