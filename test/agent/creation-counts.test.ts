@@ -7,6 +7,8 @@ import { layoutForBinary } from '../../agent/src/gobinary/layouts.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import type { GoroutineProbeName } from '../../agent/src/probes/goroutine-probes.ts';
 import { openGoBinary } from '../../agent/src/gobinary/index.ts';
+import { goidgenFromCode } from '../../agent/src/gobinary/goidgen.ts';
+import { availableParallelism } from 'node:os';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 import { PopulationProcess } from '../lib/population.ts';
@@ -30,6 +32,24 @@ for (const version of ['1.19', 'local']) {
     const loc = bin.goidgen(layout)!;
     t.equal(loc.goidgen, bin.elf.symbol('runtime.sched')!.value + layout.sched.fields.goidgen.offset, 'runtime.sched + goidgen\'s offset');
     t.equal(loc.allp, bin.elf.symbol('runtime.allp')!.value, 'runtime.allp');
+    t.equal(goidgenFromCode(bin.elf, bin.pclntab), loc.goidgen, "from newproc1's code (LEA, then LOCK XADDQ of 16) as for a stripped binary: the same");
+  });
+
+  t.test(`Go ${version} stripped, no probe: creations within 16 ids per P`, { skip: skip || (noBpf ?? false), timeout: 60_000 }, async (t) => {
+    const stripped = goBuild({ srcDir: src, version, kind: 'stripped', name: 'states' });
+    const prog = await PopulationProcess.start(stripped);
+    t.teardown(() => prog.kill());
+    const tracer = new GoroutineTracer({ scan: false });
+    t.teardown(() => tracer.close());
+    tracer.start();
+    const proc = tracer.attach(prog.pid, { probes: [] });
+    t.equal(proc.binary.goidgen(proc.layout)?.source, 'code', 'goidgen from the code');
+    await prog.command(`spawn ${N}`, /^SPAWNED \d+\nCOUNT (-?\d+)$/m);
+    tracer.scanNow(prog.pid);
+    const c = proc.scan.counts.sinceAttach();
+    t.equal(c?.exact, false, 'not exact: no runtime.allp');
+    const ps = availableParallelism();
+    t.ok(c && Math.abs(c.created - N) <= 16 * ps, `created ${c?.created} for ${N}: within 16 x ${ps} Ps`);
   });
 
   const cases: Array<[string, GoroutineProbeName[]]> = [['every probe on', ['create', 'park', 'ready', 'exit']], ['no probe', []]];

@@ -146,7 +146,7 @@ function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
       return allgs;
     },
     goidgen(layout) {
-      if (goidgen === null) goidgen = findGoidGen(elf, layout);
+      if (goidgen === null) goidgen = findGoidGen(elf, pclntab, layout);
       return goidgen;
     },
   };

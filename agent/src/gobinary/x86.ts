@@ -134,3 +134,45 @@ function memorySizeBytes(ms: MemorySize): number {
     default: return 0;
   }
 }
+
+/**
+ * What the 8-byte LOCK XADDs in one function add to, where the code names it: a RIP-relative operand, or a base
+ * register that a LEA of a RIP-relative address set before (how Go emits `x.Add(n)` on a global such as
+ * sched.goidgen); with the constant added, when a MOV of an immediate set the source register.
+ */
+export function atomicAddTargets(code: Buffer, entry: number): Array<{ target: number; add?: number }> {
+  const { Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register } = iced();
+  const decoder = new Decoder(64, new Uint8Array(code.buffer, code.byteOffset, code.length), DecoderOptions.None);
+  decoder.ip = BigInt(entry);
+  const ins = new Instruction();
+  const leaOf = new Map<number, number>(); // register -> the RIP-relative address a LEA put in it
+  const immOf = new Map<string, number>(); // 64-bit register name -> the constant a MOV put in it (or in its low half)
+  const full = (r: number) => Register[r].replace(/^(R\d+)[DWB]$/, '$1').replace(/^E([A-Z]{2})$/, 'R$1');
+  const out: Array<{ target: number; add?: number }> = [];
+  try {
+    while (decoder.canDecode) {
+      decoder.decodeOut(ins);
+      if (ins.isInvalid) break;
+      const m = ins.mnemonic;
+      if (m === Mnemonic.Xadd && ins.hasLockPrefix && ins.op0Kind === OpKind.Memory && memorySizeBytes(ins.memorySize) === 8) {
+        let target: number | undefined;
+        if (ins.isIpRelMemoryOperand) target = Number(ins.ipRelMemoryAddress);
+        else if (ins.memoryIndex === Register.None && Number(ins.memoryDisplacement) === 0) target = leaOf.get(ins.memoryBase);
+        if (target !== undefined) out.push({ target, add: immOf.get(full(ins.op1Register)) });
+      }
+      if (ins.opCount > 0 && ins.op0Kind === OpKind.Register) {
+        const r = ins.op0Register;
+        leaOf.delete(r);
+        immOf.delete(full(r));
+        if (m === Mnemonic.Lea && ins.isIpRelMemoryOperand) leaOf.set(r, Number(ins.ipRelMemoryAddress));
+        if (m === Mnemonic.Mov && ins.opCount === 2 && (ins.op1Kind === OpKind.Immediate32 || ins.op1Kind === OpKind.Immediate32to64 || ins.op1Kind === OpKind.Immediate64)) {
+          immOf.set(full(r), Number(ins.immediate(1)));
+        }
+      }
+    }
+  } finally {
+    ins.free();
+    decoder.free();
+  }
+  return out;
+}
