@@ -179,11 +179,11 @@ t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_0
     if (s.c.wait) {
       const w = s.c.wait;
       const parkedMs = (r.parked?.byReason[w.reason] ?? 0) / 1e6;
-      t.ok(parkedMs >= w.ms * 0.8 && parkedMs <= w.ms + 40, `${label}: parked ${parkedMs.toFixed(1)} ms on ${w.reason} (handler waits ${w.ms} ms)`, { byReason: r.parked?.byReason });
+      t.ok(parkedMs >= w.ms * 0.8 && parkedMs <= w.ms + 50, `${label}: parked ${parkedMs.toFixed(1)} ms on ${w.reason} (handler waits ${w.ms} ms)`, { byReason: r.parked?.byReason });
       t.ok(serverMs >= w.ms * 0.8, `${label}: lasted at least its wait`);
       t.ok((r.parked?.totalNs ?? 0) <= r.durationNs, `${label}: parked no longer than it lasted`);
     } else {
-      t.ok((r.parked?.totalNs ?? Infinity) / 1e6 < 20, `${label}: hardly parked (${((r.parked?.totalNs ?? NaN) / 1e6).toFixed(2)} ms)`);
+      t.ok((r.parked?.totalNs ?? Infinity) / 1e6 < 30, `${label}: hardly parked (${((r.parked?.totalNs ?? NaN) / 1e6).toFixed(2)} ms)`);
     }
     const tp = s.c.traced ? traceparentOf(s.c, s.proto).split('-') : undefined;
     t.same(r.traceParent, tp ? { traceId: tp[1], spanId: tp[2] } : null, `${label}: traceparent ${tp ? `read (${s.c.traced!.extraHeaders + 1} headers and more)` : 'none'}`);

@@ -168,7 +168,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const tracers = startTracers(opts, parts, profiles);
   const { tracer, runtime, requests, tcp } = tracers;
   const intervalMs = opts.intervalMs ?? 2000;
-  const governor = await startGovernor(tracer, opts, intervalMs, log);
+  const governor = await startGovernor(tracer, opts, intervalMs, log, requests);
   shipper?.start();
 
   const segmentMs = opts.trace?.segmentMs ?? defaultTraceOptions.segmentMs;
@@ -198,6 +198,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   if (requests) {
     try {
       requests.start((p, r) => {
+        // Parks inside a request are known only when the park/ready probes were on for all of it.
+        if (r.parked && !opts.full && (governor?.coverageBetween(p.pid, monoToWallMs(r.startNs), monoToWallMs(r.endNs)) ?? 1) < 1) r.parked = null;
         requestMetrics.onRequest(p, r);
         const rec = requestSampler.take(r);
         if (rec) queue.push(rec);

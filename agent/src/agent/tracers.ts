@@ -37,7 +37,7 @@ export function startTracers(opts: AgentOptions, parts: Parts, profiles: AgentPr
 }
 
 /** Keeps each process's probe cost within the budget; in --full mode it only cuts time into windows for the records. */
-export async function startGovernor(tracer: GoroutineTracer | undefined, opts: AgentOptions, intervalMs: number, log: (m: string) => void) {
+export async function startGovernor(tracer: GoroutineTracer | undefined, opts: AgentOptions, intervalMs: number, log: (m: string) => void, requests?: HttpTracer) {
   if (!tracer) return undefined;
   const calibration = opts.full ? undefined : await calibrateHitCost(tracer);
   if (calibration) log(`a probe hit costs ${Math.round(calibration.nsPerHit)} ns here (${calibration.source})`);
@@ -45,5 +45,7 @@ export async function startGovernor(tracer: GoroutineTracer | undefined, opts: A
     budget: opts.full ? Infinity : opts.overheadBudget,
     nsPerHit: calibration?.nsPerHit ?? 1,
     periodMs: opts.full ? intervalMs : 10_000,
+    // The request probes stay on (exact RED metrics): their cost comes off each process's budget first.
+    alwaysOnHits: (pid) => requests?.process(pid)?.hitEquivalents ?? 0,
   });
 }

@@ -73,9 +73,18 @@ export interface HttpProcess {
   waits: RequestWaits | null;
   requests: ServerRequest[];
   seen: number;
+  /** The probes' hits so far, in emulated-hit equivalents (HIT_EQUIVALENTS): the overhead budget counts them. */
+  hitEquivalents: number;
 }
 
 const ROUTE_UNMATCHED = 'unmatched';
+
+/**
+ * What one request costs the process, in hits at an emulated site (what calibrateHitCost measures): the entry is
+ * one; a RET is single-stepped, two traps and the copy out of line, ~4.7 emulated hits here (FACTS.md: ~4.5 us
+ * against ~0.95 us; the http bench's request probes came to 6.0 calibrated hits a request). gRPC adds writeStatus.
+ */
+export const HIT_EQUIVALENTS = { http: 1 + 4.7, grpc: 2 + 4.7 } as const;
 
 export class HttpTracer {
   readonly bpf: BpfObject;
@@ -200,6 +209,7 @@ export class HttpTracer {
       waits: opts.waits ? new RequestWaits() : null,
       requests: [],
       seen: 0,
+      hitEquivalents: 0,
     };
     this.procs.set(pid, proc);
     try {
@@ -258,10 +268,12 @@ export class HttpTracer {
   private applyBatch(batch: Buffer): void {
     this.records += forEachHttpEvent(batch, (view, at) => {
       const r = decodeHttpEvent(batch, view, at);
-      if (!this.procs.has(r.pid)) {
+      const proc = this.procs.get(r.pid);
+      if (!proc) {
         this.strayRecords++;
         return;
       }
+      proc.hitEquivalents += HIT_EQUIVALENTS[r.kind];
       this.pending.push(r);
     });
   }

@@ -146,7 +146,7 @@ export class AgentMetrics {
 
     new Gauge({
       name: 'goroscope_probe_overhead_ratio',
-      help: "Estimated cost of goroscope's probes as a share of the process's CPU at the current duty cycle, by probes (every probe is duty-cycled to the overhead budget together).",
+      help: "Estimated cost of goroscope's probes as a share of the process's CPU at the current duty cycle, by probes (the goroutine probes are duty-cycled to the overhead budget together; requests: the request probes, always on, whose cost comes off the budget first).",
       labelNames: ['pid', 'exe', 'probes'],
       registers: [r],
       collect() {
@@ -158,6 +158,7 @@ export class AgentMetrics {
           const labels = { pid: procLabel(proc.info.pid, i), exe: proc.info.exe };
           this.inc({ ...labels, probes: 'create_exit' }, est.createExit);
           this.inc({ ...labels, probes: 'park_ready' }, est.parkReady);
+          if (est.alwaysOn > 0) this.inc({ ...labels, probes: 'requests' }, est.alwaysOn);
         });
       },
     });

@@ -24,6 +24,12 @@ export interface GovernorOptions {
   minOnMs?: number;
   /** Windows remembered per process. */
   maxWindows?: number;
+  /**
+   * Probes this governor does not switch (the request probes: RED metrics are exact), as emulated-hit
+   * equivalents so far for a process: their cost is taken from the budget first, and the goroutine probes get
+   * what is left.
+   */
+  alwaysOnHits?: (pid: number) => number;
 }
 
 interface ProcState {
@@ -37,7 +43,8 @@ interface ProcState {
   schedAtStart: number;
   windows: WindowRecord[];
   /** Cost of every probe over the last measured window, as a share of the process's CPU (budget terms). */
-  estimated: { total: number; createExit: number; parkReady: number } | undefined;
+  estimated: { total: number; createExit: number; parkReady: number; alwaysOn: number } | undefined;
+  alwaysOnAtStart: number;
 }
 
 let ticksPerSecond = 0;
@@ -112,6 +119,7 @@ export class OverheadGovernor {
       schedAtStart: schedHits(proc),
       windows: [],
       estimated: undefined,
+      alwaysOnAtStart: this.opts.alwaysOnHits?.(proc.info.pid) ?? 0,
     };
     this.state.set(proc.info.pid, st);
     this.timer ??= setInterval(() => this.tick(), 50);
@@ -168,7 +176,7 @@ export class OverheadGovernor {
    * The probes' estimated cost as a share of the process's CPU (what it would use without them), at the current
    * on-fraction: in total, and split into creation + exit and park + ready. Undefined until measured.
    */
-  estimatedOverhead(pid: number): { total: number; createExit: number; parkReady: number } | undefined {
+  estimatedOverhead(pid: number): { total: number; createExit: number; parkReady: number; alwaysOn: number } | undefined {
     return this.state.get(pid)?.estimated;
   }
 
@@ -214,21 +222,27 @@ export class OverheadGovernor {
       if (st.windows.length > this.maxWindows) st.windows.shift();
       const seconds = (now - st.phaseStart) / 1e9;
       const cpuPerSecond = cpu !== undefined && seconds > 0 ? (cpu - st.cpuAtStart) / seconds : 0;
+      const alwaysOnHits = this.opts.alwaysOnHits?.(pid) ?? 0;
+      // Hits of the probes that stay on, over any phase (on or off): their cost comes off the budget first.
+      const alwaysOnCost = seconds > 0 ? ((alwaysOnHits - st.alwaysOnAtStart) / seconds) * this.opts.nsPerHit : 0;
       if (st.on && cpuPerSecond > 0) {
         // Park records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
         const schedCost = ((schedHits(proc) - st.schedAtStart) / seconds) * this.opts.nsPerHit;
         const parkCost = ((w.parked + w.readied) / this.tracer.parkSampleRate / seconds) * this.opts.nsPerHit + schedCost;
         const createExitCost = ((w.created + w.exited) / seconds) * this.opts.nsPerHit;
         const cost = parkCost + createExitCost;
-        st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, (this.opts.budget * cpuPerSecond) / cost));
+        const left = Math.max(0, this.opts.budget * cpuPerSecond - alwaysOnCost);
+        st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, left / cost));
         // The process's CPU includes the probes' own cost: the share is of what it would use without them.
-        const base = Math.max(1, cpuPerSecond - cost);
+        const base = Math.max(1, cpuPerSecond - cost - alwaysOnCost);
         st.estimated = {
           createExit: (createExitCost * st.fraction) / base,
           parkReady: (parkCost * st.fraction) / base,
-          total: (cost * st.fraction) / base,
+          alwaysOn: alwaysOnCost / base,
+          total: (cost * st.fraction + alwaysOnCost) / base,
         };
       }
+      st.alwaysOnAtStart = alwaysOnHits;
       const onMs = Math.max(this.minOnMs, st.fraction * this.periodMs);
       const offMs = st.fraction >= 1 ? 0 : (onMs * (1 - st.fraction)) / st.fraction;
       // From on: go off only when the budget asks for it. From off: always back on (switched above).

@@ -71,7 +71,7 @@ export interface Snapshot {
     parkCoverage: number;
     parkSampling: number;
     /** The probes' estimated cost as a share of the process's CPU (last measured window). */
-    estimatedOverhead?: { total: number; createExit: number; parkReady: number };
+    estimatedOverhead?: { total: number; createExit: number; parkReady: number; alwaysOn?: number };
     windows: WindowRecord[];
   };
 }
