@@ -26,7 +26,7 @@ const VEGETA = 'github.com/tsenart/vegeta/v12@v12.13.0';
 const SERVER_CPU = '1';
 const OTHER_CPU = '0';
 
-type ConfigName = 'none' | 'default' | 'full' | 'requests' | 'trace' | 'flight';
+type ConfigName = 'none' | 'default' | 'full' | 'full_nosched' | 'requests' | 'trace' | 'flight';
 
 /** Grafana Beyla's published cost of its Go HTTP server probes, per request: the anchor for ours. */
 const BEYLA_NS_PER_REQUEST = 500;
@@ -35,6 +35,8 @@ interface Config {
   name: ConfigName;
   label: string;
   agent?: string[];
+  /** The agent's environment beyond the bench's own. */
+  agentEnv?: Record<string, string>;
   /** The request probes (HttpTracer) alone, in this process. */
   requests?: boolean;
   trace?: boolean;
@@ -45,6 +47,8 @@ const CONFIGS: Config[] = [
   { name: 'none', label: 'no tracing' },
   { name: 'default', label: 'goroscope agent, default (overhead budget 2%)', agent: [] },
   { name: 'full', label: 'goroscope agent --full', agent: ['--full'] },
+  // What the scheduler probes (execute and its stamps, system calls) add to --full.
+  { name: 'full_nosched', label: 'goroscope agent --full, scheduler probes off', agent: ['--full'], agentEnv: { GOROSCOPE_SCHED_PROBES: 'off' } },
   { name: 'requests', label: 'goroscope request probes only (ServeHTTP entry + RETs)', requests: true },
   { name: 'trace', label: "Go's runtime/trace", trace: true },
   { name: 'flight', label: "Go's flight recorder", flight: true },
@@ -194,7 +198,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
         const prof = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
         agent = LineProcess.start('taskset', ['-c', OTHER_CPU, process.execPath, ...prof, join(repoRoot, 'bin', 'goroscope.js'), 'agent', '--pid', String(pid),
           '--collector', collector.url.replace(/^http/, 'ws'), '--metrics-listen', `127.0.0.1:${metricsPort}`, '--spool-dir', join(tmp, `spool-${pid}`), ...c.agent],
-        'agent', { env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN } });
+        'agent', { env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN, ...c.agentEnv } });
         for (const until = Date.now() + 60_000; !agent.stderr().includes(`tracing pid ${pid} `); await sleep(100)) {
           if (agent.exited || Date.now() > until) throw new Error(`the agent did not trace pid ${pid}: ${agent.stderr().slice(-2000)}`);
         }

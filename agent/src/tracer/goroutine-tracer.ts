@@ -106,8 +106,10 @@ export interface TracedProcess {
   scan: Scannable;
 }
 
-/** What attach puts on when the caller does not say: the lifecycle and the scheduler. */
-export const DEFAULT_PROBES: GoroutineProbeName[] = ['create', 'park', 'ready', 'exit', 'run', 'syscall'];
+/** What attach puts on when the caller does not say: the lifecycle and the scheduler (run, syscall), or the
+ * lifecycle alone with GOROSCOPE_SCHED_PROBES=off (the overhead bench's comparison). */
+export const DEFAULT_PROBES: GoroutineProbeName[] =
+  process.env.GOROSCOPE_SCHED_PROBES === 'off' ? ['create', 'park', 'ready', 'exit'] : ['create', 'park', 'ready', 'exit', 'run', 'syscall'];
 
 const CREATOR_FROM_ENTRY = 1; // runtime_layout.flags: reserved for the BPF side
 
