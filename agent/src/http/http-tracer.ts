@@ -206,7 +206,8 @@ export class HttpTracer {
       skipped: plan.skipped,
       links: [],
       attachedAtNs: monoNowNs(),
-      waits: opts.waits ? new RequestWaits() : null,
+      // Parks are kept only for processes with a server probed: others' would cost the agent for nothing.
+      waits: opts.waits && plan.sites.length > 0 ? new RequestWaits() : null,
       requests: [],
       seen: 0,
       hitEquivalents: 0,
