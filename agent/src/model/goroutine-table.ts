@@ -11,6 +11,8 @@
 // It also keeps what the trace model needs (collector/src/otel/trace-model.ts): each goroutine's unit of work
 // (the root of its trace, decided once at creation), and its long parks with the goroutine that woke it.
 
+import type { InventoryGoroutine } from '../inventory/allgs.ts';
+
 /** Go's goroutine status numbers (runtime2.go), the _Gscan bit removed. */
 export const GStatus = {
   idle: 0,
@@ -69,18 +71,8 @@ export const defaultTraceOptions: TraceOptions = { unitRootAgeMs: 1000, maxJoine
 /** Which span of a goroutine that started at `start` holds time t (ns): 0 for the first segmentNs, and so on. */
 export const segmentAt = (start: number, t: number, segmentNs: number): number => (t > start ? Math.floor((t - start) / segmentNs) : 0);
 
-/** One goroutine as a scan of the runtime's list read it (inventory/allgs.ts InventoryGoroutine). */
-export interface ScannedGoroutine {
-  goid: number;
-  gAddr: number;
-  parentGoid: number | null;
-  /** Go's status without the _Gscan bit. */
-  status: number;
-  waitReason: number | null;
-  gopc: number;
-  startPc: number;
-  waitingSince: number | null;
-}
+/** One goroutine as a scan of the runtime's list read it. */
+export type ScannedGoroutine = InventoryGoroutine;
 
 /** What the table knows of one goroutine, as plain values. */
 export interface GoroutineRow {
@@ -304,7 +296,7 @@ export class GoroutineTable {
    * A goroutine that existed before the agent attached, from the runtime's allgs. A waiting one counts as
    * blocked since the runtime's own g.waitsince when it is set (the GC sets it), else since `seenAt`.
    */
-  addPreexisting(g: { goid: number; gAddr: number; parentGoid: number | null; status: number; waitReason: number | null; gopc: number; startPc: number; waitingSince: number | null }, seenAt: number): void {
+  addPreexisting(g: ScannedGoroutine, seenAt: number): void {
     if (Number.isNaN(this.preexistingSeenAt)) this.preexistingSeenAt = seenAt;
     const s = this.slot(g.goid);
     if (s < 0) return;
