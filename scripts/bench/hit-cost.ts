@@ -3,6 +3,7 @@
 // functions' first instruction and at the stack-check jump. One fixture process for all configurations:
 // probes are attached and detached between runs, and the configurations are interleaved (forward, then
 // backward order, round after round), so drift and neighbours' noise fall on all of them alike.
+import { openTarget } from '../../agent/src/tracer/target.ts';
 import { openBpfObject, type BpfObject } from '../../agent/src/bpf/bridge.ts';
 import { cookieFor, type ProbeSite } from '../../agent/src/probes/goroutine-probes.ts';
 import { GoroutineTracer, type TracedProcess } from '../../agent/src/tracer/goroutine-tracer.ts';
@@ -49,7 +50,7 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
     tracer.start();
     // The real programs at the jump go through the tracer's own path: attach, then setProbes (the
     // duty-cycling switch) turns them on and off.
-    const proc: TracedProcess = tracer.attach(prog.pid, { probes: ['park', 'ready', 'run'] });
+    const proc: TracedProcess = tracer.attach(openTarget(prog.pid), { probes: ['park', 'ready', 'run'] });
     tracer.setProbes(prog.pid, 'park', false);
     tracer.setProbes(prog.pid, 'ready', false);
     tracer.setProbes(prog.pid, 'run', false);

@@ -13,6 +13,7 @@
 // Handlers: the empty hello world, and one doing ~200 us of CPU work per request (the realistic case).
 // Rounds interleave the configurations (forward, then backward order); figures are medians, and ratios to no
 // tracing are paired per round.
+import { openTarget } from '../../agent/src/tracer/target.ts';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -206,7 +207,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
       if (c.requests) {
         reqTracer = new HttpTracer({ lastN: 1 });
         reqTracer.start();
-        const proc = reqTracer.attach(pid);
+        const proc = reqTracer.attach(openTarget(pid));
         if (!proc.sites.length) throw new Error(`no request probes placed: ${proc.skipped.join('; ')}`);
       }
       // Warm-up: connections, GC sizing, and the governor's first measuring window (1 s).

@@ -2,7 +2,8 @@
 // agent's alone. Attaches a GoroutineTracer to <pid> (every probe; the inventory reads runtime.allgs) and
 // prints one JSON line with process.memoryUsage() at each step. Run with --expose-gc.
 import { readFileSync } from 'node:fs';
-import { GoroutineTracer, openTarget } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 /** Resident bytes by kind of mapping (/proc/self/smaps): where the RSS is. */
 function rssByMapping(): Record<string, number> {
@@ -58,7 +59,7 @@ await settle();
 const opened = mem();
 
 t = process.hrtime.bigint();
-const proc = tracer.attach(pid, { target }); // every probe, then the inventory of allgs
+const proc = tracer.attach(target); // every probe, then the inventory of allgs
 const attachMs = Number(process.hrtime.bigint() - t) / 1e6;
 await settle();
 const attached = mem();

@@ -9,6 +9,7 @@ import { ev, forEachGoroutineEvent } from '../../agent/src/events/goroutine-even
 import { GoroutineTable } from '../../agent/src/model/goroutine-table.ts';
 import { GoroutineTracer, type TracedProcess } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { buildFixture, figure, LineProcess, median, round, type BenchContext, type Figure } from './lib.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const SIZE = goroutineEventLayout.size;
 const F = goroutineEventLayout.fields;
@@ -158,7 +159,7 @@ export async function runPipeline(ctx: BenchContext): Promise<Figure[]> {
     try {
       await prog.until(/^READY$/m);
       // A traced process with no probe: the synthetic records carry its pid, so they land in its table.
-      const proc: TracedProcess = tracer.attach(prog.pid, { probes: [] });
+      const proc: TracedProcess = tracer.attach(openTarget(prog.pid), { probes: [] });
       const apply = batchHandler(tracer);
       const stream = synthesize(prog.pid, population, total);
       ctx.log(`pipeline: synthesized ${stream.records} records in ${stream.batches.length} batches (${JSON.stringify(stream.mix)})`);
@@ -255,7 +256,7 @@ export async function runPipeline(ctx: BenchContext): Promise<Figure[]> {
     try {
       await prog.until(/^READY$/m);
       tracer.start();
-      const proc = tracer.attach(prog.pid); // every probe
+      const proc = tracer.attach(openTarget(prog.pid)); // every probe
       const ringBytes = tracer.bpf.mapInfo('goroutine_events').maxEntries;
       const sumHits = () => Object.values(tracer.hits(proc.layoutId)).reduce((a, b) => a + b, 0);
       const hits0 = sumHits();

@@ -8,7 +8,7 @@ import { scanGoroutines } from '../../agent/src/inventory/allgs.ts';
 import { layoutForBinary } from '../../agent/src/gobinary/layouts.ts';
 import { GoroutineTable } from '../../agent/src/model/goroutine-table.ts';
 import { ProcessMemory } from '../../agent/src/proc/process.ts';
-import { openTarget, targetLoadBias } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 import { buildStacksFixture } from '../../test/lib/stacks-fixture.ts';
 import { figure, LineProcess, median, round, type BenchContext, type Figure } from './lib.ts';
 
@@ -28,7 +28,7 @@ export async function runScan(ctx: BenchContext): Promise<Figure[]> {
         pid: fixture.pid,
         binary: target.binary,
         layout,
-        bias: targetLoadBias(target),
+        bias: target.bias,
         table: new GoroutineTable(),
         mem: new ProcessMemory(fixture.pid),
         counts: new LifecycleCounts(),

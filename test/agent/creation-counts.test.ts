@@ -1,6 +1,7 @@
 // Creation and exit counts from the runtime's own goroutine-id generator (sched.goidgen less the Ps' unused
 // ids), with every goroutine probe on and with none: exact against the goroutines the program started and, on
 // Go 1.26+, against the runtime's own /sched/goroutines-created:goroutines.
+import { openTarget } from '../../agent/src/tracer/target.ts';
 import t from 'tap';
 import { join } from 'node:path';
 import { layoutForBinary } from '../../agent/src/gobinary/layouts.ts';
@@ -42,7 +43,7 @@ for (const version of ['1.19', 'local']) {
     const tracer = new GoroutineTracer({ scan: false });
     t.teardown(() => tracer.close());
     tracer.start();
-    const proc = tracer.attach(prog.pid, { probes: [] });
+    const proc = tracer.attach(openTarget(prog.pid), { probes: [] });
     t.equal(proc.binary.goidgen(proc.layout)?.source, 'code', 'goidgen from the code');
     await prog.command(`spawn ${N}`, /^SPAWNED \d+\nCOUNT (-?\d+)$/m);
     tracer.scanNow(prog.pid);
@@ -61,7 +62,7 @@ for (const version of ['1.19', 'local']) {
       t.teardown(() => tracer.close());
       tracer.start();
       const runtimeBefore = Number((await prog.command('count', /^COUNT (-?\d+)$/m))[1]);
-      const proc = tracer.attach(prog.pid, { probes });
+      const proc = tracer.attach(openTarget(prog.pid), { probes });
       t.equal(proc.scan.counts.sinceAttach()?.created, 0, 'none at attach');
       const m = await prog.command(`spawn ${N}`, /^SPAWNED \d+\nCOUNT (-?\d+)$/m);
       const runtimeAfter = Number(m[1]);

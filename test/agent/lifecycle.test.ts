@@ -12,6 +12,7 @@ import { monoNowNs } from '../../agent/src/tracer/clock.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
 import { buildRoot, goVersionOf, newestGo, tableToolchains, type BuildKind } from '../lib/go.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const noBpf = await bpfUnavailable();
 if (noBpf) t.comment(`SKIPPING lifecycle tests: ${noBpf}`);
@@ -88,7 +89,7 @@ for (const [i, cell] of cells.entries()) {
       parksOf.set(goid, list);
     };
     tracer.start(visit);
-    const proc = tracer.attach(prog.pid);
+    const proc = tracer.attach(openTarget(prog.pid));
 
     await t.test('the inventory at attach agrees with the runtime dump', async (t) => {
       const dump = await prog.dump();
@@ -204,7 +205,7 @@ t.test('traced and untraced runs print the same output', { skip: noBpf ?? false,
     const prog = await PopulationProcess.start(binary);
     const tracer = traced ? new GoroutineTracer({ ringBytes: 4 << 20 }) : undefined;
     tracer?.start();
-    tracer?.attach(prog.pid);
+    tracer?.attach(openTarget(prog.pid));
     for (const cmd of script) await prog.command(cmd, /^(WORK|CHURN) DONE .*$/m);
     await tracer?.close();
     await prog.quit();

@@ -11,6 +11,7 @@ import { buildSnapshot } from '../../agent/src/snapshot/snapshot.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { repoRoot } from '../lib/go.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const noBpf = await bpfUnavailable();
 const promtool = spawnSync('promtool', ['--version']).status === 0 ? 'promtool' : undefined;
@@ -27,7 +28,7 @@ t.test('/metrics', { skip: noBpf ?? noPromtool }, async (t) => {
   const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
   t.teardown(() => tracer.close());
   tracer.start();
-  const proc = tracer.attach(prog.pid);
+  const proc = tracer.attach(openTarget(prog.pid));
   await prog.command('work 10 3', /^WORK DONE .*$/m);
   await tracer.drain();
   const metrics = new AgentMetrics({ tracer, leaks: new LeakDetector() });

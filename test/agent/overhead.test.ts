@@ -1,5 +1,6 @@
 // The overhead budget: every goroutine probe is duty-cycled, counts and states stay whole (from the runtime's
 // memory when the probes come back), every window is recorded.
+import { openTarget } from '../../agent/src/tracer/target.ts';
 import t from 'tap';
 import { OverheadGovernor } from '../../agent/src/overhead/governor.ts';
 import { calibrateHitCost, pingpongBinary } from '../../agent/src/overhead/calibrate.ts';
@@ -18,7 +19,7 @@ t.test('a tight budget turns every probe off in windows; counts and states stay 
   const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
   t.teardown(() => tracer.close());
   tracer.start();
-  const proc = tracer.attach(prog.pid);
+  const proc = tracer.attach(openTarget(prog.pid));
   const live0 = proc.table.size;
   // A cost per hit (5 us) at which this workload exceeds the budget a few times over: the governor must cut the
   // on-fraction, and off windows stay short enough to see the probes come back.
@@ -73,7 +74,7 @@ t.test('park sampling keeps whole goroutines, by the same hash as the BPF progra
   t.teardown(() => tracer.close());
   tracer.start();
   tracer.setParkSampling(0.25);
-  const proc = tracer.attach(prog.pid);
+  const proc = tracer.attach(openTarget(prog.pid));
   await prog.command('work 200 4', /^WORK DONE .*$/m);
   await tracer.drain();
   const workers = proc.table.recentlyExited().map((r) => goroutineRecord(proc, r, r.exitedAt)).filter((g) => g.createdBy?.function === 'main.runWork');

@@ -2,6 +2,7 @@
 // receive, select, mutex, sleep, IO wait, running) after the agent attached with the park and ready probes off;
 // the snapshot and /metrics then report every goroutine in the state the program's own runtime.Stack(all) dump
 // shows, and goroutines that exit leave them, with no probe telling.
+import { openTarget } from '../../agent/src/tracer/target.ts';
 import t from 'tap';
 import { LeakDetector } from '../../agent/src/analysis/leaks.ts';
 import { AgentMetrics } from '../../agent/src/metrics/agent-metrics.ts';
@@ -50,7 +51,7 @@ for (const version of ['local', '1.19']) {
     const tracer = new GoroutineTracer({ scan: { minIntervalMs: 100 } });
     t.teardown(() => tracer.close());
     tracer.start();
-    const proc = tracer.attach(prog.pid, { probes });
+    const proc = tracer.attach(openTarget(prog.pid), { probes });
     t.same([...new Set(proc.sites.map((s) => s.probe))].filter((p) => p !== 'creator').sort(), ['create', 'exit'], 'only the creation and exit probes (and Go < 1.21\'s creator)');
     const metrics = new AgentMetrics({ tracer, leaks: new LeakDetector() });
     const port = await metrics.listen('127.0.0.1:0');

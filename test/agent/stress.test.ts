@@ -12,6 +12,7 @@ import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.t
 import { bpfUnavailable } from '../lib/bpf.ts';
 import type { EventTransport } from '../../agent/src/bpf/events-source.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const noBpf = await bpfUnavailable();
 const expected: Record<string, number> = {
@@ -59,8 +60,8 @@ async function run(binary: string, trace: boolean, transport: EventTransport = '
   tracer?.start(visit);
   runtime?.start();
   if (tracer) {
-    tracer.attach(child.pid!);
-    runtime!.attach(child.pid!);
+    tracer.attach(openTarget(child.pid!));
+    runtime!.attach(openTarget(child.pid!));
   }
   const done = waitFor('DONE');
   child.stdin!.write('go\n');

@@ -9,6 +9,7 @@ import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { monoNowNs } from '../../agent/src/tracer/clock.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const noBpf = await bpfUnavailable();
 const binary = () => goBuild({ srcDir: join(repoRoot, 'test', 'fixtures', 'leaky'), name: 'leaky' });
@@ -19,7 +20,7 @@ async function observe(mode: string) {
   const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
   try {
     tracer.start();
-    const proc = tracer.attach(child.pid!);
+    const proc = tracer.attach(openTarget(child.pid!));
     const detector = new LeakDetector({ minAgeMs: 300, minCount: 5, history: 6 });
     for (let i = 0; i < 10; i++) {
       await new Promise((r) => setTimeout(r, 400));

@@ -6,6 +6,7 @@ import { resolveTransport } from '../../agent/src/bpf/events-source.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildTcpnet, Proc, sleep, splitHostPort } from '../tcp/lib.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const noBpf = await bpfUnavailable();
 
@@ -28,11 +29,11 @@ t.test('TCP over perf buffers: pids, goroutines and exact bytes, in order', { sk
   t.teardown(() => server.kill());
   const listen = await server.until(/^LISTEN pid=\d+ goid=\d+ addr=(\S+)$/m);
   const serverPort = splitHostPort(listen[1]).port;
-  tr.registerGoPid(server.pid);
+  tr.attach(openTarget(server.pid));
   const client = Proc.start(tcpnet, ['client', '-connect', listen[1], '-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-wait']);
   t.teardown(() => client.kill());
   await client.until(/^CLIENT pid=/m);
-  tr.registerGoPid(client.pid);
+  tr.attach(openTarget(client.pid));
   client.send('go');
   const connects = await client.lines(/^CONNECT goid=(\d+) local=(\S+) remote=(\S+)$/, N);
   await client.lines(/^DONE local=(\S+) remote=\S+ sent=(\d+) received=(\d+)/, N);

@@ -6,6 +6,7 @@ import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { goroutineRecord } from '../../agent/src/snapshot/snapshot.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const noBpf = await bpfUnavailable();
 
@@ -15,7 +16,7 @@ t.test('stop and restart the reader under load, many times', { skip: noBpf ?? fa
   const tracer = new GoroutineTracer({ pollMs: 1 });
   t.teardown(() => tracer.close());
   tracer.start();
-  const proc = tracer.attach(prog.pid);
+  const proc = tracer.attach(openTarget(prog.pid));
   // Rounds of work until the reader has been stopped and started more than 20 times while the program worked
   // (a loaded machine fits fewer cycles into one round).
   let cycles = 0;

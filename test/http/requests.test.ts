@@ -2,6 +2,7 @@
 // grpc-go: every request the test sends over HTTP/1.1 and HTTP/2 (h2c), and every gRPC call, with the method,
 // route, status and duration the client saw, and the park inside it the handler is known to make (sleep,
 // channel receive, mutex, network read) with its wait reason and length.
+import { openTarget } from '../../agent/src/tracer/target.ts';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { execFile } from 'node:child_process';
@@ -124,8 +125,9 @@ t.test('server requests: net/http HTTP/1.1 and HTTP/2, grpc-go', { timeout: 90_0
   const registry = new Registry();
   const red = new RequestMetrics(registry, requests);
   requests.start((p, r) => red.onRequest(p, r));
-  goroutines.attach(server.pid);
-  const proc = requests.attach(server.pid, { waits: true });
+  const target = openTarget(server.pid);
+  goroutines.attach(target);
+  const proc = requests.attach(target, { waits: true });
   t.same(proc.skipped, [], 'net/http and grpc-go probes placed');
   t.ok(proc.sites.some((s) => s.probe === 'serve' && s.kind === 'stack-check-jump'), 'ServeHTTP entry after the stack check');
   t.ok(proc.sites.filter((s) => s.probe === 'serveRet').length >= 1, 'ServeHTTP RETs found by decoding');

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 import { uprobeLinksByPid } from '../lib/links.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const SLOTS = 8;
 const noBpf = await bpfUnavailable();
@@ -47,9 +48,10 @@ t.test('every per-process BPF entry and probe goes with its process', { skip: no
     await once(child.stdout!, 'data');
     const pid = child.pid!;
     try {
-      goroutines.attach(pid);
-      runtime.attach(pid);
-      tcp?.registerGoPid(pid);
+      const target = openTarget(pid);
+      goroutines.attach(target);
+      runtime.attach(target);
+      tcp?.attach(target);
       attached++;
     } catch (e) {
       t.fail(`process ${i + 1} (pid ${pid}): ${(e as Error).message.split('\n')[0]}`);
@@ -57,8 +59,7 @@ t.test('every per-process BPF entry and probe goes with its process', { skip: no
     if (multi) t.ok((uprobeLinksByPid().get(pid) ?? 0) > 0, `pid ${pid} has probes`);
     child.kill('SIGKILL');
     await once(child, 'exit');
-    await Promise.all([goroutines.detach(pid), runtime.detach(pid)]);
-    tcp?.unregisterGoProcess(pid);
+    await Promise.all([goroutines.detach(pid), runtime.detach(pid), tcp?.detach(pid)]);
     dead.push(pid);
   }
   t.equal(attached, 3 * SLOTS + 1, `all ${3 * SLOTS + 1} processes traced with ${SLOTS}-slot maps`);

@@ -4,6 +4,7 @@ import t from 'tap';
 import { RuntimeEventsTracer } from '../../agent/src/runtime/runtime-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildFixture, GoProgram, goVersions, sleep } from './helpers.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 interface Death {
   code: number | null;
@@ -68,7 +69,7 @@ t.test('fatal errors', async (t) => {
           t.match(base.first, m.text, `untraced, it dies saying: ${base.first}`);
           t.equal(base.code, 2, 'untraced, exit code 2');
 
-          const traced = await die(bin, m.mode, (p) => tracer.attach(p.pid));
+          const traced = await die(bin, m.mode, (p) => tracer.attach(openTarget(p.pid)));
           await sleep(50);
           tracer.detach(traced.pid); // the process is gone; what it said must stay
           t.equal(traced.code, base.code, `traced, the same exit code (${traced.code})`);

@@ -6,6 +6,7 @@ import { RuntimeEventsTracer } from '../../agent/src/runtime/runtime-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildFixture, GoProgram, goVersions, sleep } from './helpers.ts';
 import { newestGo } from '../lib/go.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const FORCED = 20;
 
@@ -61,12 +62,12 @@ t.test('GC pauses and cycles', async (t) => {
       const idle = GoProgram.start(bin);
       t.teardown(() => idle.kill());
       await idle.until(/^READY$/m);
-      tracer.attach(idle.pid);
+      tracer.attach(openTarget(idle.pid));
 
       let pid = 0;
       const traced = await run(bin, (p) => {
         pid = p.pid;
-        const proc = tracer.attach(p.pid);
+        const proc = tracer.attach(openTarget(p.pid));
         t.same(proc.skipped, [], 'every runtime probe placed');
         t.equal(proc.sites.find((s) => s.probe === 'markTermination')?.kind, 'stack-check-jump', 'mark termination at the stack-check jump');
         // Go 1.26 marks it go:systemstack: its prologue compares with g.stackguard1 (24(R14)), which the site

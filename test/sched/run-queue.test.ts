@@ -3,6 +3,7 @@
 // (test/fixtures/schedlat: GOMAXPROCS=1, CPU-bound goroutines yielding to each other, so each waits
 // milliseconds: far above a probe hit's microsecond). p50 and p99 within 20%, on Go 1.22 and the machine's Go
 // (1.26); yields, threads and Ps, and system calls checked against what the program does.
+import { openTarget } from '../../agent/src/tracer/target.ts';
 import t from 'tap';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
@@ -55,7 +56,7 @@ t.test('run-queue latency against /sched/latencies:seconds', async (t) => {
       const p = GoProgram.start(bin);
       t.teardown(() => p.kill());
       await p.until(/^READY$/m);
-      const proc = tracer.attach(p.pid);
+      const proc = tracer.attach(openTarget(p.pid));
       for (const probe of ['run', 'syscall'] as const) {
         t.ok(proc.sites.some((s) => s.probe === probe && s.program === (probe === 'run' ? 'sched_execute' : 'sched_exitsyscall')), `${probe} probes placed`);
       }

@@ -8,6 +8,7 @@ import type { ConnectionRecord } from '../../collector/src/protocol/records.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import type { Connection } from '../../agent/src/tcp/connection-table.ts';
 import { buildTcpnet, Proc, sleep, splitHostPort, ssInfo } from './lib.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 async function tcpUnavailable(): Promise<string | undefined> {
   try {
@@ -101,11 +102,11 @@ async function main(): Promise<void> {
         t.teardown(() => server.kill());
         const listen = await server.until(/^LISTEN pid=\d+ goid=\d+ addr=(\S+)$/m);
         const serverAddr = splitHostPort(listen[1]);
-        tr.registerGoPid(server.pid);
+        tr.attach(openTarget(server.pid));
         const client = Proc.start(tcpnet, ['client', '-connect', listen[1], '-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-wait', '-hold']);
         t.teardown(() => client.kill());
         await client.until(/^CLIENT pid=/m);
-        const layout = tr.registerGoPid(client.pid);
+        const layout = tr.attach(openTarget(client.pid)).goLayout;
         t.ok(layout, 'the client is recognised as a Go program');
         t.equal(layout?.tlsGOffset, -8, 'g at FS:-8 (decoded from the binary)');
         const tBefore = Date.now();
@@ -184,7 +185,7 @@ async function main(): Promise<void> {
       const client = Proc.start(tcpnet, ['client', '-connect', `127.0.0.1:${port}`, '-wait']);
       t.teardown(() => client.kill());
       await client.until(/^CLIENT pid=/m);
-      tr.registerGoPid(client.pid);
+      tr.attach(openTarget(client.pid));
       client.send('go');
       const err = await client.until(/^DIALERR goid=(\d+) err=(.*)$/m);
       t.match(err[2], /connection refused/);

@@ -8,6 +8,7 @@ import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import type { ConnectionRecord } from '../../collector/src/protocol/records.ts';
 import { buildRoot, repoRoot } from '../lib/go.ts';
 import { buildTcpnet, makeNetnsPair, netnsUnavailable, sleep, splitHostPort, ssInfo, startInNetns, type NetnsPair, type Proc } from './lib.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 async function tcpUnavailable(): Promise<string | undefined> {
   try {
@@ -79,14 +80,14 @@ async function main(): Promise<void> {
       procs.push(s);
       const m = await s.until(/^LISTEN pid=(\d+) goid=\d+ addr=(\S+)$/m);
       t.equal(Number(m[1]), s.pid, 'ip netns exec runs the server as the pid we spawned');
-      tr.registerGoPid(s.pid);
+      tr.attach(openTarget(s.pid));
       return { proc: s, addr: m[2], port: splitHostPort(m[2]).port };
     };
     const clientIn = async (addr: string, args: string[]) => {
       const c = startInNetns(pair.b, tcpnet, ['client', '-connect', addr, '-wait', ...args]);
       procs.push(c);
       await c.until(/^CLIENT pid=/m);
-      tr.registerGoPid(c.pid);
+      tr.attach(openTarget(c.pid));
       c.send('go');
       return c;
     };

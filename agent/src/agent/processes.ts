@@ -12,9 +12,8 @@ import { inspectProcess } from '../proc/process.ts';
 import type { AgentProfiles } from '../profiles/agent-profiles.ts';
 import type { RequestMetrics } from '../http/request-metrics.ts';
 import type { RequestSampler } from '../http/request-records.ts';
-import { tcpLayoutOf } from '../tcp/tcp-tracer.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
-import type { Target } from '../tracer/goroutine-tracer.ts';
+import type { Target } from '../tracer/target.ts';
 import type { RecordBuilder } from './record-builder.ts';
 import type { Tracers } from './tracers.ts';
 
@@ -103,7 +102,7 @@ export class TracedProcesses {
     let traced = false;
     if (tracer && governor) {
       try {
-        const proc = tracer.attach(pid, { target });
+        const proc = tracer.attach(target);
         governor.add(proc);
         queue.push(builder.processRecord(proc, null, metadata));
         this.noteUnnamed(pid);
@@ -115,21 +114,21 @@ export class TracedProcesses {
     if (!traced) this.untracedGo.set(pid, target);
     if (tcp) {
       try {
-        tcp.registerGoProcess(pid, tcpLayoutOf(target.binary));
+        tcp.attach(target);
       } catch (e) {
         log(`TCP connections of pid ${pid} carry no goroutine ids: ${firstLine(e)}`);
       }
     }
     if (runtime) {
       try {
-        runtime.attach(pid, { target });
+        runtime.attach(target);
       } catch (e) {
         log(`no GC/fatal-error probes for pid ${pid}: ${firstLine(e)}`);
       }
     }
     if (requests) {
       try {
-        const r = requests.attach(pid, { target, waits: traced });
+        const r = requests.attach(target, { waits: traced });
         for (const why of r.skipped) if (!why.endsWith('no server in this binary')) log(`requests of pid ${pid} not traced: ${why}`);
       } catch (e) {
         log(`no request probes for pid ${pid}: ${firstLine(e)}`);
@@ -158,7 +157,7 @@ export class TracedProcesses {
     requests?.forget(pid);
     requestSampler.forget(pid);
     void requestMetrics.forget(pid);
-    tcp?.unregisterGoProcess(pid);
+    void tcp?.detach(pid);
   }
 
   private noteUnnamed(pid: number): void {

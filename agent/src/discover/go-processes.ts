@@ -4,7 +4,7 @@
 // line saying why (gone, not Go, not permitted, unsupported Go).
 import { statSync } from 'node:fs';
 import { listPids, processRunning, ProcessError } from '../proc/process.ts';
-import { openTarget, type Target } from '../tracer/goroutine-tracer.ts';
+import { openTarget, type Target } from '../tracer/target.ts';
 
 export interface ScanResult {
   appeared: Target[];

@@ -8,7 +8,7 @@ import { layoutForBinary } from '../gobinary/layouts.ts';
 import { cookieFor, planGoroutineProbes } from '../probes/goroutine-probes.ts';
 import { planRuntimeProbes } from '../runtime/runtime-probes.ts';
 import { findTlsGOffset } from '../tcp/go-tls.ts';
-import { openTarget } from '../tracer/goroutine-tracer.ts';
+import { openTarget } from '../tracer/target.ts';
 import { attempt, failure, checkBtf, checkCapabilities, checkCgroup, checkKernel, checkTracefs, type Check } from './checks.ts';
 
 const hex = (n: number) => `0x${n.toString(16)}`;

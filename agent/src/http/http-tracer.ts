@@ -2,10 +2,9 @@
 // and ring buffer for all processes, a layout per build (read from its DWARF), uprobes per process
 // (http-probes.ts). Each request is tied to the goroutine that served it; fed the goroutine tracer's park and
 // ready records (onGoroutineRecord), it says how long that goroutine parked inside the request, and why.
-import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
-import { deleteProcessEntries, Detacher } from '../bpf/detacher.ts';
+import { percpuCounters } from '../bpf/bridge.ts';
+import { deleteProcessEntries } from '../bpf/detacher.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
-import { RingReader } from '../bpf/ring-reader.ts';
 import { goAbiReg } from '../events/goabi.ts';
 import { ev, GoroutineEventKind } from '../events/goroutine-event.ts';
 import {
@@ -19,11 +18,11 @@ import {
   HttpProbe,
   type HttpEventRecord,
 } from '../events/http-event.ts';
-import { layoutForBinary, waitReasonString, type RuntimeLayout } from '../gobinary/layouts.ts';
-import { ProcessError, type ProcessInfo } from '../proc/process.ts';
+import { waitReasonString, type RuntimeLayout } from '../gobinary/layouts.ts';
+import { ProcessError } from '../proc/process.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
-import { openTarget, type Target } from '../tracer/goroutine-tracer.ts';
-import type { GoBinary } from '../gobinary/index.ts';
+import type { Target } from '../tracer/target.ts';
+import { LayoutSlots, Tracer, type ProcessTracer } from '../tracer/tracer.ts';
 import { httpLayoutFromDwarf, type HttpLayout } from './http-layout.ts';
 import { httpCookie, planHttpProbes, type HttpProbeSite } from './http-probes.ts';
 import { RequestWaits } from './request-waits.ts';
@@ -58,12 +57,10 @@ export interface ServerRequest extends HttpEventRecord {
   parked: { totalNs: number; byReason: Record<string, number>; parks: RequestPark[]; truncated: boolean } | null;
 }
 
-export interface HttpProcess {
+export interface HttpProcess extends Target {
   pid: number;
-  info: ProcessInfo;
-  binary: GoBinary;
-  runtimeLayout: RuntimeLayout;
-  layout: HttpLayout;
+  /** Offsets in net/http and grpc-go's structs, and their argument registers (from the binary's DWARF). */
+  httpLayout: HttpLayout;
   layoutId: number;
   sites: HttpProbeSite[];
   skipped: string[];
@@ -86,23 +83,20 @@ const ROUTE_UNMATCHED = 'unmatched';
  */
 export const HIT_EQUIVALENTS = { http: 1 + 4.7, grpc: 2 + 4.7 } as const;
 
-export class HttpTracer {
-  readonly bpf: BpfObject;
-  readonly transport: EventTransport;
+export interface HttpAttachOptions {
+  /** Park/ready records of this process will be fed in (onGoroutineRecord): requests carry their parks. */
+  waits?: boolean;
+}
+
+export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<HttpProcess, HttpAttachOptions> {
   private readonly opts: Required<Omit<HttpTracerOptions, 'transport'>>;
-  private readonly layoutIds = new Map<string, number>();
-  private readonly procs = new Map<number, HttpProcess>();
-  private readonly reader: RingReader;
-  private readonly detacher: Detacher;
+  private readonly layouts: LayoutSlots;
   private readonly pending: HttpEventRecord[] = [];
   private settleTimer: NodeJS.Timeout | undefined;
   private onRequest?: (p: HttpProcess, r: ServerRequest) => void;
-  private closed = false;
-  records = 0;
-  strayRecords = 0;
 
   constructor(opts: HttpTracerOptions = {}) {
-    this.opts = {
+    const o = {
       ringBytes: opts.ringBytes ?? 1 << 22,
       pollMs: opts.pollMs ?? 10,
       settleNs: opts.settleNs ?? 150e6,
@@ -112,34 +106,33 @@ export class HttpTracer {
       object: 'http',
       map: 'http_events',
       recordSize: httpEventLayout.size,
-      ringBytes: this.opts.ringBytes,
+      ringBytes: o.ringBytes,
       perfWakeupBytes: 0,
       ringWakeupBytes: 256 << 10,
       transport: opts.transport,
     });
-    this.bpf = source.bpf;
-    this.transport = source.transport;
-    this.detacher = new Detacher(this.bpf);
-    this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), { pollMs: this.opts.pollMs });
+    super(source, o.pollMs);
+    this.opts = o;
+    this.layouts = new LayoutSlots(this.bpf, 'http_layouts', HTTP_MAX_LAYOUTS);
   }
 
-  start(onRequest?: (p: HttpProcess, r: ServerRequest) => void): void {
-    if (this.reader.reading) return;
+  override start(onRequest?: (p: HttpProcess, r: ServerRequest) => void): void {
+    if (this.reading) return;
     this.onRequest = onRequest;
-    this.reader.start();
+    super.start();
     this.settleTimer = setInterval(() => this.settle(monoNowNs()), 25);
     this.settleTimer.unref();
   }
 
-  /** Reads what is left in the ring buffer and settles every request read. */
-  async drain(): Promise<void> {
-    await this.reader.stop();
+  /** Applies what the ring holds and settles every request read; reading goes on. */
+  override async drain(): Promise<void> {
+    await super.drain();
     this.settle(Infinity);
   }
 
   private layoutId(g: RuntimeLayout, l: HttpLayout): number {
     const A = HTTP_FIELD_ABSENT;
-    const value = encodeHttpLayout({
+    return this.layouts.idOf(encodeHttpLayout({
       g_goid: g.g.fields.goid.offset,
       serve_rw_reg: goAbiReg(l.serve?.rwReg),
       serve_req_reg: goAbiReg(l.serve?.reqReg),
@@ -167,15 +160,7 @@ export class HttpTracer {
       map_dir_len: l.headers?.dirLen ?? A,
       table_groups_data: l.headers?.groupsData ?? A,
       table_groups_mask: l.headers?.groupsMask ?? A,
-    });
-    const key = value.toString('hex');
-    let id = this.layoutIds.get(key);
-    if (id !== undefined) return id;
-    id = this.layoutIds.size;
-    if (id >= HTTP_MAX_LAYOUTS) throw new Error(`more than ${HTTP_MAX_LAYOUTS} net/http and grpc-go layouts in use`);
-    this.bpf.updateElem('http_layouts', u32Key(id), value);
-    this.layoutIds.set(key, id);
-    return id;
+    }));
   }
 
   /**
@@ -183,24 +168,21 @@ export class HttpTracer {
    * whose layout cannot be read (stripped), gets no probe: `skipped` says why. `waits`: park/ready records of
    * this process will be fed in (onGoroutineRecord), so requests carry their goroutine's parks.
    */
-  attach(pid: number, opts: { target?: Target; waits?: boolean } = {}): HttpProcess {
+  attach(target: Target, opts: HttpAttachOptions = {}): HttpProcess {
+    const { info, binary } = target;
+    const pid = info.pid;
     const old = this.procs.get(pid);
     if (old && old.links.length) throw new ProcessError(`pid ${pid} is already traced`);
-    const target = opts.target ?? openTarget(pid);
-    const { info, binary } = target;
-    const runtimeLayout = layoutForBinary(binary).layout;
     const layout = httpLayoutFromDwarf(binary.elf) ?? {
       serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null, headers: null,
       missing: ['the binary has no DWARF (stripped): net/http and grpc-go offsets are unknown'],
     };
     const plan = planHttpProbes(binary, layout);
-    const layoutId = this.layoutId(runtimeLayout, layout);
+    const layoutId = this.layoutId(target.layout, layout);
     const proc: HttpProcess = {
+      ...target,
       pid,
-      info,
-      binary,
-      runtimeLayout,
-      layout,
+      httpLayout: layout,
       layoutId,
       sites: plan.sites,
       skipped: plan.skipped,
@@ -237,14 +219,6 @@ export class HttpTracer {
     this.procs.delete(pid);
   }
 
-  process(pid: number): HttpProcess | undefined {
-    return this.procs.get(pid);
-  }
-
-  processes(): HttpProcess[] {
-    return [...this.procs.values()];
-  }
-
   /** A record of the goroutine tracer (its RecordVisitor): parks and readies of the processes traced here. */
   onGoroutineRecord(pid: number, kind: number, v: DataView, at: number): void {
     const w = this.procs.get(pid)?.waits;
@@ -266,8 +240,8 @@ export class HttpTracer {
     }
   }
 
-  private applyBatch(batch: Buffer): void {
-    this.records += forEachHttpEvent(batch, (view, at) => {
+  protected applyBatch(batch: Buffer): number {
+    return forEachHttpEvent(batch, (view, at) => {
       const r = decodeHttpEvent(batch, view, at);
       const proc = this.procs.get(r.pid);
       if (!proc) {
@@ -302,14 +276,14 @@ export class HttpTracer {
       const s = proc.waits.inside(r.goid, r.startNs, r.endNs);
       const byReason: Record<string, number> = {};
       for (const [reason, ns] of s.parkedByReason) {
-        const name = waitReasonString(proc.runtimeLayout, reason) || `waitReason(${reason})`;
+        const name = waitReasonString(proc.layout, reason) || `waitReason(${reason})`;
         byReason[name] = (byReason[name] ?? 0) + ns;
       }
       parked = {
         totalNs: s.parkedNs,
         byReason,
         parks: s.parks.map((p) => ({
-          reason: waitReasonString(proc.runtimeLayout, p.reason) || `waitReason(${p.reason})`,
+          reason: waitReasonString(proc.layout, p.reason) || `waitReason(${p.reason})`,
           startNs: p.from,
           durationNs: p.to - p.from,
           resumedUnseen: p.resumedUnseen,
@@ -331,12 +305,9 @@ export class HttpTracer {
     return percpuCounters(this.bpf, 'http_hit_counts', HttpProbe, layoutId * HTTP_PROBE_KINDS);
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     if (this.settleTimer) clearInterval(this.settleTimer);
     await this.drain();
-    for (const pid of [...this.procs.keys()]) void this.detach(pid);
-    await this.detacher.idle();
-    this.closed = true;
-    this.bpf.close();
+    await super.close();
   }
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { installRoot } from '../install-root.ts';
 import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import { openTarget } from '../tracer/target.ts';
 
 export const pingpongBinary = join(installRoot, 'build', 'calibrate', 'pingpong');
 /** ../shared/FACTS.md measured ~0.9 us at the stack-check jump; a miss in calibration assumes a bit more. */
@@ -65,7 +66,7 @@ export async function calibrateHitCost(tracer: GoroutineTracer, opts: { roundTri
       child.stdin.write(`run ${n}\n`);
       return Number(/per_rt=([\d.]+)/.exec(await next())?.[1]);
     };
-    const proc = tracer.attach(child.pid!, { probes: ['park', 'ready'] });
+    const proc = tracer.attach(openTarget(child.pid!), { probes: ['park', 'ready'] });
     const base: number[] = [];
     const probed: number[] = [];
     let hits = 0;

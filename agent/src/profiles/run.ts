@@ -7,7 +7,7 @@ import { ev, GoroutineEventKind } from '../events/goroutine-event.ts';
 import { ProcessMemory } from '../proc/process.ts';
 import { openStackTarget, takeDump } from '../stacks/dump.ts';
 import { monoNowNs } from '../tracer/clock.ts';
-import { openTarget } from '../tracer/goroutine-tracer.ts';
+import { openTarget } from '../tracer/target.ts';
 import { BlockProfiler } from './block-profile.ts';
 import { goroutineProfile } from './goroutine-profile.ts';
 
@@ -44,7 +44,7 @@ export async function blockProfile(pid: number, durationMs: number, opts: { scan
       else if (kind === GoroutineEventKind.exit) profiler.onRun(ev.goid(v, at), ts);
     });
     if (sampling < 1) tracer.setParkSampling(sampling);
-    tracer.attach(pid, { target });
+    tracer.attach(target);
     const startNs = monoNowNs();
     const startMs = Date.now();
     const endNs = startNs + durationMs * 1e6;

@@ -7,10 +7,8 @@
 //
 // What the process said when it died (fatal error or unrecovered panic) is kept after it exits, until the
 // caller forgets the process (or more than maxProcesses have been seen: the oldest detached go first).
-import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { percpuCounters, u32Key } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
-import { Detacher } from '../bpf/detacher.ts';
-import { RingReader } from '../bpf/ring-reader.ts';
 import {
   encodeRtLayout,
   encodeRtProc,
@@ -27,11 +25,11 @@ import {
   type RuntimeEventRecord,
   type RuntimeProbeName,
 } from '../events/runtime-event.ts';
-import type { GoBinary } from '../gobinary/index.ts';
-import { layoutForBinary, type RuntimeLayout } from '../gobinary/layouts.ts';
-import { loadBias, ProcessError, type ProcessInfo } from '../proc/process.ts';
+import type { RuntimeLayout } from '../gobinary/layouts.ts';
+import { ProcessError } from '../proc/process.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
-import { openTarget, type Target } from '../tracer/goroutine-tracer.ts';
+import type { Target } from '../tracer/target.ts';
+import { LayoutSlots, Tracer, type ProcessTracer } from '../tracer/tracer.ts';
 import { SlidingDurations, type DurationSummary } from './pause-stats.ts';
 import { goAbiReg } from '../events/goabi.ts';
 import { planRuntimeProbes, runtimeCookie, worldStartRegister, type RuntimeProbeSite } from './runtime-probes.ts';
@@ -126,15 +124,9 @@ export interface FatalRecord {
   valueKind?: number;
 }
 
-export interface RuntimeProcess {
+export interface RuntimeProcess extends Target {
   pid: number;
-  info: ProcessInfo;
-  binary: GoBinary;
-  layout: RuntimeLayout;
   layoutId: number;
-  layoutExact: boolean;
-  layoutNote?: string;
-  bias: number;
   sites: RuntimeProbeSite[];
   skipped: Array<{ probe: RuntimeProbeName; reason: string }>;
   links: number[];
@@ -172,22 +164,19 @@ export interface RuntimeProcessSummary {
 
 const GC_REASONS = new Set(['GC sweep termination', 'GC mark termination']);
 
-export class RuntimeEventsTracer {
-  readonly bpf: BpfObject;
+export interface RuntimeAttachOptions {
+  probes?: RuntimeProbeName[];
+}
+
+type RuntimeVisitor = (p: RuntimeProcess, e: PauseRecord | CycleRecord | FatalRecord) => void;
+
+export class RuntimeEventsTracer extends Tracer<RuntimeProcess> implements ProcessTracer<RuntimeProcess, RuntimeAttachOptions> {
   private readonly opts: Required<Omit<RuntimeTracerOptions, 'transport'>>;
-  readonly transport: EventTransport;
-  private readonly layoutIds = new Map<string, number>();
-  private readonly procs = new Map<number, RuntimeProcess>();
-  private readonly reader: RingReader;
-  private readonly detacher: Detacher;
-  private closed = false;
-  private onEvent?: (p: RuntimeProcess, e: PauseRecord | CycleRecord | FatalRecord) => void;
-  records = 0;
-  batches = 0;
-  strayRecords = 0;
+  private readonly layouts: LayoutSlots;
+  private onEvent?: RuntimeVisitor;
 
   constructor(opts: RuntimeTracerOptions = {}) {
-    this.opts = {
+    const o = {
       ringBytes: opts.ringBytes ?? 1 << 20,
       wakeupBytes: opts.wakeupBytes ?? 64 << 10,
       pollMs: opts.pollMs ?? 10,
@@ -202,31 +191,23 @@ export class RuntimeEventsTracer {
       object: 'runtime',
       map: 'runtime_events',
       recordSize: runtimeEventLayout.size,
-      ringBytes: this.opts.ringBytes,
+      ringBytes: o.ringBytes,
       perfWakeupBytes: 1, // rare records, and a fatal one must leave before its process is gone: wake at once
-      ringWakeupBytes: this.opts.wakeupBytes,
+      ringWakeupBytes: o.wakeupBytes,
       transport: opts.transport,
       programsFor: { ringbuf: SLEEPABLE, perf: SLEEPABLE.map((p) => `${p}_nosleep`) },
-      sizes: { rt_procs: this.opts.maxTracedProcesses, stw_pending: this.opts.maxTracedProcesses },
+      sizes: { rt_procs: o.maxTracedProcesses, stw_pending: o.maxTracedProcesses },
       perProcessMaps: ['rt_procs', 'stw_pending'],
     });
-    this.bpf = source.bpf;
-    this.detacher = new Detacher(this.bpf);
-    this.transport = source.transport;
-    this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
-      pollMs: this.opts.pollMs,
-    });
+    super(source, o.pollMs);
+    this.opts = o;
+    this.layouts = new LayoutSlots(this.bpf, 'rt_layouts', RUNTIME_MAX_LAYOUTS);
   }
 
-  start(onEvent?: (p: RuntimeProcess, e: PauseRecord | CycleRecord | FatalRecord) => void): void {
-    if (this.reader.reading) return;
+  override start(onEvent?: RuntimeVisitor): void {
+    if (this.reading) return;
     this.onEvent = onEvent;
-    this.reader.start();
-  }
-
-  /** Stops the reader after handing over what is left in the ring buffer; returns once it is applied. */
-  async drain(): Promise<void> {
-    await this.reader.stop();
+    super.start();
   }
 
   /** One BPF layout slot per distinct set of values (a DWARF layout of an experiment build gets its own). */
@@ -234,7 +215,7 @@ export class RuntimeEventsTracer {
     const g = layout.g.fields;
     const stop = layout.functions.stopTheWorldWithSema;
     const reasonInRax = layout.stwReasonStrings.length > 0 && stop?.params[0]?.name === 'reason' && stop.params[0].register === 'RAX';
-    const value = encodeRtLayout({
+    return this.layouts.idOf(encodeRtLayout({
       g_goid: g.goid.offset,
       g_m: g.m.offset,
       m_curg: layout.m.fields.curg.offset,
@@ -242,29 +223,19 @@ export class RuntimeEventsTracer {
       panic_arg: layout.panic.fields.arg.offset,
       flags: reasonInRax ? RtLayoutReason.inRax : RtLayoutReason.preemptoff,
       start_arg_reg: goAbiReg(worldStartRegister(layout)),
-    });
-    const key = value.toString('hex');
-    let id = this.layoutIds.get(key);
-    if (id !== undefined) return id;
-    id = this.layoutIds.size;
-    if (id >= RUNTIME_MAX_LAYOUTS) throw new Error(`more than ${RUNTIME_MAX_LAYOUTS} Go runtime layouts in use`);
-    this.bpf.updateElem('rt_layouts', u32Key(id), value);
-    this.layoutIds.set(key, id);
-    return id;
+    }));
   }
 
   /** Attaches the runtime probes to a running Go process. Throws a ProcessError an SRE can act on. */
-  attach(pid: number, opts: { target?: Target; probes?: RuntimeProbeName[] } = {}): RuntimeProcess {
+  attach(target: Target, opts: RuntimeAttachOptions = {}): RuntimeProcess {
+    const { info, binary, layout, bias } = target;
+    const pid = info.pid;
     const old = this.procs.get(pid);
     if (old && old.detachedAtNs === undefined) throw new ProcessError(`pid ${pid} is already traced`);
-    const { info, binary } = opts.target ?? openTarget(pid);
-    const { layout, exact, note } = layoutForBinary(binary);
     if (!layout.functions.stopTheWorldWithSema || !layout.panic || !layout.mstats) {
       throw new ProcessError(`pid ${pid}: the runtime layout of Go ${layout.goVersion} lacks the runtime-event fields (regenerate runtime-layouts.json)`);
     }
     const layoutId = this.layoutId(layout);
-    const firstLoad = binary.elf.programs.filter((p) => p.type === 1).sort((a, b) => a.vaddr - b.vaddr)[0];
-    const bias = binary.elf.isPIE ? loadBias(pid, info.exe, firstLoad.vaddr, firstLoad.offset) : 0;
     const plan = planRuntimeProbes(binary, layout, opts.probes && new Set(opts.probes));
     const memstats = binary.elf.symbol('runtime.memstats');
     const numgcAddr = memstats ? memstats.value + layout.mstats.fields.numgc.offset + bias : 0;
@@ -275,14 +246,9 @@ export class RuntimeEventsTracer {
     const lastGc = layout.mstats.fields.last_gc_nanotime;
     const lastGcAddr = memstats && lastGc && !worldStartRegister(layout) ? memstats.value + lastGc.offset + bias : 0;
     const proc: RuntimeProcess = {
+      ...target,
       pid,
-      info,
-      binary,
-      layout,
       layoutId,
-      layoutExact: exact,
-      layoutNote: note,
-      bias,
       sites: plan.sites,
       skipped: plan.skipped,
       links: [],
@@ -344,14 +310,6 @@ export class RuntimeEventsTracer {
     }
   }
 
-  process(pid: number): RuntimeProcess | undefined {
-    return this.procs.get(pid);
-  }
-
-  processes(): RuntimeProcess[] {
-    return [...this.procs.values()];
-  }
-
   private reasonOf(proc: RuntimeProcess, r: RuntimeEventRecord): string {
     const names = proc.layout.stwReasonStrings;
     if (names.length) return names[r.stwReason] ?? `stwReason(${r.stwReason})`;
@@ -362,9 +320,8 @@ export class RuntimeEventsTracer {
     return r.reason;
   }
 
-  private applyBatch(batch: Buffer): void {
-    this.batches++;
-    this.records += forEachRuntimeEvent(batch, (r) => {
+  protected applyBatch(batch: Buffer): number {
+    return forEachRuntimeEvent(batch, (r) => {
       const proc = this.procs.get(r.pid);
       if (!proc) {
         this.strayRecords++;
@@ -515,13 +472,5 @@ export class RuntimeEventsTracer {
 
   hits(layoutId: number): Record<string, number> {
     return percpuCounters(this.bpf, 'rt_hit_counts', RuntimeProbe, layoutId * RT_PROBE_KINDS);
-  }
-
-  async close(): Promise<void> {
-    await this.drain();
-    for (const pid of [...this.procs.keys()]) void this.detach(pid);
-    await this.detacher.idle();
-    this.closed = true;
-    this.bpf.close();
   }
 }

@@ -1,7 +1,7 @@
 // `goroscope snapshot`: attach, observe for the duration, detach, print.
-import { GoroutineTracer, openTarget } from '../tracer/goroutine-tracer.ts';
+import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
+import { openTarget } from '../tracer/target.ts';
 import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
-import { tcpLayoutOf } from '../tcp/tcp-tracer.ts';
 import { startTcp } from '../tcp/part.ts';
 import { Parts } from '../health/parts.ts';
 import { explainLine, UserError } from '../health/explain.ts';
@@ -55,17 +55,17 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   try {
     tracer.start();
     if (runtime) parts.start('runtime', () => runtime.start());
-    tcp?.registerGoProcess(cmd.pid, tcpLayoutOf(target.binary));
+    tcp?.attach(target);
     if (cmd.parkSampling !== undefined) tracer.setParkSampling(cmd.parkSampling);
     // Calibrate before attaching to the target, so the target never carries the calibration's probes.
     const calibration = cmd.full ? undefined : await calibrateHitCost(tracer);
     let proc;
     try {
-      proc = tracer.attach(cmd.pid, { target });
+      proc = tracer.attach(target);
     } catch (e) {
       throw new UserError(explainLine(`cannot attach to pid ${cmd.pid}`, e));
     }
-    if (runtime) parts.start('runtime', () => runtime.attach(cmd.pid, { target }));
+    if (runtime) parts.start('runtime', () => runtime.attach(target));
     const governor = calibration
       ? new OverheadGovernor(tracer, {
           budget: cmd.overheadBudget,

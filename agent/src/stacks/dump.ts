@@ -2,9 +2,9 @@
 // --json). The process is never stopped: goroutines are read one batch at a time while they run.
 import { writeSync } from 'node:fs';
 import { FrameResolver } from '../gobinary/frames.ts';
-import { layoutForBinary, parseGoVersion, waitReasonString, statusName } from '../gobinary/layouts.ts';
+import { parseGoVersion, waitReasonString, statusName } from '../gobinary/layouts.ts';
 import { ProcessMemory } from '../proc/process.ts';
-import { openTarget, targetLoadBias, type Target } from '../tracer/goroutine-tracer.ts';
+import { openTarget, type Target } from '../tracer/target.ts';
 import { monoNowNs } from '../tracer/clock.ts';
 import { readGoroutineStacks, type GoroutineStack, type ReadOptions, type ReadSummary, type StackReaderTarget } from './read-goroutines.ts';
 import {
@@ -24,30 +24,29 @@ export interface StackTarget extends StackReaderTarget, TracebackContext {
   layoutNote?: string;
 }
 
-/** The frame resolvers of binaries already opened, by path and build: inline trees and symbol caches are kept. */
+/** A process opened for stack reads: the target (opened here unless the caller has it) and a frame resolver. */
 export function openStackTarget(pid: number, target: Target = openTarget(pid)): StackTarget {
-  const { layout, exact, note } = layoutForBinary(target.binary);
   const minor = parseGoVersion(target.binary.goVersion)?.minor ?? 0;
   return {
     pid,
     info: target.info,
     binary: target.binary,
-    layout,
-    layoutExact: exact,
-    ...(note ? { layoutNote: note } : {}),
-    bias: targetLoadBias(target),
+    layout: target.layout,
+    layoutExact: target.layoutExact,
+    ...(target.layoutNote ? { layoutNote: target.layoutNote } : {}),
+    bias: target.bias,
     pclntab: target.binary.pclntab,
     frames: new FrameResolver(target.binary.elf, target.binary.pclntab, minor),
     goMinor: minor,
   };
 }
 
-const targets = new WeakMap<object, StackTarget>();
+const targets = new WeakMap<Target, StackTarget>();
 
 /** The stack target of a traced process, opened once (its frame resolver keeps its caches). */
-export function stackTargetFor(proc: { info: Target['info']; binary: Target['binary'] }): StackTarget {
+export function stackTargetFor(proc: Target): StackTarget {
   let t = targets.get(proc);
-  if (!t) targets.set(proc, (t = openStackTarget(proc.info.pid, { info: proc.info, binary: proc.binary })));
+  if (!t) targets.set(proc, (t = openStackTarget(proc.info.pid, proc)));
   return t;
 }
 

@@ -4,28 +4,15 @@
 // loaded (BTF-typed or classic tracepoints; raw or per-syscall syscall hooks) is decided in attach-plan.ts
 // and reported by attachMode.
 import type { ConnectionRecord } from '../../../collector/src/protocol/records.ts';
-import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { percpuCounters, u32Key } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport, type EventsSource } from '../bpf/events-source.ts';
-import { RingReader } from '../bpf/ring-reader.ts';
 import { tracefsAccess, tracepointIds, TracefsUnavailable, type TracefsAccess } from '../bpf/tracefs.ts';
-import {
-  AF_INET6,
-  encodeTcpProcessLayout,
-  errnoName,
-  forEachTcpEvent,
-  TcpEventKind,
-  tcpEv,
-  tcpEventLayout,
-  TcpRole,
-  TcpStat,
-  TCP_FLAG_FIN_RECEIVED,
-  TCP_FLAG_FIN_ACKED,
-  TcpState,
-  tcpStateNames,
-} from '../events/tcp-event.ts';
-import { openGoBinary, type GoBinary } from '../gobinary/index.ts';
+import { encodeTcpProcessLayout, forEachTcpEvent, TcpEventKind, tcpEventLayout, TcpRole, TcpStat } from '../events/tcp-event.ts';
+import type { GoBinary } from '../gobinary/index.ts';
 import { layoutForBinary } from '../gobinary/layouts.ts';
 import { monoToWallMs } from '../tracer/clock.ts';
+import type { Target } from '../tracer/target.ts';
+import { Tracer, type ProcessTracer } from '../tracer/tracer.ts';
 import {
   ALL_PROGRAMS,
   hasKernelBtf,
@@ -37,7 +24,7 @@ import {
   type EventPrograms,
   type SyscallPrograms,
 } from './attach-plan.ts';
-import { ConnectionTable, tupleKey, type Connection, type Role } from './connection-table.ts';
+import { ConnectionTable, tupleKey, type Connection } from './connection-table.ts';
 import { findTlsGOffset } from './go-tls.ts';
 import { PeerStats, type PeerAggregate } from './peer-stats.ts';
 import { seedSockets } from './seed.ts';
@@ -102,9 +89,18 @@ export interface GoProcessLayout {
   goidOffset: number;
 }
 
-/** Where a Go binary keeps the running goroutine (TLS slot) and its id (offset in the g). */
+const tlsOffsets = new WeakMap<GoBinary, number>();
+
+/** Where a Go binary keeps the running goroutine (TLS slot) and its id (offset in the g); read once per binary. */
 export function tcpLayoutOf(bin: GoBinary): GoProcessLayout {
-  return { tlsGOffset: findTlsGOffset(bin).offset, goidOffset: layoutForBinary(bin).layout.g.fields.goid.offset };
+  let tlsGOffset = tlsOffsets.get(bin);
+  if (tlsGOffset === undefined) tlsOffsets.set(bin, (tlsGOffset = findTlsGOffset(bin).offset));
+  return { tlsGOffset, goidOffset: layoutForBinary(bin).layout.g.fields.goid.offset };
+}
+
+/** A Go process whose connections carry goroutine ids. */
+export interface TcpProcess extends Target {
+  goLayout: GoProcessLayout;
 }
 
 /** retransmit_keep for a sampling share: records are kept when a random u32 is below it (all at 1). */
@@ -115,31 +111,90 @@ export function retransmitKeep(share: number): Buffer {
   return b;
 }
 
-const roleNames: Record<number, Role> = { 0: 'unknown', 1: 'client', 2: 'server', 3: 'listener' };
+/**
+ * Loads the object with the programs of the best plan this node allows. BTF programs where the kernel has
+ * BTF; classic ones need tracepoint ids (tracefs.ts), and when those cannot be had on a kernel without
+ * BTF, TCP cannot be traced: the error says in one line what would fix it.
+ */
+function openTcpObject(
+opts: TcpTracerOptions,
+o: { ringBytes: number; wakeupBytes: number; maxOwners: number; maxGoProcesses: number; retransmitSampling: number },
+tracepointIdsOut: Map<string, number>,
+): { source: EventsSource; plan: AttachPlan; mode: TcpAttachMode } {
+  const choice = resolveChoice({ events: opts.programs, syscalls: opts.syscalls });
+  const btf = hasKernelBtf();
+  const notes: string[] = [];
+  const access: TracefsAccess = tracefsAccess();
+  let idsFrom: TcpAttachMode['tracefs'] = 'not needed';
+  /** Reads the ids of the plan's classic tracepoints (throws TracefsUnavailable when they cannot be had). */
+  const resolveIds = (plan: AttachPlan): void => {
+    const names = [...new Set(plan.tracepoints.values())];
+    if (!names.length) return;
+    const got = tracepointIds(names, access);
+    for (const [program, tp] of plan.tracepoints) tracepointIdsOut.set(program, got.ids.get(tp)!);
+    idsFrom = got.source;
+  };
+  const load = (plan: AttachPlan): EventsSource =>
+    openEventsSource({
+      object: 'tcp',
+      map: 'tcp_events',
+      recordSize: tcpEventLayout.size,
+      ringBytes: o.ringBytes,
+      perfWakeupBytes: o.wakeupBytes,
+      ringWakeupBytes: o.wakeupBytes,
+      transport: opts.transport,
+      sizes: { tcp_owners: o.maxOwners, tcp_process_layouts: o.maxGoProcesses },
+      globals: { retransmit_keep: retransmitKeep(o.retransmitSampling) },
+      skipPrograms: ALL_PROGRAMS.filter((p) => !plan.programs.includes(p)),
+    });
 
-export class TcpTracer {
-  readonly bpf: BpfObject;
+  let plan = preferredPlan(choice, btf, access);
+  if (plan.events === 'classic' && choice.events === 'auto') notes.push(`the kernel has no BTF (${vmlinuxBtf}): classic tracepoints`);
+  try {
+    resolveIds(plan);
+  } catch (e) {
+    const unavailable = e instanceof TracefsUnavailable;
+    if (plan.events === 'classic') throw unavailable ? new Error(`TCP tracing needs BTF (${vmlinuxBtf}) or tracefs: ${e.message}`) : e;
+    if (choice.syscalls === 'classic') throw unavailable ? new Error(`classic syscall tracepoints need tracefs: ${e.message}`) : e;
+    // No tracefs is the usual case on a fresh node, and the raw program needs none; anything else is said.
+    if (!unavailable) notes.push(`classic syscall tracepoints unavailable (${(e as Error).message.split('\n')[0]}): raw sys_exit`);
+    plan = planFor('btf', 'raw');
+  }
+  let source: EventsSource;
+  try {
+    source = load(plan);
+  } catch (e) {
+    // A kernel that has BTF but refuses a tp_btf program (too old for one of them, or a changed tracepoint):
+    // the classic programs do the same, given tracefs.
+    if (plan.events !== 'btf' || choice.events !== 'auto') throw e;
+    const why = (e as Error).message.split('\n')[0];
+    const classic = planFor('classic', 'classic');
+    try {
+      resolveIds(classic);
+    } catch (e2) {
+      throw new Error(`TCP tracing: the BTF programs were refused (${why}), and the classic fallback ${(e2 as Error).message}`);
+    }
+    notes.push(`BTF programs refused (${why}): classic tracepoints`);
+    plan = classic;
+    source = load(plan);
+  }
+  const mode: TcpAttachMode = { events: plan.events, syscalls: plan.syscalls, tracefs: idsFrom, programs: plan.programs, notes };
+  return { source, plan, mode };
+}
+
+export class TcpTracer extends Tracer<TcpProcess> implements ProcessTracer<TcpProcess> {
   readonly table: ConnectionTable;
   readonly peerStats: PeerStats;
   private readonly opts: Required<Omit<TcpTracerOptions, 'seedPids' | 'transport' | 'programs' | 'syscalls'>> & { seedPids: number[] };
-  readonly transport: EventTransport;
   /** Which programs were loaded and how they attach. */
   readonly attachMode: TcpAttachMode;
   private readonly plan: AttachPlan;
-  private readonly tracepointIds = new Map<string, number>();
+  private readonly tracepointIds: Map<string, number>;
   private readonly links: number[] = [];
-  private readonly reader: RingReader;
-  private readonly goPids = new Map<number, GoProcessLayout>();
-  records = 0;
-  batches = 0;
-  /** Records about sockets with no known owner (closed before accept, or sockets of no traced process). */
-  unowned = 0;
-  /** Records of a kind this decoder does not know. */
-  strayRecords = 0;
   private seededListenerKey = -1;
 
   constructor(opts: TcpTracerOptions = {}) {
-    this.opts = {
+    const o = {
       ringBytes: opts.ringBytes ?? 4 << 20,
       wakeupBytes: opts.wakeupBytes ?? 256 << 10,
       pollMs: opts.pollMs ?? 10,
@@ -153,88 +208,19 @@ export class TcpTracer {
       retransmitSampling: opts.retransmitSampling ?? 1,
       seedPids: opts.seedPids ?? [],
     };
-    const opened = this.open(opts);
-    const source = opened.source;
+    const tracepointIds = new Map<string, number>();
+    const opened = openTcpObject(opts, o, tracepointIds);
+    super(opened.source, o.pollMs);
+    this.opts = o;
+    this.tracepointIds = tracepointIds;
     this.plan = opened.plan;
     this.attachMode = opened.mode;
-    this.bpf = source.bpf;
-    this.transport = source.transport;
-    this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
-      pollMs: this.opts.pollMs,
-    });
-    this.table = new ConnectionTable({ maxOpen: this.opts.maxOpenConnections, maxClosedPerProcess: this.opts.maxClosedPerProcess });
     this.peerStats = new PeerStats({ windowMs: this.opts.peerWindowMs, maxPairs: this.opts.maxPeers });
-  }
-
-  /**
-   * Loads the object with the programs of the best plan this node allows. BTF programs where the kernel has
-   * BTF; classic ones need tracepoint ids (tracefs.ts), and when those cannot be had on a kernel without
-   * BTF, TCP cannot be traced: the error says in one line what would fix it.
-   */
-  private open(opts: TcpTracerOptions): { source: EventsSource; plan: AttachPlan; mode: TcpAttachMode } {
-    const choice = resolveChoice({ events: opts.programs, syscalls: opts.syscalls });
-    const btf = hasKernelBtf();
-    const notes: string[] = [];
-    const access: TracefsAccess = tracefsAccess();
-    let idsFrom: TcpAttachMode['tracefs'] = 'not needed';
-    /** Reads the ids of the plan's classic tracepoints (throws TracefsUnavailable when they cannot be had). */
-    const resolveIds = (plan: AttachPlan): void => {
-      const names = [...new Set(plan.tracepoints.values())];
-      if (!names.length) return;
-      const got = tracepointIds(names, access);
-      for (const [program, tp] of plan.tracepoints) this.tracepointIds.set(program, got.ids.get(tp)!);
-      idsFrom = got.source;
-    };
-    const load = (plan: AttachPlan): EventsSource =>
-      openEventsSource({
-        object: 'tcp',
-        map: 'tcp_events',
-        recordSize: tcpEventLayout.size,
-        ringBytes: this.opts.ringBytes,
-        perfWakeupBytes: this.opts.wakeupBytes,
-        ringWakeupBytes: this.opts.wakeupBytes,
-        transport: opts.transport,
-        sizes: { tcp_owners: this.opts.maxOwners, tcp_process_layouts: this.opts.maxGoProcesses },
-        globals: { retransmit_keep: retransmitKeep(this.opts.retransmitSampling) },
-        skipPrograms: ALL_PROGRAMS.filter((p) => !plan.programs.includes(p)),
-      });
-
-    let plan = preferredPlan(choice, btf, access);
-    if (plan.events === 'classic' && choice.events === 'auto') notes.push(`the kernel has no BTF (${vmlinuxBtf}): classic tracepoints`);
-    try {
-      resolveIds(plan);
-    } catch (e) {
-      const unavailable = e instanceof TracefsUnavailable;
-      if (plan.events === 'classic') throw unavailable ? new Error(`TCP tracing needs BTF (${vmlinuxBtf}) or tracefs: ${e.message}`) : e;
-      if (choice.syscalls === 'classic') throw unavailable ? new Error(`classic syscall tracepoints need tracefs: ${e.message}`) : e;
-      // No tracefs is the usual case on a fresh node, and the raw program needs none; anything else is said.
-      if (!unavailable) notes.push(`classic syscall tracepoints unavailable (${(e as Error).message.split('\n')[0]}): raw sys_exit`);
-      plan = planFor('btf', 'raw');
-    }
-    let source: EventsSource;
-    try {
-      source = load(plan);
-    } catch (e) {
-      // A kernel that has BTF but refuses a tp_btf program (too old for one of them, or a changed tracepoint):
-      // the classic programs do the same, given tracefs.
-      if (plan.events !== 'btf' || choice.events !== 'auto') throw e;
-      const why = (e as Error).message.split('\n')[0];
-      const classic = planFor('classic', 'classic');
-      try {
-        resolveIds(classic);
-      } catch (e2) {
-        throw new Error(`TCP tracing: the BTF programs were refused (${why}), and the classic fallback ${(e2 as Error).message}`);
-      }
-      notes.push(`BTF programs refused (${why}): classic tracepoints`);
-      plan = classic;
-      source = load(plan);
-    }
-    const mode: TcpAttachMode = { events: plan.events, syscalls: plan.syscalls, tracefs: idsFrom, programs: plan.programs, notes };
-    return { source, plan, mode };
+    this.table = new ConnectionTable({ maxOpen: this.opts.maxOpenConnections, maxClosedPerProcess: this.opts.maxClosedPerProcess, peers: this.peerStats });
   }
 
   /** Attaches the programs, starts draining, then seeds what already exists (so nothing falls between). */
-  start(): void {
+  override start(): void {
     if (!this.links.length) {
       try {
         for (const p of this.plan.programs) {
@@ -246,40 +232,28 @@ export class TcpTracer {
         throw e;
       }
     }
-    this.reader.start();
-    if (this.opts.seed) this.seed([...this.opts.seedPids, ...this.goPids.keys()]);
+    super.start();
+    if (this.opts.seed) this.seed([...this.opts.seedPids, ...this.procs.keys()]);
   }
 
-  /** Hands over and applies everything the ring buffer holds now; reading goes on afterwards. */
-  async drain(): Promise<void> {
-    if (!this.reader.reading) return;
-    await this.reader.stop();
-    this.reader.start();
+  /**
+   * Every connection is traced, Go or not; a Go process attached here also gets the goroutine that opened or
+   * accepted each of its connections (the BPF side learns where it keeps its goroutine).
+   */
+  attach(target: Target): TcpProcess {
+    const goLayout = tcpLayoutOf(target.binary);
+    this.bpf.updateElem('tcp_process_layouts', u32Key(target.info.pid), encodeTcpProcessLayout(goLayout.tlsGOffset, goLayout.goidOffset));
+    const proc: TcpProcess = { ...target, goLayout };
+    this.procs.set(target.info.pid, proc);
+    return proc;
   }
 
-  /** Tells the BPF side where a Go process keeps its goroutine; connect/accept/listen then carry goids. */
-  registerGoProcess(pid: number, layout: GoProcessLayout): void {
-    this.bpf.updateElem('tcp_process_layouts', u32Key(pid), encodeTcpProcessLayout(layout.tlsGOffset, layout.goidOffset));
-    this.goPids.set(pid, layout);
-  }
-
-  unregisterGoProcess(pid: number): void {
-    this.goPids.delete(pid);
-    // Usually gone already (sched_process_exit deletes it); writing zeros instead would bring it back.
-    this.bpf.deleteElem('tcp_process_layouts', u32Key(pid));
-  }
-
-  /** Reads a process's executable: a Go program gets registered (and its layout returned), others undefined. */
-  registerGoPid(pid: number): GoProcessLayout | undefined {
-    let bin;
-    try {
-      bin = openGoBinary(`/proc/${pid}/exe`);
-    } catch {
-      return undefined;
+  detach(pid: number): Promise<void> {
+    if (this.procs.delete(pid) && !this.closed) {
+      // Usually gone already (sched_process_exit deletes it); writing zeros instead would bring it back.
+      this.bpf.deleteElem('tcp_process_layouts', u32Key(pid));
     }
-    const layout = tcpLayoutOf(bin);
-    this.registerGoProcess(pid, layout);
-    return layout;
+    return Promise.resolve();
   }
 
   /** The sockets that exist now, from ss (netlink): connections marked preexisting, listeners apart. */
@@ -332,191 +306,18 @@ export class TcpTracer {
     return n;
   }
 
-  private fromRecord(v: DataView, at: number, role: Role): Connection {
-    const fam = tcpEv.family(v, at);
-    const goid = tcpEv.goid(v, at);
-    return {
-      key: tcpEv.skKey(v, at),
-      pid: tcpEv.pid(v, at),
-      tid: tcpEv.tid(v, at),
-      goid,
-      comm: tcpEv.comm(v, at),
-      family: fam === AF_INET6 ? 'inet6' : 'inet',
-      role,
-      localAddress: tcpEv.saddr(v, at),
-      localPort: tcpEv.sport(v, at),
-      peerAddress: tcpEv.daddr(v, at),
-      peerPort: tcpEv.dport(v, at),
-      state: tcpStateNames[tcpEv.newState(v, at)] ?? 'unknown',
-      openedNs: tcpEv.boundNs(v, at) || null,
-      establishedNs: null,
-      closedNs: null,
-      bytesSent: 0,
-      bytesReceived: 0,
-      kernelBytesAcked: 0,
-      kernelBytesReceived: 0,
-      payloadTransmitted: 0,
-      srttUs: null,
-      retransmits: 0,
-      resets: 0,
-      error: null,
-      preexisting: false,
-    };
-  }
-
-  private updateAddresses(c: Connection, v: DataView, at: number): void {
-    const fam = tcpEv.family(v, at);
-    if (!fam) return;
-    c.family = fam === AF_INET6 ? 'inet6' : 'inet';
-    c.localAddress = tcpEv.saddr(v, at);
-    c.localPort = tcpEv.sport(v, at);
-    c.peerAddress = tcpEv.daddr(v, at);
-    c.peerPort = tcpEv.dport(v, at);
-  }
-
-  /** The open connection a record is about: by struct sock, else a seeded one with its 4-tuple. */
-  private lookup(v: DataView, at: number): Connection | undefined {
-    const key = tcpEv.skKey(v, at);
-    const c = this.table.open.get(key);
-    if (c || !this.table.seeded.size) return c;
-    const fam = tcpEv.family(v, at) === AF_INET6 ? 'inet6' : 'inet';
-    return this.table.claimSeeded(key, fam, tcpEv.saddr(v, at), tcpEv.sport(v, at), tcpEv.daddr(v, at), tcpEv.dport(v, at));
-  }
-
-  /** An event reports a connection the seed also found (it opened while ss ran): keep the event's. */
-  private dropSeededTwin(c: Connection): void {
-    if (this.table.seeded.size) this.table.seeded.delete(tupleKey(c.family, c.localAddress, c.localPort, c.peerAddress, c.peerPort));
-  }
-
   /** Retransmit records applied (a sample when retransmitSampling < 1). */
-  retransmitRecords = 0;
+  get retransmitRecords(): number {
+    return this.table.retransmitRecords;
+  }
 
-  private applyBatch(batch: Buffer): void {
-    this.batches++;
-    const peers = this.peerStats;
-    this.records += forEachTcpEvent(batch, (v, at) => {
-      const kind = tcpEv.kind(v, at);
-      if (kind === TcpEventKind.retransmit) this.retransmitRecords++;
-      const ts = tcpEv.tsNs(v, at);
-      switch (kind) {
-        case TcpEventKind.connect: {
-          const c = this.fromRecord(v, at, 'client');
-          c.openedNs = ts;
-          const err = tcpEv.error(v, at);
-          if (err) {
-            // connect(2) failed before any SYN
-            c.error = errnoName(err);
-            c.state = 'closed';
-            c.closedNs = ts;
-            this.table.retire(c);
-            peers.add(c.localAddress, c.peerAddress, 'errors', 1, monoToWallMs(ts));
-            return;
-          }
-          c.state = 'syn_sent';
-          this.table.addOpen(c);
-          peers.add(c.localAddress, c.peerAddress, 'opened', 1, monoToWallMs(ts));
-          return;
-        }
-        case TcpEventKind.accept: {
-          const c = this.fromRecord(v, at, 'server');
-          c.openedNs = ts;
-          c.establishedNs = ts;
-          c.srttUs = tcpEv.srttUs(v, at) || null;
-          this.dropSeededTwin(c);
-          peers.add(c.localAddress, c.peerAddress, 'opened', 1, monoToWallMs(ts));
-          if (tcpEv.newState(v, at) === TcpState.close) {
-            // reset while it waited to be accepted: its close went by before we knew the owner
-            c.closedNs = ts;
-            c.error = 'ECONNRESET';
-            this.table.retire(c);
-            return;
-          }
-          this.table.addOpen(c);
-          return;
-        }
-        case TcpEventKind.state: {
-          const ns = tcpEv.newState(v, at);
-          if (ns === TcpState.listen) {
-            const c = this.fromRecord(v, at, 'listener');
-            c.openedNs = ts;
-            this.table.addListener(c);
-            return;
-          }
-          if (ns === TcpState.established) {
-            let c = this.table.open.get(tcpEv.skKey(v, at));
-            if (!c) {
-              if (!tcpEv.pid(v, at)) {
-                this.unowned++;
-                return;
-              }
-              c = this.fromRecord(v, at, roleNames[tcpEv.role(v, at)] ?? 'client');
-              this.table.addOpen(c);
-            }
-            this.updateAddresses(c, v, at);
-            this.dropSeededTwin(c);
-            c.state = 'established';
-            c.establishedNs = ts;
-            c.srttUs = tcpEv.srttUs(v, at) || c.srttUs;
-          }
-          return;
-        }
-        case TcpEventKind.close: {
-          if (tcpEv.oldState(v, at) === TcpState.listen) {
-            this.table.listeners.delete(tcpEv.skKey(v, at));
-            return;
-          }
-          let c = this.lookup(v, at);
-          if (!c) {
-            if (!tcpEv.pid(v, at)) {
-              this.unowned++;
-              return;
-            }
-            c = this.fromRecord(v, at, roleNames[tcpEv.role(v, at)] ?? 'unknown');
-          }
-          this.updateAddresses(c, v, at);
-          c.state = 'closed';
-          c.closedNs = ts;
-          c.kernelBytesAcked = tcpEv.bytesAcked(v, at);
-          c.kernelBytesReceived = tcpEv.bytesReceived(v, at);
-          c.payloadTransmitted = tcpEv.bytesSent(v, at);
-          // Payload acknowledged: bytes_acked counts the sequence space, so less an active open's SYN (acked
-          // once it left SYN_SENT) and our FIN when acked. Unknown role: the transmitted payload instead.
-          const flags = tcpEv.flags(v, at);
-          if (c.role === 'client' || c.role === 'server') {
-            const syn = c.role === 'client' && tcpEv.oldState(v, at) !== TcpState.synSent ? 1 : 0;
-            c.bytesSent = Math.max(0, c.kernelBytesAcked - syn - (flags & TCP_FLAG_FIN_ACKED ? 1 : 0));
-          } else {
-            c.bytesSent = c.payloadTransmitted;
-          }
-          c.bytesReceived = Math.max(0, c.kernelBytesReceived - (flags & TCP_FLAG_FIN_RECEIVED ? 1 : 0));
-          c.srttUs = tcpEv.srttUs(v, at) || c.srttUs;
-          c.retransmits = Math.max(c.retransmits, tcpEv.totalRetrans(v, at));
-          const err = tcpEv.error(v, at);
-          if (err) c.error = errnoName(err);
-          else if (tcpEv.oldState(v, at) === TcpState.synSent && !c.error) c.error = 'connect failed';
-          const wall = monoToWallMs(ts);
-          peers.add(c.localAddress, c.peerAddress, 'closed', 1, wall);
-          peers.add(c.localAddress, c.peerAddress, 'bytesSent', c.bytesSent, wall);
-          peers.add(c.localAddress, c.peerAddress, 'bytesReceived', c.bytesReceived, wall);
-          if (c.error) peers.add(c.localAddress, c.peerAddress, 'errors', 1, wall);
-          this.table.retire(c);
-          return;
-        }
-        case TcpEventKind.retransmit:
-        case TcpEventKind.resetSent:
-        case TcpEventKind.resetReceived: {
-          const key = tcpEv.skKey(v, at);
-          const c = key ? (this.lookup(v, at) ?? this.table.recentlyClosed.get(key)) : undefined;
-          const field = kind === TcpEventKind.retransmit ? 'retransmits' : 'resets';
-          if (c) c[field]++;
-          else this.unowned++;
-          if (tcpEv.family(v, at)) peers.add(tcpEv.saddr(v, at), tcpEv.daddr(v, at), field, 1, monoToWallMs(ts));
-          return;
-        }
-        default:
-          this.strayRecords++;
-      }
-    });
+  /** Records about sockets with no known owner (closed before accept, or sockets of no traced process). */
+  get unowned(): number {
+    return this.table.unowned;
+  }
+
+  protected applyBatch(batch: Buffer): number {
+    return forEachTcpEvent(batch, (v, at) => this.table.apply(v, at));
   }
 
   private toRecord(c: Connection, now: number): ConnectionRecord {
@@ -569,22 +370,22 @@ export class TcpTracer {
     return percpuCounters(this.bpf, 'drop_counts', TcpEventKind);
   }
 
-  lostTotal(): number {
-    return Object.values(this.lost()).reduce((a, b) => a + b, 0);
-  }
-
   /** What the BPF side counted besides drops, and what the model forgot to stay bounded. */
   stats(): Record<string, number> {
     return {
       ...percpuCounters(this.bpf, 'tcp_stats', TcpStat),
       records: this.records,
       batches: this.batches,
-      unownedRecords: this.unowned,
-      strayRecords: this.strayRecords,
+      unownedRecords: this.table.unowned,
+      strayRecords: this.strayRecords + this.table.strayRecords,
       evictedOpen: this.table.evictedOpen,
       evictedClosed: this.table.evictedClosed,
       evictedPeers: this.peerStats.evicted,
     };
+  }
+
+  protected override async closeLinks(): Promise<void> {
+    this.detachAll();
   }
 
   private detachAll(): void {
@@ -595,12 +396,6 @@ export class TcpTracer {
         /* gone */
       }
     }
-  }
-
-  async close(): Promise<void> {
-    await this.reader.stop();
-    this.detachAll();
-    this.bpf.close();
   }
 }
 

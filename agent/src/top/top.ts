@@ -1,5 +1,6 @@
 // `goroscope top`: a live view of a process's goroutines by creation site and wait reason, redrawn in place.
-import { GoroutineTracer, openTarget, type TracedProcess } from '../tracer/goroutine-tracer.ts';
+import { GoroutineTracer, type TracedProcess } from '../tracer/goroutine-tracer.ts';
+import { openTarget } from '../tracer/target.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
 import { monoNowNs } from '../tracer/clock.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
@@ -101,7 +102,7 @@ export async function runTop(cmd: TopCommand): Promise<void> {
   const tracer = new GoroutineTracer();
   tracer.start();
   const calibration = cmd.full ? undefined : await calibrateHitCost(tracer);
-  const proc = tracer.attach(cmd.pid, { target });
+  const proc = tracer.attach(target);
   const governor = new OverheadGovernor(tracer, { budget: cmd.full ? Infinity : cmd.overheadBudget, nsPerHit: calibration?.nsPerHit ?? 1 });
   governor.add(proc);
   const tty = process.stdout.isTTY;

@@ -1,9 +1,8 @@
 // Traces the goroutine lifecycle of Go processes: one BPF object and ring buffer for all of them, a
 // runtime layout per Go version in a BPF array map, uprobes per process, a goroutine table per process.
-import { percpuCounters, u32Key, type BpfObject } from '../bpf/bridge.ts';
+import { percpuCounters, u32Key } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
-import { deleteProcessEntries, Detacher } from '../bpf/detacher.ts';
-import { RingReader } from '../bpf/ring-reader.ts';
+import { deleteProcessEntries } from '../bpf/detacher.ts';
 import {
   encodeRuntimeLayout,
   ev,
@@ -14,15 +13,16 @@ import {
   MAX_RUNTIME_LAYOUTS,
   PROBE_KINDS,
 } from '../events/goroutine-event.ts';
-import { openSharedGoBinary, type GoBinary } from '../gobinary/index.ts';
-import { argRegister, layoutForBinary, type RuntimeLayout } from '../gobinary/layouts.ts';
+import { argRegister, type RuntimeLayout } from '../gobinary/layouts.ts';
 import type { InventoryResult } from '../inventory/allgs.ts';
 import { GoroutineScanner, LifecycleCounts, type Scannable, type ScanOptions } from '../inventory/scanner.ts';
 import { GoroutineTable, type TraceOptions } from '../model/goroutine-table.ts';
 import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite } from '../probes/goroutine-probes.ts';
-import { inspectProcess, loadBias, ProcessError, ProcessMemory, type ProcessInfo } from '../proc/process.ts';
+import { ProcessError, ProcessMemory } from '../proc/process.ts';
 import { monoNowNs } from './clock.ts';
 import { SchedTable } from '../sched/sched-table.ts';
+import type { Target } from './target.ts';
+import { LayoutSlots, Tracer, type ProcessTracer } from './tracer.ts';
 
 /** Sees every record after it is applied: the record's kind, and the batch view to read it with `ev`. */
 export type RecordVisitor = (p: TracedProcess, kind: number, v: DataView, at: number) => void;
@@ -44,56 +44,10 @@ export interface TracerOptions {
 export interface AttachOptions {
   /** Which probes to attach; all by default. */
   probes?: GoroutineProbeName[];
-  /** The process and binary, when the caller has already opened them (openTarget). */
-  target?: Target;
 }
 
-export interface Target {
-  info: ProcessInfo;
-  binary: GoBinary;
-}
-
-/**
- * Checks that a pid is a running Go process we may trace, and opens its binary. Throws a ProcessError with
- * one line an SRE can act on: no such process, not permitted, not a Go program, unsupported Go version.
- */
-export function openTarget(pid: number): Target {
-  const info = inspectProcess(pid);
-  let binary: GoBinary;
-  try {
-    binary = openSharedGoBinary(info.exeLink);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM') throw new ProcessError(`not permitted to read the executable of pid ${pid} (run as root, or with CAP_SYS_PTRACE)`);
-    if (code === 'ENOENT') throw new ProcessError(`no process with pid ${pid}`);
-    if (e instanceof Error && e.name === 'NotGoBinaryError') throw new ProcessError(`pid ${pid} (${info.exe}) is not a Go program`);
-    throw e;
-  }
-  try {
-    layoutForBinary(binary);
-  } catch (e) {
-    throw new ProcessError(`pid ${pid}: ${(e as Error).message}`);
-  }
-  return { info, binary };
-}
-
-/** Runtime address minus link-time address of the target's executable (non-zero for PIE). */
-export function targetLoadBias(target: Target): number {
-  const { info, binary } = target;
-  if (!binary.elf.isPIE) return 0;
-  const firstLoad = binary.elf.programs.filter((p) => p.type === 1).sort((a, b) => a.vaddr - b.vaddr)[0];
-  return loadBias(info.pid, info.exe, firstLoad.vaddr, firstLoad.offset);
-}
-
-export interface TracedProcess {
-  info: ProcessInfo;
-  binary: GoBinary;
-  layout: RuntimeLayout;
+export interface TracedProcess extends Target {
   layoutId: number;
-  layoutExact: boolean;
-  layoutNote?: string;
-  /** Runtime address minus link-time address (non-zero for PIE). */
-  bias: number;
   table: GoroutineTable;
   /** What the scheduler did with its goroutines (the 'run' and 'syscall' probes). */
   sched: SchedTable;
@@ -126,25 +80,15 @@ function checkArgumentRegisters(layout: RuntimeLayout): void {
   }
 }
 
-export class GoroutineTracer {
-  readonly bpf: BpfObject;
-  private readonly layoutIds = new Map<string, number>();
-  private readonly procs = new Map<number, TracedProcess>();
+export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTracer<TracedProcess, AttachOptions> {
+  private readonly layouts: LayoutSlots;
   private readonly opts: Required<Omit<TracerOptions, 'transport' | 'scan'>>;
   /** Re-reads each process's goroutine list (undefined: only the inventory at attach). */
   readonly scanner?: GoroutineScanner;
-  readonly transport: EventTransport;
-  /** Records for processes we no longer (or never) traced: uprobes on a shared binary can see them. */
-  strayRecords = 0;
-  records = 0;
-  batches = 0;
-  private readonly reader: RingReader;
   private onRecord?: RecordVisitor;
-  private readonly detacher: Detacher;
-  private closed = false;
 
   constructor(opts: TracerOptions = {}) {
-    this.opts = {
+    const o = {
       ringBytes: opts.ringBytes ?? 4 << 20,
       pollMs: opts.pollMs ?? 10,
       maxGoroutinesPerProcess: opts.maxGoroutinesPerProcess ?? 2_000_000,
@@ -154,47 +98,27 @@ export class GoroutineTracer {
       object: 'goroutines',
       map: 'goroutine_events',
       recordSize: goroutineEventLayout.size,
-      ringBytes: this.opts.ringBytes,
+      ringBytes: o.ringBytes,
       perfWakeupBytes: 0, // like the ring: never woken, drained every pollMs
       transport: opts.transport,
       perProcessMaps: ['creator_by_thread', 'sched_windows', 'runnable_stamps', 'syscall_stamps'],
     });
-    this.bpf = source.bpf;
+    super(source, o.pollMs);
+    this.opts = o;
+    this.layouts = new LayoutSlots(this.bpf, 'runtime_layouts', MAX_RUNTIME_LAYOUTS);
     if (opts.scan !== false) this.scanner = new GoroutineScanner({ applyDelayMs: 3 * this.opts.pollMs, ...opts.scan });
-    this.detacher = new Detacher(this.bpf);
-    this.transport = source.transport;
-    this.reader = new RingReader(this.bpf, source.ring, (b) => this.applyBatch(b), {
-      pollMs: this.opts.pollMs,
-    });
   }
 
   /** Starts draining the ring buffer; batches are applied to the tables as they arrive. */
-  start(onRecord?: RecordVisitor): void {
-    if (this.reader.reading) return;
+  override start(onRecord?: RecordVisitor): void {
+    if (this.reading) return;
     this.onRecord = onRecord;
-    this.reader.start();
+    super.start();
   }
 
-  /** Stops the reader after handing over what is left in the ring buffer. Returns once it is applied. */
-  async drain(): Promise<void> {
-    await this.reader.stop();
-  }
-
-  process(pid: number): TracedProcess | undefined {
-    return this.procs.get(pid);
-  }
-
-  processes(): TracedProcess[] {
-    return [...this.procs.values()];
-  }
-
-  /**
-   * One BPF layout slot per distinct set of values: binaries of one toolchain share it, and a layout read from
-   * DWARF that differs from the table's (a GOEXPERIMENT build) gets its own. Records carry the slot's id.
-   */
   private layoutId(layout: RuntimeLayout): number {
     const f = layout.g.fields;
-    const value = encodeRuntimeLayout({
+    return this.layouts.idOf(encodeRuntimeLayout({
       g_goid: f.goid.offset,
       g_parent_goid: f.parentGoid ? f.parentGoid.offset : 0,
       g_gopc: f.gopc.offset,
@@ -205,15 +129,7 @@ export class GoroutineTracer {
       m_p: layout.m.fields.p.offset,
       p_id: layout.p.fields.id.offset,
       g_schedlink: f.schedlink.offset,
-    });
-    const key = value.toString('hex');
-    let id = this.layoutIds.get(key);
-    if (id !== undefined) return id;
-    id = this.layoutIds.size;
-    if (id >= MAX_RUNTIME_LAYOUTS) throw new Error(`more than ${MAX_RUNTIME_LAYOUTS} Go runtime layouts in use`);
-    this.bpf.updateElem('runtime_layouts', u32Key(id), value);
-    this.layoutIds.set(key, id);
-    return id;
+    }));
   }
 
   /**
@@ -221,13 +137,12 @@ export class GoroutineTracer {
    * so nothing falls between the two (an event for a goroutine the inventory also lists converges on the
    * event's state, which is the newer).
    */
-  attach(pid: number, opts: AttachOptions = {}): TracedProcess {
+  attach(target: Target, opts: AttachOptions = {}): TracedProcess {
+    const pid = target.info.pid;
     if (this.procs.has(pid)) throw new ProcessError(`pid ${pid} is already traced`);
-    const { info, binary } = opts.target ?? openTarget(pid);
-    const { layout, exact, note } = layoutForBinary(binary);
+    const { binary, layout } = target;
     checkArgumentRegisters(layout);
     const layoutId = this.layoutId(layout);
-    const bias = targetLoadBias({ info, binary });
     const want = new Set<GoroutineProbeName>(opts.probes ?? DEFAULT_PROBES);
     const needCreator = want.has('create') && !layout.g.fields.parentGoid;
     if (needCreator) want.add('creator');
@@ -235,20 +150,15 @@ export class GoroutineTracer {
     const table = new GoroutineTable({ maxGoroutines: this.opts.maxGoroutinesPerProcess, trace: this.opts.trace });
     const mem = new ProcessMemory(pid);
     const proc: TracedProcess = {
-      info,
-      binary,
-      layout,
+      ...target,
       layoutId,
-      layoutExact: exact,
-      layoutNote: note,
-      bias,
       table,
       sched: new SchedTable(this.opts.maxGoroutinesPerProcess),
       sites,
       links: new Map(),
       attachedAt: monoNowNs(),
       inventory: { goroutines: [], allgs: 0, unreadable: 0, dead: 0, ids: null, bytesRead: 0, reads: 0, at: 0, preexisting: 0 },
-      scan: { pid, binary, layout, bias, table, mem, counts: new LifecycleCounts() },
+      scan: { pid, binary, layout, bias: target.bias, table, mem, counts: new LifecycleCounts() },
     };
     // A goroutine a scan finds gone leaves the scheduler's table too (its exit may not have been probed).
     table.onEnded = (goid) => proc.sched.onExit(goid);
@@ -350,9 +260,8 @@ export class GoroutineTracer {
     });
   }
 
-  private applyBatch(batch: Buffer): void {
-    this.batches++;
-    this.records += forEachGoroutineEvent(batch, (v, at) => {
+  protected applyBatch(batch: Buffer): number {
+    return forEachGoroutineEvent(batch, (v, at) => {
       const proc = this.procs.get(ev.pid(v, at));
       if (!proc) {
         this.strayRecords++;
@@ -412,21 +321,13 @@ export class GoroutineTracer {
     return percpuCounters(this.bpf, 'drop_counts', GoroutineProbe);
   }
 
-  lostTotal(): number {
-    return Object.values(this.lost()).reduce((a, b) => a + b, 0);
-  }
-
   /** Probe hits (including those that recorded nothing) for one layout, by probe. */
   hits(layoutId: number): Record<string, number> {
     return percpuCounters(this.bpf, 'hit_counts', GoroutineProbe, layoutId * PROBE_KINDS);
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     this.scanner?.stop();
-    await this.drain();
-    for (const pid of [...this.procs.keys()]) void this.detach(pid);
-    await this.detacher.idle();
-    this.closed = true;
-    this.bpf.close();
+    await super.close();
   }
 }
