@@ -1,9 +1,6 @@
 // Stop-the-world pauses, GC cycles and fatal errors of Go processes: one BPF object (bpf/runtime.bpf.c) and
-// ring buffer for all of them, a layout per Go version, uprobes per process (see runtime-probes.ts).
-//
-// A GC cycle is assembled from the pauses: it starts when the world stops for "GC sweep termination" (gcStart
-// has won the race to start the cycle) and ends when the world restarts after the mark-termination pause in
-// which runtime.gcMarkTermination ran. Its pause total is then what Go stores in MemStats.PauseNs for it.
+// ring buffer for all of them, a layout per Go version, uprobes per process (see runtime-probes.ts). What the
+// records mean (pauses as the runtime accounts them, GC cycles, fatal errors) is runtime-events.ts's.
 //
 // What the process said when it died (fatal error or unrecovered panic) is kept after it exits, until the
 // caller forgets the process (or more than maxProcesses have been seen: the oldest detached go first).
@@ -13,25 +10,20 @@ import {
   encodeRtLayout,
   encodeRtProc,
   forEachRuntimeEvent,
-  formatPanicValue,
-  GoKind,
   RT_PROBE_KINDS,
-  RtFlag,
   RtLayoutReason,
   RUNTIME_MAX_LAYOUTS,
-  RuntimeEventKind,
   RuntimeProbe,
   runtimeEventLayout,
-  type RuntimeEventRecord,
   type RuntimeProbeName,
 } from '../events/runtime-event.ts';
 import type { RuntimeLayout } from '../gobinary/layouts.ts';
 import { ProcessError } from '../proc/process.ts';
-import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
+import { monoNowNs } from '../tracer/clock.ts';
 import type { Target } from '../tracer/target.ts';
 import { LayoutSlots, Tracer, type ProcessTracer } from '../tracer/tracer.ts';
-import { SlidingDurations, type DurationSummary } from './pause-stats.ts';
 import { goAbiReg } from '../events/goabi.ts';
+import { RuntimeEvents, type CycleRecord, type FatalRecord, type PauseRecord, type RuntimeEventsSummary } from './runtime-events.ts';
 import { planRuntimeProbes, runtimeCookie, worldStartRegister, type RuntimeProbeSite } from './runtime-probes.ts';
 
 /** Fatal-error programs that fault pages in (uprobe.s); the perf transport loads their *_nosleep twins. */
@@ -57,72 +49,7 @@ export interface RuntimeTracerOptions {
   maxTracedProcesses?: number;
 }
 
-export interface PauseRecord {
-  pid: number;
-  /**
-   * CLOCK_MONOTONIC ns (Go's nanotime is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns), the pause as the
-   * runtime itself accounts it (MemStats.PauseNs, /sched/pauses/total/gc:seconds). startNs: Go 1.22+, the
-   * start stopTheWorldWithSema took once it held sched.lock (startTheWorldWithSema's worldStop argument);
-   * before 1.22, when stopTheWorldWithSema was entered (the runtime's work.pauseStart is taken just before the
-   * call). endNs: startTheWorldWithSema's result, the `now` the runtime records.
-   */
-  startNs: number;
-  endNs: number;
-  /** When stopTheWorldWithSema was entered (the stop probe's time): before startNs by the wait for sched.lock. */
-  stopEnteredNs: number;
-  /** endNs - startNs: the pause. */
-  durationNs: number;
-  /**
-   * Until the restarting thread reached startTheWorldWithSema's RET. Longer than the pause: it adds the
-   * thread's own wait for a CPU once the Ps it woke run (hundreds of us to ms on a busy 2-core machine), and
-   * since Go 1.22 mark termination's bookkeeping after its `now`. The other goroutines already run then.
-   */
-  untilReturnNs: number;
-  /** "GC sweep termination", "GC mark termination", "ReadMemStats", ... (Go < 1.21: stopTheWorld's string). */
-  reason: string;
-  gc: boolean;
-  /** The goroutine that stopped the world. */
-  goid: number;
-  wallMs: number;
-  /** Set once the pause is part of a GC cycle. */
-  cycle?: number;
-}
-
-export interface CycleRecord {
-  pid: number;
-  /** memstats.numgc after the cycle (MemStats.NumGC); null when runtime.memstats is not known (stripped). */
-  numgc: number | null;
-  /** Cycles seen by this tracer for the process, from 1. */
-  seq: number;
-  /** From the sweep-termination stop to the restart after mark termination; null if the start was not seen. */
-  startNs: number | null;
-  endNs: number;
-  durationNs: number | null;
-  /** Sum of the cycle's GC pauses (Go's MemStats.PauseNs for the cycle). */
-  pauseNs: number;
-  pauses: number;
-  wallMs: number;
-}
-
-export interface FatalRecord {
-  pid: number;
-  kind: 'fatal error' | 'panic';
-  /** runtime.throw, runtime.fatal or runtime.fatalpanic. */
-  function: string;
-  /** throw/fatal's argument, or the panic value (an error's text; a number printed as Go prints it). */
-  message: string;
-  /** What the runtime printed on stderr as the first line: "fatal error: <message>" or "panic: <message>". */
-  text: string;
-  truncated: boolean;
-  /** The goroutine that died: the g running, or the thread's user goroutine when that was g0 (system stack). */
-  goid: number;
-  onSystemStack: boolean;
-  tid: number;
-  monoNs: number;
-  wallMs: number;
-  /** Go kind of a non-string panic value (24 = string). */
-  valueKind?: number;
-}
+export type { CycleRecord, FatalRecord, PauseRecord } from './runtime-events.ts';
 
 export interface RuntimeProcess extends Target {
   pid: number;
@@ -133,36 +60,19 @@ export interface RuntimeProcess extends Target {
   numgcAddr: number;
   attachedAtNs: number;
   detachedAtNs?: number;
-  pauses: SlidingDurations;
-  gcPauses: SlidingDurations;
-  cycles: SlidingDurations;
-  pauseReasons: Map<string, number>;
-  lastPauses: PauseRecord[];
-  lastCycles: CycleRecord[];
-  fatal: FatalRecord[];
-  /** Records that arrived for this process that could not be used (a restart with no stop is counted in BPF). */
-  oddRecords: number;
-  open?: { startNs: number | null; pauseNs: number; pauses: PauseRecord[]; markTerm: boolean; numgc: number | null };
-  cycleSeq: number;
+  /** Its pauses, GC cycles and fatal errors (the model the records feed). */
+  events: RuntimeEvents;
 }
 
-export interface RuntimeProcessSummary {
+export interface RuntimeProcessSummary extends RuntimeEventsSummary {
   pid: number;
   exe: string;
   goVersion: string;
   attached: boolean;
   probes: Array<{ probe: string; symbol: string; site: string; address: string }>;
   skippedProbes: Array<{ probe: string; reason: string }>;
-  pauses: DurationSummary;
-  gcPauses: DurationSummary;
-  pauseReasons: Record<string, number>;
-  cycles: DurationSummary;
-  lastPauses: PauseRecord[];
-  lastCycles: CycleRecord[];
-  fatal: FatalRecord[];
 }
 
-const GC_REASONS = new Set(['GC sweep termination', 'GC mark termination']);
 
 export interface RuntimeAttachOptions {
   probes?: RuntimeProbeName[];
@@ -254,15 +164,7 @@ export class RuntimeEventsTracer extends Tracer<RuntimeProcess> implements Proce
       links: [],
       numgcAddr,
       attachedAtNs: monoNowNs(),
-      pauses: new SlidingDurations(this.opts.windowSamples, this.opts.windowNs),
-      gcPauses: new SlidingDurations(this.opts.windowSamples, this.opts.windowNs),
-      cycles: new SlidingDurations(this.opts.windowSamples, this.opts.windowNs),
-      pauseReasons: new Map(),
-      lastPauses: [],
-      lastCycles: [],
-      fatal: [],
-      oddRecords: 0,
-      cycleSeq: 0,
+      events: new RuntimeEvents(pid, layout.stwReasonStrings, plan.sites.some((s) => s.probe === 'start'), this.opts),
     };
     this.procs.delete(pid);
     this.procs.set(pid, proc);
@@ -310,16 +212,6 @@ export class RuntimeEventsTracer extends Tracer<RuntimeProcess> implements Proce
     }
   }
 
-  private reasonOf(proc: RuntimeProcess, r: RuntimeEventRecord): string {
-    const names = proc.layout.stwReasonStrings;
-    if (names.length) return names[r.stwReason] ?? `stwReason(${r.stwReason})`;
-    // Go < 1.21: gcStart stops the world with m.preemptoff empty, gcMarkDone with "gcing"; every other
-    // stopTheWorld(reason) leaves its reason there.
-    if (r.reason === '') return 'GC sweep termination';
-    if (r.reason === 'gcing') return 'GC mark termination';
-    return r.reason;
-  }
-
   protected applyBatch(batch: Buffer): number {
     return forEachRuntimeEvent(batch, (r) => {
       const proc = this.procs.get(r.pid);
@@ -327,121 +219,8 @@ export class RuntimeEventsTracer extends Tracer<RuntimeProcess> implements Proce
         this.strayRecords++;
         return;
       }
-      switch (r.kind) {
-        case RuntimeEventKind.stw:
-          this.onPause(proc, r);
-          break;
-        case RuntimeEventKind.gcMarkTermination:
-          if (!proc.open) proc.open = { startNs: null, pauseNs: 0, pauses: [], markTerm: false, numgc: null };
-          proc.open.markTerm = true;
-          proc.open.numgc = r.flags & RtFlag.numgc ? r.value + 1 : null;
-          break;
-        case RuntimeEventKind.throw:
-        case RuntimeEventKind.fatalPanic:
-          this.onFatal(proc, r);
-          break;
-        default:
-          proc.oddRecords++;
-      }
+      proc.events.apply(r, this.onEvent && ((e) => this.onEvent!(proc, e)));
     });
-  }
-
-  private push<T>(list: T[], x: T, max: number): void {
-    list.push(x);
-    if (list.length > max) list.splice(0, list.length - max);
-  }
-
-  private onPause(proc: RuntimeProcess, r: RuntimeEventRecord): void {
-    if (r.startNs === 0 || r.tsNs < r.startNs) {
-      proc.oddRecords++;
-      return;
-    }
-    const reason = this.reasonOf(proc, r);
-    const gc = GC_REASONS.has(reason);
-    // Go's restart time, unless it is not plausible (then the RET's time); Go's own start likewise (then the
-    // stop probe's). Before Go 1.22, gcMarkTermination accounts its pause to a `now` it took before
-    // restarting the world (and stored in memstats.last_gc_nanotime), a few microseconds before the restart's.
-    let endNs = r.goNowNs > r.startNs && r.goNowNs <= r.tsNs ? r.goNowNs : r.tsNs;
-    if (r.flags & RtFlag.lastGc && reason === 'GC mark termination' && proc.open?.markTerm && r.value > r.startNs && r.value <= endNs) {
-      endNs = r.value;
-    }
-    // Go 1.22+ took it after the stop was entered; before, a GC stop's work.pauseStart was set just before the
-    // call (other stops leave it stale: they are not the runtime's to account).
-    const fromArg = proc.sites.some((s) => s.probe === 'start');
-    const goStart = fromArg
-      ? r.goStartNs >= r.startNs && r.goStartNs < endNs
-      : gc && r.goStartNs > 0 && r.goStartNs <= r.startNs && r.startNs - r.goStartNs < 1e9;
-    const startNs = goStart ? r.goStartNs : r.startNs;
-    const pause: PauseRecord = {
-      pid: proc.pid,
-      startNs,
-      endNs,
-      stopEnteredNs: r.startNs,
-      durationNs: endNs - startNs,
-      untilReturnNs: r.tsNs - startNs,
-      reason,
-      gc,
-      goid: r.goid,
-      wallMs: monoToWallMs(endNs),
-    };
-    proc.pauses.add(endNs, pause.durationNs);
-    if (gc) proc.gcPauses.add(endNs, pause.durationNs);
-    proc.pauseReasons.set(reason, (proc.pauseReasons.get(reason) ?? 0) + 1);
-    this.push(proc.lastPauses, pause, this.opts.lastN);
-    this.onEvent?.(proc, pause);
-    if (!gc) return;
-    if (reason === 'GC sweep termination') {
-      // A cycle left open means its end was missed (a probe detached, or a record dropped): drop it.
-      if (proc.open) proc.oddRecords++;
-      proc.open = { startNs, pauseNs: 0, pauses: [], markTerm: false, numgc: null };
-    }
-    if (!proc.open) proc.open = { startNs: null, pauseNs: 0, pauses: [], markTerm: false, numgc: null };
-    const open = proc.open;
-    open.pauseNs += pause.durationNs;
-    open.pauses.push(pause);
-    if (!open.markTerm) return; // gcMarkDone may stop the world, find more work and restart: not the end
-    proc.open = undefined;
-    const cycle: CycleRecord = {
-      pid: proc.pid,
-      numgc: open.numgc,
-      seq: ++proc.cycleSeq,
-      startNs: open.startNs,
-      endNs,
-      durationNs: open.startNs === null ? null : endNs - open.startNs,
-      pauseNs: open.pauseNs,
-      pauses: open.pauses.length,
-      wallMs: monoToWallMs(endNs),
-    };
-    for (const p of open.pauses) p.cycle = cycle.numgc ?? cycle.seq;
-    if (cycle.durationNs !== null) proc.cycles.add(endNs, cycle.durationNs);
-    this.push(proc.lastCycles, cycle, this.opts.lastN);
-    this.onEvent?.(proc, cycle);
-  }
-
-  private onFatal(proc: RuntimeProcess, r: RuntimeEventRecord): void {
-    const panic = r.kind === RuntimeEventKind.fatalPanic;
-    const onSystemStack = r.goid === 0;
-    let message: string;
-    if (!panic || r.flags & RtFlag.panicString) message = r.msg;
-    else if (r.flags & RtFlag.panicNil) message = 'nil';
-    else message = formatPanicValue(r.valueKind, r.valueBig) ?? `(kind ${r.valueKind}) 0x${r.valueBig.toString(16)}`;
-    const fatal: FatalRecord = {
-      pid: proc.pid,
-      kind: panic ? 'panic' : 'fatal error',
-      function: panic ? 'runtime.fatalpanic' : r.value === RuntimeProbe.fatal ? 'runtime.fatal' : 'runtime.throw',
-      message,
-      text: `${panic ? 'panic' : 'fatal error'}: ${message}`,
-      truncated: r.msgFullLen > r.msg.length || (r.flags & RtFlag.msgUnreadable) !== 0,
-      goid: onSystemStack ? r.curgGoid : r.goid,
-      onSystemStack,
-      tid: r.tid,
-      monoNs: r.tsNs,
-      wallMs: monoToWallMs(r.tsNs),
-    };
-    if (panic && !(r.flags & RtFlag.panicString)) fatal.valueKind = r.valueKind;
-    if (panic && r.valueKind === GoKind.string) fatal.valueKind = GoKind.string;
-    this.push(proc.fatal, fatal, this.opts.maxFatalPerProcess);
-    this.onEvent?.(proc, fatal);
   }
 
   /** A JSON-ready view of one process (live or gone). */
@@ -455,13 +234,7 @@ export class RuntimeEventsTracer extends Tracer<RuntimeProcess> implements Proce
       attached: p.detachedAtNs === undefined,
       probes: p.sites.map((s) => ({ probe: s.probe, symbol: s.symbol, site: s.kind, address: `0x${s.vaddr.toString(16)}` })),
       skippedProbes: p.skipped,
-      pauses: p.pauses.summary(nowNs),
-      gcPauses: p.gcPauses.summary(nowNs),
-      pauseReasons: Object.fromEntries(p.pauseReasons),
-      cycles: p.cycles.summary(nowNs),
-      lastPauses: [...p.lastPauses],
-      lastCycles: [...p.lastCycles],
-      fatal: [...p.fatal],
+      ...p.events.summary(nowNs),
     };
   }
 
