@@ -120,7 +120,9 @@ export interface SsInfo {
 /** ss -tinH in a namespace (or ours): tcp_info of the established sockets. */
 export function ssInfo(netns?: string): SsInfo[] {
   const args = ['-t', '-i', '-n', '-H', 'state', 'established'];
-  const out = netns ? execFileSync('ip', ['netns', 'exec', netns, 'ss', ...args], { encoding: 'utf8' }) : execFileSync('ss', args, { encoding: 'utf8' });
+  // A busy node has thousands of sockets: more than execFileSync's default 1 MiB of output.
+  const opts = { encoding: 'utf8' as const, maxBuffer: 256 << 20 };
+  const out = netns ? execFileSync('ip', ['netns', 'exec', netns, 'ss', ...args], opts) : execFileSync('ss', args, opts);
   const res: SsInfo[] = [];
   let cur: SsInfo | undefined;
   for (const line of out.split('\n')) {

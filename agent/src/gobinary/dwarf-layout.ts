@@ -8,6 +8,7 @@
 // DWARF lacks; `fallbacks` says which.
 import { DW_ATE, DW_AT, DW_TAG, DwarfData, DwarfIndex, arrayCount, staticAddress, stripTypedefs, structMembers, typeName, typeSize, type Die } from './dwarf.ts';
 import { u64, type ElfFile } from './elf.ts';
+import { runtimeFields } from './runtime-fields.ts';
 import type { AbiRegister, FieldLayout, FunctionLayout, ParamLayout, ProbedFunction, RuntimeLayout, StructLayout } from './layouts.ts';
 
 export interface DwarfLayout {
@@ -16,18 +17,9 @@ export interface DwarfLayout {
   fallbacks: string[];
 }
 
-// Field lists, in the generator's order (scripts/runtime-layouts/main.go).
-const G_FIELDS = ['goid', 'parentGoid', 'gopc', 'startpc', 'atomicstatus', 'waitreason', 'waitsince', 'stackguard0', 'stack',
-  'stack.lo', 'stack.hi', 'sched', 'sched.sp', 'sched.pc', 'sched.bp', 'sched.g', 'schedlink', 'm', 'labels', 'lockedm'];
-const G_OPTIONAL = new Set(['parentGoid', 'lockedm']);
-const M_FIELDS = ['g0', 'curg', 'procid', 'id', 'p', 'preemptoff'];
-const P_FIELDS = ['id', 'status', 'm', 'goidcache', 'goidcacheend'];
-const PANIC_FIELDS = ['arg', 'link'];
-const MSTATS_FIELDS = ['numgc', 'last_gc_nanotime'];
-const WORK_FIELDS = ['pauseStart'];
-const SCHED_FIELDS = ['goidgen'];
-const PROBED: ProbedFunction[] = ['newproc1', 'gopark', 'goready', 'goexit1', 'ready', 'injectglist',
-  'stopTheWorldWithSema', 'startTheWorldWithSema', 'gcMarkTermination', 'throw', 'fatal', 'fatalpanic'];
+const F = runtimeFields;
+const G_OPTIONAL = new Set<string>(F.gOptional);
+const NONE = new Set<string>();
 
 const STT_FUNC = 2;
 
@@ -66,19 +58,19 @@ export function layoutFromDwarf(elf: ElfFile, base: RuntimeLayout, goVersion?: s
   const version = (typeof producer === 'string' ? versionRe.exec(producer) : null) ?? (goVersion ? versionRe.exec(goVersion) : null);
 
   // The field lists above match layouts.ts's field types; the cast is from the generic shape to them.
-  const struct = <S>(name: string, fields: string[], optional: Set<string>, b: S): S =>
+  const struct = <S>(name: string, fields: readonly string[], optional: Set<string>, b: S): S =>
     piece(name, () => structLayout(idx, name, fields, optional) as S, () => b);
 
-  const g = struct('runtime.g', G_FIELDS, G_OPTIONAL, base.g);
-  const m = struct('runtime.m', M_FIELDS, new Set(), base.m);
-  const p = struct('runtime.p', P_FIELDS, new Set(), base.p);
-  const panic = struct('runtime._panic', PANIC_FIELDS, new Set(), base.panic);
-  const mstats = struct('runtime.mstats', MSTATS_FIELDS, new Set(), base.mstats);
-  const work = struct('runtime.workType', WORK_FIELDS, new Set(WORK_FIELDS), base.work);
-  const sched = struct('runtime.schedt', SCHED_FIELDS, new Set(), base.sched);
+  const g = struct('runtime.g', F.g, G_OPTIONAL, base.g);
+  const m = struct('runtime.m', F.m, NONE, base.m);
+  const p = struct('runtime.p', F.p, NONE, base.p);
+  const panic = struct('runtime._panic', F.panic, NONE, base.panic);
+  const mstats = struct('runtime.mstats', F.mstats, NONE, base.mstats);
+  const work = struct('runtime.workType', F.work, new Set<string>(F.work), base.work);
+  const sched = struct('runtime.schedt', F.sched, NONE, base.sched);
 
   const functions = {} as Record<ProbedFunction, FunctionLayout>;
-  for (const fn of PROBED) {
+  for (const fn of F.functions) {
     functions[fn] = piece(`runtime.${fn}`, () => functionLayout(elf, idx, fn, base), () => base.functions[fn]);
   }
   if (!elf.hasSymtab) fallbacks.push('the functions\' symbol flags (no ELF symbol table)');
@@ -129,7 +121,7 @@ export function layoutFromDwarf(elf: ElfFile, base: RuntimeLayout, goVersion?: s
 // ---------------------------------------------------------------------------------------------------
 // Structs
 
-function structLayout(idx: DwarfIndex, name: string, fields: string[], optional: Set<string>): StructLayout<never, string> {
+function structLayout(idx: DwarfIndex, name: string, fields: readonly string[], optional: Set<string>): StructLayout<never, string> {
   const st = idx.struct(name);
   if (!st) throw new Missing('no DWARF struct');
   const out: StructLayout<never, string> = { type: name, size: typeSize(st), fields: {} };

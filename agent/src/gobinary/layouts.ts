@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { installRoot } from '../install-root.ts';
 import { layoutFromDwarf } from './dwarf-layout.ts';
 import type { ElfFile } from './elf.ts';
+import { runtimeFields } from './runtime-fields.ts';
 
 export interface FieldLayout {
   /** Byte offset from the start of the struct (dotted fields such as "sched.sp" are from the outer struct). */
@@ -27,22 +28,18 @@ export interface StructLayout<F extends string, Optional extends string = never>
   fields: Record<F, FieldLayout> & Record<Optional, FieldLayout | null>;
 }
 
-export type GField =
-  | 'goid' | 'gopc' | 'startpc' | 'atomicstatus' | 'waitreason' | 'waitsince' | 'stackguard0'
-  | 'stack' | 'stack.lo' | 'stack.hi' | 'sched' | 'sched.sp' | 'sched.pc' | 'sched.bp' | 'sched.g'
-  | 'schedlink' | 'm' | 'labels';
+export { runtimeFields };
+
+type RF = typeof runtimeFields;
 /** Fields of runtime.g that some versions lack (parentGoid: before Go 1.21). */
-export type GOptionalField = 'parentGoid' | 'lockedm';
-export type MField = 'g0' | 'curg' | 'procid' | 'id' | 'p' | 'preemptoff';
-/** goidcache..goidcacheend: the ids a P took from sched.goidgen and has not handed out yet. */
-export type PField = 'id' | 'status' | 'm' | 'goidcache' | 'goidcacheend';
-/** runtime._panic (fatalpanic's argument) and runtime.mstats (the type of runtime.memstats). */
-export type PanicField = 'arg' | 'link';
-export type MStatsField = 'numgc' | 'last_gc_nanotime';
-/** runtime.workType (runtime.work): pauseStart, the GC pause start before Go 1.22 (null since). */
-export type WorkOptionalField = 'pauseStart';
-/** runtime.schedt (runtime.sched): goidgen, the last goroutine id handed to a P's cache (batches of 16). */
-export type SchedField = 'goidgen';
+export type GOptionalField = RF['gOptional'][number];
+export type GField = Exclude<RF['g'][number], GOptionalField>;
+export type MField = RF['m'][number];
+export type PField = RF['p'][number];
+export type PanicField = RF['panic'][number];
+export type MStatsField = RF['mstats'][number];
+export type WorkOptionalField = RF['work'][number];
+export type SchedField = RF['sched'][number];
 
 /** amd64 ABIInternal integer argument registers, in assignment order. */
 export type AbiRegister = 'RAX' | 'RBX' | 'RCX' | 'RDI' | 'RSI' | 'R8' | 'R9' | 'R10' | 'R11';
@@ -60,9 +57,7 @@ export interface ParamLayout {
   fields?: Array<{ name: string; offset: number; size: number; register: AbiRegister }>;
 }
 
-export type ProbedFunction =
-  | 'newproc1' | 'gopark' | 'goready' | 'goexit1' | 'ready' | 'injectglist'
-  | 'stopTheWorldWithSema' | 'startTheWorldWithSema' | 'gcMarkTermination' | 'throw' | 'fatal' | 'fatalpanic';
+export type ProbedFunction = RF['functions'][number];
 
 export interface FunctionLayout {
   /** The probe binary had an out-of-line copy (ELF symbol) of runtime.<name>. */
