@@ -11,9 +11,10 @@
 // It also keeps what the trace model needs (collector/src/otel/trace-model.ts): each goroutine's unit of work
 // (the root of its trace, decided once at creation), and its long parks with the goroutine that woke it.
 
+import type { GoroutineState } from '../../../collector/src/protocol/records.ts';
 import type { InventoryGoroutine } from '../inventory/allgs.ts';
 
-/** Go's goroutine status numbers (runtime2.go), the _Gscan bit removed. */
+/** Go's goroutine status numbers (runtime2.go), the _Gscan bit removed, of the states named once in the protocol (goroutineStates). */
 export const GStatus = {
   idle: 0,
   runnable: 1,
@@ -24,7 +25,7 @@ export const GStatus = {
   copystack: 8,
   preempted: 9,
   unknown: 255,
-} as const;
+} as const satisfies Record<GoroutineState, number>;
 
 export type GStatusName = keyof typeof GStatus;
 const statusNames = new Map<number, GStatusName>(Object.entries(GStatus).map(([k, v]) => [v, k as GStatusName]));
