@@ -271,7 +271,9 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
     }
     for (let rep = 0; rep < reps; rep++) {
       for (const h of handlers) {
-        const order = rep % 2 === 0 ? CONFIGS : [...CONFIGS].reverse();
+        // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
+        const configs = ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched') : CONFIGS;
+        const order = rep % 2 === 0 ? configs : [...configs].reverse();
         for (const c of order) {
           if (c.flight && !flightSupported) continue;
           const res = await runOne(h, c);
@@ -301,7 +303,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
     const none = results.get(key(h, CONFIGS[0])) ?? [];
     const cmdOf = (c: Config, phase: 'constant' | 'saturation') =>
       `${base}; ${h.workUs ? `-work-us ${h.workUs}; ` : ''}` +
-      (c.agent ? `node bin/goroscope.js agent --pid PID --collector ws://... ${c.agent.join(' ')}; ` : '') +
+      (c.agent ? `${Object.entries(c.agentEnv ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node bin/goroscope.js agent --pid PID --collector ws://... ${c.agent.join(' ')}; ` : '') +
       (c.requests ? 'HttpTracer.attach(pid) in the bench process; ' : '') + (c.trace ? '-trace FILE; ' : '') + (c.flight ? 'BENCH_FLIGHT_RECORDER=1; ' : '') +
       (phase === 'constant' ? `${VEGETA} attack -rate=${h.rate}/s -duration=${seconds}s` : `wrk -t1 -c32 -d${seconds}s`) +
       ` after a 2 s warm-up at ${h.rate}/s; ${reps} interleaved rounds, median`;

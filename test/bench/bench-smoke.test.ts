@@ -36,6 +36,10 @@ const EXPECTED = [
   'hit-cost.ratio.entry_over_jump_full',
   'hit-cost.hits_per_round_trip.full_jump',
   'hit-cost.hits_per_round_trip.full_entry',
+  'hit-cost.hits_per_round_trip.sched',
+  'hit-cost.per_hit_cpu.sched',
+  'hit-cost.sched_added_cpu_per_round_trip',
+  'hit-cost.ratio.sched_over_full_jump',
   'hit-cost.agent_cpu_per_hit.full_jump',
   'hit-cost.lost',
   'hit-cost.bpf_run_ns.empty_jump',
@@ -104,7 +108,7 @@ t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 350
   const v = (id: string) => byId.get(id)?.value ?? NaN;
   // Hit cost: every configuration ran, and the BPF side saw 4 hits (2 gopark + 2 ready) per round trip.
   for (const c of ['none', 'empty_entry', 'empty_jump', 'full_jump', 'full_entry']) t.ok(v(`hit-cost.ns_per_round_trip.${c}`) > 0, `${c} ran`);
-  for (const c of ['full_jump', 'full_entry']) {
+  for (const c of ['full_jump', 'full_entry', 'sched']) {
     const h = v(`hit-cost.hits_per_round_trip.${c}`);
     t.ok(h >= 3.9 && h <= 6, `${c}: ${h} probe hits per round trip (4 expected)`);
   }
