@@ -158,7 +158,7 @@ async function vegeta(bin: string, port: number, rate: number, seconds: number):
 
 export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
   const bench = 'http';
-  const seconds = ctx.quick ? 2 : 10;
+  const seconds = ctx.quick ? 2 : 6;
   const reps = ctx.quick ? 1 : 3;
   if (cpus().length < 2) throw new Error('needs 2 CPUs: the server on one, load and agent on the other');
   const binary = buildFixture('httpserver', ctx.goVersion);

@@ -32,6 +32,7 @@ const statusNames = new Map<number, GStatusName>(Object.entries(GStatus).map(([k
 export const statusName = (s: number): GStatusName => statusNames.get(s) ?? 'unknown';
 
 const NO_REASON = 255;
+const nan = (x: number): number | null => (Number.isNaN(x) ? null : x);
 const FLAG_PREEXISTING = 1;
 /** Its record went to the collector: its descendants in the same trace may name it as their parent. */
 const FLAG_SHIPPED = 2;
@@ -394,8 +395,9 @@ export class GoroutineTable {
     this.reason[s] = NO_REASON;
     this.parkAt[s] = NaN;
     this.waitSince[s] = NaN;
-    const row = this.row(s, ts);
-    const gone: ExitedGoroutine = { ...row, exitedAt: ts, serial: ++this.exitSerial, longParks: this.longParks.get(s) ?? [] };
+    // One object per exit, the row's own per-reason map handed over (the row is going): exits come at the
+    // rate of creations, and copying both was the agent's largest cost per record.
+    const gone = this.row(s, ts, { exitedAt: ts, serial: ++this.exitSerial, longParks: this.longParks.get(s) ?? [] }) as ExitedGoroutine;
     if (this.exited.length < this.exitedRetention) this.exited.push(gone);
     else {
       const old = this.exited[this.exitedHead];
@@ -614,13 +616,13 @@ export class GoroutineTable {
     }
   }
 
-  private row(s: number, now: number): GoroutineRow {
-    const nan = (x: number) => (Number.isNaN(x) ? null : x);
+  private row(s: number, now: number, exit?: { exitedAt: number; serial: number; longParks: LongPark[] }): GoroutineRow {
     const waiting = this.state[s] === GStatus.waiting;
     // The park in progress as the probes saw it, while the state still says so.
     const open = waiting && this.parkReason[s] === this.reason[s] && this.parkReason[s] !== NO_REASON;
     const current = open && !Number.isNaN(this.parkAt[s]) && now >= this.parkAt[s] ? now - this.parkAt[s] : 0;
-    const byReason = new Map(this.byReason.get(s) ?? []);
+    const own = this.byReason.get(s);
+    const byReason = exit ? (own ?? new Map<number, number>()) : new Map(own ?? []);
     if (current > 0) byReason.set(this.parkReason[s], (byReason.get(this.parkReason[s]) ?? 0) + current);
     return {
       goid: this.goid[s],
@@ -643,6 +645,7 @@ export class GoroutineTable {
       traceStart: this.startOf(s),
       shipped: (this.flags[s] & FLAG_SHIPPED) !== 0,
       mustShip: (this.flags[s] & FLAG_MUST_SHIP) !== 0,
+      ...exit,
     };
   }
 
