@@ -175,6 +175,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
   const handlers = HANDLERS().filter((h) => !ctx.quick || h.workUs === 0);
   const key = (h: Handler, c: Config) => `${h.name}.${c.name}`;
   let flightSupported = true;
+  const failures: string[] = [];
 
   const runOne = async (h: Handler, c: Config): Promise<RunResult | undefined> => {
     const traceFile = join(tmp, 'server.trace');
@@ -276,7 +277,14 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
         const order = rep % 2 === 0 ? configs : [...configs].reverse();
         for (const c of order) {
           if (c.flight && !flightSupported) continue;
-          const res = await runOne(h, c);
+          // One failed run (an agent that could not start on a crowded machine) costs its sample, not the bench.
+          let res: RunResult | undefined;
+          try {
+            res = await runOne(h, c);
+          } catch (e) {
+            ctx.log(`http rep ${rep + 1}/${reps} ${h.name} ${c.name}: FAILED ${(e as Error).message.split('\n')[0]}`);
+            failures.push(`${h.name} ${c.name}: ${(e as Error).message.split('\n')[0]}`);
+          }
           if (!res) continue;
           const list = results.get(key(h, c)) ?? [];
           list.push(res);
@@ -383,5 +391,6 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
       }));
     }
   }
+  if (failures.length) ctx.log(`http: ${failures.length} runs failed (left out; paired figures need every round): ${failures.join('; ')}`);
   return out;
 }
