@@ -21,9 +21,12 @@ const BATCH_RECORDS = Math.floor((256 * 1024) / SIZE);
  * the real one (no copy of it here). A rename shows up as this error, and in test/bench/bench-smoke.test.ts.
  */
 function batchHandler(tracer: GoroutineTracer): (batch: Buffer) => void {
-  const fn = (tracer as unknown as { applyBatch?: (b: Buffer) => void }).applyBatch;
+  // The reader's path (tracer/tracer.ts): applyBatch returns the records it held and the tracer counts them.
+  const fn = (tracer as unknown as { applyBatch?: (b: Buffer) => number }).applyBatch;
   if (typeof fn !== 'function') throw new Error('GoroutineTracer.applyBatch is gone: update scripts/bench/pipeline.ts');
-  return (b) => fn.call(tracer, b);
+  return (b) => {
+    tracer.records += fn.call(tracer, b);
+  };
 }
 
 export interface SyntheticStream {
