@@ -132,10 +132,15 @@ async function scrape(port: number, name: string): Promise<number> {
   return seen ? sum : NaN;
 }
 
+/** Connections of both load generators. vegeta's default opens a new connection whenever none is idle: at
+ * 10k/s the server spent its CPU on accepts and SYN backlog overflows (~470 us per request, seconds of latency)
+ * instead of requests, so the constant-rate phase measured connection churn. */
+const CONNECTIONS = 32;
+
 /** vegeta attack | vegeta report -type=json, on the other CPU. */
 async function vegeta(bin: string, port: number, rate: number, seconds: number): Promise<{ ok: number; p99Ms: number; success: number }> {
   return new Promise((resolve, reject) => {
-    const attack = spawn('taskset', ['-c', OTHER_CPU, bin, 'attack', `-rate=${rate}/s`, `-duration=${seconds}s`, '-timeout=5s'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const attack = spawn('taskset', ['-c', OTHER_CPU, bin, 'attack', `-rate=${rate}/s`, `-duration=${seconds}s`, '-timeout=5s', `-connections=${CONNECTIONS}`, `-max-connections=${CONNECTIONS}`], { stdio: ['pipe', 'pipe', 'pipe'] });
     const report = spawn('taskset', ['-c', OTHER_CPU, bin, 'report', '-type=json'], { stdio: ['pipe', 'pipe', 'pipe'] });
     attack.stdin.end(`GET http://127.0.0.1:${port}/\n`);
     attack.stdout.pipe(report.stdin);
@@ -223,7 +228,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
       const a0 = await sample();
       const constant = await vegeta(vegetaBin, port, h.rate, seconds);
       const a1 = await sample();
-      const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', '-c32', `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], (seconds + 60) * 1000)).stdout;
+      const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], (seconds + 60) * 1000)).stdout;
       const a2 = await sample();
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(wrk);
       const total = /^\s*(\d+) requests in/m.exec(wrk);
@@ -262,7 +267,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
       const server = LineProcess.start('taskset', ['-c', SERVER_CPU, binary, ...(h.workUs ? ['-work-us', String(h.workUs)] : [])], 'httpserver', { env: { ...process.env, GOMAXPROCS: '1' } });
       try {
         const port = Number((await server.until(/^LISTEN (\d+)$/m, 30_000))[1]);
-        const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', '-c32', '-d3s', `http://127.0.0.1:${port}/`])).stdout;
+        const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, '-d3s', `http://127.0.0.1:${port}/`])).stdout;
         const sat = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk)?.[1] ?? NaN);
         if (Number.isFinite(sat)) h.rate = Math.max(200, Math.min(h.rate, Math.round(sat / 2 / 100) * 100));
         ctx.log(`http ${h.name}: ${Math.round(sat)} req/s saturated untraced; constant rate ${h.rate}/s`);
