@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Collector, CollectorOptions } from './server.ts';
 import { listenAddressOption } from './net/listen-address.ts';
+import { DEFAULT_LIMITS, DEFAULT_MAX_MESSAGE_BYTES } from './limits.ts';
 
 function positiveNumber(name: string) {
   return (v: string): number => {
@@ -20,9 +21,6 @@ function positiveInteger(name: string) {
     return n;
   };
 }
-
-/** The collector's default limits (server.ts keeps them; repeated here so --help loads no server code). */
-const DEFAULT_LIMITS = { maxConnections: 1024, maxConnectionsPerClient: 64, maxBufferedBytes: 256 * 1024 * 1024 };
 
 function ratio(v: string): number {
   const n = Number(v);
@@ -54,7 +52,7 @@ export function defineCollectorOptions(cmd: Command): Command {
     .option('--max-connections <n>', 'WebSocket connections per endpoint (ingest, stream) in all', positiveInteger('--max-connections'), DEFAULT_LIMITS.maxConnections)
     .option('--max-connections-per-client <n>', 'WebSocket connections per endpoint from one address', positiveInteger('--max-connections-per-client'), DEFAULT_LIMITS.maxConnectionsPerClient)
     .option('--max-buffered-bytes <bytes>', 'bytes of unfinished ingest messages held for all agents together', positiveInteger('--max-buffered-bytes'), DEFAULT_LIMITS.maxBufferedBytes)
-    .option('--max-message-bytes <bytes>', 'largest ingest message (batch) taken; agents cut their batches to it', positiveInteger('--max-message-bytes'), 16 * 1024 * 1024)
+    .option('--max-message-bytes <bytes>', 'largest ingest message (batch) taken; agents cut their batches to it', positiveInteger('--max-message-bytes'), DEFAULT_MAX_MESSAGE_BYTES)
     .option('--log', 'log requests and errors as JSON to stdout');
 }
 

@@ -5,6 +5,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { STATUS_CODES } from 'node:http';
 import type { Database } from 'better-sqlite3';
+import { DEFAULT_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, type CollectorLimits } from './limits.ts';
 import { authPlugin, checkAuthConfig, openRoutesOf } from './auth.ts';
 import { bindHost, listenFailure, needsIpv4Fallback, parseListenAddress, type ListenAddress } from './net/listen-address.ts';
 import { databaseSizeBytes, openDatabase } from './store/db.ts';
@@ -42,7 +43,7 @@ export interface CollectorOptions {
   otlpEndpoint?: string;
   export?: OtlpOptions;
   retention?: RetentionOptions & { intervalMs?: number };
-  /** Largest ingest WebSocket message accepted, in bytes. Default 16 MiB. */
+  /** Largest ingest WebSocket message accepted, in bytes (DEFAULT_MAX_MESSAGE_BYTES). */
   maxMessageBytes?: number;
   /** What clients may hold (defaults in DEFAULT_LIMITS); every refusal and forced close is counted in /metrics. */
   limits?: Partial<CollectorLimits>;
@@ -70,27 +71,6 @@ export interface Collector {
   flushExport(): Promise<void>;
   close(): Promise<void>;
 }
-
-export interface CollectorLimits {
-  /** WebSocket connections per endpoint (ingest, stream), in all and from one address. */
-  maxConnections: number;
-  maxConnectionsPerClient: number;
-  /** Bytes of unfinished ingest messages held for all connections together. */
-  maxBufferedBytes: number;
-  /** Batches of one ingest connection waiting for the database before reading from it pauses. */
-  maxPendingPerConnection: number;
-  /** Ingest connections are pinged this often; one that missed the last ping is closed. */
-  heartbeatMs: number;
-}
-
-// collector/src/cli.ts repeats the first three for its --help.
-export const DEFAULT_LIMITS: CollectorLimits = {
-  maxConnections: 1024,
-  maxConnectionsPerClient: 64,
-  maxBufferedBytes: 256 * 1024 * 1024,
-  maxPendingPerConnection: 64,
-  heartbeatMs: 30_000,
-};
 
 const API = '/api/v1';
 
@@ -227,7 +207,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   }, () => hub.size > 0 || otlpExport !== undefined);
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const ingest = new IngestEndpoint(queue, (hello) => thread.recordAgent(hello), metrics, {
-    maxMessageBytes: opts.maxMessageBytes ?? 16 * 1024 * 1024,
+    maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     maxQueuedBatches: 1000,
     maxPendingPerConnection: limits.maxPendingPerConnection,
     maxBufferedBytes: limits.maxBufferedBytes,

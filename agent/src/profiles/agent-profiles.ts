@@ -3,7 +3,6 @@
 // by that read; see block-profile.ts), as ProfileRecords whose stacks go through the agent's stack table.
 import type { AgentRecord, ProfileRecord } from '../../../collector/src/protocol/records.ts';
 import type { ProfileData } from '../../../collector/src/protocol/pprof.ts';
-import { ev, GoroutineEventKind } from '../events/goroutine-event.ts';
 import { ProcessMemory } from '../proc/process.ts';
 import { stackTargetFor } from '../stacks/dump.ts';
 import { readGoroutineStacks } from '../stacks/read-goroutines.ts';
@@ -36,15 +35,7 @@ export class AgentProfiles {
 
   /** The tracer's record visitor: parks and the evidence that goroutines run again. */
   onRecord(p: TracedProcess, kind: number, v: DataView, at: number): void {
-    const b = this.procs.get(p.info.pid)?.block;
-    if (!b) return;
-    const ts = ev.tsNs(v, at);
-    if (kind === GoroutineEventKind.park) b.onPark(ev.goid(v, at), ev.waitReason(v, at), ts);
-    else if (kind === GoroutineEventKind.ready) {
-      b.onRun(ev.goid(v, at), ts);
-      b.onRun(ev.otherGoid(v, at), ts);
-    } else if (kind === GoroutineEventKind.create) b.onRun(ev.otherGoid(v, at), ts);
-    else if (kind === GoroutineEventKind.exit) b.onRun(ev.goid(v, at), ts);
+    this.procs.get(p.info.pid)?.block.onRecord(kind, v, at);
   }
 
   /** One read of each process: its goroutine profile now, and its blocking profile since the last call. */

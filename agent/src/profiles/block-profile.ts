@@ -13,6 +13,7 @@
 // goroutines), each recorded park stands for 1/p of them: contentions and delay are scaled by 1/p, and the
 // profile says so.
 import { PERIOD, SAMPLE_TYPES, mergeSamples, type ProfileData, type ProfileFrame, type ProfileSample } from '../../../collector/src/protocol/pprof.ts';
+import { ev, GoroutineEventKind } from '../events/goroutine-event.ts';
 import { isSystemGoroutine, waitReasonString } from '../gobinary/layouts.ts';
 import type { ProcessMemory } from '../proc/process.ts';
 import type { StackTarget } from '../stacks/dump.ts';
@@ -80,6 +81,17 @@ export class BlockProfiler {
     if (!w || w.state === 'syscall') return;
     this.close(w, ts);
     this.open.delete(goid);
+  }
+
+  /** A record of the goroutine tracer (bpf/goroutines.bpf.c): its parks, and the evidence that goroutines run again. */
+  onRecord(kind: number, v: DataView, at: number): void {
+    const ts = ev.tsNs(v, at);
+    if (kind === GoroutineEventKind.park) this.onPark(ev.goid(v, at), ev.waitReason(v, at), ts);
+    else if (kind === GoroutineEventKind.ready) {
+      this.onRun(ev.goid(v, at), ts);
+      this.onRun(ev.otherGoid(v, at), ts);
+    } else if (kind === GoroutineEventKind.create) this.onRun(ev.otherGoid(v, at), ts);
+    else if (kind === GoroutineEventKind.exit) this.onRun(ev.goid(v, at), ts);
   }
 
   /** Reads every goroutine's stack: where open waits are, and which waits ended or began since the last scan. */

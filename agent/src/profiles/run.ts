@@ -3,7 +3,6 @@
 // the park/ready probes and stack scans (block-profile.ts).
 import { writeFileSync } from 'node:fs';
 import { encodePprof, type ProfileData } from '../../../collector/src/protocol/pprof.ts';
-import { ev, GoroutineEventKind } from '../events/goroutine-event.ts';
 import { ProcessMemory } from '../proc/process.ts';
 import { openStackTarget, takeDump } from '../stacks/dump.ts';
 import { monoNowNs } from '../tracer/clock.ts';
@@ -34,14 +33,7 @@ export async function blockProfile(pid: number, durationMs: number, opts: { scan
   let profiler: BlockProfiler | undefined;
   try {
     tracer.start((p, kind, v, at) => {
-      if (!profiler || p.info.pid !== pid) return;
-      const ts = ev.tsNs(v, at);
-      if (kind === GoroutineEventKind.park) profiler.onPark(ev.goid(v, at), ev.waitReason(v, at), ts);
-      else if (kind === GoroutineEventKind.ready) {
-        profiler.onRun(ev.goid(v, at), ts);
-        profiler.onRun(ev.otherGoid(v, at), ts);
-      } else if (kind === GoroutineEventKind.create) profiler.onRun(ev.otherGoid(v, at), ts);
-      else if (kind === GoroutineEventKind.exit) profiler.onRun(ev.goid(v, at), ts);
+      if (profiler && p.info.pid === pid) profiler.onRecord(kind, v, at);
     });
     if (sampling < 1) tracer.setParkSampling(sampling);
     tracer.attach(target);

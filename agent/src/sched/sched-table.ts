@@ -3,19 +3,12 @@
 // goroutine; yields and preemptions; system call time; the thread (M) and P each goroutine ran on, and how
 // often it changed them. Per-goroutine figures are cumulative while the goroutine lives, so a reader can take
 // differences over any stretch (a request's run-queue time, say); they go with the goroutine's exit.
+import { RunnableCause } from '../events/goroutines.bpf.ts';
 import { LatencyHistogram, type LatencySummary } from './latency-histogram.ts';
 
-/** enum runnable_cause (bpf/goroutines.h) by name. */
-export const RunnableCause = {
-  unknown: 0,
-  ready: 1,
-  created: 2,
-  yielded: 3,
-  preempted: 4,
-  syscall: 5,
-  injected: 6,
-  preemptParked: 7,
-} as const;
+/** enum runnable_cause (bpf/goroutines.h), generated. */
+export { RunnableCause };
+
 export type RunnableCauseName = keyof typeof RunnableCause;
 const causeNames = Object.keys(RunnableCause) as RunnableCauseName[];
 export const runnableCauseName = (c: number): RunnableCauseName => causeNames[c] ?? 'unknown';

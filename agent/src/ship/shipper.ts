@@ -5,7 +5,7 @@
 // dropped, counted. Every drop is counted; a collector that stays away is logged, not retried in silence.
 import WebSocket from 'ws';
 import {
-  MAX_RECORDS_PER_BATCH, PROTOCOL_VERSION, type AgentRecord, type CollectorMessage, type WelcomeMessage,
+  DEFAULT_MAX_MESSAGE_BYTES, MAX_RECORDS_PER_BATCH, PROTOCOL_VERSION, type AgentRecord, type CollectorMessage, type WelcomeMessage,
 } from '../../../collector/src/protocol/records.ts';
 import { newEpoch, Spool } from './spool.ts';
 
@@ -60,7 +60,7 @@ interface Pending {
 }
 
 /** What a batch may hold until the collector says (its welcome): the collector's defaults. */
-const DEFAULT_LIMITS = { maxMessageBytes: 16 * 1024 * 1024, maxRecordsPerBatch: MAX_RECORDS_PER_BATCH };
+const DEFAULT_LIMITS = { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, maxRecordsPerBatch: MAX_RECORDS_PER_BATCH };
 /** A collector from before welcome messages is taken as ready after this long. */
 const WELCOME_WAIT_MS = 5000;
 /** While the collector stays away, one line per this long. */

@@ -8,7 +8,6 @@ import {
   ev,
   forEachGoroutineEvent,
   goroutineEventLayout,
-  GoroutineEventKind,
   GoroutineProbe,
   MAX_RUNTIME_LAYOUTS,
   PROBE_KINDS,
@@ -16,6 +15,7 @@ import {
 import { argRegister, type RuntimeLayout } from '../gobinary/layouts.ts';
 import type { InventoryResult } from '../inventory/allgs.ts';
 import { GoroutineScanner, LifecycleCounts, type Scannable, type ScanOptions } from '../inventory/scanner.ts';
+import { applyGoroutineRecord } from '../model/goroutine-records.ts';
 import { GoroutineTable, type TraceOptions } from '../model/goroutine-table.ts';
 import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite } from '../probes/goroutine-probes.ts';
 import { ProcessError, ProcessMemory } from '../proc/process.ts';
@@ -263,40 +263,10 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
   protected applyBatch(batch: Buffer): number {
     return forEachGoroutineEvent(batch, (v, at) => {
       const proc = this.procs.get(ev.pid(v, at));
-      if (!proc) {
+      const kind = ev.kind(v, at);
+      if (!proc || !applyGoroutineRecord(proc, kind, v, at)) {
         this.strayRecords++;
         return;
-      }
-      const t = proc.table;
-      const kind = ev.kind(v, at);
-      const ts = ev.tsNs(v, at);
-      switch (kind) {
-        case GoroutineEventKind.create:
-          t.onCreate(ev.goid(v, at), ev.otherGoid(v, at), ev.pc(v, at), ev.startPc(v, at), ts, ev.gAddr(v, at));
-          break;
-        case GoroutineEventKind.park:
-          t.onPark(ev.goid(v, at), ev.waitReason(v, at), ts, ev.gAddr(v, at));
-          break;
-        case GoroutineEventKind.ready:
-          t.onReady(ev.goid(v, at), ev.otherGoid(v, at), ts);
-          break;
-        case GoroutineEventKind.exit:
-          t.onExit(ev.goid(v, at), ts);
-          proc.sched.onExit(ev.goid(v, at));
-          break;
-        case GoroutineEventKind.run: {
-          const goid = ev.goid(v, at);
-          proc.sched.onRun(goid, ev.tid(v, at), ev.pId(v, at), ev.cause(v, at), ev.durationNs(v, at), t.gopcOf(goid));
-          break;
-        }
-        case GoroutineEventKind.yield:
-          proc.sched.onYield(ev.goid(v, at), ev.cause(v, at));
-          break;
-        case GoroutineEventKind.syscall:
-          proc.sched.onSyscall(ev.goid(v, at), ev.durationNs(v, at));
-          break;
-        default:
-          this.strayRecords++;
       }
       this.onRecord?.(proc, kind, v, at);
     });

@@ -7,6 +7,8 @@
 // Times are Unix epoch milliseconds (fractional part allowed); durations are nanoseconds.
 import { Type, type Static, type TProperties, type TSchema } from '@sinclair/typebox';
 
+export { DEFAULT_MAX_MESSAGE_BYTES } from './wire-limits.ts';
+
 export const PROTOCOL_VERSION = 1;
 
 /** Most records in one batch. */
