@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -570,7 +571,14 @@ static napi_value bpf_new(napi_env env, napi_callback_info info)
 		}
 	}
 
+	/* The verifier gives up with EAGAIN when a signal is pending, and libbpf retries only a few times: a
+	 * profiler's SIGPROF (node --cpu-prof, the inspector) every millisecond made every load fail. Hold the
+	 * process's asynchronous signals back on this thread while loading; they are delivered right after. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int err = bpf_object__load(obj);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		napi_value e = throw_errno(env, err, "cannot load BPF object %s", path);
 		bpf_object__close(obj);

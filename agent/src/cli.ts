@@ -146,6 +146,7 @@ export function buildCli(): Command {
     .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
     .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
     .option('--no-tcp', 'leave TCP connections out')
+    .option('--no-requests', 'leave HTTP and gRPC server requests out (their probes)')
     .option('--ca <file>', "PEM certificate(s) the collector's TLS certificate must chain to, for a wss:// collector (default: the system's)", readPemFile)
     .option('--spool-dir <dir>', 'keep unacknowledged batches here while the collector is away', '/var/lib/goroscope/spool')
     .option('--max-spool-bytes <bytes>', 'bound on the spool; past it the oldest batches are dropped and counted', (v: string) => Number(v), 256 << 20)
@@ -156,7 +157,7 @@ export function buildCli(): Command {
     .option('--trace-interval <duration>', "a live goroutine's or open connection's span ends this often, so long-lived ones are exported while alive", parseDuration, 60_000)
     .option('--park-span-min <duration>', 'parks at least this long are spans (with the goroutine that woke them)', parseDuration, 1000)
     .option('--trace-sample <percent>', 'share of short-lived units of work shipped as whole traces (goroutines living 1 s or more always are)', parsePercent, 0.01)
-    .action(async (o: { collector?: string; otlpEndpoint?: string; otlpMetricInterval: number; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number; traceInterval: number; parkSpanMin: number; traceSample: number }) => {
+    .action(async (o: { collector?: string; otlpEndpoint?: string; otlpMetricInterval: number; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; requests: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number; traceInterval: number; parkSpanMin: number; traceSample: number }) => {
       if (!o.collector && !o.otlpEndpoint) throw new UserError('agent: give --collector, --otlp-endpoint, or both');
       const { startAgent } = await import('./agent/run.ts');
       const agent = await startAgent({
@@ -170,6 +171,7 @@ export function buildCli(): Command {
         parkSampling: o.sampleParks,
         retransmitSampling: o.sampleRetransmits,
         tcp: o.tcp,
+        requests: o.requests,
         spoolDir: o.spoolDir,
         maxSpoolBytes: o.maxSpoolBytes,
         ca: o.ca,

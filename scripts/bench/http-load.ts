@@ -27,7 +27,7 @@ const VEGETA = 'github.com/tsenart/vegeta/v12@v12.13.0';
 const SERVER_CPU = '1';
 const OTHER_CPU = '0';
 
-type ConfigName = 'none' | 'default' | 'full' | 'full_nosched' | 'requests' | 'trace' | 'flight';
+type ConfigName = 'none' | 'default' | 'default_norequests' | 'full' | 'full_nosched' | 'requests' | 'trace' | 'flight';
 
 /** Grafana Beyla's published cost of its Go HTTP server probes, per request: the anchor for ours. */
 const BEYLA_NS_PER_REQUEST = 500;
@@ -47,6 +47,8 @@ interface Config {
 const CONFIGS: Config[] = [
   { name: 'none', label: 'no tracing' },
   { name: 'default', label: 'goroscope agent, default (overhead budget 2%)', agent: [] },
+  // What the request probes add to the default mode.
+  { name: 'default_norequests', label: 'goroscope agent, default, --no-requests', agent: ['--no-requests'] },
   { name: 'full', label: 'goroscope agent --full', agent: ['--full'] },
   // What the scheduler probes (execute and its stamps, system calls) add to --full.
   { name: 'full_nosched', label: 'goroscope agent --full, scheduler probes off', agent: ['--full'], agentEnv: { GOROSCOPE_SCHED_PROBES: 'off' } },
@@ -161,7 +163,8 @@ async function vegeta(bin: string, port: number, rate: number, seconds: number):
   });
 }
 
-export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
+/** `configs`/`handlers`: only these (by name; --http-configs, --http-handlers); 'none' is always run, as the base. */
+export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[]; handlers?: string[] } = {}): Promise<Figure[]> {
   const bench = 'http';
   const seconds = ctx.quick ? 2 : 6;
   const reps = ctx.quick ? 1 : 3;
@@ -177,7 +180,7 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
   const benchStart = performance.now();
   const results = new Map<string, RunResult[]>();
   // --quick: the hello handler only (the smoke test's time).
-  const handlers = HANDLERS().filter((h) => !ctx.quick || h.workUs === 0);
+  const handlers = HANDLERS().filter((h) => (only.handlers ? only.handlers.includes(h.name) : !ctx.quick || h.workUs === 0));
   const key = (h: Handler, c: Config) => `${h.name}.${c.name}`;
   let flightSupported = true;
   const failures: string[] = [];
@@ -278,7 +281,9 @@ export async function runHttpLoad(ctx: BenchContext): Promise<Figure[]> {
     for (let rep = 0; rep < reps; rep++) {
       for (const h of handlers) {
         // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
-        const configs = ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched') : CONFIGS;
+        const configs = only.configs
+          ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
+          : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_norequests') : CONFIGS;
         const order = rep % 2 === 0 ? configs : [...configs].reverse();
         for (const c of order) {
           if (c.flight && !flightSupported) continue;

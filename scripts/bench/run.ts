@@ -47,6 +47,8 @@ const { values: args } = parseArgs({
     'memory-goroutines': { type: 'string' },
     'stacks-goroutines': { type: 'string' },
     'collector-agents': { type: 'string' },
+    'http-configs': { type: 'string' },
+    'http-handlers': { type: 'string' },
     'collector-seconds': { type: 'string' },
     'collector-rows': { type: 'string' },
     'collector-baseline': { type: 'string' },
@@ -54,6 +56,7 @@ const { values: args } = parseArgs({
   },
 });
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+const list = (v: string | undefined) => v?.split(',').map((x) => x.trim()).filter(Boolean);
 
 const selected: BenchName[] = args.only
   ? args.only.split(',').map((s) => {
@@ -108,7 +111,7 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   'hit-cost': () => runHitCost(ctx),
   pipeline: () => runPipeline(ctx),
   memory: () => runMemory(ctx, args['memory-goroutines'] ? Number(args['memory-goroutines']) : undefined),
-  http: () => runHttpLoad(ctx),
+  http: () => runHttpLoad(ctx, { configs: list(args['http-configs']), handlers: list(args['http-handlers']) }),
   startup: () => runStartup(ctx),
   'tcp-attach': () => runTcpAttach(ctx),
   stacks: () => runStacks(ctx, args['stacks-goroutines'] ? Number(args['stacks-goroutines']) : undefined),

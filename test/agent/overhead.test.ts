@@ -10,6 +10,9 @@ import { goroutineRecord } from '../../agent/src/snapshot/snapshot.ts';
 import { existsSync } from 'node:fs';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
+import http from 'node:http';
+import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
+import { buildFixture, GoProgram } from '../runtime/helpers.ts';
 
 const noBpf = await bpfUnavailable();
 
@@ -60,7 +63,7 @@ t.test('a tight budget turns every probe off in windows; counts and states stay 
   const wrong = dump.filter((g) => rows.has(g.goid) && g.state !== 'running' && shown(g.goid) !== g.state);
   t.same(wrong.map((g) => `${g.goid}: ${g.state} shown as ${shown(g.goid)}`), [], 'every goroutine in the state the dump shows');
   const est = governor.estimatedOverhead(prog.pid);
-  t.ok(est && Math.abs(est.total - est.createExit - est.parkReady) <= 1e-9 * est.total, 'the estimate is the sum of its parts');
+  t.ok(est && Math.abs(est.total - est.createExit - est.parkReady - est.requests) <= 1e-9 * est.total, 'the estimate is the sum of its parts');
   t.ok(windows.some((w) => ['create', 'exit', 'park', 'ready'].every((p) => w.probes.includes(p))) && windows.some((w) => w.probes.length === 0), 'windows with every probe and with none');
   t.ok(windows.every((w, i) => i === 0 || w.from === windows[i - 1].to), 'windows tile the observed time');
   const coverage = governor.coverage(prog.pid);
@@ -94,4 +97,75 @@ t.test('calibration measures a cost per hit', { skip: noBpf ?? (existsSync(pingp
   t.ok(Math.abs(c.hitsPerRoundTrip! - 4) < 0.05, `4 hits per round trip (${c.hitsPerRoundTrip})`);
   t.ok(c.nsPerHit > 0 && c.nsPerHit < 100_000, `${Math.round(c.nsPerHit)} ns per hit`);
   t.comment(`calibration: ${JSON.stringify(c)}`);
+});
+
+// The request probes are under the same budget: on a cheap handler even one trap per request is several % of
+// its CPU. Off means detached, and nothing of a request in flight is left in BPF, so a request is only ever
+// seen whole, inside one window.
+const httpServer = buildFixture('httpserver', 'local');
+
+t.test('request probes are duty-cycled with the others, and an off window leaves no request in flight', { skip: noBpf ?? httpServer.skip ?? false, timeout: 60_000 }, async (t) => {
+  const server = GoProgram.start(httpServer.bin!, ['serve']);
+  t.teardown(() => server.kill());
+  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
+  const goroutines = new GoroutineTracer();
+  const requests = new HttpTracer();
+  t.teardown(async () => {
+    await requests.close();
+    await goroutines.close();
+  });
+  goroutines.start((p, kind, v, at) => requests.onGoroutineRecord(p.info.pid, kind, v, at));
+  requests.start();
+  const target = openTarget(server.pid);
+  const proc = goroutines.attach(target);
+  const req = requests.attach(target, { waits: true });
+  t.ok(req.sites.length > 0, 'request probes placed');
+  const governor = new OverheadGovernor(goroutines, {
+    budget: 0.02, nsPerHit: 5000, periodMs: 400, minOnMs: 50,
+    requests: { hits: (pid) => requests.process(pid)?.hitEquivalents ?? 0, setProbes: (pid, on) => requests.setProbes(pid, on) },
+  });
+  governor.add(proc);
+
+  // Requests one after the other on one keep-alive connection, each sleeping 5 ms in its handler.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const get = () => new Promise<number>((resolve, reject) => {
+    const from = process.hrtime.bigint();
+    const r = http.get({ host: '127.0.0.1', port, path: '/sleep/5', agent, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(Number(process.hrtime.bigint() - from)));
+    });
+    r.on('error', reject);
+    r.on('timeout', () => r.destroy(new Error('GET /sleep/5: no answer in 10 s')));
+  });
+  let sent = 0;
+  let longestNs = 0;
+  let offChecks = 0;
+  const stale: number[] = [];
+  for (const until = Date.now() + 3_000; Date.now() < until || offChecks === 0;) {
+    if (Date.now() > until + 10_000) break;
+    longestNs = Math.max(longestNs, await get());
+    sent++;
+    if (req.links.length === 0) {
+      // Off: once the detach is done, nothing of this process may be in flight in BPF (no start can be added).
+      const n = await requests.inflight(server.pid);
+      if (req.links.length === 0) {
+        offChecks++;
+        if (n) stale.push(n);
+      }
+    }
+  }
+  governor.stop();
+  t.ok(offChecks > 0, `the request probes were detached in off windows (checked ${offChecks} times)`);
+  t.same(stale, [], 'no request left in flight in BPF while they were off');
+  const windows = governor.windows(server.pid);
+  t.ok(windows.some((w) => w.probes.includes('requests')) && windows.some((w) => w.probes.length === 0), 'windows with the request probes and without');
+  await requests.setProbes(server.pid, true);
+  await requests.drain();
+  const seen = req.requests.filter((r) => r.path === '/sleep/5');
+  t.ok(seen.length > 0 && seen.length < sent, `a sample of the requests seen whole: ${seen.length} of ${sent}`);
+  const bad = seen.filter((r) => r.durationNs < 5e6 || r.durationNs > longestNs);
+  t.same(bad.map((r) => r.durationNs), [], `each seen request took 5 ms to the client's longest (${(longestNs / 1e6).toFixed(1)} ms): never paired across windows`);
+  const est = governor.estimatedOverhead(server.pid);
+  t.ok(est && est.requests > 0 && Math.abs(est.total - est.createExit - est.parkReady - est.requests) <= 1e-9 * est.total, 'the estimate counts the request probes in its sum');
 });

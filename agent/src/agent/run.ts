@@ -57,6 +57,8 @@ export interface AgentOptions {
   metricsListen?: string;
   /** Trace TCP connections (default true). */
   tcp?: boolean;
+  /** Trace HTTP and gRPC server requests (default true). */
+  requests?: boolean;
   /** Leak detection: how often to sample, and what counts. */
   leakSampleMs?: number;
   /** How often each process's goroutine and blocking profiles are read and shipped (0: never). */

@@ -20,7 +20,7 @@ export interface Tracers {
 }
 
 export function startTracers(opts: AgentOptions, parts: Parts, profiles: AgentProfiles | undefined): Tracers {
-  const requests = parts.start('requests', () => new HttpTracer());
+  const requests = opts.requests === false ? (parts.off('requests', '--no-requests'), undefined) : parts.start('requests', () => new HttpTracer());
   const tracer = parts.start('goroutines', () => {
     const t = new GoroutineTracer({ trace: opts.trace });
     t.start((p, kind, v, at) => {
@@ -45,7 +45,6 @@ export async function startGovernor(tracer: GoroutineTracer | undefined, opts: A
     budget: opts.full ? Infinity : opts.overheadBudget,
     nsPerHit: calibration?.nsPerHit ?? 1,
     periodMs: opts.full ? intervalMs : 10_000,
-    // The request probes stay on (exact RED metrics): their cost comes off each process's budget first.
-    alwaysOnHits: (pid) => requests?.process(pid)?.hitEquivalents ?? 0,
+    requests: requests && { hits: (pid) => requests.process(pid)?.hitEquivalents ?? 0, setProbes: (pid, on) => requests.setProbes(pid, on) },
   });
 }

@@ -41,7 +41,8 @@ export class RequestMetrics {
     const labelNames = ['pid', 'exe', 'protocol', 'method', 'route', 'status_class'];
     this.requests = new Counter({
       name: 'goroscope_http_server_requests_total',
-      help: 'Server requests (net/http HTTP/1 and HTTP/2, grpc-go calls) seen by the request probes, by route and status class.',
+      help: 'Server requests (net/http HTTP/1 and HTTP/2, grpc-go calls) seen by the request probes, by route and status class. ' +
+        'Under the overhead budget the probes are on for a share of the time (goroscope_probe_coverage_ratio): these count that sample; --full counts every request.',
       labelNames,
       registers: [registry],
     });

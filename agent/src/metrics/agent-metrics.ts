@@ -146,7 +146,7 @@ export class AgentMetrics {
 
     new Gauge({
       name: 'goroscope_probe_overhead_ratio',
-      help: "Estimated cost of goroscope's probes as a share of the process's CPU at the current duty cycle, by probes (the goroutine probes are duty-cycled to the overhead budget together; requests: the request probes, always on, whose cost comes off the budget first).",
+      help: "Estimated cost of goroscope's probes as a share of the process's CPU at the current duty cycle, by probes (the goroutine and request probes are duty-cycled to the overhead budget together; requests: the request probes, duty-cycled with them).",
       labelNames: ['pid', 'exe', 'probes'],
       registers: [r],
       collect() {
@@ -158,7 +158,7 @@ export class AgentMetrics {
           const labels = { pid: procLabel(proc.info.pid, i), exe: proc.info.exe };
           this.inc({ ...labels, probes: 'create_exit' }, est.createExit);
           this.inc({ ...labels, probes: 'park_ready' }, est.parkReady);
-          if (est.alwaysOn > 0) this.inc({ ...labels, probes: 'requests' }, est.alwaysOn);
+          if (est.requests > 0) this.inc({ ...labels, probes: 'requests' }, est.requests);
         });
       },
     });

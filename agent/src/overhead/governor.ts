@@ -25,11 +25,11 @@ export interface GovernorOptions {
   /** Windows remembered per process. */
   maxWindows?: number;
   /**
-   * Probes this governor does not switch (the request probes: RED metrics are exact), as emulated-hit
-   * equivalents so far for a process: their cost is taken from the budget first, and the goroutine probes get
-   * what is left.
+   * The request probes (net/http, grpc-go): their hits so far for a process, in emulated-hit equivalents, and
+   * their switch. They are duty-cycled with the goroutine probes: on a cheap handler even one trap per request
+   * is several % of its CPU, more than the whole budget.
    */
-  alwaysOnHits?: (pid: number) => number;
+  requests?: { hits: (pid: number) => number; setProbes: (pid: number, on: boolean) => Promise<void> | void };
 }
 
 interface ProcState {
@@ -43,8 +43,8 @@ interface ProcState {
   schedAtStart: number;
   windows: WindowRecord[];
   /** Cost of every probe over the last measured window, as a share of the process's CPU (budget terms). */
-  estimated: { total: number; createExit: number; parkReady: number; alwaysOn: number } | undefined;
-  alwaysOnAtStart: number;
+  estimated: { total: number; createExit: number; parkReady: number; requests: number } | undefined;
+  requestsAtStart: number;
 }
 
 let ticksPerSecond = 0;
@@ -119,7 +119,7 @@ export class OverheadGovernor {
       schedAtStart: schedHits(proc),
       windows: [],
       estimated: undefined,
-      alwaysOnAtStart: this.opts.alwaysOnHits?.(proc.info.pid) ?? 0,
+      requestsAtStart: this.opts.requests?.hits(proc.info.pid) ?? 0,
     };
     this.state.set(proc.info.pid, st);
     this.timer ??= setInterval(() => this.tick(), 50);
@@ -176,7 +176,7 @@ export class OverheadGovernor {
    * The probes' estimated cost as a share of the process's CPU (what it would use without them), at the current
    * on-fraction: in total, and split into creation + exit and park + ready. Undefined until measured.
    */
-  estimatedOverhead(pid: number): { total: number; createExit: number; parkReady: number; alwaysOn: number } | undefined {
+  estimatedOverhead(pid: number): { total: number; createExit: number; parkReady: number; requests: number } | undefined {
     return this.state.get(pid)?.estimated;
   }
 
@@ -191,7 +191,7 @@ export class OverheadGovernor {
       pid: proc.info.pid,
       from: monoToWallMs(st.phaseStart),
       to: monoToWallMs(now),
-      probes: st.on ? [...BUDGETED_PROBES] : [],
+      probes: st.on ? [...BUDGETED_PROBES, ...(this.opts.requests ? ['requests'] : [])] : [],
       created: c.created - st.countsAtStart.created,
       parked: c.parked - st.countsAtStart.parked,
       readied: c.readied - st.countsAtStart.readied,
@@ -202,6 +202,7 @@ export class OverheadGovernor {
 
   private switchProbes(pid: number, on: boolean): void {
     for (const p of BUDGETED_PROBES) void this.tracer.setProbes(pid, p, on);
+    void this.opts.requests?.setProbes(pid, on);
   }
 
   /** Ends phases that are due: measures the on-window, sets the fraction, switches the probes. */
@@ -222,27 +223,25 @@ export class OverheadGovernor {
       if (st.windows.length > this.maxWindows) st.windows.shift();
       const seconds = (now - st.phaseStart) / 1e9;
       const cpuPerSecond = cpu !== undefined && seconds > 0 ? (cpu - st.cpuAtStart) / seconds : 0;
-      const alwaysOnHits = this.opts.alwaysOnHits?.(pid) ?? 0;
-      // Hits of the probes that stay on, over any phase (on or off): their cost comes off the budget first.
-      const alwaysOnCost = seconds > 0 ? ((alwaysOnHits - st.alwaysOnAtStart) / seconds) * this.opts.nsPerHit : 0;
+      const requestHits = this.opts.requests?.hits(pid) ?? 0;
       if (st.on && cpuPerSecond > 0) {
+        const requestCost = ((requestHits - st.requestsAtStart) / seconds) * this.opts.nsPerHit;
         // Park records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
         const schedCost = ((schedHits(proc) - st.schedAtStart) / seconds) * this.opts.nsPerHit;
         const parkCost = ((w.parked + w.readied) / this.tracer.parkSampleRate / seconds) * this.opts.nsPerHit + schedCost;
         const createExitCost = ((w.created + w.exited) / seconds) * this.opts.nsPerHit;
-        const cost = parkCost + createExitCost;
-        const left = Math.max(0, this.opts.budget * cpuPerSecond - alwaysOnCost);
-        st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, left / cost));
+        const cost = parkCost + createExitCost + requestCost;
+        st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, (this.opts.budget * cpuPerSecond) / cost));
         // The process's CPU includes the probes' own cost: the share is of what it would use without them.
-        const base = Math.max(1, cpuPerSecond - cost - alwaysOnCost);
+        const base = Math.max(1, cpuPerSecond - cost);
         st.estimated = {
           createExit: (createExitCost * st.fraction) / base,
           parkReady: (parkCost * st.fraction) / base,
-          alwaysOn: alwaysOnCost / base,
-          total: (cost * st.fraction + alwaysOnCost) / base,
+          requests: (requestCost * st.fraction) / base,
+          total: (cost * st.fraction) / base,
         };
       }
-      st.alwaysOnAtStart = alwaysOnHits;
+      st.requestsAtStart = requestHits;
       const onMs = Math.max(this.minOnMs, st.fraction * this.periodMs);
       const offMs = st.fraction >= 1 ? 0 : (onMs * (1 - st.fraction)) / st.fraction;
       // From on: go off only when the budget asks for it. From off: always back on (switched above).

@@ -71,7 +71,7 @@ export interface Snapshot {
     parkCoverage: number;
     parkSampling: number;
     /** The probes' estimated cost as a share of the process's CPU (last measured window). */
-    estimatedOverhead?: { total: number; createExit: number; parkReady: number; alwaysOn?: number };
+    estimatedOverhead?: { total: number; createExit: number; parkReady: number; requests?: number };
     windows: WindowRecord[];
   };
 }
@@ -262,7 +262,8 @@ export function formatSnapshot(s: Snapshot): string {
     if (est) {
       const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
       const over = est.total > s.overhead.budget! * 1.05 ? ' - over budget even at the shortest on-window' : '';
-      lines.push(`estimated probe cost ${pct(est.total)} of the process's CPU (create/exit ${pct(est.createExit)}, park/ready ${pct(est.parkReady)})${over}`);
+      const req = est.requests ? `, requests ${pct(est.requests)}` : '';
+      lines.push(`estimated probe cost ${pct(est.total)} of the process's CPU (create/exit ${pct(est.createExit)}, park/ready ${pct(est.parkReady)}${req})${over}`);
     }
   }
   if (s.lifecycle) lines.push(`from memory since attach: created ${s.lifecycle.created}, exited ${s.lifecycle.exited}, live ${s.lifecycle.live} (${s.lifecycle.note})`);
