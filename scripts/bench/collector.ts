@@ -31,6 +31,8 @@ export interface CollectorBenchOptions {
   /** Another checkout (its bundle built) whose collector collector-ingest runs against this one, interleaved. */
   baseline?: string;
   rounds?: number;
+  /** --retention-max-bytes of the collectors under load (300 MB; 50 MB with --quick). */
+  maxBytes?: number;
 }
 
 export interface RunningCollector { child: ChildProcess; url: string; port: number; exited: Promise<number | null> }
@@ -111,7 +113,11 @@ interface IngestRun {
   total: number;
   busySeconds: number;
   maxFile: number;
+  /** The WAL file at its largest (checkpoints keep it short). */
+  maxWal: number;
   endFile: number;
+  /** Rows retention deleted to keep the file at its bound. */
+  retentionDeleted: number;
   maxRss: number;
   warmSeconds: number;
 }
@@ -127,9 +133,11 @@ async function ingestRun(ctx: BenchContext, root: string, agents: number, second
     const acks: { at: number; records: number }[] = [];
     const latencies: number[] = [];
     let maxFile = 0;
+    let maxWal = 0;
     let maxRss = 0;
     const sampler = setInterval(() => {
       maxFile = Math.max(maxFile, fileBytes(db));
+      maxWal = Math.max(maxWal, existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
       maxRss = Math.max(maxRss, rssBytes(c.child.pid!));
     }, 500);
     let cpuAtWarm = 0;
@@ -162,7 +170,9 @@ async function ingestRun(ctx: BenchContext, root: string, agents: number, second
       total: tallies.reduce((n, t) => n + t.ackedRecords, 0),
       busySeconds: Number(/^goroscope_collector_ingest_commit_seconds_total (\S+)$/m.exec(metricsText)?.[1] ?? NaN),
       maxFile,
+      maxWal,
       endFile: fileBytes(db),
+      retentionDeleted: Number(/^goroscope_collector_retention_deleted_rows_total (\S+)$/m.exec(metricsText)?.[1] ?? NaN),
       maxRss,
       warmSeconds: (warm - start) / 1000,
     };
@@ -180,7 +190,7 @@ export async function runCollectorIngest(ctx: BenchContext, o: CollectorBenchOpt
   const seconds = o.seconds ?? (ctx.quick ? 5 : 60);
   const batch = o.batch ?? 1000;
   // A bound the run exceeds several times over: retention (every 10 s here) must hold the file to it.
-  const maxBytes = ctx.quick ? 50e6 : 300e6;
+  const maxBytes = o.maxBytes ?? (ctx.quick ? 50e6 : 300e6);
   const command = `${ctx.invocation} (${agents} agents, ${batch} records a batch, 4 in flight each, ${seconds} s, --retention-max-bytes ${maxBytes} --retention-interval 10)`;
   ctx.log(`collector-ingest: ${agents} agents for ${seconds} s (load average ${loadAverage()})`);
   const r = await ingestRun(ctx, repoRoot, agents, seconds, batch, maxBytes);
@@ -205,6 +215,8 @@ export async function runCollectorIngest(ctx: BenchContext, o: CollectorBenchOpt
     f('db_file_max', `database file (+WAL) at its largest, bound ${maxBytes / 1e6} MB by --retention-max-bytes`, round(r.maxFile / 1e6, 0), 'MB',
       { target: { op: '<=', value: Math.round((maxBytes * 2.5) / 1e6) }, note: 'retention runs every 10 s and deletes the oldest rows while the used pages exceed the bound: between runs the file also holds what 10 s of ingest adds (~100 MB at 70k records/s), and the WAL' }),
     f('db_file_end', 'database file (+WAL) at the end of the run', round(r.endFile / 1e6, 0), 'MB'),
+    f('wal_max', 'WAL file at its largest (checkpointed every 250 ms by its own thread, and by the writer past 10000 pages)', round(r.maxWal / 1e6, 0), 'MB'),
+    f('retention_deleted', 'rows deleted by retention to hold the bound', r.retentionDeleted, 'rows'),
     f('records_total', 'records acked in all', r.total, 'records'),
   ];
 }
@@ -220,7 +232,7 @@ async function runCollectorIngestCompare(ctx: BenchContext, baseline: string, o:
   const seconds = o.seconds ?? (ctx.quick ? 5 : 30);
   const rounds = o.rounds ?? (ctx.quick ? 1 : 3);
   const batch = o.batch ?? 1000;
-  const maxBytes = ctx.quick ? 50e6 : 300e6;
+  const maxBytes = o.maxBytes ?? (ctx.quick ? 50e6 : 300e6);
   const base = resolve(baseline);
   const command = `${ctx.invocation} (${rounds} rounds, each: the baseline ${base} and this checkout, ${agents} agents, ${batch} records a batch, 4 in flight each, ${seconds} s, --retention-max-bytes ${maxBytes})`;
   const runs: Record<'base' | 'new', IngestRun[]> = { base: [], new: [] };
@@ -231,7 +243,7 @@ async function runCollectorIngestCompare(ctx: BenchContext, baseline: string, o:
       loads.push(loadAverage());
       ctx.log(`collector-ingest: round ${round + 1}/${rounds}, ${which} (load average ${loads[loads.length - 1]})`);
       const r = await ingestRun(ctx, which === 'base' ? base : repoRoot, agents, seconds, batch, maxBytes);
-      ctx.log(`collector-ingest: ${which} ${Math.round(r.rate)} records/s, ${((r.cpu * 1e6) / r.steady).toFixed(2)} us CPU/record (writer ${((r.writerCpu * 1e6) / r.steady).toFixed(2)}, main ${((r.mainCpu * 1e6) / r.steady).toFixed(2)})`);
+      ctx.log(`collector-ingest: ${which} ${Math.round(r.rate)} records/s, ${((r.cpu * 1e6) / r.steady).toFixed(2)} us CPU/record (writer ${((r.writerCpu * 1e6) / r.steady).toFixed(2)}, main ${((r.mainCpu * 1e6) / r.steady).toFixed(2)}; the agents' ${((r.loadSeconds * 1e6) / r.steady).toFixed(2)}), file at most ${Math.round(r.maxFile / 1e6)} MB, ${r.retentionDeleted} rows deleted by retention`);
       runs[which].push(r);
     }
   }
@@ -246,12 +258,16 @@ async function runCollectorIngestCompare(ctx: BenchContext, baseline: string, o:
     ['writer_us_per_record', "store writer thread's CPU per record", (r) => per(r, r.writerCpu), 'us', 2],
     ['main_us_per_record', "main thread's CPU per record (WebSockets, parsing, validation, acks)", (r) => per(r, r.mainCpu), 'us', 2],
     ['ack_p99', 'ack latency p99', (r) => pct(r.latencies, 0.99), 'ms', 1],
+    ['agents_us_per_record', "the simulated agents' CPU per record (the bench's process, apart from the collector's)", (r) => per(r, r.loadSeconds), 'us', 2],
   ];
   for (const [id, label, get, unit, digits] of measures) {
     f(`${id}.baseline`, `${label}, baseline`, runs.base.map(get), unit, digits);
     f(id, `${label}, this checkout`, runs.new.map(get), unit, digits, id === 'records_per_second' ? { target: { op: '>=', value: 100_000 }, note } : {});
     f(`${id}.ratio`, `${label}, this checkout / baseline (paired per round)`, runs.new.map((r, i) => get(r) / get(runs.base[i])), 'x', 3);
   }
+  f('retention_deleted', 'rows deleted by retention to hold the bound, this checkout', runs.new.map((r) => r.retentionDeleted), 'rows', 0);
+  f('retention_deleted.baseline', 'rows deleted by retention to hold the bound, baseline', runs.base.map((r) => r.retentionDeleted), 'rows', 0);
+  f('wal_max', 'WAL file at its largest, this checkout', runs.new.map((r) => r.maxWal / 1e6), 'MB', 0);
   f('db_file_max', `database file (+WAL) at its largest, this checkout, bound ${maxBytes / 1e6} MB by --retention-max-bytes`, runs.new.map((r) => r.maxFile / 1e6), 'MB', 0,
     { target: { op: '<=', value: Math.round((maxBytes * 2.5) / 1e6) } });
   return out;

@@ -53,6 +53,7 @@ const { values: args } = parseArgs({
     'collector-rows': { type: 'string' },
     'collector-baseline': { type: 'string' },
     'collector-rounds': { type: 'string' },
+    'collector-max-bytes': { type: 'string' },
   },
 });
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -118,6 +119,7 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   scan: () => runScan(ctx),
   'collector-ingest': () => runCollectorIngest(ctx, {
     agents: num(args['collector-agents']), seconds: num(args['collector-seconds']), baseline: args['collector-baseline'], rounds: num(args['collector-rounds']),
+    maxBytes: num(args['collector-max-bytes']),
   }),
   'collector-crash': () => runCollectorCrash(ctx, { agents: num(args['collector-agents']) }),
   'collector-api': () => runCollectorApi(ctx, { rows: num(args['collector-rows']) }),

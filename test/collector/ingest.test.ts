@@ -259,3 +259,41 @@ t.test('retention deletes old records by age and by size', async (t) => {
   t.equal(newest.goid, 9999, 'the newest records are kept');
   b.close();
 });
+
+t.test('the database file stays bounded under sustained ingest with size retention', async (t) => {
+  // A bound the ingest exceeds several times over, retention passes between bursts: the file on disk (database and WAL)
+  // must hold at most the bound plus what one burst adds, and after each pass the used pages are under the bound.
+  const maxBytes = 600_000;
+  const c = await testCollector(t, { retention: { maxBytes, intervalMs: 3_600_000 } });
+  const a = new TestAgent(c.url);
+  await a.hello();
+  const { databaseSizeBytes } = await import('../../collector/src/store/db.ts');
+  const { statSync, existsSync } = await import('node:fs');
+  const size = (f: string) => (existsSync(f) ? statSync(f).size : 0);
+  const now = Date.now();
+  let seq = 0;
+  let burstBytes = 0;
+  let deleted = 0;
+  for (let pass = 0; pass < 8; pass++) {
+    const before = databaseSizeBytes(c.db).usedBytes;
+    for (let b = 0; b < 3; b++, seq++) {
+      const ack = await a.send(seq, [proc(10), ...Array.from({ length: 1000 }, (_, i) => gor(10, seq * 1000 + i + 1, { observedAt: now + seq * 1000 + i }))]);
+      t.same(ack, { type: 'ack', seq }, `batch ${seq} acked`);
+    }
+    burstBytes = Math.max(burstBytes, databaseSizeBytes(c.db).usedBytes - before);
+    deleted += await c.runRetention();
+    const used = databaseSizeBytes(c.db).usedBytes;
+    t.ok(used <= maxBytes, `pass ${pass}: ${used} bytes used, bound ${maxBytes}`);
+    const file = size(c.dbFile) + size(`${c.dbFile}-wal`);
+    t.ok(file <= (maxBytes + burstBytes) * 1.25, `pass ${pass}: ${file} bytes on disk, bound and one burst ${maxBytes + burstBytes}`);
+  }
+  t.ok(burstBytes * 8 > maxBytes * 4, `the ingest exceeded the bound several times over (${burstBytes} bytes a burst, 8 bursts)`);
+  // What is left is the newest goroutines, each once, and the group counts agree with the rows.
+  const rows = c.db.prepare('SELECT count(*) AS n, max(goid) AS top, count(DISTINCT goid) AS distinct_ FROM goroutines').get() as { n: number; top: number; distinct_: number };
+  t.equal(rows.top, seq * 1000, 'the newest goroutine is kept');
+  t.equal(rows.distinct_, rows.n);
+  t.equal(rows.n + deleted, seq * 1000, 'every goroutine was stored once: kept, or deleted by retention');
+  const groups = c.db.prepare('SELECT sum(goroutines) AS n FROM goroutine_wait_groups').get() as { n: number };
+  t.equal(groups.n, rows.n, 'the wait reason groups count exactly the rows left');
+  a.close();
+});

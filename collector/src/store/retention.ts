@@ -50,9 +50,21 @@ export class Retention {
       this.db.exec(`DELETE FROM goroutine_wait_groups WHERE goroutines <= 0; DELETE FROM goroutine_site_groups WHERE goroutines <= 0;
         DELETE FROM goroutine_id_marks WHERE max_id < coalesce((SELECT min(id) FROM goroutines), 9007199254740991)`);
       this.db.pragma('incremental_vacuum');
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      await this.truncateWal();
     }
     return deleted;
+  }
+
+  /**
+   * Copies the WAL into the database and empties it: only then does the file shrink to what the vacuum left. While the
+   * checkpointer thread runs a passive checkpoint this one is refused at once (busy, no error): it is tried again.
+   */
+  private async truncateWal(): Promise<void> {
+    for (let attempt = 0; attempt < 40; attempt++) {
+      const [r] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+      if (!r?.busy) return;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
   }
 
   private deleteOlderChunk(table: string, time: string, cutoff: number): number {
