@@ -3,14 +3,17 @@
  * separate object from goroutines.bpf.c, with its own ring buffer: one record per request or call.
  *
  * Every program reads registers and user memory only; none writes user memory, and none is a uretprobe (Go
- * moves goroutine stacks): the end of a handler is a uprobe on each RET instruction of the function, found by
- * decoding it (agent/src/http/http-probes.ts). Between entry and RET the request is kept per goroutine: R14 is
- * the running g in Go code, at the entry and at every RET alike, whatever stack it runs on by then.
- *   - net/http.serverHandler.ServeHTTP(sh, rw, req): HTTP/1 (conn.serve) and HTTP/2 (the bundled server's
- *     handler goroutines) both call the user's handler through it. Entry: the time, req and rw's data word.
- *     RET: method, path, the ServeMux pattern that matched (Request.Pattern, set during the call), the status
- *     and body bytes from the response writer (http.response for HTTP/1, http2responseWriterState for HTTP/2,
- *     told apart by Request.ProtoMajor: serverHandler only ever gets those two).
+ * moves goroutine stacks). Between start and end the request is kept per goroutine: R14 is the running g in Go
+ * code, at every probe alike, whatever stack it runs on by then.
+ *   - net/http.serverHandler.ServeHTTP(sh, rw, req): HTTP/1 (conn.serve) and HTTP/2 (the server's handler
+ *     goroutines) both call the user's handler through it. Entry: the time, req and rw's data word.
+ *   - The request's end: the entry of what net/http calls on the same goroutine once ServeHTTP returned,
+ *     (*response).finishRequest for HTTP/1 and the HTTP/2 responseWriter's handlerDone, both before the response
+ *     is flushed. An entry is one emulated trap; a RET is single-stepped out of line (two traps and a copy, ~5x
+ *     the cost here), so the RETs of ServeHTTP (found by decoding it, agent/src/http/http-probes.ts) are probed
+ *     only in a build where those two cannot be. Read at the end: method, path, the ServeMux pattern that
+ *     matched (Request.Pattern, set during the call), the status and body bytes from the response writer
+ *     (http.response for HTTP/1, the HTTP/2 responseWriterState, told apart by Request.ProtoMajor).
  *   - grpc.(*Server).handleStream(t, stream): one call, on its own goroutine. Entry: time and stream. RET: the
  *     full method from the stream.
  *   - transport.(*http2Server).writeStatus(s, st): the status the call ends with, written on the call's goroutine. */
@@ -254,21 +257,16 @@ int http_serve(struct pt_regs *ctx)
 	return 0;
 }
 
-/* A RET of net/http.serverHandler.ServeHTTP: the handler is done; the response writer holds its status. */
-SEC("uprobe")
-int http_serve_ret(struct pt_regs *ctx)
+/* The handler is done: one record from what the request and its response writer hold. */
+static __always_inline void serve_end(struct pt_regs *ctx, __u64 cookie, __u32 probe, const struct http_layout *l)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx);
-	const struct http_layout *l = hit(cookie, HTTP_PROBE_SERVE_RET);
-	if (!l)
-		return 0;
 	struct inflight_key k = key_of(ctx, l);
 	struct inflight *v = bpf_map_lookup_elem(&http_inflight, &k);
 	if (!v) {
-		count(&http_drop_counts, HTTP_PROBE_SERVE_RET);
-		return 0;
+		count(&http_drop_counts, probe);
+		return;
 	}
-	struct http_event *e = reserve(HTTP_PROBE_SERVE_RET, cookie, HTTP_KIND_REQUEST, &k, v);
+	struct http_event *e = reserve(probe, cookie, HTTP_KIND_REQUEST, &k, v);
 	if (e) {
 		__u64 req = v->req, rw = v->rw;
 		__u64 major = read_u64(req + l->req_proto_major);
@@ -301,9 +299,33 @@ int http_serve_ret(struct pt_regs *ctx)
 		}
 		e->status = (__u16)status;
 		e->response_bytes = (__s64)written;
-		submit(ctx, e, HTTP_PROBE_SERVE_RET);
+		submit(ctx, e, probe);
 	}
 	bpf_map_delete_elem(&http_inflight, &k);
+}
+
+/* (*response).finishRequest or the HTTP/2 responseWriter's handlerDone, after the stack check: net/http calls it
+ * on the serving goroutine once ServeHTTP returned. A goroutine with no request in flight (an answer net/http
+ * makes without the handler, a 417 or HTTP/2's 431; a probe attached mid-request) is counted as a drop. */
+SEC("uprobe")
+int http_serve_done(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct http_layout *l = hit(cookie, HTTP_PROBE_SERVE_DONE);
+	if (!l || goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
+		return 0;
+	serve_end(ctx, cookie, HTTP_PROBE_SERVE_DONE, l);
+	return 0;
+}
+
+/* A RET of net/http.serverHandler.ServeHTTP, in a build whose post-handler calls cannot be probed. */
+SEC("uprobe")
+int http_serve_ret(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct http_layout *l = hit(cookie, HTTP_PROBE_SERVE_RET);
+	if (l)
+		serve_end(ctx, cookie, HTTP_PROBE_SERVE_RET, l);
 	return 0;
 }
 

@@ -18,10 +18,12 @@ enum http_event_kind {
 /* Which probe a hit came from: indexes http_hit_counts and http_drop_counts. */
 enum http_probe {
 	HTTP_PROBE_SERVE = 0,       /* net/http.serverHandler.ServeHTTP, stack-check jump */
-	HTTP_PROBE_SERVE_RET = 1,   /* net/http.serverHandler.ServeHTTP, every RET */
+	HTTP_PROBE_SERVE_RET = 1,   /* net/http.serverHandler.ServeHTTP, every RET (where HTTP_PROBE_SERVE_DONE cannot go) */
 	HTTP_PROBE_GRPC_HANDLE = 2,      /* grpc.(*Server).handleStream, stack-check jump */
 	HTTP_PROBE_GRPC_HANDLE_RET = 3,  /* grpc.(*Server).handleStream, every RET */
 	HTTP_PROBE_GRPC_STATUS = 4,      /* grpc/internal/transport.(*http2Server).writeStatus, stack-check jump */
+	HTTP_PROBE_SERVE_DONE = 5,  /* what net/http calls once the handler returned, stack-check jump:
+				     * (*response).finishRequest (HTTP/1), the HTTP/2 responseWriter's handlerDone */
 };
 
 enum http_limits {

@@ -7,9 +7,10 @@
 //   - its requests/s at saturation (wrk -t1 -c32), where the probes' cost becomes lost throughput;
 //   - the agent's CPU apart: % of a core, and per record it read.
 // Configurations: no tracing; goroscope's default (overhead budget 2%); goroscope --full; the request probes alone
-// (HttpTracer in the bench's process: net/http's ServeHTTP entry and RETs, beside Beyla's published ~500 ns per
-// request); Go's runtime/trace; Go's flight recorder (Go 1.25+, runtime/trace.FlightRecorder,
-// BENCH_FLIGHT_RECORDER=1 in the bench's server).
+// (HttpTracer in the bench's process: ServeHTTP's entry and the entry of what net/http calls after it, beside
+// Beyla's published ~500 ns per request, and the same with the end at ServeHTTP's RETs, the fallback); Go's
+// runtime/trace; Go's flight recorder (Go 1.25+, runtime/trace.FlightRecorder, BENCH_FLIGHT_RECORDER=1 in the
+// bench's server). --http-configs requests,requests_ret runs only those (and none).
 // Handlers: the empty hello world, and one doing ~200 us of CPU work per request (the realistic case).
 // Rounds interleave the configurations (forward, then backward order); figures are medians, and ratios to no
 // tracing are paired per round.
@@ -24,13 +25,13 @@ import { startCollector, stopCollector, TOKEN, type RunningCollector } from './c
 import { buildFixture, figure, LineProcess, median, repoRoot, round, runCommand, sleep, type BenchContext, type Figure } from './lib.ts';
 
 const VEGETA = 'github.com/tsenart/vegeta/v12@v12.13.0';
-const SERVER_CPU = '1';
-const OTHER_CPU = '0';
+export const SERVER_CPU = '1';
+export const OTHER_CPU = '0';
 
-type ConfigName = 'none' | 'default' | 'default_norequests' | 'full' | 'full_nosched' | 'requests' | 'trace' | 'flight';
+type ConfigName = 'none' | 'default' | 'default_norequests' | 'full' | 'full_nosched' | 'requests' | 'requests_ret' | 'trace' | 'flight';
 
 /** Grafana Beyla's published cost of its Go HTTP server probes, per request: the anchor for ours. */
-const BEYLA_NS_PER_REQUEST = 500;
+export const BEYLA_NS_PER_REQUEST = 500;
 
 interface Config {
   name: ConfigName;
@@ -38,8 +39,8 @@ interface Config {
   agent?: string[];
   /** The agent's environment beyond the bench's own. */
   agentEnv?: Record<string, string>;
-  /** The request probes (HttpTracer) alone, in this process. */
-  requests?: boolean;
+  /** The request probes (HttpTracer) alone, in this process: the end where the tracer puts it, or at the RETs. */
+  requests?: 'auto' | 'ret';
   trace?: boolean;
   flight?: boolean;
 }
@@ -52,7 +53,8 @@ const CONFIGS: Config[] = [
   { name: 'full', label: 'goroscope agent --full', agent: ['--full'] },
   // What the scheduler probes (execute and its stamps, system calls) add to --full.
   { name: 'full_nosched', label: 'goroscope agent --full, scheduler probes off', agent: ['--full'], agentEnv: { GOROSCOPE_SCHED_PROBES: 'off' } },
-  { name: 'requests', label: 'goroscope request probes only (ServeHTTP entry + RETs)', requests: true },
+  { name: 'requests', label: 'goroscope request probes only (ServeHTTP entry + finishRequest entry)', requests: 'auto' },
+  { name: 'requests_ret', label: 'goroscope request probes only, the end at the RETs (ServeHTTP entry + RET)', requests: 'ret' },
   { name: 'trace', label: "Go's runtime/trace", trace: true },
   { name: 'flight', label: "Go's flight recorder", flight: true },
 ];
@@ -89,7 +91,7 @@ interface RunResult {
 }
 
 /** Builds vegeta from the Go module proxy (pinned), once. */
-function buildVegeta(): string {
+export function buildVegeta(): string {
   const bin = join(repoRoot, 'build', 'bench', 'bin');
   const out = join(bin, 'vegeta');
   if (!existsSync(out)) {
@@ -100,7 +102,7 @@ function buildVegeta(): string {
 }
 
 /** CPU ns (utime + stime) of a process so far; NaN once it is gone. */
-function cpuNs(pid: number): number {
+export function cpuNs(pid: number): number {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
@@ -137,7 +139,7 @@ async function scrape(port: number, name: string): Promise<number> {
 /** Connections of both load generators. vegeta's default opens a new connection whenever none is idle: at
  * 10k/s the server spent its CPU on accepts and SYN backlog overflows (~470 us per request, seconds of latency)
  * instead of requests, so the constant-rate phase measured connection churn. */
-const CONNECTIONS = 32;
+export const CONNECTIONS = 32;
 
 /** vegeta attack | vegeta report -type=json, on the other CPU. */
 async function vegeta(bin: string, port: number, rate: number, seconds: number): Promise<{ ok: number; p99Ms: number; success: number }> {
@@ -216,8 +218,9 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       if (c.requests) {
         reqTracer = new HttpTracer({ lastN: 1 });
         reqTracer.start();
-        const proc = reqTracer.attach(openTarget(pid));
+        const proc = reqTracer.attach(openTarget(pid), { end: c.requests });
         if (!proc.sites.length) throw new Error(`no request probes placed: ${proc.skipped.join('; ')}`);
+        if (c.requests === 'auto' && proc.end !== 'done') throw new Error(`the request's end is at the RETs: ${proc.skipped.join('; ')}`);
       }
       // Warm-up: connections, GC sizing, and the governor's first measuring window (1 s).
       await vegeta(vegetaBin, port, h.rate, 2);
@@ -283,7 +286,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
         const configs = only.configs
           ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
-          : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_norequests') : CONFIGS;
+          : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_norequests' && c.name !== 'requests_ret') : CONFIGS;
         const order = rep % 2 === 0 ? configs : [...configs].reverse();
         for (const c of order) {
           if (c.flight && !flightSupported) continue;
@@ -322,7 +325,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
     const cmdOf = (c: Config, phase: 'constant' | 'saturation') =>
       `${base}; ${h.workUs ? `-work-us ${h.workUs}; ` : ''}` +
       (c.agent ? `${Object.entries(c.agentEnv ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node bin/goroscope.js agent --pid PID --collector ws://... ${c.agent.join(' ')}; ` : '') +
-      (c.requests ? 'HttpTracer.attach(pid) in the bench process; ' : '') + (c.trace ? '-trace FILE; ' : '') + (c.flight ? 'BENCH_FLIGHT_RECORDER=1; ' : '') +
+      (c.requests ? `HttpTracer.attach(pid${c.requests === 'ret' ? ", { end: 'ret' }" : ''}) in the bench process; ` : '') + (c.trace ? '-trace FILE; ' : '') + (c.flight ? 'BENCH_FLIGHT_RECORDER=1; ' : '') +
       (phase === 'constant' ? `${VEGETA} attack -rate=${h.rate}/s -duration=${seconds}s` : `wrk -t1 -c32 -d${seconds}s`) +
       ` after a 2 s warm-up at ${h.rate}/s; ${reps} interleaved rounds, median`;
     for (const c of CONFIGS) {
@@ -375,14 +378,20 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       }
     }
     // The request probes' cost per request: the server's extra CPU per request at the constant rate, paired with
-    // the no-tracing run of the same round (2 hits a request: the entry and one RET).
-    const req = results.get(key(h, CONFIGS.find((c) => c.requests)!)) ?? [];
-    if (req.length && req.length === none.length) {
-      const perReq = req.map((x, i) => (x.cpuUsPerReq - none[i].cpuUsPerReq) * 1000);
+    // the no-tracing run of the same round; the end at an entry (2 emulated hits a request) and at a RET.
+    const perReqOf = (name: ConfigName) => {
+      const rs = results.get(key(h, CONFIGS.find((c) => c.name === name)!)) ?? [];
+      return rs.length && rs.length === none.length ? rs.map((x, i) => (x.cpuUsPerReq - none[i].cpuUsPerReq) * 1000) : [];
+    };
+    for (const name of ['requests', 'requests_ret'] as const) {
+      const perReq = perReqOf(name);
+      if (!perReq.length) continue;
+      const c = CONFIGS.find((x) => x.name === name)!;
       const v = median(perReq);
       out.push(figure({
-        id: `${bench}.${h.name}.request_probe_ns_per_req`, bench, label: `request probes: server CPU added per request (ServeHTTP entry + RET, record written), ${h.label}`,
-        value: round(v), unit: 'ns/req', command: cmdOf(CONFIGS.find((c) => c.requests)!, 'constant'), samples: perReq.map((x) => round(x)),
+        id: `${bench}.${h.name}.request_probe_ns_per_req${name === 'requests' ? '' : '.ret'}`, bench,
+        label: `request probes: server CPU added per request (${name === 'requests' ? 'ServeHTTP entry + finishRequest entry' : 'ServeHTTP entry + RET'}, record written), ${h.label}`,
+        value: round(v), unit: 'ns/req', command: cmdOf(c, 'constant'), samples: perReq.map((x) => round(x)),
         note: `Beyla publishes ~${BEYLA_NS_PER_REQUEST} ns per request for its Go HTTP probes: ${round(v / BEYLA_NS_PER_REQUEST, 2)}x that here (this VM's uprobe trap is ~3x bare metal's, FACTS.md)`,
       }));
     }

@@ -1,6 +1,6 @@
 // goroscope benchmarks, side by side in one run (never timed tests): `npm run bench`.
 //
-//   npm run bench -- [--only hit-cost,http,pipeline,memory,startup,tcp-attach,stacks,scan] [--quick] [--out bench/results] [--go local]
+//   npm run bench -- [--only hit-cost,http,request-cost,pipeline,memory,startup,tcp-attach,stacks,scan] [--quick] [--out bench/results] [--go local]
 //                    [--memory-goroutines 1000000] [--stacks-goroutines 100000]
 //
 // Writes <out>/latest.json (every figure with its unit, target and the command that produced it) and
@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { goVersionOf } from '../../test/lib/go.ts';
 import { runHitCost } from './hit-cost.ts';
 import { runHttpLoad } from './http-load.ts';
+import { runRequestCost } from './request-cost.ts';
 import { runPipeline } from './pipeline.ts';
 import { runMemory } from './memory.ts';
 import { runStartup } from './startup.ts';
@@ -23,7 +24,7 @@ import { runCollectorApi, runCollectorCrash, runCollectorIngest } from './collec
 import { renderMarkdown } from './report.ts';
 import { repoRoot, type BenchContext, type Figure } from './lib.ts';
 
-export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'startup', 'tcp-attach', 'stacks', 'scan', 'collector-ingest', 'collector-crash', 'collector-api'] as const;
+export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'request-cost', 'startup', 'tcp-attach', 'stacks', 'scan', 'collector-ingest', 'collector-crash', 'collector-api'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 export interface BenchResults {
@@ -113,6 +114,7 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   pipeline: () => runPipeline(ctx),
   memory: () => runMemory(ctx, args['memory-goroutines'] ? Number(args['memory-goroutines']) : undefined),
   http: () => runHttpLoad(ctx, { configs: list(args['http-configs']), handlers: list(args['http-handlers']) }),
+  'request-cost': () => runRequestCost(ctx),
   startup: () => runStartup(ctx),
   'tcp-attach': () => runTcpAttach(ctx),
   stacks: () => runStacks(ctx, args['stacks-goroutines'] ? Number(args['stacks-goroutines']) : undefined),

@@ -63,6 +63,7 @@ const EXPECTED = [
   ...['default', 'full', 'requests', 'trace', 'flight'].flatMap((c) => [`http.hello.loss_pct.${c}`, `http.hello.server_cpu_overhead_pct.${c}`]),
   ...['default', 'full'].map((c) => `http.hello.agent_cpu_pct.${c}`),
   'http.hello.request_probe_ns_per_req',
+  ...['ns_per_req.none', 'added_ns_per_req.done', 'added_ns_per_req.ret', 'ratio.done_over_ret'].map((c) => `request-cost.${c}`),
   'http.hello.default_minus_trace_pct',
   ...['none', 'classic', 'raw_empty', 'raw_filter'].map((c) => `tcp-attach.ns_per_syscall.${c}`),
   ...['classic', 'raw_empty', 'raw_filter'].map((c) => `tcp-attach.added_ns_per_syscall.${c}`),

@@ -80,6 +80,8 @@ export interface GoBuildOptions {
   kind?: BuildKind;
   /** Name of the output binary under build/go/<version>/<kind>/. */
   name?: string;
+  /** More `go build` flags (e.g. -modfile=, -tags=). */
+  flags?: string[];
 }
 
 /**
@@ -106,7 +108,7 @@ export function goBuild(opts: GoBuildOptions): string {
     case 'cgo': args.push('-ldflags=-linkmode=external'); cgo = '1'; break;
     default: break;
   }
-  args.push('.');
+  args.push(...(opts.flags ?? []), '.');
   try {
     execFileSync(cmd, args, { cwd: opts.srcDir, env: { ...env, CGO_ENABLED: cgo }, stdio: ['ignore', 'inherit', 'inherit'], timeout: BUILD_TIMEOUT_MS });
   } catch (e) {

@@ -81,12 +81,14 @@ export const HttpProbe = {
   grpcHandle: 2,
   grpcHandleRet: 3,
   grpcStatus: 4,
+  serveDone: 5,
 } as const;
 export const HTTP_PROBE_SERVE = 0;
 export const HTTP_PROBE_SERVE_RET = 1;
 export const HTTP_PROBE_GRPC_HANDLE = 2;
 export const HTTP_PROBE_GRPC_HANDLE_RET = 3;
 export const HTTP_PROBE_GRPC_STATUS = 4;
+export const HTTP_PROBE_SERVE_DONE = 5;
 
 /** enum http_limits */
 export const HttpLimits = {

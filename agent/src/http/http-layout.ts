@@ -1,10 +1,15 @@
 // Where net/http and grpc-go keep what the request probes read (bpf/http.bpf.c), read from the traced binary's
 // own DWARF: the offsets of Request, url.URL, the two response writers and grpc-go's stream and status, and the
 // registers of the probed functions' arguments. DWARF is exact for whatever Go and grpc-go versions built the
-// binary; a stripped binary has none, and its requests are not traced (said once, with the reason).
+// binary. A stripped binary has none: net/http's part comes from http-layouts.json, read by this same code
+// from the DWARF of a reference build per Go minor version (scripts/http-layouts); grpc-go's structs change
+// with grpc-go's own releases, so a stripped binary's gRPC calls are not traced (said once, with the reason).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DW_TAG, DwarfData, DwarfIndex, stripTypedefs, structMembers, typeSize, type Die } from '../gobinary/dwarf.ts';
 import type { ElfFile } from '../gobinary/elf.ts';
-import type { AbiRegister } from '../gobinary/layouts.ts';
+import { parseGoVersion, type AbiRegister } from '../gobinary/layouts.ts';
+import { installRoot } from '../install-root.ts';
 
 const REGS: AbiRegister[] = ['RAX', 'RBX', 'RCX', 'RDI', 'RSI', 'R8', 'R9', 'R10', 'R11'];
 
@@ -32,6 +37,14 @@ export interface HttpLayout {
 
 export const HTTP_FUNCS = {
   serve: 'net/http.serverHandler.ServeHTTP',
+  /** What conn.serve calls once ServeHTTP returned (not on a hijacked connection): the HTTP/1 request's end. */
+  finishRequest: 'net/http.(*response).finishRequest',
+  /** What the HTTP/2 handler goroutine calls once ServeHTTP returned: the bundled server's (Go 1.26 and
+   * before), then net/http/internal/http2's (Go 1.27+). */
+  h2HandlerDone: ['net/http.(*http2responseWriter).handlerDone', 'net/http/internal/http2.(*responseWriter).handlerDone'],
+  finishRequestCallers: ['net/http.(*conn).serve'],
+  /** runHandler's deferred closure calls handlerDone. */
+  h2HandlerDoneCallers: ['net/http.(*http2serverConn).runHandler.func1', 'net/http/internal/http2.(*serverConn).runHandler.func1'],
   handleStream: 'google.golang.org/grpc.(*Server).handleStream',
   /** The server transport's writeStatus: (*ServerStream).WriteStatus is a one-line wrapper that callers inline. */
   writeStatus: 'google.golang.org/grpc/internal/transport.(*http2Server).writeStatus',
@@ -40,7 +53,7 @@ export const HTTP_FUNCS = {
 } as const;
 
 /** Units whose DIEs we need: the packages' own functions, and runtime, where Go's linker puts every type. */
-const UNITS = /^(runtime|net\/http|net\/url|google\.golang\.org\/grpc(\/internal\/(transport|status))?|google\.golang\.org\/genproto\/googleapis\/rpc\/status)$/;
+const UNITS = /^(runtime|net\/http(\/internal\/http2)?|net\/url|google\.golang\.org\/grpc(\/internal\/(transport|status))?|google\.golang\.org\/genproto\/googleapis\/rpc\/status)$/;
 
 class Missing extends Error {}
 
@@ -136,10 +149,12 @@ export function httpLayoutFromDwarf(elf: ElfFile): HttpLayout | undefined {
         };
       });
     }
+    // The bundled HTTP/2 server (Go 1.26 and before), or net/http/internal/http2 (Go 1.27+).
+    const h2 = idx.struct('net/http.http2responseWriter') ? 'net/http.http2responseWriter' : 'net/http/internal/http2.responseWriter';
     layout.http2 = part('HTTP/2 response writer', () => ({
-      rws: field(idx, 'net/http.http2responseWriter', 'rws').offset,
-      status: field(idx, 'net/http.http2responseWriterState', 'status').offset,
-      wroteBytes: field(idx, 'net/http.http2responseWriterState', 'wroteBytes').offset,
+      rws: field(idx, h2, 'rws').offset,
+      status: field(idx, `${h2}State`, 'status').offset,
+      wroteBytes: field(idx, `${h2}State`, 'wroteBytes').offset,
     }));
   }
   if (hasGrpc) {
@@ -161,4 +176,63 @@ export function httpLayoutFromDwarf(elf: ElfFile): HttpLayout | undefined {
     });
   }
   return layout;
+}
+
+/** The part of HttpLayout that depends on the Go version alone: what http-layouts.json holds per minor version. */
+export type NetHttpLayout = Pick<HttpLayout, 'serve' | 'request' | 'urlPath' | 'response' | 'http2' | 'headers'>;
+
+export interface HttpLayoutFile {
+  schema: 1;
+  generatedBy: string;
+  /** By the reference build's Go version, "1.N.P": patch releases change net/http's structs too (1.26.8 -> 1.26.11
+   * moved http.response's status). */
+  versions: Record<string, NetHttpLayout>;
+}
+
+export const HTTP_LAYOUTS_FILE = join(installRoot, 'agent', 'src', 'http', 'http-layouts.json');
+
+export function netHttpPart(l: HttpLayout): NetHttpLayout {
+  return { serve: l.serve, request: l.request, urlPath: l.urlPath, response: l.response, http2: l.http2, headers: l.headers };
+}
+
+let table: HttpLayoutFile | undefined;
+
+/**
+ * net/http's layout for a Go version from the table: its own entry, or the one its two nearest entries of the same
+ * minor version agree on (the patches between them changed nothing there); else a string saying why not.
+ */
+export function tableLayout(goVersion: string, file: HttpLayoutFile): NetHttpLayout | string {
+  const v = parseGoVersion(goVersion);
+  const regenerate = `add it: node --import tsx scripts/http-layouts/generate.ts ${goVersion.replace(/^go/, '')}`;
+  if (!v || v.devel) return `Go ${goVersion} is no release`;
+  const same = Object.entries(file.versions)
+    .map(([k, layout]) => ({ v: parseGoVersion(k)!, layout }))
+    .filter((e) => e.v.minor === v.minor)
+    .sort((a, b) => a.v.patch - b.v.patch);
+  const exact = same.find((e) => e.v.patch === v.patch);
+  if (exact) return exact.layout;
+  const below = same.filter((e) => e.v.patch < v.patch).pop();
+  const above = same.find((e) => e.v.patch > v.patch);
+  if (below && above && JSON.stringify(below.layout) === JSON.stringify(above.layout)) return below.layout;
+  const known = same.map((e) => `1.${v.minor}.${e.v.patch}`).join(', ') || 'none';
+  return `Go ${goVersion} is not in http-layouts.json, nor between two of its Go 1.${v.minor} entries that agree (${known}): ${regenerate}`;
+}
+
+/**
+ * The layout for a binary: its own DWARF, else (stripped) net/http's from the table (tableLayout), with `missing`
+ * saying what is left out and why.
+ */
+export function httpLayoutFor(elf: ElfFile, goVersion: string, hasGrpc: boolean): HttpLayout {
+  const own = httpLayoutFromDwarf(elf);
+  if (own) return own;
+  const missing: string[] = [];
+  if (hasGrpc) missing.push("grpc-go's offsets need the binary's DWARF: it has none (stripped), and they change with grpc-go's own releases");
+  const empty: HttpLayout = { serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null, headers: null, missing };
+  table ??= JSON.parse(readFileSync(HTTP_LAYOUTS_FILE, 'utf8')) as HttpLayoutFile;
+  const l = tableLayout(goVersion, table);
+  if (typeof l === 'string') {
+    missing.unshift(`the binary has no DWARF (stripped) and ${l}`);
+    return empty;
+  }
+  return { ...empty, ...l };
 }

@@ -23,8 +23,8 @@ import { ProcessError } from '../proc/process.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import type { Target } from '../tracer/target.ts';
 import { LayoutSlots, Tracer, type ProcessTracer } from '../tracer/tracer.ts';
-import { httpLayoutFromDwarf, type HttpLayout } from './http-layout.ts';
-import { httpCookie, planHttpProbes, type HttpProbeSite } from './http-probes.ts';
+import { HTTP_FUNCS, httpLayoutFor, type HttpLayout } from './http-layout.ts';
+import { httpCookie, planHttpProbes, type HttpEnd, type HttpPlanOptions, type HttpProbeSite } from './http-probes.ts';
 import { RequestWaits } from './request-waits.ts';
 
 export interface HttpTracerOptions {
@@ -63,6 +63,8 @@ export interface HttpProcess extends Target {
   httpLayout: HttpLayout;
   layoutId: number;
   sites: HttpProbeSite[];
+  /** Where an HTTP request's end is probed (null: no net/http probe). */
+  end: HttpEnd | null;
   skipped: string[];
   links: number[];
   attachedAtNs: number;
@@ -78,13 +80,14 @@ export interface HttpProcess extends Target {
 const ROUTE_UNMATCHED = 'unmatched';
 
 /**
- * What one request costs the process, in hits at an emulated site (what calibrateHitCost measures): the entry is
+ * What one request costs the process, in hits at an emulated site (what calibrateHitCost measures): an entry is
  * one; a RET is single-stepped, two traps and the copy out of line, ~4.7 emulated hits here (FACTS.md: ~4.5 us
- * against ~0.95 us; the http bench's request probes came to 6.0 calibrated hits a request). gRPC adds writeStatus.
+ * against ~0.95 us). An HTTP request ends at an entry ('done') or, in a build where that cannot be probed, at a
+ * RET of ServeHTTP; a gRPC call is two entries and a RET.
  */
-export const HIT_EQUIVALENTS = { http: 1 + 4.7, grpc: 2 + 4.7 } as const;
+export const HIT_EQUIVALENTS = { done: { http: 2, grpc: 2 + 4.7 }, ret: { http: 1 + 4.7, grpc: 2 + 4.7 } } as const;
 
-export interface HttpAttachOptions {
+export interface HttpAttachOptions extends HttpPlanOptions {
   /** Park/ready records of this process will be fed in (onGoroutineRecord): requests carry their parks. */
   waits?: boolean;
 }
@@ -174,11 +177,8 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
     const pid = info.pid;
     const old = this.procs.get(pid);
     if (old && old.links.length) throw new ProcessError(`pid ${pid} is already traced`);
-    const layout = httpLayoutFromDwarf(binary.elf) ?? {
-      serve: null, request: null, urlPath: null, response: null, http2: null, grpc: null, headers: null,
-      missing: ['the binary has no DWARF (stripped): net/http and grpc-go offsets are unknown'],
-    };
-    const plan = planHttpProbes(binary, layout);
+    const layout = httpLayoutFor(binary.elf, binary.goVersion, binary.func(HTTP_FUNCS.handleStream) !== undefined);
+    const plan = planHttpProbes(binary, layout, opts);
     const layoutId = this.layoutId(target.layout, layout);
     const proc: HttpProcess = {
       ...target,
@@ -186,6 +186,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
       httpLayout: layout,
       layoutId,
       sites: plan.sites,
+      end: plan.end,
       skipped: plan.skipped,
       links: [],
       attachedAtNs: monoNowNs(),
@@ -272,7 +273,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
         this.strayRecords++;
         return;
       }
-      proc.hitEquivalents += HIT_EQUIVALENTS[r.kind];
+      proc.hitEquivalents += HIT_EQUIVALENTS[proc.end ?? 'ret'][r.kind];
       this.pending.push(r);
     });
   }

@@ -1,0 +1,3 @@
+module goroscope/scripts/http-layouts/server
+
+go 1.19
