@@ -145,7 +145,16 @@ export class RequestWaits {
       out.parkedNs += d;
       out.parkedByReason.set(p.reason, (out.parkedByReason.get(p.reason) ?? 0) + d);
     };
-    for (const p of g.done) if (p.from >= startNs && p.from < endNs) add(p);
+    // A goroutine's parks never overlap, so `done` is in order of start: search for the first inside (a
+    // keep-alive connection's goroutine holds up to maxParks of them, and every request of it asks).
+    let lo = 0;
+    let hi = g.done.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (g.done[mid].from < startNs) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < g.done.length && g.done[i].from < endNs; i++) add(g.done[i]);
     if (g.open && g.open.from >= startNs && g.open.from < endNs) add({ ...g.open, to: endNs, resumedUnseen: true, waker: 0 });
     out.truncated = g.dropped && (g.done[0]?.from ?? Infinity) > startNs;
     return out;

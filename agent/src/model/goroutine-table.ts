@@ -13,6 +13,7 @@
 
 import type { GoroutineState } from '../../../collector/src/protocol/records.ts';
 import type { InventoryGoroutine } from '../inventory/allgs.ts';
+import { LRUCache } from 'lru-cache';
 
 /** Go's goroutine status numbers (runtime2.go), the _Gscan bit removed, of the states named once in the protocol (goroutineStates). */
 export const GStatus = {
@@ -194,10 +195,9 @@ export class GoroutineTable {
    * Exited goroutines that had children join their trace, kept longer than the ring (bounded, oldest out): a child
    * that becomes worth shipping later ships its parent with it, so the parent is present in the trace.
    */
-  private readonly exitedParents = new Map<number, ExitedGoroutine>();
-  private readonly maxExitedParents = 20_000;
+  private readonly exitedParents = new LRUCache<number, ExitedGoroutine>({ max: 20_000 });
   /** Goroutines seen accepting connections, with the children each started lately (which one serves a connection). */
-  private readonly acceptors = new Map<number, { goids: number[]; ts: number[] }>();
+  private readonly acceptors = new LRUCache<number, { goids: number[]; ts: number[] }>({ max: 1024 });
   private exitedHead = 0;
   private scanGeneration = 0;
   private exitSerial = 0;
@@ -408,7 +408,6 @@ export class GoroutineTable {
     this.exitedByGoid.set(goid, gone);
     if (this.joined[s] > 0) {
       this.exitedParents.set(goid, gone);
-      if (this.exitedParents.size > this.maxExitedParents) this.exitedParents.delete(this.exitedParents.keys().next().value!);
     }
     this.acceptors.delete(goid);
     this.changed.delete(goid);
@@ -545,7 +544,6 @@ export class GoroutineTable {
   /** From now on, remember the goroutines this one starts: it accepts connections (an accept loop). */
   markAcceptor(goid: number): void {
     if (this.acceptors.has(goid) || !this.slotOf.has(goid)) return;
-    if (this.acceptors.size >= 1024) this.acceptors.delete(this.acceptors.keys().next().value!);
     this.acceptors.set(goid, { goids: [], ts: [] });
   }
 

@@ -5,6 +5,7 @@
 // differences over any stretch (a request's run-queue time, say); they go with the goroutine's exit.
 import { RunnableCause } from '../events/goroutines.bpf.ts';
 import { LatencyHistogram, type LatencySummary } from './latency-histogram.ts';
+import { LRUCache } from 'lru-cache';
 
 /** enum runnable_cause (bpf/goroutines.h), generated. */
 export { RunnableCause };
@@ -74,12 +75,15 @@ export class SchedTable {
   readonly runQueueBySite = new Map<number, LatencyHistogram>();
   private readonly goroutines = new Map<number, GoroutineSched>();
   /** Exited goroutines' figures, newest last, for the records built after their exit (bounded, oldest out). */
-  private readonly exited = new Map<number, GoroutineSched>();
+  /** Lately exited, newest kept (a Map evicted through keys().next() walks every deleted entry before it: O(n) per exit). */
+  private readonly exited: LRUCache<number, GoroutineSched>;
   /** Runs per thread and per P. */
   readonly runsByThread = new Map<number, number>();
   readonly runsByP = new Map<number, number>();
 
-  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000, private readonly exitedRetention = 10_000) {}
+  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000, exitedRetention = 10_000) {
+    this.exited = new LRUCache({ max: exitedRetention });
+  }
 
   private entry(goid: number): GoroutineSched | undefined {
     let g = this.goroutines.get(goid);
@@ -159,9 +163,7 @@ export class SchedTable {
     const g = this.goroutines.get(goid);
     if (!g) return;
     this.goroutines.delete(goid);
-    this.exited.delete(goid);
     this.exited.set(goid, g);
-    if (this.exited.size > this.exitedRetention) this.exited.delete(this.exited.keys().next().value!);
   }
 
   /** A goroutine's scheduling so far, live or lately exited (undefined if no scheduler probe saw it). */

@@ -14,6 +14,7 @@ import {
 } from '../events/tcp-event.ts';
 import { monoToWallMs } from '../tracer/clock.ts';
 import type { PeerStats } from './peer-stats.ts';
+import { LRUCache } from 'lru-cache';
 
 export type Role = 'client' | 'server' | 'listener' | 'unknown';
 
@@ -74,7 +75,7 @@ export class ConnectionTable {
   private readonly closed = new Map<number, Connection[]>();
   /** Closed connections by key, for what the kernel does right after TCP_CLOSE (an abortive close changes
    * the state first and sends its reset after). Bounded; an open connection with the same key wins. */
-  readonly recentlyClosed = new Map<number, Connection>();
+  readonly recentlyClosed: LRUCache<number, Connection>;
   private readonly opts: Required<Omit<ConnectionTableOptions, 'peers'>>;
   private readonly peers?: PeerStats;
   /** Connections forgotten to stay within the bounds (open ones evicted oldest first). */
@@ -95,6 +96,7 @@ export class ConnectionTable {
       maxListeners: opts.maxListeners ?? 16_384,
       maxRecentlyClosed: opts.maxRecentlyClosed ?? 8192,
     };
+    this.recentlyClosed = new LRUCache({ max: this.opts.maxRecentlyClosed });
   }
 
   addOpen(c: Connection): void {
@@ -137,8 +139,6 @@ export class ConnectionTable {
   retire(c: Connection): void {
     this.open.delete(c.key);
     if (c.key > 0) {
-      this.recentlyClosed.delete(c.key);
-      if (this.recentlyClosed.size >= this.opts.maxRecentlyClosed) this.recentlyClosed.delete(this.recentlyClosed.keys().next().value as number);
       this.recentlyClosed.set(c.key, c);
     }
     let list = this.closed.get(c.pid);
