@@ -11,6 +11,8 @@ import { bindHost, listenFailure, needsIpv4Fallback, parseListenAddress, type Li
 import { databaseSizeBytes, openDatabase } from './store/db.ts';
 import { WriteThread } from './store/write-thread.ts';
 import { BadQueryError, StoreReader } from './store/reader.ts';
+import { RequestReader } from './store/request-reader.ts';
+import { SchedReader } from './store/sched-reader.ts';
 import type { RetentionOptions } from './store/retention.ts';
 import { createMetrics, type CollectorMetrics } from './metrics.ts';
 import { IngestQueue } from './ingest/queue.ts';
@@ -29,6 +31,8 @@ import { goroutineRoutes } from './api/goroutines.ts';
 import { connectionRoutes } from './api/connections.ts';
 import { runtimeRoutes } from './api/runtime.ts';
 import { profileRoutes } from './api/profiles.ts';
+import { requestRoutes } from './api/requests.ts';
+import { schedRoutes } from './api/sched.ts';
 
 export interface CollectorOptions {
   /** host:port; port 0 picks a free port. */
@@ -80,7 +84,7 @@ async function openStore(opts: CollectorOptions) {
   const metrics = createMetrics(() => databaseSizeBytes(db).fileBytes);
   try {
     const thread = await WriteThread.start(opts.db, { synchronous: opts.synchronous });
-    return { db, metrics, thread, reader: new StoreReader(db) };
+    return { db, metrics, thread, reader: new StoreReader(db), requests: new RequestReader(db), sched: new SchedReader(db) };
   } catch (e) {
     db.close();
     throw e;
@@ -137,7 +141,7 @@ const apiRoutes: FastifyPluginAsync<{ ctx: ApiContext; webSockets: WebSocketRout
       }
     }
   });
-  for (const routes of [healthRoutes, inventoryRoutes, goroutineRoutes, connectionRoutes, runtimeRoutes, profileRoutes]) await api.register(routes, ctx);
+  for (const routes of [healthRoutes, inventoryRoutes, goroutineRoutes, connectionRoutes, runtimeRoutes, profileRoutes, requestRoutes, schedRoutes]) await api.register(routes, ctx);
   await api.register(webSocketRoutes, webSockets);
   api.get('/openapi.json', { schema: { hide: true, response: { 200: { type: 'object', additionalProperties: true } } }, config: { auth: 'open' } },
     async () => api.swagger());
@@ -186,7 +190,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`goroscope collector: warning: ${m}\n`));
   for (const w of checkAuthConfig(address.host, opts)) warn(w);
 
-  const { db, metrics, thread, reader } = await openStore(opts);
+  const { db, metrics, thread, reader, requests, sched } = await openStore(opts);
   const app = await createApp(opts);
   let shuttingDown = false;
 
@@ -218,7 +222,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const isShuttingDown = () => shuttingDown;
   await app.register(apiRoutes, {
     prefix: API,
-    ctx: { db, reader, connectedAgents: () => ingest.agents, isShuttingDown },
+    ctx: { db, reader, requests, sched, connectedAgents: () => ingest.agents, isShuttingDown },
     webSockets: {
       ingest, ingestLimits: new ConnectionLimits('ingest', limits, metrics), stream, streamLimits: new ConnectionLimits('stream', limits, metrics), isShuttingDown,
     },

@@ -200,8 +200,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   if (requests) {
     try {
       requests.start((p, r) => {
-        // Parks inside a request are known only when the park/ready probes were on for all of it.
-        if (r.parked && !opts.full && (governor?.coverageBetween(p.pid, monoToWallMs(r.startNs), monoToWallMs(r.endNs)) ?? 1) < 1) r.parked = null;
+        // Parks and scheduling inside a request are known only when the goroutine probes were on for all of it.
+        if (r.parked && !opts.full && (governor?.coverageBetween(p.pid, monoToWallMs(r.startNs), monoToWallMs(r.endNs)) ?? 1) < 1) {
+          r.parked = null;
+          r.sched = null;
+        }
         requestMetrics.onRequest(p, r);
         const rec = requestSampler.take(r);
         if (rec) queue.push(rec);

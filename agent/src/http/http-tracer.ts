@@ -25,6 +25,7 @@ import type { Target } from '../tracer/target.ts';
 import { LayoutSlots, Tracer, type ProcessTracer } from '../tracer/tracer.ts';
 import { HTTP_FUNCS, httpLayoutFor, type HttpLayout } from './http-layout.ts';
 import { httpCookie, planHttpProbes, type HttpEnd, type HttpPlanOptions, type HttpProbeSite } from './http-probes.ts';
+import { RunnableCause } from '../events/goroutines.bpf.ts';
 import { RequestWaits } from './request-waits.ts';
 
 export interface HttpTracerOptions {
@@ -55,6 +56,20 @@ export interface ServerRequest extends HttpEventRecord {
   routeLabel: string;
   /** The serving goroutine's parks inside it; null when its park/ready events were not being read. */
   parked: { totalNs: number; byReason: Record<string, number>; parks: RequestPark[]; truncated: boolean } | null;
+  /**
+   * Its time split: running (on a thread, system calls included), runnable (in a run queue) and parked (`parked`),
+   * with its runs and preemptions inside it; null when the scheduler probes' records were not being read, or some
+   * of those inside it were dropped (bounded per goroutine).
+   */
+  sched: RequestSched | null;
+}
+
+export interface RequestSched {
+  runningNs: number;
+  runnableNs: number;
+  syscallNs: number;
+  runs: number;
+  preemptions: number;
 }
 
 export interface HttpProcess extends Target {
@@ -262,6 +277,17 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
       case GoroutineEventKind.exit:
         w.onExit(ev.goid(v, at), ts);
         break;
+      case GoroutineEventKind.run:
+        w.onRun(ev.goid(v, at), ts, ev.cause(v, at) === RunnableCause.unknown ? null : ev.durationNs(v, at));
+        break;
+      case GoroutineEventKind.yield: {
+        const cause = ev.cause(v, at);
+        if (cause === RunnableCause.preempted || cause === RunnableCause.preemptParked) w.onPreempt(ev.goid(v, at), ts);
+        break;
+      }
+      case GoroutineEventKind.syscall:
+        w.onSyscall(ev.goid(v, at), ts, ev.durationNs(v, at));
+        break;
     }
   }
 
@@ -319,13 +345,23 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
         truncated: s.truncated,
       };
     }
+    const durationNs = r.endNs - r.startNs;
+    const s = parked && proc.waits ? proc.waits.schedInside(r.goid, r.startNs, r.endNs) : null;
+    const sched: RequestSched | null = s && !s.truncated && parked ? {
+      runningNs: Math.max(0, durationNs - parked.totalNs - s.runnableNs),
+      runnableNs: s.runnableNs,
+      syscallNs: s.syscallNs,
+      runs: s.runs,
+      preemptions: s.preemptions,
+    } : null;
     const routeLabel = r.kind === 'grpc' ? r.path : r.route || ROUTE_UNMATCHED;
     // The decoded record becomes the request (a spread copy of its 18 fields was most of this function's time).
     const req = r as ServerRequest;
-    req.durationNs = r.endNs - r.startNs;
+    req.durationNs = durationNs;
     req.wallMs = monoToWallMs(r.endNs);
     req.routeLabel = routeLabel;
     req.parked = parked;
+    req.sched = sched;
     return req;
   }
 

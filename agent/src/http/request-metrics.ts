@@ -1,10 +1,11 @@
 // RED metrics of the server requests the agent sees (Prometheus, on the agent's registry): rate, errors and
-// duration per process, protocol, method, route and status class, and where requests wait (their serving
-// goroutine's parked time by wait reason). Cardinality stays bounded: a route is the ServeMux pattern or the
-// gRPC method (never the raw path), past maxRoutes per process new ones count under route="other"; methods
-// outside HTTP's own are "_OTHER" (as OpenTelemetry's semantic conventions say); a status is its class (2xx) or
-// the gRPC code.
+// duration per process, protocol, method, route and status class, and where requests spend their time (their serving
+// goroutine's parked time by wait reason, its running and runnable time). Cardinality stays bounded: a route is the
+// ServeMux pattern or the gRPC method (never the raw path), past maxRoutes per process new ones count under
+// route="other"; methods outside HTTP's own are "_OTHER" (as OpenTelemetry's semantic conventions say); a status is
+// its class (2xx) or the gRPC code.
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { isServerErrorStatus } from '../../../collector/src/protocol/records.ts';
 import type { HttpProcess, HttpTracer, ServerRequest } from './http-tracer.ts';
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
@@ -20,8 +21,7 @@ export function statusClass(r: { kind: 'http' | 'grpc'; status: number }): strin
 
 /** Server errors: 5xx, and the gRPC codes OpenTelemetry counts as server faults. */
 export function isServerError(r: { kind: 'http' | 'grpc'; status: number }): boolean {
-  if (r.kind === 'grpc') return [2, 4, 12, 13, 14, 15].includes(r.status);
-  return r.status >= 500;
+  return isServerErrorStatus(r.kind === 'grpc', r.status);
 }
 
 export interface RequestMetricsOptions {
@@ -35,6 +35,7 @@ export class RequestMetrics {
   private readonly requests: Counter;
   private readonly duration: Histogram;
   private readonly parked: Counter;
+  private readonly scheduled: Counter;
 
   constructor(registry: Registry, tracer: HttpTracer | undefined, opts: RequestMetricsOptions = {}) {
     this.maxRoutes = opts.maxRoutes ?? 64;
@@ -57,6 +58,12 @@ export class RequestMetrics {
       name: 'goroscope_http_server_request_parked_seconds_total',
       help: "Time the goroutine serving a request spent parked inside it, by wait reason (the runtime's own strings).",
       labelNames: ['pid', 'exe', 'protocol', 'route', 'wait_reason'],
+      registers: [registry],
+    });
+    this.scheduled = new Counter({
+      name: 'goroscope_http_server_request_scheduled_seconds_total',
+      help: 'Time the goroutine serving a request spent running (on a thread, system calls included) and runnable (waiting in a run queue for a P) inside it.',
+      labelNames: ['pid', 'exe', 'protocol', 'route', 'state'],
       registers: [registry],
     });
     new Counter({
@@ -98,13 +105,18 @@ export class RequestMetrics {
         this.parked.inc({ pid: labels.pid, exe: labels.exe, protocol: labels.protocol, route, wait_reason: reason }, ns / 1e9);
       }
     }
+    if (r.sched) {
+      const base = { pid: labels.pid, exe: labels.exe, protocol: labels.protocol, route };
+      this.scheduled.inc({ ...base, state: 'running' }, r.sched.runningNs / 1e9);
+      this.scheduled.inc({ ...base, state: 'runnable' }, r.sched.runnableNs / 1e9);
+    }
   }
 
   /** A process is gone: its series go with it (they would otherwise pile up as processes come and go). */
   async forget(pid: number): Promise<void> {
     this.routes.delete(pid);
     const want = String(pid);
-    for (const m of [this.requests, this.duration, this.parked] as Array<Counter | Histogram>) {
+    for (const m of [this.requests, this.duration, this.parked, this.scheduled] as Array<Counter | Histogram>) {
       const { values } = await m.get();
       const gone = new Map<string, Record<string, string | number>>();
       for (const v of values) {

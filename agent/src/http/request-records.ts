@@ -58,6 +58,7 @@ export function requestRecord(r: ServerRequest, weight = 1): RequestRecord {
     parks,
     traceParent: r.traceParent,
     weight,
+    sched: r.sched,
   };
 }
 

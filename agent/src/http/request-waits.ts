@@ -4,9 +4,13 @@
 // request is settled only once the goroutine events of its time have been read (the tracer waits a grace period).
 //
 // A goroutine runs when a request starts and when it ends (the probes are on its own code), so a park is inside
-// a request when it began inside it. A park the runtime ended without a ready (the netpoller wakes an IO wait
-// through injectglist, which has no probe) ends where the goroutine was next seen running: its next event, or
-// the request's end at the latest; such parks say so (`resumedUnseen`).
+// a request when it began inside it. A park the runtime ended without a ready seen ends where the goroutine became
+// runnable, when the scheduler probes saw it (runtime.execute's record carries the run-queue time), else where it
+// was next seen running: its next event, or the request's end at the latest; such parks say so (`resumedUnseen`).
+//
+// With the scheduler probes' records fed in too (runs with their run-queue time, system calls, preemptions), the
+// request's time splits into running, runnable (waiting in a run queue) and parked. Every run-queue wait and
+// system call inside a request ends inside it (the goroutine runs at both ends), so each counts whole.
 
 export interface ParkInterval {
   reason: number;
@@ -29,10 +33,29 @@ export interface RequestWaitsSummary {
   truncated: boolean;
 }
 
+/** What the scheduler did with the goroutine inside a request (scheduler probes' records). */
+export interface RequestSchedSummary {
+  /** Time runnable, waiting for a P (run-queue latency of the runs inside it). */
+  runnableNs: number;
+  /** Time in system calls (the goroutine counts as running then). */
+  syscallNs: number;
+  /** Times it started running again, and was preempted, inside it. */
+  runs: number;
+  preemptions: number;
+  /** Records of its scheduling were dropped (more than maxSchedPerGoroutine in keepNs): the figures are short. */
+  truncated: boolean;
+}
+
+/** What a scheduler record of a goroutine says. */
+const SchedMark = { run: 0, syscall: 1, preempt: 2 } as const;
+type SchedMark = (typeof SchedMark)[keyof typeof SchedMark];
+
 export interface RequestWaitsOptions {
   /** How long a goroutine's finished parks are kept (ns of event time). */
   keepNs?: number;
   maxParksPerGoroutine?: number;
+  /** Scheduler records (runs, system calls, preemptions) kept per goroutine within keepNs. */
+  maxSchedPerGoroutine?: number;
   /** Goroutines with recent parks kept per process; past it, parks of new goroutines are counted and dropped. */
   maxGoroutines?: number;
 }
@@ -42,20 +65,29 @@ interface GoroutineParks {
   done: ParkInterval[];
   dropped: boolean;
   last: number;
+  /** Scheduler records, in time order: when (ts), what (SchedMark) and how long (run-queue or system call ns). */
+  schedAt: number[];
+  schedKind: SchedMark[];
+  schedNs: number[];
+  schedDropped: boolean;
 }
 
 export class RequestWaits {
   private readonly byGoid = new Map<number, GoroutineParks>();
   private readonly keepNs: number;
   private readonly maxParks: number;
+  private readonly maxSched: number;
   private readonly maxGoroutines: number;
   /** Parks not kept because the process had maxGoroutines goroutines with recent parks. */
   dropped = 0;
   private lastSweep = 0;
+  /** When the first scheduler record was read: requests that began before it have no scheduler figures. */
+  private schedSince: number | undefined;
 
   constructor(opts: RequestWaitsOptions = {}) {
     this.keepNs = opts.keepNs ?? 2e9;
     this.maxParks = opts.maxParksPerGoroutine ?? 256;
+    this.maxSched = opts.maxSchedPerGoroutine ?? 1024;
     this.maxGoroutines = opts.maxGoroutines ?? 200_000;
   }
 
@@ -73,7 +105,7 @@ export class RequestWaits {
           return undefined;
         }
       }
-      g = { open: null, done: [], dropped: false, last: ts };
+      g = { open: null, done: [], dropped: false, last: ts, schedAt: [], schedKind: [], schedNs: [], schedDropped: false };
       this.byGoid.set(goid, g);
     }
     return g;
@@ -117,6 +149,84 @@ export class RequestWaits {
 
   onCreate(creator: number, ts: number): void {
     this.running(creator, ts);
+  }
+
+  /**
+   * runtime.execute: the goroutine runs at ts after runnableNs in a run queue (null: the probes did not see it
+   * become runnable). A park it was in ended when it became runnable.
+   */
+  onRun(goid: number, ts: number, runnableNs: number | null): void {
+    const g = this.schedEntry(goid, ts);
+    if (!g) return;
+    if (g.open) this.close(g, runnableNs === null ? ts : ts - runnableNs, runnableNs === null, 0);
+    this.mark(g, ts, SchedMark.run, runnableNs ?? 0);
+  }
+
+  /** runtime.exitsyscall: back from a system call of ns. */
+  onSyscall(goid: number, ts: number, ns: number): void {
+    const g = this.schedEntry(goid, ts);
+    if (g) this.mark(g, ts, SchedMark.syscall, ns);
+  }
+
+  /** Preempted (or suspended in place for the GC). */
+  onPreempt(goid: number, ts: number): void {
+    const g = this.schedEntry(goid, ts);
+    if (g) this.mark(g, ts, SchedMark.preempt, 0);
+  }
+
+  private schedEntry(goid: number, ts: number): GoroutineParks | undefined {
+    if (this.schedSince === undefined || ts < this.schedSince) this.schedSince = ts;
+    if (goid === 0) return undefined;
+    return this.entry(goid, ts, true);
+  }
+
+  private mark(g: GoroutineParks, ts: number, kind: SchedMark, ns: number): void {
+    const keepFrom = ts - this.keepNs;
+    let cut = 0;
+    while (cut < g.schedAt.length && (g.schedAt[cut] < keepFrom || g.schedAt.length - cut >= this.maxSched)) {
+      if (g.schedAt[cut] >= keepFrom) g.schedDropped = true;
+      cut++;
+    }
+    if (cut > 0) {
+      g.schedAt.splice(0, cut);
+      g.schedKind.splice(0, cut);
+      g.schedNs.splice(0, cut);
+    }
+    g.schedAt.push(ts);
+    g.schedKind.push(kind);
+    g.schedNs.push(ns);
+    g.last = ts;
+  }
+
+  /**
+   * What the scheduler did with goroutine goid in [startNs, endNs]; null when its records were not being read at
+   * startNs (no scheduler probes, or attached later).
+   */
+  schedInside(goid: number, startNs: number, endNs: number): RequestSchedSummary | null {
+    if (this.schedSince === undefined || this.schedSince > startNs) return null;
+    const out: RequestSchedSummary = { runnableNs: 0, syscallNs: 0, runs: 0, preemptions: 0, truncated: false };
+    const g = this.byGoid.get(goid);
+    if (!g) return out;
+    for (let i = 0; i < g.schedAt.length; i++) {
+      const at = g.schedAt[i];
+      if (at <= startNs || at > endNs) continue;
+      // Never more than the request holds before it (a clock edge or a stamp from before the request).
+      const ns = Math.min(g.schedNs[i], at - startNs);
+      switch (g.schedKind[i]) {
+        case SchedMark.run:
+          out.runs++;
+          out.runnableNs += ns;
+          break;
+        case SchedMark.syscall:
+          out.syscallNs += ns;
+          break;
+        case SchedMark.preempt:
+          out.preemptions++;
+          break;
+      }
+    }
+    out.truncated = g.schedDropped && (g.schedAt[0] ?? Infinity) > startNs;
+    return out;
   }
 
   onExit(goid: number, ts: number): void {

@@ -1,27 +1,6 @@
-// A histogram of durations (ns) with buckets of ~6% width: each power of two cut into 16, as the Go runtime's
-// own timeHistogram (the one behind /sched/latencies:seconds) cuts it, so its percentiles are within one
-// bucket of an exact one. Sparse: a bucket exists once a sample fell in it.
-
-const SUB_BITS = 4;
-const SUBS = 1 << SUB_BITS;
-
-/** The bucket of v: below 16 ns one per ns, then 16 per power of two. */
-export function bucketOf(v: number): number {
-  if (v < SUBS) return Math.max(0, Math.floor(v));
-  const exp = Math.floor(Math.log2(v));
-  const sub = Math.floor(v / 2 ** (exp - SUB_BITS)) - SUBS;
-  return (exp - SUB_BITS + 1) * SUBS + Math.min(SUBS - 1, sub);
-}
-
-/** [lo, hi) ns of a bucket. */
-export function bucketBounds(b: number): [number, number] {
-  if (b < SUBS) return [b, b + 1];
-  const exp = Math.floor(b / SUBS) + SUB_BITS - 1;
-  const sub = b % SUBS;
-  const width = 2 ** (exp - SUB_BITS);
-  const lo = 2 ** exp + sub * width;
-  return [lo, lo + width];
-}
+// A histogram of durations (ns) with buckets of ~6% width (collector/src/protocol/histogram.ts: the scheme the
+// collector reads shipped buckets with). Sparse: a bucket exists once a sample fell in it.
+import { bucketBounds, bucketOf, bucketQuantile } from '../../../collector/src/protocol/histogram.ts';
 
 export interface LatencySummary {
   count: number;
@@ -48,17 +27,7 @@ export class LatencyHistogram {
 
   /** The q-quantile (0..1): the middle of the bucket it falls in, never above the largest sample. */
   quantile(q: number): number {
-    if (this.count === 0) return 0;
-    const rank = Math.max(1, Math.ceil(q * this.count));
-    let seen = 0;
-    for (const b of [...this.counts.keys()].sort((a, c) => a - c)) {
-      seen += this.counts.get(b)!;
-      if (seen >= rank) {
-        const [lo, hi] = bucketBounds(b);
-        return Math.min(this.maxNs, (lo + hi) / 2);
-      }
-    }
-    return this.maxNs;
+    return bucketQuantile(this.counts, this.count, this.maxNs, q);
   }
 
   summary(): LatencySummary {

@@ -81,16 +81,18 @@ export interface SchedSnapshot extends SchedSummary {
   runQueueBySite: Array<{ createdBy: CodeLocation | null; latency: LatencySummary }>;
 }
 
+/** The go statement at pc (a g.gopc) of the process, or null when unknown. */
+export function callSiteOf(proc: TracedProcess, pc: number): CodeLocation | null {
+  const c = pc ? proc.binary.symbolizer.callSite(pc - proc.bias) : undefined;
+  return c ? { function: c.function, file: c.file, line: c.line } : null;
+}
+
 /** The process's scheduler figures, creation sites symbolized. */
 export function schedSnapshot(proc: TracedProcess, maxSites = 20): SchedSnapshot {
-  const sym = proc.binary.symbolizer;
   const bySite = [...proc.sched.runQueueBySite.entries()]
     .sort((a, b) => b[1].count - a[1].count)
     .slice(0, maxSites)
-    .map(([pc, h]) => {
-      const c = pc ? sym.callSite(pc - proc.bias) : undefined;
-      return { createdBy: c ? { function: c.function, file: c.file, line: c.line } : null, latency: h.summary() };
-    });
+    .map(([pc, h]) => ({ createdBy: callSiteOf(proc, pc), latency: h.summary() }));
   return { ...proc.sched.summary(), runQueueBySite: bySite };
 }
 
@@ -101,8 +103,7 @@ export interface SnapshotOptions {
 }
 
 export function goroutineRecord(proc: TracedProcess, row: GoroutineRow, now: number): GoroutineRecord & { system: boolean } {
-  const sym = proc.binary.symbolizer;
-  const created = row.gopc ? sym.callSite(row.gopc - proc.bias) : undefined;
+  const created = callSiteOf(proc, row.gopc);
   // The function the go statement started, not its compiler-made wrapper (agent/src/gobinary/go-wrappers.ts).
   const start = row.startPc ? proc.binary.startFunction(row.startPc - proc.bias) : undefined;
   const byReason: Record<string, number> = {};
@@ -115,7 +116,7 @@ export function goroutineRecord(proc: TracedProcess, row: GoroutineRow, now: num
     parentGoid: row.parentGoid,
     state: row.state,
     waitReason: row.waitReason === null ? null : waitReasonString(proc.layout, row.waitReason),
-    createdBy: created ? { function: created.function, file: created.file, line: created.line } : null,
+    createdBy: created,
     startFunction,
     startLocation: start ? { function: start.function, file: start.file, line: start.line } : null,
     createdAt: row.createdAt === null ? null : monoToWallMs(row.createdAt),

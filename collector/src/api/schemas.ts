@@ -1,6 +1,8 @@
 // JSON schemas shared by API routes: query filters, records as returned (from the agent's records), errors.
 import { Type, type TObject, type TProperties } from '@sinclair/typebox';
-import { ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, ProcessRecord, WindowRecord } from '../protocol/records.ts';
+import {
+  type CodeLocation, ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, ProcessRecord, RequestRecord, SchedRecord, WindowRecord,
+} from '../protocol/records.ts';
 
 const nullable = (type: string, extra: Record<string, unknown> = {}) => ({ type: [type, 'null'], ...extra });
 
@@ -123,4 +125,51 @@ export const fatalItem = itemOf(FatalRecord, [], {
   pod: ProcessRecord.properties.pod,
   processExitedAt: Type.Unsafe<number | null>(nullable('number')),
   receivedAt: Type.Number(),
+});
+
+export const requestItem = itemOf(RequestRecord, [], {});
+
+export const requestRouteItem = Type.Partial(Type.Object({
+  ...processRef,
+  route: Type.String({ description: 'The ServeMux pattern or gRPC method; "" for requests no pattern matched.' }),
+  protocols: Type.Array(Type.String()),
+  requests: Type.Number({ description: 'Requests the records stand for (their weights summed: the agent samples records, never the count).' }),
+  records: Type.Integer({ description: 'Request records stored.' }),
+  errors: Type.Number({ description: 'Server errors: HTTP 5xx, gRPC UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.' }),
+  errorRatio: Type.Number(),
+  ratePerSecond: Type.Number({ description: 'requests over the range (since..until, else the first start to the last end).' }),
+  meanNs: Type.Integer(),
+  p50Ns: Type.Integer({ description: 'Duration percentiles: nearest rank over the records, each weighted by what it stands for.' }),
+  p90Ns: Type.Integer(),
+  p99Ns: Type.Integer(),
+  maxNs: Type.Integer(),
+  parkedMeanNs: Type.Unsafe<number | null>(nullable('integer', { description: 'Mean time the serving goroutine was parked inside a request (of those whose parks were observed).' })),
+  runningMeanNs: Type.Unsafe<number | null>(nullable('integer', { description: 'Mean time it was running (of the requests whose scheduling was observed).' })),
+  runnableMeanNs: Type.Unsafe<number | null>(nullable('integer', { description: 'Mean time it waited runnable, in a run queue.' })),
+}));
+
+/** A latency histogram's figures (collector/src/store/sched-reader.ts). */
+const latencySummary = Type.Object({
+  count: Type.Integer(), sumNs: Type.Integer(), meanNs: Type.Integer(), maxNs: Type.Integer(),
+  p50Ns: Type.Integer(), p90Ns: Type.Integer(), p99Ns: Type.Integer(),
+});
+
+const S = SchedRecord.properties;
+export const schedItem = Type.Partial(Type.Object({
+  ...processRef,
+  from: Type.Number({ description: 'Unix ms: the start of the first report summed.' }),
+  to: Type.Number({ description: 'Unix ms: the end of the last report summed.' }),
+  reports: Type.Integer(),
+  runs: S.runs, runsTimed: S.runsTimed, yields: S.yields, preemptions: S.preemptions, preemptParks: S.preemptParks, syscalls: S.syscalls,
+  syscallNs: S.syscallNs, threadSwitches: S.threadSwitches, pSwitches: S.pSwitches, byCause: S.byCause, threads: S.threads, ps: S.ps,
+  runQueue: latencySummary,
+  syscallTime: latencySummary,
+}));
+
+export const schedSiteItem = Type.Object({
+  createdBy: Type.Unsafe<CodeLocation | null>(nullable('object', {
+    description: 'The go statement; null for goroutines whose creation site is unknown.',
+    properties: { function: { type: 'string' }, file: { type: 'string' }, line: { type: 'integer' } },
+  })),
+  runQueue: latencySummary,
 });

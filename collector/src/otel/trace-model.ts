@@ -18,7 +18,7 @@
 import { SpanKind, SpanStatusCode, type Attributes, type Link } from '@opentelemetry/api';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import type { ConnectionRecord, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, RequestRecord, SpanPlace } from '../protocol/records.ts';
+import { isServerErrorStatus, type ConnectionRecord, type FatalRecord, type GoroutineRecord, type LeakRecord, type PauseRecord, type RequestRecord, type SpanPlace } from '../protocol/records.ts';
 import {
   connectionSpanId, connectionTraceId, fatalSpanIds, goroutineSpanIds, leakSpanIds, parkSpanId, pauseSpanIds, requestParkSpanId, requestSpanIds, sampleFraction,
   type ConnectionKey, type ProcessKey, type SpanIds,
@@ -334,7 +334,7 @@ function requestSpans(r: RequestRecord, p: ProcessKey, resource: Resource): Read
     name = r.path.replace(/^\//, '');
     Object.assign(attributes, { 'rpc.system': 'grpc', 'rpc.service': service ?? '', 'rpc.method': method ?? '', 'rpc.grpc.status_code': r.status });
     // Server spans: the codes OpenTelemetry's gRPC conventions count as the server's fault.
-    if ([2, 4, 12, 13, 14, 15].includes(r.status)) status = { code: SpanStatusCode.ERROR };
+    if (isServerErrorStatus(true, r.status)) status = { code: SpanStatusCode.ERROR };
   } else {
     name = r.route || r.method;
     Object.assign(attributes, {
@@ -351,6 +351,13 @@ function requestSpans(r: RequestRecord, p: ProcessKey, resource: Resource): Read
     if (r.status >= 500) attributes['error.type'] = String(r.status);
   }
   if (r.parkedNs !== null) attributes['goroscope.request.parked_ns'] = r.parkedNs;
+  if (r.sched) {
+    attributes['goroscope.request.running_ns'] = r.sched.runningNs;
+    attributes['goroscope.request.runnable_ns'] = r.sched.runnableNs;
+    attributes['goroscope.request.syscall_ns'] = r.sched.syscallNs;
+    attributes['goroscope.request.runs'] = r.sched.runs;
+    attributes['goroscope.request.preemptions'] = r.sched.preemptions;
+  }
   if (r.weight > 1) attributes['goroscope.request.weight'] = r.weight;
   const events: TimedEvent[] = Object.entries(r.parkedByReason).map(([reason, ns]) => ({
     name: 'goroscope.request.parked',

@@ -6,6 +6,7 @@
 // This module is published to the agent: it imports TypeBox and nothing of the collector's server.
 // Times are Unix epoch milliseconds (fractional part allowed); durations are nanoseconds.
 import { Type, type Static, type TProperties, type TSchema } from '@sinclair/typebox';
+import { MAX_BUCKET } from './histogram.ts';
 
 export { DEFAULT_MAX_MESSAGE_BYTES } from './wire-limits.ts';
 
@@ -19,6 +20,8 @@ export const MAX_LONG_PARKS = 64;
 export const MAX_STACK_FRAMES = 512;
 /** Most samples of one profile record. */
 export const MAX_PROFILE_SAMPLES = 20_000;
+/** Most creation sites a scheduler record carries (the agent keeps those with the most runs in the interval). */
+export const MAX_SCHED_SITES = 256;
 /** Upper bound for Unix-ms times: year ~5138. Keeps REAL columns and Date math sane. */
 const MAX_TIME_MS = 1e14;
 const MAX_COUNT = Number.MAX_SAFE_INTEGER;
@@ -320,7 +323,62 @@ export const FatalRecord = RecordSchema('fatal', {
 });
 export type FatalRecord = Static<typeof FatalRecord>;
 
+/**
+ * Durations counted by bucket (protocol/histogram.ts: ~6% buckets, as the Go runtime's own histograms): buckets maps
+ * a bucket number to its count; only buckets with samples appear.
+ */
+export const LatencyBuckets = Closed({
+  count: Count,
+  sumNs: Count,
+  /** The largest sample (of the stretch the record covers; at most its highest bucket's upper bound). */
+  maxNs: Count,
+  buckets: Type.Unsafe<Record<string, number>>({
+    type: 'object', maxProperties: MAX_BUCKET + 1, propertyNames: { pattern: '^(0|[1-9][0-9]{0,3})$' }, additionalProperties: Count,
+  }),
+});
+export type LatencyBuckets = Static<typeof LatencyBuckets>;
+
+/**
+ * What the scheduler did with one process's goroutines over [from, to] (the scheduler probes: runtime.execute,
+ * where goroutines become runnable, preemptions, system calls), as differences since the agent's previous record
+ * of the process: the collector sums them over any range. runQueue is the run-queue latency (runnable -> running)
+ * of every run whose start was seen (runsTimed of runs), by creation site too (the sites with the most runs).
+ */
+export const SchedRecord = RecordSchema('sched', {
+  pid: Pid,
+  from: Time,
+  to: Time,
+  runs: Count,
+  runsTimed: Count,
+  yields: Count,
+  preemptions: Count,
+  /** Of preemptions, suspensions in place for the GC (preemptPark). */
+  preemptParks: Count,
+  syscalls: Count,
+  syscallNs: Count,
+  /** Runs on another thread (M), or another P, than the goroutine's run before. */
+  threadSwitches: Count,
+  pSwitches: Count,
+  /** Runs by what made the goroutine runnable (ready, created, yielded, preempted, syscall, injected, unknown). */
+  byCause: CountsByName(16, 32),
+  /** Threads and Ps seen running goroutines since the agent attached (not differences). */
+  threads: Count,
+  ps: Count,
+  runQueue: LatencyBuckets,
+  syscallTime: LatencyBuckets,
+  sites: Type.Array(Closed({ createdBy: Nullable(CodeLocation), runQueue: LatencyBuckets }), { maxItems: MAX_SCHED_SITES }),
+});
+export type SchedRecord = Static<typeof SchedRecord>;
+
 export const requestProtocols = ['http/1.0', 'http/1.1', 'http/2', 'grpc'] as const;
+
+/** The gRPC status codes OpenTelemetry's conventions count as the server's fault (UNKNOWN, DEADLINE_EXCEEDED,
+ * UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS). */
+export const GRPC_SERVER_ERROR_CODES: readonly number[] = [2, 4, 12, 13, 14, 15];
+
+/** A server error: an HTTP 5xx, or one of GRPC_SERVER_ERROR_CODES for a gRPC call. */
+export const isServerErrorStatus = (grpc: boolean, status: number): boolean =>
+  grpc ? GRPC_SERVER_ERROR_CODES.includes(status) : status >= 500;
 /** Most parks a request record carries (its goroutine's longest inside it). */
 export const MAX_REQUEST_PARKS = 32;
 
@@ -335,6 +393,22 @@ export const RequestParkRecord = Closed({
   wakerGoid: Count,
 });
 export type RequestParkRecord = Static<typeof RequestParkRecord>;
+
+/**
+ * Where the goroutine serving a request spent the request's time besides parked (RequestRecord.parkedNs): running on
+ * a thread (system calls included) and runnable, waiting in a run queue for a P. runningNs + runnableNs + parkedNs
+ * is the request's duration.
+ */
+export const RequestSched = Closed({
+  runningNs: Count,
+  runnableNs: Count,
+  /** Of runningNs, time in system calls. */
+  syscallNs: Count,
+  /** Times it was scheduled to run again inside the request, and preempted. */
+  runs: Count,
+  preemptions: Count,
+});
+export type RequestSched = Static<typeof RequestSched>;
 
 /**
  * One server request (net/http, HTTP/1 or HTTP/2) or gRPC call (grpc-go) of a Go process, from its handler's entry to
@@ -367,12 +441,16 @@ export const RequestRecord = RecordSchema('request', {
   traceParent: Nullable(Closed({ traceId: Type.String({ pattern: '^[0-9a-f]{32}$' }), spanId: Type.String({ pattern: '^[0-9a-f]{16}$' }) })),
   /** Requests of this process that this record stands for (1, or more when the agent sampled). */
   weight: Type.Number({ minimum: 1, maximum: MAX_COUNT }),
+  /** Its goroutine's time running and runnable inside it; null when the scheduler probes were not on for all of it.
+   * Optional: agents before it did not send it. */
+  sched: Type.Optional(Nullable(RequestSched)),
 });
 export type RequestRecord = Static<typeof RequestRecord>;
 
 /** Every record schema, in the order error messages list the kinds. */
 export const recordSchemas = [
   ProcessRecord, GoroutineRecord, ConnectionRecord, WindowRecord, LeakRecord, PauseRecord, FatalRecord, StackRecord, ProfileRecord, RequestRecord,
+  SchedRecord,
 ] as const;
 export type AgentRecord = Static<(typeof recordSchemas)[number]>;
 export const recordKinds = recordSchemas.map((s) => s.properties.kind.const);

@@ -417,6 +417,50 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX requests_route ON requests(process_id, route);
     `,
   },
+  {
+    version: 10,
+    name: 'where a request\'s goroutine spent its time: running, runnable',
+    sql: `
+      -- RequestRecord.sched; NULL when the scheduler probes were not on for the whole request (or an older agent).
+      ALTER TABLE requests ADD COLUMN running_ns INTEGER;
+      ALTER TABLE requests ADD COLUMN runnable_ns INTEGER;
+      ALTER TABLE requests ADD COLUMN syscall_ns INTEGER;
+      ALTER TABLE requests ADD COLUMN runs INTEGER;
+      ALTER TABLE requests ADD COLUMN preemptions INTEGER;
+    `,
+  },
+  {
+    version: 11,
+    name: 'scheduler figures per process and report interval',
+    sql: `
+      -- One row per SchedRecord: what the scheduler did with a process's goroutines over [from_ms, to_ms], as
+      -- differences since the agent's previous record, so any range is a sum. Histograms (run queue, system calls,
+      -- and the run queue by creation site) stay JSON: they are merged in the reader (protocol/histogram.ts).
+      CREATE TABLE sched_reports (
+        id              INTEGER PRIMARY KEY,
+        process_id      INTEGER NOT NULL REFERENCES processes(id),
+        from_ms         REAL NOT NULL,
+        to_ms           REAL NOT NULL,
+        runs            INTEGER NOT NULL,
+        runs_timed      INTEGER NOT NULL,
+        yields          INTEGER NOT NULL,
+        preemptions     INTEGER NOT NULL,
+        preempt_parks   INTEGER NOT NULL,
+        syscalls        INTEGER NOT NULL,
+        syscall_ns      INTEGER NOT NULL,
+        thread_switches INTEGER NOT NULL,
+        p_switches      INTEGER NOT NULL,
+        threads         INTEGER NOT NULL,
+        ps              INTEGER NOT NULL,
+        by_cause        TEXT NOT NULL,
+        run_queue       TEXT NOT NULL,
+        syscall_time    TEXT NOT NULL,
+        sites           TEXT NOT NULL,
+        UNIQUE (process_id, to_ms)
+      );
+      CREATE INDEX sched_reports_to ON sched_reports(to_ms);
+    `,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

@@ -63,14 +63,14 @@ const MERGE_MAX_PROCESSES = 64;
 /** A bad cursor is the client's fault; the API layer turns this into a 400. */
 export class BadQueryError extends Error {}
 
-function parseCursor(cursor: string | undefined): number | undefined {
+export function parseCursor(cursor: string | undefined): number | undefined {
   if (cursor === undefined) return undefined;
   if (!/^[1-9][0-9]{0,15}$/.test(cursor)) throw new BadQueryError(`invalid cursor '${cursor}'`);
   return Number(cursor);
 }
 
 /** Collects WHERE clauses and their parameters. */
-class Where {
+export class Where {
   readonly clauses: string[] = [];
   readonly params: unknown[] = [];
   add(clause: string, ...params: unknown[]): void {
@@ -82,12 +82,19 @@ class Where {
   }
 }
 
-function processClause(w: Where, f: ProcessFilter, column = 'process_id'): void {
+export function processClause(w: Where, f: ProcessFilter, column = 'process_id'): void {
   if (f.node === undefined && f.pid === undefined) return;
   const sub = new Where();
   if (f.node !== undefined) sub.add('node = ?', f.node);
   if (f.pid !== undefined) sub.add('pid = ?', f.pid);
   w.add(`${column} IN (SELECT id FROM processes ${sub.sql()})`, ...sub.params);
+}
+
+/** A page of at most `limit` of rows (limit + 1 were read: one more means a next page), newest first. */
+export function finishPage<R extends { id: number }, T>(rows: R[], limit: number, map: (r: R) => T): Page<T> {
+  const more = rows.length > limit;
+  if (more) rows.length = limit;
+  return { items: rows.map(map), nextCursor: more ? String(rows[rows.length - 1].id) : null };
 }
 
 /** createdBy is either a function name or "file:line". */
@@ -137,9 +144,7 @@ export class StoreReader {
   }
 
   private finishPage<R extends { id: number }, T>(rows: R[], limit: number, map: (r: R) => T): Page<T> {
-    const more = rows.length > limit;
-    if (more) rows.length = limit;
-    return { items: rows.map(map), nextCursor: more ? String(rows[rows.length - 1].id) : null };
+    return finishPage(rows, limit, map);
   }
 
   /**

@@ -24,6 +24,7 @@ const AGED: readonly { table: string; time: string; order?: 'rowid' }[] = [
   { table: 'profile_samples', time: 'to_ms' },
   { table: 'pauses', time: 'started_at' },
   { table: 'requests', time: 'started_at' },
+  { table: 'sched_reports', time: 'to_ms' },
   { table: 'leak_suspects', time: 'last_seen_at' },
   { table: 'fatal_errors', time: 'at' },
 ];

@@ -3,7 +3,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Database, Statement } from 'better-sqlite3';
 import type {
-  AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, ProfileRecord, RequestRecord, StackRecord, WindowRecord,
+  AgentRecord, ConnectionRecord, FatalRecord, GoroutineRecord, HelloMessage, LeakRecord, PauseRecord, ProcessRecord, ProfileRecord, RequestRecord,
+  SchedRecord, StackRecord, WindowRecord,
 } from '../protocol/records.ts';
 import { readBatch, type EncodedBatch } from './batch-codec.ts';
 
@@ -27,6 +28,7 @@ export class StoreWriter {
   private readonly insertProfileSample: Statement;
   private readonly insertPause: Statement;
   private readonly insertRequest: Statement;
+  private readonly insertSched: Statement;
   private readonly insertFatal: Statement;
   private readonly findGoroutine: Statement;
   /** UPDATE of a goroutine row by id, by which indexed columns it sets (bit 0 state, 1 wait_reason, 2 site_id). */
@@ -155,9 +157,14 @@ export class StoreWriter {
       ON CONFLICT (process_id, started_at) DO NOTHING`);
     this.insertRequest = db.prepare(`
       INSERT INTO requests (process_id, goid, protocol, method, route, path, status, started_at, duration_ns, request_bytes,
-        response_bytes, parked_ns, parked_by_reason, parks, trace_id, parent_span_id, weight)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        response_bytes, parked_ns, parked_by_reason, parks, trace_id, parent_span_id, weight, running_ns, runnable_ns, syscall_ns, runs, preemptions)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (process_id, goid, started_at) DO NOTHING`);
+    this.insertSched = db.prepare(`
+      INSERT INTO sched_reports (process_id, from_ms, to_ms, runs, runs_timed, yields, preemptions, preempt_parks, syscalls, syscall_ns,
+        thread_switches, p_switches, threads, ps, by_cause, run_queue, syscall_time, sites)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (process_id, to_ms) DO NOTHING`);
     this.insertFatal = db.prepare(`
       INSERT INTO fatal_errors (process_id, error_kind, message, text, goid, at, received_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -227,6 +234,7 @@ export class StoreWriter {
       case 'leak': this.writeLeak(node, r); break;
       case 'pause': this.writePause(node, r); break;
       case 'request': this.writeRequest(node, r); break;
+      case 'sched': this.writeSched(node, r); break;
       case 'fatal': this.writeFatal(node, r, now); break;
       case 'stack': this.writeStack(agentId, r); break;
       case 'profile': this.writeProfile(node, agentId, r); break;
@@ -441,6 +449,15 @@ export class StoreWriter {
       this.processId(node, r.pid, r.startedAt), r.goid, r.protocol, r.method, r.route, r.path, r.status, r.startedAt, r.durationNs,
       r.requestBytes, r.responseBytes, r.parkedNs, JSON.stringify(r.parkedByReason), JSON.stringify(r.parks),
       r.traceParent?.traceId ?? null, r.traceParent?.spanId ?? null, r.weight,
+      r.sched?.runningNs ?? null, r.sched?.runnableNs ?? null, r.sched?.syscallNs ?? null, r.sched?.runs ?? null, r.sched?.preemptions ?? null,
+    );
+  }
+
+  private writeSched(node: string, r: SchedRecord): void {
+    this.insertSched.run(
+      this.processId(node, r.pid, r.to), r.from, r.to, r.runs, r.runsTimed, r.yields, r.preemptions, r.preemptParks, r.syscalls, r.syscallNs,
+      r.threadSwitches, r.pSwitches, r.threads, r.ps, JSON.stringify(r.byCause), JSON.stringify(r.runQueue), JSON.stringify(r.syscallTime),
+      JSON.stringify(r.sites),
     );
   }
 
