@@ -54,7 +54,8 @@ export interface RequestWaitsOptions {
   /** How long a goroutine's finished parks are kept (ns of event time). */
   keepNs?: number;
   maxParksPerGoroutine?: number;
-  /** Scheduler records (runs, system calls, preemptions) kept per goroutine within keepNs. */
+  /** Scheduler records (runs, system calls, preemptions) kept per goroutine within keepNs (up to twice as many
+   * between trims). */
   maxSchedPerGoroutine?: number;
   /** Goroutines with recent parks kept per process; past it, parks of new goroutines are counted and dropped. */
   maxGoroutines?: number;
@@ -181,11 +182,15 @@ export class RequestWaits {
   }
 
   private mark(g: GoroutineParks, ts: number, kind: SchedMark, ns: number): void {
-    const keepFrom = ts - this.keepNs;
+    // Trimmed in chunks (a quarter of keepNs late, or at twice the bound), so that a record costs O(1) on average.
+    const n = g.schedAt.length;
     let cut = 0;
-    while (cut < g.schedAt.length && (g.schedAt[cut] < keepFrom || g.schedAt.length - cut >= this.maxSched)) {
-      if (g.schedAt[cut] >= keepFrom) g.schedDropped = true;
-      cut++;
+    if (n > 0 && g.schedAt[0] < ts - this.keepNs * 1.25) {
+      while (cut < n && g.schedAt[cut] < ts - this.keepNs) cut++;
+    }
+    if (n - cut >= 2 * this.maxSched) {
+      cut = n - this.maxSched;
+      g.schedDropped = true;
     }
     if (cut > 0) {
       g.schedAt.splice(0, cut);
@@ -207,9 +212,17 @@ export class RequestWaits {
     const out: RequestSchedSummary = { runnableNs: 0, syscallNs: 0, runs: 0, preemptions: 0, truncated: false };
     const g = this.byGoid.get(goid);
     if (!g) return out;
-    for (let i = 0; i < g.schedAt.length; i++) {
+    // In time order: search for the first after the start (a keep-alive connection's goroutine holds many).
+    let lo = 0;
+    let hi = g.schedAt.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (g.schedAt[mid] <= startNs) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < g.schedAt.length; i++) {
       const at = g.schedAt[i];
-      if (at <= startNs || at > endNs) continue;
+      if (at > endNs) break;
       // Never more than the request holds before it (a clock edge or a stamp from before the request).
       const ns = Math.min(g.schedNs[i], at - startNs);
       switch (g.schedKind[i]) {
