@@ -78,6 +78,7 @@ t.test('doctor --pid: the Go version and probe sites Go itself reports', { skip:
     t.ok(at >= f.start && at < f.end, `${symbol}: site 0x${at.toString(16)} inside [0x${f.start.toString(16)}, 0x${f.end.toString(16)})`);
   }
   t.match(r.checks.find((c) => c.name === 'allgs'), { status: 'pass' });
+  t.match(r.checks.find((c) => c.name === 'request probes'), { status: 'pass', detail: 'no net/http or grpc-go server in this binary' });
 });
 
 t.test('doctor --pid of no process: one failed check, exit 1', { skip: noBpf ?? false, timeout: 90_000 }, async (t) => {

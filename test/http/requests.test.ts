@@ -20,7 +20,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { GoProgram, sleep } from '../runtime/helpers.ts';
-import { goBuild, goVersionOf, newestGo, repoRoot } from '../lib/go.ts';
+import { goBuild, goVersionOf, newestGo, repoRoot, tableToolchains } from '../lib/go.ts';
 import { join } from 'node:path';
 
 interface Case {
@@ -97,9 +97,13 @@ function http2req(session: http2.ClientHttp2Session, c: Case): Promise<Sent> {
 
 const fixture = join(repoRoot, 'test', 'fixtures', 'httpserver');
 
-/** The machine's Go and the newest release (CI); HTTP_TEST_GO=a,b for others, e.g. HTTP_TEST_GO=1.22.12,1.23.12,
- * 1.24.13,1.25.14,local,1.27.4 (Go 1.22 and 1.23 build the fixture without grpc-go and serve HTTP/1.1 only). */
-const versions = process.env.HTTP_TEST_GO ? process.env.HTTP_TEST_GO.split(',') : [...new Set(['local', newestGo])];
+/** The machine's Go and the newest release (CI); HTTP_TEST_GO=a,b for others, =all for every toolchain of the layout
+ * table from Go 1.22 (the fixture's ServeMux patterns) and the machine's (scripts/matrix.sh). Go 1.22 and 1.23 build
+ * the fixture without grpc-go and serve HTTP/1.1 only. */
+const env = process.env.HTTP_TEST_GO;
+const versions = env === 'all'
+  ? [...tableToolchains.filter((v) => Number(v.split('.')[1]) >= 22), 'local']
+  : env ? env.split(',') : [...new Set(['local', newestGo])];
 
 for (const version of versions) {
   t.test(`server requests: net/http HTTP/1.1 and HTTP/2, grpc-go (Go ${version})`, { timeout: 120_000 }, async (t) => {

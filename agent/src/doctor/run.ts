@@ -7,6 +7,8 @@ import { openGoBinary, type GoBinary } from '../gobinary/index.ts';
 import { layoutForBinary } from '../gobinary/layouts.ts';
 import { cookieFor, planGoroutineProbes } from '../probes/goroutine-probes.ts';
 import { planRuntimeProbes } from '../runtime/runtime-probes.ts';
+import { HTTP_FUNCS, httpLayoutFor } from '../http/http-layout.ts';
+import { planHttpProbes } from '../http/http-probes.ts';
 import { findTlsGOffset } from '../tcp/go-tls.ts';
 import { openTarget } from '../tracer/target.ts';
 import { attempt, failure, checkBtf, checkCapabilities, checkCgroup, checkKernel, checkTracefs, type Check } from './checks.ts';
@@ -49,6 +51,23 @@ async function checkTcp(): Promise<Check> {
   }
 }
 
+/** Where the request probes go in this binary, where its offsets come from, and what is left out and why. */
+function requestProbesCheck(binary: GoBinary): Check {
+  const hasGrpc = binary.func(HTTP_FUNCS.handleStream) !== undefined;
+  if (!binary.func(HTTP_FUNCS.serve) && !hasGrpc) return { name: 'request probes', status: 'pass', detail: 'no net/http or grpc-go server in this binary' };
+  const layout = httpLayoutFor(binary.elf, binary.goVersion, hasGrpc);
+  const plan = planHttpProbes(binary, layout);
+  const skipped = plan.skipped.filter((s) => !s.endsWith('no server in this binary'));
+  const end = plan.end === 'done' ? "a request's end at finishRequest/handlerDone's entries" : plan.end === 'ret' ? "a request's end at ServeHTTP's RETs (two traps a hit)" : '';
+  const from = binary.elf.section('.debug_info') ? "offsets from the binary's DWARF" : "net/http's offsets from http-layouts.json (stripped binary)";
+  return {
+    name: 'request probes',
+    status: skipped.length ? 'warn' : 'pass',
+    detail: [`${plan.sites.length} sites`, end, from, ...skipped.map((s) => `not traced: ${s}`)].filter(Boolean).join('; '),
+    ...(skipped.length ? { fix: 'a binary with DWARF (not built with -ldflags=-w), or a goroscope whose http-layouts.json knows this Go' } : {}),
+  };
+}
+
 function pidChecks(pid: number): Check[] {
   const target = openTarget(pid);
   const { binary } = target;
@@ -66,6 +85,7 @@ function pidChecks(pid: number): Check[] {
   }
   const rt = planRuntimeProbes(binary, layout);
   out.push({ name: 'runtime probes', status: rt.skipped.length ? 'warn' : 'pass', detail: `${rt.sites.length} sites${rt.skipped.length ? `; left out: ${rt.skipped.map((s) => `${s.probe} (${s.reason})`).join('; ')}` : ''}` });
+  out.push(requestProbesCheck(binary));
   const allgs = binary.allgs;
   out.push(
     allgs
