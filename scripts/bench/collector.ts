@@ -9,15 +9,14 @@
 //                     batches are stored once
 //   collector-api     the HTTP API over a database of 10M goroutine rows (built once through the store's own write
 //                     path, kept under build/bench/ for later runs): p50/p99 per query kind, p99 over all of them
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import BetterSqlite3 from 'better-sqlite3';
 import { openDatabase } from '../../collector/src/store/db.ts';
 import { StoreWriter } from '../../collector/src/store/writer.ts';
 import type { GoroutineRecord, ProcessRecord } from '../../collector/src/protocol/records.ts';
+import { startCollectorProcess, type CollectorProcess } from '../../test/lib/collector-process.ts';
 import { runAgents, startAgents } from './agent-load.ts';
 import { figure, median, repoRoot, round, sleep, type BenchContext, type Figure } from './lib.ts';
 
@@ -35,35 +34,17 @@ export interface CollectorBenchOptions {
   maxBytes?: number;
 }
 
-export interface RunningCollector { child: ChildProcess; url: string; port: number; exited: Promise<number | null> }
+export type RunningCollector = CollectorProcess;
 
 /** The collector as it runs in production: the bundled CLI, in a process of its own. */
 export async function startCollector(db: string, extra: string[] = [], port = 0, root = repoRoot): Promise<RunningCollector> {
   // GOROSCOPE_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the collector there (what bounds it).
-  const prof = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
-  const child = spawn(process.execPath, [...prof, join(root, 'bin/goroscope.js'), 'collector', '--listen', `127.0.0.1:${port}`, '--db', db, ...extra], {
-    env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN, GOROSCOPE_API_TOKEN: TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (b: Buffer) => { err = (err + b.toString()).slice(-4000); });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`collector did not start in 60 s: ${err}`)), 60_000);
-    void exited.then((code) => reject(new Error(`collector exited with ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      const m = /"url":"([^"]+)"/.exec(l);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
-    });
-  });
-  return { child, url, port: Number(new URL(url).port), exited };
+  const nodeArgs = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
+  return startCollectorProcess({ db, ingestToken: TOKEN, apiToken: TOKEN, listen: `127.0.0.1:${port}`, args: extra, nodeArgs, root });
 }
 
 export async function stopCollector(c: RunningCollector): Promise<void> {
-  c.child.kill('SIGTERM');
-  const t = setTimeout(() => c.child.kill('SIGKILL'), 20_000);
-  await c.exited;
-  clearTimeout(t);
+  await c.proc.stop('SIGTERM', 20_000);
 }
 
 /** CPU seconds (user + system) of a process so far. */
@@ -138,21 +119,21 @@ async function ingestRun(ctx: BenchContext, root: string, agents: number, second
     const sampler = setInterval(() => {
       maxFile = Math.max(maxFile, fileBytes(db));
       maxWal = Math.max(maxWal, existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
-      maxRss = Math.max(maxRss, rssBytes(c.child.pid!));
+      maxRss = Math.max(maxRss, rssBytes(c.proc.pid));
     }, 500);
     let cpuAtWarm = 0;
     let loadCpuAtWarm = process.cpuUsage();
     let threadsAtWarm = new Map<number, number>();
-    const warmTimer = setTimeout(() => { cpuAtWarm = cpuSeconds(c.child.pid!); threadsAtWarm = threadCpuSeconds(c.child.pid!); loadCpuAtWarm = process.cpuUsage(); }, warm - start);
+    const warmTimer = setTimeout(() => { cpuAtWarm = cpuSeconds(c.proc.pid); threadsAtWarm = threadCpuSeconds(c.proc.pid); loadCpuAtWarm = process.cpuUsage(); }, warm - start);
     const tallies = await runAgents({
       url: c.url, token: TOKEN, agents, batch, window: 4, until: start + seconds * 1000,
       onAck: (_a, n, ms) => { const at = Date.now(); acks.push({ at, records: n }); if (at >= warm) latencies.push(ms); },
       log: ctx.log,
     });
     const end = Date.now();
-    const cpu = cpuSeconds(c.child.pid!) - cpuAtWarm;
+    const cpu = cpuSeconds(c.proc.pid) - cpuAtWarm;
     const loadCpu = process.cpuUsage(loadCpuAtWarm);
-    const threads = [...threadCpuSeconds(c.child.pid!)].map(([tid, t]) => [tid, t - (threadsAtWarm.get(tid) ?? 0)] as const);
+    const threads = [...threadCpuSeconds(c.proc.pid)].map(([tid, t]) => [tid, t - (threadsAtWarm.get(tid) ?? 0)] as const);
     clearInterval(sampler);
     clearTimeout(warmTimer);
     const steady = acks.filter((a) => a.at >= warm).reduce((n, a) => n + a.records, 0);
@@ -162,8 +143,8 @@ async function ingestRun(ctx: BenchContext, root: string, agents: number, second
       rate: steady / ((end - warm) / 1000),
       latencies,
       cpu,
-      mainCpu: threads.find(([tid]) => tid === c.child.pid)?.[1] ?? 0,
-      writerCpu: Math.max(0, ...threads.filter(([tid]) => tid !== c.child.pid).map(([, t]) => t)),
+      mainCpu: threads.find(([tid]) => tid === c.proc.pid)?.[1] ?? 0,
+      writerCpu: Math.max(0, ...threads.filter(([tid]) => tid !== c.proc.pid).map(([, t]) => t)),
       loadSeconds: (loadCpu.user + loadCpu.system) / 1e6,
       steadySeconds: (end - warm) / 1000,
       steady,
@@ -305,9 +286,9 @@ export async function runCollectorCrash(ctx: BenchContext, o: CollectorBenchOpti
     const start = Date.now();
     const load = startAgents({ url: first.url, token: TOKEN, agents, batch: 1000, window: 4, until: start + seconds * 1000 });
     await sleep((seconds / 2) * 1000);
-    first.child.kill('SIGKILL');
+    first.proc.kill();
     // What was acked when it died (acks still on their way count too: they were sent after the commit).
-    await first.exited;
+    await first.proc.closed;
     const atKill = new Map(load.tallies.map((t) => [t.agentId, { pid: t.pid, maxAckedGoid: t.maxAckedGoid, ackedBatches: t.ackedBatches }]));
     const ackedAtKill = load.tallies.reduce((n, t) => n + t.ackedRecords, 0);
     const lostAtKill = countStored(db, atKill);

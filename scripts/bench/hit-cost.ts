@@ -5,14 +5,14 @@
 // backward order, round after round), so drift and neighbours' noise fall on all of them alike.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { openBpfObject, type BpfObject } from '../../agent/src/bpf/bridge.ts';
-import { cookieFor, type ProbeSite } from '../../agent/src/probes/goroutine-probes.ts';
+import { cookieFor, type GoroutineProbeName, type ProbeSite } from '../../agent/src/probes/goroutine-probes.ts';
 import { GoroutineTracer, type TracedProcess } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { join } from 'node:path';
 import { goBuild, repoRoot } from '../../test/lib/go.ts';
 import {
   enableBpfStats,
   figure,
-  LineProcess,
+  startProcess,
   median,
   ownProgStats,
   progDelta,
@@ -40,7 +40,7 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
   const rounds = ctx.quick ? 2 : 5;
   // The agent's own calibration program, built with the bench's Go: the agent and the bench measure alike.
   const binary = goBuild({ srcDir: join(repoRoot, 'agent', 'calibrate', 'pingpong'), version: ctx.goVersion, name: 'bench-pingpong' });
-  const prog = LineProcess.start(binary, ['-procs', '1'], 'pingpong');
+  const prog = startProcess(binary, ['-procs', '1'], 'pingpong');
   const tracer = new GoroutineTracer();
   // The baseline program lives in an object of its own (bpf/bench/hit-cost.bpf.c): the agent never loads it.
   const baseline = openBpfObject('bench/hit-cost');
@@ -51,9 +51,7 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
     // The real programs at the jump go through the tracer's own path: attach, then setProbes (the
     // duty-cycling switch) turns them on and off.
     const proc: TracedProcess = tracer.attach(openTarget(prog.pid), { probes: ['park', 'ready', 'run'] });
-    tracer.setProbes(prog.pid, 'park', false);
-    tracer.setProbes(prog.pid, 'ready', false);
-    tracer.setProbes(prog.pid, 'run', false);
+    for (const p of ['park', 'ready', 'run'] as const) void tracer.setProbes(prog.pid, p, false);
     const jumpSites = proc.sites.filter((s) => s.probe === 'park' || s.probe === 'ready');
     if (jumpSites.length !== 2) throw new Error(`expected 2 probe sites (park, ready), got ${jumpSites.length}`);
     // The planner's site: the body's first instruction on kernels that emulate PUSH, else the stack-check jump.
@@ -71,33 +69,36 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
       const links = items.map((i) => obj.attachUprobe(i.program, exe, i.fileOffset, pid, i.cookie));
       return () => links.forEach((l) => obj.detach(l));
     };
+    /** `empty` (bpf/bench) at each site's offset. */
+    const emptyAt = (offsetOf: (s: ProbeSite) => number) => () =>
+      attachAll(jumpSites.map((s) => ({ program: 'empty', fileOffset: offsetOf(s), cookie: 0n })), baseline);
+    /** goroscope's own probes through the tracer's duty-cycling switch: on for the run, off after. */
+    const probesOn = (...probes: GoroutineProbeName[]) => () => {
+      for (const p of probes) void tracer.setProbes(pid, p, true);
+      return () => {
+        for (const p of probes) void tracer.setProbes(pid, p, false);
+      };
+    };
     const configs: Config[] = [
       { name: 'none', label: 'no probes', attach: () => () => {}, programs: [], scale: 1 },
       {
         name: 'empty_entry',
         label: '`empty` at function entry',
-        attach: () => attachAll(jumpSites.map((s) => ({ program: 'empty', fileOffset: entryOf(s).fileOffset, cookie: 0n })), baseline),
+        attach: emptyAt((s) => entryOf(s).fileOffset),
         programs: ['empty'],
         scale: 0.25,
       },
       {
         name: 'empty_jump',
         label: `\`empty\` at goroscope's site (${siteName})`,
-        attach: () => attachAll(jumpSites.map((s) => ({ program: 'empty', fileOffset: s.fileOffset, cookie: 0n })), baseline),
+        attach: emptyAt((s) => s.fileOffset),
         programs: ['empty'],
         scale: 1,
       },
       {
         name: 'full_jump',
         label: `goroscope (gopark, ready) at its site (${siteName})`,
-        attach: () => {
-          tracer.setProbes(pid, 'park', true);
-          tracer.setProbes(pid, 'ready', true);
-          return () => {
-            tracer.setProbes(pid, 'park', false);
-            tracer.setProbes(pid, 'ready', false);
-          };
-        },
+        attach: probesOn('park', 'ready'),
         programs: ['gopark', 'ready'],
         scale: 1,
       },
@@ -121,22 +122,14 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
         // goroutines at ready's site: four hits, as for park/ready.
         name: 'sched',
         label: "goroscope's scheduler probes alone (execute, ready's stamp)",
-        attach: () => {
-          tracer.setProbes(pid, 'run', true);
-          return () => void tracer.setProbes(pid, 'run', false);
-        },
+        attach: probesOn('run'),
         programs: ['sched_execute', 'sched_ready'],
         scale: 1,
       },
       {
         name: 'full_sched',
         label: 'goroscope (gopark, ready) and the scheduler probes',
-        attach: () => {
-          for (const p of ['park', 'ready', 'run'] as const) tracer.setProbes(pid, p, true);
-          return () => {
-            for (const p of ['park', 'ready', 'run'] as const) void tracer.setProbes(pid, p, false);
-          };
-        },
+        attach: probesOn('park', 'ready', 'run'),
         programs: ['gopark', 'ready', 'sched_execute', 'sched_ready'],
         scale: 1,
       },

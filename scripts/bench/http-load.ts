@@ -15,14 +15,15 @@
 // Rounds interleave the configurations (forward, then backward order); figures are medians, and ratios to no
 // tracing are paired per round.
 import { openTarget } from '../../agent/src/tracer/target.ts';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
 import { startCollector, stopCollector, TOKEN, type RunningCollector } from './collector.ts';
-import { buildFixture, figure, LineProcess, median, repoRoot, round, runCommand, sleep, type BenchContext, type Figure } from './lib.ts';
+import { run } from '../../test/lib/child.ts';
+import { buildFixture, figure, startProcess, median, repoRoot, round, runCommand, sleep, type BenchContext, type Child, type Figure } from './lib.ts';
 
 const VEGETA = 'github.com/tsenart/vegeta/v12@v12.13.0';
 export const SERVER_CPU = '1';
@@ -143,26 +144,15 @@ export const CONNECTIONS = 32;
 
 /** vegeta attack | vegeta report -type=json, on the other CPU. */
 async function vegeta(bin: string, port: number, rate: number, seconds: number): Promise<{ ok: number; p99Ms: number; success: number }> {
-  return new Promise((resolve, reject) => {
-    const attack = spawn('taskset', ['-c', OTHER_CPU, bin, 'attack', `-rate=${rate}/s`, `-duration=${seconds}s`, '-timeout=5s', `-connections=${CONNECTIONS}`, `-max-connections=${CONNECTIONS}`], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const report = spawn('taskset', ['-c', OTHER_CPU, bin, 'report', '-type=json'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    attack.stdin.end(`GET http://127.0.0.1:${port}/\n`);
-    attack.stdout.pipe(report.stdin);
-    let out = '';
-    let err = '';
-    report.stdout.on('data', (d) => (out += d));
-    attack.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => { attack.kill('SIGKILL'); report.kill('SIGKILL'); reject(new Error(`vegeta did not finish: ${err}`)); }, (seconds + 60) * 1000);
-    report.once('close', () => {
-      clearTimeout(timer);
-      try {
-        const r = JSON.parse(out) as { status_codes: Record<string, number>; latencies: { '99th': number }; success: number };
-        resolve({ ok: r.status_codes['200'] ?? 0, p99Ms: r.latencies['99th'] / 1e6, success: r.success });
-      } catch {
-        reject(new Error(`vegeta report: ${out.slice(0, 300)} ${err.slice(0, 300)}`));
-      }
-    });
-  });
+  const v = (args: string) => `taskset -c ${OTHER_CPU} '${bin}' ${args}`;
+  const pipeline = `${v(`attack -rate=${rate}/s -duration=${seconds}s -timeout=5s -connections=${CONNECTIONS} -max-connections=${CONNECTIONS}`)} | ${v('report -type=json')}`;
+  const r = await run('sh', ['-c', pipeline], { input: `GET http://127.0.0.1:${port}/\n`, what: 'vegeta', timeoutMs: (seconds + 60) * 1000 });
+  try {
+    const j = JSON.parse(r.stdout) as { status_codes: Record<string, number>; latencies: { '99th': number }; success: number };
+    return { ok: j.status_codes['200'] ?? 0, p99Ms: j.latencies['99th'] / 1e6, success: j.success };
+  } catch {
+    throw new Error(`vegeta (${r.code ?? r.signal}): ${r.stdout.slice(0, 300)} ${r.stderr.slice(-300)}`);
+  }
 }
 
 /** `configs`/`handlers`: only these (by name; --http-configs, --http-handlers); 'none' is always run, as the base. */
@@ -177,8 +167,8 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
   // This process (the harness) stays off the server's CPU too.
   execFileSync('taskset', ['-a', '-p', '-c', OTHER_CPU, String(process.pid)], { stdio: 'ignore' });
   const collector: RunningCollector = await startCollector(join(tmp, 'collector.db'));
-  execFileSync('taskset', ['-a', '-p', '-c', OTHER_CPU, String(collector.child.pid)], { stdio: 'ignore' });
-  const collectorCpu0 = cpuNs(collector.child.pid!);
+  execFileSync('taskset', ['-a', '-p', '-c', OTHER_CPU, String(collector.proc.pid)], { stdio: 'ignore' });
+  const collectorCpu0 = cpuNs(collector.proc.pid);
   const benchStart = performance.now();
   const results = new Map<string, RunResult[]>();
   // --quick: the hello handler only (the smoke test's time).
@@ -191,15 +181,15 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
     const traceFile = join(tmp, 'server.trace');
     const args = [...(c.trace ? ['-trace', traceFile] : []), ...(h.workUs ? ['-work-us', String(h.workUs)] : [])];
     const env = { ...process.env, GOMAXPROCS: '1', ...(c.flight ? { BENCH_FLIGHT_RECORDER: '1' } : {}) };
-    const server = LineProcess.start('taskset', ['-c', SERVER_CPU, binary, ...args], 'httpserver', { env });
-    let agent: LineProcess | undefined;
+    const server = startProcess('taskset', ['-c', SERVER_CPU, binary, ...args], 'httpserver', { env });
+    let agent: Child | undefined;
     let reqTracer: HttpTracer | undefined;
     try {
       let port: number;
       try {
         port = Number((await server.until(/^LISTEN (\d+)$/m, 30_000))[1]);
       } catch (e) {
-        if (c.flight && /flight recorder needs/.test(server.stderr())) { flightSupported = false; return undefined; }
+        if (c.flight && /flight recorder needs/.test(server.err)) { flightSupported = false; return undefined; }
         throw e;
       }
       const pid = server.pid;
@@ -208,11 +198,11 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         metricsPort = await freePort();
         // GOROSCOPE_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the agent there (where its CPU goes).
         const prof = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
-        agent = LineProcess.start('taskset', ['-c', OTHER_CPU, process.execPath, ...prof, join(repoRoot, 'bin', 'goroscope.js'), 'agent', '--pid', String(pid),
+        agent = startProcess('taskset', ['-c', OTHER_CPU, process.execPath, ...prof, join(repoRoot, 'bin', 'goroscope.js'), 'agent', '--pid', String(pid),
           '--collector', collector.url.replace(/^http/, 'ws'), '--metrics-listen', `127.0.0.1:${metricsPort}`, '--spool-dir', join(tmp, `spool-${pid}`), ...c.agent],
         'agent', { env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN, ...c.agentEnv } });
-        for (const until = Date.now() + 60_000; !agent.stderr().includes(`tracing pid ${pid} `); await sleep(100)) {
-          if (agent.exited || Date.now() > until) throw new Error(`the agent did not trace pid ${pid}: ${agent.stderr().slice(-2000)}`);
+        for (const until = Date.now() + 60_000; !agent.err.includes(`tracing pid ${pid} `); await sleep(100)) {
+          if (agent.exited || Date.now() > until) throw new Error(`the agent did not trace pid ${pid}: ${agent.err.slice(-2000)}`);
         }
       }
       if (c.requests) {
@@ -262,7 +252,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
     } finally {
       await agent?.stop('SIGTERM', 20_000);
       await reqTracer?.close().catch(() => {});
-      await server.stop();
+      await server.stop('SIGKILL');
       rmSync(traceFile, { force: true });
     }
   };
@@ -270,7 +260,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
   try {
     // Below saturation on this machine now: half what the untraced server serves, at most the nominal rate.
     for (const h of handlers) {
-      const server = LineProcess.start('taskset', ['-c', SERVER_CPU, binary, ...(h.workUs ? ['-work-us', String(h.workUs)] : [])], 'httpserver', { env: { ...process.env, GOMAXPROCS: '1' } });
+      const server = startProcess('taskset', ['-c', SERVER_CPU, binary, ...(h.workUs ? ['-work-us', String(h.workUs)] : [])], 'httpserver', { env: { ...process.env, GOMAXPROCS: '1' } });
       try {
         const port = Number((await server.until(/^LISTEN (\d+)$/m, 30_000))[1]);
         const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, '-d3s', `http://127.0.0.1:${port}/`])).stdout;
@@ -278,7 +268,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         if (Number.isFinite(sat)) h.rate = Math.max(200, Math.min(h.rate, Math.round(sat / 2 / 100) * 100));
         ctx.log(`http ${h.name}: ${Math.round(sat)} req/s saturated untraced; constant rate ${h.rate}/s`);
       } finally {
-        await server.stop();
+        await server.stop('SIGKILL');
       }
     }
     for (let rep = 0; rep < reps; rep++) {
@@ -311,7 +301,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       }
     }
   } finally {
-    const collectorCpuPct = ((cpuNs(collector.child.pid!) - collectorCpu0) / 1e6 / (performance.now() - benchStart)) * 100;
+    const collectorCpuPct = ((cpuNs(collector.proc.pid) - collectorCpu0) / 1e6 / (performance.now() - benchStart)) * 100;
     ctx.log(`http: the collector used ${collectorCpuPct.toFixed(1)}% of a core over the bench`);
     await stopCollector(collector);
     rmSync(tmp, { recursive: true, force: true });

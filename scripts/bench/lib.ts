@@ -1,11 +1,11 @@
 // Shared pieces of the benchmarks (scripts/bench/run.ts): figures, statistics, child processes, fixtures,
 // and the kernel's own BPF run-time statistics.
-import { spawn, type ChildProcessWithoutNullStreams, type SpawnOptionsWithoutStdio } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { run, startChild, type Child, type ChildOptions } from '../../test/lib/child.ts';
 import { goBuild, repoRoot } from '../../test/lib/go.ts';
 
-export { repoRoot };
+export { repoRoot, type Child };
 export const fixturesDir = join(repoRoot, 'scripts', 'bench', 'fixtures');
 
 /** A target a figure is checked against. */
@@ -67,101 +67,14 @@ export function buildFixture(name: string, goVersion: string): string {
   return goBuild({ srcDir: join(fixturesDir, name), version: goVersion, name: `bench-${name}` });
 }
 
-/** A child process driven line by line over stdin/stdout. */
-export class LineProcess {
-  private out = '';
-  private err = '';
-  private waiters: Array<() => void> = [];
-  exited = false;
-
-  constructor(readonly child: ChildProcessWithoutNullStreams, readonly what: string) {
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    const wake = () => {
-      for (const w of this.waiters.splice(0)) w();
-    };
-    child.stdout.on('data', (d: string) => {
-      this.out += d;
-      wake();
-    });
-    child.stderr.on('data', (d: string) => {
-      this.err += d;
-      if (this.err.length > 20000) this.err = this.err.slice(-10000);
-    });
-    // 'close', not 'exit': output can still be on its way when 'exit' fires.
-    child.once('close', () => {
-      this.exited = true;
-      wake();
-    });
-  }
-
-  static start(cmd: string, args: string[], what = cmd, opts: SpawnOptionsWithoutStdio = {}): LineProcess {
-    return new LineProcess(spawn(cmd, args, { ...opts, stdio: ['pipe', 'pipe', 'pipe'] }), what);
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  /** Waits for the output (after what was consumed) to match; consumes through the match. */
-  async until(re: RegExp, timeoutMs = 60_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.out);
-      if (m) {
-        this.out = this.out.slice(m.index + m[0].length);
-        return m;
-      }
-      if (this.exited) throw new Error(`${this.what} exited (code ${this.child.exitCode}, signal ${this.child.signalCode}) before ${re}: ${this.err.slice(-2000)}`);
-      if (Date.now() > deadline) throw new Error(`${this.what}: timed out waiting for ${re}; output: ${this.out.slice(-500)} ${this.err.slice(-500)}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 200);
-      });
-    }
-  }
-
-  send(line: string): void {
-    this.child.stdin.write(`${line}\n`);
-  }
-
-  async command(line: string, reply: RegExp, timeoutMs?: number): Promise<RegExpExecArray> {
-    this.send(line);
-    return this.until(reply, timeoutMs);
-  }
-
-  stderr(): string {
-    return this.err;
-  }
-
-  async stop(signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 10_000): Promise<void> {
-    if (this.exited) return;
-    this.child.kill(signal);
-    const deadline = Date.now() + timeoutMs;
-    while (!this.exited && Date.now() < deadline) await sleep(20);
-    if (!this.exited) this.child.kill('SIGKILL');
-  }
+/** A benchmark's child process (test/lib/child.ts): its waits have a minute each, then fail with its stderr. */
+export function startProcess(cmd: string, args: string[], what = cmd, opts: Omit<ChildOptions, 'what'> = {}): Child {
+  return startChild(cmd, args, { timeoutMs: 60_000, ...opts, what });
 }
 
-/** Runs a command to completion; resolves with its output (rejects on a non-zero exit). */
-export function runCommand(cmd: string, args: string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
-    c.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    c.once('close', (code, sig) => {
-      clearTimeout(timer);
-      if (code === 0) resolve({ stdout, stderr }); // all of it: 'close' comes after the output streams end
-      else reject(new Error(`${cmd} ${args.join(' ')} exited ${code ?? sig}: ${stderr.slice(-1000)}`));
-    });
-  });
+/** Runs a command to completion; resolves with its output (rejects on a non-zero exit, SIGKILL after timeoutMs). */
+export async function runCommand(cmd: string, args: string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
+  return run(cmd, args, { check: true, timeoutMs });
 }
 
 // ---- Kernel BPF statistics -------------------------------------------------------------------------------

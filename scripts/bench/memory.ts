@@ -3,7 +3,7 @@
 // whose inventory reads runtime.allgs, and reports process.memoryUsage() before and after.
 import { join } from 'node:path';
 import { build as esbuild } from 'esbuild';
-import { buildFixture, figure, LineProcess, repoRoot, round, type BenchContext, type Figure } from './lib.ts';
+import { buildFixture, figure, startProcess, repoRoot, round, type BenchContext, type Child, type Figure } from './lib.ts';
 
 interface Mem {
   rss: number;
@@ -33,11 +33,11 @@ interface ChildResult {
 
 /** RSS of a bare `node` and of `node --import tsx`: the floor under the agent's own memory. */
 async function baselineRss(args: string[]): Promise<number> {
-  const p = LineProcess.start(process.execPath, [...args, '-e', 'setTimeout(() => console.log("RSS " + process.memoryUsage().rss), 300)'], 'node baseline', { cwd: repoRoot });
+  const p = startProcess(process.execPath, [...args, '-e', 'setTimeout(() => console.log("RSS " + process.memoryUsage().rss), 300)'], 'node baseline', { cwd: repoRoot });
   try {
     return Number((await p.until(/^RSS (\d+)$/m, 60_000))[1]);
   } finally {
-    await p.stop();
+    await p.stop('SIGKILL');
   }
 }
 
@@ -49,8 +49,8 @@ export async function runMemory(ctx: BenchContext, goroutines?: number): Promise
   const bench = 'memory';
   const n = goroutines ?? (ctx.quick ? 20_000 : 1_000_000);
   const binary = buildFixture('parked', ctx.goVersion);
-  const fixture = LineProcess.start(binary, ['-n', String(n)], 'parked');
-  let child: LineProcess | undefined;
+  const fixture = startProcess(binary, ['-n', String(n)], 'parked');
+  let child: Child | undefined;
   try {
     const ready = await fixture.until(/^READY n=(\d+) goroutines=(\d+)$/m, 600_000);
     ctx.log(`memory: ${ready[2]} goroutines parked in pid ${fixture.pid}`);
@@ -67,7 +67,7 @@ export async function runMemory(ctx: BenchContext, goroutines?: number): Promise
       outfile: script,
       logLevel: 'warning',
     });
-    child = LineProcess.start(process.execPath, ['--expose-gc', script, String(fixture.pid)], 'memory-child', { cwd: repoRoot });
+    child = startProcess(process.execPath, ['--expose-gc', script, String(fixture.pid)], 'memory-child', { cwd: repoRoot });
     const m = await child.until(/^RESULT (.*)$/m, 600_000);
     const r = JSON.parse(m[1]) as ChildResult;
     const count = r.tableSize;
@@ -140,7 +140,7 @@ export async function runMemory(ctx: BenchContext, goroutines?: number): Promise
     ctx.log(`memory: ${count} goroutines, attach ${r.attachMs.toFixed(0)} ms, rss ${((r.attached.rss - r.opened.rss) / count).toFixed(0)} B/g`);
     return out;
   } finally {
-    await child?.stop();
+    await child?.stop('SIGKILL');
     fixture.send('quit');
     await fixture.stop('SIGKILL', 2000);
   }

@@ -8,7 +8,7 @@ import { goroutineEventLayout, GoroutineEventKind } from '../../agent/src/events
 import { ev, forEachGoroutineEvent } from '../../agent/src/events/goroutine-event.ts';
 import { GoroutineTable } from '../../agent/src/model/goroutine-table.ts';
 import { GoroutineTracer, type TracedProcess } from '../../agent/src/tracer/goroutine-tracer.ts';
-import { buildFixture, figure, LineProcess, median, round, type BenchContext, type Figure } from './lib.ts';
+import { buildFixture, figure, startProcess, median, round, type BenchContext, type Figure } from './lib.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const SIZE = goroutineEventLayout.size;
@@ -157,7 +157,7 @@ export async function runPipeline(ctx: BenchContext): Promise<Figure[]> {
     const population = 10_000;
     const total = ctx.quick ? 200_000 : 3_000_000;
     const reps = ctx.quick ? 2 : 5;
-    const prog = LineProcess.start(binary, [], 'eventrate');
+    const prog = startProcess(binary, [], 'eventrate');
     const tracer = new GoroutineTracer();
     try {
       await prog.until(/^READY$/m);
@@ -244,7 +244,7 @@ export async function runPipeline(ctx: BenchContext): Promise<Figure[]> {
         }),
       );
     } finally {
-      await prog.stop();
+      await prog.stop('SIGKILL');
       await tracer.close().catch(() => {});
     }
   }
@@ -254,7 +254,7 @@ export async function runPipeline(ctx: BenchContext): Promise<Figure[]> {
     const rate = 300_000;
     const seconds = ctx.quick ? 2 : 10;
     const args = ['-rate', String(rate), '-seconds', String(seconds), '-churn', '16'];
-    const prog = LineProcess.start(binary, args, 'eventrate');
+    const prog = startProcess(binary, args, 'eventrate');
     const tracer = new GoroutineTracer();
     try {
       await prog.until(/^READY$/m);
@@ -319,7 +319,7 @@ export async function runPipeline(ctx: BenchContext): Promise<Figure[]> {
       );
       ctx.log(`pipeline fixed rate: ${Math.round(hits / goSeconds)} hits/s offered, ${received} received, ${lost} lost, ring ${ringBytes} B`);
     } finally {
-      await prog.stop();
+      await prog.stop('SIGKILL');
       await tracer.close().catch(() => {});
     }
   }

@@ -9,8 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { BEYLA_NS_PER_REQUEST, buildVegeta, CONNECTIONS, OTHER_CPU, SERVER_CPU } from './http-load.ts';
-import { buildFixture, figure, LineProcess, median, round, sleep, type BenchContext, type Figure } from './lib.ts';
-import { spawn } from 'node:child_process';
+import { buildFixture, figure, median, round, sleep, startProcess, type BenchContext, type Child, type Figure } from './lib.ts';
 
 type Mode = 'none' | 'done' | 'ret';
 const MODES: Mode[] = ['none', 'done', 'ret'];
@@ -41,10 +40,10 @@ export async function runRequestCost(ctx: BenchContext): Promise<Figure[]> {
   const rate = Number(process.env.BENCH_REQUEST_RATE ?? 2000);
   const binary = buildFixture('httpserver', ctx.goVersion);
   const vegetaBin = buildVegeta();
-  const server = LineProcess.start('taskset', ['-c', SERVER_CPU, binary], 'httpserver', { env: { ...process.env, GOMAXPROCS: '1' } });
+  const server = startProcess('taskset', ['-c', SERVER_CPU, binary], 'httpserver', { env: { ...process.env, GOMAXPROCS: '1' } });
   const tracer = new HttpTracer({ lastN: 1 });
   const totalS = Math.ceil((rounds * MODES.length * (windowMs + settleMs + 200)) / 1000) + 10;
-  let attack: ReturnType<typeof spawn> | undefined;
+  let attack: Child | undefined;
   const per: Record<Mode, number[]> = { none: [], done: [], ret: [] };
   const hits: Record<Exclude<Mode, 'none'>, number[]> = { done: [], ret: [] };
   let dropped = 0;
@@ -53,9 +52,9 @@ export async function runRequestCost(ctx: BenchContext): Promise<Figure[]> {
     const pid = server.pid;
     tracer.start();
     const target = openTarget(pid);
-    attack = spawn('taskset', ['-c', OTHER_CPU, vegetaBin, 'attack', `-rate=${rate}/s`, `-duration=${totalS}s`, '-timeout=5s',
-      `-connections=${CONNECTIONS}`, `-max-connections=${CONNECTIONS}`, '-output=/dev/null'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    attack.stdin!.end(`GET http://127.0.0.1:${port}/\n`);
+    attack = startProcess('taskset', ['-c', OTHER_CPU, vegetaBin, 'attack', `-rate=${rate}/s`, `-duration=${totalS}s`, '-timeout=5s',
+      `-connections=${CONNECTIONS}`, `-max-connections=${CONNECTIONS}`, '-output=/dev/null'], 'vegeta attack');
+    attack.child.stdin.end(`GET http://127.0.0.1:${port}/\n`);
     await sleep(2000); // warm-up: connections, GC sizing
     for (let r = 0; r < rounds; r++) {
       const order = MODES.map((_, i) => MODES[(i + r) % MODES.length]);
@@ -98,9 +97,9 @@ export async function runRequestCost(ctx: BenchContext): Promise<Figure[]> {
       ctx.log(`request-cost round ${r + 1}/${rounds}: ns CPU/request ${line}`);
     }
   } finally {
-    attack?.kill('SIGINT');
+    await attack?.stop('SIGINT', 5000);
     await tracer.close().catch(() => {});
-    await server.stop();
+    await server.stop('SIGKILL');
   }
   const command = `${ctx.invocation} # bench httpserver (Go ${ctx.goVersion}) GOMAXPROCS=1 taskset -c ${SERVER_CPU}; ${'vegeta'} attack -rate=${rate}/s ` +
     `-connections=${CONNECTIONS} for the whole run; ${rounds} rounds of ${windowMs} ms windows (none, end at finishRequest, end at the RETs; rotating order; ${settleMs} ms after each attach); HttpTracer.attach(pid, { end }) in the bench process; server CPU from /proc/PID/task/*/schedstat, requests from /proc/PID/io syscw; rounds with a window under half the rate left out`;

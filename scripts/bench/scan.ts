@@ -10,7 +10,7 @@ import { GoroutineTable } from '../../agent/src/model/goroutine-table.ts';
 import { ProcessMemory } from '../../agent/src/proc/process.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { buildStacksFixture } from '../../test/lib/stacks-fixture.ts';
-import { figure, LineProcess, median, round, type BenchContext, type Figure } from './lib.ts';
+import { figure, startProcess, median, round, type BenchContext, type Figure } from './lib.ts';
 
 export async function runScan(ctx: BenchContext): Promise<Figure[]> {
   const bench = 'scan';
@@ -19,7 +19,7 @@ export async function runScan(ctx: BenchContext): Promise<Figure[]> {
   const figures: Figure[] = [];
   const policy = new GoroutineScanner();
   for (const n of sizes) {
-    const fixture = LineProcess.start(binary, ['-many', String(n), '-nodump'], 'stacks fixture');
+    const fixture = startProcess(binary, ['-many', String(n), '-nodump'], 'stacks fixture');
     try {
       await fixture.until(/^READY$/m, 600_000);
       const target = openTarget(fixture.pid);
@@ -70,7 +70,7 @@ export async function runScan(ctx: BenchContext): Promise<Figure[]> {
         figure({ id: `${bench}.${n}.interval`, bench, label: `scan interval the policy gives it alone (1% of a core, 250 ms..30 s)`, value: round(interval), unit: 'ms', command: cmd }),
       );
     } finally {
-      await fixture.stop();
+      await fixture.stop('SIGKILL');
     }
   }
   return figures;

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { build as esbuild } from 'esbuild';
 import { buildStacksFixture } from '../../test/lib/stacks-fixture.ts';
-import { figure, LineProcess, median, repoRoot, round, sleep, type BenchContext, type Figure } from './lib.ts';
+import { figure, startProcess, median, repoRoot, round, sleep, type BenchContext, type Child, type Figure } from './lib.ts';
 
 interface ChildResult {
   openMs: number;
@@ -29,7 +29,7 @@ const quantile = (xs: number[], q: number) => {
 };
 
 /** Ping round trips (ms) until `until` resolves. */
-async function pingWhile(fixture: LineProcess, until: Promise<unknown>): Promise<number[]> {
+async function pingWhile(fixture: Child, until: Promise<unknown>): Promise<number[]> {
   let done = false;
   void until.finally(() => (done = true));
   const rtts: number[] = [];
@@ -47,7 +47,7 @@ export async function runStacks(ctx: BenchContext, goroutines?: number): Promise
   const n = goroutines ?? (ctx.quick ? 5_000 : 100_000);
   const rounds = ctx.quick ? 1 : 3;
   const binary = buildStacksFixture(ctx.goVersion, 'default');
-  const fixture = LineProcess.start(binary, ['-many', String(n), '-nodump'], 'stacks fixture');
+  const fixture = startProcess(binary, ['-many', String(n), '-nodump'], 'stacks fixture');
   try {
     await fixture.until(/^READY$/m, 600_000);
     const script = join(repoRoot, 'build', 'bench', 'stacks-child.mjs');
@@ -68,16 +68,16 @@ export async function runStacks(ctx: BenchContext, goroutines?: number): Promise
     const burning: number[] = [];
     const results: ChildResult[] = [];
     for (let r = 0; r < rounds; r++) {
-      const child = LineProcess.start(process.execPath, [script, String(fixture.pid)], 'stacks-child', { cwd: repoRoot });
+      const child = startProcess(process.execPath, [script, String(fixture.pid)], 'stacks-child', { cwd: repoRoot });
       const result = child.until(/^RESULT (.*)$/m, 600_000);
       during.push(...(await pingWhile(fixture, result)));
       results.push(JSON.parse((await result)[1]) as ChildResult);
-      await child.stop();
+      await child.stop('SIGKILL');
       const took = results[results.length - 1].readMs;
       quiet.push(...(await pingWhile(fixture, sleep(Math.max(2000, took)))));
-      const burner = LineProcess.start(process.execPath, ['-e', `const end = Date.now() + ${Math.round(took)}; while (Date.now() < end) {} console.log('BURNT')`], 'cpu burner');
+      const burner = startProcess(process.execPath, ['-e', `const end = Date.now() + ${Math.round(took)}; while (Date.now() < end) {} console.log('BURNT')`], 'cpu burner');
       burning.push(...(await pingWhile(fixture, burner.until(/^BURNT$/m, 600_000))));
-      await burner.stop();
+      await burner.stop('SIGKILL');
     }
     const self: number[] = [];
     for (let r = 0; r < rounds; r++) self.push(Number((await fixture.command('selfdump', /^SELFDUMP ns=(\d+) bytes=\d+$/m, 600_000))[1]) / 1e6);

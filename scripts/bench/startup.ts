@@ -3,10 +3,9 @@
 // developer's edit takes), with node's own start as the baseline. Rounds interleave the three, so machine noise
 // hits all alike. Figures: ms to `--help`; ms to a snapshot's first answer (a pid that does not exist: the
 // command has loaded and run its checks); ms to "observing" (BPF loaded, probes attached to a real Go program).
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { buildBundle } from '../build-js.mjs';
-import { buildFixture, figure, LineProcess, median, repoRoot, round, type BenchContext, type Figure } from './lib.ts';
+import { buildFixture, figure, startProcess, median, repoRoot, round, type BenchContext, type Figure } from './lib.ts';
 
 type Path = 'node' | 'bundle' | 'sources';
 
@@ -16,37 +15,22 @@ const argv: Record<Exclude<Path, 'node'>, string[]> = {
 };
 
 /** Wall ms from spawn until `done` says so (a line on stderr/stdout) or the process exits. */
-function timeRun(args: string[], done?: RegExp): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const start = process.hrtime.bigint();
-    const c = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let settled = false;
-    const finish = () => {
-      if (settled) return;
-      settled = true;
-      resolve(Number(process.hrtime.bigint() - start) / 1e6);
-      if (done) c.kill('SIGINT');
-    };
-    const watch = (d: Buffer) => {
-      out += d;
-      if (done?.test(out)) finish();
-    };
-    c.stdout.on('data', watch);
-    c.stderr.on('data', watch);
-    c.once('error', reject);
-    c.once('exit', (code) => {
-      if (done && !settled) reject(new Error(`${args.join(' ')} exited (${code}) before ${done}: ${out.slice(-400)}`));
-      else finish();
-    });
-  });
+async function timeRun(args: string[], done?: RegExp): Promise<number> {
+  const start = process.hrtime.bigint();
+  const c = startProcess(process.execPath, args, args.join(' '), { cwd: repoRoot, mergeStderr: true });
+  if (done) await c.until(done);
+  else await c.exit();
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  // Gone before the next run starts, so runs never overlap.
+  if (done) await c.stop('SIGINT');
+  return ms;
 }
 
 export async function runStartup(ctx: BenchContext): Promise<Figure[]> {
   // Fresh, so bin/goroscope.js takes it (a source newer than the bundle sends it to the sources).
   await buildBundle();
   const rounds = ctx.quick ? 3 : 7;
-  const prog = LineProcess.start(buildFixture('parked', ctx.goVersion), ['-n', '1000'], 'parked');
+  const prog = startProcess(buildFixture('parked', ctx.goVersion), ['-n', '1000'], 'parked');
   await prog.until(/READY/);
   const help: Record<Path, number[]> = { node: [], bundle: [], sources: [] };
   const firstAnswer: Record<Path, number[]> = { node: [], bundle: [], sources: [] };
@@ -64,7 +48,7 @@ export async function runStartup(ctx: BenchContext): Promise<Figure[]> {
       ctx.log(`startup: round ${i + 1}/${rounds}`);
     }
   } finally {
-    await prog.stop();
+    await prog.stop('SIGKILL');
   }
   const node = median(help.node);
   const cmd = (what: string) => `${ctx.invocation} (startup: ${what}, median of ${rounds} interleaved rounds)`;

@@ -11,12 +11,12 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { execFile } from 'node:child_process';
 import { openBpfObject, type BpfObject } from '../../agent/src/bpf/bridge.ts';
 import { tracefsAccess, tracepointIds } from '../../agent/src/bpf/tracefs.ts';
 import { ALL_PROGRAMS, hasKernelBtf, preferredPlan } from '../../agent/src/tcp/attach-plan.ts';
 import { tcpEventLayout } from '../../agent/src/events/tcp-event.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
+import { run } from '../../test/lib/child.ts';
 import { goBuild, repoRoot } from '../../test/lib/go.ts';
 
 const { values: args } = parseArgs({
@@ -42,15 +42,11 @@ function attachAsTheAgent(): BpfObject {
 }
 
 /** Runs the loop without blocking the event loop (the tracer applies batches on it). */
-function loopAsync(bin: string, seconds: number, conns: number): Promise<{ connections: number; failed: number; seconds: number }> {
-  return new Promise((resolve, reject) => {
-    execFile(bin, ['loop', '-seconds', String(seconds), '-conns', String(conns)], { encoding: 'utf8' }, (err, out) => {
-      if (err) return reject(err);
-      const m = /LOOP connections=(\d+) failed=(\d+) seconds=([\d.]+)/.exec(out);
-      if (!m) return reject(new Error(out));
-      resolve({ connections: Number(m[1]), failed: Number(m[2]), seconds: Number(m[3]) });
-    });
-  });
+async function loopAsync(bin: string, seconds: number, conns: number): Promise<{ connections: number; failed: number; seconds: number }> {
+  const r = await run(bin, ['loop', '-seconds', String(seconds), '-conns', String(conns)], { what: 'tcp loop', check: true, timeoutMs: (seconds + 60) * 1000 });
+  const m = /LOOP connections=(\d+) failed=(\d+) seconds=([\d.]+)/.exec(r.stdout);
+  if (!m) throw new Error(`tcp loop: ${r.stdout.slice(-500)}`);
+  return { connections: Number(m[1]), failed: Number(m[2]), seconds: Number(m[3]) };
 }
 
 interface Run {

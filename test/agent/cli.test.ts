@@ -1,15 +1,14 @@
 // The goroscope command as an SRE runs it: JSON and table output, clear errors, and nothing left behind.
 import t from 'tap';
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import { run, startChild } from '../lib/child.ts';
 import { repoRoot } from '../lib/go.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
 import { buildBundle } from '../../scripts/build-js.mjs';
 
-const run = promisify(execFile);
 const goroscope = join(repoRoot, 'bin', 'goroscope.js');
 const noBpf = await bpfUnavailable();
 /** The test runner's NODE_OPTIONS would make children write tap's process info (and fail as another user). */
@@ -21,13 +20,8 @@ async function cli(args: string[], opts: { uid?: number } = {}): Promise<{ code:
   const cmd = 'env';
   const asUser = opts.uid === undefined ? [] : ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups', '--inh-caps=-all'];
   const argv = ['-u', 'NODE_OPTIONS', ...asUser, process.execPath, goroscope, ...args];
-  try {
-    const r = await run(cmd, argv, { maxBuffer: 64 << 20, env: cleanEnv, timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
+  const r = await run(cmd, argv, { env: cleanEnv, timeoutMs: 60_000 });
+  return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Ids of the BPF programs a process holds open (from its fdinfo: bpftool here cannot name owners). */
@@ -89,8 +83,7 @@ t.test('bad pids get one clear line and a non-zero exit', { timeout: 90_000 }, a
   t.not(gone.code, 0);
   t.equal(gone.stderr, 'goroscope: no process with pid 999999\n', 'exactly one line');
 
-  const sleeper = spawn('sleep', ['30']);
-  t.teardown(() => sleeper.kill());
+  const sleeper = startChild('sleep', ['30'], { t });
   const notGo = await cli(['snapshot', '--pid', String(sleeper.pid), '--duration', '1s']);
   t.not(notGo.code, 0);
   t.match(notGo.stderr, /^goroscope: pid \d+ \(.*sleep\) is not a Go program\n$/);
@@ -115,16 +108,13 @@ t.test('bad pids get one clear line and a non-zero exit', { timeout: 90_000 }, a
 t.test('snapshot --json', { skip: noBpf ?? false, timeout: 90_000 }, async (t) => {
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, goroscope, 'snapshot', '--pid', String(prog.pid), '--duration', '3s', '--json', '--full'], { env: cleanEnv });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  const attached = new Promise<void>((resolve) => child.stderr.on('data', (d) => ((stderr += d), /observing pid/.test(stderr) && resolve())));
-  await attached;
+  const child = startChild('env', ['-u', 'NODE_OPTIONS', process.execPath, goroscope, 'snapshot', '--pid', String(prog.pid), '--duration', '3s', '--json', '--full'],
+    { env: cleanEnv, what: 'snapshot --json', t, timeoutMs: 60_000 });
+  await child.inStderr(/observing pid/);
   await prog.command('work 10 5', /^WORK DONE .*$/m);
-  const code = await new Promise((r) => child.once('exit', r));
-  t.equal(code, 0, stderr);
-  const r = { stdout };
+  const { code } = await child.exit();
+  t.equal(code, 0, child.err);
+  const r = { stdout: child.out };
   const snap = JSON.parse(r.stdout);
   t.match(snap, {
     goVersion: /^go1\./,
@@ -160,7 +150,7 @@ t.test('the bundle the image runs (npm run build:js) works with plain node, no T
   const outfile: string = await buildBundle(join(repoRoot, 'build', 'bundle-test'));
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());
-  const r = await run('env', ['-u', 'NODE_OPTIONS', process.execPath, outfile, 'snapshot', '--pid', String(prog.pid), '--duration', '300ms', '--json'], { env: cleanEnv, maxBuffer: 64 << 20 });
+  const r = await run('env', ['-u', 'NODE_OPTIONS', process.execPath, outfile, 'snapshot', '--pid', String(prog.pid), '--duration', '300ms', '--json'], { env: cleanEnv, check: true, timeoutMs: 60_000 });
   const snap = JSON.parse(r.stdout);
   t.equal(snap.totals.byWaitReason['sync.Mutex.Lock'], 2, 'the same snapshot as from the sources');
   t.equal(snap.overhead.mode, 'budget');
@@ -173,18 +163,17 @@ t.test('no probe or BPF link remains after the agent exits, also after kill -9',
   const before = uprobeEvents();
 
   // A clean exit.
-  const clean = spawn(process.execPath, [goroscope, 'snapshot', '--pid', String(prog.pid), '--duration', '1s'], { stdio: 'ignore', env: cleanEnv });
-  const cleanIds = await heldWhileRunning(clean.pid!);
+  const clean = startChild(process.execPath, [goroscope, 'snapshot', '--pid', String(prog.pid), '--duration', '1s'], { env: cleanEnv, what: 'snapshot', t });
+  const cleanIds = await heldWhileRunning(clean.pid);
   t.ok(cleanIds.length >= 4, `the agent held ${cleanIds.length} programs`);
-  await new Promise((r) => clean.once('exit', r));
+  await clean.exit();
   t.same(stillLoaded(cleanIds), [], 'no program left after a clean exit');
 
   // kill -9 in mid-observation.
-  const agent = spawn(process.execPath, [goroscope, 'snapshot', '--pid', String(prog.pid), '--duration', '60s'], { stdio: 'ignore', env: cleanEnv });
-  const ids = await heldWhileRunning(agent.pid!);
+  const agent = startChild(process.execPath, [goroscope, 'snapshot', '--pid', String(prog.pid), '--duration', '60s'], { env: cleanEnv, what: 'snapshot (killed)', t });
+  const ids = await heldWhileRunning(agent.pid);
   t.ok(ids.length >= 4, `the agent held ${ids.length} programs`);
-  agent.kill('SIGKILL');
-  await new Promise((r) => agent.once('exit', r));
+  await agent.stop('SIGKILL');
   let left = stillLoaded(ids);
   for (let i = 0; i < 50 && left.length; i++) {
     await new Promise((r) => setTimeout(r, 100)); // the kernel frees a program once its last reference drops

@@ -3,11 +3,11 @@
 // real Go program still reach a real collector. Each case breaks one part for real: a corrupt BPF object in a copy
 // of the install (GOROSCOPE_HOME), a port another socket holds, a kubeconfig whose API server is not there.
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import { startChild, type Child } from '../lib/child.ts';
 import { repoRoot } from '../lib/go.ts';
 import { buildPopulation, PopulationProcess } from '../lib/population.ts';
 import { api, INGEST_TOKEN, tempDir, testCollector } from '../collector/helpers.ts';
@@ -16,34 +16,9 @@ const noBpf = await bpfUnavailable();
 const goroscope = join(repoRoot, 'bin', 'goroscope.js');
 const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !/TAP/i.test(k)));
 
-interface AgentChild {
-  log(): string;
-  until(re: RegExp, ms?: number): Promise<string>;
-}
-
-function startAgent(t: Test, args: string[], env: Record<string, string> = {}): AgentChild {
-  const child = spawn(process.execPath, [goroscope, 'agent', ...args], { env: { ...cleanEnv, ...env, GOROSCOPE_INGEST_TOKEN: INGEST_TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let exited: string | null = null;
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  child.once('close', (code, sig) => (exited = `exited (code ${code}, signal ${sig})`));
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  return {
-    log: () => out,
-    async until(re, ms = 30_000) {
-      const end = Date.now() + ms;
-      for (;;) {
-        const m = re.exec(out);
-        if (m) return m[0];
-        if (exited) throw new Error(`the agent ${exited} before ${re}:\n${out}`);
-        if (Date.now() > end) throw new Error(`no ${re} from the agent in ${ms} ms:\n${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
-  };
+/** The agent command; its log lines (stdout and stderr) come in no fixed order, so waits use find(). */
+function startAgent(t: Test, args: string[], env: Record<string, string> = {}): Child {
+  return startChild(process.execPath, [goroscope, 'agent', ...args], { env: { ...cleanEnv, ...env, GOROSCOPE_INGEST_TOKEN: INGEST_TOKEN }, what: 'agent', mergeStderr: true, timeoutMs: 60_000, t });
 }
 
 /** A copy of the install (links to the real files) whose BPF object `broken` is not a BPF object. */
@@ -91,10 +66,10 @@ t.test('TCP programs refused: goroutines still traced, TCP said down once', { sk
   const { collector, prog, base } = await setup(t);
   const home = installWithBrokenObject(t, 'tcp');
   const agent = startAgent(t, [...base, '--metrics-listen', '127.0.0.1:0'], { GOROSCOPE_HOME: home });
-  await agent.until(new RegExp(`tracing pid ${prog.pid} `));
-  const metrics = (await agent.until(/metrics on http:\S+/)).replace('metrics on ', '');
+  await agent.find(new RegExp(`tracing pid ${prog.pid} `));
+  const metrics = (await agent.find(/metrics on http:\S+/))[0].replace('metrics on ', '');
   t.ok((await goroutinesStored(collector, prog.pid)) > 0, 'goroutines reach the collector');
-  saidOnce(t, agent.log(), /no TCP connections: /, 'TCP');
+  saidOnce(t, agent.out, /no TCP connections: /, 'TCP');
   const m = await metricsOf(metrics);
   t.match(m, /goroscope_agent_part_up\{part="tcp"\} 0/);
   t.match(m, /goroscope_agent_part_up\{part="goroutines"\} 1/);
@@ -109,9 +84,9 @@ t.test('metrics port taken: goroutines still traced, the listener said down once
   t.teardown(() => holder.close());
   const port = (holder.address() as { port: number }).port;
   const agent = startAgent(t, [...base, '--metrics-listen', `127.0.0.1:${port}`]);
-  await agent.until(new RegExp(`tracing pid ${prog.pid} `));
+  await agent.find(new RegExp(`tracing pid ${prog.pid} `));
   t.ok((await goroutinesStored(collector, prog.pid)) > 0, 'goroutines reach the collector');
-  saidOnce(t, agent.log(), /no the Prometheus \/metrics listener: the address is already in use/, 'metrics');
+  saidOnce(t, agent.out, /no the Prometheus \/metrics listener: the address is already in use/, 'metrics');
 });
 
 t.test('no API server: goroutines still traced, pod names said down once', { skip: noBpf ?? false, timeout: 90_000 }, async (t) => {
@@ -134,19 +109,19 @@ t.test('no API server: goroutines still traced, pod names said down once', { ski
     }),
   );
   const agent = startAgent(t, [...base, '--metrics-listen', '127.0.0.1:0'], { GOROSCOPE_KUBECONFIG: kubeconfig });
-  await agent.until(new RegExp(`tracing pid ${prog.pid} `));
+  await agent.find(new RegExp(`tracing pid ${prog.pid} `));
   t.ok((await goroutinesStored(collector, prog.pid)) > 0, 'goroutines reach the collector');
   await new Promise((r) => setTimeout(r, 3000)); // the watch retries meanwhile: still one line
-  saidOnce(t, agent.log(), /no pod names from the API server: /, 'pod metadata');
+  saidOnce(t, agent.out, /no pod names from the API server: /, 'pod metadata');
 });
 
 t.test('goroutine probes refused: the runtime probes and the rest still run, said once', { skip: noBpf ?? false, timeout: 90_000 }, async (t) => {
   const { prog, base } = await setup(t);
   const home = installWithBrokenObject(t, 'goroutines');
   const agent = startAgent(t, [...base, '--metrics-listen', '127.0.0.1:0'], { GOROSCOPE_HOME: home });
-  await agent.until(new RegExp(`tracing pid ${prog.pid} .* without goroutine probes`));
-  const metrics = (await agent.until(/metrics on http:\S+/)).replace('metrics on ', '');
-  saidOnce(t, agent.log(), /no goroutine probes /, 'goroutine probes');
+  await agent.find(new RegExp(`tracing pid ${prog.pid} .* without goroutine probes`));
+  const metrics = (await agent.find(/metrics on http:\S+/))[0].replace('metrics on ', '');
+  saidOnce(t, agent.out, /no goroutine probes /, 'goroutine probes');
   const m = await metricsOf(metrics);
   t.match(m, /goroscope_agent_part_up\{part="goroutines"\} 0/);
   t.match(m, /goroscope_agent_part_up\{part="runtime"\} 1/);
@@ -154,12 +129,11 @@ t.test('goroutine probes refused: the runtime probes and the rest still run, sai
 
 t.test('a pid that is not traced gets one line saying why', { skip: noBpf ?? false, timeout: 60_000 }, async (t) => {
   const collector = await testCollector(t);
-  const sleeper = spawn('sleep', ['60']);
-  t.teardown(() => sleeper.kill());
+  const sleeper = startChild('sleep', ['60'], { t });
   const agent = startAgent(t, ['--collector', collector.url.replace(/^http/, 'ws'), '--pid', String(sleeper.pid), '--pid', '999999', '--spool-dir', join(tempDir(t), 'spool'), '--metrics-listen', '127.0.0.1:0', '--no-tcp']);
-  await agent.until(/not tracing pid 999999: no process with pid 999999/);
-  await agent.until(new RegExp(`not tracing pid ${sleeper.pid}: pid ${sleeper.pid} \\(.*sleep\\) is not a Go program`));
+  await agent.find(/not tracing pid 999999: no process with pid 999999/);
+  await agent.find(new RegExp(`not tracing pid ${sleeper.pid}: pid ${sleeper.pid} \\(.*sleep\\) is not a Go program`));
   await new Promise((r) => setTimeout(r, 4500)); // two more scans: still one line each
-  saidOnce(t, agent.log(), /not tracing pid 999999/, 'a gone pid');
-  saidOnce(t, agent.log(), new RegExp(`not tracing pid ${sleeper.pid}`), 'a pid that is not Go');
+  saidOnce(t, agent.out, /not tracing pid 999999/, 'a gone pid');
+  saidOnce(t, agent.out, new RegExp(`not tracing pid ${sleeper.pid}`), 'a pid that is not Go');
 });

@@ -209,7 +209,7 @@ t.test('traced and untraced runs print the same output', { skip: noBpf ?? false,
     for (const cmd of script) await prog.command(cmd, /^(WORK|CHURN) DONE .*$/m);
     await tracer?.close();
     await prog.quit();
-    return prog.lines.join('\n');
+    return prog.printed().join('\n');
   };
   const plain = await run(false);
   const traced = await run(true);

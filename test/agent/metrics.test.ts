@@ -6,12 +6,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AgentMetrics } from '../../agent/src/metrics/agent-metrics.ts';
 import { LeakDetector } from '../../agent/src/analysis/leaks.ts';
-import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { buildSnapshot } from '../../agent/src/snapshot/snapshot.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { repoRoot } from '../lib/go.ts';
-import { buildPopulation, PopulationProcess } from '../lib/population.ts';
-import { openTarget } from '../../agent/src/tracer/target.ts';
+import { buildPopulation, PopulationProcess, tracedPopulation } from '../lib/population.ts';
 
 const noBpf = await bpfUnavailable();
 const promtool = spawnSync('promtool', ['--version']).status === 0 ? 'promtool' : undefined;
@@ -23,12 +21,7 @@ t.test('the alert rules load in promtool', { skip: noPromtool }, async (t) => {
 });
 
 t.test('/metrics', { skip: noBpf ?? noPromtool }, async (t) => {
-  const prog = await PopulationProcess.start(buildPopulation());
-  t.teardown(() => prog.kill());
-  const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
-  t.teardown(() => tracer.close());
-  tracer.start();
-  const proc = tracer.attach(openTarget(prog.pid));
+  const { prog, tracer, proc } = await tracedPopulation(t);
   await prog.command('work 10 3', /^WORK DONE .*$/m);
   await tracer.drain();
   const metrics = new AgentMetrics({ tracer, leaks: new LeakDetector() });

@@ -9,20 +9,15 @@ import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { goroutineRecord } from '../../agent/src/snapshot/snapshot.ts';
 import { existsSync } from 'node:fs';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { buildPopulation, PopulationProcess } from '../lib/population.ts';
+import { buildPopulation, PopulationProcess, tracedPopulation } from '../lib/population.ts';
 import http from 'node:http';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
-import { buildFixture, GoProgram } from '../runtime/helpers.ts';
+import { buildFixture, startGo } from '../runtime/helpers.ts';
 
 const noBpf = await bpfUnavailable();
 
 t.test('a tight budget turns every probe off in windows; counts and states stay exact', { skip: noBpf ?? false }, async (t) => {
-  const prog = await PopulationProcess.start(buildPopulation());
-  t.teardown(() => prog.kill());
-  const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
-  t.teardown(() => tracer.close());
-  tracer.start();
-  const proc = tracer.attach(openTarget(prog.pid));
+  const { prog, tracer, proc } = await tracedPopulation(t);
   const live0 = proc.table.size;
   // A cost per hit (5 us) at which this workload exceeds the budget a few times over: the governor must cut the
   // on-fraction, and off windows stay short enough to see the probes come back.
@@ -105,8 +100,7 @@ t.test('calibration measures a cost per hit', { skip: noBpf ?? (existsSync(pingp
 const httpServer = buildFixture('httpserver', 'local');
 
 t.test('request probes are duty-cycled with the others, and an off window leaves no request in flight', { skip: noBpf ?? httpServer.skip ?? false, timeout: 60_000 }, async (t) => {
-  const server = GoProgram.start(httpServer.bin!, ['serve']);
-  t.teardown(() => server.kill());
+  const server = startGo(httpServer.bin!, ['serve'], t);
   const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
   const goroutines = new GoroutineTracer();
   const requests = new HttpTracer();

@@ -2,14 +2,13 @@
 // goroutines at once, forced GCs. The traced program must not notice (same output, clean exit) and every
 // creation and exit must be counted exactly, by creation site.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { GoroutineTracer, type RecordVisitor } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer } from '../../agent/src/runtime/runtime-tracer.ts';
 import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import { startChild } from '../lib/child.ts';
 import type { EventTransport } from '../../agent/src/bpf/events-source.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
@@ -23,20 +22,9 @@ const expected: Record<string, number> = {
 };
 
 async function run(binary: string, trace: boolean, transport: EventTransport = 'ringbuf') {
-  const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  const rl = createInterface({ input: child.stdout! });
-  const waitFor = (want: string) => new Promise<void>((resolve) => {
-    const on = (l: string) => {
-      lines.push(l);
-      if (l === want) {
-        rl.off('line', on);
-        resolve();
-      }
-    };
-    rl.on('line', on);
-  });
-  await waitFor('READY');
+  // Minutes at most: 100k goroutines and forced GCs on a large heap, traced, on a loaded machine.
+  const child = startChild(binary, [], { what: `stress${trace ? ' (traced)' : ''}`, timeoutMs: 180_000 });
+  await child.until(/^READY$/m, 60_000);
   const created = new Map<string, number>();
   const exited = new Map<string, number>();
   const siteOf = new Map<number, string>();
@@ -60,20 +48,18 @@ async function run(binary: string, trace: boolean, transport: EventTransport = '
   tracer?.start(visit);
   runtime?.start();
   if (tracer) {
-    tracer.attach(openTarget(child.pid!));
-    runtime!.attach(openTarget(child.pid!));
+    tracer.attach(openTarget(child.pid));
+    runtime!.attach(openTarget(child.pid));
   }
-  const done = waitFor('DONE');
-  child.stdin!.write('go\n');
-  await done;
-  child.stdin!.end();
-  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  await child.command('go', /^DONE$/m);
+  const { code } = await child.end();
   await tracer?.drain();
   await runtime?.drain();
   const lost = tracer?.lostTotal() ?? 0;
-  const gcPauses = runtime?.summary(child.pid!)?.gcPauses.count ?? 0;
+  const gcPauses = runtime?.summary(child.pid)?.gcPauses.count ?? 0;
   await runtime?.close();
   await tracer?.close();
+  const lines = child.out.split('\n').filter((l) => l);
   return { lines, code, created, exited, lost, gcPauses, outOfOrder };
 }
 

@@ -1,13 +1,12 @@
 // Leak suspects on real leaking Go programs: each leak is found and pinned to its creation site and process;
 // a program without leaks reports none.
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { LeakDetector } from '../../agent/src/analysis/leaks.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { monoNowNs } from '../../agent/src/tracer/clock.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import { startChild } from '../lib/child.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
@@ -15,21 +14,21 @@ const noBpf = await bpfUnavailable();
 const binary = () => goBuild({ srcDir: join(repoRoot, 'test', 'fixtures', 'leaky'), name: 'leaky' });
 
 async function observe(mode: string) {
-  const child = spawn(binary(), ['-mode', mode, '-every', '50ms'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((r) => createInterface({ input: child.stdout! }).once('line', r));
+  const child = startChild(binary(), ['-mode', mode, '-every', '50ms'], { what: `leaky -mode ${mode}` });
+  await child.until(/^READY$/m);
   const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
   try {
     tracer.start();
-    const proc = tracer.attach(openTarget(child.pid!));
+    const proc = tracer.attach(openTarget(child.pid));
     const detector = new LeakDetector({ minAgeMs: 300, minCount: 5, history: 6 });
     for (let i = 0; i < 10; i++) {
       await new Promise((r) => setTimeout(r, 400));
       detector.sample(proc, monoNowNs());
     }
-    return { pid: child.pid!, suspects: detector.suspects(proc) };
+    return { pid: child.pid, suspects: detector.suspects(proc) };
   } finally {
     await tracer.close();
-    child.kill('SIGKILL');
+    child.kill();
   }
 }
 

@@ -2,27 +2,16 @@
 // JSON with a unit and a command, the values are sane (counts, consistency), and the Markdown is written.
 // No timing thresholds: the figures themselves are for `npm run bench`, on a quiet machine.
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Figure } from '../../scripts/bench/lib.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import { run } from '../lib/child.ts';
 import { repoRoot } from '../lib/go.ts';
 
 const noBpf = await bpfUnavailable();
 const noWrk = ['/usr/bin/wrk', '/usr/local/bin/wrk'].some((p) => existsSync(p)) ? undefined : 'wrk is not installed';
-
-interface Figure {
-  id: string;
-  bench: string;
-  label: string;
-  value: number | null;
-  unit: string;
-  command: string;
-  samples?: number[];
-  target?: { op: string; value: number };
-  met?: boolean;
-}
 
 const EXPECTED = [
   ...['none', 'empty_entry', 'empty_jump', 'full_jump', 'full_entry'].map((c) => `hit-cost.ns_per_round_trip.${c}`),
@@ -81,12 +70,8 @@ t.test('npm run bench -- --quick', { skip: noBpf ?? noWrk ?? false, timeout: 590
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const MEMORY_GOROUTINES = 5000;
   const args = ['--import', 'tsx', 'scripts/bench/run.ts', '--quick', '--out', out, '--memory-goroutines', String(MEMORY_GOROUTINES)];
-  const run = await new Promise<{ ok: boolean; stderr: string }>((resolve) => {
-    execFile(process.execPath, args, { cwd: repoRoot, maxBuffer: 64 << 20, timeout: 570_000 }, (err, _stdout, stderr) =>
-      resolve({ ok: !err, stderr: `${stderr}${err ? `\n${err.message}` : ''}` }),
-    );
-  });
-  t.ok(run.ok, `the harness exits 0 (stderr tail: ${run.stderr.slice(-1500)})`);
+  const harness = await run(process.execPath, args, { cwd: repoRoot, what: 'bench harness', timeoutMs: 570_000 });
+  t.equal(harness.code, 0, `the harness exits 0 (${harness.signal ?? 'no signal'}; stderr tail: ${harness.stderr.slice(-1500)})`);
   const json = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as { quick: boolean; errors: Record<string, string>; figures: Figure[] };
   t.same(json.errors, {}, 'no benchmark failed');
   t.equal(json.quick, true);

@@ -5,7 +5,8 @@ import t from 'tap';
 import { resolveTransport } from '../../agent/src/bpf/events-source.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { buildTcpnet, Proc, sleep, splitHostPort } from '../tcp/lib.ts';
+import { startChild, type Child } from '../lib/child.ts';
+import { buildTcpnet, sleep, splitHostPort } from '../tcp/lib.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
 const noBpf = await bpfUnavailable();
@@ -25,12 +26,12 @@ t.test('TCP over perf buffers: pids, goroutines and exact bytes, in order', { sk
   const N = 4;
   const SEND = 23_456;
   const RECV = 6_543;
-  const server = Proc.start(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', String(SEND), '-send', String(RECV)]);
+  const server = startChild(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', String(SEND), '-send', String(RECV)]);
   t.teardown(() => server.kill());
   const listen = await server.until(/^LISTEN pid=\d+ goid=\d+ addr=(\S+)$/m);
   const serverPort = splitHostPort(listen[1]).port;
   tr.attach(openTarget(server.pid));
-  const client = Proc.start(tcpnet, ['client', '-connect', listen[1], '-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-wait']);
+  const client = startChild(tcpnet, ['client', '-connect', listen[1], '-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-wait']);
   t.teardown(() => client.kill());
   await client.until(/^CLIENT pid=/m);
   tr.attach(openTarget(client.pid));

@@ -1,28 +1,15 @@
 // Ack only after commit: kill -9 a collector process mid-stream, restart it on the
 // same database, and check that every acked batch is there, whole, and only once.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import BetterSqlite3 from 'better-sqlite3';
+import { startCollectorProcess } from '../lib/collector-process.ts';
 import { API_TOKEN, gor, INGEST_TOKEN, proc, tempDir, TestAgent, win } from './helpers.ts';
 import type { AgentRecord } from '../../collector/src/protocol/records.ts';
 
 const PER_BATCH = 200;
 
-function startChild(db: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'collector/src/cli-main.ts', '--listen', '127.0.0.1:0', '--db', db], {
-    env: { ...process.env, GOROSCOPE_INGEST_TOKEN: INGEST_TOKEN, GOROSCOPE_API_TOKEN: API_TOKEN },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`collector exited early with ${code}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /"url":"([^"]+)"/.exec(line);
-      if (m) resolve({ child, url: m[1] });
-    });
-  });
-}
+const start = (db: string) => startCollectorProcess({ db, ingestToken: INGEST_TOKEN, apiToken: API_TOKEN, fromSources: true });
 
 function batch(seq: number): AgentRecord[] {
   return [
@@ -34,13 +21,11 @@ function batch(seq: number): AgentRecord[] {
 
 t.test('kill -9 mid-stream loses no acked batch and duplicates nothing', async (t) => {
   const db = join(tempDir(t), 'crash.db');
-  const first = await startChild(db);
+  const first = await start(db);
   const agent = new TestAgent(first.url);
   await agent.hello();
   const acked = new Set<number>();
   let sent = 0;
-  first.child.removeAllListeners('exit');
-  const exited = new Promise((r) => first.child.once('exit', r));
 
   // Keep up to 16 batches in flight so the kill lands inside commits, not between them.
   await new Promise<void>((resolve) => {
@@ -50,7 +35,7 @@ t.test('kill -9 mid-stream loses no acked batch and duplicates nothing', async (
         agent.send(seq, batch(seq)).then((m) => {
           if (m.type === 'ack') acked.add(m.seq);
           if (acked.size === 40) {
-            first.child.kill('SIGKILL');
+            first.proc.kill();
             resolve();
           }
           pump();
@@ -59,13 +44,13 @@ t.test('kill -9 mid-stream loses no acked batch and duplicates nothing', async (
     };
     pump();
   });
-  await exited;
+  await first.proc.closed;
   await agent.closed;
   const ackedAtKill = new Set(acked);
   t.ok(sent > ackedAtKill.size, `killed with ${sent - ackedAtKill.size} of ${sent} batches unacknowledged`);
 
-  const second = await startChild(db);
-  t.teardown(() => { second.child.kill('SIGKILL'); });
+  const second = await start(db);
+  t.teardown(() => second.proc.kill());
   const check = new BetterSqlite3(db, { readonly: true });
   t.teardown(() => check.close());
   const storedSeqs = new Set((check.prepare("SELECT seq FROM ingested_batches WHERE agent_id = 'agent-1'").all() as { seq: number }[]).map((r) => r.seq));

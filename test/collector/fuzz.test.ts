@@ -6,14 +6,13 @@
 // must all be stored, their text exactly as sent.
 // FUZZ_SEED, FUZZ_INGEST_CASES and FUZZ_API_CASES change the run (the figures say what ran).
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import BetterSqlite3 from 'better-sqlite3';
 import WebSocket from 'ws';
 import type { AgentRecord } from '../../collector/src/protocol/records.ts';
+import { startCollectorProcess } from '../lib/collector-process.ts';
 import { API_TOKEN, conn, fatal, gor, INGEST_TOKEN, leak, pause, proc, tempDir, win } from './helpers.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed);
@@ -35,26 +34,6 @@ function prng(seed: number) {
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
   return { next, int, pick, bytes };
-}
-
-function startCollector(db: string): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
-  const child = spawn(process.execPath, ['bin/goroscope.js', 'collector', '--listen', '127.0.0.1:0', '--db', db, '--max-message-bytes', String(MAX_MESSAGE)], {
-    env: { ...process.env, GOROSCOPE_INGEST_TOKEN: INGEST_TOKEN, GOROSCOPE_API_TOKEN: API_TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d) => { err = (err + d).slice(-20_000); });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`collector did not start in 60 s: ${err}`)), 60_000);
-    child.once('exit', (code) => reject(new Error(`collector exited early with ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /"url":"([^"]+)"/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1], stderr: () => err });
-      }
-    });
-  });
 }
 
 /** A WebSocket client done by hand, to send what ws will not: invalid UTF-8 in a text frame, half a frame. */
@@ -84,10 +63,9 @@ function frame(opcode: number, payload: Buffer, cut = 0): Buffer {
 t.test(`fuzz a collector process (seed ${SEED}: ${INGEST_CASES} ingest cases, ${API_CASES} API requests)`, async (t) => {
   const dir = tempDir(t);
   const db = join(dir, 'fuzz.db');
-  const c = await startCollector(db);
+  const c = await startCollectorProcess({ db, ingestToken: INGEST_TOKEN, apiToken: API_TOKEN, args: ['--max-message-bytes', String(MAX_MESSAGE)], t });
   let exited: string | undefined;
-  c.child.on('exit', (code, signal) => { exited = `exit ${code} ${signal ?? ''}: ${c.stderr().slice(-2000)}`; });
-  t.teardown(() => { c.child.kill('SIGKILL'); });
+  void c.proc.closed.then(({ code, signal }) => { exited = `exit ${code} ${signal ?? ''}: ${c.proc.err.slice(-2000)}`; });
   const wsUrl = `${c.url.replace('http', 'ws')}/api/v1/ingest`;
   const r = prng(SEED);
 

@@ -2,29 +2,21 @@
 // with tracefs unmounted. It must show goroutines by creation site, TCP connections with their goroutines and
 // bytes, and the sample service's leak (a poller per /watch request that nobody stops) as a leak suspect.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import { run } from '../lib/child.ts';
 import { repoRoot } from '../lib/go.ts';
 
 const noBpf = await bpfUnavailable();
 const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !/TAP/i.test(k)));
 
-function runDemo(seconds: number, timeoutMs: number): Promise<{ code: number | null; out: string }> {
+async function runDemo(seconds: number, timeoutMs: number): Promise<{ code: number | null; out: string }> {
   const script = `umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null;
     if grep -q ' tracefs ' /proc/self/mounts; then echo 'tracefs still mounted'; exit 3; fi
     exec bash ${join(repoRoot, 'scripts', 'demo.sh')}`;
-  return new Promise((resolve) => {
-    const c = spawn('unshare', ['-m', 'sh', '-c', script], { env: { ...cleanEnv, DEMO_SECONDS: String(seconds) }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    c.stdout.on('data', (d) => (out += d));
-    c.stderr.on('data', (d) => (out += d));
-    const timer = setTimeout(() => c.kill('SIGTERM'), timeoutMs);
-    c.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
+  // SIGTERM when it runs over: the demo stops what it started on its way out.
+  const r = await run('unshare', ['-m', 'sh', '-c', script], { env: { ...cleanEnv, DEMO_SECONDS: String(seconds) }, mergeStderr: true, timeoutMs, killSignal: 'SIGTERM' });
+  return { code: r.code, out: r.stdout };
 }
 
 t.test('scripts/demo.sh on a node without tracefs shows goroutines, connections and the leak', { skip: noBpf ?? false, timeout: 240_000 }, async (t) => {

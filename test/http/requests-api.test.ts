@@ -12,7 +12,7 @@ import { startAgent } from '../../agent/src/agent/run.ts';
 import { schedSnapshot } from '../../agent/src/snapshot/snapshot.ts';
 import { startCollector } from '../../collector/src/server.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { buildFixture, GoProgram, sleep } from '../runtime/helpers.ts';
+import { buildFixture, sleep, startGo } from '../runtime/helpers.ts';
 
 const built = buildFixture('httpserver', 'local');
 
@@ -57,7 +57,7 @@ t.test('requests and scheduler figures through the collector API', { timeout: 12
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const collector = await startCollector({ listen: '127.0.0.1:0', db: join(dir, 'goroscope.db'), ingestToken: 'ingest-secret', apiToken: 'api-secret' });
   t.teardown(() => collector.close());
-  const server = GoProgram.start(bin, ['serve', '1']);
+  const server = startGo(bin, ['serve', '1']);
   t.teardown(() => server.kill());
   const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
 

@@ -19,7 +19,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { GoProgram, sleep } from '../runtime/helpers.ts';
+import { sleep, startGo } from '../runtime/helpers.ts';
 import { goBuild, goVersionOf, newestGo, repoRoot, tableToolchains } from '../lib/go.ts';
 import { join } from 'node:path';
 
@@ -146,7 +146,7 @@ t.test('server requests of a stripped binary', { timeout: 120_000 }, async (t) =
     t.test(skip, { skip }, async () => {});
     return;
   }
-  const server = GoProgram.start(bin, ['serve']);
+  const server = startGo(bin, ['serve']);
   t.teardown(() => server.kill());
   const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) grpc=\S+ pid=\d+$/m, 30_000))[1]);
   const requests = new HttpTracer();
@@ -181,7 +181,7 @@ t.test('server requests of a stripped binary', { timeout: 120_000 }, async (t) =
  * alone, has no route before 1.23 (Request.Pattern) and no traceparent before 1.24 (the map layout read). */
 async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
   const full = minor >= 24;
-  const server = GoProgram.start(bin, ['serve']);
+  const server = startGo(bin, ['serve']);
   t.teardown(() => server.kill());
   const m = await server.until(/^http=127\.0\.0\.1:(\d+) grpc=(127\.0\.0\.1:\d+|none) pid=(\d+)$/m, 30_000);
   const port = Number(m[1]);

@@ -1,9 +1,9 @@
 // A real kubepods hierarchy made on this machine: kubelet-shaped cgroups in the cgroup v2 (or a v1) mount, with a
 // real process moved into the container's cgroup through cgroup.procs. Removed again by cleanup().
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { startChild, type Child } from '../lib/child.ts';
 
 export interface Mount {
   path: string;
@@ -33,7 +33,7 @@ export interface PodCgroup {
   dir: string;
   /** What /proc/PID/cgroup should show for it, relative to the mount. */
   relPath: string;
-  proc: ChildProcess;
+  proc: Child;
   pid: number;
   cleanup(): Promise<void>;
 }
@@ -86,22 +86,19 @@ export async function makePodCgroup(m: Mount, driver: 'systemd' | 'cgroupfs', qo
       dirs.unshift(dir); // only what we made, leaf first
     }
   }
-  const proc = spawn('sleep', ['300'], { stdio: 'ignore' });
-  const pid = proc.pid!;
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const proc = startChild('sleep', ['300']);
+  const pid = proc.pid;
   try {
     writeFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
   } catch (e) {
-    proc.kill('SIGKILL');
-    await exited;
+    await proc.stop('SIGKILL');
     await removeTree(dirs);
     throw e;
   }
   return {
     podUid, containerId, dir, relPath: `/${segs.join('/')}`, proc, pid,
     async cleanup() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-      await exited;
+      await proc.stop('SIGKILL');
       await removeTree(dirs);
     },
   };

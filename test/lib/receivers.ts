@@ -2,14 +2,14 @@
 // under build/receivers): Jaeger v2 with its query API, and the OpenTelemetry Collector with its file exporter.
 // A receiver that cannot be built within the tests' budget is a loud skip with the reason; `.ci/run` builds both
 // before the tests, so CI runs them.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { startChild, type Child, type Teardown } from './child.ts';
 import { repoRoot } from './go.ts';
 
-interface Teardown { teardown(fn: () => unknown): void }
 
 /** How long a test waits for a receiver's build (a cached one takes seconds; a first Jaeger build ~7 min or more). */
 const BUILD_WAIT_MS = Number(process.env.GOROSCOPE_RECEIVER_BUILD_MS ?? 180_000);
@@ -33,36 +33,23 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-interface Started { child: ChildProcess; dir: string; log: () => string }
+interface Started { proc: Child; dir: string; log: () => string }
 
 /** Starts a receiver with a config file; resolves once `ready` answers, rejects with its log after `timeoutMs`. */
 async function startReceiver(t: Teardown, bin: string, config: string, ready: () => Promise<boolean>, timeoutMs = 30_000): Promise<Started> {
   const dir = mkdtempSync(join(tmpdir(), 'goroscope-receiver-'));
   const file = join(dir, 'config.yaml');
   writeFileSync(file, config.replaceAll('@DIR@', dir));
-  const logFile = join(dir, 'receiver.log');
-  const out: Buffer[] = [];
-  const child = spawn(bin, ['--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (b: Buffer) => out.push(b));
-  child.stderr!.on('data', (b: Buffer) => out.push(b));
-  const log = () => Buffer.concat(out).toString('utf8');
-  let exited = false;
-  child.once('exit', () => { exited = true; });
+  const proc = startChild(bin, ['--config', file], { what: basename(bin), mergeStderr: true });
+  const log = () => proc.out;
   t.teardown(async () => {
-    if (!exited) {
-      child.kill('SIGTERM');
-      await new Promise<void>((r) => {
-        const k = setTimeout(() => { child.kill('SIGKILL'); r(); }, 5000);
-        child.once('exit', () => { clearTimeout(k); r(); });
-      });
-    }
-    writeFileSync(logFile, log());
+    await proc.stop('SIGTERM', 5000);
     rmSync(dir, { recursive: true, force: true });
   });
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (exited) throw new Error(`${bin} exited at start:\n${log().slice(-3000)}`);
-    if (await ready().catch(() => false)) return { child, dir, log };
+    if (proc.exited) throw new Error(`${bin} exited at start:\n${log().slice(-3000)}`);
+    if (await ready().catch(() => false)) return { proc, dir, log };
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`${bin} not ready after ${timeoutMs / 1000} s:\n${log().slice(-3000)}`);

@@ -1,7 +1,8 @@
 // Runs test/fixtures/stacks, a Go program whose goroutines park at known places and which prints its own
 // runtime.Stack(buf, true) dump once they have: the oracle for goroscope's stack reads.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { Child } from './child.ts';
 import { goBuild, repoRoot, type BuildKind } from './go.ts';
 
 export const stacksFixtureSrc = join(repoRoot, 'test', 'fixtures', 'stacks');
@@ -10,51 +11,17 @@ export function buildStacksFixture(version = 'local', kind: BuildKind = 'default
   return goBuild({ srcDir: stacksFixtureSrc, version, kind, name: 'stacks' });
 }
 
-export class StacksProcess {
-  private out = '';
-  private err = '';
-  private exited = false;
-
-  private constructor(readonly child: ChildProcessWithoutNullStreams) {
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => (this.out += d));
-    child.stderr.on('data', (d: Buffer) => (this.err += d.toString()));
-    child.once('close', () => (this.exited = true));
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
+export class StacksProcess extends Child {
   /** Starts the program and waits (timeoutMs at most) until it has printed its own dump and READY. */
   static async start(binary: string, args: string[] = [], timeoutMs = 60_000): Promise<{ proc: StacksProcess; dump: string }> {
-    const proc = new StacksProcess(spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
-    const m = await proc.until(/DUMP BEGIN\n([\s\S]*?)\nDUMP END\nREADY\n/, timeoutMs);
+    const proc = new StacksProcess(spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] }), { what: `stacks ${args.join(' ')}`.trim(), timeoutMs });
+    const m = await proc.until(/DUMP BEGIN\n([\s\S]*?)\nDUMP END\nREADY\n/);
     return { proc, dump: m[1] };
-  }
-
-  async until(re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.out);
-      if (m) {
-        this.out = this.out.slice(m.index + m[0].length);
-        return m;
-      }
-      if (this.exited) throw new Error(`the stacks fixture exited: ${this.err.slice(-500)}`);
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${re}; output: ${this.out.slice(-300)}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
   }
 
   /** Asks for another runtime.Stack dump. */
   async dump(timeoutMs = 30_000): Promise<string> {
-    this.child.stdin.write('dump\n');
-    return (await this.until(/DUMP BEGIN\n([\s\S]*?)\nDUMP END\n/, timeoutMs))[1];
-  }
-
-  kill(): void {
-    if (!this.exited) this.child.kill('SIGKILL');
+    return (await this.command('dump', /DUMP BEGIN\n([\s\S]*?)\nDUMP END\n/, timeoutMs))[1];
   }
 }
 

@@ -4,23 +4,20 @@
 // goroutine that woke them, connections under the goroutine that served them, names and attributes per the
 // semantic conventions, and a leak found by a tag search while the leak is alive.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { startCollector } from '../../collector/src/server.ts';
 import { startAgent } from '../../agent/src/agent/run.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { goBuild, repoRoot } from '../lib/go.ts';
 import { receiverBinary, startJaeger } from '../lib/receivers.ts';
+import { quickTraceOptions, startTracesService, tracesFixtureSrc } from '../lib/traces-fixture.ts';
 
 const noBpf = await bpfUnavailable();
 const jaegerBin = noBpf ? undefined : receiverBinary('jaeger');
 const skip = noBpf ?? (jaegerBin && 'skip' in jaegerBin ? jaegerBin.skip : false);
 
-const fixtureSrc = join(repoRoot, 'test/fixtures/traces');
-const lineOf = (fn: string) => readFileSync(join(fixtureSrc, 'main.go'), 'utf8').split('\n').findIndex((l) => l.startsWith(`func ${fn}(`)) + 1;
+const lineOf = (fn: string) => readFileSync(join(tracesFixtureSrc, 'main.go'), 'utf8').split('\n').findIndex((l) => l.startsWith(`func ${fn}(`)) + 1;
 
 interface JSpan {
   traceID: string; spanID: string; operationName: string; duration: number; startTime: number; processID: string;
@@ -44,34 +41,18 @@ t.test('Jaeger finds units of work, parks, connections and a live leak', { skip,
   });
   t.teardown(() => collector.close());
 
-  const exe = goBuild({ srcDir: fixtureSrc });
-  const svc = spawn(exe, ['-fetch', '1200ms', '-every', '300ms'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let alive = true;
-  svc.once('exit', () => { alive = false; });
-  t.teardown(() => { svc.kill('SIGKILL'); });
-  const ready = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the traced service did not say READY in 20 s')), 20_000);
-    createInterface({ input: svc.stdout! }).once('line', (l) => { clearTimeout(timer); resolve(l); });
-  });
-  t.match(ready, /^READY \d+$/);
+  const svc = await startTracesService(t);
 
   const agent = await startAgent({
     collector: collector.url.replace(/^http/, 'ws'),
-    pids: [svc.pid!],
-    overheadBudget: 0.02,
-    full: true,
+    pids: [svc.pid],
+    ...quickTraceOptions,
     spoolDir: join(dir, 'spool'),
-    intervalMs: 300,
-    scanMs: 300,
-    leakSampleMs: 1000,
-    leaks: { minAgeMs: 1500, minCount: 5 },
-    trace: { segmentMs: 4000, parkSpanMinMs: 500, unitRootAgeMs: 1000 },
-    profileIntervalMs: 0,
     log: (m) => t.comment(`agent: ${m}`),
   });
   t.teardown(() => agent.stop());
   t.ok(agent.tracer && agent.tcp, `goroutine and TCP parts run: ${JSON.stringify(agent.parts.list())}`);
-  svc.stdin!.write('go\n'); // requests start now that the agent watches
+  svc.send('go'); // requests start now that the agent watches
 
   const window = `start=${(Date.now() - 600_000) * 1000}&end=${(Date.now() + 600_000) * 1000}`;
   const traces = async (q: string): Promise<JTrace[]> => {
@@ -88,7 +69,7 @@ t.test('Jaeger finds units of work, parks, connections and a live leak', { skip,
     await new Promise((r) => setTimeout(r, 1000));
     leakTraces = await traces(`tags=${encodeURIComponent(JSON.stringify({ 'goroscope.leak.suspect': 'growing-live' }))}`);
   }
-  t.ok(alive, 'the service is still running (and leaking) when the search finds it');
+  t.ok(!svc.exited, 'the service is still running (and leaking) when the search finds it');
   const leak = leakTraces.flatMap((x) => x.spans).find((s) => s.operationName === 'goroutine leak: main.leak');
   t.ok(leak, `leak suspect found by tag search: ${leakTraces.flatMap((x) => x.spans.map((s) => s.operationName))}`);
   if (leak) {

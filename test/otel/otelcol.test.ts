@@ -3,15 +3,13 @@
 // Collector wrote is read back as OTLP/JSON: the spans of a unit of work, goroutine counts by state and wait
 // reason, creations, GC pauses as a histogram, TCP bytes and RTT, and a leak suspect as a log that leads to its span.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { startAgent } from '../../agent/src/agent/run.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { goBuild, repoRoot } from '../lib/go.ts';
 import { freePort, receiverBinary, startOtelcol } from '../lib/receivers.ts';
+import { quickTraceOptions, startTracesService } from '../lib/traces-fixture.ts';
 
 const noBpf = await bpfUnavailable();
 const otelcolBin = noBpf ? undefined : receiverBinary('otelcol');
@@ -25,31 +23,18 @@ t.test('the agent alone exports traces, metrics and logs to the OpenTelemetry Co
   const dir = mkdtempSync(join(tmpdir(), 'goroscope-otelcol-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
-  const exe = goBuild({ srcDir: join(repoRoot, 'test/fixtures/traces') });
-  const svc = spawn(exe, ['-fetch', '1200ms', '-every', '300ms'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  t.teardown(() => { svc.kill('SIGKILL'); });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the traced service did not say READY in 20 s')), 20_000);
-    createInterface({ input: svc.stdout! }).once('line', () => { clearTimeout(timer); resolve(); });
-  });
+  const svc = await startTracesService(t);
 
   const agent = await startAgent({
     otlpEndpoint: otelcol.otlp,
     otlp: { metricIntervalMs: 1000, scheduledDelayMs: 200 },
-    pids: [svc.pid!],
-    overheadBudget: 0.02,
-    full: true,
-    intervalMs: 300,
-    scanMs: 300,
-    leakSampleMs: 1000,
-    leaks: { minAgeMs: 1500, minCount: 5 },
-    trace: { segmentMs: 4000, parkSpanMinMs: 500, unitRootAgeMs: 1000 },
-    profileIntervalMs: 0,
+    pids: [svc.pid],
+    ...quickTraceOptions,
     log: (m) => t.comment(`agent: ${m}`),
   });
   t.teardown(() => agent.stop());
   t.equal(agent.shipper, undefined, 'no goroscope collector');
-  svc.stdin!.write('go\n');
+  svc.send('go');
 
   // Until the Collector has written a leak suspect's log (it takes the longest: a group must grow for a while).
   const deadline = Date.now() + 90_000;
@@ -131,15 +116,12 @@ t.test('the agent alone exports traces, metrics and logs to the OpenTelemetry Co
 
 t.test('an OTLP endpoint that is away degrades the otlp part; the agent runs on and recovers', { skip, timeout: 120_000 }, async (t) => {
   const port = await freePort();
-  const exe = goBuild({ srcDir: join(repoRoot, 'test/fixtures/traces') });
-  const svc = spawn(exe, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  t.teardown(() => { svc.kill('SIGKILL'); });
-  await new Promise<void>((resolve) => createInterface({ input: svc.stdout! }).once('line', () => resolve()));
+  const svc = await startTracesService(t, []);
   const lines: string[] = [];
   const agent = await startAgent({
     otlpEndpoint: `http://127.0.0.1:${port}`,
     otlp: { metricIntervalMs: 300, timeoutMs: 1000 },
-    pids: [svc.pid!], overheadBudget: 0.02, full: true, intervalMs: 200, scanMs: 200, profileIntervalMs: 0, tcp: false,
+    pids: [svc.pid], overheadBudget: 0.02, full: true, intervalMs: 200, scanMs: 200, profileIntervalMs: 0, tcp: false,
     log: (m) => lines.push(m),
   });
   t.teardown(() => agent.stop());
@@ -150,7 +132,7 @@ t.test('an OTLP endpoint that is away degrades the otlp part; the agent runs on 
   };
   await until('the otlp part is down', () => agent.parts.state('otlp')?.up === false);
   t.match(agent.parts.state('otlp')?.detail, new RegExp(`no OTLP export.*127\\.0\\.0\\.1:${port}`), `with the endpoint in its reason: ${agent.parts.state('otlp')?.detail}`);
-  t.ok(agent.tracer?.process(svc.pid!), 'the goroutine probes still trace the service');
+  t.ok(agent.tracer?.process(svc.pid), 'the goroutine probes still trace the service');
   t.equal(lines.filter((l) => l.startsWith('no OTLP export')).length, 1, 'said once');
   await startOtelcol(t, (otelcolBin as { bin: string }).bin, port);
   await until('the otlp part is up again once the endpoint answers', () => agent.parts.state('otlp')?.up === true);

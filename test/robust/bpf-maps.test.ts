@@ -2,10 +2,9 @@
 // distinct Go processes as a map has slots every new one failed ("Argument list too long"). Here the maps get
 // 8 slots and 25 processes come and go: each is traced, and what it leaves behind is checked in the kernel.
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { join } from 'node:path';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import { startChild } from '../lib/child.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 import { uprobeLinksByPid } from '../lib/links.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
@@ -44,9 +43,9 @@ t.test('every per-process BPF entry and probe goes with its process', { skip: no
   const dead: number[] = [];
   let attached = 0;
   for (let i = 0; i < 3 * SLOTS + 1; i++) {
-    const child = spawn(bin, ['run', '60000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await once(child.stdout!, 'data');
-    const pid = child.pid!;
+    const child = startChild(bin, ['run', '60000'], { what: 'churn run', t });
+    await child.until(/^ready$/m);
+    const pid = child.pid;
     try {
       const target = openTarget(pid);
       goroutines.attach(target);
@@ -57,8 +56,7 @@ t.test('every per-process BPF entry and probe goes with its process', { skip: no
       t.fail(`process ${i + 1} (pid ${pid}): ${(e as Error).message.split('\n')[0]}`);
     }
     if (multi) t.ok((uprobeLinksByPid().get(pid) ?? 0) > 0, `pid ${pid} has probes`);
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+    await child.stop('SIGKILL');
     await Promise.all([goroutines.detach(pid), runtime.detach(pid), tcp?.detach(pid)]);
     dead.push(pid);
   }

@@ -3,10 +3,10 @@
 // is the judge), no per-process BPF map keeps an entry of a gone process, and the process after them all is
 // traced and reaches the collector. CI runs CHURN_PROCESSES (default 200); scripts/churn.sh runs 5,000.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { bpfUnavailable } from '../lib/bpf.ts';
+import { startChild } from '../lib/child.ts';
+import { startCollectorProcess } from '../lib/collector-process.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 import { ExitWatch } from '../lib/exit-watch.ts';
 import { api, tempDir, INGEST_TOKEN, API_TOKEN } from '../collector/helpers.ts';
@@ -16,22 +16,6 @@ const AT_ONCE = Number(process.env.CHURN_CONCURRENCY ?? 24);
 const DETACH_LIMIT_MS = 1000;
 const noBpf = await bpfUnavailable();
 
-function collectorProcess(db: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['bin/goroscope.js', 'collector', '--listen', '127.0.0.1:0', '--db', db], {
-    env: { ...process.env, GOROSCOPE_INGEST_TOKEN: INGEST_TOKEN, GOROSCOPE_API_TOKEN: API_TOKEN }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the collector did not start in 60 s')), 60_000);
-    child.once('exit', (code) => reject(new Error(`the collector exited with ${code}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /"url":"([^"]+)"/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] });
-      }
-    });
-  });
-}
 const noMulti = noBpf ? undefined : (await import('../../agent/src/bpf/bridge.ts')).loadAddon().hasUprobeMulti()
   ? undefined : 'no uprobe multi-links on this kernel (Linux 6.9+): the kernel cannot say which pid a classic probe watches';
 
@@ -39,8 +23,7 @@ t.test(`churn: ${TOTAL} Go processes, ${AT_ONCE} at a time, under one agent`, { 
   const { startAgent } = await import('../../agent/src/agent/run.ts');
   const bin = goBuild({ srcDir: join(repoRoot, 'test/fixtures/churn') });
   // The collector in a process of its own, as on a node: its commits must not stall the agent's event loop.
-  const collector = await collectorProcess(join(tempDir(t), 'churn.db'));
-  t.teardown(() => collector.child.kill('SIGKILL'));
+  const collector = await startCollectorProcess({ db: join(tempDir(t), 'churn.db'), ingestToken: INGEST_TOKEN, apiToken: API_TOKEN, t });
   // The agent watches the pids in this list (its --pid list, read at every scan): the test's own processes
   // only, not every Go program of the engineers sharing this machine.
   const pids: number[] = [];
@@ -98,9 +81,8 @@ t.test(`churn: ${TOTAL} Go processes, ${AT_ONCE} at a time, under one agent`, { 
   // The processes come from a launcher of their own: a fork of this big process per spawn would block the
   // event loop the agent runs on, which no agent on a node has to bear.
   const launch = (total: number, atOnce: number) => {
-    const launcher = spawn(bin, ['launch', String(total), String(atOnce)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    t.teardown(() => launcher.kill('SIGKILL'));
-    createInterface({ input: launcher.stdout! }).on('line', (line) => {
+    const launcher = startChild(bin, ['launch', String(total), String(atOnce)], { what: 'churn launcher', t });
+    launcher.onLine((line) => {
       const pid = Number(/^started (\d+)$/.exec(line)?.[1]);
       if (!pid) return;
       started++;

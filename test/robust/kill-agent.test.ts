@@ -3,12 +3,11 @@
 // shipping code (agent/src/ship) in a process of its own (fixtures/spool-writer.ts), fed records with ids, so
 // what it had is known exactly: every batch it reported durable.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { build } from 'esbuild';
 import { INGEST_TOKEN, tempDir, testCollector } from '../collector/helpers.ts';
+import { startChild } from '../lib/child.ts';
 import { repoRoot } from '../lib/go.ts';
 
 const KILLS = Number(process.env.KILLS ?? 25);
@@ -25,11 +24,11 @@ t.test(`kill -9 the agent ${KILLS} times while it writes its spool`, async (t) =
   const durable: Array<[number, number]> = [];
   let corrupt = 0;
   let resets = 0;
-  const run = (n: number, kill: boolean) => new Promise<{ code: number | null; signal: string | null; lines: number }>((resolve) => {
+  const run = async (n: number, kill: boolean): Promise<{ code: number | null; signal: string | null; lines: number }> => {
     // Every other run writes its counter with every batch, so kills land in counter writes too.
-    const child = spawn(process.execPath, [writer, c.url, INGEST_TOKEN, spool, String(n * 10_000_000), n % 2 ? '1' : '1000'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = startChild(process.execPath, [writer, c.url, INGEST_TOKEN, spool, String(n * 10_000_000), n % 2 ? '1' : '1000'], { what: `spool writer ${n + 1}`, t });
     let lines = 0;
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    child.onLine((line) => {
       const d = /^durable (\d+) (\d+)$/.exec(line);
       if (d) {
         durable.push([Number(d[1]), Number(d[2])]);
@@ -41,16 +40,13 @@ t.test(`kill -9 the agent ${KILLS} times while it writes its spool`, async (t) =
         corrupt += Number(s[1]);
         resets += Number(s[2]);
         // Killed at a random moment of its writing (it writes all the time), or asked to finish.
-        if (kill) setTimeout(() => child.kill('SIGKILL'), 150 + Math.random() * 600);
-        else setTimeout(() => child.stdin!.end(), 500);
+        if (kill) setTimeout(() => child.kill(), 150 + Math.random() * 600);
+        else setTimeout(() => child.child.stdin.end(), 500);
       }
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, lines });
-    });
-  });
+    const { code, signal } = await child.exit(90_000);
+    return { code, signal, lines };
+  };
 
   let batches = 0;
   const cutShort: Record<string, number> = { batch: 0, counter: 0 };

@@ -1,7 +1,7 @@
 // Issue 16: TLS for the collector's HTTP and WebSocket (--tls-cert, --tls-key) with the agent checking the
 // certificate (--ca); the collector's database files and the spool private; --no-auth said at every start.
 import t from 'tap';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { get } from 'node:https';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { startCollector } from '../../collector/src/server.ts';
 import { Shipper } from '../../agent/src/ship/shipper.ts';
 import { API_TOKEN, INGEST_TOKEN, pause, tempDir, testCollector } from '../collector/helpers.ts';
+import { startCollectorProcess } from '../lib/collector-process.ts';
 
 /** A CA, a server certificate it signed for 127.0.0.1 and localhost, and an unrelated CA. */
 function certificates(dir: string) {
@@ -90,18 +91,10 @@ t.test('--no-auth is said at every start, naming what is open', async (t) => {
     }
   }
   // The command line: on stderr, one line each, before it listens.
-  const child = spawn(process.execPath, ['bin/goroscope.js', 'collector', '--listen', '127.0.0.1:0', '--db', join(tempDir(t), 'd.db'), '--no-auth'],
-    { env: { ...process.env, GOROSCOPE_INGEST_TOKEN: '', GOROSCOPE_API_TOKEN: '' } });
-  t.teardown(() => child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
-  const listening = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 30_000);
-    child.stdout.on('data', (d) => { if (/collector listening/.test(String(d))) { clearTimeout(timer); resolve(true); } });
-  });
-  t.ok(listening, 'it runs');
-  t.match(stderr, /^goroscope collector: warning: --no-auth: the ingest endpoint/m, 'and stderr says it');
-  child.kill();
+  const { proc } = await startCollectorProcess({ db: join(tempDir(t), 'd.db'), ingestToken: '', apiToken: '', args: ['--no-auth'], t });
+  t.pass('it runs');
+  t.match(proc.err, /^goroscope collector: warning: --no-auth: the ingest endpoint/m, 'and stderr says it');
+  proc.kill();
   const bad = spawnSync(process.execPath, ['bin/goroscope.js', 'collector', '--listen', '127.0.0.1:0', '--db', join(tempDir(t), 'e.db'), '--no-auth', '--tls-cert', 'x.pem'],
     { encoding: 'utf8', timeout: 30_000 });
   t.equal(bad.status, 1, '--tls-cert alone is refused');

@@ -2,8 +2,8 @@
 // kept after the process is gone, and the programs die exactly as they do untraced.
 import t from 'tap';
 import { RuntimeEventsTracer } from '../../agent/src/runtime/runtime-tracer.ts';
-import { bpfUnavailable } from '../lib/bpf.ts';
-import { buildFixture, GoProgram, goVersions, sleep } from './helpers.ts';
+import type { Child } from '../lib/child.ts';
+import { eachGoVersion, goVersions, sleep, startGo } from './helpers.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
 interface Death {
@@ -18,8 +18,8 @@ interface Death {
   pid: number;
 }
 
-async function die(bin: string, mode: string, beforeGo?: (p: GoProgram) => void): Promise<Death> {
-  const p = GoProgram.start(bin, [mode]);
+async function die(bin: string, mode: string, beforeGo?: (p: Child) => void): Promise<Death> {
+  const p = startGo(bin, [mode]);
   const ready = await p.until(/^READY (\d+)$/m);
   beforeGo?.(p);
   p.send('go');
@@ -45,71 +45,57 @@ const MODES: Array<{ mode: string; text: RegExp; kind: 'fatal error' | 'panic'; 
 ];
 
 t.test('fatal errors', async (t) => {
-  const why = await bpfUnavailable();
-  if (why) {
-    t.test(why, { skip: why }, async () => {});
-    return;
-  }
+  await eachGoVersion(t, 'crash', goVersions, async (t, bin) => {
+    const tracer = new RuntimeEventsTracer();
+    t.teardown(() => tracer.close());
+    tracer.start();
 
-  for (const version of goVersions) {
-    await t.test(`Go ${version}`, { timeout: 300_000 }, async (t) => {
-      const { bin, skip, goVersion } = buildFixture('crash', version);
-      if (!bin) {
-        t.test(skip!, { skip: skip! }, async () => {});
-        return;
-      }
-      t.comment(`toolchain ${goVersion}`);
-      const tracer = new RuntimeEventsTracer();
-      t.teardown(() => tracer.close());
-      tracer.start();
+    for (const m of MODES) {
+      await t.test(m.mode, { timeout: 90_000 }, async (t) => {
+        const base = await die(bin, m.mode);
+        t.match(base.first, m.text, `untraced, it dies saying: ${base.first}`);
+        t.equal(base.code, 2, 'untraced, exit code 2');
 
-      for (const m of MODES) {
-        await t.test(m.mode, { timeout: 90_000 }, async (t) => {
-          const base = await die(bin, m.mode);
-          t.match(base.first, m.text, `untraced, it dies saying: ${base.first}`);
-          t.equal(base.code, 2, 'untraced, exit code 2');
+        const traced = await die(bin, m.mode, (p) => tracer.attach(openTarget(p.pid)));
+        await sleep(50);
+        tracer.detach(traced.pid); // the process is gone; what it said must stay
+        t.equal(traced.code, base.code, `traced, the same exit code (${traced.code})`);
+        t.equal(traced.signal, base.signal, 'traced, the same signal');
+        // A goroutine's id depends on how many the runtime had started by then, which varies run to run.
+        const noGoid = (x: string) => x.replace(/^READY \d+$/m, 'READY N').replace(/goroutine \d+/g, 'goroutine N');
+        t.equal(noGoid(traced.out), noGoid(base.out), 'traced, the same stdout (goroutine ids aside)');
+        t.equal(noGoid(traced.first), noGoid(base.first), 'traced, the same first line on stderr (goroutine ids aside)');
 
-          const traced = await die(bin, m.mode, (p) => tracer.attach(openTarget(p.pid)));
-          await sleep(50);
-          tracer.detach(traced.pid); // the process is gone; what it said must stay
-          t.equal(traced.code, base.code, `traced, the same exit code (${traced.code})`);
-          t.equal(traced.signal, base.signal, 'traced, the same signal');
-          // A goroutine's id depends on how many the runtime had started by then, which varies run to run.
-          const noGoid = (x: string) => x.replace(/^READY \d+$/m, 'READY N').replace(/goroutine \d+/g, 'goroutine N');
-          t.equal(noGoid(traced.out), noGoid(base.out), 'traced, the same stdout (goroutine ids aside)');
-          t.equal(noGoid(traced.first), noGoid(base.first), 'traced, the same first line on stderr (goroutine ids aside)');
-
-          const s = tracer.summary(traced.pid);
-          t.ok(s && !s.attached, 'kept after the process exited and was detached');
-          const fatal = s!.fatal;
-          t.ok(fatal.length >= 1, `${fatal.length} fatal record(s)`);
-          const f = fatal[0];
-          t.equal(f.pid, traced.pid, 'the right pid');
-          t.equal(f.kind, m.kind, f.kind);
-          t.ok(m.fn.includes(f.function), `caught in ${f.function}`);
-          t.equal(f.text, traced.first, `the message matches stderr: ${f.text}`);
-          t.notOk(f.truncated, 'not cut');
-          if (traced.running !== null) {
-            if (m.mode === 'mapwrite') {
-              // Both writers can detect the race and throw; stderr shows whichever took the print lock first.
-              t.ok(fatal.some((x) => x.goid === traced.running), `the goroutine stderr shows running (${traced.running}) threw (records: ${fatal.map((x) => x.goid)})`);
-            } else {
-              t.equal(f.goid, traced.running, `the goroutine stderr shows running (${traced.running})`);
-            }
+        const s = tracer.summary(traced.pid);
+        t.ok(s && !s.attached, 'kept after the process exited and was detached');
+        const fatal = s!.fatal;
+        t.ok(fatal.length >= 1, `${fatal.length} fatal record(s)`);
+        const f = fatal[0];
+        t.equal(f.pid, traced.pid, 'the right pid');
+        t.equal(f.kind, m.kind, f.kind);
+        t.ok(m.fn.includes(f.function), `caught in ${f.function}`);
+        t.equal(f.text, traced.first, `the message matches stderr: ${f.text}`);
+        t.notOk(f.truncated, 'not cut');
+        if (traced.running !== null) {
+          if (m.mode === 'mapwrite') {
+            // Both writers can detect the race and throw; stderr shows whichever took the print lock first.
+            t.ok(fatal.some((x) => x.goid === traced.running), `the goroutine stderr shows running (${traced.running}) threw (records: ${fatal.map((x) => x.goid)})`);
+          } else {
+            t.equal(f.goid, traced.running, `the goroutine stderr shows running (${traced.running})`);
           }
-          if (m.mode === 'deadlock') {
-            // checkdead runs on a thread's g0 with no user goroutine on it: stderr shows none running either.
-            t.equal(traced.running, null, 'stderr shows no running goroutine');
-            t.ok(f.onSystemStack && f.goid === 0, 'reported from the system stack, no goroutine');
-          } else if (m.mode !== 'mapwrite') {
-            t.equal(f.goid, traced.readyGoid, `the goroutine the program named (${traced.readyGoid})`);
-          }
-          if (m.mode === 'oom') t.ok(f.onSystemStack, 'thrown on the system stack, attributed to the allocating goroutine');
-          t.same(JSON.parse(JSON.stringify(f)), f, 'JSON-ready');
-        });
-      }
-      t.same(Object.values(tracer.lost()).filter((n) => n > 0), [], 'nothing lost');
-      t.equal(tracer.strayRecords, 0, 'no stray records');
-    });
-  }
+        }
+        if (m.mode === 'deadlock') {
+          // checkdead runs on a thread's g0 with no user goroutine on it: stderr shows none running either.
+          t.equal(traced.running, null, 'stderr shows no running goroutine');
+          t.ok(f.onSystemStack && f.goid === 0, 'reported from the system stack, no goroutine');
+        } else if (m.mode !== 'mapwrite') {
+          t.equal(f.goid, traced.readyGoid, `the goroutine the program named (${traced.readyGoid})`);
+        }
+        if (m.mode === 'oom') t.ok(f.onSystemStack, 'thrown on the system stack, attributed to the allocating goroutine');
+        t.same(JSON.parse(JSON.stringify(f)), f, 'JSON-ready');
+      });
+    }
+    t.same(Object.values(tracer.lost()).filter((n) => n > 0), [], 'nothing lost');
+    t.equal(tracer.strayRecords, 0, 'no stray records');
+  }, 300_000);
 });

@@ -112,8 +112,7 @@ for (const { version, kind, binary, skip } of built) {
 t.test('a running goroutine is said to be running, never guessed', { skip: skipAll ?? false }, async (t) => {
   const { proc } = await StacksProcess.start(buildStacksFixture('local', 'default'));
   t.teardown(() => proc.kill());
-  proc.child.stdin.write('spin\n');
-  await proc.until(/SPINNING\n/, 30_000);
+  await proc.command('spin', /SPINNING\n/);
   const target = openStackTarget(proc.pid);
   const d = takeDump(target);
   const spinner = dumpJson(d).goroutines.find((g) => g.startFunction === 'main.spinner');
@@ -121,8 +120,7 @@ t.test('a running goroutine is said to be running, never guessed', { skip: skipA
   t.equal(spinner?.stackState, 'running');
   t.same(spinner?.frames, [], 'with no frames');
   t.match(formatDump(d), /goroutine \d+ \[running\]:\n\tgoroutine running on other thread; stack unavailable\ncreated by main\.main/, 'as Go prints it');
-  proc.child.stdin.write('stop\n');
-  await proc.until(/STOPPED\n/, 30_000);
+  await proc.command('stop', /STOPPED\n/);
 });
 
 t.teardown(() => {

@@ -20,8 +20,7 @@ const key = (frames: RawFrame[]) => frames.map((f) => `${f.function} ${f.file}:$
 t.test('goroutine profile: go tool pprof reads it, and it equals debug=1', async (t) => {
   const { proc } = await StacksProcess.start(buildStacksFixture('local', 'default'));
   t.teardown(() => proc.kill());
-  proc.child.stdin.write('pprof\n');
-  const oracle = parseDebug1((await proc.until(/PPROF BEGIN\n([\s\S]*?)PPROF END\n/, 30_000))[1]);
+  const oracle = parseDebug1((await proc.command('pprof', /PPROF BEGIN\n([\s\S]*?)PPROF END\n/))[1]);
   const file = join(dir, 'goroutine.pb.gz');
   writeFileSync(file, encodePprof(goroutineProfile(takeDump(openStackTarget(proc.pid)))));
 

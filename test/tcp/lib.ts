@@ -1,104 +1,16 @@
 // Shared by the TCP tests: the tcpnet fixture (a Go server and client that print what they did), network
 // namespaces joined by a veth pair, and ss as an oracle.
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
+import { startChild, type Child } from '../lib/child.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 
 export const tcpnetSrc = join(repoRoot, 'test', 'fixtures', 'tcpnet');
 
 export function buildTcpnet(): string {
   return goBuild({ srcDir: tcpnetSrc, name: 'tcpnet' });
-}
-
-/** A running program whose stdout lines we wait on. */
-export class Proc {
-  private out = '';
-  private waiters: Array<() => void> = [];
-  exited = false;
-  stderr = '';
-
-  constructor(readonly child: ChildProcessWithoutNullStreams) {
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
-      this.out += d;
-      for (const w of this.waiters.splice(0)) w();
-    });
-    child.stderr.on('data', (d) => (this.stderr += d));
-    // 'close', not 'exit': output can still be on its way when 'exit' fires, and a waiter must see it all.
-    child.once('close', () => {
-      this.exited = true;
-      for (const w of this.waiters.splice(0)) w();
-    });
-  }
-
-  static start(cmd: string, args: string[]): Proc {
-    return new Proc(spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  get output(): string {
-    return this.out;
-  }
-
-  /** Waits until the whole output matches (from the start, nothing consumed). */
-  async until(re: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.out);
-      if (m) return m;
-      if (this.exited) throw new Error(`process exited; output: ${this.out} stderr: ${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; output: ${this.out.slice(-800)} stderr: ${this.stderr.slice(-400)}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 50);
-      });
-    }
-  }
-
-  /** Waits until `n` lines match. */
-  async lines(re: RegExp, n: number, timeoutMs = 15_000): Promise<RegExpExecArray[]> {
-    const g = new RegExp(re.source, 'gm');
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const all = [...this.out.matchAll(g)];
-      if (all.length >= n) return all as RegExpExecArray[];
-      if (this.exited) throw new Error(`process exited; output: ${this.out} stderr: ${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${n}x ${re}; output: ${this.out.slice(-800)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  send(line: string): void {
-    this.child.stdin.write(`${line}\n`);
-  }
-
-  async exit(timeoutMs = 10_000): Promise<void> {
-    if (this.exited) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.kill();
-        resolve();
-      }, timeoutMs);
-      this.child.once('close', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
-  }
-
-  /** Ends stdin (the server's cue to exit) and waits. */
-  async end(): Promise<void> {
-    this.child.stdin.end();
-    await this.exit();
-  }
-
-  kill(): void {
-    if (!this.exited) this.child.kill('SIGKILL');
-  }
 }
 
 /** host:port from Go's String() ("127.0.0.1:80", "[::1]:80"). */
@@ -220,8 +132,20 @@ export function makeNetnsPair(tag: string): NetnsPair {
 }
 
 /** Runs a program inside a namespace; `ip netns exec` execs it, so the pid is the program's. */
-export function startInNetns(ns: string, cmd: string, args: string[]): Proc {
-  return Proc.start('ip', ['netns', 'exec', ns, cmd, ...args]);
+export function startInNetns(ns: string, cmd: string, args: string[]): Child {
+  return startChild('ip', ['netns', 'exec', ns, cmd, ...args], { what: `${args[0]} in ${ns}` });
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Applies what the tracer's ring holds until `pick` finds what it waits for; throws after timeoutMs. */
+export async function waitFor<T>(tr: TcpTracer, pick: () => T | undefined, what: string, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await tr.drain();
+    const v = pick();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(50);
+  }
+}

@@ -7,7 +7,8 @@ import { createServer } from 'node:net';
 import type { ConnectionRecord } from '../../collector/src/protocol/records.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import type { Connection } from '../../agent/src/tcp/connection-table.ts';
-import { buildTcpnet, Proc, sleep, splitHostPort, ssInfo } from './lib.ts';
+import { startChild, type Child } from '../lib/child.ts';
+import { buildTcpnet, sleep, splitHostPort, ssInfo, waitFor } from './lib.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
 async function tcpUnavailable(): Promise<string | undefined> {
@@ -25,18 +26,6 @@ if (why) {
   t.test('TCP tracing', { skip: `TCP tracing unavailable: ${why}` }, () => {});
 } else {
   await main();
-}
-
-/** Polls the tracer until `pick` finds what it waits for. */
-async function waitFor<T>(tr: TcpTracer, pick: () => T | undefined, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await tr.drain();
-    const v = pick();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 function find(tr: TcpTracer, pid: number, pred: (c: ConnectionRecord) => boolean): ConnectionRecord | undefined {
@@ -62,9 +51,9 @@ async function main(): Promise<void> {
   const started = Date.now();
 
   // A connection that exists before the tracer starts: held open by its client.
-  const preServer = Proc.start(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', '300', '-send', '700']);
+  const preServer = startChild(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', '300', '-send', '700']);
   const preAddr = (await preServer.until(/^LISTEN .* addr=(\S+)$/m))[1];
-  const preClient = Proc.start(tcpnet, ['client', '-connect', preAddr, '-send', '300', '-recv', '700', '-hold']);
+  const preClient = startChild(tcpnet, ['client', '-connect', preAddr, '-send', '300', '-recv', '700', '-hold']);
   const preDone = await preClient.until(/^DONE local=(\S+) remote=\S+ sent=300 received=700/m);
   const preLocal = splitHostPort(preDone[1]);
 
@@ -98,12 +87,12 @@ async function main(): Promise<void> {
         const N = 3;
         const SEND = 12_345;
         const RECV = 54_321;
-        const server = Proc.start(tcpnet, ['server', '-listen', `${host}:0`, '-recv', String(SEND), '-send', String(RECV)]);
+        const server = startChild(tcpnet, ['server', '-listen', `${host}:0`, '-recv', String(SEND), '-send', String(RECV)]);
         t.teardown(() => server.kill());
         const listen = await server.until(/^LISTEN pid=\d+ goid=\d+ addr=(\S+)$/m);
         const serverAddr = splitHostPort(listen[1]);
         tr.attach(openTarget(server.pid));
-        const client = Proc.start(tcpnet, ['client', '-connect', listen[1], '-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-wait', '-hold']);
+        const client = startChild(tcpnet, ['client', '-connect', listen[1], '-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-wait', '-hold']);
         t.teardown(() => client.kill());
         await client.until(/^CLIENT pid=/m);
         const layout = tr.attach(openTarget(client.pid)).goLayout;
@@ -182,7 +171,7 @@ async function main(): Promise<void> {
 
     await t.test('a refused connect is an error of the client, with its goroutine; the RST is seen', async (t) => {
       const port = await freePort('127.0.0.1');
-      const client = Proc.start(tcpnet, ['client', '-connect', `127.0.0.1:${port}`, '-wait']);
+      const client = startChild(tcpnet, ['client', '-connect', `127.0.0.1:${port}`, '-wait']);
       t.teardown(() => client.kill());
       await client.until(/^CLIENT pid=/m);
       tr.attach(openTarget(client.pid));
@@ -200,11 +189,11 @@ async function main(): Promise<void> {
     });
 
     await t.test('an abortive close (SetLinger(0)) sends a reset that both ends show', async (t) => {
-      const server = Proc.start(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', '1000', '-send', '2000']);
+      const server = startChild(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', '1000', '-send', '2000']);
       t.teardown(() => server.kill());
       const listen = await server.until(/^LISTEN .* addr=(\S+)$/m);
       const port = splitHostPort(listen[1]).port;
-      const client = Proc.start(tcpnet, ['client', '-connect', listen[1], '-send', '1000', '-recv', '2000', '-linger0']);
+      const client = startChild(tcpnet, ['client', '-connect', listen[1], '-send', '1000', '-recv', '2000', '-linger0']);
       t.teardown(() => client.kill());
       const conn = await client.until(/^CONNECT goid=\d+ local=(\S+)/m);
       await client.until(/^BYE$/m);
@@ -221,7 +210,7 @@ async function main(): Promise<void> {
     });
 
     await t.test('a non-Go client (python3): the right pid, no goroutine', async (t) => {
-      const server = Proc.start(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', '4096', '-send', '8192']);
+      const server = startChild(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', '4096', '-send', '8192']);
       t.teardown(() => server.kill());
       const listen = await server.until(/^LISTEN .* addr=(\S+)$/m);
       const port = splitHostPort(listen[1]).port;

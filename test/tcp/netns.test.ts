@@ -7,7 +7,8 @@ import { mkdirSync } from 'node:fs';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import type { ConnectionRecord } from '../../collector/src/protocol/records.ts';
 import { buildRoot, repoRoot } from '../lib/go.ts';
-import { buildTcpnet, makeNetnsPair, netnsUnavailable, sleep, splitHostPort, ssInfo, startInNetns, type NetnsPair, type Proc } from './lib.ts';
+import type { Child } from '../lib/child.ts';
+import { buildTcpnet, makeNetnsPair, netnsUnavailable, splitHostPort, ssInfo, startInNetns, type NetnsPair, waitFor } from './lib.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
 async function tcpUnavailable(): Promise<string | undefined> {
@@ -23,17 +24,6 @@ async function tcpUnavailable(): Promise<string | undefined> {
 const why = await tcpUnavailable();
 if (why) t.test('TCP between namespaces', { skip: `unavailable: ${why}` }, () => {});
 else await main();
-
-async function waitFor<T>(tr: TcpTracer, pick: () => T | undefined, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await tr.drain();
-    const v = pick();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 function closedOf(tr: TcpTracer, pid: number, pred: (c: ConnectionRecord) => boolean): () => ConnectionRecord | undefined {
   return () => tr.connections(pid).find((c) => c.state === 'closed' && pred(c));
@@ -72,7 +62,7 @@ async function main(): Promise<void> {
   }
   const tr = new TcpTracer({ seed: false });
   tr.start();
-  const procs: Proc[] = [];
+  const procs: Child[] = [];
   // Cleaned up when the last subtest is done, not by a root-level teardown (which waits for an idle loop).
   try {
     const serverIn = async (t: Test, addr: string, recv: number, send: number) => {

@@ -6,11 +6,11 @@
 // process without CAP_SYS_ADMIN, the choice of path and the one line said when classic tracepoints cannot
 // have their ids.
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { repoRoot } from '../lib/go.ts';
-import { buildTcpnet, Proc } from './lib.ts';
+import { run, startChild, type Child } from '../lib/child.ts';
+import { buildTcpnet } from './lib.ts';
 
 const goroscope = join(repoRoot, 'bin', 'goroscope.js');
 const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !/TAP/i.test(k) && !/^GOROSCOPE_TCP_/.test(k)));
@@ -18,11 +18,8 @@ const noBpf = await bpfUnavailable();
 const noUnshare = noBpf ? undefined : await canUnshare();
 
 async function canUnshare(): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const c = spawn('unshare', ['-m', 'true'], { stdio: 'ignore' });
-    c.once('error', (e) => resolve(`unshare is not available: ${e.message}`));
-    c.once('close', (code) => resolve(code === 0 ? undefined : `unshare -m failed (exit ${code}): a private mount namespace is needed`));
-  });
+  const r = await run('unshare', ['-m', 'true'], { timeoutMs: 10_000 });
+  return r.code === 0 ? undefined : `unshare -m failed (${r.code ?? r.signal}: ${r.stderr.trim()}): a private mount namespace is needed`;
 }
 
 const SEND = 23_456;
@@ -44,7 +41,7 @@ interface Snapshot {
 }
 
 /** `goroscope snapshot --pid PID --json --duration 3s` in a private mount namespace. */
-function startSnapshot(pid: number, c: Case): { done: Promise<{ code: number | null; stdout: string; stderr: string }>; observing: Promise<void> } {
+function startSnapshot(t: Test, pid: number, c: Case): Child {
   const script = [
     'umount /sys/kernel/tracing 2>/dev/null',
     'umount /sys/kernel/debug/tracing 2>/dev/null',
@@ -55,33 +52,15 @@ function startSnapshot(pid: number, c: Case): { done: Promise<{ code: number | n
     'exec "$@"',
   ].join('\n');
   const argv = ['-m', 'sh', '-c', script, 'sh', 'env', '-u', 'NODE_OPTIONS', process.execPath, goroscope, 'snapshot', '--pid', String(pid), '--json', '--duration', '3s'];
-  const child = spawn('unshare', argv, { env: { ...cleanEnv, ...c.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  let seen: () => void;
-  const observing = new Promise<void>((resolve) => (seen = resolve));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
-    if (/observing pid/.test(stderr)) seen();
-  });
-  const killer = setTimeout(() => child.kill('SIGKILL'), 45_000);
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.once('close', (code) => {
-      clearTimeout(killer);
-      seen();
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { done, observing: Promise.race([observing, done.then(() => {})]) };
+  return startChild('unshare', argv, { env: { ...cleanEnv, ...c.env }, what: 'snapshot in a private mount namespace', timeoutMs: 45_000, t });
 }
 
 /** A Go server and a Go client that waits for "go": N connections, SEND bytes up and RECV down each. */
-async function startPair(): Promise<{ server: Proc; client: Proc; addr: string }> {
+async function startPair(): Promise<{ server: Child; client: Child; addr: string }> {
   const tcpnet = buildTcpnet();
-  const server = Proc.start(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', String(SEND), '-send', String(RECV)]);
+  const server = startChild(tcpnet, ['server', '-listen', '127.0.0.1:0', '-recv', String(SEND), '-send', String(RECV)]);
   const addr = (await server.until(/^LISTEN pid=\d+ goid=\d+ addr=(\S+)$/m))[1];
-  const client = Proc.start(tcpnet, ['client', '-connect', addr, '-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-wait']);
+  const client = startChild(tcpnet, ['client', '-connect', addr, '-n', String(N), '-send', String(SEND), '-recv', String(RECV), '-wait']);
   await client.until(/^CLIENT pid=/m);
   return { server, client, addr };
 }
@@ -98,8 +77,8 @@ async function exchange(t: Test, c: Case, side: 'client' | 'server'): Promise<Sn
     server.kill();
   });
   const target = side === 'client' ? client : server;
-  const snap = startSnapshot(target.pid, c);
-  await snap.observing;
+  const snap = startSnapshot(t, target.pid, c);
+  await snap.inStderr(/observing pid/);
   client.send('go');
   const connects = await client.lines(/^CONNECT goid=(\d+) local=\S+:(\d+) remote=\S+$/, N);
   const dones = await client.lines(/^DONE local=\S+ remote=\S+ sent=(\d+) received=(\d+)/, N);
@@ -107,9 +86,9 @@ async function exchange(t: Test, c: Case, side: 'client' | 'server'): Promise<Sn
   const accepts = await server.lines(/^ACCEPT goid=(\d+) local=\S+ remote=\S+:(\d+)$/, N);
   await client.until(/^BYE$/m);
   await server.lines(/^SERVED /, N);
-  const r = await snap.done;
-  t.equal(r.code, 0, `the snapshot exits 0 (stderr: ${r.stderr.slice(-1500)})`);
-  const out: Snapshot = JSON.parse(r.stdout);
+  const { code } = await snap.exit();
+  t.equal(code, 0, `the snapshot exits 0 (stderr: ${snap.err.slice(-1500)})`);
+  const out: Snapshot = JSON.parse(snap.out);
   const conns = (out.connections ?? []).filter((x) => x.pid === target.pid && x.state === 'closed');
   // Each of the N connections, by the port the program itself printed, with its goroutine and exact bytes.
   const expected = side === 'client' ? connects.map((m) => ({ port: Number(m[2]), goid: Number(m[1]) })) : accepts.map((m) => ({ port: Number(m[2]), goid: Number(m[1]) }));
@@ -164,18 +143,7 @@ console.log(JSON.stringify(out));
 t.test('no tracefs and no CAP_SYS_ADMIN: raw syscalls; classic tracepoints say in one line what they need', { skip, timeout: 60_000 }, async (t) => {
   const script = "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; exec \"$@\"";
   const argv = ['-m', 'sh', '-c', script, 'sh', 'env', '-u', 'NODE_OPTIONS', 'setpriv', '--inh-caps=-sys_admin', '--bounding-set=-sys_admin', process.execPath, '--import', 'tsx', '--input-type=module', '-e', probe];
-  const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const c = spawn('unshare', argv, { cwd: repoRoot, env: cleanEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const killer = setTimeout(() => c.kill('SIGKILL'), 40_000);
-    c.once('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const r = await run('unshare', argv, { cwd: repoRoot, env: cleanEnv, timeoutMs: 40_000 });
   t.equal(r.code, 0, `the probe ran (stderr: ${r.stderr.slice(-1000)})`);
   const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ids: string; auto: string; classic: string };
   t.match(out.ids, /^tracefs is not mounted and the agent lacks CAP_SYS_ADMIN to mount it: mount -t tracefs tracefs \/sys\/kernel\/tracing on the node, or give the agent CAP_SYS_ADMIN$/, 'tracepoint ids: what is missing and the fix');

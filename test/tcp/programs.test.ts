@@ -12,7 +12,8 @@ import { openGoBinary } from '../../agent/src/gobinary/index.ts';
 import { ALL_PROGRAMS, planFor, type EventPrograms, type SyscallPrograms } from '../../agent/src/tcp/attach-plan.ts';
 import { tcpLayoutOf } from '../../agent/src/tcp/tcp-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { buildTcpnet, Proc, sleep, splitHostPort } from './lib.ts';
+import { startChild, type Child } from '../lib/child.ts';
+import { buildTcpnet, sleep, splitHostPort } from './lib.ts';
 
 interface Path {
   name: string;
@@ -107,10 +108,10 @@ t.test('BTF and classic programs, raw and classic syscall hooks: the same record
   };
   const tcpnet = buildTcpnet();
   const pids = new Set<number>();
-  const procs: Proc[] = [];
+  const procs: Child[] = [];
   t.teardown(() => procs.forEach((p) => p.kill()));
-  const start = async (args: string[], ready: RegExp): Promise<Proc> => {
-    const p = Proc.start(tcpnet, args);
+  const start = async (args: string[], ready: RegExp): Promise<Child> => {
+    const p = startChild(tcpnet, args);
     procs.push(p);
     await p.until(ready);
     pids.add(p.pid);
@@ -121,7 +122,7 @@ t.test('BTF and classic programs, raw and classic syscall hooks: the same record
   // A server, two clients that move bytes and close (one of them abortively), a refused connect, and a
   // connect(2) that fails before any SYN (a broadcast address: ENETUNREACH from the routing decision).
   const server = await start(['server', '-listen', '127.0.0.1:0', '-recv', '3000', '-send', '5000'], /^LISTEN .* addr=\S+$/m);
-  const addr = (await server.until(/^LISTEN .* addr=(\S+)$/m))[1];
+  const addr = (await server.lines(/^LISTEN .* addr=(\S+)$/, 1))[0][1]; // start() consumed the line: lines() reads it again
   const c1 = await start(['client', '-connect', addr, '-n', '2', '-send', '3000', '-recv', '5000', '-wait'], /^CLIENT pid=/m);
   c1.send('go');
   await c1.until(/^BYE$/m);

@@ -13,6 +13,7 @@ import type { GoroutineTracer, TracedProcess } from '../tracer/goroutine-tracer.
 import type { OverheadGovernor } from '../overhead/governor.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
 import { registerSchedMetrics } from '../sched/sched-metrics.ts';
+import { processCounter } from './process-counter.ts';
 import { monoNowNs } from '../tracer/clock.ts';
 import type { Shipper } from '../ship/shipper.ts';
 import type { TcpTotals } from '../agent/connection-changes.ts';
@@ -113,17 +114,8 @@ export class AgentMetrics {
       },
     });
 
-    const lifecycle = (name: string, help: string, pick: (proc: TracedProcess) => number) =>
-      new Counter({
-        name,
-        help,
-        labelNames: ['pid', 'exe'],
-        registers: [r],
-        collect() {
-          this.reset();
-          traced().forEach((proc, i) => this.inc({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe }, pick(proc)));
-        },
-      });
+    const everyTraced = () => traced().map((proc, i) => ({ proc, pid: procLabel(proc.info.pid, i) }));
+    const lifecycle = (name: string, help: string, pick: (proc: TracedProcess) => number) => processCounter(r, everyTraced, name, help, pick);
     // Creations and exits from the runtime's memory (its goroutine-id generator, allgs) as of the last scan,
     // whatever probes are on, or the probes' counts when those are ahead (records newer than the last scan).
     // Both only grow and neither overcounts, so the larger is the truer.

@@ -4,6 +4,7 @@
 import { Counter, type Registry } from 'prom-client';
 import type { LatencyHistogram } from './latency-histogram.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
+import { processCounter, type LabelledProcess } from '../metrics/process-counter.ts';
 import { runnableCauseName, RunnableCause } from './sched-table.ts';
 
 const SECONDS_BUCKETS = [1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -33,7 +34,7 @@ function histogramFrom(name: string, help: string, each: () => Array<[Labelled, 
 }
 
 /** Registers the scheduler metrics; procs() lists the traced processes with their pid label. */
-export function registerSchedMetrics(r: Registry, procs: () => Array<{ proc: TracedProcess; pid: string }>): void {
+export function registerSchedMetrics(r: Registry, procs: () => LabelledProcess[]): void {
   const labelled = (pick: (p: TracedProcess) => LatencyHistogram) => () =>
     procs().filter(({ proc }) => pick(proc).count > 0).map(({ proc, pid }): [Labelled, LatencyHistogram] => [{ pid, exe: proc.info.exe }, pick(proc)]);
   r.registerMetric(
@@ -60,17 +61,7 @@ export function registerSchedMetrics(r: Registry, procs: () => Array<{ proc: Tra
       }
     },
   });
-  const counter = (name: string, help: string, pick: (p: TracedProcess) => number) =>
-    new Counter({
-      name,
-      help,
-      labelNames: ['pid', 'exe'],
-      registers: [r],
-      collect() {
-        this.reset();
-        for (const { proc, pid } of procs()) this.inc({ pid, exe: proc.info.exe }, pick(proc));
-      },
-    });
+  const counter = (name: string, help: string, pick: (p: TracedProcess) => number) => processCounter(r, procs, name, help, pick);
   counter('goroscope_sched_preemptions_total', 'Goroutines preempted by the scheduler (time slice, GC request) or suspended in place for the GC.', (p) => p.sched.counters.preemptions);
   counter('goroscope_sched_yields_total', 'runtime.Gosched calls.', (p) => p.sched.counters.yields);
   counter('goroscope_sched_thread_switches_total', 'Runs of a goroutine on another thread (M) than its run before.', (p) => p.sched.counters.threadSwitches);
