@@ -24,6 +24,16 @@ export function parsePercent(text: string): number {
 }
 
 /** A PEM file, read when the options are parsed: a wrong path is one line before anything starts. */
+/** The options of the commands that trace (snapshot, agent): the probes' overhead budget and what they sample. */
+function probeOptions(whose: string): Option[] {
+  return [
+    new Option('--overhead-budget <percent>', `CPU the probes may cost, as a share of ${whose} CPU`).argParser(parsePercent).default(0.02),
+    new Option('--full', 'keep every probe on (no overhead budget)'),
+    new Option('--sample-parks <percent>', 'record parks and readies of this share of goroutines').argParser(parsePercent),
+    new Option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)').argParser(parsePercent),
+  ];
+}
+
 function readPemFile(path: string): Buffer {
   let pem: Buffer;
   try {
@@ -67,17 +77,15 @@ export function buildCli(): Command {
       process.env.GOROSCOPE_EVENT_TRANSPORT = cmd.opts().eventTransport as string;
     });
 
-  program
+  const snapshotCmd = program
     .command('snapshot')
     .description('attach to a Go process, observe it, detach, and print its goroutines')
     .requiredOption('--pid <pid>', 'the Go process', parsePid)
     .option('--duration <duration>', 'how long to observe', parseDuration, 5000)
     .option('--json', 'print one JSON object')
-    .option('--system', "include the runtime's own goroutines (Go's dumps hide them)")
-    .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of the process's CPU", parsePercent, 0.02)
-    .option('--full', 'keep every probe on (no overhead budget)')
-    .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
-    .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
+    .option('--system', "include the runtime's own goroutines (Go's dumps hide them)");
+  for (const o of probeOptions("the process's")) snapshotCmd.addOption(o);
+  snapshotCmd
     .option('--no-tcp', "leave the process's TCP connections out")
     .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site (default: a fifth of the duration)', parseDuration)
     .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; leakMinAge?: number }) => {
@@ -133,18 +141,16 @@ export function buildCli(): Command {
       process.exitCode = await runDoctor(o);
     });
 
-  program
+  const agentCmd = program
     .command('agent')
     .description("watch this node's Go processes and ship what they do to a collector, or over OTLP, or both")
     .option('--collector <url>', 'the collector, e.g. ws://collector:7070 (token from GOROSCOPE_INGEST_TOKEN)')
     .option('--otlp-endpoint <url>', 'export traces, metrics and logs to this OTLP/HTTP endpoint, e.g. http://otel-collector:4318 ' +
       '(headers from OTEL_EXPORTER_OTLP_HEADERS)', parseHttpUrl)
     .option('--otlp-metric-interval <duration>', 'export OTLP metrics this often', parseDuration, 60_000)
-    .option('--pid <pid...>', 'only these processes (default: every Go process on the node)', (v: string, prev: number[] = []) => [...prev, parsePid(v)])
-    .option('--overhead-budget <percent>', "CPU the probes may cost, as a share of each process's CPU", parsePercent, 0.02)
-    .option('--full', 'keep every probe on (no overhead budget)')
-    .option('--sample-parks <percent>', 'record parks and readies of this share of goroutines', parsePercent)
-    .option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)', parsePercent)
+    .option('--pid <pid...>', 'only these processes (default: every Go process on the node)', (v: string, prev: number[] = []) => [...prev, parsePid(v)]);
+  for (const o of probeOptions("each process's")) agentCmd.addOption(o);
+  agentCmd
     .option('--no-tcp', 'leave TCP connections out')
     .option('--no-requests', 'leave HTTP and gRPC server requests out (their probes)')
     .option('--ca <file>', "PEM certificate(s) the collector's TLS certificate must chain to, for a wss:// collector (default: the system's)", readPemFile)
