@@ -36,6 +36,13 @@ for (const version of versions) {
       t.test(skip, { skip }, async () => {});
       return;
     }
+    if (version === 'local' && !file.versions[ref.version]) {
+      // A machine whose Go the table does not name: nothing to compare (its stripped binaries say why they are not traced).
+      const skip = `the machine's Go ${ref.version} has no entry (add it: node --import tsx scripts/http-layouts/generate.ts local)`;
+      console.error(`SKIPPED: ${skip}`);
+      t.test(skip, { skip }, async () => {});
+      return;
+    }
     t.same(file.versions[ref.version], ref.layout, `Go ${ref.version} (regenerate: node --import tsx scripts/http-layouts/generate.ts ${version})`);
   });
 }
