@@ -232,8 +232,9 @@ export class OverheadGovernor {
         const createExitCost = ((w.created + w.exited) / seconds) * this.opts.nsPerHit;
         const cost = parkCost + createExitCost + requestCost;
         st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, (this.opts.budget * cpuPerSecond) / cost));
-        // The process's CPU includes the probes' own cost: the share is of what it would use without them.
-        const base = Math.max(1, cpuPerSecond - cost);
+        // The process's CPU includes the probes' own cost: the share is of what it would use without them (an
+        // estimate above the whole CPU means the cost per hit is overestimated: the share is then of a tenth).
+        const base = Math.max(0.1 * cpuPerSecond, cpuPerSecond - cost);
         st.estimated = {
           createExit: (createExitCost * st.fraction) / base,
           parkReady: (parkCost * st.fraction) / base,
