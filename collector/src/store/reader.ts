@@ -120,20 +120,25 @@ export interface ConnectionRow {
   observedAt: number;
 }
 
-export class StoreReader {
-  private readonly cache = new Map<string, Statement>();
-
-  constructor(private readonly db: Database) {}
-
-  /** Dynamic SQL has few shapes; keep each prepared once. */
-  private stmt(sql: string): Statement {
-    let s = this.cache.get(sql);
+/** Prepared statements by their SQL: dynamic SQL has few shapes, each is prepared once (a bounded cache). */
+export function statementCache(db: Database, max = 500): (sql: string) => Statement {
+  const cache = new Map<string, Statement>();
+  return (sql) => {
+    let s = cache.get(sql);
     if (!s) {
-      s = this.db.prepare(sql);
-      if (this.cache.size > 500) this.cache.clear();
-      this.cache.set(sql, s);
+      s = db.prepare(sql);
+      if (cache.size > max) cache.clear();
+      cache.set(sql, s);
     }
     return s;
+  };
+}
+
+export class StoreReader {
+  private readonly stmt: (sql: string) => Statement;
+
+  constructor(db: Database) {
+    this.stmt = statementCache(db);
   }
 
   private page<R extends { id: number }, T>(sql: (where: string) => string, w: Where, q: Paging, map: (r: R) => T, idCol: string): Page<T> {

@@ -2,7 +2,7 @@
 // figures per route (rate, errors, duration percentiles) with where the requests' goroutines spent their time.
 import type { Database, Statement } from 'better-sqlite3';
 import { GRPC_SERVER_ERROR_CODES } from '../protocol/records.ts';
-import { finishPage, parseCursor, processClause, Where, type Page, type Paging, type ProcessFilter, type TimeRange } from './reader.ts';
+import { finishPage, parseCursor, processClause, statementCache, Where, type Page, type Paging, type ProcessFilter, type TimeRange } from './reader.ts';
 
 export interface RequestFilter extends ProcessFilter, TimeRange {
   route?: string;
@@ -37,18 +37,10 @@ export function weightedQuantile(values: ArrayLike<number>, weights: ArrayLike<n
 }
 
 export class RequestReader {
-  private readonly cache = new Map<string, Statement>();
+  private readonly stmt: (sql: string) => Statement;
 
-  constructor(private readonly db: Database) {}
-
-  private stmt(sql: string): Statement {
-    let s = this.cache.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      if (this.cache.size > 200) this.cache.clear();
-      this.cache.set(sql, s);
-    }
-    return s;
+  constructor(db: Database) {
+    this.stmt = statementCache(db, 200);
   }
 
   private where(q: RequestFilter): Where {

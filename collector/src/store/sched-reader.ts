@@ -4,7 +4,7 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { bucketQuantile } from '../protocol/histogram.ts';
 import type { CodeLocation, LatencyBuckets } from '../protocol/records.ts';
-import { processClause, Where, type ProcessFilter, type TimeRange } from './reader.ts';
+import { processClause, statementCache, Where, type ProcessFilter, type TimeRange } from './reader.ts';
 
 export interface SchedQuery extends ProcessFilter, TimeRange {
   limit: number;
@@ -39,18 +39,10 @@ const COUNTERS = [
 ] as const;
 
 export class SchedReader {
-  private readonly cache = new Map<string, Statement>();
+  private readonly stmt: (sql: string) => Statement;
 
-  constructor(private readonly db: Database) {}
-
-  private stmt(sql: string): Statement {
-    let s = this.cache.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      if (this.cache.size > 100) this.cache.clear();
-      this.cache.set(sql, s);
-    }
-    return s;
+  constructor(db: Database) {
+    this.stmt = statementCache(db, 100);
   }
 
   private where(q: ProcessFilter & TimeRange): Where {
