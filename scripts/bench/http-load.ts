@@ -343,10 +343,18 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         }));
         const loss = rps.map((x, i) => (1 - x / none[i].rps) * 100);
         out.push(figure({
-          id: id('loss_pct'), bench, label: `requests/s lost at saturation vs no tracing, ${h.label}, ${c.label}`,
+          id: id('loss_pct'), bench, label: `requests/s lost at saturation vs no tracing, as wrk saw them, ${h.label}, ${c.label}`,
           value: round(median(loss)), unit: '%', command: cmdOf(c, 'saturation'), samples: loss.map((x) => round(x)),
+          note: (c.agent ? 'on 2 CPUs the agent shares the load generator\'s CPU, so this mixes its CPU into the server\'s throughput; ' : '') +
+            (c.trace ? `trace ${round(median(rs.map((x) => (x.traceBytes ?? 0) / 2 ** 20)))} MiB per run` : ''),
+        }));
+        // What the server's own CPU allows: requests/s per CPU-second at saturation, paired per round. The
+        // server has its CPU to itself, so this is its throughput loss with the agent's CPU kept apart.
+        const cpuLoss = rs.map((x, i) => (1 - none[i].satCpuUsPerReq / x.satCpuUsPerReq) * 100);
+        out.push(figure({
+          id: id('cpu_loss_pct'), bench, label: `requests/s per server CPU-second lost at saturation vs no tracing, ${h.label}, ${c.label}`,
+          value: round(median(cpuLoss)), unit: '%', command: cmdOf(c, 'saturation'), samples: cpuLoss.map((x) => round(x)),
           ...(isDefault ? { target: { op: '<=' as const, value: 2 } } : {}),
-          note: c.trace ? `trace ${round(median(rs.map((x) => (x.traceBytes ?? 0) / 2 ** 20)))} MiB per run` : undefined,
         }));
       }
       if (c.agent) {
