@@ -1,7 +1,7 @@
 // goroscope benchmarks, side by side in one run (never timed tests): `npm run bench`.
 //
-//   npm run bench -- [--only hit-cost,http,request-cost,pipeline,memory,startup,tcp-attach,stacks,scan] [--quick] [--out bench/results] [--go local]
-//                    [--memory-goroutines 1000000] [--stacks-goroutines 100000]
+//   npm run bench -- [--only hit-cost,http,request-cost,pipeline,memory,agent-memory,startup,tcp-attach,stacks,scan] [--quick]
+//                    [--out bench/results] [--go local] [--memory-goroutines 1000000] [--stacks-goroutines 100000] [--agent-baseline DIR]
 //
 // Writes <out>/latest.json (every figure with its unit, target and the command that produced it) and
 // <out>/latest.md (the same as Markdown tables). The machine is shared and noisy: every comparison is a ratio
@@ -16,6 +16,7 @@ import { runHttpLoad } from './http-load.ts';
 import { runRequestCost } from './request-cost.ts';
 import { runPipeline } from './pipeline.ts';
 import { runMemory } from './memory.ts';
+import { runAgentMemory } from './agent-memory.ts';
 import { runStartup } from './startup.ts';
 import { runTcpAttach } from './tcp-attach.ts';
 import { runStacks } from './stacks.ts';
@@ -24,7 +25,7 @@ import { runCollectorApi, runCollectorCrash, runCollectorIngest } from './collec
 import { renderMarkdown } from './report.ts';
 import { repoRoot, type BenchContext, type Figure } from './lib.ts';
 
-export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'http', 'request-cost', 'startup', 'tcp-attach', 'stacks', 'scan', 'collector-ingest', 'collector-crash', 'collector-api'] as const;
+export const BENCHES = ['hit-cost', 'pipeline', 'memory', 'agent-memory', 'http', 'request-cost', 'startup', 'tcp-attach', 'stacks', 'scan', 'collector-ingest', 'collector-crash', 'collector-api'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 export interface BenchResults {
@@ -46,6 +47,8 @@ const { values: args } = parseArgs({
     out: { type: 'string', default: join(repoRoot, 'bench', 'results') },
     go: { type: 'string', default: 'local' },
     'memory-goroutines': { type: 'string' },
+    'agent-baseline': { type: 'string' },
+    'agent-processes': { type: 'string' },
     'stacks-goroutines': { type: 'string' },
     'collector-agents': { type: 'string' },
     'http-configs': { type: 'string' },
@@ -113,6 +116,7 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   'hit-cost': () => runHitCost(ctx),
   pipeline: () => runPipeline(ctx),
   memory: () => runMemory(ctx, args['memory-goroutines'] ? Number(args['memory-goroutines']) : undefined),
+  'agent-memory': () => runAgentMemory(ctx, { baseline: args['agent-baseline'], processes: num(args['agent-processes']) }),
   http: () => runHttpLoad(ctx, { configs: list(args['http-configs']), handlers: list(args['http-handlers']) }),
   'request-cost': () => runRequestCost(ctx),
   startup: () => runStartup(ctx),

@@ -69,8 +69,8 @@ for (const version of VERSIONS) {
     const t0 = performance.now();
     const r = layoutFromDwarf(bin.elf, entry)!;
     const ms = performance.now() - t0;
-    t.comment(`${bin.goVersion}: ${(bin.elf.data.length / 1e6).toFixed(1)} MB binary, layout from DWARF in ${ms.toFixed(0)} ms`);
-    t.ok(ms < 1000, `read in under a second (${ms.toFixed(0)} ms)`);
+    // A figure, not a check (times belong in benchmarks: this machine is shared).
+    t.comment(`${bin.goVersion}: ${(bin.elf.size / 1e6).toFixed(1)} MB binary, layout from DWARF in ${ms.toFixed(0)} ms`);
     const versions = new Set(DwarfData.fromElf(bin.elf)!.units.map((u) => u.version));
     t.same([...versions], [Number(minor.split('.')[1]) >= 25 ? 5 : 4], `DWARF version ${[...versions]}`);
 

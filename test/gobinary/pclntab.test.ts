@@ -1,5 +1,6 @@
 // The pclntab parser against the Go toolchain's own nm and addr2line, for Go 1.26 and 1.19 and every build kind.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { ElfFile } from '../../agent/src/gobinary/elf.ts';
 import { Pclntab } from '../../agent/src/gobinary/pclntab.ts';
 import { findModuledataText } from '../../agent/src/gobinary/moduledata.ts';
@@ -87,7 +88,7 @@ for (const { version, kind, bin } of helloBuilds(t)) {
     t.test(`Go ${version} pie with relocated words zeroed`, async (t) => {
       const ref = ElfFile.open(bin);
       const tab = Pclntab.fromElf(ref);
-      const copy = Buffer.from(ref.data);
+      const copy = readFileSync(bin);
       let zeroed = 0;
       for (const r of ref.relativeRelocations()) {
         copy.fill(0, ref.vaddrToFileOffset(r.offset)!, ref.vaddrToFileOffset(r.offset)! + 8);

@@ -77,7 +77,7 @@ for (const { version, kind, bin } of helloBuilds(t)) {
       // The file offset holds the bytes objdump printed (PT_LOAD translation, PIE and cgo included).
       for (const i of d.insns) {
         const off = elf.vaddrToFileOffset(i.addr)!;
-        if (elf.data.toString('hex', off, off + i.bytes.length / 2) !== i.bytes) {
+        if (elf.readAt(off, i.bytes.length / 2).toString('hex') !== i.bytes) {
           bad.push(`${f.name}: bytes at file offset of 0x${i.addr.toString(16)}`);
           break;
         }

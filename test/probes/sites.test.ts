@@ -57,7 +57,7 @@ for (const { version, kind, bin: path } of helloBuilds(t)) {
     /** The instruction objdump shows at addr in symbol, with a check that the file holds its bytes there. */
     const at = (symbol: string, addr: number, fileOffset: number): ObjdumpInsn | undefined => {
       const i = insnsOf(symbol).find((x) => x.addr === addr);
-      if (i) t.equal(bin.elf.data.toString('hex', fileOffset, fileOffset + i.bytes.length / 2), i.bytes, `${symbol}+0x${(addr - bin.func(symbol)!.entry).toString(16)}: file bytes`);
+      if (i) t.equal(bin.elf.readAt(fileOffset, i.bytes.length / 2).toString('hex'), i.bytes, `${symbol}+0x${(addr - bin.func(symbol)!.entry).toString(16)}: file bytes`);
       return i;
     };
     const { push, jump, runtime } = plans(bin);

@@ -13,7 +13,7 @@ import type { AgentProfiles } from '../profiles/agent-profiles.ts';
 import type { RequestMetrics } from '../http/request-metrics.ts';
 import type { RequestSampler } from '../http/request-records.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
-import type { Target } from '../tracer/target.ts';
+import { releaseTarget, type Target } from '../tracer/target.ts';
 import type { RecordBuilder } from './record-builder.ts';
 import type { Tracers } from './tracers.ts';
 
@@ -36,8 +36,8 @@ export class TracedProcesses {
   private readonly watcher: GoProcessWatcher;
   /** Processes the goroutine tracer does not hold, and whether a process record was sent for them. */
   private readonly others = new Map<number, boolean>();
-  /** Go processes seen while the goroutine probes are down (TCP and runtime probes may still hold them). */
-  private readonly untracedGo = new Map<number, Target>();
+  /** Every Go process taken (by any part): its share of its binary's analysis is given back when it exits. */
+  private readonly targets = new Map<number, Target>();
   /** Processes in a pod the API server had not told us about yet: their record is sent again once it has. */
   private readonly unnamed = new Set<number>();
 
@@ -58,7 +58,7 @@ export class TracedProcesses {
   /** A process record for a pid the goroutine tracer does not hold, sent once (the collector files records under it). */
   announce(pid: number): void {
     if (this.traced(pid) || this.others.has(pid)) return;
-    const goVersion = this.untracedGo.get(pid)?.binary.goVersion ?? null;
+    const goVersion = this.targets.get(pid)?.binary.goVersion ?? null;
     let sent = false;
     try {
       const info = inspectProcess(pid);
@@ -100,6 +100,7 @@ export class TracedProcesses {
     const { tracer, runtime, requests, tcp, governor, builder, metadata, queue, log } = this.o;
     const pid = target.info.pid;
     let traced = false;
+    this.targets.set(pid, target);
     if (tracer && governor) {
       try {
         const proc = tracer.attach(target);
@@ -111,7 +112,6 @@ export class TracedProcesses {
         log(`cannot trace the goroutines of pid ${pid}: ${firstLine(e)}`);
       }
     }
-    if (!traced) this.untracedGo.set(pid, target);
     if (tcp) {
       try {
         tcp.attach(target);
@@ -150,14 +150,18 @@ export class TracedProcesses {
       profiles?.forget(pid);
       void tracer!.detach(pid);
     }
-    this.untracedGo.delete(pid);
     this.unnamed.delete(pid);
+    this.others.delete(pid);
     metadata.forget?.(pid);
     void runtime?.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
     requests?.forget(pid);
     requestSampler.forget(pid);
     void requestMetrics.forget(pid);
     void tcp?.detach(pid);
+    // Last: the records above were built with its binary (symbols, start functions).
+    const target = this.targets.get(pid);
+    this.targets.delete(pid);
+    if (target) releaseTarget(target);
   }
 
   private noteUnnamed(pid: number): void {

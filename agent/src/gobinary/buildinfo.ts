@@ -26,9 +26,9 @@ export interface MainModule {
 export function mainModule(elf: ElfFile): MainModule {
   const out: MainModule = { path: null, version: null, vcsRevision: null, vcsModified: false, buildId: goBuildId(elf) };
   const off = findBuildInfoHeader(elf);
-  if (off === undefined || !(elf.data[off + 15] & FLAG_VERSION_INLINE)) return out;
-  const version = readVarint(elf.data, off + HEADER_SIZE);
-  const modinfo = readVarint(elf.data, version.end);
+  if (off === undefined || !(elf.readAt(off + 15, 1)[0] & FLAG_VERSION_INLINE)) return out;
+  const version = readVarint(elf, off + HEADER_SIZE);
+  const modinfo = readVarint(elf, version.end);
   for (const line of modinfo.text.split('\n')) {
     const f = line.split('\t');
     if (f[0] === 'mod' && f.length >= 3) {
@@ -52,10 +52,10 @@ export function serviceVersion(m: MainModule): string | null {
 }
 
 /** The .note.go.buildid note: namesz 4, descsz, type 4, "Go\0\0", then the id. */
-function goBuildId(elf: ElfFile): string | null {
+export function goBuildId(elf: ElfFile): string | null {
   const s = elf.section('.note.go.buildid');
-  if (!s) return null;
-  const d = elf.data.subarray(s.offset, s.offset + s.size);
+  if (!s || s.size > 4096 || s.offset + s.size > elf.size) return null;
+  const d = elf.sectionData(s);
   if (d.length < 16 || d.readUInt32LE(0) !== 4 || d.readUInt32LE(8) !== 4 || d.toString('latin1', 12, 15) !== 'Go\0') return null;
   const n = d.readUInt32LE(4);
   return n > 0 && 16 + n <= d.length ? d.toString('utf8', 16, 16 + n) : null;
@@ -64,26 +64,26 @@ function goBuildId(elf: ElfFile): string | null {
 /** File offset of the build info header: from the section, else by scanning (section headers may be gone). */
 function findBuildInfoHeader(elf: ElfFile): number | undefined {
   const s = elf.section('.go.buildinfo');
-  if (s && elf.data.subarray(s.offset, s.offset + MAGIC.length).equals(MAGIC)) return s.offset;
+  if (s && s.offset + HEADER_SIZE <= elf.size && elf.readAt(s.offset, MAGIC.length).equals(MAGIC)) return s.offset;
   // The linker aligns the blob to 16 bytes; file offsets and vaddrs agree modulo the page size.
-  for (let i = elf.data.indexOf(MAGIC); i >= 0; i = elf.data.indexOf(MAGIC, i + 1)) {
-    if (i % 16 === 0 && i + HEADER_SIZE <= elf.data.length) return i;
+  for (const i of elf.find(MAGIC, 0, elf.size, 16)) {
+    if (i + HEADER_SIZE <= elf.size) return i;
   }
   return undefined;
 }
 
 function parseVersion(elf: ElfFile, off: number): string | undefined {
-  const d = elf.data;
-  const ptrSize = d[off + 14];
-  const flags = d[off + 15];
+  const d = elf.readAt(off, HEADER_SIZE);
+  const ptrSize = d[14];
+  const flags = d[15];
   if (flags & FLAG_VERSION_INLINE) {
-    const v = readVarintString(d, off + HEADER_SIZE);
+    const v = readVarint(elf, off + HEADER_SIZE).text;
     return v || undefined;
   }
   // Before Go 1.18: two pointers to Go string headers {ptr, len}: the version, then the module info.
   if (ptrSize !== 8 || flags & FLAG_BIG_ENDIAN) return undefined;
   try {
-    const strHeader = u64(d, off + 16);
+    const strHeader = u64(d, 16);
     const hdr = elf.read(strHeader, 16);
     const ptr = u64(hdr, 0);
     const len = u64(hdr, 8);
@@ -94,20 +94,20 @@ function parseVersion(elf: ElfFile, off: number): string | undefined {
   }
 }
 
-function readVarintString(d: Buffer, off: number): string {
-  return readVarint(d, off).text;
-}
-
-function readVarint(d: Buffer, off: number): { text: string; end: number } {
+/** A varint-length-prefixed string at a file offset, and where it ends. */
+function readVarint(elf: ElfFile, off: number): { text: string; end: number } {
+  const head = elf.readAt(off, Math.min(5, elf.size - off));
   let len = 0;
   let shift = 0;
-  for (let i = 0; i < 5; i++) {
-    const b = d[off++];
-    if (b === undefined) return { text: '', end: off };
+  let i = 0;
+  for (; i < head.length; i++) {
+    const b = head[i];
     len += (b & 0x7f) * 2 ** shift;
     shift += 7;
     if (b < 0x80) break;
   }
-  if (len > 1 << 20 || off + len > d.length) return { text: '', end: off };
-  return { text: d.toString('utf8', off, off + len), end: off + len };
+  if (i === head.length) return { text: '', end: off + i };
+  const start = off + i + 1;
+  if (len > 1 << 20 || start + len > elf.size) return { text: '', end: start };
+  return { text: elf.readAt(start, len).toString('utf8'), end: start + len };
 }

@@ -103,6 +103,24 @@ export class DwarfError extends Error {
  * the section is absent or has no bytes in this file (a split-off debug file holds them).
  */
 export function debugSection(elf: ElfFile, name: string): Buffer | undefined {
+  let recent = recentSections.get(elf);
+  const had = recent?.get(name)?.deref();
+  if (had) return had;
+  const out = readDebugSection(elf, name);
+  if (out && out.length >= 1 << 16) {
+    if (!recent) recentSections.set(elf, (recent = new Map()));
+    recent.set(name, new WeakRef(out));
+  }
+  return out;
+}
+
+/**
+ * Decompressed sections while anything still holds them: an attach reads .debug_info for the runtime's layout
+ * and again for net/http's, one after the other; a weak reference shares it without keeping it past that.
+ */
+const recentSections = new WeakMap<ElfFile, Map<string, WeakRef<Buffer>>>();
+
+function readDebugSection(elf: ElfFile, name: string): Buffer | undefined {
   const s = elf.section(`.debug_${name}`);
   if (s && s.type !== SHT_NOBITS) {
     const raw = elf.sectionData(s);
@@ -221,10 +239,14 @@ interface Abbrev {
   implicit: number[];
 }
 
-/** A debugging information entry. Attributes are kept as parallel arrays: DIEs are many and mostly small. */
+/**
+ * A debugging information entry. Attributes are kept as parallel arrays: DIEs are many and mostly small. Its
+ * children are read when first asked for: Go puts every type of the program in the runtime's unit, and an
+ * analysis looks at a few of them.
+ */
 export class Die {
   parent: Die | undefined;
-  readonly children: Die[] = [];
+  private kids: Die[] | undefined;
 
   constructor(
     readonly unit: DwarfUnit,
@@ -235,7 +257,13 @@ export class Die {
     readonly hasChildren: boolean,
     readonly attrs: number[],
     readonly values: AttrValue[],
+    /** Offset of its first child (just past its attributes). */
+    readonly childStart: number,
   ) {}
+
+  get children(): Die[] {
+    return (this.kids ??= this.unit.childrenOf(this));
+  }
 
   attr(at: number): AttrValue | undefined {
     const i = this.attrs.indexOf(at);
@@ -270,9 +298,9 @@ export class Die {
 }
 
 export class DwarfUnit {
-  private top: Die | undefined; // the unit DIE alone, or with its descendants once tree is set
-  private tree: Die | undefined;
-  private dies: Map<number, Die> | undefined;
+  private top: Die | undefined;
+  /** The DIEs read so far, by offset. */
+  private readonly dies = new Map<number, Die>();
   /** Bases of DWARF 5's indexed forms; set from the unit DIE (defaults: just past the tables' headers). */
   strOffsetsBase: number;
   addrBase: number;
@@ -296,9 +324,14 @@ export class DwarfUnit {
     this.addrBase = offSize === 8 ? 16 : 8;
   }
 
-  /** The unit DIE alone (its attributes, no children): cheap, to decide whether to look further. */
+  /** The unit DIE (its children are read when asked for). */
   head(): Die {
-    return (this.top ??= this.parse(false));
+    if (!this.top) {
+      if (this.dieStart >= this.end) throw new DwarfError(`unit at 0x${this.offset.toString(16)} has no DIE`);
+      this.top = this.read(this.dieStart);
+      this.setBases(this.top);
+    }
+    return this.top;
   }
 
   /** DW_AT_name of the unit DIE: the package path for Go ("runtime"). */
@@ -306,51 +339,128 @@ export class DwarfUnit {
     return this.head().name;
   }
 
-  /** The unit DIE with all its descendants. */
+  /** The unit DIE; its descendants are read as they are walked. */
   root(): Die {
-    return this.tree ?? this.parse(true);
+    return this.head();
   }
 
-  /** The DIE at a .debug_info offset inside this unit. */
+  /** The DIE at a .debug_info offset inside this unit (where a reference points). */
   dieAt(offset: number): Die | undefined {
-    if (!this.dies) this.root();
-    return this.dies!.get(offset);
+    if (offset < this.dieStart || offset >= this.end) return undefined;
+    this.head();
+    return this.dies.get(offset) ?? this.read(offset);
   }
 
-  private parse(full: boolean): Die {
-    const c = new Cursor(this.dwarf.info, this.dieStart);
-    const dies = new Map<number, Die>();
-    const stack: Die[] = [];
-    let root: Die | undefined;
+  /** The children of a DIE of this unit: each read, their own subtrees skipped over. */
+  childrenOf(die: Die): Die[] {
+    const out: Die[] = [];
+    if (!die.hasChildren) return out;
+    let pos = die.childStart;
+    while (pos < this.end) {
+      if (this.dwarf.info[pos] === 0) break; // end of the sibling list
+      const child = this.dies.get(pos) ?? this.read(pos);
+      child.parent = die;
+      out.push(child);
+      pos = child.hasChildren ? this.skipChildren(child.childStart) : child.childStart;
+    }
+    return out;
+  }
+
+  /**
+   * The children of a DIE with their tag and name, reading no other value and making no Die: an index over the
+   * tens of thousands of types of a big program's runtime unit. Children of other tags only cost a skip.
+   */
+  *scanChildren(die: Die, tags: ReadonlySet<number>): Generator<ScannedDie> {
+    if (!die.hasChildren) return;
+    const c = new Cursor(this.dwarf.info, die.childStart);
     while (c.pos < this.end) {
       const offset = c.pos;
       const code = c.uleb();
+      if (code === 0) return; // end of the sibling list
+      const ab = this.abbrevs.get(code);
+      if (!ab) throw new DwarfError(`DIE at 0x${offset.toString(16)}: unknown abbreviation ${code}`);
+      const wanted = tags.has(ab.tag);
+      let name: string | undefined;
+      let inline = false;
+      for (let i = 0; i < ab.forms.length; i++) {
+        if (wanted && ab.attrs[i] === DW_AT.name) {
+          const v = this.value(c, ab.forms[i], ab.implicit[i]);
+          if (typeof v === 'string') name = v;
+        } else {
+          if (ab.attrs[i] === DW_AT.inline) inline = true;
+          this.skip(c, ab.forms[i]);
+        }
+      }
+      if (wanted) yield { offset, tag: ab.tag, name, hasChildren: ab.hasChildren, inline };
+      if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
+    }
+  }
+
+  /** Reads one DIE: its abbreviation and attribute values. */
+  private read(offset: number): Die {
+    const c = new Cursor(this.dwarf.info, offset);
+    const code = c.uleb();
+    const ab = this.abbrevs.get(code);
+    if (!ab) throw new DwarfError(`DIE at 0x${offset.toString(16)}: ${code === 0 ? 'a null entry' : `unknown abbreviation ${code}`}`);
+    const values: AttrValue[] = new Array(ab.attrs.length);
+    for (let i = 0; i < ab.attrs.length; i++) values[i] = this.value(c, ab.forms[i], ab.implicit[i]);
+    const die = new Die(this, offset, ab.tag, ab.hasChildren, ab.attrs, values, c.pos);
+    this.dies.set(offset, die);
+    return die;
+  }
+
+  /** Where the sibling list starting at pos ends (just past its null entry), reading no values. */
+  private skipChildren(pos: number): number {
+    const c = new Cursor(this.dwarf.info, pos);
+    let depth = 1;
+    while (depth > 0 && c.pos < this.end) {
+      const code = c.uleb();
       if (code === 0) {
-        stack.pop(); // end of a sibling list
+        depth--;
         continue;
       }
       const ab = this.abbrevs.get(code);
-      if (!ab) throw new DwarfError(`DIE at 0x${offset.toString(16)}: unknown abbreviation ${code}`);
-      const values: AttrValue[] = new Array(ab.attrs.length);
-      for (let i = 0; i < ab.attrs.length; i++) values[i] = this.value(c, ab.forms[i], ab.implicit[i]);
-      const die = new Die(this, offset, ab.tag, ab.hasChildren, ab.attrs, values);
-      dies.set(offset, die);
-      if (!root) {
-        root = die;
-        this.setBases(die);
-        if (!full) return die;
-      } else {
-        const parent = stack[stack.length - 1];
-        if (!parent) throw new DwarfError(`DIE at 0x${offset.toString(16)} is outside its unit's tree`);
-        die.parent = parent;
-        parent.children.push(die);
-      }
-      if (ab.hasChildren) stack.push(die);
+      if (!ab) throw new DwarfError(`DIE at 0x${(c.pos - 1).toString(16)}: unknown abbreviation ${code}`);
+      for (const form of ab.forms) this.skip(c, form);
+      if (ab.hasChildren) depth++;
     }
-    if (!root) throw new DwarfError(`unit at 0x${this.offset.toString(16)} has no DIE`);
-    this.top = this.tree = root;
-    this.dies = dies;
-    return root;
+    return c.pos;
+  }
+
+  /** Moves past a value of the form without making it. */
+  private skip(c: Cursor, form: number): void {
+    switch (form) {
+      case F.addr: c.pos += this.addrSize; return;
+      case F.data1: case F.ref1: case F.flag: case F.strx1: case F.addrx1: c.pos += 1; return;
+      case F.data2: case F.ref2: case F.strx2: case F.addrx2: c.pos += 2; return;
+      case F.strx3: case F.addrx3: c.pos += 3; return;
+      case F.data4: case F.ref4: case F.strx4: case F.addrx4: case F.ref_sup4: c.pos += 4; return;
+      case F.data8: case F.ref8: case F.ref_sig8: case F.ref_sup8: c.pos += 8; return;
+      case F.data16: c.pos += 16; return;
+      case F.sdata: c.sleb(); return;
+      case F.udata: case F.ref_udata: case F.strx: case F.addrx: case F.loclistx: case F.rnglistx:
+      case F.gnu_addr_index: case F.gnu_str_index:
+        c.uleb();
+        return;
+      case F.string: {
+        const end = this.dwarf.info.indexOf(0, c.pos);
+        if (end < 0) throw new DwarfError('unterminated string');
+        c.pos = end + 1;
+        return;
+      }
+      case F.strp: case F.line_strp: case F.strp_sup: case F.gnu_strp_alt: case F.sec_offset: case F.gnu_ref_alt:
+        c.pos += this.offSize;
+        return;
+      case F.ref_addr: c.pos += this.version <= 2 ? this.addrSize : this.offSize; return;
+      // The length first: `c.pos += c.u8()` would add to the position from before the length was read.
+      case F.block1: { const n = c.u8(); c.pos += n; return; }
+      case F.block2: { const n = c.u16(); c.pos += n; return; }
+      case F.block4: { const n = c.u32(); c.pos += n; return; }
+      case F.block: case F.exprloc: { const n = c.uleb(); c.pos += n; return; }
+      case F.flag_present: case F.implicit_const: return;
+      case F.indirect: this.skip(c, c.uleb()); return;
+    }
+    throw new DwarfError(`unit at 0x${this.offset.toString(16)}: unknown attribute form 0x${form.toString(16)}`);
   }
 
   // The unit DIE's own strx/addrx attributes may come before the bases it names: resolve them afterwards.
@@ -688,33 +798,55 @@ export interface FormalParameter {
   result: boolean;
 }
 
-export class DwarfIndex {
-  private readonly structs = new Map<string, Die>();
-  private readonly constants = new Map<string, Die>();
-  private readonly variables = new Map<string, Die>();
-  private readonly subprograms = new Map<string, Subprogram>();
+function dieOf(at: DieAt | undefined): Die | undefined {
+  return at && at.unit.dieAt(at.offset);
+}
 
-  /** Indexes the top-level DIEs of the units given (parsing them). */
+/** A child DIE as scanChildren saw it: where it is, its tag and name, whether it has DW_AT_inline. */
+export interface ScannedDie {
+  offset: number;
+  tag: number;
+  name: string | undefined;
+  hasChildren: boolean;
+  inline: boolean;
+}
+
+const INDEXED_TAGS = new Set([DW_TAG.structure_type, DW_TAG.constant, DW_TAG.variable, DW_TAG.subprogram]);
+
+/** Where a DIE is: read when a lookup asks for it. */
+interface DieAt {
+  unit: DwarfUnit;
+  offset: number;
+}
+
+export class DwarfIndex {
+  private readonly structs = new Map<string, DieAt>();
+  private readonly constants = new Map<string, DieAt>();
+  private readonly variables = new Map<string, DieAt>();
+  private readonly subprograms = new Map<string, { at: DieAt | undefined; inline: boolean }>();
+
+  /** Indexes the top-level DIEs of the units given by name (each DIE is read when looked up). */
   constructor(units: Iterable<DwarfUnit>) {
-    for (const u of units) {
-      for (const d of u.root().children) {
+    for (const unit of units) {
+      for (const d of unit.scanChildren(unit.root(), INDEXED_TAGS)) {
         const name = d.name;
         if (!name) continue;
+        const at = { unit, offset: d.offset };
         switch (d.tag) {
           case DW_TAG.structure_type:
-            if (!this.structs.has(name)) this.structs.set(name, d);
+            if (!this.structs.has(name)) this.structs.set(name, at);
             break;
           case DW_TAG.constant:
-            if (!this.constants.has(name)) this.constants.set(name, d);
+            if (!this.constants.has(name)) this.constants.set(name, at);
             break;
           case DW_TAG.variable:
-            if (!this.variables.has(name)) this.variables.set(name, d);
+            if (!this.variables.has(name)) this.variables.set(name, at);
             break;
           case DW_TAG.subprogram: {
             let sp = this.subprograms.get(name);
-            if (!sp) this.subprograms.set(name, (sp = { die: undefined, inline: false }));
-            if (d.has(DW_AT.inline)) sp.inline = true;
-            if (!sp.die && d.hasChildren) sp.die = d; // as debug/dwarf's Entry.Children: declared, maybe empty
+            if (!sp) this.subprograms.set(name, (sp = { at: undefined, inline: false }));
+            if (d.inline) sp.inline = true;
+            if (!sp.at && d.hasChildren) sp.at = at; // as debug/dwarf's Entry.Children: declared, maybe empty
             break;
           }
         }
@@ -724,22 +856,24 @@ export class DwarfIndex {
 
   /** A struct type by its DWARF name, e.g. "runtime.g" (the struct itself, not the typedef of the same name). */
   struct(name: string): Die | undefined {
-    return this.structs.get(name);
+    return dieOf(this.structs.get(name));
   }
 
   /** A variable by name, e.g. "runtime.waitReasonStrings". */
   variable(name: string): Die | undefined {
-    return this.variables.get(name);
+    return dieOf(this.variables.get(name));
   }
 
   subprogram(name: string): Subprogram | undefined {
-    return this.subprograms.get(name);
+    const sp = this.subprograms.get(name);
+    return sp && { die: dieOf(sp.at), inline: sp.inline };
   }
 
   /** Integer constants (DW_TAG_constant with a numeric DW_AT_const_value), filtered by name. */
   *intConstants(filter: (name: string) => boolean = () => true): Generator<{ name: string; value: number; type: Die | undefined }> {
-    for (const [name, d] of this.constants) {
+    for (const [name, at] of this.constants) {
       if (!filter(name)) continue;
+      const d = dieOf(at)!;
       const v = d.attr(DW_AT.const_value);
       if (typeof v === 'number') yield { name, value: v, type: d.ref(DW_AT.type) };
     }

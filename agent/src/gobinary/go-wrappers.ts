@@ -58,8 +58,8 @@ export class GoWrappers {
     const at = this.pclntab.fileLine(entry);
     if (!at) return null;
     const prefix = `${wrapper.replace(GOWRAP, '')}.func`;
-    for (const g of this.pclntab.funcs()) {
-      if (!g.name.startsWith(prefix) || !/^\d+$/.test(g.name.slice(prefix.length))) continue;
+    for (const g of this.pclntab.funcsWithPrefix(prefix)) {
+      if (!/^\d+$/.test(g.name.slice(prefix.length))) continue;
       const fl = this.pclntab.fileLine(g.entry);
       if (fl && fl.file === at.file && fl.line === at.line) return { function: g.name, file: fl.file, line: fl.line };
     }

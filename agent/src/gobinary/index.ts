@@ -1,6 +1,6 @@
 // One entry point over a Go executable: version, functions with their file offsets (for uprobes), symbolizer, allgs.
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
-import { goVersion, mainModule, serviceVersion } from './buildinfo.ts';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { goBuildId, goVersion, mainModule, serviceVersion } from './buildinfo.ts';
 import { ElfFile, ElfFormatError } from './elf.ts';
 import { Pclntab } from './pclntab.ts';
 import { Symbolizer, type SourceLocation } from './symbolize.ts';
@@ -42,6 +42,8 @@ export interface GoBinary {
   elf: ElfFile;
   pclntab: Pclntab;
   symbolizer: Symbolizer;
+  /** Source frames of code addresses, inlined calls included (one per binary: its caches serve every process). */
+  readonly frames: FrameResolver;
   /**
    * The function a goroutine started at startPc (link-time address) runs, with where it is defined: for a `go`
    * statement's compiler-made wrapper (`pkg.f.gowrap1`), the function it calls (agent/src/gobinary/go-wrappers.ts).
@@ -57,50 +59,151 @@ export interface GoBinary {
   allgs: AllgsLocation | undefined;
   /** The goroutine-id generator (sched.goidgen, allp); undefined when neither symbols nor code give it away. */
   goidgen(layout: RuntimeLayout): GoidGenLocation | undefined;
+  /**
+   * What a part of the agent works out from this build (a probe plan, offsets read from DWARF), worked out once
+   * and kept while the binary is: every process of the build shares it.
+   */
+  analysis<T>(key: string, compute: () => T): T;
+  /** Bytes kept in memory for this binary: the pclntab and its indexes (not the file). */
+  readonly keptBytes: number;
 }
 
+/** Opens and analyses a Go executable for the caller alone (commands and tests); see openSharedGoBinary. */
 export function openGoBinary(path: string): GoBinary {
-  return goBinaryOf(path, () => ElfFile.open(path));
+  return goBinaryOf(path, elfOf(path, () => ElfFile.open(path)));
 }
 
-/** Parsed executables by file identity, while a process (or the few most recent opens) holds them. */
-const shared = new Map<string, WeakRef<GoBinary>>();
-const recent: GoBinary[] = [];
-const KEEP_RECENT = 4;
+interface CacheEntry {
+  bin: GoBinary;
+  /** The keys it is filed under: the file's identity, and its Go build id when it has one. */
+  keys: string[];
+  /** Processes holding it (openSharedGoBinary less releaseGoBinary). */
+  refs: number;
+  /** Set while nobody holds it: it is let go when this fires. */
+  idle?: NodeJS.Timeout;
+}
+
+/** Analysed executables, by file identity (device, inode, size, times) and by Go build id and size. */
+const cache = new Map<string, CacheEntry>();
+const byBinary = new Map<GoBinary, CacheEntry>();
+let analyses = 0;
+/**
+ * How long an analysis nobody holds is kept: a job that runs its binary again and again (a CronJob, a crash
+ * loop) is analysed once, and an agent whose processes all went is back to its idle memory soon after.
+ */
+export const BINARY_IDLE_MS = 10_000;
 
 /**
- * openGoBinary, shared by every process of one executable file (device, inode, size, times): a node running
- * many replicas or short-lived jobs of one binary reads and parses it once and holds it in memory once.
+ * openGoBinary, shared by every process of one build: a node running many replicas or short-lived jobs of one
+ * binary reads and analyses it once and holds it once. Each call takes a reference that releaseGoBinary gives
+ * back; once no process holds it (and BINARY_IDLE_MS has passed), it is closed and dropped.
  */
 export function openSharedGoBinary(path: string): GoBinary {
-  const fd = openSync(path, 'r');
+  let fd: number | undefined = openSync(path, 'r');
+  let entry: CacheEntry | undefined;
   try {
     const st = fstatSync(fd);
-    const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-    let bin = shared.get(key)?.deref();
-    if (!bin) {
-      bin = goBinaryOf(path, () => ElfFile.fromBuffer(path, readFileSync(fd)));
-      if (shared.size >= 256) for (const [k, ref] of shared) if (!ref.deref()) shared.delete(k);
-      shared.set(key, new WeakRef(bin));
+    const fileKey = `file:${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    entry = cache.get(fileKey);
+    if (!entry) {
+      const owned = fd;
+      fd = undefined; // the ElfFile has it now (and closes it if the file is not ELF)
+      const elf = elfOf(path, () => ElfFile.fromFd(path, owned));
+      // A copy of the binary elsewhere (another container's layer) is the same build: the Go build id hashes it.
+      const id = goBuildId(elf);
+      const idKey = id ? `build:${id}:${st.size}` : undefined;
+      entry = idKey === undefined ? undefined : cache.get(idKey);
+      if (entry) {
+        elf.close();
+        entry.keys.push(fileKey);
+      } else {
+        const bin = goBinaryOf(path, elf);
+        analyses++;
+        entry = { bin, keys: idKey ? [fileKey, idKey] : [fileKey], refs: 0 };
+        byBinary.set(bin, entry);
+        for (const k of entry.keys) cache.set(k, entry);
+      }
+      cache.set(fileKey, entry);
     }
-    if (!recent.includes(bin)) {
-      recent.unshift(bin);
-      recent.length = Math.min(recent.length, KEEP_RECENT);
-    }
-    return bin;
   } finally {
-    closeSync(fd);
+    if (fd !== undefined) closeSync(fd);
+  }
+  entry.refs++;
+  if (entry.idle) clearTimeout(entry.idle);
+  entry.idle = undefined;
+  return entry.bin;
+}
+
+/**
+ * Gives back a reference openSharedGoBinary took (a traced process exited). When the last goes, the analysis is
+ * kept BINARY_IDLE_MS for a process of the same build that may start again, then closed.
+ */
+export function releaseGoBinary(bin: GoBinary): void {
+  const entry = byBinary.get(bin);
+  if (!entry || entry.refs === 0) return;
+  if (--entry.refs > 0) return;
+  entry.idle = setTimeout(() => dropEntry(entry), BINARY_IDLE_MS);
+  entry.idle.unref();
+}
+
+function dropEntry(entry: CacheEntry): void {
+  entry.idle = undefined;
+  if (entry.refs > 0 || !byBinary.delete(entry.bin)) return;
+  for (const k of entry.keys) if (cache.get(k) === entry) cache.delete(k);
+  entry.bin.elf.close();
+}
+
+/** What the shared binaries hold now (the agent's /metrics). */
+export interface BinaryCacheStats {
+  /** Analysed binaries kept. */
+  binaries: number;
+  /** References processes hold on them. */
+  references: number;
+  /** Binaries analysed since start (a build is analysed once while it is kept). */
+  analyses: number;
+  /** Bytes kept for them (pclntabs and indexes). */
+  keptBytes: number;
+}
+
+export function binaryCacheStats(): BinaryCacheStats {
+  let references = 0;
+  let keptBytes = 0;
+  for (const e of byBinary.values()) {
+    references += e.refs;
+    keptBytes += e.bin.keptBytes;
+  }
+  return { binaries: byBinary.size, references, analyses, keptBytes };
+}
+
+/** Drops every analysis nobody holds, now (tests; an agent waits BINARY_IDLE_MS). */
+export function dropIdleGoBinaries(): void {
+  for (const e of [...byBinary.values()]) {
+    if (e.refs > 0) continue;
+    if (e.idle) clearTimeout(e.idle);
+    dropEntry(e);
   }
 }
 
-function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
-  let elf: ElfFile;
+function elfOf(path: string, open: () => ElfFile): ElfFile {
   try {
-    elf = open();
+    return open();
   } catch (e) {
     if (e instanceof ElfFormatError) throw new NotGoBinaryError(path, e.reason);
     throw e; // ENOENT, EACCES...: not ours to reword
   }
+}
+
+/** The analysis of an opened file, which then holds it (closed here when it is not a Go program). */
+function goBinaryOf(path: string, elf: ElfFile): GoBinary {
+  try {
+    return analyse(path, elf);
+  } catch (e) {
+    elf.close();
+    throw e;
+  }
+}
+
+function analyse(path: string, elf: ElfFile): GoBinary {
   if (elf.machine !== 62) throw new NotGoBinaryError(path, `ELF machine ${elf.machine} is not x86-64`);
   const version = goVersion(elf);
   if (!version) throw new NotGoBinaryError(path, 'no Go build info');
@@ -115,8 +218,10 @@ function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
   const symbolizer = new Symbolizer(pclntab);
   const minor = Number(/^go1\.(\d+)/.exec(version)?.[1] ?? 0);
   let frames: FrameResolver | undefined;
-  const wrappers = new GoWrappers(elf, pclntab, () => (frames ??= new FrameResolver(elf, pclntab, minor)));
+  const framesOf = () => (frames ??= new FrameResolver(elf, pclntab, minor));
+  const wrappers = new GoWrappers(elf, pclntab, framesOf);
   const starts = new Map<number, SourceLocation | undefined>();
+  const analysed = new Map<string, unknown>();
   let version_: string | null | undefined;
   return {
     path,
@@ -124,6 +229,9 @@ function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
     elf,
     pclntab,
     symbolizer,
+    get frames() {
+      return framesOf();
+    },
     startFunction(startPc) {
       if (starts.has(startPc)) return starts.get(startPc);
       const at = symbolizer.at(startPc);
@@ -148,6 +256,13 @@ function goBinaryOf(path: string, open: () => ElfFile): GoBinary {
     goidgen(layout) {
       if (goidgen === null) goidgen = findGoidGen(elf, pclntab, layout);
       return goidgen;
+    },
+    analysis<T>(key: string, compute: () => T): T {
+      if (!analysed.has(key)) analysed.set(key, compute());
+      return analysed.get(key) as T;
+    },
+    get keptBytes() {
+      return pclntab.keptBytes;
     },
   };
 }

@@ -223,7 +223,7 @@ const MAX_CACHED_FILES = 32;
 function fileKey(bin: { goVersion: string; elf: ElfFile }): string | undefined {
   const note = bin.elf.section('.note.go.buildid');
   if (!note) return undefined;
-  return `${bin.goVersion}\0${bin.elf.data.length}\0${bin.elf.sectionData(note).toString('latin1')}`;
+  return `${bin.goVersion}\0${bin.elf.size}\0${bin.elf.sectionData(note).toString('latin1')}`;
 }
 
 /**

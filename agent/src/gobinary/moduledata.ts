@@ -67,9 +67,9 @@ function fromFileWords(elf: ElfFile, pclntabAddr: number, funcnameAddr: number):
   needle.writeBigUInt64LE(BigInt(funcnameAddr), 8);
   for (const p of elf.programs) {
     if (p.type !== PT_LOAD || p.flags & PF_X) continue;
-    const seg = elf.data.subarray(p.offset, p.offset + p.filesz);
-    for (let i = seg.indexOf(needle); i >= 0; i = seg.indexOf(needle, i + 1)) {
-      if (i % 8 !== 0 || i + OFF_ETEXT + 8 > seg.length) continue;
+    for (const off of elf.find(needle, p.offset, p.offset + p.filesz)) {
+      const i = off - p.offset;
+      if (i % 8 !== 0 || i + OFF_ETEXT + 8 > p.filesz) continue;
       const addr = p.vaddr + i;
       const md: Moduledata = { addr, word: (off) => fileWord(elf, addr + off) };
       if (fieldsLookRight(elf, md)) return md;

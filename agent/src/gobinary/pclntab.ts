@@ -1,7 +1,7 @@
 // Go's pc-line table (runtime/symtab.go, debug/gosym/pclntab.go): function names, entries and file:line of code.
 // Formats: Go 1.16-1.17 (magic 0xfffffffa), 1.18-1.19 (0xfffffff0), 1.20+ (0xfffffff1). All offsets below are
 // little-endian amd64 (pointer size 8, instruction quantum 1).
-import { ElfFile, cstring, u64 } from './elf.ts';
+import { ElfFile, PT_LOAD, cstring, u64 } from './elf.ts';
 import { findModuledataText } from './moduledata.ts';
 
 export const MAGIC_116 = 0xfffffffa;
@@ -68,13 +68,12 @@ export class Pclntab {
   /** Function entries, sorted; entries[nfunc] is the end of the last function. */
   private readonly entries: Float64Array;
   private readonly funcOffs: Uint32Array;
-  private names?: string[];
-  private byName?: Map<string, number | number[]>;
-  private list?: GoFunc[];
+  /** Function indexes by a hash of their names (indexesByName), built on the first lookup by name. */
+  private byName?: Int32Array;
 
-  private constructor(readonly elf: ElfFile, private readonly data: Buffer, private readonly h: Header) {
+  private constructor(readonly elf: ElfFile, private readonly data: Buffer, private readonly h: Header, fileOffset: number) {
     this.version = h.magic === MAGIC_116 ? '1.16' : h.magic === MAGIC_118 ? '1.18' : '1.20';
-    const addr = elf.fileOffsetToVaddr(data.byteOffset - elf.data.byteOffset);
+    const addr = elf.fileOffsetToVaddr(fileOffset);
     if (addr === undefined) throw new Error(`${elf.path}: the pclntab is not in a loaded segment`);
     this.addr = addr;
     const n = h.nfunc;
@@ -100,18 +99,25 @@ export class Pclntab {
     }
   }
 
-  /** Finds and parses the pclntab: by section name, else by scanning the file for a plausible header. */
+  /**
+   * Finds and parses the pclntab: by section name, else by scanning the file for a plausible header. Its bytes
+   * are read into a buffer of their own: the only part of the file a Pclntab keeps.
+   */
   static fromElf(elf: ElfFile): Pclntab {
     for (const name of ['.gopclntab', '.data.rel.ro.gopclntab']) {
       const s = elf.section(name);
-      if (!s || s.size === 0) continue;
-      const data = elf.sectionData(s);
-      const h = parseHeader(data);
-      if (h) return new Pclntab(elf, data, h);
+      if (!s || s.size === 0 || s.offset + s.size > elf.size) continue;
+      const h = parseHeader((o, n) => elf.readAt(s.offset + o, n), s.size);
+      if (h) return new Pclntab(elf, elf.sectionData(s), h, s.offset);
     }
-    const off = scanForHeader(elf.data);
-    if (off === undefined) throw new Error(`${elf.path}: no Go pclntab found`);
-    return new Pclntab(elf, elf.data.subarray(off), parseHeader(elf.data.subarray(off))!);
+    const found = scanForHeader(elf);
+    if (!found) throw new Error(`${elf.path}: no Go pclntab found`);
+    return new Pclntab(elf, elf.readAt(found.offset, found.length), found.h, found.offset);
+  }
+
+  /** Bytes this table keeps: the pclntab itself and its indexes. */
+  get keptBytes(): number {
+    return this.data.length + this.entries.byteLength + this.funcOffs.byteLength + (this.byName?.byteLength ?? 0);
   }
 
   get nfunc(): number {
@@ -123,12 +129,11 @@ export class Pclntab {
     return this.h.funcnameOff;
   }
 
+  /** Every function, by address: a new list each call (a binary's 100k+ functions are not kept as objects). */
   funcs(): GoFunc[] {
-    if (!this.list) {
-      this.list = [];
-      for (let i = 0; i < this.h.nfunc; i++) this.list.push(this.funcAt(i));
-    }
-    return this.list;
+    const out: GoFunc[] = [];
+    for (let i = 0; i < this.h.nfunc; i++) out.push(this.funcAt(i));
+    return out;
   }
 
   /**
@@ -136,28 +141,64 @@ export class Pclntab {
    * table tells them apart with a ".abi0" suffix, the pclntab does not): then the lower address; see funcsByName.
    */
   funcByName(name: string): GoFunc | undefined {
-    const i = this.nameIndex().get(name);
-    return i === undefined ? undefined : this.funcAt(typeof i === 'number' ? i : i[0]);
+    const i = this.indexesByName(name)[0];
+    return i === undefined ? undefined : this.funcAt(i);
   }
 
   /** Every function of that name, by address. */
   funcsByName(name: string): GoFunc[] {
-    const i = this.nameIndex().get(name);
-    if (i === undefined) return [];
-    return (typeof i === 'number' ? [i] : i).map((j) => this.funcAt(j));
+    return this.indexesByName(name).map((j) => this.funcAt(j));
   }
 
-  private nameIndex(): Map<string, number | number[]> {
-    if (!this.byName) {
-      const m = new Map<string, number | number[]>();
-      for (let i = 0; i < this.h.nfunc; i++) {
-        const nm = this.nameAt(i);
-        const prev = m.get(nm);
-        m.set(nm, prev === undefined ? i : typeof prev === 'number' ? [prev, i] : [...prev, i]);
-      }
-      this.byName = m;
+  /**
+   * Indexes of the functions named name, ascending. The index is an open-addressing table of function indexes
+   * by an FNV-1a hash of the name's bytes in the name table (4 bytes a slot, two slots a function): a Map of the
+   * names would hold every name as a string, ~100 bytes each.
+   */
+  private indexesByName(name: string): number[] {
+    const table = (this.byName ??= this.buildNameIndex());
+    const want = Buffer.from(name);
+    const mask = table.length - 1;
+    const out: number[] = [];
+    for (let slot = hashBytes(want, 0, want.length) & mask; ; slot = (slot + 1) & mask) {
+      const i = table[slot];
+      if (i < 0) break;
+      const off = this.nameOffset(i);
+      const end = off + want.length;
+      if (end < this.data.length && this.data[end] === 0 && this.data.compare(want, 0, want.length, off, end) === 0) out.push(i);
     }
-    return this.byName;
+    return out.sort((a, b) => a - b);
+  }
+
+  private buildNameIndex(): Int32Array {
+    const n = this.h.nfunc;
+    let size = 16;
+    while (size < 2 * n) size *= 2;
+    const table = new Int32Array(size).fill(-1);
+    const mask = size - 1;
+    const d = this.data;
+    const len = d.length;
+    for (let i = 0; i < n; i++) {
+      // FNV-1a of the name up to its NUL, as hashBytes.
+      let h = 0x811c9dc5;
+      for (let p = this.nameOffset(i); p < len && d[p] !== 0; p++) h = Math.imul(h ^ d[p], 0x01000193);
+      let slot = (h >>> 0) & mask;
+      while (table[slot] >= 0) slot = (slot + 1) & mask;
+      table[slot] = i;
+    }
+    return table;
+  }
+
+  /** Every function whose name starts with prefix, by address (names are compared where they lie). */
+  funcsWithPrefix(prefix: string): GoFunc[] {
+    const want = Buffer.from(prefix);
+    const d = this.data;
+    const out: GoFunc[] = [];
+    for (let i = 0; i < this.h.nfunc; i++) {
+      const off = this.nameOffset(i);
+      if (off + want.length <= d.length && d.compare(want, 0, want.length, off, off + want.length) === 0) out.push(this.funcAt(i));
+    }
+    return out;
   }
 
   funcForPC(pc: number): GoFunc | undefined {
@@ -217,7 +258,8 @@ export class Pclntab {
       nfuncdata: d[b + tail + 3],
       base: b,
     };
-    // Stack walks ask for the same few functions over and over: keep what they asked for.
+    // Stack walks ask for the same few functions over and over: keep what they asked for (bounded).
+    if (this.infos.size >= MAX_CACHED_INFOS) this.infos.delete(this.infos.keys().next().value!);
     this.infos.set(i, info);
     return info;
   }
@@ -267,14 +309,12 @@ export class Pclntab {
   }
 
   private nameAt(i: number): string {
-    if (!this.names) this.names = new Array(this.h.nfunc);
-    let nm = this.names[i];
-    if (nm === undefined) {
-      const off = this.funcBase(i) + (this.version === '1.16' ? 8 : 4);
-      nm = cstring(this.data, this.h.funcnameOff + this.data.readInt32LE(off));
-      this.names[i] = nm;
-    }
-    return nm;
+    return cstring(this.data, this.nameOffset(i));
+  }
+
+  /** Where function i's name starts in the pclntab. */
+  private nameOffset(i: number): number {
+    return this.h.funcnameOff + this.data.readInt32LE(this.funcBase(i) + (this.version === '1.16' ? 8 : 4));
   }
 
   private funcBase(i: number): number {
@@ -346,8 +386,22 @@ export class Pclntab {
   }
 }
 
-function parseHeader(d: Buffer): Header | undefined {
-  if (d.length < 72) return undefined;
+/** FNV-1a (32-bit) of d[start, end). */
+function hashBytes(d: Buffer, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ d[i], 0x01000193);
+  return h >>> 0;
+}
+
+/** At most this many _func records are kept decoded (stack walks revisit a few; a dump of many may ask for all). */
+const MAX_CACHED_INFOS = 16_384;
+
+/** Bytes of a pclntab, from its header on: read(offset, length) within length bytes. */
+type HeaderReader = (offset: number, length: number) => Buffer;
+
+function parseHeader(read: HeaderReader, length: number): Header | undefined {
+  if (length < 72) return undefined;
+  const d = read(0, 72);
   const magic = d.readUInt32LE(0);
   if (magic !== MAGIC_116 && magic !== MAGIC_118 && magic !== MAGIC_120) return undefined;
   // pad, pad, minLC (instruction quantum, 1 on x86), ptrSize 8.
@@ -365,32 +419,41 @@ function parseHeader(d: Buffer): Header | undefined {
     pctabOff: u64(d, o + 24),
     pclnOff: u64(d, o + 32),
   };
-  return plausible(d, h) ? h : undefined;
+  return plausible(read, length, h) ? h : undefined;
 }
 
 // Sanity checks so that a stray magic number in data is not taken for a pclntab.
-function plausible(d: Buffer, h: Header): boolean {
+function plausible(read: HeaderReader, length: number, h: Header): boolean {
   const ftabEntry = h.magic === MAGIC_116 ? 16 : 8;
   if (h.nfunc === 0 || h.nfunc > 10_000_000) return false;
   const offs = [h.funcnameOff, h.cuOff, h.filetabOff, h.pctabOff, h.pclnOff];
-  if (offs.some((o) => o < 64 || o >= d.length)) return false;
+  if (offs.some((o) => o < 64 || o >= length)) return false;
   if (!(h.funcnameOff <= h.cuOff && h.cuOff <= h.filetabOff && h.filetabOff <= h.pctabOff && h.pctabOff <= h.pclnOff)) {
     return false;
   }
-  if (h.pclnOff + (h.nfunc + 1) * ftabEntry > d.length) return false;
+  if (h.pclnOff + (h.nfunc + 1) * ftabEntry > length) return false;
   // Entries must ascend (checking a handful is enough to reject noise).
-  const read = (i: number) => (ftabEntry === 16 ? u64(d, h.pclnOff + i * 16) : d.readUInt32LE(h.pclnOff + i * 8));
-  for (let i = 0; i < Math.min(h.nfunc, 16); i++) if (read(i) > read(i + 1)) return false;
+  const k = Math.min(h.nfunc, 16);
+  const ftab = read(h.pclnOff, (k + 1) * ftabEntry);
+  const entry = (i: number) => (ftabEntry === 16 ? u64(ftab, i * 16) : ftab.readUInt32LE(i * 8));
+  for (let i = 0; i < k; i++) if (entry(i) > entry(i + 1)) return false;
   return true;
 }
 
-function scanForHeader(data: Buffer): number | undefined {
+/**
+ * A pclntab found by its header in a file without section headers: where it starts, and its bytes up to the end
+ * of the segment holding it (its true end is not recorded anywhere).
+ */
+function scanForHeader(elf: ElfFile): { offset: number; length: number; h: Header } | undefined {
   for (const magic of [MAGIC_120, MAGIC_118, MAGIC_116]) {
     const pat = Buffer.alloc(8);
     pat.writeUInt32LE(magic, 0);
     pat.set([0, 0, 1, 8], 4);
-    for (let i = data.indexOf(pat); i >= 0; i = data.indexOf(pat, i + 1)) {
-      if (i % 8 === 0 && parseHeader(data.subarray(i))) return i;
+    for (const off of elf.find(pat, 0, elf.size, 8)) {
+      const seg = elf.programs.find((p) => p.type === PT_LOAD && off >= p.offset && off < p.offset + p.filesz);
+      const length = (seg ? seg.offset + seg.filesz : elf.size) - off;
+      const h = parseHeader((o, n) => elf.readAt(off + o, n), length);
+      if (h) return { offset: off, length, h };
     }
   }
   return undefined;

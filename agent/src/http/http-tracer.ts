@@ -192,8 +192,9 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
     const pid = info.pid;
     const old = this.procs.get(pid);
     if (old && old.links.length) throw new ProcessError(`pid ${pid} is already traced`);
-    const layout = httpLayoutFor(binary.elf, binary.goVersion, binary.func(HTTP_FUNCS.handleStream) !== undefined);
-    const plan = planHttpProbes(binary, layout, opts);
+    // Read from DWARF (or the table) and planned once per build: every process of the binary shares them.
+    const layout = binary.analysis('http-layout', () => httpLayoutFor(binary.elf, binary.goVersion, binary.func(HTTP_FUNCS.handleStream) !== undefined));
+    const plan = binary.analysis(`http-probes:${opts.end ?? ''}`, () => planHttpProbes(binary, layout, opts));
     const layoutId = this.layoutId(target.layout, layout);
     const proc: HttpProcess = {
       ...target,

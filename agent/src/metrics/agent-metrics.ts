@@ -15,6 +15,7 @@ import { goroutineRecord } from '../snapshot/snapshot.ts';
 import { registerSchedMetrics } from '../sched/sched-metrics.ts';
 import { processCounter } from './process-counter.ts';
 import { monoNowNs } from '../tracer/clock.ts';
+import { binaryCacheStats, type BinaryCacheStats } from '../gobinary/index.ts';
 import type { Shipper } from '../ship/shipper.ts';
 import type { TcpTotals } from '../agent/connection-changes.ts';
 import type { Parts } from '../health/parts.ts';
@@ -58,6 +59,28 @@ export class AgentMetrics {
         this.set({ kind: 'rss' }, m.rss);
         this.set({ kind: 'heap_used' }, m.heapUsed);
         this.set({ kind: 'external' }, m.external);
+      },
+    });
+    // Analysed Go binaries: one per build, shared by its processes, let go soon after the last exits.
+    const binaries = (name: string, help: string, pick: (s: BinaryCacheStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.set(pick(binaryCacheStats()));
+        },
+      });
+    binaries('goroscope_agent_binaries_cached', 'Go executables analysed and kept (one per build, shared by every process of it).', (s) => s.binaries);
+    binaries('goroscope_agent_binary_references', 'Traced processes holding an analysed executable.', (s) => s.references);
+    binaries('goroscope_agent_binary_kept_bytes', 'Bytes kept for the analysed executables: their pclntabs and indexes, not the files.', (s) => s.keptBytes);
+    new Counter({
+      name: 'goroscope_agent_binary_analyses_total',
+      help: 'Go executables analysed since the agent started (a build is analysed once while it is kept).',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(binaryCacheStats().analyses);
       },
     });
     const maxProcesses = src.maxProcesses ?? 200;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { installRoot } from '../install-root.ts';
 import type { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
-import { openTarget } from '../tracer/target.ts';
+import { openTarget, releaseTarget, type Target } from '../tracer/target.ts';
 
 export const pingpongBinary = join(installRoot, 'build', 'calibrate', 'pingpong');
 /** ../shared/FACTS.md measured ~0.9 us at the stack-check jump; a miss in calibration assumes a bit more. */
@@ -61,6 +61,7 @@ export async function calibrateHitCost(tracer: GoroutineTracer, opts: { roundTri
       lines.on('line', onLine);
       lines.once('close', onClose);
     });
+  let target: Target | undefined;
   try {
     await next(); // READY
     /** Wall ns per round trip of one run. */
@@ -68,7 +69,8 @@ export async function calibrateHitCost(tracer: GoroutineTracer, opts: { roundTri
       child.stdin.write(`run ${n}\n`);
       return Number(/per_rt=([\d.]+)/.exec(await next())?.[1]);
     };
-    const proc = tracer.attach(openTarget(child.pid!), { probes: ['park', 'ready'] });
+    target = openTarget(child.pid!);
+    const proc = tracer.attach(target, { probes: ['park', 'ready'] });
     const base: number[] = [];
     const probed: number[] = [];
     let hits = 0;
@@ -103,5 +105,6 @@ export async function calibrateHitCost(tracer: GoroutineTracer, opts: { roundTri
   } finally {
     child.stdin.end('quit\n');
     child.kill();
+    if (target) releaseTarget(target); // the ping-pong's binary is not kept once it is gone
   }
 }

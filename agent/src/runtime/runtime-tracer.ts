@@ -146,7 +146,10 @@ export class RuntimeEventsTracer extends Tracer<RuntimeProcess> implements Proce
       throw new ProcessError(`pid ${pid}: the runtime layout of Go ${layout.goVersion} lacks the runtime-event fields (regenerate runtime-layouts.json)`);
     }
     const layoutId = this.layoutId(layout);
-    const plan = planRuntimeProbes(binary, layout, opts.probes && new Set(opts.probes));
+    // The whole plan is the binary's (code decoded once per build); a chosen few are planned for this process.
+    const plan = opts.probes
+      ? planRuntimeProbes(binary, layout, new Set(opts.probes))
+      : binary.analysis('runtime-probes', () => planRuntimeProbes(binary, layout));
     const memstats = binary.elf.symbol('runtime.memstats');
     const numgcAddr = memstats ? memstats.value + layout.mstats.fields.numgc.offset + bias : 0;
     // Before Go 1.22 the runtime accounts a GC pause from work.pauseStart (a global; not in stripped binaries).

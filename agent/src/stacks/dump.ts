@@ -1,7 +1,6 @@
 // `goroscope dump --pid PID`: every goroutine's stack, read from outside, in Go's own traceback format (or
 // --json). The process is never stopped: goroutines are read one batch at a time while they run.
 import { writeSync } from 'node:fs';
-import { FrameResolver } from '../gobinary/frames.ts';
 import { parseGoVersion, waitReasonString, statusName } from '../gobinary/layouts.ts';
 import { ProcessMemory } from '../proc/process.ts';
 import { openTarget, type Target } from '../tracer/target.ts';
@@ -24,7 +23,7 @@ export interface StackTarget extends StackReaderTarget, TracebackContext {
   layoutNote?: string;
 }
 
-/** A process opened for stack reads: the target (opened here unless the caller has it) and a frame resolver. */
+/** A process opened for stack reads: the target (opened here unless the caller has it) and its binary's frame resolver. */
 export function openStackTarget(pid: number, target: Target = openTarget(pid)): StackTarget {
   const minor = parseGoVersion(target.binary.goVersion)?.minor ?? 0;
   return {
@@ -36,7 +35,7 @@ export function openStackTarget(pid: number, target: Target = openTarget(pid)): 
     ...(target.layoutNote ? { layoutNote: target.layoutNote } : {}),
     bias: target.bias,
     pclntab: target.binary.pclntab,
-    frames: new FrameResolver(target.binary.elf, target.binary.pclntab, minor),
+    frames: target.binary.frames,
     goMinor: minor,
   };
 }

@@ -16,40 +16,52 @@ export interface TlsGOffset {
 
 const FS = 0x64;
 
+/** Bytes of .text decoded at once: the section (tens of MB in a big service) is never held whole. */
+const CHUNK = 1 << 20;
+
 export function findTlsGOffset(bin: GoBinary): TlsGOffset {
   const text = bin.elf.section('.text');
   if (!text) return { offset: -8, source: 'default', votes: 0 };
-  const code = bin.elf.sectionData(text);
   const votes = new Map<number, number>();
   const vote = (off: number): void => {
     votes.set(off, (votes.get(off) ?? 0) + 1);
   };
-  const n = code.length;
-  for (let i = 0; i + 9 <= n; i++) {
-    if (code[i] !== FS) continue;
-    // 64 4c 8b 34 25 d32: MOVQ FS:d32, R14 (ModRM 0x34 = [SIB], SIB 0x25 = disp32, no base/index)
-    if (code[i + 1] === 0x4c && code[i + 2] === 0x8b && code[i + 3] === 0x34 && code[i + 4] === 0x25) {
-      vote(code.readInt32LE(i + 5));
-      i += 8;
-      continue;
-    }
-    // 64 4d 8b 36: MOVQ FS:(R14), R14, preceded by the offset's load into R14
-    if (code[i + 1] === 0x4d && code[i + 2] === 0x8b && code[i + 3] === 0x36 && i >= 7) {
-      // 49 c7 c6 imm32: MOVQ $imm32, R14
-      if (code[i - 7] === 0x49 && code[i - 6] === 0xc7 && code[i - 5] === 0xc6) {
-        vote(code.readInt32LE(i - 4));
+  // Each chunk is read with the 7 bytes before it (the offset's load precedes the FS access) and the 8 after (a
+  // match at its last byte runs past it); `next` carries a skip over a match across the chunk's end.
+  let next = 0;
+  for (let start = 0; start < text.size; start += CHUNK) {
+    const from = Math.max(0, start - 7);
+    const to = Math.min(text.size, start + CHUNK + 8);
+    const code = bin.elf.readAt(text.offset + from, to - from);
+    const end = Math.min(text.size, start + CHUNK) - from;
+    for (let i = Math.max(next, start) - from; i < end; i++) {
+      if (i + 9 > code.length) break;
+      if (code[i] !== FS) continue;
+      // 64 4c 8b 34 25 d32: MOVQ FS:d32, R14 (ModRM 0x34 = [SIB], SIB 0x25 = disp32, no base/index)
+      if (code[i + 1] === 0x4c && code[i + 2] === 0x8b && code[i + 3] === 0x34 && code[i + 4] === 0x25) {
+        vote(code.readInt32LE(i + 5));
+        i += 8;
+        next = from + i + 1;
         continue;
       }
-      // 4c 8b 35 rel32: MOVQ rel32(RIP), R14: the offset sits in a GOT slot, filled in the file when the
-      // link resolved it (a TPOFF relocation left for the loader leaves 0 here: not counted).
-      if (code[i - 7] === 0x4c && code[i - 6] === 0x8b && code[i - 5] === 0x35) {
-        const rip = text.addr + i; // the next instruction's address
-        const slot = rip + code.readInt32LE(i - 4);
-        try {
-          const v = Number(bin.elf.read(slot, 8).readBigInt64LE(0));
-          if (v < 0 && v > -65536) vote(v);
-        } catch {
-          /* not file-backed */
+      // 64 4d 8b 36: MOVQ FS:(R14), R14, preceded by the offset's load into R14
+      if (code[i + 1] === 0x4d && code[i + 2] === 0x8b && code[i + 3] === 0x36 && from + i >= 7) {
+        // 49 c7 c6 imm32: MOVQ $imm32, R14
+        if (code[i - 7] === 0x49 && code[i - 6] === 0xc7 && code[i - 5] === 0xc6) {
+          vote(code.readInt32LE(i - 4));
+          continue;
+        }
+        // 4c 8b 35 rel32: MOVQ rel32(RIP), R14: the offset sits in a GOT slot, filled in the file when the
+        // link resolved it (a TPOFF relocation left for the loader leaves 0 here: not counted).
+        if (code[i - 7] === 0x4c && code[i - 6] === 0x8b && code[i - 5] === 0x35) {
+          const rip = text.addr + from + i; // the next instruction's address
+          const slot = rip + code.readInt32LE(i - 4);
+          try {
+            const v = Number(bin.elf.read(slot, 8).readBigInt64LE(0));
+            if (v < 0 && v > -65536) vote(v);
+          } catch {
+            /* not file-backed */
+          }
         }
       }
     }

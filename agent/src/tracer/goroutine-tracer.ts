@@ -146,7 +146,9 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     const want = new Set<GoroutineProbeName>(opts.probes ?? DEFAULT_PROBES);
     const needCreator = want.has('create') && !layout.g.fields.parentGoid;
     if (needCreator) want.add('creator');
-    const sites = planGoroutineProbes(binary, { creatorAtEntry: needCreator }).filter((s) => want.has(s.probe));
+    // The plan is the binary's (code decoded once per build); which of its sites go on is this process's.
+    const plan = binary.analysis(`goroutine-probes:${needCreator}`, () => planGoroutineProbes(binary, { creatorAtEntry: needCreator }));
+    const sites = plan.filter((s) => want.has(s.probe));
     const table = new GoroutineTable({ maxGoroutines: this.opts.maxGoroutinesPerProcess, trace: this.opts.trace });
     const mem = new ProcessMemory(pid);
     const proc: TracedProcess = {

@@ -1,8 +1,8 @@
 // A traced process as every tracer takes it: opened once (is it running, may we read it, is it Go), its
-// binary analysed once (shared by the processes of one executable file), its runtime layout chosen and its
-// load bias read once. The goroutine, runtime and TCP tracers, the stack reader and the commands all take
-// this one Target rather than each reopening the pid.
-import { openSharedGoBinary, type GoBinary } from '../gobinary/index.ts';
+// binary analysed once (shared by the processes of one build, and given back by releaseTarget when the process
+// is gone), its runtime layout chosen and its load bias read once. The goroutine, runtime and TCP tracers, the
+// stack reader and the commands all take this one Target rather than each reopening the pid.
+import { openSharedGoBinary, releaseGoBinary, type GoBinary } from '../gobinary/index.ts';
 import { layoutForBinary, type RuntimeLayout } from '../gobinary/layouts.ts';
 import { inspectProcess, loadBias, ProcessError, type ProcessInfo } from '../proc/process.ts';
 
@@ -34,7 +34,17 @@ export function openTarget(pid: number): Target {
     if (e instanceof Error && e.name === 'NotGoBinaryError') throw new ProcessError(`pid ${pid} (${info.exe}) is not a Go program`);
     throw e;
   }
-  return targetOf(info, binary);
+  try {
+    return targetOf(info, binary);
+  } catch (e) {
+    releaseGoBinary(binary);
+    throw e;
+  }
+}
+
+/** The process is gone (or will not be traced): its share of the binary's analysis is given back. */
+export function releaseTarget(target: Target): void {
+  releaseGoBinary(target.binary);
 }
 
 /** The target of a process whose binary the caller already holds. */
