@@ -288,8 +288,8 @@ function jaegerBinary(root: string): string | undefined {
 
 export async function runAgentMemory(ctx: BenchContext, opts: AgentMemoryOptions = {}): Promise<Figure[]> {
   const bench = 'agent-memory';
-  const n = opts.processes ?? (ctx.quick ? 4 : 60);
-  const afterS = ctx.quick ? 15 : 30;
+  const n = opts.processes ?? (ctx.quick ? 3 : 60);
+  const afterS = ctx.quick ? 12 : 30;
   const fixture = buildFixture('httpserver', ctx.goVersion);
   const jaeger = ctx.quick ? undefined : jaegerBinary(repoRoot);
   if (!jaeger && !ctx.quick) ctx.log('agent-memory: no Jaeger binary (bash scripts/receivers/build.sh jaeger): the first attach to a 100+ MB binary is not measured');
