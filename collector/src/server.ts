@@ -147,13 +147,16 @@ const apiRoutes: FastifyPluginAsync<{ ctx: ApiContext; webSockets: WebSocketRout
     async () => api.swagger());
 };
 
-/** Retention passes, one at a time, after what is queued is written; on a timer when a bound is set. */
-function retention(opts: CollectorOptions, queue: IngestQueue, thread: WriteThread, metrics: CollectorMetrics, log: FastifyInstance['log']) {
+/**
+ * Retention passes, one at a time; on a timer when a bound is set. A pass goes to the writer thread beside the queued
+ * write groups, which it lets through between its chunks: it once waited for the queue to be empty, which under
+ * sustained ingest it never is, so the file grew without bound until the agents paused.
+ */
+function retention(opts: CollectorOptions, thread: WriteThread, metrics: CollectorMetrics, log: FastifyInstance['log']) {
   let running: Promise<number> | undefined;
   const run = async () => {
     if (running) return running;
     running = (async () => {
-      await queue.idle();
       const n = await thread.retention(opts.retention ?? {});
       metrics.retentionDeleted.inc(n);
       return n;
@@ -230,7 +233,7 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   app.get('/metrics', { schema: { hide: true, response: { 200: { type: 'string' } } } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
-  const retentionPasses = retention(opts, queue, thread, metrics, app.log);
+  const retentionPasses = retention(opts, thread, metrics, app.log);
   let bound: { url: string; port: number };
   try {
     bound = await listen(app, address, opts.tls !== undefined);

@@ -71,6 +71,7 @@ const WRITE_VARIANTS: Variant[] = [
   { name: 'without the wait reason and site indexes', setup: dropIndex('goroutines_wait_reason', 'goroutines_site') },
   { name: 'without index goroutines_process_state', setup: dropIndex('goroutines_process_state') },
   { name: 'without every secondary index (the floor)', setup: dropIndex('goroutines_process_state', 'goroutines_wait_reason', 'goroutines_site') },
+  { name: 'auto_vacuum=NONE (no pointer map pages)', setup: (db) => { db.pragma('journal_mode = DELETE'); db.pragma('auto_vacuum = NONE'); db.exec('VACUUM'); db.pragma('journal_mode = WAL'); } },
   { name: 'synchronous=OFF', setup: (db) => { db.pragma('synchronous = OFF'); } },
   { name: 'page_size=16384', setup: (db) => { db.pragma('journal_mode = DELETE'); db.pragma('page_size = 16384'); db.exec('VACUUM'); db.pragma('journal_mode = WAL'); } },
   { name: 'page_size=8192', setup: (db) => { db.pragma('journal_mode = DELETE'); db.pragma('page_size = 8192'); db.exec('VACUUM'); db.pragma('journal_mode = WAL'); } },

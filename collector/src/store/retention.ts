@@ -11,6 +11,8 @@ export interface RetentionOptions {
 }
 
 const CHUNK = 5_000;
+/** Rows a size pass deletes at most between yields (~0.1-0.2 s of the writer thread here). */
+const SIZE_CHUNK = 20_000;
 
 /**
  * Tables in deletion order, each with the column that says how old a row is, and the order its oldest rows are
@@ -44,7 +46,8 @@ export class Retention {
   /** One retention pass; returns rows deleted. Yields to the event loop between chunks. */
   async run(now = Date.now()): Promise<number> {
     let deleted = 0;
-    if (this.opts.maxAgeMs !== undefined) deleted += await this.byAge(now - this.opts.maxAgeMs);
+    const cutoff = this.opts.maxAgeMs === undefined ? undefined : now - this.opts.maxAgeMs;
+    if (cutoff !== undefined) deleted += await this.byAge(cutoff);
     if (this.opts.maxBytes !== undefined) deleted += await this.bySize(this.opts.maxBytes);
     if (deleted > 0) {
       // Groups whose goroutines are all gone (the triggers brought them to zero).
@@ -53,6 +56,9 @@ export class Retention {
       this.db.pragma('incremental_vacuum');
       await this.truncateWal();
     }
+    // Last, with no yield after it: write groups run between a pass's chunks (write-worker.ts), and the writer must
+    // forget the process ids it cached (it does when the pass returns) before it writes again.
+    if (cutoff !== undefined) deleted += this.deleteEmptyProcesses(cutoff);
     return deleted;
   }
 
@@ -96,7 +102,6 @@ export class Retention {
       }
     }
     total += this.db.prepare('DELETE FROM ingested_batches WHERE received_at < ?').run(cutoff).changes;
-    total += this.deleteEmptyProcesses(cutoff);
     return total;
   }
 
@@ -108,8 +113,9 @@ export class Retention {
 
   private async bySize(maxBytes: number): Promise<number> {
     let total = 0;
-    // Row counts once per pass (a count of 10M rows takes a second), then kept by what was deleted.
-    const counts = new Map<string, number>();
+    // Rows per used byte of each table, counted once per pass (a count of 10M rows takes a second): ingest goes on
+    // during a pass, so what is left over the bound, not what was deleted, sizes the next chunk.
+    const density = new Map<string, number>();
     for (let round = 0; round < 10_000; round++) {
       const used = databaseSizeBytes(this.db).usedBytes;
       if (used <= maxBytes) break;
@@ -122,15 +128,14 @@ export class Retention {
         if (row.t !== null && (!oldest || row.t < oldest.t)) oldest = { table, time: order ?? time, t: row.t };
       }
       if (!oldest) break;
-      // Rows are about equally big: delete the share of rows that is over the limit, plus a little.
-      if (!counts.has(oldest.table)) counts.set(oldest.table, (this.db.prepare(`SELECT count(*) AS n FROM ${oldest.table}`).get() as { n: number }).n);
-      const rows = counts.get(oldest.table)!;
-      const chunk = Math.max(1, Math.min(CHUNK, Math.ceil((rows * (used - maxBytes)) / used * 1.05)));
+      // Rows are about equally big: delete the share of rows that is over the limit, plus a little; up to SIZE_CHUNK a
+      // round (ingest goes on between rounds, and a round must delete more than it adds).
+      if (!density.has(oldest.table)) density.set(oldest.table, (this.db.prepare(`SELECT count(*) AS n FROM ${oldest.table}`).get() as { n: number }).n / used);
+      const chunk = Math.max(1, Math.min(SIZE_CHUNK, Math.ceil(density.get(oldest.table)! * (used - maxBytes) * 1.05)));
       const n = this.db.prepare(
         `DELETE FROM ${oldest.table} WHERE rowid IN (SELECT rowid FROM ${oldest.table} ORDER BY ${oldest.time} LIMIT ?)`,
       ).run(chunk).changes;
       total += n;
-      counts.set(oldest.table, rows - n);
       if (n === 0) break;
       await yieldLoop();
     }
