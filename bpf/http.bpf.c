@@ -258,7 +258,8 @@ int http_serve(struct pt_regs *ctx)
 }
 
 /* The handler is done: one record from what the request and its response writer hold. */
-static __always_inline void serve_end(struct pt_regs *ctx, __u64 cookie, __u32 probe, const struct http_layout *l)
+static __always_inline void serve_end(struct pt_regs *ctx, __u64 cookie, __u32 probe, const struct http_layout *l,
+				      bool hijacked)
 {
 	struct inflight_key k = key_of(ctx, l);
 	struct inflight *v = bpf_map_lookup_elem(&http_inflight, &k);
@@ -293,7 +294,11 @@ static __always_inline void serve_end(struct pt_regs *ctx, __u64 cookie, __u32 p
 			status = read_u64(rw + l->resp_status);
 			written = read_u64(rw + l->resp_written);
 		}
-		if (status == 0) {
+		if (hijacked) {
+			e->flags |= HTTP_FLAG_HIJACKED;
+			if (status == 0)
+				status = 101;
+		} else if (status == 0) {
 			status = 200;
 			e->flags |= HTTP_FLAG_IMPLICIT_OK;
 		}
@@ -314,7 +319,20 @@ int http_serve_done(struct pt_regs *ctx)
 	const struct http_layout *l = hit(cookie, HTTP_PROBE_SERVE_DONE);
 	if (!l || goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
-	serve_end(ctx, cookie, HTTP_PROBE_SERVE_DONE, l);
+	serve_end(ctx, cookie, HTTP_PROBE_SERVE_DONE, l, false);
+	return 0;
+}
+
+/* net/http.(*conn).hijackLocked, after the stack check, on the handler's goroutine: the handler took the HTTP/1
+ * connection over (a WebSocket upgrade). The request ends here: finishRequest never comes for it. */
+SEC("uprobe")
+int http_serve_hijack(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	const struct http_layout *l = hit(cookie, HTTP_PROBE_SERVE_HIJACK);
+	if (!l || goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
+		return 0;
+	serve_end(ctx, cookie, HTTP_PROBE_SERVE_HIJACK, l, true);
 	return 0;
 }
 
@@ -325,7 +343,7 @@ int http_serve_ret(struct pt_regs *ctx)
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	const struct http_layout *l = hit(cookie, HTTP_PROBE_SERVE_RET);
 	if (l)
-		serve_end(ctx, cookie, HTTP_PROBE_SERVE_RET, l);
+		serve_end(ctx, cookie, HTTP_PROBE_SERVE_RET, l, false);
 	return 0;
 }
 

@@ -24,6 +24,8 @@ enum http_probe {
 	HTTP_PROBE_GRPC_STATUS = 4,      /* grpc/internal/transport.(*http2Server).writeStatus, stack-check jump */
 	HTTP_PROBE_SERVE_DONE = 5,  /* what net/http calls once the handler returned, stack-check jump:
 				     * (*response).finishRequest (HTTP/1), the HTTP/2 responseWriter's handlerDone */
+	HTTP_PROBE_SERVE_HIJACK = 6, /* net/http.(*conn).hijackLocked, stack-check jump: the handler took the
+				      * connection over (a WebSocket upgrade), so finishRequest never comes */
 };
 
 enum http_limits {
@@ -53,6 +55,7 @@ enum http_flag {
 	HTTP_FLAG_UNREADABLE = 4,  /* a field could not be read from the process */
 	HTTP_FLAG_IMPLICIT_OK = 8, /* HTTP: the handler set no status; net/http sends 200 after it returns */
 	HTTP_FLAG_TRACEPARENT = 16, /* traceparent holds the request's Traceparent header (55 bytes) */
+	HTTP_FLAG_HIJACKED = 32,   /* HTTP/1: ended at Hijack; with no status set, 101 (the handler writes its own) */
 };
 
 /* One record per request or call. Fixed size, so user space walks a batch by stride. */

@@ -215,6 +215,19 @@ async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
   const sent: Sent[] = [];
   for (const c of CASES) sent.push(await http1(agent, port, c));
   agent.destroy();
+  // A handler that takes the connection over (as a WebSocket upgrade does): its request ends at the hijack.
+  const upgrade = await new Promise<{ status: number; fromNs: number; toNs: number }>((resolve, reject) => {
+    const fromNs = now();
+    const req = http.request({ host: '127.0.0.1', port, path: '/upgrade', headers: { Connection: 'Upgrade', Upgrade: 'goroscope-test' }, timeout: 10_000 });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode!, fromNs, toNs: now() });
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('GET /upgrade: no answer in 10 s')));
+    req.end();
+  });
+  t.equal(upgrade.status, 101, 'the client got 101 from the hijacking handler');
   // HTTP/2 without TLS, prior knowledge: each request on a goroutine of its own.
   if (full) {
     const session = http2.connect(`http://127.0.0.1:${port}`);
@@ -237,13 +250,17 @@ async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
 
   await sleep(300);
   await requests.drain();
-  t.same(requests.lost(), { serve: 0, serveRet: 0, grpcHandle: 0, grpcHandleRet: 0, grpcStatus: 0, serveDone: 0 }, 'nothing lost');
+  t.same(requests.lost(), { serve: 0, serveRet: 0, grpcHandle: 0, grpcHandleRet: 0, grpcStatus: 0, serveDone: 0, serveHijack: 0 }, 'nothing lost');
   const hits = requests.hits(proc.layoutId);
   // A goroutine whose stack grows at the probed function's entry passes the site twice (morestack re-runs it).
   t.ok(hits.serveDone >= sent.length && hits.serveDone <= sent.length + 4 && hits.serveRet === 0,
     `each request's end hit once at an entry (${hits.serveDone} hits for ${sent.length} requests; RETs ${hits.serveRet})`);
 
-  const seen = proc.requests.filter((r) => r.kind === 'http');
+  const hijacked = proc.requests.filter((r) => r.hijacked);
+  t.same(hijacked.map((r) => [r.method, r.path, r.route, r.status, r.statusImplicit, r.startNs >= upgrade.fromNs && r.endNs <= upgrade.toNs]),
+    [['GET', '/upgrade', minor >= 23 ? 'GET /upgrade' : '', 101, true, true]], 'the hijacked request: ended at the hijack, 101, inside the client\'s time');
+  t.equal(hits.serveHijack, 1, 'the hijack probe hit once');
+  const seen = proc.requests.filter((r) => r.kind === 'http' && !r.hijacked);
   t.equal(seen.length, sent.length, `every request seen once (${sent.length})`);
   const unmatched = [...seen];
   for (const s of sent) {
@@ -308,7 +325,7 @@ async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
   t.equal(value('goroscope_http_server_requests_total', { pid, route: 'unmatched', status_class: '4xx' }), 2, 'an unmatched path is route="unmatched"');
   t.notMatch(text, /route="\/sleep\/80"/, 'no raw path as a label');
   t.equal(value('goroscope_http_server_requests_total', { pid, protocol: 'grpc', route: '/grpc.health.v1.Health/Check', status_class: 'NOT_FOUND' }), 1, 'gRPC: by method and code');
-  t.equal(value('goroscope_http_server_request_duration_seconds_count', { pid }), seen.length + grpc.length, 'duration histogram: every request');
+  t.equal(value('goroscope_http_server_request_duration_seconds_count', { pid }), seen.length + grpc.length + hijacked.length, 'duration histogram: every request');
   const sleptS = value('goroscope_http_server_request_parked_seconds_total', { pid, route: 'GET /sleep/{ms}', wait_reason: 'sleep' });
   t.ok(sleptS >= 0.16 && sleptS < 0.25, `parked seconds on sleep in GET /sleep/{ms}: ${sleptS.toFixed(3)} (2 x 80 ms)`);
 

@@ -21,8 +21,10 @@ export interface HttpEventRecord {
   endNs: number;
   /** HTTP status code (200 when the handler set none: net/http sends it); gRPC status code (0 = OK). */
   status: number;
-  /** HTTP: the handler set no status (net/http sent 200); gRPC: no status was seen. */
+  /** HTTP: the handler set no status (net/http sent 200, or 101 for a hijacked connection); gRPC: no status was seen. */
   statusImplicit: boolean;
+  /** HTTP/1: the handler took the connection over (Hijack, e.g. a WebSocket upgrade); the request ended there. */
+  hijacked: boolean;
   method: string;
   /** URL path (cut at HTTP_PATH_MAX bytes: pathCut); gRPC: the full method, "/pkg.Service/Method". */
   path: string;
@@ -67,7 +69,8 @@ export function decodeHttpEvent(b: Buffer, v: DataView, at: number): HttpEventRe
     startNs: rd.startNs(v, at),
     endNs: rd.endNs(v, at),
     status: rd.status(v, at),
-    statusImplicit: (flags & (HttpFlag.implicitOk | HttpFlag.noStatus)) !== 0,
+    statusImplicit: (flags & (HttpFlag.implicitOk | HttpFlag.noStatus)) !== 0 || ((flags & HttpFlag.hijacked) !== 0 && rd.status(v, at) === 101),
+    hijacked: (flags & HttpFlag.hijacked) !== 0,
     method: grpc ? 'POST' : text(b, at, F.method, rd.methodLen(v, at)),
     path: text(b, at, F.path, rd.pathLen(v, at)),
     pathCut: (flags & HttpFlag.pathCut) !== 0,

@@ -82,6 +82,7 @@ export const HttpProbe = {
   grpcHandleRet: 3,
   grpcStatus: 4,
   serveDone: 5,
+  serveHijack: 6,
 } as const;
 export const HTTP_PROBE_SERVE = 0;
 export const HTTP_PROBE_SERVE_RET = 1;
@@ -89,6 +90,7 @@ export const HTTP_PROBE_GRPC_HANDLE = 2;
 export const HTTP_PROBE_GRPC_HANDLE_RET = 3;
 export const HTTP_PROBE_GRPC_STATUS = 4;
 export const HTTP_PROBE_SERVE_DONE = 5;
+export const HTTP_PROBE_SERVE_HIJACK = 6;
 
 /** enum http_limits */
 export const HttpLimits = {
@@ -117,12 +119,14 @@ export const HttpFlag = {
   unreadable: 4,
   implicitOk: 8,
   traceparent: 16,
+  hijacked: 32,
 } as const;
 export const HTTP_FLAG_PATH_CUT = 1;
 export const HTTP_FLAG_NO_STATUS = 2;
 export const HTTP_FLAG_UNREADABLE = 4;
 export const HTTP_FLAG_IMPLICIT_OK = 8;
 export const HTTP_FLAG_TRACEPARENT = 16;
+export const HTTP_FLAG_HIJACKED = 32;
 
 /** enum http_layout_absent */
 export const HttpLayoutAbsent = {

@@ -43,6 +43,8 @@ export const HTTP_FUNCS = {
    * before), then net/http/internal/http2's (Go 1.27+). */
   h2HandlerDone: ['net/http.(*http2responseWriter).handlerDone', 'net/http/internal/http2.(*responseWriter).handlerDone'],
   finishRequestCallers: ['net/http.(*conn).serve'],
+  /** Where (*response).Hijack takes an HTTP/1 connection over: a hijacked request never reaches finishRequest. */
+  hijack: 'net/http.(*conn).hijackLocked',
   /** runHandler's deferred closure calls handlerDone. */
   h2HandlerDoneCallers: ['net/http.(*http2serverConn).runHandler.func1', 'net/http/internal/http2.(*serverConn).runHandler.func1'],
   handleStream: 'google.golang.org/grpc.(*Server).handleStream',

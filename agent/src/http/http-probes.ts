@@ -6,6 +6,8 @@
 // build where those calls are not functions of their own.
 //   serve        net/http.serverHandler.ServeHTTP                 entry: req, rw
 //   serveDone    net/http.(*response).finishRequest, HTTP/2's handlerDone   entry: method, path, route, status, bytes
+//   serveHijack  net/http.(*conn).hijackLocked                    entry: the same, for a request whose handler took
+//                                                                 the connection over (it never reaches finishRequest)
 //   serveRet     net/http.serverHandler.ServeHTTP                 every RET: the same, where serveDone cannot go
 //   grpcHandle   grpc.(*Server).handleStream                      entry: the stream
 //   grpcHandleRet grpc.(*Server).handleStream                      every RET: the full method
@@ -56,6 +58,7 @@ const HTTP_START: Spec = { probe: 'serve', program: 'http_serve', symbol: HTTP_F
 const HTTP_DONE: Spec[] = [
   { probe: 'serveDone', program: 'http_serve_done', symbol: HTTP_FUNCS.finishRequest, at: 'entry', calledFrom: HTTP_FUNCS.finishRequestCallers },
   { probe: 'serveDone', program: 'http_serve_done', symbol: HTTP_FUNCS.h2HandlerDone, at: 'entry', calledFrom: HTTP_FUNCS.h2HandlerDoneCallers },
+  { probe: 'serveHijack', program: 'http_serve_hijack', symbol: HTTP_FUNCS.hijack, at: 'entry' },
 ];
 const HTTP_RET: Spec = { probe: 'serveRet', program: 'http_serve_ret', symbol: HTTP_FUNCS.serve, at: 'ret' };
 const GRPC_SPECS: Spec[] = [
