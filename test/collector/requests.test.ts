@@ -1,6 +1,8 @@
 // Server requests: ingest -> SQLite -> the API's request list and RED summary, over real WebSocket and HTTP.
 import t from 'tap';
 import WebSocket from 'ws';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { TraceModel } from '../../collector/src/otel/trace-model.ts';
 import type { RequestRecord } from '../../collector/src/protocol/records.ts';
 import { weightedQuantile } from '../../collector/src/store/request-reader.ts';
 import { api, API_TOKEN, proc, T0, TestAgent, testCollector } from './helpers.ts';
@@ -19,6 +21,17 @@ t.test('weighted nearest rank', async (t) => {
   t.equal(weightedQuantile([1, 100], [9, 1], 10, 0.9), 1, 'a record standing for 9 requests fills 9 ranks');
   t.equal(weightedQuantile([1, 100], [9, 1], 10, 0.91), 100);
   t.equal(weightedQuantile([], [], 0, 0.5), 0);
+});
+
+t.test("a request's span carries its goroutine's time split", async (t) => {
+  const rec = request(10, 5, 0, { durationNs: 10e6, parkedNs: 4e6, sched: { runningNs: 5e6, runnableNs: 1e6, syscallNs: 2e6, runs: 2, preemptions: 1 } });
+  const [span] = new TraceModel().spans(rec, { node: 'n', pid: 10, startTime: 1 }, resourceFromAttributes({ 'service.name': 'svc' }));
+  t.match(span.attributes, {
+    'goroscope.request.parked_ns': 4e6, 'goroscope.request.running_ns': 5e6, 'goroscope.request.runnable_ns': 1e6,
+    'goroscope.request.syscall_ns': 2e6, 'goroscope.request.runs': 2, 'goroscope.request.preemptions': 1,
+  });
+  const [plain] = new TraceModel().spans(request(10, 6, 0), { node: 'n', pid: 10, startTime: 1 }, resourceFromAttributes({ 'service.name': 'svc' }));
+  t.equal(plain.attributes['goroscope.request.running_ns'], undefined, 'no split sent: none on the span');
 });
 
 t.test('requests: list with filters, RED per route, bad queries', async (t) => {
