@@ -11,8 +11,13 @@ export interface RetentionOptions {
 }
 
 const CHUNK = 5_000;
-/** Rows a size pass deletes at most between yields (~0.1-0.2 s of the writer thread here). */
-const SIZE_CHUNK = 20_000;
+/**
+ * Rows a size pass deletes at most between yields. Between two rounds the writer thread takes the write groups that
+ * wait (up to two of 50k records, ingest/queue.ts), and a row's delete costs about what its insert did: a round must
+ * delete more than that, or under sustained ingest the pass never reaches the bound (with 20k, a 100-agent bench
+ * never finished one). 200k rows hold the writer ~1-2 s here.
+ */
+const SIZE_CHUNK = 200_000;
 
 /**
  * Tables in deletion order, each with the column that says how old a row is, and the order its oldest rows are
@@ -128,10 +133,12 @@ export class Retention {
         if (row.t !== null && (!oldest || row.t < oldest.t)) oldest = { table, time: order ?? time, t: row.t };
       }
       if (!oldest) break;
-      // Rows are about equally big: delete the share of rows that is over the limit, plus a little; up to SIZE_CHUNK a
-      // round (ingest goes on between rounds, and a round must delete more than it adds).
+      // Rows are about equally big: delete the share of rows that is over the limit; up to SIZE_CHUNK a round (ingest
+      // goes on between rounds, and a round must delete more than it adds).
       if (!density.has(oldest.table)) density.set(oldest.table, (this.db.prepare(`SELECT count(*) AS n FROM ${oldest.table}`).get() as { n: number }).n / used);
-      const chunk = Math.max(1, Math.min(SIZE_CHUNK, Math.ceil(density.get(oldest.table)! * (used - maxBytes) * 1.05)));
+      // Aimed 5% of the bound below it: a pass that stopped just over the bound (a deleted row frees no page) went on a
+      // row at a time, up to 10k rounds, while ingest waited between them.
+      const chunk = Math.max(1, Math.min(SIZE_CHUNK, Math.ceil(density.get(oldest.table)! * (used - maxBytes * 0.95))));
       const n = this.db.prepare(
         `DELETE FROM ${oldest.table} WHERE rowid IN (SELECT rowid FROM ${oldest.table} ORDER BY ${oldest.time} LIMIT ?)`,
       ).run(chunk).changes;
