@@ -184,7 +184,8 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
 
   /**
    * Attaches the request probes to a running Go process. A binary with no net/http server or grpc-go server, or
-   * whose layout cannot be read (stripped), gets no probe: `skipped` says why. `waits`: park/ready records of
+   * whose layout is unknown (stripped, and its Go not in http-layouts.json; grpc-go when stripped), gets no probe
+   * for it: `skipped` says why. `waits`: park/ready records of
    * this process will be fed in (onGoroutineRecord), so requests carry their goroutine's parks.
    */
   attach(target: Target, opts: HttpAttachOptions = {}): HttpProcess {
