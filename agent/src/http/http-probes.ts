@@ -52,13 +52,16 @@ interface Spec {
   at: 'entry' | 'ret';
   /** Where net/http calls it: one of these must hold a direct CALL to it (else the call was inlined). */
   calledFrom?: readonly string[];
+  /** Left out, without failing the group, when the binary lacks it (the linker drops what nothing calls). */
+  optional?: boolean;
 }
 
 const HTTP_START: Spec = { probe: 'serve', program: 'http_serve', symbol: HTTP_FUNCS.serve, at: 'entry' };
 const HTTP_DONE: Spec[] = [
   { probe: 'serveDone', program: 'http_serve_done', symbol: HTTP_FUNCS.finishRequest, at: 'entry', calledFrom: HTTP_FUNCS.finishRequestCallers },
   { probe: 'serveDone', program: 'http_serve_done', symbol: HTTP_FUNCS.h2HandlerDone, at: 'entry', calledFrom: HTTP_FUNCS.h2HandlerDoneCallers },
-  { probe: 'serveHijack', program: 'http_serve_hijack', symbol: HTTP_FUNCS.hijack, at: 'entry' },
+  // A binary that never hijacks (no Hijacker use) has no hijackLocked: nothing to probe there.
+  { probe: 'serveHijack', program: 'http_serve_hijack', symbol: HTTP_FUNCS.hijack, at: 'entry', optional: true },
 ];
 const HTTP_RET: Spec = { probe: 'serveRet', program: 'http_serve_ret', symbol: HTTP_FUNCS.serve, at: 'ret' };
 const GRPC_SPECS: Spec[] = [
@@ -80,6 +83,7 @@ function planGroup(bin: GoBinary, specs: Spec[]): HttpProbeSite[] | string {
     const names = typeof spec.symbol === 'string' ? [spec.symbol] : spec.symbol;
     const symbol = names.find((n) => bin.func(n)) ?? names[0];
     const f = bin.func(symbol);
+    if (!f && spec.optional) continue;
     if (!f) return `${names.join(' or ')} is not in the binary (inlined or not linked)`;
     if (spec.calledFrom && !spec.calledFrom.some((c) => calls(bin, c, f.entry))) return `${symbol} is not called from ${spec.calledFrom.join(' or ')} (inlined there)`;
     const found = findProbeSites(bin.elf.read(f.entry, f.end - f.entry), f.entry);
