@@ -103,22 +103,8 @@ export class DwarfError extends Error {
  * the section is absent or has no bytes in this file (a split-off debug file holds them).
  */
 export function debugSection(elf: ElfFile, name: string): Buffer | undefined {
-  let recent = recentSections.get(elf);
-  const had = recent?.get(name)?.deref();
-  if (had) return had;
-  const out = readDebugSection(elf, name);
-  if (out && out.length >= 1 << 16) {
-    if (!recent) recentSections.set(elf, (recent = new Map()));
-    recent.set(name, new WeakRef(out));
-  }
-  return out;
+  return readDebugSection(elf, name);
 }
-
-/**
- * Decompressed sections while anything still holds them: an attach reads .debug_info for the runtime's layout
- * and again for net/http's, one after the other; a weak reference shares it without keeping it past that.
- */
-const recentSections = new WeakMap<ElfFile, Map<string, WeakRef<Buffer>>>();
 
 function readDebugSection(elf: ElfFile, name: string): Buffer | undefined {
   const s = elf.section(`.debug_${name}`);
@@ -396,6 +382,13 @@ export class DwarfUnit {
     }
   }
 
+  /** The unit's top-level structs, constants, variables and subprograms, scanned once (DwarfIndex's input). */
+  topLevel(): ScannedDie[] {
+    return (this.scanned ??= [...this.scanChildren(this.root(), INDEXED_TAGS)]);
+  }
+
+  private scanned: ScannedDie[] | undefined;
+
   /** Reads one DIE: its abbreviation and attribute values. */
   private read(offset: number): Die {
     const c = new Cursor(this.dwarf.info, offset);
@@ -547,6 +540,8 @@ class Deferred {
   constructor(readonly kind: 'str' | 'addr', readonly index: number) {}
 }
 
+const recentDwarf = new WeakMap<ElfFile, WeakRef<DwarfData>>();
+
 export class DwarfData {
   readonly units: DwarfUnit[] = [];
   private readonly extra = new Map<string, Buffer | undefined>();
@@ -586,13 +581,22 @@ export class DwarfData {
     }
   }
 
-  /** DWARF of an ELF file; undefined when it has none (stripped with -s or -w). */
+  /**
+   * DWARF of an ELF file; undefined when it has none (stripped with -s or -w). While anything holds the answer
+   * it is shared: an attach reads the runtime's layout and net/http's one after the other from the same
+   * decompressed sections and the same index of the runtime's unit (Go puts every type there); a weak reference
+   * keeps none of it past that.
+   */
   static fromElf(elf: ElfFile): DwarfData | undefined {
+    const had = recentDwarf.get(elf)?.deref();
+    if (had) return had;
     const info = debugSection(elf, 'info');
     if (!info || info.length === 0) return undefined;
     const abbrev = debugSection(elf, 'abbrev');
     if (!abbrev) throw new DwarfError('.debug_info without .debug_abbrev');
-    return new DwarfData(elf, info, abbrev);
+    const d = new DwarfData(elf, info, abbrev);
+    recentDwarf.set(elf, new WeakRef(d));
+    return d;
   }
 
   /** Another .debug_* section (str, str_offsets, line_str, addr), decompressed once. */
@@ -828,7 +832,7 @@ export class DwarfIndex {
   /** Indexes the top-level DIEs of the units given by name (each DIE is read when looked up). */
   constructor(units: Iterable<DwarfUnit>) {
     for (const unit of units) {
-      for (const d of unit.scanChildren(unit.root(), INDEXED_TAGS)) {
+      for (const d of unit.topLevel()) {
         const name = d.name;
         if (!name) continue;
         const at = { unit, offset: d.offset };

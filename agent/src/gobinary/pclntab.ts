@@ -68,8 +68,8 @@ export class Pclntab {
   /** Function entries, sorted; entries[nfunc] is the end of the last function. */
   private readonly entries: Float64Array;
   private readonly funcOffs: Uint32Array;
-  /** Function indexes by a hash of their names (indexesByName), built on the first lookup by name. */
-  private byName?: Int32Array;
+  /** Functions by name offset (indexesByName), sorted on the first lookup by name. */
+  private byName?: Float64Array;
 
   private constructor(readonly elf: ElfFile, private readonly data: Buffer, private readonly h: Header, fileOffset: number) {
     this.version = h.magic === MAGIC_116 ? '1.16' : h.magic === MAGIC_118 ? '1.18' : '1.20';
@@ -151,42 +151,48 @@ export class Pclntab {
   }
 
   /**
-   * Indexes of the functions named name, ascending. The index is an open-addressing table of function indexes
-   * by an FNV-1a hash of the name's bytes in the name table (4 bytes a slot, two slots a function): a Map of the
-   * names would hold every name as a string, ~100 bytes each.
+   * Indexes of the functions named name, ascending. The name is found where it lies in the name table (a native
+   * search), then the functions whose name is there by a binary search over their name
+   * offsets, sorted once (8 bytes a function): no string is made for the 100k+ names of a big service.
    */
   private indexesByName(name: string): number[] {
-    const table = (this.byName ??= this.buildNameIndex());
-    const want = Buffer.from(name);
-    const mask = table.length - 1;
+    const byName = (this.byName ??= this.sortNameOffsets());
+    const d = this.data;
+    const start = this.h.funcnameOff;
+    const end = this.h.cuOff;
+    // NUL then the name, its own NUL checked apart: a pattern ending in the table's most frequent byte would make
+    // the search stop at every name.
+    const want = Buffer.from(`\0${name}`);
     const out: number[] = [];
-    for (let slot = hashBytes(want, 0, want.length) & mask; ; slot = (slot + 1) & mask) {
-      const i = table[slot];
-      if (i < 0) break;
-      const off = this.nameOffset(i);
-      const end = off + want.length;
-      if (end < this.data.length && this.data[end] === 0 && this.data.compare(want, 0, want.length, off, end) === 0) out.push(i);
+    const at = (off: number) => {
+      // Functions whose name offset is off: the run of keys off * NAME_KEY + index.
+      let lo = 0;
+      let hi = byName.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (byName[mid] < off * NAME_KEY) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let k = lo; k < byName.length && Math.floor(byName[k] / NAME_KEY) === off; k++) out.push(byName[k] % NAME_KEY);
+    };
+    // The first name has no NUL before it.
+    // A view of the name table alone: a search of the whole pclntab would run on through its other tables.
+    const names = d.subarray(start, end);
+    const len = want.length - 1;
+    if (len < names.length && names[len] === 0 && names.compare(want, 1, want.length, 0, len) === 0) at(0);
+    for (let i = names.indexOf(want); i >= 0 && i + want.length < names.length; i = names.indexOf(want, i + 1)) {
+      if (names[i + want.length] === 0) at(i + 1);
     }
-    return out.sort((a, b) => a - b);
+    return out.sort((x, y) => x - y);
   }
 
-  private buildNameIndex(): Int32Array {
+  /** Every function's name offset and index as one sortable number (offset * NAME_KEY + index), sorted. */
+  private sortNameOffsets(): Float64Array {
     const n = this.h.nfunc;
-    let size = 16;
-    while (size < 2 * n) size *= 2;
-    const table = new Int32Array(size).fill(-1);
-    const mask = size - 1;
-    const d = this.data;
-    const len = d.length;
-    for (let i = 0; i < n; i++) {
-      // FNV-1a of the name up to its NUL, as hashBytes.
-      let h = 0x811c9dc5;
-      for (let p = this.nameOffset(i); p < len && d[p] !== 0; p++) h = Math.imul(h ^ d[p], 0x01000193);
-      let slot = (h >>> 0) & mask;
-      while (table[slot] >= 0) slot = (slot + 1) & mask;
-      table[slot] = i;
-    }
-    return table;
+    const keys = new Float64Array(n);
+    const nameAt = this.version === '1.16' ? 8 : 4;
+    for (let i = 0; i < n; i++) keys[i] = this.data.readInt32LE(this.funcBase(i) + nameAt) * NAME_KEY + i;
+    return keys.sort();
   }
 
   /** Every function whose name starts with prefix, by address (names are compared where they lie). */
@@ -386,12 +392,8 @@ export class Pclntab {
   }
 }
 
-/** FNV-1a (32-bit) of d[start, end). */
-function hashBytes(d: Buffer, start: number, end: number): number {
-  let h = 0x811c9dc5;
-  for (let i = start; i < end; i++) h = Math.imul(h ^ d[i], 0x01000193);
-  return h >>> 0;
-}
+/** Function indexes are below this (2^24; plausible() allows 10M): a name offset times it plus an index stays exact below 2^53. */
+const NAME_KEY = 2 ** 24;
 
 /** At most this many _func records are kept decoded (stack walks revisit a few; a dump of many may ask for all). */
 const MAX_CACHED_INFOS = 16_384;

@@ -16,8 +16,22 @@ export interface TlsGOffset {
 
 const FS = 0x64;
 
-/** Bytes of .text decoded at once: the section (tens of MB in a big service) is never held whole. */
+/** Bytes of .text read at once: the section (tens of MB in a big service) is never held whole. */
 const CHUNK = 1 << 20;
+/**
+ * Reading stops once one offset has this many votes and ten times any other's: the runtime, whose code comes
+ * first in Go's text, loads g at hundreds of places, so a big service is decided in its first MiBs.
+ */
+const DECIDED = 64;
+/** 64 4c 8b 34 25 d32: MOVQ FS:d32, R14 (ModRM 0x34 = [SIB], SIB 0x25 = disp32, no base/index). */
+const FS_DISP32 = Buffer.from([0x64, 0x4c, 0x8b, 0x34, 0x25]);
+/** 64 4d 8b 36: MOVQ FS:(R14), R14, preceded by the offset's load into R14. */
+const FS_R14 = Buffer.from([0x64, 0x4d, 0x8b, 0x36]);
+
+function decided(votes: Map<number, number>): boolean {
+  const [first = 0, second = 0] = [...votes.values()].sort((a, b) => b - a);
+  return first >= DECIDED && first >= 10 * second;
+}
 
 export function findTlsGOffset(bin: GoBinary): TlsGOffset {
   const text = bin.elf.section('.text');
@@ -26,42 +40,33 @@ export function findTlsGOffset(bin: GoBinary): TlsGOffset {
   const vote = (off: number): void => {
     votes.set(off, (votes.get(off) ?? 0) + 1);
   };
-  // Each chunk is read with the 7 bytes before it (the offset's load precedes the FS access) and the 8 after (a
-  // match at its last byte runs past it); `next` carries a skip over a match across the chunk's end.
-  let next = 0;
-  for (let start = 0; start < text.size; start += CHUNK) {
+  // Each chunk is read with the 7 bytes before it (the offset's load precedes MOVQ FS:(R14)) and the 8 after (an
+  // instruction starting at its last bytes runs past it); a match is counted in the chunk it starts in.
+  for (let start = 0; start < text.size && !decided(votes); start += CHUNK) {
     const from = Math.max(0, start - 7);
-    const to = Math.min(text.size, start + CHUNK + 8);
-    const code = bin.elf.readAt(text.offset + from, to - from);
+    const code = bin.elf.readAt(text.offset + from, Math.min(text.size, start + CHUNK + 8) - from);
+    const first = start - from;
     const end = Math.min(text.size, start + CHUNK) - from;
-    for (let i = Math.max(next, start) - from; i < end; i++) {
-      if (i + 9 > code.length) break;
-      if (code[i] !== FS) continue;
-      // 64 4c 8b 34 25 d32: MOVQ FS:d32, R14 (ModRM 0x34 = [SIB], SIB 0x25 = disp32, no base/index)
-      if (code[i + 1] === 0x4c && code[i + 2] === 0x8b && code[i + 3] === 0x34 && code[i + 4] === 0x25) {
-        vote(code.readInt32LE(i + 5));
-        i += 8;
-        next = from + i + 1;
+    for (let i = code.indexOf(FS_DISP32, first); i >= 0 && i < end; i = code.indexOf(FS_DISP32, i + FS_DISP32.length)) {
+      if (i + 9 <= code.length) vote(code.readInt32LE(i + 5));
+    }
+    for (let i = code.indexOf(FS_R14, first); i >= 0 && i < end; i = code.indexOf(FS_R14, i + 1)) {
+      if (from + i < 7) continue;
+      // 49 c7 c6 imm32: MOVQ $imm32, R14
+      if (code[i - 7] === 0x49 && code[i - 6] === 0xc7 && code[i - 5] === 0xc6) {
+        vote(code.readInt32LE(i - 4));
         continue;
       }
-      // 64 4d 8b 36: MOVQ FS:(R14), R14, preceded by the offset's load into R14
-      if (code[i + 1] === 0x4d && code[i + 2] === 0x8b && code[i + 3] === 0x36 && from + i >= 7) {
-        // 49 c7 c6 imm32: MOVQ $imm32, R14
-        if (code[i - 7] === 0x49 && code[i - 6] === 0xc7 && code[i - 5] === 0xc6) {
-          vote(code.readInt32LE(i - 4));
-          continue;
-        }
-        // 4c 8b 35 rel32: MOVQ rel32(RIP), R14: the offset sits in a GOT slot, filled in the file when the
-        // link resolved it (a TPOFF relocation left for the loader leaves 0 here: not counted).
-        if (code[i - 7] === 0x4c && code[i - 6] === 0x8b && code[i - 5] === 0x35) {
-          const rip = text.addr + from + i; // the next instruction's address
-          const slot = rip + code.readInt32LE(i - 4);
-          try {
-            const v = Number(bin.elf.read(slot, 8).readBigInt64LE(0));
-            if (v < 0 && v > -65536) vote(v);
-          } catch {
-            /* not file-backed */
-          }
+      // 4c 8b 35 rel32: MOVQ rel32(RIP), R14: the offset sits in a GOT slot, filled in the file when the
+      // link resolved it (a TPOFF relocation left for the loader leaves 0 here: not counted).
+      if (code[i - 7] === 0x4c && code[i - 6] === 0x8b && code[i - 5] === 0x35) {
+        const rip = text.addr + from + i; // the next instruction's address
+        const slot = rip + code.readInt32LE(i - 4);
+        try {
+          const v = Number(bin.elf.read(slot, 8).readBigInt64LE(0));
+          if (v < 0 && v > -65536) vote(v);
+        } catch {
+          /* not file-backed */
         }
       }
     }
