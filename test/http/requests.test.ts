@@ -279,13 +279,14 @@ async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
     const clientMs = (s.toNs - s.fromNs) / 1e6;
     const serverMs = r.durationNs / 1e6;
     // The first request of a connection also waits for the connection. The bounds allow for a loaded 2-core VM (load
-    // average 25 seen): there timers fire and goroutines run tens of ms late, and the client with them.
+    // average 25 seen): there timers fire and goroutines run tens of ms late, and the client with them (212 ms
+    // between the client's and the server's times seen with 7 test files running at once).
     const first = s.c === CASES[0];
-    t.ok(serverMs <= clientMs && (first || clientMs - serverMs < 100), `${label}: ${serverMs.toFixed(2)} ms in the server, ${clientMs.toFixed(2)} ms at the client`);
+    t.ok(serverMs <= clientMs && (first || clientMs - serverMs < 400), `${label}: ${serverMs.toFixed(2)} ms in the server, ${clientMs.toFixed(2)} ms at the client`);
     if (s.c.wait) {
       const w = s.c.wait;
       const parkedMs = (r.parked?.byReason[w.reason] ?? 0) / 1e6;
-      t.ok(parkedMs >= w.ms * 0.8 && parkedMs <= w.ms + 100, `${label}: parked ${parkedMs.toFixed(1)} ms on ${w.reason} (handler waits ${w.ms} ms)`, { byReason: r.parked?.byReason });
+      t.ok(parkedMs >= w.ms * 0.8 && parkedMs <= w.ms + 300, `${label}: parked ${parkedMs.toFixed(1)} ms on ${w.reason} (handler waits ${w.ms} ms)`, { byReason: r.parked?.byReason });
       t.ok(serverMs >= w.ms * 0.8, `${label}: lasted at least its wait`);
       t.ok((r.parked?.totalNs ?? 0) <= r.durationNs, `${label}: parked no longer than it lasted`);
     } else {
