@@ -17,7 +17,7 @@
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../../test/lib/receivers.ts';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
@@ -111,17 +111,6 @@ export function cpuNs(pid: number): number {
   } catch {
     return NaN;
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** A counter or gauge from the agent's /metrics (summed over its label sets). */

@@ -215,7 +215,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
     };
     this.procs.set(pid, proc);
     try {
-      for (const s of plan.sites) proc.links.push(this.bpf.attachUprobe(s.program, info.exeLink, s.fileOffset, pid, httpCookie(s, layoutId)));
+      this.attachSites(proc);
     } catch (e) {
       void this.detach(pid);
       throw e;
@@ -242,10 +242,12 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
     const proc = this.procs.get(pid);
     if (!proc) return Promise.resolve();
     if (!on) return this.detach(pid);
-    if (!proc.links.length) {
-      for (const s of proc.sites) proc.links.push(this.bpf.attachUprobe(s.program, proc.info.exeLink, s.fileOffset, pid, httpCookie(s, proc.layoutId)));
-    }
+    if (!proc.links.length) this.attachSites(proc);
     return Promise.resolve();
+  }
+
+  private attachSites(proc: HttpProcess): void {
+    for (const s of proc.sites) proc.links.push(this.bpf.attachUprobe(s.program, proc.info.exeLink, s.fileOffset, proc.pid, httpCookie(s, proc.layoutId)));
   }
 
   /** Requests in flight that BPF holds for a process (a start seen, its end not yet), once pending detaches are done. */
