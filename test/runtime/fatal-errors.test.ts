@@ -10,7 +10,9 @@ interface Death {
   code: number | null;
   signal: string | null;
   out: string;
-  /** stderr's first line: what the runtime says it died of. */
+  /** The line on stderr that says what the runtime died of. Not always the first: when the address space cannot be
+   *  reserved, the runtime prints "runtime: out of memory: cannot allocate ..." before "fatal error: out of memory",
+   *  and whether it can depends on the machine's memory and overcommit. */
   first: string;
   /** The goroutine stderr shows running, when there is one. */
   running: number | null;
@@ -18,8 +20,11 @@ interface Death {
   pid: number;
 }
 
-async function die(bin: string, mode: string, beforeGo?: (p: Child) => void): Promise<Death> {
-  const p = startGo(bin, [mode]);
+/** Runs the program in `mode` until it dies; with `addressSpaceKiB`, under that limit (`ulimit -v`). */
+async function die(bin: string, mode: string, addressSpaceKiB?: number, beforeGo?: (p: Child) => void): Promise<Death> {
+  const p = addressSpaceKiB
+    ? startGo('/bin/sh', ['-c', `ulimit -v ${addressSpaceKiB} && exec "$0" "$@"`, bin, mode])
+    : startGo(bin, [mode]);
   const ready = await p.until(/^READY (\d+)$/m);
   beforeGo?.(p);
   p.send('go');
@@ -29,17 +34,20 @@ async function die(bin: string, mode: string, beforeGo?: (p: Child) => void): Pr
     code,
     signal,
     out: p.out,
-    first: p.err.split('\n')[0],
+    first: /^(?:fatal error|panic): .*$/m.exec(p.err)?.[0] ?? p.err.split('\n')[0],
     running: running ? Number(running[1]) : null,
     readyGoid: Number(ready[1]),
     pid: p.pid,
   };
 }
 
-const MODES: Array<{ mode: string; text: RegExp; kind: 'fatal error' | 'panic'; fn: string[] }> = [
+const MODES: Array<{ name?: string; mode: string; addressSpaceKiB?: number; text: RegExp; kind: 'fatal error' | 'panic'; fn: string[] }> = [
   { mode: 'mapwrite', text: /^fatal error: concurrent map writes$/, kind: 'fatal error', fn: ['runtime.fatal', 'runtime.throw'] },
   { mode: 'deadlock', text: /^fatal error: all goroutines are asleep - deadlock!$/, kind: 'fatal error', fn: ['runtime.fatal', 'runtime.throw'] },
   { mode: 'oom', text: /^fatal error: (runtime: )?out of memory$/, kind: 'fatal error', fn: ['runtime.throw'] },
+  // The other way out of memory: the heap cannot even reserve the address space ("runtime: out of memory: cannot
+  // allocate ..." comes first), as on a machine with little memory and strict overcommit.
+  { name: 'oom, no address space', mode: 'oom', addressSpaceKiB: 3_000_000, text: /^fatal error: out of memory$/, kind: 'fatal error', fn: ['runtime.throw'] },
   { mode: 'panic', text: /^panic: goroscope test panic in goroutine \d+$/, kind: 'panic', fn: ['runtime.fatalpanic'] },
   { mode: 'panicerr', text: /^panic: goroscope test error: disk on fire$/, kind: 'panic', fn: ['runtime.fatalpanic'] },
 ];
@@ -51,12 +59,12 @@ t.test('fatal errors', async (t) => {
     tracer.start();
 
     for (const m of MODES) {
-      await t.test(m.mode, { timeout: 90_000 }, async (t) => {
-        const base = await die(bin, m.mode);
+      await t.test(m.name ?? m.mode, { timeout: 90_000 }, async (t) => {
+        const base = await die(bin, m.mode, m.addressSpaceKiB);
         t.match(base.first, m.text, `untraced, it dies saying: ${base.first}`);
         t.equal(base.code, 2, 'untraced, exit code 2');
 
-        const traced = await die(bin, m.mode, (p) => tracer.attach(openTarget(p.pid)));
+        const traced = await die(bin, m.mode, m.addressSpaceKiB, (p) => tracer.attach(openTarget(p.pid)));
         await sleep(50);
         tracer.detach(traced.pid); // the process is gone; what it said must stay
         t.equal(traced.code, base.code, `traced, the same exit code (${traced.code})`);
@@ -64,7 +72,7 @@ t.test('fatal errors', async (t) => {
         // A goroutine's id depends on how many the runtime had started by then, which varies run to run.
         const noGoid = (x: string) => x.replace(/^READY \d+$/m, 'READY N').replace(/goroutine \d+/g, 'goroutine N');
         t.equal(noGoid(traced.out), noGoid(base.out), 'traced, the same stdout (goroutine ids aside)');
-        t.equal(noGoid(traced.first), noGoid(base.first), 'traced, the same first line on stderr (goroutine ids aside)');
+        t.equal(noGoid(traced.first), noGoid(base.first), 'traced, the same fatal line on stderr (goroutine ids aside)');
 
         const s = tracer.summary(traced.pid);
         t.ok(s && !s.attached, 'kept after the process exited and was detached');
@@ -91,7 +99,11 @@ t.test('fatal errors', async (t) => {
         } else if (m.mode !== 'mapwrite') {
           t.equal(f.goid, traced.readyGoid, `the goroutine the program named (${traced.readyGoid})`);
         }
-        if (m.mode === 'oom') t.ok(f.onSystemStack, 'thrown on the system stack, attributed to the allocating goroutine');
+        if (m.mode === 'oom') {
+          // Mapping the reserved heap fails on the system stack; reserving it fails on the goroutine's own.
+          if (traced.first === 'fatal error: runtime: out of memory') t.ok(f.onSystemStack, 'thrown on the system stack, attributed to the allocating goroutine');
+          else t.notOk(f.onSystemStack, 'thrown on the allocating goroutine\'s own stack');
+        }
         t.same(JSON.parse(JSON.stringify(f)), f, 'JSON-ready');
       });
     }
