@@ -21,6 +21,7 @@ import { freePort } from '../../test/lib/receivers.ts';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
+import { processCpuNs } from '../../agent/src/overhead/governor.ts';
 import { startCollector, stopCollector, TOKEN, type RunningCollector } from './collector.ts';
 import { run } from '../../test/lib/child.ts';
 import { buildFixture, figure, startProcess, median, repoRoot, round, runCommand, sleep, type BenchContext, type Child, type Figure } from './lib.ts';
@@ -102,15 +103,9 @@ export function buildVegeta(): string {
   return out;
 }
 
-/** CPU ns (utime + stime) of a process so far; NaN once it is gone. */
+/** CPU ns (utime + stime) of a process so far, as the governor reads it (the machine's clock ticks); NaN once it is gone. */
 export function cpuNs(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return ((Number(rest[11]) + Number(rest[12])) / 100) * 1e9;
-  } catch {
-    return NaN;
-  }
+  return processCpuNs(pid) ?? NaN;
 }
 
 /** A counter or gauge from the agent's /metrics (summed over its label sets). */
