@@ -28,12 +28,20 @@ export class Detacher {
   }
 }
 
-/** Removes the entries of one process from a hash map keyed by pid (u32) or by pid_tgid (u64, pid above). */
-export function deleteProcessEntries(bpf: BpfObject, map: string, pid: number): number {
-  let n = 0;
+/** The keys of one process in a hash map keyed by pid (u32), by pid_tgid (u64, pid above) or by a struct that
+ * starts with the pid. */
+export function processKeys(bpf: BpfObject, map: string, pid: number): Buffer[] {
+  const keys: Buffer[] = [];
   for (const key of bpf.keys(map)) {
     const keyPid = key.length === 8 ? Number(key.readBigUInt64LE() >> 32n) : key.readUInt32LE();
-    if (keyPid === pid && bpf.deleteElem(map, key)) n++;
+    if (keyPid === pid) keys.push(key);
   }
+  return keys;
+}
+
+/** Removes the entries of one process from such a map; how many went. */
+export function deleteProcessEntries(bpf: BpfObject, map: string, pid: number): number {
+  let n = 0;
+  for (const key of processKeys(bpf, map, pid)) if (bpf.deleteElem(map, key)) n++;
   return n;
 }

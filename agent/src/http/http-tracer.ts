@@ -3,7 +3,7 @@
 // (http-probes.ts). Each request is tied to the goroutine that served it; fed the goroutine tracer's park and
 // ready records (onGoroutineRecord), it says how long that goroutine parked inside the request, and why.
 import { percpuCounters } from '../bpf/bridge.ts';
-import { deleteProcessEntries } from '../bpf/detacher.ts';
+import { deleteProcessEntries, processKeys } from '../bpf/detacher.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
 import { goAbiReg } from '../events/goabi.ts';
 import { ev, GoroutineEventKind } from '../events/goroutine-event.ts';
@@ -253,9 +253,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
   /** Requests in flight that BPF holds for a process (a start seen, its end not yet), once pending detaches are done. */
   async inflight(pid: number): Promise<number> {
     await this.detacher.idle();
-    let n = 0;
-    for (const key of this.bpf.keys('http_inflight')) if (key.readUInt32LE(0) === pid) n++;
-    return n;
+    return processKeys(this.bpf, 'http_inflight', pid).length;
   }
 
   forget(pid: number): void {
