@@ -157,9 +157,8 @@ function retention(opts: CollectorOptions, thread: WriteThread, metrics: Collect
   const run = async () => {
     if (running) return running;
     running = (async () => {
-      const n = await thread.retention(opts.retention ?? {});
-      metrics.retentionDeleted.inc(n);
-      return n;
+      // Counted chunk by chunk: a pass under sustained ingest runs for many seconds.
+      return thread.retention(opts.retention ?? {}, Date.now(), (rows) => metrics.retentionDeleted.inc(rows));
     })().finally(() => { running = undefined; });
     return running;
   };

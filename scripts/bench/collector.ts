@@ -387,6 +387,10 @@ export async function runCollectorApi(ctx: BenchContext, o: CollectorBenchOption
   const file = join(dir, `collector-api-v7.1-${rows}.db`); // the store's schema it was built with
   if (!existsSync(file)) buildDatabase(file, rows, ctx.log);
   else ctx.log(`collector-api: reusing ${file} (delete it to build again)`);
+  // Time ranges fall in the hour the rows span, which a kept file began when it was built (not an hour before now).
+  const kept = new BetterSqlite3(file, { readonly: true });
+  const from = kept.prepare('SELECT coalesce(created_at, first_seen_at) FROM goroutines ORDER BY id LIMIT 1').pluck().get() as number;
+  kept.close();
   const c = await startCollector(file);
   const command = `${ctx.invocation} (${rows} goroutine rows in ${PROCESSES} processes, ${queries} requests per kind, one at a time)`;
   try {
@@ -408,8 +412,8 @@ export async function runCollectorApi(ctx: BenchContext, o: CollectorBenchOption
       byCreatedByFunction: (i) => `/api/v1/goroutines?createdBy=main.spawner${i % 200}&limit=100`,
       byCreatedBySite: (i) => `/api/v1/goroutines?createdBy=${encodeURIComponent(`/src/pkg${(i % 200) % 20}/file.go:${10 + (i % 200)}`)}&limit=100`,
       minBlocked: () => '/api/v1/goroutines?minBlockedNs=998000000&limit=100',
-      // A minute's window anywhere in the hour the rows span: alive then, newest first.
-      timeRange: (i) => `/api/v1/goroutines?since=${T0 + ((i * 97) % 3540) * 1000}&until=${T0 + ((i * 97) % 3540) * 1000 + 60_000}&limit=100`,
+      // A minute's window anywhere in the hour the rows span, ending anywhere in a second: alive then, newest first.
+      timeRange: (i) => `/api/v1/goroutines?since=${from + ((i * 97) % 3540) * 1000 + ((i * 37) % 1000)}&until=${from + ((i * 97) % 3540) * 1000 + ((i * 37) % 1000) + 60_000}&limit=100`,
       processes: () => '/api/v1/processes',
       summaryByWaitReason: (i) => `/api/v1/goroutines/summary?by=waitReason&pid=${1000 + (i % PROCESSES)}`,
       summaryByCreatedBy: (i) => `/api/v1/goroutines/summary?by=createdBy&pid=${1000 + (i % PROCESSES)}`,

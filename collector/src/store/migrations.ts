@@ -461,6 +461,22 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX sched_reports_to ON sched_reports(to_ms);
     `,
   },
+  {
+    version: 12,
+    name: 'goroutine id marks per second of goroutine time',
+    sql: `
+      -- A mark a minute made a time range ending early in a minute walk every row of the rest of that minute before its
+      -- first match (166k rows at 10M rows an hour: 130-750 ms). A mark a second, built from the rows (one scan: ~6 s of
+      -- CPU for a 10M-row file, once).
+      CREATE TABLE goroutine_id_seconds (
+        second INTEGER PRIMARY KEY,
+        max_id INTEGER NOT NULL
+      );
+      INSERT INTO goroutine_id_seconds (second, max_id)
+        SELECT CAST(coalesce(created_at, first_seen_at) / 1000 AS INTEGER) AS second, max(id) FROM goroutines GROUP BY second;
+      DROP TABLE goroutine_id_marks;
+    `,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

@@ -226,10 +226,10 @@ export class StoreReader {
     }
     if (q.minBlockedNs !== undefined) w.add('g.blocked_ns >= ?', q.minBlockedNs);
     // A goroutine matches a time range it was alive in. Rows are walked newest first, from the highest id of a row
-    // created (else first seen) up to the range's end (goroutine_id_marks), not from the newest row.
+    // created (else first seen) up to the range's end's second (goroutine_id_seconds), not from the newest row.
     if (q.until !== undefined) {
       w.add('coalesce(g.created_at, g.first_seen_at) <= ?', q.until);
-      w.add('g.id <= coalesce((SELECT max(max_id) FROM goroutine_id_marks WHERE minute <= ?), 0)', Math.floor(q.until / 60_000));
+      w.add('g.id <= coalesce((SELECT max(max_id) FROM goroutine_id_seconds WHERE second <= ?), 0)', Math.floor(q.until / 1000));
     }
     if (q.since !== undefined) w.add('(g.exited_at IS NULL OR g.exited_at >= ?)', q.since);
     return w;

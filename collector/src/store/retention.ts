@@ -46,7 +46,13 @@ const BULKY = AGED.filter((a) => a.table !== 'leak_suspects' && a.table !== 'fat
 const CHILDREN = AGED.map((a) => a.table);
 
 export class Retention {
-  constructor(private readonly db: Database, private readonly opts: RetentionOptions) {}
+  /** onDeleted: told of each chunk's rows as it is deleted (a pass under sustained ingest can run for many seconds). */
+  constructor(private readonly db: Database, private readonly opts: RetentionOptions, private readonly onDeleted: (rows: number) => void = () => {}) {}
+
+  private counted(rows: number): number {
+    if (rows > 0) this.onDeleted(rows);
+    return rows;
+  }
 
   /** One retention pass; returns rows deleted. Yields to the event loop between chunks. */
   async run(now = Date.now()): Promise<number> {
@@ -57,7 +63,7 @@ export class Retention {
     if (deleted > 0) {
       // Groups whose goroutines are all gone (the triggers brought them to zero).
       this.db.exec(`DELETE FROM goroutine_wait_groups WHERE goroutines <= 0; DELETE FROM goroutine_site_groups WHERE goroutines <= 0;
-        DELETE FROM goroutine_id_marks WHERE max_id < coalesce((SELECT min(id) FROM goroutines), 9007199254740991)`);
+        DELETE FROM goroutine_id_seconds WHERE max_id < coalesce((SELECT min(id) FROM goroutines), 9007199254740991)`);
       this.db.pragma('incremental_vacuum');
       await this.truncateWal();
     }
@@ -101,19 +107,19 @@ export class Retention {
         let n: number;
         if (order === 'rowid') ({ n, last: after } = this.deleteOlderByRowid(table, time, cutoff, after));
         else n = this.deleteOlderChunk(table, time, cutoff);
-        total += n;
+        total += this.counted(n);
         if (n < CHUNK) break;
         await yieldLoop();
       }
     }
-    total += this.db.prepare('DELETE FROM ingested_batches WHERE received_at < ?').run(cutoff).changes;
+    total += this.counted(this.db.prepare('DELETE FROM ingested_batches WHERE received_at < ?').run(cutoff).changes);
     return total;
   }
 
   /** Processes with nothing left that exited (or were last seen) before the cutoff. */
   private deleteEmptyProcesses(cutoff: number): number {
-    return this.db.prepare(`DELETE FROM processes WHERE coalesce(exited_at, seen_at) < ?
-      ${CHILDREN.map((t) => `AND NOT EXISTS (SELECT 1 FROM ${t} WHERE process_id = processes.id)`).join('\n      ')}`).run(cutoff).changes;
+    return this.counted(this.db.prepare(`DELETE FROM processes WHERE coalesce(exited_at, seen_at) < ?
+      ${CHILDREN.map((t) => `AND NOT EXISTS (SELECT 1 FROM ${t} WHERE process_id = processes.id)`).join('\n      ')}`).run(cutoff).changes);
   }
 
   private async bySize(maxBytes: number): Promise<number> {
@@ -142,7 +148,7 @@ export class Retention {
       const n = this.db.prepare(
         `DELETE FROM ${oldest.table} WHERE rowid IN (SELECT rowid FROM ${oldest.table} ORDER BY ${oldest.time} LIMIT ?)`,
       ).run(chunk).changes;
-      total += n;
+      total += this.counted(n);
       if (n === 0) break;
       await yieldLoop();
     }

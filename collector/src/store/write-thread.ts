@@ -54,7 +54,7 @@ const { workerData } = require('node:worker_threads');
 class StoreWorker {
   private readonly worker: Worker;
   private next = 1;
-  private readonly waiting = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void; progress?: (n: number) => void }>();
   failed?: Error;
   readonly ready: Promise<unknown>;
 
@@ -65,9 +65,10 @@ class StoreWorker {
       workerData: { entry: entry.url.href, tsx: entry.typescript ? import.meta.resolve('tsx/esm/api') : null, file, opts, role },
     });
     this.ready = new Promise((resolve, reject) => this.waiting.set(0, { resolve, reject }));
-    this.worker.on('message', (m: { id: number; error?: string; [k: string]: unknown }) => {
+    this.worker.on('message', (m: { id: number; error?: string; progress?: number; [k: string]: unknown }) => {
       const w = this.waiting.get(m.id);
       if (!w) return;
+      if (m.progress !== undefined) { w.progress?.(m.progress); return; } // a step of the call, not its answer
       this.waiting.delete(m.id);
       if (this.waiting.size === 0) this.worker.unref();
       if (m.error !== undefined) w.reject(new Error(m.error));
@@ -82,11 +83,11 @@ class StoreWorker {
     this.worker.on('exit', (code) => fail(new Error(`the store's ${role} thread exited (${code})`)));
   }
 
-  call<T>(req: Distribute<WriteRequest>, transfer: ArrayBuffer[] = []): Promise<T> {
+  call<T>(req: Distribute<WriteRequest>, transfer: ArrayBuffer[] = [], progress?: (n: number) => void): Promise<T> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.next++;
     return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+      this.waiting.set(id, { resolve, reject, progress });
       this.worker.ref(); // a call in flight keeps the process; an idle thread does not
       this.worker.postMessage({ ...req, id }, transfer);
     });
@@ -125,8 +126,9 @@ export class WriteThread {
     return (await this.writer.call<{ result: 'ok' | 'key-mismatch' }>({ op: 'agent', hello, now })).result;
   }
 
-  async retention(opts: RetentionOptions, now = Date.now()): Promise<number> {
-    return (await this.writer.call<{ result: number }>({ op: 'retention', opts, now })).result;
+  /** One retention pass; onDeleted hears of each chunk's rows as they go. Resolves to the rows deleted. */
+  async retention(opts: RetentionOptions, now = Date.now(), onDeleted?: (rows: number) => void): Promise<number> {
+    return (await this.writer.call<{ result: number }>({ op: 'retention', opts, now }, [], onDeleted)).result;
   }
 
   async close(): Promise<void> {

@@ -71,7 +71,8 @@ function runWriter(db: Database): void {
           port.postMessage({ id: m.id, result: writer.recordAgent(m.hello as HelloMessage, m.now) });
           break;
         case 'retention': {
-          const deleted = await new Retention(db, m.opts as RetentionOptions).run(m.now);
+          // Each chunk's rows as it goes: the main thread's count follows a long pass.
+          const deleted = await new Retention(db, m.opts as RetentionOptions, (rows) => port.postMessage({ id: m.id, progress: rows })).run(m.now);
           writer.clearCache(); // deleted processes must not be reused from the cache
           port.postMessage({ id: m.id, result: deleted });
           break;

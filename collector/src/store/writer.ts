@@ -46,8 +46,8 @@ export class StoreWriter {
   private readonly findSite: Statement;
   private readonly insertSite: Statement;
   private readonly siteById: Statement;
-  private readonly markMinute: Statement;
-  /** The highest id of the rows inserted in this batch, by minute of goroutine time (goroutine_id_marks). */
+  private readonly markSecond: Statement;
+  /** The highest id of the rows inserted in this batch, by second of goroutine time (goroutine_id_seconds). */
   private readonly idMarks = new Map<number, number>();
   /** Interned code sites both ways (creation sites, start functions): a few thousand per fleet. */
   private readonly siteIds = new Map<string, Map<string, Map<number, number>>>();
@@ -108,7 +108,7 @@ export class StoreWriter {
     this.findSite = db.prepare('SELECT id FROM code_sites WHERE function = ? AND file = ? AND line = ?').pluck();
     this.insertSite = db.prepare('INSERT INTO code_sites (function, file, line) VALUES (?, ?, ?)');
     this.siteById = db.prepare('SELECT function, file, line FROM code_sites WHERE id = ?').raw();
-    this.markMinute = db.prepare('INSERT INTO goroutine_id_marks (minute, max_id) VALUES (?, ?) ON CONFLICT DO UPDATE SET max_id = max(max_id, excluded.max_id)');
+    this.markSecond = db.prepare('INSERT INTO goroutine_id_seconds (second, max_id) VALUES (?, ?) ON CONFLICT DO UPDATE SET max_id = max(max_id, excluded.max_id)');
     const addGroup = 'ON CONFLICT DO UPDATE SET goroutines = goroutines + excluded.goroutines, live = live + excluded.live, blocked_ns = blocked_ns + excluded.blocked_ns';
     this.addWaitGroup = db.prepare(`INSERT INTO goroutine_wait_groups (process_id, wait_key, goroutines, live, blocked_ns)
       VALUES (?, ?, ?, ?, ?) ${addGroup}`);
@@ -210,7 +210,7 @@ export class StoreWriter {
     try {
       write();
       this.flushGroups();
-      for (const [minute, id] of this.idMarks) this.markMinute.run(minute, id);
+      for (const [second, id] of this.idMarks) this.markSecond.run(second, id);
     } catch (e) {
       // The caller rolls back: ids interned or cached in this transaction may not exist.
       this.clearCache();
@@ -340,10 +340,10 @@ export class StoreWriter {
         r.parkCount, r.readyCount, r.blockedNs, reasons, b(r.preexisting), b(r.system), r.observedAt, r.observedAt,
       );
       if (info.changes === 0) return;
-      // A new row: its minute of goroutine time may now reach a higher id.
-      const minute = Math.floor((r.createdAt ?? r.observedAt) / 60_000);
+      // A new row: its second of goroutine time may now reach a higher id.
+      const second = Math.floor((r.createdAt ?? r.observedAt) / 1000);
       const id = Number(info.lastInsertRowid);
-      if (id > (this.idMarks.get(minute) ?? 0)) this.idMarks.set(minute, id);
+      if (id > (this.idMarks.get(second) ?? 0)) this.idMarks.set(second, id);
     }
     this.addToGroups(processId, r.waitReason, siteId, 1, r.exitedAt === null ? 1 : 0, r.blockedNs);
   }
