@@ -3,7 +3,10 @@
  *
  * Ring buffers: the BPF side wakes the thread only past a threshold (a wakeup per record costs more than the
  * probe, ../shared/FACTS.md) and the thread drains every poll_ms anyway. Records arrive in the order they were
- * reserved, across CPUs.
+ * reserved, across CPUs. Each ring's data is mapped once: libbpf's ring_buffer maps it twice, back to back, so
+ * that a record crossing the end reads as one piece, and the kernel inserts every page of both at mmap time, so
+ * each ring counted twice its size in the agent's RSS (26 MiB of the four rings). Records here have one size per
+ * ring; the few that cross the end are copied into a scratch record.
  *
  * Perf event arrays (kernels before 5.8): one buffer per CPU, so records of different CPUs arrive out of
  * order, and the agent's model needs a goroutine's creation before its exit. Each round the thread stages what
@@ -19,15 +22,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/perf_event.h>
 #include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #define HOLDBACK_NS 2000000ULL
 #define STAGE_MAX_BYTES (16u << 20)
+
+/* A BPF ring buffer as the kernel lays it out: a consumer page (the only writable one), a producer page, then
+ * the data (max_entries bytes, a power of two), here mapped once. */
+struct bpf_ring {
+	unsigned long *consumer_pos;
+	const unsigned long *producer_pos;
+	const unsigned char *data;
+	size_t mask;
+	size_t mapped; /* bytes of the producer mapping */
+	unsigned char *wrapped; /* a record that crosses the end, put together */
+};
 
 struct ring_batch {
 	struct reader *reader;
@@ -35,6 +52,7 @@ struct ring_batch {
 	size_t record_size;
 	unsigned char *buf;
 	size_t len, cap;
+	struct bpf_ring *rg; /* ring path */
 	/* perf path only */
 	struct perf_buffer *pb;
 	unsigned char *stage, *stage_spare;
@@ -60,7 +78,6 @@ struct reader {
 	bool owned_by_tsfn;
 	atomic_bool stop;
 	int epfd;
-	struct ring_buffer *rb;
 	napi_threadsafe_function tsfn;
 	int nrings;
 	struct ring_batch batches[READER_MAX_RINGS];
@@ -113,15 +130,81 @@ static void append_record(struct ring_batch *b, const void *data)
 	atomic_fetch_add(&b->reader->records, 1);
 }
 
-static int on_ring_record(void *ctx, void *data, size_t size)
+/* ---------- the ring path ---------- */
+
+static int ring_map(struct bpf_ring *g, int map_fd, size_t record_size)
 {
-	struct ring_batch *b = ctx;
-	if (size != b->record_size) {
-		atomic_fetch_add(&b->reader->malformed, 1);
-		return 0;
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(map_fd, &info, &len))
+		return -errno;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), size = info.max_entries;
+	if (info.type != BPF_MAP_TYPE_RINGBUF || !size || (size & (size - 1)))
+		return -EINVAL;
+	void *c = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+	if (c == MAP_FAILED)
+		return -errno;
+	void *p = mmap(NULL, page + size, PROT_READ, MAP_SHARED, map_fd, (off_t)page);
+	if (p == MAP_FAILED) {
+		int err = -errno;
+		munmap(c, page);
+		return err;
 	}
-	append_record(b, data);
-	return 0;
+	g->consumer_pos = c;
+	g->producer_pos = p;
+	g->data = (const unsigned char *)p + page;
+	g->mask = size - 1;
+	g->mapped = page + size;
+	g->wrapped = malloc(record_size);
+	return g->wrapped ? 0 : -ENOMEM;
+}
+
+static void ring_unmap(struct bpf_ring *g)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	if (g->consumer_pos)
+		munmap(g->consumer_pos, page);
+	if (g->producer_pos)
+		munmap((void *)g->producer_pos, g->mapped);
+	free(g->wrapped);
+	memset(g, 0, sizeof(*g));
+}
+
+/* What libbpf's ringbuf_process_ring does, for one ring mapped once: committed records in order, up to the first
+ * one still being written (busy); discarded ones skipped. */
+static void ring_consume(struct ring_batch *b)
+{
+	struct bpf_ring *g = b->rg;
+	unsigned long cons = __atomic_load_n(g->consumer_pos, __ATOMIC_ACQUIRE);
+	bool more = true;
+	while (more) {
+		more = false;
+		unsigned long prod = __atomic_load_n(g->producer_pos, __ATOMIC_ACQUIRE);
+		while (cons < prod) {
+			/* The 8-byte header is 8-aligned and the size a power of two: it never crosses the end. */
+			const __u32 *hdr = (const __u32 *)(g->data + (cons & g->mask));
+			__u32 len = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
+			if (len & BPF_RINGBUF_BUSY_BIT)
+				return;
+			more = true;
+			size_t size = len & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+			size_t at = (cons + BPF_RINGBUF_HDR_SZ) & g->mask;
+			cons += (size + BPF_RINGBUF_HDR_SZ + 7) & ~(size_t)7;
+			if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+				if (size != b->record_size) {
+					atomic_fetch_add(&b->reader->malformed, 1);
+				} else if (at + size <= g->mask + 1) {
+					append_record(b, g->data + at);
+				} else {
+					size_t head = g->mask + 1 - at;
+					memcpy(g->wrapped, g->data + at, head);
+					memcpy(g->wrapped + head, g->data, size - head);
+					append_record(b, g->wrapped);
+				}
+			}
+			__atomic_store_n(g->consumer_pos, cons, __ATOMIC_RELEASE);
+		}
+	}
 }
 
 /* ---------- the perf path: staging and time order ---------- */
@@ -231,10 +314,10 @@ static void drain(struct reader *r, bool final)
 	/* Taken before any buffer is read: a record stamped before this, less the holdback, was published by the
 	 * time each buffer is read in this round, whatever the order of CPUs and however long the round takes. */
 	__u64 cutoff = final ? ~0ULL : mono_ns() - HOLDBACK_NS;
-	if (r->rb)
-		ring_buffer__consume(r->rb);
 	for (int i = 0; i < r->nrings; i++) {
 		struct ring_batch *b = &r->batches[i];
+		if (b->rg)
+			ring_consume(b);
 		if (b->pb) {
 			perf_buffer__consume(b->pb);
 			release_staged(b, cutoff);
@@ -320,11 +403,11 @@ int reader_add_ring(struct reader *r, int map_fd, bool perf, size_t record_size,
 		}
 		b->pb = perf_buffer__new_raw(map_fd, pages, &attr, on_perf_event, b, NULL);
 		err = b->pb ? watch(r, perf_buffer__epoll_fd(b->pb)) : -errno;
-	} else if (!r->rb) {
-		r->rb = ring_buffer__new(map_fd, on_ring_record, b, NULL);
-		err = r->rb ? watch(r, ring_buffer__epoll_fd(r->rb)) : -errno;
 	} else {
-		err = ring_buffer__add(r->rb, map_fd, on_ring_record, b);
+		b->rg = calloc(1, sizeof(*b->rg));
+		err = !b->rg ? -ENOMEM : ring_map(b->rg, map_fd, record_size);
+		if (!err)
+			err = watch(r, map_fd); /* a ring's fd is readable while records wait */
 	}
 	r->nrings++; /* counted even on failure, so reader_stop frees what was made */
 	return err;
@@ -396,14 +479,15 @@ void reader_stop(struct reader *r)
 		napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
 		r->tsfn = NULL;
 	}
-	if (r->rb) {
-		ring_buffer__free(r->rb);
-		r->rb = NULL;
-	}
 	for (int i = 0; i < r->nrings; i++) {
 		struct ring_batch *b = &r->batches[i];
 		perf_buffer__free(b->pb);
 		b->pb = NULL;
+		if (b->rg) {
+			ring_unmap(b->rg);
+			free(b->rg);
+			b->rg = NULL;
+		}
 		free(b->buf);
 		free(b->stage);
 		free(b->stage_spare);

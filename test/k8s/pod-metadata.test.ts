@@ -160,11 +160,11 @@ t.test('bounded caches', async (t) => {
 });
 
 t.test('where the agent runs decides the API server', async (t) => {
-  const none = podMetadataFromEnvironment(NODE, undefined, {});
+  const none = await podMetadataFromEnvironment(NODE, undefined, {});
   await none.start();
   t.ok(await none.ready(10), 'outside a cluster: cgroup-only, ready at once');
   const logs: string[] = [];
-  const bad = podMetadataFromEnvironment(NODE, (m) => logs.push(m), { GOROSCOPE_KUBECONFIG: '/nonexistent/kubeconfig' });
+  const bad = await podMetadataFromEnvironment(NODE, (m) => logs.push(m), { GOROSCOPE_KUBECONFIG: '/nonexistent/kubeconfig' });
   await bad.start();
   t.match(logs[0] ?? '', /no Kubernetes API/, 'a kubeconfig that cannot be read is reported, not fatal');
 });

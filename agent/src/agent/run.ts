@@ -114,9 +114,9 @@ function leakRecord(s: LeakSuspect, proc: TracedProcess, now: number): AgentReco
 }
 
 /** Pod metadata as a part: the API server's list and watch in a cluster, cgroups only elsewhere. */
-function startMetadata(opts: AgentOptions, node: string, parts: Parts, log: (m: string) => void): { source: ProcessMetadataSource; own?: PodMetadataProvider } {
+async function startMetadata(opts: AgentOptions, node: string, parts: Parts, log: (m: string) => void): Promise<{ source: ProcessMetadataSource; own?: PodMetadataProvider }> {
   if (opts.metadata) return { source: opts.metadata };
-  const own = podMetadataFromEnvironment(node, log, process.env, (e) => (e ? parts.fail('pod-metadata', e) : parts.up('pod-metadata')));
+  const own = await podMetadataFromEnvironment(node, log, process.env, (e) => (e ? parts.fail('pod-metadata', e) : parts.up('pod-metadata')));
   if (own.hasApiServer) void own.start().catch((e: unknown) => parts.fail('pod-metadata', e));
   else if (!parts.state('pod-metadata')) parts.off('pod-metadata', 'not in a Kubernetes pod and no GOROSCOPE_KUBECONFIG: container ids from cgroups, no pod names');
   return { source: own, own };
@@ -157,7 +157,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const node = opts.node ?? process.env.NODE_NAME ?? hostname();
   if (!opts.collector && !opts.otlpEndpoint) throw new Error('the agent needs somewhere to send: --collector, --otlp-endpoint, or both');
   const shipper = makeShipper(opts, node, log);
-  const { source: metadata, own: ownMetadata } = startMetadata(opts, node, parts, log);
+  const { source: metadata, own: ownMetadata } = await startMetadata(opts, node, parts, log);
 
   // Stacks: each process's goroutine and blocking profiles, stacks sent once through a bounded table.
   const stackTable = new StackTable();

@@ -5,7 +5,10 @@
 // Memory is bounded: the index holds at most maxPods pods (a node runs at most the kubelet's maxPods, 110 by
 // default), a slim copy of what lookups need, never whole Pod objects; the pid cache holds at most maxPids
 // entries, least recently used out first.
-import { CoreV1Api, KubeConfig, ListWatch, Watch, type V1Pod } from '@kubernetes/client-node';
+//
+// @kubernetes/client-node (about 800 modules, 20 MiB of source held by V8) is imported only when there is an API
+// server to ask: an agent outside a cluster never loads it.
+import type { KubeConfig, ListWatch, V1Pod } from '@kubernetes/client-node';
 import { containerIdFromStatus, containerOfPid, type CgroupContainer, type ContainerRuntime, type QosClass } from './cgroup.ts';
 
 export interface OwnerRef {
@@ -188,6 +191,8 @@ export class PodMetadataProvider implements ProcessMetadataSource {
   async start(): Promise<void> {
     const kc = this.opts.kubeConfig;
     if (!kc) return this.markSynced();
+    const { CoreV1Api, ListWatch, Watch } = await import('@kubernetes/client-node');
+    if (this.stopped) return;
     const api = kc.makeApiClient(CoreV1Api);
     const fieldSelector = this.fieldSelector;
     const lw = new ListWatch<V1Pod>('/api/v1/pods', new Watch(kc), async () => {
@@ -284,18 +289,20 @@ function describe(err: unknown): string {
  * The provider for where the agent runs: in a pod (KUBERNETES_SERVICE_HOST and the service account), or with a
  * kubeconfig named by GOROSCOPE_KUBECONFIG; elsewhere cgroup-only (container ids, pod UIDs, no names).
  */
-export function podMetadataFromEnvironment(
+export async function podMetadataFromEnvironment(
   node: string,
   log?: (m: string) => void,
   env: NodeJS.ProcessEnv = process.env,
   onStatus?: (error: unknown) => void,
-): PodMetadataProvider {
+): Promise<PodMetadataProvider> {
   let kubeConfig: KubeConfig | undefined;
   try {
     if (env.GOROSCOPE_KUBECONFIG) {
+      const { KubeConfig } = await import('@kubernetes/client-node');
       kubeConfig = new KubeConfig();
       kubeConfig.loadFromFile(env.GOROSCOPE_KUBECONFIG);
     } else if (env.KUBERNETES_SERVICE_HOST) {
+      const { KubeConfig } = await import('@kubernetes/client-node');
       kubeConfig = new KubeConfig();
       kubeConfig.loadFromCluster();
     }
