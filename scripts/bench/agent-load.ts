@@ -5,8 +5,11 @@
 //
 // The records are what a busy node sends: mostly goroutines (new ones, and updates of earlier ones), with
 // connections and observation windows. Batches are built as JSON text from templates: a load generator that spent
-// its CPU in JSON.stringify would measure itself on a 2-core machine, not the collector.
+// its CPU in JSON.stringify would measure itself on a 2-core machine, not the collector. They speak protocol 2
+// (records as rows, as the shipper sends them) and protocol 1 (objects) to a collector that refuses 2.
 import WebSocket from 'ws';
+import { PROTOCOL_VERSION } from '../../collector/src/protocol/records.ts';
+import { parseAgentMessage } from '../../collector/src/protocol/validate.ts';
 
 export interface LoadOptions {
   url: string;
@@ -56,6 +59,39 @@ function goroutineJson(pid: number, goid: number, now: number, exited: boolean):
     `"trace":{"root":${goid},"segment":0,"from":${created}}}`;
 }
 
+/** The same goroutine as a row (protocol 2: the fields of GoroutineRecord in its order, createdBy and trace as rows). */
+function goroutineRow(pid: number, goid: number, now: number, exited: boolean): string {
+  const site = goid % 200;
+  const reason = exited ? null : REASONS[(goid >>> 3) % REASONS.length];
+  const created = T0 + (goid % 500_000);
+  return `[${pid},${goid},${1 + (goid % 50)},"${exited ? 'dead' : 'waiting'}",${reason ? `"${reason}"` : 'null'},["main.spawner${site}","/src/pkg${site % 20}/file.go",${10 + site}],` +
+    `"main.worker${site}",${created},${exited ? now : 'null'},${reason ? created + 1 : 'null'},${goid % 17},${goid % 13},${(goid % 1000) * 1_000_000},` +
+    `${reason ? `{"${reason}":${(goid % 1000) * 1_000_000}}` : '{}'},false,false,${now},null,[${goid},0,${created}]]`;
+}
+
+function connectionRow(pid: number, port: number, now: number): string {
+  return `[${pid},${port % 1000},"inet","client","10.0.0.1",${port},"10.0.0.2",5432,"ESTABLISHED",${now - 1000},null,${port * 3},${port * 5},150,0,0,null,false,${now}]`;
+}
+
+function processRow(pid: number, now: number): string {
+  return `[${pid},${1000 + pid},"/app/svc${pid % 7}","go1.26.8","c${pid}",["svc-${pid}","prod","u${pid}","app"],${now},null]`;
+}
+
+/** The templates as rows are what the schemas say (else the collector would refuse every batch): checked once. */
+function checkRowTemplates(): void {
+  const now = Date.now();
+  const text = `{"type":"batch","agentId":"a","seq":0,"rows":{"process":[${processRow(1, now)}],"goroutine":[${goroutineRow(1, 9, now, false)},` +
+    `${goroutineRow(1, 9, now, true)}],"connection":[${connectionRow(1, 20_000, now)}]}}`;
+  const rows = parseAgentMessage(text);
+  if (!rows.ok) throw new Error(`agent-load.ts: the row templates no longer match the record schemas: ${rows.error}`);
+  const objects = parseAgentMessage(`{"type":"batch","agentId":"a","seq":0,"records":[${processJson(1, now)},${goroutineJson(1, 9, now, false)},` +
+    `${goroutineJson(1, 9, now, true)},${connectionJson(1, 20_000, now)}]}`);
+  const records = (m: ReturnType<typeof parseAgentMessage>) => (!m.ok ? m.error : m.kind === 'batch' ? JSON.stringify(m.message.records) : 'hello');
+  if (records(objects) !== records(rows)) {
+    throw new Error('agent-load.ts: the row templates and the object templates say different records');
+  }
+}
+
 function connectionJson(pid: number, port: number, now: number): string {
   return `{"kind":"connection","pid":${pid},"goid":${port % 1000},"family":"inet","role":"client","localAddress":"10.0.0.1","localPort":${port},` +
     `"peerAddress":"10.0.0.2","peerPort":5432,"state":"ESTABLISHED","openedAt":${now - 1000},"closedAt":null,"bytesSent":${port * 3},` +
@@ -72,6 +108,7 @@ function processJson(pid: number, now: number): string {
  * acked so far); `done` resolves with them at the end.
  */
 export function startAgents(o: LoadOptions): { tallies: AgentTally[]; done: Promise<AgentTally[]> } {
+  checkRowTemplates();
   const tallies = Array.from({ length: o.agents }, (_, i): AgentTally => ({
     agentId: `bench-agent-${i}`, pid: 1000 + i, ackedBatches: 0, ackedRecords: 0, ackedGoroutines: 0, maxAckedGoid: 0, reconnects: 0, duplicates: 0,
   }));
@@ -86,26 +123,35 @@ async function runAgent(o: LoadOptions, index: number, tally: AgentTally): Promi
   let seq = 0;
   let goid = 0;
   const updateShare = o.updateShare ?? 0.2;
+  /** Rows until a collector refuses protocol 2 (one from before rows: a baseline). */
+  let protocol = PROTOCOL_VERSION;
 
   const makeBatch = () => {
     const now = Date.now();
-    const parts: string[] = [];
+    const rows = protocol >= 2;
+    const [goroutine, connection] = rows ? [goroutineRow, connectionRow] : [goroutineJson, connectionJson];
+    const goroutines: string[] = [];
+    const connections: string[] = [];
+    const processes = seq === 0 ? [(rows ? processRow : processJson)(pid, now)] : [];
     const goids: number[] = [];
-    if (seq === 0) parts.push(processJson(pid, now));
-    for (let k = 0; parts.length < o.batch; k++) {
-      if (k % 50 === 49) { parts.push(connectionJson(pid, 20_000 + ((seq * 7 + k) % 40_000), now)); continue; }
+    for (let k = 0; processes.length + goroutines.length + connections.length < o.batch; k++) {
+      if (k % 50 === 49) { connections.push(connection(pid, 20_000 + ((seq * 7 + k) % 40_000), now)); continue; }
       // An update: the exit of a goroutine sent in an earlier batch.
       if (goid > 1000 && (k * 7919 + seq) % 100 < updateShare * 100) {
         const old = goid - 1 - ((k * 104_729 + seq) % 1000);
-        parts.push(goroutineJson(pid, old, now, true));
+        goroutines.push(goroutine(pid, old, now, true));
         continue;
       }
       goid++;
       goids.push(goid);
-      parts.push(goroutineJson(pid, goid, now, false));
+      goroutines.push(goroutine(pid, goid, now, false));
     }
     const s = seq++;
-    unacked.set(s, { text: `{"type":"batch","agentId":"${agentId}","epoch":"e1","seq":${s},"records":[${parts.join(',')}]}`, goids, records: parts.length, sentAt: 0 });
+    const head = `{"type":"batch","agentId":"${agentId}","epoch":"e1","seq":${s},`;
+    const text = rows
+      ? `${head}"rows":{${processes.length ? `"process":[${processes[0]}],` : ''}"goroutine":[${goroutines.join(',')}],"connection":[${connections.join(',')}]}}`
+      : `${head}"records":[${[...processes, ...goroutines, ...connections].join(',')}]}`;
+    unacked.set(s, { text, goids, records: processes.length + goroutines.length + connections.length, sentAt: 0 });
     return s;
   };
 
@@ -124,7 +170,7 @@ async function runAgent(o: LoadOptions, index: number, tally: AgentTally): Promi
         while (unacked.size < o.window && Date.now() < o.until && ws.readyState === ws.OPEN) send(makeBatch());
         if (unacked.size === 0 && Date.now() >= o.until) ws.close(1000);
       };
-      ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', protocol: 1, agentId, node: `node-${index}`, agentVersion: 'bench', agentKey: `key-${index}-0123456789abcdef` })));
+      ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', protocol, agentId, node: `node-${index}`, agentVersion: 'bench', agentKey: `key-${index}-0123456789abcdef` })));
       ws.on('message', (data) => {
         const m = JSON.parse(data.toString()) as { type: string; seq?: number; error?: string };
         if (m.type === 'welcome') {
@@ -142,6 +188,10 @@ async function runAgent(o: LoadOptions, index: number, tally: AgentTally): Promi
           if (b.goids.length) tally.maxAckedGoid = Math.max(tally.maxAckedGoid, b.goids[b.goids.length - 1]);
           o.onAck?.(index, b.records, performance.now() - b.sentAt);
           fill();
+          return;
+        }
+        if (m.type === 'error' && !welcomed && protocol > 1 && /unsupported protocol version/.test(m.error ?? '')) {
+          protocol = 1; // its close follows; the next connection speaks 1
           return;
         }
         o.log?.(`agent ${index}: ${data.toString().slice(0, 300)}`);

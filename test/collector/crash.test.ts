@@ -23,6 +23,7 @@ t.test('kill -9 mid-stream loses no acked batch and duplicates nothing', async (
   const db = join(tempDir(t), 'crash.db');
   const first = await start(db);
   const agent = new TestAgent(first.url);
+  agent.protocol = 2; // rows, as the shipper sends them
   await agent.hello();
   const acked = new Set<number>();
   let sent = 0;
@@ -68,6 +69,7 @@ t.test('kill -9 mid-stream loses no acked batch and duplicates nothing', async (
 
   // The agent re-sends everything it has not seen acked (and, to be sure, the acked ones too).
   const again = new TestAgent(second.url);
+  again.protocol = 2;
   await again.hello();
   const replies = await Promise.all(Array.from({ length: sent }, (_, seq) => again.send(seq, batch(seq))));
   t.ok(replies.every((m, seq) => m.type === 'ack' && m.seq === seq), 'every re-sent batch acked');

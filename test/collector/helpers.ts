@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startCollector, type Collector, type CollectorOptions } from '../../collector/src/server.ts';
+import { toRow } from '../../collector/src/protocol/rows.gen.ts';
 import type {
   AgentRecord, CollectorMessage, ConnectionRecord, WelcomeMessage, FatalRecord, GoroutineRecord, LeakRecord, PauseRecord, ProcessRecord, WindowRecord,
 } from '../../collector/src/protocol/records.ts';
@@ -34,8 +35,17 @@ export async function api(c: { url: string }, path: string, token: string | null
   return { status: res.status, body };
 }
 
-/** A minimal agent: hello, then batches, matching acks and errors by seq. */
+/** A batch body of protocol 2: the records as rows, by kind. */
+export function rowBatch(agentId: string, seq: number, records: AgentRecord[]): string {
+  const rows: Record<string, unknown[][]> = {};
+  for (const r of records) (rows[r.kind] ??= []).push((toRow[r.kind] as (r: AgentRecord) => unknown[])(r));
+  return JSON.stringify({ type: 'batch', agentId, seq, rows });
+}
+
+/** A minimal agent: hello, then batches, matching acks and errors by seq. By default an agent of protocol 1 (records
+ * as objects, as agents before rows sent them); `protocol = 2` sends rows. */
 export class TestAgent {
+  protocol: 1 | 2 = 1;
   readonly ws: WebSocket;
   readonly messages: CollectorMessage[] = [];
   private waiters = new Map<number | null, ((m: CollectorMessage) => void)[]>();
@@ -69,7 +79,7 @@ export class TestAgent {
   /** Sends the hello and waits for the welcome (or the close that refuses it). */
   async hello(agentKey?: string): Promise<WelcomeMessage | undefined> {
     await this.opened;
-    this.ws.send(JSON.stringify({ type: 'hello', protocol: 1, agentId: this.agentId, node: this.node, agentVersion: 'test', ...(agentKey ? { agentKey } : {}) }));
+    this.ws.send(JSON.stringify({ type: 'hello', protocol: this.protocol, agentId: this.agentId, node: this.node, agentVersion: 'test', ...(agentKey ? { agentKey } : {}) }));
     return this.welcomed;
   }
 
@@ -84,7 +94,7 @@ export class TestAgent {
 
   send(seq: number, records: AgentRecord[]): Promise<CollectorMessage> {
     const r = this.reply(seq);
-    this.ws.send(JSON.stringify({ type: 'batch', agentId: this.agentId, seq, records }));
+    this.ws.send(this.protocol === 2 ? rowBatch(this.agentId, seq, records) : JSON.stringify({ type: 'batch', agentId: this.agentId, seq, records }));
     return r;
   }
 

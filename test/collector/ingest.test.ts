@@ -4,9 +4,10 @@ import BetterSqlite3 from 'better-sqlite3';
 import { api, conn, gor, proc, T0, TestAgent, testCollector, win } from './helpers.ts';
 import type { CollectorMessage } from '../../collector/src/protocol/records.ts';
 
-t.test('every record kind round-trips through ingest and the API', async (t) => {
+for (const protocol of [1, 2] as const) t.test(`every record kind round-trips through ingest and the API (protocol ${protocol}: ${protocol === 1 ? 'objects' : 'rows'})`, async (t) => {
   const c = await testCollector(t);
   const a = new TestAgent(c.url);
+  a.protocol = protocol;
   await a.hello();
   const ack = await a.send(0, [
     proc(10), proc(20, { pod: null, containerId: null }),
@@ -135,6 +136,19 @@ t.test('a bad batch gets an error, stores nothing, and the connection stays usab
   t.match(extra, { type: 'error', seq: 3, error: /unknown field 'surprise'/ });
   t.same(await a.send(4, [proc(10), gor(10, 3)]), { type: 'ack', seq: 4 });
   const gs = await api(c, '/api/v1/goroutines');
+  // The same mistakes in rows (protocol 2) name the row and its field.
+  const rows = new TestAgent(c.url, undefined, 'agent-2');
+  rows.protocol = 2;
+  await rows.hello();
+  t.match(await rows.send(1, [proc(10), gor(10, 1), bad]), { type: 'error', seq: 1, error: /rows\/goroutine\/1\/3 \(goroutine 1: state\): must be one of/ });
+  t.match(await rows.send(2, [gor(10, 1, { goid: -1 })]), { type: 'error', seq: 2, error: /rows\/goroutine\/0\/1 \(goroutine 0: goid\): must be >= 0/ });
+  t.match(await rows.send(3, [gor(10, 1, { createdBy: { function: 'f', file: 7 as any, line: 1 } })]),
+    { type: 'error', seq: 3, error: /rows\/goroutine\/0\/5\/1 \(goroutine 0: createdBy.file\): must be string/ });
+  rows.ws.send(JSON.stringify({ type: 'batch', agentId: 'agent-2', seq: 4, rows: { goroutine: [[10, 1]] } }));
+  t.match(await rows.reply(4), { type: 'error', seq: 4, error: /rows\/goroutine\/0 \(goroutine 0\): must NOT have fewer than 17 items/ });
+  rows.ws.send(JSON.stringify({ type: 'batch', agentId: 'agent-2', seq: 5, rows: { thread: [] } }));
+  t.match(await rows.reply(5), { type: 'error', seq: 5, error: /unknown field 'thread'/ });
+  rows.close();
   t.same(gs.body.items.map((g: any) => g.goid), [3], 'only the good batch was stored');
   // A failed seq can be re-sent once fixed.
   t.same(await a.send(1, [proc(10), gor(10, 1)]), { type: 'ack', seq: 1 });
@@ -152,7 +166,7 @@ t.test('protocol violations close the connection with 1008', async (t) => {
   await badHello.opened;
   badHello.ws.send(JSON.stringify({ type: 'hello', protocol: 99, agentId: 'a', node: 'n', agentVersion: '1' }));
   t.match(await badHello.closed, { code: 1008, reason: /unsupported protocol version 99/ });
-  t.match(badHello.messages, [{ type: 'error', seq: null, error: /unsupported protocol version 99/ }]);
+  t.match(badHello.messages, [{ type: 'error', seq: null, error: /unsupported protocol version 99; this collector speaks 1, 2/ }]);
 
   const impostor = new TestAgent(c.url);
   await impostor.hello();

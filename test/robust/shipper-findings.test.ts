@@ -8,6 +8,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Shipper, type ShipperOptions } from '../../agent/src/ship/shipper.ts';
 import { batchFileName } from '../../agent/src/ship/spool.ts';
 import type { AgentRecord } from '../../collector/src/protocol/records.ts';
+import { toRow } from '../../collector/src/protocol/rows.gen.ts';
 import { fatal, INGEST_TOKEN, pause, tempDir, testCollector } from '../collector/helpers.ts';
 
 type Collector = Awaited<ReturnType<typeof testCollector>>;
@@ -78,13 +79,13 @@ t.test('finding 5: a lost or unreadable counter starts a new epoch; no new batch
 });
 
 t.test('finding 6: batches are cut to what the collector takes', async (t) => {
-  // The collector takes 4 MiB; 20,000 records of ~865 bytes (17 MB) are queued before the agent knows that.
+  // The collector takes 4 MiB; 20,000 records of ~790 bytes as rows (16 MB) are queued before the agent knows that.
   const c = await testCollector(t, { maxMessageBytes: 4 * 1024 * 1024 });
   const logs: string[] = [];
   const s = shipper(c, join(tempDir(t), 'spool'), logs);
   const message = 'm'.repeat(700);
   const records = Array.from({ length: 20_000 }, (_, i) => fatal(1 + (i % 50), { at: 1_700_000_000_000 + i, goid: i, message }));
-  const size = Buffer.byteLength(JSON.stringify(records[0]));
+  const size = Buffer.byteLength(JSON.stringify(toRow.fatal(records[0]))); // as a row (protocol 2)
   s.send(records);
   s.start();
   const started = Date.now();

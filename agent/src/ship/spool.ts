@@ -12,7 +12,7 @@ import { UserError } from '../health/explain.ts';
 export interface SpooledBatch {
   epoch: string;
   seq: number;
-  /** The batch message as sent: JSON. */
+  /** The batch message as sent: JSON, its records as rows (protocol 2) or objects (1). */
   body: string;
   records: number;
 }
@@ -33,6 +33,17 @@ function isOwnSpool(dir: string): boolean {
   if (st.mode & 0o1000 || st.uid !== process.getuid?.()) return false;
   const ours = /^(agent-id|agent-key|counter|next-seq|corrupt|batch-.*\.json|\d+\.json|\.tmp-.*)$/;
   return readdirSync(dir).every((f) => ours.test(f));
+}
+
+/** Rows of a protocol 2 batch body, 0 when it is not one. */
+function rowCount(rows: unknown): number {
+  if (typeof rows !== 'object' || rows === null || Array.isArray(rows)) return 0;
+  let n = 0;
+  for (const these of Object.values(rows)) {
+    if (!Array.isArray(these)) return 0;
+    n += these.length;
+  }
+  return n;
 }
 
 export function batchFileName(epoch: string, seq: number): string {
@@ -123,18 +134,21 @@ export class Spool {
 
   private readBatch(file: string, epoch: string, seq: number, agentId: string): SpooledBatch | undefined {
     let text: string;
-    let msg: { type?: unknown; agentId?: unknown; epoch?: unknown; seq?: unknown; records?: unknown };
+    let msg: { type?: unknown; agentId?: unknown; epoch?: unknown; seq?: unknown; records?: unknown; rows?: unknown };
     try {
       text = readFileSync(join(this.dir, file), 'utf8');
       msg = JSON.parse(text);
     } catch {
       return undefined;
     }
-    if (typeof msg !== 'object' || msg === null || msg.type !== 'batch' || msg.seq !== seq || (msg.epoch ?? '') !== epoch ||
-      !Array.isArray(msg.records) || msg.records.length === 0) return undefined;
+    if (typeof msg !== 'object' || msg === null || msg.type !== 'batch' || msg.seq !== seq || (msg.epoch ?? '') !== epoch) return undefined;
+    // Records as objects (protocol 1, agents before rows) or as rows by kind (protocol 2).
+    const records = Array.isArray(msg.records) ? msg.records.length : rowCount(msg.rows);
+    if (!records) return undefined;
     // A batch of a previous identity (or of the legacy layout) is sent as this agent, under its own epoch and seq.
-    const body = msg.agentId === agentId && msg.epoch === epoch ? text : JSON.stringify({ type: 'batch', agentId, epoch, seq, records: msg.records });
-    return { epoch, seq, body, records: msg.records.length };
+    const body = msg.agentId === agentId && msg.epoch === epoch ? text
+      : JSON.stringify({ type: 'batch', agentId, epoch, seq, ...(Array.isArray(msg.records) ? { records: msg.records } : { rows: msg.rows }) });
+    return { epoch, seq, body, records };
   }
 
   private setAside(file: string): void {

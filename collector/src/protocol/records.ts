@@ -10,7 +10,13 @@ import { MAX_BUCKET } from './histogram.ts';
 
 export { DEFAULT_MAX_MESSAGE_BYTES } from './wire-limits.ts';
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol an agent speaks (its hello says): 1 sends a batch's records as JSON objects (`records`), 2 as rows,
+ * each record an array of its fields in the schema's order (`rows`, by kind: row-layout.ts, rows.gen.ts), without a
+ * key per field. A collector takes both, and both bodies from either (a spool may hold batches from before an
+ * upgrade); an older collector refuses a hello of 2 and the shipper speaks 1 to it.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Most records in one batch. */
 export const MAX_RECORDS_PER_BATCH = 20_000;
@@ -470,7 +476,7 @@ const Epoch = Type.String({ pattern: '^[A-Za-z0-9_-]{0,64}$' });
 
 export const HelloMessage = Closed({
   type: Type.Literal('hello'),
-  protocol: Type.Literal(PROTOCOL_VERSION),
+  protocol: Type.Integer({ minimum: 1, maximum: PROTOCOL_VERSION }),
   agentId: AgentId,
   node: Str(253, 1),
   agentVersion: Str(64),
@@ -496,6 +502,19 @@ export const BatchMessage = Closed({
   records: Type.Array(AgentRecord, { maxItems: MAX_RECORDS_PER_BATCH }),
 });
 export type BatchMessage = Static<typeof BatchMessage>;
+
+/** Rows of each kind (protocol 2): what the collector validates them with is derived from the records' schemas. */
+export type RowsByKind = { [K in AgentRecord['kind']]?: unknown[][] };
+
+/** A batch of protocol 2: the records as rows (row-layout.ts), in one array per kind. */
+export const RowBatchMessage = Closed({
+  type: Type.Literal('batch'),
+  agentId: AgentId,
+  epoch: Type.Optional(Epoch),
+  seq: Count,
+  rows: Type.Unsafe<RowsByKind>({ type: 'object' }),
+});
+export type RowBatchMessage = Static<typeof RowBatchMessage>;
 
 // What the collector answers. The agent trusts its collector, so these are types only (no validator runs).
 

@@ -1,7 +1,11 @@
 // Compiled validators for agent messages, compiled from the one definition (records.ts), with error texts an
 // agent author can act on.
 import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { BatchMessage, HelloMessage, recordKinds, recordSchemas } from './records.ts';
+import {
+  BatchMessage, HelloMessage, MAX_RECORDS_PER_BATCH, PROTOCOL_VERSION, recordKinds, recordSchemas, RowBatchMessage, type AgentRecord,
+} from './records.ts';
+import { fieldPath, rowLayouts, rowSchema } from './row-layout.ts';
+import { fromRow } from './rows.gen.ts';
 import { clip, quote } from '../net/text.ts';
 
 // ajv ships CommonJS with a default export; under NodeNext the class sits on .default.
@@ -17,6 +21,51 @@ const validateEnvelope = ajv.compile({
   properties: { ...BatchMessage.properties, records: { ...BatchMessage.properties.records, items: { type: 'object', required: ['kind'] } } },
 }) as ValidateFunction<BatchMessage>;
 const validateRecord = new Map<unknown, ValidateFunction>(recordSchemas.map((schema) => [schema.properties.kind.const, ajv.compile(schema)]));
+
+// Rows (protocol 2) are checked in one pass, each kind's rows against the tuple schema derived from its record schema
+// (row-layout.ts): no discriminator, no keys. Tuples with trailing optional fields are what ajv's strictTuples forbids.
+const rowsAjv = new Ajv({ allErrors: false, allowUnionTypes: true, strict: true, strictTuples: false, strictRequired: false });
+const validateRowBatch = rowsAjv.compile({
+  ...RowBatchMessage,
+  properties: {
+    ...RowBatchMessage.properties,
+    rows: {
+      type: 'object',
+      additionalProperties: false,
+      properties: Object.fromEntries(rowLayouts.map(({ kind, schema }) => [kind, { type: 'array', maxItems: MAX_RECORDS_PER_BATCH, items: rowSchema(schema, ['kind']) }])),
+    },
+  },
+}) as ValidateFunction<RowBatchMessage>;
+
+/** A row batch's first error, its path named by field ("/rows/goroutine/3/5/1 (goroutine 3: createdBy.file)"). */
+function rowErrors(value: unknown): ErrorObject[] | null {
+  if (!validateRowBatch(value)) {
+    return (validateRowBatch.errors ?? []).map((e) => {
+      const [, rows, kind, index, ...path] = e.instancePath.split('/');
+      const layout = rows === 'rows' && index !== undefined ? rowLayouts.find((l) => l.kind === kind)?.layout : undefined;
+      if (!layout) return e;
+      const field = fieldPath(layout, path);
+      return { ...e, instancePath: `${e.instancePath} (${kind} ${index}${field ? `: ${field}` : ''})` };
+    });
+  }
+  const rows = (value as RowBatchMessage).rows;
+  let n = 0;
+  for (const kind in rows) n += rows[kind as AgentRecord['kind']]!.length;
+  if (n > MAX_RECORDS_PER_BATCH) return [{ instancePath: '/rows', schemaPath: '#/maxItems', keyword: 'maxItems', params: {}, message: `must hold at most ${MAX_RECORDS_PER_BATCH} rows in all (${n})` }];
+  return null;
+}
+
+/** A row batch's records: each kind's in turn, in recordSchemas' order (a process before its goroutines). */
+function recordsOf(rows: RowBatchMessage['rows']): AgentRecord[] {
+  const records: AgentRecord[] = [];
+  for (const { kind } of rowLayouts) {
+    const these = rows[kind];
+    if (!these) continue;
+    const decode = fromRow[kind] as (row: unknown[]) => AgentRecord;
+    for (let i = 0; i < these.length; i++) records.push(decode(these[i]));
+  }
+  return records;
+}
 
 /** The first error of a batch, as ajv reports it over the whole batch schema; null when the batch is valid. */
 function batchErrors(value: unknown): ErrorObject[] | null {
@@ -81,10 +130,17 @@ export function parseAgentMessage(text: string): ParsedMessage {
   const epoch = typeof obj.epoch === 'string' && /^[A-Za-z0-9_-]{0,64}$/.test(obj.epoch) ? obj.epoch : undefined;
   if (obj.type === 'hello') {
     if (validateHello(value)) return { ok: true, message: value, kind: 'hello' };
-    if (obj.protocol !== undefined && obj.protocol !== HelloMessage.properties.protocol.const) {
-      return { ok: false, error: `unsupported protocol version ${quote(obj.protocol)}; this collector speaks ${HelloMessage.properties.protocol.const}`, seq: null };
+    if (obj.protocol !== undefined && !(Number.isInteger(obj.protocol) && (obj.protocol as number) >= 1 && (obj.protocol as number) <= PROTOCOL_VERSION)) {
+      const speaks = Array.from({ length: PROTOCOL_VERSION }, (_, i) => i + 1).join(', ');
+      return { ok: false, error: `unsupported protocol version ${quote(obj.protocol)}; this collector speaks ${speaks}`, seq: null };
     }
     return { ok: false, error: `bad hello: ${describeAjvError(validateHello.errors)}`, seq: null };
+  }
+  if (obj.type === 'batch' && 'rows' in obj) {
+    const errors = rowErrors(value);
+    if (errors) return { ok: false, error: `bad batch: ${describeAjvError(errors)}`, seq, epoch };
+    const { rows, ...envelope } = value as RowBatchMessage;
+    return { ok: true, message: { ...envelope, records: recordsOf(rows) }, kind: 'batch' };
   }
   if (obj.type === 'batch') {
     const errors = batchErrors(value);
