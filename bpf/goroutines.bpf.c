@@ -147,12 +147,15 @@ static __always_inline int record_create(struct pt_regs *ctx, __u64 newg)
 		return 0;
 	e->kind = GOROUTINE_CREATE;
 	e->layout_id = COOKIE_LAYOUT(cookie);
-	e->goid = read_u64(newg + l->g_goid);
+	/* goid, parentGoid, gopc and startpc lie within SPAN_BYTES of goid in every Go version: one read. */
+	struct span g;
+	span_read(&g, newg, l->g_goid);
+	e->goid = span_u64(&g, l->g_goid);
 	e->g_addr = newg;
-	e->pc = read_u64(newg + l->g_gopc);
-	e->start_pc = read_u64(newg + l->g_startpc);
+	e->pc = span_u64(&g, l->g_gopc);
+	e->start_pc = span_u64(&g, l->g_startpc);
 	if (l->g_parent_goid) {
-		e->other_goid = read_u64(newg + l->g_parent_goid);
+		e->other_goid = span_u64(&g, l->g_parent_goid);
 	} else {
 		__u64 thread = bpf_get_current_pid_tgid();
 		__u64 *creator = bpf_map_lookup_elem(&creator_by_thread, &thread);

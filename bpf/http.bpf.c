@@ -104,6 +104,20 @@ static __always_inline struct inflight_key key_of(struct pt_regs *ctx, const str
 	return k;
 }
 
+/* Copies the Go string (ptr, len) into dst; returns its full length, sets *n to what was kept. */
+static __always_inline __u64 copy_string(__u64 ptr, __u64 len, char *dst, __u32 max, __u16 *n, __u8 *flags)
+{
+	__u64 keep = len < max ? len : max;
+	if (!ptr || keep == 0)
+		return len;
+	/* max is a power of two: the mask bounds the read for the verifier. */
+	if (bpf_probe_read_user(dst, keep & (max - 1) ? keep & (max - 1) : max, (const void *)ptr) == 0)
+		*n = keep;
+	else
+		*flags |= HTTP_FLAG_UNREADABLE;
+	return len;
+}
+
 /* Copies a Go string at addr (pointer, length) into dst; returns its full length, sets *n to what was kept. */
 static __always_inline __u64 read_string(__u64 addr, char *dst, __u32 max, __u16 *n, __u8 *flags)
 {
@@ -112,16 +126,15 @@ static __always_inline __u64 read_string(__u64 addr, char *dst, __u32 max, __u16
 		*flags |= HTTP_FLAG_UNREADABLE;
 		return 0;
 	}
-	__u64 len = hdr[1];
-	__u64 keep = len < max ? len : max;
-	if (!hdr[0] || keep == 0)
-		return len;
-	/* max is a power of two: the mask bounds the read for the verifier. */
-	if (bpf_probe_read_user(dst, keep & (max - 1) ? keep & (max - 1) : max, (const void *)hdr[0]) == 0)
-		*n = keep;
-	else
-		*flags |= HTTP_FLAG_UNREADABLE;
-	return len;
+	return copy_string(hdr[0], hdr[1], dst, max, n, flags);
+}
+
+/* The same for the string at offset off of a span's object: its header from the span when it lies inside. */
+static __always_inline __u64 span_string(const struct span *s, __u32 off, char *dst, __u32 max, __u16 *n, __u8 *flags)
+{
+	if (span_has(s, off, 16))
+		return copy_string(span_u64(s, off), span_u64(s, off + 8), dst, max, n, flags);
+	return read_string(s->addr + off, dst, max, n, flags);
 }
 
 static __always_inline void enter(struct pt_regs *ctx, __u32 probe, __u64 req, __u64 rw, const struct http_layout *l)
@@ -222,14 +235,18 @@ static long header_walk_step(__u64 i, void *arg)
 	return w->value ? 1 : 0;
 }
 
-static __always_inline void read_traceparent(__u64 req, const struct http_layout *l, struct http_event *e)
+static __always_inline void read_traceparent(__u64 m, const struct http_layout *l, struct http_event *e)
 {
-	if (l->map_used == HTTP_FIELD_ABSENT)
+	if (l->map_used == HTTP_FIELD_ABSENT || !m)
 		return;
-	__u64 m = read_u64(req + l->req_header);
-	if (!m || !read_u64(m + l->map_used))
+	/* used, dirPtr and dirLen: the map's first words, one read. */
+	__u64 hdr[4] = {};
+	__u32 used = l->map_used, dir = l->map_dir_ptr, len = l->map_dir_len;
+	if (used > 24 || dir > 24 || len > 24 || (used | dir | len) & 7 || bpf_probe_read_user(hdr, sizeof(hdr), (const void *)m))
 		return;
-	struct header_walk w = { .dir = read_u64(m + l->map_dir_ptr), .dir_len = read_u64(m + l->map_dir_len), .l = l };
+	if (!hdr[used / 8])
+		return;
+	struct header_walk w = { .dir = hdr[dir / 8], .dir_len = hdr[len / 8], .l = l };
 	if (!w.dir)
 		return;
 	if (w.dir_len == 0)
@@ -270,12 +287,16 @@ static __always_inline void serve_end(struct pt_regs *ctx, __u64 cookie, __u32 p
 	struct http_event *e = reserve(probe, cookie, HTTP_KIND_REQUEST, &k, v);
 	if (e) {
 		__u64 req = v->req, rw = v->rw;
-		__u64 major = read_u64(req + l->req_proto_major);
+		/* The Request's first fields (Method, URL, ProtoMajor/Minor, Header, ContentLength) in one read. */
+		struct span req_span;
+		struct span *r = &req_span;
+		span_read(r, req, 0);
+		__u64 major = span_u64(r, l->req_proto_major);
 		e->proto_major = (__u8)major;
-		e->proto_minor = (__u8)read_u64(req + l->req_proto_minor);
-		e->request_bytes = (__s64)read_u64(req + l->req_content_length);
-		read_string(req + l->req_method, e->method, HTTP_METHOD_MAX, &e->method_len, &e->flags);
-		__u64 url = read_u64(req + l->req_url);
+		e->proto_minor = (__u8)span_u64(r, l->req_proto_minor);
+		e->request_bytes = (__s64)span_u64(r, l->req_content_length);
+		span_string(r, l->req_method, e->method, HTTP_METHOD_MAX, &e->method_len, &e->flags);
+		__u64 url = span_u64(r, l->req_url);
 		if (url) {
 			__u64 full = read_string(url + l->url_path, e->path, HTTP_PATH_MAX, &e->path_len, &e->flags);
 			e->path_full_len = full > 0xffff ? 0xffff : (__u16)full;
@@ -283,16 +304,19 @@ static __always_inline void serve_end(struct pt_regs *ctx, __u64 cookie, __u32 p
 				e->flags |= HTTP_FLAG_PATH_CUT;
 		}
 		if (l->req_pattern != HTTP_FIELD_ABSENT)
-			read_string(req + l->req_pattern, e->route, HTTP_ROUTE_MAX, &e->route_len, &e->flags);
-		read_traceparent(req, l, e);
+			span_string(r, l->req_pattern, e->route, HTTP_ROUTE_MAX, &e->route_len, &e->flags);
+		read_traceparent(span_u64(r, l->req_header), l, e);
+		/* The response writer's status and byte count lie near each other: one read (the span reused). */
 		__u64 status, written;
 		if (major == 2) {
 			__u64 rws = read_u64(rw + l->h2rw_rws);
-			status = read_u64(rws + l->rws_status);
-			written = read_u64(rws + l->rws_wrote_bytes);
+			span_read(r, rws, l->rws_status < l->rws_wrote_bytes ? l->rws_status : l->rws_wrote_bytes);
+			status = span_u64(r, l->rws_status);
+			written = span_u64(r, l->rws_wrote_bytes);
 		} else {
-			status = read_u64(rw + l->resp_status);
-			written = read_u64(rw + l->resp_written);
+			span_read(r, rw, l->resp_status < l->resp_written ? l->resp_status : l->resp_written);
+			status = span_u64(r, l->resp_status);
+			written = span_u64(r, l->resp_written);
 		}
 		if (hijacked) {
 			e->flags |= HTTP_FLAG_HIJACKED;
