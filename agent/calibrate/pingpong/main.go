@@ -3,6 +3,11 @@
 // with and without probes gives the cost of a hit. The agent calibrates with it (agent/src/overhead/calibrate.ts)
 // and the benchmark measures with it (scripts/bench/hit-cost.ts): one program, one way of measuring.
 //
+// A real process does work between its parks and readies, which takes the probes' code and data out of the CPU's
+// caches: each hit then pays for bringing them back, and evicts some of the process's own, which it pays for after.
+// -touch writes that much memory between round trips (with and without probes alike), so the difference measures
+// a hit as a busy process pays for it; without it, as a tight loop with everything cached does.
+//
 // It stays up and runs a measurement per command, so probes can be attached and detached between runs:
 //
 //	stdout "READY"  -> warmed up, waiting for commands
@@ -32,6 +37,7 @@ func cpuNs() int64 {
 
 func main() {
 	procs := flag.Int("procs", 1, "GOMAXPROCS (1: the round trip is sequential and the per-hit cost exact)")
+	touchKiB := flag.Int("touch", 0, "KiB of memory written between round trips: a busy process's caches")
 	flag.Parse()
 	runtime.GOMAXPROCS(*procs)
 
@@ -43,12 +49,16 @@ func main() {
 		}
 	}()
 
+	work := make([]byte, *touchKiB<<10)
 	roundTrips := func(n int) time.Duration {
 		start := time.Now()
 		v := 0
 		for i := 0; i < n; i++ {
 			ping <- v
 			v = <-pong
+			for j := 0; j < len(work); j += 64 { // a byte of every cache line
+				work[j]++
+			}
 		}
 		return time.Since(start)
 	}
