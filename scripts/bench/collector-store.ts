@@ -7,8 +7,9 @@
 // Write variants start from a fresh database opened exactly as the collector opens it, then
 // change one thing (a pragma, an index, the rollup triggers); the records go through StoreWriter
 // in transactions of --group rows, as the ingest queue's group commit does. Each variant inserts
-// --rows new goroutines, then re-sends all of them with a new state (the update path). --baseline DIR adds the store
-// of another checkout (its db.ts and writer.ts) as a variant. Variants run in interleaved rounds (forward, then
+// --rows new goroutines, then re-sends all of them with a new state (the update path), then lets size retention delete
+// about half of them (what a writer at the file's bound does for every insert). --baseline DIR adds the store of another
+// checkout (its db.ts, writer.ts and retention.ts) as a variant. Variants run in interleaved rounds (forward, then
 // backward), figures are medians and ratios to the first variant are paired per round: the machine is shared.
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,8 +17,9 @@ import { join, resolve } from 'node:path';
 import { median } from './lib.ts';
 import { parseArgs } from 'node:util';
 import type { Database } from 'better-sqlite3';
-import { openDatabase as openDb, type openDatabase } from '../../collector/src/store/db.ts';
+import { databaseSizeBytes, openDatabase as openDb, type openDatabase } from '../../collector/src/store/db.ts';
 import { StoreWriter as Writer, type StoreWriter } from '../../collector/src/store/writer.ts';
+import { Retention as Retain, type Retention } from '../../collector/src/store/retention.ts';
 import { parseAgentMessage } from '../../collector/src/protocol/validate.ts';
 import type { GoroutineRecord, ProcessRecord } from '../../collector/src/protocol/records.ts';
 
@@ -60,7 +62,7 @@ const processRecord = (pid: number): ProcessRecord => ({
   pod: { name: `svc-${pid}`, namespace: 'prod', uid: `u${pid}`, container: 'app' }, seenAt: T0, exitedAt: null,
 });
 
-interface Store { openDatabase: typeof openDatabase; StoreWriter: typeof StoreWriter }
+interface Store { openDatabase: typeof openDatabase; StoreWriter: typeof StoreWriter; Retention: typeof Retention }
 type Variant = { name: string; setup?: (db: Database) => void; store?: Store };
 const dropIndex = (...names: string[]) => (db: Database) => { for (const n of names) db.exec(`DROP INDEX ${n}`); };
 const WRITE_VARIANTS: Variant[] = [
@@ -84,8 +86,8 @@ function writeRecords(w: StoreWriter, records: GoroutineRecord[]): void {
   else for (const r of records) any.writeRecord('node', r);
 }
 
-function writeVariant(v: Variant) {
-  const { openDatabase, StoreWriter } = v.store ?? { openDatabase: openDb, StoreWriter: Writer };
+async function writeVariant(v: Variant) {
+  const { openDatabase, StoreWriter, Retention } = v.store ?? { openDatabase: openDb, StoreWriter: Writer, Retention: Retain };
   const file = join(dir, `${v.name.replace(/[^a-z0-9]+/gi, '_')}.db`);
   rmSync(file, { force: true });
   rmSync(`${file}-wal`, { force: true });
@@ -109,6 +111,12 @@ function writeVariant(v: Variant) {
   };
   const ins = pass(0);
   const upd = pass(1);
+  // Size retention down to half the used pages: the oldest rows, in the chunks a pass deletes under load.
+  const rowsBefore = (db.prepare('SELECT count(*) AS n FROM goroutines').get() as { n: number }).n;
+  const cpu0 = process.cpuUsage();
+  await new Retention(db, { maxBytes: Math.floor(databaseSizeBytes(db).usedBytes / 2) }).run();
+  const cpu = process.cpuUsage(cpu0);
+  const deleted = rowsBefore - (db.prepare('SELECT count(*) AS n FROM goroutines').get() as { n: number }).n;
   db.close();
   const bytes = statSync(file).size;
   rmSync(file, { force: true });
@@ -116,7 +124,8 @@ function writeVariant(v: Variant) {
   rmSync(`${file}-shm`, { force: true });
   return {
     insertRowsPerSecond: ins.rowsPerSecond, insertCpuUsPerRow: ins.cpuUsPerRow,
-    updateRowsPerSecond: upd.rowsPerSecond, updateCpuUsPerRow: upd.cpuUsPerRow, dbBytes: bytes,
+    updateRowsPerSecond: upd.rowsPerSecond, updateCpuUsPerRow: upd.cpuUsPerRow, deleteCpuUsPerRow: +((cpu.user + cpu.system) / deleted).toFixed(2),
+    deleted, dbBytes: bytes,
   };
 }
 
@@ -149,14 +158,15 @@ if (args.baseline) {
   const store: Store = {
     openDatabase: (await import(join(base, 'collector/src/store/db.ts'))).openDatabase,
     StoreWriter: (await import(join(base, 'collector/src/store/writer.ts'))).StoreWriter,
+    Retention: (await import(join(base, 'collector/src/store/retention.ts'))).Retention,
   };
   variants.unshift({ name: `baseline ${base}`, store });
 }
-type Result = ReturnType<typeof writeVariant>;
+type Result = Awaited<ReturnType<typeof writeVariant>>;
 const results = new Map<string, Result[]>(variants.map((v) => [v.name, []]));
 for (let round = 0; round < Number(args.rounds); round++) {
   for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
-    const r = writeVariant(v);
+    const r = await writeVariant(v);
     results.get(v.name)!.push(r);
     process.stderr.write(`round ${round + 1} ${v.name}: ${JSON.stringify(r)}\n`);
   }
@@ -167,9 +177,11 @@ for (const [name, rs] of results) {
   const m = (k: keyof Result) => median(rs.map((r) => r[k]));
   const ratio = (k: keyof Result) => +median(rs.map((r, i) => r[k] / first[i][k])).toFixed(3);
   write[name] = {
-    insertCpuUsPerRow: m('insertCpuUsPerRow'), updateCpuUsPerRow: m('updateCpuUsPerRow'), insertRowsPerSecond: m('insertRowsPerSecond'),
+    insertCpuUsPerRow: m('insertCpuUsPerRow'), updateCpuUsPerRow: m('updateCpuUsPerRow'), deleteCpuUsPerRow: m('deleteCpuUsPerRow'),
+    insertRowsPerSecond: m('insertRowsPerSecond'),
     updateRowsPerSecond: m('updateRowsPerSecond'), dbBytes: m('dbBytes'),
     [`insertCpu / ${variants[0].name}`]: ratio('insertCpuUsPerRow'), [`updateCpu / ${variants[0].name}`]: ratio('updateCpuUsPerRow'),
+    [`deleteCpu / ${variants[0].name}`]: ratio('deleteCpuUsPerRow'),
     samples: rs,
   };
 }

@@ -8,6 +8,7 @@ import type { Database } from 'better-sqlite3';
 import { openDatabase } from '../../collector/src/store/db.ts';
 import { migrations } from '../../collector/src/store/migrations.ts';
 import { StoreWriter } from '../../collector/src/store/writer.ts';
+import { deleteGoroutines } from '../../collector/src/store/retention.ts';
 import type { AgentRecord } from '../../collector/src/protocol/records.ts';
 import { api, gor, proc, T0, TestAgent, tempDir, testCollector } from './helpers.ts';
 
@@ -48,7 +49,7 @@ t.test('random inserts, updates and deletes keep the groups exact', async (t) =>
       }));
     }
     db.transaction(() => w.writeRecords('n', records))();
-    if (round % 10 === 9) db.prepare('DELETE FROM goroutines WHERE goid % 7 = ?').run(round % 7);
+    if (round % 10 === 9) deleteGoroutines(db, 'goid % 7 = ?', round % 7);
   }
   // A rolled-back batch must leave no trace in the groups either.
   t.throws(() => db.transaction(() => { w.writeRecords('n', [gor(1, 1000, { observedAt: T0 + 1e6 })]); throw new Error('abort'); })());

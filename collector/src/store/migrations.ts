@@ -477,6 +477,15 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       DROP TABLE goroutine_id_marks;
     `,
   },
+  {
+    version: 13,
+    name: 'goroutine group counts follow deletes a chunk at a time',
+    sql: `
+      -- The trigger ran two updates for every deleted goroutine row; retention now subtracts a whole chunk's rows from
+      -- the groups with one GROUP BY per table (store/retention.ts, deleteGoroutines), through which every delete goes.
+      DROP TRIGGER goroutines_groups_delete;
+    `,
+  },
 ];
 
 /** Apply every migration newer than the database, each in its own transaction. */

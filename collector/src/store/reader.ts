@@ -262,7 +262,7 @@ export class StoreReader {
 
   /** Goroutine counts and blocked time grouped by current wait reason or by creation site. */
   goroutineSummary(q: Omit<GoroutineQuery, 'limit' | 'cursor'> & { by: 'waitReason' | 'createdBy'; limit: number }) {
-    // Filtered by node/pid at most: the per-group counts that triggers keep (migration 3) answer
+    // Filtered by node/pid at most: the per-group counts the writer and retention keep (migration 3) answer
     // without reading a goroutine row. Any other filter needs the rows themselves.
     const rollup = q.state === undefined && q.waitReason === undefined && q.createdBy === undefined &&
       q.minBlockedNs === undefined && q.since === undefined && q.until === undefined;
