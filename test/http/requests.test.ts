@@ -360,6 +360,6 @@ async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
   const own = model.spans(records.find((x) => x.route === 'GET /mutex/{ms}')!, key, resource)[0];
   t.equal(own.parentSpanContext, undefined, 'without one: a trace of its own');
 
-  await red.forget(server.pid);
+  red.forget(server.pid);
   t.notMatch(await registry.metrics(), new RegExp(`pid="${pid}"`), 'a gone process takes its series with it');
 }

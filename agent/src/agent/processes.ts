@@ -156,7 +156,7 @@ export class TracedProcesses {
     void runtime?.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
     requests?.forget(pid);
     requestSampler.forget(pid);
-    void requestMetrics.forget(pid);
+    requestMetrics.forget(pid);
     void tcp?.detach(pid);
     // Last: the records above were built with its binary (symbols, start functions).
     const target = this.targets.get(pid);

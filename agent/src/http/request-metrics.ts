@@ -4,7 +4,11 @@
 // ServeMux pattern or the gRPC method (never the raw path), past maxRoutes per process new ones count under
 // route="other"; methods outside HTTP's own are "_OTHER" (as OpenTelemetry's semantic conventions say); a status is
 // its class (2xx) or the gRPC code.
-import { Counter, Histogram, type Registry } from 'prom-client';
+//
+// A request costs a lookup and a few additions: each series is counted here, and the Prometheus metrics read the
+// counts when scraped (a prom-client call per request and series hashed its labels each time: most of the
+// agent's CPU per request at saturation).
+import { Counter, type Registry } from 'prom-client';
 import { isServerErrorStatus } from '../../../collector/src/protocol/records.ts';
 import type { HttpProcess, HttpTracer, ServerRequest } from './http-tracer.ts';
 
@@ -28,43 +32,88 @@ export interface RequestMetricsOptions {
   maxRoutes?: number;
 }
 
-export class RequestMetrics {
-  private readonly routes = new Map<number, Set<string>>();
-  private readonly maxRoutes: number;
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-  private readonly requests: Counter;
-  private readonly duration: Histogram;
-  private readonly parked: Counter;
-  private readonly scheduled: Counter;
+type Labels = Record<string, string>;
+
+/** One label set of the request metrics (a process, protocol, method, route and status class), counted. */
+interface Series {
+  labels: Labels;
+  /** Requests whose duration fell at or below DURATION_BUCKETS[i] and above the bound before (not cumulative). */
+  buckets: Float64Array;
+  count: number;
+  durationSum: number;
+  /** Parked seconds by wait reason, running and runnable seconds. */
+  parked: Map<string, number>;
+  /** Scheduler figures were seen (with the running and runnable seconds). */
+  scheduled: boolean;
+  running: number;
+  runnable: number;
+}
+
+/** A traced process's routes seen (bounded) and series. */
+interface ProcessSeries {
+  pid: string;
+  exe: string;
+  routes: Set<string>;
+  series: Map<string, Series>;
+}
+
+export class RequestMetrics {
+  private readonly procs = new Map<number, ProcessSeries>();
+  private readonly maxRoutes: number;
 
   constructor(registry: Registry, tracer: HttpTracer | undefined, opts: RequestMetricsOptions = {}) {
     this.maxRoutes = opts.maxRoutes ?? 64;
     const labelNames = ['pid', 'exe', 'protocol', 'method', 'route', 'status_class'];
-    this.requests = new Counter({
+    const procs = this.procs;
+    new Counter({
       name: 'goroscope_http_server_requests_total',
       help: 'Server requests (net/http HTTP/1 and HTTP/2, grpc-go calls) seen by the request probes, by route and status class. ' +
         'Under the overhead budget the probes are on for a share of the time (goroscope_probe_coverage_ratio): these count that sample; --full counts every request.',
       labelNames,
       registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of procs.values()) for (const s of p.series.values()) this.inc(s.labels, s.count);
+      },
     });
-    this.duration = new Histogram({
-      name: 'goroscope_http_server_request_duration_seconds',
-      help: "Server requests' duration, handler entry to return (the probes' clock, in the traced process).",
-      labelNames,
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [registry],
-    });
-    this.parked = new Counter({
+    registry.registerMetric(durationHistogram(
+      'goroscope_http_server_request_duration_seconds',
+      "Server requests' duration, handler entry to return (the probes' clock, in the traced process).",
+      procs,
+    ) as never);
+    new Counter({
       name: 'goroscope_http_server_request_parked_seconds_total',
       help: "Time the goroutine serving a request spent parked inside it, by wait reason (the runtime's own strings).",
       labelNames: ['pid', 'exe', 'protocol', 'route', 'wait_reason'],
       registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of procs.values()) {
+          for (const s of p.series.values()) {
+            const { pid, exe, protocol, route } = s.labels;
+            for (const [reason, seconds] of s.parked) this.inc({ pid, exe, protocol, route, wait_reason: reason }, seconds);
+          }
+        }
+      },
     });
-    this.scheduled = new Counter({
+    new Counter({
       name: 'goroscope_http_server_request_scheduled_seconds_total',
       help: 'Time the goroutine serving a request spent running (on a thread, system calls included) and runnable (waiting in a run queue for a P) inside it.',
       labelNames: ['pid', 'exe', 'protocol', 'route', 'state'],
       registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of procs.values()) {
+          for (const s of p.series.values()) {
+            if (!s.scheduled) continue;
+            const { pid, exe, protocol, route } = s.labels;
+            this.inc({ pid, exe, protocol, route, state: 'running' }, s.running);
+            this.inc({ pid, exe, protocol, route, state: 'runnable' }, s.runnable);
+          }
+        }
+      },
     });
     new Counter({
       name: 'goroscope_http_records_lost_total',
@@ -79,53 +128,72 @@ export class RequestMetrics {
     });
   }
 
-  private route(pid: number, r: ServerRequest): string {
-    let seen = this.routes.get(pid);
-    if (!seen) this.routes.set(pid, (seen = new Set()));
-    if (seen.has(r.routeLabel)) return r.routeLabel;
-    if (seen.size >= this.maxRoutes) return 'other';
-    seen.add(r.routeLabel);
+  private route(p: ProcessSeries, r: ServerRequest): string {
+    if (p.routes.has(r.routeLabel)) return r.routeLabel;
+    if (p.routes.size >= this.maxRoutes) return 'other';
+    p.routes.add(r.routeLabel);
     return r.routeLabel;
   }
 
-  onRequest(p: HttpProcess, r: ServerRequest): void {
-    const route = this.route(p.pid, r);
-    const labels = {
-      pid: String(p.pid),
-      exe: p.info.exe,
-      protocol: r.kind === 'grpc' ? 'grpc' : `http/${r.protoMajor === 2 ? '2' : `1.${r.protoMinor}`}`,
-      method: METHODS.has(r.method) ? r.method : '_OTHER',
-      route,
-      status_class: statusClass(r),
-    };
-    this.requests.inc(labels);
-    this.duration.observe(labels, r.durationNs / 1e9);
-    if (r.parked) {
-      for (const [reason, ns] of Object.entries(r.parked.byReason)) {
-        this.parked.inc({ pid: labels.pid, exe: labels.exe, protocol: labels.protocol, route, wait_reason: reason }, ns / 1e9);
+  onRequest(proc: HttpProcess, r: ServerRequest): void {
+    let p = this.procs.get(proc.pid);
+    if (!p) this.procs.set(proc.pid, (p = { pid: String(proc.pid), exe: proc.info.exe, routes: new Set(), series: new Map() }));
+    const route = this.route(p, r);
+    const protocol = r.kind === 'grpc' ? 'grpc' : r.protoMajor === 2 ? 'http/2' : r.protoMinor === 1 ? 'http/1.1' : `http/1.${r.protoMinor}`;
+    const method = METHODS.has(r.method) ? r.method : '_OTHER';
+    const status = statusClass(r);
+    const key = `${protocol} ${method} ${status} ${route}`;
+    let s = p.series.get(key);
+    if (!s) {
+      const labels = { pid: p.pid, exe: p.exe, protocol, method, route, status_class: status };
+      p.series.set(key, (s = { labels, buckets: new Float64Array(DURATION_BUCKETS.length), count: 0, durationSum: 0, parked: new Map(), scheduled: false, running: 0, runnable: 0 }));
+    }
+    const seconds = r.durationNs / 1e9;
+    s.count++;
+    s.durationSum += seconds;
+    for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+      if (seconds <= DURATION_BUCKETS[i]) {
+        s.buckets[i]++;
+        break;
       }
     }
+    if (r.parked) for (const reason in r.parked.byReason) s.parked.set(reason, (s.parked.get(reason) ?? 0) + r.parked.byReason[reason] / 1e9);
     if (r.sched) {
-      const base = { pid: labels.pid, exe: labels.exe, protocol: labels.protocol, route };
-      this.scheduled.inc({ ...base, state: 'running' }, r.sched.runningNs / 1e9);
-      this.scheduled.inc({ ...base, state: 'runnable' }, r.sched.runnableNs / 1e9);
+      s.scheduled = true;
+      s.running += r.sched.runningNs / 1e9;
+      s.runnable += r.sched.runnableNs / 1e9;
     }
   }
 
   /** A process is gone: its series go with it (they would otherwise pile up as processes come and go). */
-  async forget(pid: number): Promise<void> {
-    this.routes.delete(pid);
-    const want = String(pid);
-    for (const m of [this.requests, this.duration, this.parked, this.scheduled] as Array<Counter | Histogram>) {
-      const { values } = await m.get();
-      const gone = new Map<string, Record<string, string | number>>();
-      for (const v of values) {
-        if (v.labels.pid !== want) continue;
-        const labels: Record<string, string | number> = {};
-        for (const [k, x] of Object.entries(v.labels)) if (k !== 'le' && x !== undefined) labels[k] = x;
-        gone.set(JSON.stringify(labels), labels);
-      }
-      for (const labels of gone.values()) m.remove(labels);
-    }
+  forget(pid: number): void {
+    this.procs.delete(pid);
   }
+}
+
+/** The duration histogram, read from each series' counts when scraped (prom-client's exposition). */
+function durationHistogram(name: string, help: string, procs: Map<number, ProcessSeries>) {
+  return {
+    name,
+    help,
+    type: 'histogram' as const,
+    aggregator: 'sum' as const,
+    get() {
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+      for (const p of procs.values()) {
+        for (const s of p.series.values()) {
+          let acc = 0;
+          for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+            acc += s.buckets[i];
+            values.push({ metricName: `${name}_bucket`, labels: { ...s.labels, le: DURATION_BUCKETS[i] }, value: acc });
+          }
+          values.push({ metricName: `${name}_bucket`, labels: { ...s.labels, le: '+Inf' }, value: s.count });
+          values.push({ metricName: `${name}_sum`, labels: s.labels, value: s.durationSum });
+          values.push({ metricName: `${name}_count`, labels: s.labels, value: s.count });
+        }
+      }
+      return { name, help, type: 'histogram' as const, values, aggregator: 'sum' as const };
+    },
+    reset() {},
+  };
 }
