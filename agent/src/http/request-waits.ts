@@ -61,9 +61,20 @@ export interface RequestWaitsOptions {
   maxGoroutines?: number;
 }
 
+/**
+ * One goroutine's recent timeline, as columns (a park or a scheduler record costs a few array pushes, no object):
+ * its finished parks in order of start, and its scheduler records in time order, each trimmed in chunks.
+ */
 interface GoroutineParks {
-  open: { reason: number; from: number } | null;
-  done: ParkInterval[];
+  /** The park in progress: its reason (NO_PARK: none) and start. */
+  openReason: number;
+  openFrom: number;
+  parkReason: number[];
+  parkFrom: number[];
+  parkTo: number[];
+  /** 1 when the park ended without a ready (resumedUnseen). */
+  parkUnseen: number[];
+  parkWaker: number[];
   dropped: boolean;
   last: number;
   /** Scheduler records, in time order: when (ts), what (SchedMark) and how long (run-queue or system call ns). */
@@ -71,6 +82,13 @@ interface GoroutineParks {
   schedKind: SchedMark[];
   schedNs: number[];
   schedDropped: boolean;
+}
+
+const NO_PARK = -1;
+
+/** Cuts the first n entries of each column. */
+function cut(n: number, ...columns: unknown[][]): void {
+  for (const c of columns) c.splice(0, n);
 }
 
 export class RequestWaits {
@@ -96,9 +114,9 @@ export class RequestWaits {
     return this.byGoid.size;
   }
 
-  private entry(goid: number, ts: number, create: boolean): GoroutineParks | undefined {
+  private entry(goid: number, ts: number): GoroutineParks | undefined {
     let g = this.byGoid.get(goid);
-    if (!g && create) {
+    if (!g) {
       if (this.byGoid.size >= this.maxGoroutines) {
         this.sweep(ts, true);
         if (this.byGoid.size >= this.maxGoroutines) {
@@ -106,46 +124,63 @@ export class RequestWaits {
           return undefined;
         }
       }
-      g = { open: null, done: [], dropped: false, last: ts, schedAt: [], schedKind: [], schedNs: [], schedDropped: false };
+      g = {
+        openReason: NO_PARK, openFrom: 0, parkReason: [], parkFrom: [], parkTo: [], parkUnseen: [], parkWaker: [], dropped: false, last: ts,
+        schedAt: [], schedKind: [], schedNs: [], schedDropped: false,
+      };
       this.byGoid.set(goid, g);
     }
     return g;
   }
 
   private close(g: GoroutineParks, to: number, resumedUnseen: boolean, waker: number): void {
-    const o = g.open;
-    if (!o) return;
-    g.open = null;
-    if (to < o.from) return;
+    if (g.openReason === NO_PARK) return;
+    const reason = g.openReason;
+    const from = g.openFrom;
+    g.openReason = NO_PARK;
+    if (to < from) return;
+    // Trimmed in chunks (a quarter of keepNs late, or at twice the bound), so that a park costs O(1) on average.
+    const n = g.parkTo.length;
+    let k = 0;
     const keepFrom = to - this.keepNs;
-    while (g.done.length && (g.done[0].to < keepFrom || g.done.length >= this.maxParks)) {
-      if (g.done[0].to >= keepFrom) g.dropped = true;
-      g.done.shift();
+    if (n > 0 && g.parkTo[0] < keepFrom - this.keepNs / 4) {
+      while (k < n && g.parkTo[k] < keepFrom) k++;
     }
-    g.done.push({ reason: o.reason, from: o.from, to, resumedUnseen, waker });
+    if (n - k >= 2 * this.maxParks) {
+      k = n - this.maxParks + 1;
+      g.dropped = true;
+    }
+    if (k > 0) cut(k, g.parkReason, g.parkFrom, g.parkTo, g.parkUnseen, g.parkWaker);
+    g.parkReason.push(reason);
+    g.parkFrom.push(from);
+    g.parkTo.push(to);
+    g.parkUnseen.push(resumedUnseen ? 1 : 0);
+    g.parkWaker.push(waker);
     g.last = to;
   }
 
-  /** The goroutine is running at ts (it parked, readied, created or exited): a park it was in is over. */
+  onPark(goid: number, reason: number, ts: number): void {
+    const g = this.entry(goid, ts);
+    if (!g) return;
+    // It is running: a park it was in is over.
+    if (goid !== 0 && g.openReason !== NO_PARK) this.close(g, ts, true, 0);
+    g.openReason = reason;
+    g.openFrom = ts;
+    g.last = ts;
+    if (ts - this.lastSweep > this.keepNs) this.sweep(ts, false);
+  }
+
+  /** The goroutine is running at ts (it readied, created or exited): a park it was in is over. */
   private running(goid: number, ts: number): void {
     if (goid === 0) return;
     const g = this.byGoid.get(goid);
-    if (g?.open) this.close(g, ts, true, 0);
-  }
-
-  onPark(goid: number, reason: number, ts: number): void {
-    this.running(goid, ts);
-    const g = this.entry(goid, ts, true);
-    if (!g) return;
-    g.open = { reason, from: ts };
-    g.last = ts;
-    if (ts - this.lastSweep > this.keepNs) this.sweep(ts, false);
+    if (g !== undefined && g.openReason !== NO_PARK) this.close(g, ts, true, 0);
   }
 
   onReady(goid: number, waker: number, ts: number): void {
     this.running(waker, ts);
     const g = this.byGoid.get(goid);
-    if (g) this.close(g, ts, false, waker);
+    if (g !== undefined && g.openReason !== NO_PARK) this.close(g, ts, false, waker);
   }
 
   onCreate(creator: number, ts: number): void {
@@ -159,7 +194,7 @@ export class RequestWaits {
   onRun(goid: number, ts: number, runnableNs: number | null): void {
     const g = this.schedEntry(goid, ts);
     if (!g) return;
-    if (g.open) this.close(g, runnableNs === null ? ts : ts - runnableNs, runnableNs === null, 0);
+    if (g.openReason !== NO_PARK) this.close(g, runnableNs === null ? ts : ts - runnableNs, runnableNs === null, 0);
     this.mark(g, ts, SchedMark.run, runnableNs ?? 0);
   }
 
@@ -178,25 +213,21 @@ export class RequestWaits {
   private schedEntry(goid: number, ts: number): GoroutineParks | undefined {
     if (this.schedSince === undefined || ts < this.schedSince) this.schedSince = ts;
     if (goid === 0) return undefined;
-    return this.entry(goid, ts, true);
+    return this.entry(goid, ts);
   }
 
   private mark(g: GoroutineParks, ts: number, kind: SchedMark, ns: number): void {
     // Trimmed in chunks (a quarter of keepNs late, or at twice the bound), so that a record costs O(1) on average.
     const n = g.schedAt.length;
-    let cut = 0;
+    let k = 0;
     if (n > 0 && g.schedAt[0] < ts - this.keepNs * 1.25) {
-      while (cut < n && g.schedAt[cut] < ts - this.keepNs) cut++;
+      while (k < n && g.schedAt[k] < ts - this.keepNs) k++;
     }
-    if (n - cut >= 2 * this.maxSched) {
-      cut = n - this.maxSched;
+    if (n - k >= 2 * this.maxSched) {
+      k = n - this.maxSched;
       g.schedDropped = true;
     }
-    if (cut > 0) {
-      g.schedAt.splice(0, cut);
-      g.schedKind.splice(0, cut);
-      g.schedNs.splice(0, cut);
-    }
+    if (k > 0) cut(k, g.schedAt, g.schedKind, g.schedNs);
     g.schedAt.push(ts);
     g.schedKind.push(kind);
     g.schedNs.push(ns);
@@ -243,16 +274,16 @@ export class RequestWaits {
   }
 
   onExit(goid: number, ts: number): void {
-    const g = this.byGoid.get(goid);
-    if (g?.open) this.close(g, ts, true, 0);
+    this.running(goid, ts);
   }
 
   /** Forgets goroutines with nothing newer than keepNs before ts (all of them but those parked, when forced). */
   private sweep(ts: number, force: boolean): void {
     this.lastSweep = ts;
     for (const [goid, g] of this.byGoid) {
-      if (g.open && !force) continue;
-      if (ts - g.last > this.keepNs || (force && !g.open && ts - g.last > this.keepNs / 8)) this.byGoid.delete(goid);
+      const open = g.openReason !== NO_PARK;
+      if (open && !force) continue;
+      if (ts - g.last > this.keepNs || (force && !open && ts - g.last > this.keepNs / 8)) this.byGoid.delete(goid);
     }
   }
 
@@ -261,25 +292,26 @@ export class RequestWaits {
     const out: RequestWaitsSummary = { parks: [], parkedNs: 0, parkedByReason: new Map(), truncated: false };
     const g = this.byGoid.get(goid);
     if (!g) return out;
-    const add = (p: ParkInterval) => {
-      const cut = { ...p, to: Math.min(p.to, endNs), resumedUnseen: p.resumedUnseen || p.to > endNs };
-      out.parks.push(cut);
-      const d = cut.to - cut.from;
+    const add = (reason: number, from: number, to: number, resumedUnseen: boolean, waker: number) => {
+      const cutTo = Math.min(to, endNs);
+      out.parks.push({ reason, from, to: cutTo, resumedUnseen: resumedUnseen || to > endNs, waker });
+      const d = cutTo - from;
       out.parkedNs += d;
-      out.parkedByReason.set(p.reason, (out.parkedByReason.get(p.reason) ?? 0) + d);
+      out.parkedByReason.set(reason, (out.parkedByReason.get(reason) ?? 0) + d);
     };
-    // A goroutine's parks never overlap, so `done` is in order of start: search for the first inside (a
+    // A goroutine's parks never overlap, so they are in order of start: search for the first inside (a
     // keep-alive connection's goroutine holds up to maxParks of them, and every request of it asks).
+    const from = g.parkFrom;
     let lo = 0;
-    let hi = g.done.length;
+    let hi = from.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (g.done[mid].from < startNs) lo = mid + 1;
+      if (from[mid] < startNs) lo = mid + 1;
       else hi = mid;
     }
-    for (let i = lo; i < g.done.length && g.done[i].from < endNs; i++) add(g.done[i]);
-    if (g.open && g.open.from >= startNs && g.open.from < endNs) add({ ...g.open, to: endNs, resumedUnseen: true, waker: 0 });
-    out.truncated = g.dropped && (g.done[0]?.from ?? Infinity) > startNs;
+    for (let i = lo; i < from.length && from[i] < endNs; i++) add(g.parkReason[i], from[i], g.parkTo[i], g.parkUnseen[i] === 1, g.parkWaker[i]);
+    if (g.openReason !== NO_PARK && g.openFrom >= startNs && g.openFrom < endNs) add(g.openReason, g.openFrom, endNs, true, 0);
+    out.truncated = g.dropped && (from[0] ?? Infinity) > startNs;
     return out;
   }
 }

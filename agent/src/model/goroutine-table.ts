@@ -397,7 +397,10 @@ export class GoroutineTable {
     this.waitSince[s] = NaN;
     // One object per exit, the row's own per-reason map handed over (the row is going): exits come at the
     // rate of creations, and copying both was the agent's largest cost per record.
-    const gone = this.row(s, ts, { exitedAt: ts, serial: ++this.exitSerial, longParks: this.longParks.get(s) ?? [] }) as ExitedGoroutine;
+    const gone = this.row(s, ts, true) as ExitedGoroutine;
+    gone.exitedAt = ts;
+    gone.serial = ++this.exitSerial;
+    gone.longParks = (this.longParks.size && this.longParks.get(s)) || [];
     if (this.exited.length < this.exitedRetention) this.exited.push(gone);
     else {
       const old = this.exited[this.exitedHead];
@@ -409,11 +412,12 @@ export class GoroutineTable {
     if (this.joined[s] > 0) {
       this.exitedParents.set(goid, gone);
     }
-    this.acceptors.delete(goid);
+    // Only what it holds (each is a hash lookup, and exits come at the rate of creations).
+    if (this.acceptors.size) this.acceptors.delete(goid);
     this.changed.delete(goid);
     this.slotOf.delete(goid);
-    this.byReason.delete(s);
-    this.longParks.delete(s);
+    if (this.byReason.size) this.byReason.delete(s);
+    if (this.longParks.size) this.longParks.delete(s);
     this.free.push(s);
   }
 
@@ -614,13 +618,14 @@ export class GoroutineTable {
     }
   }
 
-  private row(s: number, now: number, exit?: { exitedAt: number; serial: number; longParks: LongPark[] }): GoroutineRow {
+  /** A row as plain values; `exiting`: the row is going, so its per-reason map is handed over, not copied. */
+  private row(s: number, now: number, exiting = false): GoroutineRow {
     const waiting = this.state[s] === GStatus.waiting;
     // The park in progress as the probes saw it, while the state still says so.
     const open = waiting && this.parkReason[s] === this.reason[s] && this.parkReason[s] !== NO_REASON;
     const current = open && !Number.isNaN(this.parkAt[s]) && now >= this.parkAt[s] ? now - this.parkAt[s] : 0;
     const own = this.byReason.get(s);
-    const byReason = exit ? (own ?? new Map<number, number>()) : new Map(own ?? []);
+    const byReason = exiting ? (own ?? new Map<number, number>()) : new Map(own ?? []);
     if (current > 0) byReason.set(this.parkReason[s], (byReason.get(this.parkReason[s]) ?? 0) + current);
     return {
       goid: this.goid[s],
@@ -643,7 +648,6 @@ export class GoroutineTable {
       traceStart: this.startOf(s),
       shipped: (this.flags[s] & FLAG_SHIPPED) !== 0,
       mustShip: (this.flags[s] & FLAG_MUST_SHIP) !== 0,
-      ...exit,
     };
   }
 

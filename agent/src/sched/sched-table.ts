@@ -5,7 +5,6 @@
 // differences over any stretch (a request's run-queue time, say); they go with the goroutine's exit.
 import { RunnableCause } from '../events/goroutines.bpf.ts';
 import { LatencyHistogram, type LatencySummary } from './latency-histogram.ts';
-import { LRUCache } from 'lru-cache';
 
 /** enum runnable_cause (bpf/goroutines.h), generated. */
 export { RunnableCause };
@@ -74,16 +73,19 @@ export class SchedTable {
   /** Run-queue latency by creation site (the go statement's pc, g.gopc); 0 for goroutines of unknown site. */
   readonly runQueueBySite = new Map<number, LatencyHistogram>();
   private readonly goroutines = new Map<number, GoroutineSched>();
-  /** Exited goroutines' figures, newest last, for the records built after their exit (bounded, oldest out). */
-  /** Lately exited, newest kept (a Map evicted through keys().next() walks every deleted entry before it: O(n) per exit). */
-  private readonly exited: LRUCache<number, GoroutineSched>;
+  /**
+   * Exited goroutines' figures for the records built after their exit, the newest exitedRetention kept: a ring of
+   * their goids says which goes next (O(1) per exit; a Map evicted through keys().next() walks every deleted entry
+   * before it, and an LRU cache did more per exit than the rest of the exit's work).
+   */
+  private readonly exited = new Map<number, GoroutineSched>();
+  private readonly exitedOrder: number[] = [];
+  private exitedHead = 0;
   /** Runs per thread and per P. */
   readonly runsByThread = new Map<number, number>();
   readonly runsByP = new Map<number, number>();
 
-  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000, exitedRetention = 10_000) {
-    this.exited = new LRUCache({ max: exitedRetention });
-  }
+  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000, private readonly exitedRetention = 10_000) {}
 
   private entry(goid: number): GoroutineSched | undefined {
     let g = this.goroutines.get(goid);
@@ -163,7 +165,14 @@ export class SchedTable {
     const g = this.goroutines.get(goid);
     if (!g) return;
     this.goroutines.delete(goid);
+    if (this.exitedRetention <= 0) return;
     this.exited.set(goid, g);
+    if (this.exitedOrder.length < this.exitedRetention) this.exitedOrder.push(goid);
+    else {
+      this.exited.delete(this.exitedOrder[this.exitedHead]);
+      this.exitedOrder[this.exitedHead] = goid;
+      this.exitedHead = (this.exitedHead + 1) % this.exitedRetention;
+    }
   }
 
   /** A goroutine's scheduling so far, live or lately exited (undefined if no scheduler probe saw it). */
