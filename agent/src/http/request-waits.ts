@@ -85,6 +85,8 @@ interface GoroutineParks {
 }
 
 const NO_PARK = -1;
+/** The columns of a goroutine with none yet (most live microseconds): its own are made at its first push. */
+const NONE: never[] = [];
 
 /** Cuts the first n entries of each column. */
 function cut(n: number, ...columns: unknown[][]): void {
@@ -125,8 +127,8 @@ export class RequestWaits {
         }
       }
       g = {
-        openReason: NO_PARK, openFrom: 0, parkReason: [], parkFrom: [], parkTo: [], parkUnseen: [], parkWaker: [], dropped: false, last: ts,
-        schedAt: [], schedKind: [], schedNs: [], schedDropped: false,
+        openReason: NO_PARK, openFrom: 0, parkReason: NONE, parkFrom: NONE, parkTo: NONE, parkUnseen: NONE, parkWaker: NONE, dropped: false, last: ts,
+        schedAt: NONE, schedKind: NONE, schedNs: NONE, schedDropped: false,
       };
       this.byGoid.set(goid, g);
     }
@@ -151,6 +153,13 @@ export class RequestWaits {
       g.dropped = true;
     }
     if (k > 0) cut(k, g.parkReason, g.parkFrom, g.parkTo, g.parkUnseen, g.parkWaker);
+    if (g.parkTo === NONE) {
+      g.parkReason = [];
+      g.parkFrom = [];
+      g.parkTo = [];
+      g.parkUnseen = [];
+      g.parkWaker = [];
+    }
     g.parkReason.push(reason);
     g.parkFrom.push(from);
     g.parkTo.push(to);
@@ -228,6 +237,11 @@ export class RequestWaits {
       g.schedDropped = true;
     }
     if (k > 0) cut(k, g.schedAt, g.schedKind, g.schedNs);
+    if (g.schedAt === NONE) {
+      g.schedAt = [];
+      g.schedKind = [];
+      g.schedNs = [];
+    }
     g.schedAt.push(ts);
     g.schedKind.push(kind);
     g.schedNs.push(ns);

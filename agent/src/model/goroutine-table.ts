@@ -34,6 +34,8 @@ export const statusName = (s: number): GStatusName => statusNames.get(s) ?? 'unk
 
 const NO_REASON = 255;
 const nan = (x: number): number | null => (Number.isNaN(x) ? null : x);
+/** The per-reason times of an exited goroutine none of whose parks ended while observed: shared, never written. */
+const NO_BLOCKED_TIME: Map<number, number> = new Map();
 const FLAG_PREEXISTING = 1;
 /** Its record went to the collector: its descendants in the same trace may name it as their parent. */
 const FLAG_SHIPPED = 2;
@@ -625,7 +627,7 @@ export class GoroutineTable {
     const open = waiting && this.parkReason[s] === this.reason[s] && this.parkReason[s] !== NO_REASON;
     const current = open && !Number.isNaN(this.parkAt[s]) && now >= this.parkAt[s] ? now - this.parkAt[s] : 0;
     const own = this.byReason.get(s);
-    const byReason = exiting ? (own ?? new Map<number, number>()) : new Map(own ?? []);
+    const byReason = exiting ? (own ?? NO_BLOCKED_TIME) : new Map(own ?? []);
     if (current > 0) byReason.set(this.parkReason[s], (byReason.get(this.parkReason[s]) ?? 0) + current);
     return {
       goid: this.goid[s],

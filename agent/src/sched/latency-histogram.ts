@@ -1,5 +1,6 @@
 // A histogram of durations (ns) with buckets of ~6% width (collector/src/protocol/histogram.ts: the scheme the
-// collector reads shipped buckets with). Sparse: a bucket exists once a sample fell in it.
+// collector reads shipped buckets with). Dense from bucket 0 up to the highest one that holds a sample (a few KiB:
+// 16 buckets per power of two), so a sample is an index and an addition: the scheduler records one per run.
 import { bucketBounds, bucketOf, bucketQuantile } from '../../../collector/src/protocol/histogram.ts';
 
 export interface LatencySummary {
@@ -11,23 +12,44 @@ export interface LatencySummary {
   p99Ns: number;
 }
 
+/** Samples per bucket number, dense from 0 (what a histogram held at some time: LatencyHistogram.snapshot). */
+export type BucketCounts = Float64Array;
+
 export class LatencyHistogram {
-  readonly counts = new Map<number, number>();
+  private dense: BucketCounts = new Float64Array(0);
   count = 0;
   sumNs = 0;
   maxNs = 0;
 
   record(ns: number): void {
     const b = bucketOf(ns);
-    this.counts.set(b, (this.counts.get(b) ?? 0) + 1);
+    if (b >= this.dense.length) this.grow(b);
+    this.dense[b]++;
     this.count++;
     this.sumNs += ns;
     if (ns > this.maxNs) this.maxNs = ns;
   }
 
+  private grow(b: number): void {
+    const d = new Float64Array(b + 16);
+    d.set(this.dense);
+    this.dense = d;
+  }
+
+  /** The buckets that hold samples, lowest first: [bucket, samples]. */
+  *buckets(): IterableIterator<[number, number]> {
+    const d = this.dense;
+    for (let b = 0; b < d.length; b++) if (d[b] > 0) yield [b, d[b]];
+  }
+
+  /** A copy of the counts by bucket, to take differences against later. */
+  snapshot(): BucketCounts {
+    return this.dense.slice();
+  }
+
   /** The q-quantile (0..1): the middle of the bucket it falls in, never above the largest sample. */
   quantile(q: number): number {
-    return bucketQuantile(this.counts, this.count, this.maxNs, q);
+    return bucketQuantile(this.buckets(), this.count, this.maxNs, q);
   }
 
   summary(): LatencySummary {
@@ -37,7 +59,7 @@ export class LatencyHistogram {
   /** Counts at or below each bound (ns), cumulative, as Prometheus and OTLP explicit buckets take them. */
   cumulative(boundsNs: number[]): number[] {
     const out = boundsNs.map(() => 0);
-    for (const [b, n] of this.counts) {
+    for (const [b, n] of this.buckets()) {
       const [lo, hi] = bucketBounds(b);
       const mid = (lo + hi) / 2;
       for (let i = 0; i < boundsNs.length; i++) if (mid <= boundsNs[i]) out[i] += n;

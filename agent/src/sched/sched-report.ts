@@ -4,12 +4,12 @@
 // against a copy of what the last record covered.
 import { MAX_SCHED_SITES, type CodeLocation, type LatencyBuckets, type SchedRecord } from '../../../collector/src/protocol/records.ts';
 import { bucketBounds } from '../../../collector/src/protocol/histogram.ts';
-import type { LatencyHistogram } from './latency-histogram.ts';
+import type { BucketCounts, LatencyHistogram } from './latency-histogram.ts';
 import type { SchedCounters, SchedTable } from './sched-table.ts';
 
 /** A histogram as a record covered it. */
 interface Covered {
-  counts: Map<number, number>;
+  counts: BucketCounts;
   count: number;
   sumNs: number;
 }
@@ -22,15 +22,15 @@ interface Previous {
   sites: Map<number, Covered>;
 }
 
-const copyOf = (h: LatencyHistogram): Covered => ({ counts: new Map(h.counts), count: h.count, sumNs: h.sumNs });
-const NONE: Covered = { counts: new Map(), count: 0, sumNs: 0 };
+const copyOf = (h: LatencyHistogram): Covered => ({ counts: h.snapshot(), count: h.count, sumNs: h.sumNs });
+const NONE: Covered = { counts: new Float64Array(0), count: 0, sumNs: 0 };
 
 /** What h counted since `before`: its buckets, and a largest sample no larger than its highest new bucket allows. */
 function difference(h: LatencyHistogram, before: Covered): LatencyBuckets {
   const buckets: Record<string, number> = {};
   let top = -1;
-  for (const [b, n] of h.counts) {
-    const d = n - (before.counts.get(b) ?? 0);
+  for (const [b, n] of h.buckets()) {
+    const d = n - (before.counts[b] ?? 0);
     if (d <= 0) continue;
     buckets[b] = d;
     if (b > top) top = b;
@@ -98,8 +98,8 @@ export class SchedReports {
       threadSwitches: d('threadSwitches'),
       pSwitches: d('pSwitches'),
       byCause,
-      threads: t.runsByThread.size,
-      ps: t.runsByP.size,
+      threads: t.threads.size,
+      ps: t.ps.size,
       runQueue: difference(t.runQueue, before?.runQueue ?? NONE),
       syscallTime: difference(t.syscallTime, before?.syscallTime ?? NONE),
       sites,

@@ -81,9 +81,9 @@ export class SchedTable {
   private readonly exited = new Map<number, GoroutineSched>();
   private readonly exitedOrder: number[] = [];
   private exitedHead = 0;
-  /** Runs per thread and per P. */
-  readonly runsByThread = new Map<number, number>();
-  readonly runsByP = new Map<number, number>();
+  /** Threads (tids) and Ps seen running goroutines. */
+  readonly threads = new Set<number>();
+  readonly ps = new Set<number>();
 
   constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000, private readonly exitedRetention = 10_000) {}
 
@@ -105,8 +105,6 @@ export class SchedTable {
     const c = this.counters;
     c.runs++;
     c.byCause[runnableCauseName(cause)]++;
-    this.runsByThread.set(tid, (this.runsByThread.get(tid) ?? 0) + 1);
-    this.runsByP.set(p, (this.runsByP.get(p) ?? 0) + 1);
     const timed = cause !== RunnableCause.unknown;
     if (timed) {
       c.runsTimed++;
@@ -117,6 +115,9 @@ export class SchedTable {
       h?.record(runnableNs);
     }
     const g = this.entry(goid);
+    // A thread or P is added when a goroutine first runs on it (one lookup per switch, not per run).
+    if (!g || g.runs === 0 || g.tid !== tid) this.threads.add(tid);
+    if (!g || g.runs === 0 || g.p !== p) this.ps.add(p);
     if (!g) return;
     if (g.runs > 0) {
       if (g.tid !== tid) {
@@ -189,8 +190,8 @@ export class SchedTable {
       counters: { ...this.counters, byCause: { ...this.counters.byCause } },
       runQueue: this.runQueue.summary(),
       syscalls: this.syscallTime.summary(),
-      threads: this.runsByThread.size,
-      ps: this.runsByP.size,
+      threads: this.threads.size,
+      ps: this.ps.size,
     };
   }
 }

@@ -93,7 +93,7 @@ function schedLine(proc: TracedProcess, prev: TopPrev, rate: (n: number) => stri
   const ms = (ns: number) => `${(ns / 1e6).toFixed(2)}ms`;
   return (
     `runs/s ${rate(c.runs - (prev.runs ?? 0))}  preemptions/s ${rate(c.preemptions - (prev.preemptions ?? 0))}  syscalls/s ${rate(c.syscalls - (prev.syscalls ?? 0))}  ` +
-    `run queue p50 ${ms(q.quantile(0.5))} p99 ${ms(q.quantile(0.99))}  threads ${proc.sched.runsByThread.size} Ps ${proc.sched.runsByP.size}`
+    `run queue p50 ${ms(q.quantile(0.5))} p99 ${ms(q.quantile(0.99))}  threads ${proc.sched.threads.size} Ps ${proc.sched.ps.size}`
   );
 }
 
