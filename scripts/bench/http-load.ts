@@ -10,7 +10,8 @@
 // (HttpTracer in the bench's process: ServeHTTP's entry and the entry of what net/http calls after it, beside
 // Beyla's published ~500 ns per request, and the same with the end at ServeHTTP's RETs, the fallback); Go's
 // runtime/trace; Go's flight recorder (Go 1.25+, runtime/trace.FlightRecorder, BENCH_FLIGHT_RECORDER=1 in the
-// bench's server). --http-configs requests,requests_ret runs only those (and none).
+// bench's server); default mode without the request probes, and without TCP tracing (always on, outside the budget).
+// --http-configs requests,requests_ret runs only those (and none).
 // Handlers: the empty hello world, and one doing ~200 us of CPU work per request (the realistic case).
 // Rounds interleave the configurations (forward, then backward order); figures are medians, and ratios to no
 // tracing are paired per round.
@@ -30,7 +31,7 @@ const VEGETA = 'github.com/tsenart/vegeta/v12@v12.13.0';
 export const SERVER_CPU = '1';
 export const OTHER_CPU = '0';
 
-type ConfigName = 'none' | 'default' | 'default_norequests' | 'full' | 'full_nosched' | 'requests' | 'requests_ret' | 'trace' | 'flight';
+type ConfigName = 'none' | 'default' | 'default_norequests' | 'default_notcp' | 'full' | 'full_nosched' | 'requests' | 'requests_ret' | 'trace' | 'flight';
 
 /** Grafana Beyla's published cost of its Go HTTP server probes, per request: the anchor for ours. */
 export const BEYLA_NS_PER_REQUEST = 500;
@@ -52,6 +53,9 @@ const CONFIGS: Config[] = [
   { name: 'default', label: 'goroscope agent, default (overhead budget 2%)', agent: [] },
   // What the request probes add to the default mode.
   { name: 'default_norequests', label: 'goroscope agent, default, --no-requests', agent: ['--no-requests'] },
+  // What TCP tracing adds: always on, outside the budget, and its syscall hooks put every syscall of the node on
+  // the kernel's slow path (docs/architecture.md: +120-170 ns per syscall).
+  { name: 'default_notcp', label: 'goroscope agent, default, --no-tcp', agent: ['--no-tcp'] },
   { name: 'full', label: 'goroscope agent --full', agent: ['--full'] },
   // What the scheduler probes (execute and its stamps, system calls) add to --full.
   { name: 'full_nosched', label: 'goroscope agent --full, scheduler probes off', agent: ['--full'], agentEnv: { GOROSCOPE_SCHED_PROBES: 'off' } },
@@ -260,7 +264,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
         const configs = only.configs
           ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
-          : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_norequests' && c.name !== 'requests_ret') : CONFIGS;
+          : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
         const order = rep % 2 === 0 ? configs : [...configs].reverse();
         for (const c of order) {
           if (c.flight && !flightSupported) continue;

@@ -2,7 +2,7 @@
 // memory when the probes come back), every window is recorded.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import t from 'tap';
-import { OverheadGovernor } from '../../agent/src/overhead/governor.ts';
+import { OverheadGovernor, processSyscalls } from '../../agent/src/overhead/governor.ts';
 import { calibrateHitCost, pingpongBinary } from '../../agent/src/overhead/calibrate.ts';
 import { parkSampled } from '../../agent/src/overhead/sampling.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
@@ -58,7 +58,7 @@ t.test('a tight budget turns every probe off in windows; counts and states stay 
   const wrong = dump.filter((g) => rows.has(g.goid) && g.state !== 'running' && shown(g.goid) !== g.state);
   t.same(wrong.map((g) => `${g.goid}: ${g.state} shown as ${shown(g.goid)}`), [], 'every goroutine in the state the dump shows');
   const est = governor.estimatedOverhead(prog.pid);
-  t.ok(est && Math.abs(est.total - est.createExit - est.parkReady - est.requests) <= 1e-9 * est.total, 'the estimate is the sum of its parts');
+  t.ok(est && Math.abs(est.total - est.createExit - est.parkReady - est.requests - est.alwaysOn) <= 1e-9 * est.total, 'the estimate is the sum of its parts');
   t.ok(windows.some((w) => ['create', 'exit', 'park', 'ready'].every((p) => w.probes.includes(p))) && windows.some((w) => w.probes.length === 0), 'windows with every probe and with none');
   t.ok(windows.every((w, i) => i === 0 || w.from === windows[i - 1].to), 'windows tile the observed time');
   const coverage = governor.coverage(prog.pid);
@@ -161,5 +161,40 @@ t.test('request probes are duty-cycled with the others, and an off window leaves
   const bad = seen.filter((r) => r.durationNs < 5e6 || r.durationNs > longestNs);
   t.same(bad.map((r) => r.durationNs), [], `each seen request took 5 ms to the client's longest (${(longestNs / 1e6).toFixed(1)} ms): never paired across windows`);
   const est = governor.estimatedOverhead(server.pid);
-  t.ok(est && est.requests > 0 && Math.abs(est.total - est.createExit - est.parkReady - est.requests) <= 1e-9 * est.total, 'the estimate counts the request probes in its sum');
+  t.ok(est && est.requests > 0 && Math.abs(est.total - est.createExit - est.parkReady - est.requests - est.alwaysOn) <= 1e-9 * est.total, 'the estimate counts the request probes in its sum');
+});
+
+// The always-on TCP hooks put every system call on the kernel's slow path: that cost is not duty-cycled, so it is
+// charged to the budget first. Here a hit costs next to nothing (the probes alone would stay on for good) and a
+// system call is charged 100 us: the hooks alone are over the budget, and the duty-cycled probes must go off.
+t.test('the always-on syscall hooks come out of the budget first', { skip: noBpf ?? httpServer.skip ?? false, timeout: 60_000 }, async (t) => {
+  const server = startGo(httpServer.bin!, ['serve'], t);
+  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
+  const tracer = new GoroutineTracer();
+  t.teardown(() => tracer.close());
+  tracer.start();
+  const proc = tracer.attach(openTarget(server.pid));
+  const governor = new OverheadGovernor(tracer, { budget: 0.02, nsPerHit: 1, nsPerSyscall: 100_000, periodMs: 400, minOnMs: 50 });
+  t.teardown(() => governor.stop());
+  governor.add(proc);
+  const syscalls0 = processSyscalls(server.pid)!;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  // Each request spins 2 ms in its handler (the process's CPU is measured in clock ticks) and makes its read and
+  // write calls.
+  const get = () => new Promise<void>((resolve, reject) => {
+    const r = http.get({ host: '127.0.0.1', port, path: '/spin/2', agent, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    r.on('error', reject);
+    r.on('timeout', () => r.destroy(new Error('GET /spin/2: no answer in 10 s')));
+  });
+  const off = () => governor.windows(server.pid).some((w) => w.probes.length === 0);
+  for (const until = Date.now() + 15_000; Date.now() < until && !off();) await get();
+  t.ok(processSyscalls(server.pid)! > syscalls0, 'the server\'s read and write calls are counted');
+  t.ok(off(), 'the probes went off: the hooks alone are over the budget');
+  const est = governor.estimatedOverhead(server.pid);
+  t.ok(est && est.alwaysOn > 0.02, `the hooks' estimated share ${((est?.alwaysOn ?? 0) * 100).toFixed(1)}% is over the budget`);
+  t.ok(est && Math.abs(est.total - est.createExit - est.parkReady - est.requests - est.alwaysOn) <= 1e-9 * est.total, 'the estimate is the sum of its parts');
 });

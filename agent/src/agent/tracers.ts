@@ -4,7 +4,7 @@ import type { AgentOptions } from './run.ts';
 import type { AgentProfiles } from '../profiles/agent-profiles.ts';
 import type { Parts } from '../health/parts.ts';
 import { calibrateHitCost } from '../overhead/calibrate.ts';
-import { OverheadGovernor } from '../overhead/governor.ts';
+import { OverheadGovernor, TCP_HOOK_NS_PER_SYSCALL } from '../overhead/governor.ts';
 import { GoroutineTracer } from '../tracer/goroutine-tracer.ts';
 import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
 import type { TcpTracer } from '../tcp/tcp-tracer.ts';
@@ -46,5 +46,7 @@ export async function startGovernor(tracer: GoroutineTracer | undefined, opts: A
     nsPerHit: calibration?.nsPerHit ?? 1,
     periodMs: opts.full ? intervalMs : 10_000,
     requests: requests && { hits: (pid) => requests.process(pid)?.hitEquivalents ?? 0, setProbes: (pid, on) => requests.setProbes(pid, on) },
+    // TCP tracing's syscall hooks are always on: their cost comes out of the budget first.
+    nsPerSyscall: opts.tcp !== false ? TCP_HOOK_NS_PER_SYSCALL : 0,
   });
 }

@@ -30,7 +30,17 @@ export interface GovernorOptions {
    * is several % of its CPU, more than the whole budget.
    */
   requests?: { hits: (pid: number) => number; setProbes: (pid: number, on: boolean) => Promise<void> | void };
+  /**
+   * What the always-on TCP hooks cost the process per system call, in ns (0 or absent: none). Any syscall
+   * tracepoint, classic or raw, puts every syscall of the node on the kernel's slow path (docs/architecture.md:
+   * +120-170 ns each, `npm run bench -- --only tcp-attach`); that cost is not duty-cycled, so it comes out of the
+   * budget first and the duty-cycled probes share what is left.
+   */
+  nsPerSyscall?: number;
 }
+
+/** The syscall hooks' cost per call the agent charges when TCP tracing is on (tcp-attach bench: 119-168 ns). */
+export const TCP_HOOK_NS_PER_SYSCALL = 150;
 
 interface ProcState {
   on: boolean;
@@ -43,8 +53,20 @@ interface ProcState {
   schedAtStart: number;
   windows: WindowRecord[];
   /** Cost of every probe over the last measured window, as a share of the process's CPU (budget terms). */
-  estimated: { total: number; createExit: number; parkReady: number; requests: number } | undefined;
+  estimated: Estimate | undefined;
   requestsAtStart: number;
+  /** System calls the process had made at the phase's start (/proc/PID/io: read and write calls). */
+  syscallsAtStart: number;
+}
+
+/** The probes' cost as shares of the process's CPU: the duty-cycled ones at their on-fraction, and the always-on
+ * syscall hooks (alwaysOn); total is their sum. */
+export interface Estimate {
+  total: number;
+  createExit: number;
+  parkReady: number;
+  requests: number;
+  alwaysOn: number;
 }
 
 let ticksPerSecond = 0;
@@ -57,6 +79,21 @@ function clockTicks(): number {
     }
   }
   return ticksPerSecond;
+}
+
+/**
+ * System calls the process has made: its read and write calls (/proc/PID/io syscr + syscw), which are most of a
+ * server's; others (epoll, futex) are not counted there, so this is a floor. Undefined once it is gone.
+ */
+export function processSyscalls(pid: number): number | undefined {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const r = /^syscr: (\d+)$/m.exec(io);
+    const w = /^syscw: (\d+)$/m.exec(io);
+    return r && w ? Number(r[1]) + Number(w[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** CPU time the process has used (user + system), in ns; undefined once it is gone. */
@@ -120,6 +157,7 @@ export class OverheadGovernor {
       windows: [],
       estimated: undefined,
       requestsAtStart: this.opts.requests?.hits(proc.info.pid) ?? 0,
+      syscallsAtStart: this.opts.nsPerSyscall ? processSyscalls(proc.info.pid) ?? 0 : 0,
     };
     this.state.set(proc.info.pid, st);
     this.timer ??= setInterval(() => this.tick(), 50);
@@ -176,7 +214,7 @@ export class OverheadGovernor {
    * The probes' estimated cost as a share of the process's CPU (what it would use without them), at the current
    * on-fraction: in total, and split into creation + exit and park + ready. Undefined until measured.
    */
-  estimatedOverhead(pid: number): { total: number; createExit: number; parkReady: number; requests: number } | undefined {
+  estimatedOverhead(pid: number): Estimate | undefined {
     return this.state.get(pid)?.estimated;
   }
 
@@ -224,6 +262,9 @@ export class OverheadGovernor {
       const seconds = (now - st.phaseStart) / 1e9;
       const cpuPerSecond = cpu !== undefined && seconds > 0 ? (cpu - st.cpuAtStart) / seconds : 0;
       const requestHits = this.opts.requests?.hits(pid) ?? 0;
+      const syscalls = this.opts.nsPerSyscall ? processSyscalls(pid) : undefined;
+      // The always-on hooks' cost, in on and off phases alike.
+      const alwaysOnCost = syscalls !== undefined && seconds > 0 ? (Math.max(0, syscalls - st.syscallsAtStart) / seconds) * this.opts.nsPerSyscall! : 0;
       if (st.on && cpuPerSecond > 0) {
         const requestCost = ((requestHits - st.requestsAtStart) / seconds) * this.opts.nsPerHit;
         // Park records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
@@ -231,18 +272,22 @@ export class OverheadGovernor {
         const parkCost = ((w.parked + w.readied) / this.tracer.parkSampleRate / seconds) * this.opts.nsPerHit + schedCost;
         const createExitCost = ((w.created + w.exited) / seconds) * this.opts.nsPerHit;
         const cost = parkCost + createExitCost + requestCost;
-        st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, (this.opts.budget * cpuPerSecond) / cost));
+        // The always-on hooks take their share of the budget first.
+        const left = Math.max(0, this.opts.budget * cpuPerSecond - alwaysOnCost);
+        st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, left / cost));
         // The process's CPU includes the probes' own cost: the share is of what it would use without them (an
         // estimate above the whole CPU means the cost per hit is overestimated: the share is then of a tenth).
-        const base = Math.max(0.1 * cpuPerSecond, cpuPerSecond - cost);
-        st.estimated = {
+        const base = Math.max(0.1 * cpuPerSecond, cpuPerSecond - cost - alwaysOnCost);
+        const parts = {
           createExit: (createExitCost * st.fraction) / base,
           parkReady: (parkCost * st.fraction) / base,
           requests: (requestCost * st.fraction) / base,
-          total: (cost * st.fraction) / base,
+          alwaysOn: alwaysOnCost / base,
         };
+        st.estimated = { ...parts, total: parts.createExit + parts.parkReady + parts.requests + parts.alwaysOn };
       }
       st.requestsAtStart = requestHits;
+      st.syscallsAtStart = syscalls ?? st.syscallsAtStart;
       const onMs = Math.max(this.minOnMs, st.fraction * this.periodMs);
       const offMs = st.fraction >= 1 ? 0 : (onMs * (1 - st.fraction)) / st.fraction;
       // From on: go off only when the budget asks for it. From off: always back on (switched above).
