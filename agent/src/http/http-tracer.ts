@@ -216,6 +216,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
       hitEquivalents: 0,
     };
     this.procs.set(pid, proc);
+    this.waitsPid = -1;
     try {
       this.attachSites(proc);
     } catch (e) {
@@ -261,11 +262,20 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
   forget(pid: number): void {
     void this.detach(pid);
     this.procs.delete(pid);
+    this.waitsPid = -1;
   }
+
+  /** The last process onGoroutineRecord looked up (records come in runs of one process); reset when processes change. */
+  private waitsPid = -1;
+  private waitsOf: RequestWaits | null = null;
 
   /** A record of the goroutine tracer (its RecordVisitor): parks and readies of the processes traced here. */
   onGoroutineRecord(pid: number, kind: number, v: DataView, at: number): void {
-    const w = this.procs.get(pid)?.waits;
+    if (pid !== this.waitsPid) {
+      this.waitsPid = pid;
+      this.waitsOf = this.procs.get(pid)?.waits ?? null;
+    }
+    const w = this.waitsOf;
     if (!w) return;
     const ts = ev.tsNs(v, at);
     switch (kind) {

@@ -41,6 +41,8 @@ const FLAG_PREEXISTING = 1;
 const FLAG_SHIPPED = 2;
 /** A descendant in its trace was shipped: it must be shipped too, so the child's parent is present. */
 const FLAG_MUST_SHIP = 4;
+/** Its row changed since the last takeChanged() (the slot is in `changed`). */
+const FLAG_CHANGED = 8;
 
 /** Where a goroutine's span is at some time: its trace's root and which of its spans (one per report interval). */
 export interface SpanPlace {
@@ -203,8 +205,8 @@ export class GoroutineTable {
   private exitedHead = 0;
   private scanGeneration = 0;
   private exitSerial = 0;
-  /** Goroutines whose row changed since the last takeChanged(). */
-  private changed = new Set<number>();
+  /** Rows that changed since the last takeChanged(), by slot, each once (FLAG_CHANGED): a flag test per record, not a hash. */
+  private changed: number[] = [];
   private readonly exitedRetention: number;
 
   constructor(opts: GoroutineTableOptions = {}) {
@@ -305,7 +307,7 @@ export class GoroutineTable {
     const s = this.slot(g.goid);
     if (s < 0) return;
     this.flags[s] |= FLAG_PREEXISTING;
-    this.changed.add(g.goid);
+    this.touch(s);
     this.parent[s] = g.parentGoid ?? NaN;
     this.gopc[s] = g.gopc;
     this.startPc[s] = g.startPc;
@@ -346,7 +348,7 @@ export class GoroutineTable {
     this.firstSeen[s] = NaN;
     if (gAddr) this.gAddr[s] = gAddr;
     this.setState(s, GStatus.runnable, NO_REASON, ts);
-    this.changed.add(goid);
+    this.touch(s);
   }
 
   onPark(goid: number, reason: number, ts: number, gAddr = 0): void {
@@ -359,7 +361,7 @@ export class GoroutineTable {
     if (this.setState(s, GStatus.waiting, reason, ts)) this.waitSince[s] = ts;
     if (gAddr) this.gAddr[s] = gAddr;
     this.parkCount[s]++;
-    this.changed.add(goid);
+    this.touch(s);
   }
 
   onReady(goid: number, wakerGoid: number, ts: number): void {
@@ -371,7 +373,7 @@ export class GoroutineTable {
     this.setState(s, GStatus.runnable, NO_REASON, ts);
     this.readyAt[s] = ts;
     this.readyCount[s]++;
-    this.changed.add(goid);
+    this.touch(s);
   }
 
   onExit(goid: number, ts: number): void {
@@ -416,7 +418,7 @@ export class GoroutineTable {
     }
     // Only what it holds (each is a hash lookup, and exits come at the rate of creations).
     if (this.acceptors.size) this.acceptors.delete(goid);
-    this.changed.delete(goid);
+    this.flags[s] &= ~FLAG_CHANGED;
     this.slotOf.delete(goid);
     if (this.byReason.size) this.byReason.delete(s);
     if (this.longParks.size) this.longParks.delete(s);
@@ -468,7 +470,7 @@ export class GoroutineTable {
         this.parent[s] = g.parentGoid ?? NaN;
         this.gopc[s] = g.gopc;
         this.startPc[s] = g.startPc;
-        this.changed.add(g.goid);
+        this.touch(s);
       }
       this.seenIn[s] = gen;
       if (g.gAddr) this.gAddr[s] = g.gAddr;
@@ -476,7 +478,7 @@ export class GoroutineTable {
       const before = this.state[s];
       const beforeReason = this.reason[s];
       if (!this.setState(s, g.status, reason, at)) continue;
-      if (before !== g.status || beforeReason !== reason) this.changed.add(g.goid);
+      if (before !== g.status || beforeReason !== reason) this.touch(s);
       if (g.status === GStatus.waiting && Number.isNaN(this.waitSince[s])) this.waitSince[s] = g.waitingSince ?? at;
       // A park the probes saw open that the runtime says is over (or is another park now): it ended unseen.
       if (this.parkReason[s] !== NO_REASON && this.parkAt[s] <= at && !(g.status === GStatus.waiting && reason === this.parkReason[s])) {
@@ -595,7 +597,7 @@ export class GoroutineTable {
     const s = this.slotOf.get(goid);
     if (s === undefined || this.flags[s] & FLAG_SHIPPED) return;
     this.flags[s] |= FLAG_MUST_SHIP;
-    this.changed.add(goid);
+    this.touch(s);
   }
 
   /** A goroutine live or recently exited, as a row; exited ones carry exitedAt. */
@@ -682,14 +684,23 @@ export class GoroutineTable {
     return all.slice(all.length - n);
   }
 
+  private touch(s: number): void {
+    if (this.flags[s] & FLAG_CHANGED) return;
+    this.flags[s] |= FLAG_CHANGED;
+    this.changed.push(s);
+  }
+
   /** The live goroutines that changed since the last call, as rows. */
   takeChanged(now: number): GoroutineRow[] {
     const out: GoroutineRow[] = [];
-    for (const goid of this.changed) {
-      const s = this.slotOf.get(goid);
-      if (s !== undefined) out.push(this.row(s, now));
+    const slots = this.changed;
+    this.changed = [];
+    for (const s of slots) {
+      // A slot freed since (its flag cleared at the exit) and perhaps reused and touched again: listed twice, taken once.
+      if (!(this.flags[s] & FLAG_CHANGED)) continue;
+      this.flags[s] &= ~FLAG_CHANGED;
+      out.push(this.row(s, now));
     }
-    this.changed = new Set();
     return out;
   }
 

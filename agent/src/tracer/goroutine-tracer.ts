@@ -263,8 +263,15 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
   }
 
   protected applyBatch(batch: Buffer): number {
+    // A batch's records are mostly of one process: its lookup is kept while the pid repeats.
+    let pid = -1;
+    let proc: TracedProcess | undefined;
     return forEachGoroutineEvent(batch, (v, at) => {
-      const proc = this.procs.get(ev.pid(v, at));
+      const p = ev.pid(v, at);
+      if (p !== pid) {
+        pid = p;
+        proc = this.procs.get(p);
+      }
       const kind = ev.kind(v, at);
       if (!proc || !applyGoroutineRecord(proc, kind, v, at)) {
         this.strayRecords++;
