@@ -56,12 +56,19 @@ static __always_inline bool span_has(const struct span *s, __u32 off, __u32 byte
 static __always_inline __u64 span_u64(const struct span *s, __u32 off)
 {
 	__u64 d = (__u64)off - s->lo;
-	if (s->ok && !(d & 7)) {
-		/* The bound is tested after the barrier, on the register that indexes: the compiler would otherwise
-		 * test a 32-bit copy, which the verifier does not carry over. */
-		asm volatile("" : "+r"(d));
-		if (d < sizeof(s->w))
-			return s->w[d / 8];
+	if (s->ok && !(d & 7) && d < sizeof(s->w)) {
+		/* A select over constant offsets, not w[d / 8]: a stack read at a variable offset needs Linux 5.12+
+		 * (the agent loads on 5.8+ with ring buffers, earlier with perf buffers). The barrier keeps the
+		 * compiler from folding the selects back into one indexed load. */
+		__u64 v = 0;
+#pragma unroll
+		for (__u64 i = 0; i < SPAN_BYTES / 8; i++) {
+			__u64 w = s->w[i];
+			asm volatile("" : "+r"(w));
+			if (d == i * 8)
+				v = w;
+		}
+		return v;
 	}
 	return read_u64(s->addr + off);
 }

@@ -235,6 +235,20 @@ static long header_walk_step(__u64 i, void *arg)
 	return w->value ? 1 : 0;
 }
 
+/* w[off / 8] of four words, by constant offsets as span_u64 picks them (off < 32, a multiple of 8). */
+static __always_inline __u64 word4(const __u64 *w, __u32 off)
+{
+	__u64 v = 0;
+#pragma unroll
+	for (__u32 i = 0; i < 4; i++) {
+		__u64 x = w[i];
+		asm volatile("" : "+r"(x));
+		if (off == i * 8)
+			v = x;
+	}
+	return v;
+}
+
 static __always_inline void read_traceparent(__u64 m, const struct http_layout *l, struct http_event *e)
 {
 	if (l->map_used == HTTP_FIELD_ABSENT || !m)
@@ -244,9 +258,9 @@ static __always_inline void read_traceparent(__u64 m, const struct http_layout *
 	__u32 used = l->map_used, dir = l->map_dir_ptr, len = l->map_dir_len;
 	if (used > 24 || dir > 24 || len > 24 || (used | dir | len) & 7 || bpf_probe_read_user(hdr, sizeof(hdr), (const void *)m))
 		return;
-	if (!hdr[used / 8])
+	if (!word4(hdr, used))
 		return;
-	struct header_walk w = { .dir = hdr[dir / 8], .dir_len = hdr[len / 8], .l = l };
+	struct header_walk w = { .dir = word4(hdr, dir), .dir_len = word4(hdr, len), .l = l };
 	if (!w.dir)
 		return;
 	if (w.dir_len == 0)
