@@ -10,6 +10,7 @@
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION } from '../../collector/src/protocol/records.ts';
 import { parseAgentMessage } from '../../collector/src/protocol/validate.ts';
+import { recordsOf } from '../../collector/src/protocol/rows.ts';
 
 export interface LoadOptions {
   url: string;
@@ -86,7 +87,8 @@ function checkRowTemplates(): void {
   if (!rows.ok) throw new Error(`agent-load.ts: the row templates no longer match the record schemas: ${rows.error}`);
   const objects = parseAgentMessage(`{"type":"batch","agentId":"a","seq":0,"records":[${processJson(1, now)},${goroutineJson(1, 9, now, false)},` +
     `${goroutineJson(1, 9, now, true)},${connectionJson(1, 20_000, now)}]}`);
-  const records = (m: ReturnType<typeof parseAgentMessage>) => (!m.ok ? m.error : m.kind === 'batch' ? JSON.stringify(m.message.records) : 'hello');
+  const records = (m: ReturnType<typeof parseAgentMessage>) =>
+    (!m.ok ? m.error : m.kind === 'hello' ? 'hello' : JSON.stringify('rows' in m.message ? recordsOf(m.message.rows) : m.message.records));
   if (records(objects) !== records(rows)) {
     throw new Error('agent-load.ts: the row templates and the object templates say different records');
   }

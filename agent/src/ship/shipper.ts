@@ -10,7 +10,8 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES, MAX_RECORDS_PER_BATCH, PROTOCOL_VERSION, type AgentRecord, type CollectorMessage, type RowsByKind, type WelcomeMessage,
 } from '../../../collector/src/protocol/records.ts';
 import { rowLayouts } from '../../../collector/src/protocol/row-layout.ts';
-import { fromRow, toRow } from '../../../collector/src/protocol/rows.gen.ts';
+import { toRow } from '../../../collector/src/protocol/rows.gen.ts';
+import { recordsOf, rowsOf } from '../../../collector/src/protocol/rows.ts';
 import { newEpoch, Spool } from './spool.ts';
 
 export interface ShipperOptions {
@@ -84,16 +85,14 @@ const key = (epoch: string, seq: number) => `${epoch}/${seq}`;
 /** A batch body's records as parts (rows), whether it holds rows or objects. */
 function partsOf(body: string): Part[] {
   const msg = JSON.parse(body) as { records?: AgentRecord[]; rows?: RowsByKind };
-  if (msg.records) return msg.records.map((r) => ({ kind: r.kind, text: JSON.stringify((toRow[r.kind] as (r: AgentRecord) => unknown[])(r)) }));
-  return rowLayouts.flatMap(({ kind }) => (msg.rows?.[kind] ?? []).map((row) => ({ kind, text: JSON.stringify(row) })));
+  const rows = msg.rows ?? rowsOf(msg.records ?? []);
+  return rowLayouts.flatMap(({ kind }) => (rows[kind] ?? []).map((row) => ({ kind, text: JSON.stringify(row) })));
 }
 
 /** A batch body with its records as objects, for a collector that speaks protocol 1 only. */
 function objectBody(body: string): string {
   const { rows, ...envelope } = JSON.parse(body) as { rows?: RowsByKind };
-  if (!rows) return body;
-  const records = rowLayouts.flatMap(({ kind }) => (rows[kind] ?? []).map((row) => (fromRow[kind] as (row: unknown[]) => AgentRecord)(row)));
-  return JSON.stringify({ ...envelope, records });
+  return rows ? JSON.stringify({ ...envelope, records: recordsOf(rows) }) : body;
 }
 
 export class Shipper {

@@ -3,9 +3,10 @@
 // A batch is acknowledged only after the transaction holding it has committed.
 // The writing happens in the store's writer thread (store/write-thread.ts): while it commits one group, the main
 // thread takes in the next, which then goes as one bigger group.
-import type { AgentRecord } from '../protocol/records.ts';
+import type { AgentRecord, RowsByKind } from '../protocol/records.ts';
+import { recordsOf, rowCount, rowsOf } from '../protocol/rows.ts';
 import type { BatchToWrite, WriteThread } from '../store/write-thread.ts';
-import { encodeBatch } from '../store/batch-codec.ts';
+import { encodeRows } from '../store/batch-codec.ts';
 import type { CollectorMetrics } from '../metrics.ts';
 
 export type BatchResult = 'stored' | 'duplicate' | Error;
@@ -16,8 +17,9 @@ export interface PendingBatch {
   epoch: string;
   node: string;
   seq: number;
-  /** The batch as parsed and validated here. */
-  records: AgentRecord[];
+  /** The batch as parsed and validated here: its records as rows (protocol 2), or as objects (1). */
+  rows?: RowsByKind;
+  records?: AgentRecord[];
   done(result: BatchResult): void;
 }
 
@@ -69,11 +71,14 @@ export class IngestQueue {
       batch.done(new Error('collector is shutting down'));
       return;
     }
+    // Rows go to the writer as they are; objects are made only when something wants them after the commit.
+    const rows = batch.rows ?? rowsOf(batch.records ?? []);
     const kinds = new Map<AgentRecord['kind'], number>();
-    for (const r of batch.records) kinds.set(r.kind, (kinds.get(r.kind) ?? 0) + 1);
+    for (const kind in rows) kinds.set(kind as AgentRecord['kind'], rows[kind as AgentRecord['kind']]!.length);
+    const records = this.keepRecords() ? batch.records ?? recordsOf(rows) : undefined;
     this.queue.push({
-      agentId: batch.agentId, node: batch.node, records: this.keepRecords() ? batch.records : undefined, kinds, done: batch.done,
-      write: { agentId: batch.agentId, epoch: batch.epoch, node: batch.node, seq: batch.seq, records: batch.records.length, batch: encodeBatch(batch.records) },
+      agentId: batch.agentId, node: batch.node, records, kinds, done: batch.done,
+      write: { agentId: batch.agentId, epoch: batch.epoch, node: batch.node, seq: batch.seq, records: rowCount(rows), batch: encodeRows(rows) },
     });
     this.metrics.ingestQueueDepth.set(this.queue.length);
     this.schedule();

@@ -148,7 +148,8 @@ export class IngestEndpoint {
       const named = batch.epoch !== undefined ? { epoch: batch.epoch } : {};
       c.pending++;
       this.queue.enqueue({
-        agentId: batch.agentId, epoch: batch.epoch ?? '', node: hello.node, seq: batch.seq, records: batch.records,
+        agentId: batch.agentId, epoch: batch.epoch ?? '', node: hello.node, seq: batch.seq,
+        ...('rows' in batch ? { rows: batch.rows } : { records: batch.records }),
         done: (result) => {
           c.pending--;
           if (result instanceof Error) send({ type: 'error', seq: batch.seq, ...named, error: `batch not stored: ${result.message}` });

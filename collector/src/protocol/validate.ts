@@ -5,7 +5,7 @@ import {
   BatchMessage, HelloMessage, MAX_RECORDS_PER_BATCH, PROTOCOL_VERSION, recordKinds, recordSchemas, RowBatchMessage, type AgentRecord,
 } from './records.ts';
 import { fieldPath, rowLayouts, rowSchema } from './row-layout.ts';
-import { fromRow } from './rows.gen.ts';
+import { rowCount } from './rows.ts';
 import { clip, quote } from '../net/text.ts';
 
 // ajv ships CommonJS with a default export; under NodeNext the class sits on .default.
@@ -43,8 +43,7 @@ const validateRow = new Map(rowLayouts.map(({ kind, schema, layout }) => [kind, 
 function rowErrors(value: unknown): ErrorObject[] | null {
   if (!validateRowEnvelope(value)) return validateRowEnvelope.errors ?? [];
   const rows = (value as RowBatchMessage).rows;
-  let n = 0;
-  for (const kind in rows) n += rows[kind as AgentRecord['kind']]!.length;
+  const n = rowCount(rows);
   if (n > MAX_RECORDS_PER_BATCH) return [{ instancePath: '/rows', schemaPath: '#/maxItems', keyword: 'maxItems', params: {}, message: `must hold at most ${MAX_RECORDS_PER_BATCH} rows in all (${n})` }];
   for (const kind in rows) {
     const { layout, validate } = validateRow.get(kind as AgentRecord['kind'])!;
@@ -58,18 +57,6 @@ function rowErrors(value: unknown): ErrorObject[] | null {
     }
   }
   return null;
-}
-
-/** A row batch's records: each kind's in turn, in recordSchemas' order (a process before its goroutines). */
-function recordsOf(rows: RowBatchMessage['rows']): AgentRecord[] {
-  const records: AgentRecord[] = [];
-  for (const { kind } of rowLayouts) {
-    const these = rows[kind];
-    if (!these) continue;
-    const decode = fromRow[kind] as (row: unknown[]) => AgentRecord;
-    for (let i = 0; i < these.length; i++) records.push(decode(these[i]));
-  }
-  return records;
 }
 
 /** The first error of a batch, as ajv reports it over the whole batch schema; null when the batch is valid. */
@@ -99,7 +86,7 @@ export function describeAjvError(errors: ErrorObject[] | null | undefined): stri
 
 export type ParsedMessage =
   | { ok: true; message: HelloMessage; kind: 'hello' }
-  | { ok: true; message: BatchMessage; kind: 'batch' }
+  | { ok: true; message: BatchMessage | RowBatchMessage; kind: 'batch' }
   | { ok: false; error: string; seq: number | null; epoch?: string };
 
 /**
@@ -144,8 +131,7 @@ export function parseAgentMessage(text: string): ParsedMessage {
   if (obj.type === 'batch' && 'rows' in obj) {
     const errors = rowErrors(value);
     if (errors) return { ok: false, error: `bad batch: ${describeAjvError(errors)}`, seq, epoch };
-    const { rows, ...envelope } = value as RowBatchMessage;
-    return { ok: true, message: { ...envelope, records: recordsOf(rows) }, kind: 'batch' };
+    return { ok: true, message: value as RowBatchMessage, kind: 'batch' };
   }
   if (obj.type === 'batch') {
     const errors = batchErrors(value);

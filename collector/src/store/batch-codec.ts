@@ -2,8 +2,11 @@
 // of a batch, go as numbers in a Float64Array (handed over, not copied) with their strings in a table, each
 // distinct string once; the rest as JSON. Parsing the agent's JSON again in the writer was a fifth of its time
 // (scripts/bench, collector-ingest with GOROSCOPE_BENCH_CPU_PROF), copying objects between threads costs more.
-// Only what the store keeps of a goroutine record travels (collector/src/store/writer.ts writeGoroutine).
-import type { AgentRecord, GoroutineRecord } from '../protocol/records.ts';
+// Only what the store keeps of a goroutine record travels (collector/src/store/writer.ts writeGoroutine). Goroutines
+// are read from their rows as the agent sent them (protocol 2: protocol/row-layout.ts), never made into objects here.
+import type { AgentRecord, GoroutineRecord, RowsByKind } from '../protocol/records.ts';
+import { rowLayouts, type RowLayout } from '../protocol/row-layout.ts';
+import { recordsOf, rowsOf } from '../protocol/rows.ts';
 
 export interface EncodedBatch {
   strings: string[];
@@ -18,7 +21,18 @@ export interface EncodedBatch {
 const FIELDS = 19;
 const NONE = -1;
 
+/** Where each field is in a row of this layout. */
+const at = (layout: RowLayout) => Object.fromEntries(layout.fields.map((f, i) => [f.name, i])) as Record<string, number>;
+const goroutineLayout = rowLayouts.find((l) => l.kind === 'goroutine')!.layout;
+const G = at(goroutineLayout);
+const L = at(goroutineLayout.fields[G.createdBy].row!);
+
 export function encodeBatch(records: AgentRecord[]): EncodedBatch {
+  return encodeRows(rowsOf(records));
+}
+
+/** A batch of rows (valid: protocol/validate.ts), encoded. */
+export function encodeRows(rows: RowsByKind): EncodedBatch {
   const strings: string[] = [];
   const index = new Map<string, number>();
   const str = (s: string | null): number => {
@@ -31,38 +45,35 @@ export function encodeBatch(records: AgentRecord[]): EncodedBatch {
     }
     return i;
   };
-  const others: AgentRecord[] = [];
+  const goroutines = (rows.goroutine ?? []) as unknown[][];
   // One pass: room for one blocked-by-reason pair a record, grown when a batch has more.
-  let out: Float64Array = new Float64Array(records.length * (FIELDS + 2));
+  let out: Float64Array = new Float64Array(goroutines.length * (FIELDS + 2));
   let o = 0;
-  const nul = (v: number | null) => (v === null ? NaN : v);
-  for (const g of records) {
-    if (g.kind !== 'goroutine') {
-      others.push(g);
-      continue;
-    }
+  const nul = (v: unknown) => (v === null ? NaN : (v as number));
+  for (const g of goroutines) {
     if (o + FIELDS > out.length) out = grow(out, o + FIELDS);
-    out[o++] = g.pid;
-    out[o++] = g.goid;
-    out[o++] = nul(g.parentGoid);
-    out[o++] = str(g.state);
-    out[o++] = str(g.waitReason);
-    out[o++] = str(g.createdBy?.function ?? null);
-    out[o++] = str(g.createdBy?.file ?? null);
-    out[o++] = g.createdBy ? g.createdBy.line : NONE;
-    out[o++] = str(g.startFunction);
-    out[o++] = nul(g.createdAt);
-    out[o++] = nul(g.exitedAt);
-    out[o++] = nul(g.lastParkAt);
-    out[o++] = g.parkCount;
-    out[o++] = g.readyCount;
-    out[o++] = g.blockedNs;
-    out[o++] = g.preexisting ? 1 : 0;
-    out[o++] = g.system ? 1 : 0;
-    out[o++] = g.observedAt;
+    const createdBy = g[G.createdBy] as unknown[] | null;
+    out[o++] = g[G.pid] as number;
+    out[o++] = g[G.goid] as number;
+    out[o++] = nul(g[G.parentGoid]);
+    out[o++] = str(g[G.state] as string);
+    out[o++] = str(g[G.waitReason] as string | null);
+    out[o++] = str(createdBy === null ? null : createdBy[L.function] as string);
+    out[o++] = str(createdBy === null ? null : createdBy[L.file] as string);
+    out[o++] = createdBy === null ? NONE : createdBy[L.line] as number;
+    out[o++] = str(g[G.startFunction] as string | null);
+    out[o++] = nul(g[G.createdAt]);
+    out[o++] = nul(g[G.exitedAt]);
+    out[o++] = nul(g[G.lastParkAt]);
+    out[o++] = g[G.parkCount] as number;
+    out[o++] = g[G.readyCount] as number;
+    out[o++] = g[G.blockedNs] as number;
+    out[o++] = g[G.preexisting] ? 1 : 0;
+    out[o++] = g[G.system] ? 1 : 0;
+    out[o++] = g[G.observedAt] as number;
     const count = o++;
     let pairs = 0;
-    const byReason = g.blockedByReason;
+    const byReason = g[G.blockedByReason] as Record<string, number>;
     for (const reason in byReason) {
       if (o + 2 > out.length) out = grow(out, o + 2);
       out[o++] = str(reason);
@@ -72,7 +83,7 @@ export function encodeBatch(records: AgentRecord[]): EncodedBatch {
     out[count] = pairs;
   }
   out = out.subarray(0, o);
-  return { strings, goroutines: out, others: JSON.stringify(others) };
+  return { strings, goroutines: out, others: JSON.stringify(recordsOf(rows, 'goroutine')) };
 }
 
 /** A copy with room for at least `need` numbers. */
