@@ -193,8 +193,11 @@ export class GoroutineTable {
   private readonly longParks = new Map<number, LongPark[]>();
   /** A ring of the newest exits (oldest first from exitedHead): O(1) per exit at any churn. */
   private readonly exited: ExitedGoroutine[] = [];
-  /** The same exits by goid (a shipped child's parent may be one of them). */
-  private readonly exitedByGoid = new Map<number, ExitedGoroutine>();
+  /**
+   * Their goids, at the same places: an exited goroutine is looked up by a scan, newest first (rare: a shipped
+   * child's parent, a long park's waker), where a Map by goid cost a set and a delete per exit.
+   */
+  private exitedGoids: Float64Array;
   /**
    * Exited goroutines that had children join their trace, kept longer than the ring (bounded, oldest out): a child
    * that becomes worth shipping later ships its parent with it, so the parent is present in the trace.
@@ -212,6 +215,7 @@ export class GoroutineTable {
   constructor(opts: GoroutineTableOptions = {}) {
     this.maxGoroutines = opts.maxGoroutines ?? 2_000_000;
     this.exitedRetention = opts.exitedRetention ?? 10_000;
+    this.exitedGoids = new Float64Array(this.exitedRetention);
     this.trace = { ...defaultTraceOptions, ...opts.trace };
     if (this.trace.unitRootAgeMs > this.trace.segmentMs) throw new Error('unitRootAgeMs must not exceed segmentMs: a joined child is created in its parent\'s first span');
     this.rootAgeNs = this.trace.unitRootAgeMs * 1e6;
@@ -405,14 +409,14 @@ export class GoroutineTable {
     gone.exitedAt = ts;
     gone.serial = ++this.exitSerial;
     gone.longParks = (this.longParks.size && this.longParks.get(s)) || [];
-    if (this.exited.length < this.exitedRetention) this.exited.push(gone);
-    else {
-      const old = this.exited[this.exitedHead];
-      if (this.exitedByGoid.get(old.goid) === old) this.exitedByGoid.delete(old.goid);
+    if (this.exited.length < this.exitedRetention) {
+      this.exitedGoids[this.exited.length] = goid;
+      this.exited.push(gone);
+    } else if (this.exitedRetention > 0) {
       this.exited[this.exitedHead] = gone;
+      this.exitedGoids[this.exitedHead] = goid;
       this.exitedHead = (this.exitedHead + 1) % this.exitedRetention;
     }
-    this.exitedByGoid.set(goid, gone);
     if (this.joined[s] > 0) {
       this.exitedParents.set(goid, gone);
     }
@@ -456,12 +460,14 @@ export class GoroutineTable {
    */
   applyScan(gs: readonly ScannedGoroutine[], at: number, complete = true): { found: number; ended: number } {
     const gen = ++this.scanGeneration;
+    let exitedIn: Set<number> | undefined; // made at the first goroutine the table lacks
     let found = 0;
     let ended = 0;
     for (const g of gs) {
       let s = this.slotOf.get(g.goid);
       if (s === undefined) {
-        if (this.exitedByGoid.has(g.goid)) continue; // its exit is in: read in its last microseconds
+        exitedIn ??= new Set(this.exitedGoids.subarray(0, this.exited.length));
+        if (exitedIn.has(g.goid)) continue; // its exit is in: read in its last microseconds
         s = this.slot(g.goid);
         if (s < 0) continue;
         found++;
@@ -546,7 +552,14 @@ export class GoroutineTable {
   }
 
   private exited_(goid: number): ExitedGoroutine | undefined {
-    return this.exitedByGoid.get(goid) ?? this.exitedParents.get(goid);
+    const n = this.exited.length;
+    const ids = this.exitedGoids;
+    // Newest first (a goid seen again after its exit, by a late event, exits twice: the later one counts).
+    for (let k = 0, i = (this.exitedHead === 0 ? n : this.exitedHead) - 1; k < n; k++, i--) {
+      if (i < 0) i = n - 1;
+      if (ids[i] === goid) return this.exited[i];
+    }
+    return this.exitedParents.get(goid);
   }
 
   /** From now on, remember the goroutines this one starts: it accepts connections (an accept loop). */

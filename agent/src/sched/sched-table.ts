@@ -74,18 +74,20 @@ export class SchedTable {
   readonly runQueueBySite = new Map<number, LatencyHistogram>();
   private readonly goroutines = new Map<number, GoroutineSched>();
   /**
-   * Exited goroutines' figures for the records built after their exit, the newest exitedRetention kept: a ring of
-   * their goids says which goes next (O(1) per exit; a Map evicted through keys().next() walks every deleted entry
-   * before it, and an LRU cache did more per exit than the rest of the exit's work).
+   * Exited goroutines' figures for the records built after their exit, the newest exitedRetention kept, in a ring
+   * (two stores per exit: an LRU cache, then a Map by goid with its set and delete, cost more than the rest of an exit).
    */
-  private readonly exited = new Map<number, GoroutineSched>();
-  private readonly exitedOrder: number[] = [];
+  private readonly exited: GoroutineSched[] = [];
+  /** Their goids at the same places: looked up by a scan, newest first (rare: a shipped exited goroutine's record). */
+  private readonly exitedGoids: Float64Array;
   private exitedHead = 0;
   /** Threads (tids) and Ps seen running goroutines. */
   readonly threads = new Set<number>();
   readonly ps = new Set<number>();
 
-  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000, private readonly exitedRetention = 10_000) {}
+  constructor(private readonly maxGoroutines = 1_000_000, private readonly maxSites = 10_000, private readonly exitedRetention = 10_000) {
+    this.exitedGoids = new Float64Array(Math.max(0, exitedRetention));
+  }
 
   private entry(goid: number): GoroutineSched | undefined {
     let g = this.goroutines.get(goid);
@@ -167,18 +169,27 @@ export class SchedTable {
     if (!g) return;
     this.goroutines.delete(goid);
     if (this.exitedRetention <= 0) return;
-    this.exited.set(goid, g);
-    if (this.exitedOrder.length < this.exitedRetention) this.exitedOrder.push(goid);
-    else {
-      this.exited.delete(this.exitedOrder[this.exitedHead]);
-      this.exitedOrder[this.exitedHead] = goid;
+    if (this.exited.length < this.exitedRetention) {
+      this.exitedGoids[this.exited.length] = goid;
+      this.exited.push(g);
+    } else {
+      this.exited[this.exitedHead] = g;
+      this.exitedGoids[this.exitedHead] = goid;
       this.exitedHead = (this.exitedHead + 1) % this.exitedRetention;
     }
   }
 
   /** A goroutine's scheduling so far, live or lately exited (undefined if no scheduler probe saw it). */
   of(goid: number): Readonly<GoroutineSched> | undefined {
-    return this.goroutines.get(goid) ?? this.exited.get(goid);
+    const live = this.goroutines.get(goid);
+    if (live) return live;
+    const n = this.exited.length;
+    const ids = this.exitedGoids;
+    for (let k = 0, i = (this.exitedHead === 0 ? n : this.exitedHead) - 1; k < n; k++, i--) {
+      if (i < 0) i = n - 1;
+      if (ids[i] === goid) return this.exited[i];
+    }
+    return undefined;
   }
 
   get size(): number {
