@@ -8,6 +8,7 @@
  * process, also after kill -9. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1228,6 +1229,17 @@ static napi_value bridge_libbpf_version(napi_env env, napi_callback_info info)
 	return v;
 }
 
+/* trimNativeHeap(): gives the C heap's free pages back to the kernel (malloc_trim); true when it gave some.
+ * Buffers (a binary's code and tables read for an analysis, record batches) and libbpf's links live in glibc's
+ * heap, which keeps what is freed inside it: an agent whose traced processes exited kept their peak. */
+static napi_value bridge_trim_native_heap(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	napi_value v;
+	napi_get_boolean(env, malloc_trim(0) != 0, &v);
+	return v;
+}
+
 /* hasRingbuf(): whether this kernel has BPF ring buffers (5.8+); without them events go through perf buffers. */
 static napi_value bridge_has_ringbuf(napi_env env, napi_callback_info info)
 {
@@ -1299,6 +1311,8 @@ static napi_value init(napi_env env, napi_value exports)
 	napi_set_named_property(env, exports, "hasRingbuf", fn);
 	napi_create_function(env, "hasUprobeMulti", NAPI_AUTO_LENGTH, bridge_has_uprobe_multi, NULL, &fn);
 	napi_set_named_property(env, exports, "hasUprobeMulti", fn);
+	napi_create_function(env, "trimNativeHeap", NAPI_AUTO_LENGTH, bridge_trim_native_heap, NULL, &fn);
+	napi_set_named_property(env, exports, "trimNativeHeap", fn);
 	procmem_register(env, exports);
 	tracefs_register(env, exports);
 	return exports;

@@ -94,7 +94,7 @@ class Agent {
   private log = '';
 
   constructor(root: string, pids: number[], collectorUrl: string, readonly metricsPort: number, spool: string) {
-    const args = [join(root, 'bin', 'goroscope.js'), 'agent', '--collector', collectorUrl.replace(/^http/, 'ws'), '--metrics-listen', `127.0.0.1:${metricsPort}`, '--spool-dir', spool];
+    const args = [...imageNodeFlags(root), join(root, 'bin', 'goroscope.js'), 'agent', '--collector', collectorUrl.replace(/^http/, 'ws'), '--metrics-listen', `127.0.0.1:${metricsPort}`, '--spool-dir', spool];
     for (const p of pids) args.push('--pid', String(p));
     this.child = spawn(process.execPath, args, { env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN }, stdio: ['ignore', 'ignore', 'pipe'] });
     createInterface({ input: this.child.stderr! }).on('line', (l) => {
@@ -125,6 +125,17 @@ class Agent {
     for (const until = Date.now() + 20_000; this.child.exitCode === null && Date.now() < until; ) await sleep(50);
     if (this.child.exitCode === null) this.child.kill('SIGKILL');
   }
+}
+
+/**
+ * The node flags the checkout's agent image runs the agent with (the ENTRYPOINT of deploy/images/agent.Dockerfile,
+ * between "node" and the script): the bench measures the agent as the image runs it.
+ */
+function imageNodeFlags(root: string): string[] {
+  const file = join(root, 'deploy', 'images', 'agent.Dockerfile');
+  const line = existsSync(file) ? /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(file, 'utf8'))?.[1] : undefined;
+  const argv = line ? (JSON.parse(line) as string[]) : [];
+  return argv[0] === 'node' ? argv.slice(1).filter((a) => a.startsWith('--')) : [];
 }
 
 /** A gauge or counter of the agent's /metrics, summed over its label sets; NaN when absent (an older agent). */
@@ -294,7 +305,7 @@ export async function runAgentMemory(ctx: BenchContext, opts: AgentMemoryOptions
   }
 
   const out: Figure[] = [];
-  const cmd = `${ctx.invocation} # node bin/goroscope.js agent --pid ... --collector ws://... (bundled, own process); each Go process behind sh -c 'read _ && exec BIN' so the agent takes it when it execs; VmRSS/VmHWM from /proc/AGENT/status, utime+stime from /proc/AGENT/stat, BPF map memory from /proc/AGENT/fdinfo memlock`;
+  const cmd = `${ctx.invocation} # node [the node flags of deploy/images/agent.Dockerfile's ENTRYPOINT] bin/goroscope.js agent --pid ... --collector ws://... (bundled, own process); each Go process behind sh -c 'read _ && exec BIN' so the agent takes it when it execs; VmRSS/VmHWM from /proc/AGENT/status, utime+stime from /proc/AGENT/stat, BPF map memory from /proc/AGENT/fdinfo memlock`;
   for (const [tag, r] of runs) {
     const id = (x: string) => `${bench}.${x}${tag ? `.${tag}` : ''}`;
     const who = tag ? ` (${tag}: ${opts.baseline})` : '';

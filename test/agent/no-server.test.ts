@@ -47,6 +47,8 @@ t.test('the static import graph of the agent command reaches only what the colle
   t.same(collectorFiles.filter((f) => !PUBLISHED.some((p) => f.startsWith(p))), [], 'no collector file outside protocol/, net/, otel/');
   t.same([...agent.packages].filter((p) => SERVER_PACKAGES.test(p)), [], 'no server package');
   t.same([...agent.packages].filter((p) => p.startsWith('@opentelemetry/')), [], 'the OpenTelemetry SDK loads only with --otlp-endpoint');
+  // ~800 modules, 20 MiB of source in V8's heap: only an agent with an API server to ask loads it.
+  t.notOk(agent.packages.has('@kubernetes/client-node'), 'the Kubernetes client loads only in a cluster (or with GOROSCOPE_KUBECONFIG)');
 
   // The command line: option parsers, the collector's among them, and nothing a command runs.
   const cli = await staticGraph(['agent/src/cli.ts']);

@@ -14,8 +14,12 @@ import type { RequestMetrics } from '../http/request-metrics.ts';
 import type { RequestSampler } from '../http/request-records.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { releaseTarget, type Target } from '../tracer/target.ts';
+import { loadAddon } from '../bpf/bridge.ts';
 import type { RecordBuilder } from './record-builder.ts';
 import type { Tracers } from './tracers.ts';
+
+/** Quiet time after the last attach or exit before the heaps are collected and trimmed (trimSoon). */
+const TRIM_AFTER_EXITS_MS = 3000;
 
 export interface TracedProcessesOptions extends Tracers {
   governor?: OverheadGovernor;
@@ -135,6 +139,7 @@ export class TracedProcesses {
       }
     }
     log(`tracing pid ${pid} ${target.info.exe} (${target.binary.goVersion})${traced ? '' : ' without goroutine probes'}`);
+    this.trimSoon(); // an analysis read and decompressed tens of MiB that are garbage now
   }
 
   /** A traced process exited: its last records go out and its probes and BPF map entries go (off this thread). */
@@ -162,6 +167,25 @@ export class TracedProcesses {
     const target = this.targets.get(pid);
     this.targets.delete(pid);
     if (target) releaseTarget(target);
+    this.trimSoon();
+  }
+
+  private trimTimer?: NodeJS.Timeout;
+
+  /**
+   * Once attaches and exits have stopped for a few seconds, what an analysis read and what exited processes held
+   * goes back to the kernel: V8's heap is collected when the agent runs with --expose-gc (the image does: V8 left
+   * it to its memory reducer, which on an agent never quite idle came 10 to 30+ s later), and glibc's heap, which
+   * keeps what is freed inside it (file reads and decompressed DWARF, links, record batches), is trimmed.
+   */
+  private trimSoon(): void {
+    if (this.trimTimer) clearTimeout(this.trimTimer);
+    this.trimTimer = setTimeout(() => {
+      this.trimTimer = undefined;
+      (globalThis as { gc?: () => void }).gc?.();
+      loadAddon().trimNativeHeap();
+    }, TRIM_AFTER_EXITS_MS);
+    this.trimTimer.unref();
   }
 
   private noteUnnamed(pid: number): void {

@@ -78,6 +78,8 @@ interface Addon {
   hasRingbuf(): boolean;
   /** Uprobe multi-links with a per-process pid filter (Linux 6.9+). */
   hasUprobeMulti(): boolean;
+  /** Gives the C heap's free pages back to the kernel (malloc_trim); true when it gave some. */
+  trimNativeHeap(): boolean;
   /** Batched process_vm_readv (procmem.c): bytes read per range, ranges laid end to end in out. */
   readMemory(pid: number, addrs: Float64Array, lens: Uint32Array, out: Buffer): Int32Array;
   /** Classic tracepoint ids from a tracefs mounted in a child's private mount namespace (needs CAP_SYS_ADMIN). */
