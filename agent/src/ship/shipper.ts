@@ -165,6 +165,8 @@ export class Shipper {
     let welcomeTimer: NodeJS.Timeout | undefined;
     let heartbeat: NodeJS.Timeout | undefined;
     let alive = true;
+    /** The collector refused this hello's protocol: the next connection, at once, speaks 1. */
+    let downgraded = false;
     const becomeReady = (welcome?: WelcomeMessage) => {
       clearTimeout(welcomeTimer);
       if (welcome) this.setLimits(welcome);
@@ -205,6 +207,7 @@ export class Shipper {
         if (msg.seq === null && !this.ready && this.protocol > 1 && /unsupported protocol version/.test(msg.error)) {
           // A collector from before rows: objects it is, from the next connection on.
           this.protocol = 1;
+          downgraded = true;
           this.log(`collector speaks protocol 1 only (${msg.error}): batches go to it as objects`);
           return;
         }
@@ -224,6 +227,10 @@ export class Shipper {
       if (tooBig) this.shrinkAfterTooBig();
       if (this.closed) return;
       this.stats.reconnects++;
+      if (downgraded) {
+        this.retry = setTimeout(() => this.connect(), 0);
+        return;
+      }
       const now = Date.now();
       if (this.failingSince === undefined) this.failingSince = now;
       if (now - this.lastLog >= LOG_EVERY_MS || this.stats.reconnects === 1) {
