@@ -124,36 +124,42 @@ export class Retention {
 
   private async bySize(maxBytes: number): Promise<number> {
     let total = 0;
-    // Rows per used byte of each table, counted once per pass (a count of 10M rows takes a second): ingest goes on
-    // during a pass, so what is left over the bound, not what was deleted, sizes the next chunk.
-    const density = new Map<string, number>();
+    // Rows per used byte over every bulky table, counted once per pass (a count of 10M rows takes a second): ingest goes
+    // on during a pass, so what is left over the bound, not what was deleted, sizes the next chunk. Per byte of the
+    // whole file, not of one table: a small table's own count over the file's bytes sized its chunks at a sliver of what
+    // was over (500 connection rows a round while goroutines filled the file), and every round let a write group in.
+    let density: number | undefined;
     for (let round = 0; round < 10_000; round++) {
       const used = databaseSizeBytes(this.db).usedBytes;
       if (used <= maxBytes) break;
-      // Delete from whichever table has the oldest row.
+      // Delete from whichever table has the oldest row, up to the oldest row of the others.
       let oldest: { table: string; time: string; t: number } | undefined;
+      let next = Infinity;
       for (const { table, time, order } of BULKY) {
         const row = (order === 'rowid'
           ? this.db.prepare(`SELECT ${time} AS t FROM ${table} ORDER BY rowid LIMIT 1`).get() ?? { t: null }
           : this.db.prepare(`SELECT min(${time}) AS t FROM ${table}`).get()) as { t: number | null };
-        if (row.t !== null && (!oldest || row.t < oldest.t)) oldest = { table, time: order ?? time, t: row.t };
+        if (row.t === null) continue;
+        if (!oldest || row.t < oldest.t) {
+          if (oldest) next = Math.min(next, oldest.t);
+          oldest = { table, time: order ?? time, t: row.t };
+        } else next = Math.min(next, row.t);
       }
       if (!oldest) break;
+      density ??= BULKY.reduce((n, { table }) => n + (this.db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n, 0) / used;
       // Rows are about equally big: delete the share of rows that is over the limit; up to SIZE_CHUNK a round (ingest
-      // goes on between rounds, and a round must delete more than it adds).
-      if (!density.has(oldest.table)) density.set(oldest.table, (this.db.prepare(`SELECT count(*) AS n FROM ${oldest.table}`).get() as { n: number }).n / used);
-      // Aimed 5% of the bound below it: a pass that stopped just over the bound (a deleted row frees no page) went on a
-      // row at a time, up to 10k rounds, while ingest waited between them.
-      const chunk = Math.max(1, Math.min(SIZE_CHUNK, Math.ceil(density.get(oldest.table)! * (used - maxBytes * 0.95))));
+      // goes on between rounds, and a round must delete more than it adds). Aimed 5% of the bound below it: a pass that
+      // stopped just over the bound (a deleted row frees no page) went on a row at a time, up to 10k rounds, while
+      // ingest waited between them.
+      const chunk = Math.max(1, Math.min(SIZE_CHUNK, Math.ceil(density * (used - maxBytes * 0.95))));
       let n: number;
       if (oldest.table === 'goroutines') {
         // The oldest `chunk` rows by rowid: those up to the chunk's last one.
         const last = this.db.prepare('SELECT rowid FROM goroutines ORDER BY rowid LIMIT 1 OFFSET ?').pluck().get(chunk - 1) as number | undefined;
         n = last === undefined ? deleteGoroutines(this.db, 'true') : deleteGoroutines(this.db, 'rowid <= ?', last);
       } else {
-        n = this.db.prepare(
-          `DELETE FROM ${oldest.table} WHERE rowid IN (SELECT rowid FROM ${oldest.table} ORDER BY ${oldest.time} LIMIT ?)`,
-        ).run(chunk).changes;
+        n = this.db.prepare(`DELETE FROM ${oldest.table} WHERE rowid IN
+          (SELECT rowid FROM ${oldest.table} WHERE ${oldest.time} <= ? ORDER BY ${oldest.time} LIMIT ?)`).run(Math.min(next, Number.MAX_VALUE), chunk).changes;
       }
       total += this.counted(n);
       if (n === 0) break;
