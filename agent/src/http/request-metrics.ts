@@ -10,6 +10,7 @@
 // agent's CPU per request at saturation).
 import { Counter, type Registry } from 'prom-client';
 import { isServerErrorStatus } from '../../../collector/src/protocol/records.ts';
+import { histogramMetric, type HistogramSeries } from '../metrics/histogram-metric.ts';
 import type { HttpProcess, HttpTracer, ServerRequest } from './http-tracer.ts';
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
@@ -78,10 +79,11 @@ export class RequestMetrics {
         for (const p of procs.values()) for (const s of p.series.values()) this.inc(s.labels, s.count);
       },
     });
-    registry.registerMetric(durationHistogram(
+    registry.registerMetric(histogramMetric(
       'goroscope_http_server_request_duration_seconds',
       "Server requests' duration, handler entry to return (the probes' clock, in the traced process).",
-      procs,
+      DURATION_BUCKETS,
+      () => durationSeries(procs),
     ) as never);
     new Counter({
       name: 'goroscope_http_server_request_parked_seconds_total',
@@ -171,29 +173,14 @@ export class RequestMetrics {
   }
 }
 
-/** The duration histogram, read from each series' counts when scraped (prom-client's exposition). */
-function durationHistogram(name: string, help: string, procs: Map<number, ProcessSeries>) {
-  return {
-    name,
-    help,
-    type: 'histogram' as const,
-    aggregator: 'sum' as const,
-    get() {
-      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
-      for (const p of procs.values()) {
-        for (const s of p.series.values()) {
-          let acc = 0;
-          for (let i = 0; i < DURATION_BUCKETS.length; i++) {
-            acc += s.buckets[i];
-            values.push({ metricName: `${name}_bucket`, labels: { ...s.labels, le: DURATION_BUCKETS[i] }, value: acc });
-          }
-          values.push({ metricName: `${name}_bucket`, labels: { ...s.labels, le: '+Inf' }, value: s.count });
-          values.push({ metricName: `${name}_sum`, labels: s.labels, value: s.durationSum });
-          values.push({ metricName: `${name}_count`, labels: s.labels, value: s.count });
-        }
-      }
-      return { name, help, type: 'histogram' as const, values, aggregator: 'sum' as const };
-    },
-    reset() {},
-  };
+/** Each series' durations, cumulative at DURATION_BUCKETS. */
+function* durationSeries(procs: Map<number, ProcessSeries>): IterableIterator<HistogramSeries> {
+  for (const p of procs.values()) {
+    for (const s of p.series.values()) {
+      const cumulative = new Float64Array(DURATION_BUCKETS.length);
+      let acc = 0;
+      for (let i = 0; i < DURATION_BUCKETS.length; i++) cumulative[i] = acc += s.buckets[i];
+      yield { labels: s.labels, cumulative, count: s.count, sum: s.durationSum };
+    }
+  }
 }

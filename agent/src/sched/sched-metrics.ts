@@ -4,6 +4,7 @@
 import { Counter, type Registry } from 'prom-client';
 import type { LatencyHistogram } from './latency-histogram.ts';
 import type { TracedProcess } from '../tracer/goroutine-tracer.ts';
+import { histogramMetric } from '../metrics/histogram-metric.ts';
 import { processCounter, type LabelledProcess } from '../metrics/process-counter.ts';
 import { runnableCauseName, RunnableCause } from './sched-table.ts';
 
@@ -11,26 +12,11 @@ const SECONDS_BUCKETS = [1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-
 
 type Labelled = { pid: string; exe: string };
 
-/** A Prometheus histogram whose buckets are read from each process's LatencyHistogram when scraped. */
+/** A histogram metric read from each process's LatencyHistogram (ns) when scraped, in seconds. */
 function histogramFrom(name: string, help: string, each: () => Array<[Labelled, LatencyHistogram]>) {
-  return {
-    name,
-    help,
-    type: 'histogram' as const,
-    aggregator: 'sum' as const,
-    get() {
-      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
-      for (const [labels, h] of each()) {
-        const cum = h.cumulative(SECONDS_BUCKETS.map((s) => s * 1e9));
-        SECONDS_BUCKETS.forEach((le, i) => values.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: cum[i] }));
-        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: h.count });
-        values.push({ metricName: `${name}_sum`, labels, value: h.sumNs / 1e9 });
-        values.push({ metricName: `${name}_count`, labels, value: h.count });
-      }
-      return { name, help, type: 'histogram' as const, values, aggregator: 'sum' as const };
-    },
-    reset() {},
-  };
+  const boundsNs = SECONDS_BUCKETS.map((s) => s * 1e9);
+  return histogramMetric(name, help, SECONDS_BUCKETS, () =>
+    each().map(([labels, h]) => ({ labels, cumulative: h.cumulative(boundsNs), count: h.count, sum: h.sumNs / 1e9 })));
 }
 
 /** Registers the scheduler metrics; procs() lists the traced processes with their pid label. */
