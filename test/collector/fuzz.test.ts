@@ -13,7 +13,8 @@ import BetterSqlite3 from 'better-sqlite3';
 import WebSocket from 'ws';
 import type { AgentRecord } from '../../collector/src/protocol/records.ts';
 import { startCollectorProcess } from '../lib/collector-process.ts';
-import { API_TOKEN, conn, fatal, gor, INGEST_TOKEN, leak, pause, proc, tempDir, win } from './helpers.ts';
+import { rowsOf } from '../../collector/src/protocol/rows.ts';
+import { API_TOKEN, conn, fatal, gor, INGEST_TOKEN, leak, pause, proc, rowBatch, tempDir, win } from './helpers.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed);
 const INGEST_CASES = Number(process.env.FUZZ_INGEST_CASES ?? 10_000);
@@ -94,7 +95,8 @@ t.test(`fuzz a collector process (seed ${SEED}: ${INGEST_CASES} ingest cases, ${
   const multibyte = (v: unknown, depth = 0): unknown => {
     if (typeof v === 'string') return r.int(3) ? text(Math.max(2, Math.min(60, v.length))) : v;
     if (depth > 20) return v; // a deep value stays as it is
-    if (Array.isArray(v)) return v.map((x) => multibyte(x, depth + 1));
+    // Array.from: a row's prototype may have been replaced (its '__proto__' set by a mutation).
+    if (Array.isArray(v)) return Array.from(v as ArrayLike<unknown>, (x) => multibyte(x, depth + 1));
     if (v && typeof v === 'object') {
       const out: Record<string, unknown> = {};
       for (const [k, x] of Object.entries(v)) out[r.int(20) ? k : text(6)] = multibyte(x, depth + 1);
@@ -104,7 +106,9 @@ t.test(`fuzz a collector process (seed ${SEED}: ${INGEST_CASES} ingest cases, ${
   };
   function mutated(msg: any): any {
     for (let i = 1 + r.int(3); i > 0; i--) {
-      const target: any = r.next() < 0.7 && Array.isArray(msg.records) && msg.records.length ? r.pick(msg.records) : msg;
+      // A record (protocol 1), or a row (protocol 2: its fields by position).
+      const pool: unknown[] = Array.isArray(msg.records) ? msg.records : msg.rows && typeof msg.rows === 'object' ? Object.values(msg.rows).flat() : [];
+      const target: any = r.next() < 0.7 && pool.length ? r.pick(pool) : msg;
       if (typeof target !== 'object' || target === null) break;
       const keys = Object.keys(target);
       switch (r.int(7)) {
@@ -114,7 +118,7 @@ t.test(`fuzz a collector process (seed ${SEED}: ${INGEST_CASES} ingest cases, ${
         case 3: Object.assign(target, multibyte(target)); break;
         case 4: target.kind = r.pick(['leak', 'pause', 'fatal', 'stack', 'profile', 'gc', 'Leak', null, text(5)]); break;
         case 5: msg.type = r.pick(['hello', 'ack', 'welcome', 'BATCH', null, 7, text(5)]); break;
-        case 6: msg[r.pick(['agentId', 'seq', 'epoch', 'records'])] = weirdValue(); break;
+        case 6: msg[r.pick(['agentId', 'seq', 'epoch', 'records', 'rows'])] = weirdValue(); break;
       }
     }
     return msg;
@@ -210,15 +214,19 @@ t.test(`fuzz a collector process (seed ${SEED}: ${INGEST_CASES} ingest cases, ${
       const message = wellFormed(300);
       const at = 1_700_000_000_000 + i;
       valid.push({ reason, startedAt: at, message, at });
-      out = JSON.stringify({ type: 'batch', agentId: `fuzz-${agentN}`, seq: seq++, records: [
+      const records = [
         pause(4242, i, { reason }), fatal(4242, { message, text: `fatal error: ${message}`.slice(0, 4000), goid: i, at }),
         proc(4242, { exe: `/usr/bin/${text(10)}`, pod: { name: text(20), namespace: text(10), uid: text(10), container: text(5) } }),
-      ] });
+      ];
+      // As objects (protocol 1) or as rows (2): both are stored as sent.
+      out = r.int(2) ? JSON.stringify({ type: 'batch', agentId: `fuzz-${agentN}`, seq: seq++, records }) : rowBatch(`fuzz-${agentN}`, seq++, records);
       expectAck = true;
     } else if (kind < 29) {
       out = `{"type":"batch","agentId":"fuzz-${agentN}","seq":${seq++},"records":[${'x'.repeat(MAX_MESSAGE)}]}`; // over the limit
     } else {
-      const msg = mutated({ type: 'batch', agentId: `fuzz-${agentN}`, seq: seq++, records: Array.from({ length: 1 + r.int(3) }, () => multibyte(anyRecord())) });
+      const msg = r.int(2)
+        ? mutated({ type: 'batch', agentId: `fuzz-${agentN}`, seq: seq++, records: Array.from({ length: 1 + r.int(3) }, () => multibyte(anyRecord())) })
+        : mutated({ type: 'batch', agentId: `fuzz-${agentN}`, seq: seq++, rows: rowsOf(Array.from({ length: 1 + r.int(3) }, () => anyRecord())) });
       out = serialize(msg);
     }
     const a = answer(ws);
