@@ -148,9 +148,11 @@ const apiRoutes: FastifyPluginAsync<{ ctx: ApiContext; webSockets: WebSocketRout
 };
 
 /**
- * Retention passes, one at a time; on a timer when a bound is set. A pass goes to the writer thread beside the queued
- * write groups, which it lets through between its chunks: it once waited for the queue to be empty, which under
- * sustained ingest it never is, so the file grew without bound until the agents paused.
+ * Retention passes, one at a time; on a timer when a bound is set, and with a size bound also as soon as a write group
+ * leaves the database over it (on the timer alone, 100 agents grew a 20 MB-bound file to 514 MB between passes). A
+ * pass goes to the writer thread beside the queued write groups, which it lets through between its chunks: it once
+ * waited for the queue to be empty, which under sustained ingest it never is, so the file grew without bound until
+ * the agents paused.
  */
 function retention(opts: CollectorOptions, thread: WriteThread, metrics: CollectorMetrics, log: FastifyInstance['log']) {
   let running: Promise<number> | undefined;
@@ -163,8 +165,11 @@ function retention(opts: CollectorOptions, thread: WriteThread, metrics: Collect
     return running;
   };
   const bounded = opts.retention?.maxAgeMs !== undefined || opts.retention?.maxBytes !== undefined;
-  const timer = bounded ? setInterval(() => { run().catch((err) => log.error({ err }, 'retention failed')); }, opts.retention?.intervalMs ?? 60_000) : undefined;
+  const pass = () => { run().catch((err) => log.error({ err }, 'retention failed')); };
+  const timer = bounded ? setInterval(pass, opts.retention?.intervalMs ?? 60_000) : undefined;
   timer?.unref();
+  const maxBytes = opts.retention?.maxBytes;
+  if (maxBytes !== undefined) thread.afterWrite = (usedBytes) => { if (usedBytes > maxBytes && !running) pass(); };
   return { run, async stop() { clearInterval(timer); await running?.catch(() => 0); } };
 }
 

@@ -276,6 +276,30 @@ t.test('retention deletes old records by age and by size', async (t) => {
   b.close();
 });
 
+t.test('a size pass starts as soon as a write leaves the file over its bound, not at the next interval', async (t) => {
+  const maxBytes = 600_000;
+  const c = await testCollector(t, { retention: { maxBytes, intervalMs: 3_600_000 } }); // the timer never fires here
+  const a = new TestAgent(c.url);
+  await a.hello();
+  const { databaseSizeBytes } = await import('../../collector/src/store/db.ts');
+  const now = Date.now();
+  let burstBytes = 0;
+  let most = 0;
+  for (let seq = 0; seq < 24; seq++) {
+    const before = databaseSizeBytes(c.db).usedBytes;
+    const ack = await a.send(seq, [proc(10), ...Array.from({ length: 1000 }, (_, i) => gor(10, seq * 1000 + i + 1, { observedAt: now + seq * 1000 + i }))]);
+    t.same(ack, { type: 'ack', seq }, `batch ${seq} acked`);
+    burstBytes = Math.max(burstBytes, databaseSizeBytes(c.db).usedBytes - before);
+    most = Math.max(most, databaseSizeBytes(c.db).usedBytes);
+  }
+  // A pass started by batch N runs before batch N+2's write at the latest (two write groups between its chunks).
+  t.ok(most <= maxBytes + 3 * burstBytes, `at most ${most} bytes used, bound ${maxBytes} and three batches (${burstBytes} bytes each)`);
+  t.ok(24 * burstBytes > 4 * maxBytes, `the ingest exceeded the bound several times over (${24 * burstBytes} bytes)`);
+  const deleted = Number(/^goroscope_collector_retention_deleted_rows_total (\S+)$/m.exec((await api(c, '/metrics')).body)?.[1]);
+  t.ok(deleted > 0, `retention deleted ${deleted} rows with no timer and no pass asked for`);
+  a.close();
+});
+
 t.test('the database file stays bounded under sustained ingest with size retention', async (t) => {
   // A bound the ingest exceeds several times over, retention passes between bursts: the file on disk (database and WAL)
   // must hold at most the bound plus what one burst adds, and after each pass the used pages are under the bound.
@@ -308,7 +332,10 @@ t.test('the database file stays bounded under sustained ingest with size retenti
   const rows = c.db.prepare('SELECT count(*) AS n, max(goid) AS top, count(DISTINCT goid) AS distinct_ FROM goroutines').get() as { n: number; top: number; distinct_: number };
   t.equal(rows.top, seq * 1000, 'the newest goroutine is kept');
   t.equal(rows.distinct_, rows.n);
-  t.equal(rows.n + deleted, seq * 1000, 'every goroutine was stored once: kept, or deleted by retention');
+  // Passes also start on their own as soon as a write leaves the file over the bound: the collector's count holds both.
+  const deletedInAll = Number(/^goroscope_collector_retention_deleted_rows_total (\S+)$/m.exec((await api(c, '/metrics')).body)?.[1]);
+  t.ok(deletedInAll >= deleted, `passes asked for deleted ${deleted} rows, ${deletedInAll} in all`);
+  t.equal(rows.n + deletedInAll, seq * 1000, 'every goroutine was stored once: kept, or deleted by retention');
   const groups = c.db.prepare('SELECT sum(goroutines) AS n FROM goroutine_wait_groups').get() as { n: number };
   t.equal(groups.n, rows.n, 'the wait reason groups count exactly the rows left');
   a.close();

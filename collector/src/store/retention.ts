@@ -46,8 +46,22 @@ const BULKY = AGED.filter((a) => a.table !== 'leak_suspects' && a.table !== 'fat
 const CHILDREN = AGED.map((a) => a.table);
 
 export class Retention {
-  /** onDeleted: told of each chunk's rows as it is deleted (a pass under sustained ingest can run for many seconds). */
-  constructor(private readonly db: Database, private readonly opts: RetentionOptions, private readonly onDeleted: (rows: number) => void = () => {}) {}
+  /**
+   * onDeleted: told of each chunk's rows as it is deleted (a pass under sustained ingest can run for many seconds).
+   * betweenChunks: runs after each chunk, before the pass goes on (the writer thread lets waiting write groups in).
+   */
+  constructor(
+    private readonly db: Database,
+    private readonly opts: RetentionOptions,
+    private readonly onDeleted: (rows: number) => void = () => {},
+    private readonly betweenChunks: () => void = () => {},
+  ) {}
+
+  /** After a chunk: what waits runs, then the event loop gets a turn. */
+  private async pause(): Promise<void> {
+    this.betweenChunks();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 
   private counted(rows: number): number {
     if (rows > 0) this.onDeleted(rows);
@@ -109,7 +123,7 @@ export class Retention {
         else n = this.deleteOlderChunk(table, time, cutoff);
         total += this.counted(n);
         if (n < CHUNK) break;
-        await yieldLoop();
+        await this.pause();
       }
     }
     total += this.counted(this.db.prepare('DELETE FROM ingested_batches WHERE received_at < ?').run(cutoff).changes);
@@ -163,13 +177,11 @@ export class Retention {
       }
       total += this.counted(n);
       if (n === 0) break;
-      await yieldLoop();
+      await this.pause();
     }
     return total;
   }
 }
-
-const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const ADD = 'ON CONFLICT DO UPDATE SET goroutines = goroutines + excluded.goroutines, live = live + excluded.live, blocked_ns = blocked_ns + excluded.blocked_ns';
 

@@ -116,10 +116,16 @@ export class WriteThread {
     return new WriteThread(writer, checkpointer);
   }
 
+  /** Told the database's used bytes after each write group (retention's size bound is checked against it). */
+  afterWrite?: (usedBytes: number) => void;
+
   /** Writes the batches in one transaction (a failing one alone, the others again); results in order. */
-  write(batches: BatchToWrite[], now = Date.now()): Promise<{ results: WriteResult[]; seconds: number }> {
+  async write(batches: BatchToWrite[], now = Date.now()): Promise<{ results: WriteResult[]; seconds: number }> {
     // The numbers are handed over, not copied.
-    return this.writer.call({ op: 'write', batches, now }, batches.map((b) => b.batch.goroutines.buffer as ArrayBuffer));
+    const r = await this.writer.call<{ results: WriteResult[]; seconds: number; usedBytes: number }>(
+      { op: 'write', batches, now }, batches.map((b) => b.batch.goroutines.buffer as ArrayBuffer));
+    this.afterWrite?.(r.usedBytes);
+    return r;
   }
 
   async recordAgent(hello: HelloMessage, now = Date.now()): Promise<'ok' | 'key-mismatch'> {
