@@ -88,6 +88,20 @@ const NO_PARK = -1;
 /** The columns of a goroutine with none yet (most live microseconds): its own are made at its first push. */
 const NONE: never[] = [];
 
+/**
+ * How many leading entries of a time-ordered column are older than keepNs at `now`, counted only once the oldest is
+ * a quarter of keepNs past it: columns are trimmed in chunks (or at twice their bound), so that an append costs O(1)
+ * on average.
+ */
+function expired(times: number[], now: number, keepNs: number): number {
+  const n = times.length;
+  let k = 0;
+  if (n > 0 && times[0] < now - keepNs * 1.25) {
+    while (k < n && times[k] < now - keepNs) k++;
+  }
+  return k;
+}
+
 /** Cuts the first n entries of each column. */
 function cut(n: number, ...columns: unknown[][]): void {
   for (const c of columns) c.splice(0, n);
@@ -141,13 +155,8 @@ export class RequestWaits {
     const from = g.openFrom;
     g.openReason = NO_PARK;
     if (to < from) return;
-    // Trimmed in chunks (a quarter of keepNs late, or at twice the bound), so that a park costs O(1) on average.
     const n = g.parkTo.length;
-    let k = 0;
-    const keepFrom = to - this.keepNs;
-    if (n > 0 && g.parkTo[0] < keepFrom - this.keepNs / 4) {
-      while (k < n && g.parkTo[k] < keepFrom) k++;
-    }
+    let k = expired(g.parkTo, to, this.keepNs);
     if (n - k >= 2 * this.maxParks) {
       k = n - this.maxParks + 1;
       g.dropped = true;
@@ -226,12 +235,8 @@ export class RequestWaits {
   }
 
   private mark(g: GoroutineParks, ts: number, kind: SchedMark, ns: number): void {
-    // Trimmed in chunks (a quarter of keepNs late, or at twice the bound), so that a record costs O(1) on average.
     const n = g.schedAt.length;
-    let k = 0;
-    if (n > 0 && g.schedAt[0] < ts - this.keepNs * 1.25) {
-      while (k < n && g.schedAt[k] < ts - this.keepNs) k++;
-    }
+    let k = expired(g.schedAt, ts, this.keepNs);
     if (n - k >= 2 * this.maxSched) {
       k = n - this.maxSched;
       g.schedDropped = true;
