@@ -158,10 +158,9 @@ function retention(opts: CollectorOptions, thread: WriteThread, metrics: Collect
   let running: Promise<number> | undefined;
   const run = async () => {
     if (running) return running;
-    running = (async () => {
-      // Counted chunk by chunk: a pass under sustained ingest runs for many seconds.
-      return thread.retention(opts.retention ?? {}, Date.now(), (rows) => metrics.retentionDeleted.inc(rows));
-    })().finally(() => { running = undefined; });
+    // Counted chunk by chunk: a pass under sustained ingest runs for many seconds.
+    running = thread.retention(opts.retention ?? {}, Date.now(), (rows) => metrics.retentionDeleted.inc(rows))
+      .finally(() => { running = undefined; });
     return running;
   };
   const bounded = opts.retention?.maxAgeMs !== undefined || opts.retention?.maxBytes !== undefined;
