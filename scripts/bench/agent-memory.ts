@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { buildFixture, figure, repoRoot, round, sleep, type BenchContext, type Figure } from './lib.ts';
 import { startCollector, stopCollector, TOKEN } from './collector.ts';
+import { processCpuNs } from '../../agent/src/overhead/governor.ts';
 
 const MiB = 2 ** 20;
 
@@ -43,8 +44,6 @@ interface ProcSample {
 function procSample(pid: number): ProcSample {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   let bpfMaps = 0;
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
@@ -54,7 +53,7 @@ function procSample(pid: number): ProcSample {
       /* closed meanwhile */
     }
   }
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile'), cpuNs: ((Number(rest[11]) + Number(rest[12])) / 100) * 1e9, bpfMaps };
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile'), cpuNs: processCpuNs(pid) ?? NaN, bpfMaps };
 }
 
 /** Resets VmHWM to the current RSS (clear_refs 5), so a later VmHWM is the peak of what came after. */
