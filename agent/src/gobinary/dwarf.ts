@@ -125,10 +125,18 @@ function readDebugSection(elf: ElfFile, name: string): Buffer | undefined {
   return undefined;
 }
 
+/** Sections up to this size are inflated into one buffer (larger ones are not a Go binary's). */
+const ONE_CHUNK_MAX = 1 << 30;
+
 function decompress(name: string, type: number, data: Buffer, size: number): Buffer {
   let out: Buffer;
   if (type === ELFCOMPRESS_ZLIB) {
-    out = zlib.inflateSync(data);
+    // Into one buffer of the size the header gives (+1: zlib stops with room left, so no second chunk is
+    // allocated): by default zlib fills 64 KiB chunks and concatenates them at the end, which holds the section
+    // twice at the peak (2 x 31 MiB for Jaeger's .debug_info) and copies it once more.
+    // A size past ONE_CHUNK_MAX (a corrupt header) goes the default way and fails the length check below.
+    const oneChunk = size >= 0 && size < ONE_CHUNK_MAX;
+    out = zlib.inflateSync(data, oneChunk ? { chunkSize: Math.max(zlib.constants.Z_MIN_CHUNK, size + 1) } : {});
   } else if (type === ELFCOMPRESS_ZSTD) {
     // Node 20 has no zstd; newer ones do. Go itself only writes zlib.
     const zstd = (zlib as unknown as { zstdDecompressSync?: (b: Buffer) => Buffer }).zstdDecompressSync;
@@ -365,11 +373,14 @@ export class DwarfUnit {
       if (code === 0) return; // end of the sibling list
       const ab = this.abbrevs.get(code);
       if (!ab) throw new DwarfError(`DIE at 0x${offset.toString(16)}: unknown abbreviation ${code}`);
-      const wanted = tags.has(ab.tag);
+      if (!tags.has(ab.tag)) {
+        if (this.skipAttrs(c, code)) c.pos = this.skipChildren(c.pos);
+        continue;
+      }
       let name: string | undefined;
       let inline = false;
       for (let i = 0; i < ab.forms.length; i++) {
-        if (wanted && ab.attrs[i] === DW_AT.name) {
+        if (ab.attrs[i] === DW_AT.name) {
           const v = this.value(c, ab.forms[i], ab.implicit[i]);
           if (typeof v === 'string') name = v;
         } else {
@@ -377,7 +388,7 @@ export class DwarfUnit {
           this.skip(c, ab.forms[i]);
         }
       }
-      if (wanted) yield { offset, tag: ab.tag, name, hasChildren: ab.hasChildren, inline };
+      yield { offset, tag: ab.tag, name, hasChildren: ab.hasChildren, inline };
       if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
     }
   }
@@ -412,12 +423,67 @@ export class DwarfUnit {
         depth--;
         continue;
       }
-      const ab = this.abbrevs.get(code);
-      if (!ab) throw new DwarfError(`DIE at 0x${(c.pos - 1).toString(16)}: unknown abbreviation ${code}`);
-      for (const form of ab.forms) this.skip(c, form);
-      if (ab.hasChildren) depth++;
+      if (this.skipAttrs(c, code)) depth++;
     }
     return c.pos;
+  }
+
+  /** Skip plans by abbreviation code (see planOf). */
+  private readonly plans: Array<Int32Array | undefined> = [];
+
+  /**
+   * Moves past the attributes of a DIE of this abbreviation code; true when children follow. A big program's
+   * runtime unit holds every type of the program (hundreds of thousands of DIEs) and an index skips nearly all of
+   * them: runs of fixed-size forms are one addition.
+   */
+  private skipAttrs(c: Cursor, code: number): boolean {
+    const plan = this.plans[code] ?? this.planOf(code, c.pos);
+    for (let i = 1; i < plan.length; i++) {
+      const step = plan[i];
+      if (step >= 0) c.pos += step;
+      else this.skip(c, -step);
+    }
+    return plan[0] === 1;
+  }
+
+  /** [hasChildren, then per run: a byte count (fixed-size forms) or -form (one variable-size form)]. */
+  private planOf(code: number, pos: number): Int32Array {
+    const ab = this.abbrevs.get(code);
+    if (!ab) throw new DwarfError(`DIE at 0x${pos.toString(16)}: unknown abbreviation ${code}`);
+    const plan = [ab.hasChildren ? 1 : 0];
+    let run = 0;
+    for (const form of ab.forms) {
+      const n = this.fixedSize(form);
+      if (n >= 0) {
+        run += n;
+        continue;
+      }
+      if (run > 0) plan.push(run);
+      run = 0;
+      plan.push(-form);
+    }
+    if (run > 0) plan.push(run);
+    const out = Int32Array.from(plan);
+    if (code < 1 << 16) this.plans[code] = out; // codes are small; a huge one is not worth an array slot
+    return out;
+  }
+
+  /** Bytes a form takes whatever its value, or -1 when that depends on the value (LEB128, strings, blocks). */
+  private fixedSize(form: number): number {
+    switch (form) {
+      case F.addr: return this.addrSize;
+      case F.data1: case F.ref1: case F.flag: case F.strx1: case F.addrx1: return 1;
+      case F.data2: case F.ref2: case F.strx2: case F.addrx2: return 2;
+      case F.strx3: case F.addrx3: return 3;
+      case F.data4: case F.ref4: case F.strx4: case F.addrx4: case F.ref_sup4: return 4;
+      case F.data8: case F.ref8: case F.ref_sig8: case F.ref_sup8: return 8;
+      case F.data16: return 16;
+      case F.strp: case F.line_strp: case F.strp_sup: case F.gnu_strp_alt: case F.sec_offset: case F.gnu_ref_alt:
+        return this.offSize;
+      case F.ref_addr: return this.version <= 2 ? this.addrSize : this.offSize;
+      case F.flag_present: case F.implicit_const: return 0;
+    }
+    return -1;
   }
 
   /** Moves past a value of the form without making it. */

@@ -149,6 +149,8 @@ class MemoryBytes implements Bytes {
 /** Symbols kept by name once the table is read: the runtime's (what analysis asks for); others are looked up by a pass. */
 const KEPT_SYMBOL_PREFIX = Buffer.from('runtime.');
 const KEPT_SYMBOLS = new Set(['go:func.*', 'go.func.*']);
+/** The kept names with their NUL, to match in .strtab before a string is made. */
+const KEPT_SYMBOL_NAMES = [...KEPT_SYMBOLS].map((n) => Buffer.from(`${n}\0`));
 const isKeptSymbol = (name: string): boolean => name.startsWith('runtime.') || KEPT_SYMBOLS.has(name);
 /** Bytes a pattern search reads at once. */
 const SCAN_CHUNK = 4 << 20;
@@ -362,11 +364,10 @@ export class ElfFile {
       if (off >= names.length) continue;
       if (want) {
         if (off + want.length > names.length || names.compare(want, 0, want.length, off, off + want.length) !== 0) continue;
-      } else if (names[off] !== 0x67 /* g */ && !startsWith(names, off, prefix)) {
-        continue;
+      } else if (!startsWith(names, off, prefix) && !(names[off] === 0x67 /* g */ && KEPT_SYMBOL_NAMES.some((k) => startsWith(names, off, k)))) {
+        continue; // most of a big program's 100k+ names ("github.com/...", "go.opentelemetry.io/...") make no string
       }
       const name = cstring(names, off);
-      if (!want && !isKeptSymbol(name)) continue;
       if (map.has(name)) continue;
       map.set(name, { name, type: d[i + 4] & 0xf, value: u64(d, i + 8), size: u64(d, i + 16) });
       if (want) break;
