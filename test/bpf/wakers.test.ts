@@ -1,0 +1,53 @@
+// Who readied whom: the waker of every runtime.ready record is the goroutine that made the call, read by the
+// `ready` program from the thread's M (its current goroutine, m.curg, while ready runs on the thread's g0). The
+// program keeps each CPU's last thread and M (bpf/goroutines.bpf.c, thread_m); a stale one would name another
+// thread's goroutine. Oracle: test/fixtures/wakers, pairs of goroutines that wake only each other, every other
+// pair locked to a thread of its own, on four Ps; each goroutine reports its goid from its own stack trace.
+import t from 'tap';
+import { openTarget } from '../../agent/src/tracer/target.ts';
+import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
+import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
+import { eachGoVersion, sleep, startGo } from '../runtime/helpers.ts';
+
+const PAIRS = 8;
+const ROUNDS = 2000;
+
+t.test('the waker of each ready is the goroutine that readied it', async (t) => {
+  await eachGoVersion(t, 'wakers', ['local', '1.22.12'], async (t, bin) => {
+    const tracer = new GoroutineTracer({ ringBytes: 16 << 20 });
+    t.teardown(() => tracer.close());
+    const p = startGo(bin);
+    t.teardown(() => p.kill());
+    await p.until(/^READY$/m);
+    // Every ready's (readied, waker) pair, as the records tell it.
+    const readies: Array<[number, number]> = [];
+    tracer.start((_proc, kind, v, at) => {
+      if (kind === GoroutineEventKind.ready) readies.push([Number(ev.goid(v, at)), Number(ev.otherGoid(v, at))]);
+    });
+    tracer.attach(openTarget(p.pid), { probes: ['park', 'ready'] });
+    p.send(`pairs ${PAIRS} ${ROUNDS}`);
+    const from = p.out.length;
+    await p.until(/^PAIRS DONE$/m, 60_000);
+    await sleep(100); // the reader drains every 10 ms
+    await tracer.drain();
+    const partner = new Map<number, number>();
+    for (const m of p.out.slice(from).matchAll(/^PAIR \d+ a=(\d+) b=(\d+)$/gm)) {
+      partner.set(Number(m[1]), Number(m[2]));
+      partner.set(Number(m[2]), Number(m[1]));
+    }
+    t.equal(partner.size, 2 * PAIRS, 'every goroutine told its goid');
+    let byPartner = 0;
+    const wrong: string[] = [];
+    let other = 0;
+    for (const [goid, waker] of readies) {
+      if (!partner.has(goid)) continue;
+      if (waker === partner.get(goid)) byPartner++;
+      else if (partner.has(waker)) wrong.push(`${goid} readied by ${waker}, partner ${partner.get(goid)}`);
+      else other++; // the start (main closes the channel), the runtime's own (a GC stack scan's resume)
+    }
+    t.equal(tracer.lostTotal(), 0, 'no record lost');
+    // Each channel hand-off readies exactly one side: the one that waited.
+    t.equal(byPartner, 2 * PAIRS * ROUNDS, `every hand-off's ready names the partner (${other} other readies of the pairs)`);
+    t.same(wrong.slice(0, 5), [], 'no ready names another goroutine of the pairs');
+  });
+});
