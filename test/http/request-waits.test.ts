@@ -48,3 +48,20 @@ t.test('records past the bound are dropped oldest first, and a request that need
   t.same(w.schedInside(5, 1 * MS, 11 * MS), { runnableNs: 3 * MS, syscallNs: 0, runs: 6, preemptions: 0, truncated: true });
   t.equal(w.schedInside(5, 7 * MS, 11 * MS)?.truncated, false, 'one inside what is kept is whole');
 });
+
+t.test('a forgotten goroutine\'s entry, reused for a new one, carries nothing of the old', async (t) => {
+  const w = new RequestWaits({ keepNs: 10 * MS });
+  w.onRun(99, 1 * MS, 0);
+  w.onPark(3, 1, 2 * MS);
+  w.onReady(3, 8, 4 * MS);
+  w.onRun(3, 5 * MS, 1 * MS);
+  w.onSyscall(3, 6 * MS, 0.5 * MS);
+  t.equal(w.inside(3, 0, 7 * MS).parks.length, 1);
+  // 30 ms later a park sweeps goroutine 3 out (nothing of it newer than keepNs); goroutine 4 takes its entry.
+  w.onPark(4, 2, 30 * MS);
+  t.equal(w.goroutines, 1, 'goroutine 3 forgotten');
+  t.equal(w.inside(3, 0, 7 * MS).parks.length, 0);
+  w.onRun(4, 32 * MS, 1 * MS);
+  t.same(w.inside(4, 20 * MS, 40 * MS).parks.map((p) => [p.reason, p.from / MS, p.to / MS]), [[2, 30, 31]]);
+  t.same(w.schedInside(4, 20 * MS, 40 * MS), { runnableNs: 1 * MS, syscallNs: 0, runs: 1, preemptions: 0, truncated: false });
+});

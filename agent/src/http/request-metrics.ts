@@ -58,6 +58,8 @@ interface ProcessSeries {
   exe: string;
   routes: Set<string>;
   series: Map<string, Series>;
+  /** The series of the last request: the next is most often of the same (no key string made for it). */
+  last: Series | undefined;
 }
 
 export class RequestMetrics {
@@ -139,16 +141,21 @@ export class RequestMetrics {
 
   onRequest(proc: HttpProcess, r: ServerRequest): void {
     let p = this.procs.get(proc.pid);
-    if (!p) this.procs.set(proc.pid, (p = { pid: String(proc.pid), exe: proc.info.exe, routes: new Set(), series: new Map() }));
+    if (!p) this.procs.set(proc.pid, (p = { pid: String(proc.pid), exe: proc.info.exe, routes: new Set(), series: new Map(), last: undefined }));
     const route = this.route(p, r);
     const protocol = r.kind === 'grpc' ? 'grpc' : r.protoMajor === 2 ? 'http/2' : r.protoMinor === 1 ? 'http/1.1' : `http/1.${r.protoMinor}`;
     const method = METHODS.has(r.method) ? r.method : '_OTHER';
     const status = statusClass(r);
-    const key = `${protocol} ${method} ${status} ${route}`;
-    let s = p.series.get(key);
-    if (!s) {
-      const labels = { pid: p.pid, exe: p.exe, protocol, method, route, status_class: status };
-      p.series.set(key, (s = { labels, buckets: new Float64Array(DURATION_BUCKETS.length), count: 0, durationSum: 0, parked: new Map(), scheduled: false, running: 0, runnable: 0 }));
+    let s = p.last;
+    const l = s?.labels;
+    if (!s || l!.protocol !== protocol || l!.method !== method || l!.status_class !== status || l!.route !== route) {
+      const key = `${protocol} ${method} ${status} ${route}`;
+      s = p.series.get(key);
+      if (!s) {
+        const labels = { pid: p.pid, exe: p.exe, protocol, method, route, status_class: status };
+        p.series.set(key, (s = { labels, buckets: new Float64Array(DURATION_BUCKETS.length), count: 0, durationSum: 0, parked: new Map(), scheduled: false, running: 0, runnable: 0 }));
+      }
+      p.last = s;
     }
     const seconds = r.durationNs / 1e9;
     s.count++;

@@ -28,7 +28,7 @@ export interface RequestWaitsSummary {
   /** Sum of their lengths. */
   parkedNs: number;
   /** By wait reason number (the layout names it). */
-  parkedByReason: Map<number, number>;
+  parkedByReason: ReadonlyMap<number, number>;
   /** Parks dropped from this summary because the goroutine had more than maxParksPerGoroutine in keepNs. */
   truncated: boolean;
 }
@@ -62,53 +62,71 @@ export interface RequestWaitsOptions {
 }
 
 /**
- * One goroutine's recent timeline, as columns (a park or a scheduler record costs a few array pushes, no object):
- * its finished parks in order of start, and its scheduler records in time order, each trimmed in chunks.
+ * One goroutine's recent timeline: its finished parks in order of start, and its scheduler records in time order,
+ * each interleaved in one array of numbers (a park or a scheduler record costs a few stores into an unboxed array,
+ * no object) and trimmed in chunks in place, the array never shrunk (V8 gives a halved array's store back, and
+ * growing it again made a new one). Entries of goroutines that went quiet are reused (`spare`), arrays and all, so
+ * a process that starts a goroutine per request (net/http's background reader) allocates none per record.
  */
 interface GoroutineParks {
   /** The park in progress: its reason (NO_PARK: none) and start. */
   openReason: number;
   openFrom: number;
-  parkReason: number[];
-  parkFrom: number[];
-  parkTo: number[];
-  /** 1 when the park ended without a ready (resumedUnseen). */
-  parkUnseen: number[];
-  parkWaker: number[];
+  /** PARK_STRIDE numbers per park: reason, from, to, 1 when it ended without a ready (resumedUnseen), waker. */
+  parks: number[];
+  /** Parks held (the array may be longer). */
+  parkN: number;
   dropped: boolean;
   last: number;
-  /** Scheduler records, in time order: when (ts), what (SchedMark) and how long (run-queue or system call ns). */
-  schedAt: number[];
-  schedKind: SchedMark[];
-  schedNs: number[];
+  /** SCHED_STRIDE numbers per record: when (ts), what (SchedMark) and how long (run-queue or system call ns). */
+  sched: number[];
+  schedN: number;
   schedDropped: boolean;
 }
 
 const NO_PARK = -1;
-/** The columns of a goroutine with none yet (most live microseconds): its own are made at its first push. */
-const NONE: never[] = [];
+const PARK_STRIDE = 5;
+const P_REASON = 0;
+const P_FROM = 1;
+const P_TO = 2;
+const P_UNSEEN = 3;
+const P_WAKER = 4;
+const SCHED_STRIDE = 3;
+const S_AT = 0;
+const S_KIND = 1;
+const S_NS = 2;
+/** Entries kept for reuse; one whose arrays grew past SPARE_MAX_NUMBERS is let go (a keep-alive connection's). */
+const MAX_SPARE = 4096;
+const SPARE_MAX_NUMBERS = 256;
 
 /**
- * How many leading entries of a time-ordered column are older than keepNs at `now`, counted only once the oldest is
- * a quarter of keepNs past it: columns are trimmed in chunks (or at twice their bound), so that an append costs O(1)
- * on average.
+ * How many leading entries of a time-ordered column (the time at `offset` of each `stride` numbers) are older than
+ * keepNs at `now`, counted only once the oldest is a quarter of keepNs past it: columns are trimmed in chunks (or at
+ * twice their bound), so that an append costs O(1) on average.
  */
-function expired(times: number[], now: number, keepNs: number): number {
-  const n = times.length;
+function expired(a: number[], n: number, stride: number, offset: number, now: number, keepNs: number): number {
   let k = 0;
-  if (n > 0 && times[0] < now - keepNs * 1.25) {
-    while (k < n && times[k] < now - keepNs) k++;
+  if (n > 0 && a[offset] < now - keepNs * 1.25) {
+    while (k < n && a[k * stride + offset] < now - keepNs) k++;
   }
   return k;
 }
 
-/** Cuts the first n entries of each column. */
-function cut(n: number, ...columns: unknown[][]): void {
-  for (const c of columns) c.splice(0, n);
+/**
+ * Cuts the first k of n entries of stride numbers, in place: a loop of unboxed stores (splice makes an array of
+ * what it cuts, and copyWithin boxes each number). Returns the entries left.
+ */
+function cut(a: number[], n: number, k: number, stride: number): number {
+  const from = k * stride;
+  const end = n * stride;
+  for (let i = from; i < end; i++) a[i - from] = a[i];
+  return n - k;
 }
 
 export class RequestWaits {
   private readonly byGoid = new Map<number, GoroutineParks>();
+  /** Entries of forgotten goroutines, for reuse. */
+  private readonly spare: GoroutineParks[] = [];
   private readonly keepNs: number;
   private readonly maxParks: number;
   private readonly maxSched: number;
@@ -140,10 +158,18 @@ export class RequestWaits {
           return undefined;
         }
       }
-      g = {
-        openReason: NO_PARK, openFrom: 0, parkReason: NONE, parkFrom: NONE, parkTo: NONE, parkUnseen: NONE, parkWaker: NONE, dropped: false, last: ts,
-        schedAt: NONE, schedKind: NONE, schedNs: NONE, schedDropped: false,
-      };
+      g = this.spare.pop();
+      if (g) {
+        g.openReason = NO_PARK;
+        g.openFrom = 0;
+        g.parkN = 0;
+        g.dropped = false;
+        g.last = ts;
+        g.schedN = 0;
+        g.schedDropped = false;
+      } else {
+        g = { openReason: NO_PARK, openFrom: 0, parks: [], parkN: 0, dropped: false, last: ts, sched: [], schedN: 0, schedDropped: false };
+      }
       this.byGoid.set(goid, g);
     }
     return g;
@@ -155,25 +181,22 @@ export class RequestWaits {
     const from = g.openFrom;
     g.openReason = NO_PARK;
     if (to < from) return;
-    const n = g.parkTo.length;
-    let k = expired(g.parkTo, to, this.keepNs);
+    const p = g.parks;
+    let n = g.parkN;
+    let k = expired(p, n, PARK_STRIDE, P_TO, to, this.keepNs);
     if (n - k >= 2 * this.maxParks) {
       k = n - this.maxParks + 1;
       g.dropped = true;
     }
-    if (k > 0) cut(k, g.parkReason, g.parkFrom, g.parkTo, g.parkUnseen, g.parkWaker);
-    if (g.parkTo === NONE) {
-      g.parkReason = [];
-      g.parkFrom = [];
-      g.parkTo = [];
-      g.parkUnseen = [];
-      g.parkWaker = [];
-    }
-    g.parkReason.push(reason);
-    g.parkFrom.push(from);
-    g.parkTo.push(to);
-    g.parkUnseen.push(resumedUnseen ? 1 : 0);
-    g.parkWaker.push(waker);
+    if (k > 0) n = cut(p, n, k, PARK_STRIDE);
+    // In order, so a store past the end appends (the array stays packed).
+    const i = n * PARK_STRIDE;
+    p[i + P_REASON] = reason;
+    p[i + P_FROM] = from;
+    p[i + P_TO] = to;
+    p[i + P_UNSEEN] = resumedUnseen ? 1 : 0;
+    p[i + P_WAKER] = waker;
+    g.parkN = n + 1;
     g.last = to;
   }
 
@@ -235,21 +258,19 @@ export class RequestWaits {
   }
 
   private mark(g: GoroutineParks, ts: number, kind: SchedMark, ns: number): void {
-    const n = g.schedAt.length;
-    let k = expired(g.schedAt, ts, this.keepNs);
+    const a = g.sched;
+    let n = g.schedN;
+    let k = expired(a, n, SCHED_STRIDE, S_AT, ts, this.keepNs);
     if (n - k >= 2 * this.maxSched) {
       k = n - this.maxSched;
       g.schedDropped = true;
     }
-    if (k > 0) cut(k, g.schedAt, g.schedKind, g.schedNs);
-    if (g.schedAt === NONE) {
-      g.schedAt = [];
-      g.schedKind = [];
-      g.schedNs = [];
-    }
-    g.schedAt.push(ts);
-    g.schedKind.push(kind);
-    g.schedNs.push(ns);
+    if (k > 0) n = cut(a, n, k, SCHED_STRIDE);
+    const i = n * SCHED_STRIDE;
+    a[i + S_AT] = ts;
+    a[i + S_KIND] = kind;
+    a[i + S_NS] = ns;
+    g.schedN = n + 1;
     g.last = ts;
   }
 
@@ -262,20 +283,23 @@ export class RequestWaits {
     const out: RequestSchedSummary = { runnableNs: 0, syscallNs: 0, runs: 0, preemptions: 0, truncated: false };
     const g = this.byGoid.get(goid);
     if (!g) return out;
+    const a = g.sched;
+    const n = g.schedN;
+    const end = n * SCHED_STRIDE;
     // In time order: search for the first after the start (a keep-alive connection's goroutine holds many).
     let lo = 0;
-    let hi = g.schedAt.length;
+    let hi = n;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (g.schedAt[mid] <= startNs) lo = mid + 1;
+      if (a[mid * SCHED_STRIDE + S_AT] <= startNs) lo = mid + 1;
       else hi = mid;
     }
-    for (let i = lo; i < g.schedAt.length; i++) {
-      const at = g.schedAt[i];
+    for (let i = lo * SCHED_STRIDE; i < end; i += SCHED_STRIDE) {
+      const at = a[i + S_AT];
       if (at > endNs) break;
       // Never more than the request holds before it (a clock edge or a stamp from before the request).
-      const ns = Math.min(g.schedNs[i], at - startNs);
-      switch (g.schedKind[i]) {
+      const ns = Math.min(a[i + S_NS], at - startNs);
+      switch (a[i + S_KIND]) {
         case SchedMark.run:
           out.runs++;
           out.runnableNs += ns;
@@ -288,7 +312,7 @@ export class RequestWaits {
           break;
       }
     }
-    out.truncated = g.schedDropped && (g.schedAt[0] ?? Infinity) > startNs;
+    out.truncated = g.schedDropped && (n > 0 ? a[S_AT] : Infinity) > startNs;
     return out;
   }
 
@@ -299,38 +323,53 @@ export class RequestWaits {
   /** Forgets goroutines with nothing newer than keepNs before ts (all of them but those parked, when forced). */
   private sweep(ts: number, force: boolean): void {
     this.lastSweep = ts;
-    for (const [goid, g] of this.byGoid) {
+    // forEach, not for-of over entries: an entry array per goroutine was most of a sweep's cost.
+    this.byGoid.forEach((g, goid) => {
       const open = g.openReason !== NO_PARK;
-      if (open && !force) continue;
-      if (ts - g.last > this.keepNs || (force && !open && ts - g.last > this.keepNs / 8)) this.byGoid.delete(goid);
-    }
+      if (open && !force) return;
+      if (ts - g.last > this.keepNs || (force && !open && ts - g.last > this.keepNs / 8)) {
+        this.byGoid.delete(goid);
+        if (this.spare.length < MAX_SPARE && g.parks.length <= SPARE_MAX_NUMBERS && g.sched.length <= SPARE_MAX_NUMBERS) this.spare.push(g);
+      }
+    });
   }
 
   /** The parks of goroutine goid that began in [startNs, endNs), each cut at endNs. */
   inside(goid: number, startNs: number, endNs: number): RequestWaitsSummary {
-    const out: RequestWaitsSummary = { parks: [], parkedNs: 0, parkedByReason: new Map(), truncated: false };
+    const out: RequestWaitsSummary = { parks: [], parkedNs: 0, parkedByReason: NO_PARKS, truncated: false };
     const g = this.byGoid.get(goid);
     if (!g) return out;
-    const add = (reason: number, from: number, to: number, resumedUnseen: boolean, waker: number) => {
-      const cutTo = Math.min(to, endNs);
-      out.parks.push({ reason, from, to: cutTo, resumedUnseen: resumedUnseen || to > endNs, waker });
-      const d = cutTo - from;
-      out.parkedNs += d;
-      out.parkedByReason.set(reason, (out.parkedByReason.get(reason) ?? 0) + d);
-    };
+    const p = g.parks;
+    const n = g.parkN;
+    const end = n * PARK_STRIDE;
     // A goroutine's parks never overlap, so they are in order of start: search for the first inside (a
     // keep-alive connection's goroutine holds up to maxParks of them, and every request of it asks).
-    const from = g.parkFrom;
     let lo = 0;
-    let hi = from.length;
+    let hi = n;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (from[mid] < startNs) lo = mid + 1;
+      if (p[mid * PARK_STRIDE + P_FROM] < startNs) lo = mid + 1;
       else hi = mid;
     }
-    for (let i = lo; i < from.length && from[i] < endNs; i++) add(g.parkReason[i], from[i], g.parkTo[i], g.parkUnseen[i] === 1, g.parkWaker[i]);
-    if (g.openReason !== NO_PARK && g.openFrom >= startNs && g.openFrom < endNs) add(g.openReason, g.openFrom, endNs, true, 0);
-    out.truncated = g.dropped && (from[0] ?? Infinity) > startNs;
+    for (let i = lo * PARK_STRIDE; i < end && p[i + P_FROM] < endNs; i += PARK_STRIDE) {
+      add(out, endNs, p[i + P_REASON], p[i + P_FROM], p[i + P_TO], p[i + P_UNSEEN] === 1, p[i + P_WAKER]);
+    }
+    if (g.openReason !== NO_PARK && g.openFrom >= startNs && g.openFrom < endNs) add(out, endNs, g.openReason, g.openFrom, endNs, true, 0);
+    out.truncated = g.dropped && (n > 0 ? p[P_FROM] : Infinity) > startNs;
     return out;
   }
+}
+
+/** The parkedByReason of a summary with no park (most requests): shared, never written. */
+const NO_PARKS: ReadonlyMap<number, number> = new Map();
+
+/** Adds a park to a summary, cut at the request's end. */
+function add(out: RequestWaitsSummary, endNs: number, reason: number, from: number, to: number, resumedUnseen: boolean, waker: number): void {
+  const cutTo = Math.min(to, endNs);
+  out.parks.push({ reason, from, to: cutTo, resumedUnseen: resumedUnseen || to > endNs, waker });
+  const d = cutTo - from;
+  out.parkedNs += d;
+  if (out.parkedByReason === NO_PARKS) out.parkedByReason = new Map();
+  const m = out.parkedByReason as Map<number, number>;
+  m.set(reason, (m.get(reason) ?? 0) + d);
 }

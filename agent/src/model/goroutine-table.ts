@@ -198,6 +198,8 @@ export class GoroutineTable {
    * child's parent, a long park's waker), where a Map by goid cost a set and a delete per exit.
    */
   private exitedGoids: Float64Array;
+  /** And when each exited (monotonic ns): a scan looks only at the exits since it began. */
+  private exitedAts: Float64Array;
   /**
    * Exited goroutines that had children join their trace, kept longer than the ring (bounded, oldest out): a child
    * that becomes worth shipping later ships its parent with it, so the parent is present in the trace.
@@ -216,6 +218,7 @@ export class GoroutineTable {
     this.maxGoroutines = opts.maxGoroutines ?? 2_000_000;
     this.exitedRetention = opts.exitedRetention ?? 10_000;
     this.exitedGoids = new Float64Array(this.exitedRetention);
+    this.exitedAts = new Float64Array(this.exitedRetention);
     this.trace = { ...defaultTraceOptions, ...opts.trace };
     if (this.trace.unitRootAgeMs > this.trace.segmentMs) throw new Error('unitRootAgeMs must not exceed segmentMs: a joined child is created in its parent\'s first span');
     this.rootAgeNs = this.trace.unitRootAgeMs * 1e6;
@@ -411,10 +414,12 @@ export class GoroutineTable {
     gone.longParks = (this.longParks.size && this.longParks.get(s)) || [];
     if (this.exited.length < this.exitedRetention) {
       this.exitedGoids[this.exited.length] = goid;
+      this.exitedAts[this.exited.length] = ts;
       this.exited.push(gone);
     } else if (this.exitedRetention > 0) {
       this.exited[this.exitedHead] = gone;
       this.exitedGoids[this.exitedHead] = goid;
+      this.exitedAts[this.exitedHead] = ts;
       this.exitedHead = (this.exitedHead + 1) % this.exitedRetention;
     }
     if (this.joined[s] > 0) {
@@ -466,7 +471,7 @@ export class GoroutineTable {
     for (const g of gs) {
       let s = this.slotOf.get(g.goid);
       if (s === undefined) {
-        exitedIn ??= new Set(this.exitedGoids.subarray(0, this.exited.length));
+        exitedIn ??= this.exitedSince_(at);
         if (exitedIn.has(g.goid)) continue; // its exit is in: read in its last microseconds
         s = this.slot(g.goid);
         if (s < 0) continue;
@@ -493,14 +498,15 @@ export class GoroutineTable {
       }
     }
     if (complete) {
-      for (const s of [...this.slotOf.values()]) {
-        if (this.seenIn[s] === gen || this.stateAt[s] > at) continue;
+      // Over the Map itself (a Map's iteration survives the deletes of end()), not a copy of every slot per scan.
+      this.slotOf.forEach((s) => {
+        if (this.seenIn[s] === gen || this.stateAt[s] > at) return;
         const created = this.createdAt[s];
-        if (!Number.isNaN(created) && created > at) continue;
+        if (!Number.isNaN(created) && created > at) return;
         ended++;
         this.counters.endedByScan++;
         this.end(s, at);
-      }
+      });
     }
     return { found, ended };
   }
@@ -560,6 +566,28 @@ export class GoroutineTable {
       if (ids[i] === goid) return this.exited[i];
     }
     return this.exitedParents.get(goid);
+  }
+
+  /**
+   * The goids of the goroutines that exited at or after `at` (less a margin), newest first from the ring: a scan
+   * read from `at` on lists no goroutine that exited well before it, so the Set holds the exits of a few reader
+   * polls, not the whole ring (a Set of 10,000 goids made per scan was most of what a scan allocated under churn).
+   * The ring is in the order exits were applied, nearly their time order (an exit a scan found is stamped with that
+   * scan's start): the walk stops a second before `at`.
+   */
+  private exitedSince_(at: number): Set<number> {
+    const out = new Set<number>();
+    const n = this.exited.length;
+    const ats = this.exitedAts;
+    for (let k = 0, i = (this.exitedHead === 0 ? n : this.exitedHead) - 1; k < n; k++, i--) {
+      if (i < 0) i = n - 1;
+      const t = ats[i];
+      if (t < at - 1e9) break;
+      // Read alive by the scan, it exited after the read began (a probe's stamp may precede the runtime's own
+      // status change by a little).
+      if (t >= at - 10e6) out.add(this.exitedGoids[i]);
+    }
+    return out;
   }
 
   /** From now on, remember the goroutines this one starts: it accepts connections (an accept loop). */

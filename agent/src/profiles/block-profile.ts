@@ -72,8 +72,23 @@ export class BlockProfiler {
     const prev = this.open.get(goid);
     if (prev) this.close(prev, ts); // it ran in between (also out of a system call)
     this.parks++;
-    this.open.set(goid, { start: ts, reason: waitReasonString(this.target.layout, reason), state: 'waiting', weight: 1 / this.opts.parkSampling, source: 'event' });
+    // A park's wait reuses one that closed (parks come at the rate of records): an object per park was most of
+    // what this profile allocated.
+    const w = prev ?? this.spare.pop() ?? { start: 0, reason: '', state: 'waiting', weight: 1, source: 'event', stack: undefined, identity: undefined };
+    w.start = ts;
+    w.reason = waitReasonString(this.target.layout, reason);
+    w.state = 'waiting';
+    w.weight = 1 / this.opts.parkSampling;
+    w.source = 'event';
+    w.stack = undefined;
+    w.identity = undefined;
+    if (!prev) this.open.set(goid, w);
   }
+
+  /** Closed waits, for reuse by the next parks. */
+  private readonly spare: OpenWait[] = [];
+  /** The accumulators of waits no scan caught, by reason (the usual close: no key string made for it). */
+  private readonly uncaught = new Map<string, Acc>();
 
   /** Evidence the goroutine runs at ts (it was readied, or it acted: created, readied another, exited). */
   onRun(goid: number, ts: number): void {
@@ -81,6 +96,7 @@ export class BlockProfiler {
     if (!w || w.state === 'syscall') return;
     this.close(w, ts);
     this.open.delete(goid);
+    if (this.spare.length < 1024) this.spare.push(w);
   }
 
   /** A record of the goroutine tracer (bpf/goroutines.bpf.c): its parks, and the evidence that goroutines run again. */
@@ -137,7 +153,7 @@ export class BlockProfiler {
       // Waits found by a scan: those going on when the window opened, and system calls (no probe sees them).
       // A park that began later without its record was not sampled: its sampled peers stand for it.
       if (!this.first && state !== 'syscall') return;
-      w = { start: this.first ? this.opts.startNs : nowNs, reason, state, weight: 1, source: 'scan', identity };
+      w = { start: this.first ? this.opts.startNs : nowNs, reason, state, weight: 1, source: 'scan', stack: undefined, identity };
       this.open.set(g.goid, w);
     }
     if (!w.stack && stack && w.reason === reason) {
@@ -175,13 +191,23 @@ export class BlockProfiler {
     const from = Math.max(w.start, this.opts.startNs);
     end = Math.min(end, this.opts.endNs);
     if (end <= from) return;
-    const frames = w.stack?.frames ?? [UNCAUGHT_FRAME];
-    const labels = { state: w.state, 'wait reason': w.reason };
-    const key = `${w.stack?.key ?? 'uncaught'}\u0000${w.reason}\u0000${w.state}`;
-    let a = this.acc.get(key);
-    if (!a) this.acc.set(key, (a = { frames, labels, contentions: 0, delay: 0 }));
+    let a: Acc | undefined;
+    if (!w.stack && w.state === 'waiting') {
+      a = this.uncaught.get(w.reason);
+      if (!a) this.uncaught.set(w.reason, (a = this.accOf(w)));
+    } else {
+      a = this.accOf(w);
+    }
     if (w.source === 'event' || (w.source === 'scan' && w.start > this.opts.startNs)) a.contentions += w.weight;
     a.delay += (end - from) * w.weight;
+  }
+
+  /** The accumulator of a wait's stack, reason and state. */
+  private accOf(w: OpenWait): Acc {
+    const key = `${w.stack?.key ?? 'uncaught'}\u0000${w.reason}\u0000${w.state}`;
+    let a = this.acc.get(key);
+    if (!a) this.acc.set(key, (a = { frames: w.stack?.frames ?? [UNCAUGHT_FRAME], labels: { state: w.state, 'wait reason': w.reason }, contentions: 0, delay: 0 }));
+    return a;
   }
 
   /** Closes every open wait at the window's end (or endNs, when the window closes early) and returns the profile. */
