@@ -155,6 +155,43 @@ static __always_inline __u64 thread_m(__u64 pid_tgid, __u64 g, const struct runt
 	return m;
 }
 
+/* p.id of a P, cached per CPU: a process's P keeps its id for life (procresize re-inits a P kept in allp with
+ * its own index), so while a thread keeps its P the read is saved. check as thread_m's. */
+struct p_id_entry {
+	__u64 p;
+	__u32 pid;
+	__u32 id;
+	__u64 check;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct p_id_entry);
+} p_id_cache SEC(".maps");
+
+static __always_inline __u32 p_id_of(__u32 pid, __u64 p, const struct runtime_layout *l)
+{
+	__u32 zero = 0;
+	struct p_id_entry *c = bpf_map_lookup_elem(&p_id_cache, &zero);
+	if (c) {
+		__u32 id = *(volatile __u32 *)&c->id;
+		if (c->p == p && c->pid == pid && c->check == thread_m_check(pid, p, id))
+			return id;
+	}
+	__u32 id = 0;
+	if (bpf_probe_read_user(&id, sizeof(id), (const void *)(p + l->p_id)))
+		return 0;
+	if (c) {
+		c->p = p;
+		c->pid = pid;
+		c->id = id;
+		c->check = thread_m_check(pid, p, id);
+	}
+	return id;
+}
+
 /* Never wake the reader: it drains every pollMs on its own, and a wakeup costs more than the probe
  * (../shared/FACTS.md). The ring is sized for what arrives between two drains (4 MiB: 65k records,
  * 6.5M records/s at a 10 ms poll). */
@@ -360,7 +397,7 @@ static __always_inline void stamp_runnable(__u32 pid, __u32 window, __u64 goid, 
 }
 
 /* Common head of the runnable-stamp programs: the layout and window, or NULL to do nothing. */
-static __always_inline const struct runtime_layout *sched_begin(struct pt_regs *ctx, __u32 probe, __u32 *window)
+static __always_inline const struct runtime_layout *sched_begin(struct pt_regs *ctx, __u32 probe, __u32 *window, __u32 *pid)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	const struct runtime_layout *l = layout_of(cookie);
@@ -369,7 +406,8 @@ static __always_inline const struct runtime_layout *sched_begin(struct pt_regs *
 	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + probe);
 	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return NULL;
-	__u32 *w = sched_window(bpf_get_current_pid_tgid() >> 32);
+	*pid = bpf_get_current_pid_tgid() >> 32;
+	__u32 *w = sched_window(*pid);
 	if (!w)
 		return NULL;
 	*window = *w;
@@ -380,22 +418,22 @@ static __always_inline const struct runtime_layout *sched_begin(struct pt_regs *
 SEC("uprobe")
 int sched_ready(struct pt_regs *ctx)
 {
-	__u32 window;
-	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	__u32 window, pid;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
-	stamp_runnable(bpf_get_current_pid_tgid() >> 32, window, read_u64(ctx->ax + l->g_goid), RUNNABLE_READY, bpf_ktime_get_ns());
+	stamp_runnable(pid, window, read_u64(ctx->ax + l->g_goid), RUNNABLE_READY, bpf_ktime_get_ns());
 	return 0;
 }
 
 /* The CALL of runqput after newproc1 (RBX = the new g), or a RET of newproc1 (RAX). */
 static __always_inline int stamp_created(struct pt_regs *ctx, __u64 newg)
 {
-	__u32 window;
-	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	__u32 window, pid;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
-	stamp_runnable(bpf_get_current_pid_tgid() >> 32, window, read_u64(newg + l->g_goid), RUNNABLE_CREATED, bpf_ktime_get_ns());
+	stamp_runnable(pid, window, read_u64(newg + l->g_goid), RUNNABLE_CREATED, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -416,15 +454,15 @@ int sched_created_ret(struct pt_regs *ctx)
 SEC("uprobe")
 int sched_gosched(struct pt_regs *ctx)
 {
-	__u32 window;
-	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	__u32 window, pid;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 gp = ctx->ax;
 	__u8 cause = (__u8)ctx->bx ? RUNNABLE_PREEMPTED : RUNNABLE_YIELDED;
 	__u64 goid = read_u64(gp + l->g_goid);
-	stamp_runnable(bpf_get_current_pid_tgid() >> 32, window, goid, cause, now);
+	stamp_runnable(pid, window, goid, cause, now);
 	struct goroutine_event *e = reserve(PROBE_RUNNABLE);
 	if (!e)
 		return 0;
@@ -443,8 +481,8 @@ int sched_gosched(struct pt_regs *ctx)
 SEC("uprobe")
 int sched_preempt_park(struct pt_regs *ctx)
 {
-	__u32 window;
-	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	__u32 window, pid;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
 	struct goroutine_event *e = reserve(PROBE_RUNNABLE);
@@ -464,11 +502,11 @@ int sched_preempt_park(struct pt_regs *ctx)
 SEC("uprobe")
 int sched_syscall_queued(struct pt_regs *ctx)
 {
-	__u32 window;
-	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	__u32 window, pid;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
-	stamp_runnable(bpf_get_current_pid_tgid() >> 32, window, read_u64(ctx->ax + l->g_goid), RUNNABLE_SYSCALL, bpf_ktime_get_ns());
+	stamp_runnable(pid, window, read_u64(ctx->ax + l->g_goid), RUNNABLE_SYSCALL, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -479,11 +517,10 @@ enum { INJECT_MAX = 64 };
 SEC("uprobe")
 int sched_inject(struct pt_regs *ctx)
 {
-	__u32 window;
-	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window);
+	__u32 window, pid;
+	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 gp = read_u64(ctx->ax); /* gList.head */
 	for (int i = 0; i < INJECT_MAX && gp; i++) {
@@ -506,7 +543,8 @@ int sched_execute(struct pt_regs *ctx)
 	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
 	__u32 *w = sched_window(pid);
 	if (!w)
 		return 0;
@@ -524,7 +562,7 @@ int sched_execute(struct pt_regs *ctx)
 		}
 		bpf_map_delete_elem(&runnable_stamps, &key);
 	}
-	struct goroutine_event *e = reserve(PROBE_EXECUTE);
+	struct goroutine_event *e = reserve_for(PROBE_EXECUTE, pid_tgid);
 	if (!e)
 		return 0;
 	e->ts_ns = now;
@@ -534,11 +572,8 @@ int sched_execute(struct pt_regs *ctx)
 	e->g_addr = gp;
 	e->cause = cause;
 	e->duration_ns = since ? now - since : 0;
-	__u64 p = read_u64(read_u64(ctx->r14 + l->g_m) + l->m_p);
-	__u32 pid_of_p = 0;
-	if (p)
-		bpf_probe_read_user(&pid_of_p, sizeof(pid_of_p), (const void *)(p + l->p_id));
-	e->p_id = (__u16)pid_of_p;
+	__u64 p = read_u64(thread_m(pid_tgid, ctx->r14, l) + l->m_p);
+	e->p_id = p ? (__u16)p_id_of(pid, p, l) : 0;
 	submit(ctx, e, PROBE_EXECUTE);
 	return 0;
 }

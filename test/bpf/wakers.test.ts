@@ -3,6 +3,8 @@
 // program keeps each CPU's last thread and M (bpf/goroutines.bpf.c, thread_m); a stale one would name another
 // thread's goroutine. Oracle: test/fixtures/wakers, pairs of goroutines that wake only each other, every other
 // pair locked to a thread of its own, on four Ps; each goroutine reports its goid from its own stack trace.
+// The `sched_execute` program reads the P from the thread's M through the same cache, and keeps each CPU's last
+// P id: every run's P is one of the four, and the runs spread over more than one.
 import t from 'tap';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
@@ -21,10 +23,12 @@ t.test('the waker of each ready is the goroutine that readied it', async (t) => 
     await p.until(/^READY$/m);
     // Every ready's (readied, waker) pair, as the records tell it.
     const readies: Array<[number, number]> = [];
+    const runsOnP = new Map<number, number>();
     tracer.start((_proc, kind, v, at) => {
       if (kind === GoroutineEventKind.ready) readies.push([Number(ev.goid(v, at)), Number(ev.otherGoid(v, at))]);
+      else if (kind === GoroutineEventKind.run) runsOnP.set(ev.pId(v, at), (runsOnP.get(ev.pId(v, at)) ?? 0) + 1);
     });
-    tracer.attach(openTarget(p.pid), { probes: ['park', 'ready'] });
+    tracer.attach(openTarget(p.pid), { probes: ['park', 'ready', 'run'] });
     p.send(`pairs ${PAIRS} ${ROUNDS}`);
     const from = p.out.length;
     await p.until(/^PAIRS DONE$/m, 60_000);
@@ -49,5 +53,7 @@ t.test('the waker of each ready is the goroutine that readied it', async (t) => 
     // Each channel hand-off readies exactly one side: the one that waited.
     t.equal(byPartner, 2 * PAIRS * ROUNDS, `every hand-off's ready names the partner (${other} other readies of the pairs)`);
     t.same(wrong.slice(0, 5), [], 'no ready names another goroutine of the pairs');
+    const ps = [...runsOnP.keys()].sort();
+    t.ok(ps.length >= 2 && ps.every((id) => id < 4), `runs on the four Ps only, on more than one: ${JSON.stringify(Object.fromEntries(runsOnP))}`);
   });
 });
