@@ -8,19 +8,24 @@
  *     and no trace record is filled before the program runs (a classic tracepoint copies its fields first).
  *   - *_tp: classic tracepoints (tracepoint/...), for kernels without BTF. Attached by ids from tracefs.
  * The agent loads one set (agent/src/tcp/attach-plan.ts turns the other's autoload off).
- * Syscalls: connect(2)'s failures before its SYN and accept(2)'s owner need the syscall's exit. Either hook
- * puts every syscall of the node on the kernel's slow path; the classic per-syscall tracepoints
- * (syscalls:sys_{enter,exit}_*) cost each syscall less but need tracefs ids; without them, syscalls_exit_btf
- * hooks the raw sys_exit tracepoint and keeps connect/accept/accept4 by number (scripts/bench/tcp-attach.ts).
+ * Syscalls, only when asked for (--tcp-syscall-hooks): any syscall hook puts every syscall of every process on
+ * the node on the kernel's slow path (scripts/bench/tcp-attach.ts), so by default none is attached. With them,
+ * accept(2)'s owner in any process and connect(2)'s failures before its SYN come from the syscall's exit: the
+ * classic per-syscall tracepoints (syscalls:sys_{enter,exit}_*, tracefs ids) or syscalls_exit_btf on the raw
+ * sys_exit tracepoint, which keeps connect/accept/accept4 by number.
  *
  * Who owns a socket. State changes often run in softirq or a timer, where the current task is whoever
  * happened to be interrupted, so the owner is bound once, in process context, and kept per struct sock:
  *   - connect: the CLOSE->SYN_SENT change runs inside connect(2) (tcp_v4_connect/tcp_v6_connect) on the
  *     caller's thread: the current task and, for Go, the goroutine in its TLS, are the connecting ones.
- *   - accept: the child socket is created and established in softirq; accept(2)/accept4(2) return its fd
- *     in the acceptor's context, and the fd is resolved to the struct sock through
- *     task->files->fdt->fd[fd]->private_data (struct socket)->sk.
+ *   - accept: the child socket is created and established in softirq. In traced Go processes, go_accept, a
+ *     uprobe in net.(*netFD).accept after accept4(2) returned, on the accepting goroutine, resolves the new fd
+ *     to the struct sock through task->files->fdt->fd[fd]->private_data (struct socket)->sk, once per
+ *     connection. With the syscall hooks, accept(2)/accept4(2)'s exit does the same in any process.
  *   - listen: the ->LISTEN change runs inside listen(2).
+ *   - otherwise (a non-Go server without the syscall hooks): close(2) or shutdown(2) moves the socket to
+ *     FIN_WAIT1 or LAST_ACK in the closer's context, which becomes its owner (role unknown); an abortive close
+ *     (straight to CLOSE, which may run in softirq) leaves it without one.
  * The owner lives in an LRU hash (bounded) keyed by the struct sock address until the socket reaches
  * TCP_CLOSE, when its totals are read from struct tcp_sock with CO-RE and a CLOSE record carries them.
  *
@@ -136,16 +141,22 @@ static __always_inline __u64 current_goid(__u32 pid)
 	return goid;
 }
 
+/* The current task as an owner, with its goroutine (goid, read by the caller). */
+static __always_inline void current_owner(struct tcp_owner *o, __u8 role, __u64 now, __u64 goid)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	o->pid = pid_tgid >> 32;
+	o->tid = (__u32)pid_tgid;
+	o->goid = goid;
+	o->bound_ns = now;
+	o->role = role;
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
 static __always_inline void bind_current(__u64 skaddr, __u8 role, __u64 now)
 {
 	struct tcp_owner o = {};
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	o.pid = pid_tgid >> 32;
-	o.tid = (__u32)pid_tgid;
-	o.goid = current_goid(o.pid);
-	o.bound_ns = now;
-	o.role = role;
-	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	current_owner(&o, role, now, current_goid(bpf_get_current_pid_tgid() >> 32));
 	bpf_map_update_elem(&tcp_owners, &skaddr, &o, BPF_ANY);
 }
 
@@ -327,6 +338,14 @@ static __always_inline int on_set_state(void *ctx, const struct sock *sk, int ol
 			read_totals(e, sk, oldstate, typed);
 		e->error = (__u16)KREAD(typed, sk, sk_err);
 		bpf_map_delete_elem(&tcp_owners, &skaddr);
+	} else if ((oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1) ||
+		   (oldstate == TCP_CLOSE_WAIT && newstate == TCP_LAST_ACK)) {
+		/* close(2)/shutdown(2) (tcp_close_state): process context, the closer is current. A socket nobody
+		 * bound (accepted by a process the accept probe does not see, without the syscall hooks) takes
+		 * the closer as its owner, role unknown, so its close is reported with a pid; no record now. */
+		if (!bpf_map_lookup_elem(&tcp_owners, &skaddr))
+			bind_current(skaddr, TCP_ROLE_UNKNOWN, bpf_ktime_get_ns());
+		return 0;
 	} else {
 		return 0;
 	}
@@ -426,36 +445,51 @@ static __always_inline int on_connect_exit(void *ctx, __u64 fd, __u64 uaddr, lon
 	return 0;
 }
 
+/* An accepted TCP socket now belongs to the current task (and goroutine goid): bound, and reported. */
+static __always_inline int on_accepted(void *ctx, const struct sock *sk, __u8 state, __u64 goid)
+{
+	__u64 skaddr = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct tcp_owner o = {};
+	current_owner(&o, TCP_ROLE_SERVER, now, goid);
+	/* A connection reset while it waited in the queue is closed already: nothing to bind. */
+	if (state != TCP_CLOSE)
+		bpf_map_update_elem(&tcp_owners, &skaddr, &o, BPF_ANY);
+	struct tcp_event *e = reserve(TCP_EVENT_ACCEPT, skaddr, now);
+	if (!e)
+		return 0;
+	set_owner(e, &o);
+	read_addrs(e, sk, false);
+	e->old_state = e->new_state = state;
+	e->srtt_us = read_srtt_us(sk, false);
+	submit(ctx, e);
+	return 0;
+}
+
+/* Whether an accepted socket is TCP (unix sockets are accepted too, and left alone). */
+static __always_inline bool accepted_tcp(const struct sock *sk)
+{
+	if (!sk)
+		return false;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return false; /* unix sockets and the like */
+	if (!is_tcp(sk)) {
+		count(&tcp_stats, TCP_STAT_ACCEPT_UNRESOLVED);
+		return false;
+	}
+	return true;
+}
+
 /* accept(2)/accept4(2) returned ret: the fd's socket now belongs to the caller. */
 static __always_inline int on_accept_exit(void *ctx, long ret)
 {
 	if (ret < 0)
 		return 0;
 	struct sock *sk = sock_of_fd((__u64)ret);
-	if (!sk)
+	if (!accepted_tcp(sk))
 		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return 0; /* unix sockets and the like */
-	if (!is_tcp(sk)) {
-		count(&tcp_stats, TCP_STAT_ACCEPT_UNRESOLVED);
-		return 0;
-	}
-	__u64 skaddr = (__u64)sk;
-	__u64 now = bpf_ktime_get_ns();
-	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	/* A connection reset while it waited in the queue is closed already: nothing to bind. */
-	if (state != TCP_CLOSE)
-		bind_current(skaddr, TCP_ROLE_SERVER, now);
-	struct tcp_event *e = reserve(TCP_EVENT_ACCEPT, skaddr, now);
-	if (!e)
-		return 0;
-	set_current(e, TCP_ROLE_SERVER);
-	read_addrs(e, sk, false);
-	e->old_state = e->new_state = state;
-	e->srtt_us = read_srtt_us(sk, false);
-	submit(ctx, e);
-	return 0;
+	return on_accepted(ctx, sk, BPF_CORE_READ(sk, __sk_common.skc_state), current_goid((__u32)(bpf_get_current_pid_tgid() >> 32)));
 }
 
 /* Raw syscalls (no tracefs): every syscall's exit on the node comes here; all but three leave at once. The
@@ -509,6 +543,35 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int sys_exit_accept_tp(struct trace_event_raw_sys_exit *ctx)
 {
 	return on_accept_exit(ctx, ctx->ret);
+}
+
+/* ---------- accept's owner in Go processes, without syscall hooks ---------- */
+
+/* Where poll.FD keeps the descriptor: after its fdMutex (state uint64, rsema and wsema uint32), Go 1.19-1.27. */
+#define GO_POLL_FD_SYSFD 16
+
+/* net.(*netFD).accept, at its CALL of internal/poll.(*FD).Init (the agent sites it, agent/src/tcp/go-owner.ts;
+ * a CALL is emulated: one trap). accept4(2) has returned the new socket and Go registers it with its netpoller
+ * on the accepting goroutine: RAX = &netfd.pfd (the call's receiver, amd64's register ABI), R14 = g. Only
+ * traced Go processes have this probe; it runs once per accepted connection, and nowhere else (never for
+ * files, dials or listens). A socket bound already was bound by accept(2)'s exit (the syscall hooks). */
+SEC("uprobe")
+int go_accept(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct tcp_process_layout *l = bpf_map_lookup_elem(&tcp_process_layouts, &pid);
+	if (!l)
+		return 0;
+	struct sock *sk = sock_of_fd(read_u64(ctx->ax + GO_POLL_FD_SYSFD));
+	if (!accepted_tcp(sk))
+		return 0;
+	__u64 skaddr = (__u64)sk;
+	if (bpf_map_lookup_elem(&tcp_owners, &skaddr))
+		return 0;
+	__u64 goid = l->g_goid ? read_u64(ctx->r14 + l->g_goid) : 0;
+	if (!goid)
+		count(&tcp_stats, TCP_STAT_GOID_UNREAD);
+	return on_accepted(ctx, sk, BPF_CORE_READ(sk, __sk_common.skc_state), goid);
 }
 
 /* ---------- retransmits and resets ---------- */

@@ -31,6 +31,8 @@ function probeOptions(whose: string): Option[] {
     new Option('--full', 'keep every probe on (no overhead budget)'),
     new Option('--sample-parks <percent>', 'record parks and readies of this share of goroutines').argParser(parsePercent),
     new Option('--sample-retransmits <percent>', 'record this share of TCP retransmits in detail (counts stay exact)').argParser(parsePercent),
+    new Option('--tcp-syscall-hooks', 'hook connect/accept exits: accept owners of non-Go processes and connect(2) failures before a SYN, ' +
+      'at a cost to every syscall of every process on the node (Go processes have their accept owners without them)'),
   ];
 }
 
@@ -88,7 +90,7 @@ export function buildCli(): Command {
   snapshotCmd
     .option('--no-tcp', "leave the process's TCP connections out")
     .option('--leak-min-age <duration>', 'a live goroutine older than this counts towards its creation site (default: a fifth of the duration)', parseDuration)
-    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; leakMinAge?: number }) => {
+    .action(async (opts: { pid: number; duration: number; json?: boolean; system?: boolean; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcpSyscallHooks?: boolean; tcp: boolean; leakMinAge?: number }) => {
       const { runSnapshot } = await import('./snapshot/run.ts');
       await runSnapshot({ ...opts, parkSampling: opts.sampleParks, retransmitSampling: opts.sampleRetransmits, leakMinAgeMs: opts.leakMinAge });
     });
@@ -163,7 +165,7 @@ export function buildCli(): Command {
     .option('--trace-interval <duration>', "a live goroutine's or open connection's span ends this often, so long-lived ones are exported while alive", parseDuration, 60_000)
     .option('--park-span-min <duration>', 'parks at least this long are spans (with the goroutine that woke them)', parseDuration, 1000)
     .option('--trace-sample <percent>', 'share of short-lived units of work shipped as whole traces (goroutines living 1 s or more always are)', parsePercent, 0.01)
-    .action(async (o: { collector?: string; otlpEndpoint?: string; otlpMetricInterval: number; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcp: boolean; requests: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number; traceInterval: number; parkSpanMin: number; traceSample: number }) => {
+    .action(async (o: { collector?: string; otlpEndpoint?: string; otlpMetricInterval: number; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcpSyscallHooks?: boolean; tcp: boolean; requests: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number; traceInterval: number; parkSpanMin: number; traceSample: number }) => {
       if (!o.collector && !o.otlpEndpoint) throw new UserError('agent: give --collector, --otlp-endpoint, or both');
       const { startAgent } = await import('./agent/run.ts');
       const agent = await startAgent({
@@ -177,6 +179,7 @@ export function buildCli(): Command {
         parkSampling: o.sampleParks,
         retransmitSampling: o.sampleRetransmits,
         tcp: o.tcp,
+        tcpSyscallHooks: o.tcpSyscallHooks,
         requests: o.requests,
         spoolDir: o.spoolDir,
         maxSpoolBytes: o.maxSpoolBytes,

@@ -13,24 +13,30 @@ t.test('the preferred plan for each kind of node', async (t) => {
     const p = preferredPlan(choice, btf, access);
     return `${p.events}/${p.syscalls}`;
   };
-  // The classic per-syscall tracepoints cost less per syscall than a program on every syscall's exit
-  // (scripts/bench/tcp-attach.ts), so they are taken whenever their ids can be had.
-  t.equal(pick(true, mounted), 'btf/classic', 'BTF, tracefs mounted');
-  t.equal(pick(true, mountable), 'btf/classic', 'BTF, tracefs mountable (CAP_SYS_ADMIN)');
-  t.equal(pick(true, none), 'btf/raw', 'BTF, no tracefs and no right to mount it (no CAP_SYS_ADMIN, or mount denied): nothing needs tracefs');
-  t.equal(pick(false, mounted), 'classic/classic', 'no BTF: classic tracepoints');
-  t.equal(pick(false, none), 'classic/classic', 'no BTF and no tracefs: classic still (the tracer then says what it needs)');
-  t.equal(pick(true, mounted, { events: 'classic' }), 'classic/classic', 'forced classic');
+  // No syscall hook unless asked for: any of them slows every syscall of every process on the node.
+  t.equal(pick(true, mounted), 'btf/none', 'BTF: no syscall hook, whatever tracefs allows');
+  t.equal(pick(true, none), 'btf/none', 'BTF, no tracefs');
+  t.equal(pick(false, mounted), 'classic/none', 'no BTF: classic tracepoints, no syscall hook');
+  // Asked for (--tcp-syscall-hooks): the classic per-syscall tracepoints cost less per syscall than a program
+  // on every syscall's exit (scripts/bench/tcp-attach.ts), so they are taken whenever their ids can be had.
+  const hooks = { syscalls: 'auto' as const };
+  t.equal(pick(true, mounted, hooks), 'btf/classic', 'hooks, BTF, tracefs mounted');
+  t.equal(pick(true, mountable, hooks), 'btf/classic', 'hooks, BTF, tracefs mountable (CAP_SYS_ADMIN)');
+  t.equal(pick(true, none, hooks), 'btf/raw', 'hooks, BTF, no tracefs and no right to mount it (no CAP_SYS_ADMIN, or mount denied): nothing needs tracefs');
+  t.equal(pick(false, mounted, hooks), 'classic/classic', 'hooks, no BTF: classic tracepoints');
+  t.equal(pick(false, none, hooks), 'classic/classic', 'hooks, no BTF and no tracefs: classic still (the tracer then says what it needs)');
+  t.equal(pick(true, mounted, { events: 'classic', syscalls: 'auto' }), 'classic/classic', 'forced classic');
   t.equal(pick(true, mounted, { syscalls: 'raw' }), 'btf/raw', 'forced raw syscalls');
   t.throws(() => pick(true, mounted, { events: 'classic', syscalls: 'raw' }), /needs the BTF events path/, 'raw syscalls are BTF-typed');
 });
 
 t.test('a plan loads one program per event and one syscall path', async (t) => {
   for (const events of ['btf', 'classic'] as const) {
-    for (const syscalls of ['raw', 'classic'] as const) {
+    for (const syscalls of ['none', 'raw', 'classic'] as const) {
       if (events === 'classic' && syscalls === 'raw') continue;
       const p = planFor(events, syscalls);
-      t.equal(p.programs.length, EVENT_PROGRAMS.length + (syscalls === 'raw' ? 1 : CLASSIC_SYSCALL_PROGRAMS.length), `${events}/${syscalls}: program count`);
+      const syscallPrograms = { none: 0, raw: 1, classic: CLASSIC_SYSCALL_PROGRAMS.length }[syscalls];
+      t.equal(p.programs.length, EVENT_PROGRAMS.length + syscallPrograms, `${events}/${syscalls}: program count`);
       t.ok(p.programs.every((x) => ALL_PROGRAMS.includes(x)), 'every program is in the object');
       t.same([...p.tracepoints.keys()].sort(), p.programs.filter((x) => x.endsWith('_tp')).sort(), 'classic programs, and only they, are attached by tracepoint id');
     }
@@ -42,6 +48,9 @@ t.test('choices from the environment, and a clear error for a wrong one', async 
   t.teardown(() => {
     process.env = saved;
   });
+  delete process.env.GOROSCOPE_TCP_PROGRAMS;
+  delete process.env.GOROSCOPE_TCP_SYSCALLS;
+  t.same(resolveChoice(), { events: 'auto', syscalls: 'none' }, 'by default: no syscall hook');
   process.env.GOROSCOPE_TCP_PROGRAMS = 'classic';
   process.env.GOROSCOPE_TCP_SYSCALLS = 'raw';
   t.same(resolveChoice(), { events: 'classic', syscalls: 'raw' });

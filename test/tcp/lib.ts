@@ -136,6 +136,16 @@ export function startInNetns(ns: string, cmd: string, args: string[]): Child {
   return startChild('ip', ['netns', 'exec', ns, cmd, ...args], { what: `${args[0]} in ${ns}` });
 }
 
+/** Why python3 (a non-Go program for the tests) cannot run here, or undefined when it can. */
+export function python3Unavailable(): string | undefined {
+  try {
+    execFileSync('python3', ['--version'], { stdio: 'pipe' });
+    return undefined;
+  } catch (e) {
+    return `python3 is not available: ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Applies what the tracer's ring holds until `pick` finds what it waits for; throws after timeoutMs. */

@@ -8,7 +8,7 @@ import type { ConnectionRecord } from '../../collector/src/protocol/records.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import type { Connection } from '../../agent/src/tcp/connection-table.ts';
 import { startChild, type Child } from '../lib/child.ts';
-import { buildTcpnet, sleep, splitHostPort, ssInfo, waitFor } from './lib.ts';
+import { buildTcpnet, python3Unavailable, sleep, splitHostPort, ssInfo, waitFor } from './lib.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
 async function tcpUnavailable(): Promise<string | undefined> {
@@ -193,6 +193,7 @@ async function main(): Promise<void> {
       t.teardown(() => server.kill());
       const listen = await server.until(/^LISTEN .* addr=(\S+)$/m);
       const port = splitHostPort(listen[1]).port;
+      tr.attach(openTarget(server.pid)); // as the agent does every Go process: who accepts is learnt in it
       const client = startChild(tcpnet, ['client', '-connect', listen[1], '-send', '1000', '-recv', '2000', '-linger0']);
       t.teardown(() => client.kill());
       const conn = await client.until(/^CONNECT goid=\d+ local=(\S+)/m);
@@ -214,10 +215,9 @@ async function main(): Promise<void> {
       t.teardown(() => server.kill());
       const listen = await server.until(/^LISTEN .* addr=(\S+)$/m);
       const port = splitHostPort(listen[1]).port;
-      try {
-        execFileSync('python3', ['--version']);
-      } catch (e) {
-        t.test('python3 client', { skip: `python3 is not available: ${(e as Error).message.split('\n')[0]}` }, () => {});
+      const noPython = python3Unavailable();
+      if (noPython) {
+        t.test('python3 client', { skip: noPython }, () => {});
         return;
       }
       // Python minds indentation: the script starts at column 0.

@@ -1,6 +1,7 @@
 // TCP tracing on a node without tracefs, as a fresh node is: `goroscope snapshot` runs in a private mount
 // namespace where tracefs is unmounted (unshare -m: nothing changes on this machine), against real Go
-// programs that move known byte counts, and must report those connections exactly. Also the paths around it:
+// programs that move known byte counts, and must report those connections exactly (by default with no syscall
+// hook: the accepting goroutine from a uprobe in Go's accept). Also the paths around it, with syscall hooks asked for:
 // the raw sys_exit program (what the agent uses where it may not mount tracefs), the
 // classic tracepoints of a kernel without BTF (forced here, with tracefs mounted in the namespace), and, in a
 // process without CAP_SYS_ADMIN, the choice of path and the one line said when classic tracepoints cannot
@@ -108,11 +109,11 @@ async function exchange(t: Test, c: Case, side: 'client' | 'server'): Promise<Sn
 
 const skip = noBpf ?? noUnshare ?? false;
 
-t.test('tracefs unmounted: the BTF programs report every connection with exact bytes', { skip, timeout: 60_000 }, async (t) => {
-  const snap = await exchange(t, { tracefs: false }, 'client');
+t.test('tracefs unmounted: the BTF programs, no syscall hooks, report every connection with exact bytes and its accepting goroutine', { skip, timeout: 60_000 }, async (t) => {
+  const snap = await exchange(t, { tracefs: false }, 'server');
   const part = tcpPart(snap);
   t.equal(part?.up, true, 'TCP is up');
-  t.match(part?.detail, /^tp_btf events, /, `BTF-typed tracepoints (${part?.detail})`);
+  t.match(part?.detail, /^tp_btf events, no syscall hooks: accept owners from Go's accept \(no tracefs needed\)$/, `BTF-typed tracepoints, no syscall hook (${part?.detail})`);
 });
 
 t.test('tracefs unmounted, the raw sys_exit program (no tracefs at all): accept gets its owner', { skip, timeout: 60_000 }, async (t) => {
@@ -121,7 +122,7 @@ t.test('tracefs unmounted, the raw sys_exit program (no tracefs at all): accept 
 });
 
 t.test('classic tracepoints (a kernel without BTF), tracefs mounted in the namespace', { skip, timeout: 60_000 }, async (t) => {
-  const snap = await exchange(t, { tracefs: true, setup: 'mount -t tracefs tracefs /sys/kernel/tracing', env: { GOROSCOPE_TCP_PROGRAMS: 'classic' } }, 'server');
+  const snap = await exchange(t, { tracefs: true, setup: 'mount -t tracefs tracefs /sys/kernel/tracing', env: { GOROSCOPE_TCP_PROGRAMS: 'classic', GOROSCOPE_TCP_SYSCALLS: 'auto' } }, 'server');
   t.match(tcpPart(snap)?.detail, /^classic tracepoint events, classic syscall tracepoints for connect\/accept \(tracefs ids: mounted\)/, `classic (${tcpPart(snap)?.detail})`);
 });
 
@@ -136,6 +137,10 @@ const auto = new TcpTracer({ seed: false });
 auto.start();
 out.auto = describeAttachMode(auto.attachMode);
 await auto.close();
+const hooks = new TcpTracer({ seed: false, syscalls: 'auto' });
+hooks.start();
+out.hooks = describeAttachMode(hooks.attachMode);
+await hooks.close();
 try { new TcpTracer({ seed: false, programs: 'classic' }); out.classic = 'loaded'; } catch (e) { out.classic = e.message; }
 console.log(JSON.stringify(out));
 `;
@@ -145,9 +150,10 @@ t.test('no tracefs and no CAP_SYS_ADMIN: raw syscalls; classic tracepoints say i
   const argv = ['-m', 'sh', '-c', script, 'sh', 'env', '-u', 'NODE_OPTIONS', 'setpriv', '--inh-caps=-sys_admin', '--bounding-set=-sys_admin', process.execPath, '--import', 'tsx', '--input-type=module', '-e', probe];
   const r = await run('unshare', argv, { cwd: repoRoot, env: cleanEnv, timeoutMs: 40_000 });
   t.equal(r.code, 0, `the probe ran (stderr: ${r.stderr.slice(-1000)})`);
-  const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ids: string; auto: string; classic: string };
+  const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ids: string; auto: string; hooks: string; classic: string };
   t.match(out.ids, /^tracefs is not mounted and the agent lacks CAP_SYS_ADMIN to mount it: mount -t tracefs tracefs \/sys\/kernel\/tracing on the node, or give the agent CAP_SYS_ADMIN$/, 'tracepoint ids: what is missing and the fix');
-  t.equal(out.auto, 'tp_btf events, raw sys_exit for connect/accept (no tracefs needed)', 'the agent takes the path that needs no tracefs');
+  t.equal(out.auto, "tp_btf events, no syscall hooks: accept owners from Go's accept (no tracefs needed)", 'by default: no syscall hook');
+  t.equal(out.hooks, 'tp_btf events, raw sys_exit for connect/accept (no tracefs needed)', 'with --tcp-syscall-hooks, the path that needs no tracefs');
   t.notMatch(out.classic, /\n/, 'classic tracepoints: one line');
   t.match(out.classic, /^TCP tracing needs BTF \(\/sys\/kernel\/btf\/vmlinux\) or tracefs: .*mount -t tracefs tracefs \/sys\/kernel\/tracing/, 'classic tracepoints: what they need');
 });

@@ -57,6 +57,8 @@ export interface AgentOptions {
   metricsListen?: string;
   /** Trace TCP connections (default true). */
   tcp?: boolean;
+  /** Hook connect/accept exits (accept owners of non-Go processes, connect failures before a SYN): a cost to every syscall on the node. */
+  tcpSyscallHooks?: boolean;
   /** Trace HTTP and gRPC server requests (default true). */
   requests?: boolean;
   /** Leak detection: how often to sample, and what counts. */
@@ -170,7 +172,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const tracers = startTracers(opts, parts, profiles);
   const { tracer, runtime, requests, tcp } = tracers;
   const intervalMs = opts.intervalMs ?? 2000;
-  const governor = await startGovernor(tracer, opts, intervalMs, log, requests);
+  const governor = await startGovernor(tracer, opts, intervalMs, log, requests, tcp);
   shipper?.start();
 
   const segmentMs = opts.trace?.segmentMs ?? defaultTraceOptions.segmentMs;

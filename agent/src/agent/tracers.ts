@@ -31,13 +31,13 @@ export function startTracers(opts: AgentOptions, parts: Parts, profiles: AgentPr
   });
   const runtime = parts.start('runtime', () => new RuntimeEventsTracer());
   // TCP is node-wide: every process's connections, Go or not; Go processes also get their goroutines.
-  const tcp = startTcp(parts, opts.tcp !== false, { seedPids: opts.pids, retransmitSampling: opts.retransmitSampling });
+  const tcp = startTcp(parts, opts.tcp !== false, { seedPids: opts.pids, retransmitSampling: opts.retransmitSampling, syscalls: opts.tcpSyscallHooks ? 'auto' : undefined });
   if (tracer && opts.parkSampling !== undefined) tracer.setParkSampling(opts.parkSampling);
   return { tracer, runtime, requests, tcp };
 }
 
 /** Keeps each process's probe cost within the budget; in --full mode it only cuts time into windows for the records. */
-export async function startGovernor(tracer: GoroutineTracer | undefined, opts: AgentOptions, intervalMs: number, log: (m: string) => void, requests?: HttpTracer) {
+export async function startGovernor(tracer: GoroutineTracer | undefined, opts: AgentOptions, intervalMs: number, log: (m: string) => void, requests?: HttpTracer, tcp?: TcpTracer) {
   if (!tracer) return undefined;
   const calibration = opts.full ? undefined : await calibrateHitCost(tracer);
   if (calibration) log(`a probe hit costs ${Math.round(calibration.nsPerHit)} ns here (${calibration.source})`);
@@ -46,7 +46,7 @@ export async function startGovernor(tracer: GoroutineTracer | undefined, opts: A
     nsPerHit: calibration?.nsPerHit ?? 1,
     periodMs: opts.full ? intervalMs : 10_000,
     requests: requests && { hits: (pid) => requests.process(pid)?.hitEquivalents ?? 0, setProbes: (pid, on) => requests.setProbes(pid, on) },
-    // TCP tracing's syscall hooks are always on: their cost comes out of the budget first.
-    nsPerSyscall: opts.tcp !== false ? TCP_HOOK_NS_PER_SYSCALL : 0,
+    // TCP's syscall hooks (--tcp-syscall-hooks), when attached, are always on: their cost comes out of the budget first.
+    nsPerSyscall: tcp && tcp.attachMode.syscalls !== 'none' ? TCP_HOOK_NS_PER_SYSCALL : 0,
   });
 }

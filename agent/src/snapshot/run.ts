@@ -26,6 +26,8 @@ export interface SnapshotCommand {
   leakMinAgeMs?: number;
   /** Trace the process's TCP connections (default true). */
   tcp?: boolean;
+  /** Hook connect/accept exits (accept owners of non-Go processes, connect failures before a SYN): a cost to every syscall on the node. */
+  tcpSyscallHooks?: boolean;
 }
 
 /** The goroutine probes are what a snapshot is: without them it stops, in one line with the fix. */
@@ -45,7 +47,7 @@ export async function runSnapshot(cmd: SnapshotCommand): Promise<void> {
   parts.up('goroutines');
   // The runtime probes and TCP are extras: each that cannot start is said in one line and left out.
   const runtime = parts.start('runtime', () => new RuntimeEventsTracer());
-  const tcp = startTcp(parts, cmd.tcp !== false, { seedPids: [cmd.pid], retransmitSampling: cmd.retransmitSampling });
+  const tcp = startTcp(parts, cmd.tcp !== false, { seedPids: [cmd.pid], retransmitSampling: cmd.retransmitSampling, syscalls: cmd.tcpSyscallHooks ? 'auto' : undefined });
   const stop = () => {
     // Detach at once on Ctrl-C or SIGTERM; the kernel would also clean up if we were killed.
     void tracer.close().finally(() => process.exit(130));

@@ -1,13 +1,17 @@
 // Which of bpf/tcp.bpf.c's programs the agent loads and how each is attached. Every event has a BTF-typed
 // raw tracepoint program (*_btf: found through the kernel's BTF, no tracefs) and a classic tracepoint
-// program (*_tp: attached by an id that only tracefs publishes); both call the same body. The syscall
-// exits (connect failures before a SYN, accept's owner) come either from the raw sys_exit tracepoint (one
-// program for every syscall of the node, no tracefs) or from the classic per-syscall tracepoints.
+// program (*_tp: attached by an id that only tracefs publishes); both call the same body. Syscall hooks are
+// off by default: any of them puts every syscall of every process on the node on the kernel's slow path
+// (scripts/bench/tcp-attach.ts), and Go processes have their accept owners from a uprobe in their accept
+// instead (GO_OWNER_PROGRAM, attached per traced process). Asked for (--tcp-syscall-hooks), the syscall exits
+// (accept's owner in any process, connect failures before a SYN) come either from the raw sys_exit tracepoint
+// (one program for every syscall of the node, no tracefs) or from the classic per-syscall tracepoints.
 import { existsSync } from 'node:fs';
 import type { TracefsAccess } from '../bpf/tracefs.ts';
 
 export type EventPrograms = 'btf' | 'classic';
-export type SyscallPrograms = 'raw' | 'classic';
+/** 'none': no syscall hook (the default). */
+export type SyscallPrograms = 'none' | 'raw' | 'classic';
 
 /** Each traced event: its two programs, and the classic tracepoint. */
 export const EVENT_PROGRAMS = [
@@ -29,7 +33,10 @@ export const CLASSIC_SYSCALL_PROGRAMS = [
   { program: 'sys_exit_accept_tp', tracepoint: 'syscalls/sys_exit_accept' },
 ] as const;
 
-/** Every program in the object. */
+/** The uprobe in net.(*netFD).accept: accepted sockets' owners in traced Go processes, any plan (go-owner.ts). */
+export const GO_OWNER_PROGRAM = 'go_accept';
+
+/** Every tracepoint program in the object (the plans choose among them; GO_OWNER_PROGRAM is always loaded). */
 export const ALL_PROGRAMS: string[] = [
   ...EVENT_PROGRAMS.flatMap((e) => [e.btf, e.classic]),
   ...RAW_SYSCALL_PROGRAMS,
@@ -64,7 +71,7 @@ export function planFor(events: EventPrograms, syscalls: SyscallPrograms): Attac
     }
   }
   if (syscalls === 'raw') programs.push(...RAW_SYSCALL_PROGRAMS);
-  else {
+  else if (syscalls === 'classic') {
     for (const s of CLASSIC_SYSCALL_PROGRAMS) {
       programs.push(s.program);
       tracepoints.set(s.program, s.tracepoint);
@@ -74,25 +81,29 @@ export function planFor(events: EventPrograms, syscalls: SyscallPrograms): Attac
 }
 
 export interface PlanChoice {
-  /** 'auto' (default), or forced (GOROSCOPE_TCP_PROGRAMS / GOROSCOPE_TCP_SYSCALLS, or the tracer's options). */
+  /** 'auto' (default), or forced (GOROSCOPE_TCP_PROGRAMS, or the tracer's options). */
   events?: EventPrograms | 'auto';
+  /**
+   * Syscall hooks: 'none' (the default), 'auto' (the best path this node allows: --tcp-syscall-hooks), or a
+   * path forced (GOROSCOPE_TCP_SYSCALLS, or the tracer's options).
+   */
   syscalls?: SyscallPrograms | 'auto';
 }
 
 /** The options, then the environment; a clear error for a value that is neither. */
 export function resolveChoice(asked: PlanChoice = {}): { events: EventPrograms | 'auto'; syscalls: SyscallPrograms | 'auto' } {
   const events = asked.events ?? (process.env.GOROSCOPE_TCP_PROGRAMS as EventPrograms | 'auto' | undefined) ?? 'auto';
-  const syscalls = asked.syscalls ?? (process.env.GOROSCOPE_TCP_SYSCALLS as SyscallPrograms | 'auto' | undefined) ?? 'auto';
+  const syscalls = asked.syscalls ?? (process.env.GOROSCOPE_TCP_SYSCALLS as SyscallPrograms | 'auto' | undefined) ?? 'none';
   if (!['auto', 'btf', 'classic'].includes(events)) throw new Error(`unknown TCP programs "${events}" (GOROSCOPE_TCP_PROGRAMS): use auto, btf or classic`);
-  if (!['auto', 'raw', 'classic'].includes(syscalls)) throw new Error(`unknown TCP syscall programs "${syscalls}" (GOROSCOPE_TCP_SYSCALLS): use auto, raw or classic`);
+  if (!['none', 'auto', 'raw', 'classic'].includes(syscalls)) throw new Error(`unknown TCP syscall programs "${syscalls}" (GOROSCOPE_TCP_SYSCALLS): use none, auto, raw or classic`);
   return { events, syscalls };
 }
 
 /**
- * The preferred plan for this node: BTF programs when the kernel has BTF; for the syscalls, the classic
- * per-syscall tracepoints when their ids can be had (tracefs mounted, or mountable privately), the raw
- * sys_exit program otherwise. The order of preference comes from scripts/bench/tcp-attach.ts: see
- * docs/architecture.md.
+ * The preferred plan for this node: BTF programs when the kernel has BTF; no syscall hook unless asked for.
+ * Asked for ('auto'), the classic per-syscall tracepoints when their ids can be had (tracefs mounted, or
+ * mountable privately), the raw sys_exit program otherwise. The order of preference comes from
+ * scripts/bench/tcp-attach.ts: see docs/architecture.md.
  */
 export function preferredPlan(choice: PlanChoice, btf: boolean, tracefs: TracefsAccess): AttachPlan {
   const c = resolveChoice(choice);

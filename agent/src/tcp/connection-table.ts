@@ -163,6 +163,12 @@ export class ConnectionTable {
     return out;
   }
 
+  /** Whether the process has a listener on this port (a scan: listeners are few, and this is a rare path). */
+  private listensOn(pid: number, port: number): boolean {
+    for (const l of this.listeners.values()) if (l.pid === pid && l.localPort === port) return true;
+    return false;
+  }
+
   listenersOf(pid?: number): Connection[] {
     return [...this.listeners.values()].filter((c) => pid === undefined || c.pid === pid);
   }
@@ -311,6 +317,13 @@ export class ConnectionTable {
             return;
           }
           c = this.fromRecord(v, at, roleNames[tcpEv.role(v, at)] ?? 'unknown');
+          // Bound only at its close (a server the accept probe does not see, without syscall hooks): when
+          // it opened is not known, and it is a server when its process listens on its local port.
+          if (c.role === 'unknown') {
+            c.openedNs = null;
+            this.updateAddresses(c, v, at);
+            if (this.listensOn(c.pid, c.localPort)) c.role = 'server';
+          }
         }
         this.updateAddresses(c, v, at);
         c.state = 'closed';

@@ -1,8 +1,9 @@
 // TCP connections of every process on the node, from bpf/tcp.bpf.c: one BPF object, one ring buffer, a
 // connection table keyed by struct sock, per-peer aggregates over a sliding window, and the connections that
 // existed before the agent started, seeded from the kernel's socket table. Which of the object's programs are
-// loaded (BTF-typed or classic tracepoints; raw or per-syscall syscall hooks) is decided in attach-plan.ts
-// and reported by attachMode.
+// loaded (BTF-typed or classic tracepoints; no syscall hook, or raw or per-syscall ones) is decided in
+// attach-plan.ts and reported by attachMode. Each traced Go process also gets one uprobe (go-owner.ts) that
+// tells who accepted each of its connections.
 import type { ConnectionRecord } from '../../../collector/src/protocol/records.ts';
 import { percpuCounters, u32Key } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport, type EventsSource } from '../bpf/events-source.ts';
@@ -15,6 +16,7 @@ import type { Target } from '../tracer/target.ts';
 import { Tracer, type ProcessTracer } from '../tracer/tracer.ts';
 import {
   ALL_PROGRAMS,
+  GO_OWNER_PROGRAM,
   hasKernelBtf,
   planFor,
   preferredPlan,
@@ -25,6 +27,7 @@ import {
   type SyscallPrograms,
 } from './attach-plan.ts';
 import { ConnectionTable, tupleKey, type Connection } from './connection-table.ts';
+import { acceptSite } from './go-owner.ts';
 import { findTlsGOffset } from './go-tls.ts';
 import { PeerStats, type PeerAggregate } from './peer-stats.ts';
 import { seedSockets } from './seed.ts';
@@ -56,7 +59,11 @@ export interface TcpTracerOptions {
    * takes BTF where the kernel has it (/sys/kernel/btf/vmlinux). Also GOROSCOPE_TCP_PROGRAMS.
    */
   programs?: EventPrograms | 'auto';
-  /** connect/accept exits: the raw sys_exit tracepoint or the classic per-syscall ones. Also GOROSCOPE_TCP_SYSCALLS. */
+  /**
+   * Syscall hooks on connect/accept exits: none (the default: accept owners of Go processes come from a uprobe
+   * in their accept), auto (--tcp-syscall-hooks: the best this node allows), or the raw sys_exit tracepoint or the
+   * classic per-syscall ones. Also GOROSCOPE_TCP_SYSCALLS.
+   */
   syscalls?: SyscallPrograms | 'auto';
 }
 
@@ -64,7 +71,7 @@ export interface TcpTracerOptions {
 export interface TcpAttachMode {
   /** sock/tcp/sched events: BTF-typed raw tracepoints (tp_btf), or classic tracepoints */
   events: EventPrograms;
-  /** connect/accept exits: the raw sys_exit tracepoint, or syscalls:sys_{enter,exit}_* */
+  /** connect/accept exits: none (no syscall hook), the raw sys_exit tracepoint, or syscalls:sys_{enter,exit}_* */
   syscalls: SyscallPrograms;
   /** Where the classic tracepoints' ids came from: a mounted tracefs, or one mounted in a private namespace. */
   tracefs: 'mounted' | 'private-mount' | 'not needed';
@@ -77,7 +84,10 @@ export interface TcpAttachMode {
 /** One line, e.g. "tp_btf events, classic syscall tracepoints (tracefs ids: private-mount)". */
 export function describeAttachMode(m: TcpAttachMode): string {
   const events = m.events === 'btf' ? 'tp_btf events' : 'classic tracepoint events';
-  const syscalls = m.syscalls === 'raw' ? 'raw sys_exit for connect/accept' : 'classic syscall tracepoints for connect/accept';
+  const syscalls =
+    m.syscalls === 'none' ? 'no syscall hooks: accept owners from Go\'s accept'
+    : m.syscalls === 'raw' ? 'raw sys_exit for connect/accept'
+    : 'classic syscall tracepoints for connect/accept';
   const ids = m.tracefs === 'not needed' ? 'no tracefs needed' : `tracefs ids: ${m.tracefs}`;
   return `${events}, ${syscalls} (${ids})${m.notes.length ? `; ${m.notes.join('; ')}` : ''}`;
 }
@@ -101,6 +111,9 @@ export function tcpLayoutOf(bin: GoBinary): GoProcessLayout {
 /** A Go process whose connections carry goroutine ids. */
 export interface TcpProcess extends Target {
   goLayout: GoProcessLayout;
+  /** The uprobe that learns who accepted each connection (go-owner.ts); none when `ownerSkipped` says why. */
+  links: number[];
+  ownerSkipped: string | null;
 }
 
 /** retransmit_keep for a sampling share: records are kept when a random u32 is below it (all at 1). */
@@ -168,7 +181,7 @@ tracepointIdsOut: Map<string, number>,
     // the classic programs do the same, given tracefs.
     if (plan.events !== 'btf' || choice.events !== 'auto') throw e;
     const why = (e as Error).message.split('\n')[0];
-    const classic = planFor('classic', 'classic');
+    const classic = planFor('classic', plan.syscalls === 'none' ? 'none' : 'classic');
     try {
       resolveIds(classic);
     } catch (e2) {
@@ -238,22 +251,37 @@ export class TcpTracer extends Tracer<TcpProcess> implements ProcessTracer<TcpPr
 
   /**
    * Every connection is traced, Go or not; a Go process attached here also gets the goroutine that opened or
-   * accepted each of its connections (the BPF side learns where it keeps its goroutine).
+   * accepted each of its connections (the BPF side learns where it keeps its goroutine), and a uprobe in its
+   * accept that binds each accepted socket to the accepting goroutine (go-owner.ts).
    */
   attach(target: Target): TcpProcess {
+    const pid = target.info.pid;
+    if (this.procs.has(pid)) void this.detach(pid); // attached again (a pid reused before its detach): start over
     const goLayout = tcpLayoutOf(target.binary);
-    this.bpf.updateElem('tcp_process_layouts', u32Key(target.info.pid), encodeTcpProcessLayout(goLayout.tlsGOffset, goLayout.goidOffset));
-    const proc: TcpProcess = { ...target, goLayout };
-    this.procs.set(target.info.pid, proc);
+    this.bpf.updateElem('tcp_process_layouts', u32Key(pid), encodeTcpProcessLayout(goLayout.tlsGOffset, goLayout.goidOffset));
+    const site = target.binary.analysis('tcp-accept-site', () => acceptSite(target.binary));
+    const proc: TcpProcess = { ...target, goLayout, links: [], ownerSkipped: typeof site === 'string' ? site : null };
+    this.procs.set(pid, proc);
+    if (typeof site !== 'string') {
+      try {
+        proc.links.push(this.bpf.attachUprobe(GO_OWNER_PROGRAM, target.info.exeLink, site.fileOffset, pid, 0n));
+      } catch (e) {
+        void this.detach(pid);
+        throw e;
+      }
+    }
     return proc;
   }
 
   detach(pid: number): Promise<void> {
-    if (this.procs.delete(pid) && !this.closed) {
+    const proc = this.procs.get(pid);
+    if (!proc) return Promise.resolve();
+    this.procs.delete(pid);
+    if (!this.closed) {
       // Usually gone already (sched_process_exit deletes it); writing zeros instead would bring it back.
       this.bpf.deleteElem('tcp_process_layouts', u32Key(pid));
     }
-    return Promise.resolve();
+    return this.detacher.detach(proc.links.splice(0));
   }
 
   /** The sockets that exist now, from ss (netlink): connections marked preexisting, listeners apart. */
