@@ -1,10 +1,11 @@
 // What tracing costs a Go net/http server, side by side in one run. The server runs with GOMAXPROCS=1 pinned to
 // one CPU; the load generators, the agent (the real `goroscope agent`, bundled, shipping to a real collector)
 // and the collector share the other. Per configuration and handler, on a fresh server each time:
-//   - the server's own CPU per request (utime + stime from /proc) at a constant rate below saturation, from
-//     vegeta (built from the Go module proxy at a pinned version): the probes' cost lands there, whatever the
-//     other CPU is doing;
-//   - its requests/s at saturation (wrk -t1 -c32), where the probes' cost becomes lost throughput;
+//   - the server's own CPU per request (its threads' run time in ns, /proc/PID/task/N/schedstat: utime + stime
+//     come in 10 ms ticks) at a constant rate below saturation, from vegeta (built from the Go module proxy at a
+//     pinned version): the probes' cost lands there, whatever the other CPU is doing;
+//   - its requests/s at saturation (wrk -t1 -c32), where the probes' cost becomes lost throughput, and its CPU
+//     per request there, measured after a saturated warm-up (the governor re-measures at the new load);
 //   - the agent's CPU apart: % of a core, and per record it read.
 // Configurations: no tracing; goroscope's default (overhead budget 2%); goroscope --full; the request probes alone
 // (HttpTracer in the bench's process: ServeHTTP's entry and the entry of what net/http calls after it, beside
@@ -13,8 +14,10 @@
 // bench's server); default mode without the request probes, and without TCP tracing (always on, outside the budget).
 // --http-configs requests,requests_ret runs only those (and none).
 // Handlers: the empty hello world, and one doing ~200 us of CPU work per request (the realistic case).
-// Rounds interleave the configurations (forward, then backward order); figures are medians, and ratios to no
-// tracing are paired per round.
+// Rounds interleave the configurations (forward, then backward order, so each run of a configuration is next to
+// a run of no tracing); figures are medians, and ratios to no tracing are paired per round: the machine's load
+// moves both sides of a pair alike. Phases span several of the governor's periods (2 s), so the duty cycle is
+// averaged, not caught on or off.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -22,7 +25,7 @@ import { freePort } from '../../test/lib/receivers.ts';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
-import { processCpuNs } from '../../agent/src/overhead/governor.ts';
+import { processRunNs } from '../../agent/src/overhead/governor.ts';
 import { startCollector, stopCollector, TOKEN, type RunningCollector } from './collector.ts';
 import { run } from '../../test/lib/child.ts';
 import { buildFixture, figure, startProcess, median, repoRoot, round, runCommand, sleep, type BenchContext, type Child, type Figure } from './lib.ts';
@@ -107,9 +110,9 @@ export function buildVegeta(): string {
   return out;
 }
 
-/** CPU ns (utime + stime) of a process so far, as the governor reads it (the machine's clock ticks); NaN once it is gone. */
+/** CPU ns a process has run so far (its threads' schedstat, as the governor reads it); NaN once it is gone. */
 export function cpuNs(pid: number): number {
-  return processCpuNs(pid) ?? NaN;
+  return processRunNs(pid) ?? NaN;
 }
 
 /** A counter or gauge from the agent's /metrics (summed over its label sets). */
@@ -143,11 +146,17 @@ async function vegeta(bin: string, port: number, rate: number, seconds: number):
   }
 }
 
-/** `configs`/`handlers`: only these (by name; --http-configs, --http-handlers); 'none' is always run, as the base. */
-export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[]; handlers?: string[] } = {}): Promise<Figure[]> {
+/** Runs of one round trip through the configurations and handlers: rounds are as many as fit about this many runs. */
+const RUNS_PER_BENCH = 24;
+
+/**
+ * `configs`/`handlers`: only these (by name; --http-configs, --http-handlers); 'none' is always run, as the base.
+ * `rounds`, `seconds` (--http-rounds, --http-seconds): rounds of the interleaved configurations (by default as
+ * many as fit ~24 runs, 3 to 8) and the length of each measured phase.
+ */
+export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[]; handlers?: string[]; rounds?: number; seconds?: number } = {}): Promise<Figure[]> {
   const bench = 'http';
-  const seconds = ctx.quick ? 2 : 6;
-  const reps = ctx.quick ? 1 : 3;
+  const seconds = only.seconds ?? (ctx.quick ? 2 : 6);
   if (cpus().length < 2) throw new Error('needs 2 CPUs: the server on one, load and agent on the other');
   const binary = buildFixture('httpserver', ctx.goVersion);
   const vegetaBin = buildVegeta();
@@ -161,6 +170,11 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
   const results = new Map<string, RunResult[]>();
   // --quick: the hello handler only (the smoke test's time).
   const handlers = HANDLERS().filter((h) => (only.handlers ? only.handlers.includes(h.name) : !ctx.quick || h.workUs === 0));
+  // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
+  const configs = only.configs
+    ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
+    : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
+  const reps = only.rounds ?? (ctx.quick ? 1 : Math.max(3, Math.min(8, Math.floor(RUNS_PER_BENCH / (configs.length * handlers.length)))));
   const key = (h: Handler, c: Config) => `${h.name}.${c.name}`;
   let flightSupported = true;
   const failures: string[] = [];
@@ -211,6 +225,8 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       });
       const a0 = await sample();
       const constant = await vegeta(vegetaBin, port, h.rate, seconds);
+      // Saturated warm-up: the governor measures the new load and sets its duty cycle before the measured phase.
+      await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, '-d2s', `http://127.0.0.1:${port}/`], 60_000);
       const a1 = await sample();
       const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], (seconds + 60) * 1000)).stdout;
       const a2 = await sample();
@@ -261,10 +277,6 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
     }
     for (let rep = 0; rep < reps; rep++) {
       for (const h of handlers) {
-        // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
-        const configs = only.configs
-          ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
-          : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
         const order = rep % 2 === 0 ? configs : [...configs].reverse();
         for (const c of order) {
           if (c.flight && !flightSupported) continue;
@@ -304,15 +316,15 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       `${base}; ${h.workUs ? `-work-us ${h.workUs}; ` : ''}` +
       (c.agent ? `${Object.entries(c.agentEnv ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node bin/goroscope.js agent --pid PID --collector ws://... ${c.agent.join(' ')}; ` : '') +
       (c.requests ? `HttpTracer.attach(pid${c.requests === 'ret' ? ", { end: 'ret' }" : ''}) in the bench process; ` : '') + (c.trace ? '-trace FILE; ' : '') + (c.flight ? 'BENCH_FLIGHT_RECORDER=1; ' : '') +
-      (phase === 'constant' ? `${VEGETA} attack -rate=${h.rate}/s -duration=${seconds}s` : `wrk -t1 -c32 -d${seconds}s`) +
-      ` after a 2 s warm-up at ${h.rate}/s; ${reps} interleaved rounds, median`;
+      (phase === 'constant' ? `${VEGETA} attack -rate=${h.rate}/s -duration=${seconds}s after a 2 s warm-up at ${h.rate}/s` : `wrk -t1 -c32 -d${seconds}s after a 2 s warm-up at saturation`) +
+      `; server CPU = its threads' schedstat run time (ns); ${reps} interleaved rounds, median (ratios paired per round)`;
     for (const c of CONFIGS) {
       const rs = results.get(key(h, c));
       if (!rs?.length) continue;
       const id = (what: string) => `${bench}.${h.name}.${what}.${c.name}`;
       const cpu = rs.map((x) => x.cpuUsPerReq);
       out.push(figure({
-        id: id('server_cpu_us_per_req'), bench, label: `server CPU per request at ${h.rate}/s (utime+stime), ${h.label}, ${c.label}`,
+        id: id('server_cpu_us_per_req'), bench, label: `server CPU per request at ${h.rate}/s (schedstat run time), ${h.label}, ${c.label}`,
         value: round(median(cpu), 2), unit: 'us CPU/req', command: cmdOf(c, 'constant'), samples: cpu.map((x) => round(x, 2)),
         note: `vegeta: success ${round(median(rs.map((x) => x.constantOk * 100)))}%, p99 ${round(median(rs.map((x) => x.constantP99Ms)), 2)} ms`,
       }));

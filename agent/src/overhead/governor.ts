@@ -7,7 +7,7 @@
 // durations, wakers, blocked time, short-lived goroutines) are samples over known windows, never silent gaps.
 // Counts and states are not sampled: they come from the runtime's own memory (inventory/scanner.ts: allgs and the
 // goroutine-id generator), which costs the process nothing, so each window's creations and exits are whole.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import type { WindowRecord } from '../../../collector/src/protocol/records.ts';
 import type { GoroutineTracer, TracedProcess } from '../tracer/goroutine-tracer.ts';
@@ -96,7 +96,32 @@ export function processSyscalls(pid: number): number | undefined {
   }
 }
 
-/** CPU time the process has used (user + system), in ns; undefined once it is gone. */
+/**
+ * CPU time the process has run so far, in ns: the sum of its threads' run time as the scheduler keeps it
+ * (/proc/PID/task/N/schedstat, ns). utime + stime (processCpuNs) come in clock ticks (10 ms), too coarse to tell
+ * a probe's cost in a short window. Threads that have exited drop out of the sum (a Go process's threads rarely
+ * exit; a caller takes a negative difference as unknown). Undefined once the process is gone.
+ */
+export function processRunNs(pid: number): number | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  let ns = 0;
+  for (const tid of tids) {
+    try {
+      const s = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8');
+      ns += Number(s.slice(0, s.indexOf(' ')));
+    } catch {
+      /* the thread exited since the listing */
+    }
+  }
+  return ns;
+}
+
+/** CPU time the process has used (user + system), in ns, counted in clock ticks; undefined once it is gone. */
 export function processCpuNs(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
