@@ -187,14 +187,17 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
    * Attaches or detaches one class of probe (the overhead budget duty-cycles park and ready). Resolves when a
    * detach is complete in the kernel (attaching is at once).
    */
-  setProbes(pid: number, probe: GoroutineProbeName, on: boolean): Promise<void> {
+  setProbes(pid: number, probe: GoroutineProbeName | readonly GoroutineProbeName[], on: boolean): Promise<void> {
     const proc = this.procs.get(pid);
     if (!proc) return Promise.resolve();
+    // Several classes let go of in one detach: each detach is a job on libuv's four threads, and each job waits a
+    // grace period, so the classes of separate calls queued behind each other kept hitting ~100 ms longer.
+    const probes: readonly GoroutineProbeName[] = typeof probe === 'string' ? [probe] : probe;
     const off: number[] = [];
     let attached = false;
     for (const s of proc.sites) {
       // Go < 1.21: the creator probe at newproc1's entry only serves the creation records.
-      if (s.probe !== probe && !(probe === 'create' && s.probe === 'creator')) continue;
+      if (!probes.includes(s.probe) && !(s.probe === 'creator' && probes.includes('create'))) continue;
       const link = proc.links.get(s);
       if (on && link === undefined) {
         this.attachSite(proc, s);
@@ -207,7 +210,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     }
     // The scheduler's stamps are good only within the window they were set in: a new one each time its probes
     // come on (after execute is attached), so no stamp set while execute was off is ever taken.
-    if (attached && (probe === 'run' || probe === 'syscall')) this.newSchedWindow(pid);
+    if (attached && (probes.includes('run') || probes.includes('syscall'))) this.newSchedWindow(pid);
     return this.detacher.detach(off);
   }
 
