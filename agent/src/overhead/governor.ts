@@ -2,9 +2,11 @@
 //
 // Every goroutine probe (creation, exit, park, ready) costs a trap per hit, and a server that starts a goroutine
 // per request hits creation and exit as often as park and ready. So all of them share one budget and one duty
-// cycle: on for a window, off for the rest of a period, whenever hits/s x cost per hit would exceed budget x the
-// process's CPU. Every window is recorded with the probes it had, so figures derived from events (park
-// durations, wakers, blocked time, short-lived goroutines) are samples over known windows, never silent gaps.
+// cycle: on for a window, off for the rest of a cycle, whenever their cost would exceed budget x the process's
+// CPU. That cost is measured in the process itself, on-windows beside off-windows (HitCost), never less than the
+// calibration's cost per hit times the hits counted. Every window is recorded with the probes it had, so figures
+// derived from events (park durations, wakers, blocked time, short-lived goroutines) are samples over known
+// windows, never silent gaps.
 // Counts and states are not sampled: they come from the runtime's own memory (inventory/scanner.ts: allgs and the
 // goroutine-id generator), which costs the process nothing, so each window's creations and exits are whole.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -13,14 +15,27 @@ import type { WindowRecord } from '../../../collector/src/protocol/records.ts';
 import type { GoroutineTracer, TracedProcess } from '../tracer/goroutine-tracer.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
 export interface GovernorOptions {
   /** Fraction of the traced process's CPU the probes may cost (0.02 = 2%). */
   budget: number;
-  /** Cost of one probe hit, from calibrateHitCost. */
+  /**
+   * Cost of one probe hit, from calibrateHitCost: where each process starts, and the least it is charged. The
+   * governor then measures what a hit costs that process itself (see HitCost).
+   */
   nsPerHit: number;
-  /** One on/off cycle. */
+  /** How long a window lasts while the probes stay on (10 s). */
   periodMs?: number;
-  /** Shortest on-window worth having. */
+  /**
+   * One on/off cycle while the budget asks for less than all the time (2 s, at most periodMs): short, so that
+   * any few seconds of the process's life hold whole cycles and pay the budget, not all or nothing of it.
+   */
+  cycleMs?: number;
+  /** Shortest on-window worth having (50 ms). */
   minOnMs?: number;
   /** Windows remembered per process. */
   maxWindows?: number;
@@ -42,12 +57,65 @@ export interface GovernorOptions {
 /** The syscall hooks' cost per call the agent charges when TCP tracing is on (tcp-attach bench: 119-168 ns). */
 export const TCP_HOOK_NS_PER_SYSCALL = 150;
 
+/**
+ * What the probes cost one process, measured in the process itself. A calibration ping-pong pays a hit less than a
+ * busy server does (its code and data come back into the caches; the server's own are evicted; the request,
+ * scheduler and TCP probes hit too): the hello server at saturation paid ~2.4 us a hit where the calibration said
+ * ~1.1. So each on-window is set beside the off-window next to it: the process's run time per unit of work (its
+ * read and write calls, /proc/PID/io, which the probes do not make) off tells what the on-window's work would
+ * have cost without the probes; the rest is what they cost, every probe the window switched, counted or not, with
+ * what it does to the caches. As a share of the process's CPU it needs no hit counts (records the agent has not
+ * read yet would make a window look cheap); per hit counted it is shown beside the calibration. The median of the
+ * last samples is charged, never less than the calibration's cost of the hits counted.
+ */
+export interface HitCost {
+  /** Charged per hit: the measured median, or the calibration where that is more. */
+  nsPerHit: number;
+  source: 'measured' | 'calibrated';
+  /** The in-process samples, oldest first: ns per hit counted in the on-window, and the probes' share of the
+   * process's CPU while on. */
+  samples: number[];
+  shares: number[];
+}
+
+/** In-process samples kept per process. */
+const HIT_COST_SAMPLES = 9;
+/** Least work (read and write calls) in both windows of a pair, and hits in the on one, for a sample. */
+const MIN_PHASE_WORK = 200;
+const MIN_PHASE_HITS = 100;
+/** What switching the probes off is taken to take until measured (ms). */
+const INITIAL_DETACH_MS = 150;
+/** An always-on process is measured in the process once in this many periods (when its cost is near the budget). */
+const MEASURE_EVERY_PERIODS = 10;
+
+/** One measured phase (from its probes' switch done to its end), for the in-process samples. */
+interface Phase {
+  on: boolean;
+  runNs: number;
+  work: number;
+  hits: number;
+}
+
 interface ProcState {
   on: boolean;
   phaseStart: number;
   phaseEnd: number;
   fraction: number;
+  /**
+   * The process's run time (processRunNs) and read/write calls (processSyscalls) when the phase's measurement
+   * started: once its probes' switch was done (attaching takes the agent a while; NaN until then).
+   */
   cpuAtStart: number;
+  syscallsAtStart: number;
+  measureFrom: number;
+  /** Counts the switches, so a late one does not start a newer phase's measurement. */
+  switches: number;
+  /**
+   * How long switching the probes off takes until the kernel is done (ms, a running average: a grace period,
+   * 85-280 ms here). Their breakpoints are gone at once (no hit 10 ms after the request), but the off-window's
+   * measurement starts after it, so an off-window is at least this long and some.
+   */
+  detachMs: number;
   countsAtStart: { created: number; parked: number; readied: number; exited: number };
   /** Hits of the scheduler probes at the window's start (from its records: see schedHits). */
   schedAtStart: number;
@@ -55,8 +123,11 @@ interface ProcState {
   /** Cost of every probe over the last measured window, as a share of the process's CPU (budget terms). */
   estimated: Estimate | undefined;
   requestsAtStart: number;
-  /** System calls the process had made at the phase's start (/proc/PID/io: read and write calls). */
-  syscallsAtStart: number;
+  /** The phase before this one, and the in-process samples (the last taken at sampledAt, monotonic ns). */
+  lastPhase: Phase | undefined;
+  costSamples: number[];
+  shareSamples: number[];
+  sampledAt: number;
 }
 
 /** The probes' cost as shares of the process's CPU: the duty-cycled ones at their on-fraction, and the always-on
@@ -159,12 +230,14 @@ export class OverheadGovernor {
   private readonly state = new Map<number, ProcState>();
   private timer?: NodeJS.Timeout;
   readonly periodMs: number;
+  readonly cycleMs: number;
   readonly minOnMs: number;
   private readonly maxWindows: number;
 
   constructor(private readonly tracer: GoroutineTracer, readonly opts: GovernorOptions) {
     this.periodMs = opts.periodMs ?? 10_000;
-    this.minOnMs = opts.minOnMs ?? 200;
+    this.cycleMs = Math.min(this.periodMs, opts.cycleMs ?? 2_000);
+    this.minOnMs = opts.minOnMs ?? 50;
     this.maxWindows = opts.maxWindows ?? 1000;
   }
 
@@ -176,13 +249,20 @@ export class OverheadGovernor {
       phaseStart: now,
       phaseEnd: now + Math.min(1000, this.periodMs / 2) * 1e6,
       fraction: 1,
-      cpuAtStart: processCpuNs(proc.info.pid) ?? 0,
+      cpuAtStart: processRunNs(proc.info.pid) ?? NaN,
+      syscallsAtStart: processSyscalls(proc.info.pid) ?? NaN,
+      measureFrom: now,
+      switches: 0,
+      detachMs: INITIAL_DETACH_MS,
       countsAtStart: counts(proc),
       schedAtStart: schedHits(proc),
       windows: [],
       estimated: undefined,
       requestsAtStart: this.opts.requests?.hits(proc.info.pid) ?? 0,
-      syscallsAtStart: this.opts.nsPerSyscall ? processSyscalls(proc.info.pid) ?? 0 : 0,
+      lastPhase: undefined,
+      costSamples: [],
+      shareSamples: [],
+      sampledAt: now,
     };
     this.state.set(proc.info.pid, st);
     this.timer ??= setInterval(() => this.tick(), 50);
@@ -247,6 +327,33 @@ export class OverheadGovernor {
     return this.state.get(pid)?.fraction ?? 1;
   }
 
+  /** What a probe hit is charged for a process now, and the in-process samples behind it. */
+  hitCost(pid: number): HitCost | undefined {
+    const st = this.state.get(pid);
+    if (!st) return undefined;
+    const measured = st.costSamples.length ? median(st.costSamples) : 0;
+    const samples = { samples: [...st.costSamples], shares: [...st.shareSamples] };
+    return measured > this.opts.nsPerHit ? { nsPerHit: measured, source: 'measured', ...samples } : { nsPerHit: this.opts.nsPerHit, source: 'calibrated', ...samples };
+  }
+
+  /**
+   * An in-process sample from two adjacent phases, one on and one off: the on-phase's run time beyond what its
+   * work costs at the off-phase's rate, as a share of that and per hit counted in it.
+   */
+  private sample(st: ProcState, a: Phase, b: Phase): boolean {
+    const [on, off] = a.on ? [a, b] : [b, a];
+    if (on.on === off.on || on.work < MIN_PHASE_WORK || off.work < MIN_PHASE_WORK || !(off.runNs > 0)) return false;
+    const without = on.work * (off.runNs / off.work);
+    const extra = on.runNs - without;
+    st.shareSamples.push(extra / without);
+    if (st.shareSamples.length > HIT_COST_SAMPLES) st.shareSamples.shift();
+    if (on.hits >= MIN_PHASE_HITS) {
+      st.costSamples.push(extra / on.hits);
+      if (st.costSamples.length > HIT_COST_SAMPLES) st.costSamples.shift();
+    }
+    return true;
+  }
+
   private window(proc: TracedProcess, st: ProcState, now: number): WindowRecord {
     const c = counts(proc);
     return {
@@ -263,9 +370,23 @@ export class OverheadGovernor {
     };
   }
 
-  private switchProbes(pid: number, on: boolean): void {
-    for (const p of BUDGETED_PROBES) void this.tracer.setProbes(pid, p, on);
-    void this.opts.requests?.setProbes(pid, on);
+  /** Switches every budgeted probe; the phase's measurement starts once that is done. */
+  private switchProbes(pid: number, st: ProcState, on: boolean): void {
+    const done = Promise.all([this.tracer.setProbes(pid, BUDGETED_PROBES, on), this.opts.requests?.setProbes(pid, on)]);
+    const switches = ++st.switches;
+    const t0 = monoNowNs();
+    st.measureFrom = NaN;
+    done.then(
+      () => {
+        const at = monoNowNs();
+        if (!on) st.detachMs = (st.detachMs + (at - t0) / 1e6) / 2;
+        if (st.switches !== switches) return;
+        st.cpuAtStart = processRunNs(pid) ?? NaN;
+        st.syscallsAtStart = processSyscalls(pid) ?? NaN;
+        st.measureFrom = at;
+      },
+      () => {},
+    );
   }
 
   /** Ends phases that are due: measures the on-window, sets the fraction, switches the probes. */
@@ -277,54 +398,82 @@ export class OverheadGovernor {
         this.state.delete(pid);
         continue;
       }
-      const cpu = processCpuNs(pid);
-      // From off: always back on.
-      const next = st.on ? undefined : true;
-      if (next) this.switchProbes(pid, true);
+      const cpu = processRunNs(pid) ?? NaN;
+      const syscalls = processSyscalls(pid) ?? NaN;
       const w = this.window(proc, st, now);
       st.windows.push(w);
       if (st.windows.length > this.maxWindows) st.windows.shift();
-      const seconds = (now - st.phaseStart) / 1e9;
-      const cpuPerSecond = cpu !== undefined && seconds > 0 ? (cpu - st.cpuAtStart) / seconds : 0;
-      const requestHits = this.opts.requests?.hits(pid) ?? 0;
-      const syscalls = this.opts.nsPerSyscall ? processSyscalls(pid) : undefined;
+      // Measured from when the phase's switch was done (NaN while it was not); a thread that exited takes its run
+      // time out of the sum, which makes the phase's CPU unknown.
+      const seconds = (now - st.measureFrom) / 1e9;
+      const runNs = cpu - st.cpuAtStart;
+      const work = syscalls - st.syscallsAtStart;
+      const measured = seconds > 0 && runNs >= 0 && work >= 0;
+      const cpuPerSecond = measured ? runNs / seconds : NaN;
       // The always-on hooks' cost, in on and off phases alike.
-      const alwaysOnCost = syscalls !== undefined && seconds > 0 ? (Math.max(0, syscalls - st.syscallsAtStart) / seconds) * this.opts.nsPerSyscall! : 0;
+      const alwaysOnCost = this.opts.nsPerSyscall && measured ? (work / seconds) * this.opts.nsPerSyscall : 0;
+      // Hits counted in the phase, in emulated-hit equivalents. Park records undercount hits when sampling keeps a
+      // fraction of goroutines: scaled back to hits. Scheduler hits come from their records.
+      const requestHits = this.opts.requests?.hits(pid) ?? 0;
+      const hits = {
+        requests: requestHits - st.requestsAtStart,
+        parkReady: (w.parked + w.readied) / this.tracer.parkSampleRate + (schedHits(proc) - st.schedAtStart),
+        createExit: w.created + w.exited,
+      };
+      const hitsTotal = hits.requests + hits.parkReady + hits.createExit;
+      const phase: Phase = { on: st.on, runNs, work, hits: hitsTotal };
+      if (measured) {
+        if (st.lastPhase && this.sample(st, st.lastPhase, phase)) st.sampledAt = now;
+        st.lastPhase = phase;
+      } else {
+        st.lastPhase = undefined;
+      }
       if (st.on && cpuPerSecond > 0) {
-        const requestCost = ((requestHits - st.requestsAtStart) / seconds) * this.opts.nsPerHit;
-        // Park records undercount hits when sampling keeps a fraction of goroutines; scale back to hits.
-        const schedCost = ((schedHits(proc) - st.schedAtStart) / seconds) * this.opts.nsPerHit;
-        const parkCost = ((w.parked + w.readied) / this.tracer.parkSampleRate / seconds) * this.opts.nsPerHit + schedCost;
-        const createExitCost = ((w.created + w.exited) / seconds) * this.opts.nsPerHit;
-        const cost = parkCost + createExitCost + requestCost;
+        // What the probes cost per second while on: their measured share of the process's CPU, never less than
+        // the calibration's cost of the hits counted.
+        const phaseSeconds = (now - st.phaseStart) / 1e9;
+        const calibrated = (hitsTotal / phaseSeconds) * this.opts.nsPerHit;
+        const share = st.shareSamples.length ? median(st.shareSamples) : undefined;
+        const cost = Math.max(calibrated, share !== undefined ? (share * cpuPerSecond) / (1 + share) : 0);
         // The always-on hooks take their share of the budget first.
         const left = Math.max(0, this.opts.budget * cpuPerSecond - alwaysOnCost);
         st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, left / cost));
         // The process's CPU includes the probes' own cost: the share is of what it would use without them (an
-        // estimate above the whole CPU means the cost per hit is overestimated: the share is then of a tenth).
+        // estimate above the whole CPU means the cost is overestimated: the share is then of a tenth).
         const base = Math.max(0.1 * cpuPerSecond, cpuPerSecond - cost - alwaysOnCost);
+        // Split by the hits counted (all to park and ready when none were: the agent had not read them yet).
+        const part = (n: number, all: boolean) => (cost * st.fraction * (hitsTotal > 0 ? n / hitsTotal : all ? 1 : 0)) / base;
         const parts = {
-          createExit: (createExitCost * st.fraction) / base,
-          parkReady: (parkCost * st.fraction) / base,
-          requests: (requestCost * st.fraction) / base,
+          createExit: part(hits.createExit, false),
+          parkReady: part(hits.parkReady, true),
+          requests: part(hits.requests, false),
           alwaysOn: alwaysOnCost / base,
         };
         st.estimated = { ...parts, total: parts.createExit + parts.parkReady + parts.requests + parts.alwaysOn };
       }
       st.requestsAtStart = requestHits;
-      st.syscallsAtStart = syscalls ?? st.syscallsAtStart;
-      const onMs = Math.max(this.minOnMs, st.fraction * this.periodMs);
-      const offMs = st.fraction >= 1 ? 0 : (onMs * (1 - st.fraction)) / st.fraction;
-      // From on: go off only when the budget asks for it. From off: always back on (switched above).
-      const on = next ?? offMs === 0;
-      if (!on && st.on) {
-        proc.table.suspendParkTracking(now);
-        this.switchProbes(pid, false);
+      const onMs = st.fraction >= 1 ? this.periodMs : Math.max(this.minOnMs, st.fraction * this.cycleMs);
+      let offMs = st.fraction >= 1 ? 0 : Math.max(st.detachMs + this.minOnMs, (onMs * (1 - st.fraction)) / st.fraction);
+      // Always on, but at a quarter of the budget or more by the charged cost: now and then a short off-window, so
+      // the cost is measured in the process (a true cost 4x the charged one would be over the budget).
+      const duty = st.estimated ? st.estimated.total - st.estimated.alwaysOn : 0;
+      if (st.on && offMs === 0 && Number.isFinite(this.opts.budget) && duty >= this.opts.budget / 4 && now - st.sampledAt > MEASURE_EVERY_PERIODS * this.periodMs * 1e6) {
+        offMs = st.detachMs + Math.max(this.minOnMs, this.cycleMs / 10);
+        st.sampledAt = now;
+      }
+      // From on: go off only when the budget asks for it (or to measure). From off: always back on.
+      const on = !st.on || offMs === 0;
+      if (on !== st.on) {
+        if (!on) proc.table.suspendParkTracking(now);
+        this.switchProbes(pid, st, on);
+      } else {
+        st.cpuAtStart = cpu;
+        st.syscallsAtStart = syscalls;
+        st.measureFrom = now;
       }
       st.on = on;
       st.phaseStart = now;
       st.phaseEnd = now + (on ? onMs : offMs) * 1e6;
-      st.cpuAtStart = cpu ?? st.cpuAtStart;
       st.countsAtStart = counts(proc);
       st.schedAtStart = schedHits(proc);
     }
