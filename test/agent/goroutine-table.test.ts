@@ -122,3 +122,27 @@ t.test('state from the newest of (last scan, last event)', async (t) => {
   table.applyScan([scanned(30, GStatus.running), scanned(31, GStatus.waiting, SELECT)], 10.5 * S);
   t.ok(table.has(50), 'created after the scan\'s reads began: kept');
 });
+
+t.test('exits kept as columns read back as the rows they were, and a selection makes rows only of what it keeps', async (t) => {
+  const table = new GoroutineTable({ exitedRetention: 3 });
+  table.onCreate(60, 1, 0x1000, 0x2000, 1 * S, 0xc000);
+  table.onPark(60, CHAN_RECEIVE, 2 * S);
+  table.onReady(60, 1, 3 * S);
+  table.onExit(60, 4 * S);
+  t.same(table.recentlyExited(), [{
+    goid: 60, parentGoid: 1, state: 'dead', waitReason: null, gopc: 0x1000, startPc: 0x2000, createdAt: 1 * S, lastParkAt: null,
+    lastReadyAt: 3 * S, parkCount: 1, readyCount: 1, blockedNs: 1 * S, blockedByReason: new Map([[CHAN_RECEIVE, 1 * S]]), preexisting: false,
+    gAddr: 0xc000, waitingSince: null, root: 60, traceStart: 1 * S, shipped: false, mustShip: false, exitedAt: 4 * S, serial: 1,
+    longParks: [{ reason: CHAN_RECEIVE, from: 2 * S, to: 3 * S, waker: null }], // 1 s: a long park; its waker unknown to the table
+  }]);
+  for (let g = 61; g <= 64; g++) { table.onCreate(g, 1, 0, 0, g * S); table.onExit(g, (g + 0.5) * S); }
+  t.same(table.recentlyExited().map((e) => e.goid), [62, 63, 64], 'the newest 3, oldest first');
+  t.ok(table.markShipped(63));
+  t.notOk(table.markShipped(60), 'pushed out of the ring: no longer known');
+  const seen: number[] = [];
+  const kept = table.exitedSince(2, (e) => { seen.push(e.exitedAt); return e.shipped; });
+  t.same(seen, [62.5 * S, 63.5 * S, 64.5 * S], 'the selection sees every exit since serial 2 still kept');
+  t.same(kept.map((e) => [e.goid, e.serial, e.shipped]), [[63, 4, true]]);
+  t.equal(table.lastExitSerial, 5);
+  t.same(table.exitedSince(5), []);
+});

@@ -11,7 +11,7 @@
 import {
   MAX_LONG_PARKS, type AgentRecord, type ConnectionRecord, type GoroutineRecord, type LongParkRecord, type ProcessRecord, type WindowRecord,
 } from '../../../collector/src/protocol/records.ts';
-import { defaultTraceOptions, segmentAt, type ExitedGoroutine, type GoroutineRow, type LongPark } from '../model/goroutine-table.ts';
+import { defaultTraceOptions, segmentAt, type ExitedGoroutine, type ExitSummary, type GoroutineRow, type LongPark } from '../model/goroutine-table.ts';
 import { waitReasonString } from '../gobinary/layouts.ts';
 import { parkSampled } from '../overhead/sampling.ts';
 import { goroutineRecord } from '../snapshot/snapshot.ts';
@@ -72,7 +72,7 @@ export class RecordBuilder {
     };
   }
 
-  private wanted(row: GoroutineRow, until: number): boolean {
+  private wanted(row: Omit<ExitSummary, 'exitedAt'>, until: number): boolean {
     if (row.shipped || row.mustShip || row.preexisting) return true;
     if (row.createdAt === null || (until - row.createdAt) / 1e6 >= this.policy.minAgeMs) return true;
     return parkSampled(row.root, this.policy.shortLivedSample);
@@ -92,14 +92,13 @@ export class RecordBuilder {
       if (!keep(g) && !row.mustShip) continue;
       this.ship(proc, g, out, now);
     }
-    const exits = table.exitedSince(cur.exitSerial);
-    for (const row of exits) {
-      if (!this.wanted(row, row.exitedAt)) continue;
+    // Only the wanted exits are made into rows (most are short-lived goroutines of traces not sampled).
+    for (const row of table.exitedSince(cur.exitSerial, (e) => this.wanted(e, e.exitedAt))) {
       const g = this.goroutine(proc, row, row.exitedAt, null);
       if (!keep(g) && !row.mustShip) continue;
       this.ship(proc, g, out, now);
     }
-    if (exits.length) cur.exitSerial = exits[exits.length - 1].serial;
+    cur.exitSerial = table.lastExitSerial;
     // The span of each report interval that ended, for goroutines alive across it.
     let reports = 0;
     for (const { goid, segment } of table.segmentsEnded(cur.builtAt, now)) {

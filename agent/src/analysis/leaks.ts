@@ -144,20 +144,27 @@ export class LeakDetector {
     const groups = this.rates.get(pid) ?? new Map();
     this.rates.set(pid, groups);
     const created = new Map<string, { n: number; createdBy: CodeLocation | null; start: string | null }>();
-    const count = (row: { createdAt: number | null; gopc: number; startPc: number }, since: number) => {
-      if (row.createdAt === null || row.createdAt <= since || row.createdAt > until) return;
-      const sym = proc.binary.symbolizer;
-      const start = row.startPc ? (proc.binary.startFunction(row.startPc - proc.bias)?.function ?? null) : null;
-      const by = row.gopc ? (sym.callSite(row.gopc - proc.bias) ?? null) : null;
+    const sym = proc.binary.symbolizer;
+    /** Start functions by start PC: the same few for thousands of goroutines. */
+    const startOf = new Map<number, string | null>();
+    const count = (gopc: number, startPc: number) => {
+      let start = startOf.get(startPc);
+      if (start === undefined) {
+        start = startPc ? (proc.binary.startFunction(startPc - proc.bias)?.function ?? null) : null;
+        startOf.set(startPc, start);
+      }
       const key = `${start}`;
-      const c = created.get(key) ?? { n: 0, createdBy: by ? { function: by.function, file: by.file, line: by.line } : null, start };
+      let c = created.get(key);
+      if (!c) {
+        const by = gopc ? (sym.callSite(gopc - proc.bias) ?? null) : null;
+        created.set(key, (c = { n: 0, createdBy: by ? { function: by.function, file: by.file, line: by.line } : null, start }));
+      }
       c.n++;
-      created.set(key, c);
     };
     const last = Math.max(0, ...[...groups.values()].map((g) => g.lastCreated));
     const since = last || proc.attachedAt;
-    for (const row of proc.table.rows(now)) count(row, since);
-    for (const row of proc.table.recentlyExited()) count(row, since);
+    // Over the table's columns, live goroutines then the exits kept (no row made for each).
+    proc.table.forEachCreated(since, until, count);
     const minutes = (until - since) / 6e10;
     if (minutes <= 0) return;
     // Creations seen only while the probes were on: a sample, scaled to the whole stretch.

@@ -120,6 +120,9 @@ export interface ExitedGoroutine extends GoroutineRow {
   longParks: LongPark[];
 }
 
+/** What the record selection reads of an exit before making its row (GoroutineTable.exitedSince). */
+export type ExitSummary = Pick<ExitedGoroutine, 'shipped' | 'mustShip' | 'preexisting' | 'createdAt' | 'root' | 'exitedAt'>;
+
 export interface TableCounters {
   created: number;
   parked: number;
@@ -191,15 +194,32 @@ export class GoroutineTable {
   private readonly byReason = new Map<number, Map<number, number>>();
   /** Sparse: long parks not yet shipped, by slot. */
   private readonly longParks = new Map<number, LongPark[]>();
-  /** A ring of the newest exits (oldest first from exitedHead): O(1) per exit at any churn. */
-  private readonly exited: ExitedGoroutine[] = [];
   /**
-   * Their goids, at the same places: an exited goroutine is looked up by a scan, newest first (rare: a shipped
-   * child's parent, a long park's waker), where a Map by goid cost a set and a delete per exit.
+   * A ring of the newest exits (oldest first from exitedHead), as columns made into rows only when read (most
+   * exits are never read one by one: a short-lived goroutine is shipped only if its trace is sampled): O(1) and
+   * no object per exit at any churn. An exited goroutine is looked up by a scan of the goids, newest first (rare:
+   * a shipped child's parent, a long park's waker), where a Map by goid cost a set and a delete per exit.
    */
-  private exitedGoids: Float64Array;
-  /** And when each exited (monotonic ns): a scan looks only at the exits since it began. */
-  private exitedAts: Float64Array;
+  private exitedCount = 0;
+  private readonly exitedGoids: Float64Array;
+  private readonly exParent: Float64Array;
+  private readonly exGopc: Float64Array;
+  private readonly exStartPc: Float64Array;
+  private readonly exCreatedAt: Float64Array;
+  private readonly exReadyAt: Float64Array;
+  private readonly exParkCount: Uint32Array;
+  private readonly exReadyCount: Uint32Array;
+  private readonly exBlocked: Float64Array;
+  private readonly exFlags: Uint8Array;
+  private readonly exGAddr: Float64Array;
+  private readonly exRoot: Float64Array;
+  private readonly exTraceStart: Float64Array;
+  /** When each exited (monotonic ns): a scan looks only at the exits since it began. */
+  private readonly exitedAts: Float64Array;
+  private readonly exSerial: Float64Array;
+  /** Sparse, by ring place: the per-reason times and unshipped long parks an exit took with it. */
+  private readonly exByReason = new Map<number, Map<number, number>>();
+  private readonly exLongParks = new Map<number, LongPark[]>();
   /**
    * Exited goroutines that had children join their trace, kept longer than the ring (bounded, oldest out): a child
    * that becomes worth shipping later ships its parent with it, so the parent is present in the trace.
@@ -217,8 +237,22 @@ export class GoroutineTable {
   constructor(opts: GoroutineTableOptions = {}) {
     this.maxGoroutines = opts.maxGoroutines ?? 2_000_000;
     this.exitedRetention = opts.exitedRetention ?? 10_000;
-    this.exitedGoids = new Float64Array(this.exitedRetention);
-    this.exitedAts = new Float64Array(this.exitedRetention);
+    const n = Math.max(0, this.exitedRetention);
+    this.exitedGoids = new Float64Array(n);
+    this.exParent = new Float64Array(n);
+    this.exGopc = new Float64Array(n);
+    this.exStartPc = new Float64Array(n);
+    this.exCreatedAt = new Float64Array(n);
+    this.exReadyAt = new Float64Array(n);
+    this.exParkCount = new Uint32Array(n);
+    this.exReadyCount = new Uint32Array(n);
+    this.exBlocked = new Float64Array(n);
+    this.exFlags = new Uint8Array(n);
+    this.exGAddr = new Float64Array(n);
+    this.exRoot = new Float64Array(n);
+    this.exTraceStart = new Float64Array(n);
+    this.exitedAts = new Float64Array(n);
+    this.exSerial = new Float64Array(n);
     this.trace = { ...defaultTraceOptions, ...opts.trace };
     if (this.trace.unitRootAgeMs > this.trace.segmentMs) throw new Error('unitRootAgeMs must not exceed segmentMs: a joined child is created in its parent\'s first span');
     this.rootAgeNs = this.trace.unitRootAgeMs * 1e6;
@@ -406,23 +440,44 @@ export class GoroutineTable {
     this.reason[s] = NO_REASON;
     this.parkAt[s] = NaN;
     this.waitSince[s] = NaN;
-    // One object per exit, the row's own per-reason map handed over (the row is going): exits come at the
-    // rate of creations, and copying both was the agent's largest cost per record.
-    const gone = this.row(s, ts, true) as ExitedGoroutine;
-    gone.exitedAt = ts;
-    gone.serial = ++this.exitSerial;
-    gone.longParks = (this.longParks.size && this.longParks.get(s)) || [];
-    if (this.exited.length < this.exitedRetention) {
-      this.exitedGoids[this.exited.length] = goid;
-      this.exitedAts[this.exited.length] = ts;
-      this.exited.push(gone);
+    // Its columns copied into the exits' ring, the row's own per-reason map and long parks handed over (the row
+    // is going): exits come at the rate of creations, and an object per exit was the agent's largest allocation.
+    const serial = ++this.exitSerial;
+    let i = -1;
+    if (this.exitedCount < this.exitedRetention) {
+      i = this.exitedCount++;
     } else if (this.exitedRetention > 0) {
-      this.exited[this.exitedHead] = gone;
-      this.exitedGoids[this.exitedHead] = goid;
-      this.exitedAts[this.exitedHead] = ts;
+      i = this.exitedHead;
       this.exitedHead = (this.exitedHead + 1) % this.exitedRetention;
+      if (this.exByReason.size) this.exByReason.delete(i);
+      if (this.exLongParks.size) this.exLongParks.delete(i);
+    }
+    if (i >= 0) {
+      this.exitedGoids[i] = goid;
+      this.exParent[i] = this.parent[s];
+      this.exGopc[i] = this.gopc[s];
+      this.exStartPc[i] = this.startPc[s];
+      this.exCreatedAt[i] = this.createdAt[s];
+      this.exReadyAt[i] = this.readyAt[s];
+      this.exParkCount[i] = this.parkCount[s];
+      this.exReadyCount[i] = this.readyCount[s];
+      this.exBlocked[i] = this.blocked[s];
+      this.exFlags[i] = this.flags[s] & ~FLAG_CHANGED;
+      this.exGAddr[i] = this.gAddr[s];
+      this.exRoot[i] = this.root[s];
+      this.exTraceStart[i] = this.startOf(s);
+      this.exitedAts[i] = ts;
+      this.exSerial[i] = serial;
+      const own = this.byReason.size ? this.byReason.get(s) : undefined;
+      if (own) this.exByReason.set(i, own);
+      const parks = this.longParks.size ? this.longParks.get(s) : undefined;
+      if (parks) this.exLongParks.set(i, parks);
     }
     if (this.joined[s] > 0) {
+      const gone = this.row(s, ts, true) as ExitedGoroutine;
+      gone.exitedAt = ts;
+      gone.serial = serial;
+      gone.longParks = (this.longParks.size && this.longParks.get(s)) || [];
       this.exitedParents.set(goid, gone);
     }
     // Only what it holds (each is a hash lookup, and exits come at the rate of creations).
@@ -557,15 +612,51 @@ export class GoroutineTable {
     return e ? { goid, root: e.root, segment: segmentAt(e.traceStart, ts, this.segmentNs) } : null;
   }
 
-  private exited_(goid: number): ExitedGoroutine | undefined {
-    const n = this.exited.length;
+  /** The ring place of goid's newest exit; -1 when it is not in the ring. */
+  private exitedAt_(goid: number): number {
+    const n = this.exitedCount;
     const ids = this.exitedGoids;
     // Newest first (a goid seen again after its exit, by a late event, exits twice: the later one counts).
     for (let k = 0, i = (this.exitedHead === 0 ? n : this.exitedHead) - 1; k < n; k++, i--) {
       if (i < 0) i = n - 1;
-      if (ids[i] === goid) return this.exited[i];
+      if (ids[i] === goid) return i;
     }
-    return this.exitedParents.get(goid);
+    return -1;
+  }
+
+  private exited_(goid: number): ExitedGoroutine | undefined {
+    const i = this.exitedAt_(goid);
+    return i >= 0 ? this.exitRow(i) : this.exitedParents.get(goid);
+  }
+
+  /** The exit at ring place i as a row (what row() said of it as it exited). */
+  private exitRow(i: number): ExitedGoroutine {
+    const f = this.exFlags[i];
+    return {
+      goid: this.exitedGoids[i],
+      parentGoid: nan(this.exParent[i]),
+      state: 'dead',
+      waitReason: null,
+      gopc: this.exGopc[i],
+      startPc: this.exStartPc[i],
+      createdAt: nan(this.exCreatedAt[i]),
+      lastParkAt: null,
+      lastReadyAt: nan(this.exReadyAt[i]),
+      parkCount: this.exParkCount[i],
+      readyCount: this.exReadyCount[i],
+      blockedNs: this.exBlocked[i],
+      blockedByReason: (this.exByReason.size && this.exByReason.get(i)) || NO_BLOCKED_TIME,
+      preexisting: (f & FLAG_PREEXISTING) !== 0,
+      gAddr: this.exGAddr[i],
+      waitingSince: null,
+      root: this.exRoot[i],
+      traceStart: this.exTraceStart[i],
+      shipped: (f & FLAG_SHIPPED) !== 0,
+      mustShip: (f & FLAG_MUST_SHIP) !== 0,
+      exitedAt: this.exitedAts[i],
+      serial: this.exSerial[i],
+      longParks: (this.exLongParks.size && this.exLongParks.get(i)) || [],
+    };
   }
 
   /**
@@ -577,7 +668,7 @@ export class GoroutineTable {
    */
   private exitedSince_(at: number): Set<number> {
     const out = new Set<number>();
-    const n = this.exited.length;
+    const n = this.exitedCount;
     const ats = this.exitedAts;
     for (let k = 0, i = (this.exitedHead === 0 ? n : this.exitedHead) - 1; k < n; k++, i--) {
       if (i < 0) i = n - 1;
@@ -626,11 +717,14 @@ export class GoroutineTable {
       this.flags[s] = (this.flags[s] | FLAG_SHIPPED) & ~FLAG_MUST_SHIP;
       return true;
     }
-    const e = this.exited_(goid);
-    if (!e) return false;
-    e.shipped = true;
-    e.mustShip = false;
-    return true;
+    const i = this.exitedAt_(goid);
+    if (i >= 0) this.exFlags[i] = (this.exFlags[i] | FLAG_SHIPPED) & ~FLAG_MUST_SHIP;
+    const e = this.exitedParents.get(goid);
+    if (e) {
+      e.shipped = true;
+      e.mustShip = false;
+    }
+    return i >= 0 || e !== undefined;
   }
 
   /** A live goroutine that must be shipped at the next chance (its child in the trace was). */
@@ -714,15 +808,52 @@ export class GoroutineTable {
 
   /** The newest exits, oldest first. */
   recentlyExited(): ExitedGoroutine[] {
-    return this.exitedHead === 0 ? this.exited.slice() : [...this.exited.slice(this.exitedHead), ...this.exited.slice(0, this.exitedHead)];
+    return this.exitedSince(0);
   }
 
-  /** Exits with a serial above `after`, oldest first (those pushed out of the retention are gone). */
-  exitedSince(after: number): ExitedGoroutine[] {
-    const n = Math.min(this.exitSerial - after, this.exited.length);
-    if (n <= 0) return [];
-    const all = this.recentlyExited();
-    return all.slice(all.length - n);
+  /** The serial of the newest exit (exitedSince(lastExitSerial) is empty). */
+  get lastExitSerial(): number {
+    return this.exitSerial;
+  }
+
+  /**
+   * Exits with a serial above `after`, oldest first (those pushed out of the retention are gone); with `keep`,
+   * only those it takes are made into rows (it is handed one reused summary of each, not to be kept).
+   */
+  exitedSince(after: number, keep?: (e: ExitSummary) => boolean): ExitedGoroutine[] {
+    const n = Math.min(this.exitSerial - after, this.exitedCount);
+    const out: ExitedGoroutine[] = [];
+    const cap = this.exitedRetention;
+    const e = this.summary;
+    for (let k = this.exitedCount - n; k < this.exitedCount; k++) {
+      const i = (this.exitedHead + k) % cap;
+      if (keep) {
+        const f = this.exFlags[i];
+        e.shipped = (f & FLAG_SHIPPED) !== 0;
+        e.mustShip = (f & FLAG_MUST_SHIP) !== 0;
+        e.preexisting = (f & FLAG_PREEXISTING) !== 0;
+        e.createdAt = nan(this.exCreatedAt[i]);
+        e.root = this.exRoot[i];
+        e.exitedAt = this.exitedAts[i];
+        if (!keep(e)) continue;
+      }
+      out.push(this.exitRow(i));
+    }
+    return out;
+  }
+
+  private readonly summary: ExitSummary = { shipped: false, mustShip: false, preexisting: false, createdAt: null, root: 0, exitedAt: 0 };
+
+  /** Every goroutine created in (after, until] (monotonic ns), live or among the exits kept: its creation site and start. */
+  forEachCreated(after: number, until: number, visit: (gopc: number, startPc: number) => void): void {
+    const inside = (c: number) => !Number.isNaN(c) && c > after && c <= until;
+    this.slotOf.forEach((s) => {
+      if (inside(this.createdAt[s])) visit(this.gopc[s], this.startPc[s]);
+    });
+    for (let k = 0; k < this.exitedCount; k++) {
+      const i = (this.exitedHead + k) % this.exitedRetention; // oldest first, as recentlyExited() lists them
+      if (inside(this.exCreatedAt[i])) visit(this.exGopc[i], this.exStartPc[i]);
+    }
   }
 
   private touch(s: number): void {
