@@ -7,7 +7,7 @@ const TITLES: Record<string, string> = {
   pipeline: 'Agent pipeline (decode + goroutine table) and loss at a fixed event rate',
   memory: 'Agent memory per live goroutine',
   http: 'HTTP server under load (wrk)',
-  'tcp-attach': 'TCP programs: raw (tp_btf) against classic tracepoints, per syscall and per hit',
+  'tcp-attach': 'TCP programs: what each syscall and each accepted Go connection pays (default plan, syscall hooks), raw (tp_btf) against classic tracepoints per hit',
 };
 
 const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');

@@ -1,21 +1,30 @@
-// How bpf/tcp.bpf.c is best attached, measured side by side (configurations interleaved, forward then
-// backward, round after round; medians):
+// What bpf/tcp.bpf.c costs the node, and how it is best attached, measured side by side (configurations
+// interleaved, forward then backward, round after round; medians):
 //
-// 1. Syscalls. connect/accept need the syscall's exit: either the classic per-syscall tracepoints
-//    (syscalls:sys_{enter,exit}_{connect,accept,accept4}: tracefs for their ids) or the raw sys_exit
+// 1. Syscalls: what every syscall of every process on the node pays. The default plan hooks none (its
+//    tracepoints are TCP's own); --tcp-syscall-hooks adds the connect/accept exits: the classic per-syscall
+//    tracepoints (syscalls:sys_{enter,exit}_{connect,accept,accept4}: tracefs for their ids) or the raw sys_exit
 //    tracepoint (tp_btf, no tracefs, but a program run on every syscall of the node). A loop of getppid(2)
-//    (fixtures/syscalls) under: nothing; the classic tracepoints; an empty raw sys_exit program; goroscope's
-//    raw sys_exit program (filters by syscall number). Both kinds put every thread on the syscall slow path
-//    (the kernel's sys_enter/sys_exit tracepoints are what the per-syscall events hang off).
+//    (fixtures/syscalls) under: nothing; the default plan; the classic tracepoints; an empty raw sys_exit
+//    program; goroscope's raw sys_exit program (filters by syscall number). Both kinds of hook put every thread
+//    on the syscall slow path (the kernel's sys_enter/sys_exit tracepoints are what the per-syscall events hang
+//    off).
 // 2. The lifecycle tracepoint, sock:inet_sock_set_state, per hit: tp_btf against classic, empty programs and
 //    goroscope's, under listen+shutdown of one socket (2 hits each, fixtures/syscalls `listen`) and under
 //    connection churn (fixtures/syscalls `churn`: connect, accept, reset, on one thread), with the kernel's own run time of each program
 //    (kernel.bpf_stats_enabled) in a separate pass.
-import { openBpfObject, type BpfObject } from '../../agent/src/bpf/bridge.ts';
+// 3. Accept's owner per connection, in a Go program (fixtures/syscalls `netchurn`: net.Dial, Listener.Accept,
+//    reset): nothing; the default plan with the go_accept uprobe in the program's accept; and with the classic
+//    syscall hooks as well.
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { openBpfObject, u32Key, type BpfObject } from '../../agent/src/bpf/bridge.ts';
 import { tracepointIds } from '../../agent/src/bpf/tracefs.ts';
-import { tcpEventLayout } from '../../agent/src/events/tcp-event.ts';
-import { CLASSIC_SYSCALL_PROGRAMS, RAW_SYSCALL_PROGRAMS } from '../../agent/src/tcp/attach-plan.ts';
-import { buildFixture, enableBpfStats, figure, median, ownProgStats, progDelta, round, runCommand, type BenchContext, type Figure } from './lib.ts';
+import { encodeTcpProcessLayout, tcpEventLayout } from '../../agent/src/events/tcp-event.ts';
+import { openGoBinary } from '../../agent/src/gobinary/index.ts';
+import { CLASSIC_SYSCALL_PROGRAMS, EVENT_PROGRAMS, GO_OWNER_PROGRAM, RAW_SYSCALL_PROGRAMS } from '../../agent/src/tcp/attach-plan.ts';
+import { acceptSite } from '../../agent/src/tcp/go-owner.ts';
+import { tcpLayoutOf } from '../../agent/src/tcp/tcp-tracer.ts';
+import { buildFixture, enableBpfStats, figure, median, ownProgStats, progDelta, round, runCommand, startProcess, type BenchContext, type Figure } from './lib.ts';
 
 interface Config {
   name: string;
@@ -39,6 +48,33 @@ function loopResult({ stdout }: { stdout: string }): { wall: number; cpu: number
   return { wall: Number(m[1]), cpu: Number(m[2]) };
 }
 
+/**
+ * Syscall tracepoints other processes hold now (/proc/PID/fdinfo of their BPF links): while any is attached,
+ * every thread is on the syscall slow path already, and "nothing attached" is not a clean baseline.
+ */
+function othersSyscallHooks(): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf_link') continue;
+        const tp = /^tp_name:\s*(sys_\w+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1];
+        if (tp) found.push(`${tp} (pid ${pid})`);
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+  return found;
+}
+
 function attachAll(bpf: BpfObject, attachOne: (p: string) => number, programs: string[]): () => void {
   const links = programs.map(attachOne);
   return () => links.forEach((l) => bpf.detach(l));
@@ -55,6 +91,7 @@ export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
 
   // goroscope's programs, both kinds loaded in one object (the agent loads one kind), and the baselines.
   const tcp = openBpfObject('tcp', { ringSizes: { tcp_events: 8 << 20 } });
+  const defaultPrograms = EVENT_PROGRAMS.map((e) => e.btf);
   const empty = openBpfObject('bench/tcp-attach');
   const classicIds = tracepointIds([...CLASSIC_SYSCALL_PROGRAMS.map((s) => s.tracepoint), 'sock/inet_sock_set_state']);
   const id = (tp: string) => classicIds.ids.get(tp)!;
@@ -65,6 +102,7 @@ export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
     // ---- 1. syscalls ----
     const sysConfigs: Config[] = [
       { name: 'none', label: 'nothing attached', attach: () => () => {}, programs: [] },
+      { name: 'default', label: 'goroscope\'s default plan (TCP tracepoints, no syscall hook)', attach: () => attachAll(tcp, (p) => tcp.attach(p), defaultPrograms), programs: defaultPrograms },
       {
         name: 'classic',
         label: 'classic syscalls:sys_{enter,exit}_{connect,accept,accept4} tracepoints (goroscope\'s)',
@@ -89,12 +127,15 @@ export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
       }
     }
     const base = median(sysNs.get('none')!);
+    const others = othersSyscallHooks();
+    if (others.length) ctx.log(`tcp-attach: other processes hold syscall tracepoints (${others.slice(0, 4).join(', ')}${others.length > 4 ? '...' : ''}): the syscall figures have no clean baseline`);
+    const dirty = others.length ? { note: `other processes held syscall tracepoints (${others.length}): every thread was on the slow path in every configuration` } : {};
     for (const c of sysConfigs) {
       const v = median(sysNs.get(c.name)!);
       figures.push(figure({ id: `${bench}.ns_per_syscall.${c.name}`, bench, label: `getppid(2): CPU ns per syscall, ${c.label}`, value: round(v), unit: 'ns', samples: sysNs.get(c.name), command: cmd(`fixtures/syscalls getppid -n ${syscallsN}, ${rounds} rounds`) }));
       figures.push(figure({ id: `${bench}.wall_ns_per_syscall.${c.name}`, bench, label: `getppid(2): wall ns per syscall, ${c.label}`, value: round(median(sysWallNs.get(c.name)!)), unit: 'ns', samples: sysWallNs.get(c.name), command: cmd(`fixtures/syscalls getppid -n ${syscallsN}, ${rounds} rounds`) }));
       if (c.name !== 'none') {
-        figures.push(figure({ id: `${bench}.added_ns_per_syscall.${c.name}`, bench, label: `getppid(2): CPU ns added per syscall, ${c.label}`, value: round(v - base), unit: 'ns', command: cmd(`median difference to nothing attached`) }));
+        figures.push(figure({ id: `${bench}.added_ns_per_syscall.${c.name}`, bench, label: `getppid(2): CPU ns added per syscall, ${c.label}`, value: round(v - base), unit: 'ns', command: cmd(`median difference to nothing attached`), ...dirty }));
       }
     }
 
@@ -177,6 +218,66 @@ export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
       const noStats = run ? {} : { note: 'kernel.bpf_stats_enabled could not be set' };
       figures.push(figure({ id: `${bench}.bpf_run_ns.${c.name}`, bench, label: `inet_sock_set_state: the program's own run time per hit (listen loop), ${c.label}`, value: run ? round(median(run.listen)) : null, unit: 'ns', samples: run?.listen.map((x) => round(x)), command: cmd('kernel.bpf_stats_enabled run_time_ns / run_cnt'), ...noStats }));
       figures.push(figure({ id: `${bench}.bpf_run_ns_churn.${c.name}`, bench, label: `inet_sock_set_state: the program's own run time per hit (churn), ${c.label}`, value: run ? round(median(run.churn)) : null, unit: 'ns', samples: run?.churn.map((x) => round(x)), command: cmd('kernel.bpf_stats_enabled run_time_ns / run_cnt'), ...noStats }));
+    }
+    // ---- 3. accept's owner in a Go program, per connection ----
+    const site = acceptSite(openGoBinary(syscalls));
+    if (typeof site === 'string') throw new Error(`fixtures/syscalls: ${site}`);
+    const classicHooks = CLASSIC_SYSCALL_PROGRAMS.map((s) => s.program);
+    const acceptConfigs: Array<Config & { goAccept: boolean }> = [
+      { name: 'none', label: 'nothing attached', attach: () => () => {}, programs: [], goAccept: false },
+      { name: 'default', label: 'default plan: TCP tracepoints and the go_accept uprobe', attach: () => attachAll(tcp, (p) => tcp.attach(p), defaultPrograms), programs: defaultPrograms, goAccept: true },
+      {
+        name: 'hooks',
+        label: 'default plan and the classic syscall hooks (--tcp-syscall-hooks)',
+        attach: () => {
+          const a = attachAll(tcp, (p) => tcp.attach(p), defaultPrograms);
+          const b = attachAll(tcp, (p) => tcp.attachTracepointId(p, id(CLASSIC_SYSCALL_PROGRAMS.find((s) => s.program === p)!.tracepoint)), classicHooks);
+          return () => (b(), a());
+        },
+        programs: [...defaultPrograms, ...classicHooks],
+        goAccept: true,
+      },
+    ];
+    const acceptUs = new Map<string, number[]>(acceptConfigs.map((c) => [c.name, []]));
+    const layout = tcpLayoutOf(openGoBinary(syscalls));
+    /** One run of the loop; with goAccept, the process is registered and the uprobe attached to it first. */
+    const netChurn = async (goAccept: boolean): Promise<number> => {
+      const p = startProcess(syscalls, ['netchurn', '-n', String(churnN), '-wait'], 'fixtures/syscalls netchurn', { timeoutMs: 120_000 });
+      let link = -1;
+      try {
+        await p.until(/^READY$/m);
+        if (goAccept) {
+          tcp.updateElem('tcp_process_layouts', u32Key(p.pid), encodeTcpProcessLayout(layout.tlsGOffset, layout.goidOffset));
+          link = tcp.attachUprobe(GO_OWNER_PROGRAM, syscalls, site.fileOffset, p.pid, 0n);
+        }
+        p.send('go');
+        const m = await p.until(/^NS_PER_OP [\d.]+ CPU_NS_PER_OP [\d.]+$/m);
+        await p.exit();
+        return loopResult({ stdout: m[0] }).cpu / 1000;
+      } finally {
+        p.kill();
+        if (link >= 0) tcp.detach(link);
+        if (goAccept) tcp.deleteElem('tcp_process_layouts', u32Key(p.pid));
+      }
+    };
+    for (let r = 0; r < rounds; r++) {
+      for (const c of interleaved(acceptConfigs, r)) {
+        const detach = c.attach();
+        try {
+          acceptUs.get(c.name)!.push(await netChurn(c.goAccept));
+        } finally {
+          detach();
+        }
+      }
+    }
+    const acceptBase = median(acceptUs.get('none')!);
+    for (const c of acceptConfigs) {
+      const v = median(acceptUs.get(c.name)!);
+      const command = cmd(`fixtures/syscalls netchurn -n ${churnN}, ${rounds} rounds`);
+      figures.push(figure({ id: `${bench}.go_accept_us_per_conn.${c.name}`, bench, label: `Go net.Dial+Accept+reset: process CPU µs per connection, ${c.label}`, value: round(v, 2), unit: 'µs', samples: acceptUs.get(c.name), command }));
+      if (c.name !== 'none') {
+        figures.push(figure({ id: `${bench}.go_accept_added_us_per_conn.${c.name}`, bench, label: `Go net.Dial+Accept+reset: CPU µs added per connection, ${c.label}`, value: round(v - acceptBase, 2), unit: 'µs', command: cmd('median difference to nothing attached') }));
+      }
     }
     ctx.log(`tcp-attach: ${records} records drained`);
   } finally {
