@@ -115,6 +115,28 @@ t.test('a connection with no owner is counted, not invented; an unknown kind is 
   t.equal(table.strayRecords, 1);
 });
 
+t.test('an owner learnt only at close (a non-Go server, no syscall hooks): a server by its listener, when it opened unknown', async (t) => {
+  const table = new ConnectionTable();
+  const listen = { saddr: [10, 0, 0, 2], sport: 80, daddr: [0, 0, 0, 0], dport: 0 };
+  const accepted = { saddr: [10, 0, 0, 2], sport: 80, daddr: [10, 0, 0, 1], dport: 40000 };
+  const other = { saddr: [10, 0, 0, 2], sport: 9999, daddr: [10, 0, 0, 1], dport: 40001 };
+  const closeOf = (skaddr: number, pid: number) => ({
+    kind: TcpEventKind.close, ts_ns: T0 + 50, skaddr, pid, role: TcpRole.unknown, bound_ns: T0 + 40,
+    old_state: TcpState.finWait2, new_state: TcpState.close, bytes_acked: 500 + 1, bytes_received: 300 + 1,
+    bytes_sent: 500, flags: TCP_FLAG_FIN_ACKED | TCP_FLAG_FIN_RECEIVED,
+  });
+  applyBatch(table, [
+    record({ kind: TcpEventKind.state, ts_ns: T0, skaddr: SK + 0x800, pid: 9, old_state: TcpState.close, new_state: TcpState.listen }, listen),
+    record(closeOf(SK, 9), accepted),
+    record(closeOf(SK + 0x100, 9), other),
+    record(closeOf(SK + 0x200, 10), accepted),
+  ]);
+  const closed = table.all();
+  t.match(closed.find((c) => c.pid === 9 && c.localPort === 80), { role: 'server', openedNs: null, closedNs: T0 + 50, bytesSent: 500, bytesReceived: 300 }, 'its process listens on its port: a server');
+  t.match(closed.find((c) => c.pid === 9 && c.localPort === 9999), { role: 'unknown', openedNs: null }, 'another port: unknown, not guessed');
+  t.match(closed.find((c) => c.pid === 10), { role: 'unknown' }, 'another process: unknown');
+});
+
 t.test('an owner learnt at established (a client bound in connect) opens the connection with its role', async (t) => {
   const table = new ConnectionTable();
   applyBatch(table, [record({ kind: TcpEventKind.state, ts_ns: 5, skaddr: SK, pid: 4, role: TcpRole.client, old_state: TcpState.synSent, new_state: TcpState.established })]);
