@@ -364,21 +364,53 @@ struct {
 	__type(value, __u32);
 } sched_windows SEC(".maps");
 
+/* Stamps live in direct-mapped tables (an array indexed by a hash of the key), not in hash maps: setting or
+ * taking one is a few loads and stores (~10 ns here), where an LRU hash's update or lookup-and-delete costs ~200
+ * ns. A slot holds one key: a colliding stamp replaces the other, whose run-queue or system call time then goes
+ * unknown (as an evicted LRU entry's did), never wrong: a stamp is taken only under its own key and window, and
+ * check (of the other fields) tells a whole slot from one that two CPUs wrote at once. A slot outlives its
+ * process, so the agent never reuses a window number (nor the maps keyed by pid need cleaning). */
+enum { RUNNABLE_SLOTS = 65536, SYSCALL_SLOTS = 16384 };
+
+struct runnable_slot {
+	__u64 key; /* sched_key(pid, goid); 0: empty */
+	struct runnable_stamp st;
+	__u64 check;
+};
+
+struct syscall_slot {
+	__u64 key; /* pid_tgid: the thread; 0: empty */
+	struct syscall_stamp st;
+	__u64 check;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64); /* sched_key(pid, goid) */
-	__type(value, struct runnable_stamp);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RUNNABLE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct runnable_slot);
 } runnable_stamps SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid: the thread */
-	__type(value, struct syscall_stamp);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SYSCALL_SLOTS);
+	__type(key, __u32);
+	__type(value, struct syscall_slot);
 } syscall_stamps SEC(".maps");
 
-/* Process in the upper half, as the agent's per-process cleanup expects; goids past 2^32 share a slot. */
+/* slots: a power of two. */
+static __always_inline void *stamp_slot(void *map, __u64 key, __u32 slots)
+{
+	__u32 i = (__u32)((key * 0x9E3779B97F4A7C15ULL) >> 32) & (slots - 1);
+	return bpf_map_lookup_elem(map, &i);
+}
+
+static __always_inline __u64 stamp_check(__u64 key, __u64 ts, __u32 window, __u64 x)
+{
+	return (key * 0x9E3779B97F4A7C15ULL) ^ (ts * 0xC2B2AE3D27D4EB4FULL) ^ ((__u64)window << 32) ^ (x * 0x165667B19E3779F9ULL);
+}
+
+/* Process in the upper half; goids past 2^32 share a key. */
 static __always_inline __u64 sched_key(__u32 pid, __u64 goid)
 {
 	return ((__u64)pid << 32) | (__u32)goid;
@@ -392,8 +424,28 @@ static __always_inline __u32 *sched_window(__u32 pid)
 static __always_inline void stamp_runnable(__u32 pid, __u32 window, __u64 goid, __u8 cause, __u64 now)
 {
 	__u64 key = sched_key(pid, goid);
-	struct runnable_stamp st = { .ts_ns = now, .window = window, .cause = cause };
-	bpf_map_update_elem(&runnable_stamps, &key, &st, BPF_ANY);
+	struct runnable_slot *s = stamp_slot(&runnable_stamps, key, RUNNABLE_SLOTS);
+	if (!s)
+		return;
+	s->key = key;
+	s->st.ts_ns = now;
+	s->st.window = window;
+	s->st.cause = cause;
+	s->check = stamp_check(key, now, window, cause);
+}
+
+/* Takes (and empties) the goroutine's runnable stamp: false when there is none whole under its key. */
+static __always_inline bool take_runnable(__u64 key, struct runnable_stamp *out)
+{
+	struct runnable_slot *s = stamp_slot(&runnable_stamps, key, RUNNABLE_SLOTS);
+	if (!s || s->key != key)
+		return false;
+	out->ts_ns = *(volatile __u64 *)&s->st.ts_ns;
+	out->window = *(volatile __u32 *)&s->st.window;
+	out->cause = *(volatile __u8 *)&s->st.cause;
+	bool whole = s->check == stamp_check(key, out->ts_ns, out->window, out->cause) && s->key == key;
+	s->key = 0;
+	return whole;
 }
 
 /* Common head of the runnable-stamp programs: the layout and window, or NULL to do nothing. */
@@ -554,13 +606,10 @@ int sched_execute(struct pt_regs *ctx)
 	__u64 key = sched_key(pid, goid);
 	__u64 since = 0;
 	__u8 cause = RUNNABLE_UNKNOWN;
-	struct runnable_stamp *st = bpf_map_lookup_elem(&runnable_stamps, &key);
-	if (st) {
-		if (st->window == window && st->ts_ns <= now) {
-			since = st->ts_ns;
-			cause = st->cause;
-		}
-		bpf_map_delete_elem(&runnable_stamps, &key);
+	struct runnable_stamp st;
+	if (take_runnable(key, &st) && st.window == window && st.ts_ns <= now) {
+		since = st.ts_ns;
+		cause = st.cause;
 	}
 	struct goroutine_event *e = reserve_for(PROBE_EXECUTE, pid_tgid);
 	if (!e)
@@ -591,8 +640,17 @@ int sched_entersyscall(struct pt_regs *ctx)
 	__u32 *w = sched_window(thread >> 32);
 	if (!w)
 		return 0;
-	struct syscall_stamp st = { .ts_ns = bpf_ktime_get_ns(), .goid = read_u64(ctx->r14 + l->g_goid), .window = *w };
-	bpf_map_update_elem(&syscall_stamps, &thread, &st, BPF_ANY);
+	__u32 window = *w;
+	__u64 goid = read_u64(ctx->r14 + l->g_goid);
+	__u64 now = bpf_ktime_get_ns();
+	struct syscall_slot *s = stamp_slot(&syscall_stamps, thread, SYSCALL_SLOTS);
+	if (!s)
+		return 0;
+	s->key = thread;
+	s->st.ts_ns = now;
+	s->st.goid = goid;
+	s->st.window = window;
+	s->check = stamp_check(thread, now, window, goid);
 	return 0;
 }
 
@@ -607,13 +665,16 @@ int sched_exitsyscall(struct pt_regs *ctx)
 	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_SYSCALL);
 	__u64 now = bpf_ktime_get_ns();
 	__u64 thread = bpf_get_current_pid_tgid();
-	struct syscall_stamp *st = bpf_map_lookup_elem(&syscall_stamps, &thread);
-	if (!st)
+	struct syscall_slot *s = stamp_slot(&syscall_stamps, thread, SYSCALL_SLOTS);
+	if (!s || s->key != thread)
 		return 0;
-	__u64 since = st->ts_ns;
-	__u64 goid = st->goid;
-	__u32 window = st->window;
-	bpf_map_delete_elem(&syscall_stamps, &thread);
+	__u64 since = *(volatile __u64 *)&s->st.ts_ns;
+	__u64 goid = *(volatile __u64 *)&s->st.goid;
+	__u32 window = *(volatile __u32 *)&s->st.window;
+	bool whole = s->check == stamp_check(thread, since, window, goid) && s->key == thread;
+	s->key = 0;
+	if (!whole)
+		return 0;
 	__u32 *w = sched_window(thread >> 32);
 	if (!w || *w != window || goid != read_u64(ctx->r14 + l->g_goid) || since > now)
 		return 0;

@@ -101,7 +101,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
       ringBytes: o.ringBytes,
       perfWakeupBytes: 0, // like the ring: never woken, drained every pollMs
       transport: opts.transport,
-      perProcessMaps: ['creator_by_thread', 'sched_windows', 'runnable_stamps', 'syscall_stamps'],
+      perProcessMaps: ['creator_by_thread', 'sched_windows'],
     });
     super(source, o.pollMs);
     this.opts = o;
@@ -214,12 +214,12 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     return this.detacher.detach(off);
   }
 
-  private readonly schedWindows = new Map<number, number>();
+  /** The last window given: never reused by another process or attachment (the stamps' slots outlive them). */
+  private lastSchedWindow = 0;
 
   private newSchedWindow(pid: number): void {
-    const w = ((this.schedWindows.get(pid) ?? 0) + 1) >>> 0;
-    this.schedWindows.set(pid, w);
-    this.bpf.updateElem('sched_windows', u32Key(pid), u32Key(w));
+    this.lastSchedWindow = (this.lastSchedWindow % 0xffffffff) + 1;
+    this.bpf.updateElem('sched_windows', u32Key(pid), u32Key(this.lastSchedWindow));
   }
 
   private takeInventory(proc: TracedProcess): InventoryResult & { at: number; preexisting: number } {
@@ -257,11 +257,10 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     const links = [...proc.links.values()];
     proc.links.clear();
     // Once no probe can run for it: a creation cut short by the exit leaves its creator behind.
-    this.schedWindows.delete(pid);
     return this.detacher.detach(links).then(() => {
       if (this.closed) return;
       if (!proc.layout.g.fields.parentGoid) deleteProcessEntries(this.bpf, 'creator_by_thread', pid);
-      for (const map of ['sched_windows', 'runnable_stamps', 'syscall_stamps']) deleteProcessEntries(this.bpf, map, pid);
+      deleteProcessEntries(this.bpf, 'sched_windows', pid);
     });
   }
 
