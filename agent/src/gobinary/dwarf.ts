@@ -330,7 +330,27 @@ export class DwarfUnit {
 
   /** DW_AT_name of the unit DIE: the package path for Go ("runtime"). */
   get name(): string | undefined {
-    return this.head().name;
+    if (this.top) return this.top.name;
+    if (this.nameRead === undefined) this.nameRead = { name: this.readName() };
+    return this.nameRead.name;
+  }
+
+  private nameRead: { name: string | undefined } | undefined;
+
+  /**
+   * The unit DIE's name alone when it is an inline string (as Go writes it): callers pick units by package name
+   * (1,308 units in Jaeger v2), and reading each unit DIE whole cost more than the pick. Else the whole DIE.
+   */
+  private readName(): string | undefined {
+    if (this.dieStart >= this.end) return this.head().name; // throws the head's error
+    const c = new Cursor(this.dwarf.info, this.dieStart);
+    const ab = this.abbrevs.get(c.uleb());
+    if (!ab) return this.head().name;
+    for (let i = 0; i < ab.forms.length; i++) {
+      if (ab.attrs[i] === DW_AT.name) return ab.forms[i] === F.string ? c.cstring() : this.head().name;
+      this.skip(c, ab.forms[i]);
+    }
+    return undefined;
   }
 
   /** The unit DIE; its descendants are read as they are walked. */
@@ -361,19 +381,23 @@ export class DwarfUnit {
   }
 
   /**
-   * The children of a DIE with their tag and name, reading no other value and making no Die: an index over the
-   * tens of thousands of types of a big program's runtime unit. Children of other tags only cost a skip.
+   * The unit's top-level structs, constants, variables and subprograms by name, read once and shared by every
+   * DwarfIndex over the unit (the runtime layout's and net/http's both index the runtime, where Go's linker puts
+   * every type of the program: 26k named entries among 173k DIEs in Jaeger v2). Only names are read; other DIEs
+   * cost a skip.
    */
-  *scanChildren(die: Die, tags: ReadonlySet<number>): Generator<ScannedDie> {
-    if (!die.hasChildren) return;
-    const c = new Cursor(this.dwarf.info, die.childStart);
-    while (c.pos < this.end) {
+  index(): UnitIndex {
+    if (this.indexed) return this.indexed;
+    const out: UnitIndex = { structs: new Map(), constants: new Map(), variables: new Map(), subprograms: new Map() };
+    const root = this.root();
+    const c = new Cursor(this.dwarf.info, root.childStart);
+    while (root.hasChildren && c.pos < this.end) {
       const offset = c.pos;
       const code = c.uleb();
-      if (code === 0) return; // end of the sibling list
+      if (code === 0) break; // end of the sibling list
       const ab = this.abbrevs.get(code);
       if (!ab) throw new DwarfError(`DIE at 0x${offset.toString(16)}: unknown abbreviation ${code}`);
-      if (!tags.has(ab.tag)) {
+      if (!INDEXED_TAGS.has(ab.tag)) {
         if (this.skipAttrs(c, code)) c.pos = this.skipChildren(c.pos);
         continue;
       }
@@ -388,17 +412,31 @@ export class DwarfUnit {
           this.skip(c, ab.forms[i]);
         }
       }
-      yield { offset, tag: ab.tag, name, hasChildren: ab.hasChildren, inline };
       if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
+      if (name === undefined || name === '') continue;
+      switch (ab.tag) {
+        case DW_TAG.structure_type:
+          if (!out.structs.has(name)) out.structs.set(name, offset);
+          break;
+        case DW_TAG.constant:
+          if (!out.constants.has(name)) out.constants.set(name, offset);
+          break;
+        case DW_TAG.variable:
+          if (!out.variables.has(name)) out.variables.set(name, offset);
+          break;
+        case DW_TAG.subprogram: {
+          let sp = out.subprograms.get(name);
+          if (!sp) out.subprograms.set(name, (sp = { offset: -1, inline: false }));
+          if (inline) sp.inline = true;
+          if (sp.offset < 0 && ab.hasChildren) sp.offset = offset; // as debug/dwarf's Entry.Children: declared, maybe empty
+          break;
+        }
+      }
     }
+    return (this.indexed = out);
   }
 
-  /** The unit's top-level structs, constants, variables and subprograms, scanned once (DwarfIndex's input). */
-  topLevel(): ScannedDie[] {
-    return (this.scanned ??= [...this.scanChildren(this.root(), INDEXED_TAGS)]);
-  }
-
-  private scanned: ScannedDie[] | undefined;
+  private indexed: UnitIndex | undefined;
 
   /** Reads one DIE: its abbreviation and attribute values. */
   private read(offset: number): Die {
@@ -868,84 +906,71 @@ export interface FormalParameter {
   result: boolean;
 }
 
-function dieOf(at: DieAt | undefined): Die | undefined {
-  return at && at.unit.dieAt(at.offset);
+/** A unit's top-level named entries: .debug_info offsets by name (see DwarfUnit.index). */
+export interface UnitIndex {
+  structs: Map<string, number>;
+  constants: Map<string, number>;
+  variables: Map<string, number>;
+  /** offset: the first DIE of the name that has children (-1: none); inline: some DIE of the name has DW_AT_inline. */
+  subprograms: Map<string, { offset: number; inline: boolean }>;
 }
 
-/** A child DIE as scanChildren saw it: where it is, its tag and name, whether it has DW_AT_inline. */
-export interface ScannedDie {
-  offset: number;
-  tag: number;
-  name: string | undefined;
-  hasChildren: boolean;
-  inline: boolean;
-}
+const INDEXED_TAGS = new Set<number>([DW_TAG.structure_type, DW_TAG.constant, DW_TAG.variable, DW_TAG.subprogram]);
 
-const INDEXED_TAGS = new Set([DW_TAG.structure_type, DW_TAG.constant, DW_TAG.variable, DW_TAG.subprogram]);
-
-/** Where a DIE is: read when a lookup asks for it. */
-interface DieAt {
-  unit: DwarfUnit;
-  offset: number;
-}
-
+/** The top-level entries of some units by name; where a name is in several, the first unit given has it. */
 export class DwarfIndex {
-  private readonly structs = new Map<string, DieAt>();
-  private readonly constants = new Map<string, DieAt>();
-  private readonly variables = new Map<string, DieAt>();
-  private readonly subprograms = new Map<string, { at: DieAt | undefined; inline: boolean }>();
+  private readonly units: DwarfUnit[];
 
-  /** Indexes the top-level DIEs of the units given by name (each DIE is read when looked up). */
+  /** Indexes the top-level DIEs of the units given (each DIE is read when looked up). */
   constructor(units: Iterable<DwarfUnit>) {
-    for (const unit of units) {
-      for (const d of unit.topLevel()) {
-        const name = d.name;
-        if (!name) continue;
-        const at = { unit, offset: d.offset };
-        switch (d.tag) {
-          case DW_TAG.structure_type:
-            if (!this.structs.has(name)) this.structs.set(name, at);
-            break;
-          case DW_TAG.constant:
-            if (!this.constants.has(name)) this.constants.set(name, at);
-            break;
-          case DW_TAG.variable:
-            if (!this.variables.has(name)) this.variables.set(name, at);
-            break;
-          case DW_TAG.subprogram: {
-            let sp = this.subprograms.get(name);
-            if (!sp) this.subprograms.set(name, (sp = { at: undefined, inline: false }));
-            if (d.inline) sp.inline = true;
-            if (!sp.at && d.hasChildren) sp.at = at; // as debug/dwarf's Entry.Children: declared, maybe empty
-            break;
-          }
-        }
-      }
+    this.units = [...units];
+    for (const u of this.units) u.index();
+  }
+
+  private first(kind: 'structs' | 'constants' | 'variables', name: string): Die | undefined {
+    for (const u of this.units) {
+      const offset = u.index()[kind].get(name);
+      if (offset !== undefined) return u.dieAt(offset);
     }
+    return undefined;
   }
 
   /** A struct type by its DWARF name, e.g. "runtime.g" (the struct itself, not the typedef of the same name). */
   struct(name: string): Die | undefined {
-    return dieOf(this.structs.get(name));
+    return this.first('structs', name);
   }
 
   /** A variable by name, e.g. "runtime.waitReasonStrings". */
   variable(name: string): Die | undefined {
-    return dieOf(this.variables.get(name));
+    return this.first('variables', name);
   }
 
   subprogram(name: string): Subprogram | undefined {
-    const sp = this.subprograms.get(name);
-    return sp && { die: dieOf(sp.at), inline: sp.inline };
+    let found = false;
+    let die: Die | undefined;
+    let inline = false;
+    for (const u of this.units) {
+      const sp = u.index().subprograms.get(name);
+      if (!sp) continue;
+      found = true;
+      if (sp.inline) inline = true;
+      if (!die && sp.offset >= 0) die = u.dieAt(sp.offset);
+    }
+    return found ? { die, inline } : undefined;
   }
 
   /** Integer constants (DW_TAG_constant with a numeric DW_AT_const_value), filtered by name. */
   *intConstants(filter: (name: string) => boolean = () => true): Generator<{ name: string; value: number; type: Die | undefined }> {
-    for (const [name, at] of this.constants) {
-      if (!filter(name)) continue;
-      const d = dieOf(at)!;
-      const v = d.attr(DW_AT.const_value);
-      if (typeof v === 'number') yield { name, value: v, type: d.ref(DW_AT.type) };
+    const seen = new Set<string>();
+    for (const u of this.units) {
+      for (const [name, offset] of u.index().constants) {
+        if (seen.has(name)) continue;
+        seen.add(name);
+        if (!filter(name)) continue;
+        const d = u.dieAt(offset)!;
+        const v = d.attr(DW_AT.const_value);
+        if (typeof v === 'number') yield { name, value: v, type: d.ref(DW_AT.type) };
+      }
     }
   }
 
