@@ -3,7 +3,7 @@
 import t from 'tap';
 import { ElfFile } from '../../agent/src/gobinary/elf.ts';
 import { Pclntab } from '../../agent/src/gobinary/pclntab.ts';
-import { findProbeSites, ProbeSites } from '../../agent/src/gobinary/x86.ts';
+import { DECODER_IDLE_MS, decoderLoaded, findProbeSites, ProbeSites } from '../../agent/src/gobinary/x86.ts';
 import { buildHello, gnuObjdump, helloBuilds, objdump, ObjdumpInsn, objdumpStackCheck } from './fixtures/tools.ts';
 import type { GoFunc } from '../../agent/src/gobinary/pclntab.ts';
 
@@ -121,5 +121,26 @@ for (const { version, kind, bin } of helloBuilds(t)) {
     const want = main.flatMap((ins, i) => (ins.text === 'CALL runtime.newproc(SB)' ? [{ addr: ins.addr, next: main[i + 1].addr }] : []));
     t.ok(want.length >= 2, `main.main calls runtime.newproc ${want.length} times`);
     t.same(sites(elf, tab.funcByName('main.main')!).callsTo(newproc.entry), want, 'callsTo(runtime.newproc) and the next instructions');
+  });
+}
+
+// iced-x86 holds ~14 MiB loaded: an agent that decodes only while it analyses a new binary lets it go when idle.
+const hello = buildHello('local', 'default');
+if (!hello.path) t.test('the decoder is let go once idle', { skip: hello.why! }, async () => {});
+else {
+  t.test('the decoder is let go once idle, and loaded again by the next decode', async (t) => {
+    const elf = ElfFile.open(hello.path!);
+    const f = Pclntab.fromElf(elf).funcByName('runtime.gopark')!;
+    const plain = (s: ProbeSites) => ({ ...s, callsTo: undefined });
+    const first = plain(sites(elf, f));
+    t.ok(first.boundaries.length > 10, 'a real decode');
+    t.ok(decoderLoaded(), 'loaded by a decode');
+    // Dropped between one and two idle periods after the last decode; timers only ever fire late on a busy machine.
+    const until = Date.now() + 20 * DECODER_IDLE_MS;
+    while (decoderLoaded() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    t.notOk(decoderLoaded(), `let go within ${20 * DECODER_IDLE_MS} ms of the last decode`);
+    t.same(plain(sites(elf, f)), first, 'decoded again, the same sites');
+    t.ok(decoderLoaded(), 'loaded again');
+    elf.close();
   });
 }

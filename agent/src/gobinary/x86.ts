@@ -5,11 +5,44 @@ import { createRequire } from 'node:module';
 import type * as Iced from 'iced-x86';
 
 // iced-x86 is a 0.9 MB CommonJS file with its WebAssembly: loaded on the first decode, with require (an ES import
-// would also have node scan it for its exports), so commands that decode nothing start ~100 ms sooner.
+// would also have node scan it for its exports), so commands that decode nothing start ~100 ms sooner. Loaded, it
+// holds ~14 MiB (its JS, the compiled WebAssembly), and an agent decodes only while it analyses a new binary (a
+// few functions) or meets a new `go` wrapper: it is let go once DECODER_IDLE_MS pass without a decode, and the
+// next decode loads it again (~60 ms). The agent's collection 3 s after an attach (agent/processes.ts trimSoon)
+// then finds it unreferenced.
 type Instruction = Iced.Instruction;
 type MemorySize = Iced.MemorySize;
-let loaded: typeof Iced | undefined;
-const iced = (): typeof Iced => (loaded ??= createRequire(import.meta.url)('iced-x86') as typeof Iced);
+let loaded: { module: typeof Iced; path: string; check: NodeJS.Timeout } | undefined;
+let usedSinceCheck = false;
+/** A decoder unused for between this and twice this is dropped (checked on an unref'd timer while it is loaded). */
+export const DECODER_IDLE_MS = 1000;
+
+function iced(): typeof Iced {
+  usedSinceCheck = true;
+  if (loaded) return loaded.module;
+  // A require of its own each time: the module it makes for this file lists what it loaded as its children, and
+  // would keep a dropped iced-x86 alive.
+  const req = createRequire(import.meta.url);
+  const module = req('iced-x86') as typeof Iced;
+  const check = setInterval(() => {
+    if (!usedSinceCheck) releaseDecoder();
+    usedSinceCheck = false;
+  }, DECODER_IDLE_MS);
+  check.unref();
+  loaded = { module, path: req.resolve('iced-x86'), check };
+  return module;
+}
+
+/** Drops iced-x86 now (no decoder or instruction of it outlives a call here): the next decode loads it anew. */
+export function releaseDecoder(): void {
+  if (!loaded) return;
+  clearInterval(loaded.check);
+  delete createRequire(import.meta.url).cache[loaded.path];
+  loaded = undefined;
+}
+
+/** Whether iced-x86 is loaded now (tests). */
+export const decoderLoaded = (): boolean => loaded !== undefined;
 
 export interface StackCheck {
   /** Address of the conditional jump that follows the compare with g.stackguard0 (16(R14)). */
