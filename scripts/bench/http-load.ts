@@ -96,6 +96,8 @@ interface RunResult {
   agentNsPerRecordSat?: number;
   recordsPerSecSat?: number;
   coverage?: number;
+  /** What the governor charged a probe hit at the end (goroscope_probe_hit_cost_nanoseconds). */
+  hitCostNs?: number;
   traceBytes?: number;
 }
 
@@ -247,6 +249,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         r.recordsPerSecSat = recs / ((a2.t - a1.t) / 1000);
         r.agentNsPerRecordSat = recs > 0 ? (a2.agent - a1.agent) / recs : NaN;
         r.coverage = await scrape(metricsPort, 'goroscope_probe_coverage_ratio');
+        r.hitCostNs = await scrape(metricsPort, 'goroscope_probe_hit_cost_nanoseconds');
       }
       if (c.trace) {
         await server.stop('SIGTERM');
@@ -365,6 +368,13 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           ...(c.name === 'default' && h.name === 'hello' ? { target: { op: '<=' as const, value: 5 } } : {}),
           note: `at ${h.rate}/s: ${round(median(rs.map((x) => x.agentCpuPctConst!)))}% of a core; records read ${Math.round(median(rs.map((x) => x.recordsPerSecSat!)))}/s at saturation; probes on ${round(median(rs.map((x) => (x.coverage ?? NaN) * 100)))}% of the time`,
         }));
+        const hitCost = rs.map((x) => x.hitCostNs ?? NaN).filter(Number.isFinite);
+        if (hitCost.length && !c.agent.includes('--full')) {
+          out.push(figure({
+            id: id('hit_cost_ns'), bench, label: `what the governor charges a probe hit at the end of saturation (measured in the server, or the calibration when that is more), ${h.label}, ${c.label}`,
+            value: Math.round(median(hitCost)), unit: 'ns/hit', command: cmdOf(c, 'saturation'), samples: hitCost.map(Math.round),
+          }));
+        }
         const perRec = rs.map((x) => x.agentNsPerRecordSat!).filter(Number.isFinite);
         if (perRec.length) {
           out.push(figure({

@@ -180,6 +180,21 @@ export class AgentMetrics {
     });
 
     new Gauge({
+      name: 'goroscope_probe_hit_cost_nanoseconds',
+      help: "What a probe hit is charged, by process: measured in the process itself (its CPU per read/write call with the probes on beside off, per hit counted) or, until that is more, the node's calibration (source).",
+      labelNames: ['pid', 'exe', 'source'],
+      registers: [r],
+      collect() {
+        this.reset();
+        if (!src.governor) return;
+        traced().forEach((proc, i) => {
+          const cost = src.governor!.hitCost(proc.info.pid);
+          if (cost) this.set({ pid: procLabel(proc.info.pid, i), exe: proc.info.exe, source: cost.source }, cost.nsPerHit);
+        });
+      },
+    });
+
+    new Gauge({
       name: 'goroscope_leak_suspects',
       help: 'Goroutines in leak-suspect groups, by process and creation function.',
       labelNames: ['pid', 'exe', 'created_by', 'start_function', 'kind'],
