@@ -220,7 +220,7 @@ t.test('the cost per hit is measured in the process itself, and a calibration sh
   requests.attach(target, {});
   const calibrated = 100;
   const governor = new OverheadGovernor(goroutines, {
-    budget: 0.05, nsPerHit: calibrated, periodMs: 300, cycleMs: 300, minOnMs: 100,
+    budget: 0.05, nsPerHit: calibrated, periodMs: 300, cycleMs: 300, minOnMs: 200,
     requests: { hits: (pid) => requests.process(pid)?.hitEquivalents ?? 0, setProbes: (pid, on) => requests.setProbes(pid, on) },
   });
   t.teardown(() => governor.stop());

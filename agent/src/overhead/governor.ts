@@ -81,7 +81,7 @@ export interface HitCost {
 /** In-process samples kept per process. */
 const HIT_COST_SAMPLES = 9;
 /** Least work (read and write calls) in both windows of a pair, and hits in the on one, for a sample. */
-const MIN_PHASE_WORK = 200;
+const MIN_PHASE_WORK = 50;
 const MIN_PHASE_HITS = 100;
 /** What switching the probes off is taken to take until measured (ms). */
 const INITIAL_DETACH_MS = 150;
