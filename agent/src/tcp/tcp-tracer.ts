@@ -277,10 +277,9 @@ export class TcpTracer extends Tracer<TcpProcess> implements ProcessTracer<TcpPr
     const proc = this.procs.get(pid);
     if (!proc) return Promise.resolve();
     this.procs.delete(pid);
-    if (!this.closed) {
-      // Usually gone already (sched_process_exit deletes it); writing zeros instead would bring it back.
-      this.bpf.deleteElem('tcp_process_layouts', u32Key(pid));
-    }
+    if (this.closed) return Promise.resolve(); // the object and its links are gone
+    // Usually gone already (sched_process_exit deletes it); writing zeros instead would bring it back.
+    this.bpf.deleteElem('tcp_process_layouts', u32Key(pid));
     return this.detacher.detach(proc.links.splice(0));
   }
 
