@@ -78,6 +78,9 @@ export class RecordBuilder {
     return parkSampled(row.root, this.policy.shortLivedSample);
   }
 
+  /** One function for every build (a closure made per call is a new call target to the optimised code). */
+  private readonly wantedExit = (e: ExitSummary): boolean => this.wanted(e, e.exitedAt);
+
   /** The records that changed for one process since the last call. */
   build(proc: TracedProcess, windows: WindowRecord[], now: number): AgentRecord[] {
     const pid = proc.info.pid;
@@ -93,7 +96,7 @@ export class RecordBuilder {
       this.ship(proc, g, out, now);
     }
     // Only the wanted exits are made into rows (most are short-lived goroutines of traces not sampled).
-    for (const row of table.exitedSince(cur.exitSerial, (e) => this.wanted(e, e.exitedAt))) {
+    for (const row of table.exitedSince(cur.exitSerial, this.wantedExit)) {
       const g = this.goroutine(proc, row, row.exitedAt, null);
       if (!keep(g) && !row.mustShip) continue;
       this.ship(proc, g, out, now);

@@ -41,6 +41,15 @@ export interface HttpEventRecord {
   /** The caller's W3C trace context from the Traceparent header (version 00, well-formed, not all zeros). */
   traceParent: { traceId: string; spanId: string } | null;
   layoutId: number;
+  /**
+   * What the HTTP tracer adds when it settles the request (http-tracer.ts ServerRequest): made with the record, in
+   * that order, so the object keeps its one shape (adding them later grew a second store of properties per request).
+   */
+  durationNs?: number;
+  wallMs?: number;
+  routeLabel?: string;
+  parked?: unknown;
+  sched?: unknown;
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
@@ -82,6 +91,11 @@ export function decodeHttpEvent(b: Buffer, v: DataView, at: number): HttpEventRe
     unreadable: (flags & HttpFlag.unreadable) !== 0,
     traceParent: flags & HttpFlag.traceparent ? parseTraceparent(text(b, at, F.traceparent, HTTP_TRACEPARENT_LEN)) : null,
     layoutId: rd.layoutId(v, at),
+    durationNs: 0,
+    wallMs: 0,
+    routeLabel: '',
+    parked: null,
+    sched: null,
   };
 }
 

@@ -94,6 +94,9 @@ export interface HttpProcess extends Target {
 
 const ROUTE_UNMATCHED = 'unmatched';
 
+/** The parks of a request inside which its goroutine never parked. */
+const NOT_PARKED: NonNullable<ServerRequest['parked']> = Object.freeze({ totalNs: 0, byReason: Object.freeze({}), parks: Object.freeze([]) as unknown as RequestPark[], truncated: false });
+
 /**
  * What one request costs the process, in hits at an emulated site (what calibrateHitCost measures): an entry is
  * one; a RET is single-stepped, two traps and the copy out of line, ~4.7 emulated hits here (FACTS.md: ~4.5 us
@@ -341,23 +344,27 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
     let parked: ServerRequest['parked'] = null;
     if (proc.waits) {
       const s = proc.waits.inside(r.goid, r.startNs, r.endNs);
-      const byReason: Record<string, number> = {};
-      for (const [reason, ns] of s.parkedByReason) {
-        const name = waitReasonString(proc.layout, reason) || `waitReason(${reason})`;
-        byReason[name] = (byReason[name] ?? 0) + ns;
+      if (s.parks.length === 0 && !s.truncated) {
+        parked = NOT_PARKED; // most requests: one shared value, never written
+      } else {
+        const byReason: Record<string, number> = {};
+        for (const [reason, ns] of s.parkedByReason) {
+          const name = waitReasonString(proc.layout, reason) || `waitReason(${reason})`;
+          byReason[name] = (byReason[name] ?? 0) + ns;
+        }
+        parked = {
+          totalNs: s.parkedNs,
+          byReason,
+          parks: s.parks.map((p) => ({
+            reason: waitReasonString(proc.layout, p.reason) || `waitReason(${p.reason})`,
+            startNs: p.from,
+            durationNs: p.to - p.from,
+            resumedUnseen: p.resumedUnseen,
+            wakerGoid: p.waker,
+          })),
+          truncated: s.truncated,
+        };
       }
-      parked = {
-        totalNs: s.parkedNs,
-        byReason,
-        parks: s.parks.map((p) => ({
-          reason: waitReasonString(proc.layout, p.reason) || `waitReason(${p.reason})`,
-          startNs: p.from,
-          durationNs: p.to - p.from,
-          resumedUnseen: p.resumedUnseen,
-          wakerGoid: p.waker,
-        })),
-        truncated: s.truncated,
-      };
     }
     const durationNs = r.endNs - r.startNs;
     const s = parked && proc.waits ? proc.waits.schedInside(r.goid, r.startNs, r.endNs) : null;
