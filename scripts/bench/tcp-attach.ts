@@ -225,6 +225,7 @@ export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
     const classicHooks = CLASSIC_SYSCALL_PROGRAMS.map((s) => s.program);
     const acceptConfigs: Array<Config & { goAccept: boolean }> = [
       { name: 'none', label: 'nothing attached', attach: () => () => {}, programs: [], goAccept: false },
+      { name: 'tracepoints', label: 'the TCP tracepoints alone', attach: () => attachAll(tcp, (p) => tcp.attach(p), defaultPrograms), programs: defaultPrograms, goAccept: false },
       { name: 'default', label: 'default plan: TCP tracepoints and the go_accept uprobe', attach: () => attachAll(tcp, (p) => tcp.attach(p), defaultPrograms), programs: defaultPrograms, goAccept: true },
       {
         name: 'hooks',
@@ -277,6 +278,24 @@ export async function runTcpAttach(ctx: BenchContext): Promise<Figure[]> {
       figures.push(figure({ id: `${bench}.go_accept_us_per_conn.${c.name}`, bench, label: `Go net.Dial+Accept+reset: process CPU µs per connection, ${c.label}`, value: round(v, 2), unit: 'µs', samples: acceptUs.get(c.name), command }));
       if (c.name !== 'none') {
         figures.push(figure({ id: `${bench}.go_accept_added_us_per_conn.${c.name}`, bench, label: `Go net.Dial+Accept+reset: CPU µs added per connection, ${c.label}`, value: round(v - acceptBase, 2), unit: 'µs', command: cmd('median difference to nothing attached') }));
+      }
+    }
+    // go_accept's own: hits per connection (one: accepts only) and its BPF run time per hit, stats on, a pass apart.
+    const restoreStats = enableBpfStats();
+    if (restoreStats) {
+      try {
+        const detach = acceptConfigs.find((c) => c.name === 'default')!.attach();
+        try {
+          const before = await ownProgStats();
+          await netChurn(true);
+          const d = progDelta(before, await ownProgStats(), [GO_OWNER_PROGRAM]);
+          figures.push(figure({ id: `${bench}.go_accept_hits_per_conn`, bench, label: 'go_accept hits per accepted Go connection', value: round(d.runCnt / (churnN * 1.01), 2), unit: 'hits', command: cmd('kernel.bpf_stats_enabled run_cnt') }));
+          figures.push(figure({ id: `${bench}.go_accept_bpf_run_ns`, bench, label: "go_accept: the program's own run time per hit", value: round(d.runTimeNs / Math.max(1, d.runCnt)), unit: 'ns', command: cmd('kernel.bpf_stats_enabled run_time_ns / run_cnt') }));
+        } finally {
+          detach();
+        }
+      } finally {
+        restoreStats();
       }
     }
     ctx.log(`tcp-attach: ${records} records drained`);
