@@ -370,6 +370,8 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
       stat('full_jump', 'BPF run time per hit, goroscope programs at the jump (gopark + ready)', 'full_jump:gopark+ready'),
       stat('full_jump.gopark', 'BPF run time per hit, program `gopark` at the jump', 'full_jump:gopark'),
       stat('full_jump.ready', 'BPF run time per hit, program `ready` at the jump', 'full_jump:ready'),
+      stat('sched.sched_execute', 'BPF run time per hit, program `sched_execute` (the scheduler probes alone)', 'sched:sched_execute'),
+      stat('sched.sched_ready', "BPF run time per hit, program `sched_ready` (ready's stamp; the scheduler probes alone)", 'sched:sched_ready'),
     );
     return out;
   } finally {
