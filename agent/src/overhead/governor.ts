@@ -128,6 +128,9 @@ interface ProcState {
   costSamples: number[];
   shareSamples: number[];
   sampledAt: number;
+  /** Hits counted in the on-windows so far, by probes: how the estimate is split (one short window may hold
+   * none of a kind that the agent had not read yet). */
+  mix: { requests: number; parkReady: number; createExit: number };
 }
 
 /** The probes' cost as shares of the process's CPU: the duty-cycled ones at their on-fraction, and the always-on
@@ -263,6 +266,7 @@ export class OverheadGovernor {
       costSamples: [],
       shareSamples: [],
       sampledAt: now,
+      mix: { requests: 0, parkReady: 0, createExit: 0 },
     };
     this.state.set(proc.info.pid, st);
     this.timer ??= setInterval(() => this.tick(), 50);
@@ -428,6 +432,11 @@ export class OverheadGovernor {
       } else {
         st.lastPhase = undefined;
       }
+      if (st.on) {
+        st.mix.requests += hits.requests;
+        st.mix.parkReady += hits.parkReady;
+        st.mix.createExit += hits.createExit;
+      }
       if (st.on && cpuPerSecond > 0) {
         // What the probes cost per second while on: their measured share of the process's CPU, never less than
         // the calibration's cost of the hits counted.
@@ -441,12 +450,13 @@ export class OverheadGovernor {
         // The process's CPU includes the probes' own cost: the share is of what it would use without them (an
         // estimate above the whole CPU means the cost is overestimated: the share is then of a tenth).
         const base = Math.max(0.1 * cpuPerSecond, cpuPerSecond - cost - alwaysOnCost);
-        // Split by the hits counted (all to park and ready when none were: the agent had not read them yet).
-        const part = (n: number, all: boolean) => (cost * st.fraction * (hitsTotal > 0 ? n / hitsTotal : all ? 1 : 0)) / base;
+        // Split by the hits counted in the on-windows so far (all to park and ready while there were none).
+        const mixTotal = st.mix.requests + st.mix.parkReady + st.mix.createExit;
+        const part = (n: number, all: boolean) => (cost * st.fraction * (mixTotal > 0 ? n / mixTotal : all ? 1 : 0)) / base;
         const parts = {
-          createExit: part(hits.createExit, false),
-          parkReady: part(hits.parkReady, true),
-          requests: part(hits.requests, false),
+          createExit: part(st.mix.createExit, false),
+          parkReady: part(st.mix.parkReady, true),
+          requests: part(st.mix.requests, false),
           alwaysOn: alwaysOnCost / base,
         };
         st.estimated = { ...parts, total: parts.createExit + parts.parkReady + parts.requests + parts.alwaysOn };
