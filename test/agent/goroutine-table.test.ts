@@ -146,3 +146,19 @@ t.test('exits kept as columns read back as the rows they were, and a selection m
   t.equal(table.lastExitSerial, 5);
   t.same(table.exitedSince(5), []);
 });
+
+t.test('the exits\' ring grows as exits come, keeping every one, then wraps at exitedRetention', async (t) => {
+  const table = new GoroutineTable({ exitedRetention: 1000 });
+  // Past its first places (256) and each doubling, then around the ring: 2,500 exits, 1,000 kept.
+  for (let g = 1; g <= 2500; g++) {
+    table.onCreate(g, 0, 0x10 + g, 0x20 + g, g);
+    table.onPark(g, CHAN_RECEIVE, g + 0.25);
+    table.onExit(g, g + 0.5);
+    if (g === 600) t.same(table.recentlyExited().map((e) => e.goid), Array.from({ length: 600 }, (_, i) => i + 1), 'all 600 kept through two growths, oldest first');
+  }
+  const kept = table.recentlyExited();
+  t.same(kept.map((e) => e.goid), Array.from({ length: 1000 }, (_, i) => i + 1501), 'the newest 1,000, oldest first');
+  t.same(kept.map((e) => [e.gopc, e.startPc, e.exitedAt, e.blockedNs]), kept.map((e) => [0x10 + e.goid, 0x20 + e.goid, e.goid + 0.5, 0.25]), 'each with its own columns');
+  t.equal(table.lookup(1501, 3000)?.goid, 1501, 'the oldest kept is found by goid');
+  t.equal(table.exitedSince(2400).length, 100, 'the exits after serial 2,400');
+});

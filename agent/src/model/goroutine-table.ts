@@ -147,6 +147,9 @@ export interface GoroutineTableOptions {
   trace?: Partial<TraceOptions>;
 }
 
+/** Places the exits' ring starts with (it doubles up to exitedRetention as exits come). */
+const FIRST_EXIT_PLACES = 256;
+
 export class GoroutineTable {
   readonly maxGoroutines: number;
   readonly counters: TableCounters = { created: 0, parked: 0, readied: 0, exited: 0, resumedUnseen: 0, untracked: 0, longParksDropped: 0, foundByScan: 0, endedByScan: 0 };
@@ -201,22 +204,22 @@ export class GoroutineTable {
    * a shipped child's parent, a long park's waker), where a Map by goid cost a set and a delete per exit.
    */
   private exitedCount = 0;
-  private readonly exitedGoids: Float64Array;
-  private readonly exParent: Float64Array;
-  private readonly exGopc: Float64Array;
-  private readonly exStartPc: Float64Array;
-  private readonly exCreatedAt: Float64Array;
-  private readonly exReadyAt: Float64Array;
-  private readonly exParkCount: Uint32Array;
-  private readonly exReadyCount: Uint32Array;
-  private readonly exBlocked: Float64Array;
-  private readonly exFlags: Uint8Array;
-  private readonly exGAddr: Float64Array;
-  private readonly exRoot: Float64Array;
-  private readonly exTraceStart: Float64Array;
+  private exitedGoids!: Float64Array;
+  private exParent!: Float64Array;
+  private exGopc!: Float64Array;
+  private exStartPc!: Float64Array;
+  private exCreatedAt!: Float64Array;
+  private exReadyAt!: Float64Array;
+  private exParkCount!: Uint32Array;
+  private exReadyCount!: Uint32Array;
+  private exBlocked!: Float64Array;
+  private exFlags!: Uint8Array;
+  private exGAddr!: Float64Array;
+  private exRoot!: Float64Array;
+  private exTraceStart!: Float64Array;
   /** When each exited (monotonic ns): a scan looks only at the exits since it began. */
-  private readonly exitedAts: Float64Array;
-  private readonly exSerial: Float64Array;
+  private exitedAts!: Float64Array;
+  private exSerial!: Float64Array;
   /** Sparse, by ring place: the per-reason times and unshipped long parks an exit took with it. */
   private readonly exByReason = new Map<number, Map<number, number>>();
   private readonly exLongParks = new Map<number, LongPark[]>();
@@ -237,28 +240,51 @@ export class GoroutineTable {
   constructor(opts: GoroutineTableOptions = {}) {
     this.maxGoroutines = opts.maxGoroutines ?? 2_000_000;
     this.exitedRetention = opts.exitedRetention ?? 10_000;
-    const n = Math.max(0, this.exitedRetention);
-    this.exitedGoids = new Float64Array(n);
-    this.exParent = new Float64Array(n);
-    this.exGopc = new Float64Array(n);
-    this.exStartPc = new Float64Array(n);
-    this.exCreatedAt = new Float64Array(n);
-    this.exReadyAt = new Float64Array(n);
-    this.exParkCount = new Uint32Array(n);
-    this.exReadyCount = new Uint32Array(n);
-    this.exBlocked = new Float64Array(n);
-    this.exFlags = new Uint8Array(n);
-    this.exGAddr = new Float64Array(n);
-    this.exRoot = new Float64Array(n);
-    this.exTraceStart = new Float64Array(n);
-    this.exitedAts = new Float64Array(n);
-    this.exSerial = new Float64Array(n);
+    this.sizeExits(Math.min(Math.max(0, this.exitedRetention), FIRST_EXIT_PLACES));
     this.trace = { ...defaultTraceOptions, ...opts.trace };
     if (this.trace.unitRootAgeMs > this.trace.segmentMs) throw new Error('unitRootAgeMs must not exceed segmentMs: a joined child is created in its parent\'s first span');
     this.rootAgeNs = this.trace.unitRootAgeMs * 1e6;
     this.parkSpanMinNs = this.trace.parkSpanMinMs * 1e6;
     this.segmentNs = this.trace.segmentMs * 1e6;
     this.grow(1024);
+  }
+
+  /**
+   * Sizes the exits' columns to n places, keeping the exitedCount filled so far (they grow only before the ring
+   * first wraps, so those are places 0..exitedCount-1). They start small and double up to exitedRetention: ~105
+   * bytes a place, 1 MiB per traced process at the full 10k, which an idle process with a handful of exits never
+   * needs (a change in agentcpu's agent/src/model, for the agent's memory per traced process).
+   */
+  private sizeExits(n: number): void {
+    const keep = this.exitedCount;
+    const f64 = (old: Float64Array | undefined) => {
+      const a = new Float64Array(n);
+      if (old && keep) a.set(old.subarray(0, keep));
+      return a;
+    };
+    this.exitedGoids = f64(this.exitedGoids);
+    this.exParent = f64(this.exParent);
+    this.exGopc = f64(this.exGopc);
+    this.exStartPc = f64(this.exStartPc);
+    this.exCreatedAt = f64(this.exCreatedAt);
+    this.exReadyAt = f64(this.exReadyAt);
+    this.exBlocked = f64(this.exBlocked);
+    this.exGAddr = f64(this.exGAddr);
+    this.exRoot = f64(this.exRoot);
+    this.exTraceStart = f64(this.exTraceStart);
+    this.exitedAts = f64(this.exitedAts);
+    this.exSerial = f64(this.exSerial);
+    const parks = new Uint32Array(n);
+    const readies = new Uint32Array(n);
+    const flags = new Uint8Array(n);
+    if (keep) {
+      parks.set(this.exParkCount.subarray(0, keep));
+      readies.set(this.exReadyCount.subarray(0, keep));
+      flags.set(this.exFlags.subarray(0, keep));
+    }
+    this.exParkCount = parks;
+    this.exReadyCount = readies;
+    this.exFlags = flags;
   }
 
   get size(): number {
@@ -445,6 +471,7 @@ export class GoroutineTable {
     const serial = ++this.exitSerial;
     let i = -1;
     if (this.exitedCount < this.exitedRetention) {
+      if (this.exitedCount === this.exitedGoids.length) this.sizeExits(Math.min(this.exitedRetention, 2 * this.exitedCount));
       i = this.exitedCount++;
     } else if (this.exitedRetention > 0) {
       i = this.exitedHead;
