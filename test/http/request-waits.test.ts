@@ -65,3 +65,17 @@ t.test('a forgotten goroutine\'s entry, reused for a new one, carries nothing of
   t.same(w.inside(4, 20 * MS, 40 * MS).parks.map((p) => [p.reason, p.from / MS, p.to / MS]), [[2, 30, 31]]);
   t.same(w.schedInside(4, 20 * MS, 40 * MS), { runnableNs: 1 * MS, syscallNs: 0, runs: 1, preemptions: 0, truncated: false });
 });
+
+t.test('an exited goroutine\'s parks stay keepNs after its exit, then its entry goes', async (t) => {
+  const w = new RequestWaits({ keepNs: 10 * MS });
+  w.onRun(99, 1 * MS, 0);
+  w.onPark(5, 1, 2 * MS);
+  w.onReady(5, 99, 3 * MS);
+  w.onExit(5, 4 * MS);
+  w.onExit(6, 13 * MS); // another exit, 9 ms later: goroutine 5's entry is still needed
+  t.equal(w.goroutines, 2);
+  t.same(w.inside(5, 1 * MS, 4 * MS).parks.map((p) => [p.from / MS, p.to / MS]), [[2, 3]], 'a request that ended at its exit still has its park');
+  w.onExit(7, 15 * MS); // 11 ms after goroutine 5's exit
+  t.equal(w.goroutines, 1, 'goroutine 5 let go; 99 lives on');
+  t.same(w.inside(5, 1 * MS, 4 * MS).parks, []);
+});

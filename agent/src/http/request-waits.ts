@@ -127,6 +127,14 @@ export class RequestWaits {
   private readonly byGoid = new Map<number, GoroutineParks>();
   /** Entries of forgotten goroutines, for reuse. */
   private readonly spare: GoroutineParks[] = [];
+  /**
+   * Exits in the order seen (goid, time), from exitHead on: an exited goroutine's entry is let go keepNs after its
+   * exit, as the sweep would, but one at a time, so its entry is there for the next goroutine to take (the sweep
+   * let go of 2 s of them at once, more than the spares it keeps).
+   */
+  private exitGoids: number[] = [];
+  private exitTimes: number[] = [];
+  private exitHead = 0;
   private readonly keepNs: number;
   private readonly maxParks: number;
   private readonly maxSched: number;
@@ -318,6 +326,40 @@ export class RequestWaits {
 
   onExit(goid: number, ts: number): void {
     this.running(goid, ts);
+    if (goid !== 0 && this.byGoid.has(goid)) {
+      this.exitGoids.push(goid);
+      this.exitTimes.push(ts);
+    }
+    this.forgetExited(ts);
+  }
+
+  /** Lets go of the entries of goroutines that exited more than keepNs before ts with nothing of them since. */
+  private forgetExited(ts: number): void {
+    const ids = this.exitGoids;
+    const times = this.exitTimes;
+    let h = this.exitHead;
+    while (h < ids.length && times[h] < ts - this.keepNs) {
+      const g = this.byGoid.get(ids[h]);
+      if (g !== undefined && g.last <= times[h] && g.openReason === NO_PARK) this.release(ids[h], g);
+      h++;
+    }
+    // Compacted in place once the dead head is most of the queue (an amortised O(1) per exit).
+    if (h > 1024 && h * 2 > ids.length) {
+      const n = ids.length - h;
+      for (let i = 0; i < n; i++) {
+        ids[i] = ids[h + i];
+        times[i] = times[h + i];
+      }
+      ids.length = n;
+      times.length = n;
+      h = 0;
+    }
+    this.exitHead = h;
+  }
+
+  private release(goid: number, g: GoroutineParks): void {
+    this.byGoid.delete(goid);
+    if (this.spare.length < MAX_SPARE && g.parks.length <= SPARE_MAX_NUMBERS && g.sched.length <= SPARE_MAX_NUMBERS) this.spare.push(g);
   }
 
   /** Forgets goroutines with nothing newer than keepNs before ts (all of them but those parked, when forced). */
@@ -327,10 +369,7 @@ export class RequestWaits {
     this.byGoid.forEach((g, goid) => {
       const open = g.openReason !== NO_PARK;
       if (open && !force) return;
-      if (ts - g.last > this.keepNs || (force && !open && ts - g.last > this.keepNs / 8)) {
-        this.byGoid.delete(goid);
-        if (this.spare.length < MAX_SPARE && g.parks.length <= SPARE_MAX_NUMBERS && g.sched.length <= SPARE_MAX_NUMBERS) this.spare.push(g);
-      }
+      if (ts - g.last > this.keepNs || (force && !open && ts - g.last > this.keepNs / 8)) this.release(goid, g);
     });
   }
 

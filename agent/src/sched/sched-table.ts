@@ -81,6 +81,8 @@ export class SchedTable {
   /** Their goids at the same places: looked up by a scan, newest first (rare: a shipped exited goroutine's record). */
   private readonly exitedGoids: Float64Array;
   private exitedHead = 0;
+  /** Figures of exits pushed out of the ring, for reuse. */
+  private readonly spare: GoroutineSched[] = [];
   /** Threads (tids) and Ps seen running goroutines. */
   readonly threads = new Set<number>();
   readonly ps = new Set<number>();
@@ -96,7 +98,13 @@ export class SchedTable {
         this.counters.untracked++;
         return undefined;
       }
-      g = { runs: 0, runsTimed: 0, runnableNs: 0, maxRunnableNs: 0, yields: 0, preemptions: 0, syscalls: 0, syscallNs: 0, tid: 0, p: -1, threadSwitches: 0, pSwitches: 0 };
+      g = this.spare.pop();
+      if (g) {
+        g.runs = g.runsTimed = g.runnableNs = g.maxRunnableNs = g.yields = g.preemptions = g.syscalls = g.syscallNs = g.tid = g.threadSwitches = g.pSwitches = 0;
+        g.p = -1;
+      } else {
+        g = { runs: 0, runsTimed: 0, runnableNs: 0, maxRunnableNs: 0, yields: 0, preemptions: 0, syscalls: 0, syscallNs: 0, tid: 0, p: -1, threadSwitches: 0, pSwitches: 0 };
+      }
       this.goroutines.set(goid, g);
     }
     return g;
@@ -173,6 +181,8 @@ export class SchedTable {
       this.exitedGoids[this.exited.length] = goid;
       this.exited.push(g);
     } else {
+      // The exit it pushes out of the ring is reused by the next goroutine (they come at the rate of exits).
+      if (this.spare.length < 64) this.spare.push(this.exited[this.exitedHead]);
       this.exited[this.exitedHead] = g;
       this.exitedGoids[this.exitedHead] = goid;
       this.exitedHead = (this.exitedHead + 1) % this.exitedRetention;
