@@ -575,9 +575,18 @@ int sched_inject(struct pt_regs *ctx)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 gp = read_u64(ctx->ax); /* gList.head */
+	/* g.schedlink follows g.goid in every Go version so far (1.19-1.27): both in one read. */
+	bool pair = l->g_schedlink == l->g_goid + 8;
 	for (int i = 0; i < INJECT_MAX && gp; i++) {
-		stamp_runnable(pid, window, read_u64(gp + l->g_goid), RUNNABLE_INJECTED, now);
-		gp = read_u64(gp + l->g_schedlink);
+		__u64 w[2] = {};
+		if (pair) {
+			bpf_probe_read_user(w, sizeof(w), (const void *)(gp + l->g_goid));
+		} else {
+			w[0] = read_u64(gp + l->g_goid);
+			w[1] = read_u64(gp + l->g_schedlink);
+		}
+		stamp_runnable(pid, window, w[0], RUNNABLE_INJECTED, now);
+		gp = w[1];
 	}
 	return 0;
 }

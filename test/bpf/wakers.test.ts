@@ -4,15 +4,20 @@
 // thread's goroutine. Oracle: test/fixtures/wakers, pairs of goroutines that wake only each other, every other
 // pair locked to a thread of its own, on four Ps; each goroutine reports its goid from its own stack trace.
 // The `sched_execute` program reads the P from the thread's M through the same cache, and keeps each CPU's last
-// P id: every run's P is one of the four, and the runs spread over more than one.
+// P id: every run's P is one of the four, and the runs spread over more than one. Readers blocked on pipes, woken
+// by the network poller in batches, run with the cause `sched_inject` stamped through the batch's g.schedlink
+// list (goid and schedlink read at once).
 import t from 'tap';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
+import { RunnableCause } from '../../agent/src/sched/sched-table.ts';
 import { eachGoVersion, sleep, startGo } from '../runtime/helpers.ts';
 
 const PAIRS = 8;
 const ROUNDS = 2000;
+const READERS = 8;
+const PIPE_ROUNDS = 200;
 
 t.test('the waker of each ready is the goroutine that readied it', async (t) => {
   await eachGoVersion(t, 'wakers', ['local', '1.22.12'], async (t, bin) => {
@@ -24,9 +29,13 @@ t.test('the waker of each ready is the goroutine that readied it', async (t) => 
     // Every ready's (readied, waker) pair, as the records tell it.
     const readies: Array<[number, number]> = [];
     const runsOnP = new Map<number, number>();
+    const injectedRuns = new Map<number, number>();
     tracer.start((_proc, kind, v, at) => {
       if (kind === GoroutineEventKind.ready) readies.push([Number(ev.goid(v, at)), Number(ev.otherGoid(v, at))]);
-      else if (kind === GoroutineEventKind.run) runsOnP.set(ev.pId(v, at), (runsOnP.get(ev.pId(v, at)) ?? 0) + 1);
+      else if (kind === GoroutineEventKind.run) {
+        runsOnP.set(ev.pId(v, at), (runsOnP.get(ev.pId(v, at)) ?? 0) + 1);
+        if (ev.cause(v, at) === RunnableCause.injected) injectedRuns.set(Number(ev.goid(v, at)), (injectedRuns.get(Number(ev.goid(v, at))) ?? 0) + 1);
+      }
     });
     tracer.attach(openTarget(p.pid), { probes: ['park', 'ready', 'run'] });
     p.send(`pairs ${PAIRS} ${ROUNDS}`);
@@ -55,5 +64,16 @@ t.test('the waker of each ready is the goroutine that readied it', async (t) => 
     t.same(wrong.slice(0, 5), [], 'no ready names another goroutine of the pairs');
     const ps = [...runsOnP.keys()].sort();
     t.ok(ps.length >= 2 && ps.every((id) => id < 4), `runs on the four Ps only, on more than one: ${JSON.stringify(Object.fromEntries(runsOnP))}`);
+
+    const fromPipes = p.out.length;
+    p.send(`pipes ${READERS} ${PIPE_ROUNDS}`);
+    await p.until(/^PIPES DONE$/m, 60_000);
+    await sleep(100);
+    await tracer.drain();
+    const readers = [...p.out.slice(fromPipes).matchAll(/^READER goid=(\d+)$/gm)].map((m) => Number(m[1]));
+    t.equal(readers.length, READERS, 'every reader told its goid');
+    const injected = readers.reduce((n, g) => n + (injectedRuns.get(g) ?? 0), 0);
+    // The poller hands one goroutine of a batch to its thread directly and injects the rest.
+    t.ok(injected > 0, `readers run after the poller injected them: ${injected} runs of ${READERS * PIPE_ROUNDS} wakeups`);
   });
 });
