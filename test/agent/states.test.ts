@@ -14,6 +14,7 @@ import { goBuild, repoRoot } from '../lib/go.ts';
 import type { DumpGoroutine } from '../lib/godump.ts';
 import { PopulationProcess } from '../lib/population.ts';
 import { join } from 'node:path';
+import { overload } from '../lib/load.ts';
 
 const noBpf = await bpfUnavailable();
 const src = join(repoRoot, 'test', 'fixtures', 'states');
@@ -21,8 +22,9 @@ const src = join(repoRoot, 'test', 'fixtures', 'states');
 const GROUPS = { chan: 3, select: 4, mutex: 5, sleep: 6, io: 3, spin: 2 };
 const SPIN = new Set(['running', 'runnable']);
 
-/** Waits until the tracer has applied `n` more scans of the process than now (each takes minIntervalMs + the apply delay). */
-async function scansApplied(proc: TracedProcess, n: number, timeoutMs = 5000): Promise<void> {
+/** Waits until the tracer has applied `n` more scans of the process than now (each takes minIntervalMs + the apply
+ * delay); 5 s on a quiet machine, longer as the load rises (a scan waits for the event loop: 5 s passed at load 14). */
+async function scansApplied(proc: TracedProcess, n: number, timeoutMs = Math.round(5000 * overload())): Promise<void> {
   const target = proc.scan.counts.scans + n;
   const deadline = Date.now() + timeoutMs;
   while (proc.scan.counts.scans < target) {

@@ -4,12 +4,12 @@
 // traced and reaches the collector. CI runs CHURN_PROCESSES (default 200); scripts/churn.sh runs 5,000.
 import t from 'tap';
 import { join } from 'node:path';
-import { availableParallelism, loadavg } from 'node:os';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { startChild } from '../lib/child.ts';
 import { startCollectorProcess } from '../lib/collector-process.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 import { ExitWatch } from '../lib/exit-watch.ts';
+import { overload } from '../lib/load.ts';
 import { api, tempDir, INGEST_TOKEN, API_TOKEN } from '../collector/helpers.ts';
 
 const TOTAL = Number(process.env.CHURN_PROCESSES ?? 200);
@@ -17,7 +17,10 @@ const AT_ONCE = Number(process.env.CHURN_CONCURRENCY ?? 24);
 /** A second on a machine with a core free per runnable task; scaled by how far the machine's load (taken at the
  * test's start) exceeds its cores, since the agent's event loop and the kernel's detach both wait for a CPU (2.1 s
  * seen at load 27 on 2 cores, 395 ms p99 at load 10). */
-const DETACH_LIMIT_MS = Math.round(1000 * Math.max(1, loadavg()[0] / availableParallelism()));
+const DETACH_LIMIT_MS = Math.round(1000 * overload());
+/** Each process lives 1.5-3 s on a quiet machine, longer as the load rises, so that every one lives long enough to
+ * be found and attached (one of 200 exited untraced at load 20 on 2 cores). */
+const MIN_LIFE_MS = Math.round(1500 * Math.min(4, overload()));
 const noBpf = await bpfUnavailable();
 
 const noMulti = noBpf ? undefined : (await import('../../agent/src/bpf/bridge.ts')).loadAddon().hasUprobeMulti()
@@ -85,7 +88,7 @@ t.test(`churn: ${TOTAL} Go processes, ${AT_ONCE} at a time, under one agent`, { 
   // The processes come from a launcher of their own: a fork of this big process per spawn would block the
   // event loop the agent runs on, which no agent on a node has to bear.
   const launch = (total: number, atOnce: number) => {
-    const launcher = startChild(bin, ['launch', String(total), String(atOnce)], { what: 'churn launcher', t });
+    const launcher = startChild(bin, ['launch', String(total), String(atOnce), String(MIN_LIFE_MS)], { what: 'churn launcher', t });
     launcher.onLine((line) => {
       const pid = Number(/^started (\d+)$/.exec(line)?.[1]);
       if (!pid) return;
