@@ -95,7 +95,7 @@ class Agent {
   constructor(root: string, pids: number[], collectorUrl: string, readonly metricsPort: number, spool: string) {
     const args = [...imageNodeFlags(root), join(root, 'bin', 'goroscope.js'), 'agent', '--collector', collectorUrl.replace(/^http/, 'ws'), '--metrics-listen', `127.0.0.1:${metricsPort}`, '--spool-dir', spool];
     for (const p of pids) args.push('--pid', String(p));
-    this.child = spawn(process.execPath, args, { env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN }, stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = spawn(process.execPath, args, { env: { ...process.env, ...imageEnv(root), GOROSCOPE_INGEST_TOKEN: TOKEN }, stdio: ['ignore', 'ignore', 'pipe'] });
     createInterface({ input: this.child.stderr! }).on('line', (l) => {
       this.log = `${this.log}${l}\n`.slice(-8000);
       const m = /tracing pid (\d+) /.exec(l);
@@ -135,6 +135,25 @@ function imageNodeFlags(root: string): string[] {
   const line = existsSync(file) ? /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(file, 'utf8'))?.[1] : undefined;
   const argv = line ? (JSON.parse(line) as string[]) : [];
   return argv[0] === 'node' ? argv.slice(1).filter((a) => a.startsWith('--')) : [];
+}
+
+/**
+ * The environment the checkout's agent image sets (the ENV lines of deploy/images/agent.Dockerfile's last stage,
+ * KEY=VALUE each), e.g. glibc's MALLOC_ARENA_MAX: the bench runs the agent in it, as the image does.
+ */
+function imageEnv(root: string): Record<string, string> {
+  const file = join(root, 'deploy', 'images', 'agent.Dockerfile');
+  if (!existsSync(file)) return {};
+  const text = readFileSync(file, 'utf8');
+  const last = text.slice(text.search(/^FROM\s(?![\s\S]*^FROM\s)/m));
+  const env: Record<string, string> = {};
+  for (const m of last.matchAll(/^ENV\s+(.+)$/gm)) {
+    for (const kv of m[1].trim().split(/\s+/)) {
+      const eq = kv.indexOf('=');
+      if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
+  }
+  return env;
 }
 
 /** A gauge or counter of the agent's /metrics, summed over its label sets; NaN when absent (an older agent). */
@@ -304,7 +323,7 @@ export async function runAgentMemory(ctx: BenchContext, opts: AgentMemoryOptions
   }
 
   const out: Figure[] = [];
-  const cmd = `${ctx.invocation} # node [the node flags of deploy/images/agent.Dockerfile's ENTRYPOINT] bin/goroscope.js agent --pid ... --collector ws://... (bundled, own process); each Go process behind sh -c 'read _ && exec BIN' so the agent takes it when it execs; VmRSS/VmHWM from /proc/AGENT/status, utime+stime from /proc/AGENT/stat, BPF map memory from /proc/AGENT/fdinfo memlock`;
+  const cmd = `${ctx.invocation} # node [the node flags of deploy/images/agent.Dockerfile's ENTRYPOINT, in its last stage's ENV] bin/goroscope.js agent --pid ... --collector ws://... (bundled, own process); each Go process behind sh -c 'read _ && exec BIN' so the agent takes it when it execs; VmRSS/VmHWM from /proc/AGENT/status, utime+stime from /proc/AGENT/stat, BPF map memory from /proc/AGENT/fdinfo memlock`;
   for (const [tag, r] of runs) {
     const id = (x: string) => `${bench}.${x}${tag ? `.${tag}` : ''}`;
     const who = tag ? ` (${tag}: ${opts.baseline})` : '';
