@@ -12,6 +12,7 @@ import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildPopulation, PopulationProcess, tracedPopulation } from '../lib/population.ts';
 import http from 'node:http';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
+import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import { buildFixture, startGo } from '../runtime/helpers.ts';
 
 const noBpf = await bpfUnavailable();
@@ -250,5 +251,48 @@ t.test('the cost per hit is measured in the process itself, and a calibration sh
   t.ok(cost.nsPerHit > 250 && cost.nsPerHit < 200_000, `a uprobe hit's order of magnitude: ${Math.round(cost.nsPerHit)} ns`);
   t.ok(governor.windows(server.pid).some((w) => w.probes.length === 0), 'off-windows: measured and budgeted');
   const est = governor.estimatedOverhead(server.pid);
+  t.ok(est && Math.abs(est.total - est.createExit - est.parkReady - est.requests - est.alwaysOn) <= 1e-9 * est.total, 'the estimate is the sum of its parts');
+});
+
+// TCP's accept probe stays on in each traced Go process: one hit per accepted connection, charged to the budget
+// first. Here a hit is charged 200 us and every request comes on a new connection to a handler that spins 2 ms:
+// the accepts alone are several % of the server's CPU, and nothing is left for the duty-cycled probes.
+t.test('the always-on accept probe is charged to the budget first', { skip: noBpf ?? httpServer.skip ?? false, timeout: 60_000 }, async (t) => {
+  const server = startGo(httpServer.bin!, ['serve'], t);
+  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
+  const tracer = new GoroutineTracer();
+  const tcp = new TcpTracer({ seed: false });
+  t.teardown(async () => {
+    await tcp.close();
+    await tracer.close();
+  });
+  tracer.start();
+  tcp.start();
+  const target = openTarget(server.pid);
+  const proc = tracer.attach(target);
+  const tproc = tcp.attach(target);
+  t.equal(tproc.ownerSkipped, null, 'the accept probe is attached');
+  const governor = new OverheadGovernor(tracer, {
+    budget: 0.02, nsPerHit: 200_000, periodMs: 400, minOnMs: 50,
+    alwaysOnHits: (pid) => tcp.process(pid)?.accepts ?? 0,
+  });
+  t.teardown(() => governor.stop());
+  governor.add(proc);
+  // A new connection for each request.
+  const get = () => new Promise<void>((resolve, reject) => {
+    const r = http.get({ host: '127.0.0.1', port, path: '/spin/2', agent: false, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    r.on('error', reject);
+    r.on('timeout', () => r.destroy(new Error('GET /spin/2: no answer in 10 s')));
+  });
+  // Without the accept probe's charge the duty-cycled probes would get ~2% of the budget's worth (0.02 on).
+  const charged = () => (governor.estimatedOverhead(server.pid)?.alwaysOn ?? 0) > 0.02 && governor.fraction(server.pid) === 0.001;
+  for (const until = Date.now() + 15_000; Date.now() < until && !charged();) await get();
+  t.ok(tproc.accepts > 0, `the server's accepted connections are counted (${tproc.accepts})`);
+  const est = governor.estimatedOverhead(server.pid);
+  t.ok(est && est.alwaysOn > 0.02, `the always-on share ${((est?.alwaysOn ?? 0) * 100).toFixed(1)}% is over the budget`);
+  t.equal(governor.fraction(server.pid), 0.001, 'nothing is left for the duty-cycled probes: their least on-fraction');
   t.ok(est && Math.abs(est.total - est.createExit - est.parkReady - est.requests - est.alwaysOn) <= 1e-9 * est.total, 'the estimate is the sum of its parts');
 });

@@ -161,7 +161,7 @@ export class AgentMetrics {
 
     new Gauge({
       name: 'goroscope_probe_overhead_ratio',
-      help: "Estimated cost of goroscope's probes as a share of the process's CPU at the current duty cycle, by probes (the goroutine and request probes are duty-cycled to the overhead budget together; requests: the request probes, duty-cycled with them; tcp_syscall_hooks: the always-on TCP hooks on every system call, charged to the budget first).",
+      help: "Estimated cost of goroscope's probes as a share of the process's CPU at the current duty cycle, by probes (the goroutine and request probes are duty-cycled to the overhead budget together; requests: the request probes, duty-cycled with them; tcp_always_on: TCP's probes that stay on, its accept uprobe in Go processes and, with --tcp-syscall-hooks, its hooks on every system call, charged to the budget first).",
       labelNames: ['pid', 'exe', 'probes'],
       registers: [r],
       collect() {
@@ -174,7 +174,7 @@ export class AgentMetrics {
           this.inc({ ...labels, probes: 'create_exit' }, est.createExit);
           this.inc({ ...labels, probes: 'park_ready' }, est.parkReady);
           if (est.requests > 0) this.inc({ ...labels, probes: 'requests' }, est.requests);
-          if (est.alwaysOn > 0) this.inc({ ...labels, probes: 'tcp_syscall_hooks' }, est.alwaysOn);
+          if (est.alwaysOn > 0) this.inc({ ...labels, probes: 'tcp_always_on' }, est.alwaysOn);
         });
       },
     });

@@ -52,6 +52,11 @@ export interface GovernorOptions {
    * budget first and the duty-cycled probes share what is left.
    */
   nsPerSyscall?: number;
+  /**
+   * Hits so far of uprobes in a process that stay on (TCP's accept probe: one per accepted connection): charged
+   * at the process's cost per hit, out of the budget first with the syscall hooks.
+   */
+  alwaysOnHits?: (pid: number) => number;
 }
 
 /** The syscall hooks' cost per call the agent charges when TCP tracing is on (tcp-attach bench: 119-168 ns). */
@@ -123,6 +128,7 @@ interface ProcState {
   /** Cost of every probe over the last measured window, as a share of the process's CPU (budget terms). */
   estimated: Estimate | undefined;
   requestsAtStart: number;
+  alwaysOnHitsAtStart: number;
   /** The phase before this one, and the in-process samples (the last taken at sampledAt, monotonic ns). */
   lastPhase: Phase | undefined;
   costSamples: number[];
@@ -262,6 +268,7 @@ export class OverheadGovernor {
       windows: [],
       estimated: undefined,
       requestsAtStart: this.opts.requests?.hits(proc.info.pid) ?? 0,
+      alwaysOnHitsAtStart: this.opts.alwaysOnHits?.(proc.info.pid) ?? 0,
       lastPhase: undefined,
       costSamples: [],
       shareSamples: [],
@@ -414,8 +421,12 @@ export class OverheadGovernor {
       const work = syscalls - st.syscallsAtStart;
       const measured = seconds > 0 && runNs >= 0 && work >= 0;
       const cpuPerSecond = measured ? runNs / seconds : NaN;
-      // The always-on hooks' cost, in on and off phases alike.
-      const alwaysOnCost = this.opts.nsPerSyscall && measured ? (work / seconds) * this.opts.nsPerSyscall : 0;
+      // The always-on hooks' and uprobes' cost, in on and off phases alike (the uprobes' hits over the whole phase).
+      const alwaysOnHits = this.opts.alwaysOnHits?.(pid) ?? 0;
+      const phaseSeconds = (now - st.phaseStart) / 1e9;
+      const alwaysOnCost =
+        (this.opts.nsPerSyscall && measured ? (work / seconds) * this.opts.nsPerSyscall : 0) +
+        (phaseSeconds > 0 ? (Math.max(0, alwaysOnHits - st.alwaysOnHitsAtStart) / phaseSeconds) * this.hitCost(pid)!.nsPerHit : 0);
       // Hits counted in the phase, in emulated-hit equivalents. Park records undercount hits when sampling keeps a
       // fraction of goroutines: scaled back to hits. Scheduler hits come from their records.
       const requestHits = this.opts.requests?.hits(pid) ?? 0;
@@ -440,7 +451,6 @@ export class OverheadGovernor {
       if (st.on && cpuPerSecond > 0) {
         // What the probes cost per second while on: their measured share of the process's CPU, never less than
         // the calibration's cost of the hits counted.
-        const phaseSeconds = (now - st.phaseStart) / 1e9;
         const calibrated = (hitsTotal / phaseSeconds) * this.opts.nsPerHit;
         const share = st.shareSamples.length ? median(st.shareSamples) : undefined;
         const cost = Math.max(calibrated, share !== undefined ? (share * cpuPerSecond) / (1 + share) : 0);
@@ -462,6 +472,7 @@ export class OverheadGovernor {
         st.estimated = { ...parts, total: parts.createExit + parts.parkReady + parts.requests + parts.alwaysOn };
       }
       st.requestsAtStart = requestHits;
+      st.alwaysOnHitsAtStart = alwaysOnHits;
       const onMs = st.fraction >= 1 ? this.periodMs : Math.max(this.minOnMs, st.fraction * this.cycleMs);
       let offMs = st.fraction >= 1 ? 0 : Math.max(st.detachMs + this.minOnMs, (onMs * (1 - st.fraction)) / st.fraction);
       // Always on, but at a quarter of the budget or more by the charged cost: now and then a short off-window, so

@@ -8,7 +8,7 @@ import type { ConnectionRecord } from '../../../collector/src/protocol/records.t
 import { percpuCounters, u32Key } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport, type EventsSource } from '../bpf/events-source.ts';
 import { tracefsAccess, tracepointIds, TracefsUnavailable, type TracefsAccess } from '../bpf/tracefs.ts';
-import { encodeTcpProcessLayout, forEachTcpEvent, TcpEventKind, tcpEventLayout, TcpRole, TcpStat } from '../events/tcp-event.ts';
+import { encodeTcpProcessLayout, forEachTcpEvent, tcpEv, TcpEventKind, tcpEventLayout, TcpRole, TcpStat } from '../events/tcp-event.ts';
 import type { GoBinary } from '../gobinary/index.ts';
 import { layoutForBinary } from '../gobinary/layouts.ts';
 import { monoToWallMs } from '../tracer/clock.ts';
@@ -114,6 +114,8 @@ export interface TcpProcess extends Target {
   /** The uprobe that learns who accepted each connection (go-owner.ts); none when `ownerSkipped` says why. */
   links: number[];
   ownerSkipped: string | null;
+  /** Connections it accepted since attach: each one hit of that uprobe, always on (the governor charges it). */
+  accepts: number;
 }
 
 /** retransmit_keep for a sampling share: records are kept when a random u32 is below it (all at 1). */
@@ -260,7 +262,7 @@ export class TcpTracer extends Tracer<TcpProcess> implements ProcessTracer<TcpPr
     const goLayout = tcpLayoutOf(target.binary);
     this.bpf.updateElem('tcp_process_layouts', u32Key(pid), encodeTcpProcessLayout(goLayout.tlsGOffset, goLayout.goidOffset));
     const site = target.binary.analysis('tcp-accept-site', () => acceptSite(target.binary));
-    const proc: TcpProcess = { ...target, goLayout, links: [], ownerSkipped: typeof site === 'string' ? site : null };
+    const proc: TcpProcess = { ...target, goLayout, links: [], ownerSkipped: typeof site === 'string' ? site : null, accepts: 0 };
     this.procs.set(pid, proc);
     if (typeof site !== 'string') {
       try {
@@ -344,7 +346,13 @@ export class TcpTracer extends Tracer<TcpProcess> implements ProcessTracer<TcpPr
   }
 
   protected applyBatch(batch: Buffer): number {
-    return forEachTcpEvent(batch, (v, at) => this.table.apply(v, at));
+    return forEachTcpEvent(batch, (v, at) => {
+      if (tcpEv.kind(v, at) === TcpEventKind.accept) {
+        const proc = this.procs.get(tcpEv.pid(v, at));
+        if (proc) proc.accepts++;
+      }
+      this.table.apply(v, at);
+    });
   }
 
   private toRecord(c: Connection, now: number): ConnectionRecord {
