@@ -95,9 +95,12 @@ const SCHED_STRIDE = 3;
 const S_AT = 0;
 const S_KIND = 1;
 const S_NS = 2;
-/** Entries kept for reuse; one whose arrays grew past SPARE_MAX_NUMBERS is let go (a keep-alive connection's). */
-const MAX_SPARE = 4096;
-const SPARE_MAX_NUMBERS = 256;
+/**
+ * Entries kept for reuse (exits release them one at a time, so a few cover the flow; at most ~1024 x 2 KiB held after
+ * a burst); one whose arrays grew past SPARE_MAX_NUMBERS is let go (a keep-alive connection's).
+ */
+const MAX_SPARE = 1024;
+const SPARE_MAX_NUMBERS = 128;
 
 /**
  * How many leading entries of a time-ordered column (the time at `offset` of each `stride` numbers) are older than
