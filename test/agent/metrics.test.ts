@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AgentMetrics } from '../../agent/src/metrics/agent-metrics.ts';
 import { LeakDetector } from '../../agent/src/analysis/leaks.ts';
+import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import { buildSnapshot } from '../../agent/src/snapshot/snapshot.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { repoRoot } from '../lib/go.ts';
@@ -24,7 +25,9 @@ t.test('/metrics', { skip: noBpf ?? noPromtool }, async (t) => {
   const { prog, tracer, proc } = await tracedPopulation(t);
   await prog.command('work 10 3', /^WORK DONE .*$/m);
   await tracer.drain();
-  const metrics = new AgentMetrics({ tracer, leaks: new LeakDetector() });
+  const tcp = new TcpTracer({ seed: false });
+  t.teardown(() => tcp.close());
+  const metrics = new AgentMetrics({ tracer, tcp, leaks: new LeakDetector() });
   const port = await metrics.listen('127.0.0.1:0');
   t.teardown(() => metrics.close());
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -43,7 +46,10 @@ t.test('/metrics', { skip: noBpf ?? noPromtool }, async (t) => {
     t.equal(value('goroscope_goroutines', { pid: String(prog.pid), wait_reason: reason, system: 'false' }), n, `goroutines waiting on ${reason}`);
   }
   t.ok((value('goroscope_goroutines_created_total', { pid: String(prog.pid) }) ?? 0) >= 10, 'creations counted');
-  t.equal(value('goroscope_records_lost_total', { probe: 'gopark' }), 0, 'drops are exported, here none');
+  t.equal(value('goroscope_records_lost_total', { source: 'goroutines', probe: 'gopark' }), 0, 'drops are exported, here none');
+  const tcpLost = Object.keys(tcp.lost());
+  t.ok(tcpLost.length > 0, `the TCP programs count their drops (${tcpLost.join(', ')})`);
+  for (const probe of tcpLost) t.equal(value('goroscope_records_lost_total', { source: 'tcp', probe }), 0, `TCP drops exported: ${probe}`);
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
 });
 

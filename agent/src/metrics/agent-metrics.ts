@@ -31,7 +31,7 @@ export interface AgentMetricsSources {
   segmentReportsDropped?: () => number;
   runtime?: RuntimeEventsTracer;
   /** The other record sources, for the count of records read. */
-  tcp?: { records: number };
+  tcp?: { records: number; lost?(): Record<string, number> };
   requests?: { records: number };
   leaks?: LeakDetector;
   shipper?: Shipper;
@@ -251,12 +251,15 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'goroscope_records_lost_total',
-      help: 'Records the BPF programs could not write (ring buffer full), by probe.',
-      labelNames: ['probe'],
+      help: 'Records the BPF programs could not write (ring buffer full), by source (goroutines, runtime, tcp) and probe. Requests: goroscope_http_records_lost_total.',
+      labelNames: ['source', 'probe'],
       registers: [r],
       collect() {
         this.reset();
-        for (const [probe, n] of Object.entries(src.tracer?.lost() ?? {})) this.inc({ probe }, n);
+        const sources: Array<[string, (() => Record<string, number>) | undefined]> = [
+          ['goroutines', src.tracer && (() => src.tracer!.lost())], ['runtime', src.runtime && (() => src.runtime!.lost())],
+          ['tcp', src.tcp?.lost && (() => src.tcp!.lost!())]];
+        for (const [source, lost] of sources) for (const [probe, n] of Object.entries(lost?.() ?? {})) this.inc({ source, probe }, n);
       },
     });
     new Gauge({
