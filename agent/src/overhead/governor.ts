@@ -88,6 +88,8 @@ const HIT_COST_SAMPLES = 9;
 /** Least work (read and write calls) in both windows of a pair, and hits in the on one, for a sample. */
 const MIN_PHASE_WORK = 50;
 const MIN_PHASE_HITS = 100;
+/** Span over which utime + stime are set beside run time (ProcState.cpuRatio). */
+const RATIO_SPAN_MS = 5000;
 /** What switching the probes off is taken to take until measured (ms). */
 const INITIAL_DETACH_MS = 150;
 /** An always-on process is measured in the process once in this many periods (when its cost is near the budget). */
@@ -115,6 +117,14 @@ interface ProcState {
   measureFrom: number;
   /** Counts the switches, so a late one does not start a newer phase's measurement. */
   switches: number;
+  /**
+   * utime + stime over schedstat run time, measured over spans of RATIO_SPAN_MS (1 until then). The budget is a
+   * share of the process's CPU as utime + stime count it; the run time also holds softirq work done on its threads
+   * (a loopback HTTP server: 2.3x its utime + stime), which would loosen the budget as much. Windows are timed by
+   * run time (ns, where ticks are too coarse for 50 ms) and scaled by this.
+   */
+  cpuRatio: number;
+  ratioFrom: { at: number; run: number; cpu: number };
   /**
    * How long switching the probes off takes until the kernel is done (ms, a running average: a grace period,
    * 85-280 ms here). Their breakpoints are gone at once (no hit 10 ms after the request), but the off-window's
@@ -262,6 +272,8 @@ export class OverheadGovernor {
       syscallsAtStart: processSyscalls(proc.info.pid) ?? NaN,
       measureFrom: now,
       switches: 0,
+      cpuRatio: 1,
+      ratioFrom: { at: now, run: processRunNs(proc.info.pid) ?? NaN, cpu: processCpuNs(proc.info.pid) ?? NaN },
       detachMs: INITIAL_DETACH_MS,
       countsAtStart: counts(proc),
       schedAtStart: schedHits(proc),
@@ -411,6 +423,14 @@ export class OverheadGovernor {
       }
       const cpu = processRunNs(pid) ?? NaN;
       const syscalls = processSyscalls(pid) ?? NaN;
+      if (now - st.ratioFrom.at >= RATIO_SPAN_MS * 1e6) {
+        const ticked = processCpuNs(pid) ?? NaN;
+        const run = cpu - st.ratioFrom.run;
+        const used = ticked - st.ratioFrom.cpu;
+        // Enough run time for the ticks to mean something (100 ticks at 100/s); a thread gone makes it unknown.
+        if (run >= 1e9 && used >= 0) st.cpuRatio = Math.min(1, Math.max(0.05, used / run));
+        st.ratioFrom = { at: now, run: cpu, cpu: ticked };
+      }
       const w = this.window(proc, st, now);
       st.windows.push(w);
       if (st.windows.length > this.maxWindows) st.windows.shift();
@@ -420,7 +440,9 @@ export class OverheadGovernor {
       const runNs = cpu - st.cpuAtStart;
       const work = syscalls - st.syscallsAtStart;
       const measured = seconds > 0 && runNs >= 0 && work >= 0;
-      const cpuPerSecond = measured ? runNs / seconds : NaN;
+      const runPerSecond = measured ? runNs / seconds : NaN;
+      // The process's CPU per second as utime + stime count it (the budget's terms), from its run time.
+      const cpuPerSecond = runPerSecond * st.cpuRatio;
       // The always-on hooks' and uprobes' cost, in on and off phases alike (the uprobes' hits over the whole phase).
       const alwaysOnHits = this.opts.alwaysOnHits?.(pid) ?? 0;
       const phaseSeconds = (now - st.phaseStart) / 1e9;
@@ -453,7 +475,9 @@ export class OverheadGovernor {
         // the calibration's cost of the hits counted.
         const calibrated = (hitsTotal / phaseSeconds) * this.opts.nsPerHit;
         const share = st.shareSamples.length ? median(st.shareSamples) : undefined;
-        const cost = Math.max(calibrated, share !== undefined ? (share * cpuPerSecond) / (1 + share) : 0);
+        // The share is of run time; what it stands for is ns of CPU, all of it utime + stime (a trap runs in the
+        // task), so it is taken of the run time, not scaled.
+        const cost = Math.max(calibrated, share !== undefined ? (share * runPerSecond) / (1 + share) : 0);
         // The always-on hooks take their share of the budget first.
         const left = Math.max(0, this.opts.budget * cpuPerSecond - alwaysOnCost);
         st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, left / cost));
