@@ -113,11 +113,8 @@ export function buildVegeta(): string {
 }
 
 /**
- * CPU ns a process has used so far, utime + stime as the issue defines the figure; NaN once it is gone. Not its
- * threads' schedstat run time (processRunNs, what the governor compares in short windows): for the loopback hello
- * server that counted 2.3x as much (75.8 against ~33 us per request at 10k/s, while a CPU-bound loop reads the
- * same both ways), the softirq work of the loopback's packets done on its CPU being in it, which diluted every
- * overhead ratio by as much. 10 ms ticks over a 6 s phase at 10k/s are ~200 ticks: 0.5%.
+ * CPU ns a process has used so far: utime + stime, as the issue defines the figure (10 ms ticks: a 6 s phase at
+ * 10k/s is ~200 of them, 0.5%); NaN once it is gone.
  */
 export function cpuNs(pid: number): number {
   return processCpuNs(pid) ?? NaN;
@@ -233,6 +230,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       });
       const a0 = await sample();
       const constant = await vegeta(vegetaBin, port, h.rate, seconds);
+      const c1 = await sample();
       // Saturated warm-up: the governor measures the new load and sets its duty cycle before the measured phase.
       await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, '-d2s', `http://127.0.0.1:${port}/`], 60_000);
       const a1 = await sample();
@@ -242,14 +240,14 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       const total = /^\s*(\d+) requests in/m.exec(wrk);
       if (!rps || !total) throw new Error(`no Requests/sec in wrk output: ${wrk}`);
       const r: RunResult = {
-        cpuUsPerReq: (a1.server - a0.server) / 1000 / constant.ok,
+        cpuUsPerReq: (c1.server - a0.server) / 1000 / constant.ok,
         constantOk: constant.success,
         constantP99Ms: constant.p99Ms,
         rps: Number(rps[1]),
         satCpuUsPerReq: (a2.server - a1.server) / 1000 / Number(total[1]),
       };
       if (agent) {
-        r.agentCpuPctConst = ((a1.agent - a0.agent) / 1e6 / (a1.t - a0.t)) * 100;
+        r.agentCpuPctConst = ((c1.agent - a0.agent) / 1e6 / (c1.t - a0.t)) * 100;
         r.agentCpuPctSat = ((a2.agent - a1.agent) / 1e6 / (a2.t - a1.t)) * 100;
         const recs = a2.records - a1.records;
         r.recordsPerSecSat = recs / ((a2.t - a1.t) / 1000);

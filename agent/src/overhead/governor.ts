@@ -119,9 +119,9 @@ interface ProcState {
   switches: number;
   /**
    * utime + stime over schedstat run time, measured over spans of RATIO_SPAN_MS (1 until then). The budget is a
-   * share of the process's CPU as utime + stime count it; the run time also holds softirq work done on its threads
-   * (a loopback HTTP server: 2.3x its utime + stime), which would loosen the budget as much. Windows are timed by
-   * run time (ns, where ticks are too coarse for 50 ms) and scaled by this.
+   * share of the process's CPU as utime + stime count it; run time can also hold softirq work done while its
+   * threads are current (ticks in softirq are not the task's stime), which would loosen the budget. Windows are
+   * timed by run time (ns, where ticks are too coarse for 50 ms) and scaled by this; for a CPU-bound loop it is 1.
    */
   cpuRatio: number;
   ratioFrom: { at: number; run: number; cpu: number };
