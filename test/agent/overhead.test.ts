@@ -11,9 +11,9 @@ import { existsSync } from 'node:fs';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { buildPopulation, PopulationProcess, tracedPopulation } from '../lib/population.ts';
 import http from 'node:http';
-import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
-import { buildFixture, startGo } from '../runtime/helpers.ts';
+import { buildFixture } from '../runtime/helpers.ts';
+import { httpGet, startHttpServer, traceRequests } from '../lib/http-server.ts';
 
 const noBpf = await bpfUnavailable();
 
@@ -101,45 +101,23 @@ t.test('calibration measures a cost per hit', { skip: noBpf ?? (existsSync(pingp
 const httpServer = buildFixture('httpserver', 'local');
 
 t.test('request probes are duty-cycled with the others, and an off window leaves no request in flight', { skip: noBpf ?? httpServer.skip ?? false, timeout: 60_000 }, async (t) => {
-  const server = startGo(httpServer.bin!, ['serve'], t);
-  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
-  const goroutines = new GoroutineTracer();
-  const requests = new HttpTracer();
-  t.teardown(async () => {
-    await requests.close();
-    await goroutines.close();
-  });
-  goroutines.start((p, kind, v, at) => requests.onGoroutineRecord(p.info.pid, kind, v, at));
-  requests.start();
-  const target = openTarget(server.pid);
-  const proc = goroutines.attach(target);
-  const req = requests.attach(target, { waits: true });
+  const { server, port } = await startHttpServer(httpServer.bin!, t);
+  const { goroutines, requests, proc, req, budgeted } = traceRequests(t, server.pid, { waits: true });
   t.ok(req.sites.length > 0, 'request probes placed');
-  const governor = new OverheadGovernor(goroutines, {
-    budget: 0.02, nsPerHit: 5000, periodMs: 400, minOnMs: 50,
-    requests: { hits: (pid) => requests.process(pid)?.hitEquivalents ?? 0, setProbes: (pid, on) => requests.setProbes(pid, on) },
-  });
+  const governor = new OverheadGovernor(goroutines, { budget: 0.02, nsPerHit: 5000, periodMs: 400, minOnMs: 50, requests: budgeted });
   governor.add(proc);
 
   // Requests one after the other on one keep-alive connection, each sleeping 5 ms in its handler.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
-  const get = () => new Promise<number>((resolve, reject) => {
-    const from = process.hrtime.bigint();
-    const r = http.get({ host: '127.0.0.1', port, path: '/sleep/5', agent, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(Number(process.hrtime.bigint() - from)));
-    });
-    r.on('error', reject);
-    r.on('timeout', () => r.destroy(new Error('GET /sleep/5: no answer in 10 s')));
-  });
+  const get = () => httpGet(port, '/sleep/5', agent);
   let sent = 0;
   let longestNs = 0;
   let offChecks = 0;
   const stale: number[] = [];
   for (const until = Date.now() + 3_000; Date.now() < until || offChecks === 0;) {
     if (Date.now() > until + 10_000) break;
-    longestNs = Math.max(longestNs, await get());
+    longestNs = Math.max(longestNs, (await get()).ns);
     sent++;
     if (req.links.length === 0) {
       // Off: once the detach is done, nothing of this process may be in flight in BPF (no start can be added).
@@ -169,8 +147,7 @@ t.test('request probes are duty-cycled with the others, and an off window leaves
 // charged to the budget first. Here a hit costs next to nothing (the probes alone would stay on for good) and a
 // system call is charged 100 us: the hooks alone are over the budget, and the duty-cycled probes must go off.
 t.test('the always-on syscall hooks come out of the budget first', { skip: noBpf ?? httpServer.skip ?? false, timeout: 60_000 }, async (t) => {
-  const server = startGo(httpServer.bin!, ['serve'], t);
-  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
+  const { server, port } = await startHttpServer(httpServer.bin!, t);
   const tracer = new GoroutineTracer();
   t.teardown(() => tracer.close());
   tracer.start();
@@ -183,14 +160,7 @@ t.test('the always-on syscall hooks come out of the budget first', { skip: noBpf
   t.teardown(() => agent.destroy());
   // Each request spins 2 ms in its handler (the process's CPU is measured in clock ticks) and makes its read and
   // write calls.
-  const get = () => new Promise<void>((resolve, reject) => {
-    const r = http.get({ host: '127.0.0.1', port, path: '/spin/2', agent, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve());
-    });
-    r.on('error', reject);
-    r.on('timeout', () => r.destroy(new Error('GET /spin/2: no answer in 10 s')));
-  });
+  const get = () => httpGet(port, '/spin/2', agent);
   const off = () => governor.windows(server.pid).some((w) => w.probes.length === 0);
   for (const until = Date.now() + 15_000; Date.now() < until && !off();) await get();
   t.ok(processSyscalls(server.pid)! > syscalls0, 'the server\'s read and write calls are counted');
@@ -206,37 +176,16 @@ t.test('the always-on syscall hooks come out of the budget first', { skip: noBpf
 // the governor takes a short off-window to measure, finds the real cost (a uprobe trap alone is ~0.3 us on bare
 // metal, ~0.9 us in this VM) and starts duty-cycling.
 t.test('the cost per hit is measured in the process itself, and a calibration short of it is corrected', { skip: noBpf ?? httpServer.skip ?? false, timeout: 120_000 }, async (t) => {
-  const server = startGo(httpServer.bin!, ['serve'], t);
-  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
-  const goroutines = new GoroutineTracer();
-  const requests = new HttpTracer();
-  t.teardown(async () => {
-    await requests.close();
-    await goroutines.close();
-  });
-  goroutines.start((p, kind, v, at) => requests.onGoroutineRecord(p.info.pid, kind, v, at));
-  requests.start();
-  const target = openTarget(server.pid);
-  const proc = goroutines.attach(target);
-  requests.attach(target, {});
+  const { server, port } = await startHttpServer(httpServer.bin!, t);
+  const { goroutines, proc, budgeted } = traceRequests(t, server.pid);
   const calibrated = 100;
-  const governor = new OverheadGovernor(goroutines, {
-    budget: 0.05, nsPerHit: calibrated, periodMs: 400, cycleMs: 400, minOnMs: 300,
-    requests: { hits: (pid) => requests.process(pid)?.hitEquivalents ?? 0, setProbes: (pid, on) => requests.setProbes(pid, on) },
-  });
+  const governor = new OverheadGovernor(goroutines, { budget: 0.05, nsPerHit: calibrated, periodMs: 400, cycleMs: 400, minOnMs: 300, requests: budgeted });
   t.teardown(() => governor.stop());
   governor.add(proc);
   // Eight keep-alive connections, each sending its next request when the last one is answered.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   t.teardown(() => agent.destroy());
-  const get = () => new Promise<void>((resolve, reject) => {
-    const r = http.get({ host: '127.0.0.1', port, path: '/ok', agent, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve());
-    });
-    r.on('error', reject);
-    r.on('timeout', () => r.destroy(new Error('GET /ok: no answer in 10 s')));
-  });
+  const get = () => httpGet(port, '/ok', agent);
   // Seven samples: the charged cost is their median, and a loaded machine can make any one of them wild (one
   // window's CPU per call moves with how the requests batch).
   const measured = () => (governor.hitCost(server.pid)?.samples.length ?? 0) >= 7;
@@ -260,8 +209,7 @@ t.test('the cost per hit is measured in the process itself, and a calibration sh
 // first. Here a hit is charged 200 us and every request comes on a new connection to a handler that spins 2 ms:
 // the accepts alone are several % of the server's CPU, and nothing is left for the duty-cycled probes.
 t.test('the always-on accept probe is charged to the budget first', { skip: noBpf ?? httpServer.skip ?? false, timeout: 60_000 }, async (t) => {
-  const server = startGo(httpServer.bin!, ['serve'], t);
-  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
+  const { server, port } = await startHttpServer(httpServer.bin!, t);
   const tracer = new GoroutineTracer();
   const tcp = new TcpTracer({ seed: false });
   t.teardown(async () => {
@@ -281,14 +229,7 @@ t.test('the always-on accept probe is charged to the budget first', { skip: noBp
   t.teardown(() => governor.stop());
   governor.add(proc);
   // A new connection for each request.
-  const get = () => new Promise<void>((resolve, reject) => {
-    const r = http.get({ host: '127.0.0.1', port, path: '/spin/2', agent: false, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve());
-    });
-    r.on('error', reject);
-    r.on('timeout', () => r.destroy(new Error('GET /spin/2: no answer in 10 s')));
-  });
+  const get = () => httpGet(port, '/spin/2', false);
   // Without the accept probe's charge the duty-cycled probes would get ~2% of the budget's worth (0.02 on).
   const charged = () => (governor.estimatedOverhead(server.pid)?.alwaysOn ?? 0) > 0.02 && governor.fraction(server.pid) === 0.001;
   for (const until = Date.now() + 15_000; Date.now() < until && !charged();) await get();

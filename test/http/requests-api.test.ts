@@ -12,7 +12,8 @@ import { startAgent } from '../../agent/src/agent/run.ts';
 import { schedSnapshot } from '../../agent/src/snapshot/snapshot.ts';
 import { startCollector } from '../../collector/src/server.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { buildFixture, sleep, startGo } from '../runtime/helpers.ts';
+import { buildFixture, sleep } from '../runtime/helpers.ts';
+import { httpGet, startHttpServer } from '../lib/http-server.ts';
 
 const built = buildFixture('httpserver', 'local');
 
@@ -30,18 +31,6 @@ const CASES: Case[] = [
   { path: '/contend/240', route: 'GET /contend/{ms}', ms: 240, expect: 'runnable' },
 ];
 
-function get(agent: http.Agent, port: number, path: string): Promise<{ status: number; ms: number }> {
-  return new Promise((resolve, reject) => {
-    const from = performance.now();
-    const req = http.get({ host: '127.0.0.1', port, path, agent, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, ms: performance.now() - from }));
-    });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error(`GET ${path}: no answer in 10 s`)));
-  });
-}
-
 t.test('requests and scheduler figures through the collector API', { timeout: 120_000 }, async (t) => {
   const why = await bpfUnavailable();
   if (why) {
@@ -57,9 +46,7 @@ t.test('requests and scheduler figures through the collector API', { timeout: 12
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const collector = await startCollector({ listen: '127.0.0.1:0', db: join(dir, 'goroscope.db'), ingestToken: 'ingest-secret', apiToken: 'api-secret' });
   t.teardown(() => collector.close());
-  const server = startGo(bin, ['serve', '1']);
-  t.teardown(() => server.kill());
-  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) /m, 30_000))[1]);
+  const { server, port } = await startHttpServer(bin, t, ['1']);
 
   const agent = await startAgent({
     collector: collector.url.replace(/^http/, 'ws'),
@@ -89,9 +76,9 @@ t.test('requests and scheduler figures through the collector API', { timeout: 12
   const sent: { c: Case; ms: number }[] = [];
   for (let round = 0; round < 2; round++) {
     for (const c of CASES) {
-      const r = await get(keepAlive, port, c.path);
+      const r = await httpGet(port, c.path, keepAlive);
       t.equal(r.status, 200, `${c.path}: 200`);
-      sent.push({ c, ms: r.ms });
+      sent.push({ c, ms: r.ns / 1e6 });
     }
   }
 

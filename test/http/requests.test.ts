@@ -17,9 +17,9 @@ import { parseAgentMessage } from '../../collector/src/protocol/validate.ts';
 import { TraceModel } from '../../collector/src/otel/trace-model.ts';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
-import { sleep, startGo } from '../runtime/helpers.ts';
+import { sleep } from '../runtime/helpers.ts';
+import { startHttpServer, traceRequests } from '../lib/http-server.ts';
 import { goBuild, goVersionOf, newestGo, repoRoot, tableToolchains } from '../lib/go.ts';
 import { join } from 'node:path';
 
@@ -147,9 +147,7 @@ t.test('server requests of a stripped binary', { timeout: 120_000 }, async (t) =
     t.test(skip, { skip }, async () => {});
     return;
   }
-  const server = startGo(bin, ['serve']);
-  t.teardown(() => server.kill());
-  const port = Number((await server.until(/^http=127\.0\.0\.1:(\d+) grpc=\S+ pid=\d+$/m, 30_000))[1]);
+  const { server, port } = await startHttpServer(bin, t);
   const requests = new HttpTracer();
   t.teardown(() => requests.close());
   requests.start();
@@ -182,25 +180,11 @@ t.test('server requests of a stripped binary', { timeout: 120_000 }, async (t) =
  * alone, has no route before 1.23 (Request.Pattern) and no traceparent before 1.24 (the map layout read). */
 async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
   const full = minor >= 24;
-  const server = startGo(bin, ['serve']);
-  t.teardown(() => server.kill());
-  const m = await server.until(/^http=127\.0\.0\.1:(\d+) grpc=(127\.0\.0\.1:\d+|none) pid=(\d+)$/m, 30_000);
-  const port = Number(m[1]);
-  const grpcAddr = m[2];
-
-  const goroutines = new GoroutineTracer();
-  const requests = new HttpTracer();
-  t.teardown(async () => {
-    await requests.close();
-    await goroutines.close();
-  });
-  goroutines.start((p, kind, v, at) => requests.onGoroutineRecord(p.info.pid, kind, v, at));
+  const { server, port, grpcAddr } = await startHttpServer(bin, t);
   const registry = new Registry();
-  const red = new RequestMetrics(registry, requests);
-  requests.start((p, r) => red.onRequest(p, r));
-  const target = openTarget(server.pid);
-  goroutines.attach(target);
-  const proc = requests.attach(target, { waits: true });
+  let red!: RequestMetrics; // made just below, once its tracer is: no request reaches JavaScript before this turn ends
+  const { requests, req: proc } = traceRequests(t, server.pid, { waits: true }, (p, r) => red.onRequest(p, r));
+  red = new RequestMetrics(registry, requests);
   t.same(proc.skipped, [], 'net/http and grpc-go probes placed');
   t.ok(proc.sites.some((s) => s.probe === 'serve' && s.kind === 'stack-check-jump'), 'ServeHTTP entry after the stack check');
   // The end at two entries (one emulated trap each), never at a RET (single-stepped) where the binary allows.
