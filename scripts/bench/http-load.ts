@@ -2,11 +2,15 @@
 // one CPU; the load generators, the agent (the real `goroscope agent`, bundled, shipping to a real collector)
 // and the collector share the other. Per configuration and handler, on a fresh server each time:
 //   - the server's own CPU per request (utime + stime, as the issue defines it: see cpuNs) at a constant rate
-//     below saturation, from vegeta (built from the Go module proxy at a
-//     pinned version): the probes' cost lands there, whatever the other CPU is doing;
+//     below saturation, from vegeta (built from the Go module proxy at a pinned version) at real-time priority,
+//     so the agent beside it cannot bunch its sends (VEGETA_SCHED): the probes' cost lands there;
 //   - its requests/s at saturation (wrk -t1 -c32), where the probes' cost becomes lost throughput, and its CPU
 //     per request there, measured after a saturated warm-up (the governor re-measures at the new load);
-//   - the agent's CPU apart: % of a core, and per record it read.
+//   - the agent's CPU apart: % of a core, and per record it read;
+//   - the server's voluntary context switches per request in both phases (its wake-ups): a server's CPU per
+//     request follows how requests bunch (~47 us at 10k/s against ~17 at saturation, hello, untraced), so a
+//     difference in CPU beside a difference in switches is bunching, not the probes; and how busy the server
+//     kept its CPU at saturation (below ~95%, the load generator set the pace).
 // Configurations: no tracing; goroscope's default (overhead budget 2%); goroscope --full; the request probes alone
 // (HttpTracer in the bench's process: ServeHTTP's entry and the entry of what net/http calls after it, beside
 // Beyla's published ~500 ns per request, and the same with the end at ServeHTTP's RETs, the fallback); Go's
@@ -16,11 +20,12 @@
 // Handlers: the empty hello world, and one doing ~200 us of CPU work per request (the realistic case).
 // Rounds interleave the configurations (forward, then backward order, so each run of a configuration is next to
 // a run of no tracing); figures are medians, and ratios to no tracing are paired per round: the machine's load
-// moves both sides of a pair alike. Phases span several of the governor's periods (2 s), so the duty cycle is
+// moves both sides of a pair alike. The ratios' notes give their mean with a 95% confidence interval over the
+// rounds: a figure is worth what that interval says, and a shared machine makes it wide. Phases span several of the governor's periods (2 s), so the duty cycle is
 // averaged, not caught on or off.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { freePort } from '../../test/lib/receivers.ts';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +39,7 @@ const VEGETA = 'github.com/tsenart/vegeta/v12@v12.13.0';
 export const SERVER_CPU = '1';
 export const OTHER_CPU = '0';
 
-type ConfigName = 'none' | 'default' | 'default_norequests' | 'default_notcp' | 'full' | 'full_nosched' | 'requests' | 'requests_ret' | 'trace' | 'flight';
+type ConfigName = 'none' | 'default' | 'default_cycle10' | 'default_norequests' | 'default_notcp' | 'full' | 'full_nosched' | 'requests' | 'requests_ret' | 'trace' | 'flight';
 
 /** Grafana Beyla's published cost of its Go HTTP server probes, per request: the anchor for ours. */
 export const BEYLA_NS_PER_REQUEST = 500;
@@ -54,6 +59,9 @@ interface Config {
 const CONFIGS: Config[] = [
   { name: 'none', label: 'no tracing' },
   { name: 'default', label: 'goroscope agent, default (overhead budget 2%)', agent: [] },
+  // The duty cycle's length: each switch costs the process (uprobes installed and removed, the first hits after,
+  // caches) outside what the governor compares, so fewer switches may cost less at the same on-fraction.
+  { name: 'default_cycle10', label: 'goroscope agent, default, 10 s duty cycle', agent: [], agentEnv: { GOROSCOPE_OVERHEAD_CYCLE_MS: '10000' } },
   // What the request probes add to the default mode.
   { name: 'default_norequests', label: 'goroscope agent, default, --no-requests', agent: ['--no-requests'] },
   // What TCP tracing adds: always on, outside the budget, and its syscall hooks put every syscall of the node on
@@ -85,6 +93,12 @@ const HANDLERS = (): Handler[] => [
 interface RunResult {
   /** Constant rate: the server's CPU per request, and what vegeta saw. */
   cpuUsPerReq: number;
+  /** The server's voluntary context switches per request (its threads' sleeps: wake-ups), at the constant rate
+   * and at saturation: how requests bunched, which the CPU per request follows. */
+  cswPerReq: number;
+  satCswPerReq: number;
+  /** The server's CPU over wall time at saturation (%): below ~95 the load generator, not the server, set the pace. */
+  satBusyPct: number;
   constantOk: number;
   constantP99Ms: number;
   /** Saturation. */
@@ -120,6 +134,42 @@ export function cpuNs(pid: number): number {
   return processCpuNs(pid) ?? NaN;
 }
 
+/** Voluntary context switches of a process's threads so far (/proc/PID/task/N/status): each is a sleep, so one
+ * wake-up; NaN once it is gone. */
+export function voluntarySwitches(pid: number): number {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return NaN;
+  }
+  let n = 0;
+  for (const tid of tids) {
+    try {
+      n += Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      /* the thread exited since the listing */
+    }
+  }
+  return n;
+}
+
+/** Two-sided 95% quantiles of Student's t, by degrees of freedom (1-30; beyond, 2.0). */
+const T95 = [12.71, 4.3, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.2, 2.18, 2.16, 2.14, 2.13, 2.12, 2.11, 2.1, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05, 2.04];
+
+/** Mean of paired per-round ratios with its 95% confidence interval (t): how far the rounds let a figure be trusted. */
+export function meanCi(xs: number[]): { mean: number; half: number } {
+  const n = xs.length;
+  const mean = xs.reduce((a, b) => a + b, 0) / n;
+  if (n < 2) return { mean, half: NaN };
+  const sd = Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1));
+  return { mean, half: (T95[n - 2] ?? 2) * (sd / Math.sqrt(n)) };
+}
+const ciNote = (xs: number[]) => {
+  const { mean, half } = meanCi(xs);
+  return `mean ${round(mean)} ± ${round(half)} (95% CI, ${xs.length} paired rounds)`;
+};
+
 /** A counter or gauge from the agent's /metrics (summed over its label sets). */
 async function scrape(port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -138,11 +188,22 @@ async function scrape(port: number, name: string): Promise<number> {
  * instead of requests, so the constant-rate phase measured connection churn. */
 export const CONNECTIONS = 32;
 
-/** vegeta attack | vegeta report -type=json, on the other CPU. */
-async function vegeta(bin: string, port: number, rate: number, seconds: number): Promise<{ ok: number; p99Ms: number; success: number }> {
-  const v = (args: string) => `taskset -c ${OTHER_CPU} '${bin}' ${args}`;
-  const pipeline = `${v(`attack -rate=${rate}/s -duration=${seconds}s -timeout=5s -connections=${CONNECTIONS} -max-connections=${CONNECTIONS}`)} | ${v('report -type=json')}`;
+/**
+ * The constant-rate generator's scheduling: real-time (SCHED_FIFO) on the other CPU, so the agent and collector
+ * beside it cannot delay its sends. A server's CPU per request depends on how requests bunch (one wake-up serves
+ * one request at an even pace, several when they come in bursts: the untraced hello server pays ~47 us a request
+ * at 10k/s, ~17 at saturation); with vegeta at the agent's priority, the agent's CPU bunched its sends and made
+ * the traced server look 13% cheaper than the untraced one. The results go to a file (no pipe to a reader that
+ * the real-time sender would starve); the report is read after.
+ */
+export const VEGETA_SCHED = ['chrt', '-f', '10'];
+
+/** vegeta attack (real-time, on the other CPU) to a file, then vegeta report -type=json. */
+async function vegeta(bin: string, port: number, rate: number, seconds: number, resultsFile: string): Promise<{ ok: number; p99Ms: number; success: number }> {
+  const v = (args: string, sched: string[] = []) => `${sched.join(' ')} taskset -c ${OTHER_CPU} '${bin}' ${args}`;
+  const pipeline = `${v(`attack -rate=${rate}/s -duration=${seconds}s -timeout=5s -connections=${CONNECTIONS} -max-connections=${CONNECTIONS} -output='${resultsFile}'`, VEGETA_SCHED)} && ${v(`report -type=json '${resultsFile}'`)}`;
   const r = await run('sh', ['-c', pipeline], { input: `GET http://127.0.0.1:${port}/\n`, what: 'vegeta', timeoutMs: (seconds + 60) * 1000 });
+  rmSync(resultsFile, { force: true });
   try {
     const j = JSON.parse(r.stdout) as { status_codes: Record<string, number>; latencies: { '99th': number }; success: number };
     return { ok: j.status_codes['200'] ?? 0, p99Ms: j.latencies['99th'] / 1e6, success: j.success };
@@ -178,7 +239,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
   // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
   const configs = only.configs
     ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
-    : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
+    : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_cycle10' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
   const reps = only.rounds ?? (ctx.quick ? 1 : Math.max(3, Math.min(8, Math.floor(RUNS_PER_BENCH / (configs.length * handlers.length)))));
   const key = (h: Handler, c: Config) => `${h.name}.${c.name}`;
   let flightSupported = true;
@@ -220,16 +281,17 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         if (c.requests === 'auto' && proc.end !== 'done') throw new Error(`the request's end is at the RETs: ${proc.skipped.join('; ')}`);
       }
       // Warm-up: connections, GC sizing, and the governor's first measuring window (1 s).
-      await vegeta(vegetaBin, port, h.rate, 2);
+      await vegeta(vegetaBin, port, h.rate, 2, join(tmp, 'vegeta.bin'));
       const agentPid = agent?.pid;
       const sample = async () => ({
         t: performance.now(),
         server: cpuNs(pid),
+        csw: voluntarySwitches(pid),
         agent: agentPid ? cpuNs(agentPid) : NaN,
         records: agent ? await scrape(metricsPort, 'goroscope_records_total') : NaN,
       });
       const a0 = await sample();
-      const constant = await vegeta(vegetaBin, port, h.rate, seconds);
+      const constant = await vegeta(vegetaBin, port, h.rate, seconds, join(tmp, 'vegeta.bin'));
       const c1 = await sample();
       // Saturated warm-up: the governor measures the new load and sets its duty cycle before the measured phase.
       await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, '-d2s', `http://127.0.0.1:${port}/`], 60_000);
@@ -241,6 +303,9 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       if (!rps || !total) throw new Error(`no Requests/sec in wrk output: ${wrk}`);
       const r: RunResult = {
         cpuUsPerReq: (c1.server - a0.server) / 1000 / constant.ok,
+        cswPerReq: (c1.csw - a0.csw) / constant.ok,
+        satCswPerReq: (a2.csw - a1.csw) / Number(total[1]),
+        satBusyPct: ((a2.server - a1.server) / 1e6 / (a2.t - a1.t)) * 100,
         constantOk: constant.success,
         constantP99Ms: constant.p99Ms,
         rps: Number(rps[1]),
@@ -300,7 +365,8 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           list.push(res);
           results.set(key(h, c), list);
           ctx.log(
-            `http rep ${rep + 1}/${reps} ${h.name} ${c.name}: ${res.cpuUsPerReq.toFixed(2)} us server CPU/req at ${h.rate}/s, ${Math.round(res.rps)} req/s saturated` +
+            `http rep ${rep + 1}/${reps} ${h.name} ${c.name}: ${res.cpuUsPerReq.toFixed(2)} us server CPU/req at ${h.rate}/s (${res.cswPerReq.toFixed(2)} switches/req), ${Math.round(res.rps)} req/s saturated ` +
+              `(${res.satCpuUsPerReq.toFixed(2)} us/req, ${res.satCswPerReq.toFixed(3)} switches/req, busy ${res.satBusyPct.toFixed(0)}%)` +
               (res.agentCpuPctSat !== undefined ? `, agent ${res.agentCpuPctConst!.toFixed(1)}% / ${res.agentCpuPctSat.toFixed(1)}% of a core, ${Math.round(res.agentNsPerRecordSat!)} ns/record, coverage ${res.coverage}` : ''),
           );
           await sleep(200);
@@ -323,7 +389,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       `${base}; ${h.workUs ? `-work-us ${h.workUs}; ` : ''}` +
       (c.agent ? `${Object.entries(c.agentEnv ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node bin/goroscope.js agent --pid PID --collector ws://... ${c.agent.join(' ')}; ` : '') +
       (c.requests ? `HttpTracer.attach(pid${c.requests === 'ret' ? ", { end: 'ret' }" : ''}) in the bench process; ` : '') + (c.trace ? '-trace FILE; ' : '') + (c.flight ? 'BENCH_FLIGHT_RECORDER=1; ' : '') +
-      (phase === 'constant' ? `${VEGETA} attack -rate=${h.rate}/s -duration=${seconds}s after a 2 s warm-up at ${h.rate}/s` : `wrk -t1 -c32 -d${seconds}s after a 2 s warm-up at saturation`) +
+      (phase === 'constant' ? `${VEGETA_SCHED.join(' ')} ${VEGETA} attack -rate=${h.rate}/s -duration=${seconds}s after a 2 s warm-up at ${h.rate}/s` : `wrk -t1 -c32 -d${seconds}s after a 2 s warm-up at saturation`) +
       `; server CPU = utime + stime; ${reps} interleaved rounds, median (ratios paired per round)`;
     for (const c of CONFIGS) {
       const rs = results.get(key(h, c));
@@ -333,12 +399,24 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       out.push(figure({
         id: id('server_cpu_us_per_req'), bench, label: `server CPU per request at ${h.rate}/s (utime+stime), ${h.label}, ${c.label}`,
         value: round(median(cpu), 2), unit: 'us CPU/req', command: cmdOf(c, 'constant'), samples: cpu.map((x) => round(x, 2)),
-        note: `vegeta: success ${round(median(rs.map((x) => x.constantOk * 100)))}%, p99 ${round(median(rs.map((x) => x.constantP99Ms)), 2)} ms`,
+        note: `vegeta (real-time priority): success ${round(median(rs.map((x) => x.constantOk * 100)))}%, p99 ${round(median(rs.map((x) => x.constantP99Ms)), 2)} ms; ` +
+          `the server's voluntary context switches ${round(median(rs.map((x) => x.cswPerReq)), 2)} per request`,
       }));
+      // Bunching made visible: the CPU per request follows the wake-ups per request.
+      for (const [phase, get] of [['constant', (x: RunResult) => x.cswPerReq], ['saturation', (x: RunResult) => x.satCswPerReq]] as const) {
+        const csw = rs.map(get);
+        out.push(figure({
+          id: id(phase === 'constant' ? 'server_csw_per_req' : 'sat_server_csw_per_req'), bench,
+          label: `server voluntary context switches per request ${phase === 'constant' ? `at ${h.rate}/s` : 'at saturation'}, ${h.label}, ${c.label}`,
+          value: round(median(csw), 3), unit: 'switches/req', command: cmdOf(c, phase), samples: csw.map((x) => round(x, 3)),
+          note: 'a switch is a sleep of one of its threads, so a wake-up: fewer per request means requests came bunched, and each costs less CPU',
+        }));
+      }
       const rps = rs.map((x) => x.rps);
       out.push(figure({
         id: id('rps'), bench, label: `requests/s at saturation, ${h.label}, ${c.label}`, value: Math.round(median(rps)), unit: 'req/s',
-        command: cmdOf(c, 'saturation'), samples: rps.map(Math.round), note: `server CPU ${round(median(rs.map((x) => x.satCpuUsPerReq)), 2)} us/req`,
+        command: cmdOf(c, 'saturation'), samples: rps.map(Math.round),
+        note: `server CPU ${round(median(rs.map((x) => x.satCpuUsPerReq)), 2)} us/req, busy ${round(median(rs.map((x) => x.satBusyPct)))}% of its CPU [${rs.map((x) => round(x.satBusyPct)).join(', ')}] (below ~95: the load generator set the pace)`,
       }));
       if (c.name !== 'none' && none.length === rs.length) {
         const over = cpu.map((x, i) => (x / none[i].cpuUsPerReq - 1) * 100);
@@ -347,6 +425,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           id: id('server_cpu_overhead_pct'), bench, label: `server CPU per request vs no tracing at ${h.rate}/s, ${h.label}, ${c.label}`,
           value: round(median(over)), unit: '%', command: cmdOf(c, 'constant'), samples: over.map((x) => round(x)),
           ...(isDefault ? { target: { op: '<=' as const, value: 2 } } : {}),
+          note: `${ciNote(over)}; voluntary context switches per request ${round(median(rs.map((x) => x.cswPerReq)), 2)} against ${round(median(none.map((x) => x.cswPerReq)), 2)} untraced`,
         }));
         const loss = rps.map((x, i) => (1 - x / none[i].rps) * 100);
         out.push(figure({
@@ -362,6 +441,8 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           id: id('cpu_loss_pct'), bench, label: `requests/s per server CPU-second lost at saturation vs no tracing, ${h.label}, ${c.label}`,
           value: round(median(cpuLoss)), unit: '%', command: cmdOf(c, 'saturation'), samples: cpuLoss.map((x) => round(x)),
           ...(isDefault ? { target: { op: '<=' as const, value: 2 } } : {}),
+          note: `${ciNote(cpuLoss)}; voluntary context switches per request ${round(median(rs.map((x) => x.satCswPerReq)), 3)} against ${round(median(none.map((x) => x.satCswPerReq)), 3)} untraced ` +
+            `(fewer: requests more bunched, each cheaper); server busy ${round(median(rs.map((x) => x.satBusyPct)))}% against ${round(median(none.map((x) => x.satBusyPct)))}%`,
         }));
       }
       if (c.agent) {

@@ -255,7 +255,8 @@ export class OverheadGovernor {
 
   constructor(private readonly tracer: GoroutineTracer, readonly opts: GovernorOptions) {
     this.periodMs = opts.periodMs ?? 10_000;
-    this.cycleMs = Math.min(this.periodMs, opts.cycleMs ?? 2_000);
+    // GOROSCOPE_OVERHEAD_CYCLE_MS: the http bench's comparison of cycle lengths (switching costs the process too).
+    this.cycleMs = Math.min(this.periodMs, opts.cycleMs ?? (Number(process.env.GOROSCOPE_OVERHEAD_CYCLE_MS) || 2_000));
     this.minOnMs = opts.minOnMs ?? 50;
     this.maxWindows = opts.maxWindows ?? 1000;
   }
