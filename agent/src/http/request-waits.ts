@@ -12,6 +12,8 @@
 // request's time splits into running, runnable (waiting in a run queue) and parked. Every run-queue wait and
 // system call inside a request ends inside it (the goroutine runs at both ends), so each counts whole.
 
+import { GoidMap } from '../model/goid-map.ts';
+
 export interface ParkInterval {
   reason: number;
   from: number;
@@ -127,7 +129,7 @@ function cut(a: number[], n: number, k: number, stride: number): number {
 }
 
 export class RequestWaits {
-  private readonly byGoid = new Map<number, GoroutineParks>();
+  private readonly byGoid = new GoidMap<GoroutineParks>();
   /** Entries of forgotten goroutines, for reuse. */
   private readonly spare: GoroutineParks[] = [];
   /**

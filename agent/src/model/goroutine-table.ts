@@ -14,6 +14,7 @@
 import type { GoroutineState } from '../../../collector/src/protocol/records.ts';
 import type { InventoryGoroutine } from '../inventory/allgs.ts';
 import { LRUCache } from 'lru-cache';
+import { GoidMap } from './goid-map.ts';
 
 /** Go's goroutine status numbers (runtime2.go), the _Gscan bit removed, of the states named once in the protocol (goroutineStates). */
 export const GStatus = {
@@ -159,7 +160,8 @@ export class GoroutineTable {
   readonly segmentNs: number;
   /** When the inventory read the goroutines that existed before the agent: their spans start there. */
   private preexistingSeenAt = NaN;
-  private readonly slotOf = new Map<number, number>();
+  /** Each live goroutine's row (its slot in the columns). */
+  private readonly slotOf = new GoidMap<number>();
   private readonly free: number[] = [];
   private capacity = 0;
   private used = 0;

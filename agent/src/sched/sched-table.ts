@@ -5,6 +5,7 @@
 // differences over any stretch (a request's run-queue time, say); they go with the goroutine's exit.
 import { RunnableCause } from '../events/goroutines.bpf.ts';
 import { LatencyHistogram, type LatencySummary } from './latency-histogram.ts';
+import { GoidMap } from '../model/goid-map.ts';
 
 /** enum runnable_cause (bpf/goroutines.h), generated. */
 export { RunnableCause };
@@ -72,7 +73,7 @@ export class SchedTable {
   readonly syscallTime = new LatencyHistogram();
   /** Run-queue latency by creation site (the go statement's pc, g.gopc); 0 for goroutines of unknown site. */
   readonly runQueueBySite = new Map<number, LatencyHistogram>();
-  private readonly goroutines = new Map<number, GoroutineSched>();
+  private readonly goroutines = new GoidMap<GoroutineSched>();
   /**
    * Exited goroutines' figures for the records built after their exit, the newest exitedRetention kept, in a ring
    * (two stores per exit: an LRU cache, then a Map by goid with its set and delete, cost more than the rest of an exit).
