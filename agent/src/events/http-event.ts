@@ -67,6 +67,46 @@ const rd = readers(httpEventLayout);
 const text = (b: Buffer, at: number, f: { offset: number; size: number }, len: number) =>
   b.toString('utf8', at + f.offset, at + f.offset + Math.min(len, f.size));
 
+/**
+ * The strings of one text field, by their bytes: a server's requests repeat a few methods, routes and paths, and
+ * decoding each (Buffer toString, a call into C++ and a new string per request) was most of a record's decode.
+ * Direct-mapped by a hash of the length and three bytes; a miss decodes and takes the place.
+ */
+export class TextCache {
+  private readonly bytes: Uint8Array;
+  private readonly lens: Int32Array;
+  private readonly strs: string[];
+
+  constructor(private readonly maxLen: number, private readonly places = 32) {
+    this.bytes = new Uint8Array(maxLen * places);
+    this.lens = new Int32Array(places).fill(-1);
+    this.strs = new Array<string>(places).fill('');
+  }
+
+  /** The UTF-8 text of b[start, start + len) (len at most maxLen). */
+  text(b: Buffer, start: number, len: number): string {
+    if (len <= 0) return '';
+    const p = (len * 31 + b[start] * 7 + b[start + (len >> 1)] * 3 + b[start + len - 1]) & (this.places - 1);
+    const bytes = this.bytes;
+    const o = p * this.maxLen;
+    if (this.lens[p] === len) {
+      let i = 0;
+      while (i < len && bytes[o + i] === b[start + i]) i++;
+      if (i === len) return this.strs[p];
+    }
+    const s = b.toString('utf8', start, start + len);
+    for (let i = 0; i < len; i++) bytes[o + i] = b[start + i];
+    this.lens[p] = len;
+    this.strs[p] = s;
+    return s;
+  }
+}
+
+const methods = new TextCache(F.method.size);
+const paths = new TextCache(F.path.size);
+const routes = new TextCache(F.route.size);
+const cached = (c: TextCache, b: Buffer, at: number, f: { offset: number; size: number }, len: number) => c.text(b, at + f.offset, Math.min(len, f.size));
+
 export function decodeHttpEvent(b: Buffer, v: DataView, at: number): HttpEventRecord {
   const flags = rd.flags(v, at);
   const grpc = rd.kind(v, at) === HttpEventKind.grpcCall;
@@ -80,10 +120,10 @@ export function decodeHttpEvent(b: Buffer, v: DataView, at: number): HttpEventRe
     status: rd.status(v, at),
     statusImplicit: (flags & (HttpFlag.implicitOk | HttpFlag.noStatus)) !== 0 || ((flags & HttpFlag.hijacked) !== 0 && rd.status(v, at) === 101),
     hijacked: (flags & HttpFlag.hijacked) !== 0,
-    method: grpc ? 'POST' : text(b, at, F.method, rd.methodLen(v, at)),
-    path: text(b, at, F.path, rd.pathLen(v, at)),
+    method: grpc ? 'POST' : cached(methods, b, at, F.method, rd.methodLen(v, at)),
+    path: cached(paths, b, at, F.path, rd.pathLen(v, at)),
     pathCut: (flags & HttpFlag.pathCut) !== 0,
-    route: text(b, at, F.route, rd.routeLen(v, at)),
+    route: cached(routes, b, at, F.route, rd.routeLen(v, at)),
     protoMajor: rd.protoMajor(v, at),
     protoMinor: rd.protoMinor(v, at),
     requestBytes: rd.requestBytes(v, at),

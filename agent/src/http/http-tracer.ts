@@ -26,7 +26,7 @@ import { LayoutSlots, Tracer, type ProcessTracer } from '../tracer/tracer.ts';
 import { HTTP_FUNCS, httpLayoutFor, type HttpLayout } from './http-layout.ts';
 import { httpCookie, planHttpProbes, type HttpEnd, type HttpPlanOptions, type HttpProbeSite } from './http-probes.ts';
 import { RunnableCause } from '../events/goroutines.bpf.ts';
-import { RequestWaits } from './request-waits.ts';
+import { RequestWaits, type RequestSchedSummary } from './request-waits.ts';
 
 export interface HttpTracerOptions {
   transport?: EventTransport | 'auto';
@@ -340,6 +340,9 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
     }
   }
 
+  /** What schedInside fills for the request being settled (copied into its own RequestSched). */
+  private readonly schedScratch: RequestSchedSummary = { runnableNs: 0, syscallNs: 0, runs: 0, preemptions: 0, truncated: false };
+
   private settleOne(proc: HttpProcess, r: HttpEventRecord): ServerRequest {
     let parked: ServerRequest['parked'] = null;
     if (proc.waits) {
@@ -367,7 +370,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
       }
     }
     const durationNs = r.endNs - r.startNs;
-    const s = parked && proc.waits ? proc.waits.schedInside(r.goid, r.startNs, r.endNs) : null;
+    const s = parked && proc.waits ? proc.waits.schedInside(r.goid, r.startNs, r.endNs, this.schedScratch) : null;
     const sched: RequestSched | null = s && !s.truncated && parked ? {
       runningNs: Math.max(0, durationNs - parked.totalNs - s.runnableNs),
       runnableNs: s.runnableNs,

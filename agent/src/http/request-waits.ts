@@ -291,9 +291,12 @@ export class RequestWaits {
    * What the scheduler did with goroutine goid in [startNs, endNs]; null when its records were not being read at
    * startNs (no scheduler probes, or attached later).
    */
-  schedInside(goid: number, startNs: number, endNs: number): RequestSchedSummary | null {
+  schedInside(goid: number, startNs: number, endNs: number, into?: RequestSchedSummary): RequestSchedSummary | null {
     if (this.schedSince === undefined || this.schedSince > startNs) return null;
-    const out: RequestSchedSummary = { runnableNs: 0, syscallNs: 0, runs: 0, preemptions: 0, truncated: false };
+    // `into`: the caller's own object, filled in (one request's figures are read once and copied: no object each).
+    const out: RequestSchedSummary = into ?? { runnableNs: 0, syscallNs: 0, runs: 0, preemptions: 0, truncated: false };
+    out.runnableNs = out.syscallNs = out.runs = out.preemptions = 0;
+    out.truncated = false;
     const g = this.byGoid.get(goid);
     if (!g) return out;
     const a = g.sched;
@@ -380,9 +383,8 @@ export class RequestWaits {
 
   /** The parks of goroutine goid that began in [startNs, endNs), each cut at endNs. */
   inside(goid: number, startNs: number, endNs: number): RequestWaitsSummary {
-    const out: RequestWaitsSummary = { parks: [], parkedNs: 0, parkedByReason: NO_PARKS, truncated: false };
     const g = this.byGoid.get(goid);
-    if (!g) return out;
+    if (!g) return NOT_PARKED;
     const p = g.parks;
     const n = g.parkN;
     const end = n * PARK_STRIDE;
@@ -395,17 +397,23 @@ export class RequestWaits {
       if (p[mid * PARK_STRIDE + P_FROM] < startNs) lo = mid + 1;
       else hi = mid;
     }
+    const truncated = g.dropped && (n > 0 ? p[P_FROM] : Infinity) > startNs;
+    const open = g.openReason !== NO_PARK && g.openFrom >= startNs && g.openFrom < endNs;
+    // Most requests park nowhere: one shared summary, no object made.
+    if (!truncated && !open && (lo >= n || p[lo * PARK_STRIDE + P_FROM] >= endNs)) return NOT_PARKED;
+    const out: RequestWaitsSummary = { parks: [], parkedNs: 0, parkedByReason: NO_PARKS, truncated };
     for (let i = lo * PARK_STRIDE; i < end && p[i + P_FROM] < endNs; i += PARK_STRIDE) {
       add(out, endNs, p[i + P_REASON], p[i + P_FROM], p[i + P_TO], p[i + P_UNSEEN] === 1, p[i + P_WAKER]);
     }
-    if (g.openReason !== NO_PARK && g.openFrom >= startNs && g.openFrom < endNs) add(out, endNs, g.openReason, g.openFrom, endNs, true, 0);
-    out.truncated = g.dropped && (n > 0 ? p[P_FROM] : Infinity) > startNs;
+    if (open) add(out, endNs, g.openReason, g.openFrom, endNs, true, 0);
     return out;
   }
 }
 
 /** The parkedByReason of a summary with no park (most requests): shared, never written. */
 const NO_PARKS: ReadonlyMap<number, number> = new Map();
+/** The summary of a request inside which its goroutine never parked: shared, never written. */
+const NOT_PARKED: RequestWaitsSummary = Object.freeze({ parks: Object.freeze([]) as unknown as ParkInterval[], parkedNs: 0, parkedByReason: NO_PARKS, truncated: false });
 
 /** Adds a park to a summary, cut at the request's end. */
 function add(out: RequestWaitsSummary, endNs: number, reason: number, from: number, to: number, resumedUnseen: boolean, waker: number): void {

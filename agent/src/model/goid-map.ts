@@ -22,11 +22,10 @@ export class GoidMap<V> {
     // `goid & MASK` takes the low bits of goids past 2^31 too (ToInt32 is modular).
     const i = goid & MASK;
     if (this.cachedGoids[i] === goid) return this.cachedValues[i];
+    // Absent ones are cached too (a waker never parked, a goroutine of no request): set and delete keep the place true.
     const v = this.map.get(goid);
-    if (v !== undefined) {
-      this.cachedGoids[i] = goid;
-      this.cachedValues[i] = v;
-    }
+    this.cachedGoids[i] = goid;
+    this.cachedValues[i] = v;
     return v;
   }
 
@@ -45,10 +44,7 @@ export class GoidMap<V> {
 
   delete(goid: number): boolean {
     const i = goid & MASK;
-    if (this.cachedGoids[i] === goid) {
-      this.cachedGoids[i] = NaN;
-      this.cachedValues[i] = undefined;
-    }
+    if (this.cachedGoids[i] === goid) this.cachedValues[i] = undefined; // now known absent
     return this.map.delete(goid);
   }
 
