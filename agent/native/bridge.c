@@ -1178,10 +1178,11 @@ static napi_value reader_stats_object(napi_env env, struct reader *r)
 	set_u64(env, out, "outstanding", s.outstanding);
 	set_u64(env, out, "perfLost", s.perf_lost);
 	set_u64(env, out, "reorderOverflows", s.reorder_overflows);
+	set_u64(env, out, "throughNs", s.through_ns);
 	return out;
 }
 
-/* readerStats() -> { records, batches, malformed, stalls, outstanding, perfLost, reorderOverflows } */
+/* readerStats() -> { records, batches, malformed, stalls, outstanding, perfLost, reorderOverflows, throughNs } */
 static napi_value bpf_reader_stats(napi_env env, napi_callback_info info)
 {
 	napi_value self;

@@ -84,6 +84,8 @@ struct reader {
 	struct reader_options opts;
 	atomic_long outstanding;
 	atomic_ullong records, handed_batches, malformed, stalls, perf_lost, reorder_overflows;
+	/* Every record stamped before this was handed over (reader_stats.through_ns). */
+	atomic_ullong through_ns;
 };
 
 static __u64 mono_ns(void)
@@ -95,13 +97,14 @@ static __u64 mono_ns(void)
 
 /* ---------- batches handed to JavaScript ---------- */
 
-static void flush_batch(struct ring_batch *b)
+/* False when the batch could not go (it stays for the next flush). */
+static bool flush_batch(struct ring_batch *b)
 {
 	if (!b->len)
-		return;
+		return true;
 	struct batch_msg *m = malloc(sizeof(*m));
 	if (!m)
-		return; /* keep the batch: it goes with the next flush */
+		return false; /* keep the batch: it goes with the next flush */
 	m->ring = b->ring;
 	m->data = b->buf;
 	m->len = b->len;
@@ -114,6 +117,7 @@ static void flush_batch(struct ring_batch *b)
 	}
 	b->buf = malloc(b->cap);
 	b->len = 0;
+	return true;
 }
 
 static void append_record(struct ring_batch *b, const void *data)
@@ -313,7 +317,9 @@ static void drain(struct reader *r, bool final)
 {
 	/* Taken before any buffer is read: a record stamped before this, less the holdback, was published by the
 	 * time each buffer is read in this round, whatever the order of CPUs and however long the round takes. */
-	__u64 cutoff = final ? ~0ULL : mono_ns() - HOLDBACK_NS;
+	__u64 start = mono_ns();
+	__u64 cutoff = final ? ~0ULL : start - HOLDBACK_NS;
+	bool all = true;
 	for (int i = 0; i < r->nrings; i++) {
 		struct ring_batch *b = &r->batches[i];
 		if (b->rg)
@@ -322,8 +328,12 @@ static void drain(struct reader *r, bool final)
 			perf_buffer__consume(b->pb);
 			release_staged(b, cutoff);
 		}
-		flush_batch(b);
+		all &= flush_batch(b);
 	}
+	/* A record stamped before start less the holdback was published before this round read its ring (a ring
+	 * stops at a record still being written) and has been handed over: stored after the batches are counted. */
+	if (all)
+		atomic_store(&r->through_ns, start - HOLDBACK_NS);
 }
 
 static void *reader_main(void *arg)
@@ -516,6 +526,7 @@ void reader_get_stats(struct reader *r, struct reader_stats *s)
 	memset(s, 0, sizeof(*s));
 	if (!r)
 		return;
+	s->through_ns = atomic_load(&r->through_ns); /* before the batches: they count all its records */
 	s->records = atomic_load(&r->records);
 	s->batches = atomic_load(&r->handed_batches);
 	s->malformed = atomic_load(&r->malformed);

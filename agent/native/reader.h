@@ -22,6 +22,8 @@ struct reader_stats {
 	unsigned long long records, batches, malformed, stalls, outstanding;
 	unsigned long long perf_lost;        /* records the kernel could not write to a full perf buffer */
 	unsigned long long reorder_overflows; /* perf path: staged records released early, order not guaranteed */
+	unsigned long long through_ns;        /* every record stamped before this (CLOCK_MONOTONIC) is in a batch
+						 counted in `batches` (0 before the first round) */
 };
 
 struct reader *reader_new(const struct reader_options *opts);

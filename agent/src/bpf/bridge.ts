@@ -25,6 +25,8 @@ export interface ReaderStats {
   perfLost: number;
   /** Perf path: times the staging area filled and records went out before they could be put in time order. */
   reorderOverflows: number;
+  /** Every record stamped before this (CLOCK_MONOTONIC ns) is in a batch counted in `batches` (0: no round yet). */
+  throughNs: number;
 }
 export interface MapInfo { type: number; keySize: number; valueSize: number; maxEntries: number; possibleCpus: number; percpu: boolean }
 

@@ -5,8 +5,10 @@
 // Interval policy: after each scan of a process, its next one is due in cost x processes / budget, clamped to
 // [minIntervalMs, maxIntervalMs] (250 ms .. 30 s by default). A process of 1,000 goroutines (~0.3 ms a scan)
 // is scanned every 250 ms; one of 100,000 (~30 ms) every 3 s; the longest wait is 30 s.
-// A scan's result is applied to the table a few reader polls later (applyDelayMs), once the events recorded
-// before it are in: the table keeps whichever is newer per goroutine (model/goroutine-table.ts applyScan).
+// A scan's result is applied to the table once every event recorded before it is in (appliedThroughNs, checked
+// every applyDelayMs): the table keeps whichever is newer per goroutine (model/goroutine-table.ts applyScan). A
+// scan applied before an older event arrived would end a goroutine whose last park and exit were still on their
+// way, and those late events would make a row of their own (seen with the reader stopped for a drain at load 11).
 import type { ProcessMemory } from '../proc/process.ts';
 import type { GoroutineTable } from '../model/goroutine-table.ts';
 import { monoNowNs } from '../tracer/clock.ts';
@@ -17,8 +19,10 @@ export interface ScanOptions {
   budget?: number;
   minIntervalMs?: number;
   maxIntervalMs?: number;
-  /** Wait before applying a scan, so events recorded before it are applied first (3 reader polls). */
+  /** How often a scan read but not yet applied asks whether the events recorded before it are in (3 reader polls). */
   applyDelayMs?: number;
+  /** Every event stamped before this (CLOCK_MONOTONIC ns) has been applied (the tracer's reader); none: at once. */
+  appliedThroughNs?: () => number;
 }
 
 /** A process to scan: its memory, what to read it with, and its table. */
@@ -68,11 +72,14 @@ export class LifecycleCounts {
 }
 
 export class GoroutineScanner {
-  private readonly procs = new Map<number, { p: Scannable; timer?: NodeJS.Timeout }>();
+  private readonly procs = new Map<number, { p: Scannable; timer?: NodeJS.Timeout; lastReadAt?: number }>();
   readonly budget: number;
   readonly minIntervalMs: number;
   readonly maxIntervalMs: number;
   readonly applyDelayMs: number;
+  private readonly appliedThroughNs: () => number;
+  /** Scans never applied: a newer one of the same process was read before the events older than them were in. */
+  superseded = 0;
   private stopped = false;
 
   constructor(opts: ScanOptions = {}) {
@@ -80,6 +87,7 @@ export class GoroutineScanner {
     this.minIntervalMs = opts.minIntervalMs ?? 250;
     this.maxIntervalMs = opts.maxIntervalMs ?? 30_000;
     this.applyDelayMs = opts.applyDelayMs ?? 30;
+    this.appliedThroughNs = opts.appliedThroughNs ?? (() => Infinity);
   }
 
   /** Reads the process's goroutines now; the caller applies them (the inventory at attach, a final scan). */
@@ -125,10 +133,21 @@ export class GoroutineScanner {
     try {
       const { result, at, ns: cost } = GoroutineScanner.read(e.p);
       ns = cost;
-      const apply = setTimeout(() => {
-        if (this.procs.get(pid) === e) e.p.table.applyScan(result.goroutines, at, result.unreadable === 0);
-      }, this.applyDelayMs);
-      apply.unref();
+      e.lastReadAt = at;
+      const apply = () => {
+        if (this.procs.get(pid) !== e) return;
+        if (e.lastReadAt !== at) {
+          this.superseded++;
+          return;
+        }
+        // A goroutine the scan did not list had exited by the end of the read: its exit is stamped before it.
+        if (this.appliedThroughNs() < at + cost) {
+          setTimeout(apply, this.applyDelayMs).unref();
+          return;
+        }
+        e.p.table.applyScan(result.goroutines, at, result.unreadable === 0);
+      };
+      setTimeout(apply, this.applyDelayMs).unref();
     } catch {
       // The process is exiting (its memory is gone): the tracer removes it; until then, try again later.
       ns = this.maxIntervalMs * 1e6 * this.budget;

@@ -106,7 +106,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     super(source, o.pollMs);
     this.opts = o;
     this.layouts = new LayoutSlots(this.bpf, 'runtime_layouts', MAX_RUNTIME_LAYOUTS);
-    if (opts.scan !== false) this.scanner = new GoroutineScanner({ applyDelayMs: 3 * this.opts.pollMs, ...opts.scan });
+    if (opts.scan !== false) this.scanner = new GoroutineScanner({ applyDelayMs: 3 * this.opts.pollMs, appliedThroughNs: () => this.appliedThroughNs(), ...opts.scan });
   }
 
   /** Starts draining the ring buffer; batches are applied to the tables as they arrive. */

@@ -68,6 +68,11 @@ export abstract class Tracer<P> {
     return this.reader.reading;
   }
 
+  /** Every record stamped before this (CLOCK_MONOTONIC ns) has been applied to the model (ring-reader.ts). */
+  appliedThroughNs(): number {
+    return this.reader.appliedThroughNs();
+  }
+
   async drain(): Promise<void> {
     if (!this.reader.reading) return;
     await this.reader.stop();
