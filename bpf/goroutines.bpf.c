@@ -24,6 +24,7 @@ BPF_EXPORT(enum probe_cookie);
 BPF_EXPORT(enum runnable_cause);
 BPF_EXPORT(struct runnable_stamp);
 BPF_EXPORT(struct syscall_stamp);
+BPF_EXPORT(struct goid_epoch);
 
 EVENTS_MAP(goroutine_events, struct goroutine_event, 16 << 20); /* resized by the agent before load */
 
@@ -192,6 +193,91 @@ static __always_inline __u32 p_id_of(__u32 pid, __u64 p, const struct runtime_la
 	return id;
 }
 
+/* ---- The goid of a g, cached. ----
+ * Reading g.goid costs a bpf_probe_read_user (~75 ns, often a cache miss on the g: ~125 ns), as much as the
+ * rest of a park; a park and a ready read up to three. A g keeps its goid until the goroutine ends: the runtime
+ * gives a g a new goid only in newproc1, and only to a g that is dead (gfget after goexit0's gfput). Every end
+ * passes goexit1 (a goroutine's return, runtime.Goexit), but for iter.Pull's coroutines (coroexit destroys the
+ * g in coroswitch_m: the agent gives binaries that have them no epoch). So while the exit probe is on, an exit
+ * empties its g's slot before the g can be reused, and a slot filled under the process's current epoch is
+ * true: the epoch changes each time exits may have gone unseen (goid_epoch in goroutines.h).
+ * Filled only for a goroutine that cannot end during the program: the one parking (it runs this program),
+ * one being readied (parked until ready returns), a new one (not yet runnable). Never for the waker of a
+ * ready (g0.m.curg): the runtime may ready from goexit0 before it lets go of the exiting g (a synctest bubble's
+ * wakeup), after goexit1 emptied its slot. A direct-mapped table, as the scheduler stamps: a collision costs a
+ * read, never a wrong goid (check tells a whole slot from one two CPUs wrote at once). */
+enum { GOID_CACHE_SLOTS = 65536 };
+
+struct goid_slot {
+	__u64 g; /* 0: empty */
+	__u64 goid;
+	__u32 epoch;
+	__u32 pad;
+	__u64 check;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GOID_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct goid_slot);
+} goid_cache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GOID_EPOCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct goid_epoch);
+} goid_epochs SEC(".maps");
+
+/* The process's epoch, 0 when it has none (its cache is off). */
+static __always_inline __u32 goid_epoch_of(__u32 pid)
+{
+	__u32 i = pid & (GOID_EPOCH_SLOTS - 1);
+	struct goid_epoch *e = bpf_map_lookup_elem(&goid_epochs, &i);
+	if (!e)
+		return 0;
+	__u64 v = *(volatile __u64 *)e; /* pid and epoch in one load: never one process's epoch for another */
+	return (__u32)v == pid ? (__u32)(v >> 32) : 0;
+}
+
+static __always_inline struct goid_slot *goid_slot_of(__u64 g)
+{
+	__u32 i = (__u32)((g * 0x9E3779B97F4A7C15ULL) >> 32) & (GOID_CACHE_SLOTS - 1);
+	return bpf_map_lookup_elem(&goid_cache, &i);
+}
+
+static __always_inline __u64 goid_check(__u64 g, __u64 goid, __u32 epoch)
+{
+	return ((g * 0x9E3779B97F4A7C15ULL) ^ (goid * 0xC2B2AE3D27D4EB4FULL) ^ ((__u64)epoch << 32)) | 1;
+}
+
+static __always_inline void goid_fill(struct goid_slot *s, __u64 g, __u64 goid, __u32 epoch)
+{
+	s->g = g;
+	s->goid = goid;
+	s->epoch = epoch;
+	s->check = goid_check(g, goid, epoch);
+}
+
+/* g.goid from the cache under epoch, else from memory; fill: store what was read (see above for which g). */
+static __always_inline __u64 goid_of(__u64 g, __u32 epoch, const struct runtime_layout *l, bool fill)
+{
+	struct goid_slot *s = NULL;
+	if (epoch) {
+		s = goid_slot_of(g);
+		if (s) {
+			__u64 goid = *(volatile __u64 *)&s->goid;
+			if (s->g == g && s->epoch == epoch && s->check == goid_check(g, goid, epoch))
+				return goid;
+		}
+	}
+	__u64 goid = read_u64(g + l->g_goid);
+	if (fill && s && goid)
+		goid_fill(s, g, goid, epoch);
+	return goid;
+}
+
 /* Never wake the reader: it drains every pollMs on its own, and a wakeup costs more than the probe
  * (../shared/FACTS.md). The ring is sized for what arrives between two drains (4 MiB: 65k records,
  * 6.5M records/s at a 10 ms poll). */
@@ -226,7 +312,8 @@ static __always_inline int record_create(struct pt_regs *ctx, __u64 newg)
 	if (!l)
 		return 0;
 	count(&hit_counts, COOKIE_LAYOUT(cookie) * PROBE_KINDS + PROBE_NEWPROC1_RET);
-	struct goroutine_event *e = reserve(PROBE_NEWPROC1_RET);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct goroutine_event *e = reserve_for(PROBE_NEWPROC1_RET, pid_tgid);
 	if (!e)
 		return 0;
 	e->kind = GOROUTINE_CREATE;
@@ -234,7 +321,13 @@ static __always_inline int record_create(struct pt_regs *ctx, __u64 newg)
 	/* goid, parentGoid, gopc and startpc lie within SPAN_BYTES of goid in every Go version: one read. */
 	struct span g;
 	span_read(&g, newg, l->g_goid);
-	e->goid = span_u64(&g, l->g_goid);
+	__u64 goid = span_u64(&g, l->g_goid);
+	e->goid = goid;
+	/* Its first park or ready finds the goid cached (the g is not runnable yet: no exit can come first). */
+	__u32 epoch = goid_epoch_of(pid_tgid >> 32);
+	struct goid_slot *slot = epoch && goid ? goid_slot_of(newg) : NULL;
+	if (slot)
+		goid_fill(slot, newg, goid, epoch);
 	e->g_addr = newg;
 	e->pc = span_u64(&g, l->g_gopc);
 	e->start_pc = span_u64(&g, l->g_startpc);
@@ -279,10 +372,11 @@ int gopark(struct pt_regs *ctx)
 	__u64 g = ctx->r14;
 	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
-	__u64 goid = read_u64(g + l->g_goid);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 goid = goid_of(g, goid_epoch_of(pid_tgid >> 32), l, true);
 	if (!park_sampled(goid))
 		return 0;
-	struct goroutine_event *e = reserve(PROBE_GOPARK);
+	struct goroutine_event *e = reserve_for(PROBE_GOPARK, pid_tgid);
 	if (!e)
 		return 0;
 	e->kind = GOROUTINE_PARK;
@@ -307,10 +401,11 @@ int ready(struct pt_regs *ctx)
 	__u64 g = ctx->r14;
 	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
-	__u64 goid = read_u64(ctx->ax + l->g_goid);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 epoch = goid_epoch_of(pid_tgid >> 32);
+	__u64 goid = goid_of(ctx->ax, epoch, l, true);
 	if (!park_sampled(goid))
 		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct goroutine_event *e = reserve_for(PROBE_READY, pid_tgid);
 	if (!e)
 		return 0;
@@ -319,7 +414,7 @@ int ready(struct pt_regs *ctx)
 	e->goid = goid;
 	e->g_addr = ctx->ax;
 	__u64 curg = read_u64(thread_m(pid_tgid, g, l) + l->m_curg);
-	e->other_goid = curg ? read_u64(curg + l->g_goid) : 0;
+	e->other_goid = curg ? goid_of(curg, epoch, l, false) : 0;
 	submit(ctx, e, PROBE_READY);
 	return 0;
 }
@@ -336,12 +431,19 @@ int goexit1(struct pt_regs *ctx)
 	__u64 g = ctx->r14;
 	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
-	struct goroutine_event *e = reserve(PROBE_GOEXIT1);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 goid = goid_of(g, goid_epoch_of(pid_tgid >> 32), l, false);
+	/* The g may be reused from now on: its slot is emptied whatever the epoch, and before a full ring can stop
+	 * the program. */
+	struct goid_slot *slot = goid_slot_of(g);
+	if (slot && slot->g == g)
+		slot->g = 0;
+	struct goroutine_event *e = reserve_for(PROBE_GOEXIT1, pid_tgid);
 	if (!e)
 		return 0;
 	e->kind = GOROUTINE_EXIT;
 	e->layout_id = COOKIE_LAYOUT(cookie);
-	e->goid = read_u64(g + l->g_goid);
+	e->goid = goid;
 	e->g_addr = g;
 	submit(ctx, e, PROBE_GOEXIT1);
 	return 0;
@@ -474,7 +576,7 @@ int sched_ready(struct pt_regs *ctx)
 	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
-	stamp_runnable(pid, window, read_u64(ctx->ax + l->g_goid), RUNNABLE_READY, bpf_ktime_get_ns());
+	stamp_runnable(pid, window, goid_of(ctx->ax, goid_epoch_of(pid), l, true), RUNNABLE_READY, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -611,7 +713,7 @@ int sched_execute(struct pt_regs *ctx)
 		return 0;
 	__u32 window = *w;
 	__u64 gp = ctx->ax;
-	__u64 goid = read_u64(gp + l->g_goid);
+	__u64 goid = goid_of(gp, goid_epoch_of(pid), l, true); /* runnable: it cannot end before it runs */
 	__u64 key = sched_key(pid, goid);
 	__u64 since = 0;
 	__u8 cause = RUNNABLE_UNKNOWN;

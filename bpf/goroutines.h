@@ -42,6 +42,17 @@ enum goroutine_probe {
 enum goroutine_limits {
 	PROBE_KINDS = 8,          /* room in the per-probe counters */
 	MAX_RUNTIME_LAYOUTS = 64, /* entries of runtime_layouts: Go versions traced at once */
+	GOID_EPOCH_SLOTS = 4096,  /* entries of goid_epochs, indexed by pid modulo this: a process whose slot
+	                           * another traced process holds goes without the goid cache */
+};
+
+/* A process's goid cache epoch (goid_epochs[pid % GOID_EPOCH_SLOTS]). The agent gives a process a new epoch,
+ * never used before, each time the exit probe has come on for it (after attaching), and sets 0 before it
+ * detaches that probe: a cached goid is good only under its own epoch, so none filled before a window in
+ * which exits went unseen is ever used. */
+struct goid_epoch {
+	__u32 pid;
+	__u32 epoch; /* 0: no cache for this process now */
 };
 
 /* One record per lifecycle event. Fixed size, so user space walks a batch by stride. */

@@ -50,8 +50,8 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
     tracer.start();
     // The real programs at the jump go through the tracer's own path: attach, then setProbes (the
     // duty-cycling switch) turns them on and off.
-    const proc: TracedProcess = tracer.attach(openTarget(prog.pid), { probes: ['park', 'ready', 'run'] });
-    for (const p of ['park', 'ready', 'run'] as const) void tracer.setProbes(prog.pid, p, false);
+    const proc: TracedProcess = tracer.attach(openTarget(prog.pid), { probes: ['park', 'ready', 'exit', 'run'] });
+    for (const p of ['park', 'ready', 'exit', 'run'] as const) void tracer.setProbes(prog.pid, p, false);
     const jumpSites = proc.sites.filter((s) => s.probe === 'park' || s.probe === 'ready');
     if (jumpSites.length !== 2) throw new Error(`expected 2 probe sites (park, ready), got ${jumpSites.length}`);
     // The planner's site: the body's first instruction on kernels that emulate PUSH, else the stack-check jump.
@@ -72,8 +72,11 @@ export async function runHitCost(ctx: BenchContext): Promise<Figure[]> {
     /** `empty` (bpf/bench) at each site's offset. */
     const emptyAt = (offsetOf: (s: ProbeSite) => number) => () =>
       attachAll(jumpSites.map((s) => ({ program: 'empty', fileOffset: offsetOf(s), cookie: 0n })), baseline);
-    /** goroscope's own probes through the tracer's duty-cycling switch: on for the run, off after. */
-    const probesOn = (...probes: GoroutineProbeName[]) => () => {
+    /** goroscope's own probes through the tracer's duty-cycling switch: on for the run, off after. The exit probe
+     * comes with them, as it does in --full and in every on-window of the default mode: while it is on the
+     * programs take goids from their cache (bpf/goroutines.bpf.c). The ping-pong's goroutines never exit. */
+    const probesOn = (...classes: GoroutineProbeName[]) => () => {
+      const probes = [...classes, 'exit' as const];
       for (const p of probes) void tracer.setProbes(pid, p, true);
       return () => {
         for (const p of probes) void tracer.setProbes(pid, p, false);

@@ -5,13 +5,14 @@ import {
   COOKIE_PROBE_MASK,
   COOKIE_PROBE_SHIFT,
   COOKIE_STACK_CHECK_SHIFT,
+  goidEpochLayout,
   goroutineEventLayout,
   GoroutineEventKind,
   runtimeLayoutLayout,
 } from './goroutines.bpf.ts';
 import { encode, forEachRecord, readers } from './layout.ts';
 
-export { GoroutineEventKind, GoroutineProbe, MAX_RUNTIME_LAYOUTS, PROBE_KINDS, goroutineEventLayout, runtimeLayoutLayout } from './goroutines.bpf.ts';
+export { GOID_EPOCH_SLOTS, GoroutineEventKind, GoroutineProbe, MAX_RUNTIME_LAYOUTS, PROBE_KINDS, goroutineEventLayout, runtimeLayoutLayout } from './goroutines.bpf.ts';
 export type GoroutineEventKindName = keyof typeof GoroutineEventKind;
 
 /** Walks a batch of records without making an object per record: the visitor reads fields through `ev`. */
@@ -26,6 +27,9 @@ export type RuntimeLayoutValues = Parameters<typeof encode<typeof runtimeLayoutL
 
 /** Encodes struct runtime_layout for the runtime_layouts map. */
 export const encodeRuntimeLayout = (values: RuntimeLayoutValues): Buffer => encode(runtimeLayoutLayout, values);
+
+/** Encodes struct goid_epoch for the goid_epochs map (a process's goid cache epoch, bpf/goroutines.h). */
+export const encodeGoidEpoch = (pid: number, epoch: number): Buffer => encode(goidEpochLayout, { pid, epoch });
 
 export interface CookieOptions {
   /** The site is the stack check's conditional jump: skip the hit that goes to morestack (by the flags). */

@@ -85,9 +85,11 @@ export const PROBE_SYSCALL = 7;
 export const GoroutineLimits = {
   probeKinds: 8,
   maxRuntimeLayouts: 64,
+  goidEpochSlots: 4096,
 } as const;
 export const PROBE_KINDS = 8;
 export const MAX_RUNTIME_LAYOUTS = 64;
+export const GOID_EPOCH_SLOTS = 4096;
 
 /** enum probe_cookie */
 export const ProbeCookie = {
@@ -142,5 +144,15 @@ export const syscallStampLayout = {
     goid: { offset: 8, size: 8, type: 'u64' },
     window: { offset: 16, size: 4, type: 'u32' },
     pad: { offset: 20, size: 4, type: 'u32' },
+  },
+} as const satisfies StructLayout;
+
+/** struct goid_epoch: 8 bytes */
+export const goidEpochLayout = {
+  name: 'goid_epoch',
+  size: 8,
+  fields: {
+    pid: { offset: 0, size: 4, type: 'u32' },
+    epoch: { offset: 4, size: 4, type: 'u32' },
   },
 } as const satisfies StructLayout;

@@ -4,10 +4,12 @@ import { percpuCounters, u32Key } from '../bpf/bridge.ts';
 import { openEventsSource, type EventTransport } from '../bpf/events-source.ts';
 import { deleteProcessEntries } from '../bpf/detacher.ts';
 import {
+  encodeGoidEpoch,
   encodeRuntimeLayout,
   ev,
   forEachGoroutineEvent,
   goroutineEventLayout,
+  GOID_EPOCH_SLOTS,
   GoroutineProbe,
   MAX_RUNTIME_LAYOUTS,
   PROBE_KINDS,
@@ -168,6 +170,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     try {
       for (const s of sites) this.attachSite(proc, s);
       if (want.has('run') || want.has('syscall')) this.newSchedWindow(pid);
+      if (want.has('exit')) this.setGoidEpoch(proc, true);
       proc.inventory = this.takeInventory(proc);
     } catch (e) {
       void this.detach(pid);
@@ -195,6 +198,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     const probes: readonly GoroutineProbeName[] = typeof probe === 'string' ? [probe] : probe;
     const off: number[] = [];
     let attached = false;
+    let exitSwitched = false;
     for (const s of proc.sites) {
       // Go < 1.21: the creator probe at newproc1's entry only serves the creation records.
       if (!probes.includes(s.probe) && !(s.probe === 'creator' && probes.includes('create'))) continue;
@@ -202,16 +206,48 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
       if (on && link === undefined) {
         this.attachSite(proc, s);
         attached = true;
+        exitSwitched ||= s.probe === 'exit';
       }
       if (!on && link !== undefined) {
         off.push(link);
         proc.links.delete(s);
+        exitSwitched ||= s.probe === 'exit';
       }
     }
     // The scheduler's stamps are good only within the window they were set in: a new one each time its probes
     // come on (after execute is attached), so no stamp set while execute was off is ever taken.
     if (attached && (probes.includes('run') || probes.includes('syscall'))) this.newSchedWindow(pid);
+    // The goid cache holds only while every exit is seen: a new epoch once the exit probe is on, none before it
+    // goes (bpf/goroutines.bpf.c, "The goid of a g, cached").
+    if (exitSwitched) this.setGoidEpoch(proc, on);
     return this.detacher.detach(off);
+  }
+
+  /** goid_epochs slots (pid % GOID_EPOCH_SLOTS) held, by the pid holding each. */
+  private readonly goidEpochSlots = new Map<number, number>();
+  /** The last epoch given: never reused, by this or another process (a cached goid names its epoch). */
+  private lastGoidEpoch = 0;
+
+  /**
+   * Gives a process a new goid cache epoch (on: its exit probe is attached) or none (before that probe is
+   * detached, and when the process goes). A process whose slot another holds, or whose binary has iter.Pull's
+   * coroutines (they end without goexit1), goes without the cache: every goid is then read from its g.
+   */
+  private setGoidEpoch(proc: TracedProcess, on: boolean): void {
+    const pid = proc.info.pid;
+    const slot = pid % GOID_EPOCH_SLOTS;
+    const holder = this.goidEpochSlots.get(slot);
+    if (holder !== undefined && holder !== pid) return;
+    if (!on || !this.procs.has(pid)) {
+      if (holder === undefined) return;
+      this.bpf.updateElem('goid_epochs', u32Key(slot), encodeGoidEpoch(0, 0));
+      if (!this.procs.has(pid)) this.goidEpochSlots.delete(slot);
+      return;
+    }
+    if (proc.binary.func('runtime.coroswitch_m')) return;
+    this.goidEpochSlots.set(slot, pid);
+    this.lastGoidEpoch = (this.lastGoidEpoch % 0xffffffff) + 1;
+    this.bpf.updateElem('goid_epochs', u32Key(slot), encodeGoidEpoch(pid, this.lastGoidEpoch));
   }
 
   /** The last window given: never reused by another process or attachment (the stamps' slots outlive them). */
@@ -252,6 +288,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     const proc = this.procs.get(pid);
     if (!proc) return Promise.resolve();
     this.procs.delete(pid);
+    this.setGoidEpoch(proc, false);
     this.scanner?.remove(pid);
     proc.scan.mem.close();
     const links = [...proc.links.values()];
