@@ -146,6 +146,46 @@ export function python3Unavailable(): string | undefined {
   }
 }
 
+// A non-Go twin of tcpnet (python3 minds indentation: the script starts at column 0). A server listens on
+// 127.0.0.1 and prints `LISTEN pid port`, takes one connection, receives, then sends; a client connects to `port`,
+// sends, then receives. Both print `DONE pid localPort received` once they closed; a server then waits for stdin.
+const pythonPeerScript = [
+  'import os, socket, sys',
+  'role, port, send, recv = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])',
+  'if role == "server":',
+  '    l = socket.socket()',
+  '    l.bind(("127.0.0.1", 0))',
+  '    l.listen()',
+  '    print("LISTEN", os.getpid(), l.getsockname()[1], flush=True)',
+  '    s, _ = l.accept()',
+  'else:',
+  '    s = socket.create_connection(("127.0.0.1", port))',
+  '    s.sendall(b"p" * send)',
+  'got = 0',
+  'while got < recv:',
+  '    d = s.recv(65536)',
+  '    if not d: break',
+  '    got += len(d)',
+  'if role == "server":',
+  '    s.sendall(b"q" * send)',
+  'local = s.getsockname()[1]',
+  's.close()',
+  'print("DONE", os.getpid(), local, got, flush=True)',
+  'if role == "server":',
+  '    sys.stdin.read()',
+].join('\n');
+
+/** Starts the python3 peer (check python3Unavailable() first); `port` is the server's for a client. */
+export function startPythonPeer(role: 'server' | 'client', o: { port?: number; send: number; recv: number }): Child {
+  return startChild('python3', ['-c', pythonPeerScript, role, String(o.port ?? 0), String(o.send), String(o.recv)], { what: `python3 ${role}` });
+}
+
+/** `DONE pid localPort received` of a python3 peer. */
+export async function pythonPeerDone(py: Child): Promise<{ pid: number; localPort: number; got: number }> {
+  const m = await py.until(/^DONE (\d+) (\d+) (\d+)$/m);
+  return { pid: Number(m[1]), localPort: Number(m[2]), got: Number(m[3]) };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Applies what the tracer's ring holds until `pick` finds what it waits for; throws after timeoutMs. */

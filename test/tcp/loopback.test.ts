@@ -2,13 +2,12 @@
 // that print their pid, the goroutine that dialled or accepted, and the bytes they moved; python3 as a
 // non-Go client; ss as the kernel's own account of the same sockets while they are open.
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { ConnectionRecord } from '../../collector/src/protocol/records.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import type { Connection } from '../../agent/src/tcp/connection-table.ts';
 import { startChild, type Child } from '../lib/child.ts';
-import { buildTcpnet, python3Unavailable, sleep, splitHostPort, ssInfo, waitFor } from './lib.ts';
+import { buildTcpnet, python3Unavailable, pythonPeerDone, sleep, splitHostPort, ssInfo, startPythonPeer, waitFor } from './lib.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
 async function tcpUnavailable(): Promise<string | undefined> {
@@ -220,21 +219,9 @@ async function main(): Promise<void> {
         t.test('python3 client', { skip: noPython }, () => {});
         return;
       }
-      // Python minds indentation: the script starts at column 0.
-      const script = [
-        'import os, socket',
-        `s = socket.create_connection(("127.0.0.1", ${port}))`,
-        's.sendall(b"p" * 4096)',
-        'got = 0',
-        'while got < 8192:',
-        '    d = s.recv(65536)',
-        '    if not d: break',
-        '    got += len(d)',
-        'print(os.getpid(), s.getsockname()[1], got)',
-        's.close()',
-      ].join('\n');
-      const py = execFileSync('python3', ['-c', script], { encoding: 'utf8' });
-      const [pid, localPort, got] = py.trim().split(' ').map(Number);
+      const py = startPythonPeer('client', { port, send: 4096, recv: 8192 });
+      t.teardown(() => py.kill());
+      const { pid, localPort, got } = await pythonPeerDone(py);
       t.equal(got, 8192, 'python received what the server sent');
       const c = await waitFor(tr, () => find(tr, pid, (r) => r.localPort === localPort && r.state === 'closed'), 'the python connection');
       t.equal(c.pid, pid, "python's pid");

@@ -11,7 +11,7 @@ import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { startChild } from '../lib/child.ts';
 import { goBuild, newestGo } from '../lib/go.ts';
-import { buildTcpnet, python3Unavailable, splitHostPort, tcpnetSrc, waitFor } from './lib.ts';
+import { buildTcpnet, python3Unavailable, pythonPeerDone, splitHostPort, startPythonPeer, tcpnetSrc, waitFor } from './lib.ts';
 
 async function tcpUnavailable(): Promise<string | undefined> {
   try {
@@ -125,33 +125,15 @@ async function main(): Promise<void> {
         t.test('python3 server', { skip: noPython }, () => {});
         return;
       }
-      // Python minds indentation: the script starts at column 0.
-      const script = [
-        'import os, socket, sys',
-        's = socket.socket()',
-        's.bind(("127.0.0.1", 0))',
-        's.listen()',
-        'print(os.getpid(), s.getsockname()[1], flush=True)',
-        'c, _ = s.accept()',
-        'got = 0',
-        'while got < 300:',
-        '    d = c.recv(65536)',
-        '    if not d: break',
-        '    got += len(d)',
-        'c.sendall(b"q" * 500)',
-        'c.close()',
-        'print("SERVED", got, flush=True)',
-        'sys.stdin.read()',
-      ].join('\n');
-      const py = startChild('python3', ['-c', script], { what: 'python3 server' });
+      const py = startPythonPeer('server', { send: 500, recv: 300 });
       t.teardown(() => py.kill());
-      const m = await py.until(/^(\d+) (\d+)$/m);
+      const m = await py.until(/^LISTEN (\d+) (\d+)$/m);
       const [pid, port] = [Number(m[1]), Number(m[2])];
       const client = startChild(tcpnet, ['client', '-connect', `127.0.0.1:${port}`, '-send', '300', '-recv', '500']);
       t.teardown(() => client.kill());
       const conn = await client.until(/^CONNECT goid=\d+ local=(\S+)/m);
       await client.until(/^BYE$/m);
-      await py.until(/^SERVED 300$/m);
+      t.equal((await pythonPeerDone(py)).got, 300, 'python received what the client sent');
       const clientPort = splitHostPort(conn[1]).port;
       const c = await waitFor(tr, () => tr.connections(pid).find((r) => r.peerPort === clientPort && r.state === 'closed'), 'the python server side closed');
       t.equal(c.pid, pid, "python's pid");
