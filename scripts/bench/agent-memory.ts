@@ -12,7 +12,7 @@
 // With --agent-baseline DIR (another checkout, its bundle built), that agent runs the same phases after this
 // one's, on the same machine in the same run: figures side by side.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { freePort } from '../../test/lib/receivers.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,40 @@ interface ProcSample {
   cpuNs: number;
   /** Bytes the kernel charges for the BPF maps the process holds (fdinfo memlock). */
   bpfMaps: number;
+  /** Resident bytes by kind of mapping (/proc/PID/smaps): where the RSS is. */
+  mappings: Record<string, number>;
+}
+
+/**
+ * Resident bytes by kind of mapping: the node binary's pages (file-backed: how many of them count depends on the
+ * page cache, not on the agent), the BPF ring buffers the reader maps (the kernel inserts every page at mmap),
+ * other files (shared libraries, addons), and anonymous memory (V8's heap and code, the C heap, thread stacks).
+ */
+function rssByMapping(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let kind = 'anon';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1].trim();
+      if (!name || name === '[heap]' || name === '[stack]' || name.startsWith('[anon')) kind = 'anon';
+      else if (name === 'anon_inode:bpf-map') kind = 'bpf rings';
+      else if (name === process.execPath || /\/node(js)?$/.test(name)) kind = 'node binary';
+      else kind = 'other files';
+      continue;
+    }
+    const m = /^Rss:\s+(\d+) kB$/.exec(line);
+    if (m) out[kind] = (out[kind] ?? 0) + Number(m[1]) * 1024;
+  }
+  return out;
+}
+
+/** "node binary 40.1, bpf rings 13, ..." in MiB. */
+function mappingNote(s: ProcSample): string {
+  return Object.entries(s.mappings)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${round(v / MiB)}`)
+    .join(', ');
 }
 
 function procSample(pid: number): ProcSample {
@@ -55,7 +89,7 @@ function procSample(pid: number): ProcSample {
       /* closed meanwhile */
     }
   }
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile'), cpuNs: processCpuNs(pid) ?? NaN, bpfMaps };
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile'), cpuNs: processCpuNs(pid) ?? NaN, bpfMaps, mappings: rssByMapping(pid) };
 }
 
 /** Resets VmHWM to the current RSS (clear_refs 5), so a later VmHWM is the peak of what came after. */
@@ -97,7 +131,11 @@ class Agent {
   constructor(root: string, pids: number[], collectorUrl: string, readonly metricsPort: number, spool: string) {
     const args = [...imageNodeFlags(root), join(root, 'bin', 'goroscope.js'), 'agent', '--collector', collectorUrl.replace(/^http/, 'ws'), '--metrics-listen', `127.0.0.1:${metricsPort}`, '--spool-dir', spool];
     for (const p of pids) args.push('--pid', String(p));
-    this.child = spawn(process.execPath, args, { env: { ...process.env, ...imageEnv(root), GOROSCOPE_INGEST_TOKEN: TOKEN }, stdio: ['ignore', 'ignore', 'pipe'] });
+    // A tmp of its own, as a new pod has: the probe-cost calibration runs (it is cached in tmp for a day, and an
+    // agent that found it cached started ~20 MiB smaller before its start-up trim: the runs disagreed by that much).
+    const tmp = join(spool, 'tmp');
+    mkdirSync(tmp, { recursive: true });
+    this.child = spawn(process.execPath, args, { env: { ...process.env, ...imageEnv(root), TMPDIR: tmp, GOROSCOPE_INGEST_TOKEN: TOKEN }, stdio: ['ignore', 'ignore', 'pipe'] });
     createInterface({ input: this.child.stderr! }).on('line', (l) => {
       this.log = `${this.log}${l}\n`.slice(-8000);
       const m = /tracing pid (\d+) /.exec(l);
@@ -168,12 +206,22 @@ function metric(text: string, name: string): number {
   return sum;
 }
 
+/** The V8 heap in use that the agent reports on /metrics (NaN from an agent that does not). */
+function heapUsed(text: string): number {
+  const m = /^goroscope_agent_memory_bytes\{kind="heap_used"\} (\S+)$/m.exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
 interface RunFigures {
   empty: ProcSample;
   idle: ProcSample;
   loaded: ProcSample;
   /** RSS each second after the 60 exited. */
   after: number[];
+  /** The last of those samples. */
+  afterLast: ProcSample;
+  /** V8 heap in use (the agent's goroscope_agent_memory_bytes{kind="heap_used"}) nothing traced, idle, after. */
+  heapUsed: { empty: number; idle: number; after: number };
   /** Agent CPU (ms) per process attached once its binary was known, idle CPU subtracted. */
   attachCpuMs: number;
   /** Agent CPU (ms) of the idle agent per second (subtracted above). */
@@ -203,6 +251,7 @@ async function runAgent(ctx: BenchContext, root: string, label: string, fixture:
     }
     await sleep(3000);
     const empty = procSample(agent.pid);
+    const heapEmpty = heapUsed(await agent.metrics());
     first.exec();
     await agent.until(`pid ${first.pid}`, () => agent.traced.has(first.pid));
     await sleep(5000);
@@ -210,6 +259,7 @@ async function runAgent(ctx: BenchContext, root: string, label: string, fixture:
     const t0 = performance.now();
     await sleep(5000);
     const idle = procSample(agent.pid);
+    const heapIdle = heapUsed(await agent.metrics());
     const idleCpuMsPerS = (idle.cpuNs - idle0.cpuNs) / 1e6 / ((performance.now() - t0) / 1000);
     ctx.log(`agent-memory ${label}: idle ${round(idle.rss / MiB)} MiB, ${round(idleCpuMsPerS, 2)} ms CPU/s`);
 
@@ -229,11 +279,14 @@ async function runAgent(ctx: BenchContext, root: string, label: string, fixture:
 
     await Promise.all(more.map((d) => d.kill()));
     const after: number[] = [];
+    let afterLast = loaded;
     for (let s = 1; s <= afterS; s++) {
       await sleep(1000);
-      after.push(procSample(agent.pid).rss);
+      afterLast = procSample(agent.pid);
+      after.push(afterLast.rss);
     }
     const mt2 = await agent.metrics();
+    const heapAfter = heapUsed(mt2);
     const cacheAfter = Object.fromEntries(CACHE_METRICS.map((m) => [m, metric(mt2, m)]));
     ctx.log(`agent-memory ${label}: ${afterS} s after they exited ${round(after[after.length - 1] / MiB)} MiB`);
 
@@ -253,7 +306,7 @@ async function runAgent(ctx: BenchContext, root: string, label: string, fixture:
       bigOut = { cpuMs, wallMs, peakAboveIdle: Math.max(b1.hwm, b2.hwm) - b0.rss, rssAboveIdle: b2.rss - b0.rss, bytes: statSync(jaeger).size, sample: b2 };
       ctx.log(`agent-memory ${label}: first attach to ${jaeger}: ${round(cpuMs)} ms CPU, peak +${round(bigOut.peakAboveIdle / MiB)} MiB`);
     }
-    return { empty, idle, loaded, after, attachCpuMs, idleCpuMsPerS, cache: { loaded: cacheLoaded, after: cacheAfter }, big: bigOut };
+    return { empty, idle, loaded, after, afterLast, heapUsed: { empty: heapEmpty, idle: heapIdle, after: heapAfter }, attachCpuMs, idleCpuMsPerS, cache: { loaded: cacheLoaded, after: cacheAfter }, big: bigOut };
   } finally {
     await agent.stop();
     await Promise.all(all.map((d) => d.kill()));
@@ -326,7 +379,7 @@ export async function runAgentMemory(ctx: BenchContext, opts: AgentMemoryOptions
   }
 
   const out: Figure[] = [];
-  const cmd = `${ctx.invocation} # node [the node flags of deploy/images/agent.Dockerfile's ENTRYPOINT, in its last stage's ENV] bin/goroscope.js agent --pid ... --collector ws://... (bundled, own process); each Go process behind sh -c 'read _ && exec BIN' so the agent takes it when it execs; VmRSS/VmHWM from /proc/AGENT/status, utime+stime from /proc/AGENT/stat, BPF map memory from /proc/AGENT/fdinfo memlock`;
+  const cmd = `${ctx.invocation} # node [the node flags of deploy/images/agent.Dockerfile's ENTRYPOINT, in its last stage's ENV] bin/goroscope.js agent --pid ... --collector ws://... (bundled, own process, a fresh TMPDIR: no cached calibration); each Go process behind sh -c 'read _ && exec BIN' so the agent takes it when it execs; VmRSS/VmHWM from /proc/AGENT/status, utime+stime from /proc/AGENT/stat, BPF map memory from /proc/AGENT/fdinfo memlock`;
   for (const [tag, r] of runs) {
     const id = (x: string) => `${bench}.${x}${tag ? `.${tag}` : ''}`;
     const who = tag ? ` (${tag}: ${opts.baseline})` : '';
@@ -334,11 +387,11 @@ export async function runAgentMemory(ctx: BenchContext, opts: AgentMemoryOptions
     const last = r.after[r.after.length - 1];
     const backAt = r.after.findIndex((x) => x <= r.idle.rss + 5 * MiB);
     out.push(
-      figure({ id: id('rss.empty'), bench, label: `agent RSS, nothing traced${who}`, value: round(r.empty.rss / MiB), unit: 'MiB', command: cmd, note: `anon ${round(r.empty.anon / MiB)} MiB, file ${round(r.empty.file / MiB)} MiB; BPF maps ${round(r.empty.bpfMaps / MiB)} MiB (charged to the cgroup, not in RSS)` }),
-      figure({ id: id('rss.idle'), bench, label: `agent RSS with one idle Go process (net/http server) traced${who}`, value: round(r.idle.rss / MiB), unit: 'MiB', command: cmd, target: { op: '<=', value: 100 }, note: `anon ${round(r.idle.anon / MiB)} MiB, file ${round(r.idle.file / MiB)} MiB; BPF maps ${round(r.idle.bpfMaps / MiB)} MiB (not in RSS); idle CPU ${round(r.idleCpuMsPerS, 2)} ms/s` }),
+      figure({ id: id('rss.empty'), bench, label: `agent RSS, nothing traced${who}`, value: round(r.empty.rss / MiB), unit: 'MiB', command: cmd, note: `anon ${round(r.empty.anon / MiB)} MiB, file ${round(r.empty.file / MiB)} MiB (${mappingNote(r.empty)}; V8 heap used ${round(r.heapUsed.empty / MiB)}); BPF maps ${round(r.empty.bpfMaps / MiB)} MiB (charged to the cgroup, not in RSS)` }),
+      figure({ id: id('rss.idle'), bench, label: `agent RSS with one idle Go process (net/http server) traced${who}`, value: round(r.idle.rss / MiB), unit: 'MiB', command: cmd, target: { op: '<=', value: 100 }, note: `anon ${round(r.idle.anon / MiB)} MiB, file ${round(r.idle.file / MiB)} MiB (${mappingNote(r.idle)}; V8 heap used ${round(r.heapUsed.idle / MiB)}); BPF maps ${round(r.idle.bpfMaps / MiB)} MiB (not in RSS); idle CPU ${round(r.idleCpuMsPerS, 2)} ms/s` }),
       figure({ id: id('rss.per_process'), bench, label: `agent RSS per further traced process of the same binary (${n} more)${who}`, value: round(per / MiB, 2), unit: 'MiB', command: cmd, target: { op: '<=', value: 5 }, note: `${round(r.loaded.rss / MiB)} MiB with ${n + 1} processes; BPF maps ${round(r.loaded.bpfMaps / MiB)} MiB` }),
       figure({ id: id('rss.loaded'), bench, label: `agent RSS with ${n + 1} processes of one binary traced${who}`, value: round(r.loaded.rss / MiB), unit: 'MiB', command: cmd }),
-      figure({ id: id('rss.after_exit'), bench, label: `agent RSS ${r.after.length} s after the ${n} exited, above idle${who}`, value: round((last - r.idle.rss) / MiB), unit: 'MiB', command: cmd, target: { op: '<=', value: 5 }, note: `${round(last / MiB)} MiB; within 5 MiB of idle after ${backAt < 0 ? 'more than ' + r.after.length : backAt + 1} s; by second: ${r.after.map((x) => round(x / MiB, 0)).join(' ')}` }),
+      figure({ id: id('rss.after_exit'), bench, label: `agent RSS ${r.after.length} s after the ${n} exited, above idle${who}`, value: round((last - r.idle.rss) / MiB), unit: 'MiB', command: cmd, target: { op: '<=', value: 5 }, note: `${round(last / MiB)} MiB (${mappingNote(r.afterLast)}; V8 heap used ${round(r.heapUsed.after / MiB)}); within 5 MiB of idle after ${backAt < 0 ? 'more than ' + r.after.length : backAt + 1} s; by second: ${r.after.map((x) => round(x / MiB, 0)).join(' ')}` }),
       figure({ id: id('attach_cpu_ms'), bench, label: `agent CPU per attach once the binary is known${who}`, value: round(r.attachCpuMs), unit: 'ms', command: cmd, target: { op: '<=', value: 50 }, note: `utime+stime over the ${n} attaches, less the idle agent's CPU rate over the same time` }),
       figure({ id: id('bpf_maps'), bench, label: `BPF map memory of the agent (charged to its cgroup, not in RSS)${who}`, value: round(r.loaded.bpfMaps / MiB), unit: 'MiB', command: cmd }),
     );

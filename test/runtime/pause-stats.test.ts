@@ -22,6 +22,16 @@ t.test('percentiles over the last samples of the window', async (t) => {
   t.equal(s.summary(1e12).count, 200, 'all-time counts stay');
 });
 
+t.test('room grows with the samples: every count keeps the last maxSamples in order', async (t) => {
+  const s = new SlidingDurations(100, 1e9);
+  for (let n = 1; n <= 250; n++) {
+    s.add(n, n);
+    const want = Array.from({ length: Math.min(n, 100) }, (_, i) => n - Math.min(n, 100) + 1 + i);
+    if (JSON.stringify(s.windowSamples(n)) !== JSON.stringify(want)) return t.fail(`after ${n} samples: ${s.windowSamples(n).join(',')}`);
+  }
+  t.pass('1..250 samples through rooms of 8, 16, 32, 64 and 100');
+});
+
 t.test('panic values of basic kinds print as Go prints them', async (t) => {
   t.equal(formatPanicValue(GoKind.int, 42n), '42');
   t.equal(formatPanicValue(GoKind.int, 0xffff_ffff_ffff_fffen), '-2');

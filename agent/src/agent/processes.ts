@@ -14,7 +14,7 @@ import type { RequestMetrics } from '../http/request-metrics.ts';
 import type { RequestSampler } from '../http/request-records.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import { releaseTarget, type Target } from '../tracer/target.ts';
-import { loadAddon } from '../bpf/bridge.ts';
+import { TrimAfterQuiet } from './heap-trim.ts';
 import type { RecordBuilder } from './record-builder.ts';
 import type { Tracers } from './tracers.ts';
 
@@ -170,22 +170,14 @@ export class TracedProcesses {
     this.trimSoon();
   }
 
-  private trimTimer?: NodeJS.Timeout;
-
   /**
    * Once attaches and exits have stopped for a few seconds, what an analysis read and what exited processes held
-   * goes back to the kernel: V8's heap is collected when the agent runs with --expose-gc (the image does: V8 left
-   * it to its memory reducer, which on an agent never quite idle came 10 to 30+ s later), and glibc's heap, which
-   * keeps what is freed inside it (file reads and decompressed DWARF, links, record batches), is trimmed.
+   * goes back to the kernel (heap-trim.ts).
    */
+  private readonly trimmer = new TrimAfterQuiet(TRIM_AFTER_EXITS_MS);
+
   private trimSoon(): void {
-    if (this.trimTimer) clearTimeout(this.trimTimer);
-    this.trimTimer = setTimeout(() => {
-      this.trimTimer = undefined;
-      (globalThis as { gc?: () => void }).gc?.();
-      loadAddon().trimNativeHeap();
-    }, TRIM_AFTER_EXITS_MS);
-    this.trimTimer.unref();
+    this.trimmer.poke();
   }
 
   private noteUnnamed(pid: number): void {

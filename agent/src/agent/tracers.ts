@@ -10,6 +10,8 @@ import { RuntimeEventsTracer } from '../runtime/runtime-tracer.ts';
 import type { TcpTracer } from '../tcp/tcp-tracer.ts';
 import { startTcp } from '../tcp/part.ts';
 import { HttpTracer } from '../http/http-tracer.ts';
+import { DECODER_IDLE_MS } from '../gobinary/x86.ts';
+import { TrimAfterQuiet } from './heap-trim.ts';
 
 export interface Tracers {
   tracer?: GoroutineTracer;
@@ -41,6 +43,10 @@ export async function startGovernor(tracer: GoroutineTracer | undefined, opts: A
   if (!tracer) return undefined;
   const calibration = opts.full ? undefined : await calibrateHitCost(tracer);
   if (calibration) log(`a probe hit costs ${Math.round(calibration.nsPerHit)} ns here (${calibration.source})`);
+  // A calibration that ran (none cached: every new pod) analysed the ping-pong's binary and read its records:
+  // ~20 MiB of V8 and C heap that nothing would give back before the first attach (106 MiB nothing traced, 84
+  // with the calibration cached). Collected once x86.ts has let its decoder go (1-2 s after the last decode).
+  if (calibration?.source === 'measured') new TrimAfterQuiet(2 * DECODER_IDLE_MS + 500).poke();
   return new OverheadGovernor(tracer, {
     budget: opts.full ? Infinity : opts.overheadBudget,
     nsPerHit: calibration?.nsPerHit ?? 1,
