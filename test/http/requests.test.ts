@@ -20,6 +20,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { sleep } from '../runtime/helpers.ts';
 import { startHttpServer, traceRequests } from '../lib/http-server.ts';
+import { overload } from '../lib/load.ts';
 import { goBuild, goVersionOf, newestGo, repoRoot, tableToolchains } from '../lib/go.ts';
 import { join } from 'node:path';
 
@@ -247,6 +248,7 @@ async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
   const seen = proc.requests.filter((r) => r.kind === 'http' && !r.hijacked);
   t.equal(seen.length, sent.length, `every request seen once (${sent.length})`);
   const unmatched = [...seen];
+  const slack = overload();
   for (const s of sent) {
     const label = `HTTP/${s.proto} ${s.c.method} ${s.c.path}`;
     t.equal(s.status, s.c.status, `${label}: the client got ${s.c.status}`);
@@ -262,19 +264,20 @@ async function checkServer(t: Test, bin: string, minor: number): Promise<void> {
     t.ok(r.goid > 0, `${label}: served by goroutine ${r.goid}`);
     const clientMs = (s.toNs - s.fromNs) / 1e6;
     const serverMs = r.durationNs / 1e6;
-    // The first request of a connection also waits for the connection. The bounds allow for a loaded 2-core VM (load
-    // average 25 seen): there timers fire and goroutines run tens of ms late, and the client with them (212 ms
-    // between the client's and the server's times seen with 7 test files running at once).
+    // The first request of a connection also waits for the connection. On a loaded machine timers fire and
+    // goroutines run late, and the client with them (212 ms between the client's and the server's times seen with 7
+    // test files running at once, load 25): the margins below are those of a machine with a core free per runnable
+    // task, times how far the load exceeds the cores (the minute's load average, taken after the requests).
     const first = s.c === CASES[0];
-    t.ok(serverMs <= clientMs && (first || clientMs - serverMs < 400), `${label}: ${serverMs.toFixed(2)} ms in the server, ${clientMs.toFixed(2)} ms at the client`);
+    t.ok(serverMs <= clientMs && (first || clientMs - serverMs < 400 * slack), `${label}: ${serverMs.toFixed(2)} ms in the server, ${clientMs.toFixed(2)} ms at the client (load margin x${slack.toFixed(1)})`);
     if (s.c.wait) {
       const w = s.c.wait;
       const parkedMs = (r.parked?.byReason[w.reason] ?? 0) / 1e6;
-      t.ok(parkedMs >= w.ms * 0.8 && parkedMs <= w.ms + 300, `${label}: parked ${parkedMs.toFixed(1)} ms on ${w.reason} (handler waits ${w.ms} ms)`, { byReason: r.parked?.byReason });
+      t.ok(parkedMs >= w.ms * 0.8 && parkedMs <= w.ms + 300 * slack, `${label}: parked ${parkedMs.toFixed(1)} ms on ${w.reason} (handler waits ${w.ms} ms)`, { byReason: r.parked?.byReason });
       t.ok(serverMs >= w.ms * 0.8, `${label}: lasted at least its wait`);
       t.ok((r.parked?.totalNs ?? 0) <= r.durationNs, `${label}: parked no longer than it lasted`);
     } else {
-      t.ok((r.parked?.totalNs ?? Infinity) / 1e6 < 30, `${label}: hardly parked (${((r.parked?.totalNs ?? NaN) / 1e6).toFixed(2)} ms)`);
+      t.ok((r.parked?.totalNs ?? Infinity) / 1e6 < 30 * slack, `${label}: hardly parked (${((r.parked?.totalNs ?? NaN) / 1e6).toFixed(2)} ms)`);
     }
     const tp = s.c.traced && full ? traceparentOf(s.c, s.proto).split('-') : undefined; // Go 1.24+ maps are walked
     t.same(r.traceParent, tp ? { traceId: tp[1], spanId: tp[2] } : null, `${label}: traceparent ${tp ? `read (${s.c.traced!.extraHeaders + 1} headers and more)` : 'none'}`);
