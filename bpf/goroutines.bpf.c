@@ -300,7 +300,7 @@ int newproc1_entry(struct pt_regs *ctx)
 	if (goes_to_morestack(ctx, COOKIE_STACK_CHECK(cookie)))
 		return 0;
 	__u64 thread = bpf_get_current_pid_tgid();
-	__u64 creator = read_u64(ctx->bx + l->g_goid);
+	__u64 creator = goid_of(ctx->bx, goid_epoch_of(thread >> 32), l, true); /* running the go statement */
 	bpf_map_update_elem(&creator_by_thread, &thread, &creator, BPF_ANY);
 	return 0;
 }
@@ -587,7 +587,7 @@ static __always_inline int stamp_created(struct pt_regs *ctx, __u64 newg)
 	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
-	stamp_runnable(pid, window, read_u64(newg + l->g_goid), RUNNABLE_CREATED, bpf_ktime_get_ns());
+	stamp_runnable(pid, window, goid_of(newg, goid_epoch_of(pid), l, true), RUNNABLE_CREATED, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -615,7 +615,7 @@ int sched_gosched(struct pt_regs *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	__u64 gp = ctx->ax;
 	__u8 cause = (__u8)ctx->bx ? RUNNABLE_PREEMPTED : RUNNABLE_YIELDED;
-	__u64 goid = read_u64(gp + l->g_goid);
+	__u64 goid = goid_of(gp, goid_epoch_of(pid), l, true); /* it was running: it goes back to a run queue */
 	stamp_runnable(pid, window, goid, cause, now);
 	struct goroutine_event *e = reserve(PROBE_RUNNABLE);
 	if (!e)
@@ -644,7 +644,7 @@ int sched_preempt_park(struct pt_regs *ctx)
 		return 0;
 	e->kind = GOROUTINE_YIELD;
 	e->layout_id = COOKIE_LAYOUT(bpf_get_attach_cookie(ctx));
-	e->goid = read_u64(ctx->ax + l->g_goid);
+	e->goid = goid_of(ctx->ax, goid_epoch_of(pid), l, true); /* suspended, not ended */
 	e->g_addr = ctx->ax;
 	e->cause = RUNNABLE_PREEMPT_PARKED;
 	submit(ctx, e, PROBE_RUNNABLE);
@@ -660,7 +660,7 @@ int sched_syscall_queued(struct pt_regs *ctx)
 	const struct runtime_layout *l = sched_begin(ctx, PROBE_RUNNABLE, &window, &pid);
 	if (!l)
 		return 0;
-	stamp_runnable(pid, window, read_u64(ctx->ax + l->g_goid), RUNNABLE_SYSCALL, bpf_ktime_get_ns());
+	stamp_runnable(pid, window, goid_of(ctx->ax, goid_epoch_of(pid), l, true), RUNNABLE_SYSCALL, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -752,7 +752,7 @@ int sched_entersyscall(struct pt_regs *ctx)
 	if (!w)
 		return 0;
 	__u32 window = *w;
-	__u64 goid = read_u64(ctx->r14 + l->g_goid);
+	__u64 goid = goid_of(ctx->r14, goid_epoch_of(thread >> 32), l, true); /* the goroutine making the call */
 	__u64 now = bpf_ktime_get_ns();
 	struct syscall_slot *s = stamp_slot(&syscall_stamps, thread, SYSCALL_SLOTS);
 	if (!s)
@@ -787,7 +787,7 @@ int sched_exitsyscall(struct pt_regs *ctx)
 	if (!whole)
 		return 0;
 	__u32 *w = sched_window(thread >> 32);
-	if (!w || *w != window || goid != read_u64(ctx->r14 + l->g_goid) || since > now)
+	if (!w || *w != window || goid != goid_of(ctx->r14, goid_epoch_of(thread >> 32), l, true) || since > now)
 		return 0;
 	struct goroutine_event *e = reserve(PROBE_SYSCALL);
 	if (!e)

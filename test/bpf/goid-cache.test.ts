@@ -1,9 +1,10 @@
-// While the exit probe is on, the park, ready and run programs take a goroutine's goid from a cache keyed by its g
+// While the exit probe is on, the park, ready and scheduler programs take a goroutine's goid from a cache keyed by its g
 // (bpf/goroutines.bpf.c, "The goid of a g, cached"): an exit empties its g's slot before the runtime can reuse the
 // g, and the agent gives the process a new epoch each time the exit probe comes back on, so no goid cached before
 // a spell of unseen exits is ever used. Oracle: test/fixtures/wakers's waves, each goroutine telling its goid from
 // its own stack trace; the runtime hands the gs of one wave's (ended) goroutines to the next wave's. A park or
-// ready of a later wave that names a goroutine of an earlier one would be a stale cached goid. Waves run with the
+// ready (or a scheduler record: run, yield, system call) of a later wave that names a goroutine of an earlier one
+// would be a stale cached goid. Waves run with the
 // exit probe on, off (exits unseen while gs are reused, and goids read from memory), on again, and on; then the
 // waker pairs, whose every waker comes through the cache.
 import t from 'tap';
@@ -32,11 +33,11 @@ t.test('a reused g never carries the goid of a goroutine that had it before', as
     await p.until(/^READY$/m);
     const recs: Rec[] = [];
     tracer.start((_proc, kind, v, at) => {
-      if (kind === GoroutineEventKind.park || kind === GoroutineEventKind.ready) {
+      if (kind !== GoroutineEventKind.create && kind !== GoroutineEventKind.exit) {
         recs.push({ kind, goid: Number(ev.goid(v, at)), other: Number(ev.otherGoid(v, at)), g: ev.gAddr(v, at) });
       }
     });
-    tracer.attach(openTarget(p.pid), { probes: ['park', 'ready', 'exit'] });
+    tracer.attach(openTarget(p.pid), { probes: ['park', 'ready', 'exit', 'run', 'syscall'] });
 
     const ended = new Set<number>(); // goroutines of the waves done so far: all have ended
     const gsOfEnded = new Set<number>();
@@ -54,7 +55,7 @@ t.test('a reused g never carries the goid of a goroutine that had it before', as
       const mine = recs.slice(first).filter((r) => ids.has(r.goid));
       const stale = recs.slice(first).filter((r) => ended.has(r.goid) || ended.has(r.other));
       t.ok(mine.length >= WAVE, `wave ${i + 1}: its goroutines' parks and readies were recorded (${mine.length})`);
-      t.same(stale.slice(0, 5), [], `wave ${i + 1}: no park or ready names a goroutine of an earlier wave`);
+      t.same(stale.slice(0, 5), [], `wave ${i + 1}: no park, ready, run, yield or system call names a goroutine of an earlier wave`);
       reusedGs += new Set(mine.filter((r) => gsOfEnded.has(r.g)).map((r) => r.g)).size;
       for (const r of mine) gsOfEnded.add(r.g);
       for (const id of ids) ended.add(id);
