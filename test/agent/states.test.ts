@@ -22,16 +22,16 @@ const src = join(repoRoot, 'test', 'fixtures', 'states');
 const GROUPS = { chan: 3, select: 4, mutex: 5, sleep: 6, io: 3, spin: 2 };
 const SPIN = new Set(['running', 'runnable']);
 
-/** Waits until the tracer has applied `n` more scans of the process than now (each takes minIntervalMs + the apply
- * delay); 5 s on a quiet machine, longer as the load rises (a scan waits for the event loop: 5 s passed at load 14). */
+/** Waits until the tracer has applied `n` more scans of the process than now (each takes minIntervalMs, then waits
+ * for the events older than it); 5 s on a quiet machine, longer as the load rises (a scan waits for the event loop:
+ * 5 s passed at load 14). */
 async function scansApplied(proc: TracedProcess, n: number, timeoutMs = Math.round(5000 * overload())): Promise<void> {
-  const target = proc.scan.counts.scans + n;
+  const target = proc.scan.counts.applied + n;
   const deadline = Date.now() + timeoutMs;
-  while (proc.scan.counts.scans < target) {
-    if (Date.now() > deadline) throw new Error(`no scan of pid ${proc.info.pid} in ${timeoutMs} ms`);
+  while (proc.scan.counts.applied < target) {
+    if (Date.now() > deadline) throw new Error(`no scan of pid ${proc.info.pid} applied in ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  await new Promise((r) => setTimeout(r, 100)); // the apply delay
 }
 
 const count = (xs: string[]) => xs.reduce<Record<string, number>>((m, k) => ((m[k] = (m[k] ?? 0) + 1), m), {});

@@ -45,6 +45,8 @@ export class LifecycleCounts {
   private base: { ids: IdCount | null; live: number } | undefined;
   last: { ids: IdCount | null; live: number; at: number } | undefined;
   scans = 0;
+  /** Scans applied to the table (a periodic one waits for the events older than it). */
+  applied = 0;
   /** Agent CPU (wall time of the synchronous read, ns) of all scans, and goroutines read. */
   scanNs = 0;
   goroutinesRead = 0;
@@ -103,6 +105,7 @@ export class GoroutineScanner {
   static scanNow(p: Scannable): InventoryResult {
     const { result, at } = GoroutineScanner.read(p);
     p.table.applyScan(result.goroutines, at, result.unreadable === 0);
+    p.counts.applied++;
     return result;
   }
 
@@ -146,6 +149,7 @@ export class GoroutineScanner {
           return;
         }
         e.p.table.applyScan(result.goroutines, at, result.unreadable === 0);
+        e.p.counts.applied++;
       };
       setTimeout(apply, this.applyDelayMs).unref();
     } catch {
