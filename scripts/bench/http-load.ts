@@ -21,8 +21,8 @@
 // Rounds interleave the configurations (forward, then backward order, so each run of a configuration is next to
 // a run of no tracing); figures are medians, and ratios to no tracing are paired per round: the machine's load
 // moves both sides of a pair alike. The ratios' notes give their mean with a 95% confidence interval over the
-// rounds: a figure is worth what that interval says, and a shared machine makes it wide. Phases span several of the governor's periods (2 s), so the duty cycle is
-// averaged, not caught on or off.
+// rounds: a figure is worth what that interval says, and a shared machine makes it wide. Phases span 2.5 of the
+// governor's 2 s cycles, so the duty cycle is averaged, not caught on or off.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -212,17 +212,22 @@ async function vegeta(bin: string, port: number, rate: number, seconds: number, 
   }
 }
 
-/** Runs of one round trip through the configurations and handlers: rounds are as many as fit about this many runs. */
-const RUNS_PER_BENCH = 24;
+/**
+ * Runs of one round trip through the configurations and handlers: rounds are as many as fit about this many runs
+ * (3 to 12). More, shorter rounds: a shared machine's load moves in spells of tens of seconds, so more pairs
+ * narrow the confidence interval more than longer phases do (the phases still hold 2.5 of the governor's 2 s
+ * cycles).
+ */
+const RUNS_PER_BENCH = 36;
 
 /**
  * `configs`/`handlers`: only these (by name; --http-configs, --http-handlers); 'none' is always run, as the base.
  * `rounds`, `seconds` (--http-rounds, --http-seconds): rounds of the interleaved configurations (by default as
- * many as fit ~24 runs, 3 to 8) and the length of each measured phase.
+ * many as fit ~36 runs, 3 to 12) and the length of each measured phase (5 s).
  */
 export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[]; handlers?: string[]; rounds?: number; seconds?: number } = {}): Promise<Figure[]> {
   const bench = 'http';
-  const seconds = only.seconds ?? (ctx.quick ? 2 : 6);
+  const seconds = only.seconds ?? (ctx.quick ? 2 : 5);
   if (cpus().length < 2) throw new Error('needs 2 CPUs: the server on one, load and agent on the other');
   const binary = buildFixture('httpserver', ctx.goVersion);
   const vegetaBin = buildVegeta();
@@ -240,7 +245,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
   const configs = only.configs
     ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
     : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_cycle10' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
-  const reps = only.rounds ?? (ctx.quick ? 1 : Math.max(3, Math.min(8, Math.floor(RUNS_PER_BENCH / (configs.length * handlers.length)))));
+  const reps = only.rounds ?? (ctx.quick ? 1 : Math.max(3, Math.min(12, Math.floor(RUNS_PER_BENCH / (configs.length * handlers.length)))));
   const key = (h: Handler, c: Config) => `${h.name}.${c.name}`;
   let flightSupported = true;
   const failures: string[] = [];

@@ -71,7 +71,10 @@ export const TCP_HOOK_NS_PER_SYSCALL = 150;
  * have cost without the probes; the rest is what they cost, every probe the window switched, counted or not, with
  * what it does to the caches. As a share of the process's CPU it needs no hit counts (records the agent has not
  * read yet would make a window look cheap); per hit counted it is shown beside the calibration. The median of the
- * last samples is charged, never less than the calibration's cost of the hits counted.
+ * last samples is charged, never less than the calibration's cost of the hits counted. Switching costs too (the
+ * detach's grace period, caches refilled after the on-window), outside the phases, which are measured once their
+ * switch is done: a long enough off-window's first half from its switch, beyond the rate of its second half, is
+ * charged with the on-window.
  */
 export interface HitCost {
   /** Charged per hit: the measured median, or the calibration where that is more. */
@@ -90,6 +93,9 @@ const MIN_PHASE_WORK = 50;
 const MIN_PHASE_HITS = 100;
 /** Span over which utime + stime are set beside run time (ProcState.cpuRatio). */
 const RATIO_SPAN_MS = 5000;
+/** Shortest off-phase split in halves for the switch's cost (Phase.first): halves of 200 ms or more, or the
+ * noise of a few requests' batching swamps what a switch leaves behind. */
+const MIN_SPLIT_OFF_MS = 400;
 /** What switching the probes off is taken to take until measured (ms). */
 const INITIAL_DETACH_MS = 150;
 /** An always-on process is measured in the process once in this many periods (when its cost is near the budget). */
@@ -101,6 +107,10 @@ interface Phase {
   runNs: number;
   work: number;
   hits: number;
+  /** A long off-phase's halves, the first from its switch (the detach's grace period included): what the
+   * on-window left behind (caches, the switch) is paid in the first; the second gives the rate without probes. */
+  first?: { runNs: number; work: number };
+  second?: { runNs: number; work: number };
 }
 
 interface ProcState {
@@ -117,6 +127,9 @@ interface ProcState {
   measureFrom: number;
   /** Counts the switches, so a late one does not start a newer phase's measurement. */
   switches: number;
+  /** An off-phase's run time and read/write calls at its switch and at its midpoint (Phase.first), once reached. */
+  switchAt: { run: number; syscalls: number } | undefined;
+  mid: { run: number; syscalls: number } | undefined;
   /**
    * utime + stime over schedstat run time, measured over spans of RATIO_SPAN_MS (1 until then). The budget is a
    * share of the process's CPU as utime + stime count it; run time can also hold softirq work done while its
@@ -273,6 +286,8 @@ export class OverheadGovernor {
       syscallsAtStart: processSyscalls(proc.info.pid) ?? NaN,
       measureFrom: now,
       switches: 0,
+      switchAt: undefined,
+      mid: undefined,
       cpuRatio: 1,
       ratioFrom: { at: now, run: processRunNs(proc.info.pid) ?? NaN, cpu: processCpuNs(proc.info.pid) ?? NaN },
       detachMs: INITIAL_DETACH_MS,
@@ -367,8 +382,17 @@ export class OverheadGovernor {
   private sample(st: ProcState, a: Phase, b: Phase): boolean {
     const [on, off] = a.on ? [a, b] : [b, a];
     if (on.on === off.on || on.work < MIN_PHASE_WORK || off.work < MIN_PHASE_WORK || !(off.runNs > 0)) return false;
-    const without = on.work * (off.runNs / off.work);
-    const extra = on.runNs - without;
+    // The rate without probes from the off-phase's second half when it has the work for it; what its first half
+    // paid beyond that rate is the switch's cost (one per cycle, like the on-window), charged with the on-window.
+    let rate = off.runNs / off.work;
+    let switchCost = 0;
+    const [f, g] = [off.first, off.second];
+    if (f && g && f.work >= MIN_PHASE_WORK && g.work >= MIN_PHASE_WORK && g.runNs > 0) {
+      rate = g.runNs / g.work;
+      switchCost = f.runNs - f.work * rate;
+    }
+    const without = on.work * rate;
+    const extra = on.runNs - without + switchCost;
     st.shareSamples.push(extra / without);
     if (st.shareSamples.length > HIT_COST_SAMPLES) st.shareSamples.shift();
     if (on.hits >= MIN_PHASE_HITS) {
@@ -416,7 +440,11 @@ export class OverheadGovernor {
   /** Ends phases that are due: measures the on-window, sets the fraction, switches the probes. */
   tick(now = monoNowNs()): void {
     for (const [pid, st] of this.state) {
-      if (now < st.phaseEnd) continue;
+      if (now < st.phaseEnd) {
+        // An off-phase's midpoint: what it paid up to here holds the switch's after-effects (Phase.first).
+        if (!st.on && st.switchAt && !st.mid && st.phaseEnd - st.phaseStart >= MIN_SPLIT_OFF_MS * 1e6 && now >= (st.phaseStart + st.phaseEnd) / 2) st.mid = { run: processRunNs(pid) ?? NaN, syscalls: processSyscalls(pid) ?? NaN };
+        continue;
+      }
       const proc = this.tracer.process(pid);
       if (!proc) {
         this.state.delete(pid);
@@ -460,6 +488,13 @@ export class OverheadGovernor {
       };
       const hitsTotal = hits.requests + hits.parkReady + hits.createExit;
       const phase: Phase = { on: st.on, runNs, work, hits: hitsTotal };
+      if (!st.on && st.mid && st.switchAt) {
+        const first = { runNs: st.mid.run - st.switchAt.run, work: st.mid.syscalls - st.switchAt.syscalls };
+        const second = { runNs: cpu - st.mid.run, work: syscalls - st.mid.syscalls };
+        // A thread gone makes a half unknown (negative), as it does the phase.
+        if (first.runNs >= 0 && first.work >= 0 && second.runNs >= 0 && second.work >= 0) Object.assign(phase, { first, second });
+      }
+      st.mid = undefined;
       if (measured) {
         if (st.lastPhase && this.sample(st, st.lastPhase, phase)) st.sampledAt = now;
         st.lastPhase = phase;
@@ -509,6 +544,8 @@ export class OverheadGovernor {
       }
       // From on: go off only when the budget asks for it (or to measure). From off: always back on.
       const on = !st.on || offMs === 0;
+      // An off-phase's switch is where its first half starts (Phase.first), the detach's grace period with it.
+      st.switchAt = !on && st.on ? { run: cpu, syscalls } : undefined;
       if (on !== st.on) {
         if (!on) proc.table.suspendParkTracking(now);
         this.switchProbes(pid, st, on);
