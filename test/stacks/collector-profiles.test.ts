@@ -63,16 +63,29 @@ t.test('profiles and leak stacks through the collector', { skip: noBpf ?? false 
     log: (m) => t.comment(m),
   });
   t.teardown(() => agent.stop());
-  await new Promise((r) => setTimeout(r, 4500));
-  t.ok(await agent.flush(), 'every batch acknowledged');
-  await collector.idle();
-
+  const api = (path: string) => fetch(`${collector.url}/api/v1${path}`, { headers: { authorization: 'Bearer api' } });
   const get = async (path: string) => {
-    const r = await fetch(`${collector.url}/api/v1${path}`, { headers: { authorization: 'Bearer api' } });
+    const r = await api(path);
     t.equal(r.status, 200, `GET ${path}`);
     return r;
   };
   const count = (p: any, fn: string) => p.samples.filter((s: any) => s.frames.some((f: any) => f.function === fn)).reduce((a: number, s: any) => a + s.values[0], 0);
+  const received = (block: any) => block.samples.filter((s: any) => s.frames.some((f: any) => f.function === 'main.tickedReceiver') && s.labels['wait reason'] === 'chan receive');
+  // A profile a second, leaks sampled every 400 ms, once the agent attached: 4.5 s on a quiet machine. A loaded one
+  // attaches and profiles later, so what is checked below is waited for (a minute at most), not a fixed time.
+  const shipped = async () => {
+    await agent.flush();
+    await collector.idle();
+    const both = await (await api(`/profiles/goroutine?node=stacks-node&since=${since}&format=json`)).json() as any;
+    const block = await (await api(`/profiles/block?pid=${one.pid}&format=json`)).json() as any;
+    const leaks = await (await api(`/leaks?pid=${two.pid}`)).json() as any;
+    return both.processes === 2 && count(both, 'main.leakOne') >= 20 && received(block).reduce((a: number, s: any) => a + s.values[1], 0) > 0.3e9 &&
+      leaks.items?.some((l: any) => l.suspect === 'growing-live');
+  };
+  await new Promise((r) => setTimeout(r, 4500));
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline && !(await shipped());) await new Promise((r) => setTimeout(r, 500));
+  t.ok(await agent.flush(), 'every batch acknowledged');
+  await collector.idle();
 
   const g1 = await (await get(`/profiles/goroutine?pid=${one.pid}&format=json`)).json() as any;
   t.equal(g1.processes, 1);
@@ -89,7 +102,7 @@ t.test('profiles and leak stacks through the collector', { skip: noBpf ?? false 
   t.equal(raw.samples.filter((s) => s.frames.some((f) => f.function === 'main.selectForever')).reduce((a, s) => a + s.values[0], 0), 2, 'go tool pprof reads the merged profile');
 
   const block = await (await get(`/profiles/block?pid=${one.pid}&format=json`)).json() as any;
-  const recv = block.samples.filter((s: any) => s.frames.some((f: any) => f.function === 'main.tickedReceiver') && s.labels['wait reason'] === 'chan receive');
+  const recv = received(block);
   t.ok(recv.length >= 1, 'blocking windows: the ticked receive on its stack');
   const delay = recv.reduce((a: number, s: any) => a + s.values[1], 0) / 1e9;
   // Scans come every second here, the waits last 300ms: a part of them is caught on its stack, the rest is
