@@ -167,7 +167,7 @@ export function meanCi(xs: number[]): { mean: number; half: number } {
 }
 const ciNote = (xs: number[]) => {
   const { mean, half } = meanCi(xs);
-  return `mean ${round(mean)} ± ${round(half)} (95% CI, ${xs.length} paired rounds)`;
+  return Number.isFinite(half) ? `mean ${round(mean)} ± ${round(half)} (95% CI, ${xs.length} paired rounds)` : `one round: no interval`;
 };
 
 /** A counter or gauge from the agent's /metrics (summed over its label sets). */
@@ -211,6 +211,10 @@ async function vegeta(bin: string, port: number, rate: number, seconds: number, 
     throw new Error(`vegeta (${r.code ?? r.signal}): ${r.stdout.slice(0, 300)} ${r.stderr.slice(-300)}`);
   }
 }
+
+/** Below this share of its CPU at saturation (%), the untraced server was held back by other work on its CPU or
+ * by the load generator, and the ratios say more about that than about the probes. */
+const SERVER_BUSY_MIN = 90;
 
 /**
  * Runs of one round trip through the configurations and handlers: rounds are as many as fit about this many runs
@@ -344,10 +348,13 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       const server = startProcess('taskset', ['-c', SERVER_CPU, binary, ...(h.workUs ? ['-work-us', String(h.workUs)] : [])], 'httpserver', { env: { ...process.env, GOMAXPROCS: '1' } });
       try {
         const port = Number((await server.until(/^LISTEN (\d+)$/m, 30_000))[1]);
+        const [t0, cpu0] = [performance.now(), cpuNs(server.pid)];
         const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, '-d3s', `http://127.0.0.1:${port}/`])).stdout;
+        const busy = ((cpuNs(server.pid) - cpu0) / 1e6 / (performance.now() - t0)) * 100;
         const sat = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk)?.[1] ?? NaN);
         if (Number.isFinite(sat)) h.rate = Math.max(200, Math.min(h.rate, Math.round(sat / 2 / 100) * 100));
-        ctx.log(`http ${h.name}: ${Math.round(sat)} req/s saturated untraced; constant rate ${h.rate}/s`);
+        ctx.log(`http ${h.name}: ${Math.round(sat)} req/s saturated untraced, the server busy ${busy.toFixed(0)}% of CPU ${SERVER_CPU}; constant rate ${h.rate}/s` +
+          (busy < SERVER_BUSY_MIN ? ` (WARNING: other work holds CPU ${SERVER_CPU}: the figures will be that work's, not the probes')` : ''));
       } finally {
         await server.stop('SIGKILL');
       }
@@ -447,7 +454,8 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           value: round(median(cpuLoss)), unit: '%', command: cmdOf(c, 'saturation'), samples: cpuLoss.map((x) => round(x)),
           ...(isDefault ? { target: { op: '<=' as const, value: 2 } } : {}),
           note: `${ciNote(cpuLoss)}; voluntary context switches per request ${round(median(rs.map((x) => x.satCswPerReq)), 3)} against ${round(median(none.map((x) => x.satCswPerReq)), 3)} untraced ` +
-            `(fewer: requests more bunched, each cheaper); server busy ${round(median(rs.map((x) => x.satBusyPct)))}% against ${round(median(none.map((x) => x.satBusyPct)))}%`,
+            `(fewer: requests more bunched, each cheaper); server busy ${round(median(rs.map((x) => x.satBusyPct)))}% against ${round(median(none.map((x) => x.satBusyPct)))}%` +
+            (median(none.map((x) => x.satBusyPct)) < SERVER_BUSY_MIN ? `; WARNING: the untraced server had under ${SERVER_BUSY_MIN}% of its CPU, other work set this figure` : ''),
         }));
       }
       if (c.agent) {
