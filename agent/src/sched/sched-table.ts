@@ -63,12 +63,25 @@ export interface SchedSummary {
   ps: number;
 }
 
-export class SchedTable {
-  readonly counters: SchedCounters = {
+/** The counters, byCause made from the runs by cause number when read (a Record of every cause name, as before). */
+function makeCounters(runsByCause: Float64Array): SchedCounters {
+  return {
     runs: 0, runsTimed: 0, yields: 0, preemptions: 0, preemptParks: 0, syscalls: 0, syscallNs: 0, threadSwitches: 0, pSwitches: 0,
-    byCause: Object.fromEntries(causeNames.map((n) => [n, 0])) as Record<RunnableCauseName, number>,
+    get byCause(): Record<RunnableCauseName, number> {
+      return Object.fromEntries(causeNames.map((n, i) => [n, runsByCause[i]])) as Record<RunnableCauseName, number>;
+    },
     untracked: 0,
   };
+}
+
+export class SchedTable {
+  /**
+   * Runs by cause, by the cause's number: a store into a typed array per run, where a property named by the cause
+   * (a keyed store with a name that changes run to run) was the largest cost of a run record. counters.byCause
+   * names them when read.
+   */
+  private readonly runsByCause = new Float64Array(causeNames.length + 1);
+  readonly counters: SchedCounters = makeCounters(this.runsByCause);
   readonly runQueue = new LatencyHistogram();
   readonly syscallTime = new LatencyHistogram();
   /** Run-queue latency by creation site (the go statement's pc, g.gopc); 0 for goroutines of unknown site. */
@@ -115,7 +128,7 @@ export class SchedTable {
   onRun(goid: number, tid: number, p: number, cause: number, runnableNs: number, site: number | undefined): void {
     const c = this.counters;
     c.runs++;
-    c.byCause[runnableCauseName(cause)]++;
+    this.runsByCause[cause >= 0 && cause < causeNames.length ? cause : RunnableCause.unknown]++;
     const timed = cause !== RunnableCause.unknown;
     if (timed) {
       c.runsTimed++;
