@@ -105,6 +105,17 @@ const MAX_SPARE = 1024;
 const SPARE_MAX_NUMBERS = 128;
 
 /**
+ * An empty array that holds unboxed doubles from the start: a literal [] holds small integers until its first time
+ * stamp, so the code that appends met arrays of two kinds (new goroutines' and used ones') and was deoptimised
+ * whenever a kind it had not met came (as the duty cycle turns the probes on and off).
+ */
+function doubles(): number[] {
+  const a = [0.5];
+  a.length = 0;
+  return a;
+}
+
+/**
  * How many leading entries of a time-ordered column (the time at `offset` of each `stride` numbers) are older than
  * keepNs at `now`, counted only once the oldest is a quarter of keepNs past it: columns are trimmed in chunks (or at
  * twice their bound), so that an append costs O(1) on average.
@@ -181,7 +192,7 @@ export class RequestWaits {
         g.schedN = 0;
         g.schedDropped = false;
       } else {
-        g = { openReason: NO_PARK, openFrom: 0, parks: [], parkN: 0, dropped: false, last: ts, sched: [], schedN: 0, schedDropped: false };
+        g = { openReason: NO_PARK, openFrom: 0, parks: doubles(), parkN: 0, dropped: false, last: ts, sched: doubles(), schedN: 0, schedDropped: false };
       }
       this.byGoid.set(goid, g);
     }

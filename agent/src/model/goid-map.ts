@@ -48,6 +48,12 @@ export class GoidMap<V> {
     return this.map.delete(goid);
   }
 
+  clear(): void {
+    this.map.clear();
+    this.cachedGoids.fill(NaN);
+    this.cachedValues.fill(undefined);
+  }
+
   /** In insertion order; deleting during the walk is safe (as with a Map), setting is not. */
   forEach(visit: (v: V, goid: number) => void): void {
     this.map.forEach(visit);
@@ -59,5 +65,13 @@ export class GoidMap<V> {
 
   keys(): IterableIterator<number> {
     return this.map.keys();
+  }
+
+  entries(): IterableIterator<[number, V]> {
+    return this.map.entries();
+  }
+
+  [Symbol.iterator](): IterableIterator<[number, V]> {
+    return this.map.entries();
   }
 }

@@ -19,6 +19,7 @@ import type { ProcessMemory } from '../proc/process.ts';
 import type { StackTarget } from '../stacks/dump.ts';
 import { readGoroutineStacks, type GoroutineStack } from '../stacks/read-goroutines.ts';
 import { profileFrames } from './goroutine-profile.ts';
+import { GoidMap } from '../model/goid-map.ts';
 
 interface OpenWait {
   /** Monotonic ns. */
@@ -52,7 +53,7 @@ export interface BlockProfilerOptions {
 }
 
 export class BlockProfiler {
-  private readonly open = new Map<number, OpenWait>();
+  private readonly open = new GoidMap<OpenWait>();
   private readonly acc = new Map<string, Acc>();
   private readonly stacks = new Map<string, ProfileFrame[]>();
   private scans = 0;
