@@ -1280,8 +1280,16 @@ static napi_value bridge_has_uprobe_multi(napi_env env, napi_callback_info info)
 	return v;
 }
 
+/* Allocations from this size up get pages of their own (mmap), given back the moment they are freed. glibc's
+ * default threshold moves: freeing a 32 MiB buffer (a big binary's decompressed DWARF, its pclntab) raises it to
+ * 32 MiB, and from then on every buffer below that came from the heap, where the small allocations made among
+ * them pinned its pages: an agent that traced 60 processes kept ~20 MiB of heap after they exited, malloc_trim or
+ * not. 1 MiB keeps the reader's 256 KiB record batches in the heap (reused, no mmap per batch). */
+#define NATIVE_MMAP_THRESHOLD (1 << 20)
+
 static napi_value init(napi_env env, napi_value exports)
 {
+	mallopt(M_MMAP_THRESHOLD, NATIVE_MMAP_THRESHOLD);
 	libbpf_set_print(capture_libbpf_print);
 	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
 	napi_property_descriptor methods[] = {

@@ -390,17 +390,17 @@ export class DwarfUnit {
     if (this.indexed) return this.indexed;
     const out: UnitIndex = { structs: new Map(), constants: new Map(), variables: new Map(), subprograms: new Map() };
     const root = this.root();
-    const c = new Cursor(this.dwarf.info, root.childStart);
+    const info = this.dwarf.info;
+    const c = new Cursor(info, root.childStart);
     while (root.hasChildren && c.pos < this.end) {
       const offset = c.pos;
-      const code = c.uleb();
+      const code = info[offset] < 0x80 ? info[c.pos++] : c.uleb(); // a code below 128 (all of Go's) is its byte
       if (code === 0) break; // end of the sibling list
-      const ab = this.abbrevs.get(code);
-      if (!ab) throw new DwarfError(`DIE at 0x${offset.toString(16)}: unknown abbreviation ${code}`);
-      if (!INDEXED_TAGS.has(ab.tag)) {
+      if (!(this.indexedCodes[code] ?? this.indexedCode(code, offset))) {
         if (this.skipAttrs(c, code)) c.pos = this.skipChildren(c.pos);
         continue;
       }
+      const ab = this.abbrevs.get(code)!;
       let name: string | undefined;
       let inline = false;
       for (let i = 0; i < ab.forms.length; i++) {
@@ -438,6 +438,17 @@ export class DwarfUnit {
 
   private indexed: UnitIndex | undefined;
 
+  /** Whether DIEs of an abbreviation code are indexed (INDEXED_TAGS), by code: a Map and a Set less per DIE. */
+  private readonly indexedCodes: Array<boolean | undefined> = [];
+
+  private indexedCode(code: number, pos: number): boolean {
+    const ab = this.abbrevs.get(code);
+    if (!ab) throw new DwarfError(`DIE at 0x${pos.toString(16)}: unknown abbreviation ${code}`);
+    const indexed = INDEXED_TAGS.has(ab.tag);
+    if (code < 1 << 16) this.indexedCodes[code] = indexed;
+    return indexed;
+  }
+
   /** Reads one DIE: its abbreviation and attribute values. */
   private read(offset: number): Die {
     const c = new Cursor(this.dwarf.info, offset);
@@ -453,10 +464,11 @@ export class DwarfUnit {
 
   /** Where the sibling list starting at pos ends (just past its null entry), reading no values. */
   private skipChildren(pos: number): number {
-    const c = new Cursor(this.dwarf.info, pos);
+    const info = this.dwarf.info;
+    const c = new Cursor(info, pos);
     let depth = 1;
     while (depth > 0 && c.pos < this.end) {
-      const code = c.uleb();
+      const code = info[c.pos] < 0x80 ? info[c.pos++] : c.uleb();
       if (code === 0) {
         depth--;
         continue;
@@ -479,9 +491,22 @@ export class DwarfUnit {
     for (let i = 1; i < plan.length; i++) {
       const step = plan[i];
       if (step >= 0) c.pos += step;
+      else if (step === -F.string) c.pos = this.stringEnd(c.pos) + 1;
       else this.skip(c, -step);
     }
     return plan[0] === 1;
+  }
+
+  /**
+   * Where the NUL ending an inline string at pos is. A loop here, not Buffer.indexOf: Go names every member and
+   * type inline, mostly in under 20 bytes, and a call into C++ per name cost more than the scan.
+   */
+  private stringEnd(pos: number): number {
+    const b = this.dwarf.info;
+    const n = b.length;
+    while (pos < n && b[pos] !== 0) pos++;
+    if (pos >= n) throw new DwarfError('unterminated string');
+    return pos;
   }
 
   /** [hasChildren, then per run: a byte count (fixed-size forms) or -form (one variable-size form)]. */
@@ -539,12 +564,9 @@ export class DwarfUnit {
       case F.gnu_addr_index: case F.gnu_str_index:
         c.uleb();
         return;
-      case F.string: {
-        const end = this.dwarf.info.indexOf(0, c.pos);
-        if (end < 0) throw new DwarfError('unterminated string');
-        c.pos = end + 1;
+      case F.string:
+        c.pos = this.stringEnd(c.pos) + 1;
         return;
-      }
       case F.strp: case F.line_strp: case F.strp_sup: case F.gnu_strp_alt: case F.sec_offset: case F.gnu_ref_alt:
         c.pos += this.offSize;
         return;
