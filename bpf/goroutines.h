@@ -75,7 +75,7 @@ struct goroutine_event {
 };
 
 /* A goroutine's runnable stamp, keyed by sched_key(pid, goid): set where it becomes runnable, taken by execute.
- * window: the process's scheduler window when it was set (sched_windows); a stamp from another window is stale
+ * window: the scheduler window of the probe that set it (its cookie); a stamp from another window is stale
  * (set while execute was off, or before it was last turned on) and is never used. */
 struct runnable_stamp {
 	__u64 ts_ns;

@@ -5,6 +5,7 @@ import {
   COOKIE_PROBE_MASK,
   COOKIE_PROBE_SHIFT,
   COOKIE_STACK_CHECK_SHIFT,
+  COOKIE_WINDOW_SHIFT,
   goidEpochLayout,
   goroutineEventLayout,
   GoroutineEventKind,
@@ -36,11 +37,12 @@ export interface CookieOptions {
   stackCheck: boolean;
 }
 
-/** The BPF cookie of one uprobe (bpf/cookie.h). */
-export function probeCookie(layoutId: number, probe: number, opts: CookieOptions): bigint {
+/** The BPF cookie of one uprobe (bpf/cookie.h); window: a scheduler probe's window (0 for the others). */
+export function probeCookie(layoutId: number, probe: number, opts: CookieOptions, window = 0): bigint {
   return (
     BigInt(layoutId & COOKIE_LAYOUT_MASK) |
     (BigInt(probe & COOKIE_PROBE_MASK) << BigInt(COOKIE_PROBE_SHIFT)) |
-    (opts.stackCheck ? 1n << BigInt(COOKIE_STACK_CHECK_SHIFT) : 0n)
+    (opts.stackCheck ? 1n << BigInt(COOKIE_STACK_CHECK_SHIFT) : 0n) |
+    (BigInt(window >>> 0) << BigInt(COOKIE_WINDOW_SHIFT))
   );
 }

@@ -97,11 +97,13 @@ export const ProbeCookie = {
   probeShift: 16,
   probeMask: 255,
   stackCheckShift: 24,
+  windowShift: 32,
 } as const;
 export const COOKIE_LAYOUT_MASK = 65535;
 export const COOKIE_PROBE_SHIFT = 16;
 export const COOKIE_PROBE_MASK = 255;
 export const COOKIE_STACK_CHECK_SHIFT = 24;
+export const COOKIE_WINDOW_SHIFT = 32;
 
 /** enum runnable_cause */
 export const RunnableCause = {

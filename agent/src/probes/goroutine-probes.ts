@@ -188,6 +188,7 @@ function retSites(bin: GoBinary): ProbeSite[] {
   return out;
 }
 
-export function cookieFor(site: ProbeSite, layoutId: number): bigint {
-  return probeCookie(layoutId, site.probeIndex, site.cookie);
+/** window: the scheduler window of a 'run' or 'syscall' site's attachment (bpf/cookie.h); 0 leaves it idle. */
+export function cookieFor(site: ProbeSite, layoutId: number, window = 0): bigint {
+  return probeCookie(layoutId, site.probeIndex, site.cookie, window);
 }

@@ -55,6 +55,8 @@ export interface TracedProcess extends Target {
   sched: SchedTable;
   sites: ProbeSite[];
   links: Map<ProbeSite, number>;
+  /** The scheduler window in the cookies of each scheduler class's ('run', 'syscall') current attachment. */
+  schedWindows: Partial<Record<GoroutineProbeName, number>>;
   attachedAt: number;
   /** What the inventory found at attach (the goroutines themselves went into the table). */
   inventory: InventoryResult & { at: number; preexisting: number };
@@ -66,6 +68,9 @@ export interface TracedProcess extends Target {
  * lifecycle alone with GOROSCOPE_SCHED_PROBES=off (the overhead bench's comparison). */
 export const DEFAULT_PROBES: GoroutineProbeName[] =
   process.env.GOROSCOPE_SCHED_PROBES === 'off' ? ['create', 'park', 'ready', 'exit'] : ['create', 'park', 'ready', 'exit', 'run', 'syscall'];
+
+/** The scheduler's probe classes: their programs' cookies carry a window (bpf/cookie.h). */
+const SCHED_CLASSES = ['run', 'syscall'] as const;
 
 const CREATOR_FROM_ENTRY = 1; // runtime_layout.flags: reserved for the BPF side
 
@@ -103,7 +108,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
       ringBytes: o.ringBytes,
       perfWakeupBytes: 0, // like the ring: never woken, drained every pollMs
       transport: opts.transport,
-      perProcessMaps: ['creator_by_thread', 'sched_windows'],
+      perProcessMaps: ['creator_by_thread'],
     });
     super(source, o.pollMs);
     this.opts = o;
@@ -160,6 +165,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
       sched: new SchedTable(this.opts.maxGoroutinesPerProcess),
       sites,
       links: new Map(),
+      schedWindows: {},
       attachedAt: monoNowNs(),
       inventory: { goroutines: [], allgs: 0, unreadable: 0, dead: 0, ids: null, bytesRead: 0, reads: 0, at: 0, preexisting: 0 },
       scan: { pid, binary, layout, bias: target.bias, table, mem, counts: new LifecycleCounts() },
@@ -168,8 +174,8 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     table.onEnded = (goid) => proc.sched.onExit(goid);
     this.procs.set(pid, proc);
     try {
+      for (const c of SCHED_CLASSES) if (want.has(c)) proc.schedWindows[c] = this.nextSchedWindow();
       for (const s of sites) this.attachSite(proc, s);
-      if (want.has('run') || want.has('syscall')) this.newSchedWindow(pid);
       if (want.has('exit')) this.setGoidEpoch(proc, true);
       proc.inventory = this.takeInventory(proc);
     } catch (e) {
@@ -182,7 +188,8 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
 
   private attachSite(proc: TracedProcess, s: ProbeSite): void {
     if (proc.links.has(s)) return;
-    const link = this.bpf.attachUprobe(s.program, proc.info.exeLink, s.fileOffset, proc.info.pid, cookieFor(s, proc.layoutId));
+    const cookie = cookieFor(s, proc.layoutId, proc.schedWindows[s.probe] ?? 0);
+    const link = this.bpf.attachUprobe(s.program, proc.info.exeLink, s.fileOffset, proc.info.pid, cookie);
     proc.links.set(s, link);
   }
 
@@ -197,15 +204,18 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     // grace period, so the classes of separate calls queued behind each other kept hitting ~100 ms longer.
     const probes: readonly GoroutineProbeName[] = typeof probe === 'string' ? [probe] : probe;
     const off: number[] = [];
-    let attached = false;
     let exitSwitched = false;
+    // The scheduler's stamps are good only within the window they were set in: a new one in the cookies each time a
+    // class comes on (execute is attached first), so no stamp set before is ever taken.
+    for (const c of SCHED_CLASSES) {
+      if (on && probes.includes(c) && proc.sites.some((s) => s.probe === c && !proc.links.has(s))) proc.schedWindows[c] = this.nextSchedWindow();
+    }
     for (const s of proc.sites) {
       // Go < 1.21: the creator probe at newproc1's entry only serves the creation records.
       if (!probes.includes(s.probe) && !(s.probe === 'creator' && probes.includes('create'))) continue;
       const link = proc.links.get(s);
       if (on && link === undefined) {
         this.attachSite(proc, s);
-        attached = true;
         exitSwitched ||= s.probe === 'exit';
       }
       if (!on && link !== undefined) {
@@ -214,9 +224,6 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
         exitSwitched ||= s.probe === 'exit';
       }
     }
-    // The scheduler's stamps are good only within the window they were set in: a new one each time its probes
-    // come on (after execute is attached), so no stamp set while execute was off is ever taken.
-    if (attached && (probes.includes('run') || probes.includes('syscall'))) this.newSchedWindow(pid);
     // The goid cache holds only while every exit is seen: a new epoch once the exit probe is on, none before it
     // goes (bpf/goroutines.bpf.c, "The goid of a g, cached").
     if (exitSwitched) this.setGoidEpoch(proc, on);
@@ -253,9 +260,9 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
   /** The last window given: never reused by another process or attachment (the stamps' slots outlive them). */
   private lastSchedWindow = 0;
 
-  private newSchedWindow(pid: number): void {
+  private nextSchedWindow(): number {
     this.lastSchedWindow = (this.lastSchedWindow % 0xffffffff) + 1;
-    this.bpf.updateElem('sched_windows', u32Key(pid), u32Key(this.lastSchedWindow));
+    return this.lastSchedWindow;
   }
 
   private takeInventory(proc: TracedProcess): InventoryResult & { at: number; preexisting: number } {
@@ -297,7 +304,6 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     return this.detacher.detach(links).then(() => {
       if (this.closed) return;
       if (!proc.layout.g.fields.parentGoid) deleteProcessEntries(this.bpf, 'creator_by_thread', pid);
-      deleteProcessEntries(this.bpf, 'sched_windows', pid);
     });
   }
 
