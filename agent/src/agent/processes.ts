@@ -146,6 +146,8 @@ export class TracedProcesses {
   private retire(pid: number): void {
     const { tracer, runtime, requests, requestMetrics, requestSampler, tcp, governor, builder, metadata, leaks, profiles, queue } = this.o;
     const proc = tracer?.process(pid);
+    /** Detaches still under way (the kernel lets go of probes after a grace period, off this thread). */
+    const detaching: Array<Promise<void> | undefined> = [];
     if (proc && governor) {
       queue.push(...builder.build(proc, governor.windows(pid), monoNowNs()));
       queue.push(builder.processRecord(proc, monoToWallMs(monoNowNs()), metadata));
@@ -153,21 +155,24 @@ export class TracedProcesses {
       builder.forget(pid);
       leaks.forget(pid);
       profiles?.forget(pid);
-      void tracer!.detach(pid);
+      detaching.push(tracer!.detach(pid));
     }
     this.unnamed.delete(pid);
     this.others.delete(pid);
     metadata.forget?.(pid);
-    void runtime?.detach(pid); // its GC figures and fatal errors stay readable after the process is gone
+    detaching.push(runtime?.detach(pid)); // its GC figures and fatal errors stay readable after the process is gone
     requests?.forget(pid);
     requestSampler.forget(pid);
     requestMetrics.forget(pid);
-    void tcp?.detach(pid);
+    detaching.push(tcp?.detach(pid));
     // Last: the records above were built with its binary (symbols, start functions).
     const target = this.targets.get(pid);
     this.targets.delete(pid);
     if (target) releaseTarget(target);
     this.trimSoon();
+    // Once the detaches are done, what they held (links, the records they flushed) is garbage too: the trim is put
+    // off until then (after 60 exits, a trim 3 s after the last exit came before much of that and left ~4 MiB).
+    void Promise.allSettled(detaching).then(() => this.trimSoon());
   }
 
   /**
