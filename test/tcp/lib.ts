@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
+import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import { startChild, type Child } from '../lib/child.ts';
 import { goBuild, repoRoot } from '../lib/go.ts';
 
@@ -134,6 +134,17 @@ export function makeNetnsPair(tag: string): NetnsPair {
 /** Runs a program inside a namespace; `ip netns exec` execs it, so the pid is the program's. */
 export function startInNetns(ns: string, cmd: string, args: string[]): Child {
   return startChild('ip', ['netns', 'exec', ns, cmd, ...args], { what: `${args[0]} in ${ns}` });
+}
+
+/** Why the TCP programs cannot load here (a loud skip's reason), or undefined when they can. */
+export async function tcpUnavailable(): Promise<string | undefined> {
+  try {
+    const tr = new TcpTracer({ seed: false });
+    await tr.close();
+    return undefined;
+  } catch (e) {
+    return `cannot load bpf/tcp.bpf.o here: ${(e as Error).message.split('\n')[0]}`;
+  }
 }
 
 /** Why python3 (a non-Go program for the tests) cannot run here, or undefined when it can. */

@@ -7,18 +7,8 @@ import type { ConnectionRecord } from '../../collector/src/protocol/records.ts';
 import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import type { Connection } from '../../agent/src/tcp/connection-table.ts';
 import { startChild, type Child } from '../lib/child.ts';
-import { buildTcpnet, python3Unavailable, pythonPeerDone, sleep, splitHostPort, ssInfo, startPythonPeer, waitFor } from './lib.ts';
+import { buildTcpnet, python3Unavailable, tcpUnavailable, pythonPeerDone, sleep, splitHostPort, ssInfo, startPythonPeer, waitFor } from './lib.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
-
-async function tcpUnavailable(): Promise<string | undefined> {
-  try {
-    const tr = new TcpTracer({ seed: false });
-    await tr.close();
-    return undefined;
-  } catch (e) {
-    return `cannot load bpf/tcp.bpf.o here: ${(e as Error).message.split('\n')[0]}`;
-  }
-}
 
 const why = await tcpUnavailable();
 if (why) {

@@ -8,20 +8,10 @@ import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import type { ConnectionRecord } from '../../collector/src/protocol/records.ts';
 import { buildRoot, repoRoot } from '../lib/go.ts';
 import type { Child } from '../lib/child.ts';
-import { buildTcpnet, makeNetnsPair, netnsUnavailable, splitHostPort, ssInfo, startInNetns, type NetnsPair, waitFor } from './lib.ts';
+import { buildTcpnet, makeNetnsPair, netnsUnavailable, tcpUnavailable, splitHostPort, ssInfo, startInNetns, type NetnsPair, waitFor } from './lib.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 
-async function tcpUnavailable(): Promise<string | undefined> {
-  try {
-    const tr = new TcpTracer({ seed: false });
-    await tr.close();
-  } catch (e) {
-    return `cannot load bpf/tcp.bpf.o here: ${(e as Error).message.split('\n')[0]}`;
-  }
-  return netnsUnavailable();
-}
-
-const why = await tcpUnavailable();
+const why = (await tcpUnavailable()) ?? netnsUnavailable();
 if (why) t.test('TCP between namespaces', { skip: `unavailable: ${why}` }, () => {});
 else await main();
 

@@ -11,17 +11,7 @@ import { TcpTracer } from '../../agent/src/tcp/tcp-tracer.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { startChild } from '../lib/child.ts';
 import { goBuild, newestGo } from '../lib/go.ts';
-import { buildTcpnet, python3Unavailable, pythonPeerDone, splitHostPort, startPythonPeer, tcpnetSrc, waitFor } from './lib.ts';
-
-async function tcpUnavailable(): Promise<string | undefined> {
-  try {
-    const tr = new TcpTracer({ seed: false });
-    await tr.close();
-    return undefined;
-  } catch (e) {
-    return `cannot load bpf/tcp.bpf.o here: ${(e as Error).message.split('\n')[0]}`;
-  }
-}
+import { buildTcpnet, python3Unavailable, tcpUnavailable, pythonPeerDone, splitHostPort, startPythonPeer, tcpnetSrc, waitFor } from './lib.ts';
 
 interface Link {
   type: string;
