@@ -8,10 +8,8 @@
 // exit probe on, off (exits unseen while gs are reused, and goids read from memory), on again, and on; then the
 // waker pairs, whose every waker comes through the cache.
 import t from 'tap';
-import { openTarget } from '../../agent/src/tracer/target.ts';
-import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
-import { eachGoVersion, sleep, startGo } from '../runtime/helpers.ts';
+import { eachGoVersion, sleep, tracedGo } from '../runtime/helpers.ts';
 
 const WAVE = 300;
 const PAIRS = 8;
@@ -26,18 +24,12 @@ interface Rec {
 
 t.test('a reused g never carries the goid of a goroutine that had it before', async (t) => {
   await eachGoVersion(t, 'wakers', ['local', '1.22.12'], async (t, bin) => {
-    const tracer = new GoroutineTracer({ ringBytes: 16 << 20 });
-    t.teardown(() => tracer.close());
-    const p = startGo(bin);
-    t.teardown(() => p.kill());
-    await p.until(/^READY$/m);
     const recs: Rec[] = [];
-    tracer.start((_proc, kind, v, at) => {
+    const { tracer, p } = await tracedGo(t, bin, ['park', 'ready', 'exit', 'run', 'syscall'], (_proc, kind, v, at) => {
       if (kind !== GoroutineEventKind.create && kind !== GoroutineEventKind.exit) {
         recs.push({ kind, goid: Number(ev.goid(v, at)), other: Number(ev.otherGoid(v, at)), g: ev.gAddr(v, at) });
       }
     });
-    tracer.attach(openTarget(p.pid), { probes: ['park', 'ready', 'exit', 'run', 'syscall'] });
 
     const ended = new Set<number>(); // goroutines of the waves done so far: all have ended
     const gsOfEnded = new Set<number>();

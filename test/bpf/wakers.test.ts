@@ -8,11 +8,9 @@
 // by the network poller in batches, run with the cause `sched_inject` stamped through the batch's g.schedlink
 // list (goid and schedlink read at once).
 import t from 'tap';
-import { openTarget } from '../../agent/src/tracer/target.ts';
-import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { ev, GoroutineEventKind } from '../../agent/src/events/goroutine-event.ts';
 import { RunnableCause } from '../../agent/src/sched/sched-table.ts';
-import { eachGoVersion, sleep, startGo } from '../runtime/helpers.ts';
+import { eachGoVersion, sleep, tracedGo } from '../runtime/helpers.ts';
 
 const PAIRS = 8;
 const ROUNDS = 2000;
@@ -21,23 +19,17 @@ const PIPE_ROUNDS = 200;
 
 t.test('the waker of each ready is the goroutine that readied it', async (t) => {
   await eachGoVersion(t, 'wakers', ['local', '1.22.12'], async (t, bin) => {
-    const tracer = new GoroutineTracer({ ringBytes: 16 << 20 });
-    t.teardown(() => tracer.close());
-    const p = startGo(bin);
-    t.teardown(() => p.kill());
-    await p.until(/^READY$/m);
     // Every ready's (readied, waker) pair, as the records tell it.
     const readies: Array<[number, number]> = [];
     const runsOnP = new Map<number, number>();
     const injectedRuns = new Map<number, number>();
-    tracer.start((_proc, kind, v, at) => {
+    const { tracer, p } = await tracedGo(t, bin, ['park', 'ready', 'run'], (_proc, kind, v, at) => {
       if (kind === GoroutineEventKind.ready) readies.push([Number(ev.goid(v, at)), Number(ev.otherGoid(v, at))]);
       else if (kind === GoroutineEventKind.run) {
         runsOnP.set(ev.pId(v, at), (runsOnP.get(ev.pId(v, at)) ?? 0) + 1);
         if (ev.cause(v, at) === RunnableCause.injected) injectedRuns.set(Number(ev.goid(v, at)), (injectedRuns.get(Number(ev.goid(v, at))) ?? 0) + 1);
       }
     });
-    tracer.attach(openTarget(p.pid), { probes: ['park', 'ready', 'run'] });
     p.send(`pairs ${PAIRS} ${ROUNDS}`);
     const from = p.out.length;
     await p.until(/^PAIRS DONE$/m, 60_000);

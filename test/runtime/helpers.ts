@@ -5,6 +5,9 @@ import type { Test } from 'tap';
 import { bpfUnavailable } from '../lib/bpf.ts';
 import { startChild, type Child, type Teardown } from '../lib/child.ts';
 import { goBuild, goVersionOf, newestGo, repoRoot, tableToolchains } from '../lib/go.ts';
+import { GoroutineTracer, type RecordVisitor } from '../../agent/src/tracer/goroutine-tracer.ts';
+import type { GoroutineProbeName } from '../../agent/src/probes/goroutine-probes.ts';
+import { openTarget } from '../../agent/src/tracer/target.ts';
 
 /** The machine's Go, 1.19 and the newest release in the table; every toolchain of the table with
  * RUNTIME_TEST_ALL_GO=1; or the comma-separated list in RUNTIME_TEST_GO (e.g. 1.27.4). */
@@ -61,3 +64,17 @@ export function startGo(bin: string, args: string[] = [], t?: Teardown): Child {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A Go program of the tests started (READY once it takes commands) and traced by a goroutine tracer of its own
+ * (16 MiB ring) with `probes`, each record handed to `onRecord`; both end with the test.
+ */
+export async function tracedGo(t: Test, bin: string, probes: GoroutineProbeName[], onRecord: RecordVisitor): Promise<{ tracer: GoroutineTracer; p: Child }> {
+  const tracer = new GoroutineTracer({ ringBytes: 16 << 20 });
+  t.teardown(() => tracer.close());
+  const p = startGo(bin, [], t);
+  await p.until(/^READY$/m);
+  tracer.start(onRecord);
+  tracer.attach(openTarget(p.pid), { probes });
+  return { tracer, p };
+}
