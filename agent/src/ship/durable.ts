@@ -1,6 +1,7 @@
-// Files that survive a crash at any instant: written whole to a temporary file, fsynced, renamed over the old
-// one, and the directory fsynced, so a reader finds the old content or the new, never a torn one. Private:
-// files 0600 in 0700 directories (an agent's spool holds what it saw and the key it writes with).
+// Files replaced atomically: written whole to a temporary file and renamed over the old one, so a reader finds the
+// old content or the new, never a torn one, whenever the writer dies. writeDurable also fsyncs the file and the
+// directory, so the new content survives the machine's crash too. Private: files 0600 in 0700 directories (an
+// agent's spool holds what it saw and the key it writes with).
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -25,6 +26,13 @@ export function fsyncDir(dir: string): void {
 
 /** Temporary files start with this; a crash can leave one behind, and nothing else does. */
 export const TEMP_PREFIX = '.tmp-';
+
+/** Replaces dir/name with data atomically: survives the writer's crash (the page cache keeps it), not the machine's. */
+export function writeAtomic(dir: string, name: string, data: string | Buffer): void {
+  const tmp = join(dir, `${TEMP_PREFIX}${name}`);
+  writeFileSync(tmp, data, { mode: 0o600 });
+  renameSync(tmp, join(dir, name));
+}
 
 /** Replaces dir/name with data, atomically and durably (see above). */
 export function writeDurable(dir: string, name: string, data: string | Buffer): void {
