@@ -470,6 +470,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         if (hitCost.length && !c.agent.includes('--full')) {
           out.push(figure({
             id: id('hit_cost_ns'), bench, label: `what the governor charges a probe hit at the end of saturation (measured in the server, or the calibration when that is more), ${h.label}, ${c.label}`,
+            note: 'measured: the on-window\'s extra CPU and what its switch left in the off-window after it, over the hits the agent had read; short on-windows put the switch on few hits, and a reader behind undercounts them',
             value: Math.round(median(hitCost)), unit: 'ns/hit', command: cmdOf(c, 'saturation'), samples: hitCost.map(Math.round),
           }));
         }
