@@ -94,7 +94,10 @@ export function unwindStack(ctx: UnwindContext, start: UnwindStart, mem: StackWi
     if (flag & (FUNC_FLAG_TOPFRAME | FUNC_FLAG_SPWRITE)) break;
     const lr = word(mem, fp - 8);
     if (lr === undefined) return { ...out, error: `frame of ${fn.name} runs past the stack read (fp 0x${fp.toString(16)})` };
-    if (lr === 0) break;
+    // A goroutine's outermost frame is a TOPFRAME function (goexit), which stops the walk above: a zero return
+    // address before it is a stack read while it changed (seen once in test/stacks/race.test.ts: a lone
+    // runtime.gopark reported as read), so the read is retried, then reported inconsistent, never a cut stack.
+    if (lr === 0) return { ...out, error: `no return address above ${fn.name}` };
     const next = pclntab.funcInfoForPC(lr - bias);
     if (!next) return { ...out, error: `unexpected return pc 0x${lr.toString(16)} for ${fn.name}` };
     if (lr === pc && fp === sp) return { ...out, error: `stuck at ${fn.name}` };
