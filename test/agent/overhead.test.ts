@@ -2,7 +2,7 @@
 // memory when the probes come back), every window is recorded.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import t from 'tap';
-import { OverheadGovernor, processSyscalls } from '../../agent/src/overhead/governor.ts';
+import { OverheadGovernor, processRunNs, processSyscalls } from '../../agent/src/overhead/governor.ts';
 import { calibrateHitCost, pingpongBinary } from '../../agent/src/overhead/calibrate.ts';
 import { parkSampled } from '../../agent/src/overhead/sampling.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
@@ -238,4 +238,69 @@ t.test('the always-on accept probe is charged to the budget first', { skip: noBp
   t.ok(est && est.alwaysOn > 0.02, `the always-on share ${((est?.alwaysOn ?? 0) * 100).toFixed(1)}% is over the budget`);
   t.equal(governor.fraction(server.pid), 0.001, 'nothing is left for the duty-cycled probes: their least on-fraction');
   t.ok(est && Math.abs(est.total - est.createExit - est.parkReady - est.requests - est.alwaysOn) <= 1e-9 * est.total, 'the estimate is the sum of its parts');
+});
+
+// What the governor measures in the process, against what its client and the kernel see from outside over the
+// same stretch of time: the server's run time per request answered (requests counted by the client itself), when
+// the probes were hitting (their BPF hit counters moved) and well clear of any hit. The governor charges the
+// probes' pooled share of the process's CPU while on, and holds their cost to its budget: both must agree with
+// the outside figures. The budget is large (20%), and the cycle 1 s, so that the windows' signal stands above a
+// loaded machine's noise (one window's run time per request moves by tens of % at load 10+); the bounds are a
+// factor of 2.5 either way.
+t.test('the estimated cost agrees with the server\'s run time per request measured from outside', { skip: noBpf ?? httpServer.skip ?? false, timeout: 120_000 }, async (t) => {
+  const { server, port } = await startHttpServer(httpServer.bin!, t);
+  const { goroutines, proc, budgeted } = traceRequests(t, server.pid);
+  const budget = 0.2;
+  const governor = new OverheadGovernor(goroutines, { budget, nsPerHit: 1000, periodMs: 1000, cycleMs: 1000, minOnMs: 100, requests: budgeted });
+  t.teardown(() => governor.stop());
+  governor.add(proc);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  t.teardown(() => agent.destroy());
+  let answered = 0;
+  let stop = false;
+  const clients = Promise.all(Array.from({ length: 8 }, async () => {
+    while (!stop) {
+      await httpGet(port, '/ok', agent);
+      answered++;
+    }
+  }));
+  // 10 ms slots from outside: the server's run time (the kernel's schedstat), the requests the client had answered,
+  // the probes' hits so far (BPF's own counters).
+  const hits = () => Object.values(goroutines.hits(proc.layoutId)).reduce((a, b) => a + b, 0);
+  const slots: { at: number; run: number; answered: number; hits: number }[] = [];
+  const sampler = setInterval(() => slots.push({ at: performance.now(), run: processRunNs(server.pid) ?? NaN, answered, hits: hits() }), 10);
+  // The first window (on, 0.5 s) measures the rate; then a sample a cycle, until the charged cost pools fifteen.
+  const settled = () => (governor.hitCost(server.pid)?.pooled ?? 0) >= 15;
+  for (const until = Date.now() + 60_000; Date.now() < until && !settled();) await new Promise((r) => setTimeout(r, 100));
+  clearInterval(sampler);
+  stop = true;
+  await clients;
+  t.ok(settled(), `fifteen in-process samples pooled (the last: ${governor.hitCost(server.pid)?.shares.map((x) => (x * 100).toFixed(0)).join(', ')}% while on)`);
+  // The outside figures from the end of the first window (the samples' stretch).
+  const from = slots.findIndex((s) => s.at - slots[0].at > 1000);
+  let lastHit = -Infinity;
+  const sum = { on: { run: 0, n: 0 }, clean: { run: 0, n: 0 }, all: { run: 0, n: 0 } };
+  for (let i = Math.max(1, from); i < slots.length; i++) {
+    const [a, b] = [slots[i - 1], slots[i]];
+    const d = { run: b.run - a.run, n: b.answered - a.answered };
+    if (!(d.run >= 0)) continue;
+    sum.all.run += d.run;
+    sum.all.n += d.n;
+    if (b.hits > a.hits) {
+      lastHit = b.at;
+      sum.on.run += d.run;
+      sum.on.n += d.n;
+    } else if (b.at - lastHit > 50) {
+      sum.clean.run += d.run;
+      sum.clean.n += d.n;
+    }
+  }
+  t.ok(sum.on.n > 200 && sum.clean.n > 200, `requests answered while the probes hit (${sum.on.n}) and well clear of them (${sum.clean.n})`);
+  const clean = sum.clean.run / sum.clean.n;
+  const truth = { on: sum.on.run / sum.on.n / clean - 1, all: sum.all.run / sum.all.n / clean - 1 };
+  const est = governor.hitCost(server.pid)!.share!;
+  t.comment(`outside: run time per request ${(clean / 1e3).toFixed(1)} us clear of the probes, +${(truth.on * 100).toFixed(0)}% while they hit, +${(truth.all * 100).toFixed(1)}% over all; the governor: +${(est * 100).toFixed(0)}% while on, fraction ${governor.fraction(server.pid).toFixed(3)}`);
+  t.ok(truth.on > 0.1, `the probes cost the server while on (+${(truth.on * 100).toFixed(0)}% run time per request)`);
+  t.ok(est > truth.on / 2.5 && est < truth.on * 2.5, `the governor's share while on (${(est * 100).toFixed(0)}%) is the outside one's (${(truth.on * 100).toFixed(0)}%) within 2.5x`);
+  t.ok(truth.all > budget / 2.5 && truth.all < budget * 2.5, `the probes' cost over all (${(truth.all * 100).toFixed(1)}%) is the budget (${budget * 100}%) within 2.5x`);
 });

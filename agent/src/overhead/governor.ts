@@ -15,10 +15,6 @@ import type { WindowRecord } from '../../../collector/src/protocol/records.ts';
 import type { GoroutineTracer, TracedProcess } from '../tracer/goroutine-tracer.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 export interface GovernorOptions {
   /** Fraction of the traced process's CPU the probes may cost (0.02 = 2%). */
@@ -66,36 +62,47 @@ export const TCP_HOOK_NS_PER_SYSCALL = 150;
  * What the probes cost one process, measured in the process itself. A calibration ping-pong pays a hit less than a
  * busy server does (its code and data come back into the caches; the server's own are evicted; the request,
  * scheduler and TCP probes hit too): the hello server at saturation paid ~2.4 us a hit where the calibration said
- * ~1.1. So each on-window is set beside the off-window next to it: the process's run time per unit of work (its
- * read and write calls, /proc/PID/io, which the probes do not make) off tells what the on-window's work would
- * have cost without the probes; the rest is what they cost, every probe the window switched, counted or not, with
- * what it does to the caches. As a share of the process's CPU it needs no hit counts (records the agent has not
- * read yet would make a window look cheap); per hit counted it is shown beside the calibration. The median of the
- * last samples is charged, never less than the calibration's cost of the hits counted. Switching costs too (the
- * detach's grace period, caches refilled after the on-window), outside the phases, which are measured once their
- * switch is done: a long enough off-window's first half from its switch, beyond the rate of its second half, is
- * charged with the on-window.
+ * ~1.1. So each on-window is set beside the off-window next to it: the process's run time per unit of work (the
+ * bytes it read and wrote, /proc/PID/io rchar + wchar, which the probes do not move) off tells what the on-window's
+ * work would have cost without the probes; the rest is what they cost, every probe the window switched, counted or
+ * not, with what it does to the caches. The unit is bytes, not read and write calls: a server's calls per request
+ * move with load (an empty read, EAGAIN, when the next request is not there yet; none at saturation, where it
+ * is), and the probes' slowdown and the agent's own CPU beside the client move it too, so calls made an on-window
+ * look cheap. As a share of the process's CPU it needs no hit counts (records the agent has not read yet would make
+ * a window look cheap); per hit counted it is shown beside the calibration. The last samples are pooled (their
+ * extra run time over the run time their work would have taken: one window of a few dozen ms moves by the noise
+ * of the off-window's rate, and a median of such ratios was off by several times), never less than the
+ * calibration's cost of the hits counted. The on-window is measured from its switch on (attaching, the probes
+ * coming on one by one, is part of what a window costs) until its switch off is done (the last hits during the
+ * detach, and what it leaves), the off-window from then: no stretch of the process's time is left out. (The off
+ * window's first half against its second, the switch's cost until now, was noise: halves of a second differ by
+ * +-20% in rate on a loaded machine, 5x a 50 ms window's cost; the probes left no cost after the detach above it.)
  */
 export interface HitCost {
-  /** Charged per hit: the measured median, or the calibration where that is more. */
+  /** Charged per hit: the pooled samples' extra run time over their hits, or the calibration where that is more. */
   nsPerHit: number;
   source: 'measured' | 'calibrated';
+  /** The probes' share of the process's CPU while on, pooled over the samples (what the budget is held with), and
+   * how many samples it pools. */
+  share: number | undefined;
+  pooled: number;
   /** The in-process samples, oldest first: ns per hit counted in the on-window, and the probes' share of the
    * process's CPU while on. */
   samples: number[];
   shares: number[];
 }
 
-/** In-process samples kept per process. */
+/** In-process samples shown per process (HitCost.samples), and pooled for the charged cost: one a cycle (2 s), a
+ * minute's worth. A window of 50 ms moves with the process's rate from one moment to the next (how its requests
+ * bunch, what else runs on its CPU: +-100% of the probes' share in one window at load 10), so the cost rests on
+ * many; it moves slowly (the machine, the process's code), so a minute is not stale. */
 const HIT_COST_SAMPLES = 9;
-/** Least work (read and write calls) in both windows of a pair, and hits in the on one, for a sample. */
-const MIN_PHASE_WORK = 50;
+const POOLED_SAMPLES = 30;
+/** Least work (bytes read and written) in both windows of a pair, and hits in the on one, for a sample. */
+const MIN_PHASE_WORK = 4096;
 const MIN_PHASE_HITS = 100;
 /** Span over which utime + stime are set beside run time (ProcState.cpuRatio). */
 const RATIO_SPAN_MS = 5000;
-/** Shortest off-phase split in halves for the switch's cost (Phase.first): halves of 200 ms or more, or the
- * noise of a few requests' batching swamps what a switch leaves behind. */
-const MIN_SPLIT_OFF_MS = 400;
 /** What switching the probes off is taken to take until measured (ms). */
 const INITIAL_DETACH_MS = 150;
 /** An always-on process is measured in the process once in this many periods (when its cost is near the budget). */
@@ -105,12 +112,12 @@ const MEASURE_EVERY_PERIODS = 10;
 interface Phase {
   on: boolean;
   runNs: number;
+  /** How long it was measured (s). */
+  seconds: number;
   work: number;
   hits: number;
-  /** A long off-phase's halves, the first from its switch (the detach's grace period included): what the
-   * on-window left behind (caches, the switch) is paid in the first; the second gives the rate without probes. */
-  first?: { runNs: number; work: number };
-  second?: { runNs: number; work: number };
+  /** An on-phase's run time and work from its end until its probes' detach was done (switchProbes). */
+  tail?: { runNs: number; work: number };
 }
 
 interface ProcState {
@@ -119,17 +126,16 @@ interface ProcState {
   phaseEnd: number;
   fraction: number;
   /**
-   * The process's run time (processRunNs) and read/write calls (processSyscalls) when the phase's measurement
+   * The process's run time (processRunNs) and its reads and writes (processIo) when the phase's measurement
    * started: once its probes' switch was done (attaching takes the agent a while; NaN until then).
    */
   cpuAtStart: number;
-  syscallsAtStart: number;
+  ioAtStart: Io;
   measureFrom: number;
   /** Counts the switches, so a late one does not start a newer phase's measurement. */
   switches: number;
-  /** An off-phase's run time and read/write calls at its switch and at its midpoint (Phase.first), once reached. */
-  switchAt: { run: number; syscalls: number } | undefined;
-  mid: { run: number; syscalls: number } | undefined;
+  /** Where an on-phase ended (its run time and bytes), until its detach is done and its tail measured. */
+  tailFrom: { run: number; bytes: number } | undefined;
   /**
    * utime + stime over schedstat run time, measured over spans of RATIO_SPAN_MS (1 until then). The budget is a
    * share of the process's CPU as utime + stime count it; run time can also hold softirq work done while its
@@ -156,6 +162,9 @@ interface ProcState {
   lastPhase: Phase | undefined;
   costSamples: number[];
   shareSamples: number[];
+  /** The same samples whole, pooled for the charged cost (HitCost): the on-window's run time beyond its work's at
+   * the off-window's rate (its tail's included), that rate's run time, and the hits counted. */
+  pairs: { extra: number; without: number; hits: number }[];
   sampledAt: number;
   /** Hits counted in the on-windows so far, by probes: how the estimate is split (one short window may hold
    * none of a kind that the agent had not read yet). */
@@ -184,19 +193,31 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/**
- * System calls the process has made: its read and write calls (/proc/PID/io syscr + syscw), which are most of a
- * server's; others (epoll, futex) are not counted there, so this is a floor. Undefined once it is gone.
- */
-export function processSyscalls(pid: number): number | undefined {
+/** A process's reads and writes so far (/proc/PID/io): its read and write calls (syscr + syscw), which are most
+ * of a server's system calls (others, epoll and futex, are not counted there, so this is a floor), and the bytes
+ * they moved (rchar + wchar: an empty read adds none). */
+export interface Io {
+  calls: number;
+  bytes: number;
+}
+
+const NO_IO: Io = { calls: NaN, bytes: NaN };
+
+/** The process's reads and writes so far (Io); undefined once it is gone. */
+export function processIo(pid: number): Io | undefined {
   try {
     const io = readFileSync(`/proc/${pid}/io`, 'utf8');
-    const r = /^syscr: (\d+)$/m.exec(io);
-    const w = /^syscw: (\d+)$/m.exec(io);
-    return r && w ? Number(r[1]) + Number(w[1]) : undefined;
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+    const r = { calls: field('syscr') + field('syscw'), bytes: field('rchar') + field('wchar') };
+    return Number.isFinite(r.calls) && Number.isFinite(r.bytes) ? r : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The process's read and write calls so far (Io.calls); undefined once it is gone. */
+export function processSyscalls(pid: number): number | undefined {
+  return processIo(pid)?.calls;
 }
 
 /**
@@ -283,11 +304,10 @@ export class OverheadGovernor {
       phaseEnd: now + Math.min(1000, this.periodMs / 2) * 1e6,
       fraction: 1,
       cpuAtStart: processRunNs(proc.info.pid) ?? NaN,
-      syscallsAtStart: processSyscalls(proc.info.pid) ?? NaN,
+      ioAtStart: processIo(proc.info.pid) ?? NO_IO,
       measureFrom: now,
       switches: 0,
-      switchAt: undefined,
-      mid: undefined,
+      tailFrom: undefined,
       cpuRatio: 1,
       ratioFrom: { at: now, run: processRunNs(proc.info.pid) ?? NaN, cpu: processCpuNs(proc.info.pid) ?? NaN },
       detachMs: INITIAL_DETACH_MS,
@@ -300,6 +320,7 @@ export class OverheadGovernor {
       lastPhase: undefined,
       costSamples: [],
       shareSamples: [],
+      pairs: [],
       sampledAt: now,
       mix: { requests: 0, parkReady: 0, createExit: 0 },
     };
@@ -370,35 +391,32 @@ export class OverheadGovernor {
   hitCost(pid: number): HitCost | undefined {
     const st = this.state.get(pid);
     if (!st) return undefined;
-    const measured = st.costSamples.length ? median(st.costSamples) : 0;
-    const samples = { samples: [...st.costSamples], shares: [...st.shareSamples] };
+    const sum = (pick: (p: ProcState['pairs'][number]) => number, of = st.pairs) => of.reduce((n, p) => n + pick(p), 0);
+    const counted = st.pairs.filter((p) => p.hits >= MIN_PHASE_HITS);
+    const measured = counted.length ? sum((p) => p.extra, counted) / sum((p) => p.hits, counted) : 0;
+    const without = sum((p) => p.without);
+    const samples = { samples: [...st.costSamples], shares: [...st.shareSamples], share: without > 0 ? sum((p) => p.extra) / without : undefined, pooled: st.pairs.length };
     return measured > this.opts.nsPerHit ? { nsPerHit: measured, source: 'measured', ...samples } : { nsPerHit: this.opts.nsPerHit, source: 'calibrated', ...samples };
   }
 
   /**
-   * An in-process sample from two adjacent phases, one on and one off: the on-phase's run time beyond what its
-   * work costs at the off-phase's rate, as a share of that and per hit counted in it.
+   * An in-process sample from an on-phase (its tail included) and the off-phase after it: the on-phase's run time
+   * beyond what its work costs at the off-phase's rate, as a share of what the window's work takes at that rate,
+   * and per hit counted in it.
    */
-  private sample(st: ProcState, a: Phase, b: Phase): boolean {
-    const [on, off] = a.on ? [a, b] : [b, a];
-    if (on.on === off.on || on.work < MIN_PHASE_WORK || off.work < MIN_PHASE_WORK || !(off.runNs > 0)) return false;
-    // The rate without probes from the off-phase's second half when it has the work for it; what its first half
-    // paid beyond that rate is the switch's cost (one per cycle, like the on-window), charged with the on-window.
-    let rate = off.runNs / off.work;
-    let switchCost = 0;
-    const [f, g] = [off.first, off.second];
-    if (f && g && f.work >= MIN_PHASE_WORK && g.work >= MIN_PHASE_WORK && g.runNs > 0) {
-      rate = g.runNs / g.work;
-      switchCost = f.runNs - f.work * rate;
-    }
+  private sample(st: ProcState, on: Phase, off: Phase): boolean {
+    if (!on.on || off.on || on.work < MIN_PHASE_WORK || off.work < MIN_PHASE_WORK || !(off.runNs > 0)) return false;
+    const rate = off.runNs / off.work;
     const without = on.work * rate;
-    const extra = on.runNs - without + switchCost;
+    const extra = on.runNs + (on.tail?.runNs ?? 0) - (on.work + (on.tail?.work ?? 0)) * rate;
     st.shareSamples.push(extra / without);
     if (st.shareSamples.length > HIT_COST_SAMPLES) st.shareSamples.shift();
     if (on.hits >= MIN_PHASE_HITS) {
       st.costSamples.push(extra / on.hits);
       if (st.costSamples.length > HIT_COST_SAMPLES) st.costSamples.shift();
     }
+    st.pairs.push({ extra, without, hits: on.hits });
+    if (st.pairs.length > POOLED_SAMPLES) st.pairs.shift();
     return true;
   }
 
@@ -418,20 +436,31 @@ export class OverheadGovernor {
     };
   }
 
-  /** Switches every budgeted probe; the phase's measurement starts once that is done. */
+  /**
+   * Switches every budgeted probe. An on-phase is measured from the switch: attaching (the probes coming on one by
+   * one, what it does to the process) is part of what an on-window costs, and leaving it out charged a window of
+   * 50 ms for what it cost after a 10-140 ms attach. An off-phase is measured once the detach is done (its clean
+   * rate); until then the on-phase's tail (Phase.tail).
+   */
   private switchProbes(pid: number, st: ProcState, on: boolean): void {
+    const t0 = monoNowNs();
+    if (on) [st.cpuAtStart, st.ioAtStart] = [processRunNs(pid) ?? NaN, processIo(pid) ?? NO_IO];
     const done = Promise.all([this.tracer.setProbes(pid, BUDGETED_PROBES, on), this.opts.requests?.setProbes(pid, on)]);
     const switches = ++st.switches;
-    const t0 = monoNowNs();
-    st.measureFrom = NaN;
+    st.measureFrom = on ? t0 : NaN;
     done.then(
       () => {
         const at = monoNowNs();
         if (!on) st.detachMs = (st.detachMs + (at - t0) / 1e6) / 2;
-        if (st.switches !== switches) return;
+        if (st.switches !== switches || on) return;
         st.cpuAtStart = processRunNs(pid) ?? NaN;
-        st.syscallsAtStart = processSyscalls(pid) ?? NaN;
+        st.ioAtStart = processIo(pid) ?? NO_IO;
         st.measureFrom = at;
+        const tail = st.tailFrom && { runNs: st.cpuAtStart - st.tailFrom.run, work: st.ioAtStart.bytes - st.tailFrom.bytes };
+        // A thread gone makes the tail unknown (negative), and the on-phase with it.
+        if (st.lastPhase?.on && tail && tail.runNs >= 0 && tail.work >= 0) st.lastPhase.tail = tail;
+        else st.lastPhase = undefined;
+        st.tailFrom = undefined;
       },
       () => {},
     );
@@ -441,8 +470,6 @@ export class OverheadGovernor {
   tick(now = monoNowNs()): void {
     for (const [pid, st] of this.state) {
       if (now < st.phaseEnd) {
-        // An off-phase's midpoint: what it paid up to here holds the switch's after-effects (Phase.first).
-        if (!st.on && st.switchAt && !st.mid && st.phaseEnd - st.phaseStart >= MIN_SPLIT_OFF_MS * 1e6 && now >= (st.phaseStart + st.phaseEnd) / 2) st.mid = { run: processRunNs(pid) ?? NaN, syscalls: processSyscalls(pid) ?? NaN };
         continue;
       }
       const proc = this.tracer.process(pid);
@@ -451,7 +478,7 @@ export class OverheadGovernor {
         continue;
       }
       const cpu = processRunNs(pid) ?? NaN;
-      const syscalls = processSyscalls(pid) ?? NaN;
+      const io = processIo(pid) ?? NO_IO;
       if (now - st.ratioFrom.at >= RATIO_SPAN_MS * 1e6) {
         const ticked = processCpuNs(pid) ?? NaN;
         const run = cpu - st.ratioFrom.run;
@@ -467,7 +494,8 @@ export class OverheadGovernor {
       // time out of the sum, which makes the phase's CPU unknown.
       const seconds = (now - st.measureFrom) / 1e9;
       const runNs = cpu - st.cpuAtStart;
-      const work = syscalls - st.syscallsAtStart;
+      const work = io.bytes - st.ioAtStart.bytes;
+      const calls = io.calls - st.ioAtStart.calls;
       const measured = seconds > 0 && runNs >= 0 && work >= 0;
       const runPerSecond = measured ? runNs / seconds : NaN;
       // The process's CPU per second as utime + stime count it (the budget's terms), from its run time.
@@ -476,7 +504,7 @@ export class OverheadGovernor {
       const alwaysOnHits = this.opts.alwaysOnHits?.(pid) ?? 0;
       const phaseSeconds = (now - st.phaseStart) / 1e9;
       const alwaysOnCost =
-        (this.opts.nsPerSyscall && measured ? (work / seconds) * this.opts.nsPerSyscall : 0) +
+        (this.opts.nsPerSyscall && measured ? (calls / seconds) * this.opts.nsPerSyscall : 0) +
         (phaseSeconds > 0 ? (Math.max(0, alwaysOnHits - st.alwaysOnHitsAtStart) / phaseSeconds) * this.hitCost(pid)!.nsPerHit : 0);
       // Hits counted in the phase, in emulated-hit equivalents. Park records undercount hits when sampling keeps a
       // fraction of goroutines: scaled back to hits. Scheduler hits come from their records.
@@ -487,16 +515,11 @@ export class OverheadGovernor {
         createExit: w.created + w.exited,
       };
       const hitsTotal = hits.requests + hits.parkReady + hits.createExit;
-      const phase: Phase = { on: st.on, runNs, work, hits: hitsTotal };
-      if (!st.on && st.mid && st.switchAt) {
-        const first = { runNs: st.mid.run - st.switchAt.run, work: st.mid.syscalls - st.switchAt.syscalls };
-        const second = { runNs: cpu - st.mid.run, work: syscalls - st.mid.syscalls };
-        // A thread gone makes a half unknown (negative), as it does the phase.
-        if (first.runNs >= 0 && first.work >= 0 && second.runNs >= 0 && second.work >= 0) Object.assign(phase, { first, second });
-      }
-      st.mid = undefined;
+      const phase: Phase = { on: st.on, runNs, seconds, work, hits: hitsTotal };
+      const before = st.lastPhase;
       if (measured) {
-        if (st.lastPhase && this.sample(st, st.lastPhase, phase)) st.sampledAt = now;
+        // One sample a cycle, at the off-phase's end: the on-phase before it, whose tail is measured by now.
+        if (st.lastPhase && !st.on && this.sample(st, st.lastPhase, phase)) st.sampledAt = now;
         st.lastPhase = phase;
       } else {
         st.lastPhase = undefined;
@@ -510,16 +533,22 @@ export class OverheadGovernor {
         // What the probes cost per second while on: their measured share of the process's CPU, never less than
         // the calibration's cost of the hits counted.
         const calibrated = (hitsTotal / phaseSeconds) * this.opts.nsPerHit;
-        const share = st.shareSamples.length ? median(st.shareSamples) : undefined;
+        const share = this.hitCost(pid)!.share;
         // The share is of run time; what it stands for is ns of CPU, all of it utime + stime (a trap runs in the
         // task), so it is taken of the run time, not scaled.
         const cost = Math.max(calibrated, share !== undefined ? (share * runPerSecond) / (1 + share) : 0);
-        // The always-on hooks take their share of the budget first.
-        const left = Math.max(0, this.opts.budget * cpuPerSecond - alwaysOnCost);
+        // The budget is a share of what the process uses without the probes: what it ran per second in the
+        // off-window before this one (the on-window's CPU less the probes' when there was none). Not the on-window's
+        // CPU: below saturation that holds the probes' cost too, and a budget of it let the probes take (1 + share)
+        // times their share (~2x on the hello server, whose requests cost about what their ~15 hits do).
+        const off = before && !before.on && before.seconds > 0 ? before : undefined;
+        const clean = (off ? off.runNs / off.seconds : runPerSecond - cost) * st.cpuRatio;
+        // The always-on hooks take their share of the budget first (they run in the off-windows too).
+        const left = Math.max(0, this.opts.budget * clean - alwaysOnCost);
         st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, left / cost));
-        // The process's CPU includes the probes' own cost: the share is of what it would use without them (an
-        // estimate above the whole CPU means the cost is overestimated: the share is then of a tenth).
-        const base = Math.max(0.1 * cpuPerSecond, cpuPerSecond - cost - alwaysOnCost);
+        // The share is of what it would use without them (an estimate above the whole CPU means the cost is
+        // overestimated: the share is then of a tenth).
+        const base = Math.max(0.1 * cpuPerSecond, clean - alwaysOnCost);
         // Split by the hits counted in the on-windows so far (all to park and ready while there were none).
         const mixTotal = st.mix.requests + st.mix.parkReady + st.mix.createExit;
         const part = (n: number, all: boolean) => (cost * st.fraction * (mixTotal > 0 ? n / mixTotal : all ? 1 : 0)) / base;
@@ -550,14 +579,14 @@ export class OverheadGovernor {
       }
       // From on: go off only when the budget asks for it (or to measure). From off: always back on.
       const on = !st.on || offMs === 0;
-      // An off-phase's switch is where its first half starts (Phase.first), the detach's grace period with it.
-      st.switchAt = !on && st.on ? { run: cpu, syscalls } : undefined;
+      // An on-phase's tail starts at its switch off (Phase.tail).
+      st.tailFrom = !on && st.on ? { run: cpu, bytes: io.bytes } : undefined;
       if (on !== st.on) {
         if (!on) proc.table.suspendParkTracking(now);
         this.switchProbes(pid, st, on);
       } else {
         st.cpuAtStart = cpu;
-        st.syscallsAtStart = syscalls;
+        st.ioAtStart = io;
         st.measureFrom = now;
       }
       st.on = on;
