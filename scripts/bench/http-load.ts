@@ -112,6 +112,9 @@ interface RunResult {
   coverage?: number;
   /** What the governor charged a probe hit at the end (goroscope_probe_hit_cost_nanoseconds). */
   hitCostNs?: number;
+  /** What the governor estimated the probes cost the server at the end of saturation, % of its CPU
+   * (goroscope_probe_overhead_ratio summed over probes): its belief, beside the loss measured here. */
+  estimatedPct?: number;
   traceBytes?: number;
 }
 
@@ -342,6 +345,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         r.agentNsPerRecordSat = recs > 0 ? (a2.agent - a1.agent) / recs : NaN;
         r.coverage = await scrape(metricsPort, 'goroscope_probe_coverage_ratio');
         r.hitCostNs = await scrape(metricsPort, 'goroscope_probe_hit_cost_nanoseconds');
+        r.estimatedPct = (await scrape(metricsPort, 'goroscope_probe_overhead_ratio')) * 100;
       }
       if (c.trace) {
         await server.stop('SIGTERM');
@@ -469,7 +473,8 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           ...(isDefault ? { target: { op: '<=' as const, value: 2 } } : {}),
           note: `${ciNote(cpuLoss)}; voluntary context switches per request ${round(median(rs.map((x) => x.satCswPerReq)), 3)} against ${round(median(none.map((x) => x.satCswPerReq)), 3)} untraced ` +
             `(fewer: requests more bunched, each cheaper); server busy ${round(median(rs.map((x) => x.satBusyPct)))}% against ${round(median(none.map((x) => x.satBusyPct)))}%` +
-            (median(none.map((x) => x.satBusyPct)) < SERVER_BUSY_MIN ? `; WARNING: the untraced server had under ${SERVER_BUSY_MIN}% of its CPU, other work set this figure` : ''),
+            (median(none.map((x) => x.satBusyPct)) < SERVER_BUSY_MIN ? `; WARNING: the untraced server had under ${SERVER_BUSY_MIN}% of its CPU, other work set this figure` : '') +
+            (c.agent && rs.some((x) => Number.isFinite(x.estimatedPct)) ? `; the governor estimated ${round(median(rs.map((x) => x.estimatedPct ?? NaN).filter(Number.isFinite)), 2)}% at the end [${rs.map((x) => round(x.estimatedPct ?? NaN, 2)).join(', ')}]` : ''),
         }));
       }
       if (c.agent) {
@@ -484,7 +489,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         if (hitCost.length && !c.agent.includes('--full')) {
           out.push(figure({
             id: id('hit_cost_ns'), bench, label: `what the governor charges a probe hit at the end of saturation (measured in the server, or the calibration when that is more), ${h.label}, ${c.label}`,
-            note: 'measured: the on-window\'s extra CPU and what its switch left in the off-window after it, over the hits the agent had read; short on-windows put the switch on few hits, and a reader behind undercounts them',
+            note: 'measured: the on-windows\' extra CPU (from their switch on until their detach was done) per byte the server moved, pooled over 30 cycles, over the hits the agent had read; a reader behind undercounts them',
             value: Math.round(median(hitCost)), unit: 'ns/hit', command: cmdOf(c, 'saturation'), samples: hitCost.map(Math.round),
           }));
         }

@@ -181,7 +181,7 @@ export class AgentMetrics {
 
     new Gauge({
       name: 'goroscope_probe_hit_cost_nanoseconds',
-      help: "What a probe hit is charged, by process: measured in the process itself (its CPU per read/write call with the probes on beside off, per hit counted) or, until that is more, the node's calibration (source).",
+      help: "What a probe hit is charged, by process: measured in the process itself (its CPU per byte read and written with the probes on beside off, per hit counted) or, until that is more, the node's calibration (source).",
       labelNames: ['pid', 'exe', 'source'],
       registers: [r],
       collect() {
