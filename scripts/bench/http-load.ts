@@ -25,12 +25,12 @@
 // governor's 2 s cycles, so the duty cycle is averaged, not caught on or off.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { freePort } from '../../test/lib/receivers.ts';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
-import { processCpuNs } from '../../agent/src/overhead/governor.ts';
+import { processCpuNs, sumOverThreads } from '../../agent/src/overhead/governor.ts';
 import { startCollector, stopCollector, TOKEN, type RunningCollector } from './collector.ts';
 import { run } from '../../test/lib/child.ts';
 import { buildFixture, figure, startProcess, median, repoRoot, round, runCommand, sleep, type BenchContext, type Child, type Figure } from './lib.ts';
@@ -140,21 +140,7 @@ export function cpuNs(pid: number): number {
 /** Voluntary context switches of a process's threads so far (/proc/PID/task/N/status): each is a sleep, so one
  * wake-up; NaN once it is gone. */
 export function voluntarySwitches(pid: number): number {
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return NaN;
-  }
-  let n = 0;
-  for (const tid of tids) {
-    try {
-      n += Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1] ?? 0);
-    } catch {
-      /* the thread exited since the listing */
-    }
-  }
-  return n;
+  return sumOverThreads(pid, 'status', (t) => Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(t)?.[1] ?? 0)) ?? NaN;
 }
 
 /** Two-sided 95% quantiles of Student's t, by degrees of freedom (1-30; beyond, 2.0). */

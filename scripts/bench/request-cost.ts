@@ -5,8 +5,9 @@
 // choice) and at ServeHTTP's RETs (the fallback). Its CPU per window is the sum over its threads of
 // /proc/PID/task/*/schedstat (ns), divided by the requests it answered (its write calls, /proc/PID/io); each round pairs a
 // traced window with the untraced one next to it, and the figure is the median over rounds.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
+import { processRunNs } from '../../agent/src/overhead/governor.ts';
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { BEYLA_NS_PER_REQUEST, buildVegeta, CONNECTIONS, OTHER_CPU, SERVER_CPU } from './http-load.ts';
 import { buildFixture, figure, median, round, sleep, startProcess, type BenchContext, type Child, type Figure } from './lib.ts';
@@ -17,19 +18,6 @@ const MODES: Mode[] = ['none', 'done', 'ret'];
 /** write(2) calls of a process so far (/proc/PID/io syscw): the hello server answers each request with one. */
 function writeCalls(pid: number): number {
   return Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? NaN);
-}
-
-/** CPU ns of every thread of a process so far (schedstat's first field: time on a CPU). */
-function threadsCpuNs(pid: number): number {
-  let sum = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      sum += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // a thread that exited between the listing and the read
-    }
-  }
-  return sum;
 }
 
 export async function runRequestCost(ctx: BenchContext): Promise<Figure[]> {
@@ -68,10 +56,10 @@ export async function runRequestCost(ctx: BenchContext): Promise<Figure[]> {
         }
         await sleep(settleMs);
         const h0 = layoutId >= 0 ? tracer.hits(layoutId) : undefined;
-        const c0 = threadsCpuNs(pid);
+        const c0 = processRunNs(pid) ?? NaN;
         const w0 = writeCalls(pid);
         await sleep(windowMs);
-        const c1 = threadsCpuNs(pid);
+        const c1 = processRunNs(pid) ?? NaN;
         const sent = writeCalls(pid) - w0;
         // --quick (the smoke test: a few rounds, a figure wanted whatever the load) keeps any window with requests.
         const least = ctx.quick ? 1 : (rate * windowMs) / 1000 / 2;

@@ -45,7 +45,7 @@ export function traceRequests(t: Teardown, pid: number, opts: HttpAttachOptions 
   const target = openTarget(pid);
   const proc = goroutines.attach(target);
   const req = requests.attach(target, opts);
-  const budgeted = { hits: (p: number) => requests.process(p)?.hitEquivalents ?? 0, setProbes: (p: number, on: boolean) => requests.setProbes(p, on) };
+  const budgeted = { hits: (p: number) => requests.probeHits(p), setProbes: (p: number, on: boolean) => requests.setProbes(p, on) };
   return { goroutines, requests, proc, req, budgeted };
 }
 

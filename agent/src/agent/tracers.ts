@@ -51,7 +51,7 @@ export async function startGovernor(tracer: GoroutineTracer | undefined, opts: A
     budget: opts.full ? Infinity : opts.overheadBudget,
     nsPerHit: calibration?.nsPerHit ?? 1,
     periodMs: opts.full ? intervalMs : 10_000,
-    requests: requests && { hits: (pid) => requests.process(pid)?.hitEquivalents ?? 0, setProbes: (pid, on) => requests.setProbes(pid, on) },
+    requests: requests && { hits: (pid) => requests.probeHits(pid), setProbes: (pid, on) => requests.setProbes(pid, on) },
     // TCP's syscall hooks (--tcp-syscall-hooks), when attached, are always on: their cost comes out of the budget first.
     nsPerSyscall: tcp && tcp.attachMode.syscalls !== 'none' ? TCP_HOOK_NS_PER_SYSCALL : 0,
     // TCP's accept uprobe in each traced Go process stays on: a hit per accepted connection.

@@ -2,6 +2,17 @@
 // thread handed over has been applied (the last ones reach JavaScript through the event loop).
 import type { BpfObject, ReaderOptions, RingSpec } from './bridge.ts';
 
+/**
+ * Batches are applied in slices of at most this long (ms), timers running between them: an agent behind on its
+ * records applied all the waiting batches in one go (Node hands a thread-safe function up to 1,000 calls at once),
+ * and the overhead governor's timer, which ends the probes' on-windows, waited behind them (a 59 ms on-window
+ * lasted 950 ms in test/agent/overhead.test.ts, "an agent behind on its records").
+ */
+const SLICE_MS = 20;
+/** Batches waiting in JavaScript beyond which each new one is applied at once: the reader thread stops draining
+ * (and the ring drops, counted) only for batches not yet handed over, so this bounds what waits here. */
+const MAX_QUEUED = 64;
+
 export class RingReader {
   private running = false;
   /** Batches applied since this reader last started: the native count restarts with each start. */
@@ -10,6 +21,9 @@ export class RingReader {
   private through = Infinity;
   /** The thread's last word not yet known to be applied: its time counts once its batches are. */
   private pending: { throughNs: number; batches: number } | undefined;
+  /** Batches handed over, not yet applied, oldest first; and whether a slice is scheduled. */
+  private readonly queue: Buffer[] = [];
+  private slicing = false;
 
   constructor(
     private readonly bpf: BpfObject,
@@ -28,11 +42,29 @@ export class RingReader {
     this.pending = undefined;
     if (this.through === Infinity) this.through = 0; // records stamped before now are still in the ring
     this.bpf.startReader([this.ring], (_ring, batch) => {
-      this.applied++;
-      this.onBatch(batch);
+      this.queue.push(batch);
+      if (this.queue.length > MAX_QUEUED) this.applyOne();
+      if (!this.slicing) {
+        this.slicing = true;
+        setImmediate(this.slice);
+      }
     }, this.opts);
     this.running = true;
   }
+
+  private applyOne(): void {
+    const batch = this.queue.shift()!;
+    this.applied++;
+    this.onBatch(batch);
+  }
+
+  /** Applies waiting batches for up to SLICE_MS, then lets the event loop run (timers first) before the rest. */
+  private readonly slice = (): void => {
+    const end = performance.now() + SLICE_MS;
+    while (this.queue.length && performance.now() < end) this.applyOne();
+    if (this.queue.length) setImmediate(this.slice);
+    else this.slicing = false;
+  };
 
   /** Stops the thread after a last drain and waits (up to 5 s) until what it handed over is applied. */
   async stop(): Promise<void> {

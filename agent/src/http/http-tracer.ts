@@ -23,6 +23,7 @@ import { ProcessError } from '../proc/process.ts';
 import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import type { Target } from '../tracer/target.ts';
 import { LayoutSlots, Tracer, type ProcessTracer } from '../tracer/tracer.ts';
+import { LayoutHits } from '../tracer/layout-hits.ts';
 import { HTTP_FUNCS, httpLayoutFor, type HttpLayout } from './http-layout.ts';
 import { httpCookie, planHttpProbes, type HttpEnd, type HttpPlanOptions, type HttpProbeSite } from './http-probes.ts';
 import { RunnableCause } from '../events/goroutines.bpf.ts';
@@ -107,6 +108,10 @@ const NOT_PARKED: NonNullable<ServerRequest['parked']> = Object.freeze({ totalNs
  */
 export const HIT_EQUIVALENTS = { done: { http: 3, grpc: 2 + 4.7 }, ret: { http: 1 + 4.7 + 1, grpc: 2 + 4.7 } } as const;
 
+/** The same by probe, for the BPF programs' counters (a request's probes add up to HIT_EQUIVALENTS): ServeHTTP's
+ * entry carries the one more of an HTTP request's two programs. */
+const PROBE_HIT_EQUIVALENTS: Record<keyof typeof HttpProbe, number> = { serve: 2, serveRet: 4.7, serveDone: 1, serveHijack: 1, grpcHandle: 1, grpcHandleRet: 4.7, grpcStatus: 1 };
+
 export interface HttpAttachOptions extends HttpPlanOptions {
   /** Park/ready records of this process will be fed in (onGoroutineRecord): requests carry their parks. */
   waits?: boolean;
@@ -118,6 +123,13 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
   private readonly pending: HttpEventRecord[] = [];
   private settleTimer: NodeJS.Timeout | undefined;
   private onRequest?: (p: HttpProcess, r: ServerRequest) => void;
+  /** Each process's hits from the BPF counters, in emulated-hit equivalents. */
+  private readonly layoutHits = new LayoutHits((id) => {
+    const h = this.hits(id);
+    let sum = 0;
+    for (const k of Object.keys(PROBE_HIT_EQUIVALENTS) as Array<keyof typeof HttpProbe>) sum += h[k] * PROBE_HIT_EQUIVALENTS[k];
+    return [sum];
+  }, 1, (pid) => this.procs.get(pid)?.hitEquivalents ?? 0);
 
   constructor(opts: HttpTracerOptions = {}) {
     const o = {
@@ -219,6 +231,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
       hitEquivalents: 0,
     };
     this.procs.set(pid, proc);
+    this.layoutHits.add(pid, layoutId);
     this.waitsPid = -1;
     try {
       this.attachSites(proc);
@@ -265,7 +278,16 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
   forget(pid: number): void {
     void this.detach(pid);
     this.procs.delete(pid);
+    this.layoutHits.remove(pid);
     this.waitsPid = -1;
+  }
+
+  /**
+   * A process's request probe hits since it was attached, in emulated-hit equivalents, as the BPF programs counted
+   * them (whether or not the agent has read their records yet): what the overhead budget charges.
+   */
+  probeHits(pid: number): number {
+    return this.layoutHits.hits(pid)?.[0] ?? 0;
   }
 
   /** The last process onGoroutineRecord looked up (records come in runs of one process); reset when processes change. */

@@ -36,9 +36,10 @@ export interface GovernorOptions {
   /** Windows remembered per process. */
   maxWindows?: number;
   /**
-   * The request probes (net/http, grpc-go): their hits so far for a process, in emulated-hit equivalents, and
-   * their switch. They are duty-cycled with the goroutine probes: on a cheap handler even one trap per request
-   * is several % of its CPU, more than the whole budget.
+   * The request probes (net/http, grpc-go): their hits so far for a process, in emulated-hit equivalents, as
+   * their BPF programs counted them (HttpTracer.probeHits: not their records, which lag), and their switch. They
+   * are duty-cycled with the goroutine probes: on a cheap handler even one trap per request is several % of its
+   * CPU, more than the whole budget.
    */
   requests?: { hits: (pid: number) => number; setProbes: (pid: number, on: boolean) => Promise<void> | void };
   /**
@@ -151,8 +152,8 @@ interface ProcState {
    */
   detachMs: number;
   countsAtStart: { created: number; parked: number; readied: number; exited: number };
-  /** Hits of the scheduler probes at the window's start (from its records: see schedHits). */
-  schedAtStart: number;
+  /** The goroutine probes' hits at the window's start, as BPF counted them (GoroutineTracer.probeHits). */
+  hitsAtStart: { createExit: number; parkReady: number };
   windows: WindowRecord[];
   /** Cost of every probe over the last measured window, as a share of the process's CPU (budget terms). */
   estimated: Estimate | undefined;
@@ -221,28 +222,35 @@ export function processSyscalls(pid: number): number | undefined {
 }
 
 /**
- * CPU time the process has run so far, in ns: the sum of its threads' run time as the scheduler keeps it
- * (/proc/PID/task/N/schedstat, ns). utime + stime (processCpuNs) come in clock ticks (10 ms), too coarse to tell
- * a probe's cost in a short window. Threads that have exited drop out of the sum (a Go process's threads rarely
- * exit; a caller takes a negative difference as unknown). Undefined once the process is gone.
+ * parse(text) of a file of each of the process's threads (/proc/PID/task/TID/FILE), summed. Threads that exit
+ * meanwhile drop out of the sum (a Go process's threads rarely exit; a caller takes a negative difference as
+ * unknown). Undefined once the process is gone.
  */
-export function processRunNs(pid: number): number | undefined {
+export function sumOverThreads(pid: number, file: string, parse: (text: string) => number): number | undefined {
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
     return undefined;
   }
-  let ns = 0;
+  let sum = 0;
   for (const tid of tids) {
     try {
-      const s = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8');
-      ns += Number(s.slice(0, s.indexOf(' ')));
+      sum += parse(readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8'));
     } catch {
       /* the thread exited since the listing */
     }
   }
-  return ns;
+  return sum;
+}
+
+/**
+ * CPU time the process has run so far, in ns: the sum of its threads' run time as the scheduler keeps it
+ * (/proc/PID/task/N/schedstat, ns). utime + stime (processCpuNs) come in clock ticks (10 ms), too coarse to tell
+ * a probe's cost in a short window. Undefined once the process is gone.
+ */
+export function processRunNs(pid: number): number | undefined {
+  return sumOverThreads(pid, 'schedstat', (s) => Number(s.slice(0, s.indexOf(' '))));
 }
 
 /** CPU time the process has used (user + system), in ns, counted in clock ticks; undefined once it is gone. */
@@ -271,12 +279,13 @@ function counts(proc: TracedProcess): { created: number; parked: number; readied
 }
 
 /**
- * Scheduler probe hits so far, from their records: each run is execute's hit and the stamp before it (ready,
- * go statement, yield...), a yield is one more, a system call two (enter, exit).
+ * The goroutine probes' hits so far, as the BPF programs counted them: every trap, whether or not the agent has
+ * read its record yet. Counted from the records instead, an agent that falls behind finds the on-window cheap,
+ * turns the probes on for longer, and falls further behind (a hello server's probes were on 74% of the time at a
+ * 2% budget).
  */
-function schedHits(proc: TracedProcess): number {
-  const c = proc.sched.counters;
-  return 2 * c.runs + c.yields + c.preemptions + 2 * c.syscalls;
+function probeHits(tracer: GoroutineTracer, pid: number): { createExit: number; parkReady: number } {
+  return tracer.probeHits(pid) ?? { createExit: 0, parkReady: 0 };
 }
 
 export class OverheadGovernor {
@@ -312,7 +321,7 @@ export class OverheadGovernor {
       ratioFrom: { at: now, run: processRunNs(proc.info.pid) ?? NaN, cpu: processCpuNs(proc.info.pid) ?? NaN },
       detachMs: INITIAL_DETACH_MS,
       countsAtStart: counts(proc),
-      schedAtStart: schedHits(proc),
+      hitsAtStart: probeHits(this.tracer, proc.info.pid),
       windows: [],
       estimated: undefined,
       requestsAtStart: this.opts.requests?.hits(proc.info.pid) ?? 0,
@@ -506,13 +515,13 @@ export class OverheadGovernor {
       const alwaysOnCost =
         (this.opts.nsPerSyscall && measured ? (calls / seconds) * this.opts.nsPerSyscall : 0) +
         (phaseSeconds > 0 ? (Math.max(0, alwaysOnHits - st.alwaysOnHitsAtStart) / phaseSeconds) * this.hitCost(pid)!.nsPerHit : 0);
-      // Hits counted in the phase, in emulated-hit equivalents. Park records undercount hits when sampling keeps a
-      // fraction of goroutines: scaled back to hits. Scheduler hits come from their records.
+      // Hits in the phase, in emulated-hit equivalents, from the BPF counters (sampled-out parks included).
       const requestHits = this.opts.requests?.hits(pid) ?? 0;
+      const goHits = probeHits(this.tracer, pid);
       const hits = {
         requests: requestHits - st.requestsAtStart,
-        parkReady: (w.parked + w.readied) / this.tracer.parkSampleRate + (schedHits(proc) - st.schedAtStart),
-        createExit: w.created + w.exited,
+        parkReady: goHits.parkReady - st.hitsAtStart.parkReady,
+        createExit: goHits.createExit - st.hitsAtStart.createExit,
       };
       const hitsTotal = hits.requests + hits.parkReady + hits.createExit;
       const phase: Phase = { on: st.on, runNs, seconds, work, hits: hitsTotal };
@@ -593,7 +602,7 @@ export class OverheadGovernor {
       st.phaseStart = now;
       st.phaseEnd = now + (on ? onMs : offMs) * 1e6;
       st.countsAtStart = counts(proc);
-      st.schedAtStart = schedHits(proc);
+      st.hitsAtStart = goHits;
     }
   }
 

@@ -25,6 +25,7 @@ import { monoNowNs } from './clock.ts';
 import { SchedTable } from '../sched/sched-table.ts';
 import type { Target } from './target.ts';
 import { LayoutSlots, Tracer, type ProcessTracer } from './tracer.ts';
+import { LayoutHits } from './layout-hits.ts';
 
 /** Sees every record after it is applied: the record's kind, and the batch view to read it with `ev`. */
 export type RecordVisitor = (p: TracedProcess, kind: number, v: DataView, at: number) => void;
@@ -87,12 +88,27 @@ function checkArgumentRegisters(layout: RuntimeLayout): void {
   }
 }
 
+/** A process's records applied so far, as hits (what splits a shared layout's counters among its processes). */
+function appliedHits(proc: TracedProcess): number {
+  const c = proc.table.counters;
+  const s = proc.sched.counters;
+  return c.created + c.exited + c.parked + c.readied + 2 * s.runs + s.yields + s.preemptions + 2 * s.syscalls;
+}
+
 export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTracer<TracedProcess, AttachOptions> {
   private readonly layouts: LayoutSlots;
   private readonly opts: Required<Omit<TracerOptions, 'transport' | 'scan'>>;
   /** Re-reads each process's goroutine list (undefined: only the inventory at attach). */
   readonly scanner?: GoroutineScanner;
   private onRecord?: RecordVisitor;
+  /** Each process's probe hits from the BPF counters: [creation + exit, park + ready + scheduler]. */
+  private readonly layoutHits = new LayoutHits((id) => {
+    const h = this.hits(id);
+    return [h.newproc1Entry + h.newproc1Ret + h.goexit1, h.gopark + h.ready + h.execute + h.runnable + h.syscall];
+  }, 2, (pid) => {
+    const proc = this.procs.get(pid);
+    return proc ? appliedHits(proc) : 0;
+  });
 
   constructor(opts: TracerOptions = {}) {
     const o = {
@@ -173,6 +189,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     // A goroutine a scan finds gone leaves the scheduler's table too (its exit may not have been probed).
     table.onEnded = (goid) => proc.sched.onExit(goid);
     this.procs.set(pid, proc);
+    this.layoutHits.add(pid, layoutId);
     try {
       for (const c of SCHED_CLASSES) if (want.has(c)) proc.schedWindows[c] = this.nextSchedWindow();
       for (const s of sites) this.attachSite(proc, s);
@@ -295,6 +312,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     const proc = this.procs.get(pid);
     if (!proc) return Promise.resolve();
     this.procs.delete(pid);
+    this.layoutHits.remove(pid);
     this.setGoidEpoch(proc, false);
     this.scanner?.remove(pid);
     proc.scan.mem.close();
@@ -343,6 +361,15 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
   /** Records the BPF side could not write because the ring buffer was full, by probe. */
   lost(): Record<string, number> {
     return percpuCounters(this.bpf, 'drop_counts', GoroutineProbe);
+  }
+
+  /**
+   * A process's probe hits since it was attached, as the BPF programs counted them (every trap, recorded or not,
+   * whether or not the agent has read its records yet): creation and exit, and park, ready and the scheduler's.
+   */
+  probeHits(pid: number): { createExit: number; parkReady: number } | undefined {
+    const h = this.layoutHits.hits(pid);
+    return h && { createExit: h[0], parkReady: h[1] };
   }
 
   /** Probe hits (including those that recorded nothing) for one layout, by probe. */
