@@ -327,9 +327,11 @@ t.test('the database file stays bounded under sustained ingest with size retenti
     const file = size(c.dbFile) + size(`${c.dbFile}-wal`);
     t.ok(file <= (maxBytes + burstBytes) * 1.25, `pass ${pass}: ${file} bytes on disk, bound and one burst ${maxBytes + burstBytes}`);
   }
-  t.ok(burstBytes * 8 > maxBytes * 4, `the ingest exceeded the bound several times over (${burstBytes} bytes a burst, 8 bursts)`);
   // What is left is the newest goroutines, each once, and the group counts agree with the rows.
   const rows = c.db.prepare('SELECT count(*) AS n, max(goid) AS top, count(DISTINCT goid) AS distinct_ FROM goroutines').get() as { n: number; top: number; distinct_: number };
+  // Counted in rows, not in a burst's bytes: the passes a write starts on its own (below) land inside bursts at
+  // whatever moment, so one burst's growth in used bytes ranged 254-500 kB from run to run.
+  t.ok(seq * 1000 > 4 * rows.n, `the ingest exceeded the bound several times over (${seq * 1000} goroutines written, ${rows.n} fit the bound)`);
   t.equal(rows.top, seq * 1000, 'the newest goroutine is kept');
   t.equal(rows.distinct_, rows.n);
   // Passes also start on their own as soon as a write leaves the file over the bound: the collector's count holds both.
