@@ -388,7 +388,7 @@ export class DwarfUnit {
    */
   index(): UnitIndex {
     if (this.indexed) return this.indexed;
-    const out: UnitIndex = { structs: new Map(), constants: new Map(), variables: new Map(), subprograms: new Map() };
+    const out: UnitIndex = { structs: new NameTable(this), constants: new Map(), variables: new Map(), subprograms: new Map() };
     const root = this.root();
     const info = this.dwarf.info;
     const c = new Cursor(info, root.childStart);
@@ -401,6 +401,28 @@ export class DwarfUnit {
         continue;
       }
       const ab = this.abbrevs.get(code)!;
+      if (ab.tag === DW_TAG.structure_type) {
+        // Go puts every struct type of the program here (22k in Jaeger v2) and an analysis asks for a dozen: each is
+        // filed by the hash of its name's bytes, no string made (making them cost ~40% of this index).
+        let hash: number | undefined;
+        for (let i = 0; i < ab.forms.length; i++) {
+          if (ab.attrs[i] !== DW_AT.name) this.skip(c, ab.forms[i]);
+          else if (ab.forms[i] !== F.string) hash = nameHash(this.value(c, ab.forms[i], ab.implicit[i]));
+          else if (info[c.pos] === 0) c.pos++; // an empty name
+          else {
+            let h = FNV_OFFSET;
+            for (let b = info[c.pos]; b !== 0; b = info[++c.pos]) {
+              if (b === undefined) throw new DwarfError('unterminated string');
+              h = Math.imul(h ^ b, FNV_PRIME);
+            }
+            c.pos++;
+            hash = h;
+          }
+        }
+        if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
+        if (hash !== undefined) out.structs.add(hash, offset);
+        continue;
+      }
       let name: string | undefined;
       let inline = false;
       for (let i = 0; i < ab.forms.length; i++) {
@@ -415,9 +437,6 @@ export class DwarfUnit {
       if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
       if (name === undefined || name === '') continue;
       switch (ab.tag) {
-        case DW_TAG.structure_type:
-          if (!out.structs.has(name)) out.structs.set(name, offset);
-          break;
         case DW_TAG.constant:
           if (!out.constants.has(name)) out.constants.set(name, offset);
           break;
@@ -930,11 +949,73 @@ export interface FormalParameter {
 
 /** A unit's top-level named entries: .debug_info offsets by name (see DwarfUnit.index). */
 export interface UnitIndex {
-  structs: Map<string, number>;
+  /** Struct types by name (the first of a name). */
+  structs: NameTable;
   constants: Map<string, number>;
   variables: Map<string, number>;
   /** offset: the first DIE of the name that has children (-1: none); inline: some DIE of the name has DW_AT_inline. */
   subprograms: Map<string, { offset: number; inline: boolean }>;
+}
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** FNV-1a (32 bits) of a name's UTF-8 bytes, as the index hashes them where they lie in .debug_info. */
+function nameHash(name: AttrValue): number | undefined {
+  if (typeof name !== 'string' || name === '') return undefined;
+  let h = FNV_OFFSET;
+  for (const b of Buffer.from(name)) h = Math.imul(h ^ b, FNV_PRIME);
+  return h;
+}
+
+/**
+ * DIEs of a unit by the hash of their names: filed without making a string of each name, then looked up by
+ * reading the DIEs whose hash matches. Of DIEs with one name, the first filed is found.
+ */
+export class NameTable {
+  /** Hash and DIE offset of each DIE filed, in order; the table is made from them at the first lookup. */
+  private filed: number[] = [];
+  private table: { slots: Int32Array; hashes: Int32Array } | undefined;
+
+  constructor(private readonly unit: DwarfUnit) {}
+
+  add(hash: number, offset: number): void {
+    this.filed.push(hash, offset);
+  }
+
+  /** The first DIE filed under this name. */
+  get(name: string): Die | undefined {
+    const hash = nameHash(name);
+    if (hash === undefined) return undefined;
+    const { slots, hashes } = (this.table ??= this.build());
+    const mask = slots.length - 1;
+    // Open addressing with linear probing and no removal: DIEs of one name lie along the probe sequence in the order
+    // they were filed.
+    for (let slot = hash & mask; slots[slot] !== 0; slot = (slot + 1) & mask) {
+      if (hashes[slot] !== hash) continue;
+      const die = this.unit.dieAt(slots[slot] - 1);
+      if (die?.name === name) return die;
+    }
+    return undefined;
+  }
+
+  private build(): { slots: Int32Array; hashes: Int32Array } {
+    const n = this.filed.length / 2;
+    let size = 16;
+    while (size < n * 2) size *= 2;
+    const slots = new Int32Array(size);
+    const hashes = new Int32Array(size);
+    const mask = size - 1;
+    for (let i = 0; i < this.filed.length; i += 2) {
+      const hash = this.filed[i];
+      let slot = hash & mask;
+      while (slots[slot] !== 0) slot = (slot + 1) & mask;
+      slots[slot] = this.filed[i + 1] + 1;
+      hashes[slot] = hash;
+    }
+    this.filed = [];
+    return { slots, hashes };
+  }
 }
 
 const INDEXED_TAGS = new Set<number>([DW_TAG.structure_type, DW_TAG.constant, DW_TAG.variable, DW_TAG.subprogram]);
@@ -949,7 +1030,7 @@ export class DwarfIndex {
     for (const u of this.units) u.index();
   }
 
-  private first(kind: 'structs' | 'constants' | 'variables', name: string): Die | undefined {
+  private first(kind: 'constants' | 'variables', name: string): Die | undefined {
     for (const u of this.units) {
       const offset = u.index()[kind].get(name);
       if (offset !== undefined) return u.dieAt(offset);
@@ -959,7 +1040,11 @@ export class DwarfIndex {
 
   /** A struct type by its DWARF name, e.g. "runtime.g" (the struct itself, not the typedef of the same name). */
   struct(name: string): Die | undefined {
-    return this.first('structs', name);
+    for (const u of this.units) {
+      const die = u.index().structs.get(name);
+      if (die) return die;
+    }
+    return undefined;
   }
 
   /** A variable by name, e.g. "runtime.waitReasonStrings". */
