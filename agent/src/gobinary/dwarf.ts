@@ -388,7 +388,7 @@ export class DwarfUnit {
    */
   index(): UnitIndex {
     if (this.indexed) return this.indexed;
-    const out: UnitIndex = { structs: new NameTable(this), constants: new Map(), variables: new Map(), subprograms: new Map() };
+    const out: UnitIndex = { structs: new NameTable(this), constants: new Map(), variables: new Map(), subprograms: new NameTable(this) };
     const root = this.root();
     const info = this.dwarf.info;
     const c = new Cursor(info, root.childStart);
@@ -401,9 +401,11 @@ export class DwarfUnit {
         continue;
       }
       const ab = this.abbrevs.get(code)!;
-      if (ab.tag === DW_TAG.structure_type) {
-        // Go puts every struct type of the program here (22k in Jaeger v2) and an analysis asks for a dozen: each is
-        // filed by the hash of its name's bytes, no string made (making them cost ~40% of this index).
+      const table = ab.tag === DW_TAG.structure_type ? out.structs : ab.tag === DW_TAG.subprogram ? out.subprograms : undefined;
+      if (table) {
+        // Go puts every struct type of the program here (22k in Jaeger v2), a package's unit holds its functions, and
+        // an analysis asks for a dozen of each: they are filed by the hash of their name's bytes, no string made
+        // (making them cost ~40% of the runtime's index).
         let hash: number | undefined;
         for (let i = 0; i < ab.forms.length; i++) {
           if (ab.attrs[i] !== DW_AT.name) this.skip(c, ab.forms[i]);
@@ -420,17 +422,15 @@ export class DwarfUnit {
           }
         }
         if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
-        if (hash !== undefined) out.structs.add(hash, offset);
+        if (hash !== undefined) table.add(hash, offset);
         continue;
       }
       let name: string | undefined;
-      let inline = false;
       for (let i = 0; i < ab.forms.length; i++) {
         if (ab.attrs[i] === DW_AT.name) {
           const v = this.value(c, ab.forms[i], ab.implicit[i]);
           if (typeof v === 'string') name = v;
         } else {
-          if (ab.attrs[i] === DW_AT.inline) inline = true;
           this.skip(c, ab.forms[i]);
         }
       }
@@ -443,13 +443,6 @@ export class DwarfUnit {
         case DW_TAG.variable:
           if (!out.variables.has(name)) out.variables.set(name, offset);
           break;
-        case DW_TAG.subprogram: {
-          let sp = out.subprograms.get(name);
-          if (!sp) out.subprograms.set(name, (sp = { offset: -1, inline: false }));
-          if (inline) sp.inline = true;
-          if (sp.offset < 0 && ab.hasChildren) sp.offset = offset; // as debug/dwarf's Entry.Children: declared, maybe empty
-          break;
-        }
       }
     }
     return (this.indexed = out);
@@ -953,8 +946,8 @@ export interface UnitIndex {
   structs: NameTable;
   constants: Map<string, number>;
   variables: Map<string, number>;
-  /** offset: the first DIE of the name that has children (-1: none); inline: some DIE of the name has DW_AT_inline. */
-  subprograms: Map<string, { offset: number; inline: boolean }>;
+  /** Functions by name (every DIE of a name: an inlinable function has an abstract one and concrete ones). */
+  subprograms: NameTable;
 }
 
 const FNV_OFFSET = 0x811c9dc5;
@@ -985,8 +978,18 @@ export class NameTable {
 
   /** The first DIE filed under this name. */
   get(name: string): Die | undefined {
+    return this.find(name, true)[0];
+  }
+
+  /** Every DIE filed under this name, in the order filed. */
+  all(name: string): Die[] {
+    return this.find(name, false);
+  }
+
+  private find(name: string, firstOnly: boolean): Die[] {
+    const out: Die[] = [];
     const hash = nameHash(name);
-    if (hash === undefined) return undefined;
+    if (hash === undefined) return out;
     const { slots, hashes } = (this.table ??= this.build());
     const mask = slots.length - 1;
     // Open addressing with linear probing and no removal: DIEs of one name lie along the probe sequence in the order
@@ -994,9 +997,11 @@ export class NameTable {
     for (let slot = hash & mask; slots[slot] !== 0; slot = (slot + 1) & mask) {
       if (hashes[slot] !== hash) continue;
       const die = this.unit.dieAt(slots[slot] - 1);
-      if (die?.name === name) return die;
+      if (die?.name !== name) continue;
+      out.push(die);
+      if (firstOnly) break;
     }
-    return undefined;
+    return out;
   }
 
   private build(): { slots: Int32Array; hashes: Int32Array } {
@@ -1057,11 +1062,11 @@ export class DwarfIndex {
     let die: Die | undefined;
     let inline = false;
     for (const u of this.units) {
-      const sp = u.index().subprograms.get(name);
-      if (!sp) continue;
-      found = true;
-      if (sp.inline) inline = true;
-      if (!die && sp.offset >= 0) die = u.dieAt(sp.offset);
+      for (const d of u.index().subprograms.all(name)) {
+        found = true;
+        if (d.has(DW_AT.inline)) inline = true;
+        if (!die && d.hasChildren) die = d; // as debug/dwarf's Entry.Children: declared, maybe empty
+      }
     }
     return found ? { die, inline } : undefined;
   }
