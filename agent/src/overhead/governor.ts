@@ -167,6 +167,13 @@ interface ProcState {
    * the off-window's rate (its tail's included), that rate's run time, and the hits counted. */
   pairs: { extra: number; without: number; hits: number }[];
   sampledAt: number;
+  /**
+   * How long an always-on decision not yet checked in the process (no sample: the calibration alone made it) lasts
+   * before a short off-window checks it: a cycle at first, doubled each time no sample could be taken (too little
+   * I/O to measure), up to MEASURE_EVERY_PERIODS periods, the interval once measured. Not a period at once: a
+   * first window that undercounted its hits left the hello server's probes on for 10 s of the bench's 14.
+   */
+  uncheckedOnMs: number;
   /** Hits counted in the on-windows so far, by probes: how the estimate is split (one short window may hold
    * none of a kind that the agent had not read yet). */
   mix: { requests: number; parkReady: number; createExit: number };
@@ -331,6 +338,7 @@ export class OverheadGovernor {
       shareSamples: [],
       pairs: [],
       sampledAt: now,
+      uncheckedOnMs: this.cycleMs,
       mix: { requests: 0, parkReady: 0, createExit: 0 },
     };
     this.state.set(proc.info.pid, st);
@@ -571,7 +579,8 @@ export class OverheadGovernor {
       }
       st.requestsAtStart = requestHits;
       st.alwaysOnHitsAtStart = alwaysOnHits;
-      const onMs = st.fraction >= 1 ? this.periodMs : Math.max(this.minOnMs, st.fraction * this.cycleMs);
+      const checkEveryMs = st.pairs.length ? MEASURE_EVERY_PERIODS * this.periodMs : st.uncheckedOnMs;
+      const onMs = st.fraction >= 1 ? Math.min(this.periodMs, checkEveryMs) : Math.max(this.minOnMs, st.fraction * this.cycleMs);
       // The off-window also pays for the on-window's overrun: a busy agent (its event loop behind on records, or
       // starved of CPU on a crowded node) ends an on-window late, and the probes' share would go over the budget by
       // as much (the http bench's vegeta at real-time priority beside the agent: probes on 20-70% of the time at a
@@ -582,9 +591,10 @@ export class OverheadGovernor {
       // Always on, but at a quarter of the budget or more by the charged cost: now and then a short off-window, so
       // the cost is measured in the process (a true cost 4x the charged one would be over the budget).
       const duty = st.estimated ? st.estimated.total - st.estimated.alwaysOn : 0;
-      if (st.on && offMs === 0 && Number.isFinite(this.opts.budget) && duty >= this.opts.budget / 4 && now - st.sampledAt > MEASURE_EVERY_PERIODS * this.periodMs * 1e6) {
+      if (st.on && offMs === 0 && Number.isFinite(this.opts.budget) && duty >= this.opts.budget / 4 && now - st.sampledAt >= checkEveryMs * 1e6) {
         offMs = st.detachMs + Math.max(this.minOnMs, this.cycleMs / 10);
         st.sampledAt = now;
+        if (!st.pairs.length) st.uncheckedOnMs = Math.min(2 * st.uncheckedOnMs, MEASURE_EVERY_PERIODS * this.periodMs);
       }
       // From on: go off only when the budget asks for it (or to measure). From off: always back on.
       const on = !st.on || offMs === 0;
