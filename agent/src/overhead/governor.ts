@@ -102,6 +102,8 @@ const POOLED_SAMPLES = 30;
 /** Least work (bytes read and written) in both windows of a pair, and hits in the on one, for a sample. */
 const MIN_PHASE_WORK = 4096;
 const MIN_PHASE_HITS = 100;
+/** Shortest off-window (ms, from its detach done) whose run time per second the budget is taken of. */
+const MIN_CLEAN_MS = 200;
 /** Span over which utime + stime are set beside run time (ProcState.cpuRatio). */
 const RATIO_SPAN_MS = 5000;
 /** What switching the probes off is taken to take until measured (ms). */
@@ -554,12 +556,15 @@ export class OverheadGovernor {
         // The share is of run time; what it stands for is ns of CPU, all of it utime + stime (a trap runs in the
         // task), so it is taken of the run time, not scaled.
         const cost = Math.max(calibrated, share !== undefined ? (share * runPerSecond) / (1 + share) : 0);
-        // The budget is a share of what the process uses without the probes: what it ran per second in the
-        // off-window before this one (the on-window's CPU less the probes' when there was none). Not the on-window's
-        // CPU: below saturation that holds the probes' cost too, and a budget of it let the probes take (1 + share)
-        // times their share (~2x on the hello server, whose requests cost about what their ~15 hits do).
-        const off = before && !before.on && before.seconds > 0 ? before : undefined;
-        const clean = (off ? off.runNs / off.seconds : runPerSecond - cost) * st.cpuRatio;
+        // The budget is a share of what the process uses without the probes: the on-window's CPU less the probes',
+        // or what it ran per second in the off-window before this one where that is more (at saturation, where
+        // the probes took CPU from its work). Not the on-window's CPU: below saturation that holds the probes' cost
+        // too, and a budget of it let the probes take (1 + share) times their share (~2x on the hello server, whose
+        // requests cost about what their ~15 hits do). An off-window measured for less than MIN_CLEAN_MS is not
+        // taken: a loaded machine can keep the process off its CPU for that long, and a budget of nothing turned
+        // the probes off for minutes.
+        const off = before && !before.on && before.seconds * 1e3 >= MIN_CLEAN_MS ? before.runNs / before.seconds : 0;
+        const clean = Math.max(0.1 * runPerSecond, runPerSecond - cost, off) * st.cpuRatio;
         // The always-on hooks take their share of the budget first (they run in the off-windows too).
         const left = Math.max(0, this.opts.budget * clean - alwaysOnCost);
         st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, left / cost));
