@@ -156,7 +156,19 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
     if (this.reading) return;
     this.onRequest = onRequest;
     super.start();
-    this.settleTimer = setInterval(() => this.settle(monoNowNs()), 25);
+  }
+
+  /**
+   * Settles every 25 ms while requests wait to be settled, and not at all otherwise: an idle process, or the off
+   * part of the overhead budget's duty cycle (most of the time at saturation), wakes the agent for nothing.
+   */
+  private armSettle(): void {
+    if (this.settleTimer || this.pending.length === 0 || this.closed) return;
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = undefined;
+      this.settle(monoNowNs());
+      this.armSettle();
+    }, 25);
     this.settleTimer.unref();
   }
 
@@ -331,7 +343,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
   }
 
   protected applyBatch(batch: Buffer): number {
-    return forEachHttpEvent(batch, (view, at) => {
+    const n = forEachHttpEvent(batch, (view, at) => {
       const r = decodeHttpEvent(batch, view, at);
       const proc = this.procs.get(r.pid);
       if (!proc) {
@@ -341,6 +353,8 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
       proc.hitEquivalents += HIT_EQUIVALENTS[proc.end ?? 'ret'][r.kind];
       this.pending.push(r);
     });
+    this.armSettle();
+    return n;
   }
 
   /** Settles the requests that ended settleNs before now (all of them with Infinity). */
@@ -421,8 +435,9 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
   }
 
   override async close(): Promise<void> {
-    if (this.settleTimer) clearInterval(this.settleTimer);
     await this.drain();
     await super.close();
+    clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
   }
 }
