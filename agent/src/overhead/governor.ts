@@ -300,6 +300,10 @@ function probeHits(tracer: GoroutineTracer, pid: number): { createExit: number; 
 export class OverheadGovernor {
   private readonly state = new Map<number, ProcState>();
   private timer?: NodeJS.Timeout;
+  /** A timer at the end of the soonest on-window (endAt, monotonic ns): the 50 ms tick alone ended a 50 ms
+   * on-window up to 50 ms late, half as long again on average. */
+  private endTimer?: NodeJS.Timeout;
+  private endAt = Infinity;
   readonly periodMs: number;
   readonly cycleMs: number;
   readonly minOnMs: number;
@@ -616,6 +620,7 @@ export class OverheadGovernor {
       st.on = on;
       st.phaseStart = now;
       st.phaseEnd = now + (on ? onMs : offMs) * 1e6;
+      if (on && this.timer) this.tickAt(st.phaseEnd);
       st.countsAtStart = counts(proc);
       st.hitsAtStart = goHits;
     }
@@ -624,5 +629,21 @@ export class OverheadGovernor {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.endTimer) clearTimeout(this.endTimer);
+    this.endTimer = undefined;
+    this.endAt = Infinity;
+  }
+
+  /** Ticks at `at` (monotonic ns) unless an earlier end is already set. */
+  private tickAt(at: number): void {
+    if (this.endTimer && this.endAt <= at) return;
+    if (this.endTimer) clearTimeout(this.endTimer);
+    this.endAt = at;
+    this.endTimer = setTimeout(() => {
+      this.endTimer = undefined;
+      this.endAt = Infinity;
+      this.tick();
+    }, Math.max(0, Math.ceil((at - monoNowNs()) / 1e6)) + 1); // never before the end: timers round to 1 ms
+    this.endTimer.unref();
   }
 }
