@@ -13,7 +13,7 @@
 struct reader;
 
 struct reader_options {
-	int poll_ms;          /* drain at least this often, woken or not */
+	int poll_ms;          /* drain at least this often while records come (up to 4x as long while none do: reader.c) */
 	size_t batch_bytes;   /* records per handed Buffer, at most */
 	long max_outstanding; /* batches JavaScript has not taken yet before the thread stops draining */
 };
