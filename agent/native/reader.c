@@ -347,15 +347,21 @@ static bool drain(struct reader *r, bool final)
 	return atomic_load(&r->records) != before;
 }
 
+/* True when any of its rings is a perf buffer (old kernels): those keep the fixed poll_ms round and stop. */
+static bool reads_perf_buffers(const struct reader *r)
+{
+	for (int i = 0; i < r->nrings; i++)
+		if (r->batches[i].pb)
+			return true;
+	return false;
+}
+
 static void *reader_main(void *arg)
 {
 	struct reader *r = arg;
 	struct epoll_event events[READER_MAX_RINGS + 1];
 	/* Perf buffers are a few pages per CPU, never woken for (perfWakeupBytes 0): drained every poll_ms whatever. */
-	bool perf = false;
-	for (int i = 0; i < r->nrings; i++)
-		perf |= r->batches[i].pb != NULL;
-	int max_wait = perf ? r->opts.poll_ms : r->opts.poll_ms * IDLE_POLL_FACTOR;
+	int max_wait = reads_perf_buffers(r) ? r->opts.poll_ms : r->opts.poll_ms * IDLE_POLL_FACTOR;
 	int wait_ms = r->opts.poll_ms;
 	while (!atomic_load(&r->stop)) {
 		if (atomic_load(&r->outstanding) >= r->opts.max_outstanding) {
@@ -513,10 +519,7 @@ void reader_stop(struct reader *r)
 		/* Ring buffers only: a perf-buffer reader keeps its 10 ms round, so its stop keeps the timing it had
 		 * (records written while drain() swaps the perf buffers are lost; a quicker stop moved that gap into
 		 * test/agent/lifecycle.test.ts's work). */
-		bool perf = false;
-		for (int i = 0; i < r->nrings; i++)
-			perf |= r->batches[i].pb != NULL;
-		if (r->wake_fd >= 0 && !perf) {
+		if (r->wake_fd >= 0 && !reads_perf_buffers(r)) {
 			__u64 one = 1;
 			if (write(r->wake_fd, &one, sizeof(one)) < 0) {
 				/* the thread leaves at its next poll */
