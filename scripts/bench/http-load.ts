@@ -17,6 +17,9 @@
 // runtime/trace; Go's flight recorder (Go 1.25+, runtime/trace.FlightRecorder, BENCH_FLIGHT_RECORDER=1 in the
 // bench's server); default mode without the request probes, and without TCP tracing (always on, outside the budget).
 // --http-configs requests,requests_ret runs only those (and none).
+// --http-baseline DIR (another checkout, its BPF objects, bridge and bundle built): each agent configuration also
+// runs with that checkout's agent (e.g. default@base beside default), in the same rounds, and the figures add the
+// ratios of this checkout's to the baseline's, paired per round.
 // Handlers: the empty hello world, and one doing ~200 us of CPU work per request (the realistic case).
 // Rounds interleave the configurations (forward, then backward order, so each run of a configuration is next to
 // a run of no tracing); figures are medians, and ratios to no tracing are paired per round: the machine's load
@@ -28,7 +31,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { freePort } from '../../test/lib/receivers.ts';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
 import { processCpuNs, sumOverThreads } from '../../agent/src/overhead/governor.ts';
 import { startCollector, stopCollector, TOKEN, type RunningCollector } from './collector.ts';
@@ -45,8 +48,10 @@ type ConfigName = 'none' | 'default' | 'default_cycle10' | 'default_norequests' 
 export const BEYLA_NS_PER_REQUEST = 500;
 
 interface Config {
-  name: ConfigName;
+  name: ConfigName | `${ConfigName}@base`;
   label: string;
+  /** The checkout whose agent runs (--http-baseline); this one by default. */
+  root?: string;
   agent?: string[];
   /** The agent's environment beyond the bench's own. */
   agentEnv?: Record<string, string>;
@@ -91,6 +96,8 @@ const HANDLERS = (): Handler[] => [
 ];
 
 interface RunResult {
+  /** The round it ran in: the baseline's ratios pair by it. */
+  round?: number;
   /** Constant rate: the server's CPU per request, and what vegeta saw. */
   cpuUsPerReq: number;
   /** The server's voluntary context switches per request (its threads' sleeps: wake-ups), at the constant rate
@@ -154,9 +161,9 @@ export function meanCi(xs: number[]): { mean: number; half: number } {
   const sd = Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1));
   return { mean, half: (T95[n - 2] ?? 2) * (sd / Math.sqrt(n)) };
 }
-const ciNote = (xs: number[]) => {
+const ciNote = (xs: number[], digits = 1) => {
   const { mean, half } = meanCi(xs);
-  return Number.isFinite(half) ? `mean ${round(mean)} ± ${round(half)} (95% CI, ${xs.length} paired rounds)` : `one round: no interval`;
+  return Number.isFinite(half) ? `mean ${round(mean, digits)} ± ${round(half, digits)} (95% CI, ${xs.length} paired rounds)` : `one round: no interval`;
 };
 
 /** A counter or gauge from the agent's /metrics (summed over its label sets). */
@@ -217,11 +224,14 @@ const RUNS_PER_BENCH = 36;
  * `configs`/`handlers`: only these (by name; --http-configs, --http-handlers); 'none' is always run, as the base.
  * `rounds`, `seconds` (--http-rounds, --http-seconds): rounds of the interleaved configurations (by default as
  * many as fit ~36 runs, 3 to 12) and the length of each measured phase (5 s).
+ * `baseline` (--http-baseline DIR): another checkout whose agent runs each agent configuration too (NAME@base).
  */
-export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[]; handlers?: string[]; rounds?: number; seconds?: number } = {}): Promise<Figure[]> {
+export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[]; handlers?: string[]; rounds?: number; seconds?: number; baseline?: string } = {}): Promise<Figure[]> {
   const bench = 'http';
   const seconds = only.seconds ?? (ctx.quick ? 2 : 5);
   if (cpus().length < 2) throw new Error('needs 2 CPUs: the server on one, load and agent on the other');
+  const baseline = only.baseline ? resolve(only.baseline) : undefined;
+  if (baseline && !existsSync(join(baseline, 'dist', 'goroscope.mjs'))) throw new Error(`--http-baseline ${baseline}: no dist/goroscope.mjs (run scripts/setup.sh there)`);
   const binary = buildFixture('httpserver', ctx.goVersion);
   const vegetaBin = buildVegeta();
   const tmp = mkdtempSync(join(tmpdir(), 'goroscope-http-bench-'));
@@ -235,9 +245,11 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
   // --quick: the hello handler only (the smoke test's time).
   const handlers = HANDLERS().filter((h) => (only.handlers ? only.handlers.includes(h.name) : !ctx.quick || h.workUs === 0));
   // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
-  const configs = only.configs
+  const selected = only.configs
     ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
     : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_cycle10' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
+  // Each agent configuration next to the baseline's agent in the same configuration.
+  const configs = selected.flatMap((c): Config[] => (baseline && c.agent ? [c, { ...c, name: `${c.name as ConfigName}@base`, label: `${c.label}, baseline ${baseline}`, root: baseline }] : [c]));
   const reps = only.rounds ?? (ctx.quick ? 1 : Math.max(3, Math.min(12, Math.floor(RUNS_PER_BENCH / (configs.length * handlers.length)))));
   const key = (h: Handler, c: Config) => `${h.name}.${c.name}`;
   let flightSupported = true;
@@ -278,7 +290,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         metricsPort = await freePort();
         // GOROSCOPE_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the agent there (where its CPU goes).
         const prof = process.env.GOROSCOPE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.GOROSCOPE_BENCH_CPU_PROF}`] : [];
-        agent = startProcess('taskset', ['-c', OTHER_CPU, process.execPath, ...prof, join(repoRoot, 'bin', 'goroscope.js'), 'agent', '--pid', String(pid),
+        agent = startProcess('taskset', ['-c', OTHER_CPU, process.execPath, ...prof, join(c.root ?? repoRoot, 'bin', 'goroscope.js'), 'agent', '--pid', String(pid),
           '--collector', collector.url.replace(/^http/, 'ws'), '--metrics-listen', `127.0.0.1:${metricsPort}`, '--spool-dir', join(tmp, `spool-${pid}`), ...c.agent],
         'agent', { env: { ...process.env, GOROSCOPE_INGEST_TOKEN: TOKEN, ...c.agentEnv } });
         for (const until = Date.now() + 60_000; !agent.err.includes(`tracing pid ${pid} `); await sleep(100)) {
@@ -377,6 +389,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
             failures.push(`${h.name} ${c.name}: ${(e as Error).message.split('\n')[0]}`);
           }
           if (!res) continue;
+          res.round = rep;
           const list = results.get(key(h, c)) ?? [];
           list.push(res);
           results.set(key(h, c), list);
@@ -403,11 +416,11 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
     const none = results.get(key(h, CONFIGS[0])) ?? [];
     const cmdOf = (c: Config, phase: 'constant' | 'saturation') =>
       `${base}; ${h.workUs ? `-work-us ${h.workUs}; ` : ''}` +
-      (c.agent ? `${Object.entries(c.agentEnv ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node bin/goroscope.js agent --pid PID --collector ws://... ${c.agent.join(' ')}; ` : '') +
+      (c.agent ? `${Object.entries(c.agentEnv ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node ${c.root ? `${c.root}/` : ''}bin/goroscope.js agent --pid PID --collector ws://... ${c.agent.join(' ')}; ` : '') +
       (c.requests ? `HttpTracer.attach(pid${c.requests === 'ret' ? ", { end: 'ret' }" : ''}) in the bench process; ` : '') + (c.trace ? '-trace FILE; ' : '') + (c.flight ? 'BENCH_FLIGHT_RECORDER=1; ' : '') +
       (phase === 'constant' ? `${VEGETA_SCHED.join(' ')} ${VEGETA} attack -rate=${h.rate}/s -duration=${seconds}s after a 2 s warm-up at ${h.rate}/s` : `wrk -t1 -c32 -d${seconds}s after a 2 s warm-up at saturation`) +
       `; server CPU = utime + stime; ${reps} interleaved rounds, median (ratios paired per round)`;
-    for (const c of CONFIGS) {
+    for (const c of configs) {
       const rs = results.get(key(h, c));
       if (!rs?.length) continue;
       const id = (what: string) => `${bench}.${h.name}.${what}.${c.name}`;
@@ -520,6 +533,30 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         ...(anchor.trace && h.name === 'hello' ? { target: { op: '<=' as const, value: 0 } } : {}),
         note: 'negative: goroscope costs the server less',
       }));
+    }
+    // This checkout's agent against the baseline's, the same configuration: ratios paired per round (both ran in it).
+    for (const c of configs.filter((x) => x.root)) {
+      const name = c.name.slice(0, -'@base'.length);
+      const baseRuns = new Map((results.get(key(h, c)) ?? []).map((x) => [x.round, x]));
+      const pairs = (results.get(`${h.name}.${name}`) ?? []).flatMap((x) => (baseRuns.has(x.round) ? [[x, baseRuns.get(x.round)!] as const] : []));
+      if (!pairs.length) continue;
+      const ratios: [string, string, 'constant' | 'saturation', (x: RunResult) => number | undefined][] = [
+        ['server_cpu_us_per_req', `server CPU per request at ${h.rate}/s`, 'constant', (x) => x.cpuUsPerReq],
+        ['sat_server_cpu_us_per_req', 'server CPU per request at saturation', 'saturation', (x) => x.satCpuUsPerReq],
+        ['rps', 'requests/s at saturation', 'saturation', (x) => x.rps],
+        ['agent_cpu_pct_const', `agent CPU at ${h.rate}/s`, 'constant', (x) => x.agentCpuPctConst],
+        ['agent_cpu_pct', 'agent CPU at saturation', 'saturation', (x) => x.agentCpuPctSat],
+        ['agent_ns_per_record', 'agent CPU per record at saturation', 'saturation', (x) => x.agentNsPerRecordSat],
+      ];
+      for (const [what, label, phase, get] of ratios) {
+        const r = pairs.map(([n, b]) => (get(n) ?? NaN) / (get(b) ?? NaN)).filter(Number.isFinite);
+        if (!r.length) continue;
+        out.push(figure({
+          id: `${bench}.${h.name}.${what}.${name}_vs_base`, bench, label: `${label}, ${h.label}, ${name}: this checkout / baseline ${baseline} (paired per round)`,
+          value: round(median(r), 3), unit: 'x', command: cmdOf(c, phase), samples: r.map((x) => round(x, 3)),
+          note: `${ciNote(r, 3)}; this checkout ${round(median(pairs.map(([n]) => get(n) ?? NaN)), 2)}, baseline ${round(median(pairs.map(([, b]) => get(b) ?? NaN)), 2)} (medians)`,
+        }));
+      }
     }
   }
   if (failures.length) ctx.log(`http: ${failures.length} runs failed (left out; paired figures need every round): ${failures.join('; ')}`);

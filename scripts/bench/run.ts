@@ -2,6 +2,7 @@
 //
 //   npm run bench -- [--only hit-cost,http,request-cost,pipeline,memory,agent-memory,startup,tcp-attach,stacks,scan] [--quick]
 //                    [--out bench/results] [--go local] [--memory-goroutines 1000000] [--stacks-goroutines 100000] [--agent-baseline DIR]
+//                    [--http-configs default,full] [--http-handlers hello] [--http-rounds N] [--http-baseline DIR]
 //
 // Writes <out>/latest.json (every figure with its unit, target and the command that produced it) and
 // <out>/latest.md (the same as Markdown tables). The machine is shared and noisy: every comparison is a ratio
@@ -55,6 +56,7 @@ const { values: args } = parseArgs({
     'http-handlers': { type: 'string' },
     'http-rounds': { type: 'string' },
     'http-seconds': { type: 'string' },
+    'http-baseline': { type: 'string' },
     'collector-seconds': { type: 'string' },
     'collector-rows': { type: 'string' },
     'collector-baseline': { type: 'string' },
@@ -119,7 +121,7 @@ const runners: Record<BenchName, () => Promise<Figure[]>> = {
   pipeline: () => runPipeline(ctx),
   memory: () => runMemory(ctx, args['memory-goroutines'] ? Number(args['memory-goroutines']) : undefined),
   'agent-memory': () => runAgentMemory(ctx, { baseline: args['agent-baseline'], processes: num(args['agent-processes']) }),
-  http: () => runHttpLoad(ctx, { configs: list(args['http-configs']), handlers: list(args['http-handlers']), rounds: num(args['http-rounds']), seconds: num(args['http-seconds']) }),
+  http: () => runHttpLoad(ctx, { configs: list(args['http-configs']), handlers: list(args['http-handlers']), rounds: num(args['http-rounds']), seconds: num(args['http-seconds']), baseline: args['http-baseline'] }),
   'request-cost': () => runRequestCost(ctx),
   startup: () => runStartup(ctx),
   'tcp-attach': () => runTcpAttach(ctx),
