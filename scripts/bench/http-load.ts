@@ -3,10 +3,13 @@
 // and the collector share the other. Per configuration and handler, on a fresh server each time:
 //   - the server's own CPU per request (utime + stime, as the issue defines it: see cpuNs) at a constant rate
 //     below saturation, from vegeta (built from the Go module proxy at a pinned version) at real-time priority,
-//     so the agent beside it cannot bunch its sends (VEGETA_SCHED): the probes' cost lands there;
+//     so the agent beside it cannot bunch its sends (VEGETA_SCHED): the probes' cost lands there; beside it, the
+//     same from the scheduler's run time of its threads in ns (/proc/PID/task/N/schedstat), and what else held the
+//     server's CPU in each phase (its threads' run-queue wait; the CPU's busy time in /proc/stat not the server's),
+//     noted with every figure of the phase;
 //   - its requests/s at saturation (wrk -t1 -c32), where the probes' cost becomes lost throughput, and its CPU
 //     per request there, measured after a saturated warm-up (the governor re-measures at the new load);
-//   - the agent's CPU apart: % of a core, and per record it read;
+//   - the agent's CPU apart: % of a core, and per record it read (the bench's scrapes of its /metrics outside);
 //   - the server's voluntary context switches per request in both phases (its wake-ups): a server's CPU per
 //     request follows how requests bunch (~47 us at 10k/s against ~17 at saturation, hello, untraced), so a
 //     difference in CPU beside a difference in switches is bunching, not the probes; and how busy the server
@@ -28,12 +31,12 @@
 // governor's 2 s cycles, so the duty cycle is averaged, not caught on or off.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { freePort } from '../../test/lib/receivers.ts';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { HttpTracer } from '../../agent/src/http/http-tracer.ts';
-import { processCpuNs, sumOverThreads } from '../../agent/src/overhead/governor.ts';
+import { processCpuNs, processRunNs, sumOverThreads } from '../../agent/src/overhead/governor.ts';
 import { startCollector, stopCollector, TOKEN, type RunningCollector } from './collector.ts';
 import { run } from '../../test/lib/child.ts';
 import { buildFixture, figure, startProcess, median, repoRoot, round, runCommand, sleep, type BenchContext, type Child, type Figure } from './lib.ts';
@@ -100,6 +103,14 @@ interface RunResult {
   round?: number;
   /** Constant rate: the server's CPU per request, and what vegeta saw. */
   cpuUsPerReq: number;
+  /** The same from the scheduler's run time in ns (/proc/PID/task/N/schedstat), beside the ticks of utime+stime. */
+  runUsPerReq: number;
+  /** What else held the server's CPU, at the constant rate and at saturation: the time the server's threads
+   * waited in its run queue, and the CPU's busy time not the server's (both % of the phase's wall time). */
+  waitPct: number;
+  othersPct: number;
+  satWaitPct: number;
+  satOthersPct: number;
   /** The server's voluntary context switches per request (its threads' sleeps: wake-ups), at the constant rate
    * and at saturation: how requests bunched, which the CPU per request follows. */
   cswPerReq: number;
@@ -144,10 +155,35 @@ export function cpuNs(pid: number): number {
   return processCpuNs(pid) ?? NaN;
 }
 
+/** Time the threads of a process have waited in a run queue so far, ns (/proc/PID/task/N/schedstat, the second
+ * field): another task held their CPU. NaN once it is gone. */
+export function runQueueWaitNs(pid: number): number {
+  return sumOverThreads(pid, 'schedstat', (s) => Number(s.split(' ')[1])) ?? NaN;
+}
+
+let clkTck = 0;
+/** Busy time of one CPU so far, ns (/proc/stat: user, nice, system, irq, softirq; in clock ticks, 10 ms). */
+export function cpuBusyNs(cpu: string): number {
+  clkTck ||= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const f = new RegExp(`^cpu${cpu} (.*)$`, 'm').exec(readFileSync('/proc/stat', 'utf8'))?.[1].split(' ').map(Number);
+  return f ? ((f[0] + f[1] + f[2] + f[5] + f[6]) * 1e9) / clkTck : NaN;
+}
+
 /** Voluntary context switches of a process's threads so far (/proc/PID/task/N/status): each is a sleep, so one
  * wake-up; NaN once it is gone. */
 export function voluntarySwitches(pid: number): number {
   return sumOverThreads(pid, 'status', (t) => Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(t)?.[1] ?? 0)) ?? NaN;
+}
+
+/** Above this share of the server's CPU taken by other work in a phase (%), that work, not the probes, may set a
+ * figure: the server's requests then queue and bunch, and a bunched request costs less CPU. */
+const OTHERS_MAX = 5;
+
+/** What else held the server's CPU in a phase, over a configuration's runs (medians, and the largest). */
+function heldNote(rs: RunResult[], phase: 'constant' | 'saturation'): string {
+  const [w, o] = phase === 'constant' ? [rs.map((x) => x.waitPct), rs.map((x) => x.othersPct)] : [rs.map((x) => x.satWaitPct), rs.map((x) => x.satOthersPct)];
+  return `CPU ${SERVER_CPU} busy with other work ${round(median(o))}% of the phase (at most ${round(Math.max(...o))}), the server waiting for it ${round(median(w))}% (at most ${round(Math.max(...w))})` +
+    (Math.max(...o) > OTHERS_MAX ? ` (WARNING: over ${OTHERS_MAX}%, that work moved the server's CPU per request)` : '');
 }
 
 /** Two-sided 95% quantiles of Student's t, by degrees of freedom (1-30; beyond, 2.0). */
@@ -307,26 +343,48 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       // Warm-up: connections, GC sizing, and the governor's first measuring window (1 s).
       await vegeta(vegetaBin, port, h.rate, 2, join(tmp, 'vegeta.bin'));
       const agentPid = agent?.pid;
-      const sample = async () => ({
-        t: performance.now(),
-        server: cpuNs(pid),
-        csw: voluntarySwitches(pid),
-        agent: agentPid ? cpuNs(agentPid) : NaN,
-        records: agent ? await scrape(metricsPort, 'goroscope_records_total') : NaN,
+      // A phase's start scrapes the agent's records before its CPU is read, its end after: the agent's work for
+      // the bench's scrape (a /metrics page each) stays out of the CPU it is charged per record.
+      const sample = async (scrapeFirst: boolean) => {
+        const records = agent && scrapeFirst ? await scrape(metricsPort, 'goroscope_records_total') : NaN;
+        const s = {
+          t: performance.now(),
+          server: cpuNs(pid),
+          run: processRunNs(pid) ?? NaN,
+          wait: runQueueWaitNs(pid),
+          cpuBusy: cpuBusyNs(SERVER_CPU),
+          csw: voluntarySwitches(pid),
+          agent: agentPid ? cpuNs(agentPid) : NaN,
+          records,
+        };
+        if (agent && !scrapeFirst) s.records = await scrape(metricsPort, 'goroscope_records_total');
+        return s;
+      };
+      type Sample = Awaited<ReturnType<typeof sample>>;
+      /** % of the phase's wall time: the server waiting for its CPU, and that CPU busy with other work. */
+      const held = (a: Sample, b: Sample) => ({
+        wait: ((b.wait - a.wait) / 1e6 / (b.t - a.t)) * 100,
+        others: ((b.cpuBusy - a.cpuBusy - (b.run - a.run)) / 1e6 / (b.t - a.t)) * 100,
       });
-      const a0 = await sample();
+      const a0 = await sample(true);
       const constant = await vegeta(vegetaBin, port, h.rate, seconds, join(tmp, 'vegeta.bin'));
-      const c1 = await sample();
+      const c1 = await sample(false);
       // Saturated warm-up: the governor measures the new load and sets its duty cycle before the measured phase.
       await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, '-d2s', `http://127.0.0.1:${port}/`], 60_000);
-      const a1 = await sample();
+      const a1 = await sample(true);
       const wrk = (await runCommand('taskset', ['-c', OTHER_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], (seconds + 60) * 1000)).stdout;
-      const a2 = await sample();
+      const a2 = await sample(false);
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(wrk);
       const total = /^\s*(\d+) requests in/m.exec(wrk);
       if (!rps || !total) throw new Error(`no Requests/sec in wrk output: ${wrk}`);
+      const [constHeld, satHeld] = [held(a0, c1), held(a1, a2)];
       const r: RunResult = {
         cpuUsPerReq: (c1.server - a0.server) / 1000 / constant.ok,
+        runUsPerReq: (c1.run - a0.run) / 1000 / constant.ok,
+        waitPct: constHeld.wait,
+        othersPct: constHeld.others,
+        satWaitPct: satHeld.wait,
+        satOthersPct: satHeld.others,
         cswPerReq: (c1.csw - a0.csw) / constant.ok,
         satCswPerReq: (a2.csw - a1.csw) / Number(total[1]),
         satBusyPct: ((a2.server - a1.server) / 1e6 / (a2.t - a1.t)) * 100,
@@ -394,7 +452,8 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           list.push(res);
           results.set(key(h, c), list);
           ctx.log(
-            `http rep ${rep + 1}/${reps} ${h.name} ${c.name}: ${res.cpuUsPerReq.toFixed(2)} us server CPU/req at ${h.rate}/s (${res.cswPerReq.toFixed(2)} switches/req), ${Math.round(res.rps)} req/s saturated ` +
+            `http rep ${rep + 1}/${reps} ${h.name} ${c.name}: ${res.cpuUsPerReq.toFixed(2)} us server CPU/req at ${h.rate}/s (run time ${res.runUsPerReq.toFixed(2)}; ${res.cswPerReq.toFixed(2)} switches/req; ` +
+              `CPU ${SERVER_CPU} held by others ${res.othersPct.toFixed(1)}%, the server waited for it ${res.waitPct.toFixed(1)}%), ${Math.round(res.rps)} req/s saturated ` +
               `(${res.satCpuUsPerReq.toFixed(2)} us/req, ${res.satCswPerReq.toFixed(3)} switches/req, busy ${res.satBusyPct.toFixed(0)}%)` +
               (res.agentCpuPctSat !== undefined ? `, agent ${res.agentCpuPctConst!.toFixed(1)}% / ${res.agentCpuPctSat.toFixed(1)}% of a core, ${Math.round(res.agentNsPerRecordSat!)} ns/record, coverage ${res.coverage}` : ''),
           );
@@ -429,7 +488,14 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         id: id('server_cpu_us_per_req'), bench, label: `server CPU per request at ${h.rate}/s (utime+stime), ${h.label}, ${c.label}`,
         value: round(median(cpu), 2), unit: 'us CPU/req', command: cmdOf(c, 'constant'), samples: cpu.map((x) => round(x, 2)),
         note: `vegeta (real-time priority): success ${round(median(rs.map((x) => x.constantOk * 100)))}%, p99 ${round(median(rs.map((x) => x.constantP99Ms)), 2)} ms; ` +
-          `the server's voluntary context switches ${round(median(rs.map((x) => x.cswPerReq)), 2)} per request`,
+          `the server's voluntary context switches ${round(median(rs.map((x) => x.cswPerReq)), 2)} per request; ${heldNote(rs, 'constant')}`,
+      }));
+      // The same from the scheduler's own count in ns: utime + stime are whole clock ticks (10 ms), ~0.4% of a phase.
+      const run = rs.map((x) => x.runUsPerReq);
+      out.push(figure({
+        id: id('server_run_us_per_req'), bench, label: `server CPU per request at ${h.rate}/s (run time in ns, /proc/PID/task/N/schedstat), ${h.label}, ${c.label}`,
+        value: round(median(run), 2), unit: 'us CPU/req', command: cmdOf(c, 'constant').replace('server CPU = utime + stime', 'server CPU = the run time of its threads (schedstat)'),
+        samples: run.map((x) => round(x, 2)),
       }));
       // Bunching made visible: the CPU per request follows the wake-ups per request.
       for (const [phase, get] of [['constant', (x: RunResult) => x.cswPerReq], ['saturation', (x: RunResult) => x.satCswPerReq]] as const) {
@@ -454,7 +520,14 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           id: id('server_cpu_overhead_pct'), bench, label: `server CPU per request vs no tracing at ${h.rate}/s, ${h.label}, ${c.label}`,
           value: round(median(over)), unit: '%', command: cmdOf(c, 'constant'), samples: over.map((x) => round(x)),
           ...(isDefault ? { target: { op: '<=' as const, value: 2 } } : {}),
-          note: `${ciNote(over)}; voluntary context switches per request ${round(median(rs.map((x) => x.cswPerReq)), 2)} against ${round(median(none.map((x) => x.cswPerReq)), 2)} untraced`,
+          note: `${ciNote(over)}; voluntary context switches per request ${round(median(rs.map((x) => x.cswPerReq)), 2)} against ${round(median(none.map((x) => x.cswPerReq)), 2)} untraced; ` +
+            `${heldNote(rs, 'constant')}, untraced ${heldNote(none, 'constant')}`,
+        }));
+        const runOver = run.map((x, i) => (x / none[i].runUsPerReq - 1) * 100);
+        out.push(figure({
+          id: id('server_run_overhead_pct'), bench, label: `server CPU per request vs no tracing at ${h.rate}/s (run time in ns, schedstat), ${h.label}, ${c.label}`,
+          value: round(median(runOver)), unit: '%', command: cmdOf(c, 'constant').replace('server CPU = utime + stime', 'server CPU = the run time of its threads (schedstat)'),
+          samples: runOver.map((x) => round(x)), note: `${ciNote(runOver)}; beside the utime+stime figure (the issue's), which counts the same time in 10 ms ticks`,
         }));
         const loss = rps.map((x, i) => (1 - x / none[i].rps) * 100);
         out.push(figure({
@@ -473,6 +546,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           note: `${ciNote(cpuLoss)}; voluntary context switches per request ${round(median(rs.map((x) => x.satCswPerReq)), 3)} against ${round(median(none.map((x) => x.satCswPerReq)), 3)} untraced ` +
             `(fewer: requests more bunched, each cheaper); server busy ${round(median(rs.map((x) => x.satBusyPct)))}% against ${round(median(none.map((x) => x.satBusyPct)))}%` +
             (median(none.map((x) => x.satBusyPct)) < SERVER_BUSY_MIN ? `; WARNING: the untraced server had under ${SERVER_BUSY_MIN}% of its CPU, other work set this figure` : '') +
+            `; ${heldNote(rs, 'saturation')}, untraced ${heldNote(none, 'saturation')}` +
             (c.agent && rs.some((x) => Number.isFinite(x.estimatedPct)) ? `; the governor estimated ${round(median(rs.map((x) => x.estimatedPct ?? NaN).filter(Number.isFinite)), 2)}% at the end [${rs.map((x) => round(x.estimatedPct ?? NaN, 2)).join(', ')}]` : ''),
         }));
       }
