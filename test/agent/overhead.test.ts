@@ -2,7 +2,7 @@
 // memory when the probes come back), every window is recorded.
 import { openTarget } from '../../agent/src/tracer/target.ts';
 import t from 'tap';
-import { OverheadGovernor, processRunNs, processSyscalls } from '../../agent/src/overhead/governor.ts';
+import { OverheadGovernor, pooledRatio, processRunNs, processSyscalls } from '../../agent/src/overhead/governor.ts';
 import { calibrateHitCost, pingpongBinary } from '../../agent/src/overhead/calibrate.ts';
 import { parkSampled } from '../../agent/src/overhead/sampling.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
@@ -102,11 +102,40 @@ t.test('an agent behind on its records keeps the probes within the budget', { sk
   const on = later.filter((w) => w.probes.includes('park')).reduce((n, w) => n + (w.to - w.from), 0);
   t.comment(`windows: ${windows.map((w) => `${w.probes.length ? 'on' : 'off'} ${Math.round(w.to - w.from)} ms`).join(', ')}; fraction ${governor.fraction(prog.pid)}`);
   t.ok(span > 2000, `windows after the first span ${Math.round(span)} ms`);
+  // The first window (on, to measure) ran past the on-window the fraction allows: the off-window after it pays for
+  // all it ran, up to a period's worth of off time, at the fraction it set.
+  // (With a tiny fraction that is longer than this test: then the probes are still off at its end.)
+  const w0 = windows[0];
+  const f = first ?? NaN;
+  const onMs = Math.max(governor.minOnMs, f * governor.cycleMs);
+  const payFor = onMs + Math.min(w0.to - w0.from - onMs, (governor.periodMs * f) / (1 - f));
+  const dueMs = (payFor * (1 - f)) / f;
+  const nextOn = windows.slice(1).find((w) => w.probes.length > 0);
+  const offFor = (nextOn ? nextOn.from : windows[windows.length - 1].to) - w0.to;
+  t.ok(payFor > onMs && windows[1]?.probes.length === 0 && (nextOn ? offFor >= 0.95 * dueMs : offFor < dueMs),
+    `off ${Math.round(offFor)} ms after the first window's ${Math.round(w0.to - w0.from)} ms on${nextOn ? '' : ' (still off)'}: it pays for ${Math.round(payFor)} ms on (${Math.round(dueMs)} ms off), not only for ${Math.round(onMs)}`);
   // The process pays ~1.5 us of CPU a hit here (its traps and work): 2% of that over 1 us a hit is ~0.03.
   t.ok(first !== undefined && first < 0.2, `the on-fraction after the first window is small (${first?.toFixed(3)})`);
   t.ok(governor.fraction(prog.pid) < 0.2, `the on-fraction stays small (${governor.fraction(prog.pid).toFixed(3)})`);
   // Late ends (the agent's timers behind its records) are paid by the off-windows after them, up to a period.
   t.ok(on / span < 0.5, `the probes were on ${((on / span) * 100).toFixed(0)}% of the time after the first window`);
+});
+
+// The on-fraction is set by the upper bound of the probes' pooled share, so the true cost is under the budget in
+// most estimates (aimed at the budget, it was over it in half the bench's rounds).
+t.test('the pooled cost\'s upper bound widens with the samples\' spread and narrows with their number', async (t) => {
+  const steady = Array.from({ length: 10 }, () => ({ extra: 10, of: 100 }));
+  t.same(pooledRatio(steady), { value: 0.1, high: 0.1 }, 'samples that agree: no margin');
+  const spread = (n: number) => Array.from({ length: n }, (_, i) => ({ extra: i % 2 ? 5 : 15, of: 100 }));
+  const few = pooledRatio(spread(4))!;
+  const many = pooledRatio(spread(30))!;
+  t.ok(Math.abs(few.value - 0.1) < 1e-12 && Math.abs(many.value - 0.1) < 1e-12, 'the pooled value is the sum of extras over the sum of what they are taken of');
+  // sd 5.77 and 5.09 (of 100), over sqrt(4) and sqrt(30), by t(3) = 2.35 and t(29) = 1.7
+  t.ok(Math.abs(few.high - (0.1 + (2.35 * 0.0577) / 2)) < 1e-3, `4 samples: upper bound ${few.high.toFixed(3)}`);
+  t.ok(Math.abs(many.high - (0.1 + (1.7 * 0.0509) / Math.sqrt(30))) < 1e-3, `30 samples: upper bound ${many.high.toFixed(3)}`);
+  t.same(pooledRatio([{ extra: 3, of: 100 }]), { value: 0.03, high: 0.06 }, 'one sample: twice it');
+  t.same(pooledRatio([{ extra: 1, of: 100 }, { extra: 9, of: 100 }]), { value: 0.05, high: 0.1 }, 'two far apart: twice it at most');
+  t.equal(pooledRatio([]), undefined, 'no sample: none');
 });
 
 t.test('park sampling keeps whole goroutines, by the same hash as the BPF program', { skip: noBpf ?? false }, async (t) => {
@@ -350,4 +379,12 @@ t.test('the estimated cost agrees with the server\'s run time per request measur
   t.ok(truth.on > 0.1, `the probes cost the server while on (+${(truth.on * 100).toFixed(0)}% run time per request)`);
   t.ok(est > truth.on / 2.5 && est < truth.on * 2.5, `the governor's share while on (${(est * 100).toFixed(0)}%) is the outside one's (${(truth.on * 100).toFixed(0)}%) within 2.5x`);
   t.ok(truth.all > budget / 2.5 && truth.all < budget * 2.5, `the probes' cost over all (${(truth.all * 100).toFixed(1)}%) is the budget (${budget * 100}%) within 2.5x`);
+  // The on-fraction is set by the share's upper confidence bound, so the expected cost (the estimate) is below the
+  // budget by the estimate's uncertainty, not at it.
+  const cost = governor.hitCost(server.pid)!;
+  const total = governor.estimatedOverhead(server.pid)!.total;
+  t.ok(cost.shareHigh! > cost.share!, `the share's upper bound (${(cost.shareHigh! * 100).toFixed(0)}%) is above the pooled share (${(cost.share! * 100).toFixed(0)}%)`);
+  // (Unless the calibration's cost of the hits counted is charged: a floor, above the measured cost and its bound.)
+  t.ok(governor.fraction(server.pid) < 1 && (total < budget || (cost.source === 'calibrated' && total <= budget * (1 + 1e-9))),
+    `the estimate (${(total * 100).toFixed(1)}%) is below the budget (${budget * 100}%; the charged cost ${cost.source})`);
 });

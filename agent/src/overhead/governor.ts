@@ -86,6 +86,16 @@ export interface HitCost {
   /** The probes' share of the process's CPU while on, pooled over the samples (what the budget is held with), and
    * how many samples it pools. */
   share: number | undefined;
+  /** The share's upper one-sided 95% confidence bound over the pooled samples (what the duty cycle is set by, so
+   * that the probes' true cost is under the budget in 19 of 20 estimates, not in half of them), and how many
+   * samples it pools. */
+  shareHigh: number | undefined;
+  /** The same per hit counted (pooled over the samples with MIN_PHASE_HITS or more), and its upper bound: a hit
+   * costs about the same at any load, where the share grows with the load (the hello server's ~30 us of probes a
+   * request are ~75% of its CPU at 10k/s, ~200% at saturation), so a share pooled over a change of load falls
+   * short of the new one until new samples replace the old. */
+  measuredNsPerHit: number | undefined;
+  measuredNsPerHitHigh: number | undefined;
   pooled: number;
   /** The in-process samples, oldest first: ns per hit counted in the on-window, and the probes' share of the
    * process's CPU while on. */
@@ -99,6 +109,28 @@ export interface HitCost {
  * many; it moves slowly (the machine, the process's code), so a minute is not stale. */
 const HIT_COST_SAMPLES = 9;
 const POOLED_SAMPLES = 30;
+/** One-sided 95% quantiles of Student's t, by degrees of freedom (1-30; beyond, 1.7). */
+const T95_ONE_SIDED = [6.31, 2.92, 2.35, 2.13, 2.02, 1.94, 1.89, 1.86, 1.83, 1.81, 1.8, 1.78, 1.77, 1.76, 1.75, 1.75, 1.74, 1.73, 1.73, 1.72, 1.72, 1.72, 1.71, 1.71, 1.71, 1.71, 1.7, 1.7, 1.7, 1.7];
+
+/**
+ * A pooled ratio (the samples' extra run time summed over the sum of what it is taken of: the run time their work
+ * takes without the probes, or the hits counted; a ratio estimator) and its upper one-sided 95% bound, from the
+ * ratio's standard error over the samples' residuals about it, at most the value again: one sample has no spread,
+ * and two or three far apart (t = 6.3 for two) would have put the fraction near nothing, the off-windows minutes
+ * long, and so no new sample to narrow it (the real cost ran 0.74-1.85x the budget when aimed at it: twice covers
+ * that).
+ */
+export function pooledRatio(samples: readonly { extra: number; of: number }[]): { value: number; high: number } | undefined {
+  const n = samples.length;
+  const of = samples.reduce((a, p) => a + p.of, 0);
+  if (!(of > 0)) return undefined;
+  const value = samples.reduce((a, p) => a + p.extra, 0) / of;
+  if (n < 2) return { value, high: value + Math.abs(value) };
+  const ss = samples.reduce((a, p) => a + (p.extra - value * p.of) ** 2, 0);
+  const se = Math.sqrt(ss / (n - 1) / n) / (of / n);
+  return { value, high: value + Math.min(Math.abs(value), (T95_ONE_SIDED[n - 2] ?? 1.7) * se) };
+}
+
 /** Least work (bytes read and written) in both windows of a pair, and hits in the on one, for a sample. */
 const MIN_PHASE_WORK = 4096;
 const MIN_PHASE_HITS = 100;
@@ -106,6 +138,12 @@ const MIN_PHASE_HITS = 100;
 const MIN_CLEAN_MS = 200;
 /** Span over which utime + stime are set beside run time (ProcState.cpuRatio). */
 const RATIO_SPAN_MS = 5000;
+/**
+ * The first on-window (ms), which measures the process's rate before any fraction is known: at full cost, and paid
+ * for by the off-window after it like any overrun. It was 1 s, ~6% of the http bench's 17 s run at several times
+ * the budget, and then not paid for; 200 ms holds thousands of hits at any rate worth duty-cycling.
+ */
+const FIRST_WINDOW_MS = 200;
 /** What switching the probes off is taken to take until measured (ms). */
 const INITIAL_DETACH_MS = 150;
 /** An always-on process is measured in the process once in this many periods (when its cost is near the budget). */
@@ -317,13 +355,13 @@ export class OverheadGovernor {
     this.maxWindows = opts.maxWindows ?? 1000;
   }
 
-  /** Starts governing a traced process: a first on-window measures its rate. */
+  /** Starts governing a traced process: a first on-window (FIRST_WINDOW_MS) measures its rate. */
   add(proc: TracedProcess): void {
     const now = monoNowNs();
     const st: ProcState = {
       on: true,
       phaseStart: now,
-      phaseEnd: now + Math.min(1000, this.periodMs / 2) * 1e6,
+      phaseEnd: now + Math.min(FIRST_WINDOW_MS, this.periodMs / 2) * 1e6,
       fraction: 1,
       cpuAtStart: processRunNs(proc.info.pid) ?? NaN,
       ioAtStart: processIo(proc.info.pid) ?? NO_IO,
@@ -417,8 +455,12 @@ export class OverheadGovernor {
     const sum = (pick: (p: ProcState['pairs'][number]) => number, of = st.pairs) => of.reduce((n, p) => n + pick(p), 0);
     const counted = st.pairs.filter((p) => p.hits >= MIN_PHASE_HITS);
     const measured = counted.length ? sum((p) => p.extra, counted) / sum((p) => p.hits, counted) : 0;
-    const without = sum((p) => p.without);
-    const samples = { samples: [...st.costSamples], shares: [...st.shareSamples], share: without > 0 ? sum((p) => p.extra) / without : undefined, pooled: st.pairs.length };
+    const share = pooledRatio(st.pairs.map((p) => ({ extra: p.extra, of: p.without })));
+    const perHit = pooledRatio(counted.map((p) => ({ extra: p.extra, of: p.hits })));
+    const samples = {
+      samples: [...st.costSamples], shares: [...st.shareSamples], share: share?.value, shareHigh: share?.high,
+      measuredNsPerHit: perHit && Math.max(0, perHit.value), measuredNsPerHitHigh: perHit && Math.max(0, perHit.high), pooled: st.pairs.length,
+    };
     return measured > this.opts.nsPerHit ? { nsPerHit: measured, source: 'measured', ...samples } : { nsPerHit: this.opts.nsPerHit, source: 'calibrated', ...samples };
   }
 
@@ -556,10 +598,17 @@ export class OverheadGovernor {
         // What the probes cost per second while on: their measured share of the process's CPU, never less than
         // the calibration's cost of the hits counted.
         const calibrated = (hitsTotal / phaseSeconds) * this.opts.nsPerHit;
-        const share = this.hitCost(pid)!.share;
+        const hc = this.hitCost(pid)!;
         // The share is of run time; what it stands for is ns of CPU, all of it utime + stime (a trap runs in the
-        // task), so it is taken of the run time, not scaled.
-        const cost = Math.max(calibrated, share !== undefined ? (share * runPerSecond) / (1 + share) : 0);
+        // task), so it is taken of the run time, not scaled. The cost per hit measured, times the hits counted now,
+        // follows a change of load at once (HitCost.measuredNsPerHit); the greater of the two is charged.
+        const costAt = (share: number | undefined, nsPerHit: number | undefined) =>
+          Math.max(calibrated, share !== undefined ? (share * runPerSecond) / (1 + share) : 0, ((nsPerHit ?? 0) * hitsTotal) / phaseSeconds);
+        // The expected cost (what the estimate says), and its upper bound, which the on-fraction is set by: aimed
+        // at the budget, a noisy estimate put the hello server's probes over it in half the bench's rounds (the
+        // real cost 0.74-1.85x the budget while the estimate said 2.0%).
+        const cost = costAt(hc.share, hc.measuredNsPerHit);
+        const costHigh = costAt(hc.shareHigh, hc.measuredNsPerHitHigh);
         // The budget is a share of what the process uses without the probes: the on-window's CPU less the probes',
         // or what it ran per second in the off-window before this one where that is more (at saturation, where
         // the probes took CPU from its work). Not the on-window's CPU: below saturation that holds the probes' cost
@@ -571,7 +620,7 @@ export class OverheadGovernor {
         const clean = Math.max(0.1 * runPerSecond, runPerSecond - cost, off) * st.cpuRatio;
         // The always-on hooks take their share of the budget first (they run in the off-windows too).
         const left = Math.max(0, this.opts.budget * clean - alwaysOnCost);
-        st.fraction = cost <= 0 ? 1 : Math.min(1, Math.max(0.001, left / cost));
+        st.fraction = costHigh <= 0 ? 1 : Math.min(1, Math.max(0.001, left / costHigh));
         // The share is of what it would use without them (an estimate above the whole CPU means the cost is
         // overestimated: the share is then of a tenth).
         const base = Math.max(0.1 * cpuPerSecond, clean - alwaysOnCost);
@@ -590,11 +639,13 @@ export class OverheadGovernor {
       st.alwaysOnHitsAtStart = alwaysOnHits;
       const checkEveryMs = st.pairs.length ? MEASURE_EVERY_PERIODS * this.periodMs : st.uncheckedOnMs;
       const onMs = st.fraction >= 1 ? Math.min(this.periodMs, checkEveryMs) : Math.max(this.minOnMs, st.fraction * this.cycleMs);
-      // The off-window also pays for the on-window's overrun: a busy agent (its event loop behind on records, or
-      // starved of CPU on a crowded node) ends an on-window late, and the probes' share would go over the budget by
-      // as much (the http bench's vegeta at real-time priority beside the agent: probes on 20-70% of the time at a
-      // 2% budget). At most a period of off time for it, so one long stall cannot blind the agent for long.
-      const overrunMs = st.on ? Math.max(0, (now - st.phaseEnd) / 1e6) : 0;
+      // The off-window pays for the on-window that ran, not for the one now due: whatever it ran beyond onMs is an
+      // overrun. A busy agent (its event loop behind on records, or starved of CPU on a crowded node) ends an
+      // on-window late, and the probes' share would go over the budget by as much (the http bench's vegeta at
+      // real-time priority beside the agent: probes on 20-70% of the time at a 2% budget); the first window (on,
+      // to measure) and an always-on stretch whose cost has just been found over the budget are paid the same way.
+      // At most a period of off time for it, so one long stall cannot blind the agent for long.
+      const overrunMs = st.on ? Math.max(0, (now - st.phaseStart) / 1e6 - onMs) : 0;
       const payFor = onMs + Math.min(overrunMs, (this.periodMs * st.fraction) / (1 - st.fraction));
       let offMs = st.fraction >= 1 ? 0 : Math.max(st.detachMs + this.minOnMs, (payFor * (1 - st.fraction)) / st.fraction);
       // Always on, but at a quarter of the budget or more by the charged cost: now and then a short off-window, so
