@@ -162,3 +162,41 @@ t.test('the exits\' ring grows as exits come, keeping every one, then wraps at e
   t.equal(table.lookup(1501, 3000)?.goid, 1501, 'the oldest kept is found by goid');
   t.equal(table.exitedSince(2400).length, 100, 'the exits after serial 2,400');
 });
+
+t.test('an exited goroutine is found by goid exactly while its exit is in the ring: slots shared, goids exiting twice, the ring growing and wrapping', async (t) => {
+  // 300 places (slots: 512): goids that share a slot (512 apart, and past 2^32), goids exiting again later (a late
+  // event made a row again), and goids never seen. Each lookup is held to the newest of the last 300 exits.
+  const retention = 300;
+  const table = new GoroutineTable({ exitedRetention: retention });
+  const exits: Array<[number, number]> = []; // goid, exitedAt: every exit, in order
+  let seed = 7;
+  const rand = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  const pool = (i: number) => [1000 + i, 1000 + 512 * (i % 5), 2 ** 32 + 1000 + (i % 7), 3 + rand(600)][rand(4)];
+  let mismatches = 0;
+  let found = 0;
+  let checked = 0;
+  for (let i = 0; i < 3000; i++) {
+    const goid = pool(i);
+    if (table.has(goid)) continue;
+    table.onCreate(goid, 0, 0x10, 0x20, i);
+    table.onExit(goid, i + 0.5);
+    exits.push([goid, i + 0.5]);
+    // After each exit, every goid of the pool's kinds: the newest exit of it among the ring's, or none.
+    if (i % 50 !== 0 && i > 20) continue;
+    const ring = exits.slice(-retention);
+    for (const g of [goid, 1000 + i - 1, 1000, 1512, 2 ** 32 + 1003, 3 + rand(600), 999_999]) {
+      const want = ring.filter(([x]) => x === g).pop()?.[1];
+      const got = table.lookup(g, i + 1);
+      const at = got && 'exitedAt' in got ? got.exitedAt : undefined;
+      if (at !== want) mismatches++;
+      if (want !== undefined) found++;
+      checked++;
+    }
+  }
+  t.equal(mismatches, 0, `every lookup as the ring says (${checked} lookups, ${found} of exits in the ring)`);
+  t.ok(found > 100 && checked - found > 100, 'both kinds looked up often');
+  const shippedGoid = exits[exits.length - 1][0];
+  t.ok(table.markShipped(shippedGoid), 'the newest exit is marked shipped');
+  t.ok(table.lookup(shippedGoid, 4000)?.shipped, 'and read back shipped');
+  t.notOk(table.markShipped(999_999), 'a goid never seen is not');
+});
