@@ -2,6 +2,7 @@
 // collector's server, Kubernetes, OpenTelemetry) is imported when that command runs, so `--help` and the start
 // of a snapshot do not pay for the others.
 import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { collectorOptionsFrom, defineCollectorOptions } from '../../collector/src/cli.ts';
 import { ProcessError } from './proc/process.ts';
@@ -22,6 +23,17 @@ export function parsePercent(text: string): number {
   if (!(v > 0 && v <= 1)) throw new InvalidArgumentError(`"${text}" is not a share between 0 and 100%`);
   return v;
 }
+
+/**
+ * V8's tier-up budget for the agent in default mode (bytecode a function runs before it is optimized; V8's
+ * default is 66 KiB). There the agent's work comes in bursts (an on-window's records, a ship every 2 s) between
+ * waits: at the default, V8 optimized its functions on thin type feedback, threw the code away at the next branch
+ * it had not seen (deopt), and compiled them again; TurboFan's background threads were ~45% of a young agent's
+ * CPU. At 8x, functions are optimized later and once, and lukewarm ones stay in the baseline tiers. Not with
+ * --full: its records come without pause, hot code is optimized soon either way, and the later tier-up cost its
+ * young agent ~10% more CPU at 10k requests/s.
+ */
+export const AGENT_INTERRUPT_BUDGET = 8 * 67_584;
 
 /** A PEM file, read when the options are parsed: a wrong path is one line before anything starts. */
 /** The options of the commands that trace (snapshot, agent): the probes' overhead budget and what they sample. */
@@ -167,6 +179,7 @@ export function buildCli(): Command {
     .option('--trace-sample <percent>', 'share of short-lived units of work shipped as whole traces (goroutines living 1 s or more always are)', parsePercent, 0.01)
     .action(async (o: { collector?: string; otlpEndpoint?: string; otlpMetricInterval: number; pid?: number[]; overheadBudget: number; full?: boolean; sampleParks?: number; sampleRetransmits?: number; tcpSyscallHooks?: boolean; tcp: boolean; requests: boolean; ca?: Buffer; spoolDir: string; maxSpoolBytes: number; node?: string; metricsListen: string; leakMinAge: number; profileInterval: number; traceInterval: number; parkSpanMin: number; traceSample: number }) => {
       if (!o.collector && !o.otlpEndpoint) throw new UserError('agent: give --collector, --otlp-endpoint, or both');
+      if (!o.full) setFlagsFromString(`--interrupt-budget=${AGENT_INTERRUPT_BUDGET}`);
       const { startAgent } = await import('./agent/run.ts');
       const agent = await startAgent({
         collector: o.collector,
