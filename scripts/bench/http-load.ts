@@ -185,7 +185,7 @@ const OTHERS_MAX = 5;
 /** What else held the server's CPU in a phase, over a configuration's runs (medians, and the largest). */
 function heldNote(rs: RunResult[], phase: 'constant' | 'saturation'): string {
   const [w, o] = phase === 'constant' ? [rs.map((x) => x.waitPct), rs.map((x) => x.othersPct)] : [rs.map((x) => x.satWaitPct), rs.map((x) => x.satOthersPct)];
-  return `CPU ${SERVER_CPU} busy with other work ${round(median(o))}% of the phase (at most ${round(Math.max(...o))}), the server waiting for it ${round(median(w))}% (at most ${round(Math.max(...w))})` +
+  return `CPU ${SERVER_CPU} busy with other work ${round(median(o))}% of the phase (at most ${round(Math.max(...o))}), the server's threads waiting for it ${round(median(w))}% (summed over threads, at most ${round(Math.max(...w))})` +
     (Math.max(...o) > OTHERS_MAX ? ` (WARNING: over ${OTHERS_MAX}%, that work moved the server's CPU per request)` : '');
 }
 
@@ -364,7 +364,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         return s;
       };
       type Sample = Awaited<ReturnType<typeof sample>>;
-      /** % of the phase's wall time: the server waiting for its CPU, and that CPU busy with other work. */
+      /** % of the phase's wall time: the server's threads waiting for its CPU (summed: several may wait at once), and that CPU busy with other work. */
       const held = (a: Sample, b: Sample) => ({
         wait: ((b.wait - a.wait) / 1e6 / (b.t - a.t)) * 100,
         others: ((b.cpuBusy - a.cpuBusy - (b.run - a.run)) / 1e6 / (b.t - a.t)) * 100,
@@ -456,7 +456,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           results.set(key(h, c), list);
           ctx.log(
             `http rep ${rep + 1}/${reps} ${h.name} ${c.name}: ${res.cpuUsPerReq.toFixed(2)} us server CPU/req at ${h.rate}/s (run time ${res.runUsPerReq.toFixed(2)}; ${res.cswPerReq.toFixed(2)} switches/req; ` +
-              `CPU ${SERVER_CPU} held by others ${res.othersPct.toFixed(1)}%, the server waited for it ${res.waitPct.toFixed(1)}%), ${Math.round(res.rps)} req/s saturated ` +
+              `CPU ${SERVER_CPU} held by others ${res.othersPct.toFixed(1)}%, the server's threads waited for it ${res.waitPct.toFixed(1)}% summed), ${Math.round(res.rps)} req/s saturated ` +
               `(${res.satCpuUsPerReq.toFixed(2)} us/req, ${res.satCswPerReq.toFixed(3)} switches/req, busy ${res.satBusyPct.toFixed(0)}%)` +
               (res.agentCpuPctSat !== undefined ? `, agent ${res.agentCpuPctConst!.toFixed(1)}% / ${res.agentCpuPctSat.toFixed(1)}% of a core, ${Math.round(res.agentNsPerRecordSat!)} ns/record, coverage ${res.coverage}` : ''),
           );
