@@ -233,6 +233,80 @@ interface Abbrev {
   implicit: number[];
 }
 
+// Moving past DIEs. A first attach walks every DIE of the runtime's unit once (Go puts every type of the program
+// there: 7.5 MiB in Jaeger v2), in code V8 has not optimised yet, and optimising it costs CPU too (on the compiler's
+// threads, which count as the agent's). The walk is a few small functions over the bytes, with a plan per
+// abbreviation made up front. A walk through Cursor and the general form switch was compiled into one large function
+// and recompiled after each deopt: --trace-opt showed ~360 ms of compile jobs for it in one first attach to Jaeger
+// v2 (on a loaded machine), and the walk took 120 ms of CPU against ~55 now.
+
+/** Plan flags (a plan's first element): children follow; the tag is indexed (INDEXED_TAGS); a form needs skipSlow. */
+const PLAN_CHILDREN = 1;
+const PLAN_INDEXED = 2;
+const PLAN_SLOW = 4;
+/** Plan steps for one variable-size form (a step >= 0 is a run of fixed-size bytes). */
+const SKIP_ULEB = -1;
+const SKIP_STRING = -2;
+const SKIP_BLOCK1 = -3;
+const SKIP_BLOCK2 = -4;
+const SKIP_BLOCK4 = -5;
+const SKIP_BLOCK = -6;
+
+const VARIABLE_STEPS = new Map<number, number>([
+  [F.sdata, SKIP_ULEB], [F.udata, SKIP_ULEB], [F.ref_udata, SKIP_ULEB], [F.strx, SKIP_ULEB], [F.addrx, SKIP_ULEB],
+  [F.loclistx, SKIP_ULEB], [F.rnglistx, SKIP_ULEB], [F.gnu_addr_index, SKIP_ULEB], [F.gnu_str_index, SKIP_ULEB],
+  [F.string, SKIP_STRING], [F.block1, SKIP_BLOCK1], [F.block2, SKIP_BLOCK2], [F.block4, SKIP_BLOCK4],
+  [F.block, SKIP_BLOCK], [F.exprloc, SKIP_BLOCK],
+]);
+
+/** How file() reads the name of an indexed DIE: the plans of the attributes around it, and its form. */
+interface NamePlan {
+  tag: number;
+  children: boolean;
+  before: Int32Array;
+  form: number;
+  implicit: number;
+  after: Int32Array;
+}
+
+/**
+ * Where the attributes of a DIE that start at pos end, by its plan (not PLAN_SLOW). Small, so that V8 inlines it
+ * where it is called: the rarer forms are skipBlock's.
+ */
+function skipByPlan(info: Buffer, pos: number, plan: Int32Array): number {
+  const n = info.length;
+  for (let i = 1; i < plan.length; i++) {
+    const step = plan[i];
+    if (step >= 0) pos += step;
+    else if (step === SKIP_STRING) {
+      while (pos < n && info[pos] !== 0) pos++;
+      pos++;
+    } else if (step === SKIP_ULEB) {
+      while (pos < n && info[pos] >= 0x80) pos++;
+      pos++;
+    } else if (step === SKIP_BLOCK1) pos += 1 + info[pos];
+    else pos = skipBlock(info, pos, step);
+  }
+  if (pos > n) throw new DwarfError('a DIE runs past the end of its section');
+  return pos;
+}
+
+/** Past a DW_FORM_block2, block4, block or exprloc at pos. */
+function skipBlock(info: Buffer, pos: number, step: number): number {
+  if (step === SKIP_BLOCK2) return pos + 2 + info[pos] + info[pos + 1] * 0x100;
+  if (step === SKIP_BLOCK4) return pos + 4 + info.readUInt32LE(pos);
+  const c = new Cursor(info, pos);
+  const len = c.uleb();
+  return c.pos + len;
+}
+
+/** A ULEB128 at pos: its value and where it ends. */
+function uleb(info: Buffer, pos: number): [number, number] {
+  const c = new Cursor(info, pos);
+  const v = c.uleb();
+  return [v, c.pos];
+}
+
 /**
  * A debugging information entry. Attributes are kept as parallel arrays: DIEs are many and mostly small. Its
  * children are read when first asked for: Go puts every type of the program in the runtime's unit, and an
@@ -391,75 +465,104 @@ export class DwarfUnit {
     const out: UnitIndex = { structs: new NameTable(this), constants: new Map(), variables: new Map(), subprograms: new NameTable(this) };
     const root = this.root();
     const info = this.dwarf.info;
-    const c = new Cursor(info, root.childStart);
-    while (root.hasChildren && c.pos < this.end) {
-      const offset = c.pos;
-      const code = info[offset] < 0x80 ? info[c.pos++] : c.uleb(); // a code below 128 (all of Go's) is its byte
+    const plans = this.skipPlans();
+    let pos = root.childStart;
+    while (root.hasChildren && pos < this.end) {
+      const offset = pos;
+      let code = info[pos++];
+      if (code >= 0x80) [code, pos] = uleb(info, offset); // Go's codes are all below 128: one byte
       if (code === 0) break; // end of the sibling list
-      if (!(this.indexedCodes[code] ?? this.indexedCode(code, offset))) {
-        if (this.skipAttrs(c, code)) c.pos = this.skipChildren(c.pos);
+      const plan = plans[code] ?? this.planOf(code, offset);
+      if (plan[0] & PLAN_INDEXED) {
+        pos = this.file(out, offset, pos, code);
         continue;
       }
-      const ab = this.abbrevs.get(code)!;
-      const table = ab.tag === DW_TAG.structure_type ? out.structs : ab.tag === DW_TAG.subprogram ? out.subprograms : undefined;
-      if (table) {
-        // Go puts every struct type of the program here (22k in Jaeger v2), a package's unit holds its functions, and
-        // an analysis asks for a dozen of each: they are filed by the hash of their name's bytes, no string made
-        // (making them cost ~40% of the runtime's index).
-        let hash: number | undefined;
-        for (let i = 0; i < ab.forms.length; i++) {
-          if (ab.attrs[i] !== DW_AT.name) this.skip(c, ab.forms[i]);
-          else if (ab.forms[i] !== F.string) hash = nameHash(this.value(c, ab.forms[i], ab.implicit[i]));
-          else if (info[c.pos] === 0) c.pos++; // an empty name
-          else {
-            let h = FNV_OFFSET;
-            for (let b = info[c.pos]; b !== 0; b = info[++c.pos]) {
-              if (b === undefined) throw new DwarfError('unterminated string');
-              h = Math.imul(h ^ b, FNV_PRIME);
-            }
-            c.pos++;
-            hash = h;
-          }
-        }
-        if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
-        if (hash !== undefined) table.add(hash, offset);
-        continue;
-      }
-      let name: string | undefined;
-      for (let i = 0; i < ab.forms.length; i++) {
-        if (ab.attrs[i] === DW_AT.name) {
-          const v = this.value(c, ab.forms[i], ab.implicit[i]);
-          if (typeof v === 'string') name = v;
-        } else {
-          this.skip(c, ab.forms[i]);
-        }
-      }
-      if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
-      if (name === undefined || name === '') continue;
-      switch (ab.tag) {
-        case DW_TAG.constant:
-          if (!out.constants.has(name)) out.constants.set(name, offset);
-          break;
-        case DW_TAG.variable:
-          if (!out.variables.has(name)) out.variables.set(name, offset);
-          break;
-      }
+      pos = plan[0] & PLAN_SLOW ? this.skipSlow(pos, code) : skipByPlan(info, pos, plan);
+      if (plan[0] & PLAN_CHILDREN) pos = this.skipChildren(pos);
     }
     return (this.indexed = out);
   }
 
-  private indexed: UnitIndex | undefined;
-
-  /** Whether DIEs of an abbreviation code are indexed (INDEXED_TAGS), by code: a Map and a Set less per DIE. */
-  private readonly indexedCodes: Array<boolean | undefined> = [];
-
-  private indexedCode(code: number, pos: number): boolean {
-    const ab = this.abbrevs.get(code);
-    if (!ab) throw new DwarfError(`DIE at 0x${pos.toString(16)}: unknown abbreviation ${code}`);
-    const indexed = INDEXED_TAGS.has(ab.tag);
-    if (code < 1 << 16) this.indexedCodes[code] = indexed;
-    return indexed;
+  /** Files one indexed DIE (INDEXED_TAGS) whose attributes start at pos under its name; where it ends, children and all. */
+  private file(out: UnitIndex, offset: number, pos: number, code: number): number {
+    const np = this.namePlans[code];
+    if (!np || np.form !== F.string) return this.fileSlow(out, offset, pos, code);
+    const info = this.dwarf.info;
+    if (np.before.length > 1) pos = skipByPlan(info, pos, np.before); // Go's DIEs have their name first
+    const tag = np.tag;
+    if (tag === DW_TAG.structure_type || tag === DW_TAG.subprogram) {
+      // Go puts every struct type of the program here (22k in Jaeger v2), a package's unit holds its functions, and
+      // an analysis asks for a dozen of each: they are filed by the hash of their name's bytes, no string made
+      // (making them cost ~40% of the runtime's index).
+      const n = info.length;
+      const empty = info[pos] === 0;
+      let h = FNV_OFFSET;
+      for (; pos < n && info[pos] !== 0; pos++) h = Math.imul(h ^ info[pos], FNV_PRIME);
+      pos = skipByPlan(info, pos + 1, np.after);
+      if (np.children) pos = this.skipChildren(pos);
+      if (!empty) (tag === DW_TAG.structure_type ? out.structs : out.subprograms).add(h, offset);
+      return pos;
+    }
+    const c = new Cursor(info, pos);
+    const name = c.cstring();
+    pos = skipByPlan(info, c.pos, np.after);
+    if (np.children) pos = this.skipChildren(pos);
+    if (name !== '') {
+      const names = tag === DW_TAG.constant ? out.constants : out.variables;
+      if (!names.has(name)) names.set(name, offset);
+    }
+    return pos;
   }
+
+  /**
+   * file() through the general reader: an abbreviation with a form the plans do not take, without a name, or with
+   * its name elsewhere than inline (DW_FORM_strp and the like: not Go's).
+   */
+  private fileSlow(out: UnitIndex, offset: number, pos: number, code: number): number {
+    const info = this.dwarf.info;
+    const ab = this.abbrevs.get(code)!;
+    const c = new Cursor(info, pos);
+    const table = ab.tag === DW_TAG.structure_type ? out.structs : ab.tag === DW_TAG.subprogram ? out.subprograms : undefined;
+    if (table) {
+      // Go puts every struct type of the program here (22k in Jaeger v2), a package's unit holds its functions, and
+      // an analysis asks for a dozen of each: they are filed by the hash of their name's bytes, no string made
+      // (making them cost ~40% of the runtime's index).
+      let hash: number | undefined;
+      for (let i = 0; i < ab.forms.length; i++) {
+        if (ab.attrs[i] !== DW_AT.name) this.skip(c, ab.forms[i]);
+        else if (ab.forms[i] !== F.string) hash = nameHash(this.value(c, ab.forms[i], ab.implicit[i]));
+        else if (info[c.pos] === 0) c.pos++; // an empty name
+        else {
+          let h = FNV_OFFSET;
+          for (let b = info[c.pos]; b !== 0; b = info[++c.pos]) {
+            if (b === undefined) throw new DwarfError('unterminated string');
+            h = Math.imul(h ^ b, FNV_PRIME);
+          }
+          c.pos++;
+          hash = h;
+        }
+      }
+      if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
+      if (hash !== undefined) table.add(hash, offset);
+      return c.pos;
+    }
+    let name: string | undefined;
+    for (let i = 0; i < ab.forms.length; i++) {
+      if (ab.attrs[i] === DW_AT.name) {
+        const v = this.value(c, ab.forms[i], ab.implicit[i]);
+        if (typeof v === 'string') name = v;
+      } else {
+        this.skip(c, ab.forms[i]);
+      }
+    }
+    if (ab.hasChildren) c.pos = this.skipChildren(c.pos);
+    if (name === undefined || name === '') return c.pos;
+    const names = ab.tag === DW_TAG.constant ? out.constants : out.variables;
+    if (!names.has(name)) names.set(name, offset);
+    return c.pos;
+  }
+
+  private indexed: UnitIndex | undefined;
 
   /** Reads one DIE: its abbreviation and attribute values. */
   private read(offset: number): Die {
@@ -477,36 +580,102 @@ export class DwarfUnit {
   /** Where the sibling list starting at pos ends (just past its null entry), reading no values. */
   private skipChildren(pos: number): number {
     const info = this.dwarf.info;
-    const c = new Cursor(info, pos);
+    const plans = this.skipPlans();
     let depth = 1;
-    while (depth > 0 && c.pos < this.end) {
-      const code = info[c.pos] < 0x80 ? info[c.pos++] : c.uleb();
+    while (depth > 0 && pos < this.end) {
+      const at = pos;
+      let code = info[pos++];
+      if (code >= 0x80) [code, pos] = uleb(info, at);
       if (code === 0) {
         depth--;
         continue;
       }
-      if (this.skipAttrs(c, code)) depth++;
+      const plan = plans[code] ?? this.planOf(code, at);
+      pos = plan[0] & PLAN_SLOW ? this.skipSlow(pos, code) : skipByPlan(info, pos, plan);
+      if (plan[0] & PLAN_CHILDREN) depth++;
     }
-    return c.pos;
+    return pos;
   }
 
-  /** Skip plans by abbreviation code (see planOf). */
-  private readonly plans: Array<Int32Array | undefined> = [];
+  /** Skip plans by abbreviation code (see planOf), made for the whole abbreviation table at the first walk. */
+  private plans: Array<Int32Array | undefined> | undefined;
+
+  private skipPlans(): Array<Int32Array | undefined> {
+    if (this.plans) return this.plans;
+    this.plans = [];
+    for (const code of this.abbrevs.keys()) this.planOf(code, this.dieStart);
+    return this.plans;
+  }
 
   /**
-   * Moves past the attributes of a DIE of this abbreviation code; true when children follow. A big program's
-   * runtime unit holds every type of the program (hundreds of thousands of DIEs) and an index skips nearly all of
-   * them: runs of fixed-size forms are one addition.
+   * How to move past the attributes of a DIE of an abbreviation code: [flags (PLAN_*), then per run a byte count
+   * (a run of fixed-size forms) or a SKIP_* step (one variable-size form)]. A form only the general reader knows
+   * (DW_FORM_indirect) makes the plan PLAN_SLOW.
    */
-  private skipAttrs(c: Cursor, code: number): boolean {
-    const plan = this.plans[code] ?? this.planOf(code, c.pos);
-    for (let i = 1; i < plan.length; i++) {
-      const step = plan[i];
-      if (step >= 0) c.pos += step;
-      else if (step === -F.string) c.pos = this.stringEnd(c.pos) + 1;
-      else this.skip(c, -step);
+  private planOf(code: number, pos: number): Int32Array {
+    const ab = this.abbrevs.get(code);
+    if (!ab) throw new DwarfError(`DIE at 0x${pos.toString(16)}: unknown abbreviation ${code}`);
+    const plan = [(ab.hasChildren ? PLAN_CHILDREN : 0) | (INDEXED_TAGS.has(ab.tag) ? PLAN_INDEXED : 0)];
+    let run = 0;
+    for (const form of ab.forms) {
+      const n = this.fixedSize(form);
+      if (n >= 0) {
+        run += n;
+        continue;
+      }
+      if (run > 0) plan.push(run);
+      run = 0;
+      const step = VARIABLE_STEPS.get(form);
+      if (step === undefined) plan[0] |= PLAN_SLOW;
+      else plan.push(step);
     }
-    return plan[0] === 1;
+    if (run > 0) plan.push(run);
+    const out = Int32Array.from(plan);
+    if (code < 1 << 16) {
+      (this.plans ??= [])[code] = out; // codes are small; a huge one is not worth an array slot
+      if (out[0] & PLAN_INDEXED && !(out[0] & PLAN_SLOW)) this.planName(code, ab);
+    }
+    return out;
+  }
+
+  /** For indexed tags: plans of the attributes before and after DW_AT_name, to file a DIE by its name (file). */
+  private readonly namePlans: Array<NamePlan | undefined> = [];
+
+  private planName(code: number, ab: Abbrev): void {
+    const at = ab.attrs.indexOf(DW_AT.name);
+    if (at < 0) return;
+    const part = (forms: number[]): Int32Array => {
+      const plan = [0];
+      let run = 0;
+      for (const form of forms) {
+        const n = this.fixedSize(form);
+        if (n >= 0) {
+          run += n;
+          continue;
+        }
+        if (run > 0) plan.push(run);
+        run = 0;
+        plan.push(VARIABLE_STEPS.get(form)!);
+      }
+      if (run > 0) plan.push(run);
+      return Int32Array.from(plan);
+    };
+    this.namePlans[code] = {
+      tag: ab.tag,
+      children: ab.hasChildren,
+      before: part(ab.forms.slice(0, at)),
+      form: ab.forms[at],
+      implicit: ab.implicit[at],
+      after: part(ab.forms.slice(at + 1)),
+    };
+  }
+
+  /** Past the attributes of a DIE at pos through the general reader (a form such as DW_FORM_indirect). */
+  private skipSlow(pos: number, code: number): number {
+    const ab = this.abbrevs.get(code)!;
+    const c = new Cursor(this.dwarf.info, pos);
+    for (const form of ab.forms) this.skip(c, form);
+    return c.pos;
   }
 
   /**
@@ -519,28 +688,6 @@ export class DwarfUnit {
     while (pos < n && b[pos] !== 0) pos++;
     if (pos >= n) throw new DwarfError('unterminated string');
     return pos;
-  }
-
-  /** [hasChildren, then per run: a byte count (fixed-size forms) or -form (one variable-size form)]. */
-  private planOf(code: number, pos: number): Int32Array {
-    const ab = this.abbrevs.get(code);
-    if (!ab) throw new DwarfError(`DIE at 0x${pos.toString(16)}: unknown abbreviation ${code}`);
-    const plan = [ab.hasChildren ? 1 : 0];
-    let run = 0;
-    for (const form of ab.forms) {
-      const n = this.fixedSize(form);
-      if (n >= 0) {
-        run += n;
-        continue;
-      }
-      if (run > 0) plan.push(run);
-      run = 0;
-      plan.push(-form);
-    }
-    if (run > 0) plan.push(run);
-    const out = Int32Array.from(plan);
-    if (code < 1 << 16) this.plans[code] = out; // codes are small; a huge one is not worth an array slot
-    return out;
   }
 
   /** Bytes a form takes whatever its value, or -1 when that depends on the value (LEB128, strings, blocks). */
@@ -891,8 +1038,20 @@ export interface Member {
   type: Die | undefined;
 }
 
+/**
+ * structMembers' answers: a layout asks for the members of runtime.g once per field it reads (~40), and the
+ * agent has no use for the function being hot (V8 would optimise it, inlining all the DIE reading under it).
+ */
+const membersOf = new WeakMap<Die, readonly Member[]>();
+
 /** The data members of a struct, in order. */
-export function structMembers(t: Die): Member[] {
+export function structMembers(t: Die): readonly Member[] {
+  let out = membersOf.get(t);
+  if (!out) membersOf.set(t, (out = readMembers(t)));
+  return out;
+}
+
+function readMembers(t: Die): Member[] {
   const out: Member[] = [];
   for (const c of t.children) {
     if (c.tag !== DW_TAG.member) continue;

@@ -358,33 +358,42 @@ export class ElfFile {
     const d = this.sectionData(symtab);
     const names = this.sectionData(strtab);
     const want = only === undefined ? undefined : Buffer.from(`${only}\0`);
-    const prefix = KEPT_SYMBOL_PREFIX;
-    // st_name of every entry through a word view when the table is 4-aligned (it is: a buffer of its own), a
-    // Buffer method call per entry otherwise: 136k entries in Jaeger v2.
-    const words = d.byteOffset % 4 === 0 ? new Uint32Array(d.buffer, d.byteOffset, d.length >>> 2) : undefined;
-    const r = prefix[0];
-    for (let i = 24; i + 24 <= d.length; i += 24) {
-      const off = words ? words[i >>> 2] : d.readUInt32LE(i);
-      if (off >= names.length) continue;
-      if (want) {
-        if (off + want.length > names.length || names.compare(want, 0, want.length, off, off + want.length) !== 0) continue;
-      } else {
-        // Most of a big program's names ("github.com/...", "go:itab...", "type:...") make no string. Nearly all of
-        // them start with g (116k of Jaeger v2's 136k): their fourth byte is tested before the kept names
-        // ("go:func.*"), which cost ~60 ms of a first attach as a call per name.
-        const c = names[off];
-        if (c === r) {
-          if (!startsWith(names, off, prefix)) continue;
-        } else if (c !== 0x67 /* g */ || names[off + 3] !== 0x66 /* f */ || !KEPT_SYMBOL_NAMES.some((k) => startsWith(names, off, k))) {
-          continue;
-        }
-      }
+    for (const i of want ? [...entriesNamed(d, names, want)] : keptCandidates(d, names)) {
+      const off = d.readUInt32LE(i);
+      if (!want && !startsWith(names, off, KEPT_SYMBOL_PREFIX) && !KEPT_SYMBOL_NAMES.some((k) => startsWith(names, off, k))) continue;
       const name = cstring(names, off);
       if (map.has(name)) continue;
       map.set(name, { name, type: d[i + 4] & 0xf, value: u64(d, i + 8), size: u64(d, i + 16) });
       if (want) break;
     }
     return map;
+  }
+}
+
+/**
+ * Offsets in .symtab of the entries whose name may be a kept one: it starts with r (runtime.), or with g and has
+ * an f fourth (go:func.*, go.func.*). Most of a big program's names ("github.com/...", "go:itab...", "type:...")
+ * are passed over on a byte or two with no string made (Jaeger v2: 136k entries, ~2k kept). A loop this small is
+ * optimised early and cheaply in a first attach; the full tests are for the few it finds.
+ */
+function keptCandidates(d: Buffer, names: Buffer): number[] {
+  const out: number[] = [];
+  const n = Math.floor(d.length / 24);
+  // st_name through a word view when the table is 4-aligned (it is: a buffer of its own).
+  const words = d.byteOffset % 4 === 0 ? new Uint32Array(d.buffer, d.byteOffset, d.length >>> 2) : undefined;
+  for (let k = 1; k < n; k++) {
+    const off = words ? words[k * 6] : d.readUInt32LE(k * 24);
+    const c = names[off];
+    if (c === 0x72 /* r */ || (c === 0x67 /* g */ && names[off + 3] === 0x66 /* f */)) out.push(k * 24);
+  }
+  return out;
+}
+
+/** Offsets in .symtab of the entries named want (NUL-terminated). */
+function* entriesNamed(d: Buffer, names: Buffer, want: Buffer): Generator<number> {
+  for (let i = 24; i + 24 <= d.length; i += 24) {
+    const off = d.readUInt32LE(i);
+    if (off + want.length <= names.length && names.compare(want, 0, want.length, off, off + want.length) === 0) yield i;
   }
 }
 

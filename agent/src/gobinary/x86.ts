@@ -99,14 +99,17 @@ export function findProbeSites(code: Buffer, entry: number): ProbeSites {
   const calls: Array<{ addr: number; next: number; target: number }> = [];
   let stackCheck: StackCheck | undefined;
   let pendingCompare: string | undefined; // set right after a CMP reg, 16(R14)
+  // Each getter of an iced-x86 Instruction is a call into its WebAssembly (and ip a BigInt): the address is counted
+  // here from the lengths, and an invalid instruction is told by its mnemonic, so an instruction costs a few calls.
+  let addr = entry;
+  const end = entry + code.length;
   try {
-    while (decoder.canDecode) {
+    while (addr < end) {
       decoder.decodeOut(ins);
-      const addr = Number(ins.ip);
       const next = addr + ins.length;
       boundaries.push(addr);
-      if (ins.isInvalid) throw new Error(`invalid instruction at 0x${addr.toString(16)} (decoding from 0x${entry.toString(16)})`);
       const m = ins.mnemonic;
+      if (m === Mnemonic.INVALID) throw new Error(`invalid instruction at 0x${addr.toString(16)} (decoding from 0x${entry.toString(16)})`);
       if (pendingCompare !== undefined && !stackCheck) {
         if (m === Mnemonic.Jbe || m === Mnemonic.Ja) {
           stackCheck = { jumpAddr: addr, jump: m === Mnemonic.Jbe ? 'jbe' : 'ja', compared: pendingCompare };
@@ -131,6 +134,7 @@ export function findProbeSites(code: Buffer, entry: number): ProbeSites {
           destReg: load ? Register[ins.op0Register].toLowerCase() : undefined,
         });
       }
+      addr = next;
     }
   } finally {
     ins.free();
