@@ -121,6 +121,36 @@ t.test('an agent behind on its records keeps the probes within the budget', { sk
   t.ok(on / span < 0.5, `the probes were on ${((on / span) * 100).toFixed(0)}% of the time after the first window`);
 });
 
+// The agent attaches a process's probes off and the governor's first window turns them on at its first tick: on
+// from the attach, they ran at full cost for as long as the rest of the attach held the event loop (0.2-3 s on a
+// loaded machine, the first window's end waiting behind it).
+t.test('a process attached with its probes off gets them with the first window, once the event loop is free', { skip: noBpf ?? false, timeout: 60_000 }, async (t) => {
+  const prog = await PopulationProcess.start(buildPopulation(), t);
+  const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
+  t.teardown(() => tracer.close());
+  tracer.start();
+  const proc = tracer.attach(openTarget(prog.pid), { off: true });
+  t.equal(proc.links.size, 0, 'no probe attached');
+  t.ok(proc.sites.length > 0, 'its probes are planned');
+  const governor = new OverheadGovernor(tracer, { budget: 0.02, nsPerHit: 1000, periodMs: 2000, cycleMs: 1000, minOnMs: 50 });
+  t.teardown(() => governor.stop());
+  governor.add(proc);
+  // The rest of an attach: the event loop held for 500 ms while the process works.
+  const working = prog.command('work 200 50', /^WORK DONE .*$/m);
+  for (const end = performance.now() + 500; performance.now() < end;);
+  const before = tracer.probeHits(prog.pid)!;
+  await working;
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok(proc.links.size > 0 || governor.windows(prog.pid).some((w) => w.probes.includes('park')), 'the probes came on');
+  for (const until = Date.now() + 10_000; Date.now() < until && governor.closedWindows(prog.pid).length < 2;) {
+    await prog.command('work 200 50', /^WORK DONE .*$/m);
+  }
+  const [w0, w1] = governor.windows(prog.pid);
+  t.equal(before.parkReady + before.createExit, 0, 'no hit while the event loop was held');
+  t.ok(w0.probes.length === 0 && w0.to - w0.from >= 450, `an off-window while it was held (${Math.round(w0.to - w0.from)} ms)`);
+  t.ok(w1 && w1.probes.includes('park') && w1.to - w1.from < 400, `then the first window, on for ${Math.round(w1.to - w1.from)} ms (200 due)`);
+});
+
 // The on-fraction is set by the upper bound of the probes' pooled share, so the true cost is under the budget in
 // most estimates (aimed at the budget, it was over it in half the bench's rounds).
 t.test('the pooled cost\'s upper bound widens with the samples\' spread and narrows with their number', async (t) => {
@@ -378,7 +408,9 @@ t.test('the estimated cost agrees with the server\'s run time per request measur
   t.comment(`outside: run time per request ${(clean / 1e3).toFixed(1)} us clear of the probes, +${(truth.on * 100).toFixed(0)}% while they hit, +${(truth.all * 100).toFixed(1)}% over all; the governor: +${(est * 100).toFixed(0)}% while on, fraction ${governor.fraction(server.pid).toFixed(3)}`);
   t.ok(truth.on > 0.1, `the probes cost the server while on (+${(truth.on * 100).toFixed(0)}% run time per request)`);
   t.ok(est > truth.on / 2.5 && est < truth.on * 2.5, `the governor's share while on (${(est * 100).toFixed(0)}%) is the outside one's (${(truth.on * 100).toFixed(0)}%) within 2.5x`);
-  t.ok(truth.all > budget / 2.5 && truth.all < budget * 2.5, `the probes' cost over all (${(truth.all * 100).toFixed(1)}%) is the budget (${budget * 100}%) within 2.5x`);
+  // It aims below the budget by the estimate's uncertainty (at most by half: pooledRatio), so from below the bound
+  // is the half budget's.
+  t.ok(truth.all > budget / 2 / 2.5 && truth.all < budget * 2.5, `the probes' cost over all (${(truth.all * 100).toFixed(1)}%) is within 2.5x of the budget (${budget * 100}%), or of half of it from below`);
   // The on-fraction is set by the share's upper confidence bound, so the expected cost (the estimate) is below the
   // budget by the estimate's uncertainty, not at it.
   const cost = governor.hitCost(server.pid)!;

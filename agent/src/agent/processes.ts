@@ -107,7 +107,9 @@ export class TracedProcesses {
     this.targets.set(pid, target);
     if (tracer && governor) {
       try {
-        const proc = tracer.attach(target);
+        // The probes come on with the governor's first window, at its first tick: once this attach (and the other
+        // tracers' analyses after it) has let the event loop go, so that window ends on time.
+        const proc = tracer.attach(target, { off: true });
         governor.add(proc);
         queue.push(builder.processRecord(proc, null, metadata));
         this.noteUnnamed(pid);
@@ -132,7 +134,8 @@ export class TracedProcesses {
     }
     if (requests) {
       try {
-        const r = requests.attach(target, { waits: traced });
+        // Duty-cycled with the goroutine probes where the governor has the process: on with its first window.
+        const r = requests.attach(target, { waits: traced, off: traced });
         for (const why of r.skipped) if (!why.endsWith('no server in this binary')) log(`requests of pid ${pid} not traced: ${why}`);
       } catch (e) {
         log(`no request probes for pid ${pid}: ${firstLine(e)}`);

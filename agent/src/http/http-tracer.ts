@@ -115,6 +115,8 @@ const PROBE_HIT_EQUIVALENTS: Record<keyof typeof HttpProbe, number> = { serve: 2
 export interface HttpAttachOptions extends HttpPlanOptions {
   /** Park/ready records of this process will be fed in (onGoroutineRecord): requests carry their parks. */
   waits?: boolean;
+  /** Planned but left off: the overhead governor switches them on with the goroutine probes (setProbes). */
+  off?: boolean;
 }
 
 export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<HttpProcess, HttpAttachOptions> {
@@ -246,7 +248,7 @@ export class HttpTracer extends Tracer<HttpProcess> implements ProcessTracer<Htt
     this.layoutHits.add(pid, layoutId);
     this.waitsPid = -1;
     try {
-      this.attachSites(proc);
+      if (!opts.off) this.attachSites(proc);
     } catch (e) {
       void this.detach(pid);
       throw e;

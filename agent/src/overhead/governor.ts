@@ -217,6 +217,8 @@ interface ProcState {
   /** Hits counted in the on-windows so far, by probes: how the estimate is split (one short window may hold
    * none of a kind that the agent had not read yet). */
   mix: { requests: number; parkReady: number; createExit: number };
+  /** Whether the first on-window has started (one attached off waits for the first tick). */
+  firstDone: boolean;
 }
 
 /** The probes' cost as shares of the process's CPU: the duty-cycled ones at their on-fraction, and the always-on
@@ -346,6 +348,9 @@ export class OverheadGovernor {
   readonly cycleMs: number;
   readonly minOnMs: number;
   private readonly maxWindows: number;
+  private get firstWindowMs(): number {
+    return Math.min(FIRST_WINDOW_MS, this.periodMs / 2);
+  }
 
   constructor(private readonly tracer: GoroutineTracer, readonly opts: GovernorOptions) {
     this.periodMs = opts.periodMs ?? 10_000;
@@ -355,13 +360,18 @@ export class OverheadGovernor {
     this.maxWindows = opts.maxWindows ?? 1000;
   }
 
-  /** Starts governing a traced process: a first on-window (FIRST_WINDOW_MS) measures its rate. */
+  /**
+   * Starts governing a traced process: a first on-window (FIRST_WINDOW_MS) measures its rate. A process attached
+   * with its probes off (AttachOptions.off) gets it at the first tick, when the agent is free to end it on time;
+   * until then an off-window.
+   */
   add(proc: TracedProcess): void {
     const now = monoNowNs();
+    const on = proc.links.size > 0;
     const st: ProcState = {
-      on: true,
+      on,
       phaseStart: now,
-      phaseEnd: now + Math.min(FIRST_WINDOW_MS, this.periodMs / 2) * 1e6,
+      phaseEnd: on ? now + this.firstWindowMs * 1e6 : now,
       fraction: 1,
       cpuAtStart: processRunNs(proc.info.pid) ?? NaN,
       ioAtStart: processIo(proc.info.pid) ?? NO_IO,
@@ -384,10 +394,12 @@ export class OverheadGovernor {
       sampledAt: now,
       uncheckedOnMs: this.cycleMs,
       mix: { requests: 0, parkReady: 0, createExit: 0 },
+      firstDone: on,
     };
     this.state.set(proc.info.pid, st);
     this.timer ??= setInterval(() => this.tick(), 50);
     this.timer.unref();
+    if (!on) this.tickAt(now);
   }
 
   remove(pid: number): void {
@@ -638,7 +650,8 @@ export class OverheadGovernor {
       st.requestsAtStart = requestHits;
       st.alwaysOnHitsAtStart = alwaysOnHits;
       const checkEveryMs = st.pairs.length ? MEASURE_EVERY_PERIODS * this.periodMs : st.uncheckedOnMs;
-      const onMs = st.fraction >= 1 ? Math.min(this.periodMs, checkEveryMs) : Math.max(this.minOnMs, st.fraction * this.cycleMs);
+      const onMs = !st.firstDone ? this.firstWindowMs : st.fraction >= 1 ? Math.min(this.periodMs, checkEveryMs) : Math.max(this.minOnMs, st.fraction * this.cycleMs);
+      st.firstDone = true;
       // The off-window pays for the on-window that ran, not for the one now due: whatever it ran beyond onMs is an
       // overrun. A busy agent (its event loop behind on records, or starved of CPU on a crowded node) ends an
       // on-window late, and the probes' share would go over the budget by as much (the http bench's vegeta at
