@@ -1,43 +1,61 @@
 // Finds uprobe sites in one Go function's machine code. Go functions hold no embedded data, so a linear decode from
 // entry to end visits exactly the real instructions; every address returned is an instruction boundary (a uprobe
 // placed mid-instruction would corrupt the traced process).
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { Script } from 'node:vm';
 import type * as Iced from 'iced-x86';
 
-// iced-x86 is a 0.9 MB CommonJS file with its WebAssembly: loaded on the first decode, with require (an ES import
-// would also have node scan it for its exports), so commands that decode nothing start ~100 ms sooner. Loaded, it
-// holds ~14 MiB (its JS, the compiled WebAssembly), and an agent decodes only while it analyses a new binary (a
-// few functions) or meets a new `go` wrapper: it is let go once DECODER_IDLE_MS pass without a decode, and the
-// next decode loads it again (~60 ms). The agent's collection 3 s after an attach (agent/processes.ts trimSoon)
-// then finds it unreferenced.
+// iced-x86 is a 0.9 MB CommonJS file with its WebAssembly: loaded on the first decode, by hand (below), so commands
+// that decode nothing start ~100 ms sooner. Loaded, it holds ~14 MiB (its JS, the compiled WebAssembly), and an
+// agent decodes only while it analyses a new binary (a few functions) or meets a new `go` wrapper: it is let go
+// once DECODER_IDLE_MS pass without a decode, and the next decode loads it again. The agent's collection 3 s after
+// an attach (agent/processes.ts trimSoon) then finds it unreferenced.
 type Instruction = Iced.Instruction;
 type MemorySize = Iced.MemorySize;
-let loaded: { module: typeof Iced; path: string; check: NodeJS.Timeout } | undefined;
+let loaded: { module: typeof Iced; script: Script; check: NodeJS.Timeout } | undefined;
 let usedSinceCheck = false;
 /** A decoder unused for between this and twice this is dropped (checked on an unref'd timer while it is loaded). */
 export const DECODER_IDLE_MS = 1000;
+/**
+ * V8's code cache of iced-x86's JS, taken when a loaded copy is let go (with every function the decodes compiled):
+ * a reload, such as a first attach long after the agent's calibration, then skips parsing and compiling the 0.9 MB
+ * (~12 ms of CPU of ~20). ~0.5 MB, kept for the agent's life.
+ */
+let codeCache: Buffer | undefined;
 
 function iced(): typeof Iced {
   usedSinceCheck = true;
   if (loaded) return loaded.module;
-  // A require of its own each time: the module it makes for this file lists what it loaded as its children, and
-  // would keep a dropped iced-x86 alive.
-  const req = createRequire(import.meta.url);
-  const module = req('iced-x86') as typeof Iced;
   const check = setInterval(() => {
     if (!usedSinceCheck) releaseDecoder();
     usedSinceCheck = false;
   }, DECODER_IDLE_MS);
   check.unref();
-  loaded = { module, path: req.resolve('iced-x86'), check };
-  return module;
+  loaded = { ...loadIced(), check };
+  return loaded.module;
+}
+
+/**
+ * iced-x86's CommonJS module run as require would, but from a script of its own: compiled from codeCache when
+ * there is one, and with no entry in require's cache or in a parent's children, which would keep a dropped copy.
+ */
+function loadIced(): { module: typeof Iced; script: Script } {
+  const file = createRequire(import.meta.url).resolve('iced-x86');
+  const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(file, 'utf8')}\n});`;
+  const script = new Script(source, { filename: file, cachedData: codeCache });
+  if (script.cachedDataRejected) codeCache = undefined; // another V8 or other flags: taken again at the release
+  const module = { exports: {} as typeof Iced };
+  (script.runInThisContext() as (...args: unknown[]) => void)(module.exports, createRequire(file), module, file, dirname(file));
+  return { module: module.exports, script };
 }
 
 /** Drops iced-x86 now (no decoder or instruction of it outlives a call here): the next decode loads it anew. */
 export function releaseDecoder(): void {
   if (!loaded) return;
   clearInterval(loaded.check);
-  delete createRequire(import.meta.url).cache[loaded.path];
+  codeCache ??= loaded.script.createCachedData();
   loaded = undefined;
 }
 
