@@ -20,7 +20,7 @@
 // runtime/trace; Go's flight recorder (Go 1.25+, runtime/trace.FlightRecorder, BENCH_FLIGHT_RECORDER=1 in the
 // bench's server); default mode without the request probes, and without TCP tracing (always on, outside the budget).
 // --http-configs requests,requests_ret runs only those (and none).
-// --http-baseline DIR (another checkout, its BPF objects, bridge and bundle built): each agent configuration also
+// --http-baseline DIR (another checkout, its BPF objects, bridge and bundle built; README.md says how): each agent configuration also
 // runs with that checkout's agent (e.g. default@base beside default), in the same rounds, and the figures add the
 // ratios of this checkout's to the baseline's, paired per round.
 // Handlers: the empty hello world, and one doing ~200 us of CPU work per request (the realistic case).
