@@ -624,6 +624,9 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         ['agent_cpu_pct_const', `agent CPU at ${h.rate}/s`, 'constant', (x) => x.agentCpuPctConst],
         ['agent_cpu_pct', 'agent CPU at saturation', 'saturation', (x) => x.agentCpuPctSat],
         ['agent_ns_per_record', 'agent CPU per record at saturation', 'saturation', (x) => x.agentNsPerRecordSat],
+        // The agent's fixed work is spread over the records read: a side that read fewer (its server held back by other
+        // work on its CPU) shows more per record for that alone.
+        ['records_per_s', 'records the agent read per second at saturation', 'saturation', (x) => x.recordsPerSecSat],
       ];
       for (const [what, label, phase, get] of ratios) {
         const r = pairs.map(([n, b]) => (get(n) ?? NaN) / (get(b) ?? NaN)).filter(Number.isFinite);
