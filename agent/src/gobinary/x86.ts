@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { Script } from 'node:vm';
+import { compileFunction } from 'node:vm';
 import type * as Iced from 'iced-x86';
 
 // iced-x86 is a 0.9 MB CommonJS file with its WebAssembly: loaded on the first decode, by hand (below), so commands
@@ -14,14 +14,13 @@ import type * as Iced from 'iced-x86';
 // an attach (agent/processes.ts trimSoon) then finds it unreferenced.
 type Instruction = Iced.Instruction;
 type MemorySize = Iced.MemorySize;
-let loaded: { module: typeof Iced; script: Script; check: NodeJS.Timeout } | undefined;
+let loaded: { module: typeof Iced; check: NodeJS.Timeout } | undefined;
 let usedSinceCheck = false;
 /** A decoder unused for between this and twice this is dropped (checked on an unref'd timer while it is loaded). */
 export const DECODER_IDLE_MS = 1000;
 /**
- * V8's code cache of iced-x86's JS, taken when a loaded copy is let go (with every function the decodes compiled):
- * a reload, such as a first attach long after the agent's calibration, then skips parsing and compiling the 0.9 MB
- * (~12 ms of CPU of ~20). ~0.5 MB, kept for the agent's life.
+ * V8's code cache of iced-x86's JS, made at its first load: a reload, such as a first attach long after the agent's
+ * calibration, then skips parsing and compiling the 0.9 MB. ~0.5 MB, kept for the agent's life.
  */
 let codeCache: Buffer | undefined;
 
@@ -33,29 +32,31 @@ function iced(): typeof Iced {
     usedSinceCheck = false;
   }, DECODER_IDLE_MS);
   check.unref();
-  loaded = { ...loadIced(), check };
+  loaded = { module: loadIced(), check };
   return loaded.module;
 }
 
 /**
- * iced-x86's CommonJS module run as require would, but from a script of its own: compiled from codeCache when
- * there is one, and with no entry in require's cache or in a parent's children, which would keep a dropped copy.
+ * iced-x86's CommonJS module run as require would run it, from a function compiled for it alone (from codeCache
+ * when there is one), with no entry in require's cache or in a parent's children, which would keep a dropped copy.
+ * A vm.Script instead kept ~2.4 MB of V8 heap after each copy was let go.
  */
-function loadIced(): { module: typeof Iced; script: Script } {
+function loadIced(): typeof Iced {
   const file = createRequire(import.meta.url).resolve('iced-x86');
-  const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(file, 'utf8')}\n});`;
-  const script = new Script(source, { filename: file, cachedData: codeCache });
-  if (script.cachedDataRejected) codeCache = undefined; // another V8 or other flags: taken again at the release
+  const params = ['exports', 'require', 'module', '__filename', '__dirname'];
+  const fn = compileFunction(readFileSync(file, 'utf8'), params, { filename: file, cachedData: codeCache, produceCachedData: !codeCache }) as
+    ((...args: unknown[]) => void) & { cachedData?: Buffer; cachedDataRejected?: boolean };
+  if (fn.cachedDataRejected) codeCache = undefined; // another V8 or other flags: made again at the next load
+  else if (fn.cachedData) codeCache = fn.cachedData;
   const module = { exports: {} as typeof Iced };
-  (script.runInThisContext() as (...args: unknown[]) => void)(module.exports, createRequire(file), module, file, dirname(file));
-  return { module: module.exports, script };
+  fn(module.exports, createRequire(file), module, file, dirname(file));
+  return module.exports;
 }
 
 /** Drops iced-x86 now (no decoder or instruction of it outlives a call here): the next decode loads it anew. */
 export function releaseDecoder(): void {
   if (!loaded) return;
   clearInterval(loaded.check);
-  codeCache ??= loaded.script.createCachedData();
   loaded = undefined;
 }
 
