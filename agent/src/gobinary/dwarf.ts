@@ -616,8 +616,23 @@ export class DwarfUnit {
     const ab = this.abbrevs.get(code);
     if (!ab) throw new DwarfError(`DIE at 0x${pos.toString(16)}: unknown abbreviation ${code}`);
     const plan = [(ab.hasChildren ? PLAN_CHILDREN : 0) | (INDEXED_TAGS.has(ab.tag) ? PLAN_INDEXED : 0)];
+    if (!this.pushSteps(ab.forms, plan)) plan[0] |= PLAN_SLOW;
+    const out = Int32Array.from(plan);
+    if (code < 1 << 16) {
+      (this.plans ??= [])[code] = out; // codes are small; a huge one is not worth an array slot
+      if (out[0] & PLAN_INDEXED && !(out[0] & PLAN_SLOW)) this.planName(code, ab);
+    }
+    return out;
+  }
+
+  /**
+   * Appends the steps past these forms to a plan: runs of fixed-size forms as their byte count, a variable-size
+   * form as its SKIP_* step. False when a form has no step (only the general reader knows it); it is left out.
+   */
+  private pushSteps(forms: readonly number[], plan: number[]): boolean {
     let run = 0;
-    for (const form of ab.forms) {
+    let known = true;
+    for (const form of forms) {
       const n = this.fixedSize(form);
       if (n >= 0) {
         run += n;
@@ -626,16 +641,11 @@ export class DwarfUnit {
       if (run > 0) plan.push(run);
       run = 0;
       const step = VARIABLE_STEPS.get(form);
-      if (step === undefined) plan[0] |= PLAN_SLOW;
+      if (step === undefined) known = false;
       else plan.push(step);
     }
     if (run > 0) plan.push(run);
-    const out = Int32Array.from(plan);
-    if (code < 1 << 16) {
-      (this.plans ??= [])[code] = out; // codes are small; a huge one is not worth an array slot
-      if (out[0] & PLAN_INDEXED && !(out[0] & PLAN_SLOW)) this.planName(code, ab);
-    }
-    return out;
+    return known;
   }
 
   /** For indexed tags: plans of the attributes before and after DW_AT_name, to file a DIE by its name (file). */
@@ -646,18 +656,7 @@ export class DwarfUnit {
     if (at < 0) return;
     const part = (forms: number[]): Int32Array => {
       const plan = [0];
-      let run = 0;
-      for (const form of forms) {
-        const n = this.fixedSize(form);
-        if (n >= 0) {
-          run += n;
-          continue;
-        }
-        if (run > 0) plan.push(run);
-        run = 0;
-        plan.push(VARIABLE_STEPS.get(form)!);
-      }
-      if (run > 0) plan.push(run);
+      this.pushSteps(forms, plan); // every form has a step: planOf found the plan not slow
       return Int32Array.from(plan);
     };
     this.namePlans[code] = {
