@@ -464,11 +464,10 @@ export class OverheadGovernor {
   hitCost(pid: number): HitCost | undefined {
     const st = this.state.get(pid);
     if (!st) return undefined;
-    const sum = (pick: (p: ProcState['pairs'][number]) => number, of = st.pairs) => of.reduce((n, p) => n + pick(p), 0);
     const counted = st.pairs.filter((p) => p.hits >= MIN_PHASE_HITS);
-    const measured = counted.length ? sum((p) => p.extra, counted) / sum((p) => p.hits, counted) : 0;
     const share = pooledRatio(st.pairs.map((p) => ({ extra: p.extra, of: p.without })));
     const perHit = pooledRatio(counted.map((p) => ({ extra: p.extra, of: p.hits })));
+    const measured = perHit?.value ?? 0;
     const samples = {
       samples: [...st.costSamples], shares: [...st.shareSamples], share: share?.value, shareHigh: share?.high,
       measuredNsPerHit: perHit && Math.max(0, perHit.value), measuredNsPerHitHigh: perHit && Math.max(0, perHit.high), pooled: st.pairs.length,
