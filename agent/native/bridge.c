@@ -1075,7 +1075,6 @@ static napi_value bpf_map_info(napi_env env, napi_callback_info info)
 	return out;
 }
 
-/* startReader([{ map, recordSize }], onBatch(ring, buffer), { pollMs, batchBytes, maxOutstanding }) */
 static bool get_u32_prop(napi_env env, napi_value obj, const char *key, uint32_t *out)
 {
 	bool has = false;
@@ -1084,8 +1083,8 @@ static bool get_u32_prop(napi_env env, napi_value obj, const char *key, uint32_t
 	       napi_get_named_property(env, obj, key, &v) == napi_ok && napi_get_value_uint32(env, v, out) == napi_ok;
 }
 
-/* startReader([{ map, recordSize, perfPagesPerCpu?, wakeupBytes? }], onBatch(ring, buffer), { pollMs, batchBytes,
- * maxOutstanding }). A map retyped to a perf event array at open (perfEventArrays) is read as one. */
+/* startReader([{ map, recordSize, perfPagesPerCpu?, wakeupBytes? }], onBatch(ring, buffer), { pollMs, idleMs,
+ * batchBytes, maxOutstanding }). A map retyped to a perf event array at open (perfEventArrays) is read as one. */
 static napi_value bpf_start_reader(napi_env env, napi_callback_info info)
 {
 	size_t argc = 3;
@@ -1112,6 +1111,8 @@ static napi_value bpf_start_reader(napi_env env, napi_callback_info info)
 		uint32_t x;
 		if (get_u32_prop(env, argv[2], "pollMs", &x) && x > 0)
 			opts.poll_ms = (int)x;
+		if (get_u32_prop(env, argv[2], "idleMs", &x) && x > 0)
+			opts.idle_ms = (int)x;
 		if (get_u32_prop(env, argv[2], "batchBytes", &x) && x >= 4096)
 			opts.batch_bytes = x;
 		if (get_u32_prop(env, argv[2], "maxOutstanding", &x) && x > 0)
@@ -1191,6 +1192,34 @@ static napi_value bpf_reader_stats(napi_env env, napi_callback_info info)
 	if (!h)
 		return NULL;
 	return reader_stats_object(env, h->reader);
+}
+
+/* requestDrain(): the reader thread drains now, not at the end of its wait (a no-op when none runs). */
+static napi_value bpf_request_drain(napi_env env, napi_callback_info info)
+{
+	napi_value self;
+	NAPI_OK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	reader_request_drain(h->reader);
+	return NULL;
+}
+
+/* setReaderIdleMs(ms): the reader's longest wait while its rings are quiet, from now on. */
+static napi_value bpf_set_reader_idle_ms(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], self;
+	NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	struct bpf_handle *h = unwrap(env, self);
+	if (!h)
+		return NULL;
+	uint32_t ms = 0;
+	if (argc < 1 || napi_get_value_uint32(env, argv[0], &ms) != napi_ok || ms == 0)
+		return throw_errno(env, 0, "setReaderIdleMs: give a positive number of ms");
+	reader_set_idle_ms(h->reader, (int)ms);
+	return NULL;
 }
 
 /* stopReader() -> final stats: drains what is left; the last batches reach onBatch through the event loop. */
@@ -1308,6 +1337,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "startReader", NULL, bpf_start_reader, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "stopReader", NULL, bpf_stop_reader, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "readerStats", NULL, bpf_reader_stats, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "requestDrain", NULL, bpf_request_drain, NULL, NULL, NULL, napi_default_method, NULL },
+		{ "setReaderIdleMs", NULL, bpf_set_reader_idle_ms, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "exitStats", NULL, bpf_exit_stats, NULL, NULL, NULL, napi_default_method, NULL },
 		{ "close", NULL, bpf_close, NULL, NULL, NULL, napi_default_method, NULL },
 	};

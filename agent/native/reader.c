@@ -34,11 +34,16 @@
 #include <bpf/libbpf.h>
 
 #define HOLDBACK_NS 2000000ULL
-/* While its ring buffers stay empty the thread waits longer between drains, up to this many poll_ms: four readers
- * waking 100 times a second each for an idle process (or the off part of the overhead budget's duty cycle) were
- * ~1.7 ms of the agent's CPU a second each. The first record read brings it back to poll_ms. A 4 MiB ring holds
- * ~58,000 goroutine records, over a second of --full at the hello server's saturation: 40 ms lose none. */
-#define IDLE_POLL_FACTOR 4
+/* While its rings stay quiet the thread waits longer between drains, doubling up to idle_ms (1 s by default): each
+ * wake-up of the agent costs the node more than its own CPU time shows. On a 2-vCPU VM a wake-up on the load
+ * generator's CPU cost the hello server ~0.06% of its throughput per wake-up a second (scripts/bench/http-load.ts),
+ * and four readers at 25 wake-ups a second plus a GC trickle holding one at 10 ms were ~140 of the agent's ~250.
+ * Records come promptly all the same: the BPF side wakes the thread past a threshold, and a round woken so, or one
+ * whose records came at QUICK_RECORDS_PER_S or more since the last, brings the wait back to poll_ms. A trickle
+ * below that (the GC events of a saturated hello server, ~200 a second) waits up to idle_ms; whoever needs the
+ * records up to now asks for them (reader_request_drain). */
+#define DEFAULT_IDLE_MS 1000
+#define QUICK_RECORDS_PER_S 1000
 #define STAGE_MAX_BYTES (16u << 20)
 
 /* A BPF ring buffer as the kernel lays it out: a consumer page (the only writable one), a producer page, then
@@ -94,6 +99,10 @@ struct reader {
 	atomic_ullong records, handed_batches, malformed, stalls, perf_lost, reorder_overflows;
 	/* Every record stamped before this was handed over (reader_stats.through_ns). */
 	atomic_ullong through_ns;
+	/* The longest wait while the rings are quiet (reader_set_idle_ms may change it while the thread runs). */
+	atomic_int idle_ms;
+	/* When a round was last asked for (reader_request_drain): the round covers the records stamped before it. */
+	atomic_ullong asked_ns;
 };
 
 static __u64 mono_ns(void)
@@ -321,8 +330,8 @@ static enum bpf_perf_event_ret on_perf_event(void *ctx, int cpu, struct perf_eve
 
 /* ---------- the thread ---------- */
 
-/* True when the round read records. */
-static bool drain(struct reader *r, bool final)
+/* Records the round read. */
+static unsigned long long drain(struct reader *r, bool final)
 {
 	__u64 before = atomic_load(&r->records);
 	/* Taken before any buffer is read: a record stamped before this, less the holdback, was published by the
@@ -344,7 +353,7 @@ static bool drain(struct reader *r, bool final)
 	 * stops at a record still being written) and has been handed over: stored after the batches are counted. */
 	if (all)
 		atomic_store(&r->through_ns, start - HOLDBACK_NS);
-	return atomic_load(&r->records) != before;
+	return atomic_load(&r->records) - before;
 }
 
 /* True when any of its rings is a perf buffer (old kernels): those keep the fixed poll_ms round and stop. */
@@ -361,19 +370,44 @@ static void *reader_main(void *arg)
 	struct reader *r = arg;
 	struct epoll_event events[READER_MAX_RINGS + 1];
 	/* Perf buffers are a few pages per CPU, never woken for (perfWakeupBytes 0): drained every poll_ms whatever. */
-	int max_wait = reads_perf_buffers(r) ? r->opts.poll_ms : r->opts.poll_ms * IDLE_POLL_FACTOR;
+	bool perf = reads_perf_buffers(r);
 	int wait_ms = r->opts.poll_ms;
+	__u64 last_round = mono_ns();
 	while (!atomic_load(&r->stop)) {
 		if (atomic_load(&r->outstanding) >= r->opts.max_outstanding) {
 			atomic_fetch_add(&r->stalls, 1);
 			usleep(1000);
 			continue;
 		}
-		/* Woken past a threshold, or by the timer: either way everything waiting is drained. */
-		epoll_wait(r->epfd, events, READER_MAX_RINGS + 1, wait_ms);
+		/* Woken past a threshold, asked, or by the timer: either way everything waiting is drained. */
+		int n = epoll_wait(r->epfd, events, READER_MAX_RINGS + 1, wait_ms);
 		if (atomic_load(&r->stop))
 			break;
-		if (drain(r, false))
+		bool ring_woke = false;
+		for (int i = 0; i < n; i++) {
+			if (events[i].data.fd != r->wake_fd) {
+				ring_woke = true;
+				continue;
+			}
+			__u64 asked;
+			if (read(r->wake_fd, &asked, sizeof(asked)) < 0) {
+				/* another round took it */
+			}
+			/* Through the time it was asked: a round covers what was stamped HOLDBACK_NS before it began. */
+			__u64 due = atomic_load(&r->asked_ns) + HOLDBACK_NS, now = mono_ns();
+			if (due > now && due - now <= HOLDBACK_NS) {
+				struct timespec ts = { 0, (long)(due - now) };
+				nanosleep(&ts, NULL);
+			}
+		}
+		int max_wait = perf ? r->opts.poll_ms : atomic_load(&r->idle_ms);
+		if (max_wait < r->opts.poll_ms)
+			max_wait = r->opts.poll_ms;
+		unsigned long long got = drain(r, false);
+		__u64 now = mono_ns();
+		bool quick = got * 1000000000ULL >= QUICK_RECORDS_PER_S * (now - last_round);
+		last_round = now;
+		if (quick || ring_woke)
 			wait_ms = r->opts.poll_ms;
 		else
 			wait_ms = wait_ms * 2 < max_wait ? wait_ms * 2 : max_wait;
@@ -393,8 +427,9 @@ struct reader *reader_new(const struct reader_options *opts)
 		free(r);
 		return NULL;
 	}
+	atomic_init(&r->idle_ms, r->opts.idle_ms > 0 ? r->opts.idle_ms : DEFAULT_IDLE_MS);
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = r->wake_fd };
 	if (r->wake_fd >= 0 && epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev)) {
 		close(r->wake_fd);
 		r->wake_fd = -1; /* a stop then waits out the thread's poll */
@@ -404,7 +439,7 @@ struct reader *reader_new(const struct reader_options *opts)
 
 static int watch(struct reader *r, int fd)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
 	return epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
@@ -506,6 +541,7 @@ int reader_start(struct reader *r, napi_env env, napi_value on_batch)
 	r->owned_by_tsfn = true;
 	if (pthread_create(&r->thread, NULL, reader_main, r))
 		return -errno;
+	pthread_setname_np(r->thread, "gs-ring-reader"); /* its wake-ups can be told apart (top -H, /proc) */
 	r->started = true;
 	return 0;
 }
@@ -557,6 +593,25 @@ void reader_stop(struct reader *r)
 		close(r->wake_fd);
 		r->wake_fd = -1;
 	}
+}
+
+void reader_request_drain(struct reader *r)
+{
+	if (!r || !r->started || r->wake_fd < 0 || reads_perf_buffers(r))
+		return;
+	atomic_store(&r->asked_ns, mono_ns());
+	__u64 one = 1;
+	if (write(r->wake_fd, &one, sizeof(one)) < 0) {
+		/* the counter is full: a round is due anyway */
+	}
+}
+
+void reader_set_idle_ms(struct reader *r, int idle_ms)
+{
+	if (!r || idle_ms <= 0)
+		return;
+	atomic_store(&r->idle_ms, idle_ms);
+	reader_request_drain(r); /* a shorter wait holds from now, not from the end of the current one */
 }
 
 void reader_dispose(struct reader *r)

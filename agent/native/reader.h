@@ -13,7 +13,8 @@
 struct reader;
 
 struct reader_options {
-	int poll_ms;          /* drain at least this often while records come (up to 4x as long while none do: reader.c) */
+	int poll_ms;          /* drain at least this often while records come quickly (reader.c) */
+	int idle_ms;          /* ... and at least this often while they trickle or none come (0: 1 s) */
 	size_t batch_bytes;   /* records per handed Buffer, at most */
 	long max_outstanding; /* batches JavaScript has not taken yet before the thread stops draining */
 };
@@ -38,6 +39,14 @@ int reader_add_ring(struct reader *r, int map_fd, bool perf, size_t record_size,
 /* Starts the thread; on_batch(ring, buffer) runs on the JavaScript thread. Returns 0 or -errno; on failure
  * the caller still owns the reader (reader_dispose). */
 int reader_start(struct reader *r, napi_env env, napi_value on_batch);
+
+/* Asks the thread for a round now (ring buffers; a perf-buffer reader keeps its poll_ms round): for whoever
+ * needs the records up to now (reader_stats.through_ns) while the thread waits out a long idle wait. */
+void reader_request_drain(struct reader *r);
+
+/* The longest wait while the rings are quiet, from now on: a caller that knows records may come in a flood
+ * without waking the thread (a ring whose BPF side never wakes it) keeps it short while they can. */
+void reader_set_idle_ms(struct reader *r, int idle_ms);
 
 /* Stops the thread after a last drain. Batches already handed over still arrive through the event loop. */
 void reader_stop(struct reader *r);

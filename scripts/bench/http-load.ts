@@ -129,6 +129,8 @@ interface RunResult {
   agentCpuPctSat?: number;
   agentCpuPctConst?: number;
   agentNsPerRecordSat?: number;
+  /** The agent's wake-ups per second at saturation (its threads' voluntary context switches). */
+  agentWakeupsSat?: number;
   recordsPerSecSat?: number;
   coverage?: number;
   /** What the governor charged a probe hit at the end (goroscope_probe_hit_cost_nanoseconds). */
@@ -358,6 +360,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           cpuBusy: cpuBusyNs(SERVER_CPU),
           csw: voluntarySwitches(pid),
           agent: agentPid ? cpuNs(agentPid) : NaN,
+          agentWakes: agentPid ? voluntarySwitches(agentPid) : NaN,
           records,
         };
         if (agent && !scrapeFirst) s.records = await scrape(metricsPort, 'goroscope_records_total');
@@ -399,6 +402,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
       if (agent) {
         r.agentCpuPctConst = ((c1.agent - a0.agent) / 1e6 / (c1.t - a0.t)) * 100;
         r.agentCpuPctSat = ((a2.agent - a1.agent) / 1e6 / (a2.t - a1.t)) * 100;
+        r.agentWakeupsSat = (a2.agentWakes - a1.agentWakes) / ((a2.t - a1.t) / 1000);
         const recs = a2.records - a1.records;
         r.recordsPerSecSat = recs / ((a2.t - a1.t) / 1000);
         r.agentNsPerRecordSat = recs > 0 ? (a2.agent - a1.agent) / recs : NaN;
@@ -561,6 +565,14 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
           ...(c.name === 'default' && h.name === 'hello' ? { target: { op: '<=' as const, value: 5 } } : {}),
           note: `at ${h.rate}/s: ${round(median(rs.map((x) => x.agentCpuPctConst!)))}% of a core; records read ${Math.round(median(rs.map((x) => x.recordsPerSecSat!)))}/s at saturation; probes on ${round(median(rs.map((x) => (x.coverage ?? NaN) * 100)))}% of the time`,
         }));
+        const wakes = rs.map((x) => x.agentWakeupsSat ?? NaN).filter(Number.isFinite);
+        if (wakes.length) {
+          out.push(figure({
+            id: id('agent_wakeups_per_s'), bench, label: `agent wake-ups per second at saturation (its threads' voluntary context switches), ${h.label}, ${c.label}`,
+            value: Math.round(median(wakes)), unit: 'wake-ups/s', command: cmdOf(c, 'saturation'), samples: wakes.map(Math.round),
+            note: 'each wake-up on the load generator\'s CPU cost the server more than the agent\'s CPU time shows (a timer process there, 250 wake-ups/s at 6 us each, took ~16% of the hello server\'s requests/s on this VM): agent/native/reader.c',
+          }));
+        }
         const hitCost = rs.map((x) => x.hitCostNs ?? NaN).filter(Number.isFinite);
         if (hitCost.length && !c.agent.includes('--full')) {
           out.push(figure({

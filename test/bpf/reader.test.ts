@@ -2,6 +2,9 @@
 // JavaScript: each stopped reader lives until its last queued batch is delivered (a use-after-free here
 // once crashed the agent now and then).
 import t from 'tap';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { monoNowNs } from '../../agent/src/tracer/clock.ts';
 import { GoroutineTracer } from '../../agent/src/tracer/goroutine-tracer.ts';
 import { goroutineRecord } from '../../agent/src/snapshot/snapshot.ts';
 import { bpfUnavailable } from '../lib/bpf.ts';
@@ -74,4 +77,50 @@ t.test('records that cross the end of a small ring arrive whole', { skip: noBpf 
   } else {
     t.comment(`${lost} records lost to the full ${ringBytes >> 10} KiB ring on a loaded machine: worker counts not compared`);
   }
+});
+
+/** Wake-ups so far of this process's reader threads (named by the bridge): their voluntary context switches. */
+function readerWakeups(): number {
+  let n = 0;
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      if (readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() !== 'gs-ring-reader') continue;
+      n += Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return n;
+}
+
+// Each wake-up of the agent costs the node more than its CPU time shows (agent/native/reader.c), so a reader whose
+// ring is quiet waits up to a second between drains; while a goroutine probe is on it waits at most 4 polls, since
+// that ring never wakes it and a flood would fill it; and whoever needs the records up to now asks for them.
+t.test('a quiet reader wakes about once a second, a drain asked for comes at once, probes on keep it short', { skip: noBpf ?? false }, async (t) => {
+  const prog = await PopulationProcess.start(buildPopulation());
+  t.teardown(() => prog.kill());
+  const tracer = new GoroutineTracer({ pollMs: 10, scan: false });
+  t.teardown(() => tracer.close());
+  tracer.start();
+  tracer.attach(openTarget(prog.pid), { off: true });
+  await sleep(2500); // 10, 20, ... 640 ms, then 1 s waits
+  const quiet = readerWakeups();
+  await sleep(3000);
+  const quietWakeups = readerWakeups() - quiet;
+  t.ok(quietWakeups >= 1 && quietWakeups <= 6, `no probe on: ${quietWakeups} wake-ups of the reader in 3 s (about 3; it was 75 at 40 ms waits)`);
+
+  const asked = monoNowNs();
+  t.ok(tracer.appliedThroughNs() < asked, 'the reader has not drained since');
+  tracer.bpf.requestDrain();
+  const until = performance.now() + 2000;
+  while (tracer.appliedThroughNs() < asked && performance.now() < until) await sleep(5);
+  const tookMs = (monoNowNs() - asked) / 1e6;
+  t.ok(tracer.appliedThroughNs() >= asked && tookMs < 300, `a drain asked for: the records up to then applied ${tookMs.toFixed(0)} ms later (the idle wait is 1 s)`);
+
+  await tracer.setProbes(prog.pid, ['create', 'exit', 'park', 'ready'], true);
+  await sleep(500);
+  const on = readerWakeups();
+  await sleep(2000);
+  const onWakeups = readerWakeups() - on;
+  t.ok(onWakeups >= 30, `probes on, the program idle: ${onWakeups} wake-ups in 2 s (waits of at most 40 ms: 50 or more)`);
 });

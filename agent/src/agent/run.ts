@@ -252,7 +252,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   collectProfiles();
   const timers = new Timers();
   timers.every(opts.scanMs ?? 2000, () => processes.scan());
-  timers.every(250, () => processes.retireExited());
+  timers.every(1000, () => processes.retireExited());
   timers.every(intervalMs, () => outbox.ship());
   timers.every(opts.leakSampleMs ?? 10_000, sampleLeaks);
   if (profiles) timers.every(opts.profileIntervalMs ?? 60_000, collectProfiles);

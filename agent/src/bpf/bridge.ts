@@ -14,7 +14,9 @@ export interface RingSpec {
   perfPagesPerCpu?: number;
   wakeupBytes?: number;
 }
-export interface ReaderOptions { pollMs?: number; batchBytes?: number; maxOutstanding?: number }
+/** pollMs: drain at least this often while records come quickly; idleMs: while they trickle or none come (1 s by
+ * default: agent/native/reader.c says why). */
+export interface ReaderOptions { pollMs?: number; idleMs?: number; batchBytes?: number; maxOutstanding?: number }
 export interface ReaderStats {
   records: number;
   batches: number;
@@ -52,6 +54,10 @@ export interface BpfObject {
   /** Stops the thread after a last drain; the final counts tell how many batches are still to arrive. */
   stopReader(): ReaderStats;
   readerStats(): ReaderStats;
+  /** The reader thread drains now instead of at the end of its wait: for whoever needs the records up to now. */
+  requestDrain(): void;
+  /** The reader's longest wait while its rings are quiet, from now on (a no-op when none runs). */
+  setReaderIdleMs(ms: number): void;
   /** What the bridge's exit watch did: processes watched now, gone ones, links it removed. */
   exitStats(): { watched: number; exitedProcesses: number; detachedLinks: number };
   close(): void;

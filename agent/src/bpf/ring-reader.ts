@@ -24,6 +24,8 @@ export class RingReader {
   /** Batches handed over, not yet applied, oldest first; and whether a slice is scheduled. */
   private readonly queue: Buffer[] = [];
   private slicing = false;
+  /** The reader thread's longest wait while its ring is quiet, kept across restarts (a drain restarts it). */
+  private idleMs: number | undefined;
 
   constructor(
     private readonly bpf: BpfObject,
@@ -48,7 +50,7 @@ export class RingReader {
         this.slicing = true;
         setImmediate(this.slice);
       }
-    }, this.opts);
+    }, this.idleMs === undefined ? this.opts : { ...this.opts, idleMs: this.idleMs });
     this.running = true;
   }
 
@@ -65,6 +67,18 @@ export class RingReader {
     if (this.queue.length) setImmediate(this.slice);
     else this.slicing = false;
   };
+
+  /** The thread drains now, not at the end of its wait: appliedThroughNs moves on soon after. */
+  requestDrain(): void {
+    if (this.running) this.bpf.requestDrain();
+  }
+
+  /** The thread's longest wait while the ring is quiet, from now on (ReaderOptions.idleMs). */
+  setIdleMs(ms: number): void {
+    if (ms === this.idleMs) return;
+    this.idleMs = ms;
+    if (this.running) this.bpf.setReaderIdleMs(ms);
+  }
 
   /** Stops the thread after a last drain and waits (up to 5 s) until what it handed over is applied. */
   async stop(): Promise<void> {

@@ -5,8 +5,9 @@
 // Interval policy: after each scan of a process, its next one is due in cost x processes / budget, clamped to
 // [minIntervalMs, maxIntervalMs] (250 ms .. 30 s by default). A process of 1,000 goroutines (~0.3 ms a scan)
 // is scanned every 250 ms; one of 100,000 (~30 ms) every 3 s; the longest wait is 30 s.
-// A scan's result is applied to the table once every event recorded before it is in (appliedThroughNs, checked
-// every applyDelayMs): the table keeps whichever is newer per goroutine (model/goroutine-table.ts applyScan). A
+// A scan's result is applied to the table once every event recorded before it is in (appliedThroughNs: at once
+// when the process's probes are off, else after asking the reader for its records, checked every applyDelayMs;
+// the reader may be in a long idle wait): the table keeps whichever is newer per goroutine (model/goroutine-table.ts applyScan). A
 // scan applied before an older event arrived would end a goroutine whose last park and exit were still on their
 // way, and those late events would make a row of their own (seen with the reader stopped for a drain at load 11).
 import type { ProcessMemory } from '../proc/process.ts';
@@ -21,8 +22,11 @@ export interface ScanOptions {
   maxIntervalMs?: number;
   /** How often a scan read but not yet applied asks whether the events recorded before it are in (3 reader polls). */
   applyDelayMs?: number;
-  /** Every event stamped before this (CLOCK_MONOTONIC ns) has been applied (the tracer's reader); none: at once. */
-  appliedThroughNs?: () => number;
+  /** Every event of the process stamped before this (CLOCK_MONOTONIC ns) has been applied (the tracer's reader;
+   * Infinity when none can still come); none: at once. */
+  appliedThroughNs?: (pid: number) => number;
+  /** Asks the reader for the records up to now, when a scan waits for them (it may be in a long idle wait). */
+  requestRecords?: () => void;
 }
 
 /** A process to scan: its memory, what to read it with, and its table. */
@@ -79,7 +83,8 @@ export class GoroutineScanner {
   readonly minIntervalMs: number;
   readonly maxIntervalMs: number;
   readonly applyDelayMs: number;
-  private readonly appliedThroughNs: () => number;
+  private readonly appliedThroughNs: (pid: number) => number;
+  private readonly requestRecords: () => void;
   /** Scans never applied: a newer one of the same process was read before the events older than them were in. */
   superseded = 0;
   private stopped = false;
@@ -90,6 +95,7 @@ export class GoroutineScanner {
     this.maxIntervalMs = opts.maxIntervalMs ?? 30_000;
     this.applyDelayMs = opts.applyDelayMs ?? 30;
     this.appliedThroughNs = opts.appliedThroughNs ?? (() => Infinity);
+    this.requestRecords = opts.requestRecords ?? (() => {});
   }
 
   /** Reads the process's goroutines now; the caller applies them (the inventory at attach, a final scan). */
@@ -144,14 +150,16 @@ export class GoroutineScanner {
           return;
         }
         // A goroutine the scan did not list had exited by the end of the read: its exit is stamped before it.
-        if (this.appliedThroughNs() < at + cost) {
+        if (this.appliedThroughNs(pid) < at + cost) {
+          this.requestRecords();
           setTimeout(apply, this.applyDelayMs).unref();
           return;
         }
         e.p.table.applyScan(result.goroutines, at, result.unreadable === 0);
         e.p.counts.applied++;
       };
-      setTimeout(apply, this.applyDelayMs).unref();
+      // At once when no record of the process can come (its probes off): one wake-up a scan, not two.
+      apply();
     } catch {
       // The process is exiting (its memory is gone): the tracer removes it; until then, try again later.
       ns = this.maxIntervalMs * 1e6 * this.budget;

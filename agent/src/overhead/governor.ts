@@ -339,9 +339,11 @@ function probeHits(tracer: GoroutineTracer, pid: number): { createExit: number; 
 
 export class OverheadGovernor {
   private readonly state = new Map<number, ProcState>();
-  private timer?: NodeJS.Timeout;
-  /** A timer at the end of the soonest on-window (endAt, monotonic ns): the 50 ms tick alone ended a 50 ms
-   * on-window up to 50 ms late, half as long again on average. */
+  /** Between the first add and stop: each tick sets a timer at the soonest phase end. */
+  private running = false;
+  /** One timer, at the end of the soonest phase (endAt, monotonic ns), not a tick every 50 ms: a 50 ms tick ended a
+   * 50 ms on-window up to 50 ms late, and woke the agent 20 times a second, each wake-up a cost to the node beside
+   * its CPU time (agent/native/reader.c). */
   private endTimer?: NodeJS.Timeout;
   private endAt = Infinity;
   readonly periodMs: number;
@@ -397,9 +399,8 @@ export class OverheadGovernor {
       firstDone: on,
     };
     this.state.set(proc.info.pid, st);
-    this.timer ??= setInterval(() => this.tick(), 50);
-    this.timer.unref();
-    if (!on) this.tickAt(now);
+    this.running = true;
+    this.tickAt(st.phaseEnd);
   }
 
   remove(pid: number): void {
@@ -683,15 +684,16 @@ export class OverheadGovernor {
       st.on = on;
       st.phaseStart = now;
       st.phaseEnd = now + (on ? onMs : offMs) * 1e6;
-      if (on && this.timer) this.tickAt(st.phaseEnd);
       st.countsAtStart = counts(proc);
       st.hitsAtStart = goHits;
     }
+    let next = Infinity;
+    for (const st of this.state.values()) next = Math.min(next, st.phaseEnd);
+    if (next < Infinity) this.tickAt(next);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.running = false;
     if (this.endTimer) clearTimeout(this.endTimer);
     this.endTimer = undefined;
     this.endAt = Infinity;
@@ -699,7 +701,7 @@ export class OverheadGovernor {
 
   /** Ticks at `at` (monotonic ns) unless an earlier end is already set. */
   private tickAt(at: number): void {
-    if (this.endTimer && this.endAt <= at) return;
+    if (!this.running || (this.endTimer && this.endAt <= at)) return;
     if (this.endTimer) clearTimeout(this.endTimer);
     this.endAt = at;
     this.endTimer = setTimeout(() => {

@@ -69,6 +69,11 @@ export interface TracedProcess extends Target {
   inventory: InventoryResult & { at: number; preexisting: number };
   /** Its memory and counts for the scans of its goroutine list. */
   scan: Scannable;
+  /** No probe of it has been on since this time (CLOCK_MONOTONIC ns; undefined while one is, or is being let go
+   * of): once the reader has applied every record stamped before it, no record of this process can still come. */
+  quietSince: number | undefined;
+  /** Detaches of its probes the kernel has not finished. */
+  detaching: number;
 }
 
 /** What attach puts on when the caller does not say: the lifecycle and the scheduler (run, syscall), or the
@@ -78,6 +83,10 @@ export const DEFAULT_PROBES: GoroutineProbeName[] =
 
 /** The scheduler's probe classes: their programs' cookies carry a window (bpf/cookie.h). */
 const SCHED_CLASSES = ['run', 'syscall'] as const;
+
+/** The reader's longest wait while no goroutine probe is on (ms), and while one is (in polls: syncReaderIdle). */
+const QUIET_IDLE_MS = 1000;
+const ACTIVE_IDLE_POLLS = 4;
 
 const CREATOR_FROM_ENTRY = 1; // runtime_layout.flags: reserved for the BPF side
 
@@ -135,7 +144,15 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     super(source, o.pollMs);
     this.opts = o;
     this.layouts = new LayoutSlots(this.bpf, 'runtime_layouts', MAX_RUNTIME_LAYOUTS);
-    if (opts.scan !== false) this.scanner = new GoroutineScanner({ applyDelayMs: 3 * this.opts.pollMs, appliedThroughNs: () => this.appliedThroughNs(), ...opts.scan });
+    if (opts.scan !== false) {
+      this.scanner = new GoroutineScanner({
+        applyDelayMs: 3 * this.opts.pollMs,
+        appliedThroughNs: (pid) => this.appliedThroughNs(pid),
+        requestRecords: () => this.reader.requestDrain(),
+        ...opts.scan,
+      });
+    }
+    this.reader.setIdleMs(QUIET_IDLE_MS);
   }
 
   /** Starts draining the ring buffer; batches are applied to the tables as they arrive. */
@@ -191,6 +208,8 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
       attachedAt: monoNowNs(),
       inventory: { goroutines: [], allgs: 0, unreadable: 0, dead: 0, ids: null, bytesRead: 0, reads: 0, at: 0, preexisting: 0 },
       scan: { pid, binary, layout, bias: target.bias, table, mem, counts: new LifecycleCounts() },
+      quietSince: monoNowNs(),
+      detaching: 0,
     };
     // A goroutine a scan finds gone leaves the scheduler's table too (its exit may not have been probed).
     table.onEnded = (goid) => proc.sched.onExit(goid);
@@ -216,6 +235,42 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     const cookie = cookieFor(s, proc.layoutId, proc.schedWindows[s.probe] ?? 0);
     const link = this.bpf.attachUprobe(s.program, proc.info.exeLink, s.fileOffset, proc.info.pid, cookie);
     proc.links.set(s, link);
+    proc.quietSince = undefined;
+    this.syncReaderIdle();
+  }
+
+  /**
+   * The goroutine ring never wakes its reader (bpf/goroutines.bpf.c, submit), so while any probe is on the reader
+   * waits at most ACTIVE_IDLE_POLLS polls: a process going from idle to saturation under --full writes ~350k
+   * records a second, and the 4 MiB ring holds 65k. With every probe off nothing can flood it, and the reader
+   * waits up to QUIET_IDLE_MS (agent/native/reader.c: each of the agent's wake-ups costs the node).
+   */
+  private syncReaderIdle(): void {
+    let on = false;
+    for (const p of this.procs.values()) on ||= p.links.size > 0;
+    this.reader.setIdleMs(on ? ACTIVE_IDLE_POLLS * this.opts.pollMs : QUIET_IDLE_MS);
+  }
+
+  /** Links of a process let go of: once the kernel is done and none is on, the process is quiet (quietSince). */
+  private letGo(proc: TracedProcess, links: number[]): Promise<void> {
+    if (!links.length) return Promise.resolve();
+    proc.detaching++;
+    this.syncReaderIdle();
+    return this.detacher.detach(links).finally(() => {
+      proc.detaching--;
+      if (proc.detaching === 0 && proc.links.size === 0) proc.quietSince = monoNowNs();
+    });
+  }
+
+  /**
+   * Every record of the process stamped before this has been applied (the reader's time), or Infinity once no
+   * record of it can still come: its probes were let go of before the reader's time (quietSince), so a scan of
+   * it applies at once instead of waiting out the reader's idle wait.
+   */
+  override appliedThroughNs(pid?: number): number {
+    const through = super.appliedThroughNs();
+    const quiet = pid === undefined ? undefined : this.procs.get(pid)?.quietSince;
+    return quiet !== undefined && through >= quiet ? Infinity : through;
   }
 
   /**
@@ -252,7 +307,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     // The goid cache holds only while every exit is seen: a new epoch once the exit probe is on, none before it
     // goes (bpf/goroutines.bpf.c, "The goid of a g, cached").
     if (exitSwitched) this.setGoidEpoch(proc, on);
-    return this.detacher.detach(off);
+    return this.letGo(proc, off);
   }
 
   /** goid_epochs slots (pid % GOID_EPOCH_SLOTS) held, by the pid holding each. */
@@ -326,6 +381,7 @@ export class GoroutineTracer extends Tracer<TracedProcess> implements ProcessTra
     proc.scan.mem.close();
     const links = [...proc.links.values()];
     proc.links.clear();
+    this.syncReaderIdle();
     // Once no probe can run for it: a creation cut short by the exit leaves its creator behind.
     return this.detacher.detach(links).then(() => {
       if (this.closed) return;

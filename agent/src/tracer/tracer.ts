@@ -32,7 +32,7 @@ export abstract class Tracer<P> {
   readonly transport: EventTransport;
   protected readonly procs = new Map<number, P>();
   protected readonly detacher: Detacher;
-  private readonly reader: RingReader;
+  protected readonly reader: RingReader;
   protected closed = false;
   records = 0;
   batches = 0;
