@@ -420,3 +420,33 @@ t.test('the estimated cost agrees with the server\'s run time per request measur
   t.ok(governor.fraction(server.pid) < 1 && (total < budget || (cost.source === 'calibrated' && total <= budget * (1 + 1e-9))),
     `the estimate (${(total * 100).toFixed(1)}%) is below the budget (${budget * 100}%; the charged cost ${cost.source})`);
 });
+
+// A window set while the process was idle keeps the probes on for a cycle or more (their cost was nothing); load
+// that arrives in it ends it early, at the next look (every 500 ms), instead of paying the probes in full to its end.
+t.test('load that arrives in a long on-window ends it early', { skip: noBpf ?? false, timeout: 60_000 }, async (t) => {
+  const prog = await PopulationProcess.start(buildPopulation(), t);
+  const tracer = new GoroutineTracer({ ringBytes: 4 << 20 });
+  t.teardown(() => tracer.close());
+  tracer.start();
+  const proc = tracer.attach(openTarget(prog.pid));
+  const governor = new OverheadGovernor(tracer, { budget: 0.02, nsPerHit: 1000, periodMs: 10_000, cycleMs: 3000, minOnMs: 50 });
+  t.teardown(() => governor.stop());
+  governor.add(proc);
+  await new Promise((r) => setTimeout(r, 400)); // the first window (200 ms), idle: the next is on for a cycle
+  const [first, idle] = governor.windows(prog.pid);
+  t.ok(first?.probes.includes('park') && idle?.probes.includes('park'), 'idle: the probes stay on after the first window');
+  const loadFrom = performance.now();
+  let working = true;
+  const load = (async () => {
+    while (working) await prog.command('work 200 50', /^WORK DONE .*$/m);
+  })();
+  for (const until = Date.now() + 5000; Date.now() < until && governor.windows(prog.pid).length < 3;) await new Promise((r) => setTimeout(r, 20));
+  const ended = performance.now() - loadFrom;
+  working = false;
+  await load;
+  const ws = governor.windows(prog.pid);
+  const window = ws[1];
+  t.ok(ws.length >= 3, `the idle window ended ${Math.round(ended)} ms after the load began (its end was due 3 s after it began)`);
+  t.ok(window.to - window.from < 2500, `it lasted ${Math.round(window.to - window.from)} ms, not the 3 s it was set for`);
+  t.ok(ws[2] && ws[2].probes.length === 0, 'then the probes went off: the hits cost more than the budget');
+});

@@ -148,6 +148,12 @@ const FIRST_WINDOW_MS = 200;
 const INITIAL_DETACH_MS = 150;
 /** An always-on process is measured in the process once in this many periods (when its cost is near the budget). */
 const MEASURE_EVERY_PERIODS = 10;
+/**
+ * How often an on-window longer than a duty cycle is looked at (ms). A process idle when its window began keeps its
+ * probes on for up to a period (10 s, its cost then nothing); load that arrives meanwhile paid them in full until
+ * the window's end: ~2.7 s at ~60% of the hello server's CPU in a run that started saturating mid-window.
+ */
+const WATCH_MS = 500;
 
 /** One measured phase (from its probes' switch done to its end), for the in-process samples. */
 interface Phase {
@@ -219,6 +225,8 @@ interface ProcState {
   mix: { requests: number; parkReady: number; createExit: number };
   /** Whether the first on-window has started (one attached off waits for the first tick). */
   firstDone: boolean;
+  /** When a long on-window is next looked at for hits over the budget (WATCH_MS; monotonic ns). */
+  watchAt: number;
 }
 
 /** The probes' cost as shares of the process's CPU: the duty-cycled ones at their on-fraction, and the always-on
@@ -397,6 +405,7 @@ export class OverheadGovernor {
       uncheckedOnMs: this.cycleMs,
       mix: { requests: 0, parkReady: 0, createExit: 0 },
       firstDone: on,
+      watchAt: Infinity,
     };
     this.state.set(proc.info.pid, st);
     this.running = true;
@@ -547,7 +556,10 @@ export class OverheadGovernor {
   tick(now = monoNowNs()): void {
     for (const [pid, st] of this.state) {
       if (now < st.phaseEnd) {
-        continue;
+        if (now < st.watchAt || !this.overBudgetNow(pid, st, now)) {
+          if (now >= st.watchAt) st.watchAt = now + WATCH_MS * 1e6;
+          continue;
+        }
       }
       const proc = this.tracer.process(pid);
       if (!proc) {
@@ -684,12 +696,29 @@ export class OverheadGovernor {
       st.on = on;
       st.phaseStart = now;
       st.phaseEnd = now + (on ? onMs : offMs) * 1e6;
+      st.watchAt = on && onMs >= this.cycleMs && Number.isFinite(this.opts.budget) ? now + WATCH_MS * 1e6 : Infinity;
       st.countsAtStart = counts(proc);
       st.hitsAtStart = goHits;
     }
     let next = Infinity;
-    for (const st of this.state.values()) next = Math.min(next, st.phaseEnd);
+    for (const st of this.state.values()) next = Math.min(next, st.phaseEnd, st.watchAt);
     if (next < Infinity) this.tickAt(next);
+  }
+
+  /**
+   * Whether the hits counted since a long on-window began already cost more than the budget (at the charged cost
+   * per hit, against the process's run time over the window less that cost): the load changed since the window was
+   * set, so it ends now and is measured like any other.
+   */
+  private overBudgetNow(pid: number, st: ProcState, now: number): boolean {
+    const seconds = (now - st.measureFrom) / 1e9;
+    const runNs = (processRunNs(pid) ?? NaN) - st.cpuAtStart;
+    if (!(seconds > 0 && runNs >= 0)) return false;
+    const goHits = probeHits(this.tracer, pid);
+    const hits = (this.opts.requests?.hits(pid) ?? 0) - st.requestsAtStart + goHits.parkReady - st.hitsAtStart.parkReady + goHits.createExit - st.hitsAtStart.createExit;
+    if (hits < MIN_PHASE_HITS) return false;
+    const costPerSecond = (hits * this.hitCost(pid)!.nsPerHit) / ((now - st.phaseStart) / 1e9);
+    return costPerSecond > this.opts.budget * Math.max(0, runNs / seconds - costPerSecond) * st.cpuRatio;
   }
 
   stop(): void {
