@@ -6,10 +6,11 @@
 // [minIntervalMs, maxIntervalMs] (250 ms .. 30 s by default). A process of 1,000 goroutines (~0.3 ms a scan)
 // is scanned every 250 ms; one of 100,000 (~30 ms) every 3 s; the longest wait is 30 s.
 // A scan's result is applied to the table once every event recorded before it is in (appliedThroughNs: at once
-// when the process's probes are off, else after asking the reader for its records, checked every applyDelayMs;
-// the reader may be in a long idle wait): the table keeps whichever is newer per goroutine (model/goroutine-table.ts applyScan). A
-// scan applied before an older event arrived would end a goroutine whose last park and exit were still on their
-// way, and those late events would make a row of their own (seen with the reader stopped for a drain at load 11).
+// when the process's probes are off, else after asking the reader for its records, which may be in a long idle
+// wait, and checked every applyDelayMs): the table keeps whichever is newer per goroutine
+// (model/goroutine-table.ts applyScan). A scan applied before an older event arrived would end a goroutine whose
+// last park and exit were still on their way, and those late events would make a row of their own (seen with the
+// reader stopped for a drain at load 11).
 import type { ProcessMemory } from '../proc/process.ts';
 import type { GoroutineTable } from '../model/goroutine-table.ts';
 import { monoNowNs } from '../tracer/clock.ts';
