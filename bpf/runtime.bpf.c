@@ -39,7 +39,7 @@ BPF_EXPORT(enum go_abi_reg);
 
 /* Wake the reader only when this much is waiting (it also drains on a timer). Fatal errors always wake it:
  * the process is about to die and the record is what outlives it. */
-const volatile __u64 wakeup_bytes = 64 << 10;
+const volatile __u64 wakeup_bytes = 256 << 10;
 
 EVENTS_MAP(runtime_events, struct runtime_event, 1 << 20); /* resized by the agent before load */
 

@@ -40,8 +40,11 @@
  * and four readers at 25 wake-ups a second plus a GC trickle holding one at 10 ms were ~140 of the agent's ~250.
  * Records come promptly all the same: the BPF side wakes the thread past a threshold, and a round woken so, or one
  * whose records came at QUICK_RECORDS_PER_S or more since the last, brings the wait back to poll_ms. A trickle
- * below that (the GC events of a saturated hello server, ~200 a second) waits up to idle_ms; whoever needs the
- * records up to now asks for them (reader_request_drain). */
+ * below that (the GC events of a saturated hello server, ~200 a second) waits up to idle_ms, even when it woke the
+ * thread past its threshold; whoever needs the records up to now asks for them (reader_request_drain).
+ * A wait as long as idle_ms ends on a grid (the multiples of idle_ms on CLOCK_MONOTONIC) that every reader and the
+ * agent's own timers keep (agent/src/tracer/clock.ts): the agent's quiet rounds come as one burst a second, not
+ * as one per thread and timer spread over it. */
 #define DEFAULT_IDLE_MS 1000
 #define QUICK_RECORDS_PER_S 1000
 #define STAGE_MAX_BYTES (16u << 20)
@@ -357,6 +360,14 @@ static unsigned long long drain(struct reader *r, bool final)
 }
 
 /* True when any of its rings is a perf buffer (old kernels): those keep the fixed poll_ms round and stop. */
+/* ms until the next multiple of period_ms on CLOCK_MONOTONIC, at least half a period away. */
+static int ms_to_grid(int period_ms)
+{
+	__u64 period = (__u64)period_ms * 1000000ULL, now = mono_ns();
+	__u64 due = (now + period / 2) / period * period + period;
+	return (int)((due - now + 999999ULL) / 1000000ULL);
+}
+
 static bool reads_perf_buffers(const struct reader *r)
 {
 	for (int i = 0; i < r->nrings; i++)
@@ -380,15 +391,12 @@ static void *reader_main(void *arg)
 			continue;
 		}
 		/* Woken past a threshold, asked, or by the timer: either way everything waiting is drained. */
-		int n = epoll_wait(r->epfd, events, READER_MAX_RINGS + 1, wait_ms);
+		int n = epoll_wait(r->epfd, events, READER_MAX_RINGS + 1, !perf && wait_ms >= atomic_load(&r->idle_ms) ? ms_to_grid(wait_ms) : wait_ms);
 		if (atomic_load(&r->stop))
 			break;
-		bool ring_woke = false;
 		for (int i = 0; i < n; i++) {
-			if (events[i].data.fd != r->wake_fd) {
-				ring_woke = true;
-				continue;
-			}
+			if (events[i].data.fd != r->wake_fd)
+				continue; /* a ring past its threshold: drained below */
 			__u64 asked;
 			if (read(r->wake_fd, &asked, sizeof(asked)) < 0) {
 				/* another round took it */
@@ -407,7 +415,7 @@ static void *reader_main(void *arg)
 		__u64 now = mono_ns();
 		bool quick = got * 1000000000ULL >= QUICK_RECORDS_PER_S * (now - last_round);
 		last_round = now;
-		if (quick || ring_woke)
+		if (quick)
 			wait_ms = r->opts.poll_ms;
 		else
 			wait_ms = wait_ms * 2 < max_wait ? wait_ms * 2 : max_wait;

@@ -94,9 +94,9 @@ function readerWakeups(): number {
 }
 
 // Each wake-up of the agent costs the node more than its CPU time shows (agent/native/reader.c), so a reader whose
-// ring is quiet waits up to a second between drains; while a goroutine probe is on it waits at most 4 polls, since
+// ring is quiet waits up to a second between drains, ending on a whole second as the agent's other waits do; while a goroutine probe is on it waits at most 4 polls, since
 // that ring never wakes it and a flood would fill it; and whoever needs the records up to now asks for them.
-t.test('a quiet reader wakes about once a second, a drain asked for comes at once, probes on keep it short', { skip: noBpf ?? false }, async (t) => {
+t.test('a quiet reader wakes about once a second on the grid, a drain asked for comes at once, probes on keep it short', { skip: noBpf ?? false }, async (t) => {
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());
   const tracer = new GoroutineTracer({ pollMs: 10, scan: false });
@@ -105,9 +105,19 @@ t.test('a quiet reader wakes about once a second, a drain asked for comes at onc
   tracer.attach(openTarget(prog.pid), { off: true });
   await sleep(2500); // 10, 20, ... 640 ms, then 1 s waits
   const quiet = readerWakeups();
-  await sleep(3000);
+  // When each round went back to sleep, looked at every 2 ms: its quiet rounds keep the agent's grid, the whole
+  // seconds of CLOCK_MONOTONIC, where its other readers and its timers wake too (agent/src/tracer/clock.ts).
+  const phasesMs: number[] = [];
+  for (let seen = quiet, until = performance.now() + 3000; performance.now() < until; await sleep(2)) {
+    const now = readerWakeups();
+    if (now !== seen) phasesMs.push((monoNowNs() % 1e9) / 1e6);
+    seen = now;
+  }
   const quietWakeups = readerWakeups() - quiet;
   t.ok(quietWakeups >= 1 && quietWakeups <= 6, `no probe on: ${quietWakeups} wake-ups of the reader in 3 s (about 3; it was 75 at 40 ms waits)`);
+  const offGrid = phasesMs.filter((ms) => ms > 60);
+  t.ok(phasesMs.length >= 2 && offGrid.length === 0,
+    `quiet rounds on the second's grid: ${phasesMs.map((ms) => ms.toFixed(0)).join(', ')} ms past a whole second (at most 60: seen every 2 ms, timers late under load)`);
 
   const asked = monoNowNs();
   t.ok(tracer.appliedThroughNs() < asked, 'the reader has not drained since');

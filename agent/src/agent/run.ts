@@ -19,7 +19,7 @@ import type { CycleRecord, FatalRecord as RuntimeFatalRecord, PauseRecord as Run
 import { Shipper } from '../ship/shipper.ts';
 import { StackTable } from '../stacks/stack-table.ts';
 import type { TcpTracer } from '../tcp/tcp-tracer.ts';
-import { monoNowNs, monoToWallMs } from '../tracer/clock.ts';
+import { everyOnGrid, monoNowNs, monoToWallMs } from '../tracer/clock.ts';
 import type { GoroutineTracer, TracedProcess } from '../tracer/goroutine-tracer.ts';
 import type { HttpTracer } from '../http/http-tracer.ts';
 import { RequestMetrics } from '../http/request-metrics.ts';
@@ -142,14 +142,14 @@ async function startOtlp(opts: AgentOptions, node: string, tracer: GoroutineTrac
   return parts.start('otlp', () => new AgentOtlp(opts.otlpEndpoint!, { leakIntervalMs, ...opts.otlp }, node, tracer, parts, metrics));
 }
 
-/** Timers that run a step every so often, stopped together. */
+/** Timers that run a step every so often, on the agent's one grid (tracer/clock.ts), stopped together. */
 class Timers {
-  private readonly all: NodeJS.Timeout[] = [];
+  private readonly all: { stop(): void }[] = [];
   every(ms: number, step: () => void): void {
-    this.all.push(setInterval(step, ms));
+    this.all.push(everyOnGrid(ms, step));
   }
   stop(): void {
-    for (const t of this.all) clearInterval(t);
+    for (const t of this.all) t.stop();
   }
 }
 

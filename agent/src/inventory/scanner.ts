@@ -3,8 +3,10 @@
 // own (default 1% of one core), and counts creations and exits from the runtime's goroutine-id generator.
 //
 // Interval policy: after each scan of a process, its next one is due in cost x processes / budget, clamped to
-// [minIntervalMs, maxIntervalMs] (250 ms .. 30 s by default). A process of 1,000 goroutines (~0.3 ms a scan)
-// is scanned every 250 ms; one of 100,000 (~30 ms) every 3 s; the longest wait is 30 s.
+// [minIntervalMs, maxIntervalMs] (1 s .. 30 s by default), at a second of the agent's grid (tracer/clock.ts
+// msToGrid), where its readers and other timers wake too: a scan is one of the agent's wake-ups, and each costs
+// the node more than its CPU time (docs/architecture.md, "Few wake-ups"). A process of 1,000 goroutines (~0.3 ms
+// a scan) is scanned every second; one of 100,000 (~30 ms) every 3 s; the longest wait is 30 s.
 // A scan's result is applied to the table once every event recorded before it is in (appliedThroughNs: at once
 // when the process's probes are off, else after asking the reader for its records, which may be in a long idle
 // wait, and checked every applyDelayMs): the table keeps whichever is newer per goroutine
@@ -13,7 +15,7 @@
 // reader stopped for a drain at load 11).
 import type { ProcessMemory } from '../proc/process.ts';
 import type { GoroutineTable } from '../model/goroutine-table.ts';
-import { monoNowNs } from '../tracer/clock.ts';
+import { monoNowNs, msToGrid } from '../tracer/clock.ts';
 import { scanGoroutines, type IdCount, type InventoryResult, type ScanTarget } from './allgs.ts';
 
 export interface ScanOptions {
@@ -92,7 +94,7 @@ export class GoroutineScanner {
 
   constructor(opts: ScanOptions = {}) {
     this.budget = opts.budget ?? 0.01;
-    this.minIntervalMs = opts.minIntervalMs ?? 250;
+    this.minIntervalMs = opts.minIntervalMs ?? 1000;
     this.maxIntervalMs = opts.maxIntervalMs ?? 30_000;
     this.applyDelayMs = opts.applyDelayMs ?? 30;
     this.appliedThroughNs = opts.appliedThroughNs ?? (() => Infinity);
@@ -132,7 +134,7 @@ export class GoroutineScanner {
     const e = this.procs.get(pid);
     if (!e || this.stopped) return;
     e.p.counts.intervalMs = ms;
-    e.timer = setTimeout(() => this.tick(pid), ms);
+    e.timer = setTimeout(() => this.tick(pid), msToGrid(ms, Math.min(1000, this.minIntervalMs)));
     e.timer.unref();
   }
 

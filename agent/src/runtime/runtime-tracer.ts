@@ -34,6 +34,11 @@ export interface RuntimeTracerOptions {
   transport?: EventTransport | 'auto';
   /** Bytes of the ring buffer (a power of two, a multiple of the page size). */
   ringBytes?: number;
+  /**
+   * The BPF side wakes the reader once this much waits (fatal errors at once). A quarter of the ring: the GC events
+   * of a busy server (~90 KB a second from a saturated hello server) leave with the reader's quiet round each
+   * second instead of waking it on their own.
+   */
   wakeupBytes?: number;
   pollMs?: number;
   /** Samples kept per process for percentiles, and how old a sample may be to count. */
@@ -88,7 +93,7 @@ export class RuntimeEventsTracer extends Tracer<RuntimeProcess> implements Proce
   constructor(opts: RuntimeTracerOptions = {}) {
     const o = {
       ringBytes: opts.ringBytes ?? 1 << 20,
-      wakeupBytes: opts.wakeupBytes ?? 64 << 10,
+      wakeupBytes: opts.wakeupBytes ?? 256 << 10,
       pollMs: opts.pollMs ?? 10,
       windowSamples: opts.windowSamples ?? 1024,
       windowNs: opts.windowNs ?? 5 * 60e9,

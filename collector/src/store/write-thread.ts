@@ -1,6 +1,6 @@
 // The main thread's side of the store's threads (write-worker.ts): group writes, agent hellos and retention go
 // to the writer in order and are answered with promises; a checkpointer copies the WAL into the database beside
-// it. The main thread keeps its own connection for reading (WAL: readers never wait for the writer).
+// it, told after each write (an idle collector's threads sleep). The main thread keeps its own connection for reading (WAL: readers never wait for the writer).
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -26,7 +26,9 @@ export type WriteRequest =
   | { op: 'write'; id: number; batches: BatchToWrite[]; now: number }
   | { op: 'agent'; id: number; hello: HelloMessage; now: number }
   | { op: 'retention'; id: number; opts: RetentionOptions; now: number }
-  | { op: 'close'; id: number };
+  | { op: 'close'; id: number }
+  /** To the checkpointer: the writer committed, a checkpoint is due (none is asked for while nothing is written). */
+  | { op: 'wrote'; id: number };
 
 type Distribute<T> = T extends unknown ? Omit<T, 'id'> : never;
 
@@ -93,6 +95,11 @@ class StoreWorker {
     });
   }
 
+  /** Tells the thread something without waiting for an answer. */
+  tell(op: 'wrote'): void {
+    if (!this.failed) this.worker.postMessage({ op, id: -1 });
+  }
+
   async close(): Promise<void> {
     if (this.failed) return;
     await this.call({ op: 'close' }).catch(() => {});
@@ -124,17 +131,22 @@ export class WriteThread {
     // The numbers are handed over, not copied.
     const r = await this.writer.call<{ results: WriteResult[]; seconds: number; usedBytes: number }>(
       { op: 'write', batches, now }, batches.map((b) => b.batch.goroutines.buffer as ArrayBuffer));
+    this.checkpointer.tell('wrote');
     this.afterWrite?.(r.usedBytes);
     return r;
   }
 
   async recordAgent(hello: HelloMessage, now = Date.now()): Promise<'ok' | 'key-mismatch'> {
-    return (await this.writer.call<{ result: 'ok' | 'key-mismatch' }>({ op: 'agent', hello, now })).result;
+    const r = (await this.writer.call<{ result: 'ok' | 'key-mismatch' }>({ op: 'agent', hello, now })).result;
+    this.checkpointer.tell('wrote');
+    return r;
   }
 
   /** One retention pass; onDeleted hears of each chunk's rows as they go. Resolves to the rows deleted. */
   async retention(opts: RetentionOptions, now = Date.now(), onDeleted?: (rows: number) => void): Promise<number> {
-    return (await this.writer.call<{ result: number }>({ op: 'retention', opts, now }, [], onDeleted)).result;
+    const r = (await this.writer.call<{ result: number }>({ op: 'retention', opts, now }, [], onDeleted)).result;
+    this.checkpointer.tell('wrote');
+    return r;
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,8 @@
 //  - the writer: owns every write. Writing is most of ingest's cost; here it runs beside the main thread, which
 //    takes WebSocket frames, parses and validates them and answers the API. Batches arrive encoded (batch-codec.ts).
 //  - the checkpointer: copies the WAL into the database file with passive checkpoints, which never block the
-//    writer, so the writer does not stop for that I/O (its own autocheckpoint stays as a backstop).
+//    writer, so the writer does not stop for that I/O (its own autocheckpoint stays as a backstop); one a quarter
+//    second after the writer was busy, none while it is idle.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Database } from 'better-sqlite3';
 import { databaseSizeBytes, openDatabase, type OpenOptions } from './db.ts';
@@ -18,17 +19,26 @@ if (role === 'checkpointer') runCheckpointer(db);
 else runWriter(db);
 port.postMessage({ id: 0, result: 'ready' });
 
+/** A checkpoint at most this often while writes come; none while the collector is idle (each wake-up costs the node). */
+const CHECKPOINT_EVERY_MS = 250;
+
 function runCheckpointer(db: Database): void {
-  const timer = setInterval(() => {
+  let timer: NodeJS.Timeout | undefined;
+  const checkpoint = () => {
+    timer = undefined;
     try {
       db.pragma('wal_checkpoint(PASSIVE)');
     } catch {
-      /* busy: the next one */
+      /* busy: the writer says when it wrote again, and the backstop autocheckpoint holds the WAL meanwhile */
     }
-  }, 250);
+  };
   port.on('message', (m: { id: number; op: string }) => {
+    if (m.op === 'wrote') {
+      timer ??= setTimeout(checkpoint, CHECKPOINT_EVERY_MS);
+      return;
+    }
     if (m.op !== 'close') return;
-    clearInterval(timer);
+    clearTimeout(timer);
     db.close();
     port.postMessage({ id: m.id, result: 'closed' });
     port.close();
