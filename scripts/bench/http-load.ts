@@ -45,7 +45,7 @@ const VEGETA = 'github.com/tsenart/vegeta/v12@v12.13.0';
 export const SERVER_CPU = '1';
 export const OTHER_CPU = '0';
 
-type ConfigName = 'none' | 'default' | 'default_probesoff' | 'default_cycle10' | 'default_norequests' | 'default_notcp' | 'full' | 'full_nosched' | 'requests' | 'requests_ret' | 'trace' | 'flight';
+type ConfigName = 'none' | 'default' | 'default_probesoff' | 'default_budget1' | 'default_cycle10' | 'default_norequests' | 'default_notcp' | 'full' | 'full_nosched' | 'requests' | 'requests_ret' | 'trace' | 'flight';
 
 /** Grafana Beyla's published cost of its Go HTTP server probes, per request: the anchor for ours. */
 export const BEYLA_NS_PER_REQUEST = 500;
@@ -70,6 +70,8 @@ const CONFIGS: Config[] = [
   // The duty cycle's length: each switch costs the process (uprobes installed and removed, the first hits after,
   // caches) outside what the governor compares, so fewer switches may cost less at the same on-fraction.
   { name: 'default_cycle10', label: 'goroscope agent, default, 10 s duty cycle', agent: [], agentEnv: { GOROSCOPE_OVERHEAD_CYCLE_MS: '10000' } },
+  // Half the default budget: how the server's cost follows the budget the governor spends, against the floor below.
+  { name: 'default_budget1', label: 'goroscope agent, default, --overhead-budget 1%', agent: ['--overhead-budget', '1%'] },
   // The floor no duty cycle can beat: the agent attached and scanning, its probes off after the first window (the
   // least on-fraction, 0.001: the next on-window is a minute later). What the agent costs the server from beside it.
   { name: 'default_probesoff', label: 'goroscope agent, default, probes off after the first window (--overhead-budget 0.0001%)', agent: ['--overhead-budget', '0.0001%'] },
@@ -288,7 +290,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
   // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
   const selected = only.configs
     ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
-    : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_cycle10' && c.name !== 'default_probesoff' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
+    : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_cycle10' && c.name !== 'default_probesoff' && c.name !== 'default_budget1' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
   // Each agent configuration next to the baseline's agent in the same configuration.
   const configs = selected.flatMap((c): Config[] => (baseline && c.agent ? [c, { ...c, name: `${c.name as ConfigName}@base`, label: `${c.label}, baseline ${baseline}`, root: baseline }] : [c]));
   const reps = only.rounds ?? (ctx.quick ? 1 : Math.max(3, Math.min(12, Math.floor(RUNS_PER_BENCH / (configs.length * handlers.length)))));
