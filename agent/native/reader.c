@@ -38,10 +38,10 @@
  * wake-up of the agent costs the node more than its own CPU time shows. On a 2-vCPU VM a wake-up on the load
  * generator's CPU cost the hello server ~0.06% of its throughput per wake-up a second (scripts/bench/http-load.ts),
  * and four readers at 25 wake-ups a second plus a GC trickle holding one at 10 ms were ~140 of the agent's ~250.
- * Records come promptly all the same: the BPF side wakes the thread past a threshold, and a round woken so, or one
- * whose records came at QUICK_RECORDS_PER_S or more since the last, brings the wait back to poll_ms. A trickle
- * below that (the GC events of a saturated hello server, ~200 a second) waits up to idle_ms, even when it woke the
- * thread past its threshold; whoever needs the records up to now asks for them (reader_request_drain).
+ * Records come promptly all the same: the BPF side wakes the thread past a threshold, and a round whose records
+ * came at QUICK_RECORDS_PER_S or more since the last brings the wait back to poll_ms. A trickle below that (the GC
+ * events of a saturated hello server, ~200 a second) waits up to idle_ms, even when it woke the thread past its
+ * threshold; whoever needs the records up to now asks for them (reader_request_drain).
  * A wait as long as idle_ms ends on a grid (the multiples of idle_ms on CLOCK_MONOTONIC) that every reader and the
  * agent's own timers keep (agent/src/tracer/clock.ts): the agent's quiet rounds come as one burst a second, not
  * as one per thread and timer spread over it. */
@@ -359,7 +359,6 @@ static unsigned long long drain(struct reader *r, bool final)
 	return atomic_load(&r->records) - before;
 }
 
-/* True when any of its rings is a perf buffer (old kernels): those keep the fixed poll_ms round and stop. */
 /* ms until the next multiple of period_ms on CLOCK_MONOTONIC, at least half a period away. */
 static int ms_to_grid(int period_ms)
 {
@@ -368,6 +367,7 @@ static int ms_to_grid(int period_ms)
 	return (int)((due - now + 999999ULL) / 1000000ULL);
 }
 
+/* True when any of its rings is a perf buffer (old kernels): those keep the fixed poll_ms round and stop. */
 static bool reads_perf_buffers(const struct reader *r)
 {
 	for (int i = 0; i < r->nrings; i++)

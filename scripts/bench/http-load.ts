@@ -62,6 +62,8 @@ interface Config {
   requests?: 'auto' | 'ret';
   trace?: boolean;
   flight?: boolean;
+  /** A comparison beside the issue's configurations: left out of --quick (the smoke test), for time. */
+  extra?: true;
 }
 
 const CONFIGS: Config[] = [
@@ -69,22 +71,22 @@ const CONFIGS: Config[] = [
   { name: 'default', label: 'goroscope agent, default (overhead budget 2%)', agent: [] },
   // The duty cycle's length: each switch costs the process (uprobes installed and removed, the first hits after,
   // caches) outside what the governor compares, so fewer switches may cost less at the same on-fraction.
-  { name: 'default_cycle10', label: 'goroscope agent, default, 10 s duty cycle', agent: [], agentEnv: { GOROSCOPE_OVERHEAD_CYCLE_MS: '10000' } },
+  { name: 'default_cycle10', label: 'goroscope agent, default, 10 s duty cycle', agent: [], agentEnv: { GOROSCOPE_OVERHEAD_CYCLE_MS: '10000' }, extra: true },
   // Half the default budget: how the server's cost follows the budget the governor spends, against the floor below.
-  { name: 'default_budget1', label: 'goroscope agent, default, --overhead-budget 1%', agent: ['--overhead-budget', '1%'] },
+  { name: 'default_budget1', label: 'goroscope agent, default, --overhead-budget 1%', agent: ['--overhead-budget', '1%'], extra: true },
   // The floor no duty cycle can beat: the agent attached and scanning, its probes off after the first window (the
   // least on-fraction, 0.001: the next on-window is a minute later). What the agent costs the server from beside it.
-  { name: 'default_probesoff', label: 'goroscope agent, default, probes off after the first window (--overhead-budget 0.0001%)', agent: ['--overhead-budget', '0.0001%'] },
+  { name: 'default_probesoff', label: 'goroscope agent, default, probes off after the first window (--overhead-budget 0.0001%)', agent: ['--overhead-budget', '0.0001%'], extra: true },
   // What the request probes add to the default mode.
-  { name: 'default_norequests', label: 'goroscope agent, default, --no-requests', agent: ['--no-requests'] },
+  { name: 'default_norequests', label: 'goroscope agent, default, --no-requests', agent: ['--no-requests'], extra: true },
   // What TCP tracing adds: always on, outside the budget, and its syscall hooks put every syscall of the node on
   // the kernel's slow path (docs/architecture.md: +120-170 ns per syscall).
-  { name: 'default_notcp', label: 'goroscope agent, default, --no-tcp', agent: ['--no-tcp'] },
+  { name: 'default_notcp', label: 'goroscope agent, default, --no-tcp', agent: ['--no-tcp'], extra: true },
   { name: 'full', label: 'goroscope agent --full', agent: ['--full'] },
   // What the scheduler probes (execute and its stamps, system calls) add to --full.
-  { name: 'full_nosched', label: 'goroscope agent --full, scheduler probes off', agent: ['--full'], agentEnv: { GOROSCOPE_SCHED_PROBES: 'off' } },
+  { name: 'full_nosched', label: 'goroscope agent --full, scheduler probes off', agent: ['--full'], agentEnv: { GOROSCOPE_SCHED_PROBES: 'off' }, extra: true },
   { name: 'requests', label: 'goroscope request probes only (ServeHTTP entry + finishRequest entry)', requests: 'auto' },
-  { name: 'requests_ret', label: 'goroscope request probes only, the end at the RETs (ServeHTTP entry + RET)', requests: 'ret' },
+  { name: 'requests_ret', label: 'goroscope request probes only, the end at the RETs (ServeHTTP entry + RET)', requests: 'ret', extra: true },
   { name: 'trace', label: "Go's runtime/trace", trace: true },
   { name: 'flight', label: "Go's flight recorder", flight: true },
 ];
@@ -290,7 +292,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
   // --quick (the smoke test) leaves out the --full comparison without the scheduler probes, for time.
   const selected = only.configs
     ? CONFIGS.filter((c) => c.name === 'none' || only.configs!.includes(c.name))
-    : ctx.quick ? CONFIGS.filter((c) => c.name !== 'full_nosched' && c.name !== 'default_cycle10' && c.name !== 'default_probesoff' && c.name !== 'default_budget1' && c.name !== 'default_norequests' && c.name !== 'default_notcp' && c.name !== 'requests_ret') : CONFIGS;
+    : ctx.quick ? CONFIGS.filter((c) => !c.extra) : CONFIGS;
   // Each agent configuration next to the baseline's agent in the same configuration.
   const configs = selected.flatMap((c): Config[] => (baseline && c.agent ? [c, { ...c, name: `${c.name as ConfigName}@base`, label: `${c.label}, baseline ${baseline}`, root: baseline }] : [c]));
   const reps = only.rounds ?? (ctx.quick ? 1 : Math.max(3, Math.min(12, Math.floor(RUNS_PER_BENCH / (configs.length * handlers.length)))));

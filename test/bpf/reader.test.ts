@@ -94,8 +94,9 @@ function readerWakeups(): number {
 }
 
 // Each wake-up of the agent costs the node more than its CPU time shows (agent/native/reader.c), so a reader whose
-// ring is quiet waits up to a second between drains, ending on a whole second as the agent's other waits do; while a goroutine probe is on it waits at most 4 polls, since
-// that ring never wakes it and a flood would fill it; and whoever needs the records up to now asks for them.
+// ring is quiet waits up to a second between drains, ending on a whole second as the agent's other waits do; while
+// a goroutine probe is on it waits at most 4 polls, since that ring never wakes it and a flood would fill it; and
+// whoever needs the records up to now asks for them.
 t.test('a quiet reader wakes about once a second on the grid, a drain asked for comes at once, probes on keep it short', { skip: noBpf ?? false }, async (t) => {
   const prog = await PopulationProcess.start(buildPopulation());
   t.teardown(() => prog.kill());

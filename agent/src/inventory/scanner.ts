@@ -15,7 +15,7 @@
 // reader stopped for a drain at load 11).
 import type { ProcessMemory } from '../proc/process.ts';
 import type { GoroutineTable } from '../model/goroutine-table.ts';
-import { monoNowNs, msToGrid } from '../tracer/clock.ts';
+import { GRID_MS, monoNowNs, msToGrid } from '../tracer/clock.ts';
 import { scanGoroutines, type IdCount, type InventoryResult, type ScanTarget } from './allgs.ts';
 
 export interface ScanOptions {
@@ -134,7 +134,7 @@ export class GoroutineScanner {
     const e = this.procs.get(pid);
     if (!e || this.stopped) return;
     e.p.counts.intervalMs = ms;
-    e.timer = setTimeout(() => this.tick(pid), msToGrid(ms, Math.min(1000, this.minIntervalMs)));
+    e.timer = setTimeout(() => this.tick(pid), msToGrid(ms, Math.min(GRID_MS, this.minIntervalMs)));
     e.timer.unref();
   }
 

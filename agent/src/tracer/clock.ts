@@ -13,6 +13,9 @@ export function monoToWallMs(monoNs: number): number {
   return pairWallMs + (monoNs - pairMono) / 1e6;
 }
 
+/** The step of the agent's grid (msToGrid): its readers' longest quiet wait, whose ends keep the same grid. */
+export const GRID_MS = 1000;
+
 /**
  * ms until the first multiple of gridMs on CLOCK_MONOTONIC that is at least `ms` from now (less half a grid step,
  * so that a timer that fired a little late keeps its beat). The agent's periodic work (scans, shipping, the

@@ -21,7 +21,7 @@ import { applyGoroutineRecord } from '../model/goroutine-records.ts';
 import { GoroutineTable, type TraceOptions } from '../model/goroutine-table.ts';
 import { cookieFor, planGoroutineProbes, type GoroutineProbeName, type ProbeSite } from '../probes/goroutine-probes.ts';
 import { ProcessError, ProcessMemory } from '../proc/process.ts';
-import { monoNowNs } from './clock.ts';
+import { GRID_MS, monoNowNs } from './clock.ts';
 import { SchedTable } from '../sched/sched-table.ts';
 import type { Target } from './target.ts';
 import { LayoutSlots, Tracer, type ProcessTracer } from './tracer.ts';
@@ -85,7 +85,7 @@ export const DEFAULT_PROBES: GoroutineProbeName[] =
 const SCHED_CLASSES = ['run', 'syscall'] as const;
 
 /** The reader's longest wait while no goroutine probe is on (ms), and while one is (in polls: syncReaderIdle). */
-const QUIET_IDLE_MS = 1000;
+const QUIET_IDLE_MS = GRID_MS;
 const ACTIVE_IDLE_POLLS = 4;
 
 const CREATOR_FROM_ENTRY = 1; // runtime_layout.flags: reserved for the BPF side

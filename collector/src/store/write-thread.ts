@@ -1,6 +1,7 @@
 // The main thread's side of the store's threads (write-worker.ts): group writes, agent hellos and retention go
 // to the writer in order and are answered with promises; a checkpointer copies the WAL into the database beside
-// it, told after each write (an idle collector's threads sleep). The main thread keeps its own connection for reading (WAL: readers never wait for the writer).
+// it, told after each write (an idle collector's threads sleep). The main thread keeps its own connection for
+// reading (WAL: readers never wait for the writer).
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -129,22 +130,24 @@ export class WriteThread {
   /** Writes the batches in one transaction (a failing one alone, the others again); results in order. */
   async write(batches: BatchToWrite[], now = Date.now()): Promise<{ results: WriteResult[]; seconds: number }> {
     // The numbers are handed over, not copied.
-    const r = await this.writer.call<{ results: WriteResult[]; seconds: number; usedBytes: number }>(
-      { op: 'write', batches, now }, batches.map((b) => b.batch.goroutines.buffer as ArrayBuffer));
-    this.checkpointer.tell('wrote');
+    const r = await this.written(this.writer.call<{ results: WriteResult[]; seconds: number; usedBytes: number }>(
+      { op: 'write', batches, now }, batches.map((b) => b.batch.goroutines.buffer as ArrayBuffer)));
     this.afterWrite?.(r.usedBytes);
     return r;
   }
 
   async recordAgent(hello: HelloMessage, now = Date.now()): Promise<'ok' | 'key-mismatch'> {
-    const r = (await this.writer.call<{ result: 'ok' | 'key-mismatch' }>({ op: 'agent', hello, now })).result;
-    this.checkpointer.tell('wrote');
-    return r;
+    return (await this.written(this.writer.call<{ result: 'ok' | 'key-mismatch' }>({ op: 'agent', hello, now }))).result;
   }
 
   /** One retention pass; onDeleted hears of each chunk's rows as they go. Resolves to the rows deleted. */
   async retention(opts: RetentionOptions, now = Date.now(), onDeleted?: (rows: number) => void): Promise<number> {
-    const r = (await this.writer.call<{ result: number }>({ op: 'retention', opts, now }, [], onDeleted)).result;
+    return (await this.written(this.writer.call<{ result: number }>({ op: 'retention', opts, now }, [], onDeleted))).result;
+  }
+
+  /** A writer call's answer, once the checkpointer is told a checkpoint is due. */
+  private async written<T>(call: Promise<T>): Promise<T> {
+    const r = await call;
     this.checkpointer.tell('wrote');
     return r;
   }
