@@ -581,7 +581,7 @@ export async function runHttpLoad(ctx: BenchContext, only: { configs?: string[];
         if (hitCost.length && !c.agent.includes('--full')) {
           out.push(figure({
             id: id('hit_cost_ns'), bench, label: `what the governor charges a probe hit at the end of saturation (measured in the server, or the calibration when that is more), ${h.label}, ${c.label}`,
-            note: 'measured: the on-windows\' extra CPU (from their switch on until their detach was done) per byte the server moved, pooled over 30 cycles, over the hits the agent had read; a reader behind undercounts them',
+            note: 'measured: the on-windows\' extra CPU (from their switch on until 250 ms after their switch off, or their detach done when later) per byte the server moved, pooled over 30 cycles, over the hits the agent had read; a reader behind undercounts them',
             value: Math.round(median(hitCost)), unit: 'ns/hit', command: cmdOf(c, 'saturation'), samples: hitCost.map(Math.round),
           }));
         }

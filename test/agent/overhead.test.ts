@@ -349,7 +349,7 @@ t.test('the always-on accept probe is charged to the budget first', { skip: noBp
 // What the governor measures in the process, against what its client and the kernel see from outside over the
 // same stretch of time: the server's run time per request answered (requests counted by the client itself), when
 // the probes were hitting (their BPF hit counters moved) and well clear of any hit. The governor charges the
-// probes' pooled share of the process's CPU while on, and holds their cost to its budget: both must agree with
+// probes' pooled cost per ns the process runs while on, and holds their cost to its budget: both must agree with
 // the outside figures. The budget is large (20%), and the cycle 1 s, so that the windows' signal stands above a
 // loaded machine's noise (one window's run time per request moves by tens of % at load 10+); the bounds are a
 // factor of 2.5 either way.
@@ -408,6 +408,11 @@ t.test('the estimated cost agrees with the server\'s run time per request measur
   t.comment(`outside: run time per request ${(clean / 1e3).toFixed(1)} us clear of the probes, +${(truth.on * 100).toFixed(0)}% while they hit, +${(truth.all * 100).toFixed(1)}% over all; the governor: +${(est * 100).toFixed(0)}% while on, fraction ${governor.fraction(server.pid).toFixed(3)}`);
   t.ok(truth.on > 0.1, `the probes cost the server while on (+${(truth.on * 100).toFixed(0)}% run time per request)`);
   t.ok(est > truth.on / 2.5 && est < truth.on * 2.5, `the governor's share while on (${(est * 100).toFixed(0)}%) is the outside one's (${(truth.on * 100).toFixed(0)}%) within 2.5x`);
+  // What the duty cycle is set by: the extra run time per ns run while on, the settling after each window included
+  // (HitCost.perRun); from outside, the probes' part of the run time while they hit.
+  const perRun = governor.hitCost(server.pid)!.perRun!;
+  const outsidePerRun = truth.on / (1 + truth.on);
+  t.ok(perRun > outsidePerRun / 2.5 && perRun < outsidePerRun * 2.5, `the governor's cost per ns run while on (${perRun.toFixed(2)}) is the outside one's (${outsidePerRun.toFixed(2)}) within 2.5x`);
   // It aims below the budget by the estimate's uncertainty (at most by half: pooledRatio), so from below the bound
   // is the half budget's.
   t.ok(truth.all > budget / 2 / 2.5 && truth.all < budget * 2.5, `the probes' cost over all (${(truth.all * 100).toFixed(1)}%) is within 2.5x of the budget (${budget * 100}%), or of half of it from below`);

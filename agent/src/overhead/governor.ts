@@ -74,10 +74,11 @@ export const TCP_HOOK_NS_PER_SYSCALL = 150;
  * extra run time over the run time their work would have taken: one window of a few dozen ms moves by the noise
  * of the off-window's rate, and a median of such ratios was off by several times), never less than the
  * calibration's cost of the hits counted. The on-window is measured from its switch on (attaching, the probes
- * coming on one by one, is part of what a window costs) until its switch off is done (the last hits during the
- * detach, and what it leaves), the off-window from then: no stretch of the process's time is left out. (The off
- * window's first half against its second, the switch's cost until now, was noise: halves of a second differ by
- * +-20% in rate on a loaded machine, 5x a 50 ms window's cost; the probes left no cost after the detach above it.)
+ * coming on one by one, is part of what a window costs) until its switch off is done and the process has settled
+ * (SETTLE_MS: the last hits during the detach, and what the window leaves behind), the off-window from then: no
+ * stretch of the process's time is left out, and the off-window's rate is a clean one. (One window's settling is
+ * lost in the noise of its off-window, halves of a second differing by +-20% in rate on a loaded machine; folded
+ * over many windows it is 1/3 of what a window costs.)
  */
 export interface HitCost {
   /** Charged per hit: the pooled samples' extra run time over their hits, or the calibration where that is more. */
@@ -96,6 +97,12 @@ export interface HitCost {
    * short of the new one until new samples replace the old. */
   measuredNsPerHit: number | undefined;
   measuredNsPerHitHigh: number | undefined;
+  /** What the duty cycle is set by: the samples' extra run time (tail and settling included) per ns the process ran
+   * in their on-windows, pooled, and its upper bound. Not the share: a window's extra is also paid after it (the
+   * tail, the settling), and while on the process may run less than its off rate (waiting on its load), so the
+   * share of the on-window's run time (share / (1 + share)) fell short by 1.3-1.5x on the hello server. */
+  perRun: number | undefined;
+  perRunHigh: number | undefined;
   pooled: number;
   /** The in-process samples, oldest first: ns per hit counted in the on-window, and the probes' share of the
    * process's CPU while on. */
@@ -146,6 +153,15 @@ const RATIO_SPAN_MS = 5000;
 const FIRST_WINDOW_MS = 200;
 /** What switching the probes off is taken to take until measured (ms). */
 const INITIAL_DETACH_MS = 150;
+/**
+ * How long after its switch off an on-window still costs the process (ms): its tail (Phase.tail) lasts until then
+ * or until the detach is done, whichever is later, and the off-window's rate is measured from there. The hello
+ * server at saturation ran 13% more run time per byte 50-100 ms after the switch off, 10% at 100-150, 4% at
+ * 150-200, within 1% from 200 ms on (the detach done at 80-110 ms; folded over the windows of a 30 s run, its
+ * run time and bytes sampled every 5 ms from outside): an off-window measured from the detach took that in as
+ * the clean rate, and the windows' cost was charged at 2/3 of what it was.
+ */
+const SETTLE_MS = 250;
 /** An always-on process is measured in the process once in this many periods (when its cost is near the budget). */
 const MEASURE_EVERY_PERIODS = 10;
 /**
@@ -163,7 +179,7 @@ interface Phase {
   seconds: number;
   work: number;
   hits: number;
-  /** An on-phase's run time and work from its end until its probes' detach was done (switchProbes). */
+  /** An on-phase's run time and work from its end until its probes' detach was done and the process settled (endTail). */
   tail?: { runNs: number; work: number };
 }
 
@@ -210,8 +226,9 @@ interface ProcState {
   costSamples: number[];
   shareSamples: number[];
   /** The same samples whole, pooled for the charged cost (HitCost): the on-window's run time beyond its work's at
-   * the off-window's rate (its tail's included), that rate's run time, and the hits counted. */
-  pairs: { extra: number; without: number; hits: number }[];
+   * the off-window's rate (its tail's included), that rate's run time, the on-window's own run time, and the hits
+   * counted. */
+  pairs: { extra: number; without: number; run: number; hits: number }[];
   sampledAt: number;
   /**
    * How long an always-on decision not yet checked in the process (no sample: the calibration alone made it) lasts
@@ -477,10 +494,12 @@ export class OverheadGovernor {
     const counted = st.pairs.filter((p) => p.hits >= MIN_PHASE_HITS);
     const share = pooledRatio(st.pairs.map((p) => ({ extra: p.extra, of: p.without })));
     const perHit = pooledRatio(counted.map((p) => ({ extra: p.extra, of: p.hits })));
+    const perRun = pooledRatio(st.pairs.map((p) => ({ extra: p.extra, of: p.run })));
     const measured = perHit?.value ?? 0;
     const samples = {
       samples: [...st.costSamples], shares: [...st.shareSamples], share: share?.value, shareHigh: share?.high,
-      measuredNsPerHit: perHit && Math.max(0, perHit.value), measuredNsPerHitHigh: perHit && Math.max(0, perHit.high), pooled: st.pairs.length,
+      measuredNsPerHit: perHit && Math.max(0, perHit.value), measuredNsPerHitHigh: perHit && Math.max(0, perHit.high),
+      perRun: perRun?.value, perRunHigh: perRun?.high, pooled: st.pairs.length,
     };
     return measured > this.opts.nsPerHit ? { nsPerHit: measured, source: 'measured', ...samples } : { nsPerHit: this.opts.nsPerHit, source: 'calibrated', ...samples };
   }
@@ -501,7 +520,7 @@ export class OverheadGovernor {
       st.costSamples.push(extra / on.hits);
       if (st.costSamples.length > HIT_COST_SAMPLES) st.costSamples.shift();
     }
-    st.pairs.push({ extra, without, hits: on.hits });
+    st.pairs.push({ extra, without, run: on.runNs, hits: on.hits });
     if (st.pairs.length > POOLED_SAMPLES) st.pairs.shift();
     return true;
   }
@@ -534,22 +553,34 @@ export class OverheadGovernor {
     const done = Promise.all([this.tracer.setProbes(pid, BUDGETED_PROBES, on), this.opts.requests?.setProbes(pid, on)]);
     const switches = ++st.switches;
     st.measureFrom = on ? t0 : NaN;
+    const settleAt = on ? t0 : t0 + SETTLE_MS * 1e6;
     done.then(
       () => {
         const at = monoNowNs();
         if (!on) st.detachMs = (st.detachMs + (at - t0) / 1e6) / 2;
         if (st.switches !== switches || on) return;
-        st.cpuAtStart = processRunNs(pid) ?? NaN;
-        st.ioAtStart = processIo(pid) ?? NO_IO;
-        st.measureFrom = at;
-        const tail = st.tailFrom && { runNs: st.cpuAtStart - st.tailFrom.run, work: st.ioAtStart.bytes - st.tailFrom.bytes };
-        // A thread gone makes the tail unknown (negative), and the on-phase with it.
-        if (st.lastPhase?.on && tail && tail.runNs >= 0 && tail.work >= 0) st.lastPhase.tail = tail;
-        else st.lastPhase = undefined;
-        st.tailFrom = undefined;
+        if (at < settleAt) {
+          setTimeout(() => this.endTail(pid, st, switches), Math.ceil((settleAt - at) / 1e6)).unref();
+          return;
+        }
+        this.endTail(pid, st, switches);
       },
       () => {},
     );
+  }
+
+  /** Ends an on-phase's tail (Phase.tail): its detach done and the process settled; the off-phase measured from now. */
+  private endTail(pid: number, st: ProcState, switches: number): void {
+    if (st.switches !== switches || this.state.get(pid) !== st) return;
+    const at = monoNowNs();
+    st.cpuAtStart = processRunNs(pid) ?? NaN;
+    st.ioAtStart = processIo(pid) ?? NO_IO;
+    st.measureFrom = at;
+    const tail = st.tailFrom && { runNs: st.cpuAtStart - st.tailFrom.run, work: st.ioAtStart.bytes - st.tailFrom.bytes };
+    // A thread gone makes the tail unknown (negative), and the on-phase with it.
+    if (st.lastPhase?.on && tail && tail.runNs >= 0 && tail.work >= 0) st.lastPhase.tail = tail;
+    else st.lastPhase = undefined;
+    st.tailFrom = undefined;
   }
 
   /** Ends phases that are due: measures the on-window, sets the fraction, switches the probes. */
@@ -623,16 +654,17 @@ export class OverheadGovernor {
         // the calibration's cost of the hits counted.
         const calibrated = (hitsTotal / phaseSeconds) * this.opts.nsPerHit;
         const hc = this.hitCost(pid)!;
-        // The share is of run time; what it stands for is ns of CPU, all of it utime + stime (a trap runs in the
-        // task), so it is taken of the run time, not scaled. The cost per hit measured, times the hits counted now,
-        // follows a change of load at once (HitCost.measuredNsPerHit); the greater of the two is charged.
-        const costAt = (share: number | undefined, nsPerHit: number | undefined) =>
-          Math.max(calibrated, share !== undefined ? (share * runPerSecond) / (1 + share) : 0, ((nsPerHit ?? 0) * hitsTotal) / phaseSeconds);
+        // The cost per ns the process runs while on (HitCost.perRun) times what it runs now: ns of CPU, all of it
+        // utime + stime (a trap runs in the task), so taken of the run time, not scaled. The cost per hit measured,
+        // times the hits counted now, follows a change of load at once (HitCost.measuredNsPerHit); the greater of
+        // the two is charged.
+        const costAt = (perRun: number | undefined, nsPerHit: number | undefined) =>
+          Math.max(calibrated, (perRun ?? 0) * runPerSecond, ((nsPerHit ?? 0) * hitsTotal) / phaseSeconds);
         // The expected cost (what the estimate says), and its upper bound, which the on-fraction is set by: aimed
         // at the budget, a noisy estimate put the hello server's probes over it in half the bench's rounds (the
         // real cost 0.74-1.85x the budget while the estimate said 2.0%).
-        const cost = costAt(hc.share, hc.measuredNsPerHit);
-        const costHigh = costAt(hc.shareHigh, hc.measuredNsPerHitHigh);
+        const cost = costAt(hc.perRun, hc.measuredNsPerHit);
+        const costHigh = costAt(hc.perRunHigh, hc.measuredNsPerHitHigh);
         // The budget is a share of what the process uses without the probes: the on-window's CPU less the probes',
         // or what it ran per second in the off-window before this one where that is more (at saturation, where
         // the probes took CPU from its work). Not the on-window's CPU: below saturation that holds the probes' cost
@@ -672,12 +704,12 @@ export class OverheadGovernor {
       // At most a period of off time for it, so one long stall cannot blind the agent for long.
       const overrunMs = st.on ? Math.max(0, (now - st.phaseStart) / 1e6 - onMs) : 0;
       const payFor = onMs + Math.min(overrunMs, (this.periodMs * st.fraction) / (1 - st.fraction));
-      let offMs = st.fraction >= 1 ? 0 : Math.max(st.detachMs + this.minOnMs, (payFor * (1 - st.fraction)) / st.fraction);
+      let offMs = st.fraction >= 1 ? 0 : Math.max(Math.max(st.detachMs, SETTLE_MS) + this.minOnMs, (payFor * (1 - st.fraction)) / st.fraction);
       // Always on, but at a quarter of the budget or more by the charged cost: now and then a short off-window, so
       // the cost is measured in the process (a true cost 4x the charged one would be over the budget).
       const duty = st.estimated ? st.estimated.total - st.estimated.alwaysOn : 0;
       if (st.on && offMs === 0 && Number.isFinite(this.opts.budget) && duty >= this.opts.budget / 4 && now - st.sampledAt >= checkEveryMs * 1e6) {
-        offMs = st.detachMs + Math.max(this.minOnMs, this.cycleMs / 10);
+        offMs = Math.max(st.detachMs, SETTLE_MS) + Math.max(this.minOnMs, this.cycleMs / 10);
         st.sampledAt = now;
         if (!st.pairs.length) st.uncheckedOnMs = Math.min(2 * st.uncheckedOnMs, MEASURE_EVERY_PERIODS * this.periodMs);
       }
