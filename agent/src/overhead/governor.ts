@@ -70,7 +70,8 @@ export const TCP_HOOK_NS_PER_SYSCALL = 150;
  * move with load (an empty read, EAGAIN, when the next request is not there yet; none at saturation, where it
  * is), and the probes' slowdown and the agent's own CPU beside the client move it too, so calls made an on-window
  * look cheap. As a share of the process's CPU it needs no hit counts (records the agent has not read yet would make
- * a window look cheap); per hit counted it is shown beside the calibration. The last samples are pooled (their
+ * a window look cheap); per hit counted it is shown beside the calibration. The last samples taken at about the
+ * present load (SIMILAR_LOAD) are pooled (their
  * extra run time over the run time their work would have taken: one window of a few dozen ms moves by the noise
  * of the off-window's rate, and a median of such ratios was off by several times), never less than the
  * calibration's cost of the hits counted. The on-window is measured from its switch on (attaching, the probes
@@ -116,6 +117,14 @@ export interface HitCost {
  * many; it moves slowly (the machine, the process's code), so a minute is not stale. */
 const HIT_COST_SAMPLES = 9;
 const POOLED_SAMPLES = 30;
+/**
+ * The samples pooled are those taken at about the load now: their off-window's run time per second within this
+ * factor of the last off-window's (all of them when none is). What a window costs follows the load beyond its hits:
+ * the settling after it slows whatever the process runs then. Pooled from the bench's 10k/s phase, the hello server's
+ * saturation was charged 0.5-0.8 us a hit where it paid ~2.9 (its windows' extra, the settling included, over their
+ * hits), and its probes cost twice what the governor estimated.
+ */
+const SIMILAR_LOAD = 1.5;
 /** One-sided 95% quantiles of Student's t, by degrees of freedom (1-30; beyond, 1.7). */
 const T95_ONE_SIDED = [6.31, 2.92, 2.35, 2.13, 2.02, 1.94, 1.89, 1.86, 1.83, 1.81, 1.8, 1.78, 1.77, 1.76, 1.75, 1.75, 1.74, 1.73, 1.73, 1.72, 1.72, 1.72, 1.71, 1.71, 1.71, 1.71, 1.7, 1.7, 1.7, 1.7];
 
@@ -226,9 +235,11 @@ interface ProcState {
   costSamples: number[];
   shareSamples: number[];
   /** The same samples whole, pooled for the charged cost (HitCost): the on-window's run time beyond its work's at
-   * the off-window's rate (its tail's included), that rate's run time, the on-window's own run time, and the hits
-   * counted. */
-  pairs: { extra: number; without: number; run: number; hits: number }[];
+   * the off-window's rate (its tail's included), that rate's run time, the on-window's own run time, the hits
+   * counted, and the load they were taken at (the off-window's run time per second). */
+  pairs: { extra: number; without: number; run: number; hits: number; load: number }[];
+  /** The process's run time per second in the last off-window measured (ns/s): the load now (SIMILAR_LOAD). */
+  load: number;
   sampledAt: number;
   /**
    * How long an always-on decision not yet checked in the process (no sample: the calibration alone made it) lasts
@@ -418,6 +429,7 @@ export class OverheadGovernor {
       costSamples: [],
       shareSamples: [],
       pairs: [],
+      load: 0,
       sampledAt: now,
       uncheckedOnMs: this.cycleMs,
       mix: { requests: 0, parkReady: 0, createExit: 0 },
@@ -491,10 +503,12 @@ export class OverheadGovernor {
   hitCost(pid: number): HitCost | undefined {
     const st = this.state.get(pid);
     if (!st) return undefined;
-    const counted = st.pairs.filter((p) => p.hits >= MIN_PHASE_HITS);
-    const share = pooledRatio(st.pairs.map((p) => ({ extra: p.extra, of: p.without })));
+    const near = st.pairs.filter((p) => p.load > 0 && st.load > 0 && Math.max(p.load / st.load, st.load / p.load) <= SIMILAR_LOAD);
+    const pairs = near.length ? near : st.pairs;
+    const counted = pairs.filter((p) => p.hits >= MIN_PHASE_HITS);
+    const share = pooledRatio(pairs.map((p) => ({ extra: p.extra, of: p.without })));
     const perHit = pooledRatio(counted.map((p) => ({ extra: p.extra, of: p.hits })));
-    const perRun = pooledRatio(st.pairs.map((p) => ({ extra: p.extra, of: p.run })));
+    const perRun = pooledRatio(pairs.map((p) => ({ extra: p.extra, of: p.run })));
     const measured = perHit?.value ?? 0;
     const samples = {
       samples: [...st.costSamples], shares: [...st.shareSamples], share: share?.value, shareHigh: share?.high,
@@ -520,7 +534,7 @@ export class OverheadGovernor {
       st.costSamples.push(extra / on.hits);
       if (st.costSamples.length > HIT_COST_SAMPLES) st.costSamples.shift();
     }
-    st.pairs.push({ extra, without, run: on.runNs, hits: on.hits });
+    st.pairs.push({ extra, without, run: on.runNs, hits: on.hits, load: off.runNs / off.seconds });
     if (st.pairs.length > POOLED_SAMPLES) st.pairs.shift();
     return true;
   }
@@ -641,6 +655,7 @@ export class OverheadGovernor {
         // One sample a cycle, at the off-phase's end: the on-phase before it, whose tail is measured by now.
         if (st.lastPhase && !st.on && this.sample(st, st.lastPhase, phase)) st.sampledAt = now;
         st.lastPhase = phase;
+        if (!st.on && seconds * 1e3 >= MIN_CLEAN_MS) st.load = runPerSecond;
       } else {
         st.lastPhase = undefined;
       }
