@@ -71,9 +71,9 @@ export const TCP_HOOK_NS_PER_SYSCALL = 150;
  * is), and the probes' slowdown and the agent's own CPU beside the client move it too, so calls made an on-window
  * look cheap. As a share of the process's CPU it needs no hit counts (records the agent has not read yet would make
  * a window look cheap); per hit counted it is shown beside the calibration. The last samples taken at about the
- * present load (SIMILAR_LOAD) are pooled (their
- * extra run time over the run time their work would have taken: one window of a few dozen ms moves by the noise
- * of the off-window's rate, and a median of such ratios was off by several times), never less than the
+ * present load (SIMILAR_LOAD) are pooled (their extra run time over the run time their work would have taken: one
+ * window of a few dozen ms moves by the noise of the off-window's rate, and a median of such ratios was off by
+ * several times), never less than the
  * calibration's cost of the hits counted. The on-window is measured from its switch on (attaching, the probes
  * coming on one by one, is part of what a window costs) until its switch off is done and the process has settled
  * (SETTLE_MS: the last hits during the detach, and what the window leaves behind), the off-window from then: no
@@ -558,8 +558,8 @@ export class OverheadGovernor {
   /**
    * Switches every budgeted probe. An on-phase is measured from the switch: attaching (the probes coming on one by
    * one, what it does to the process) is part of what an on-window costs, and leaving it out charged a window of
-   * 50 ms for what it cost after a 10-140 ms attach. An off-phase is measured once the detach is done (its clean
-   * rate); until then the on-phase's tail (Phase.tail).
+   * 50 ms for what it cost after a 10-140 ms attach. An off-phase is measured once the detach is done and the
+   * process has settled (SETTLE_MS: its clean rate); until then the on-phase's tail (Phase.tail, endTail).
    */
   private switchProbes(pid: number, st: ProcState, on: boolean): void {
     const t0 = monoNowNs();
@@ -567,7 +567,7 @@ export class OverheadGovernor {
     const done = Promise.all([this.tracer.setProbes(pid, BUDGETED_PROBES, on), this.opts.requests?.setProbes(pid, on)]);
     const switches = ++st.switches;
     st.measureFrom = on ? t0 : NaN;
-    const settleAt = on ? t0 : t0 + SETTLE_MS * 1e6;
+    const settleAt = t0 + SETTLE_MS * 1e6; // only an off switch waits for it
     done.then(
       () => {
         const at = monoNowNs();
@@ -719,12 +719,14 @@ export class OverheadGovernor {
       // At most a period of off time for it, so one long stall cannot blind the agent for long.
       const overrunMs = st.on ? Math.max(0, (now - st.phaseStart) / 1e6 - onMs) : 0;
       const payFor = onMs + Math.min(overrunMs, (this.periodMs * st.fraction) / (1 - st.fraction));
-      let offMs = st.fraction >= 1 ? 0 : Math.max(Math.max(st.detachMs, SETTLE_MS) + this.minOnMs, (payFor * (1 - st.fraction)) / st.fraction);
+      // The shortest off-window leaves a clean stretch after the detach and the settling.
+      const settledMs = Math.max(st.detachMs, SETTLE_MS);
+      let offMs = st.fraction >= 1 ? 0 : Math.max(settledMs + this.minOnMs, (payFor * (1 - st.fraction)) / st.fraction);
       // Always on, but at a quarter of the budget or more by the charged cost: now and then a short off-window, so
       // the cost is measured in the process (a true cost 4x the charged one would be over the budget).
       const duty = st.estimated ? st.estimated.total - st.estimated.alwaysOn : 0;
       if (st.on && offMs === 0 && Number.isFinite(this.opts.budget) && duty >= this.opts.budget / 4 && now - st.sampledAt >= checkEveryMs * 1e6) {
-        offMs = Math.max(st.detachMs, SETTLE_MS) + Math.max(this.minOnMs, this.cycleMs / 10);
+        offMs = settledMs + Math.max(this.minOnMs, this.cycleMs / 10);
         st.sampledAt = now;
         if (!st.pairs.length) st.uncheckedOnMs = Math.min(2 * st.uncheckedOnMs, MEASURE_EVERY_PERIODS * this.periodMs);
       }
